@@ -1,0 +1,1 @@
+"""Training data: reading JSONL documents, tokenizing, chunking, and building each phase's rows."""

@@ -1,0 +1,122 @@
+"""Loading the tokenizer and base model, and attaching or loading the LoRA adapter.
+
+Uses only the public APIs of transformers (`Auto*.from_pretrained`) and peft
+(`get_peft_model`, `PeftModel.from_pretrained`), so a hub id and a local directory load the
+same way. Nothing here downloads unless the user names a hub id and has network access.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+from pathlib import Path
+
+import torch
+from peft import LoraConfig as PeftLoraConfig
+from peft import PeftModel, get_peft_model, get_peft_model_state_dict
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from phased_cpt.config import LoraConfig, ModelConfig
+from phased_cpt.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    """auto: bfloat16 on a GPU that supports it, else float32 (CPU, or GPUs without bf16)."""
+    if name == "auto":
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return getattr(torch, name)
+
+
+def resolve_attn_implementation(name: str) -> str:
+    if name != "auto":
+        return name
+    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def load_tokenizer(model: ModelConfig) -> PreTrainedTokenizerBase:
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model.name)
+    except (OSError, ValueError) as err:
+        raise UserError(_load_failure("tokenizer", model.name, err)) from None
+    if tokenizer.eos_token_id is None:
+        raise UserError(
+            f"the tokenizer of {model.name!r} has no EOS token; set eos_token in its tokenizer_config.json"
+        )
+    if tokenizer.pad_token_id is None:
+        # Padding positions carry label -100 and attention 0, so reusing EOS as pad is harmless here.
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_base_model(model: ModelConfig) -> PreTrainedModel:
+    dtype = resolve_dtype(model.dtype)
+    attn = resolve_attn_implementation(model.attn_implementation)
+    try:
+        base = AutoModelForCausalLM.from_pretrained(model.name, dtype=dtype, attn_implementation=attn)
+    except (OSError, ValueError, ImportError) as err:
+        raise UserError(_load_failure("model", model.name, err)) from None
+    base.config.use_cache = False  # training never uses the KV cache
+    logger.info("loaded %s (%s, attention %s)", model.name, str(dtype).removeprefix("torch."), attn)
+    return base
+
+
+def attach_lora(base: PreTrainedModel, lora: LoraConfig) -> PeftModel:
+    """Wrap the base model with a fresh, trainable LoRA adapter."""
+    present = {name.rsplit(".", 1)[-1] for name, _ in base.named_modules()}
+    missing = [m for m in lora.target_modules if m not in present]
+    if missing:
+        linear = sorted(
+            {n.rsplit(".", 1)[-1] for n, m in base.named_modules() if isinstance(m, torch.nn.Linear)}
+        )
+        raise UserError(
+            f"training.lora.target_modules: {missing} not found in the model; "
+            f"its linear layers are named {linear}"
+        )
+    peft_config = PeftLoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(base, peft_config)
+
+
+def load_adapter(base: PreTrainedModel, adapter_dir: Path, trainable: bool = False) -> PeftModel:
+    try:
+        return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=trainable)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot load the LoRA adapter in {adapter_dir}: {err}") from None
+
+
+def adapter_fingerprint(model: PeftModel) -> str:
+    """sha256 over the adapter tensors (as saved: sorted names, float32 bytes).
+
+    Logged at the start and end of each phase so a run shows that phase k+1 starts from
+    exactly the weights phase k ended with.
+    """
+    return fingerprint_tensors(get_peft_model_state_dict(model))
+
+
+def fingerprint_tensors(tensors: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(tensors[name].detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _load_failure(what: str, name: str, err: Exception) -> str:
+    hint = (
+        "check the path" if Path(name).expanduser().exists() or name.startswith(("/", ".", "~"))
+        else "check the model id, your network access, or point model.name at a local directory"
+    )
+    return f"cannot load the {what} of model.name {name!r}: {err.__class__.__name__}: {err}\n{hint}"

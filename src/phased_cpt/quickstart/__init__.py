@@ -1,0 +1,62 @@
+"""The embedded quickstart: bundled sample data, its config, and a tiny model built offline.
+
+`phased-cpt train` with no config trains `config.yaml` beside this file on the bundled
+`data/*.jsonl`, with a tiny random-weight model whose byte-level BPE tokenizer is trained on that
+same data. The model is built once and cached (`quickstart_model_dir`); it is saved with
+`save_pretrained` and loaded through the same `from_pretrained` path a real model uses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+QUICKSTART_DIR = Path(__file__).resolve().parent
+DATA_DIR = QUICKSTART_DIR / "data"
+CONFIG_FILE = QUICKSTART_DIR / "config.yaml"
+BUILDER_VERSION = "2"
+
+
+def quickstart_config_data(model_dir: Path) -> dict[str, Any]:
+    """The embedded config as a dict, pointing at the bundled data and the built tiny model."""
+    data = yaml.safe_load(CONFIG_FILE.read_text(encoding="utf-8"))
+    data["model"]["name"] = str(model_dir)
+    for phase in data["phases"]:
+        phase["file"] = str(DATA_DIR / phase["file"])
+    return data
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "phased-cpt"
+
+
+def quickstart_model_dir() -> Path:
+    """The tiny quickstart model, built on first use and cached, keyed by the bundled data."""
+    from phased_cpt.quickstart.tiny_model import build_tiny_model
+
+    files = sorted(DATA_DIR.glob("*.jsonl"))
+    digest = hashlib.sha256(BUILDER_VERSION.encode())
+    for f in files:
+        digest.update(f.read_bytes())
+    target = cache_root() / f"quickstart-tiny-llama-{digest.hexdigest()[:12]}"
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".building-"))
+    try:
+        build_tiny_model(tmp, corpus_files=files)
+        try:
+            os.replace(tmp, target)  # atomic: a concurrent builder may have won; both are equal
+        except OSError:
+            if not (target / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

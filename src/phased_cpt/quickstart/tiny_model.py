@@ -1,0 +1,100 @@
+"""Build a tiny Llama- or Qwen2-architecture causal LM with random weights, offline.
+
+The tokenizer is a byte-level BPE trained with `tokenizers` on the given corpus; its EOS token
+`<|endoftext|>` doubles as the pad token (as in Qwen2), which is exactly the case where a careless
+collator would mask every EOS label. `bos=True` makes it prepend `<s>` like a Llama tokenizer.
+A larger `initializer_range` than real models use lets a model this small learn visibly in
+a few dozen steps.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast, Qwen2Config
+
+EOS = "<|endoftext|>"
+BOS = "<s>"
+
+
+def iter_corpus(corpus_files: list[Path], text_field: str = "training_content") -> Iterator[str]:
+    for path in corpus_files:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    yield json.loads(line)[text_field]
+
+
+def build_tokenizer(texts: Iterator[str], vocab_size: int, bos: bool) -> PreTrainedTokenizerFast:
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    specials = [EOS, BOS] if bos else [EOS]
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    if bos:
+        bos_id = tokenizer.token_to_id(BOS)
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bos_id)]
+        )
+    else:
+        tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token=EOS,
+        pad_token=EOS,
+        bos_token=BOS if bos else None,
+        model_max_length=1_000_000,
+    )
+
+
+def build_tiny_model(
+    out_dir: Path,
+    corpus_files: list[Path],
+    *,
+    architecture: str = "llama",
+    vocab_size: int = 1024,
+    hidden_size: int = 128,
+    num_layers: int = 4,
+    bos: bool = False,
+    seed: int = 0,
+) -> Path:
+    """Train the tokenizer, build the random model, `save_pretrained` both into `out_dir`."""
+    out_dir = Path(out_dir)
+    tokenizer = build_tokenizer(iter_corpus(corpus_files), vocab_size, bos)
+    common = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 3,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=65536,
+        initializer_range=0.1,
+        tie_word_embeddings=False,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        use_cache=False,
+    )
+    if architecture == "llama":
+        config = LlamaConfig(**common)
+    elif architecture == "qwen2":
+        config = Qwen2Config(**common)
+    else:
+        raise ValueError(f"architecture must be 'llama' or 'qwen2', got {architecture!r}")
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir

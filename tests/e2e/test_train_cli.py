@@ -1,0 +1,171 @@
+"""`phased-cpt train` end to end on a tiny offline model: files, adapters, metrics, carry-over."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from peft import PeftModel
+from safetensors.torch import load_file
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from transformers import AutoModelForCausalLM
+
+from tests.conftest import bundled_texts, write_jsonl
+from tests.e2e.cli import REPO, assert_user_error, run_cli, tiny_run_config, write_yaml
+
+pytestmark = pytest.mark.e2e
+FAKE_KEY = "fakekey-0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_model_dir, tmp_path_factory):
+    work = tmp_path_factory.mktemp("train")
+    p1 = write_jsonl(work / "data" / "p1.jsonl", bundled_texts("phase1_foundation", 16))
+    p2 = write_jsonl(work / "data" / "p2.jsonl", bundled_texts("phase2_evolution", 40))
+    cfg = tiny_run_config(tiny_model_dir, [("phase1_foundation", p1, 3), ("phase2_evolution", p2, 1)],
+                          wandb={"enabled": True, "project": "e2e", "api_key": "${WANDB_API_KEY}"})
+    config = write_yaml(work / "config.yaml", cfg)
+    result = run_cli(["train", str(config)], cwd=work, env={"WANDB_API_KEY": FAKE_KEY})
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = (work / "outputs").iterdir()
+    return run_dir, result
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_run_directory_layout(trained_run):
+    run_dir, _ = trained_run
+    assert run_dir.name.startswith("e2e-")
+    for name in ("config.resolved.yaml", "metrics.jsonl", "state.json", "tensorboard"):
+        assert (run_dir / name).exists(), name
+    for phase in ("phase1_foundation", "phase2_evolution"):
+        assert (run_dir / phase / "adapter" / "adapter_model.safetensors").is_file()
+        assert (run_dir / phase / "adapter" / "adapter_config.json").is_file()
+        assert list((run_dir / phase).glob("checkpoint-*")), f"no checkpoint in {phase}"
+    state = json.loads((run_dir / "state.json").read_text())
+    assert [p["name"] for p in state["finished_phases"]] == ["phase1_foundation", "phase2_evolution"]
+
+
+def test_every_phase_adapter_loads_with_peft(trained_run, tiny_model_dir):
+    run_dir, _ = trained_run
+    for phase in ("phase1_foundation", "phase2_evolution"):
+        base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+        model = PeftModel.from_pretrained(base, run_dir / phase / "adapter")
+        saved = load_file(run_dir / phase / "adapter" / "adapter_model.safetensors")
+        lora_b = {k: v for k, v in saved.items() if "lora_B" in k}
+        assert lora_b and all(v.abs().sum() > 0 for v in lora_b.values())  # trained, not the zero init
+        loaded = dict(model.named_parameters())
+        some_key = next(iter(lora_b))
+        in_model = some_key.replace(".weight", ".default.weight")
+        assert torch.equal(loaded[in_model], lora_b[some_key])
+
+
+def sha_of_adapter_file(path: Path) -> str:
+    tensors = load_file(path)
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(tensors[name].to(torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def test_phase2_starts_from_phase1_final_weights(trained_run):
+    run_dir, _ = trained_run
+    events = {(r["event"], r["phase"]): r for r in metrics(run_dir) if "event" in r}
+    phase1_file = sha_of_adapter_file(run_dir / "phase1_foundation" / "adapter" / "adapter_model.safetensors")
+    phase2_file = sha_of_adapter_file(run_dir / "phase2_evolution" / "adapter" / "adapter_model.safetensors")
+    assert events[("phase_start", "phase2_evolution")]["adapter_sha256"] == phase1_file
+    assert events[("phase_end", "phase1_foundation")]["adapter_sha256"] == phase1_file
+    assert events[("phase_end", "phase2_evolution")]["adapter_sha256"] == phase2_file
+    assert phase1_file != phase2_file  # phase 2 trained further
+    assert events[("phase_start", "phase1_foundation")]["adapter_sha256"] != phase1_file
+
+
+def test_losses_are_finite_and_fall_in_phase1(trained_run):
+    run_dir, _ = trained_run
+    records = [r for r in metrics(run_dir) if r.get("kind") == "train"]
+    assert all(math.isfinite(r["loss"]) for r in records)
+    for r in records:
+        assert r["perplexity"] == pytest.approx(math.exp(r["loss"]))
+        assert r["tokens_per_second"] > 0 and r["learning_rate"] >= 0
+    phase1 = [r["loss"] for r in records if r["phase"] == "phase1_foundation"]
+    assert len(phase1) >= 6
+    assert sum(phase1[-3:]) / 3 < sum(phase1[:3]) / 3 - 0.5
+    steps = [r["step"] for r in records]
+    assert steps == sorted(steps) and len(set(steps)) == len(steps)
+    assert {r["phase"] for r in records} == {"phase1_foundation", "phase2_evolution"}
+
+
+def test_tensorboard_holds_the_scalars_on_one_monotonic_step(trained_run):
+    run_dir, _ = trained_run
+    acc = EventAccumulator(str(run_dir / "tensorboard"))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    for tag in ("train/loss", "train/perplexity", "train/learning_rate", "train/tokens_per_second"):
+        assert tag in tags, tags
+    loss = acc.Scalars("train/loss")
+    logged = [r for r in metrics(run_dir) if r.get("kind") == "train"]
+    assert [e.step for e in loss] == [r["step"] for r in logged]
+    assert [e.value for e in loss] == pytest.approx([r["loss"] for r in logged])
+    assert "phase2_evolution/train/loss" in tags
+    assert acc.Scalars("phase2_evolution/train/loss")[0].step > acc.Scalars("phase1_foundation/train/loss")[-1].step
+
+
+def test_wandb_offline_run_and_no_key_anywhere(trained_run):
+    run_dir, result = trained_run
+    offline_runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == 1  # one W&B run for the whole training run
+    assert list(offline_runs[0].glob("*.wandb"))
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert FAKE_KEY.encode() not in path.read_bytes(), path
+    assert FAKE_KEY not in result.stderr + result.stdout
+
+
+def test_console_shows_plan_and_progress(trained_run):
+    _, result = trained_run
+    assert "phase1_foundation" in result.stderr and "documents" in result.stderr
+    assert "loss=" in result.stderr and "ppl=" in result.stderr and "tok/s=" in result.stderr
+
+
+# --- user mistakes: exit 2, a message, no traceback, nothing trained --------------------------
+
+def test_broken_jsonl_line_stops_before_training(tiny_model_dir, tmp_path):
+    good = write_jsonl(tmp_path / "p1.jsonl", ["fine text"] * 3)
+    bad = tmp_path / "p2.jsonl"
+    bad.write_text('{"training_content": "ok"}\n{"training_content": "broken\n')
+    config = write_yaml(tmp_path / "c.yaml", tiny_run_config(tiny_model_dir, [("a", good, 1), ("b", bad, 1)]))
+    result = run_cli(["train", str(config)], cwd=tmp_path)
+    assert_user_error(result, f"{bad}:2: invalid JSON")
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_unknown_key_override_exits_2_naming_the_key(tmp_path):
+    result = run_cli(["train", str(REPO / "config.yaml"), "--set", "training.lora.rnak=8"], cwd=tmp_path)
+    assert_user_error(result, "training.lora.rnak: unknown key (did you mean 'r'?)")
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["train", "does-not-exist.yaml"], "does not exist"),
+    (["validate", "does-not-exist.yaml"], "does not exist"),
+    (["train", "--set", "model.name=/nonexistent/model"], "cannot load the tokenizer of model.name '/nonexistent/model'"),
+    (["train", "--set", "training.lora.target_modules=[nope_proj]"], "training.lora.target_modules: ['nope_proj'] not found"),
+    (["train", "--set", "training.learning_rate=fast"], "training.learning_rate:"),
+])
+def test_user_mistakes_get_a_message_not_a_traceback(tmp_path, args, expected):
+    result = run_cli(args, cwd=tmp_path, env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert_user_error(result, expected)
+
+
+def test_help_on_every_subcommand(tmp_path):
+    for args in (["--help"], ["train", "--help"], ["validate", "--help"], ["data", "--help"]):
+        result = run_cli(args, cwd=tmp_path)
+        assert result.returncode == 0 and "usage: phased-cpt" in result.stdout, args
+    assert "--set" in run_cli(["train", "--help"], cwd=tmp_path).stdout
+    assert "--print-translated" in run_cli(["validate", "--help"], cwd=tmp_path).stdout

@@ -1,0 +1,253 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from phased_cpt.config import dump_config, load_config, model_short_name
+from phased_cpt.errors import ConfigError
+from phased_cpt.legacy import phase_dir_name
+
+
+@pytest.fixture
+def data_files(tmp_path: Path) -> Path:
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.jsonl").write_text('{"training_content": "x"}\n')
+    return tmp_path
+
+
+def write_config(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def minimal(**sections) -> dict:
+    data = {"phases": [{"name": "p1", "file": "a.jsonl", "epochs": 1}, {"name": "p2", "file": "b.jsonl"}]}
+    data.update(sections)
+    return data
+
+
+def problems_of(path: Path, overrides=()) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        load_config(path, list(overrides))
+    return err.value.problems
+
+
+def test_defaults_match_the_documented_ones(data_files):
+    cfg, warnings = load_config(write_config(data_files, minimal()))
+    assert warnings == []
+    assert (cfg.training.micro_batch_size, cfg.training.gradient_accumulation_steps) == (1, 6)
+    assert cfg.training.learning_rate == 1e-4 and cfg.training.lr_scheduler == "cosine"
+    assert (cfg.training.warmup_ratio, cfg.training.weight_decay, cfg.training.max_grad_norm) == (0.03, 0.1, 1.0)
+    assert (cfg.training.lora.r, cfg.training.lora.alpha, cfg.training.lora.dropout) == (128, 256, 0.05)
+    assert len(cfg.training.lora.target_modules) == 7
+    assert (cfg.context.max_tokens, cfg.context.overlap_tokens) == (32768, 2048)
+    assert cfg.context.chunk_long_samples and not cfg.context.sample_packing
+    assert cfg.data.text_field == "training_content"
+    assert cfg.run_name == "phased-kat-dev-lora"
+
+
+def test_default_phases_are_the_three_curriculum_phases(tmp_path):
+    cfg, _ = load_config(None, base_data={}, check_files=False)
+    assert [(p.name, p.file.name, p.epochs) for p in cfg.phases] == [
+        ("phase1_foundation", "phase1_foundation.jsonl", 3),
+        ("phase2_evolution", "phase2_evolution.jsonl", 2),
+        ("phase3_pr_mastery", "phase3_pr_mastery.jsonl", 2),
+    ]
+
+
+def test_relative_data_paths_resolve_against_the_config_directory(data_files, monkeypatch, tmp_path_factory):
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+    cfg, _ = load_config(write_config(data_files, minimal()))
+    assert cfg.phases[0].file == data_files / "a.jsonl"
+
+
+def test_unknown_key_names_its_path_and_suggests_the_right_one(data_files):
+    problems = problems_of(write_config(data_files, minimal()), ["training.lora.rnak=8"])
+    assert len(problems) == 1
+    assert problems[0].startswith("training.lora.rnak: unknown key (did you mean 'r'?)")
+
+
+def test_unknown_top_level_key_lists_valid_keys(data_files):
+    problems = problems_of(write_config(data_files, minimal(trainig={"seed": 1})))
+    assert problems[0].startswith("trainig: unknown key (did you mean 'training'?)")
+
+
+def test_all_problems_are_reported_together(data_files):
+    data = minimal(
+        training={"micro_batch_size": "big", "lora": {"rnak": 8}},
+        context={"max_tokens": 1024, "overlap_tokens": 4096},
+        model={"dtype": "int4"},
+    )
+    data["phases"].append({"name": "p1", "file": "missing.jsonl"})
+    problems = problems_of(write_config(data_files, data))
+    joined = "\n".join(problems)
+    assert "training.micro_batch_size:" in joined
+    assert "training.lora.rnak: unknown key" in joined
+    assert "context.overlap_tokens (4096) must be smaller than context.max_tokens (1024)" in joined
+    assert "model.dtype:" in joined
+    assert "phases.2.file: data file" in joined and "missing.jsonl" in joined
+    assert len(problems) == 5  # duplicate name is checked once the phase list itself is valid
+
+
+@pytest.mark.parametrize(
+    "phases, expected",
+    [
+        ([], "no phases"),
+        ([{"name": "p", "file": "a.jsonl"}, {"name": "p", "file": "b.jsonl"}], "duplicate phase name 'p'"),
+        ([{"name": "bad/name", "file": "a.jsonl"}], "phases.0.name"),
+        ([{"file": "a.jsonl"}], "phases.0.name: required key is missing"),
+    ],
+)
+def test_phase_list_rules(data_files, phases, expected):
+    problems = problems_of(write_config(data_files, {"phases": phases}))
+    assert any(expected in p for p in problems), problems
+
+
+def test_overlap_equal_to_max_tokens_is_a_contradiction(data_files):
+    problems = problems_of(write_config(data_files, minimal(context={"max_tokens": 512, "overlap_tokens": 512})))
+    assert problems == [
+        "context.overlap_tokens (512) must be smaller than context.max_tokens (512); "
+        "lower overlap_tokens or raise max_tokens"
+    ]
+
+
+def test_sample_packing_true_is_rejected_not_ignored(data_files):
+    problems = problems_of(write_config(data_files, minimal(context={"sample_packing": True})))
+    assert "sample_packing: true is not supported yet" in problems[0]
+
+
+def test_deepspeed_is_rejected_until_supported(data_files):
+    problems = problems_of(write_config(data_files, minimal(deepspeed="zero3")))
+    assert problems[0].startswith("deepspeed: DeepSpeed ('zero3') is not supported yet")
+
+
+def test_set_overrides_by_index_and_by_phase_name(data_files):
+    cfg, _ = load_config(
+        write_config(data_files, minimal()),
+        ["phases.0.epochs=4", "phases.p2.learning_rate=5e-5", "training.lora.r=8", "model.name=/x/y"],
+    )
+    assert cfg.phases[0].epochs == 4
+    assert cfg.phases[1].learning_rate == 5e-5
+    assert cfg.training.lora.r == 8
+    assert cfg.model.name == "/x/y"
+
+
+@pytest.mark.parametrize("assignment, expected", [
+    ("training.lora.r", "expected key.path=value"),
+    ("phases.7.epochs=1", "no list item '7'"),
+    ("training..r=1", "empty key"),
+])
+def test_bad_set_overrides(data_files, assignment, expected):
+    problems = problems_of(write_config(data_files, minimal()), [assignment])
+    assert expected in problems[0]
+
+
+def test_phase_overrides_apply_only_to_their_phase(data_files):
+    data = minimal(training={"learning_rate": 1e-4, "max_steps": 10})
+    data["phases"][1].update(learning_rate=3e-5, warmup_ratio=0.5, max_steps=2)
+    cfg, _ = load_config(write_config(data_files, data))
+    first, second = (p.training_for(cfg.training) for p in cfg.phases)
+    assert (first.learning_rate, first.warmup_ratio, first.max_steps) == (1e-4, 0.03, 10)
+    assert (second.learning_rate, second.warmup_ratio, second.max_steps) == (3e-5, 0.5, 2)
+
+
+def test_env_interpolation_in_any_string(data_files, monkeypatch):
+    monkeypatch.setenv("MY_MODEL", "/models/m")
+    monkeypatch.setenv("WANDB_API_KEY", "secret-key-123")
+    data = minimal(model={"name": "${MY_MODEL}"}, wandb={"api_key": "${WANDB_API_KEY}"},
+                   output={"dir": "${UNSET_DIR:-out}"})
+    cfg, _ = load_config(write_config(data_files, data))
+    assert cfg.model.name == "/models/m"
+    assert cfg.wandb.api_key.get_secret_value() == "secret-key-123"
+    assert str(cfg.output.dir) == "out"
+    assert "secret-key-123" not in dump_config(cfg)
+    assert "secret-key-123" not in repr(cfg)
+
+
+def test_unset_env_variable_is_a_problem_with_its_key_path(data_files, monkeypatch):
+    monkeypatch.delenv("NOPE_NOT_SET", raising=False)
+    problems = problems_of(write_config(data_files, minimal(model={"name": "${NOPE_NOT_SET}"})))
+    assert problems[0].startswith("model.name: environment variable NOPE_NOT_SET is not set")
+
+
+def test_empty_default_means_no_api_key(data_files, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    cfg, _ = load_config(write_config(data_files, minimal(wandb={"api_key": "${WANDB_API_KEY:-}"})))
+    assert cfg.wandb.api_key is None
+
+
+def test_invalid_yaml_names_file_and_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  name: x\n  size: [unclosed\n")
+    problems = problems_of(path)
+    assert problems[0].startswith(f"{path}:")
+    assert "invalid YAML" in problems[0]
+
+
+def test_missing_config_file(tmp_path):
+    assert "does not exist" in problems_of(tmp_path / "nope.yaml")[0]
+
+
+def test_model_short_name():
+    assert model_short_name("Kwaipilot/KAT-Dev") == "kat-dev"
+    assert model_short_name("/tmp/models/tiny-llama/") == "tiny-llama"
+
+
+# --- configs written for the older tool ---------------------------------------------------
+
+LEGACY = {
+    "wandb": {"api_key": "${WANDB_API_KEY:-}", "project": "old", "entity": None, "enabled": False},
+    "model": {"name": "Kwaipilot/KAT-Dev", "size": "32B", "type": "qwen2"},
+    "training": {
+        "lora": {"r": 64, "alpha": 128, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"]},
+        "micro_batch_size": 2, "gradient_accumulation_steps": 4, "eval_batch_size": 1,
+        "learning_rate": 2e-4, "lr_scheduler": "linear", "warmup_ratio": 0.05, "weight_decay": 0.0,
+        "max_grad_norm": 0.5, "bf16": True, "fp16": False, "tf32": True, "logging_steps": 5,
+        "save_steps": 100, "save_total_limit": 2, "eval_steps": 50, "gradient_checkpointing": True,
+        "sample_packing": False,
+    },
+    "phased_training": {"phases": [
+        {"name": "Foundation", "dataset_file": "phase1_foundation.jsonl", "epochs": 3, "description": "code"},
+        {"name": "Evolution", "dataset_file": "phase2_evolution.jsonl", "epochs": 2},
+        {"name": "PR Mastery", "dataset_file": "phase3_pr_mastery.jsonl", "epochs": 2},
+    ]},
+    "dataset": {"output_dir": "./data", "train_split": 0.98, "val_split": 0.02, "random_seed": 7,
+                "max_tokens": 8192, "overlap_tokens": 512, "chunk_long_samples": True},
+}
+
+
+def test_legacy_config_is_translated_with_warnings(tmp_path):
+    for name in ("phase1_foundation", "phase2_evolution", "phase3_pr_mastery"):
+        (tmp_path / "data").mkdir(exist_ok=True)
+        (tmp_path / "data" / f"{name}.jsonl").write_text('{"training_content": "x"}\n')
+    cfg, warnings = load_config(write_config(tmp_path, LEGACY))
+    assert [p.name for p in cfg.phases] == ["phase1_foundation", "phase2_evolution", "phase3_pr_mastery"]
+    assert cfg.phases[2].file == (tmp_path / "data" / "phase3_pr_mastery.jsonl").resolve()
+    assert cfg.phases[0].description == "code"
+    assert cfg.model.dtype == "bfloat16"
+    assert (cfg.context.max_tokens, cfg.context.overlap_tokens) == (8192, 512)
+    assert cfg.training.seed == 7 and cfg.training.lora.r == 64 and cfg.training.micro_batch_size == 2
+    assert cfg.wandb.project == "old"
+    joined = "\n".join(warnings)
+    assert "older tool" in warnings[0]
+    for dropped in ("model.type", "training.tf32", "training.eval_steps", "training.eval_batch_size", "dataset.val_split"):
+        assert dropped in joined
+
+
+def test_legacy_typo_is_still_reported(tmp_path):
+    data = {"dataset": {"max_tokens": 100, "overlap_tokens": 10}, "training": {"learning_rat": 1e-4},
+            "phased_training": {"phases": []}}
+    problems = problems_of(write_config(tmp_path, data))
+    assert any(p.startswith("training.learning_rat: unknown key (did you mean 'learning_rate'?)") for p in problems)
+    assert any("no phases" in p for p in problems)
+
+
+@pytest.mark.parametrize("index, name, expected", [
+    (3, "PR Mastery", "phase3_pr_mastery"),
+    (1, "Foundation", "phase1_foundation"),
+    (2, "phase2_evolution", "phase2_evolution"),
+    (2, "Code  Evolution!", "phase2_code_evolution"),
+])
+def test_phase_dir_name(index, name, expected):
+    assert phase_dir_name(index, name) == expected
