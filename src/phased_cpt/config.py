@@ -118,6 +118,9 @@ class PhaseConfig(StrictModel):
     file: Path
     """JSONL training data; relative paths resolve against the config file's directory."""
     epochs: PositiveFloat = 1
+    eval_file: Path | None = None
+    """Held-out JSONL for this phase's evaluation; without it, `data.eval_ratio` of `file`'s
+    documents are held out."""
     description: str | None = None
     learning_rate: PositiveFloat | None = None
     warmup_ratio: float | None = Field(None, ge=0.0, lt=1.0)
@@ -127,9 +130,11 @@ class PhaseConfig(StrictModel):
     gradient_accumulation_steps: PositiveInt | None = None
     micro_batch_size: PositiveInt | None = None
 
-    @field_validator("file")
+    @field_validator("file", "eval_file")
     @classmethod
-    def _resolve_and_check_file(cls, value: Path, info: ValidationInfo) -> Path:
+    def _resolve_and_check_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
         base_dir = (info.context or {}).get("base_dir")
         if base_dir is not None and not value.is_absolute():
             value = Path(base_dir) / value
@@ -166,6 +171,9 @@ def default_phases() -> list[dict[str, Any]]:
 
 class DataConfig(StrictModel):
     text_field: str = Field("training_content", min_length=1)
+    eval_ratio: float = Field(0.02, ge=0.0, lt=1.0)
+    """Fraction of each phase's documents held out for evaluation (split by document, before
+    chunking; at least one when a phase has two or more). Ignored for a phase with `eval_file`."""
 
 
 class OutputConfig(StrictModel):

@@ -1,4 +1,4 @@
-"""A phase's training rows: read its documents, tokenize, append EOS, chunk.
+"""A phase's rows: read its documents, hold out eval documents, tokenize, append EOS, chunk.
 
 EOS goes only after a document's true last token (never at a chunk boundary). BOS follows the
 tokenizer's own convention: whatever `tokenizer(text)` adds with `add_special_tokens=True`
@@ -8,22 +8,23 @@ tokenizer's own convention: whatever `tokenizer(text)` adds with `add_special_to
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
-from phased_cpt.config import ContextConfig
+from phased_cpt.config import ContextConfig, DataConfig, PhaseConfig
 from phased_cpt.data.chunking import IGNORE_INDEX, chunk_document
 from phased_cpt.data.jsonl import Document, read_documents
+from phased_cpt.data.split import split_documents
 from phased_cpt.errors import DataError, UserError
 
 TOKENIZE_BATCH_DOCUMENTS = 512
 
 
 @dataclass
-class PhaseData:
-    train: Dataset
+class Rows:
+    """Training rows of a set of documents, with their token counts."""
+
+    dataset: Dataset
     """Rows with `input_ids` and `labels` (-100 where a token is context only)."""
     documents: int
     document_tokens: int
@@ -31,6 +32,16 @@ class PhaseData:
     target_tokens: int
     """Tokens that are training targets once per epoch (labels != -100, first token of a row excluded)."""
     longest_document_tokens: int
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+
+@dataclass
+class PhaseData:
+    train: Rows
+    eval: Rows | None
+    """Held-out documents (phase `eval_file`, or `data.eval_ratio` of the phase file); None if none."""
 
     @property
     def rows(self) -> int:
@@ -56,9 +67,21 @@ def tokenize_documents(texts: list[str], tokenizer: PreTrainedTokenizerBase) -> 
 
 
 def build_phase_data(
-    file: Path, text_field: str, tokenizer: PreTrainedTokenizerBase, context: ContextConfig
+    phase: PhaseConfig, data: DataConfig, tokenizer: PreTrainedTokenizerBase, context: ContextConfig, seed: int
 ) -> PhaseData:
-    documents = read_documents(file, text_field)
+    """Read, split (by document, before chunking), tokenize and chunk one phase's data."""
+    documents = read_documents(phase.file, data.text_field)
+    if phase.eval_file is not None:
+        train_docs, eval_docs = documents, read_documents(phase.eval_file, data.text_field)
+    else:
+        train_docs, eval_docs = split_documents(documents, data.eval_ratio, seed, phase.name)
+    return PhaseData(
+        train=build_rows(train_docs, tokenizer, context),
+        eval=build_rows(eval_docs, tokenizer, context) if eval_docs else None,
+    )
+
+
+def build_rows(documents: list[Document], tokenizer: PreTrainedTokenizerBase, context: ContextConfig) -> Rows:
     token_ids = tokenize_documents([d.text for d in documents], tokenizer)
     if not context.chunk_long_samples:
         reject_long_documents(documents, token_ids, context.max_tokens)
@@ -69,8 +92,8 @@ def build_phase_data(
             input_ids.append(chunk.input_ids)
             labels.append(chunk.labels)
     target_tokens = sum(sum(1 for t in row[1:] if t != IGNORE_INDEX) for row in labels)
-    return PhaseData(
-        train=Dataset.from_dict({"input_ids": input_ids, "labels": labels}),
+    return Rows(
+        dataset=Dataset.from_dict({"input_ids": input_ids, "labels": labels}),
         documents=len(documents),
         document_tokens=sum(len(ids) for ids in token_ids),
         target_tokens=target_tokens,

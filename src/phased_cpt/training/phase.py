@@ -15,7 +15,6 @@ from pathlib import Path
 import torch
 from peft import PeftModel
 from transformers import (
-    DataCollatorForSeq2Seq,
     PreTrainedTokenizerBase,
     Trainer,
     TrainerCallback,
@@ -23,8 +22,8 @@ from transformers import (
 )
 from transformers.trainer_callback import PrinterCallback, ProgressCallback as HFProgressCallback
 
-from phased_cpt.config import TrainingConfig
-from phased_cpt.data.chunking import IGNORE_INDEX
+from phased_cpt.config import ContextConfig, TrainingConfig
+from phased_cpt.data.collate import make_collator
 from phased_cpt.data.phase_data import PhaseData
 
 logger = logging.getLogger(__name__)
@@ -81,6 +80,7 @@ def train_phase(
     tokenizer: PreTrainedTokenizerBase,
     data: PhaseData,
     training: TrainingConfig,
+    context: ContextConfig,
     epochs: float,
     phase_dir: Path,
     adapter_dir: Path,
@@ -90,10 +90,8 @@ def train_phase(
     trainer = Trainer(
         model=model,
         args=training_arguments(training, epochs, phase_dir),
-        train_dataset=data.train,
-        # Pads input_ids with pad_token_id and labels with -100: an EOS label is never masked,
-        # even when pad_token == eos_token (DataCollatorForLanguageModeling would mask it).
-        data_collator=DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=IGNORE_INDEX),
+        train_dataset=data.train.dataset,
+        data_collator=make_collator(tokenizer, context),
         processing_class=tokenizer,
         callbacks=callbacks,
     )

@@ -25,7 +25,9 @@ def run_training(cfg: RunConfig) -> RunDir:
     """Train every phase in order on one LoRA adapter; return the run directory."""
     set_seed(cfg.training.seed)
     tokenizer = load_tokenizer(cfg.model)
-    phase_data = {p.name: build_phase_data(p.file, cfg.data.text_field, tokenizer, cfg.context) for p in cfg.phases}
+    phase_data = {
+        p.name: build_phase_data(p, cfg.data, tokenizer, cfg.context, cfg.training.seed) for p in cfg.phases
+    }
     log_plan(cfg, phase_data)
 
     run = RunDir.create(cfg.output.dir, cfg.run_name)
@@ -41,7 +43,7 @@ def run_training(cfg: RunConfig) -> RunDir:
             sink.event("phase_start", phase=phase.name, step=global_step, adapter_sha256=adapter_fingerprint(model))
             metrics = MetricsCallback(sink, phase.name, step_offset=global_step)
             result = train_phase(
-                model, tokenizer, phase_data[phase.name], training, phase.epochs,
+                model, tokenizer, phase_data[phase.name], training, cfg.context, phase.epochs,
                 run.phase_dir(phase.name), run.adapter_dir(phase.name),
                 callbacks=[metrics, ProgressCallback(phase.name, metrics)],
             )
@@ -57,11 +59,13 @@ def run_training(cfg: RunConfig) -> RunDir:
 
 
 def log_plan(cfg: RunConfig, phase_data: dict[str, PhaseData]) -> None:
-    logger.info("%-24s %9s %11s %11s %7s %7s", "phase", "documents", "tokens", "targets", "rows", "steps")
+    logger.info("%-24s %9s %6s %11s %11s %7s %7s", "phase", "documents", "eval", "tokens", "targets", "rows", "steps")
     for phase in cfg.phases:
         data = phase_data[phase.name]
         steps = optimizer_steps(data.rows, phase.training_for(cfg.training), phase.epochs)
+        eval_documents = data.eval.documents if data.eval else 0
+        train = data.train
         logger.info(
-            "%-24s %9d %11d %11d %7d %7d",
-            phase.name, data.documents, data.document_tokens, data.target_tokens, data.rows, steps,
+            "%-24s %9d %6d %11d %11d %7d %7d",
+            phase.name, train.documents, eval_documents, train.document_tokens, train.target_tokens, len(train), steps,
         )

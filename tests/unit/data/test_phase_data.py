@@ -2,11 +2,12 @@ from collections import Counter
 
 import pytest
 import torch
-from transformers import DataCollatorForSeq2Seq
 
-from phased_cpt.config import ContextConfig, ModelConfig
+from phased_cpt.config import ContextConfig, DataConfig, ModelConfig, PhaseConfig
 from phased_cpt.data.chunking import IGNORE_INDEX
-from phased_cpt.data.phase_data import build_phase_data, tokenize_documents
+from phased_cpt.data.collate import make_collator
+from phased_cpt.data.phase_data import build_phase_data, build_rows, tokenize_documents
+from phased_cpt.data.jsonl import read_documents
 from phased_cpt.errors import DataError
 from phased_cpt.modeling import load_tokenizer
 from tests.conftest import bundled_texts, write_jsonl
@@ -40,33 +41,32 @@ def test_rows_cover_every_document_token_once_plus_one_eos_each(tmp_path, tokeni
     texts = bundled_texts("phase1_foundation", 6)
     path = write_jsonl(tmp_path / "p.jsonl", texts)
     context = ContextConfig(max_tokens=64, overlap_tokens=16)
-    data = build_phase_data(path, "training_content", tokenizer, context)
-    trained = Counter(t for row in data.train["labels"] for t in row[1:] if t != IGNORE_INDEX)
+    rows = build_rows(read_documents(path, "training_content"), tokenizer, context)
+    trained = Counter(t for row in rows.dataset["labels"] for t in row[1:] if t != IGNORE_INDEX)
     expected = Counter()
     for ids in tokenize_documents(texts, tokenizer):
         expected.update(ids[1:])  # a document's first token has nothing before it to predict from
     assert trained == expected
     assert trained[tokenizer.eos_token_id] == len(texts)
-    assert data.target_tokens == sum(trained.values())
-    assert all(len(row) <= 64 for row in data.train["input_ids"])
-    assert data.documents == 6 and data.rows > 6
+    assert rows.target_tokens == sum(trained.values())
+    assert all(len(row) <= 64 for row in rows.dataset["input_ids"])
+    assert rows.documents == 6 and len(rows) > 6
 
 
 def test_document_of_exactly_max_tokens_is_not_split(tmp_path, tokenizer):
     text = "alpha beta gamma delta"
     n = len(tokenize_documents([text], tokenizer)[0])
     path = write_jsonl(tmp_path / "p.jsonl", [text])
-    data = build_phase_data(path, "training_content", tokenizer, ContextConfig(max_tokens=n, overlap_tokens=1))
-    assert data.rows == 1
-    data = build_phase_data(path, "training_content", tokenizer, ContextConfig(max_tokens=n - 1, overlap_tokens=1))
-    assert data.rows == 2
+    docs = read_documents(path, "training_content")
+    assert len(build_rows(docs, tokenizer, ContextConfig(max_tokens=n, overlap_tokens=1))) == 1
+    assert len(build_rows(docs, tokenizer, ContextConfig(max_tokens=n - 1, overlap_tokens=1))) == 2
 
 
 def test_long_documents_are_an_error_when_chunking_is_off(tmp_path, tokenizer):
     path = write_jsonl(tmp_path / "p.jsonl", ["short", "a much longer document " * 20, "short again"])
     context = ContextConfig(max_tokens=16, overlap_tokens=0, chunk_long_samples=False)
     with pytest.raises(DataError) as err:
-        build_phase_data(path, "training_content", tokenizer, context)
+        build_rows(read_documents(path, "training_content"), tokenizer, context)
     message = str(err.value)
     assert f"{path}:2:" in message and f"{path}:1:" not in message and f"{path}:3:" not in message
     assert "chunk_long_samples" in message
@@ -74,13 +74,34 @@ def test_long_documents_are_an_error_when_chunking_is_off(tmp_path, tokenizer):
 
 def test_collator_keeps_eos_labels_when_pad_equals_eos(tmp_path, tokenizer):
     path = write_jsonl(tmp_path / "p.jsonl", ["short", "a somewhat longer document here"])
-    data = build_phase_data(path, "training_content", tokenizer, ContextConfig(max_tokens=64, overlap_tokens=0))
-    collator = DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=IGNORE_INDEX)
-    batch = collator([data.train[0], data.train[1]])
+    rows = build_rows(read_documents(path, "training_content"), tokenizer, ContextConfig(max_tokens=64, overlap_tokens=0))
+    collator = make_collator(tokenizer, ContextConfig(max_tokens=64, overlap_tokens=0))
+    batch = collator([rows.dataset[0], rows.dataset[1]])
     eos = tokenizer.eos_token_id
     for row in range(2):
         real = int(batch["attention_mask"][row].sum())
         assert batch["labels"][row, real - 1] == eos  # the document's EOS is a target
         assert torch.all(batch["labels"][row, real:] == IGNORE_INDEX)  # padding is not
         assert torch.all(batch["input_ids"][row, real:] == eos)  # padded with pad == eos
-    assert batch["input_ids"].shape[1] == max(len(r) for r in data.train["input_ids"])  # longest, not max_tokens
+    assert batch["input_ids"].shape[1] == max(len(r) for r in rows.dataset["input_ids"])  # longest, not max_tokens
+
+
+def test_eval_documents_are_held_out_whole_before_chunking(tmp_path, tokenizer):
+    texts = [f"document number {i} " * (5 + i) for i in range(10)]
+    path = write_jsonl(tmp_path / "p.jsonl", texts)
+    phase = PhaseConfig(name="p", file=path)
+    data = build_phase_data(phase, DataConfig(eval_ratio=0.2), tokenizer, ContextConfig(max_tokens=16, overlap_tokens=4), seed=1)
+    assert (data.train.documents, data.eval.documents) == (8, 2)
+    train_rows = {tuple(r) for r in data.train.dataset["input_ids"]}
+    eval_rows = {tuple(r) for r in data.eval.dataset["input_ids"]}
+    assert not train_rows & eval_rows
+    again = build_phase_data(phase, DataConfig(eval_ratio=0.2), tokenizer, ContextConfig(max_tokens=16, overlap_tokens=4), seed=1)
+    assert again.eval.dataset["input_ids"] == data.eval.dataset["input_ids"]  # deterministic for a seed
+
+
+def test_eval_file_replaces_the_ratio(tmp_path, tokenizer):
+    path = write_jsonl(tmp_path / "p.jsonl", ["a b c", "d e f", "g h i"])
+    held = write_jsonl(tmp_path / "e.jsonl", ["held out text"])
+    phase = PhaseConfig(name="p", file=path, eval_file=held)
+    data = build_phase_data(phase, DataConfig(eval_ratio=0.5), tokenizer, ContextConfig(max_tokens=16, overlap_tokens=0), seed=0)
+    assert (data.train.documents, data.eval.documents) == (3, 1)
