@@ -1,0 +1,165 @@
+"""Unified diffs made safe and bounded for training: per-file filtering and a size cap.
+
+A git patch is a run of per-file sections, each opening with a `diff --git a/P b/P` line.
+`filter_patch` walks them in order and, for each file:
+
+- lists it as a `FileChange` (status A/D/M/R/C, path, old path of a rename or copy);
+- drops its section when the path is a secret file, vendored, a lock file, generated or excluded
+  (`rules.PathRules`), when the section is not UTF-8 (`undecodable`) or when it contains a
+  credential pattern (`secret`), leaving one line `[diff of PATH omitted: REASON]` instead;
+- keeps the section otherwise.
+
+The kept text is then capped at `max_diff_bytes`, cut at a line boundary, and a cut is marked
+by a last line `[diff truncated: N of M bytes shown]` (N: bytes of diff text shown, M: bytes of
+the whole diff git produced, omitted sections included).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from phased_cpt.from_git.rules import PathRules
+from phased_cpt.from_git.secrets import find_credential
+
+_SECTION_START = re.compile(rb"(?m)^(?=diff --git )")
+_ESCAPES = {b"a": 7, b"b": 8, b"t": 9, b"n": 10, b"v": 11, b"f": 12, b"r": 13, b'"': 34, b"\\": 92}
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One file a diff touches."""
+
+    status: str  # A added, D deleted, M modified, R renamed, C copied
+    path: str
+    old_path: str | None = None  # the source of a rename or copy
+
+    def describe(self) -> str:
+        """`M src/app.py`, or `R old.py -> new.py` for a rename."""
+        if self.old_path is not None:
+            return f"{self.status} {self.old_path} -> {self.path}"
+        return f"{self.status} {self.path}"
+
+
+@dataclass
+class FilteredPatch:
+    """A patch after `filter_patch`: the text to train on and what was left out."""
+
+    text: str
+    files: list[FileChange] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)  # one skip reason per omitted file section
+    truncated: bool = False
+
+
+def filter_patch(patch: bytes, rules: PathRules, *, max_diff_bytes: int,
+                 total_bytes: int | None = None) -> FilteredPatch:
+    """Filter `patch` file by file and cap it (see the module docstring).
+
+    `total_bytes` is the size of the whole patch when `patch` holds only its beginning; the
+    partial last line is then discarded and the result counts as truncated.
+    """
+    total_bytes = len(patch) if total_bytes is None else total_bytes
+    was_cut = total_bytes > len(patch)
+    if was_cut:
+        patch = patch[: patch.rfind(b"\n") + 1]
+    result = FilteredPatch(text="")
+    pieces: list[str] = []
+    for section in _SECTION_START.split(patch):
+        if not section:
+            continue
+        change = parse_file_change(section)
+        result.files.append(change)
+        reason = _classify_section(section, change, rules)
+        if reason is None:
+            pieces.append(section.decode("utf-8"))
+        else:
+            result.dropped.append(reason)
+            pieces.append(f"[diff of {change.path} omitted: {reason}]\n")
+    text = "".join(pieces)
+    shown = cap_text(text, max_diff_bytes)
+    if was_cut or len(shown) < len(text):
+        shown_bytes = len(shown.encode("utf-8"))
+        shown += f"[diff truncated: {shown_bytes} of {total_bytes} bytes shown]\n"
+        result.truncated = True
+    result.text = shown
+    return result
+
+
+def cap_text(text: str, max_bytes: int) -> str:
+    """The longest prefix of `text` within `max_bytes` UTF-8 bytes that ends at a line end."""
+    data = text.encode("utf-8")
+    if len(data) <= max_bytes:
+        return text
+    cut = data[:max_bytes]
+    newline = cut.rfind(b"\n")
+    if newline >= 0:
+        cut = cut[: newline + 1]
+    return cut.decode("utf-8", errors="ignore")
+
+
+def parse_file_change(section: bytes) -> FileChange:
+    """The file a `diff --git` section touches, from its header lines."""
+    lines = section.split(b"\n")
+    status, old, new = "M", None, None
+    for line in lines[1:]:
+        if line.startswith((b"@@", b"--- ", b"+++ ", b"Binary files ", b"GIT binary patch")):
+            break
+        if line.startswith(b"new file mode"):
+            status = "A"
+        elif line.startswith(b"deleted file mode"):
+            status = "D"
+        elif line.startswith((b"rename from ", b"copy from ")):
+            status = "R" if line.startswith(b"rename") else "C"
+            old = _unquote(line.split(b" ", 2)[2])
+        elif line.startswith((b"rename to ", b"copy to ")):
+            new = _unquote(line.split(b" ", 2)[2])
+    if new is None:
+        new = _path_from_header(lines[0][len(b"diff --git "):])
+    return FileChange(status, _decode_path(new), _decode_path(old) if old is not None else None)
+
+
+def _classify_section(section: bytes, change: FileChange, rules: PathRules) -> str | None:
+    paths = [change.path] + ([change.old_path] if change.old_path is not None else [])
+    reasons = [rules.classify(path) for path in paths]
+    if "secret" in reasons:
+        return "secret"
+    if reasons[0] is not None:
+        return reasons[0]
+    try:
+        text = section.decode("utf-8")
+    except UnicodeDecodeError:
+        return "undecodable"
+    return "secret" if find_credential(text) is not None else None
+
+
+def _path_from_header(rest: bytes) -> bytes:
+    """`a/P b/P` (or both quoted) -> P; old and new paths are equal unless renamed or copied."""
+    half = (len(rest) - 1) // 2
+    new = rest[half + 1:] if len(rest) % 2 == 1 and rest[half:half + 1] == b" " else rest
+    new = _unquote(new)
+    return new[2:] if new.startswith((b"b/", b"a/")) else new
+
+
+def _unquote(raw: bytes) -> bytes:
+    """Undo git's C-style quoting of a path (`"a\\tb"` -> `a<TAB>b`); plain paths pass through."""
+    raw = raw.rstrip(b"\t")
+    if not (raw.startswith(b'"') and raw.endswith(b'"') and len(raw) >= 2):
+        return raw
+    out = bytearray()
+    body, index = raw[1:-1], 0
+    while index < len(body):
+        char = body[index:index + 1]
+        if char != b"\\":
+            out += char
+            index += 1
+        elif body[index + 1:index + 2] in _ESCAPES:
+            out.append(_ESCAPES[body[index + 1:index + 2]])
+            index += 2
+        else:
+            out.append(int(body[index + 1:index + 4], 8))
+            index += 4
+    return bytes(out)
+
+
+def _decode_path(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace")

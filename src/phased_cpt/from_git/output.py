@@ -1,0 +1,63 @@
+"""Output files: JSONL documents written to a temporary file and published atomically.
+
+Each line is one JSON object whose first key is `training_content` (the text training reads),
+followed by metadata keys that training ignores. Keys keep the order the builder gave them,
+non-ASCII text is written as UTF-8, and the file ends with a newline.
+
+A `DocumentWriter` writes to a hidden temporary file in the output directory; `publish()`
+replaces the real file with it in one `os.replace`, so a reader never sees half a file and a
+failed run leaves the previous outputs untouched (`discard()` removes the temporary file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from phased_cpt.errors import UserError
+from phased_cpt.from_git.summary import OutputStats
+
+
+class DocumentWriter:
+    """Appends documents to `out_dir/stats.name` (via a temporary file) and counts them."""
+
+    def __init__(self, out_dir: Path, stats: OutputStats) -> None:
+        self.path = out_dir / stats.name
+        self.stats = stats
+        handle, temp_name = tempfile.mkstemp(dir=out_dir, prefix=f".{stats.name}.", suffix=".tmp")
+        self._temp_path = Path(temp_name)
+        self._file = os.fdopen(handle, "wb")
+
+    def write(self, document: dict[str, Any]) -> None:
+        """Write one document; `document["training_content"]` must be its text."""
+        line = json.dumps(document, ensure_ascii=False).encode("utf-8") + b"\n"
+        self._file.write(line)
+        self.stats.documents += 1
+        self.stats.bytes += len(line)
+
+    def publish(self) -> None:
+        """Replace the output file with everything written so far."""
+        self._file.close()
+        os.chmod(self._temp_path, 0o644)  # mkstemp creates 0600; outputs are ordinary files
+        os.replace(self._temp_path, self.path)
+
+    def discard(self) -> None:
+        """Drop the temporary file; the previous output file, if any, stays as it was."""
+        self._file.close()
+        self._temp_path.unlink(missing_ok=True)
+
+
+def prepare_out_dir(out_dir: Path) -> Path:
+    """Create `out_dir` (and parents) if needed; a UserError when it is a file or unwritable."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir}: exists and is not a directory")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"--out {out_dir}: cannot create the directory ({err.strerror})") from err
+    if not os.access(out_dir, os.W_OK):
+        raise UserError(f"--out {out_dir}: directory is not writable")
+    return out_dir
