@@ -1,0 +1,202 @@
+"""Finding what to load from the run directory: the base model and the phase adapters.
+
+Reads only the run directory contract (`phased_cpt.run_dir`): `config.resolved.yaml` names the
+base model, `state.json` lists the finished phases in order, `<phase>/adapter/` holds each one's
+final adapter and `<phase>/checkpoint-N/` its Trainer checkpoints. A directory given by the user
+is either a run directory or an adapter directory (one with `adapter_config.json`); an adapter
+directory inside a run (`<run>/<phase>/adapter`, `<run>/<phase>/checkpoint-N`) still makes the
+run's other phases available.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from phased_cpt.config import ModelConfig
+from phased_cpt.errors import UserError
+from phased_cpt.run_dir import RunDir, find_runs, list_checkpoints
+
+ADAPTER_CONFIG = "adapter_config.json"
+MODEL_KEYS = ("name", "dtype", "attn_implementation")
+
+
+@dataclass
+class Target:
+    """A base model and the adapters that can be put on it, by label (phase name, or
+    `phase/checkpoint-N`), in phase order; `active` is the one to start with."""
+
+    model: ModelConfig
+    adapters: dict[str, Path]
+    active: str
+    run: RunDir | None = None
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.adapters[self.active]
+
+
+def resolve_target(
+    path: Path | None = None,
+    *,
+    output_dir: Path = Path("outputs"),
+    phase: str | None = None,
+    adapter: Path | None = None,
+    base_model: str | None = None,
+) -> Target:
+    """What `chat` and `merge` load.
+
+    `path` is a run directory or an adapter directory; without it (and without `adapter`) the
+    newest run under `output_dir` that has a finished phase. `phase` (a name, or N counting
+    finished phases from 1) picks a phase of the run, `adapter` any adapter directory.
+    `base_model` replaces the base model the run or adapter names (e.g. it moved).
+    """
+    if adapter is not None and path is not None:
+        raise UserError("give either RUN_DIR/ADAPTER_DIR or --adapter, not both")
+    if adapter is not None and phase is not None:
+        raise UserError("give either --phase or --adapter, not both")
+    if path is not None and is_adapter_dir(path):
+        if phase is not None:
+            raise UserError(f"{path} is an adapter directory; --phase needs a run directory")
+        adapter, path = path, None
+
+    if adapter is not None:
+        target = _adapter_target(Path(adapter))
+    else:
+        run = _run_at(Path(path)) if path is not None else newest_finished_run(Path(output_dir))
+        target = _run_target(run, phase)
+    if base_model is not None:
+        target.model = target.model.model_copy(update={"name": base_model})
+    return target
+
+
+def is_adapter_dir(path: Path) -> bool:
+    return (Path(path) / ADAPTER_CONFIG).is_file()
+
+
+def newest_finished_run(output_dir: Path) -> RunDir:
+    runs = find_runs(output_dir)
+    if not runs:
+        raise UserError(
+            f"no run found under {output_dir}/ (a run directory holds config.resolved.yaml); "
+            "train one with `phased-cpt train CONFIG`, or pass a RUN_DIR, --adapter PATH or --output-dir DIR"
+        )
+    for run in runs:
+        if run.finished_phases():
+            return run
+    raise UserError(
+        f"no run under {output_dir}/ has a finished phase (newest: {runs[0].path}); "
+        f"pass a checkpoint with --adapter (`--list` shows them)"
+    )
+
+
+def run_model_config(run: RunDir) -> ModelConfig:
+    """The base model of a run, from the `model` section of its resolved config."""
+    try:
+        data = yaml.safe_load(run.config_file.read_text(encoding="utf-8")) or {}
+        section = data.get("model") or {}
+        return ModelConfig(**{k: section[k] for k in MODEL_KEYS if k in section})
+    except (OSError, yaml.YAMLError, ValueError, AttributeError) as err:
+        raise UserError(f"{run.config_file}: cannot read the model section: {err}") from None
+
+
+def run_phase_names(run: RunDir) -> list[str]:
+    """The phases the run's config lists, in order (finished or not)."""
+    try:
+        data = yaml.safe_load(run.config_file.read_text(encoding="utf-8")) or {}
+        return [p["name"] for p in data.get("phases") or []]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return run.finished_phases()
+
+
+def phase_adapters(run: RunDir) -> dict[str, Path]:
+    """Finished phase name -> its final adapter directory, in training order."""
+    return {name: run.adapter_dir(name) for name in run.finished_phases() if is_adapter_dir(run.adapter_dir(name))}
+
+
+def pick_phase(run: RunDir, phase: str | None) -> str:
+    finished = run.finished_phases()
+    if not finished:
+        raise UserError(f"{run.path}: no phase has finished; pass a checkpoint with --adapter (`--list` shows them)")
+    if phase is None:
+        return finished[-1]
+    if phase in finished:
+        return phase
+    if phase.isdigit() and 1 <= int(phase) <= len(finished):
+        return finished[int(phase) - 1]
+    hint = f"finished phases: {', '.join(f'{i} {n}' for i, n in enumerate(finished, 1))}"
+    if phase in run_phase_names(run):
+        checkpoints = list_checkpoints(run.phase_dir(phase))
+        if checkpoints:
+            hint += f"; to use its latest checkpoint pass --adapter {checkpoints[-1]}"
+        raise UserError(f"--phase {phase}: this phase has not finished in {run.path}; {hint}")
+    raise UserError(f"--phase {phase}: no such phase in {run.path}; {hint}")
+
+
+def describe_runs(output_dir: Path) -> str:
+    """The text `--list` prints: runs newest first, their phases, adapters and checkpoints."""
+    runs = find_runs(output_dir)
+    if not runs:
+        return f"no run found under {output_dir}/\n"
+    lines = []
+    for run in runs:
+        try:
+            base = run_model_config(run).name
+        except UserError:
+            base = "?"
+        lines.append(f"{run.path}  (base model: {base})")
+        state = {p["name"]: p for p in run.read_state()["finished_phases"]}
+        for index, name in enumerate(run_phase_names(run), 1):
+            info = state.get(name)
+            status = f"finished, {info.get('steps', '?')} steps" if info else "not finished"
+            lines.append(f"  {index}. {name}: {status}")
+            if info and is_adapter_dir(run.adapter_dir(name)):
+                lines.append(f"       adapter     {run.adapter_dir(name)}")
+            for checkpoint in list_checkpoints(run.phase_dir(name)):
+                lines.append(f"       checkpoint  {checkpoint}")
+    return "\n".join(lines) + "\n"
+
+
+def _run_at(path: Path) -> RunDir:
+    run = RunDir(path)
+    if not run.config_file.is_file():
+        raise UserError(
+            f"{path} is neither a run directory (no config.resolved.yaml) nor an adapter directory "
+            f"(no {ADAPTER_CONFIG})"
+        )
+    return run
+
+
+def _run_target(run: RunDir, phase: str | None) -> Target:
+    name = pick_phase(run, phase)
+    adapters = phase_adapters(run)
+    if name not in adapters:
+        raise UserError(f"{run.adapter_dir(name)}: the adapter of finished phase {name} is missing")
+    return Target(model=run_model_config(run), adapters=adapters, active=name, run=run)
+
+
+def _adapter_target(adapter: Path) -> Target:
+    if not is_adapter_dir(adapter):
+        raise UserError(f"--adapter {adapter}: not an adapter directory (no {ADAPTER_CONFIG})")
+    run_path = adapter.resolve().parents[1] if len(adapter.resolve().parents) > 1 else None
+    if run_path is not None and (run_path / "config.resolved.yaml").is_file():
+        run = RunDir(run_path)
+        phase_name = adapter.resolve().parent.name
+        label = phase_name if adapter.name == "adapter" else f"{phase_name}/{adapter.name}"
+        adapters = phase_adapters(run)
+        adapters[label] = adapter  # a phase's own final adapter keeps its place in phase order
+        return Target(model=run_model_config(run), adapters=adapters, active=label, run=run)
+    return Target(model=_adapter_base_model(adapter), adapters={adapter.name: adapter}, active=adapter.name)
+
+
+def _adapter_base_model(adapter: Path) -> ModelConfig:
+    try:
+        name = json.loads((adapter / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, ValueError) as err:
+        raise UserError(f"{adapter / ADAPTER_CONFIG}: cannot read it: {err}") from None
+    if not name:
+        raise UserError(f"{adapter / ADAPTER_CONFIG} names no base model; pass --base-model NAME_OR_DIR")
+    return ModelConfig(name=name)

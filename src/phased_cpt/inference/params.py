@@ -1,0 +1,56 @@
+"""Generation parameters: their defaults, limits, and `/set NAME VALUE` parsing.
+
+Kept apart from generation (no torch import) so the CLI can build its arguments quickly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+class ParamError(ValueError):
+    """A bad generation parameter name or value; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    temperature: float = 0.0
+    """0: greedy decoding (deterministic); above 0: sampling."""
+    top_p: float = 1.0
+    top_k: int = 50
+    """0: no top-k filtering."""
+    max_tokens: int = 128
+    """Most new tokens per answer."""
+    repetition_penalty: float = 1.0
+    seed: int = 0
+    """Seeds the sampler before every answer, base and fine-tuned alike, so a comparison is
+    reproducible."""
+
+    def describe(self) -> str:
+        return " ".join(f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self))
+
+
+PARAM_CHECKS: dict[str, tuple[type, Callable[[float], bool], str]] = {
+    "temperature": (float, lambda v: v >= 0, "a number >= 0 (0: greedy)"),
+    "top_p": (float, lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "top_k": (int, lambda v: v >= 0, "an integer >= 0 (0: off)"),
+    "max_tokens": (int, lambda v: v >= 1, "an integer >= 1"),
+    "repetition_penalty": (float, lambda v: v > 0, "a number > 0 (1: off)"),
+    "seed": (int, lambda v: True, "an integer"),
+}
+
+
+def set_param(params: GenerationParams, name: str, text: str) -> GenerationParams:
+    """`params` with `name` set from the user's `text`; ParamError says what is allowed."""
+    if name not in PARAM_CHECKS:
+        raise ParamError(f"unknown parameter {name!r}; one of: {', '.join(PARAM_CHECKS)}")
+    kind, ok, allowed = PARAM_CHECKS[name]
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ParamError(f"{name} must be {allowed}, got {text!r}") from None
+    if not ok(value) or (kind is float and value != value):
+        raise ParamError(f"{name} must be {allowed}, got {text!r}")
+    return dataclasses.replace(params, **{name: value})

@@ -1,0 +1,264 @@
+"""`phased-cpt chat` end to end on runs trained by the pipeline: the REPL through a pty, scripted
+comparison, run discovery, base answers free of the adapter, and EOS learned from short documents."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from tests.conftest import bundled_texts, write_jsonl
+from tests.e2e.cli import REPO, assert_user_error, phased_cpt_command, run_cli, tiny_run_config, write_yaml
+
+pytestmark = pytest.mark.e2e
+
+PROMPT = "def main():"
+STATS = re.compile(r"\[(base|ft)\] prompt (\d+) tok \| generated (\d+) tok \| ([\d.]+) s \| ([\d.]+) tok/s \| stop: (eos|max_tokens)")
+SENTENCES = ["the cat sat on the mat.", "a dog ran in the park.", "we like green apples.",
+             "she reads old books.", "birds sing at dawn."]
+
+
+def train(work: Path, cfg: dict) -> Path:
+    config = write_yaml(work / "config.yaml", cfg)
+    result = run_cli(["train", str(config)], cwd=work)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = (work / "outputs").iterdir()
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def chat_run(tiny_model_dir, tmp_path_factory) -> Path:
+    """Two phases, a few steps each, a checkpoint every 3 steps."""
+    work = tmp_path_factory.mktemp("chat")
+    p1 = write_jsonl(work / "data" / "p1.jsonl", bundled_texts("phase1_foundation", 16))
+    p2 = write_jsonl(work / "data" / "p2.jsonl", bundled_texts("phase2_evolution", 16))
+    cfg = tiny_run_config(tiny_model_dir, [("phase1_foundation", p1, 1), ("phase2_evolution", p2, 1)],
+                          training={"max_steps": 6, "save_steps": 3, "learning_rate": 1e-2})
+    return train(work, cfg)
+
+
+@pytest.fixture(scope="module")
+def eos_run(tiny_model_dir, tmp_path_factory) -> Path:
+    """200 short documents, each ending in EOS: enough for the tiny model to learn to stop."""
+    work = tmp_path_factory.mktemp("eos")
+    short = write_jsonl(work / "data" / "short.jsonl", SENTENCES * 40)
+    cfg = tiny_run_config(tiny_model_dir, [("short_docs", short, 2)],
+                          training={"learning_rate": 1e-2, "micro_batch_size": 8, "save_steps": 1000})
+    return train(work, cfg)
+
+
+def chat(args: list[str], cwd: Path) -> tuple[object, list[dict]]:
+    """Run `phased-cpt chat ARGS --out results.jsonl`; return the process and the parsed results."""
+    out = cwd / "results.jsonl"
+    out.unlink(missing_ok=True)
+    result = run_cli(["chat", *args, "--out", str(out)], cwd=cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result, [json.loads(line) for line in out.read_text().splitlines()]
+
+
+# --- the REPL, as a user drives it -----------------------------------------------------------
+
+def spawn_chat(cwd: Path, *args: str) -> pexpect.spawn:
+    command = phased_cpt_command()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2", "TERM": "dumb"}
+    child = pexpect.spawn(command[0], [*command[1:], "chat", *args], cwd=str(cwd), env=env,
+                          encoding="utf-8", timeout=120, dimensions=(50, 400))
+    child.expect_exact(">>> ")
+    return child
+
+
+def send(child: pexpect.spawn, line: str) -> list[str]:
+    """Type `line`; return the lines printed before the next prompt (without the echo)."""
+    child.sendline(line)
+    child.expect_exact(">>> ")
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", child.before).replace("\r", "")
+    lines = text.split("\n")
+    assert lines[0].strip() == line, lines
+    return [ln for ln in lines[1:] if ln.strip()]
+
+
+def stats(lines: list[str]) -> list[dict]:
+    found = [STATS.search(ln) for ln in lines]
+    return [{"side": m[1], "prompt": int(m[2]), "generated": int(m[3]), "seconds": float(m[4]),
+             "tokens_per_s": float(m[5]), "stop": m[6]} for m in found if m]
+
+
+def test_repl_session_through_a_pty(chat_run):
+    child = spawn_chat(chat_run.parent.parent)  # no argument: the newest run under ./outputs
+    assert "phase: phase2_evolution | mode: compare base vs ft" in child.before
+
+    assert send(child, "/set temperature 0.7") == ["temperature = 0.7"]
+    assert send(child, "/set max_tokens 32") == ["max_tokens = 32"]
+    (params,) = send(child, "/params")
+    assert "temperature=0.7 " in params and "max_tokens=32 " in params
+
+    lines = send(child, PROMPT)
+    assert lines[0] == "--- base model (adapter disabled) ---"
+    assert "--- fine-tuned (phase2_evolution) ---" in lines
+    both = stats(lines)
+    assert [s["side"] for s in both] == ["base", "ft"]
+    assert both[0]["prompt"] == both[1]["prompt"] > 0
+    for s in both:
+        assert 1 <= s["generated"] <= 32 and s["tokens_per_s"] > 0
+        assert s["generated"] == 32 if s["stop"] == "max_tokens" else s["stop"] == "eos"
+
+    assert send(child, "/compare") == ["mode: ft only"]
+    lines = send(child, PROMPT)
+    assert [s["side"] for s in stats(lines)] == ["ft"]
+
+    (switched,) = send(child, "/phase phase1_foundation")
+    assert switched.startswith("phase: phase1_foundation (") and switched.endswith("phase1_foundation/adapter)")
+    lines = send(child, PROMPT)
+    assert lines[0] == "--- fine-tuned (phase1_foundation) ---" and len(stats(lines)) == 1
+
+    assert send(child, "/bogus") == ["error: unknown command /bogus (/help lists the commands)"]
+    assert send(child, "/set top_p 7") == ["error: top_p must be a number in (0, 1], got '7'"]
+    assert send(child, "/phase nope") == ["error: unknown phase 'nope'; one of: phase1_foundation, phase2_evolution"]
+    child.sendline("/quit")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert "Traceback" not in child.before
+
+
+@pytest.mark.parametrize("how", ["eof", "ctrl-c"])
+def test_eof_and_ctrl_c_exit_cleanly(chat_run, how):
+    child = spawn_chat(chat_run.parent.parent)
+    if how == "eof":
+        child.sendeof()
+    else:
+        child.sendintr()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    assert "Traceback" not in child.before
+
+
+# --- base answers are the base model's -------------------------------------------------------
+
+def test_base_answers_and_logits_equal_a_separately_loaded_base_model(chat_run, tiny_model_dir):
+    """The tool this replaces loaded the adapter into the base model in place and then called that
+    the base model. Here: the same code path as `chat` vs a base model loaded without peft."""
+    from phased_cpt.inference.command import load_generator
+    from phased_cpt.inference.discovery import resolve_target
+
+    saved = json.loads((chat_run / "phase2_evolution" / "adapter" / "adapter_config.json").read_text())
+    assert saved["peft_type"] == "LORA"
+    generator = load_generator(resolve_target(chat_run), chat_template=False)
+    assert any(p.abs().sum() > 0 for n, p in generator.model.named_parameters() if "lora_B" in n)
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    ids = tokenizer(PROMPT, return_tensors="pt")["input_ids"]
+    with torch.inference_mode():
+        base_logits = plain(input_ids=ids).logits[0]
+        greedy = plain.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                max_new_tokens=24, pad_token_id=tokenizer.eos_token_id, use_cache=True)
+    base_text = tokenizer.decode(greedy[0, ids.shape[1]:], skip_special_tokens=True)
+
+    assert torch.equal(generator.prompt_logits(PROMPT, adapter=False), base_logits)
+    assert (generator.prompt_logits(PROMPT, adapter=True) - base_logits).abs().max() > 1e-2
+
+    _, records = chat([str(chat_run), "--prompt", PROMPT, "--max-tokens", "24"], cwd=chat_run.parent)
+    assert records[0]["base"]["text"] == base_text
+    assert records[0]["ft"]["text"] != base_text
+
+
+# --- EOS ------------------------------------------------------------------------------------
+
+def test_a_model_trained_on_short_documents_stops_at_eos(eos_run):
+    prompts = ["the cat sat", "a dog ran", "birds"]
+    args = [str(eos_run)]
+    for p in prompts:
+        args += ["--prompt", p]
+    _, records = chat([*args, "--max-tokens", "32"], cwd=eos_run.parent)
+    assert [r["prompt"] for r in records] == prompts
+    assert [r["ft"]["text"] for r in records] == [" on the mat.", " in the park.", " sing at dawn."]
+    for record in records:
+        assert record["ft"]["stop"] == "eos" and record["ft"]["generated_tokens"] < 32
+        # the base model (random weights) never learned EOS: it runs to the limit
+        assert record["base"]["stop"] == "max_tokens" and record["base"]["generated_tokens"] == 32
+
+
+# --- scripted comparison and discovery -------------------------------------------------------
+
+def test_prompts_file_and_results(chat_run, tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"prompt": "def f(x):\n    return"}) + "\n" + json.dumps({"prompt": "import os"}) + "\n")
+    result, records = chat([str(chat_run), "--prompts", str(prompts), "--prompt", "class A:",
+                            "--max-tokens", "5", "--temperature", "0.8", "--seed", "4"], cwd=tmp_path)
+    assert [r["prompt"] for r in records] == ["class A:", "def f(x):\n    return", "import os"]
+    for record in records:
+        assert record["phase"] == "phase2_evolution"
+        assert record["params"] == {"temperature": 0.8, "top_p": 1.0, "top_k": 50, "max_tokens": 5,
+                                    "repetition_penalty": 1.0, "seed": 4}
+        for side in ("base", "ft"):
+            assert 1 <= record[side]["generated_tokens"] <= 5 and record[side]["prompt_tokens"] > 0
+    printed = stats(result.stdout.splitlines())
+    assert [s["side"] for s in printed] == ["base", "ft"] * 3
+    assert [s["generated"] for s in printed] == [r[side]["generated_tokens"] for r in records for side in ("base", "ft")]
+
+
+def test_explicit_phase_and_checkpoint(chat_run):
+    _, records = chat(["--phase", "1", "--prompt", PROMPT, "--max-tokens", "4"], cwd=chat_run.parent.parent)
+    assert records[0]["phase"] == "phase1_foundation"
+    assert records[0]["adapter"].endswith("phase1_foundation/adapter")
+    checkpoint = chat_run / "phase2_evolution" / "checkpoint-3"
+    _, records = chat(["--adapter", str(checkpoint), "--prompt", PROMPT, "--max-tokens", "4"], cwd=chat_run.parent)
+    assert records[0]["phase"] == "phase2_evolution/checkpoint-3"
+
+
+def test_list_shows_phases_and_checkpoints(chat_run):
+    result = run_cli(["chat", "--list"], cwd=chat_run.parent.parent)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"outputs/{chat_run.name}  (base model: ")
+    assert "  1. phase1_foundation: finished, 6 steps" in lines
+    assert "  2. phase2_evolution: finished, 6 steps" in lines
+    assert f"       checkpoint  outputs/{chat_run.name}/phase2_evolution/checkpoint-6" in lines
+
+
+def test_output_dir_from_a_training_config(chat_run, tmp_path):
+    config = chat_run.parent.parent / "config.yaml"
+    result = run_cli(["chat", "--config", str(config), "--list"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "phase2_evolution: finished" not in result.stdout  # output.dir is relative to the cwd: none here
+    result = run_cli(["chat", "--config", str(config), "--list"], cwd=chat_run.parent.parent)
+    assert "phase2_evolution: finished" in result.stdout
+
+
+def test_inference_py_at_the_repo_root(chat_run):
+    script = [sys.executable, str(REPO / "inference.py"), "--prompt", PROMPT, "--max-tokens", "3"]
+    result = subprocess.run(script, cwd=chat_run.parent.parent, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [s["side"] for s in stats(result.stdout.splitlines())] == ["base", "ft"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--phase", "nope"], "--phase nope: no such phase"),
+    (["--out", "r.jsonl"], "--out needs --prompt TEXT or --prompts FILE"),
+    (["--prompt", "x", "--temperature", "-1"], "--temperature: temperature must be a number >= 0"),
+    (["--adapter", "nowhere"], "--adapter nowhere: not an adapter directory"),
+])
+def test_user_mistakes_exit_2_without_traceback(chat_run, args, message):
+    assert_user_error(run_cli(["chat", *args], cwd=chat_run.parent.parent), message)
+
+
+def test_no_run_found_is_a_clear_error(tmp_path):
+    result = run_cli(["chat", "--prompt", "x"], cwd=tmp_path)
+    assert_user_error(result, "no run found under outputs/", "phased-cpt train CONFIG")
+
+
+def test_bad_prompts_file_names_file_and_line(chat_run, tmp_path):
+    prompts = write_jsonl(tmp_path / "p.jsonl", ["x"])  # field "training_content", not "prompt"
+    result = run_cli(["chat", str(chat_run), "--prompts", str(prompts)], cwd=tmp_path)
+    assert_user_error(result, f"{prompts}:1: expected an object with a non-empty string field \"prompt\"")
