@@ -1,0 +1,299 @@
+"""How fast training runs and which speed path is active: useful FLOPs, MFU, and the resolution
+of `training.performance` (Liger kernels, fused AdamW, checkpointing) on this machine.
+
+Useful FLOPs of one LoRA training step (what MFU counts; recomputation by activation
+checkpointing is not useful work and is not counted):
+
+    4 * N * T                   forward (2NT) + gradients w.r.t. the inputs of the frozen weights (2NT);
+                                the LoRA weight gradients are negligible at r << hidden size
+    + sum_i 6 * t_i**2 * d * L  causal attention: QK^T and AV are 2 * t**2 * d per layer forward with
+                                the causal half skipped, and the backward is twice the forward
+
+N is the base model's parameter count (embeddings and LM head included, LoRA excluded), T the
+tokens in the step, t_i the length of each attended segment (a row without packing; each
+document or chunk in a packed row, since attention never crosses a segment), d the attention
+width (heads x head_dim) and L the number of layers. Example, Qwen2.5-7B shape (N = 7.62e9,
+d = 3584, L = 28), one 16,384-token row: 4.99e14 + 1.62e14 = 6.61e14 FLOP.
+
+MFU = useful FLOP/s per device / the device's peak. The peak is the dense bf16/fp16 spec of a
+known GPU (`GPU_PEAK_TFLOPS`: an H100 SXM is 989 TFLOP/s, of which ~800 are reached by a plain
+bf16 matmul, so ~0.8 is the practical ceiling); for an unknown GPU, another dtype, or the CPU
+it is measured once per process with a large matmul (the log line says which).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from phased_cpt.config import ContextConfig, PerformanceConfig, TrainingConfig
+from phased_cpt.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+GPU_PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
+    # (substring of torch.cuda.get_device_name(), dense bf16 TFLOP/s from the vendor's spec sheet);
+    # the first match wins, so more specific names come first.
+    ("H100 PCIe", 756.0),
+    ("H100 NVL", 835.0),
+    ("H100", 989.0),  # SXM: "NVIDIA H100 80GB HBM3"
+    ("H200", 989.0),  # also GH200
+    ("H800", 989.0),
+    ("B200", 2250.0),
+    ("A100", 312.0),
+    ("A800", 312.0),
+    ("L40S", 362.0),
+    ("L40", 181.0),
+    ("L4", 121.0),
+    ("A10G", 70.0),
+    ("A10", 125.0),
+)
+
+
+# --- useful FLOPs ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the FLOP count needs from a model."""
+
+    parameters: int
+    """N: base-model parameters, embeddings and LM head included, LoRA excluded."""
+    layers: int
+    attention_width: int
+    """d: query heads x head dim (the hidden size for most models)."""
+
+    @classmethod
+    def of(cls, model: Any) -> ModelShape:
+        """From a PeftModel (LoRA excluded from N) or a plain transformers model."""
+        config = model.config.get_text_config()
+        heads = config.num_attention_heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+        return cls(base_parameters(model), config.num_hidden_layers, heads * head_dim)
+
+
+def base_parameters(model: Any) -> int:
+    """Parameters of the frozen base model (DeepSpeed ZeRO-3 partitions report `ds_numel`)."""
+    return sum(
+        getattr(p, "ds_numel", p.numel()) for name, p in model.named_parameters() if "lora_" not in name
+    )
+
+
+def attention_flops(shape: ModelShape, segment_lengths: np.ndarray) -> float:
+    """sum_i 6 * t_i**2 * d * L over the attended segments (float64: 16K**2 * 3584 overflows int32)."""
+    lengths = np.asarray(segment_lengths, dtype=np.float64)
+    return float(6.0 * shape.attention_width * shape.layers * np.square(lengths).sum())
+
+
+def step_flops(shape: ModelShape, segment_lengths: np.ndarray) -> float:
+    """Useful FLOPs of training on these segments once (see the module docstring)."""
+    tokens = float(np.asarray(segment_lengths, dtype=np.float64).sum())
+    return 4.0 * shape.parameters * tokens + attention_flops(shape, segment_lengths)
+
+
+def flops_per_token(shape: ModelShape, segment_lengths: np.ndarray) -> float:
+    """Average useful FLOPs per token over a phase's segments: exact over an epoch, an average
+    within a logging window (the attention term depends on which rows the window saw)."""
+    tokens = float(np.asarray(segment_lengths, dtype=np.float64).sum())
+    return step_flops(shape, segment_lengths) / tokens if tokens else 4.0 * shape.parameters
+
+
+def segment_lengths(dataset: Any) -> np.ndarray | None:
+    """Lengths of the attended segments of a `RowDataset` (documents and chunks; a row without
+    packing is one segment); None for a dataset that does not describe its segments."""
+    from phased_cpt.data.rows import LENGTH
+
+    segments = getattr(dataset, "segments", None)
+    if segments is None:
+        return None
+    return np.asarray(segments)[:, LENGTH] if len(segments) else np.zeros(0)
+
+
+# --- the device's peak -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Peak:
+    flops_per_second: float
+    source: str
+    """e.g. "spec: NVIDIA H100 80GB HBM3 dense bf16" or "measured: cpu float32 matmul"."""
+
+
+def spec_peak_tflops(device_name: str) -> float | None:
+    """Dense bf16 TFLOP/s of a known GPU by its name, else None."""
+    for fragment, tflops in GPU_PEAK_TFLOPS:
+        if fragment in device_name:
+            return tflops
+    return None
+
+
+def device_peak(device: torch.device, dtype: torch.dtype) -> Peak:
+    """The spec peak of a known GPU in bf16/fp16, else a measured matmul peak."""
+    if device.type == "cuda" and dtype in (torch.bfloat16, torch.float16):
+        name = torch.cuda.get_device_name(device)
+        tflops = spec_peak_tflops(name)
+        if tflops is not None:
+            return Peak(tflops * 1e12, f"spec: {name} dense {str(dtype).removeprefix('torch.')}")
+    return Peak(measured_matmul_flops(device.type, dtype), f"measured: {device.type} {str(dtype).removeprefix('torch.')} matmul")
+
+
+@functools.lru_cache(maxsize=None)
+def measured_matmul_flops(device_type: str, dtype: torch.dtype) -> float:
+    """Best FLOP/s of a square matmul on this device (once per process; ~0.1 s on a CPU)."""
+    size = 4096 if device_type == "cuda" else 512
+    device = torch.device(device_type)
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    best = float("inf")
+    for _ in range(5):
+        synchronize(device)
+        started = time.perf_counter()
+        for _ in range(4):
+            a @ b
+        synchronize(device)  # note: a GPU matmul returns before it finishes; time it to completion
+        best = min(best, (time.perf_counter() - started) / 4)
+    return 2.0 * size**3 / best
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def compute_dtype(args: Any, model: Any) -> torch.dtype:
+    """The dtype the matmuls run in: the autocast dtype, else the embedding weights' dtype."""
+    if getattr(args, "bf16", False):
+        return torch.bfloat16
+    if getattr(args, "fp16", False):
+        return torch.float16
+    return model.get_input_embeddings().weight.dtype
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Turns tokens per second per device into useful FLOP/s and MFU for one phase."""
+
+    flops_per_token: float
+    peak: Peak
+
+    def values(self, tokens_per_second_per_device: float) -> dict[str, float]:
+        flops = tokens_per_second_per_device * self.flops_per_token
+        return {"model_tflops_per_second": flops / 1e12, "mfu": flops / self.peak.flops_per_second}
+
+
+def phase_throughput(model: Any, dataset: Any, args: Any) -> Throughput:
+    """The throughput model of a phase: this model's shape, the phase's segment lengths, and the
+    peak of the device the Trainer trains on."""
+    shape = ModelShape.of(model)
+    lengths = segment_lengths(dataset)
+    per_token = flops_per_token(shape, lengths) if lengths is not None else 4.0 * shape.parameters
+    return Throughput(per_token, device_peak(args.device, compute_dtype(args, model)))
+
+
+# --- which speed path is active --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Choice:
+    value: Any
+    reason: str = ""
+
+    def describe(self, shown: str) -> str:
+        return f"{shown} ({self.reason})" if self.reason else shown
+
+
+def liger_installed() -> bool:
+    return importlib.util.find_spec("liger_kernel") is not None
+
+
+def resolve_liger(setting: str | bool, on_cuda: bool | None = None, installed: bool | None = None) -> Choice:
+    """Whether the Trainer applies Liger kernels. `true` where they cannot run is a UserError."""
+    on_cuda = torch.cuda.is_available() if on_cuda is None else on_cuda
+    installed = liger_installed() if installed is None else installed
+    if setting is False:
+        return Choice(False, "training.performance.liger_kernel: false")
+    if not installed:
+        if setting is True:
+            raise UserError(
+                "training.performance.liger_kernel: true needs liger-kernel, which is not installed; "
+                "pip install 'phased-cpt[gpu]' or set it to auto"
+            )
+        return Choice(False, "not installed")
+    if not on_cuda:
+        if setting is True:
+            raise UserError(
+                "training.performance.liger_kernel: true needs a CUDA GPU (Liger kernels are Triton "
+                "GPU kernels); set it to auto or false to train on this machine"
+            )
+        return Choice(False, "no CUDA GPU")
+    return Choice(True)
+
+
+def liger_supports(model_type: str) -> bool:
+    """Whether liger-kernel has kernels for this architecture (it patches nothing otherwise)."""
+    from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
+
+    return model_type in MODEL_TYPE_TO_APPLY_LIGER_FN
+
+
+def resolve_optimizer(name: str, device_type: str | None = None) -> Choice:
+    """The Trainer's `optim`: fused AdamW where torch has it for the device, else adamw_torch."""
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+    device_type = device_type or ("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "adamw_torch_fused" and device_type not in _get_fused_kernels_supported_devices():
+        return Choice("adamw_torch", f"no fused AdamW on {device_type}")
+    return Choice(name)
+
+
+def checkpointing_kwargs(training: TrainingConfig, on_cuda: bool | None = None) -> dict[str, Any] | None:
+    """The Trainer's `activation_checkpointing_kwargs`; None without checkpointing. Offloading
+    needs pinned memory, which only exists with an accelerator (on a CPU the activations are in
+    host memory already), so it is left out there."""
+    if not training.gradient_checkpointing:
+        return None
+    on_cuda = torch.cuda.is_available() if on_cuda is None else on_cuda
+    performance: PerformanceConfig = training.performance
+    kwargs: dict[str, Any] = {"use_reentrant": False}
+    if performance.checkpoint_every_n_layers != 1:
+        kwargs["every_n_layers"] = performance.checkpoint_every_n_layers
+    if performance.checkpoint_offload and on_cuda:
+        kwargs["offload"] = True
+    return kwargs
+
+
+def describe_checkpointing(training: TrainingConfig, on_cuda: bool | None = None) -> str:
+    kwargs = checkpointing_kwargs(training, on_cuda)
+    if kwargs is None:
+        return "off"
+    every = kwargs.get("every_n_layers", 1)
+    text = "full" if every == 1 else f"every {every} layers"
+    if kwargs.get("offload"):
+        text += " + offload to CPU"
+    elif training.performance.checkpoint_offload:
+        text += " (offload: off, no GPU)"
+    return text
+
+
+def speed_path(model: Any, training: TrainingConfig, context: ContextConfig, deepspeed: Any = None) -> str:
+    """The one line logged at training start: which speed path is active and why. `deepspeed`:
+    the run's `DeepSpeedPlan` or None; an `optimizer` section in its config replaces ours."""
+    performance = training.performance
+    liger = resolve_liger(performance.liger_kernel)
+    model_type = model.config.get_text_config().model_type
+    if liger.value and not liger_supports(model_type):
+        liger = Choice(False, f"no Liger kernels for model type {model_type}")
+    optimizer = resolve_optimizer(performance.optimizer)
+    if deepspeed is not None and "optimizer" in deepspeed.config:
+        optimizer = Choice(f"deepspeed {deepspeed.config['optimizer'].get('type', '')}".rstrip(), "from the DeepSpeed config")
+    attention = getattr(model.config, "_attn_implementation", None) or "default"
+    return (
+        f"speed path: liger={liger.describe('on' if liger.value else 'off')}, attention={attention}, "
+        f"optimizer={optimizer.describe(optimizer.value)}, checkpointing={describe_checkpointing(training)}, "
+        f"compile={'on' if performance.torch_compile else 'off'}, "
+        f"packing={'on' if context.sample_packing else 'off'}"
+    )
