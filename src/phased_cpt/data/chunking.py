@@ -27,26 +27,43 @@ class Chunk:
     labels: list[int]
 
 
-def chunk_document(
-    ids: list[int], max_tokens: int, overlap_tokens: int, overlap_loss: bool = False
-) -> list[Chunk]:
-    """Split one document's ids (EOS already appended) into overlapping windows."""
+@dataclass(frozen=True)
+class Span:
+    """One chunk as a window of its document: `ids[start : start + length]`, the first
+    `context_tokens` of which are context only."""
+
+    start: int
+    length: int
+    context_tokens: int
+
+
+def chunk_spans(document_tokens: int, max_tokens: int, overlap_tokens: int, overlap_loss: bool = False) -> list[Span]:
+    """The windows `chunk_document` cuts from a document of `document_tokens` ids (EOS included)."""
     if overlap_tokens >= max_tokens or max_tokens < 2:
         raise ValueError(f"overlap_tokens ({overlap_tokens}) must be < max_tokens ({max_tokens})")
-    if len(ids) <= max_tokens:
-        return [Chunk(list(ids), list(ids))] if ids else []
+    if document_tokens <= max_tokens:
+        return [Span(0, document_tokens, 0)] if document_tokens else []
     # A chunk's first token is never a target (nothing precedes it in the row), so chunks always
     # share at least one token: with overlap_tokens=0 the boundary token is still predicted once.
     context_tokens = max(overlap_tokens, 1)
     stride = max_tokens - context_tokens
-    chunks = []
+    spans = []
     start = 0
     while True:
-        window = ids[start : start + max_tokens]
-        labels = list(window)
-        if start > 0 and not overlap_loss:
-            labels[:context_tokens] = [IGNORE_INDEX] * context_tokens
-        chunks.append(Chunk(list(window), labels))
-        if start + max_tokens >= len(ids):
-            return chunks
+        length = min(max_tokens, document_tokens - start)
+        spans.append(Span(start, length, context_tokens if start > 0 and not overlap_loss else 0))
+        if start + max_tokens >= document_tokens:
+            return spans
         start += stride
+
+
+def chunk_document(
+    ids: list[int], max_tokens: int, overlap_tokens: int, overlap_loss: bool = False
+) -> list[Chunk]:
+    """Split one document's ids (EOS already appended) into overlapping windows."""
+    chunks = []
+    for span in chunk_spans(len(ids), max_tokens, overlap_tokens, overlap_loss):
+        window = list(ids[span.start : span.start + span.length])
+        labels = [IGNORE_INDEX] * span.context_tokens + window[span.context_tokens :]
+        chunks.append(Chunk(window, labels))
+    return chunks

@@ -1,18 +1,34 @@
-"""Reading phase files: one JSON object per line, the text in `data.text_field`.
+"""Reading and validating phase files: one JSON object per line, the text in `data.text_field`.
 
-A bad line is never skipped silently: `read_documents` collects every problem as
-`file:line: reason` and raises one `DataError` (the first 20 lines shown, plus the total).
+Every line is checked (`parse_record`): invalid UTF-8, a UTF-8 byte order mark, NUL bytes,
+invalid JSON, not an object, a missing or non-string field, empty or whitespace-only text.
+Blank lines and CRLF line ends are accepted. With `data.dedup: exact`, a document whose text
+equals an earlier one is a duplicate. What happens to a bad line is `data.on_bad_record`:
+
+- `error` (default): `RecordScan.raise_if_bad` raises one `DataError` listing the first 20
+  `file:line: reason` lines and the totals, before anything is trained.
+- `skip`: the line is left out and kept, verbatim with its reason, in `RecordScan.rejected`; the
+  recipe writes them to `<run>/rejected/<phase>.jsonl` and the plan counts them.
+
+Duplicates (with `dedup: exact`) are removed and recorded in the rejected file under both
+policies: asking for deduplication is not an error in the data. Nothing is dropped silently.
+The file is read as a stream: memory grows with the number of documents (a 16-byte hash each
+when deduplicating), not with the size of the file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from phased_cpt.errors import DataError
 
 MAX_REPORTED_PROBLEMS = 20
+UTF8_BOM = b"\xef\xbb\xbf"
+DUPLICATE = "duplicate"
 
 
 @dataclass(frozen=True)
@@ -22,8 +38,67 @@ class Document:
     """`file:line` where the document was read, for error messages."""
 
 
+@dataclass(frozen=True)
+class Rejected:
+    """A line that did not become a document, kept verbatim with the reason."""
+
+    source: str
+    reason: str
+    line: str
+    """The raw line; bytes that are not UTF-8 appear as `\\xNN` escapes."""
+
+    @property
+    def is_duplicate(self) -> bool:
+        return self.reason.startswith(DUPLICATE)
+
+    def to_json(self) -> str:
+        return json.dumps({"source": self.source, "reason": self.reason, "line": self.line}, ensure_ascii=False)
+
+
+@dataclass
+class RecordScan:
+    """The outcome of reading one file: rejected lines and counts (the documents are streamed)."""
+
+    path: Path
+    on_bad_record: str = "error"
+    documents: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+
+    @property
+    def bad_lines(self) -> list[Rejected]:
+        return [r for r in self.rejected if not r.is_duplicate]
+
+    @property
+    def duplicates(self) -> int:
+        return sum(r.is_duplicate for r in self.rejected)
+
+    def raise_if_bad(self, text_field: str) -> None:
+        """Under `on_bad_record: error`, any bad line stops the run; so does a file with no document."""
+        bad = self.bad_lines
+        if bad and self.on_bad_record == "error":
+            shown = [f"{r.source}: {r.reason}" for r in bad[:MAX_REPORTED_PROBLEMS]]
+            more = [f"... and {len(bad) - len(shown)} more"] if len(bad) > len(shown) else []
+            raise DataError(
+                "\n".join([
+                    f"{len(bad)} bad line(s) in {self.path} ({self.documents} good):", *shown, *more,
+                    "fix these lines, or set data.on_bad_record: skip to leave them out "
+                    "(they are then written to <run>/rejected/<phase>.jsonl)",
+                ])
+            )
+        if not self.documents:
+            why = f"all {len(self.rejected)} line(s) were rejected" if self.rejected else "the file is empty"
+            raise DataError(
+                f"{self.path}: no documents ({why}); add JSONL lines with a {text_field!r} field"
+            )
+
+
 def parse_record(raw: bytes, text_field: str) -> str:
-    """The document text of one JSONL line, or ValueError saying what is wrong with it."""
+    """The document text of one JSONL line (line end removed), or ValueError saying what is wrong."""
+    if raw.startswith(UTF8_BOM):
+        raise ValueError("starts with a UTF-8 byte order mark (BOM); save the file as UTF-8 without BOM")
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise ValueError(f"contains a NUL byte at byte {nul} (binary data?)")
     try:
         line = raw.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -41,28 +116,67 @@ def parse_record(raw: bytes, text_field: str) -> str:
     if not isinstance(text, str):
         raise ValueError(f"field {text_field!r} must be a string, got {type(text).__name__}")
     if not text.strip():
-        raise ValueError(f"field {text_field!r} is empty")
+        raise ValueError(f"field {text_field!r} is empty or whitespace only")
+    if "\x00" in text:
+        raise ValueError(f"field {text_field!r} contains a NUL character (\\u0000; binary data?)")
     return text
 
 
-def read_documents(path: Path, text_field: str) -> list[Document]:
-    """Every document of a JSONL file; blank lines are allowed, any other bad line is an error."""
-    documents: list[Document] = []
-    problems: list[str] = []
+def scan_documents(
+    path: Path, text_field: str, scan: RecordScan, seen: dict[bytes, str] | None = None
+) -> Iterator[Document]:
+    """Yield the good documents of `path` in file order; record every other line in `scan`.
+
+    `seen` (text hash -> source) turns on exact deduplication; pass the same dict for several
+    files to deduplicate across them (a phase's eval file against its training file).
+    """
     with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
             raw = raw.rstrip(b"\r\n")
             if not raw.strip():
                 continue
+            source = f"{path}:{number}"
             try:
-                documents.append(Document(parse_record(raw, text_field), f"{path}:{number}"))
+                text = parse_record(raw, text_field)
             except ValueError as err:
-                problems.append(f"{path}:{number}: {err}")
-    if problems:
-        shown = problems[:MAX_REPORTED_PROBLEMS]
-        more = len(problems) - len(shown)
-        tail = [f"... and {more} more"] if more else []
-        raise DataError("\n".join([f"{len(problems)} bad line(s) in {path}:", *shown, *tail]))
-    if not documents:
-        raise DataError(f"{path}: no documents (the file is empty); add JSONL lines with a {text_field!r} field")
-    return documents
+                scan.rejected.append(Rejected(source, str(err), raw.decode("utf-8", errors="backslashreplace")))
+                continue
+            if seen is not None:
+                digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+                first = seen.setdefault(digest, source)
+                if first != source:
+                    scan.rejected.append(Rejected(source, f"{DUPLICATE} of {first}", raw.decode("utf-8")))
+                    continue
+            scan.documents += 1
+            yield Document(text, source)
+
+
+def read_documents(
+    path: Path, text_field: str, on_bad_record: str = "error", seen: dict[bytes, str] | None = None
+) -> tuple[list[Document], RecordScan]:
+    """Every good document of a file in memory, and the scan (small files, tests, `validate`)."""
+    scan = RecordScan(path, on_bad_record)
+    documents = list(scan_documents(path, text_field, scan, seen))
+    scan.raise_if_bad(text_field)
+    return documents, scan
+
+
+def write_rejected(path: Path, rejected: list[Rejected]) -> None:
+    """`path` as JSONL: one `{"source", "reason", "line"}` object per rejected line."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for record in rejected:
+            f.write(record.to_json() + "\n")
+
+
+def scan_phase_files(files: list[Path], text_field: str, on_bad_record: str, dedup: str) -> list[RecordScan]:
+    """Check every line of a phase's files (its `file`, then its `eval_file`) without keeping
+    the documents; duplicates count across both files, as in training."""
+    seen: dict[bytes, str] | None = {} if dedup == "exact" else None
+    scans = []
+    for path in files:
+        scan = RecordScan(path, on_bad_record)
+        for _ in scan_documents(path, text_field, scan, seen):
+            pass
+        scans.append(scan)
+    return scans

@@ -1,37 +1,62 @@
-"""A phase's rows: read its documents, hold out eval documents, tokenize, append EOS, chunk.
+"""A phase's training and eval rows, prepared once and cached: `build_run_data` for all phases.
 
-EOS goes only after a document's true last token (never at a chunk boundary). BOS follows the
-tokenizer's own convention: whatever `tokenizer(text)` adds with `add_special_tokens=True`
-(Llama tokenizers prepend BOS, Qwen2 tokenizers add nothing).
+`build_phase_data` looks the phase up in the cache (`cache.py`) by a key over its files,
+tokenizer and settings; on a miss it prepares the entry (`prepare.py`), on a hit it only
+memory-maps it (and logs that it did). The returned `PhaseData` reads rows lazily from disk.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import shutil
+import tempfile
+import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datasets import Dataset
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from phased_cpt.config import ContextConfig, DataConfig, PhaseConfig
-from phased_cpt.data.chunking import IGNORE_INDEX, chunk_document
-from phased_cpt.data.jsonl import Document, read_documents
-from phased_cpt.data.split import split_documents
-from phased_cpt.errors import DataError, UserError
+from phased_cpt.data.cache import cache_key, cached_entry, file_digest, read_meta, tokenizer_digest
+from phased_cpt.data.jsonl import Rejected
+from phased_cpt.data.prepare import ReplaySource, prepare_phase, tokenize_documents
+from phased_cpt.data.rows import RowDataset, open_tokens
 
-TOKENIZE_BATCH_DOCUMENTS = 512
+logger = logging.getLogger(__name__)
+
+__all__ = ["PhaseData", "Rows", "build_phase_data", "build_run_data", "save_rejected", "tokenize_documents"]
 
 
 @dataclass
 class Rows:
-    """Training rows of a set of documents, with their token counts."""
+    """Training rows of a set of documents, with their statistics (see `prepare.split_statistics`)."""
 
-    dataset: Dataset
-    """Rows with `input_ids` and `labels` (-100 where a token is context only)."""
-    documents: int
-    document_tokens: int
-    """Tokens of all documents, EOS included, before chunking."""
-    target_tokens: int
-    """Tokens that are training targets once per epoch (labels != -100, first token of a row excluded)."""
-    longest_document_tokens: int
+    dataset: RowDataset
+    """Rows with `input_ids`, `labels` (-100 where a token is not a target) and, packed,
+    `position_ids`."""
+    stats: dict[str, Any]
+
+    @property
+    def documents(self) -> int:
+        return self.stats["documents"]
+
+    @property
+    def document_tokens(self) -> int:
+        """Tokens of all documents, EOS included, before chunking (replay excluded)."""
+        return self.stats["document_tokens"]
+
+    @property
+    def target_tokens(self) -> int:
+        """Labels that are not -100: each a training target once per epoch (replay included)."""
+        return self.stats["target_tokens"]
+
+    @property
+    def longest_document_tokens(self) -> int:
+        return self.stats["longest_document_tokens"]
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -39,82 +64,109 @@ class Rows:
 
 @dataclass
 class PhaseData:
+    name: str
     train: Rows
     eval: Rows | None
     """Held-out documents (phase `eval_file`, or `data.eval_ratio` of the phase file); None if none."""
+    entry: Path
+    """The cache entry the rows are read from."""
+    meta: dict[str, Any]
+    cache_hit: bool
+    units: np.ndarray
+    """This phase's own training chunks (no replay): what later phases replay from."""
 
     @property
     def rows(self) -> int:
         return len(self.train)
 
+    @property
+    def rejected_file(self) -> Path:
+        return self.entry / "rejected.jsonl"
 
-def tokenize_documents(texts: list[str], tokenizer: PreTrainedTokenizerBase) -> list[list[int]]:
-    """Token ids of each text, with EOS appended after its last token."""
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        raise UserError(
-            f"the tokenizer of {tokenizer.name_or_path!r} has no EOS token; set one in its "
-            "tokenizer_config.json (eos_token) so the model can learn where documents end"
-        )
-    all_ids: list[list[int]] = []
-    for start in range(0, len(texts), TOKENIZE_BATCH_DOCUMENTS):
-        batch = texts[start : start + TOKENIZE_BATCH_DOCUMENTS]
-        for ids in tokenizer(batch, add_special_tokens=True, verbose=False)["input_ids"]:
-            if not ids or ids[-1] != eos:  # some tokenizers (T5-style) already add EOS
-                ids = list(ids) + [eos]
-            all_ids.append(ids)
-    return all_ids
+    def rejected(self) -> list[Rejected]:
+        """The lines left out (bad lines under `skip`, and duplicates), from the cache entry."""
+        with open(self.rejected_file, encoding="utf-8") as f:
+            return [Rejected(**json.loads(line)) for line in f]
+
+
+def phase_cache_key(
+    phase: PhaseConfig, data: DataConfig, tokenizer_id: str, context: ContextConfig, seed: int,
+    earlier: Sequence[PhaseData],
+) -> str:
+    settings: dict[str, Any] = {
+        "phase": phase.name,
+        "file": file_digest(phase.file),
+        "eval_file": file_digest(phase.eval_file) if phase.eval_file is not None else None,
+        "eval_ratio": data.eval_ratio if phase.eval_file is None else None,
+        "tokenizer": tokenizer_id,
+        "text_field": data.text_field,
+        "on_bad_record": data.on_bad_record,
+        "dedup": data.dedup,
+        "context": context.model_dump(mode="json"),
+        "seed": seed,
+        "replay_ratio": phase.replay_ratio,
+        "replay_from": [p.entry.name for p in earlier] if phase.replay_ratio > 0 else [],
+    }
+    return cache_key(settings)
 
 
 def build_phase_data(
-    phase: PhaseConfig, data: DataConfig, tokenizer: PreTrainedTokenizerBase, context: ContextConfig, seed: int
+    phase: PhaseConfig, data: DataConfig, tokenizer: PreTrainedTokenizerBase, context: ContextConfig, seed: int,
+    cache_dir: Path | None = None, earlier: Sequence[PhaseData] = (), tokenizer_id: str | None = None,
 ) -> PhaseData:
-    """Read, split (by document, before chunking), tokenize and chunk one phase's data."""
-    documents = read_documents(phase.file, data.text_field)
-    if phase.eval_file is not None:
-        train_docs, eval_docs = documents, read_documents(phase.eval_file, data.text_field)
-    else:
-        train_docs, eval_docs = split_documents(documents, data.eval_ratio, seed, phase.name)
-    return PhaseData(
-        train=build_rows(train_docs, tokenizer, context),
-        eval=build_rows(eval_docs, tokenizer, context) if eval_docs else None,
+    """Read, validate, split (by document, before chunking), tokenize, chunk, replay and pack
+    one phase's data, or load it from `cache_dir`. Without `cache_dir`, a temporary directory
+    holds it for as long as the returned object lives."""
+    temporary = None
+    if cache_dir is None:
+        temporary = tempfile.mkdtemp(prefix="phased-cpt-data-")
+        cache_dir = Path(temporary)
+    tokenizer_id = tokenizer_id or tokenizer_digest(tokenizer)
+    key = phase_cache_key(phase, data, tokenizer_id, context, seed, earlier)
+    sources = [ReplaySource(p.train.dataset.tokens, p.units) for p in earlier]
+    entry, hit = cached_entry(
+        cache_dir, key, lambda out: prepare_phase(out, phase, data, tokenizer, context, seed, sources)
     )
+    if hit:
+        logger.info("%s: reusing prepared data from the cache (%s)", phase.name, entry)
+    phase_data = load_phase_data(entry, phase.name, context.sample_packing, hit)
+    if temporary is not None:
+        weakref.finalize(phase_data, shutil.rmtree, temporary, True)
+    return phase_data
 
 
-def build_rows(documents: list[Document], tokenizer: PreTrainedTokenizerBase, context: ContextConfig) -> Rows:
-    token_ids = tokenize_documents([d.text for d in documents], tokenizer)
-    if not context.chunk_long_samples:
-        reject_long_documents(documents, token_ids, context.max_tokens)
-    input_ids: list[list[int]] = []
-    labels: list[list[int]] = []
-    for ids in token_ids:
-        for chunk in chunk_document(ids, context.max_tokens, context.overlap_tokens, context.overlap_loss):
-            input_ids.append(chunk.input_ids)
-            labels.append(chunk.labels)
-    target_tokens = sum(sum(1 for t in row[1:] if t != IGNORE_INDEX) for row in labels)
-    return Rows(
-        dataset=Dataset.from_dict({"input_ids": input_ids, "labels": labels}),
-        documents=len(documents),
-        document_tokens=sum(len(ids) for ids in token_ids),
-        target_tokens=target_tokens,
-        longest_document_tokens=max(len(ids) for ids in token_ids),
-    )
+def load_phase_data(entry: Path, name: str, packed: bool, cache_hit: bool) -> PhaseData:
+    meta = read_meta(entry)
+    tokens = open_tokens(entry / "tokens.bin")
+
+    def rows(split: str) -> Rows:
+        segments = np.load(entry / f"{split}_segments.npy", mmap_mode="r")
+        offsets = np.load(entry / f"{split}_row_offsets.npy")
+        return Rows(RowDataset(tokens, np.asarray(segments), offsets, packed), meta[split])
+
+    eval_rows = rows("eval") if meta["eval"]["documents"] else None
+    return PhaseData(name, rows("train"), eval_rows, entry, meta, cache_hit, np.load(entry / "train_units.npy"))
 
 
-def reject_long_documents(documents: list[Document], token_ids: list[list[int]], max_tokens: int) -> None:
-    too_long = [
-        f"{doc.source}: {len(ids)} tokens (EOS included) > context.max_tokens {max_tokens}"
-        for doc, ids in zip(documents, token_ids)
-        if len(ids) > max_tokens
-    ]
-    if too_long:
-        shown = too_long[:20]
-        more = [f"... and {len(too_long) - 20} more"] if len(too_long) > 20 else []
-        raise DataError(
-            "\n".join(
-                [f"{len(too_long)} document(s) longer than context.max_tokens and "
-                 "context.chunk_long_samples is false (nothing is truncated silently):", *shown, *more,
-                 "set context.chunk_long_samples: true to split them into overlapping chunks, "
-                 "or raise context.max_tokens"]
-            )
+def build_run_data(
+    phases: Sequence[PhaseConfig], data: DataConfig, tokenizer: PreTrainedTokenizerBase, context: ContextConfig,
+    seed: int, cache_dir: Path | None = None,
+) -> dict[str, PhaseData]:
+    """Every phase's data, in order (a phase replays from the phases before it)."""
+    tokenizer_id = tokenizer_digest(tokenizer)
+    built: dict[str, PhaseData] = {}
+    for phase in phases:
+        built[phase.name] = build_phase_data(
+            phase, data, tokenizer, context, seed, cache_dir, list(built.values()), tokenizer_id
         )
+    return built
+
+
+def save_rejected(phase_data: dict[str, PhaseData], rejected_dir: Path) -> None:
+    """Copy each phase's rejected lines to `<rejected_dir>/<phase>.jsonl` (phases with any)."""
+    for name, data in phase_data.items():
+        if data.meta["rejected"]:
+            rejected_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(data.rejected_file, rejected_dir / f"{name}.jsonl")
+            logger.warning("%s: %d line(s) left out (%d duplicate(s)); see %s", name, data.meta["rejected"],
+                           data.meta["duplicates"], rejected_dir / f"{name}.jsonl")

@@ -74,3 +74,11 @@ def test_every_token_is_a_target_exactly_once(seed):
     for previous, current in zip(chunks, chunks[1:]):
         assert current.input_ids[0] == previous.input_ids[-max(overlap, 1)]
         assert current.input_ids[:overlap] == previous.input_ids[len(previous.input_ids) - overlap:]
+
+
+def test_spans_describe_the_same_windows_as_chunks():
+    from phased_cpt.data.chunking import Span, chunk_spans
+
+    assert chunk_spans(9, 8, 2) == [Span(0, 8, 0), Span(6, 3, 2)]
+    assert chunk_spans(9, 8, 2, overlap_loss=True) == [Span(0, 8, 0), Span(6, 3, 0)]
+    assert chunk_spans(0, 8, 2) == []

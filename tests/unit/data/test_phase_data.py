@@ -6,16 +6,32 @@ import torch
 from phased_cpt.config import ContextConfig, DataConfig, ModelConfig, PhaseConfig
 from phased_cpt.data.chunking import IGNORE_INDEX
 from phased_cpt.data.collate import make_collator
-from phased_cpt.data.phase_data import build_phase_data, build_rows, tokenize_documents
-from phased_cpt.data.jsonl import read_documents
+from phased_cpt.data.phase_data import build_phase_data, build_run_data, tokenize_documents
 from phased_cpt.errors import DataError
 from phased_cpt.modeling import load_tokenizer
 from tests.conftest import bundled_texts, write_jsonl
+
+NO_EVAL = DataConfig(eval_ratio=0.0)
 
 
 @pytest.fixture(scope="module")
 def tokenizer(tiny_model_dir):
     return load_tokenizer(ModelConfig(name=str(tiny_model_dir)))
+
+
+@pytest.fixture(scope="module")
+def llama_tokenizer(tiny_llama_bos_dir):
+    return load_tokenizer(ModelConfig(name=str(tiny_llama_bos_dir)))
+
+
+def build(tmp_path, texts, tokenizer, data=NO_EVAL, name="p", **context):
+    path = write_jsonl(tmp_path / f"{name}.jsonl", texts)
+    return build_phase_data(PhaseConfig(name=name, file=path), data, tokenizer, ContextConfig(**context), seed=1)
+
+
+def trained_tokens(rows) -> Counter:
+    """Tokens that are training targets: labels after the model's causal shift."""
+    return Counter(t for row in rows.dataset for t in row["labels"][1:] if t != IGNORE_INDEX)
 
 
 def test_tiny_tokenizer_has_pad_equal_to_eos(tokenizer):
@@ -29,74 +45,104 @@ def test_eos_is_appended_once_after_the_last_token(tokenizer):
     assert tokenizer.decode(ids[:-1]) == "def f():\n    return 1\n"
 
 
-def test_bos_follows_the_tokenizer_convention(tiny_llama_bos_dir, tokenizer):
-    llama = load_tokenizer(ModelConfig(name=str(tiny_llama_bos_dir)))
-    (with_bos,) = tokenize_documents(["hello"], llama)
-    assert with_bos[0] == llama.bos_token_id and with_bos[-1] == llama.eos_token_id
+def test_bos_follows_the_tokenizer_convention(llama_tokenizer, tokenizer):
+    (with_bos,) = tokenize_documents(["hello"], llama_tokenizer)
+    assert with_bos[0] == llama_tokenizer.bos_token_id and with_bos[-1] == llama_tokenizer.eos_token_id
     (without_bos,) = tokenize_documents(["hello"], tokenizer)
     assert tokenizer.bos_token_id is None or without_bos[0] != tokenizer.bos_token_id
 
 
-def test_rows_cover_every_document_token_once_plus_one_eos_each(tmp_path, tokenizer):
-    texts = bundled_texts("phase1_foundation", 6)
-    path = write_jsonl(tmp_path / "p.jsonl", texts)
-    context = ContextConfig(max_tokens=64, overlap_tokens=16)
-    rows = build_rows(read_documents(path, "training_content"), tokenizer, context)
-    trained = Counter(t for row in rows.dataset["labels"] for t in row[1:] if t != IGNORE_INDEX)
+@pytest.mark.parametrize("packing", [False, True])
+@pytest.mark.parametrize("max_tokens, overlap", [(64, 16), (32, 0), (512, 100)])
+def test_trained_targets_are_the_documents_tokens_plus_one_eos_each(tmp_path, llama_tokenizer, packing, max_tokens, overlap):
+    """The Llama tokenizer prepends BOS: every text token and one EOS per document is a target once."""
+    texts = bundled_texts("phase1_foundation", 8)
+    data = build(tmp_path, texts, llama_tokenizer, sample_packing=packing, max_tokens=max_tokens, overlap_tokens=overlap)
     expected = Counter()
-    for ids in tokenize_documents(texts, tokenizer):
-        expected.update(ids[1:])  # a document's first token has nothing before it to predict from
+    for text in texts:
+        ids = llama_tokenizer(text, add_special_tokens=False)["input_ids"]
+        expected.update(ids + [llama_tokenizer.eos_token_id])
+    trained = trained_tokens(data.train)
     assert trained == expected
-    assert trained[tokenizer.eos_token_id] == len(texts)
-    assert rows.target_tokens == sum(trained.values())
-    assert all(len(row) <= 64 for row in rows.dataset["input_ids"])
-    assert rows.documents == 6 and len(rows) > 6
+    assert trained[llama_tokenizer.eos_token_id] == data.train.stats["eos_tokens"] == len(texts)
+    assert data.train.target_tokens == sum(expected.values())
+    assert all(len(row["input_ids"]) <= max_tokens for row in data.train.dataset)
+    assert data.train.documents == 8 and data.train.stats["chunks"] >= 8
+
+
+def test_overlap_loss_trains_the_overlap_again(tmp_path, tokenizer):
+    texts = bundled_texts("phase1_foundation", 4)
+    once = build(tmp_path, texts, tokenizer, max_tokens=64, overlap_tokens=16)
+    twice = build(tmp_path, texts, tokenizer, max_tokens=64, overlap_tokens=16, overlap_loss=True)
+    extra_chunks = once.train.stats["chunks"] - once.train.documents
+    assert twice.train.target_tokens == once.train.target_tokens + 15 * extra_chunks
 
 
 def test_document_of_exactly_max_tokens_is_not_split(tmp_path, tokenizer):
     text = "alpha beta gamma delta"
     n = len(tokenize_documents([text], tokenizer)[0])
-    path = write_jsonl(tmp_path / "p.jsonl", [text])
-    docs = read_documents(path, "training_content")
-    assert len(build_rows(docs, tokenizer, ContextConfig(max_tokens=n, overlap_tokens=1))) == 1
-    assert len(build_rows(docs, tokenizer, ContextConfig(max_tokens=n - 1, overlap_tokens=1))) == 2
+    assert len(build(tmp_path, [text], tokenizer, max_tokens=n, overlap_tokens=1).train) == 1
+    assert len(build(tmp_path, [text], tokenizer, max_tokens=n - 1, overlap_tokens=1).train) == 2
 
 
 def test_long_documents_are_an_error_when_chunking_is_off(tmp_path, tokenizer):
-    path = write_jsonl(tmp_path / "p.jsonl", ["short", "a much longer document " * 20, "short again"])
-    context = ContextConfig(max_tokens=16, overlap_tokens=0, chunk_long_samples=False)
     with pytest.raises(DataError) as err:
-        build_rows(read_documents(path, "training_content"), tokenizer, context)
+        build(tmp_path, ["short", "a much longer document " * 20, "short again"], tokenizer,
+              max_tokens=16, overlap_tokens=0, chunk_long_samples=False)
     message = str(err.value)
+    path = tmp_path / "p.jsonl"
     assert f"{path}:2:" in message and f"{path}:1:" not in message and f"{path}:3:" not in message
     assert "chunk_long_samples" in message
 
 
-def test_collator_keeps_eos_labels_when_pad_equals_eos(tmp_path, tokenizer):
-    path = write_jsonl(tmp_path / "p.jsonl", ["short", "a somewhat longer document here"])
-    rows = build_rows(read_documents(path, "training_content"), tokenizer, ContextConfig(max_tokens=64, overlap_tokens=0))
-    collator = make_collator(tokenizer, ContextConfig(max_tokens=64, overlap_tokens=0))
-    batch = collator([rows.dataset[0], rows.dataset[1]])
+def test_padded_batches_keep_eos_labels_when_pad_equals_eos(tmp_path, tokenizer):
+    context = ContextConfig(max_tokens=64, overlap_tokens=0)
+    data = build(tmp_path, ["short", "a somewhat longer document here"], tokenizer, max_tokens=64, overlap_tokens=0)
+    rows = [data.train.dataset[0], data.train.dataset[1]]
+    batch = make_collator(tokenizer, context)(rows)
     eos = tokenizer.eos_token_id
     for row in range(2):
         real = int(batch["attention_mask"][row].sum())
         assert batch["labels"][row, real - 1] == eos  # the document's EOS is a target
         assert torch.all(batch["labels"][row, real:] == IGNORE_INDEX)  # padding is not
         assert torch.all(batch["input_ids"][row, real:] == eos)  # padded with pad == eos
-    assert batch["input_ids"].shape[1] == max(len(r) for r in rows.dataset["input_ids"])  # longest, not max_tokens
+    assert batch["input_ids"].shape[1] == max(len(r["input_ids"]) for r in rows)  # longest, not max_tokens
+    assert "position_ids" not in rows[0]
+
+
+def test_packed_rows_restart_positions_and_batches_have_no_attention_mask(tmp_path, tokenizer):
+    texts = ["one two", "three four five", "six", "seven eight nine ten"]
+    data = build(tmp_path, texts, tokenizer, max_tokens=64, overlap_tokens=0, sample_packing=True)
+    (row,) = list(data.train.dataset)  # everything fits in one row
+    lengths = sorted((len(ids) for ids in tokenize_documents(texts, tokenizer)), reverse=True)
+    expected_positions = [p for n in lengths for p in range(n)]
+    assert row["position_ids"] == expected_positions
+    starts = [i for i, p in enumerate(row["position_ids"]) if p == 0]
+    assert [row["labels"][i] for i in starts] == [IGNORE_INDEX] * 4  # never predicted across documents
+    batch = make_collator(tokenizer, ContextConfig(max_tokens=64, overlap_tokens=0, sample_packing=True))([row, row])
+    assert set(batch) == {"input_ids", "labels", "position_ids"}  # no attention_mask
+    assert batch["input_ids"].shape == (1, 2 * len(row["input_ids"]))  # flattened, batch size 1
+    assert batch["position_ids"][0].tolist() == expected_positions * 2
+
+
+def test_packing_fills_rows(tmp_path, tokenizer):
+    texts = bundled_texts("phase2_evolution")
+    packed = build(tmp_path, texts, tokenizer, max_tokens=1024, overlap_tokens=32, sample_packing=True)
+    single = build(tmp_path, texts, tokenizer, max_tokens=1024, overlap_tokens=32)
+    assert packed.train.stats["packing_efficiency"] > 0.9 > single.train.stats["packing_efficiency"]
+    assert len(packed.train) < len(single.train) / 3
+    assert packed.train.target_tokens == single.train.target_tokens
 
 
 def test_eval_documents_are_held_out_whole_before_chunking(tmp_path, tokenizer):
     texts = [f"document number {i} " * (5 + i) for i in range(10)]
-    path = write_jsonl(tmp_path / "p.jsonl", texts)
-    phase = PhaseConfig(name="p", file=path)
-    data = build_phase_data(phase, DataConfig(eval_ratio=0.2), tokenizer, ContextConfig(max_tokens=16, overlap_tokens=4), seed=1)
+    data = build(tmp_path, texts, tokenizer, DataConfig(eval_ratio=0.2), max_tokens=16, overlap_tokens=4)
     assert (data.train.documents, data.eval.documents) == (8, 2)
-    train_rows = {tuple(r) for r in data.train.dataset["input_ids"]}
-    eval_rows = {tuple(r) for r in data.eval.dataset["input_ids"]}
+    train_rows = {tuple(r["input_ids"]) for r in data.train.dataset}
+    eval_rows = {tuple(r["input_ids"]) for r in data.eval.dataset}
     assert not train_rows & eval_rows
-    again = build_phase_data(phase, DataConfig(eval_ratio=0.2), tokenizer, ContextConfig(max_tokens=16, overlap_tokens=4), seed=1)
-    assert again.eval.dataset["input_ids"] == data.eval.dataset["input_ids"]  # deterministic for a seed
+    again = build(tmp_path, texts, tokenizer, DataConfig(eval_ratio=0.2), max_tokens=16, overlap_tokens=4)
+    assert list(again.eval.dataset) == list(data.eval.dataset)  # deterministic for a seed
 
 
 def test_eval_file_replaces_the_ratio(tmp_path, tokenizer):
@@ -105,3 +151,119 @@ def test_eval_file_replaces_the_ratio(tmp_path, tokenizer):
     phase = PhaseConfig(name="p", file=path, eval_file=held)
     data = build_phase_data(phase, DataConfig(eval_ratio=0.5), tokenizer, ContextConfig(max_tokens=16, overlap_tokens=0), seed=0)
     assert (data.train.documents, data.eval.documents) == (3, 1)
+    assert data.eval.dataset[0]["input_ids"] == tokenize_documents(["held out text"], tokenizer)[0]
+
+
+def test_skip_policy_records_rejected_lines_and_error_policy_caches_nothing(tmp_path, tokenizer):
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"training_content": "good one"}\nnot json\n{"training_content": "good one"}\n')
+    phase = PhaseConfig(name="p", file=path)
+    context = ContextConfig(max_tokens=16, overlap_tokens=0)
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError, match=f"{path}:2: invalid JSON"):
+        build_phase_data(phase, NO_EVAL, tokenizer, context, 0, cache)
+    assert [p.name for p in cache.iterdir() if not p.name.startswith(".")] == []
+    data = build_phase_data(phase, DataConfig(eval_ratio=0.0, on_bad_record="skip", dedup="exact"), tokenizer, context, 0, cache)
+    assert data.train.documents == 1 and (data.meta["rejected"], data.meta["duplicates"]) == (2, 1)
+    assert [(r.source, r.reason) for r in data.rejected()] == [
+        (f"{path}:2", "invalid JSON: Expecting value (column 1)"), (f"{path}:3", f"duplicate of {path}:1"),
+    ]
+
+
+def test_second_build_reuses_the_cache_and_any_change_invalidates_it(tmp_path, tokenizer, llama_tokenizer):
+    path = write_jsonl(tmp_path / "p.jsonl", bundled_texts("phase1_foundation", 5))
+    phase = PhaseConfig(name="p", file=path)
+    context = ContextConfig(max_tokens=32, overlap_tokens=4)
+    cache = tmp_path / "cache"
+    first = build_phase_data(phase, NO_EVAL, tokenizer, context, 0, cache)
+    again = build_phase_data(phase, NO_EVAL, tokenizer, context, 0, cache)
+    assert (first.cache_hit, again.cache_hit) == (False, True) and again.entry == first.entry
+    assert list(again.train.dataset) == list(first.train.dataset)
+    changes = [
+        dict(context=ContextConfig(max_tokens=32, overlap_tokens=5)),
+        dict(context=ContextConfig(max_tokens=32, overlap_tokens=4, sample_packing=True)),
+        dict(data=DataConfig(eval_ratio=0.0, dedup="exact")),
+        dict(data=DataConfig(eval_ratio=0.5)),
+        dict(seed=1),
+        dict(tokenizer=llama_tokenizer),
+    ]
+    entries = {first.entry}
+    for change in changes:
+        args = dict(data=NO_EVAL, tokenizer=tokenizer, context=context, seed=0) | change
+        built = build_phase_data(phase, args["data"], args["tokenizer"], args["context"], args["seed"], cache)
+        assert not built.cache_hit, change
+        entries.add(built.entry)
+    write_jsonl(path, bundled_texts("phase1_foundation", 4))  # the file changed
+    assert not build_phase_data(phase, NO_EVAL, tokenizer, context, 0, cache).cache_hit
+    assert len(entries) == len(changes) + 1
+
+
+@pytest.mark.parametrize("packing", [False, True])
+def test_replay_draws_the_ratio_of_tokens_from_earlier_training_chunks(tmp_path, tokenizer, packing):
+    first = write_jsonl(tmp_path / "a.jsonl", bundled_texts("phase1_foundation"))
+    second = write_jsonl(tmp_path / "b.jsonl", bundled_texts("phase3_pr_mastery"))
+    phases = [PhaseConfig(name="a", file=first), PhaseConfig(name="b", file=second, replay_ratio=0.25)]
+    context = ContextConfig(max_tokens=64, overlap_tokens=8, sample_packing=packing)
+    data = build_run_data(phases, DataConfig(eval_ratio=0.1), tokenizer, context, seed=3, cache_dir=tmp_path / "c")
+    stats = data["b"].train.stats
+    own = sum(int(u[1]) for u in data["b"].units)
+    assert stats["replay_tokens"] / (own + stats["replay_tokens"]) == pytest.approx(0.25, abs=0.03)
+    # replayed chunks are phase a's training chunks (never its eval documents)
+    a_train = Counter(tuple(r["input_ids"]) for r in build_run_data(
+        phases[:1], DataConfig(eval_ratio=0.1), tokenizer, context.model_copy(update={"sample_packing": False}), 3)["a"].train.dataset)
+    a_eval = {tuple(r["input_ids"]) for r in data["a"].eval.dataset}
+    ds = data["b"].train.dataset
+    pieces = [tuple(ds.tokens[s : s + n]) for s, n, _ in ds.segments]
+    replayed = [p for p in pieces if p in a_train]
+    assert sum(len(p) for p in replayed) == stats["replay_tokens"] and not set(replayed) & a_eval
+    assert data["a"].train.stats["replay_tokens"] == 0
+    again = build_run_data(phases, DataConfig(eval_ratio=0.1), tokenizer, context, seed=3)
+    assert list(again["b"].train.dataset) == list(data["b"].train.dataset)  # deterministic for a seed
+
+
+def test_tokenizing_in_worker_processes_gives_the_same_rows(tmp_path, tokenizer, monkeypatch):
+    from phased_cpt.data import prepare
+
+    texts = bundled_texts("phase2_evolution")
+    serial = build(tmp_path, texts, tokenizer, max_tokens=64, overlap_tokens=8)
+    monkeypatch.setattr(prepare, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(prepare, "TOKENIZE_BATCH_DOCUMENTS", 7)  # many batches in flight
+    assert prepare.tokenizer_processes(tmp_path / "p.jsonl") == min(len(__import__("os").sched_getaffinity(0)), 8)
+    parallel = build(tmp_path, texts, tokenizer, max_tokens=64, overlap_tokens=8)
+    assert list(parallel.train.dataset) == list(serial.train.dataset)
+    assert parallel.meta == serial.meta
+
+
+@pytest.mark.parametrize("fixture", ["tokenizer", "llama_tokenizer"])
+def test_fast_encoding_gives_the_ids_of_the_tokenizers_own_call(fixture, request):
+    from phased_cpt.data.prepare import encode_texts
+
+    tok = request.getfixturevalue(fixture)
+    texts = bundled_texts("phase3_pr_mastery", 20) + ["héllo wörld\r\n\ttabs", "x"]
+    assert encode_texts(texts, tok) == tok(texts, add_special_tokens=True)["input_ids"]
+    tok.backend_tokenizer.enable_truncation(8)  # a backend that would truncate is never used directly
+    try:
+        assert encode_texts(texts, tok) == tok(texts, add_special_tokens=True)["input_ids"]
+        assert max(len(ids) for ids in encode_texts(texts, tok)) > 8
+    finally:
+        tok.backend_tokenizer.no_truncation()
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_tokenizing_streams_with_a_bounded_number_of_documents_read_ahead(tmp_path, tokenizer, processes, monkeypatch):
+    from phased_cpt.data import prepare
+    from phased_cpt.data.jsonl import Document
+
+    monkeypatch.setattr(prepare, "TOKENIZE_BATCH_DOCUMENTS", 5)
+    index = prepare.TokenizedDocuments()
+    read_ahead = []
+
+    def documents():
+        for k in range(200):
+            read_ahead.append(k - len(index.lengths))  # read but not yet written to tokens.bin
+            yield Document(f"document {k} " * (k % 7 + 1), f"f:{k}")
+
+    with open(tmp_path / "tokens.bin", "wb") as f:
+        prepare.tokenize_stream(documents(), tokenizer, prepare.TokenWriter(f), index, 64, processes)
+    assert len(index.lengths) == 200
+    assert max(read_ahead) < (2 * processes + 1) * 5  # one batch being read + 2 per worker in flight

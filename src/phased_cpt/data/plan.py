@@ -1,0 +1,120 @@
+"""The run plan: what each phase will train on, as a table (`train` logs it) or JSON (`plan --json`).
+
+Numbers come from the prepared data (`PhaseData`), so the plan is exactly what training sees:
+
+    phase               docs  eval  rejected     tokens    targets  chunks   rows  packing    EOS  longest  steps/ep  steps   replay
+    phase1_foundation     31     1         0      9,214      9,183      40     40    0.72      31      740        10     30        0
+
+`tokens` are the training documents' tokens (EOS included, before chunking and replay);
+`targets` the labels that are trained on once per epoch (overlap and a row's first token of
+each document excluded; replayed chunks included); `packing` is real tokens / (rows x
+max_tokens); `EOS` counts document-ending EOS targets (one per training document when all is
+well); `replay` the tokens copied from earlier phases.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+from phased_cpt.config import ContextConfig, PhaseConfig, RunConfig, TrainingConfig
+from phased_cpt.data.cache import resolve_cache_dir
+from phased_cpt.data.phase_data import PhaseData, build_run_data
+from phased_cpt.training.phase import optimizer_steps
+
+
+@dataclass(frozen=True)
+class PhasePlan:
+    phase: str
+    documents: int
+    eval_documents: int
+    rejected: int
+    duplicates: int
+    tokens: int
+    target_tokens: int
+    chunks: int
+    rows: int
+    packing_efficiency: float
+    eos_tokens: int
+    longest_document_tokens: int
+    longest_document: str
+    steps_per_epoch: int
+    steps: int
+    epochs: float
+    replay_tokens: int
+    eval_tokens: int
+    cache_hit: bool
+
+
+def plan_phases(
+    phases: list[PhaseConfig], training: TrainingConfig, context: ContextConfig, phase_data: dict[str, PhaseData],
+) -> list[PhasePlan]:
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    plans = []
+    for phase in phases:
+        data = phase_data[phase.name]
+        phase_training = phase.training_for(training)
+        train = data.train.stats
+        plans.append(PhasePlan(
+            phase=phase.name,
+            documents=train["documents"],
+            eval_documents=data.eval.documents if data.eval else 0,
+            rejected=data.meta["rejected"],
+            duplicates=data.meta["duplicates"],
+            tokens=train["document_tokens"],
+            target_tokens=train["target_tokens"],
+            chunks=train["chunks"],
+            rows=train["rows"],
+            packing_efficiency=round(train["packing_efficiency"], 4),
+            eos_tokens=train["eos_tokens"],
+            longest_document_tokens=train["longest_document_tokens"],
+            longest_document=data.meta["longest_document"],
+            steps_per_epoch=optimizer_steps(data.rows, phase_training.model_copy(update={"max_steps": None}), 1, world_size),
+            steps=optimizer_steps(data.rows, phase_training, phase.epochs, world_size),
+            epochs=phase.epochs,
+            replay_tokens=train["replay_tokens"],
+            eval_tokens=data.eval.document_tokens if data.eval else 0,
+            cache_hit=data.cache_hit,
+        ))
+    return plans
+
+
+COLUMNS = [
+    ("phase", "phase", "<"), ("docs", "documents", ">"), ("eval", "eval_documents", ">"),
+    ("rejected", "rejected", ">"), ("tokens", "tokens", ">"), ("targets", "target_tokens", ">"),
+    ("chunks", "chunks", ">"), ("rows", "rows", ">"), ("packing", "packing_efficiency", ">"),
+    ("EOS", "eos_tokens", ">"), ("longest", "longest_document_tokens", ">"),
+    ("steps/ep", "steps_per_epoch", ">"), ("steps", "steps", ">"), ("replay", "replay_tokens", ">"),
+]
+
+
+def format_plan(plans: list[PhasePlan], context: ContextConfig) -> str:
+    """A fixed-width table, one line per phase, plus a line on the row settings."""
+    def cell(value: object) -> str:
+        if isinstance(value, float):
+            return f"{value:.2f}"
+        if isinstance(value, int):
+            return f"{value:,}"
+        return str(value)
+
+    table = [[title for title, _, _ in COLUMNS]] + [[cell(getattr(p, key)) for _, key, _ in COLUMNS] for p in plans]
+    widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
+    lines = ["  ".join(f"{v:{align}{w}}" for v, w, (_, _, align) in zip(row, widths, COLUMNS)) for row in table]
+    packing = "packed (best-fit decreasing)" if context.sample_packing else "one document or chunk per row"
+    lines.append(f"rows of at most {context.max_tokens:,} tokens, {packing}; overlap {context.overlap_tokens:,} "
+                 f"tokens ({'trained' if context.overlap_loss else 'context only'})")
+    return "\n".join(lines)
+
+
+def plan_json(plans: list[PhasePlan], context: ContextConfig) -> dict:
+    return {"context": context.model_dump(mode="json"), "phases": [asdict(p) for p in plans]}
+
+
+def plan_run(cfg: RunConfig) -> list[PhasePlan]:
+    """Prepare (or load from the cache) every phase's data and plan it, without loading the model."""
+    from phased_cpt.modeling import load_tokenizer
+
+    tokenizer = load_tokenizer(cfg.model)
+    cache_dir = resolve_cache_dir(cfg.data)
+    phase_data = build_run_data(cfg.phases, cfg.data, tokenizer, cfg.context, cfg.training.seed, cache_dir)
+    return plan_phases(cfg.phases, cfg.training, cfg.context, phase_data)
