@@ -1,0 +1,280 @@
+"""`phased-cpt doctor CONFIG`: pre-flight checks before hours of training, as a pass/warn/fail table.
+
+Checks the software (Python, torch, CUDA, NCCL, DeepSpeed, flash-attn, Liger), the hardware
+(GPUs, their free memory, bf16), the inputs (every phase file readable and valid, a tokenizer
+with an EOS token), the outputs (free disk for the checkpoints, W&B key or offline mode; the key
+is never shown) and an estimate of memory per GPU with a recommendation (`memory.py`).
+`phased-cpt launch` runs the same checks first. Any `fail` makes the command exit 2.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import shutil
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from phased_cpt.config import RunConfig, load_config
+from phased_cpt.errors import UserError
+from phased_cpt.memory import GiB, estimate_memory, model_shape, parameters_from_size
+
+PASS, WARN, FAIL = "pass", "warn", "fail"
+HEADROOM = 0.9
+"""A run is expected to fit when the estimate is under 90% of a GPU's free memory."""
+CPU_HINT = (
+    "no GPU: training runs on CPU in float32 (slow; fine for a tiny model). One process: "
+    "`phased-cpt train CONFIG`; N CPU processes over gloo: `phased-cpt launch CONFIG --gpus N`"
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str
+    detail: str
+
+
+def size(n_bytes: float) -> str:
+    """1.5 GiB, 12.0 MiB: readable at every scale, from a tiny test model to a 32B one."""
+    return f"{n_bytes / GiB:.1f} GiB" if n_bytes >= GiB / 10 else f"{n_bytes / 2**20:.1f} MiB"
+
+
+def count(n: int) -> str:
+    return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n:,}"
+
+
+def version_of(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def check_python() -> Check:
+    version = ".".join(map(str, sys.version_info[:3]))
+    ok = sys.version_info >= (3, 10)
+    return Check("python", PASS if ok else FAIL, version if ok else f"{version}: phased-cpt needs Python 3.10 or newer")
+
+
+def check_torch() -> Check:
+    cuda = torch.version.cuda
+    return Check("torch", PASS, f"{torch.__version__}, " + (f"CUDA {cuda}" if cuda else "CPU build (no CUDA)"))
+
+
+def check_gpus(processes: int) -> list[Check]:
+    """GPU count, names and free memory; bf16; NCCL (gloo on CPU)."""
+    if not torch.cuda.is_available():
+        return [
+            Check("gpus", WARN, CPU_HINT),
+            Check("bf16", PASS, "not used on CPU (float32)"),
+            Check("nccl", PASS if torch.distributed.is_gloo_available() else FAIL,
+                  "CPU processes communicate over gloo" + ("" if torch.distributed.is_gloo_available() else ": not available")),
+        ]
+    count = torch.cuda.device_count()
+    lines = []
+    for index in range(count):
+        free, total = torch.cuda.mem_get_info(index)
+        lines.append(f"{index}: {torch.cuda.get_device_name(index)}, {size(free)} of {size(total)} free")
+    status = FAIL if processes > count else PASS
+    detail = f"{count} GPU(s): " + "; ".join(lines)
+    if processes > count:
+        detail += f"; {processes} processes asked for, only {count} GPU(s) here"
+    checks = [Check("gpus", status, detail)]
+    bf16 = torch.cuda.is_bf16_supported()
+    checks.append(Check("bf16", PASS if bf16 else WARN, "supported" if bf16 else
+                        "not supported: model.dtype auto trains in float32 (twice the memory); an Ampere or newer GPU has bf16"))
+    if torch.distributed.is_nccl_available():
+        checks.append(Check("nccl", PASS, "NCCL " + ".".join(map(str, torch.cuda.nccl.version()))))
+    else:
+        checks.append(Check("nccl", FAIL if processes > 1 else WARN, "NCCL is not available in this torch build"))
+    return checks
+
+
+def check_packages(cfg: RunConfig) -> list[Check]:
+    deepspeed = version_of("deepspeed")
+    if deepspeed:
+        ds = Check("deepspeed", PASS, deepspeed)
+    elif cfg.deepspeed:
+        ds = Check("deepspeed", FAIL, f"deepspeed: {cfg.deepspeed} is set but DeepSpeed is not installed; "
+                   "pip install -e '.[deepspeed]'")
+    else:
+        ds = Check("deepspeed", PASS, "not installed (not needed: deepspeed is null)")
+    flash = version_of("flash-attn") or version_of("flash_attn")
+    wants_flash = cfg.model.attn_implementation == "flash_attention_2"
+    if flash:
+        fa = Check("flash-attn", PASS, flash)
+    elif wants_flash:
+        fa = Check("flash-attn", FAIL, "model.attn_implementation is flash_attention_2 but flash-attn is not installed")
+    elif torch.cuda.is_available():
+        fa = Check("flash-attn", WARN, "not installed: attention uses sdpa (pip install flash-attn --no-build-isolation)")
+    else:
+        fa = Check("flash-attn", PASS, "not installed (not used on CPU)")
+    liger = version_of("liger-kernel")
+    lg = Check("liger-kernel", PASS, liger or "not installed (optional: pip install -e '.[gpu]')")
+    return [ds, fa, lg]
+
+
+def check_data(cfg: RunConfig) -> list[Check]:
+    from phased_cpt.data.jsonl import scan_phase_files
+    from phased_cpt.errors import DataError
+
+    checks = []
+    for phase in cfg.phases:
+        files = [phase.file] + ([phase.eval_file] if phase.eval_file is not None else [])
+        missing = [str(f) for f in files if not Path(f).is_file()]
+        if missing:
+            checks.append(Check(f"data {phase.name}", FAIL, f"missing file: {', '.join(missing)}"))
+            continue
+        try:
+            scans = scan_phase_files(files, cfg.data.text_field, cfg.data.on_bad_record, cfg.data.dedup)
+            for scan in scans:
+                scan.raise_if_bad(cfg.data.text_field)
+        except DataError as err:
+            first = [line.strip() for line in str(err).splitlines()[:2]]  # the summary and the first bad line
+            checks.append(Check(f"data {phase.name}", FAIL, " ".join(first)))
+            continue
+        documents = sum(scan.documents for scan in scans)
+        status = PASS if documents else FAIL
+        checks.append(Check(f"data {phase.name}", status, f"{documents} documents in {', '.join(map(str, files))}"))
+    return checks
+
+
+def check_tokenizer(cfg: RunConfig) -> Check:
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(cfg.model.name)
+    except (OSError, ValueError) as err:
+        return Check("tokenizer", FAIL, f"cannot load the tokenizer of {cfg.model.name}: {str(err).splitlines()[0]}")
+    if tokenizer.eos_token_id is None:
+        return Check("tokenizer", FAIL, "no EOS token: set eos_token in its tokenizer_config.json")
+    return Check("tokenizer", PASS, f"EOS {tokenizer.eos_token!r} (id {tokenizer.eos_token_id})")
+
+
+def checkpoint_bytes(cfg: RunConfig) -> int | None:
+    """Disk for the run: per phase, `save_total_limit` (+1 while the next is written) checkpoints
+    of the adapter and its optimizer (fp32 weight 4 + Adam 8 + DeepSpeed's fp32 copy 4 bytes per
+    LoRA parameter) and the final adapter (4 bytes per LoRA parameter)."""
+    shape = model_shape(cfg.model)
+    if shape is None:
+        return None
+    lora = shape.lora_parameters(cfg.training.lora.r, cfg.training.lora.target_modules)
+    kept = (cfg.training.save_total_limit or 10) + 1
+    return len(cfg.phases) * (kept * lora * 16 + lora * 4)
+
+
+def check_disk(cfg: RunConfig) -> Check:
+    where = Path(cfg.output.dir).resolve()
+    while not where.exists():
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    need = checkpoint_bytes(cfg)
+    if need is None:
+        return Check("disk", PASS, f"{size(free)} free in {where} (checkpoint size unknown: no config.json)")
+    detail = f"{size(free)} free in {where}, checkpoints need ~{size(need)}"
+    if free < need:
+        return Check("disk", FAIL, detail + ": free space or lower training.save_total_limit")
+    return Check("disk", WARN if free < 2 * need else PASS, detail)
+
+
+def check_wandb(cfg: RunConfig) -> Check:
+    if not cfg.wandb.enabled:
+        return Check("wandb", PASS, "disabled")
+    has_key = bool(cfg.wandb.api_key and cfg.wandb.api_key.get_secret_value()) or bool(os.environ.get("WANDB_API_KEY"))
+    mode = os.environ.get("WANDB_MODE")
+    if mode:
+        return Check("wandb", PASS, f"WANDB_MODE={mode}" + (" (API key set)" if has_key else ""))
+    if has_key:
+        return Check("wandb", PASS, "online (API key set)")
+    return Check("wandb", WARN, "no API key: runs offline; upload later with `wandb sync <run>/wandb`")
+
+
+def check_memory(cfg: RunConfig, processes: int) -> list[Check]:
+    """The DeepSpeed choice and the estimated memory per GPU, with a recommendation."""
+    from phased_cpt.distributed import plan_deepspeed
+
+    plan = plan_deepspeed(cfg, processes)
+    stage = plan.zero_stage if plan else 0
+    checks = [Check("deepspeed plan", PASS, f"{plan.source}: {plan.reason}" if plan else "none (one process, or DDP)")]
+    shape = model_shape(cfg.model)
+    on_gpu = torch.cuda.is_available()
+    weight_bytes = 2 if on_gpu and torch.cuda.is_bf16_supported() and cfg.model.dtype in ("auto", "bfloat16") else 4
+    if cfg.model.dtype == "float16":
+        weight_bytes = 2
+    if shape is None:
+        params = parameters_from_size(cfg.model.size)
+        if params is None:
+            return checks + [Check("memory", WARN, "model shape unknown (no config.json here, model.size unreadable)")]
+        per_gpu = params * weight_bytes / (processes if stage == 3 else 1)
+        return checks + [Check("memory", WARN, f"weights alone ~{size(per_gpu)} per GPU (from model.size "
+                               f"{cfg.model.size}; no config.json here for the full estimate)")]
+    offload = cfg.deepspeed_offload if plan else "none"
+    estimate = estimate_memory(shape, cfg.training, cfg.context.max_tokens, stage, processes, weight_bytes, offload)
+    detail = (f"~{size(estimate.total_bytes)} per GPU (weights {size(estimate.weights_bytes)}, "
+              f"LoRA+Adam {size(estimate.lora_bytes)}, activations {size(estimate.activations_bytes)}, "
+              f"logits {size(estimate.logits_bytes)}; {count(shape.parameters)} parameters, "
+              f"ZeRO-{stage}, {processes} process(es))")
+    if not on_gpu:
+        return checks + [Check("memory", PASS, detail + "; no GPU to compare with")]
+    free = min(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count()))
+    if estimate.total_bytes <= HEADROOM * free:
+        return checks + [Check("memory", PASS, detail + f"; fits the {size(free)} free")]
+    return checks + [Check("memory", FAIL, detail + f"; more than the {size(free)} free: "
+                           + recommendation(cfg, stage))]
+
+
+def recommendation(cfg: RunConfig, stage: int) -> str:
+    steps = []
+    if not cfg.training.gradient_checkpointing:
+        steps.append("training.gradient_checkpointing: true")
+    if stage < 3:
+        steps.append("deepspeed: zero3")
+    if cfg.deepspeed_offload == "none":
+        steps.append("deepspeed_offload: optimizer")
+    if cfg.training.micro_batch_size > 1:
+        steps.append("a lower training.micro_batch_size (raise gradient_accumulation_steps)")
+    steps.append("a lower context.max_tokens")
+    return "try " + ", then ".join(steps)
+
+
+def run_checks(config: Path, overrides: list[str] = (), processes: int = 1) -> list[Check]:
+    """Every check; a config that does not load is a UserError (all its problems listed)."""
+    cfg, _ = load_config(config, list(overrides), check_files=False)
+    checks = [check_python(), check_torch(), *check_gpus(processes), *check_packages(cfg)]
+    checks += check_data(cfg)
+    checks += [check_tokenizer(cfg), check_disk(cfg), check_wandb(cfg)]
+    checks += check_memory(cfg, processes)
+    return checks
+
+
+def has_failures(checks: list[Check]) -> bool:
+    return any(c.status == FAIL for c in checks)
+
+
+def format_report(checks: list[Check]) -> str:
+    width = max(len(c.name) for c in checks)
+    lines = [f"{'check':<{width}}  status  detail"]
+    lines += [f"{c.name:<{width}}  {c.status:<6}  {c.detail}" for c in checks]
+    failed = sum(c.status == FAIL for c in checks)
+    warned = sum(c.status == WARN for c in checks)
+    lines.append(f"{len(checks)} checks: {failed} failed, {warned} warning(s)")
+    return "\n".join(lines)
+
+
+def report_json(checks: list[Check]) -> list[dict]:
+    return [asdict(c) for c in checks]
+
+
+def doctor(config: Path, overrides: list[str], processes: int, as_json: bool) -> int:
+    """Print the table (or JSON with --json) and exit 2 on any failed check."""
+    import json
+
+    checks = run_checks(config, overrides, processes)
+    print(json.dumps(report_json(checks), indent=2) if as_json else format_report(checks))
+    if has_failures(checks):
+        raise UserError("pre-flight checks failed: " + ", ".join(c.name for c in checks if c.status == FAIL))
+    return 0
