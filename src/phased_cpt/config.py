@@ -10,6 +10,7 @@ file's directory.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import os
 import re
 from pathlib import Path
@@ -39,6 +40,8 @@ LrScheduler = Literal[
     "cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial"
 ]
 PHASE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+DEEPSPEED_NAMES = ("zero2", "zero3", "auto")
+DeepSpeedOffload = Literal["none", "optimizer", "optimizer_and_params"]
 
 
 class StrictModel(BaseModel):
@@ -68,6 +71,36 @@ class LoraConfig(StrictModel):
     )
 
 
+class PerformanceConfig(StrictModel):
+    """Speed and memory options; none changes what is learned beyond floating-point rounding.
+    What each does, and which path is active on this machine: `training/throughput.py`."""
+
+    liger_kernel: Literal["auto", True, False] = "auto"
+    """Liger Triton kernels (fused linear cross-entropy, RMSNorm, SwiGLU, RoPE). auto: on when
+    liger-kernel is installed and training runs on a CUDA GPU; true: required (error otherwise)."""
+    optimizer: Literal["adamw_torch_fused", "adamw_torch"] = "adamw_torch_fused"
+    """adamw_torch_fused: one fused kernel per step (falls back to adamw_torch, with a log line,
+    where torch has no fused AdamW for the device)."""
+    torch_compile: bool = False
+    """torch.compile the model (the Trainer's `torch_compile`)."""
+    checkpoint_every_n_layers: PositiveInt = 1
+    """With training.gradient_checkpointing: recompute only every n-th decoder layer (1: all);
+    the others keep their activations, trading memory back for speed."""
+    checkpoint_offload: bool = False
+    """With training.gradient_checkpointing: keep the activations saved for the recompute in
+    pinned CPU memory instead of on the GPU (less GPU memory at long rows, slower steps)."""
+
+    @field_validator("liger_kernel")
+    @classmethod
+    def _check_liger_installed(cls, value: str | bool) -> str | bool:
+        if value is True and importlib.util.find_spec("liger_kernel") is None:
+            raise ValueError(
+                "true needs liger-kernel, which is not installed; pip install 'phased-cpt[gpu]' "
+                "(on a CUDA machine) or set it to auto"
+            )
+        return value
+
+
 class TrainingConfig(StrictModel):
     micro_batch_size: PositiveInt = 1
     gradient_accumulation_steps: PositiveInt = 6
@@ -84,7 +117,23 @@ class TrainingConfig(StrictModel):
     save_total_limit: PositiveInt | None = 3
     max_steps: PositiveInt | None = None
     """Cap on optimizer steps per phase (smoke runs); null trains every epoch."""
+    max_nonfinite_losses: PositiveInt = 3
+    """Consecutive micro-batches with a NaN/inf loss (each contributes no gradient) before the
+    phase stops with an error; checkpoints written before stay as they are."""
     lora: LoraConfig = Field(default_factory=LoraConfig)
+    performance: PerformanceConfig = Field(default_factory=PerformanceConfig)
+
+    @model_validator(mode="after")
+    def _check_checkpointing(self) -> TrainingConfig:
+        performance = self.performance
+        if not self.gradient_checkpointing and (
+            performance.checkpoint_every_n_layers != 1 or performance.checkpoint_offload
+        ):
+            raise ValueError(
+                "training.performance.checkpoint_every_n_layers / checkpoint_offload need "
+                "training.gradient_checkpointing: true; turn it on or leave them at 1 / false"
+            )
+        return self
 
 
 class ContextConfig(StrictModel):
@@ -96,6 +145,9 @@ class ContextConfig(StrictModel):
     """false: the overlap at the start of a later chunk is context only (label -100), so each
     document token is a training target once per epoch."""
     sample_packing: bool = False
+    """true: pack documents and chunks into rows of up to max_tokens (best-fit decreasing), with
+    position ids restarting and attention isolated per document; false: one per row, a batch
+    padded to its longest row."""
 
     @model_validator(mode="after")
     def _check(self) -> ContextConfig:
@@ -103,11 +155,6 @@ class ContextConfig(StrictModel):
             raise ValueError(
                 f"context.overlap_tokens ({self.overlap_tokens}) must be smaller than "
                 f"context.max_tokens ({self.max_tokens}); lower overlap_tokens or raise max_tokens"
-            )
-        if self.sample_packing:
-            raise ValueError(
-                "context.sample_packing: true is not supported yet; set it to false "
-                "(each row then holds one document or chunk, padded only to the longest row in the batch)"
             )
         return self
 
@@ -129,6 +176,9 @@ class PhaseConfig(StrictModel):
     weight_decay: NonNegativeFloat | None = None
     gradient_accumulation_steps: PositiveInt | None = None
     micro_batch_size: PositiveInt | None = None
+    replay_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    """Fraction of this phase's training tokens drawn (seeded) from earlier phases' training
+    chunks, against forgetting; must be 0 for the first phase."""
 
     @field_validator("file", "eval_file")
     @classmethod
@@ -174,6 +224,15 @@ class DataConfig(StrictModel):
     eval_ratio: float = Field(0.02, ge=0.0, lt=1.0)
     """Fraction of each phase's documents held out for evaluation (split by document, before
     chunking; at least one when a phase has two or more). Ignored for a phase with `eval_file`."""
+    on_bad_record: Literal["error", "skip"] = "error"
+    """error: any bad line stops the run before training, listing file:line: reason; skip: bad
+    lines are left out and written with their reason to <run>/rejected/<phase>.jsonl."""
+    dedup: Literal["none", "exact"] = "none"
+    """exact: a document whose text equals an earlier one (in the phase file or its eval file)
+    is left out and recorded in <run>/rejected/<phase>.jsonl."""
+    cache_dir: Path | None = None
+    """Prepared (tokenized, chunked, packed) data, reused by later runs; null:
+    ${XDG_CACHE_HOME:-~/.cache}/phased-cpt/data."""
 
 
 class OutputConfig(StrictModel):
@@ -181,6 +240,16 @@ class OutputConfig(StrictModel):
     """Parent of every run directory; relative to the current working directory."""
     run_name: str | None = Field(None, pattern=PHASE_NAME_PATTERN)
     """Default: phased-<model short name>-lora. A timestamp is appended per run."""
+
+
+class EvaluationConfig(StrictModel):
+    eval_steps: PositiveInt | None = 200
+    """Evaluate on the current phase's held-out documents every N optimizer steps (null: only at
+    each phase end)."""
+    batch_size: PositiveInt = 1
+    """Rows per forward pass during evaluation."""
+    forgetting_matrix: bool = True
+    """Before training and after each phase, evaluate on every phase's held-out documents."""
 
 
 class WandbConfig(StrictModel):
@@ -203,9 +272,15 @@ class RunConfig(StrictModel):
     phases: list[PhaseConfig] = Field(default_factory=default_phases)
     data: DataConfig = Field(default_factory=DataConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     wandb: WandbConfig = Field(default_factory=WandbConfig)
     tensorboard: TensorboardConfig = Field(default_factory=TensorboardConfig)
     deepspeed: str | None = None
+    """null (one process, or DDP through torchrun) | zero2 | zero3 | auto | a DeepSpeed JSON file
+    (relative paths resolve against the config file's directory). See docs/multi-gpu.md."""
+    deepspeed_offload: DeepSpeedOffload = "none"
+    """none | optimizer (Adam states in CPU memory) | optimizer_and_params (also the weights;
+    ZeRO-3 only). For zero2, zero3 and auto; a JSON file says its own offload."""
 
     @field_validator("phases")
     @classmethod
@@ -217,17 +292,48 @@ class RunConfig(StrictModel):
             if phase.name in seen:
                 raise ValueError(f"duplicate phase name {phase.name!r}: phase names must be unique")
             seen.add(phase.name)
+        if phases[0].replay_ratio > 0:
+            raise ValueError(
+                f"phases.0.replay_ratio ({phases[0].replay_ratio}): the first phase has no earlier "
+                "phase to replay from; set it to 0"
+            )
         return phases
 
     @field_validator("deepspeed")
     @classmethod
-    def _check_deepspeed(cls, value: str | None) -> str | None:
-        if value is not None:
+    def _check_deepspeed(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or value in DEEPSPEED_NAMES:
+            return value
+        path = Path(value).expanduser()
+        base_dir = (info.context or {}).get("base_dir")
+        if base_dir is not None and not path.is_absolute():
+            path = Path(base_dir) / path
+        if not path.is_file():
             raise ValueError(
-                f"DeepSpeed ({value!r}) is not supported yet; set deepspeed: null "
-                "(single process, or DDP through torchrun)"
+                f"{value!r} is neither null, {', '.join(DEEPSPEED_NAMES)} nor an existing DeepSpeed "
+                f"JSON file ({path} does not exist)"
             )
-        return value
+        return str(path)
+
+    @field_validator("deepspeed_offload")
+    @classmethod
+    def _check_offload(cls, offload: str, info: ValidationInfo) -> str:
+        deepspeed = info.data.get("deepspeed")
+        if offload == "none" or "deepspeed" not in info.data:
+            return offload
+        if deepspeed is None:
+            raise ValueError(f"{offload} needs DeepSpeed; set deepspeed: zero2, zero3 or auto")
+        if deepspeed not in DEEPSPEED_NAMES:
+            raise ValueError(
+                f"{offload} cannot be combined with the DeepSpeed file {deepspeed}; set "
+                "offload_optimizer/offload_param in that file, or deepspeed_offload: none"
+            )
+        if offload == "optimizer_and_params" and deepspeed == "zero2":
+            raise ValueError(
+                "optimizer_and_params needs ZeRO-3 (ZeRO-2 cannot offload weights); set deepspeed: "
+                "zero3 or auto, or deepspeed_offload: optimizer"
+            )
+        return offload
 
     @property
     def run_name(self) -> str:

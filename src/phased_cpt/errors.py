@@ -32,3 +32,9 @@ class ConfigError(UserError):
 
 class DataError(UserError):
     """Bad training data: every line of the message names `file:line: reason`."""
+
+
+class TrainingDiverged(UserError):
+    """Training produced non-finite losses or weights; the message says what to change."""
+
+    exit_code = 3

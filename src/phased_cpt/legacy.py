@@ -35,8 +35,8 @@ def phase_dir_name(index: int, name: str) -> str:
 
 def translate_legacy_config(old: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     notes: list[str] = []
-    new: dict[str, Any] = {}
     unknown_top = set(old) - {"wandb", "model", "training", "phased_training", "dataset", "tensorboard"}
+    new: dict[str, Any] = {}
     for key in sorted(unknown_top):
         new[key] = old[key]  # not an older-tool key: leave it for validation to judge
 
@@ -69,8 +69,12 @@ def translate_legacy_config(old: dict[str, Any]) -> tuple[dict[str, Any], list[s
             notes.append(f"training.{key} -> model.dtype ({model.get('dtype', 'auto')})")
         elif key == "tf32":
             notes.append("training.tf32 dropped: TF32 matmuls are enabled automatically on GPUs that support them")
-        elif key in ("eval_batch_size", "eval_steps"):
-            notes.append(f"training.{key} dropped: this version does not run periodic evaluation")
+        elif key == "eval_steps":
+            new.setdefault("evaluation", {})["eval_steps"] = value
+            notes.append("training.eval_steps -> evaluation.eval_steps")
+        elif key == "eval_batch_size":
+            new.setdefault("evaluation", {})["batch_size"] = value
+            notes.append("training.eval_batch_size -> evaluation.batch_size")
         else:
             training[key] = value  # unknown: validation reports it with a did-you-mean
     if training:
@@ -85,10 +89,12 @@ def translate_legacy_config(old: dict[str, Any]) -> tuple[dict[str, Any], list[s
     if "random_seed" in dataset:
         new.setdefault("training", {})["seed"] = dataset.pop("random_seed")
         notes.append("dataset.random_seed -> training.seed")
-    for key in ("train_split", "val_split"):
-        if key in dataset:
-            dataset.pop(key)
-            notes.append(f"dataset.{key} dropped: this version trains on every document of each phase file")
+    if "val_split" in dataset:
+        new.setdefault("data", {})["eval_ratio"] = dataset.pop("val_split")
+        notes.append("dataset.val_split -> data.eval_ratio (held out by document, before chunking)")
+    if "train_split" in dataset:
+        dataset.pop("train_split")
+        notes.append("dataset.train_split dropped: the documents not held out by data.eval_ratio are trained on")
     output_dir = str(dataset.pop("output_dir", "dataset")).rstrip("/")
     for key in dataset:
         notes.append(f"dataset.{key} dropped: no equivalent in phased-cpt")

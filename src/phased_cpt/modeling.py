@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig as PeftLoraConfig
-from peft import PeftModel, get_peft_model, get_peft_model_state_dict
+from peft import PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from phased_cpt.config import LoraConfig, ModelConfig
@@ -95,6 +96,20 @@ def load_adapter(base: PreTrainedModel, adapter_dir: Path, trainable: bool = Fal
         return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=trainable)
     except (OSError, ValueError) as err:
         raise UserError(f"cannot load the LoRA adapter in {adapter_dir}: {err}") from None
+
+
+def restore_adapter(model: PeftModel, adapter_dir: Path | None) -> None:
+    """Load a saved adapter's weights into the trainable adapter (a resumed run's last finished
+    phase); nothing to do for None."""
+    if adapter_dir is None:
+        return
+    weights = adapter_dir / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise UserError(f"cannot resume: {weights} is missing; the run directory is damaged")
+    result = set_peft_model_state_dict(model, load_file(weights))
+    if getattr(result, "unexpected_keys", None):
+        raise UserError(f"{weights} does not match training.lora (unexpected keys: {result.unexpected_keys[:3]} ...)")
+    logger.info("restored the adapter of %s", adapter_dir.parent.name)
 
 
 def adapter_fingerprint(model: PeftModel) -> str:

@@ -15,6 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from transformers import AutoModelForCausalLM
 
 from tests.conftest import bundled_texts, write_jsonl
+from tests.wandb_records import history
 from tests.e2e.cli import REPO, assert_user_error, run_cli, tiny_run_config, write_yaml
 
 pytestmark = pytest.mark.e2e
@@ -121,7 +122,12 @@ def test_wandb_offline_run_and_no_key_anywhere(trained_run):
     run_dir, result = trained_run
     offline_runs = list((run_dir / "wandb").glob("offline-run-*"))
     assert len(offline_runs) == 1  # one W&B run for the whole training run
-    assert list(offline_runs[0].glob("*.wandb"))
+    (run_file,) = offline_runs[0].glob("*.wandb")
+    rows = [row for row in history(run_file) if "train/loss" in row]
+    logged = [r for r in metrics(run_dir) if r.get("kind") == "train"]
+    assert [row["_step"] for row in rows] == [r["step"] for r in logged]  # global, monotonic across phases
+    assert {row["phase"] for row in rows} == {"phase1_foundation", "phase2_evolution"}
+    assert [row["train/loss"] for row in rows] == pytest.approx([r["loss"] for r in logged])
     for path in run_dir.rglob("*"):
         if path.is_file():
             assert FAKE_KEY.encode() not in path.read_bytes(), path
@@ -130,7 +136,7 @@ def test_wandb_offline_run_and_no_key_anywhere(trained_run):
 
 def test_console_shows_plan_and_progress(trained_run):
     _, result = trained_run
-    assert "phase1_foundation" in result.stderr and "documents" in result.stderr
+    assert "phase1_foundation" in result.stderr and "rows" in result.stderr
     assert "loss=" in result.stderr and "ppl=" in result.stderr and "tok/s=" in result.stderr
 
 
@@ -169,3 +175,73 @@ def test_help_on_every_subcommand(tmp_path):
         assert result.returncode == 0 and "usage: phased-cpt" in result.stdout, args
     assert "--set" in run_cli(["train", "--help"], cwd=tmp_path).stdout
     assert "--print-translated" in run_cli(["validate", "--help"], cwd=tmp_path).stdout
+
+
+def test_eval_metrics_and_forgetting_matrix(trained_run):
+    run_dir, _ = trained_run
+    evals = [r for r in metrics(run_dir) if r.get("kind") == "eval"]
+    assert {r["phase"] for r in evals} == {"phase1_foundation", "phase2_evolution"}
+    assert all(math.isfinite(r["loss"]) and r["perplexity"] == pytest.approx(math.exp(r["loss"])) for r in evals)
+    matrix = json.loads((run_dir / "eval" / "forgetting.json").read_text())
+    assert matrix["columns"] == ["phase1_foundation", "phase2_evolution"]
+    assert [row["after"] for row in matrix["rows"]] == ["base", "phase1_foundation", "phase2_evolution"]
+    values = matrix["perplexity"]
+    assert len(values) == 3 and all(len(row) == 2 and all(math.isfinite(v) for v in row) for row in values)
+    # the phase-end eval record equals the matrix entry of that phase on its own data
+    end_of_phase1 = [r for r in evals if r["phase"] == "phase1_foundation"][-1]
+    assert end_of_phase1["perplexity"] == pytest.approx(values[1][0])
+    for name in ("forgetting.md", "forgetting.png", "curves.png", "report.md"):
+        assert (run_dir / "eval" / name).stat().st_size > 0
+
+
+def test_report_command_prints_and_writes_the_summary(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    (run_dir / "eval" / "report.md").unlink()
+    result = run_cli(["report", str(run_dir)], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = (run_dir / "eval" / "report.md").read_text()
+    assert report == result.stdout.rstrip("\n") or report.rstrip() == result.stdout.rstrip()
+    state = json.loads((run_dir / "state.json").read_text())
+    for phase in state["finished_phases"]:
+        assert f"| {phase['name']} | {phase['steps']} |" in report
+    assert "Forgetting matrix" in report and "| base |" in report
+    missing = run_cli(["report", str(tmp_path)], cwd=tmp_path)
+    assert_user_error(missing, "not a phased-cpt run directory")
+
+
+def test_nonfinite_losses_stop_the_phase_after_the_configured_count(tiny_model_dir, tmp_path):
+    broken = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        broken.model.norm.weight[0] = float("nan")  # every loss is NaN from the first step
+    broken.save_pretrained(tmp_path / "broken")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (tmp_path / "broken" / name).write_bytes((tiny_model_dir / name).read_bytes())
+    data = write_jsonl(tmp_path / "p.jsonl", bundled_texts("phase1_foundation", 16))
+    cfg = tiny_run_config(tmp_path / "broken", [("only", data, 5)],
+                          training={"save_steps": 1, "max_nonfinite_losses": 3, "gradient_accumulation_steps": 1})
+    result = run_cli(["train", str(write_yaml(tmp_path / "c.yaml", cfg))], cwd=tmp_path)
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert "3 consecutive non-finite losses at step 3" in result.stderr
+    assert "training.max_nonfinite_losses=3" in result.stderr
+    (run_dir,) = (tmp_path / "outputs").iterdir()
+    kept = sorted((run_dir / "only").glob("checkpoint-*/COMPLETE"))
+    assert [m.parent.name for m in kept] == ["checkpoint-1", "checkpoint-2"][-len(kept):] and kept
+    weights = load_file(kept[-1].parent / "adapter_model.safetensors")
+    assert all(torch.isfinite(t).all() for t in weights.values())  # NaN losses contributed no gradient
+    assert not (run_dir / "only" / "adapter").exists()
+
+
+def test_diverging_weights_never_become_the_last_good_checkpoint(tiny_model_dir, tmp_path):
+    data = write_jsonl(tmp_path / "p.jsonl", bundled_texts("phase1_foundation", 16))
+    cfg = tiny_run_config(tiny_model_dir, [("only", data, 20)],
+                          training={"learning_rate": 1e4, "max_grad_norm": 0.0, "save_steps": 1,
+                                    "max_nonfinite_losses": 2, "gradient_checkpointing": False})
+    result = run_cli(["train", str(write_yaml(tmp_path / "c.yaml", cfg))], cwd=tmp_path)
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "non-finite" in result.stderr
+    (run_dir,) = (tmp_path / "outputs").iterdir()
+    for marker in (run_dir / "only").glob("checkpoint-*/COMPLETE"):
+        weights = load_file(marker.parent / "adapter_model.safetensors")
+        assert all(torch.isfinite(t).all() for t in weights.values()), f"{marker.parent} has non-finite weights"
+    assert not (run_dir / "only" / "adapter").exists()

@@ -112,14 +112,60 @@ def test_overlap_equal_to_max_tokens_is_a_contradiction(data_files):
     ]
 
 
-def test_sample_packing_true_is_rejected_not_ignored(data_files):
-    problems = problems_of(write_config(data_files, minimal(context={"sample_packing": True})))
-    assert "sample_packing: true is not supported yet" in problems[0]
+def test_sample_packing_true_is_accepted(data_files):
+    cfg, _ = load_config(write_config(data_files, minimal(context={"sample_packing": True})))
+    assert cfg.context.sample_packing
 
 
-def test_deepspeed_is_rejected_until_supported(data_files):
-    problems = problems_of(write_config(data_files, minimal(deepspeed="zero3")))
-    assert problems[0].startswith("deepspeed: DeepSpeed ('zero3') is not supported yet")
+def test_data_pipeline_keys_have_defaults_and_limits(data_files):
+    cfg, _ = load_config(write_config(data_files, minimal()))
+    assert (cfg.data.on_bad_record, cfg.data.dedup, cfg.data.cache_dir) == ("error", "none", None)
+    assert [p.replay_ratio for p in cfg.phases] == [0.0, 0.0]
+    cfg, _ = load_config(write_config(data_files, minimal()), [
+        "data.on_bad_record=skip", "data.dedup=exact", "data.cache_dir=/tmp/c", "phases.p2.replay_ratio=0.2"])
+    assert (cfg.data.on_bad_record, cfg.data.dedup, str(cfg.data.cache_dir)) == ("skip", "exact", "/tmp/c")
+    assert cfg.phases[1].replay_ratio == 0.2
+    problems = problems_of(write_config(data_files, minimal()), [
+        "data.on_bad_record=ignore", "data.dedup=fuzzy", "phases.p2.replay_ratio=1.0"])
+    assert sorted(p.split(":")[0] for p in problems) == ["data.dedup", "data.on_bad_record", "phases.1.replay_ratio"]
+
+
+def test_first_phase_cannot_replay(data_files):
+    (problem,) = problems_of(write_config(data_files, minimal()), ["phases.p1.replay_ratio=0.1"])
+    assert problem.startswith("phases.0.replay_ratio (0.1): the first phase has no earlier phase")
+
+
+@pytest.mark.parametrize("value", [None, "zero2", "zero3", "auto"])
+def test_deepspeed_accepts_null_and_the_named_configs(data_files, value):
+    cfg, _ = load_config(write_config(data_files, minimal(deepspeed=value)))
+    assert cfg.deepspeed == value
+
+
+def test_deepspeed_json_path_resolves_against_the_config_directory(data_files):
+    (data_files / "ds.json").write_text("{}")
+    cfg, _ = load_config(write_config(data_files, minimal(deepspeed="ds.json")))
+    assert cfg.deepspeed == str(data_files / "ds.json")
+
+
+def test_deepspeed_unknown_name_or_missing_file_is_an_error(data_files):
+    problems = problems_of(write_config(data_files, minimal(deepspeed="zero9")))
+    assert problems[0].startswith("deepspeed: 'zero9' is neither null, zero2, zero3, auto nor an existing DeepSpeed JSON file")
+
+
+@pytest.mark.parametrize("deepspeed,offload,expected", [
+    (None, "optimizer", "deepspeed_offload: optimizer needs DeepSpeed"),
+    ("zero2", "optimizer_and_params", "deepspeed_offload: optimizer_and_params needs ZeRO-3"),
+    ("ds.json", "optimizer", "deepspeed_offload: optimizer cannot be combined with the DeepSpeed file"),
+])
+def test_deepspeed_offload_contradictions_are_errors(data_files, deepspeed, offload, expected):
+    (data_files / "ds.json").write_text("{}")
+    problems = problems_of(write_config(data_files, minimal(deepspeed=deepspeed, deepspeed_offload=offload)))
+    assert problems[0].startswith(expected), problems
+
+
+def test_deepspeed_offload_values_are_checked(data_files):
+    problems = problems_of(write_config(data_files, minimal(deepspeed="zero3", deepspeed_offload="nvme")))
+    assert problems[0].startswith("deepspeed_offload: ")
 
 
 def test_set_overrides_by_index_and_by_phase_name(data_files):

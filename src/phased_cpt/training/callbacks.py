@@ -10,10 +10,12 @@ from tqdm.auto import tqdm
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from phased_cpt.training.metrics import MetricsSink
+from phased_cpt.training.throughput import Throughput, phase_throughput
 
 
 class MetricsCallback(TrainerCallback):
-    """Turns the Trainer's logs into global-step metrics: loss, perplexity, lr, grad norm, tokens/s."""
+    """Turns the Trainer's logs into global-step metrics: loss, perplexity, lr, grad norm, tokens/s,
+    useful model TFLOP/s per device and MFU (see `throughput.py`)."""
 
     def __init__(self, sink: MetricsSink, phase: str, step_offset: int) -> None:
         self.sink = sink
@@ -22,8 +24,16 @@ class MetricsCallback(TrainerCallback):
         self.latest: dict[str, float] = {}
         self._last_time = 0.0
         self._last_tokens = 0
+        self.throughput: Throughput | None = None
+        """Useful FLOPs per token and the device peak: adds `model_tflops_per_second` and `mfu`."""
 
-    def on_train_begin(self, args, state: TrainerState, control, **kwargs):
+    def on_train_begin(self, args, state: TrainerState, control, model=None, train_dataloader=None, **kwargs):
+        if state.is_world_process_zero and model is not None and train_dataloader is not None:
+            self.throughput = phase_throughput(model, train_dataloader.dataset, args)
+            self.sink.event(
+                "throughput", phase=self.phase, flops_per_token=self.throughput.flops_per_token,
+                peak_flops_per_second=self.throughput.peak.flops_per_second, peak_source=self.throughput.peak.source,
+            )
         self._last_time = time.perf_counter()
         self._last_tokens = state.num_input_tokens_seen
 
@@ -37,9 +47,12 @@ class MetricsCallback(TrainerCallback):
             "loss": float(logs["loss"]),
             "perplexity": safe_exp(float(logs["loss"])),
             "learning_rate": float(logs.get("learning_rate", 0.0)),
-            "tokens_per_second": (tokens - self._last_tokens) * args.world_size / elapsed,
+            # num_input_tokens_seen is already summed over all processes by the Trainer
+            "tokens_per_second": (tokens - self._last_tokens) / elapsed,
             "epoch": float(logs.get("epoch", state.epoch or 0.0)),
         }
+        if self.throughput is not None:
+            values |= self.throughput.values(values["tokens_per_second"] / args.world_size)
         if logs.get("grad_norm") is not None:
             values["grad_norm"] = float(logs["grad_norm"])
         self._last_time, self._last_tokens = now, tokens
@@ -48,7 +61,7 @@ class MetricsCallback(TrainerCallback):
 
 
 class ProgressCallback(TrainerCallback):
-    """One console progress bar per phase: step/total, loss, perplexity, lr, tokens/s, ETA."""
+    """One console progress bar per phase: step/total, loss, perplexity, lr, tokens/s, MFU, ETA."""
 
     def __init__(self, phase: str, metrics: MetricsCallback) -> None:
         self.phase = phase
@@ -68,7 +81,8 @@ class ProgressCallback(TrainerCallback):
         if latest:
             self.bar.set_postfix_str(
                 f"loss={latest['loss']:.4f} ppl={latest['perplexity']:.2f} "
-                f"lr={latest['learning_rate']:.2e} tok/s={latest['tokens_per_second']:.0f}",
+                f"lr={latest['learning_rate']:.2e} tok/s={latest['tokens_per_second']:.0f}"
+                + (f" mfu={latest['mfu']:.1%}" if "mfu" in latest else ""),
                 refresh=False,
             )
 
@@ -80,3 +94,20 @@ class ProgressCallback(TrainerCallback):
 
 def safe_exp(loss: float) -> float:
     return math.exp(loss) if loss < 80 else math.inf
+
+
+class EvalCallback(TrainerCallback):
+    """Evaluates on the current phase's held-out rows every `eval_steps` optimizer steps."""
+
+    def __init__(self, evaluate, eval_steps: int | None, sink: MetricsSink, phase: str, step_offset: int) -> None:
+        self.evaluate = evaluate  # () -> EvalResult
+        self.eval_steps = eval_steps
+        self.sink = sink
+        self.phase = phase
+        self.step_offset = step_offset
+
+    def on_step_end(self, args, state: TrainerState, control: TrainerControl, **kwargs):
+        if self.eval_steps and state.global_step % self.eval_steps == 0 and state.global_step < state.max_steps:
+            result = self.evaluate()
+            self.sink.log(self.step_offset + state.global_step, self.phase,
+                          {"loss": result.loss, "perplexity": result.perplexity}, kind="eval")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from phased_cpt.config import TensorboardConfig, WandbConfig
-from phased_cpt.run_dir import RunDir
+from phased_cpt.run_dir import RunDir, write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -29,16 +29,27 @@ class MetricsSink:
         run_name: str,
         run_path: Path,
         run_config: dict[str, Any] | None = None,
+        resume_step: int | None = None,
+        wandb_run_id: str | None = None,
     ) -> None:
+        """`resume_step`: the run continues after this global step; what an interrupted process
+        logged beyond it is dropped, so every backend keeps one monotonic step."""
+        if resume_step is not None:
+            truncate_metrics(metrics_file, resume_step)
         self._file = open(metrics_file, "a", encoding="utf-8")
         self._tensorboard = None
         self._wandb_run = None
         if tensorboard_dir is not None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tensorboard = SummaryWriter(log_dir=str(tensorboard_dir))
+            purge = None if resume_step is None else resume_step + 1
+            self._tensorboard = SummaryWriter(log_dir=str(tensorboard_dir), purge_step=purge)
         if wandb_cfg is not None and wandb_cfg.enabled:
-            self._wandb_run = start_wandb(wandb_cfg, run_name, run_path, run_config or {})
+            self._wandb_run = start_wandb(wandb_cfg, run_name, run_path, run_config or {}, wandb_run_id)
+
+    @property
+    def wandb_run_id(self) -> str | None:
+        return self._wandb_run.id if self._wandb_run is not None else None
 
     def log(self, step: int, phase: str, values: dict[str, float], kind: str = "train") -> None:
         """Record scalar `values` at global `step`; non-finite values are kept as null in JSON."""
@@ -67,8 +78,36 @@ class MetricsSink:
             self._wandb_run.finish()
 
 
-def start_wandb(cfg: WandbConfig, run_name: str, run_path: Path, run_config: dict[str, Any]):
-    """One W&B run per training run. Offline when no API key is known; WANDB_MODE wins if set.
+class SilentSink(MetricsSink):
+    """The sink of ranks other than 0: only rank 0 writes metrics, TensorBoard and W&B."""
+
+    def __init__(self) -> None:
+        self._wandb_run = None
+
+    def log(self, step: int, phase: str, values: dict[str, float], kind: str = "train") -> None:
+        pass
+
+    def event(self, name: str, **fields: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def truncate_metrics(metrics_file: Path, last_step: int) -> None:
+    """Drop step records after `last_step` (logged by a process that died before its next checkpoint)."""
+    if not metrics_file.is_file():
+        return
+    kept = [
+        line for line in metrics_file.read_text(encoding="utf-8").splitlines()
+        if line.strip() and json.loads(line).get("step", 0) <= last_step
+    ]
+    write_atomic(metrics_file, "".join(line + "\n" for line in kept))
+
+
+def start_wandb(cfg: WandbConfig, run_name: str, run_path: Path, run_config: dict[str, Any], run_id: str | None = None):
+    """One W&B run per training run (a resumed run continues the same W&B run id). Offline when
+    no API key is known; WANDB_MODE wins if set.
 
     The key is handed to wandb through the environment of this process only; it is never
     logged, printed or written to the run directory.
@@ -87,16 +126,27 @@ def start_wandb(cfg: WandbConfig, run_name: str, run_path: Path, run_config: dic
         dir=str(run_path),
         config=run_config,
         mode=mode,
+        id=run_id,
+        resume="allow" if run_id else None,
         settings=wandb.Settings(console="off", quiet=True),
     )
 
 
-def open_sink(run: RunDir, tensorboard: TensorboardConfig, wandb_cfg: WandbConfig, run_config: dict[str, Any]) -> MetricsSink:
-    return MetricsSink(
+def open_sink(
+    run: RunDir, tensorboard: TensorboardConfig, wandb_cfg: WandbConfig, run_config: dict[str, Any], resume_step: int | None
+) -> MetricsSink:
+    if not run.writer:
+        return SilentSink()  # ranks other than 0 of a multi-process run
+    sink = MetricsSink(
         run.metrics_file,
         run.tensorboard_dir if tensorboard.enabled else None,
         wandb_cfg,
         run.name,
         run.path,
         run_config,
+        resume_step=resume_step,
+        wandb_run_id=run.read_state().get("wandb_run_id"),
     )
+    if sink.wandb_run_id:
+        run.update_state(wandb_run_id=sink.wandb_run_id)
+    return sink

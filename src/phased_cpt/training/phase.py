@@ -2,29 +2,34 @@
 
 Each phase gets a fresh optimizer and LR schedule (its own warmup and decay); the LoRA weights
 carry over because the same PeftModel object keeps training. Settings come from the phase's
-resolved `TrainingConfig` (global values with the phase's overrides).
+resolved `TrainingConfig` (global values with the phase's overrides). A phase resumed from a
+checkpoint continues with the checkpoint's optimizer, scheduler, RNG and data position (the HF
+Trainer's own resume).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
+import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from peft import PeftModel
-from transformers import (
-    PreTrainedTokenizerBase,
-    Trainer,
-    TrainerCallback,
-    TrainingArguments,
-)
-from transformers.trainer_callback import PrinterCallback, ProgressCallback as HFProgressCallback
+from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import PrinterCallback
+from transformers.trainer_callback import ProgressCallback as HFProgressCallback
 
 from phased_cpt.config import ContextConfig, TrainingConfig
 from phased_cpt.data.collate import make_collator
 from phased_cpt.data.phase_data import PhaseData
+from phased_cpt.distributed import DeepSpeedPlan, keep_engine, release_engine
+from phased_cpt.errors import TrainingDiverged
+from phased_cpt.training.throughput import checkpointing_kwargs, resolve_liger, resolve_optimizer
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +38,10 @@ logger = logging.getLogger(__name__)
 class PhaseResult:
     steps: int
     train_loss: float
+    tokens: int
+    seconds: float
+    stopped_early: bool
+    """True when a stop was requested (signal) before the phase's last step."""
 
 
 def optimizer_steps(rows: int, training: TrainingConfig, epochs: float, world_size: int = 1) -> int:
@@ -44,7 +53,10 @@ def optimizer_steps(rows: int, training: TrainingConfig, epochs: float, world_si
     return math.ceil(epochs * steps_per_epoch)
 
 
-def training_arguments(training: TrainingConfig, epochs: float, phase_dir: Path) -> TrainingArguments:
+def training_arguments(
+    training: TrainingConfig, epochs: float, phase_dir: Path, deepspeed: DeepSpeedPlan | None = None
+) -> TrainingArguments:
+    """`deepspeed`: its config's `"auto"` values are filled by the Trainer from these settings."""
     on_gpu = torch.cuda.is_available()
     return TrainingArguments(
         output_dir=str(phase_dir),
@@ -58,11 +70,16 @@ def training_arguments(training: TrainingConfig, epochs: float, phase_dir: Path)
         weight_decay=training.weight_decay,
         max_grad_norm=training.max_grad_norm,
         activation_checkpointing=training.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if training.gradient_checkpointing else None,
+        activation_checkpointing_kwargs=checkpointing_kwargs(training),
+        optim=resolve_optimizer(training.performance.optimizer).value,
+        use_liger_kernel=resolve_liger(training.performance.liger_kernel).value,
+        torch_compile=training.performance.torch_compile,
         logging_steps=training.logging_steps,
+        logging_nan_inf_filter=False,  # a NaN loss must be seen, not averaged away
         save_strategy="steps",
         save_steps=training.save_steps,
-        save_total_limit=training.save_total_limit,
+        save_total_limit=None,  # CheckpointCallback rotates, only after a newer checkpoint is complete
+        save_only_model=False,  # optimizer, scheduler and RNG are needed to resume exactly
         seed=training.seed,
         bf16=on_gpu and torch.cuda.is_bf16_supported(),
         tf32=on_gpu and torch.cuda.get_device_capability()[0] >= 8,
@@ -72,7 +89,40 @@ def training_arguments(training: TrainingConfig, epochs: float, phase_dir: Path)
         include_num_input_tokens_seen="non_padding",
         remove_unused_columns=False,
         dataloader_drop_last=False,
+        deepspeed=copy.deepcopy(deepspeed.config) if deepspeed else None,  # the Trainer fills it in place
     )
+
+
+class PhaseTrainer(Trainer):
+    """The HF Trainer with a guard against non-finite losses.
+
+    A micro-batch whose loss is NaN/inf contributes a zero gradient instead of poisoning the
+    weights; after `max_nonfinite_losses` such micro-batches in a row the phase stops with
+    `TrainingDiverged`. `compute_loss` is the Trainer's documented override point.
+    """
+
+    def __init__(self, *args, max_nonfinite_losses: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_nonfinite_losses = max_nonfinite_losses
+        self.nonfinite_in_a_row = 0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        result = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        loss = result[0] if return_outputs else result
+        if torch.isfinite(loss.detach()).all():
+            self.nonfinite_in_a_row = 0
+            return result
+        self.nonfinite_in_a_row += 1
+        if self.nonfinite_in_a_row >= self.max_nonfinite_losses:
+            raise TrainingDiverged(
+                f"{self.nonfinite_in_a_row} consecutive non-finite losses at step {self.state.global_step + 1} "
+                f"(training.max_nonfinite_losses={self.max_nonfinite_losses}); the phase stopped. Checkpoints "
+                "written before are untouched. Lower training.learning_rate, keep training.max_grad_norm > 0, "
+                "use bfloat16 rather than float16, or check the data of this phase."
+            )
+        logger.warning("non-finite loss at step %d: this micro-batch contributes no gradient", self.state.global_step + 1)
+        zero = sum((p.sum() * 0.0 for p in model.parameters() if p.requires_grad), torch.zeros((), device=loss.device))
+        return (zero, result[1]) if return_outputs else zero
 
 
 def train_phase(
@@ -85,18 +135,49 @@ def train_phase(
     phase_dir: Path,
     adapter_dir: Path,
     callbacks: list[TrainerCallback],
+    resume_from: Path | None = None,
+    deepspeed: DeepSpeedPlan | None = None,
 ) -> PhaseResult:
-    """Train the adapter on one phase's rows and save the final adapter to `adapter_dir`."""
-    trainer = Trainer(
+    """Train the adapter on one phase's rows; save the final adapter to `adapter_dir` unless a
+    stop was requested first."""
+    release_engine(model)  # the previous phase's DeepSpeed engine, if any
+    trainer = PhaseTrainer(
         model=model,
-        args=training_arguments(training, epochs, phase_dir),
+        args=training_arguments(training, epochs, phase_dir, deepspeed),
         train_dataset=data.train.dataset,
         data_collator=make_collator(tokenizer, context),
         processing_class=tokenizer,
         callbacks=callbacks,
+        max_nonfinite_losses=training.max_nonfinite_losses,
     )
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(HFProgressCallback)
-    output = trainer.train()
-    trainer.save_model(str(adapter_dir))  # gathers the full adapter under DeepSpeed ZeRO-3 as well
-    return PhaseResult(steps=trainer.state.global_step, train_loss=float(output.training_loss))
+    if resume_from is not None:
+        logger.info("resuming from %s", resume_from)
+    started = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    seconds = time.perf_counter() - started
+    keep_engine(model, trainer.deepspeed)
+    stopped_early = trainer.state.global_step < trainer.state.max_steps
+    if not stopped_early:
+        save_adapter(trainer, adapter_dir)
+    return PhaseResult(
+        steps=trainer.state.global_step,
+        train_loss=float(output.training_loss),
+        tokens=int(trainer.state.num_input_tokens_seen),
+        seconds=seconds,
+        stopped_early=stopped_early,
+    )
+
+
+def save_adapter(trainer: Trainer, adapter_dir: Path) -> None:
+    """Write the final adapter next to its final name, then rename: never a half-written adapter."""
+    partial = adapter_dir.with_name(adapter_dir.name + ".partial")
+    if trainer.is_world_process_zero():
+        shutil.rmtree(partial, ignore_errors=True)
+    trainer.save_model(str(partial))  # collective: gathers the full adapter under DeepSpeed ZeRO-3
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+    if trainer.is_world_process_zero():
+        shutil.rmtree(adapter_dir, ignore_errors=True)
+        partial.rename(adapter_dir)

@@ -1,0 +1,95 @@
+"""The forgetting matrix: perplexity on every phase's held-out documents, before training (the
+base model) and after each phase. Rows: base, after phase 1, ...; columns: each phase's data.
+
+Reading down a column shows what later phases did to what an earlier phase taught. Saved as
+`eval/forgetting.json` (the source of truth, also read on resume), `.md` and a PNG heatmap.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from phased_cpt.distributed import is_main_process
+from phased_cpt.evaluation.perplexity import evaluate_rows
+from phased_cpt.run_dir import write_atomic
+
+BASE_ROW = "base"
+
+
+class ForgettingMatrix:
+    def __init__(self, columns: list[str], rows: list[dict] | None = None) -> None:
+        self.columns = columns
+        self.rows = rows or []  # [{"after": "base" | phase, "results": {column: {loss, perplexity, target_tokens}}}]
+
+    @classmethod
+    def load(cls, path: Path, columns: list[str] | None = None) -> ForgettingMatrix:
+        """The saved matrix (columns from the file unless given), or an empty one."""
+        if not path.is_file():
+            return cls(columns or [])
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(columns or data["columns"], data["rows"])
+
+    def has_row(self, after: str) -> bool:
+        return any(row["after"] == after for row in self.rows)
+
+    def add_row(self, after: str, results: dict[str, dict]) -> None:
+        self.rows = [row for row in self.rows if row["after"] != after] + [{"after": after, "results": results}]
+
+    def perplexities(self) -> list[list[float | None]]:
+        return [[row["results"].get(c, {}).get("perplexity") for c in self.columns] for row in self.rows]
+
+    def save(self, eval_dir: Path) -> None:
+        if not is_main_process():  # every rank evaluates; rank 0 writes
+            return
+        eval_dir.mkdir(parents=True, exist_ok=True)
+        data = {"columns": self.columns, "rows": self.rows, "perplexity": self.perplexities()}
+        write_atomic(eval_dir / "forgetting.json", json.dumps(data, indent=2) + "\n")
+        write_atomic(eval_dir / "forgetting.md", self.to_markdown())
+        self.plot(eval_dir / "forgetting.png")
+
+    def to_markdown(self) -> str:
+        header = "| perplexity after \\ on | " + " | ".join(self.columns) + " |"
+        lines = [header, "|---" * (len(self.columns) + 1) + "|"]
+        for row, values in zip(self.rows, self.perplexities()):
+            cells = [_format(v) for v in values]
+            lines.append(f"| {row['after']} | " + " | ".join(cells) + " |")
+        return "\n".join(lines) + "\n"
+
+    def plot(self, path: Path) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import numpy as np
+
+        values = np.array([[math.nan if v is None else v for v in r] for r in self.perplexities()], dtype=float)
+        fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(self.columns), 1.2 + 0.6 * max(len(self.rows), 1)))
+        shown = np.log(values) if np.isfinite(values).any() else values
+        image = ax.imshow(shown, cmap="viridis_r", aspect="auto")
+        ax.set_xticks(range(len(self.columns)), self.columns, rotation=20, ha="right")
+        ax.set_yticks(range(len(self.rows)), [f"after {r['after']}" if r["after"] != BASE_ROW else "base model" for r in self.rows])
+        for i in range(values.shape[0]):
+            for j in range(values.shape[1]):
+                ax.text(j, i, _format(values[i, j]), ha="center", va="center", color="white", fontsize=9)
+        ax.set_title("Perplexity on each phase's held-out documents")
+        fig.colorbar(image, ax=ax, label="log perplexity")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+
+
+def _format(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:.3g}" if value < 1e4 else f"{value:.2e}"
+
+
+def evaluate_phases(model, eval_sets: dict, collator, batch_size: int, base_model: bool = False) -> dict[str, dict]:
+    """{phase: {loss, perplexity, target_tokens}} on every phase's held-out rows (None: no rows)."""
+    return {
+        name: evaluate_rows(model, rows.dataset, collator, batch_size, base_model=base_model).to_dict()
+        for name, rows in eval_sets.items()
+        if rows is not None
+    }

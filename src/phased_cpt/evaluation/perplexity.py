@@ -1,0 +1,60 @@
+"""Token-weighted loss and perplexity of a model on held-out rows.
+
+Perplexity is exp(total NLL / target tokens) over all rows: long and short rows weigh by their
+tokens (a per-batch mean of means would not). Under several processes each rank takes every
+world_size-th batch and the sums are all-reduced; every rank runs the same number of forward
+passes (a short rank repeats a batch with weight 0), as DeepSpeed ZeRO-3 requires.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from phased_cpt.data.chunking import IGNORE_INDEX
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    loss: float
+    perplexity: float
+    target_tokens: int
+
+    def to_dict(self) -> dict:
+        return {"loss": self.loss, "perplexity": self.perplexity, "target_tokens": self.target_tokens}
+
+
+def evaluate_rows(model, dataset, collator, batch_size: int, base_model: bool = False) -> EvalResult:
+    """Mean loss per target token over `dataset`; `base_model=True` disables the LoRA adapter."""
+    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    rank = dist.get_rank() if world > 1 else 0
+    device = next(model.parameters()).device
+    batches = [list(range(i, min(i + batch_size, len(dataset)))) for i in range(0, len(dataset), batch_size)]
+    rounds = math.ceil(len(batches) / world)
+    totals = torch.zeros(2, dtype=torch.float64, device=device)  # summed NLL, target tokens
+    was_training = model.training
+    model.eval()
+    adapter_off = model.disable_adapter() if base_model else nullcontext()
+    try:
+        with torch.no_grad(), adapter_off:
+            for r in range(rounds):
+                index = r * world + rank
+                weight = 1.0 if index < len(batches) else 0.0
+                batch = collator([dataset[i] for i in batches[min(index, len(batches) - 1)]])
+                batch = {k: v.to(device) for k, v in batch.items()}
+                targets = (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
+                if targets == 0:
+                    continue
+                loss = model(**batch, use_cache=False).loss.float()
+                totals += weight * torch.stack([loss.double() * targets, targets.double()])
+    finally:
+        model.train(was_training)
+    if world > 1:
+        dist.all_reduce(totals)
+    nll, tokens = totals.tolist()
+    mean = nll / tokens if tokens else math.nan
+    return EvalResult(loss=mean, perplexity=math.exp(mean) if mean < 80 else math.inf, target_tokens=int(tokens))

@@ -1,0 +1,117 @@
+"""Starting or resuming a run directory.
+
+A resumed run must be the same run: the resolved config is compared with the one stored in the
+run directory, and the phase files' contents with their stored sha256. Anything that changes
+what is trained (model, data, LoRA shape, context, schedule, ...) is an error listing every
+difference; logging and checkpoint-frequency settings may change.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from phased_cpt.config import RunConfig, dump_config
+from phased_cpt.errors import UserError
+from phased_cpt.run_dir import RunDir, find_runs, latest_checkpoint
+
+# Keys that may differ between the original and the resumed run (dotted paths, fnmatch patterns).
+MAY_CHANGE = (
+    "wandb.*", "tensorboard.*", "output.*", "evaluation.*", "phases.*.description",
+    "training.logging_steps", "training.save_steps", "training.save_total_limit",
+    "training.performance.*",  # speed options (kernels, fused optimizer, compile, checkpointing granularity)
+)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def input_fingerprints(cfg: RunConfig) -> dict[str, str]:
+    """sha256 of every data file, keyed by `<phase>.file` / `<phase>.eval_file`."""
+    found = {f"{p.name}.file": file_sha256(p.file) for p in cfg.phases}
+    found |= {f"{p.name}.eval_file": file_sha256(p.eval_file) for p in cfg.phases if p.eval_file}
+    return found
+
+
+def start_run(cfg: RunConfig) -> RunDir:
+    run = RunDir.create(cfg.output.dir, cfg.run_name)
+    run.config_file.write_text(dump_config(cfg), encoding="utf-8")
+    run.write_state({"finished_phases": [], "inputs": input_fingerprints(cfg)})
+    return run
+
+
+def find_run_to_resume(cfg: RunConfig, target: str) -> RunDir:
+    """`target` is a run directory, or "latest": the newest run of `output.run_name` under `output.dir`."""
+    if target != "latest":
+        run = RunDir(Path(target))
+        if not run.config_file.is_file():
+            raise UserError(f"--resume {target}: not a phased-cpt run directory (no {run.config_file.name} in it)")
+        return run
+    runs = [r for r in find_runs(cfg.output.dir) if r.name.startswith(f"{cfg.run_name}-")]
+    if not runs:
+        raise UserError(
+            f"--resume latest: no run named {cfg.run_name}-* under {cfg.output.dir}/; "
+            "pass the run directory explicitly (--resume outputs/<run>)"
+        )
+    return runs[0]
+
+
+def resume_run(cfg: RunConfig, target: str) -> RunDir:
+    run = find_run_to_resume(cfg, target)
+    stored = yaml.safe_load(run.config_file.read_text(encoding="utf-8"))
+    current = yaml.safe_load(dump_config(cfg))
+    differences = config_differences(stored, current)
+    stored_inputs = run.read_state().get("inputs", {})
+    for key, sha in input_fingerprints(cfg).items():
+        if stored_inputs.get(key) not in (None, sha):
+            differences.append(f"phases.{key}: the file's content changed since the run started")
+    if differences:
+        raise UserError(
+            f"cannot resume {run.path}: the config differs in ways that change the run:\n"
+            + "\n".join(f"  - {d}" for d in differences)
+            + "\nrestore those settings, or start a new run (without --resume)"
+        )
+    run.config_file.write_text(dump_config(cfg), encoding="utf-8")  # logging settings may have changed
+    return run
+
+
+def config_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    old, new = flatten(stored), flatten(current)
+    differences = []
+    for key in sorted(set(old) | set(new)):
+        if any(fnmatch.fnmatchcase(key, pattern) for pattern in MAY_CHANGE):
+            continue
+        if old.get(key, "<unset>") != new.get(key, "<unset>"):
+            differences.append(f"{key}: was {old.get(key, '<unset>')!r}, now {new.get(key, '<unset>')!r}")
+    return differences
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        items = data.items()
+    elif isinstance(data, list) and data and all(isinstance(x, dict) for x in data):
+        items = ((str(i), x) for i, x in enumerate(data))
+    else:
+        return {prefix: data}
+    flat: dict[str, Any] = {}
+    for key, value in items:
+        flat |= flatten(value, f"{prefix}.{key}" if prefix else str(key))
+    return flat
+
+
+def resume_point(run: RunDir, phase_name: str) -> tuple[Path | None, int]:
+    """(checkpoint to continue the phase from or None, the global step the run continues after)."""
+    checkpoint = latest_checkpoint(run.phase_dir(phase_name))
+    offset = run.finished_steps()
+    if checkpoint is None:
+        return None, offset
+    return checkpoint, offset + int(checkpoint.name.split("-")[-1])

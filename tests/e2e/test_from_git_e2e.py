@@ -1,0 +1,48 @@
+"""From a git repository to a trained adapter: `data from-git` on this project's own repository,
+then `validate`, `plan` and a quickstart-size training run on its output."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from tests.e2e.cli import REPO, run_cli, tiny_run_config, write_yaml
+
+pytestmark = pytest.mark.e2e
+PULLS = REPO / "tests" / "fixtures" / "from_git" / "pulls.json"
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (REPO / ".git").exists(), reason="needs git and a git checkout")
+def test_from_git_on_this_repository_then_validate_plan_and_train(tiny_model_dir, tmp_path):
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+    out = tmp_path / "dataset"
+    built = run_cli(["data", "from-git", str(REPO), "--out", str(out), "--rev", head.stdout.strip(),
+                     "--prs", str(PULLS), "--json"], cwd=tmp_path)
+    assert built.returncode == 0, built.stderr[-2000:]
+    summary = json.loads(built.stdout)
+    files = {name: out / f"{name}.jsonl" for name in ("phase1_foundation", "phase2_evolution", "phase3_pr_mastery")}
+    for name, path in files.items():
+        lines = path.read_text().splitlines()
+        assert lines, f"{name} is empty"
+        assert all(json.loads(line)["training_content"].strip() for line in lines)
+    paths = {json.loads(line)["path"] for line in files["phase1_foundation"].read_text().splitlines()}
+    assert "src/phased_cpt/cli.py" in paths and "README.md" in paths
+    assert summary  # the machine-readable summary parses
+
+    cfg = tiny_run_config(tiny_model_dir, [(name, path, 1) for name, path in files.items()],
+                          training={"max_steps": 2, "save_steps": 100}, evaluation={"eval_steps": None})
+    config = write_yaml(tmp_path / "config.yaml", cfg)
+    validated = run_cli(["validate", str(config)], cwd=tmp_path)
+    assert validated.returncode == 0, validated.stderr[-2000:]
+    planned = run_cli(["plan", str(config), "--json"], cwd=tmp_path)
+    assert planned.returncode == 0, planned.stderr[-2000:]
+    plan = json.loads(planned.stdout)
+    assert plan
+    trained = run_cli(["train", str(config)], cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    (run_dir,) = (tmp_path / "outputs").iterdir()
+    for name in files:
+        assert (run_dir / name / "adapter" / "adapter_model.safetensors").is_file()
