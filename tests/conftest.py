@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The data cache and the quickstart model go to a per-session directory, not the user's ~/.cache.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="phased-cpt-tests-cache-")
 
 from phased_cpt.quickstart import DATA_DIR  # noqa: E402
 from phased_cpt.quickstart.tiny_model import build_tiny_model  # noqa: E402

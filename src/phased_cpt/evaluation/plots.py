@@ -46,7 +46,7 @@ def plot_curves(metrics_file: Path, path: Path) -> None:
     for name, step in phase_starts(records):
         for ax in axes:
             ax.axvline(step, color="gray", linestyle="--", linewidth=0.8)
-        axes[0].annotate(name, (step, 1), xycoords=("data", "axes fraction"), rotation=90, va="top", ha="right", fontsize=8)
+        axes[1].annotate(name, (step, 0.02), xycoords=("data", "axes fraction"), rotation=90, va="bottom", ha="right", fontsize=8)
     axes[0].set_ylabel("loss (nats / token)")
     axes[0].set_title("eval: each phase's held-out documents, during and at the end of that phase", fontsize=9)
     axes[1].set_ylabel("perplexity")

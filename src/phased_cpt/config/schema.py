@@ -1,22 +1,14 @@
-"""The run configuration: strict pydantic models and `load_config(path, overrides) -> RunConfig`.
-
-Every key is declared here with its default; unknown keys, wrong types and contradictions are
-collected and reported together (`ConfigError`), each with its dotted key path and what to do.
-Loading goes: YAML text -> older-tool translation (see `legacy.py`) -> `${VAR}` interpolation ->
-`--set key.path=value` overrides -> validation. Relative data paths resolve against the config
-file's directory.
-"""
+"""The config schema: strict pydantic models of every key, with defaults and the rules that
+involve several keys. Unknown keys, wrong types and contradictions become `ConfigError`s through
+`loading.py`, each with its dotted key path and what to do."""
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
-import os
 import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -26,13 +18,11 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     SecretStr,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from phased_cpt.errors import ConfigError
 
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
 AttnImplementation = Literal["auto", "sdpa", "eager", "flash_attention_2"]
@@ -346,205 +336,3 @@ def model_short_name(name: str) -> str:
     return re.sub(r"[^a-z0-9._-]+", "-", last.lower()).strip("-") or "model"
 
 
-# --- loading ---------------------------------------------------------------------------------
-
-_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def interpolate_env(data: Any, path: str = "", problems: list[str] | None = None) -> Any:
-    """Replace `${VAR}` / `${VAR:-default}` in every string; unset variables are problems."""
-    problems = [] if problems is None else problems
-    if isinstance(data, dict):
-        return {k: interpolate_env(v, _join(path, k), problems) for k, v in data.items()}
-    if isinstance(data, list):
-        return [interpolate_env(v, _join(path, str(i)), problems) for i, v in enumerate(data)]
-    if not isinstance(data, str):
-        return data
-
-    def substitute(match: re.Match[str]) -> str:
-        var, default = match.group(1), match.group(2)
-        if var in os.environ:
-            return os.environ[var]
-        if default is not None:
-            return default
-        problems.append(
-            f"{path}: environment variable {var} is not set; export it or write "
-            f"${{{var}:-default}} to allow it to be missing"
-        )
-        return ""
-
-    value = _ENV_PATTERN.sub(substitute, data)
-    if value == "" and data != "":
-        return None  # `${WANDB_API_KEY:-}` with the variable unset means "no value"
-    return value
-
-
-def apply_override(data: dict[str, Any], assignment: str) -> None:
-    """Apply one `key.path=value` override in place; the value is parsed as a YAML scalar.
-
-    List items are addressed by index (`phases.0.epochs=1`) or, for phases, by name
-    (`phases.phase1_foundation.epochs=1`).
-    """
-    if "=" not in assignment:
-        raise ConfigError([f"--set {assignment!r}: expected key.path=value"])
-    key_path, raw_value = assignment.split("=", 1)
-    keys = [k for k in key_path.strip().split(".")]
-    if not all(keys):
-        raise ConfigError([f"--set {assignment!r}: empty key in {key_path!r}"])
-    try:
-        value = yaml.safe_load(raw_value) if raw_value.strip() else ""
-    except yaml.YAMLError:
-        value = raw_value
-    node: Any = data
-    for depth, key in enumerate(keys[:-1]):
-        node = _child(node, key, ".".join(keys[: depth + 1]), create=True, assignment=assignment)
-    last = keys[-1]
-    if isinstance(node, list):
-        index = _list_index(node, last, key_path, assignment)
-        node[index] = value
-    else:
-        node[last] = value
-
-
-def _child(node: Any, key: str, path: str, create: bool, assignment: str) -> Any:
-    if isinstance(node, list):
-        return node[_list_index(node, key, path, assignment)]
-    if not isinstance(node, dict):
-        raise ConfigError([f"--set {assignment!r}: {path} is not a section"])
-    if key not in node or node[key] is None:
-        if key == "phases":
-            node[key] = default_phases()
-        else:
-            node[key] = {}
-    return node[key]
-
-
-def _list_index(items: list[Any], key: str, path: str, assignment: str) -> int:
-    if key.isdigit() and int(key) < len(items):
-        return int(key)
-    for i, item in enumerate(items):
-        if isinstance(item, dict) and item.get("name") == key:
-            return i
-    raise ConfigError(
-        [f"--set {assignment!r}: {path}: no list item {key!r} (use an index below {len(items)} "
-         "or a phase name)"]
-    )
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([f"config file {str(path)!r} does not exist"]) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError([f"cannot read config file {str(path)!r}: {err}"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(err, "problem", None) or str(err)
-        raise ConfigError([f"{where}: invalid YAML: {problem}"]) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError([f"{path}: the top level must be a mapping of sections, got {type(data).__name__}"])
-    return data
-
-
-def load_config(
-    path: Path | None,
-    overrides: list[str] = (),
-    *,
-    base_data: dict[str, Any] | None = None,
-    check_files: bool = True,
-) -> tuple[RunConfig, list[str]]:
-    """Load, translate, interpolate, override and validate a config.
-
-    Returns the config and the warnings to show (e.g. an older-tool config was translated).
-    `base_data` stands in for the file's contents (the embedded quickstart config).
-    """
-    from phased_cpt.legacy import is_legacy_config, translate_legacy_config
-
-    data = base_data if base_data is not None else (read_yaml(path) if path else {})
-    warnings: list[str] = []
-    if is_legacy_config(data):
-        data, notes = translate_legacy_config(data)
-        warnings.append(
-            "this config uses the older tool's layout; it was translated "
-            "(`phased-cpt validate CONFIG --print-translated` prints the new layout)"
-        )
-        warnings.extend(notes)
-    problems: list[str] = []
-    data = interpolate_env(data, problems=problems)
-    for assignment in overrides:
-        apply_override(data, assignment)
-    base_dir = path.resolve().parent if path else Path.cwd()
-    try:
-        cfg = RunConfig.model_validate(data, context={"base_dir": base_dir, "check_files": check_files})
-    except ValidationError as err:
-        problems.extend(describe_validation_error(err))
-    source = str(path) if path else None
-    if problems:
-        raise ConfigError(problems, source)
-    return cfg, warnings
-
-
-def describe_validation_error(err: ValidationError) -> list[str]:
-    """One line per pydantic error: `key.path: what is wrong; what to do`."""
-    lines = []
-    for e in err.errors(include_url=False):
-        loc = [str(part) for part in e["loc"]]
-        path = ".".join(loc) or "(top level)"
-        if e["type"] == "extra_forbidden":
-            lines.append(f"{path}: unknown key{_did_you_mean(loc)}")
-        elif e["type"] in ("value_error", "assertion_error"):
-            msg = str(e["msg"]).removeprefix("Value error, ")
-            lines.append(f"{path}: {msg}" if not msg.startswith(path) else msg)
-        elif e["type"] == "missing":
-            lines.append(f"{path}: required key is missing")
-        else:
-            lines.append(f"{path}: {e['msg']} (got {e.get('input')!r})")
-    return lines
-
-
-def _did_you_mean(loc: list[str]) -> str:
-    model: type[BaseModel] | None = RunConfig
-    for part in loc[:-1]:
-        if model is None:
-            break
-        if part.isdigit():
-            continue
-        field = model.model_fields.get(part)
-        model = _model_of(field.annotation) if field else None
-    if model is None:
-        return ""
-    options = list(model.model_fields)
-    key = loc[-1]
-    close = difflib.get_close_matches(key, options, n=1, cutoff=0.5)
-    # A typo after a short key ('rnak' for 'r') is too far for difflib's ratio: try prefixes.
-    prefixes = sorted((o for o in options if key.startswith(o) or o.startswith(key)), key=len, reverse=True)
-    suggestion = close[0] if close else (prefixes[0] if prefixes else None)
-    valid = f"valid keys here: {', '.join(options)}"
-    return f" (did you mean {suggestion!r}?); {valid}" if suggestion else f"; {valid}"
-
-
-def _model_of(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _model_of(arg)
-        if found:
-            return found
-    return None
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else str(key)
-
-
-def dump_config(cfg: RunConfig) -> str:
-    """The resolved config as YAML, without secrets (the W&B key is never written)."""
-    data = cfg.model_dump(mode="json")
-    data["wandb"].pop("api_key", None)
-    return yaml.safe_dump(data, sort_keys=False)

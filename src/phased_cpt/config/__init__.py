@@ -1,0 +1,40 @@
+"""The run configuration: `load_config(path, overrides) -> (RunConfig, warnings)`.
+
+- `schema.py`: the strict pydantic models (every key, its default, its limits).
+- `loading.py`: YAML, `${VAR}` interpolation, `--set` overrides, error collection, `dump_config`.
+- `legacy.py`: translation of configs written for the older tool.
+"""
+
+from phased_cpt.config.loading import (
+    apply_override,
+    describe_validation_error,
+    dump_config,
+    interpolate_env,
+    load_config,
+    read_yaml,
+)
+from phased_cpt.config.schema import (
+    DEEPSPEED_NAMES,
+    PHASE_OVERRIDE_KEYS,
+    ContextConfig,
+    DataConfig,
+    EvaluationConfig,
+    LoraConfig,
+    ModelConfig,
+    OutputConfig,
+    PerformanceConfig,
+    PhaseConfig,
+    RunConfig,
+    TensorboardConfig,
+    TrainingConfig,
+    WandbConfig,
+    default_phases,
+    model_short_name,
+)
+
+__all__ = [
+    "DEEPSPEED_NAMES", "PHASE_OVERRIDE_KEYS", "ContextConfig", "DataConfig", "EvaluationConfig", "LoraConfig",
+    "ModelConfig", "OutputConfig", "PerformanceConfig", "PhaseConfig", "RunConfig", "TensorboardConfig",
+    "TrainingConfig", "WandbConfig", "apply_override", "default_phases", "describe_validation_error",
+    "dump_config", "interpolate_env", "load_config", "model_short_name", "read_yaml",
+]
