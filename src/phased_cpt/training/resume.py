@@ -9,13 +9,13 @@ difference; logging and checkpoint-frequency settings may change.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from phased_cpt.config import RunConfig, dump_config
+from phased_cpt.data.cache import file_digest
 from phased_cpt.errors import UserError
 from phased_cpt.run_dir import RunDir, find_runs, latest_checkpoint
 
@@ -27,18 +27,10 @@ MAY_CHANGE = (
 )
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def input_fingerprints(cfg: RunConfig) -> dict[str, str]:
     """sha256 of every data file, keyed by `<phase>.file` / `<phase>.eval_file`."""
-    found = {f"{p.name}.file": file_sha256(p.file) for p in cfg.phases}
-    found |= {f"{p.name}.eval_file": file_sha256(p.eval_file) for p in cfg.phases if p.eval_file}
+    found = {f"{p.name}.file": file_digest(p.file) for p in cfg.phases}
+    found |= {f"{p.name}.eval_file": file_digest(p.eval_file) for p in cfg.phases if p.eval_file}
     return found
 
 
