@@ -170,7 +170,8 @@ def test_user_mistakes_get_a_message_not_a_traceback(tmp_path, args, expected):
 
 
 def test_help_on_every_subcommand(tmp_path):
-    for args in (["--help"], ["train", "--help"], ["validate", "--help"], ["data", "--help"]):
+    commands = ["train", "validate", "plan", "report", "chat", "merge", "launch", "doctor", "data", "data from-git"]
+    for args in [["--help"]] + [[*command.split(), "--help"] for command in commands]:
         result = run_cli(args, cwd=tmp_path)
         assert result.returncode == 0 and "usage: phased-cpt" in result.stdout, args
     assert "--set" in run_cli(["train", "--help"], cwd=tmp_path).stdout
