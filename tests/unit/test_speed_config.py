@@ -127,3 +127,9 @@ def test_validate_refuses_liger_true_without_liger_kernel(tiny_model_dir, tmp_pa
     config["training"]["performance"] = {"liger_kernel": True}
     result = run_cli(["validate", str(write_yaml(tmp_path / "config.yaml", config))], cwd=tmp_path)
     assert_user_error(result, "training.performance.liger_kernel: true needs liger-kernel", "pip install 'phased-cpt[gpu]'")
+
+
+def test_token_count_includes_eos_in_packed_batches(tmp_path):
+    # packed rows carry no padding, so every token counts (pad == eos would hide each EOS otherwise)
+    assert training_arguments(TrainingConfig(), epochs=1, phase_dir=tmp_path, packed=True).include_num_input_tokens_seen == "all"
+    assert training_arguments(TrainingConfig(), epochs=1, phase_dir=tmp_path).include_num_input_tokens_seen == "non_padding"

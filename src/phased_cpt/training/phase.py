@@ -54,9 +54,11 @@ def optimizer_steps(rows: int, training: TrainingConfig, epochs: float, world_si
 
 
 def training_arguments(
-    training: TrainingConfig, epochs: float, phase_dir: Path, deepspeed: DeepSpeedPlan | None = None
+    training: TrainingConfig, epochs: float, phase_dir: Path, deepspeed: DeepSpeedPlan | None = None,
+    packed: bool = False,
 ) -> TrainingArguments:
-    """`deepspeed`: its config's `"auto"` values are filled by the Trainer from these settings."""
+    """`deepspeed`: its config's `"auto"` values are filled by the Trainer from these settings.
+    `packed`: batches are packed rows laid end to end, with no padding at all."""
     on_gpu = torch.cuda.is_available()
     return TrainingArguments(
         output_dir=str(phase_dir),
@@ -86,7 +88,9 @@ def training_arguments(
         use_cpu=not on_gpu,
         report_to="none",  # metrics go through MetricsSink: one global step across phases
         disable_tqdm=True,  # our ProgressCallback draws the bar
-        include_num_input_tokens_seen="non_padding",
+        # Packed batches have no padding and no attention mask; "non_padding" would then count
+        # tokens != pad_token_id and miss every EOS when pad == eos.
+        include_num_input_tokens_seen="all" if packed else "non_padding",
         remove_unused_columns=False,
         dataloader_drop_last=False,
         deepspeed=copy.deepcopy(deepspeed.config) if deepspeed else None,  # the Trainer fills it in place
@@ -143,7 +147,7 @@ def train_phase(
     release_engine(model)  # the previous phase's DeepSpeed engine, if any
     trainer = PhaseTrainer(
         model=model,
-        args=training_arguments(training, epochs, phase_dir, deepspeed),
+        args=training_arguments(training, epochs, phase_dir, deepspeed, packed=context.sample_packing),
         train_dataset=data.train.dataset,
         data_collator=make_collator(tokenizer, context),
         processing_class=tokenizer,
