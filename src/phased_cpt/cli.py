@@ -162,10 +162,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def add_from_git(data_sub: argparse._SubParsersAction) -> None:
-    try:
-        from phased_cpt.from_git import command as from_git
-    except ImportError:  # the component is optional until it lands
-        return
+    from phased_cpt.from_git import command as from_git
+
     parser = data_sub.add_parser(
         "from-git",
         help="write the three phase files from a git repository",

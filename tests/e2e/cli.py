@@ -54,3 +54,12 @@ def assert_user_error(result: subprocess.CompletedProcess, *expected: str) -> No
     assert "Traceback" not in result.stderr, result.stderr
     for text in expected:
         assert text in result.stderr, result.stderr
+
+
+def train_run(work: Path, cfg: dict) -> Path:
+    """Write `cfg` to work/config.yaml, run `phased-cpt train` on it, return the run directory."""
+    config = write_yaml(work / "config.yaml", cfg)
+    result = run_cli(["train", str(config)], cwd=work)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = (work / "outputs").iterdir()
+    return run_dir

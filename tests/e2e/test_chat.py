@@ -16,7 +16,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tests.conftest import bundled_texts, write_jsonl
-from tests.e2e.cli import REPO, assert_user_error, phased_cpt_command, run_cli, tiny_run_config, write_yaml
+from tests.e2e.cli import REPO, assert_user_error, phased_cpt_command, run_cli, tiny_run_config, train_run
 
 pytestmark = pytest.mark.e2e
 
@@ -24,14 +24,6 @@ PROMPT = "def main():"
 STATS = re.compile(r"\[(base|ft)\] prompt (\d+) tok \| generated (\d+) tok \| ([\d.]+) s \| ([\d.]+) tok/s \| stop: (eos|max_tokens)")
 SENTENCES = ["the cat sat on the mat.", "a dog ran in the park.", "we like green apples.",
              "she reads old books.", "birds sing at dawn."]
-
-
-def train(work: Path, cfg: dict) -> Path:
-    config = write_yaml(work / "config.yaml", cfg)
-    result = run_cli(["train", str(config)], cwd=work)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run_dir,) = (work / "outputs").iterdir()
-    return run_dir
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +34,7 @@ def chat_run(tiny_model_dir, tmp_path_factory) -> Path:
     p2 = write_jsonl(work / "data" / "p2.jsonl", bundled_texts("phase2_evolution", 16))
     cfg = tiny_run_config(tiny_model_dir, [("phase1_foundation", p1, 1), ("phase2_evolution", p2, 1)],
                           training={"max_steps": 6, "save_steps": 3, "learning_rate": 1e-2})
-    return train(work, cfg)
+    return train_run(work, cfg)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +44,7 @@ def eos_run(tiny_model_dir, tmp_path_factory) -> Path:
     short = write_jsonl(work / "data" / "short.jsonl", SENTENCES * 40)
     cfg = tiny_run_config(tiny_model_dir, [("short_docs", short, 2)],
                           training={"learning_rate": 1e-2, "micro_batch_size": 8, "save_steps": 1000})
-    return train(work, cfg)
+    return train_run(work, cfg)
 
 
 def chat(args: list[str], cwd: Path) -> tuple[object, list[dict]]:

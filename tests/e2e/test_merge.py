@@ -10,7 +10,7 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tests.conftest import bundled_texts, write_jsonl
-from tests.e2e.cli import assert_user_error, run_cli, tiny_run_config, write_yaml
+from tests.e2e.cli import assert_user_error, run_cli, tiny_run_config, train_run
 
 pytestmark = pytest.mark.e2e
 
@@ -24,10 +24,7 @@ def merge_run(tiny_model_dir, tmp_path_factory) -> Path:
     p2 = write_jsonl(work / "data" / "p2.jsonl", bundled_texts("phase2_evolution", 12))
     cfg = tiny_run_config(tiny_model_dir, [("phase1_foundation", p1, 1), ("phase2_evolution", p2, 1)],
                           training={"max_steps": 4, "learning_rate": 1e-2})
-    result = run_cli(["train", str(write_yaml(work / "config.yaml", cfg))], cwd=work)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run_dir,) = (work / "outputs").iterdir()
-    return run_dir
+    return train_run(work, cfg)
 
 
 def logits(model, tokenizer, prompt: str) -> torch.Tensor:

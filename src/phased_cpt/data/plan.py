@@ -14,13 +14,22 @@ well); `replay` the tokens copied from earlier phases.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass
 
 from phased_cpt.config import ContextConfig, PhaseConfig, RunConfig, TrainingConfig
 from phased_cpt.data.cache import resolve_cache_dir
 from phased_cpt.data.phase_data import PhaseData, build_run_data
-from phased_cpt.training.phase import optimizer_steps
+
+
+def optimizer_steps(rows: int, training: TrainingConfig, epochs: float, world_size: int = 1) -> int:
+    """Optimizer steps the Trainer will take for `rows` rows (as HF computes it)."""
+    if training.max_steps is not None:
+        return training.max_steps
+    batches_per_epoch = math.ceil(rows / (training.micro_batch_size * world_size))
+    steps_per_epoch = max(batches_per_epoch // training.gradient_accumulation_steps, 1)
+    return math.ceil(epochs * steps_per_epoch)
 
 
 @dataclass(frozen=True)

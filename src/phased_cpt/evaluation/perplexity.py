@@ -57,4 +57,9 @@ def evaluate_rows(model, dataset, collator, batch_size: int, base_model: bool = 
         dist.all_reduce(totals)
     nll, tokens = totals.tolist()
     mean = nll / tokens if tokens else math.nan
-    return EvalResult(loss=mean, perplexity=math.exp(mean) if mean < 80 else math.inf, target_tokens=int(tokens))
+    return EvalResult(loss=mean, perplexity=perplexity_of(mean), target_tokens=int(tokens))
+
+
+def perplexity_of(loss: float) -> float:
+    """exp(loss), as inf where it would overflow."""
+    return math.exp(loss) if loss < 80 else math.inf

@@ -3,12 +3,12 @@ through callbacks, never by patching it."""
 
 from __future__ import annotations
 
-import math
 import time
 
 from tqdm.auto import tqdm
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from phased_cpt.evaluation.perplexity import perplexity_of
 from phased_cpt.training.metrics import MetricsSink
 from phased_cpt.training.throughput import Throughput, phase_throughput
 
@@ -45,7 +45,7 @@ class MetricsCallback(TrainerCallback):
         elapsed = max(now - self._last_time, 1e-9)
         values = {
             "loss": float(logs["loss"]),
-            "perplexity": safe_exp(float(logs["loss"])),
+            "perplexity": perplexity_of(float(logs["loss"])),
             "learning_rate": float(logs.get("learning_rate", 0.0)),
             # num_input_tokens_seen is already summed over all processes by the Trainer
             "tokens_per_second": (tokens - self._last_tokens) / elapsed,
@@ -91,9 +91,6 @@ class ProgressCallback(TrainerCallback):
             self.bar.close()
             self.bar = None
 
-
-def safe_exp(loss: float) -> float:
-    return math.exp(loss) if loss < 80 else math.inf
 
 
 class EvalCallback(TrainerCallback):

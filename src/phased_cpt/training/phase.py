@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -42,15 +41,6 @@ class PhaseResult:
     seconds: float
     stopped_early: bool
     """True when a stop was requested (signal) before the phase's last step."""
-
-
-def optimizer_steps(rows: int, training: TrainingConfig, epochs: float, world_size: int = 1) -> int:
-    """Optimizer steps the Trainer will take for `rows` rows (as HF computes it)."""
-    if training.max_steps is not None:
-        return training.max_steps
-    batches_per_epoch = math.ceil(rows / (training.micro_batch_size * world_size))
-    steps_per_epoch = max(batches_per_epoch // training.gradient_accumulation_steps, 1)
-    return math.ceil(epochs * steps_per_epoch)
 
 
 def training_arguments(

@@ -28,10 +28,6 @@ class StopRequest:
             raise KeyboardInterrupt  # a second Ctrl-C stops at once
         self.signum = signum
 
-    @property
-    def exit_code(self) -> int:
-        return 128 + (self.signum or 0)
-
 
 @contextmanager
 def stop_on_signals():
