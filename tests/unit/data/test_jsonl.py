@@ -104,3 +104,10 @@ def test_dedup_spans_files_sharing_the_seen_table(tmp_path):
     scan = RecordScan(held)
     assert [d.text for d in scan_documents(held, "training_content", scan, seen)] == ["new"]
     assert scan.rejected[0].reason == f"duplicate of {train}:1"
+
+
+def test_the_text_field_is_configurable(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"body": "from another field", "training_content": "not this one"}\n')
+    (doc,), _ = read_documents(path, "body")
+    assert doc.text == "from another field"
