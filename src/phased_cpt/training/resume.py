@@ -36,7 +36,7 @@ def input_fingerprints(cfg: RunConfig) -> dict[str, str]:
 
 def start_run(cfg: RunConfig) -> RunDir:
     run = RunDir.create(cfg.output.dir, cfg.run_name)
-    run.config_file.write_text(dump_config(cfg), encoding="utf-8")
+    run.write_config(dump_config(cfg))
     run.write_state({"finished_phases": [], "inputs": input_fingerprints(cfg)})
     return run
 
@@ -72,7 +72,7 @@ def resume_run(cfg: RunConfig, target: str) -> RunDir:
             + "\n".join(f"  - {d}" for d in differences)
             + "\nrestore those settings, or start a new run (without --resume)"
         )
-    run.config_file.write_text(dump_config(cfg), encoding="utf-8")  # logging settings may have changed
+    run.write_config(dump_config(cfg))  # logging settings may have changed
     return run
 
 
