@@ -15,14 +15,20 @@ from phased_cpt.training.throughput import Throughput, phase_throughput
 
 class MetricsCallback(TrainerCallback):
     """Turns the Trainer's logs into global-step metrics: loss, perplexity, lr, grad norm, tokens/s,
-    useful model TFLOP/s per device and MFU (see `throughput.py`)."""
+    useful model TFLOP/s per device and MFU (see `throughput.py`).
+
+    tokens/s and MFU are over training time only: the clock runs from the end of the previous
+    step's callbacks (`ClockCallback`, placed last) to the end of this step, so evaluation and
+    checkpoint saves between steps are not counted as training.
+    """
 
     def __init__(self, sink: MetricsSink, phase: str, step_offset: int) -> None:
         self.sink = sink
         self.phase = phase
         self.step_offset = step_offset
         self.latest: dict[str, float] = {}
-        self._last_time = 0.0
+        self._ready = 0.0
+        self._train_seconds = 0.0
         self._last_tokens = 0
         self.throughput: Throughput | None = None
         """Useful FLOPs per token and the device peak: adds `model_tflops_per_second` and `mfu`."""
@@ -34,15 +40,21 @@ class MetricsCallback(TrainerCallback):
                 "throughput", phase=self.phase, flops_per_token=self.throughput.flops_per_token,
                 peak_flops_per_second=self.throughput.peak.flops_per_second, peak_source=self.throughput.peak.source,
             )
-        self._last_time = time.perf_counter()
+        self._ready = time.perf_counter()
+        self._train_seconds = 0.0
         self._last_tokens = state.num_input_tokens_seen
+
+    def on_step_end(self, args, state: TrainerState, control, **kwargs):
+        self._train_seconds += time.perf_counter() - self._ready
+
+    def restart_clock(self) -> None:
+        self._ready = time.perf_counter()
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs or "loss" not in logs:
             return
-        now = time.perf_counter()
         tokens = state.num_input_tokens_seen
-        elapsed = max(now - self._last_time, 1e-9)
+        elapsed = max(self._train_seconds, 1e-9)
         values = {
             "loss": float(logs["loss"]),
             "perplexity": perplexity_of(float(logs["loss"])),
@@ -55,9 +67,26 @@ class MetricsCallback(TrainerCallback):
             values |= self.throughput.values(values["tokens_per_second"] / args.world_size)
         if logs.get("grad_norm") is not None:
             values["grad_norm"] = float(logs["grad_norm"])
-        self._last_time, self._last_tokens = now, tokens
+        self._train_seconds, self._last_tokens = 0.0, tokens
         self.latest = values
         self.sink.log(self.step_offset + state.global_step, self.phase, values)
+
+
+class ClockCallback(TrainerCallback):
+    """Placed after every other callback: restarts `MetricsCallback`'s training clock once a step's
+    callbacks (evaluation included) and a checkpoint save are done."""
+
+    def __init__(self, metrics: MetricsCallback) -> None:
+        self.metrics = metrics
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.metrics.restart_clock()
+
+    def on_save(self, args, state, control, **kwargs):
+        self.metrics.restart_clock()
+
+    def on_log(self, args, state, control, **kwargs):
+        self.metrics.restart_clock()
 
 
 class ProgressCallback(TrainerCallback):

@@ -22,7 +22,7 @@ from phased_cpt.distributed import (
 from phased_cpt.evaluation.report import write_report
 from phased_cpt.modeling import attach_lora, load_base_model, load_tokenizer, restore_adapter
 from phased_cpt.run_dir import RunDir
-from phased_cpt.training.callbacks import EvalCallback, MetricsCallback, ProgressCallback
+from phased_cpt.training.callbacks import ClockCallback, EvalCallback, MetricsCallback, ProgressCallback
 from phased_cpt.training.checkpoints import CheckpointCallback
 from phased_cpt.training.evaluate import RunEvaluator
 from phased_cpt.training.metrics import MetricsSink, open_sink
@@ -92,6 +92,7 @@ def run_phase(
     if data.eval is not None:
         evaluate = lambda: evaluator.current_phase(model, phase.name)  # noqa: E731
         callbacks.append(EvalCallback(evaluate, cfg.evaluation.eval_steps, sink, phase.name, step_offset))
+    callbacks.append(ClockCallback(metrics))  # last: eval and saves stay out of tokens/s
     result = train_phase(
         model, tokenizer, data, phase.training_for(cfg.training), cfg.context, phase.epochs,
         run.phase_dir(phase.name), run.adapter_dir(phase.name), callbacks, resume_from=checkpoint, deepspeed=deepspeed,
