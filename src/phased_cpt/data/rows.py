@@ -52,11 +52,6 @@ class RowDataset(Dataset):
     def __len__(self) -> int:
         return len(self.row_offsets) - 1
 
-    def row_lengths(self) -> np.ndarray:
-        """Tokens in each row."""
-        per_segment = np.concatenate([[0], np.cumsum(self.segments[:, LENGTH])])
-        return per_segment[self.row_offsets[1:]] - per_segment[self.row_offsets[:-1]]
-
     def __getitem__(self, index: int) -> dict[str, list[int]]:
         if not 0 <= index < len(self):
             raise IndexError(index)
