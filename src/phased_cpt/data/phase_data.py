@@ -54,6 +54,10 @@ class Rows:
         """Labels that are not -100: each a training target once per epoch (replay included)."""
         return self.stats["target_tokens"]
 
+    @property
+    def longest_document_tokens(self) -> int:
+        return self.stats["longest_document_tokens"]
+
     def __len__(self) -> int:
         return len(self.dataset)
 
