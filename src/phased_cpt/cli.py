@@ -14,6 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
+from phased_cpt import interrupt
 from phased_cpt.errors import UserError
 
 logger = logging.getLogger("phased_cpt")
@@ -299,18 +300,38 @@ def setup_logging() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    quiet_deepspeed_on_cpu()
-    setup_logging()
-    try:
-        return args.func(args)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    with interrupt.guard():  # first: Ctrl-C while importing and loading stops the command (exit 130)
+        try:
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            quiet_deepspeed_on_cpu()
+            setup_logging()
+            return args.func(args)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return err.exit_code
+        except KeyboardInterrupt:
+            return report_interrupt()
+        except Exception:
+            if interrupt.requested():  # a library turned the KeyboardInterrupt into another error
+                return report_interrupt()
+            raise
+
+
+def report_interrupt() -> int:
+    """One line, no traceback (the terminal has echoed ^C without a line break), then exit 130.
+
+    After a Ctrl-C, the process ends here, without the interpreter's shutdown: CPython marks an
+    interrupt raised inside a library's nested evaluation as unhandled even when it was caught,
+    and would then end the process with SIGINT instead of 130; and a loader's worker threads
+    would be waited for. Every `finally` on the way here has already run.
+    """
+    print(("\n" if sys.stderr.isatty() else "") + "interrupted", file=sys.stderr)
+    if interrupt.requested():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    return 130
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pexpect
@@ -121,17 +122,80 @@ def test_repl_session_through_a_pty(chat_run):
     assert "Traceback" not in child.before
 
 
-@pytest.mark.parametrize("how", ["eof", "ctrl-c"])
-def test_eof_and_ctrl_c_exit_cleanly(chat_run, how):
+def test_eof_at_the_prompt_exits_0(chat_run):
     child = spawn_chat(chat_run.parent.parent)
-    if how == "eof":
-        child.sendeof()
-    else:
-        child.sendintr()
+    child.sendeof()
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0, child.before
     assert "Traceback" not in child.before
+
+
+def test_ctrl_c_at_the_prompt_exits_0(chat_run):
+    child = spawn_chat(chat_run.parent.parent)
+    # CPython's readline shows the prompt a moment before it waits for input; a SIGINT that
+    # lands in between is only seen with the next key or signal. So: Ctrl-C until the process
+    # ends (a user presses it again too); every outcome must still be a clean exit 0.
+    for _ in range(5):
+        child.sendintr()
+        if child.expect([pexpect.EOF, pexpect.TIMEOUT], timeout=15) == 0:
+            break
+    else:
+        raise AssertionError(f"chat did not end after 5 Ctrl-C at the prompt: {child.before[-2000:]}")
+    child.close()
+    assert child.exitstatus == 0, child.before
+    assert "Traceback" not in child.before
+
+
+def test_ctrl_c_during_an_answer_stops_it_and_returns_to_the_prompt(chat_run):
+    child = spawn_chat(chat_run.parent.parent)
+    assert send(child, "/set max_tokens 20000") == ["max_tokens = 20000"]
+    assert send(child, "/base") == ["mode: base only"]
+    child.sendline(PROMPT)
+    child.expect_exact("--- base model (adapter disabled) ---")
+    child.expect(r"\S")  # the answer is streaming: some text after the header
+    child.sendintr()
+    child.expect_exact("[interrupted]")
+    child.expect_exact(">>> ")
+    assert STATS.search(child.before) is None  # stopped: no stats line for a cut answer
+    child.sendline("/quit")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0 and "Traceback" not in child.before
+
+
+# (line the loader prints, seconds after it): ten moments of loading, from the imports of torch
+# and transformers to the adapters; the loader's lines make them independent of machine speed.
+LOADING_POINTS = [("base model: ", 0.0), ("adapter: ", 0.0), ("adapter: ", 0.1), ("adapter: ", 0.3),
+                  ("adapter: ", 0.8), ("adapter: ", 1.5), ("adapter: ", 2.5), ("loaded ", 0.0),
+                  ("loaded ", 0.02), ("loaded ", 0.1)]
+
+
+@pytest.mark.parametrize(("line", "delay"), LOADING_POINTS)
+def test_ctrl_c_while_loading_exits_130_with_one_line(chat_run, line, delay):
+    """Before the prompt, Ctrl-C stops chat: exit 130 and the line `interrupted`, never a
+    traceback and never a prompt that waits (transformers' lazy imports turn a KeyboardInterrupt
+    into an import error, which optional imports used to swallow). A moment late enough that the
+    prompt is already up must give the prompt's outcome, exit 0."""
+    command = phased_cpt_command()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2", "TERM": "dumb"}
+    child = pexpect.spawn(command[0], [*command[1:], "chat"], cwd=str(chat_run.parent.parent), env=env,
+                          encoding="utf-8", timeout=120, dimensions=(50, 400))
+    child.expect_exact(line)
+    child.expect_exact("\n")
+    time.sleep(delay)
+    child.sendintr()
+    child.expect(pexpect.EOF)
+    child.close()
+    output = child.before.replace("\r", "")
+    assert "Traceback" not in output, output
+    if ">>> " in output:  # the prompt came first: Ctrl-C at the prompt
+        assert child.exitstatus == 0, output
+    else:
+        assert child.exitstatus == 130, output
+        assert output.rstrip().splitlines()[-1] == "interrupted", output
+    if line != "loaded ":  # the imports and the model are still loading: certainly before the prompt
+        assert child.exitstatus == 130, output
 
 
 # --- base answers are the base model's -------------------------------------------------------

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from phased_cpt import interrupt
 from phased_cpt.errors import UserError
 from phased_cpt.inference.discovery import Target, describe_runs, resolve_target
 from phased_cpt.inference.params import PARAM_CHECKS, GenerationParams, ParamError, set_param
@@ -84,6 +85,7 @@ def run_chat(args: argparse.Namespace) -> int:
     target = resolve_target(args.target, output_dir=output_dir, phase=args.phase, adapter=args.adapter,
                             base_model=args.base_model)
     generator = load_generator(target, args.chat_template)
+    interrupt.take_over()  # loaded: from here Ctrl-C stops an answer (REPL) or the whole command
     if prompts:
         from phased_cpt.inference.batch import compare_prompts
 
@@ -136,13 +138,13 @@ def params_from_args(args: argparse.Namespace) -> GenerationParams:
 
 
 def load_generator(target: Target, chat_template: bool) -> Generator:
+    logger.info("base model: %s", target.model.name)  # before the imports: the first seconds show what loads
+    logger.info("adapter: %s (%s)", target.active, target.adapter_dir)
     import torch
 
     from phased_cpt.inference.generation import Generator
     from phased_cpt.modeling import load_base_model, load_tokenizer
 
-    logger.info("base model: %s", target.model.name)
-    logger.info("adapter: %s (%s)", target.active, target.adapter_dir)
     try:
         tokenizer = load_tokenizer(target.model)
         base = load_base_model(target.model)

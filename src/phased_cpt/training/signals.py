@@ -15,6 +15,8 @@ import torch
 import torch.distributed as dist
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from phased_cpt import interrupt
+
 
 class StopRequest:
     def __init__(self) -> None:
@@ -31,7 +33,9 @@ class StopRequest:
 
 @contextmanager
 def stop_on_signals():
-    """Install the SIGTERM/SIGINT handlers for the duration of training; restore them after."""
+    """Install the SIGTERM/SIGINT handlers for the duration of training; restore them after.
+    A Ctrl-C that a library swallowed while the run was loading stops it here, before training."""
+    interrupt.take_over()
     request = StopRequest()
     previous = {sig: signal.signal(sig, request._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
