@@ -71,8 +71,17 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from gpu_workloads import (  # noqa: E402
-    SHAPES, build_base, corpus_documents, device_and_dtype, corpus_lengths, full_rows, hf_packed_batches, lora_settings,
-    ours_packed_dataset, segments_of, stack_rows,
+    SHAPES,
+    build_base,
+    corpus_documents,
+    corpus_lengths,
+    device_and_dtype,
+    full_rows,
+    hf_packed_batches,
+    lora_settings,
+    ours_packed_dataset,
+    segments_of,
+    stack_rows,
 )
 from peft import LoraConfig as PeftLoraConfig  # noqa: E402
 from peft import get_peft_model  # noqa: E402

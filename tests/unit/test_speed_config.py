@@ -10,10 +10,15 @@ from phased_cpt.errors import ConfigError, UserError
 from phased_cpt.modeling import attach_lora, load_base_model
 from phased_cpt.training.phase import PhaseTrainer, training_arguments
 from phased_cpt.training.throughput import (
-    checkpointing_kwargs, describe_checkpointing, liger_installed, resolve_liger, resolve_optimizer, speed_path,
+    checkpointing_kwargs,
+    describe_checkpointing,
+    liger_installed,
+    resolve_liger,
+    resolve_optimizer,
+    speed_path,
 )
-from tests.e2e.cli import assert_user_error, run_cli, tiny_run_config, write_yaml
 from tests.conftest import bundled_texts, write_jsonl
+from tests.e2e.cli import assert_user_error, run_cli, tiny_run_config, write_yaml
 
 no_liger = pytest.mark.skipif(liger_installed(), reason="checks the behaviour without liger-kernel")
 

@@ -23,7 +23,6 @@ from pydantic import (
     model_validator,
 )
 
-
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
 AttnImplementation = Literal["auto", "sdpa", "eager", "flash_attention_2"]
 LrScheduler = Literal[

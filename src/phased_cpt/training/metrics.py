@@ -36,7 +36,7 @@ class MetricsSink:
         logged beyond it is dropped, so every backend keeps one monotonic step."""
         if resume_step is not None:
             truncate_metrics(metrics_file, resume_step)
-        self._file = open(metrics_file, "a", encoding="utf-8")
+        self._file = open(metrics_file, "a", encoding="utf-8")  # noqa: SIM115 (open until close())
         self._tensorboard = None
         self._wandb_run = None
         if tensorboard_dir is not None:

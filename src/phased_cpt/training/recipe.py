@@ -17,7 +17,12 @@ from phased_cpt.data.collate import check_packing_model, make_collator
 from phased_cpt.data.phase_data import PhaseData, build_run_data, save_rejected
 from phased_cpt.data.plan import format_plan, plan_phases
 from phased_cpt.distributed import (
-    DeepSpeedPlan, fingerprint_adapter, init_distributed, model_for_next_phase, plan_deepspeed, rank_zero_run_dir,
+    DeepSpeedPlan,
+    fingerprint_adapter,
+    init_distributed,
+    model_for_next_phase,
+    plan_deepspeed,
+    rank_zero_run_dir,
 )
 from phased_cpt.evaluation.report import write_report
 from phased_cpt.modeling import attach_lora, load_base_model, load_tokenizer, restore_adapter

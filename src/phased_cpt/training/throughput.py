@@ -142,7 +142,7 @@ def device_peak(device: torch.device, dtype: torch.dtype) -> Peak:
     return Peak(measured_matmul_flops(device.type, dtype), f"measured: {device.type} {str(dtype).removeprefix('torch.')} matmul")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def measured_matmul_flops(device_type: str, dtype: torch.dtype) -> float:
     """Best FLOP/s of a square matmul on this device (once per process; ~0.1 s on a CPU)."""
     size = 4096 if device_type == "cuda" else 512

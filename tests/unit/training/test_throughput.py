@@ -9,8 +9,16 @@ from phased_cpt.config import LoraConfig, ModelConfig
 from phased_cpt.data.rows import RowDataset
 from phased_cpt.modeling import attach_lora, load_base_model
 from phased_cpt.training.throughput import (
-    ModelShape, Peak, Throughput, attention_flops, base_parameters, device_peak, flops_per_token,
-    segment_lengths, spec_peak_tflops, step_flops,
+    ModelShape,
+    Peak,
+    Throughput,
+    attention_flops,
+    base_parameters,
+    device_peak,
+    flops_per_token,
+    segment_lengths,
+    spec_peak_tflops,
+    step_flops,
 )
 
 QWEN25_7B = dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
