@@ -282,7 +282,9 @@ def quiet_deepspeed_on_cpu() -> None:
 
 
 def setup_logging() -> None:
-    main_process = os.environ.get("RANK", "0") == "0" and os.environ.get("LOCAL_RANK", "0") in ("0", "-1")
+    from phased_cpt.distributed import is_local_main_process, is_main_process
+
+    main_process = is_main_process() and is_local_main_process()
     logging.basicConfig(
         level=logging.INFO if main_process else logging.WARNING,
         format="%(message)s",

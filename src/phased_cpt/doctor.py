@@ -195,7 +195,7 @@ def check_wandb(cfg: RunConfig) -> Check:
 
 def check_memory(cfg: RunConfig, processes: int) -> list[Check]:
     """The DeepSpeed choice and the estimated memory per GPU, with a recommendation."""
-    from phased_cpt.distributed import plan_deepspeed
+    from phased_cpt.training.deepspeed_plan import plan_deepspeed
 
     plan = plan_deepspeed(cfg, processes)
     stage = plan.zero_stage if plan else 0

@@ -1,7 +1,7 @@
 """Loading the tokenizer and base model, and attaching or loading the LoRA adapter.
 
-Uses only the public APIs of transformers (`Auto*.from_pretrained`) and peft
-(`get_peft_model`, `PeftModel.from_pretrained`), so a hub id and a local directory load the
+Uses only the public APIs of transformers (`Auto*.from_pretrained`) and peft (`get_peft_model`,
+`PeftModel.from_pretrained`, `load_peft_weights`, `set_peft_model_state_dict`), so a hub id and a local directory load the
 same way. Nothing here downloads unless the user names a hub id and has network access.
 """
 
@@ -14,8 +14,7 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig as PeftLoraConfig
-from peft import PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
-from safetensors.torch import load_file
+from peft import PeftModel, get_peft_model, get_peft_model_state_dict, load_peft_weights, set_peft_model_state_dict
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from phased_cpt.config import LoraConfig, ModelConfig
@@ -98,18 +97,35 @@ def load_adapter(base: PreTrainedModel, adapter_dir: Path, trainable: bool = Fal
         raise UserError(f"cannot load the LoRA adapter in {adapter_dir}: {err}") from None
 
 
-def restore_adapter(model: PeftModel, adapter_dir: Path | None) -> None:
-    """Load a saved adapter's weights into the trainable adapter (a resumed run's last finished
-    phase); nothing to do for None."""
-    if adapter_dir is None:
-        return
-    weights = adapter_dir / "adapter_model.safetensors"
-    if not weights.is_file():
-        raise UserError(f"cannot resume: {weights} is missing; the run directory is damaged")
-    result = set_peft_model_state_dict(model, load_file(weights))
+def read_adapter_weights(adapter_dir: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a saved adapter (PEFT's own loader: safetensors or the older .bin)."""
+    if not Path(adapter_dir).is_dir():
+        raise UserError(f"cannot resume: the adapter {adapter_dir} is missing; the run directory is damaged")
+    try:
+        return load_peft_weights(str(adapter_dir), device="cpu")
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read the adapter in {adapter_dir}: {err}") from None
+
+
+def set_adapter_weights(model: PeftModel, weights: dict[str, torch.Tensor], source: str) -> None:
+    """Copy `weights` (an adapter's tensors as PEFT saves them) into the trainable adapter."""
+    result = set_peft_model_state_dict(model, weights)
     if getattr(result, "unexpected_keys", None):
-        raise UserError(f"{weights} does not match training.lora (unexpected keys: {result.unexpected_keys[:3]} ...)")
-    logger.info("restored the adapter of %s", adapter_dir.parent.name)
+        raise UserError(f"{source} does not match training.lora (unexpected keys: {result.unexpected_keys[:3]} ...)")
+
+
+def build_trainable_model(
+    model: ModelConfig, lora: LoraConfig, adapter: dict[str, torch.Tensor] | Path | None = None
+) -> PeftModel:
+    """The base model with a trainable LoRA adapter: fresh, or holding `adapter`'s weights (a
+    saved adapter directory, or tensors gathered from a running model)."""
+    peft_model = attach_lora(load_base_model(model), lora)
+    if isinstance(adapter, Path):
+        set_adapter_weights(peft_model, read_adapter_weights(adapter), str(adapter))
+        logger.info("restored the adapter of %s", adapter.parent.name)
+    elif adapter is not None:
+        set_adapter_weights(peft_model, adapter, "the adapter carried over")
+    return peft_model
 
 
 def adapter_fingerprint(model: PeftModel) -> str:

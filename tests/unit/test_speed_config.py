@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from phased_cpt.config import ContextConfig, LoraConfig, ModelConfig, PerformanceConfig, TrainingConfig, load_config
-from phased_cpt.distributed import DeepSpeedPlan
 from phased_cpt.errors import ConfigError, UserError
 from phased_cpt.modeling import attach_lora, load_base_model
+from phased_cpt.training.deepspeed_plan import DeepSpeedPlan
 from phased_cpt.training.phase import PhaseTrainer, training_arguments
 from phased_cpt.training.throughput import (
     checkpointing_kwargs,

@@ -33,6 +33,7 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 
 from phased_cpt.config import DataConfig
+from phased_cpt.distributed import is_local_main_process
 
 logger = logging.getLogger(__name__)
 
@@ -71,11 +72,6 @@ def cache_key(settings: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
-def is_builder_process() -> bool:
-    """Only local rank 0 writes the cache under torchrun (LOCAL_RANK unset: a single process)."""
-    return os.environ.get("LOCAL_RANK", "0") in ("0", "-1")
-
-
 def cached_entry(cache_dir: Path, key: str, build: Callable[[Path], None]) -> tuple[Path, bool]:
     """The entry directory for `key` and whether it was already there; `build(tmp_dir)` fills a
     missing one. A failed build (bad data) leaves nothing behind."""
@@ -83,7 +79,7 @@ def cached_entry(cache_dir: Path, key: str, build: Callable[[Path], None]) -> tu
     if (entry / META_FILE).is_file():
         return entry, True
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    if not is_builder_process():
+    if not is_local_main_process():  # only local rank 0 writes the cache; the others wait
         wait_for_entry(entry)
         return entry, True
     with file_lock(Path(cache_dir) / f".{key}.lock"):

@@ -15,12 +15,12 @@ well); `replay` the tokens copied from earlier phases.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass
 
 from phased_cpt.config import ContextConfig, PhaseConfig, RunConfig, TrainingConfig
 from phased_cpt.data.cache import resolve_cache_dir
 from phased_cpt.data.phase_data import PhaseData, build_run_data
+from phased_cpt.distributed import world_size
 
 
 def optimizer_steps(rows: int, training: TrainingConfig, epochs: float, world_size: int = 1) -> int:
@@ -58,7 +58,7 @@ class PhasePlan:
 def plan_phases(
     phases: list[PhaseConfig], training: TrainingConfig, context: ContextConfig, phase_data: dict[str, PhaseData],
 ) -> list[PhasePlan]:
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    processes = world_size()
     plans = []
     for phase in phases:
         data = phase_data[phase.name]
@@ -78,8 +78,8 @@ def plan_phases(
             eos_tokens=train["eos_tokens"],
             longest_document_tokens=train["longest_document_tokens"],
             longest_document=data.meta["longest_document"],
-            steps_per_epoch=optimizer_steps(data.rows, phase_training.model_copy(update={"max_steps": None}), 1, world_size),
-            steps=optimizer_steps(data.rows, phase_training, phase.epochs, world_size),
+            steps_per_epoch=optimizer_steps(data.rows, phase_training.model_copy(update={"max_steps": None}), 1, processes),
+            steps=optimizer_steps(data.rows, phase_training, phase.epochs, processes),
             epochs=phase.epochs,
             replay_tokens=train["replay_tokens"],
             eval_tokens=data.eval.document_tokens if data.eval else 0,
