@@ -10,7 +10,10 @@
       eval/                     forgetting.json/.md/.png, curves.png, report.md
       rejected/<phase>.jsonl    lines rejected under data.on_bad_record: skip, with their reasons
 
-Training writes it; evaluation and inference only read it (they never import training).
+Training writes it, and evaluation writes its results into `eval/`; inference only reads it.
+This module is the whole contract: nobody else parses its files or knows their names. "The latest
+run" (`latest_run`), a checkpoint's step (`checkpoint_step`) and whether it is complete
+(`is_complete`) are each decided here, once.
 """
 
 from __future__ import annotations
@@ -22,6 +25,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import yaml
+
+from phased_cpt.config import ModelConfig, PhaseConfig
+from phased_cpt.errors import UserError
 
 CONFIG_FILE = "config.resolved.yaml"
 STATE_FILE = "state.json"
@@ -46,20 +54,37 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def checkpoint_step(path: Path) -> int:
-    return int(path.name[len(CHECKPOINT_PREFIX):])
+MODEL_KEYS = ("name", "dtype", "attn_implementation")
+"""The keys of the stored `model` section that say which base model to load, and how."""
+
+
+def checkpoint_dir(phase_dir: Path, step: int) -> Path:
+    """Where the Trainer writes the checkpoint of optimizer step `step` of a phase."""
+    return Path(phase_dir) / f"{CHECKPOINT_PREFIX}{step}"
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The step of a checkpoint directory (`checkpoint-N`), None for any other name."""
+    number = Path(path).name.removeprefix(CHECKPOINT_PREFIX)
+    return int(number) if Path(path).name.startswith(CHECKPOINT_PREFIX) and number.isdigit() else None
+
+
+def is_complete(checkpoint: Path) -> bool:
+    return (checkpoint / COMPLETE_MARKER).is_file()
+
+
+def mark_complete(checkpoint: Path, step: int) -> None:
+    """Declare `checkpoint` complete: call only once every rank has written all its files."""
+    write_atomic(checkpoint / COMPLETE_MARKER, f"{step}\n")
 
 
 def list_checkpoints(phase_dir: Path, complete_only: bool = True) -> list[Path]:
     """Checkpoint directories of a phase, oldest first by step."""
     if not phase_dir.is_dir():
         return []
-    found = [
-        p for p in phase_dir.iterdir()
-        if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and p.name[len(CHECKPOINT_PREFIX):].isdigit()
-    ]
+    found = [p for p in phase_dir.iterdir() if p.is_dir() and checkpoint_step(p) is not None]
     if complete_only:
-        found = [p for p in found if (p / COMPLETE_MARKER).is_file()]
+        found = [p for p in found if is_complete(p)]
     return sorted(found, key=checkpoint_step)
 
 
@@ -87,6 +112,19 @@ class RunDir:
             suffix += 1
         path.mkdir(parents=True)
         return cls(path)
+
+    @staticmethod
+    def is_run_dir(path: Path) -> bool:
+        """Whether `path` is a run directory (it holds the stored config)."""
+        return (Path(path) / CONFIG_FILE).is_file()
+
+    @classmethod
+    def containing(cls, path: Path) -> RunDir | None:
+        """The run a phase's adapter or checkpoint directory (`<run>/<phase>/<dir>`) belongs to."""
+        parents = Path(path).resolve().parents
+        if len(parents) > 1 and cls.is_run_dir(parents[1]):
+            return cls(parents[1])
+        return None
 
     @property
     def name(self) -> str:
@@ -135,6 +173,32 @@ class RunDir:
         if self.writer:
             write_atomic(self.config_file, text)
 
+    def read_config(self) -> dict[str, Any]:
+        """The stored (resolved, secret-free) config as plain data."""
+        try:
+            data = yaml.safe_load(self.config_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            raise UserError(f"{self.config_file}: cannot read the run's config: {err}") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{self.config_file}: the run's config is not a mapping; the run directory is damaged")
+        return data
+
+    def model_config(self) -> ModelConfig:
+        """The base model of the run, from the `model` section of its stored config."""
+        section = self.read_config().get("model")
+        try:
+            return ModelConfig(**{k: section[k] for k in MODEL_KEYS if k in section})
+        except (ValueError, TypeError) as err:
+            raise UserError(f"{self.config_file}: cannot read the model section: {err}") from None
+
+    def phase_names(self) -> list[str]:
+        """The phases the run's config lists, in order (finished or not); the finished ones when
+        the stored config cannot be read."""
+        try:
+            return [p["name"] for p in self.read_config().get("phases") or []]
+        except (UserError, KeyError, TypeError):
+            return self.finished_phases()
+
     def update_state(self, **fields: Any) -> None:
         self.write_state(self.read_state() | fields)
 
@@ -150,7 +214,7 @@ class RunDir:
         state["finished_phases"].append({"name": phase_name, **info})
         self.write_state(state)
 
-    def pending_phases(self, phases: list) -> list:
+    def pending_phases(self, phases: list[PhaseConfig]) -> list[PhaseConfig]:
         """The configured phases not finished yet, in order."""
         finished = set(self.finished_phases())
         return [p for p in phases if p.name not in finished]
@@ -161,8 +225,24 @@ class RunDir:
 
 
 def find_runs(output_dir: Path) -> list[RunDir]:
-    """Run directories under `output_dir`, newest first (by their config file's mtime)."""
+    """Run directories under `output_dir`, latest first: by when their stored config was last
+    written (a run started or resumed last comes first)."""
     if not Path(output_dir).is_dir():
         return []
-    runs = [RunDir(p) for p in Path(output_dir).iterdir() if (p / CONFIG_FILE).is_file()]
+    runs = [RunDir(p) for p in Path(output_dir).iterdir() if RunDir.is_run_dir(p)]
     return sorted(runs, key=lambda r: r.config_file.stat().st_mtime, reverse=True)
+
+
+def latest_run(output_dir: Path, run_name: str | None = None, finished: bool = False) -> RunDir | None:
+    """The latest run under `output_dir` (see `find_runs`), None if there is none.
+
+    `run_name`: only runs of that `output.run_name` (`<run_name>-<timestamp>`); `finished`: only
+    runs with at least one finished phase.
+    """
+    for run in find_runs(output_dir):
+        if run_name is not None and not run.name.startswith(f"{run_name}-"):
+            continue
+        if finished and not run.finished_phases():
+            continue
+        return run
+    return None
