@@ -97,16 +97,16 @@ def hf_packed_batches(documents: list[list[int]], max_tokens: int) -> list[dict[
 
 
 def ours_packed_dataset(documents: list[list[int]], max_tokens: int) -> RowDataset:
-    """phased-cpt's packing: best-fit decreasing into a `RowDataset` (segments in row order)."""
+    """phased-cpt's packing: best-fit decreasing into a `RowDataset` (chunks in row order)."""
     rows = pack_best_fit_decreasing([len(d) for d in documents], max_tokens)
-    tokens, segments, offsets, start = [], [], [0], 0
+    tokens, chunks, offsets, start = [], [], [0], 0
     for row in rows:
         for index in row:
             tokens.extend(documents[index])
-            segments.append((start, len(documents[index]), 0))
+            chunks.append((start, len(documents[index]), 0))
             start += len(documents[index])
-        offsets.append(len(segments))
-    return RowDataset(np.asarray(tokens, dtype=np.int32), np.asarray(segments, dtype=np.int64),
+        offsets.append(len(chunks))
+    return RowDataset(np.asarray(tokens, dtype=np.int32), np.asarray(chunks, dtype=np.int64),
                       np.asarray(offsets, dtype=np.int64), packed=True)
 
 

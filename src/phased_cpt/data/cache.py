@@ -3,8 +3,9 @@
     <data.cache_dir, default ${XDG_CACHE_HOME:-~/.cache}/phased-cpt/data>/<key>/
       meta.json                       counts and statistics (the plan reads these)
       tokens.bin                      int32 token ids of every document (+ replayed chunks)
-      train_segments.npy  train_row_offsets.npy  train_units.npy
-      eval_segments.npy   eval_row_offsets.npy
+      train_chunks.npy  train_row_offsets.npy    the row table (chunks in row order) and where each row starts
+      train_own_chunks.npy                      the phase's own chunks, without replay: what later phases replay
+      eval_chunks.npy   eval_row_offsets.npy
       rejected.jsonl                  lines left out (data.on_bad_record: skip, or duplicates)
 
 The key is a sha256 of: the bytes of the phase's files, the tokenizer (its full serialized
@@ -37,7 +38,8 @@ from phased_cpt.distributed import is_local_main_process
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: the row tables are `*_chunks.npy` (1 called them segments and units)."""
 META_FILE = "meta.json"
 WAIT_FOR_RANK0_SECONDS = 6 * 3600
 

@@ -72,7 +72,7 @@ class PhaseData:
     """The cache entry the rows are read from."""
     meta: dict[str, Any]
     cache_hit: bool
-    units: np.ndarray
+    own_chunks: np.ndarray
     """This phase's own training chunks (no replay): what later phases replay from."""
 
     @property
@@ -123,7 +123,7 @@ def build_phase_data(
         cache_dir = Path(temporary)
     tokenizer_id = tokenizer_id or tokenizer_digest(tokenizer)
     key = phase_cache_key(phase, data, tokenizer_id, context, seed, earlier)
-    sources = [ReplaySource(p.train.dataset.tokens, p.units) for p in earlier]
+    sources = [ReplaySource(p.train.dataset.tokens, p.own_chunks) for p in earlier]
     entry, hit = cached_entry(
         cache_dir, key, lambda out: prepare_phase(out, phase, data, tokenizer, context, seed, sources)
     )
@@ -140,12 +140,12 @@ def load_phase_data(entry: Path, name: str, packed: bool, cache_hit: bool) -> Ph
     tokens = open_tokens(entry / "tokens.bin")
 
     def rows(split: str) -> Rows:
-        segments = np.load(entry / f"{split}_segments.npy", mmap_mode="r")
+        chunks = np.load(entry / f"{split}_chunks.npy", mmap_mode="r")
         offsets = np.load(entry / f"{split}_row_offsets.npy")
-        return Rows(RowDataset(tokens, np.asarray(segments), offsets, packed), meta[split])
+        return Rows(RowDataset(tokens, np.asarray(chunks), offsets, packed), meta[split])
 
     eval_rows = rows("eval") if meta["eval"]["documents"] else None
-    return PhaseData(name, rows("train"), eval_rows, entry, meta, cache_hit, np.load(entry / "train_units.npy"))
+    return PhaseData(name, rows("train"), eval_rows, entry, meta, cache_hit, np.load(entry / "train_own_chunks.npy"))
 
 
 def build_run_data(

@@ -10,8 +10,8 @@ checkpointing is not useful work and is not counted):
                                 the causal half skipped, and the backward is twice the forward
 
 N is the base model's parameter count (embeddings and LM head included, LoRA excluded), T the
-tokens in the step, t_i the length of each attended segment (a row without packing; each
-document or chunk in a packed row, since attention never crosses a segment), d the attention
+tokens in the step, t_i the length of each attended chunk (a row without packing; each
+chunk in a packed row, since attention never crosses a chunk), d the attention
 width (heads x head_dim) and L the number of layers. Example, Qwen2.5-7B shape (N = 7.62e9,
 d = 3584, L = 28), one 16,384-token row: 4.99e14 + 1.62e14 = 6.61e14 FLOP.
 
@@ -85,34 +85,34 @@ def base_parameters(model: Any) -> int:
     )
 
 
-def attention_flops(shape: ModelShape, segment_lengths: np.ndarray) -> float:
-    """sum_i 6 * t_i**2 * d * L over the attended segments (float64: 16K**2 * 3584 overflows int32)."""
-    lengths = np.asarray(segment_lengths, dtype=np.float64)
+def attention_flops(shape: ModelShape, chunk_lengths: np.ndarray) -> float:
+    """sum_i 6 * t_i**2 * d * L over the attended chunks (float64: 16K**2 * 3584 overflows int32)."""
+    lengths = np.asarray(chunk_lengths, dtype=np.float64)
     return float(6.0 * shape.attention_width * shape.layers * np.square(lengths).sum())
 
 
-def step_flops(shape: ModelShape, segment_lengths: np.ndarray) -> float:
-    """Useful FLOPs of training on these segments once (see the module docstring)."""
-    tokens = float(np.asarray(segment_lengths, dtype=np.float64).sum())
-    return 4.0 * shape.parameters * tokens + attention_flops(shape, segment_lengths)
+def step_flops(shape: ModelShape, chunk_lengths: np.ndarray) -> float:
+    """Useful FLOPs of training on these chunks once (see the module docstring)."""
+    tokens = float(np.asarray(chunk_lengths, dtype=np.float64).sum())
+    return 4.0 * shape.parameters * tokens + attention_flops(shape, chunk_lengths)
 
 
-def flops_per_token(shape: ModelShape, segment_lengths: np.ndarray) -> float:
-    """Average useful FLOPs per token over a phase's segments: exact over an epoch, an average
+def flops_per_token(shape: ModelShape, chunk_lengths: np.ndarray) -> float:
+    """Average useful FLOPs per token over a phase's chunks: exact over an epoch, an average
     within a logging window (the attention term depends on which rows the window saw)."""
-    tokens = float(np.asarray(segment_lengths, dtype=np.float64).sum())
-    return step_flops(shape, segment_lengths) / tokens if tokens else 4.0 * shape.parameters
+    tokens = float(np.asarray(chunk_lengths, dtype=np.float64).sum())
+    return step_flops(shape, chunk_lengths) / tokens if tokens else 4.0 * shape.parameters
 
 
-def segment_lengths(dataset: Any) -> np.ndarray | None:
-    """Lengths of the attended segments of a `RowDataset` (documents and chunks; a row without
-    packing is one segment); None for a dataset that does not describe its segments."""
-    from phased_cpt.data.rows import LENGTH
+def chunk_lengths(dataset: Any) -> np.ndarray | None:
+    """Lengths of the attended chunks of a `RowDataset` (attention never crosses a chunk; a row
+    without packing is one chunk); None for a dataset that does not describe its chunks."""
+    from phased_cpt.data.chunking import LENGTH
 
-    segments = getattr(dataset, "segments", None)
-    if segments is None:
+    chunks = getattr(dataset, "chunks", None)
+    if chunks is None:
         return None
-    return np.asarray(segments)[:, LENGTH] if len(segments) else np.zeros(0)
+    return np.asarray(chunks)[:, LENGTH] if len(chunks) else np.zeros(0)
 
 
 # --- the device's peak -----------------------------------------------------------------------
@@ -187,10 +187,10 @@ class Throughput:
 
 
 def phase_throughput(model: Any, dataset: Any, args: Any) -> Throughput:
-    """The throughput model of a phase: this model's shape, the phase's segment lengths, and the
+    """The throughput model of a phase: this model's shape, the phase's chunk lengths, and the
     peak of the device the Trainer trains on."""
     shape = ModelShape.of(model)
-    lengths = segment_lengths(dataset)
+    lengths = chunk_lengths(dataset)
     per_token = flops_per_token(shape, lengths) if lengths is not None else 4.0 * shape.parameters
     return Throughput(per_token, device_peak(args.device, compute_dtype(args, model)))
 
