@@ -1,7 +1,12 @@
-"""The `phased-cpt` command line: parse arguments, call one function, map errors to exit codes.
+"""The `phased-cpt` command line: every subcommand's arguments, and for each one function that
+calls into the package and maps errors to exit codes.
 
 Exit codes: 0 success, 2 a user mistake (config, data, arguments; message without traceback),
-130 interrupted. Only this module (and the REPL) prints.
+3 training diverged, 130 interrupted (143 on SIGTERM). Output for the user is printed here, except
+by the chat REPL (it owns the terminal), `doctor`'s check table and `data from-git`'s summary.
+
+Imports are lazy: `--help`, `validate` and `data from-git` never import torch or transformers,
+so they start in a fraction of a second (tests/unit/test_cli.py checks which modules they load).
 """
 
 from __future__ import annotations
@@ -12,15 +17,27 @@ import os
 import shlex
 import signal
 import sys
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from phased_cpt import interrupt
 from phased_cpt.errors import UserError
 
+if TYPE_CHECKING:
+    from phased_cpt.config import RunConfig
+    from phased_cpt.inference.params import GenerationParams
+
 logger = logging.getLogger("phased_cpt")
 
 SET_HELP = "override one config key, e.g. --set training.lora.r=16 or --set phases.0.epochs=1 (repeatable)"
+TARGET_HELP = "a run directory or an adapter directory (default: the newest run under --output-dir)"
+NOISY_LIBRARIES = r"transformers(\.|$)"
+"""Modules whose FutureWarnings are about the library's own internals, not actionable for a user
+(transformers warns that its Trainer calls its own deprecated `is_gradient_checkpointing`)."""
 
+
+# --- arguments ---------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -29,7 +46,21 @@ def build_parser() -> argparse.ArgumentParser:
         "through curriculum phases in order.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_training_commands(sub)
+    data = sub.add_parser("data", help="build phase datasets", description="Build phase datasets.")
+    data_sub = data.add_subparsers(dest="data_command", metavar="SOURCE", required=True)
+    add_from_git(data_sub)
+    add_inference_commands(sub)
+    add_distributed_commands(sub)
+    return parser
 
+
+def add_set_argument(parser: argparse.ArgumentParser) -> None:
+    """`--set KEY=VALUE`, the config override every config-reading command takes."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
+
+
+def add_training_commands(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser(
         "train",
         help="train every phase in order",
@@ -37,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         "runs the embedded quickstart (a tiny model built offline, bundled sample data).",
     )
     train.add_argument("config", nargs="?", type=Path, help="YAML config (default: the embedded quickstart)")
-    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
+    add_set_argument(train)
     train.add_argument(
         "--resume", nargs="?", const="latest", metavar="RUN_DIR",
         help="continue a run: skip its finished phases and continue the current one from its latest complete "
@@ -62,12 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
         "every phase file. Reports all problems at once; exit 2 if there is any.",
     )
     validate.add_argument("config", type=Path, help="YAML config (new layout or the older tool's)")
-    validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
+    add_set_argument(validate)
     validate.add_argument(
         "--print-translated", action="store_true",
         help="print the config in phased-cpt's layout (useful for configs written for the older tool)",
     )
-    validate.set_defaults(func=cmd_validate)
+    validate.set_defaults(func=cmd_validate, light=True)
 
     plan = sub.add_parser(
         "plan",
@@ -78,20 +109,26 @@ def build_parser() -> argparse.ArgumentParser:
         "tokens. Without CONFIG, plans the embedded quickstart. The model is not loaded.",
     )
     plan.add_argument("config", nargs="?", type=Path, help="YAML config (default: the embedded quickstart)")
-    plan.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
+    add_set_argument(plan)
     plan.add_argument("--json", action="store_true", help="print the plan as JSON on stdout instead of a table")
     plan.set_defaults(func=cmd_plan)
 
-    data = sub.add_parser("data", help="build phase datasets", description="Build phase datasets.")
-    data_sub = data.add_subparsers(dest="data_command", metavar="SOURCE", required=True)
-    add_from_git(data_sub)
-    add_inference(sub)
-    add_distributed(sub)
-    return parser
+
+def add_from_git(data_sub: argparse._SubParsersAction) -> None:
+    from phased_cpt.from_git import command as from_git
+
+    parser = data_sub.add_parser(
+        "from-git",
+        help="write the three phase files from a git repository",
+        description="Write phase1_foundation.jsonl (the files at a revision), phase2_evolution.jsonl "
+        "(the commit history) and phase3_pr_mastery.jsonl (pull requests and reviews) from a git repository.",
+    )
+    from_git.add_arguments(parser)
+    parser.set_defaults(func=from_git.run, light=True)
 
 
-def add_inference(sub: argparse._SubParsersAction) -> None:
-    from phased_cpt.inference import command as inference
+def add_inference_commands(sub: argparse._SubParsersAction) -> None:
+    from phased_cpt.inference.params import PARAM_CHECKS, GenerationParams
 
     chat = sub.add_parser(
         "chat",
@@ -101,8 +138,27 @@ def add_inference(sub: argparse._SubParsersAction) -> None:
         "With --prompt/--prompts: answer those, print both, optionally write --out JSONL, and exit; "
         "otherwise an interactive REPL (/help inside).",
     )
-    inference.add_chat_arguments(chat)
-    chat.set_defaults(func=inference.run_chat)
+    chat.add_argument("target", nargs="?", type=Path, metavar="RUN_DIR|ADAPTER_DIR", help=TARGET_HELP)
+    add_target_arguments(chat)
+    chat.add_argument("--adapter", type=Path, metavar="PATH",
+                      help="any adapter directory, e.g. a checkpoint: RUN/PHASE/checkpoint-N")
+    chat.add_argument("--list", action="store_true",
+                      help="list the runs, phases, adapters and checkpoints found, then exit")
+    chat.add_argument("--chat-template", action="store_true",
+                      help="wrap prompts in the tokenizer's chat template (default: raw completion)")
+    chat.add_argument("--prompt", action="append", default=[], metavar="TEXT",
+                      help="answer TEXT with the base and the fine-tuned model, print both, exit (repeatable)")
+    chat.add_argument("--prompts", type=Path, metavar="FILE",
+                      help="like --prompt for every prompt in FILE "
+                      "(.jsonl: {\"prompt\": ...} per line; else one per line)")
+    chat.add_argument("--out", type=Path, metavar="RESULTS.jsonl",
+                      help="with --prompt/--prompts: write prompt, both answers, stats and parameters as JSONL")
+    defaults = GenerationParams()
+    for name, (kind, _, allowed) in PARAM_CHECKS.items():
+        chat.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar=kind.__name__.upper(),
+                          help=f"{allowed}; default {getattr(defaults, name)} (/set {name} in the REPL)")
+    chat.set_defaults(func=cmd_chat)
+
     merge = sub.add_parser(
         "merge",
         help="merge a phase's adapter into the base weights and save a plain transformers model",
@@ -110,11 +166,27 @@ def add_inference(sub: argparse._SubParsersAction) -> None:
         "safetensors, config and tokenizer to --out, loadable with AutoModelForCausalLM.from_pretrained. "
         "The merged model's logits are checked against base + adapter before anything is written to --out.",
     )
-    inference.add_merge_arguments(merge)
-    merge.set_defaults(func=inference.run_merge)
+    merge.add_argument("target", type=Path, metavar="RUN_DIR|ADAPTER_DIR", help="a run directory or an adapter directory")
+    add_target_arguments(merge, output_dir=False)
+    merge.add_argument("--out", type=Path, required=True, metavar="DIR", help="where to write the merged model")
+    merge.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    merge.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
+                       help="merge and save in this dtype (default: the run's model.dtype; auto is float32 on CPU)")
+    merge.set_defaults(func=cmd_merge)
 
 
-def add_distributed(sub: argparse._SubParsersAction) -> None:
+def add_target_arguments(parser: argparse.ArgumentParser, output_dir: bool = True) -> None:
+    """What `chat` and `merge` load: which phase, which base model, where runs are."""
+    parser.add_argument("--phase", metavar="NAME|N", help="a finished phase by name or number (default: the last)")
+    parser.add_argument("--base-model", metavar="NAME_OR_DIR",
+                        help="load this base model instead of the one the run's config names (e.g. it moved)")
+    if output_dir:
+        parser.add_argument("--output-dir", type=Path, metavar="DIR",
+                            help="where to look for runs (default: output.dir of --config, else ./outputs)")
+        parser.add_argument("--config", type=Path, metavar="CONFIG", help="read output.dir from this training config")
+
+
+def add_distributed_commands(sub: argparse._SubParsersAction) -> None:
     launch = sub.add_parser(
         "launch",
         help="run the pre-flight checks, then train on several GPUs (or CPU processes) or nodes",
@@ -128,7 +200,7 @@ def add_distributed(sub: argparse._SubParsersAction) -> None:
                         help="DeepSpeed hostfile ('hostname slots=N' per line) for several nodes")
     launch.add_argument("--launcher", choices=["deepspeed", "torchrun"],
                         help="default: deepspeed when the config sets deepspeed, else torchrun")
-    launch.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
+    add_set_argument(launch)
     launch.add_argument("--resume", nargs="?", const="latest", metavar="RUN_DIR",
                         help="passed to `phased-cpt train --resume` on every process")
     launch.add_argument("--skip-doctor", action="store_true", help="start without the pre-flight checks")
@@ -144,51 +216,36 @@ def add_distributed(sub: argparse._SubParsersAction) -> None:
     )
     doctor.add_argument("config", type=Path, help="YAML config")
     doctor.add_argument("--gpus", type=int, metavar="N", help="processes the run will use (default: every visible GPU, or 1)")
-    doctor.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
+    add_set_argument(doctor)
     doctor.add_argument("--json", action="store_true", help="print the checks as JSON on stdout instead of a table")
     doctor.set_defaults(func=cmd_doctor)
 
 
-def cmd_launch(args: argparse.Namespace) -> int:
-    from phased_cpt.launch import launch
+# --- commands ----------------------------------------------------------------------------------
 
-    return launch(args.config, args.overrides, args.gpus, args.hostfile, args.launcher, args.resume, args.skip_doctor)
-
-
-def cmd_doctor(args: argparse.Namespace) -> int:
-    from phased_cpt.doctor import doctor
-    from phased_cpt.launch import gpu_count
-
-    return doctor(args.config, args.overrides, args.gpus or max(gpu_count(), 1), args.json)
-
-
-def add_from_git(data_sub: argparse._SubParsersAction) -> None:
-    from phased_cpt.from_git import command as from_git
-
-    parser = data_sub.add_parser(
-        "from-git",
-        help="write the three phase files from a git repository",
-        description="Write phase1_foundation.jsonl (the files at a revision), phase2_evolution.jsonl "
-        "(the commit history) and phase3_pr_mastery.jsonl (pull requests and reviews) from a git repository.",
-    )
-    from_git.add_arguments(parser)
-    parser.set_defaults(func=from_git.run)
-
-
-def cmd_train(args: argparse.Namespace) -> int:
+def run_config(args: argparse.Namespace, announce: bool = False) -> RunConfig:
+    """The config of `train` and `plan`: CONFIG, or the embedded quickstart without one; with
+    `--set` overrides applied and the config's warnings shown."""
     from phased_cpt.config import load_config
-    from phased_cpt.training.recipe import run_training
-    from phased_cpt.training.signals import TrainingInterrupted
 
     if args.config is None:
         from phased_cpt.quickstart import quickstart_config_data, quickstart_model_dir
 
-        logger.info("no config given: running the embedded quickstart (tiny model, bundled data)")
-        cfg, warnings = load_config(None, args.overrides, base_data=quickstart_config_data(quickstart_model_dir()))
+        if announce:
+            logger.info("no config given: running the embedded quickstart (tiny model, bundled data)")
+        cfg, notes = load_config(None, args.overrides, base_data=quickstart_config_data(quickstart_model_dir()))
     else:
-        cfg, warnings = load_config(args.config, args.overrides)
-    for warning in warnings:
-        logger.warning("warning: %s", warning)
+        cfg, notes = load_config(args.config, args.overrides)
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
+    return cfg
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from phased_cpt.training.recipe import run_training
+    from phased_cpt.training.signals import TrainingInterrupted
+
+    cfg = run_config(args, announce=True)
     try:
         run = run_training(cfg, resume=args.resume)
     except TrainingInterrupted as stop:
@@ -228,15 +285,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from phased_cpt.data.jsonl import scan_phase_files
     from phased_cpt.errors import DataError
 
-    cfg, warnings = load_config(args.config, args.overrides)
-    for warning in warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+    cfg, notes = load_config(args.config, args.overrides)
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
     if args.print_translated:
         print(dump_config(cfg), end="")
     problems = []
     for phase in cfg.phases:
-        files = [phase.file] + ([phase.eval_file] if phase.eval_file is not None else [])
-        for scan in scan_phase_files(files, cfg.data.text_field, cfg.data.on_bad_record, cfg.data.dedup):
+        for scan in scan_phase_files(phase, cfg.data):
             try:
                 scan.raise_if_bad(cfg.data.text_field)
                 skipped = f", {len(scan.rejected)} line(s) to be left out ({scan.duplicates} duplicate(s))"
@@ -254,16 +310,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     import contextlib
     import json
 
-    from phased_cpt.config import load_config
-
-    if args.config is None:
-        from phased_cpt.quickstart import quickstart_config_data, quickstart_model_dir
-
-        cfg, warnings = load_config(None, args.overrides, base_data=quickstart_config_data(quickstart_model_dir()))
-    else:
-        cfg, warnings = load_config(args.config, args.overrides)
-    for warning in warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+    cfg = run_config(args)
     with contextlib.redirect_stdout(sys.stderr):  # libraries print notices on import; stdout is the plan only
         from phased_cpt.data.plan import format_plan, plan_json, plan_run
 
@@ -272,9 +319,117 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_chat(args: argparse.Namespace) -> int:
+    from phased_cpt.inference.discovery import describe_runs, resolve_target
+
+    output_dir = chat_output_dir(args)
+    if args.list:
+        print(describe_runs(output_dir), end="")
+        return 0
+    if args.out is not None and not (args.prompt or args.prompts):
+        raise UserError("--out needs --prompt TEXT or --prompts FILE (it records their answers)")
+    params = params_from_args(args)
+    prompts = list(args.prompt)
+    if args.prompts is not None:
+        from phased_cpt.inference.batch import read_prompts
+
+        prompts += read_prompts(args.prompts)
+    if any(not p.strip() for p in prompts):
+        raise UserError("--prompt: a prompt is empty")
+    target = resolve_target(args.target, output_dir=output_dir, phase=args.phase, adapter=args.adapter,
+                            base_model=args.base_model)
+    logger.info("base model: %s", target.model.name)  # before the imports: the first seconds show what loads
+    logger.info("adapter: %s (%s)", target.active, target.adapter_dir)
+    from phased_cpt.inference.generation import load_generator
+
+    generator = load_generator(target, args.chat_template)
+    interrupt.take_over()  # loaded: from here Ctrl-C stops an answer (REPL) or the whole command
+    if prompts:
+        from phased_cpt.inference.batch import compare_prompts
+
+        compare_prompts(generator, prompts, params, sys.stdout, args.out)
+        if args.out is not None:
+            logger.info("wrote %d result(s) to %s", len(prompts), args.out)
+        return 0
+    from phased_cpt.inference.repl import Repl
+
+    if sys.stdin.isatty():
+        import readline  # noqa: F401  (line editing and history for input())
+    return Repl(generator, params).run()
+
+
+def chat_output_dir(args: argparse.Namespace) -> Path:
+    if args.output_dir is not None:
+        return args.output_dir
+    if args.config is not None:
+        from phased_cpt.config import load_config
+
+        return load_config(args.config, check_files=False)[0].output.dir
+    return Path("outputs")
+
+
+def params_from_args(args: argparse.Namespace) -> GenerationParams:
+    from phased_cpt.inference.params import PARAM_CHECKS, GenerationParams, ParamError, set_param
+
+    params = GenerationParams()
+    for name in PARAM_CHECKS:
+        value = getattr(args, name)
+        if value is not None:
+            try:
+                params = set_param(params, name, value)
+            except ParamError as err:
+                raise UserError(f"--{name.replace('_', '-')}: {err}") from None
+    return params
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from phased_cpt.inference.discovery import resolve_target
+
+    target = resolve_target(args.target, phase=args.phase, base_model=args.base_model)
+    from phased_cpt.inference.merge import merge_adapter  # torch: only once the arguments are checked
+
+    model = target.model if args.dtype is None else target.model.model_copy(update={"dtype": args.dtype})
+    logger.info("merging %s into %s", target.adapter_dir, model.name)
+    report = merge_adapter(model, target.adapter_dir, args.out, force=args.force)
+    print(
+        f"merged {target.active} into {report.out_dir} ({str(report.dtype).removeprefix('torch.')}; "
+        f"relative logit error vs base + adapter {report.relative_error:.2e} <= {report.allowed:.0e} "
+        f"on {report.probes} probe prompts)"
+    )
+    return 0
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    """Run the pre-flight checks, then replace this process with the launcher (signals then reach it directly)."""
+    from phased_cpt.launch import gpu_count, launch_plan
+
+    processes = args.gpus or max(gpu_count(), 1)
+    if not args.skip_doctor:
+        from phased_cpt.doctor import format_report, has_failures, run_checks
+
+        checks = run_checks(args.config, args.overrides, processes=processes)
+        print(format_report(checks), file=sys.stderr)
+        if has_failures(checks):
+            raise UserError("pre-flight checks failed (see the table above); fix them, or pass --skip-doctor")
+    plan = launch_plan(args.config, args.overrides, processes, args.hostfile, args.launcher, args.resume)
+    print("launching: " + " ".join(plan.command), file=sys.stderr)
+    sys.stderr.flush()
+    os.execvpe(plan.command[0], plan.command, plan.env)
+    return 0  # not reached: exec replaced this process
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from phased_cpt.doctor import doctor
+    from phased_cpt.launch import gpu_count
+
+    return doctor(args.config, args.overrides, args.gpus or max(gpu_count(), 1), args.json)
+
+
+# --- process setup -----------------------------------------------------------------------------
+
 def quiet_deepspeed_on_cpu() -> None:
     """Without a GPU, DeepSpeed (when installed) prints an accelerator warning to stdout on every
-    import of transformers; naming the CPU accelerator up front avoids it."""
+    import of transformers; naming the CPU accelerator up front avoids it. Imports torch."""
     import torch
 
     if not torch.cuda.is_available():
@@ -282,23 +437,24 @@ def quiet_deepspeed_on_cpu() -> None:
 
 
 def setup_logging() -> None:
+    """INFO on the main process, WARNING on the others; transformers quiet (errors only, no
+    progress bars) without importing it: it reads these variables when first imported."""
     from phased_cpt.distributed import is_local_main_process, is_main_process
 
-    main_process = is_main_process() and is_local_main_process()
     logging.basicConfig(
-        level=logging.INFO if main_process else logging.WARNING,
+        level=logging.INFO if is_main_process() and is_local_main_process() else logging.WARNING,
         format="%(message)s",
         stream=sys.stderr,
     )
-    import warnings
+    warnings.filterwarnings("ignore", category=FutureWarning, module=NOISY_LIBRARIES)
+    if "transformers" in sys.modules:
+        import transformers
 
-    import transformers
-
-    # Deprecation notices raised inside transformers/peft about their own internals are not
-    # actionable for a user of phased-cpt.
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+    else:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -306,8 +462,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             parser = build_parser()
             args = parser.parse_args(argv)
-            quiet_deepspeed_on_cpu()
             setup_logging()
+            if not getattr(args, "light", False):
+                quiet_deepspeed_on_cpu()
             return args.func(args)
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)

@@ -130,7 +130,7 @@ def check_data(cfg: RunConfig) -> list[Check]:
             checks.append(Check(f"data {phase.name}", FAIL, f"missing file: {', '.join(missing)}"))
             continue
         try:
-            scans = scan_phase_files(files, cfg.data.text_field, cfg.data.on_bad_record, cfg.data.dedup)
+            scans = scan_phase_files(phase, cfg.data)
             for scan in scans:
                 scan.raise_if_bad(cfg.data.text_field)
         except DataError as err:
@@ -146,12 +146,16 @@ def check_data(cfg: RunConfig) -> list[Check]:
 def check_tokenizer(cfg: RunConfig) -> Check:
     from transformers import AutoTokenizer
 
+    from phased_cpt.data.prepare import require_eos_token
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(cfg.model.name)
     except (OSError, ValueError) as err:
         return Check("tokenizer", FAIL, f"cannot load the tokenizer of {cfg.model.name}: {str(err).splitlines()[0]}")
-    if tokenizer.eos_token_id is None:
-        return Check("tokenizer", FAIL, "no EOS token: set eos_token in its tokenizer_config.json")
+    try:
+        require_eos_token(tokenizer)
+    except UserError as err:
+        return Check("tokenizer", FAIL, str(err))
     return Check("tokenizer", PASS, f"EOS {tokenizer.eos_token!r} (id {tokenizer.eos_token_id})")
 
 

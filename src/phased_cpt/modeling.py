@@ -18,6 +18,7 @@ from peft import PeftModel, get_peft_model, get_peft_model_state_dict, load_peft
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from phased_cpt.config import LoraConfig, ModelConfig
+from phased_cpt.data.prepare import require_eos_token
 from phased_cpt.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -45,10 +46,7 @@ def load_tokenizer(model: ModelConfig) -> PreTrainedTokenizerBase:
         tokenizer = AutoTokenizer.from_pretrained(model.name)
     except (OSError, ValueError) as err:
         raise UserError(_load_failure("tokenizer", model.name, err)) from None
-    if tokenizer.eos_token_id is None:
-        raise UserError(
-            f"the tokenizer of {model.name!r} has no EOS token; set eos_token in its tokenizer_config.json"
-        )
+    require_eos_token(tokenizer)
     if tokenizer.pad_token_id is None:
         # Padding positions carry label -100 and attention 0, so reusing EOS as pad is harmless here.
         tokenizer.pad_token = tokenizer.eos_token

@@ -23,6 +23,12 @@ from pydantic import (
     model_validator,
 )
 
+
+def liger_installed() -> bool:
+    """Whether liger-kernel can be imported here (the one check; `training/throughput.py` asks it too)."""
+    return importlib.util.find_spec("liger_kernel") is not None
+
+
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
 AttnImplementation = Literal["auto", "sdpa", "eager", "flash_attention_2"]
 LrScheduler = Literal[
@@ -82,7 +88,7 @@ class PerformanceConfig(StrictModel):
     @field_validator("liger_kernel")
     @classmethod
     def _check_liger_installed(cls, value: str | bool) -> str | bool:
-        if value is True and importlib.util.find_spec("liger_kernel") is None:
+        if value is True and not liger_installed():
             raise ValueError(
                 "true needs liger-kernel, which is not installed; pip install 'phased-cpt[gpu]' "
                 "(on a CUDA machine) or set it to auto"

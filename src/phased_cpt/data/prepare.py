@@ -70,14 +70,20 @@ class TokenizedDocuments:
     too_long_count: int = 0
 
 
+def require_eos_token(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The EOS id that ends every document; a tokenizer without one is a UserError (the model
+    could not learn where documents end)."""
+    if tokenizer.eos_token_id is None:
+        raise UserError(
+            f"the tokenizer of {tokenizer.name_or_path!r} has no EOS token; set eos_token in its "
+            "tokenizer_config.json so the model can learn where documents end"
+        )
+    return tokenizer.eos_token_id
+
+
 def tokenize_documents(texts: list[str], tokenizer: PreTrainedTokenizerBase) -> list[list[int]]:
     """Token ids of each text, with EOS appended after its last token."""
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        raise UserError(
-            f"the tokenizer of {tokenizer.name_or_path!r} has no EOS token; set one in its "
-            "tokenizer_config.json (eos_token) so the model can learn where documents end"
-        )
+    eos = require_eos_token(tokenizer)
     all_ids: list[list[int]] = []
     for ids in encode_texts(texts, tokenizer):
         if not ids or ids[-1] != eos:  # some tokenizers (T5-style) already add EOS

@@ -24,7 +24,6 @@ it is measured once per process with a large matmul (the log line says which).
 from __future__ import annotations
 
 import functools
-import importlib.util
 import logging
 import time
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 
 from phased_cpt.config import ContextConfig, PerformanceConfig, TrainingConfig
+from phased_cpt.config.schema import liger_installed
 from phased_cpt.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -204,10 +204,6 @@ class Choice:
 
     def describe(self, shown: str) -> str:
         return f"{shown} ({self.reason})" if self.reason else shown
-
-
-def liger_installed() -> bool:
-    return importlib.util.find_spec("liger_kernel") is not None
 
 
 def resolve_liger(setting: str | bool, on_cuda: bool | None = None, installed: bool | None = None) -> Choice:
