@@ -19,18 +19,17 @@ local rank 0 builds, the other ranks wait for it.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
 from transformers import PreTrainedTokenizerBase
 
 from phased_cpt.config import DataConfig
@@ -84,7 +83,7 @@ def cached_entry(cache_dir: Path, key: str, build: Callable[[Path], None]) -> tu
     if not is_local_main_process():  # only local rank 0 writes the cache; the others wait
         wait_for_entry(entry)
         return entry, True
-    with file_lock(Path(cache_dir) / f".{key}.lock"):
+    with FileLock(Path(cache_dir) / f".{key}.lock"):
         if (entry / META_FILE).is_file():  # another process built it while we waited
             return entry, True
         tmp = Path(cache_dir) / f".{key}.tmp-{os.getpid()}"
@@ -105,16 +104,6 @@ def wait_for_entry(entry: Path) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"local rank 0 did not finish preparing {entry}")
         time.sleep(1.0)
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def read_meta(entry: Path) -> dict[str, Any]:

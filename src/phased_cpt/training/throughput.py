@@ -229,21 +229,54 @@ def resolve_liger(setting: str | bool, on_cuda: bool | None = None, installed: b
     return Choice(True)
 
 
+def resolve_optimizer(name: str, device_type: str | None = None) -> Choice:
+    """The Trainer's `optim`: fused AdamW where torch has it for the device, else adamw_torch."""
+    device_type = device_type or ("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "adamw_torch_fused" and device_type not in fused_adamw_devices():
+        return Choice("adamw_torch", f"no fused AdamW on {device_type}")
+    return Choice(name)
+
+
+# --- private library internals, behind version checks ----------------------------------------
+# Neither torch nor liger-kernel answers these two questions in a public API. Their private
+# names are used only on the versions where they were checked; elsewhere a stated fallback.
+
+TORCH_CHECKED = ("2.4", "2.14")
+"""[first, last) torch versions that have `torch.utils._foreach_utils._get_fused_kernels_supported_devices`."""
+LIGER_CHECKED = ("0.5", "0.9")
+"""[first, last) liger-kernel versions that have `liger_kernel.transformers.monkey_patch.MODEL_TYPE_TO_APPLY_LIGER_FN`."""
+
+
+def version_within(package: str, bounds: tuple[str, str]) -> bool:
+    """Whether the installed `package` is in [bounds[0], bounds[1]) (local suffixes like +cu124 ignored)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.version import Version
+
+    try:
+        installed = Version(version(package)).release
+    except PackageNotFoundError:
+        return False
+    return Version(bounds[0]).release <= installed < Version(bounds[1]).release
+
+
+def fused_adamw_devices() -> tuple[str, ...]:
+    """Device types torch's fused AdamW runs on; only CUDA on a torch version not checked."""
+    if not version_within("torch", TORCH_CHECKED):
+        return ("cuda",)
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+    return tuple(_get_fused_kernels_supported_devices())
+
+
 def liger_supports(model_type: str) -> bool:
-    """Whether liger-kernel has kernels for this architecture (it patches nothing otherwise)."""
+    """Whether liger-kernel has kernels for this architecture (it patches nothing otherwise);
+    assumed yes on a liger-kernel version not checked (liger then warns itself)."""
+    if not version_within("liger-kernel", LIGER_CHECKED):
+        return True
     from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
 
     return model_type in MODEL_TYPE_TO_APPLY_LIGER_FN
-
-
-def resolve_optimizer(name: str, device_type: str | None = None) -> Choice:
-    """The Trainer's `optim`: fused AdamW where torch has it for the device, else adamw_torch."""
-    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
-
-    device_type = device_type or ("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "adamw_torch_fused" and device_type not in _get_fused_kernels_supported_devices():
-        return Choice("adamw_torch", f"no fused AdamW on {device_type}")
-    return Choice(name)
 
 
 def checkpointing_kwargs(training: TrainingConfig, on_cuda: bool | None = None) -> dict[str, Any] | None:
