@@ -1,8 +1,8 @@
 """Loading the tokenizer and base model, and attaching or loading the LoRA adapter.
 
 Uses only the public APIs of transformers (`Auto*.from_pretrained`) and peft (`get_peft_model`,
-`PeftModel.from_pretrained`, `load_peft_weights`, `set_peft_model_state_dict`), so a hub id and a local directory load the
-same way. Nothing here downloads unless the user names a hub id and has network access.
+`PeftModel.from_pretrained`, `load_peft_weights`, `set_peft_model_state_dict`), so a hub id and a
+local directory load the same way. Nothing here downloads unless the user names a hub id and has network access.
 """
 
 from __future__ import annotations

@@ -10,10 +10,11 @@
       eval/                     forgetting.json/.md/.png, curves.png, report.md
       rejected/<phase>.jsonl    lines rejected under data.on_bad_record: skip, with their reasons
 
-Training writes it, and evaluation writes its results into `eval/`; inference only reads it.
-This module is the whole contract: nobody else parses its files or knows their names. "The latest
-run" (`latest_run`), a checkpoint's step (`checkpoint_step`) and whether it is complete
-(`is_complete`) are each decided here, once.
+Training writes it, and evaluation writes its results into `eval/` (their file names are
+evaluation's); inference only reads it. For everything else this module is the whole contract:
+nobody else parses the stored config or the state, or names checkpoints. "The latest run"
+(`latest_run`), a checkpoint's step (`checkpoint_step`) and whether it is complete (`is_complete`)
+are each decided here, once.
 """
 
 from __future__ import annotations

@@ -47,7 +47,8 @@ class ModelConfig(StrictModel):
     name: str = "Kwaipilot/KAT-Dev"
     """Hugging Face model id or local directory holding a causal LM and its tokenizer."""
     size: str | None = "32B"
-    """Informational: shown in logs and the resolved config; nothing is derived from it."""
+    """e.g. 32B: shown in logs and the resolved config. Used only where the model's config.json is
+    not available here: then `deepspeed: auto` and `doctor` estimate the weights' memory from it."""
     dtype: Dtype = "auto"
     """Weights dtype. auto: bfloat16 on a GPU that supports it, float32 on CPU."""
     attn_implementation: AttnImplementation = "auto"

@@ -65,6 +65,6 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def trainable_weights_finite(model) -> bool:
+def trainable_weights_finite(model: torch.nn.Module) -> bool:
     """This rank's trainable weights are all finite (under ZeRO-3, its own shards)."""
     return all(bool(torch.isfinite(p.detach()).all()) for p in model.parameters() if p.requires_grad)

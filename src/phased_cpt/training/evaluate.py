@@ -7,17 +7,20 @@ where they go (eval/forgetting.*, metrics).
 
 from __future__ import annotations
 
+from peft import PeftModel
+
 from phased_cpt.config import EvaluationConfig
 from phased_cpt.data.phase_data import PhaseData
 from phased_cpt.evaluation.forgetting import BASE_ROW, ForgettingMatrix, evaluate_phases
-from phased_cpt.evaluation.perplexity import EvalResult, evaluate_rows
+from phased_cpt.evaluation.perplexity import Collator, EvalResult, evaluate_rows
 from phased_cpt.run_dir import RunDir
 from phased_cpt.training.metrics import MetricsSink
 
 
 class RunEvaluator:
     def __init__(
-        self, run: RunDir, phase_data: dict[str, PhaseData], collator, evaluation: EvaluationConfig, sink: MetricsSink
+        self, run: RunDir, phase_data: dict[str, PhaseData], collator: Collator, evaluation: EvaluationConfig,
+        sink: MetricsSink,
     ) -> None:
         self.run = run
         self.eval_sets = {name: data.eval for name, data in phase_data.items()}
@@ -26,21 +29,21 @@ class RunEvaluator:
         self.sink = sink
         self.forgetting = ForgettingMatrix.load(run.eval_dir / "forgetting.json", list(self.eval_sets))
 
-    def current_phase(self, model, phase: str) -> EvalResult | None:
+    def current_phase(self, model: PeftModel, phase: str) -> EvalResult | None:
         """Loss/perplexity on `phase`'s held-out rows (None when it has none)."""
         rows = self.eval_sets[phase]
         if rows is None:
             return None
         return evaluate_rows(model, rows.dataset, self.collator, self.evaluation.batch_size)
 
-    def before_training(self, model) -> None:
+    def before_training(self, model: PeftModel) -> None:
         """The base-model row of the forgetting matrix (adapter disabled); once per run."""
         if self.evaluation.forgetting_matrix and not self.forgetting.has_row(BASE_ROW):
             results = evaluate_phases(model, self.eval_sets, self.collator, self.evaluation.batch_size, base_model=True)
             self.forgetting.add_row(BASE_ROW, results)
             self.forgetting.save(self.run.eval_dir)
 
-    def after_phase(self, model, phase: str, step: int) -> None:
+    def after_phase(self, model: PeftModel, phase: str, step: int) -> None:
         """The phase's forgetting-matrix row, and its own eval record at the phase's last step."""
         if self.evaluation.forgetting_matrix:
             results = evaluate_phases(model, self.eval_sets, self.collator, self.evaluation.batch_size)
