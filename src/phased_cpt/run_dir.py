@@ -95,6 +95,16 @@ def latest_checkpoint(phase_dir: Path) -> Path | None:
     return complete[-1] if complete else None
 
 
+class InRun:
+    """A fixed path inside the run directory, read as an attribute: `run.config_file`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, run: RunDir, owner: type | None = None) -> Path:
+        return run.path / self.name
+
+
 @dataclass
 class RunDir:
     path: Path
@@ -131,17 +141,12 @@ class RunDir:
     def name(self) -> str:
         return self.path.name
 
-    @property
-    def config_file(self) -> Path:
-        return self.path / CONFIG_FILE
-
-    @property
-    def metrics_file(self) -> Path:
-        return self.path / METRICS_FILE
-
-    @property
-    def tensorboard_dir(self) -> Path:
-        return self.path / TENSORBOARD_DIR
+    config_file = InRun(CONFIG_FILE)
+    state_file = InRun(STATE_FILE)
+    metrics_file = InRun(METRICS_FILE)
+    tensorboard_dir = InRun(TENSORBOARD_DIR)
+    eval_dir = InRun(EVAL_DIR)
+    rejected_dir = InRun(REJECTED_DIR)
 
     def phase_dir(self, phase_name: str) -> Path:
         return self.path / phase_name
@@ -149,26 +154,18 @@ class RunDir:
     def adapter_dir(self, phase_name: str) -> Path:
         return self.phase_dir(phase_name) / ADAPTER_DIR
 
-    @property
-    def eval_dir(self) -> Path:
-        return self.path / EVAL_DIR
-
-    @property
-    def rejected_dir(self) -> Path:
-        return self.path / REJECTED_DIR
-
     def read_state(self) -> dict[str, Any]:
         """The run's state; read from disk once, then kept in memory so every rank of a
         multi-process run sees its own updates without waiting for rank 0's file."""
         if self._state is None:
-            state_file = self.path / STATE_FILE
+            state_file = self.state_file
             self._state = json.loads(state_file.read_text(encoding="utf-8")) if state_file.exists() else {"finished_phases": []}
         return copy.deepcopy(self._state)
 
     def write_state(self, state: dict[str, Any]) -> None:
         self._state = copy.deepcopy(state)
         if self.writer:
-            write_atomic(self.path / STATE_FILE, json.dumps(state, indent=2) + "\n")
+            write_atomic(self.state_file, json.dumps(state, indent=2) + "\n")
 
     def write_config(self, text: str) -> None:
         if self.writer:

@@ -31,6 +31,19 @@ logger = logging.getLogger(__name__)
 __all__ = ["PhaseData", "Rows", "build_phase_data", "build_run_data", "save_rejected", "tokenize_documents"]
 
 
+class Stat:
+    """One entry of `Rows.stats`, read as an attribute: `rows.documents`."""
+
+    def __init__(self, doc: str = "") -> None:
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.key = name
+
+    def __get__(self, rows: Rows, owner: type | None = None) -> int:
+        return rows.stats[self.key]
+
+
 @dataclass
 class Rows:
     """Training rows of a set of documents, with their statistics (see `prepare.split_statistics`)."""
@@ -40,23 +53,10 @@ class Rows:
     `position_ids`."""
     stats: dict[str, Any]
 
-    @property
-    def documents(self) -> int:
-        return self.stats["documents"]
-
-    @property
-    def document_tokens(self) -> int:
-        """Tokens of all documents, EOS included, before chunking (replay excluded)."""
-        return self.stats["document_tokens"]
-
-    @property
-    def target_tokens(self) -> int:
-        """Labels that are not -100: each a training target once per epoch (replay included)."""
-        return self.stats["target_tokens"]
-
-    @property
-    def longest_document_tokens(self) -> int:
-        return self.stats["longest_document_tokens"]
+    documents = Stat()
+    document_tokens = Stat("Tokens of all documents, EOS included, before chunking (replay excluded).")
+    target_tokens = Stat("Labels that are not -100: each a training target once per epoch (replay included).")
+    longest_document_tokens = Stat()
 
     def __len__(self) -> int:
         return len(self.dataset)
