@@ -146,7 +146,7 @@ def check_data(cfg: RunConfig) -> list[Check]:
 def check_tokenizer(cfg: RunConfig) -> Check:
     from transformers import AutoTokenizer
 
-    from phased_cpt.data.prepare import require_eos_token
+    from phased_cpt.modeling import require_eos_token
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(cfg.model.name)

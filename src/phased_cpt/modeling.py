@@ -18,7 +18,6 @@ from peft import PeftModel, get_peft_model, get_peft_model_state_dict, load_peft
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from phased_cpt.config import LoraConfig, ModelConfig
-from phased_cpt.data.prepare import require_eos_token
 from phased_cpt.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -39,6 +38,17 @@ def resolve_attn_implementation(name: str) -> str:
     if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
     return "sdpa"
+
+
+def require_eos_token(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The EOS id that ends every document; a tokenizer without one is a UserError (the model
+    could not learn where documents end)."""
+    if tokenizer.eos_token_id is None:
+        raise UserError(
+            f"the tokenizer of {tokenizer.name_or_path!r} has no EOS token; set eos_token in its "
+            "tokenizer_config.json so the model can learn where documents end"
+        )
+    return tokenizer.eos_token_id
 
 
 def load_tokenizer(model: ModelConfig) -> PreTrainedTokenizerBase:

@@ -39,7 +39,8 @@ from phased_cpt.data.jsonl import Document, RecordScan, scan_documents, write_re
 from phased_cpt.data.packing import pack_best_fit_decreasing, packing_efficiency
 from phased_cpt.data.rows import open_tokens
 from phased_cpt.data.split import split_documents
-from phased_cpt.errors import DataError, UserError
+from phased_cpt.errors import DataError
+from phased_cpt.modeling import require_eos_token
 
 logger = logging.getLogger(__name__)
 
@@ -68,17 +69,6 @@ class TokenizedDocuments:
     longest_source: str = ""
     too_long: list[str] = field(default_factory=list)
     too_long_count: int = 0
-
-
-def require_eos_token(tokenizer: PreTrainedTokenizerBase) -> int:
-    """The EOS id that ends every document; a tokenizer without one is a UserError (the model
-    could not learn where documents end)."""
-    if tokenizer.eos_token_id is None:
-        raise UserError(
-            f"the tokenizer of {tokenizer.name_or_path!r} has no EOS token; set eos_token in its "
-            "tokenizer_config.json so the model can learn where documents end"
-        )
-    return tokenizer.eos_token_id
 
 
 def tokenize_documents(texts: list[str], tokenizer: PreTrainedTokenizerBase) -> list[list[int]]:
