@@ -114,7 +114,7 @@ def stack_rows(rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
     return {key: torch.tensor([row[key] for row in rows]) for key in rows[0]}
 
 
-def segments_of(batch: dict[str, torch.Tensor]) -> list[int]:
+def attended_lengths_of(batch: dict[str, torch.Tensor]) -> list[int]:
     """Attended segment lengths of a batch: documents where position ids restart, else rows."""
     if "position_ids" not in batch:
         return [batch["input_ids"].shape[1]] * batch["input_ids"].shape[0]
