@@ -17,6 +17,7 @@ from phased_cpt.from_git import (
     PHASE1_FILE,
     PHASE2_FILE,
     PHASE3_FILE,
+    REPORT_FILE,
     build_datasets,
 )
 from phased_cpt.from_git.secrets import SECRET_FILE_GLOBS
@@ -56,11 +57,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also skip paths matching GLOB (repeatable); a glob matches the whole "
                              "path, a leading directory or one path component, e.g. 'docs/*', "
                              "'*.csv', 'fixtures'")
+    parser.add_argument("--include", metavar="GLOB", action="append", default=[], dest="includes",
+                        help="keep paths matching GLOB that a default rule would leave out (vendored, "
+                             "lock, generated, data, minified; repeatable); never brings back a secret, "
+                             "and --exclude still wins")
     parser.add_argument("--default-excludes", dest="use_default_excludes",
                         action=argparse.BooleanOptionalAction, default=True,
-                        help=f"skip vendored, lock and generated files by the default globs ({default_globs}) "
-                             "(default: on; --no-default-excludes keeps them). Secret files "
-                             f"({' '.join(SECRET_FILE_GLOBS)}) and text with credentials are always skipped")
+                        help=f"apply the default rules: the globs ({default_globs}), .gitattributes "
+                             "linguist-vendored/linguist-generated, detected vendored copies and the "
+                             "minified/generated content tests (default: on; --no-default-excludes keeps "
+                             "such files). Secret stores "
+                             f"({' '.join(SECRET_FILE_GLOBS)}) are always left out and credential values "
+                             "always redacted")
+    parser.add_argument("--keep-duplicates", action="store_true",
+                        help="keep documents whose text repeats an earlier one of the same phase "
+                             "(default: left out as 'duplicate')")
+    parser.add_argument("--allow-other-owner", action="store_true",
+                        help="read a repository owned by another user (git refuses by default: "
+                             "safe.directory); its hooks, filters and configured commands never run either way")
     parser.add_argument("--prs", metavar="FILE_OR_DIR", type=Path,
                         help="pull-request export for phase 3: a JSON file, or a directory of JSON "
                              "files, each a list of GitHub REST pull objects with keys 'diff', "
@@ -74,8 +88,9 @@ def run(args: argparse.Namespace) -> int:
     """Build the datasets as `args` say, print the summary (table or JSON) and return 0."""
     summary = build_datasets(args.repo, args.out, rev=args.rev, since=args.since,
                              max_file_bytes=args.max_file_bytes, excludes=args.excludes,
-                             use_default_excludes=args.use_default_excludes, prs=args.prs,
-                             max_diff_bytes=args.max_diff_bytes)
+                             includes=args.includes, use_default_excludes=args.use_default_excludes,
+                             prs=args.prs, max_diff_bytes=args.max_diff_bytes,
+                             keep_duplicates=args.keep_duplicates, allow_other_owner=args.allow_other_owner)
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
     else:
