@@ -91,6 +91,7 @@ STORE_PATTERNS: dict[str, str] = {
 is dropped. (`private-key` here catches a key block left after redaction: one without its end
 line.)"""
 
+_STORE_WORDS = ("terraform_version", "service_account", "PuTTY-User-Key-File-")
 _ENTROPY_RULES = {"secret-assignment": "assigned_value", "url-password": "url_value"}
 _MIN_ENTROPY_BITS = 3.0
 _HINTS = re.compile(
@@ -126,7 +127,7 @@ def is_secret_path(path: str) -> bool:
 
 def find_secret_store(text: str) -> str | None:
     """Name of the `STORE_PATTERNS` rule `text` matches after redaction, or None."""
-    if _HINTS.search(text) is None and "terraform_version" not in text and "service_account" not in text:
+    if _HINTS.search(text) is None and not any(word in text for word in _STORE_WORDS):
         return None
     match = _STORES.search(redact_secrets(text)[0])
     return None if match is None else _rule_name(match)
