@@ -175,6 +175,7 @@ class GitRepo:
     def iter_added_files(self, commit: str) -> Iterator[tuple[bytes, str, str]]:
         """(path, mode, blob id) of every file ever added in the history of `commit`."""
         args = ["log", "--format=", "--raw", "-z", "--no-renames", "--no-abbrev", "--diff-filter=A",
+                "--no-ext-diff", "--no-textconv",
                 "--end-of-options", commit, "--"]
         output = self._run(*args).stdout
         fields = output.split(b"\0")
