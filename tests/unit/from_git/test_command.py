@@ -95,3 +95,14 @@ def test_user_doc_lists_every_default_exclude_and_secret_file_glob():
     assert set(SECRET_FILE_GLOBS) <= words
 
 
+
+
+def test_user_doc_lists_every_secret_rule_and_skip_reason():
+    from phased_cpt.from_git import summary
+    from phased_cpt.from_git.secrets import REDACT_PATTERNS, SECRET_FILE_TEMPLATES, STORE_PATTERNS
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "from-git.md").read_text(encoding="utf-8")
+    words = set(re.findall(r"[^\s`,()|]+", doc))
+    assert set(REDACT_PATTERNS) | set(STORE_PATTERNS) | set(SECRET_FILE_TEMPLATES) <= words
+    reasons = set(re.findall(r"`([a-z-]+)`", summary.__doc__.split("Reasons, in words:")[1]))
+    assert reasons - {"truncated"} <= words
