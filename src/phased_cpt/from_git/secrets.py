@@ -100,9 +100,9 @@ _HINTS = re.compile(
     r"|hf_|npm_|sk-ant-|T3BlbkFJ|://[^\s:/@]+:"
 )
 """A literal every pattern contains: a cheap first pass that spares most texts the full search."""
-_SPECIFIC = re.compile("|".join(f"(?P<{name.replace('-', '_')}>{pattern})"
-                                for name, pattern in REDACT_PATTERNS.items() if name not in _ENTROPY_RULES),
-                       re.DOTALL)
+_PEM_BLOCK = re.compile(REDACT_PATTERNS["private-key"], re.DOTALL)
+_SPECIFIC = re.compile("|".join(f"(?P<{name.replace('-', '_')}>{pattern})" for name, pattern in REDACT_PATTERNS.items()
+                                if name not in _ENTROPY_RULES and name != "private-key"))
 _ASSIGNED = re.compile("|".join(f"(?P<{name.replace('-', '_')}>{pattern})"
                                 for name, pattern in REDACT_PATTERNS.items() if name in _ENTROPY_RULES))
 _STORES = re.compile("|".join(f"(?P<{name.replace('-', '_')}>{pattern})"
@@ -136,22 +136,22 @@ def find_secret_store(text: str) -> str | None:
 def redact_secrets(text: str) -> tuple[str, list[Redaction]]:
     """`text` with every credential value replaced by `[REDACTED:<rule>]`, and what was replaced.
 
-    Token-shaped rules are found first; the assignment and URL-password rules then only count
-    where they do not overlap one (so `KEY_ID = "AKIA..."` is one `aws-access-key-id`).
+    Key blocks are found in the whole text; every other rule fits on one line and is only
+    looked for on the lines that hold one of its literals (`_HINTS`), which keeps this fast on
+    large diffs. On a line, token-shaped rules are found first; the assignment and URL-password
+    rules then only count where they do not overlap one (so `KEY_ID = "AKIA..."` is one
+    `aws-access-key-id`).
     """
-    if _HINTS.search(text) is None:
+    hint = _HINTS.search(text)
+    if hint is None:
         return text, []
-    spans: list[tuple[int, int, str]] = []
-    for match in _SPECIFIC.finditer(text):
-        rule = _rule_name(match)
-        start, end = match.span("aws_value") if rule == "aws-secret-access-key" else match.span()
-        spans.append((start, end, rule))
-    taken = [(start, end) for start, end, _ in spans]
-    for match in _ASSIGNED.finditer(text):
-        rule = _rule_name(match)
-        start, end = match.span(_ENTROPY_RULES[rule])
-        if is_random_looking(text[start:end]) and not any(s < end and start < e for s, e in taken):
-            spans.append((start, end, rule))
+    spans = [(match.start(), match.end(), "private-key") for match in _PEM_BLOCK.finditer(text)]
+    while hint is not None:
+        start = text.rfind("\n", 0, hint.start()) + 1
+        end = text.find("\n", hint.end())
+        end = len(text) if end < 0 else end
+        spans += _line_spans(text[start:end], start, spans)
+        hint = _HINTS.search(text, end)
     if not spans:
         return text, []
     pieces: list[str] = []
@@ -163,6 +163,23 @@ def redact_secrets(text: str) -> tuple[str, list[Redaction]]:
         position = end
     pieces.append(text[position:])
     return "".join(pieces), found
+
+
+def _line_spans(line: str, offset: int, taken: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """The credential spans of one line (positions in the whole text), outside `taken`."""
+    spans: list[tuple[int, int, str]] = []
+    for match in _SPECIFIC.finditer(line):
+        rule = _rule_name(match)
+        start, end = match.span("aws_value") if rule == "aws-secret-access-key" else match.span()
+        spans.append((start + offset, end + offset, rule))
+    for match in _ASSIGNED.finditer(line):
+        rule = _rule_name(match)
+        start, end = match.span(_ENTROPY_RULES[rule])
+        start, end = start + offset, end + offset
+        if is_random_looking(line[start - offset:end - offset]) and not any(
+                s < end and start < e for s, e, _ in [*taken, *spans]):
+            spans.append((start, end, rule))
+    return [span for span in spans if not any(s < span[1] and span[0] < e for s, e, _ in taken)]
 
 
 def is_random_looking(value: str) -> bool:
