@@ -39,6 +39,9 @@ from typing import Any
 from phased_cpt.from_git.secrets import Redaction
 
 REPORT_FILE = "from-git-report.json"
+COUNT_FIELDS = ("documents", "bytes", "text_bytes", "truncated", "skipped", "dropped_file_diffs",
+                "removed_bytes", "redactions")
+"""The `OutputStats` fields of the summary; the report adds `left_out` and `redacted`."""
 
 
 @dataclass
@@ -87,17 +90,10 @@ class OutputStats:
         self.left_out.append(entry)
 
     def to_dict(self) -> dict[str, Any]:
-        """Counts only, key-sorted: the summary."""
-        return {
-            "documents": self.documents,
-            "bytes": self.bytes,
-            "text_bytes": self.text_bytes,
-            "truncated": self.truncated,
-            "skipped": dict(sorted(self.skipped.items())),
-            "dropped_file_diffs": dict(sorted(self.dropped_file_diffs.items())),
-            "removed_bytes": dict(sorted(self.removed_bytes.items())),
-            "redactions": dict(sorted(self.redactions.items())),
-        }
+        """Counts only (`COUNT_FIELDS`), each counter key-sorted: the summary."""
+        values = {name: getattr(self, name) for name in COUNT_FIELDS}
+        return {name: dict(sorted(value.items())) if isinstance(value, dict) else value
+                for name, value in values.items()}
 
 
 @dataclass
