@@ -172,7 +172,7 @@ def add_from_git(data_sub: argparse._SubParsersAction) -> None:
         "(the commit history) and phase3_pr_mastery.jsonl (pull requests and reviews) from a git repository.",
     )
     from_git.add_arguments(parser)
-    parser.set_defaults(func=from_git.run)
+    parser.set_defaults(func=from_git.run, light=True)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -281,13 +281,15 @@ def quiet_deepspeed_on_cpu() -> None:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 
-def setup_logging() -> None:
+def setup_logging(light: bool = False) -> None:
     main_process = os.environ.get("RANK", "0") == "0" and os.environ.get("LOCAL_RANK", "0") in ("0", "-1")
     logging.basicConfig(
         level=logging.INFO if main_process else logging.WARNING,
         format="%(message)s",
         stream=sys.stderr,
     )
+    if light:
+        return
     import warnings
 
     import transformers
@@ -304,8 +306,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             parser = build_parser()
             args = parser.parse_args(argv)
-            quiet_deepspeed_on_cpu()
-            setup_logging()
+            light = getattr(args, "light", False)  # a command that never needs torch or transformers
+            if not light:
+                quiet_deepspeed_on_cpu()
+            setup_logging(light)
             return args.func(args)
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
