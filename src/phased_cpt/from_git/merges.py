@@ -19,8 +19,10 @@ Every merge commit reachable from the revision is classified (`classify_merge`):
   commits: the merged-in parent is on the mainline (the first-parent chain of the revision:
   the mainline merged into a branch, or a merge of something already there), or the message
   merges a mainline branch (`Merge branch 'master' of github.com:...`, `Merge remote-tracking
-  branch 'origin/main'`, `Merge branch 'main' into feature`), or a branch into itself. Mainline
-  branch names: `main`, `master`, `develop`, `development`, `trunk` and the branch HEAD is on.
+  branch 'origin/main'`, `Merge branch 'main' into feature`), or a branch into itself, or a
+  release or maintenance branch (`LONG_LIVED_BRANCH`: `1.0-maintenance`, `release/2.3`, `2.x`,
+  `stable`). Mainline branch names: `main`, `master`, `develop`, `development`, `trunk` and the
+  branch HEAD is on.
 - **branch** - any other merge: `Merge: SUBJECT`, then the same layout as a commit.
 
 Metadata: as phase 2, plus `source` (`merge_commit`), `kind` (`pull_request` or `branch`),
@@ -38,6 +40,11 @@ from phased_cpt.from_git.output import DocumentWriter
 from phased_cpt.from_git.rules import PathRules
 
 MAINLINE_BRANCHES = frozenset({"main", "master", "develop", "development", "trunk"})
+LONG_LIVED_BRANCH = re.compile(
+    r"stable|release[-/_.].*|.*[-_]maintenance|maint(?:enance)?[-/_].*|v?\d+(?:\.\d+)*(?:\.x)?|.*\.x"
+)
+"""Release and maintenance lines (`1.0-maintenance`, `release/2.3`, `2.x`, `stable`): merging one
+forward brings fixes whose commits are already phase-2 documents."""
 _GITHUB_PR = re.compile(r"Merge pull request #(\d+) from (\S+)")
 _BITBUCKET_PR = re.compile(r"Merged in (\S+) \(pull request #(\d+)\)")
 _GITLAB_MR = re.compile(r"See merge request (\S+)!(\d+)")
@@ -98,6 +105,8 @@ def classify_merge(message: CommitMessage, parents: tuple[str, ...], mainline: s
         merged = match[1].split("/")[-1] if match[1].startswith(("origin/", "upstream/")) else match[1]
         if merged in mainline_names:
             return MergeKind("branch-sync", why=f"merges the mainline branch '{merged}'")
+        if LONG_LIVED_BRANCH.fullmatch(merged):
+            return MergeKind("branch-sync", why=f"merges the long-lived branch '{merged}'")
         if match[3] is not None and match[3] == merged:
             return MergeKind("branch-sync", why=f"merges '{merged}' into itself")
     return MergeKind("branch", title=subject, body=body)

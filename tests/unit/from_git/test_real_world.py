@@ -226,6 +226,10 @@ def test_merges_are_classified_and_branch_syncs_dropped(merge_repo, tmp_path):
     ("Merge remote-tracking branch 'origin/main'", "", ("branch-sync", None, "")),
     ("Merge branch 'dev' of github.com:x/y into dev", "", ("branch-sync", None, "")),
     ("Merge branch 'feature-x'", "", ("branch", None, "Merge branch 'feature-x'")),
+    ("Merge branch '1.0-maintenance'", "", ("branch-sync", None, "")),
+    ("Merge branch 'release/0.2.2' into develop", "", ("branch-sync", None, "")),
+    ("Merge branch '2.x'", "", ("branch-sync", None, "")),
+    ("Merge branch 'feature/2.x-compat'", "", ("branch", None, "Merge branch 'feature/2.x-compat'")),
 ])
 def test_merge_messages(subject, body, expected):
     from phased_cpt.from_git.git import CommitMessage
