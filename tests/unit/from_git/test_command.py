@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from pathlib import Path
 
 import pytest
 
-from phased_cpt import from_git
-from phased_cpt.from_git import DEFAULT_EXCLUDES, PHASE1_FILE, PHASE2_FILE, PHASE3_FILE, command
+from phased_cpt import cli, from_git
+from phased_cpt.errors import UserError
+from phased_cpt.from_git import DEFAULT_EXCLUDES, PHASE1_FILE, PHASE2_FILE, PHASE3_FILE
 from phased_cpt.from_git.secrets import SECRET_FILE_GLOBS
 from tests.unit.from_git.repos import git
 from tests.unit.from_git.test_phases import KEPT_FILES, PHASE1_SKIPS, SUBJECTS
@@ -25,16 +25,23 @@ def _head(repo: Path) -> str:
 
 # ---- the command -------------------------------------------------------------------------------
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="phased-cpt data from-git")
-    command.add_arguments(parser)
-    return parser
+def _parse(argv: list[str]):
+    return cli.build_parser().parse_args(["data", "from-git", *argv])
+
+
+def _run(argv: list[str]) -> int:
+    return cli.main(["data", "from-git", *argv])
+
+
+def _help(capsys) -> str:
+    with pytest.raises(SystemExit):
+        _parse(["--help"])
+    return capsys.readouterr().out
 
 
 def test_command_prints_a_json_summary(repo, tmp_path, capsys):
-    args = _parser().parse_args([str(repo), "--out", str(tmp_path), "--json", "--max-file-bytes",
-                                 str(MAX_FILE_BYTES), "--exclude", "*.rst", "--exclude", "docs"])
-    assert command.run(args) == 0
+    assert _run([str(repo), "--out", str(tmp_path), "--json", "--max-file-bytes",
+                 str(MAX_FILE_BYTES), "--exclude", "*.rst", "--exclude", "docs"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert list(summary["outputs"]) == [PHASE1_FILE, PHASE2_FILE, PHASE3_FILE]
     phase1 = summary["outputs"][PHASE1_FILE]
@@ -47,9 +54,8 @@ def test_command_prints_a_json_summary(repo, tmp_path, capsys):
 
 
 def test_command_prints_a_table_by_default(repo, tmp_path, capsys):
-    args = _parser().parse_args([str(repo), "--out", str(tmp_path), "--prs", str(FIXTURES / "pulls.json"),
-                                 "--max-file-bytes", str(MAX_FILE_BYTES)])
-    assert command.run(args) == 0
+    assert _run([str(repo), "--out", str(tmp_path), "--prs", str(FIXTURES / "pulls.json"),
+                 "--max-file-bytes", str(MAX_FILE_BYTES)]) == 0
     table = capsys.readouterr().out
     rows = [tuple(line.split()) for line in table.splitlines()]
     documents = {row[0]: int(row[1]) for row in rows if len(row) == 5 and row[1].isdigit()}
@@ -58,29 +64,38 @@ def test_command_prints_a_table_by_default(repo, tmp_path, capsys):
     assert (PHASE3_FILE, "diff", "dropped", "secret", "1") in rows
 
 
-def test_command_defaults_and_flags_reach_build_datasets(tmp_path):
-    args = _parser().parse_args(["repo", "--out", "o", "--no-default-excludes", "--since", "2024-01-01",
-                                 "--rev", "v1", "--max-diff-bytes", "10"])
-    assert (args.repo, args.out, args.rev, args.since) == (Path("repo"), Path("o"), "v1", "2024-01-01")
-    assert (args.use_default_excludes, args.max_diff_bytes, args.excludes, args.prs) == (False, 10, [], None)
-    more = _parser().parse_args(["repo", "--out", "o", "--include", "vendor", "--include", "*.svg",
-                                 "--keep-duplicates", "--allow-other-owner"])
-    assert (more.includes, more.keep_duplicates, more.allow_other_owner) == (["vendor", "*.svg"], True, True)
-    defaults = _parser().parse_args(["repo", "--out", "o"])
-    assert defaults.use_default_excludes is True and defaults.rev == "HEAD" and defaults.json is False
-    assert (defaults.includes, defaults.keep_duplicates, defaults.allow_other_owner) == ([], False, False)
-    assert defaults.max_file_bytes == from_git.DEFAULT_MAX_FILE_BYTES
+def test_command_defaults_and_flags_reach_build_datasets(monkeypatch, capsys):
+    calls: list[tuple[tuple, dict]] = []
+
+    def record(*args, **kwargs):
+        calls.append((args, kwargs))
+        raise UserError("recorded")
+
+    monkeypatch.setattr(from_git, "build_datasets", record)
+    assert _run(["repo", "--out", "o", "--no-default-excludes", "--since", "2024-01-01", "--rev", "v1",
+                 "--max-diff-bytes", "10", "--max-file-bytes", "20", "--include", "vendor", "--include", "*.svg",
+                 "--exclude", "docs", "--keep-duplicates", "--allow-other-owner", "--prs", "p.json"]) == 2
+    assert calls[-1] == ((Path("repo"), Path("o")), {
+        "rev": "v1", "since": "2024-01-01", "max_file_bytes": 20, "excludes": ["docs"],
+        "includes": ["vendor", "*.svg"], "use_default_excludes": False, "prs": Path("p.json"),
+        "max_diff_bytes": 10, "keep_duplicates": True, "allow_other_owner": True})
+    assert _run(["repo", "--out", "o"]) == 2
+    assert calls[-1] == ((Path("repo"), Path("o")), {
+        "rev": "HEAD", "since": None, "max_file_bytes": from_git.DEFAULT_MAX_FILE_BYTES, "excludes": [],
+        "includes": [], "use_default_excludes": True, "prs": None,
+        "max_diff_bytes": from_git.DEFAULT_MAX_DIFF_BYTES, "keep_duplicates": False, "allow_other_owner": False})
+    assert capsys.readouterr().err.strip().splitlines() == ["error: recorded", "error: recorded"]
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "big"])
 def test_command_rejects_a_size_that_is_not_positive(value, capsys):
     with pytest.raises(SystemExit):
-        _parser().parse_args(["repo", "--out", "o", "--max-file-bytes", value])
+        _parse(["repo", "--out", "o", "--max-file-bytes", value])
     assert "--max-file-bytes" in capsys.readouterr().err
 
 
-def test_help_lists_every_default_exclude_glob():
-    help_text = _parser().format_help()
+def test_help_lists_every_default_exclude_glob(capsys):
+    help_text = _help(capsys)
     unwrapped = "".join(help_text.split())  # argparse may wrap a line inside a glob, at a hyphen
     for reason, globs in DEFAULT_EXCLUDES.items():
         assert f"{reason}:{''.join(globs)}" in unwrapped
