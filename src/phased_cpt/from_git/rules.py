@@ -50,7 +50,7 @@ GENERATED_GLOBS: tuple[str, ...] = (
 )
 DATA_GLOBS: tuple[str, ...] = (
     "*.svg", "*.ai", "*.eps", "*.ps", "*.pdf", "*.csv", "*.tsv", "*.jsonl", "*.ndjson",
-    "*.geojson", "*.log", "*.har", "*.dat",
+    "*.geojson", "*.log", "*.har", "*.dat", "*.asc", "*.sig",
 )
 DEFAULT_EXCLUDES: dict[str, tuple[str, ...]] = {
     "vendored": VENDORED_GLOBS,
