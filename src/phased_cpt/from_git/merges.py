@@ -2,7 +2,8 @@
 
 Every merge commit reachable from the revision is classified (`classify_merge`):
 
-- **pull request** - GitHub's `Merge pull request #N from OWNER/BRANCH` (title in the body),
+- **pull request** - GitHub's `Merge pull request #N from OWNER/BRANCH` (title in the body) or
+  `TITLE (#N)` (a repository set to use the pull request's title as the merge message),
   Bitbucket's `Merged in BRANCH (pull request #N)`, or GitLab's `See merge request GROUP!N`
   in the body. Text:
 
@@ -48,6 +49,7 @@ forward brings fixes whose commits are already phase-2 documents."""
 _GITHUB_PR = re.compile(r"Merge pull request #(\d+) from (\S+)")
 _BITBUCKET_PR = re.compile(r"Merged in (\S+) \(pull request #(\d+)\)")
 _GITLAB_MR = re.compile(r"See merge request (\S+)!(\d+)")
+_TITLE_PR = re.compile(r"(.+) \(#(\d+)\)")
 _BRANCH = re.compile(r"Merge (?:remote-tracking )?branch(?:es)? '([^']+)'(?: of (\S+))?(?: into '?([^']+?)'?)?$")
 
 
@@ -95,6 +97,8 @@ def classify_merge(message: CommitMessage, parents: tuple[str, ...], mainline: s
     if match := _BITBUCKET_PR.match(subject):
         return MergeKind("pull_request", number=int(match[2]), title=title.strip() or match[1],
                          branch=match[1], body=rest.strip())
+    if (match := _TITLE_PR.fullmatch(subject)) and not subject.startswith("Merge branch"):
+        return MergeKind("pull_request", number=int(match[2]), title=match[1].strip(), body=body)
     if match := _GITLAB_MR.search(body):
         branch = _BRANCH.match(subject)
         return MergeKind("pull_request", number=int(match[2]), title=title.strip() or subject,

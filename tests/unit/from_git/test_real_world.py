@@ -222,6 +222,7 @@ def test_merges_are_classified_and_branch_syncs_dropped(merge_repo, tmp_path):
 @pytest.mark.parametrize(("subject", "body", "expected"), [
     ("Merge pull request #9 from a/b", "Fix it\n\nMore", ("pull_request", 9, "Fix it")),
     ("Merged in fix-x (pull request #4)", "Fix x", ("pull_request", 4, "Fix x")),
+    ("Ignore flake8 B905 (#2423)", "", ("pull_request", 2423, "Ignore flake8 B905")),
     ("Merge branch 'fix' into 'main'", "Fix y\n\nSee merge request grp/proj!31", ("pull_request", 31, "Fix y")),
     ("Merge remote-tracking branch 'origin/main'", "", ("branch-sync", None, "")),
     ("Merge branch 'dev' of github.com:x/y into dev", "", ("branch-sync", None, "")),
