@@ -49,8 +49,15 @@ def main() -> int:
         started = time.perf_counter()
         summary = build_datasets(repo, out, since=args.since)
         wall_s = time.perf_counter() - started
-        results.append({"repo": repo.name, "commit": summary.commit[:12], "wall_s": round(wall_s, 1),
-                        "commits": _count_commits(repo), "phases": _phase_figures(summary)})
+        results.append(
+            {
+                "repo": repo.name,
+                "commit": summary.commit[:12],
+                "wall_s": round(wall_s, 1),
+                "commits": _count_commits(repo),
+                "phases": _phase_figures(summary),
+            }
+        )
     _count_tokens(results, args.out, args.tokenizer)
     if args.validate:
         for result in results:
@@ -71,8 +78,13 @@ def _phase_figures(summary) -> dict[str, dict]:
             "skipped": dict(stats.skipped),
             "dropped_file_diffs": dict(stats.dropped_file_diffs),
             "redactions": sum(stats.redactions.values()),
-            "removed_share": {reason: round(size / total, 4) for reason, size in
-                              sorted(removed.items(), key=lambda item: -item[1]) if size} if total else {},
+            "removed_share": {
+                reason: round(size / total, 4)
+                for reason, size in sorted(removed.items(), key=lambda item: -item[1])
+                if size
+            }
+            if total
+            else {},
         }
     return figures
 
@@ -88,11 +100,13 @@ def _count_tokens(results: list[dict], out: Path, tokenizer_dir: Path | None) ->
     tokenizer = load_tokenizer(ModelConfig(name=str(tokenizer_dir)))
     for result in results:
         for name in PHASES:
-            texts = [json.loads(line)["training_content"]
-                     for line in (out / result["repo"] / name).read_text(encoding="utf-8").splitlines()]
+            texts = [
+                json.loads(line)["training_content"]
+                for line in (out / result["repo"] / name).read_text(encoding="utf-8").splitlines()
+            ]
             tokens = 0
             for start in range(0, len(texts), 256):
-                batch = tokenizer(texts[start:start + 256], add_special_tokens=False)["input_ids"]
+                batch = tokenizer(texts[start : start + 256], add_special_tokens=False)["input_ids"]
                 tokens += sum(len(ids) for ids in batch)
             result["phases"][name]["tokens"] = tokens
 
@@ -101,7 +115,9 @@ def _validate_and_plan(out: Path) -> dict:
     from phased_cpt.quickstart import quickstart_config_data, quickstart_model_dir
 
     config = quickstart_config_data(quickstart_model_dir())
-    config["phases"] = [{**phase, "file": str(out / name)} for phase, name in zip(config["phases"], PHASES, strict=True)]
+    config["phases"] = [
+        {**phase, "file": str(out / name)} for phase, name in zip(config["phases"], PHASES, strict=True)
+    ]
     config["output"] = {**config.get("output", {}), "dir": str(out / "runs")}
     path = out / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -118,7 +134,9 @@ def _count_commits(repo: Path) -> int:
 
 
 def _print_tables(results: list[dict]) -> None:
-    print("| repository | commits | wall s | phase 1 docs / tokens | phase 2 docs / tokens | phase 3 docs / tokens | redacted |")
+    print(
+        "| repository | commits | wall s | phase 1 docs / tokens | phase 2 docs / tokens | phase 3 docs / tokens | redacted |"
+    )
     print("|---|---|---|---|---|---|---|")
     for result in results:
         cells = [f"{p['documents']:,} / {p['tokens']:,}" for p in (result["phases"][name] for name in PHASES)]

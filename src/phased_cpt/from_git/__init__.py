@@ -37,8 +37,16 @@ from phased_cpt.from_git.rules import DEFAULT_EXCLUDES, repository_rules
 from phased_cpt.from_git.summary import REPORT_FILE, OutputStats, Summary
 
 __all__ = [
-    "DEFAULT_EXCLUDES", "DEFAULT_MAX_DIFF_BYTES", "DEFAULT_MAX_FILE_BYTES", "PHASE1_FILE",
-    "PHASE2_FILE", "PHASE3_FILE", "REPORT_FILE", "OutputStats", "Summary", "build_datasets",
+    "DEFAULT_EXCLUDES",
+    "DEFAULT_MAX_DIFF_BYTES",
+    "DEFAULT_MAX_FILE_BYTES",
+    "PHASE1_FILE",
+    "PHASE2_FILE",
+    "PHASE3_FILE",
+    "REPORT_FILE",
+    "OutputStats",
+    "Summary",
+    "build_datasets",
 ]
 
 PHASE1_FILE = "phase1_foundation.jsonl"
@@ -48,11 +56,21 @@ DEFAULT_MAX_FILE_BYTES = 1 << 20  # 1 MiB: larger tracked files are data, not co
 DEFAULT_MAX_DIFF_BYTES = 64 << 10  # 64 KiB of diff text per commit or pull request
 
 
-def build_datasets(repo: Path, out_dir: Path, *, rev: str = "HEAD", since: str | None = None,
-                   max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, excludes: Sequence[str] = (),
-                   includes: Sequence[str] = (), use_default_excludes: bool = True,
-                   prs: Path | None = None, max_diff_bytes: int = DEFAULT_MAX_DIFF_BYTES,
-                   keep_duplicates: bool = False, allow_other_owner: bool = False) -> Summary:
+def build_datasets(
+    repo: Path,
+    out_dir: Path,
+    *,
+    rev: str = "HEAD",
+    since: str | None = None,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    excludes: Sequence[str] = (),
+    includes: Sequence[str] = (),
+    use_default_excludes: bool = True,
+    prs: Path | None = None,
+    max_diff_bytes: int = DEFAULT_MAX_DIFF_BYTES,
+    keep_duplicates: bool = False,
+    allow_other_owner: bool = False,
+) -> Summary:
     """Write the three phase files and the report for `repo` at `rev` into `out_dir`.
 
     `since` (ISO 8601 date or time) limits phases 2 and 3-from-merges to commits committed at or
@@ -69,21 +87,31 @@ def build_datasets(repo: Path, out_dir: Path, *, rev: str = "HEAD", since: str |
     pulls = load_pull_requests(Path(prs)) if prs is not None else None
     out = prepare_out_dir(Path(out_dir))
     entries = git.list_tree(commit)
-    rules = repository_rules(git, commit, entries, excludes=[*excludes, *_committed_outputs(out, git.root)],
-                             includes=includes, use_default_excludes=use_default_excludes)
-    summary = Summary(repo=str(git.root), rev=rev, commit=commit, out_dir=str(out_dir),
-                      phase3_source="merge_commits" if pulls is None else "pull_requests",
-                      outputs=[OutputStats(PHASE1_FILE), OutputStats(PHASE2_FILE), OutputStats(PHASE3_FILE)],
-                      vendored_dirs={path: found.why for path, found in rules.vendored_dirs.items()})
-    phase1, phase2, phase3 = writers = [DocumentWriter(out, stats, keep_duplicates=keep_duplicates)
-                                        for stats in summary.outputs]
+    rules = repository_rules(
+        git,
+        commit,
+        entries,
+        excludes=[*excludes, *_committed_outputs(out, git.root)],
+        includes=includes,
+        use_default_excludes=use_default_excludes,
+    )
+    summary = Summary(
+        repo=str(git.root),
+        rev=rev,
+        commit=commit,
+        out_dir=str(out_dir),
+        phase3_source="merge_commits" if pulls is None else "pull_requests",
+        outputs=[OutputStats(PHASE1_FILE), OutputStats(PHASE2_FILE), OutputStats(PHASE3_FILE)],
+        vendored_dirs={path: found.why for path, found in rules.vendored_dirs.items()},
+    )
+    phase1, phase2, phase3 = writers = [
+        DocumentWriter(out, stats, keep_duplicates=keep_duplicates) for stats in summary.outputs
+    ]
     try:
         write_foundation(git, commit, entries, rules, max_file_bytes=max_file_bytes, writer=phase1)
-        write_evolution(git, commit, rules, since_epoch=since_epoch, max_diff_bytes=max_diff_bytes,
-                        writer=phase2)
+        write_evolution(git, commit, rules, since_epoch=since_epoch, max_diff_bytes=max_diff_bytes, writer=phase2)
         if pulls is None:
-            write_merges(git, commit, rules, since_epoch=since_epoch, max_diff_bytes=max_diff_bytes,
-                         writer=phase3)
+            write_merges(git, commit, rules, since_epoch=since_epoch, max_diff_bytes=max_diff_bytes, writer=phase3)
             summary.notes.append(_fallback_note(phase3.stats.documents))
         else:
             write_pull_requests(pulls, rules, max_diff_bytes=max_diff_bytes, writer=phase3)
@@ -107,16 +135,22 @@ def _committed_outputs(out: Path, root: Path) -> list[str]:
 
 
 def _check_limits(max_file_bytes: int, max_diff_bytes: int) -> None:
-    problems = [f"{flag} must be a positive number of bytes, got {value}"
-                for flag, value in (("--max-file-bytes", max_file_bytes), ("--max-diff-bytes", max_diff_bytes))
-                if value <= 0]
+    problems = [
+        f"{flag} must be a positive number of bytes, got {value}"
+        for flag, value in (("--max-file-bytes", max_file_bytes), ("--max-diff-bytes", max_diff_bytes))
+        if value <= 0
+    ]
     if problems:
         raise UserError("; ".join(problems))
 
 
 def _fallback_note(merge_documents: int) -> str:
     if merge_documents == 0:
-        return (f"no --prs export given and no pull-request or branch merge commits found: {PHASE3_FILE} "
-                "is empty (see docs/from-git.md for how to export pull requests)")
-    return (f"no --prs export given: {PHASE3_FILE} was built from {merge_documents} merge "
-            "commit(s) (message and diff against the first parent) instead of pull requests")
+        return (
+            f"no --prs export given and no pull-request or branch merge commits found: {PHASE3_FILE} "
+            "is empty (see docs/from-git.md for how to export pull requests)"
+        )
+    return (
+        f"no --prs export given: {PHASE3_FILE} was built from {merge_documents} merge "
+        "commit(s) (message and diff against the first parent) instead of pull requests"
+    )

@@ -62,8 +62,9 @@ class FilteredPatch:
     kept_bytes: int = 0  # bytes of the sections kept, before the cap
 
 
-def filter_patch(patch: bytes, rules: PathRules, *, max_diff_bytes: int,
-                 total_bytes: int | None = None) -> FilteredPatch:
+def filter_patch(
+    patch: bytes, rules: PathRules, *, max_diff_bytes: int, total_bytes: int | None = None
+) -> FilteredPatch:
     """Filter `patch` file by file and cap it (see the module docstring).
 
     `total_bytes` is the size of the whole patch when `patch` holds only its beginning; the
@@ -127,7 +128,7 @@ def parse_file_change(section: bytes) -> FileChange:
         elif line.startswith((b"rename to ", b"copy to ")):
             new = _unquote(line.split(b" ", 2)[2])
     if new is None:
-        new = _path_from_header(lines[0][len(b"diff --git "):])
+        new = _path_from_header(lines[0][len(b"diff --git ") :])
     return FileChange(status, _decode_path(new), _decode_path(old) if old is not None else None)
 
 
@@ -160,7 +161,7 @@ def _classify_section(section: bytes, change: FileChange, rules: PathRules) -> S
 def _path_from_header(rest: bytes) -> bytes:
     """`a/P b/P` (or both quoted) -> P; old and new paths are equal unless renamed or copied."""
     half = (len(rest) - 1) // 2
-    new = rest[half + 1:] if len(rest) % 2 == 1 and rest[half:half + 1] == b" " else rest
+    new = rest[half + 1 :] if len(rest) % 2 == 1 and rest[half : half + 1] == b" " else rest
     new = _unquote(new)
     return new[2:] if new.startswith((b"b/", b"a/")) else new
 
@@ -173,15 +174,15 @@ def _unquote(raw: bytes) -> bytes:
     out = bytearray()
     body, index = raw[1:-1], 0
     while index < len(body):
-        char = body[index:index + 1]
+        char = body[index : index + 1]
         if char != b"\\":
             out += char
             index += 1
-        elif body[index + 1:index + 2] in _ESCAPES:
-            out.append(_ESCAPES[body[index + 1:index + 2]])
+        elif body[index + 1 : index + 2] in _ESCAPES:
+            out.append(_ESCAPES[body[index + 1 : index + 2]])
             index += 2
         else:
-            out.append(int(body[index + 1:index + 4], 8))
+            out.append(int(body[index + 1 : index + 4], 8))
             index += 4
     return bytes(out)
 

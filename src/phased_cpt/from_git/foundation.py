@@ -28,8 +28,15 @@ _SYMLINK_MODE = "120000"
 BINARY_SNIFF_BYTES = 8000
 
 
-def write_foundation(git: GitRepo, commit: str, entries: list[TreeEntry], rules: PathRules, *,
-                     max_file_bytes: int, writer: DocumentWriter) -> None:
+def write_foundation(
+    git: GitRepo,
+    commit: str,
+    entries: list[TreeEntry],
+    rules: PathRules,
+    *,
+    max_file_bytes: int,
+    writer: DocumentWriter,
+) -> None:
     """Write the phase-1 document of every file of `entries` (the tree of `commit`) that passes."""
     with git.open_objects() as objects:
         for entry in entries:
@@ -38,8 +45,16 @@ def write_foundation(git: GitRepo, commit: str, entries: list[TreeEntry], rules:
             if skip is not None:
                 writer.stats.skip(skip.reason, where, rule=skip.rule, size=entry.size_bytes)
                 continue
-            writer.write({"training_content": format_file_document(path, text), "path": path,
-                          "commit": commit, "bytes": entry.size_bytes}, where, key_text=text)
+            writer.write(
+                {
+                    "training_content": format_file_document(path, text),
+                    "path": path,
+                    "commit": commit,
+                    "bytes": entry.size_bytes,
+                },
+                where,
+                key_text=text,
+            )
 
 
 def format_file_document(path: str, content: str) -> str:
@@ -73,8 +88,9 @@ def classify_content(data: bytes, applies_defaults: bool = True) -> tuple[Skip |
     return None, text
 
 
-def _classify_entry(entry: TreeEntry, rules: PathRules, max_file_bytes: int,
-                    objects: ObjectReader) -> tuple[str, Skip | None, str]:
+def _classify_entry(
+    entry: TreeEntry, rules: PathRules, max_file_bytes: int, objects: ObjectReader
+) -> tuple[str, Skip | None, str]:
     """The decoded path, why the entry is left out (None: keep it) and its text when kept."""
     if entry.kind == "commit":
         return "", Skip("submodule", "submodule"), ""

@@ -77,8 +77,7 @@ _SAFE_ENV = {
     "GIT_PROTOCOL_FROM_USER": "0",
     "LC_ALL": "C",
 }
-_PATCH_OPTIONS = ("-p", "-M", "-U3", "--no-ext-diff", "--no-textconv", "--no-color",
-                  "--diff-algorithm=myers")
+_PATCH_OPTIONS = ("-p", "-M", "-U3", "--no-ext-diff", "--no-textconv", "--no-color", "--diff-algorithm=myers")
 _READ_CHUNK_BYTES = 1 << 20
 _HEADER_ROOM_BYTES = 1 << 16  # "id parent..." line before a patch; octopus merges have many parents
 _HEADER = re.compile(rb"[0-9a-f]{40,64}(?: [0-9a-f]{40,64})*")
@@ -141,8 +140,7 @@ class GitRepo:
 
     def resolve_commit(self, rev: str) -> str:
         """Full id of the commit `rev` names; a UserError when it names none."""
-        result = self._run("rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}",
-                           check=False)
+        result = self._run("rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}", check=False)
         if result.returncode != 0:
             hint = " (the repository has no commits yet)" if rev == "HEAD" else ""
             raise UserError(f"{self.root}: revision {rev!r} does not name a commit{hint}")
@@ -168,15 +166,27 @@ class GitRepo:
                 continue
             meta, _, path = record.partition(b"\t")
             mode, kind, oid, size = meta.split()
-            entries.append(TreeEntry(path, mode.decode(), kind.decode(), oid.decode(),
-                                     int(size) if size != b"-" else 0))
+            entries.append(
+                TreeEntry(path, mode.decode(), kind.decode(), oid.decode(), int(size) if size != b"-" else 0)
+            )
         return sorted(entries, key=lambda entry: entry.path_bytes)
 
     def iter_added_files(self, commit: str) -> Iterator[tuple[bytes, str, str]]:
         """(path, mode, blob id) of every file ever added in the history of `commit`."""
-        args = ["log", "--format=", "--raw", "-z", "--no-renames", "--no-abbrev", "--diff-filter=A",
-                "--no-ext-diff", "--no-textconv",
-                "--end-of-options", commit, "--"]
+        args = [
+            "log",
+            "--format=",
+            "--raw",
+            "-z",
+            "--no-renames",
+            "--no-abbrev",
+            "--diff-filter=A",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--end-of-options",
+            commit,
+            "--",
+        ]
         output = self._run(*args).stdout
         fields = output.split(b"\0")
         for meta, path in zip(fields[0::2], fields[1::2], strict=False):
@@ -184,8 +194,9 @@ class GitRepo:
             if len(parts) >= 4 and parts[0].startswith(b":"):
                 yield path, parts[1].decode("ascii"), parts[3].decode("ascii")
 
-    def iter_patches(self, commit: str, *, merges: bool, since_epoch: int | None,
-                     max_patch_bytes: int) -> Iterator[CommitPatch]:
+    def iter_patches(
+        self, commit: str, *, merges: bool, since_epoch: int | None, max_patch_bytes: int
+    ) -> Iterator[CommitPatch]:
         """Commits reachable from `commit`, oldest first, each with its patch.
 
         `merges=False`: every commit, merges included but without a patch (`--diff-merges=off`).
@@ -205,15 +216,13 @@ class GitRepo:
                 raise UserError(f"{self.root}: unexpected output from git log: {header[:80]!r}")
             oid, *parents = header.decode("ascii").split()
             patch = patch[1:] if patch.startswith(b"\n") else patch
-            yield CommitPatch(oid, tuple(parents), patch[:max_patch_bytes],
-                              max(0, total - len(header) - 2))
+            yield CommitPatch(oid, tuple(parents), patch[:max_patch_bytes], max(0, total - len(header) - 2))
 
     def open_objects(self) -> ObjectReader:
         """A reader of objects by id, backed by one `git cat-file --batch`; use it as a context."""
         return ObjectReader(self._popen(["cat-file", "--batch"], stdin=subprocess.PIPE))
 
-    def _stream_records(self, args: list[str], marker: bytes,
-                        max_record_bytes: int) -> Iterator[tuple[bytes, int]]:
+    def _stream_records(self, args: list[str], marker: bytes, max_record_bytes: int) -> Iterator[tuple[bytes, int]]:
         """The records of `git args` that each start with `marker`, each cut to
         `max_record_bytes`, with its full size."""
         with tempfile.TemporaryFile() as stderr:
@@ -241,18 +250,30 @@ class GitRepo:
         return ["git", "--no-pager", *overrides, *args]
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-        result = subprocess.run(self._command(args), cwd=self.root, env=safe_env(),
-                                stdin=subprocess.DEVNULL, capture_output=True, check=False)
+        result = subprocess.run(
+            self._command(args),
+            cwd=self.root,
+            env=safe_env(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            check=False,
+        )
         self._refuse_other_owner(result.stderr)
         if check and result.returncode != 0:
             raise UserError(f"{self.root}: git {args[0]} failed: {_git_message(result.stderr)}")
         return result
 
-    def _popen(self, args: list[str], *, stdin: int | None = None,
-               stderr: IO[bytes] | int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(self._command(args), cwd=self.root, env=safe_env(),
-                                stdin=subprocess.DEVNULL if stdin is None else stdin,
-                                stdout=subprocess.PIPE, stderr=stderr)
+    def _popen(
+        self, args: list[str], *, stdin: int | None = None, stderr: IO[bytes] | int = subprocess.DEVNULL
+    ) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            self._command(args),
+            cwd=self.root,
+            env=safe_env(),
+            stdin=subprocess.DEVNULL if stdin is None else stdin,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+        )
 
     def _refuse_other_owner(self, stderr: bytes) -> None:
         if b"dubious ownership" in stderr:
@@ -260,7 +281,8 @@ class GitRepo:
                 f"{self.root}: the repository is owned by another user, and git refuses to read "
                 "such a repository (its safe.directory check). If you trust it, pass "
                 "--allow-other-owner (phased-cpt never runs the repository's hooks, filters or "
-                "configured commands either way), or run as the owner.")
+                "configured commands either way), or run as the owner."
+            )
 
 
 def split_records(stream: IO[bytes], marker: bytes, max_record_bytes: int) -> Iterator[tuple[bytes, int]]:
@@ -346,7 +368,7 @@ def parse_commit_object(raw: bytes) -> CommitMessage | None:
         if line.startswith(b"author "):
             author_date = _format_ident_date(line)
         elif line.startswith(b"encoding "):
-            encoding = line[len(b"encoding "):].decode("ascii", errors="replace").strip()
+            encoding = line[len(b"encoding ") :].decode("ascii", errors="replace").strip()
     try:
         text = message.decode(encoding)
     except (LookupError, UnicodeDecodeError):
@@ -372,8 +394,7 @@ def _format_ident_date(ident: bytes) -> str:
 
 def safe_env() -> dict[str, str]:
     """The caller's environment without anything that steers git, plus the hardening above."""
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith("GIT_") and key not in _DROPPED_ENV}
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GIT_") and key not in _DROPPED_ENV}
     env.update(_SAFE_ENV)
     return env
 

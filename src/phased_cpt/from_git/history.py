@@ -54,35 +54,43 @@ def parse_since(since: str | None) -> int | None:
         text = since.strip()
         moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
     except ValueError:
-        raise UserError(f"--since {since!r}: expected an ISO 8601 date or time such as 2024-01-31 "
-                        "or 2024-01-31T12:00:00+01:00") from None
+        raise UserError(
+            f"--since {since!r}: expected an ISO 8601 date or time such as 2024-01-31 or 2024-01-31T12:00:00+01:00"
+        ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return int(moment.timestamp())
 
 
-def write_evolution(git: GitRepo, commit: str, rules: PathRules, *, since_epoch: int | None,
-                    max_diff_bytes: int, writer: DocumentWriter) -> None:
+def write_evolution(
+    git: GitRepo, commit: str, rules: PathRules, *, since_epoch: int | None, max_diff_bytes: int, writer: DocumentWriter
+) -> None:
     """Write one phase-2 document per non-merge commit reachable from `commit`, oldest first."""
     with git.open_objects() as objects:
-        for item in git.iter_patches(commit, merges=False, since_epoch=since_epoch,
-                                     max_patch_bytes=read_limit(max_diff_bytes)):
+        for item in git.iter_patches(
+            commit, merges=False, since_epoch=since_epoch, max_patch_bytes=read_limit(max_diff_bytes)
+        ):
             where = {"commit": item.oid}
             if len(item.parents) > 1:
                 writer.stats.skip("merge", where, rule="merge commits are phase 3's")
                 continue
             message = objects.read_message(item.oid)
             if message is None:
-                writer.stats.skip("undecodable", where, rule="message not valid in its encoding",
-                                  size=item.total_bytes)
+                writer.stats.skip("undecodable", where, rule="message not valid in its encoding", size=item.total_bytes)
                 continue
-            write_history_document([f"Commit: {message.subject}"], item, message, rules,
-                                   max_diff_bytes, writer)
+            write_history_document([f"Commit: {message.subject}"], item, message, rules, max_diff_bytes, writer)
 
 
-def write_history_document(head: list[str], item: CommitPatch, message: CommitMessage, rules: PathRules,
-                           max_diff_bytes: int, writer: DocumentWriter,
-                           metadata: dict[str, Any] | None = None, body: str | None = None) -> None:
+def write_history_document(
+    head: list[str],
+    item: CommitPatch,
+    message: CommitMessage,
+    rules: PathRules,
+    max_diff_bytes: int,
+    writer: DocumentWriter,
+    metadata: dict[str, Any] | None = None,
+    body: str | None = None,
+) -> None:
     """Filter the commit's patch, and write its document unless every file diff was cut out.
 
     `head` are the first lines of the text (`Commit: SUBJECT`, ...); `body` replaces the
@@ -97,8 +105,7 @@ def write_history_document(head: list[str], item: CommitPatch, message: CommitMe
         return
     if patch.truncated:
         writer.stats.cut(patch.cut_bytes)
-    text = format_history_document(head, message, patch, body=body,
-                                   outcome=None if metadata is None else "merged")
+    text = format_history_document(head, message, patch, body=body, outcome=None if metadata is None else "merged")
     document: dict[str, Any] = {
         "training_content": text,
         "commit": item.oid,
@@ -111,8 +118,14 @@ def write_history_document(head: list[str], item: CommitPatch, message: CommitMe
     writer.write(document, where, key_text=diff_key(patch.text) if patch.kept_bytes else text)
 
 
-def format_history_document(head: list[str], message: CommitMessage, patch: FilteredPatch, *,
-                            body: str | None = None, outcome: str | None = None) -> str:
+def format_history_document(
+    head: list[str],
+    message: CommitMessage,
+    patch: FilteredPatch,
+    *,
+    body: str | None = None,
+    outcome: str | None = None,
+) -> str:
     """The training text of one commit (see the module docstring for the layout)."""
     body = message.body if body is None else body
     parts = ["\n".join([*head, f"Date: {message.author_date}"]) + "\n"]
@@ -130,8 +143,11 @@ def format_history_document(head: list[str], message: CommitMessage, patch: Filt
 def diff_key(diff_text: str) -> str:
     """What makes two diffs the same change: the file headers and the lines added and removed
     (not the hunk positions or blob ids, so a cherry-pick onto another base is a duplicate)."""
-    return "\n".join(line for line in diff_text.split("\n")
-                     if line.startswith(("diff --git ", "+", "-")) or line.startswith("[diff of "))
+    return "\n".join(
+        line
+        for line in diff_text.split("\n")
+        if line.startswith(("diff --git ", "+", "-")) or line.startswith("[diff of ")
+    )
 
 
 def read_limit(max_diff_bytes: int) -> int:

@@ -65,19 +65,20 @@ class MergeKind:
     body: str = ""  # the message body without the title line
 
 
-def write_merges(git: GitRepo, commit: str, rules: PathRules, *, since_epoch: int | None,
-                 max_diff_bytes: int, writer: DocumentWriter) -> None:
+def write_merges(
+    git: GitRepo, commit: str, rules: PathRules, *, since_epoch: int | None, max_diff_bytes: int, writer: DocumentWriter
+) -> None:
     """Write one phase-3 document per pull-request or branch merge reachable from `commit`."""
     mainline = git.first_parent_chain(commit)
     names = MAINLINE_BRANCHES | ({git.current_branch()} - {None})
     with git.open_objects() as objects:
-        for item in git.iter_patches(commit, merges=True, since_epoch=since_epoch,
-                                     max_patch_bytes=read_limit(max_diff_bytes)):
+        for item in git.iter_patches(
+            commit, merges=True, since_epoch=since_epoch, max_patch_bytes=read_limit(max_diff_bytes)
+        ):
             where = {"commit": item.oid}
             message = objects.read_message(item.oid)
             if message is None:
-                writer.stats.skip("undecodable", where, rule="message not valid in its encoding",
-                                  size=item.total_bytes)
+                writer.stats.skip("undecodable", where, rule="message not valid in its encoding", size=item.total_bytes)
                 continue
             merge = classify_merge(message, item.parents, mainline, names)
             if merge.kind == "branch-sync":
@@ -86,23 +87,31 @@ def write_merges(git: GitRepo, commit: str, rules: PathRules, *, since_epoch: in
             _write_merge(item, message, merge, rules, max_diff_bytes, writer)
 
 
-def classify_merge(message: CommitMessage, parents: tuple[str, ...], mainline: set[str],
-                   mainline_names: frozenset[str] | set[str]) -> MergeKind:
+def classify_merge(
+    message: CommitMessage, parents: tuple[str, ...], mainline: set[str], mainline_names: frozenset[str] | set[str]
+) -> MergeKind:
     """Pull request, branch sync or branch merge (see the module docstring)."""
     subject, body = message.subject, message.body
     title, _, rest = body.partition("\n")
     if match := _GITHUB_PR.match(subject):
-        return MergeKind("pull_request", number=int(match[1]), title=title.strip() or match[2],
-                         branch=match[2], body=rest.strip())
+        return MergeKind(
+            "pull_request", number=int(match[1]), title=title.strip() or match[2], branch=match[2], body=rest.strip()
+        )
     if match := _BITBUCKET_PR.match(subject):
-        return MergeKind("pull_request", number=int(match[2]), title=title.strip() or match[1],
-                         branch=match[1], body=rest.strip())
+        return MergeKind(
+            "pull_request", number=int(match[2]), title=title.strip() or match[1], branch=match[1], body=rest.strip()
+        )
     if (match := _TITLE_PR.fullmatch(subject)) and not subject.startswith("Merge branch"):
         return MergeKind("pull_request", number=int(match[2]), title=match[1].strip(), body=body)
     if match := _GITLAB_MR.search(body):
         branch = _BRANCH.match(subject)
-        return MergeKind("pull_request", number=int(match[2]), title=title.strip() or subject,
-                         branch=branch[1] if branch else "", body=rest.replace(match[0], "").strip())
+        return MergeKind(
+            "pull_request",
+            number=int(match[2]),
+            title=title.strip() or subject,
+            branch=branch[1] if branch else "",
+            body=rest.replace(match[0], "").strip(),
+        )
     if len(parents) > 1 and parents[1] in mainline:
         return MergeKind("branch-sync", why="the merged-in parent is on the mainline")
     if match := _BRANCH.match(subject):
@@ -116,8 +125,14 @@ def classify_merge(message: CommitMessage, parents: tuple[str, ...], mainline: s
     return MergeKind("branch", title=subject, body=body)
 
 
-def _write_merge(item: CommitPatch, message: CommitMessage, merge: MergeKind, rules: PathRules,
-                 max_diff_bytes: int, writer: DocumentWriter) -> None:
+def _write_merge(
+    item: CommitPatch,
+    message: CommitMessage,
+    merge: MergeKind,
+    rules: PathRules,
+    max_diff_bytes: int,
+    writer: DocumentWriter,
+) -> None:
     metadata: dict[str, object] = {"source": "merge_commit", "kind": merge.kind, "outcome": "merged"}
     if merge.kind == "pull_request":
         head = [f"Pull request #{merge.number}: {merge.title}"]
@@ -126,5 +141,4 @@ def _write_merge(item: CommitPatch, message: CommitMessage, merge: MergeKind, ru
         metadata["number"] = merge.number
     else:
         head = [f"Merge: {merge.title}"]
-    write_history_document(head, item, message, rules, max_diff_bytes, writer,
-                           metadata=metadata, body=merge.body)
+    write_history_document(head, item, message, rules, max_diff_bytes, writer, metadata=metadata, body=merge.body)

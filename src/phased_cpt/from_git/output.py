@@ -49,8 +49,12 @@ class DocumentWriter:
         it was left out as a duplicate. `where` names it in the report (`{"file": path}`, ...)."""
         digest = hashlib.sha256(" ".join(key_text.split()).encode("utf-8", "surrogatepass")).digest()
         if digest in self._seen and not self.keep_duplicates:
-            self.stats.skip("duplicate", where, rule=f"same text as {self._seen[digest]}",
-                            size=len(document["training_content"].encode("utf-8")))
+            self.stats.skip(
+                "duplicate",
+                where,
+                rule=f"same text as {self._seen[digest]}",
+                size=len(document["training_content"].encode("utf-8")),
+            )
             return False
         self._seen.setdefault(digest, ", ".join(f"{key} {value}" for key, value in where.items()))
         for key, value in document.items():

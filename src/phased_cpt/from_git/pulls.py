@@ -50,8 +50,12 @@ from phased_cpt.from_git.history import diff_key
 from phased_cpt.from_git.output import DocumentWriter
 from phased_cpt.from_git.rules import PathRules
 
-_REVIEW_STATES = {"APPROVED": "approved", "CHANGES_REQUESTED": "changes requested",
-                  "COMMENTED": "commented", "DISMISSED": "dismissed"}
+_REVIEW_STATES = {
+    "APPROVED": "approved",
+    "CHANGES_REQUESTED": "changes requested",
+    "COMMENTED": "commented",
+    "DISMISSED": "dismissed",
+}
 _MAX_PROBLEMS_SHOWN = 20
 
 
@@ -172,8 +176,7 @@ def load_pull_requests(path: Path) -> list[PullRequest]:
         data = _read_json(file)
         items = data if isinstance(data, list) else [data] if isinstance(data, dict) else None
         if items is None:
-            problems.append(f"{file}: expected a list of pull-request objects (or one object), "
-                            f"got {_type_name(data)}")
+            problems.append(f"{file}: expected a list of pull-request objects (or one object), got {_type_name(data)}")
             continue
         for index, item in enumerate(items):
             where = f"{file}: item {index}"
@@ -188,15 +191,15 @@ def load_pull_requests(path: Path) -> list[PullRequest]:
                 problems += [f"{where}: {_describe(error)}" for error in err.errors()]
                 continue
             if pull.number in pulls:
-                problems.append(f"{where}: pull request #{pull.number} appears twice "
-                                f"(also {origin[pull.number]})")
+                problems.append(f"{where}: pull request #{pull.number} appears twice (also {origin[pull.number]})")
                 continue
             pulls[pull.number], origin[pull.number] = pull, where
     if problems:
         shown = problems[:_MAX_PROBLEMS_SHOWN]
         more = len(problems) - len(shown)
-        lines = [f"--prs {path}: bad pull-request export ({len(problems)} problem"
-                 f"{'s' if len(problems) != 1 else ''}):"] + [f"  - {p}" for p in shown]
+        lines = [
+            f"--prs {path}: bad pull-request export ({len(problems)} problem{'s' if len(problems) != 1 else ''}):"
+        ] + [f"  - {p}" for p in shown]
         if more:
             lines.append(f"  ... and {more} more")
         lines.append("  (the expected shape is described in docs/from-git.md)")
@@ -204,12 +207,12 @@ def load_pull_requests(path: Path) -> list[PullRequest]:
     return [pulls[number] for number in sorted(pulls)]
 
 
-def write_pull_requests(pulls: list[PullRequest], rules: PathRules, *, max_diff_bytes: int,
-                        writer: DocumentWriter) -> None:
+def write_pull_requests(
+    pulls: list[PullRequest], rules: PathRules, *, max_diff_bytes: int, writer: DocumentWriter
+) -> None:
     """Write one phase-3 document per pull request, in number order."""
     for pull in pulls:
-        patch = filter_patch(pull.diff.encode("utf-8"), rules, max_diff_bytes=max_diff_bytes) \
-            if pull.diff else None
+        patch = filter_patch(pull.diff.encode("utf-8"), rules, max_diff_bytes=max_diff_bytes) if pull.diff else None
         where = {"pull_request": pull.number}
         if patch is not None:
             for path, skip, size in patch.dropped:
@@ -218,9 +221,18 @@ def write_pull_requests(pulls: list[PullRequest], rules: PathRules, *, max_diff_
                 writer.stats.cut(patch.cut_bytes)
         text = format_pull_document(pull, patch)
         key = diff_key(patch.text) if patch is not None and patch.kept_bytes else text
-        writer.write({"training_content": text, "number": pull.number, "title": pull.title,
-                      "state": pull.state, "outcome": pull.outcome, "source": "pull_request"},
-                     where, key_text=key)
+        writer.write(
+            {
+                "training_content": text,
+                "number": pull.number,
+                "title": pull.title,
+                "state": pull.state,
+                "outcome": pull.outcome,
+                "source": "pull_request",
+            },
+            where,
+            key_text=key,
+        )
 
 
 def format_pull_document(pull: PullRequest, patch: FilteredPatch | None) -> str:
@@ -275,10 +287,18 @@ def _pull_request(raw: PullExport) -> PullRequest:
             entry = _discussion_text(value)
             if entry is not None:
                 entries.append(DiscussionEntry(entry[0], rank, index, entry[1]))
-    return PullRequest(raw.number, raw.title, _normalize(raw.body or ""), raw.state, outcome,
-                       _login(raw.user), (raw.base.ref or "") if raw.base else "",
-                       (raw.head.ref or "") if raw.head else "", raw.diff,
-                       tuple(sorted(entries, key=lambda e: (e.at, e.rank, e.index))))
+    return PullRequest(
+        raw.number,
+        raw.title,
+        _normalize(raw.body or ""),
+        raw.state,
+        outcome,
+        _login(raw.user),
+        (raw.base.ref or "") if raw.base else "",
+        (raw.head.ref or "") if raw.head else "",
+        raw.diff,
+        tuple(sorted(entries, key=lambda e: (e.at, e.rank, e.index))),
+    )
 
 
 def _discussion_text(value: _IssueComment | _ReviewComment | _Review) -> tuple[datetime, str] | None:
@@ -297,8 +317,10 @@ def _discussion_text(value: _IssueComment | _ReviewComment | _Review) -> tuple[d
     place = f"{value.path or '?'} line {line}" if line else (value.path or "?")
     hunk = _normalize(value.diff_hunk or "").rstrip("\n")
     code = f"Code:\n{hunk}\n" if hunk else ""
-    return (parse_time(value.created_at),
-            f"[{value.created_at}] review comment by {who} on {place}\n{code}Comment:\n{body}\n")
+    return (
+        parse_time(value.created_at),
+        f"[{value.created_at}] review comment by {who} on {place}\n{code}Comment:\n{body}\n",
+    )
 
 
 def _describe(error: Any) -> str:
@@ -329,6 +351,13 @@ def _normalize(text: str) -> str:
 
 
 def _type_name(value: Any) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-             list: "a list", dict: "an object", type(None): "null"}
+    names = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "an object",
+        type(None): "null",
+    }
     return names.get(type(value), type(value).__name__)

@@ -35,22 +35,68 @@ from phased_cpt.from_git.secrets import is_secret_path
 from phased_cpt.from_git.vendored import LinguistAttributes, VendoredDir, detect_vendored_dirs
 
 VENDORED_GLOBS: tuple[str, ...] = (
-    "vendor", "vendors", "vendored", "_vendor", "third_party", "third-party", "thirdparty",
-    "3rdparty", "3rd_party", "3rd-party", "extern", "externals", "node_modules",
-    "bower_components", "jspm_packages", ".venv", "venv", "site-packages", ".yarn", "Pods",
-    "Carthage", "Godeps",
+    "vendor",
+    "vendors",
+    "vendored",
+    "_vendor",
+    "third_party",
+    "third-party",
+    "thirdparty",
+    "3rdparty",
+    "3rd_party",
+    "3rd-party",
+    "extern",
+    "externals",
+    "node_modules",
+    "bower_components",
+    "jspm_packages",
+    ".venv",
+    "venv",
+    "site-packages",
+    ".yarn",
+    "Pods",
+    "Carthage",
+    "Godeps",
 )
 LOCK_GLOBS: tuple[str, ...] = (
-    "*.lock", "package-lock.json", "npm-shrinkwrap.json", "pnpm-lock.yaml", "go.sum",
-    "packages.lock.json", "*.lockb",
+    "*.lock",
+    "package-lock.json",
+    "npm-shrinkwrap.json",
+    "pnpm-lock.yaml",
+    "go.sum",
+    "packages.lock.json",
+    "*.lockb",
 )
 GENERATED_GLOBS: tuple[str, ...] = (
-    "*.min.*", "*-min.js", "*.map", "*_pb2.py", "*_pb2_grpc.py", "*.pb.go", "*.pb.cc", "*.pb.h",
-    "*.generated.*", "__generated__", "dist", "*.snap",
+    "*.min.*",
+    "*-min.js",
+    "*.map",
+    "*_pb2.py",
+    "*_pb2_grpc.py",
+    "*.pb.go",
+    "*.pb.cc",
+    "*.pb.h",
+    "*.generated.*",
+    "__generated__",
+    "dist",
+    "*.snap",
 )
 DATA_GLOBS: tuple[str, ...] = (
-    "*.svg", "*.ai", "*.eps", "*.ps", "*.pdf", "*.csv", "*.tsv", "*.jsonl", "*.ndjson",
-    "*.geojson", "*.log", "*.har", "*.dat", "*.asc", "*.sig",
+    "*.svg",
+    "*.ai",
+    "*.eps",
+    "*.ps",
+    "*.pdf",
+    "*.csv",
+    "*.tsv",
+    "*.jsonl",
+    "*.ndjson",
+    "*.geojson",
+    "*.log",
+    "*.har",
+    "*.dat",
+    "*.asc",
+    "*.sig",
 )
 DEFAULT_EXCLUDES: dict[str, tuple[str, ...]] = {
     "vendored": VENDORED_GLOBS,
@@ -93,9 +139,15 @@ class GlobSet:
 class PathRules:
     """The path rules in force for one run; `classify(path)` gives a `Skip` or None."""
 
-    def __init__(self, excludes: Iterable[str] = (), use_default_excludes: bool = True, *,
-                 includes: Iterable[str] = (), attributes: LinguistAttributes | None = None,
-                 vendored_dirs: dict[str, VendoredDir] | None = None) -> None:
+    def __init__(
+        self,
+        excludes: Iterable[str] = (),
+        use_default_excludes: bool = True,
+        *,
+        includes: Iterable[str] = (),
+        attributes: LinguistAttributes | None = None,
+        vendored_dirs: dict[str, VendoredDir] | None = None,
+    ) -> None:
         self.use_default_excludes = use_default_excludes
         self._excluded = GlobSet(excludes)
         self._included = GlobSet(includes)
@@ -129,22 +181,32 @@ class PathRules:
         return self.use_default_excludes and not self._included.matches(path)
 
 
-def repository_rules(git: GitRepo, commit: str, entries: list[TreeEntry], *, excludes: Iterable[str],
-                     includes: Iterable[str], use_default_excludes: bool) -> PathRules:
+def repository_rules(
+    git: GitRepo,
+    commit: str,
+    entries: list[TreeEntry],
+    *,
+    excludes: Iterable[str],
+    includes: Iterable[str],
+    use_default_excludes: bool,
+) -> PathRules:
     """The path rules for `commit`: the globs, plus, under the default rules, the linguist marks
     of its `.gitattributes` files and the vendored directories of its tree and history."""
     if not use_default_excludes:
         return PathRules(excludes, False, includes=includes)
     with git.open_objects() as objects:
-        attributes = {entry.path_bytes.decode("utf-8", "replace"): objects.read(entry.oid).decode("utf-8", "replace")
-                      for entry in entries
-                      if entry.path_bytes.rsplit(b"/", 1)[-1] == b".gitattributes" and entry.kind == "blob"}
+        attributes = {
+            entry.path_bytes.decode("utf-8", "replace"): objects.read(entry.oid).decode("utf-8", "replace")
+            for entry in entries
+            if entry.path_bytes.rsplit(b"/", 1)[-1] == b".gitattributes" and entry.kind == "blob"
+        }
         files = [(entry.path_bytes, entry.mode, entry.oid) for entry in entries if entry.kind == "blob"]
         files += list(git.iter_added_files(commit))
         decoded = [(path.decode("utf-8", "replace"), mode, oid) for path, mode, oid in files]
         vendored = detect_vendored_dirs(decoded, objects.read)
-    return PathRules(excludes, True, includes=includes, attributes=LinguistAttributes(attributes),
-                     vendored_dirs=vendored)
+    return PathRules(
+        excludes, True, includes=includes, attributes=LinguistAttributes(attributes), vendored_dirs=vendored
+    )
 
 
 def _compile(globs: list[str]) -> re.Pattern[str] | None:

@@ -31,25 +31,77 @@ from pathlib import PurePosixPath
 
 SECRET_FILE_GLOBS: tuple[str, ...] = (
     # environment files
-    ".env", ".env.*", "*.env", ".envrc",
+    ".env",
+    ".env.*",
+    "*.env",
+    ".envrc",
     # private keys and key stores
-    "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore", "*.kdbx", "*.ppk",
-    "id_rsa", "id_dsa", "id_ecdsa", "id_ed25519", "id_*_sk", "*_rsa", "*_dsa", "*_ecdsa",
-    "*_ed25519", "ssh_host_*_key", "*deploy_key*", "*deploy-key*", "secring.*",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "*.jks",
+    "*.keystore",
+    "*.kdbx",
+    "*.ppk",
+    "id_rsa",
+    "id_dsa",
+    "id_ecdsa",
+    "id_ed25519",
+    "id_*_sk",
+    "*_rsa",
+    "*_dsa",
+    "*_ecdsa",
+    "*_ed25519",
+    "ssh_host_*_key",
+    "*deploy_key*",
+    "*deploy-key*",
+    "secring.*",
     # credential and secret files
-    ".netrc", "_netrc", ".pgpass", ".git-credentials", ".pypirc", ".htpasswd", ".npmrc",
-    ".dockercfg", ".s3cfg", ".boto", ".my.cnf", "credentials", "credentials.json",
-    "credentials.yml", "credentials.yaml", "client_secret*.json", "service-account*.json",
-    "service_account*.json", "secrets.yml", "secrets.yaml", "secrets.json", "secrets.toml",
-    "secrets.ini", "secrets.env", "secret.yml", "secret.yaml", "secret.json",
+    ".netrc",
+    "_netrc",
+    ".pgpass",
+    ".git-credentials",
+    ".pypirc",
+    ".htpasswd",
+    ".npmrc",
+    ".dockercfg",
+    ".s3cfg",
+    ".boto",
+    ".my.cnf",
+    "credentials",
+    "credentials.json",
+    "credentials.yml",
+    "credentials.yaml",
+    "client_secret*.json",
+    "service-account*.json",
+    "service_account*.json",
+    "secrets.yml",
+    "secrets.yaml",
+    "secrets.json",
+    "secrets.toml",
+    "secrets.ini",
+    "secrets.env",
+    "secret.yml",
+    "secret.yaml",
+    "secret.json",
     # infrastructure state and variables
-    "*.tfstate", "*.tfstate.*", "*.tfvars", "*.tfvars.json",
+    "*.tfstate",
+    "*.tfstate.*",
+    "*.tfvars",
+    "*.tfvars.json",
 )
 """Base names that are secret stores whatever their content."""
 
 SECRET_FILE_TEMPLATES: tuple[str, ...] = (
-    ".env.example", ".env.sample", ".env.template", ".env.dist", "*.env.example", "*.env.sample",
-    "*.tfvars.example", "*.pub",
+    ".env.example",
+    ".env.sample",
+    ".env.template",
+    ".env.dist",
+    "*.env.example",
+    "*.env.sample",
+    "*.tfvars.example",
+    "*.pub",
 )
 """Base names matching `SECRET_FILE_GLOBS` that are templates or public halves, not secrets."""
 
@@ -74,8 +126,10 @@ REDACT_PATTERNS: dict[str, str] = {
     "anthropic-key": r"\bsk-ant-[A-Za-z0-9_\-]{20,}",
     "openai-key": r"\bsk-(?:proj-)?[A-Za-z0-9_\-]{20,}T3BlbkFJ[A-Za-z0-9_\-]{20,}",
     "url-password": r"\b[a-z][a-z0-9+.\-]*://[^\s:/@'\"]+:(?P<url_value>[^\s:/@'\"]{12,})@",
-    "secret-assignment": (rf"(?i:{_SECRET_NAMES})[\w.\-]*[\"']?\s*(?::=|=>|=|:)\s*(?P<quote>[\"'`]?)"
-                          rf"(?P<assigned_value>{_VALUE_CHARS}{{16,}})(?:(?P=quote)(?<=[\"'`])|(?=\s|$|[,;#]))"),
+    "secret-assignment": (
+        rf"(?i:{_SECRET_NAMES})[\w.\-]*[\"']?\s*(?::=|=>|=|:)\s*(?P<quote>[\"'`]?)"
+        rf"(?P<assigned_value>{_VALUE_CHARS}{{16,}})(?:(?P=quote)(?<=[\"'`])|(?=\s|$|[,;#]))"
+    ),
 }
 """Rule name -> regular expression of a credential; its value group (or the whole match) is
 replaced. `secret-assignment` and `url-password` count only for a high-entropy value
@@ -101,12 +155,21 @@ _HINTS = re.compile(
 )
 """A literal every pattern contains: a cheap first pass that spares most texts the full search."""
 _PEM_BLOCK = re.compile(REDACT_PATTERNS["private-key"], re.DOTALL)
-_SPECIFIC = re.compile("|".join(f"(?P<{name.replace('-', '_')}>{pattern})" for name, pattern in REDACT_PATTERNS.items()
-                                if name not in _ENTROPY_RULES and name != "private-key"))
-_ASSIGNED = re.compile("|".join(f"(?P<{name.replace('-', '_')}>{pattern})"
-                                for name, pattern in REDACT_PATTERNS.items() if name in _ENTROPY_RULES))
-_STORES = re.compile("|".join(f"(?P<{name.replace('-', '_')}>{pattern})"
-                              for name, pattern in STORE_PATTERNS.items()))
+_SPECIFIC = re.compile(
+    "|".join(
+        f"(?P<{name.replace('-', '_')}>{pattern})"
+        for name, pattern in REDACT_PATTERNS.items()
+        if name not in _ENTROPY_RULES and name != "private-key"
+    )
+)
+_ASSIGNED = re.compile(
+    "|".join(
+        f"(?P<{name.replace('-', '_')}>{pattern})"
+        for name, pattern in REDACT_PATTERNS.items()
+        if name in _ENTROPY_RULES
+    )
+)
+_STORES = re.compile("|".join(f"(?P<{name.replace('-', '_')}>{pattern})" for name, pattern in STORE_PATTERNS.items()))
 _SECRET_NAME_RE = re.compile("|".join(f"(?:{fnmatch.translate(glob)})" for glob in SECRET_FILE_GLOBS))
 _TEMPLATE_NAME_RE = re.compile("|".join(f"(?:{fnmatch.translate(glob)})" for glob in SECRET_FILE_TEMPLATES))
 
@@ -176,8 +239,9 @@ def _line_spans(line: str, offset: int, taken: list[tuple[int, int, str]]) -> li
         rule = _rule_name(match)
         start, end = match.span(_ENTROPY_RULES[rule])
         start, end = start + offset, end + offset
-        if is_random_looking(line[start - offset:end - offset]) and not any(
-                s < end and start < e for s, e, _ in [*taken, *spans]):
+        if is_random_looking(line[start - offset : end - offset]) and not any(
+            s < end and start < e for s, e, _ in [*taken, *spans]
+        ):
             spans.append((start, end, rule))
     return [span for span in spans if not any(s < span[1] and span[0] < e for s, e, _ in taken)]
 

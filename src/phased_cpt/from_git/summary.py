@@ -39,8 +39,16 @@ from typing import Any
 from phased_cpt.from_git.secrets import Redaction
 
 REPORT_FILE = "from-git-report.json"
-COUNT_FIELDS = ("documents", "bytes", "text_bytes", "truncated", "skipped", "dropped_file_diffs",
-                "removed_bytes", "redactions")
+COUNT_FIELDS = (
+    "documents",
+    "bytes",
+    "text_bytes",
+    "truncated",
+    "skipped",
+    "dropped_file_diffs",
+    "removed_bytes",
+    "redactions",
+)
 """The `OutputStats` fields of the summary; the report adds `left_out` and `redacted`."""
 
 
@@ -92,8 +100,9 @@ class OutputStats:
     def to_dict(self) -> dict[str, Any]:
         """Counts only (`COUNT_FIELDS`), each counter key-sorted: the summary."""
         values = {name: getattr(self, name) for name in COUNT_FIELDS}
-        return {name: dict(sorted(value.items())) if isinstance(value, dict) else value
-                for name, value in values.items()}
+        return {
+            name: dict(sorted(value.items())) if isinstance(value, dict) else value for name, value in values.items()
+        }
 
 
 @dataclass
@@ -158,12 +167,20 @@ class Summary:
         lines = [f"from-git: {self.repo} at {self.rev} ({self.commit[:12]}) -> {self.out_dir}", ""]
         lines.append(f"{'output':<{width}}  {'documents':>9}  {'bytes':>12}  {'truncated':>9}  {'redacted':>8}")
         for stats in self.outputs:
-            lines.append(f"{stats.name:<{width}}  {stats.documents:>9}  {stats.bytes:>12}"
-                         f"  {stats.truncated:>9}  {sum(stats.redactions.values()):>8}")
-        rows = [(stats.name, "skipped", reason, count)
-                for stats in self.outputs for reason, count in sorted(stats.skipped.items())]
-        rows += [(stats.name, "diff dropped", reason, count)
-                 for stats in self.outputs for reason, count in sorted(stats.dropped_file_diffs.items())]
+            lines.append(
+                f"{stats.name:<{width}}  {stats.documents:>9}  {stats.bytes:>12}"
+                f"  {stats.truncated:>9}  {sum(stats.redactions.values()):>8}"
+            )
+        rows = [
+            (stats.name, "skipped", reason, count)
+            for stats in self.outputs
+            for reason, count in sorted(stats.skipped.items())
+        ]
+        rows += [
+            (stats.name, "diff dropped", reason, count)
+            for stats in self.outputs
+            for reason, count in sorted(stats.dropped_file_diffs.items())
+        ]
         lines.append("")
         if rows:
             reason_width = max(12, *(len(row[2]) for row in rows))

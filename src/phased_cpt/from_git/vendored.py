@@ -31,10 +31,21 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 _LICENSE_NAME = re.compile(r"(?i)(?:licen[cs]e|copying|unlicense)(?:[.\-_].*)?")
-MANIFEST_NAMES = frozenset({
-    "package.json", "bower.json", "composer.json", "setup.py", "setup.cfg", "pyproject.toml",
-    "Cargo.toml", "go.mod", "pom.xml", "mix.exs", "Package.swift",
-})
+MANIFEST_NAMES = frozenset(
+    {
+        "package.json",
+        "bower.json",
+        "composer.json",
+        "setup.py",
+        "setup.cfg",
+        "pyproject.toml",
+        "Cargo.toml",
+        "go.mod",
+        "pom.xml",
+        "mix.exs",
+        "Package.swift",
+    }
+)
 _MANIFEST_SUFFIXES = (".gemspec", ".podspec", ".nuspec", ".cabal")
 _PACKAGE_METADATA = re.compile(rb"\b__(?:version|license|author)__\b")
 _SYMLINK_MODE = "120000"
@@ -49,8 +60,9 @@ class VendoredDir:
     why: str
 
 
-def detect_vendored_dirs(files: Iterable[tuple[str, str, str]],
-                         read_blob: Callable[[str], bytes]) -> dict[str, VendoredDir]:
+def detect_vendored_dirs(
+    files: Iterable[tuple[str, str, str]], read_blob: Callable[[str], bytes]
+) -> dict[str, VendoredDir]:
     """Vendored directories among `files` ((path, mode, blob id) triples), outermost only.
 
     `read_blob` reads a blob by id; it is called only for the `__init__.py` of Python packages
@@ -61,24 +73,28 @@ def detect_vendored_dirs(files: Iterable[tuple[str, str, str]],
         parent = PurePosixPath(path).parent.as_posix()
         names = by_dir.setdefault("" if parent == "." else parent, {})
         names.setdefault(PurePosixPath(path).name, set()).add((mode, oid))
-    root_licenses = {oid for name, versions in by_dir.get("", {}).items() if _LICENSE_NAME.fullmatch(name)
-                     for _, oid in versions}
+    root_licenses = {
+        oid for name, versions in by_dir.get("", {}).items() if _LICENSE_NAME.fullmatch(name) for _, oid in versions
+    }
     found: dict[str, VendoredDir] = {}
     for directory in sorted(by_dir):
         names = by_dir[directory]
         if not directory or any(directory.startswith(f"{outer}/") for outer in found):
             continue
-        own_license = any(mode != _SYMLINK_MODE and oid not in root_licenses
-                          for name, versions in names.items() if _LICENSE_NAME.fullmatch(name)
-                          for mode, oid in versions)
+        own_license = any(
+            mode != _SYMLINK_MODE and oid not in root_licenses
+            for name, versions in names.items()
+            if _LICENSE_NAME.fullmatch(name)
+            for mode, oid in versions
+        )
         manifest = any(name in MANIFEST_NAMES or name.endswith(_MANIFEST_SUFFIXES) for name in names)
         if own_license and manifest:
             found[directory] = VendoredDir(directory, "own license and package manifest")
             continue
         parent = PurePosixPath(directory).parent.as_posix()
-        if "__init__.py" in names and parent != "." and "__init__.py" in by_dir.get(parent, {}):
-            if any(_PACKAGE_METADATA.search(read_blob(oid)) for _, oid in sorted(names["__init__.py"])):
-                found[directory] = VendoredDir(directory, "Python package with its own version inside another package")
+        nested_package = "__init__.py" in names and parent != "." and "__init__.py" in by_dir.get(parent, {})
+        if nested_package and any(_PACKAGE_METADATA.search(read_blob(oid)) for _, oid in sorted(names["__init__.py"])):
+            found[directory] = VendoredDir(directory, "Python package with its own version inside another package")
     return found
 
 
@@ -143,7 +159,7 @@ def _translate(pattern: str) -> str:
             out.append("[^/]")
             index += 1
         elif pattern[index] == "[" and (end := pattern.find("]", index + 2)) > 0:
-            body = pattern[index + 1:end]
+            body = pattern[index + 1 : end]
             out.append("[" + ("^" + body[1:] if body.startswith("!") else body).replace("\\", "\\\\") + "]")
             index = end + 1
         else:

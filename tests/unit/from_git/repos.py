@@ -23,17 +23,28 @@ ENV_VALUE = "supersecret-value-123"
 
 def git(repo: Path, *args: str, date: str = "2024-01-01T10:00:00+00:00") -> str:
     """Run git in `repo` as the test author, isolated from the machine's git config."""
-    env = {**os.environ, "GIT_AUTHOR_NAME": "Ada", "GIT_AUTHOR_EMAIL": "ada@example.com",
-           "GIT_COMMITTER_NAME": "Ada", "GIT_COMMITTER_EMAIL": "ada@example.com",
-           "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date,
-           "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
-    result = subprocess.run(["git", "-c", "commit.gpgsign=false", "-c", "core.hooksPath=/dev/null", *args],
-                            cwd=repo, env=env, capture_output=True, check=True)
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Ada",
+        "GIT_AUTHOR_EMAIL": "ada@example.com",
+        "GIT_COMMITTER_NAME": "Ada",
+        "GIT_COMMITTER_EMAIL": "ada@example.com",
+        "GIT_AUTHOR_DATE": date,
+        "GIT_COMMITTER_DATE": date,
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
+    result = subprocess.run(
+        ["git", "-c", "commit.gpgsign=false", "-c", "core.hooksPath=/dev/null", *args],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        check=True,
+    )
     return result.stdout.decode()
 
 
-def commit(repo: Path, files: dict[str, str | bytes], message: str, date: str,
-           also_add: tuple[str, ...] = ()) -> None:
+def commit(repo: Path, files: dict[str, str | bytes], message: str, date: str, also_add: tuple[str, ...] = ()) -> None:
     """Write `files` into `repo` and commit them (and `also_add`) with `message` at `date`."""
     for name, content in files.items():
         path = repo / name

@@ -8,15 +8,18 @@ from phased_cpt.from_git.diffs import cap_text, filter_patch, parse_file_change
 from phased_cpt.from_git.rules import PathRules, matches_glob
 
 
-@pytest.mark.parametrize(("path", "glob", "expected"), [
-    ("web/node_modules/x/index.js", "node_modules", True),
-    ("a/b/poetry.lock", "*.lock", True),
-    ("docs/api/index.md", "docs/api", True),
-    ("docs/a.md", "docs/*.md", True),
-    ("sub/docs/a.md", "docs/*.md", False),
-    ("src/vendored.py", "vendor", False),
-    ("Vendor/x.js", "vendor", False),
-])
+@pytest.mark.parametrize(
+    ("path", "glob", "expected"),
+    [
+        ("web/node_modules/x/index.js", "node_modules", True),
+        ("a/b/poetry.lock", "*.lock", True),
+        ("docs/api/index.md", "docs/api", True),
+        ("docs/a.md", "docs/*.md", True),
+        ("sub/docs/a.md", "docs/*.md", False),
+        ("src/vendored.py", "vendor", False),
+        ("Vendor/x.js", "vendor", False),
+    ],
+)
 def test_glob_matches_the_path_a_leading_directory_or_a_component(path, glob, expected):
     assert matches_glob(path, glob) is expected
 
@@ -24,8 +27,10 @@ def test_glob_matches_the_path_a_leading_directory_or_a_component(path, glob, ex
 def test_quoted_and_renamed_paths_are_parsed_from_diff_headers():
     quoted = b'diff --git "a/ta\\tb \\303\\274" "b/ta\\tb \\303\\274"\nnew file mode 100644\n'
     assert parse_file_change(quoted).describe() == "A ta\tb ü"
-    renamed = b"diff --git a/old name.py b/new name.py\nsimilarity index 100%\n" \
-              b"rename from old name.py\nrename to new name.py\n"
+    renamed = (
+        b"diff --git a/old name.py b/new name.py\nsimilarity index 100%\n"
+        b"rename from old name.py\nrename to new name.py\n"
+    )
     assert parse_file_change(renamed).describe() == "R old name.py -> new name.py"
     spaced = b"diff --git a/a b/c.txt b/a b/c.txt\nindex 1..2 100644\n--- a/a b/c.txt\n"
     assert parse_file_change(spaced).path == "a b/c.txt"

@@ -25,6 +25,7 @@ def _head(repo: Path) -> str:
 
 # ---- the command -------------------------------------------------------------------------------
 
+
 def _parse(argv: list[str]):
     return cli.build_parser().parse_args(["data", "from-git", *argv])
 
@@ -40,8 +41,23 @@ def _help(capsys) -> str:
 
 
 def test_command_prints_a_json_summary(repo, tmp_path, capsys):
-    assert _run([str(repo), "--out", str(tmp_path), "--json", "--max-file-bytes",
-                 str(MAX_FILE_BYTES), "--exclude", "*.rst", "--exclude", "docs"]) == 0
+    assert (
+        _run(
+            [
+                str(repo),
+                "--out",
+                str(tmp_path),
+                "--json",
+                "--max-file-bytes",
+                str(MAX_FILE_BYTES),
+                "--exclude",
+                "*.rst",
+                "--exclude",
+                "docs",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     assert list(summary["outputs"]) == [PHASE1_FILE, PHASE2_FILE, PHASE3_FILE]
     phase1 = summary["outputs"][PHASE1_FILE]
@@ -54,8 +70,20 @@ def test_command_prints_a_json_summary(repo, tmp_path, capsys):
 
 
 def test_command_prints_a_table_by_default(repo, tmp_path, capsys):
-    assert _run([str(repo), "--out", str(tmp_path), "--prs", str(FIXTURES / "pulls.json"),
-                 "--max-file-bytes", str(MAX_FILE_BYTES)]) == 0
+    assert (
+        _run(
+            [
+                str(repo),
+                "--out",
+                str(tmp_path),
+                "--prs",
+                str(FIXTURES / "pulls.json"),
+                "--max-file-bytes",
+                str(MAX_FILE_BYTES),
+            ]
+        )
+        == 0
+    )
     table = capsys.readouterr().out
     rows = [tuple(line.split()) for line in table.splitlines()]
     documents = {row[0]: int(row[1]) for row in rows if len(row) == 5 and row[1].isdigit()}
@@ -72,18 +100,66 @@ def test_command_defaults_and_flags_reach_build_datasets(monkeypatch, capsys):
         raise UserError("recorded")
 
     monkeypatch.setattr(from_git, "build_datasets", record)
-    assert _run(["repo", "--out", "o", "--no-default-excludes", "--since", "2024-01-01", "--rev", "v1",
-                 "--max-diff-bytes", "10", "--max-file-bytes", "20", "--include", "vendor", "--include", "*.svg",
-                 "--exclude", "docs", "--keep-duplicates", "--allow-other-owner", "--prs", "p.json"]) == 2
-    assert calls[-1] == ((Path("repo"), Path("o")), {
-        "rev": "v1", "since": "2024-01-01", "max_file_bytes": 20, "excludes": ["docs"],
-        "includes": ["vendor", "*.svg"], "use_default_excludes": False, "prs": Path("p.json"),
-        "max_diff_bytes": 10, "keep_duplicates": True, "allow_other_owner": True})
+    assert (
+        _run(
+            [
+                "repo",
+                "--out",
+                "o",
+                "--no-default-excludes",
+                "--since",
+                "2024-01-01",
+                "--rev",
+                "v1",
+                "--max-diff-bytes",
+                "10",
+                "--max-file-bytes",
+                "20",
+                "--include",
+                "vendor",
+                "--include",
+                "*.svg",
+                "--exclude",
+                "docs",
+                "--keep-duplicates",
+                "--allow-other-owner",
+                "--prs",
+                "p.json",
+            ]
+        )
+        == 2
+    )
+    assert calls[-1] == (
+        (Path("repo"), Path("o")),
+        {
+            "rev": "v1",
+            "since": "2024-01-01",
+            "max_file_bytes": 20,
+            "excludes": ["docs"],
+            "includes": ["vendor", "*.svg"],
+            "use_default_excludes": False,
+            "prs": Path("p.json"),
+            "max_diff_bytes": 10,
+            "keep_duplicates": True,
+            "allow_other_owner": True,
+        },
+    )
     assert _run(["repo", "--out", "o"]) == 2
-    assert calls[-1] == ((Path("repo"), Path("o")), {
-        "rev": "HEAD", "since": None, "max_file_bytes": from_git.DEFAULT_MAX_FILE_BYTES, "excludes": [],
-        "includes": [], "use_default_excludes": True, "prs": None,
-        "max_diff_bytes": from_git.DEFAULT_MAX_DIFF_BYTES, "keep_duplicates": False, "allow_other_owner": False})
+    assert calls[-1] == (
+        (Path("repo"), Path("o")),
+        {
+            "rev": "HEAD",
+            "since": None,
+            "max_file_bytes": from_git.DEFAULT_MAX_FILE_BYTES,
+            "excludes": [],
+            "includes": [],
+            "use_default_excludes": True,
+            "prs": None,
+            "max_diff_bytes": from_git.DEFAULT_MAX_DIFF_BYTES,
+            "keep_duplicates": False,
+            "allow_other_owner": False,
+        },
+    )
     assert capsys.readouterr().err.strip().splitlines() == ["error: recorded", "error: recorded"]
 
 
@@ -108,8 +184,6 @@ def test_user_doc_lists_every_default_exclude_and_secret_file_glob():
     for reason, globs in DEFAULT_EXCLUDES.items():
         assert reason in words and set(globs) <= words
     assert set(SECRET_FILE_GLOBS) <= words
-
-
 
 
 def test_user_doc_lists_every_secret_rule_and_skip_reason():

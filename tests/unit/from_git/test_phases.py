@@ -11,7 +11,8 @@ import pytest
 
 from phased_cpt import from_git
 from phased_cpt.errors import UserError
-from phased_cpt.from_git import PHASE1_FILE, PHASE2_FILE, PHASE3_FILE, REPORT_FILE, build_datasets, git as git_module
+from phased_cpt.from_git import PHASE1_FILE, PHASE2_FILE, PHASE3_FILE, REPORT_FILE, build_datasets
+from phased_cpt.from_git import git as git_module
 from tests.unit.from_git.conftest import APP_V2, UNICODE_NAME
 from tests.unit.from_git.repos import (
     ENV_VALUE,
@@ -27,8 +28,7 @@ from tests.unit.from_git.repos import (
 from tests.unit.from_git.repos import build as _build
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "from_git"
-SECRET_VALUES = [FAKE_AWS_KEY, FAKE_PEM_BODY, FAKE_GITHUB_TOKEN, ENV_VALUE, "pr-secret-value",
-                 "PRIVATE KEY-----"]
+SECRET_VALUES = [FAKE_AWS_KEY, FAKE_PEM_BODY, FAKE_GITHUB_TOKEN, ENV_VALUE, "pr-secret-value", "PRIVATE KEY-----"]
 KEPT_FILES = {
     ".env.example": "API_TOKEN=\n",
     ".gitignore": "ignored.txt\n*.log\n",
@@ -40,10 +40,26 @@ KEPT_FILES = {
     "src/app.py": APP_V2,
     UNICODE_NAME: "GRÜSSE = 'grüß dich'\n",
 }
-PHASE1_SKIPS = {"binary": 1, "empty": 1, "generated": 1, "lock": 1, "secret": 1, "symlink": 1,
-                "too-large": 1, "undecodable": 1, "vendored": 2}
-SUBJECTS = ["Initial commit", "Add assets and vendored code", "Add configuration",
-            "Add greeting feature", "Write the guide", "Add notes", "Update README"]
+PHASE1_SKIPS = {
+    "binary": 1,
+    "empty": 1,
+    "generated": 1,
+    "lock": 1,
+    "secret": 1,
+    "symlink": 1,
+    "too-large": 1,
+    "undecodable": 1,
+    "vendored": 2,
+}
+SUBJECTS = [
+    "Initial commit",
+    "Add assets and vendored code",
+    "Add configuration",
+    "Add greeting feature",
+    "Write the guide",
+    "Add notes",
+    "Update README",
+]
 _read = read
 _git = git
 _commit = commit
@@ -54,6 +70,7 @@ def _head(repo: Path) -> str:
 
 
 # ---- phase 1 -----------------------------------------------------------------------------------
+
 
 def test_phase1_has_one_document_per_tracked_text_file_with_header_and_content(repo, built):
     out, _ = built
@@ -92,8 +109,12 @@ def test_exclude_globs_add_to_the_defaults(repo, tmp_path):
 def test_no_default_excludes_keeps_vendored_lock_and_generated_files_but_never_secrets(repo, tmp_path):
     summary = _build(repo, tmp_path, use_default_excludes=False)
     paths = {d["path"] for d in _read(tmp_path, PHASE1_FILE)}
-    assert paths == set(KEPT_FILES) | {"vendor/x.js", "web/node_modules/lib/index.js",
-                                       "static/app.min.js", "package-lock.json"}
+    assert paths == set(KEPT_FILES) | {
+        "vendor/x.js",
+        "web/node_modules/lib/index.js",
+        "static/app.min.js",
+        "package-lock.json",
+    }
     skipped = summary.output(PHASE1_FILE).skipped
     assert skipped["secret"] == 1
     assert not {"vendored", "lock", "generated"} & set(skipped)
@@ -109,12 +130,20 @@ def test_rev_selects_the_files_and_history_of_an_older_commit(repo, tmp_path):
 
 # ---- phase 2 -----------------------------------------------------------------------------------
 
+
 def test_phase2_has_one_document_per_non_merge_commit_oldest_first(built):
     out, summary = built
     documents = _read(out, PHASE2_FILE)
     assert [d["subject"] for d in documents] == SUBJECTS
-    assert [d["date"][:10] for d in documents] == ["2024-01-01", "2024-01-02", "2024-01-03",
-                                                   "2024-01-04", "2024-01-05", "2024-01-07", "2024-01-08"]
+    assert [d["date"][:10] for d in documents] == [
+        "2024-01-01",
+        "2024-01-02",
+        "2024-01-03",
+        "2024-01-04",
+        "2024-01-05",
+        "2024-01-07",
+        "2024-01-08",
+    ]
     assert documents[3]["date"] == "2024-01-04T10:00:00+02:00"
     assert dict(summary.output(PHASE2_FILE).skipped) == {"merge": 1}
 
@@ -124,7 +153,8 @@ def test_phase2_document_shows_message_date_files_and_diff(built):
     first, _, _, greet, *_ = _read(out, PHASE2_FILE)
     assert first["training_content"].startswith(
         "Commit: Initial commit\nDate: 2024-01-01T10:00:00+00:00\n\nSet up the project.\n\n"
-        "Files changed:\nA .gitignore\nA README.md\nA src/app.py\n\ndiff --git a/.gitignore b/.gitignore\n")
+        "Files changed:\nA .gitignore\nA README.md\nA src/app.py\n\ndiff --git a/.gitignore b/.gitignore\n"
+    )
     assert "+def main():\n" in first["training_content"]
     assert first["parents"] == []
     assert greet["files"] == ["src/app.py"]
@@ -136,9 +166,14 @@ def test_phase2_cuts_out_secret_and_excluded_file_diffs_and_counts_them(built):
     out, summary = built
     documents = {d["subject"]: d["training_content"] for d in _read(out, PHASE2_FILE)}
     assets, config = documents["Add assets and vendored code"], documents["Add configuration"]
-    for path, reason in [("vendor/x.js", "vendored"), ("web/node_modules/lib/index.js", "vendored"),
-                         ("static/app.min.js", "generated"), ("package-lock.json", "lock"),
-                         ("latin1.txt", "undecodable"), ("assets/logo.png", "binary")]:
+    for path, reason in [
+        ("vendor/x.js", "vendored"),
+        ("web/node_modules/lib/index.js", "vendored"),
+        ("static/app.min.js", "generated"),
+        ("package-lock.json", "lock"),
+        ("latin1.txt", "undecodable"),
+        ("assets/logo.png", "binary"),
+    ]:
         assert f"[diff of {path} omitted: {reason}]\n" in assets
     assert "[diff of .env omitted: secret]\n" in config
     assert "+ACCESS_KEY_ID = '[REDACTED:aws-access-key-id]'\n" in config
@@ -146,7 +181,13 @@ def test_phase2_cuts_out_secret_and_excluded_file_diffs_and_counts_them(built):
     assert f"diff --git a/{UNICODE_NAME} b/{UNICODE_NAME}\n" in config
     assert f"A {UNICODE_NAME}\n" in config
     assert dict(summary.output(PHASE2_FILE).dropped_file_diffs) == {
-        "binary": 1, "generated": 1, "lock": 1, "secret": 1, "undecodable": 1, "vendored": 2}
+        "binary": 1,
+        "generated": 1,
+        "lock": 1,
+        "secret": 1,
+        "undecodable": 1,
+        "vendored": 2,
+    }
 
 
 def test_phase2_marks_a_diff_cut_at_the_size_cap(repo, tmp_path):
@@ -160,15 +201,14 @@ def test_phase2_marks_a_diff_cut_at_the_size_cap(repo, tmp_path):
         text = document["training_content"]
         shown, total = map(int, marker.search(text).groups())
         diff_start = text.index("\n\n", text.index("Files changed:\n")) + 2
-        diff = text[diff_start: marker.search(text).start() + 1]
+        diff = text[diff_start : marker.search(text).start() + 1]
         assert shown == len(diff.encode()) <= 300 < total
         assert diff.endswith("\n")
 
 
 def test_since_keeps_commits_committed_on_or_after_the_date(repo, tmp_path):
     summary = _build(repo, tmp_path, since="2024-01-05")
-    assert [d["subject"] for d in _read(tmp_path, PHASE2_FILE)] == ["Write the guide", "Add notes",
-                                                                    "Update README"]
+    assert [d["subject"] for d in _read(tmp_path, PHASE2_FILE)] == ["Write the guide", "Add notes", "Update README"]
     assert [d["subject"] for d in _read(tmp_path, PHASE3_FILE)] == ["Merge branch 'feature/greet'"]
     assert dict(summary.output(PHASE2_FILE).skipped) == {"merge": 1}
 
@@ -180,6 +220,7 @@ def test_since_after_the_last_merge_leaves_phase3_empty_and_says_so(repo, tmp_pa
 
 
 # ---- phase 3 -----------------------------------------------------------------------------------
+
 
 def test_phase3_falls_back_to_merge_commits_and_announces_it(repo, built):
     out, summary = built
@@ -196,10 +237,10 @@ def test_phase3_falls_back_to_merge_commits_and_announces_it(repo, built):
 
 # ---- secrets, determinism, outputs, errors -------------------------------------------------------
 
+
 def test_secret_values_never_appear_in_any_output(repo, tmp_path):
     _build(repo, tmp_path / "a")
-    _build(repo, tmp_path / "b", prs=FIXTURES / "pulls.json", use_default_excludes=False,
-           max_file_bytes=10**6)
+    _build(repo, tmp_path / "b", prs=FIXTURES / "pulls.json", use_default_excludes=False, max_file_bytes=10**6)
     written = all_output_bytes(tmp_path)
     assert len(list(tmp_path.rglob("*.jsonl"))) == 6 and len(list(tmp_path.rglob(REPORT_FILE))) == 2
     for value in SECRET_VALUES:
@@ -250,8 +291,12 @@ def test_committed_outputs_inside_the_repository_are_not_read_back(tmp_path):
     small = tmp_path / "small"
     small.mkdir()
     _git(small, "init", "-q", "-b", "main")
-    _commit(small, {"a.py": "x = 1\n", f"dataset/{PHASE1_FILE}": '{"training_content": "old"}\n'},
-            "Commit an earlier dataset", "2024-03-01T10:00:00+00:00")
+    _commit(
+        small,
+        {"a.py": "x = 1\n", f"dataset/{PHASE1_FILE}": '{"training_content": "old"}\n'},
+        "Commit an earlier dataset",
+        "2024-03-01T10:00:00+00:00",
+    )
     summary = _build(small, small / "dataset")
     assert [d["path"] for d in _read(small / "dataset", PHASE1_FILE)] == ["a.py"]
     assert dict(summary.output(PHASE1_FILE).skipped) == {"excluded": 1}
@@ -283,17 +328,24 @@ def test_a_subdirectory_of_the_repository_builds_the_whole_repository(repo, buil
     assert (tmp_path / PHASE1_FILE).read_bytes() == (built[0] / PHASE1_FILE).read_bytes()
 
 
-
-
 def test_report_lists_every_left_out_file_commit_and_diff_with_reason_rule_and_size(built):
     out, summary = built
     listed = report(out)
     phase1 = listed["outputs"][PHASE1_FILE]
-    assert sorted((e["file"], e["reason"]) for e in phase1["left_out"]) == sorted([
-        ("assets/logo.png", "binary"), ("empty.txt", "empty"), ("static/app.min.js", "generated"),
-        ("package-lock.json", "lock"), (".env", "secret"), ("link.py", "symlink"),
-        ("data/big.txt", "too-large"), ("latin1.txt", "undecodable"), ("vendor/x.js", "vendored"),
-        ("web/node_modules/lib/index.js", "vendored")])
+    assert sorted((e["file"], e["reason"]) for e in phase1["left_out"]) == sorted(
+        [
+            ("assets/logo.png", "binary"),
+            ("empty.txt", "empty"),
+            ("static/app.min.js", "generated"),
+            ("package-lock.json", "lock"),
+            (".env", "secret"),
+            ("link.py", "symlink"),
+            ("data/big.txt", "too-large"),
+            ("latin1.txt", "undecodable"),
+            ("vendor/x.js", "vendored"),
+            ("web/node_modules/lib/index.js", "vendored"),
+        ]
+    )
     assert all(e["rule"] and e["bytes"] >= 0 for e in phase1["left_out"])
     assert next(e for e in phase1["left_out"] if e["file"] == "data/big.txt")["bytes"] == 5000
     diffs = [e for e in listed["outputs"][PHASE2_FILE]["left_out"] if e.get("kind") == "diff"]
@@ -301,7 +353,9 @@ def test_report_lists_every_left_out_file_commit_and_diff_with_reason_rule_and_s
     assert all(len(e["commit"]) == 40 for e in diffs)
     redacted = phase1["redacted"]
     assert {(e["file"], e["rule"], e["line"]) for e in redacted} == {
-        ("config/aws.py", "aws-access-key-id", 3), ("deploy/server_key.txt", "private-key", 3)}
+        ("config/aws.py", "aws-access-key-id", 3),
+        ("deploy/server_key.txt", "private-key", 3),
+    }
     assert listed["outputs"][PHASE1_FILE]["skipped"] == summary.to_dict()["outputs"][PHASE1_FILE]["skipped"]
 
 

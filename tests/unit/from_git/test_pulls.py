@@ -20,12 +20,13 @@ _read = read
 def test_phase3_from_pr_export_has_one_document_per_pr_in_number_order(repo, tmp_path):
     summary = _build(repo, tmp_path, prs=FIXTURES / "pulls.json")
     documents = _read(tmp_path, PHASE3_FILE)
-    assert [(d["number"], d["outcome"]) for d in documents] == [
-        (3, "closed unmerged"), (7, "merged"), (9, "open")]
+    assert [(d["number"], d["outcome"]) for d in documents] == [(3, "closed unmerged"), (7, "merged"), (9, "open")]
     assert summary.phase3_source == "pull_requests" and summary.notes == []
     rust, retry, wip = (d["training_content"] for d in documents)
-    assert rust.startswith("Pull request #3: Rewrite the client in Rust\nAuthor: mallory\n"
-                           "Branches: rust -> main\n\nDescription:\n(no description)\n")
+    assert rust.startswith(
+        "Pull request #3: Rewrite the client in Rust\nAuthor: mallory\n"
+        "Branches: rust -> main\n\nDescription:\n(no description)\n"
+    )
     assert "+fn main() {}\n" in rust and rust.endswith("\nOutcome: closed unmerged\n")
     assert "Description:\nDraft.\n" in wip and "Diff: (not in the export)" in wip
     assert wip.endswith("\nOutcome: open\n")
@@ -37,7 +38,7 @@ def test_phase3_from_pr_export_has_one_document_per_pr_in_number_order(repo, tmp
 def test_pr_discussion_is_in_chronological_order_without_pending_or_empty_reviews(repo, tmp_path):
     _build(repo, tmp_path, prs=FIXTURES / "pulls.json")
     retry = next(d["training_content"] for d in _read(tmp_path, PHASE3_FILE) if d["number"] == 7)
-    discussion = retry[retry.index("Discussion:\n"):]
+    discussion = retry[retry.index("Discussion:\n") :]
     expected_order = [
         "[2024-02-01T10:00:00Z] comment by erin\nThanks for picking this up!",
         "[2024-02-02T08:59:00Z] review comment by bob on src/fetch.py line 3\nCode:\n@@ -1,2 +1,3 @@",
@@ -85,24 +86,47 @@ def test_pr_export_directory_reads_every_json_file(repo, tmp_path):
     assert [d["number"] for d in _read(tmp_path / "out", PHASE3_FILE)] == [3, 7, 9]
 
 
-@pytest.mark.parametrize(("content", "expected"), [
-    ("[{", "pulls.json: not valid JSON (EOF while parsing"),
-    ("42", "expected a list of pull-request objects (or one object), got an integer"),
-    ('[{"number": 1, "state": "open"}]', "item 0 (#1): missing required key 'title'"),
-    ('[{"number": "1", "title": "t", "state": "open"}]', "item 0: number: Input should be a valid integer, got a string"),
-    ('[{"number": true, "title": "t", "state": "open"}]', "item 0: number: Input should be a valid integer, got a boolean"),
-    ('[{"number": 1, "title": "t", "state": "merged"}]', "item 0 (#1): state: Input should be 'open' or 'closed', got 'merged'"),
-    ('[{"number": 1, "title": "t", "state": "open", "reviews": {}}]', "reviews: Input should be a valid list, got an object"),
-    ('[{"number": 1, "title": "t", "state": "open", "review_comments": [{"body": "x"}]}]',
-     "review_comments[0]: missing required key 'created_at'"),
-    ('[{"number": 1, "title": "t", "state": "open", "issue_comments": [{"body": "x", "created_at": "soon"}]}]',
-     "issue_comments[0].created_at: not an ISO 8601 time: 'soon'"),
-    ('[{"number": 1, "title": "a", "state": "open"}, {"number": 1, "title": "b", "state": "open"}]',
-     "item 1 (#1): pull request #1 appears twice (also"),
-    ("[" * 5000 + "]" * 5000, "pulls.json: not valid JSON (recursion limit exceeded"),
-    ('[{"number": 1, "title": "t", "state": "open", "extra": ' + "[" * 3000 + "]" * 3000 + "}]",
-     "not valid JSON (recursion limit exceeded"),
-])
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("[{", "pulls.json: not valid JSON (EOF while parsing"),
+        ("42", "expected a list of pull-request objects (or one object), got an integer"),
+        ('[{"number": 1, "state": "open"}]', "item 0 (#1): missing required key 'title'"),
+        (
+            '[{"number": "1", "title": "t", "state": "open"}]',
+            "item 0: number: Input should be a valid integer, got a string",
+        ),
+        (
+            '[{"number": true, "title": "t", "state": "open"}]',
+            "item 0: number: Input should be a valid integer, got a boolean",
+        ),
+        (
+            '[{"number": 1, "title": "t", "state": "merged"}]',
+            "item 0 (#1): state: Input should be 'open' or 'closed', got 'merged'",
+        ),
+        (
+            '[{"number": 1, "title": "t", "state": "open", "reviews": {}}]',
+            "reviews: Input should be a valid list, got an object",
+        ),
+        (
+            '[{"number": 1, "title": "t", "state": "open", "review_comments": [{"body": "x"}]}]',
+            "review_comments[0]: missing required key 'created_at'",
+        ),
+        (
+            '[{"number": 1, "title": "t", "state": "open", "issue_comments": [{"body": "x", "created_at": "soon"}]}]',
+            "issue_comments[0].created_at: not an ISO 8601 time: 'soon'",
+        ),
+        (
+            '[{"number": 1, "title": "a", "state": "open"}, {"number": 1, "title": "b", "state": "open"}]',
+            "item 1 (#1): pull request #1 appears twice (also",
+        ),
+        ("[" * 5000 + "]" * 5000, "pulls.json: not valid JSON (recursion limit exceeded"),
+        (
+            '[{"number": 1, "title": "t", "state": "open", "extra": ' + "[" * 3000 + "]" * 3000 + "}]",
+            "not valid JSON (recursion limit exceeded",
+        ),
+    ],
+)
 def test_bad_pr_export_is_a_user_error_naming_the_file_and_the_problem(repo, tmp_path, content, expected):
     export = tmp_path / "pulls.json"
     export.write_text(content)
@@ -130,12 +154,22 @@ def test_missing_pr_export_is_a_user_error(repo, tmp_path):
         _build(repo, tmp_path / "out", prs=tmp_path / "missing.json")
 
 
-
-
 def test_unknown_keys_of_a_github_object_are_ignored(repo, tmp_path):
     export = tmp_path / "pulls.json"
-    export.write_text(json.dumps([{"number": 4, "title": "t", "state": "open", "node_id": "x",
-                                   "labels": [{"name": "bug"}], "user": {"login": "ann", "id": 1}}]))
+    export.write_text(
+        json.dumps(
+            [
+                {
+                    "number": 4,
+                    "title": "t",
+                    "state": "open",
+                    "node_id": "x",
+                    "labels": [{"name": "bug"}],
+                    "user": {"login": "ann", "id": 1},
+                }
+            ]
+        )
+    )
     _build(repo, tmp_path / "out", prs=export)
     [document] = _read(tmp_path / "out", PHASE3_FILE)
     assert document["training_content"].startswith("Pull request #4: t\nAuthor: ann\n")

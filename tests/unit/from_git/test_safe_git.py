@@ -11,11 +11,20 @@ from pathlib import Path
 import pytest
 
 from phased_cpt.errors import UserError
-from phased_cpt.from_git import PHASE1_FILE, PHASE2_FILE, PHASE3_FILE, git as git_module
+from phased_cpt.from_git import PHASE1_FILE, PHASE2_FILE, PHASE3_FILE
+from phased_cpt.from_git import git as git_module
 from tests.unit.from_git.repos import build, commit, git, new_repo, read
 
-HOOKS = ("pre-commit", "post-checkout", "post-index-change", "reference-transaction", "pre-auto-gc",
-         "post-rewrite", "fsmonitor-watchman", "post-merge")
+HOOKS = (
+    "pre-commit",
+    "post-checkout",
+    "post-index-change",
+    "reference-transaction",
+    "pre-auto-gc",
+    "post-rewrite",
+    "fsmonitor-watchman",
+    "post-merge",
+)
 
 
 def _touch(markers: Path, name: str) -> str:
@@ -25,14 +34,21 @@ def _touch(markers: Path, name: str) -> str:
 
 def _plant(root: Path, markers: Path) -> Path:
     """A repository with every command-running vector of git config, hooks and attributes set."""
-    repo = new_repo(root, {"app.py": "x = 1\n", "data.bin": "text\n",
-                           ".gitattributes": "* diff=evil filter=evil\n"})
+    repo = new_repo(root, {"app.py": "x = 1\n", "data.bin": "text\n", ".gitattributes": "* diff=evil filter=evil\n"})
     commit(repo, {"app.py": "x = 2\n"}, "Change app", "2024-01-02T10:00:00+00:00")
     git(repo, "checkout", "-q", "-b", "side")
     commit(repo, {"side.py": "y = 1\n"}, "Side work", "2024-01-03T10:00:00+00:00")
     git(repo, "checkout", "-q", "main")
-    git(repo, "merge", "-q", "--no-ff", "-m", "Merge pull request #1 from a/side\n\nSide", "side",
-        date="2024-01-04T10:00:00+00:00")
+    git(
+        repo,
+        "merge",
+        "-q",
+        "--no-ff",
+        "-m",
+        "Merge pull request #1 from a/side\n\nSide",
+        "side",
+        date="2024-01-04T10:00:00+00:00",
+    )
     _add_signed_commit(repo)
     hooks = root / "evil-hooks"
     hooks.mkdir()
@@ -79,11 +95,22 @@ def _add_signed_commit(repo: Path) -> None:
     """A commit object with a (fake) signature header, so `log.showSignature` would call gpg."""
     head = git(repo, "rev-parse", "HEAD").strip()
     tree = git(repo, "rev-parse", "HEAD^{tree}").strip()
-    body = (f"tree {tree}\nparent {head}\nauthor Ada <a@x> 1704200000 +0000\n"
-            "committer Ada <a@x> 1704200000 +0000\ngpgsig -----BEGIN PGP SIGNATURE-----\n \n "
-            "iQEzBAABCAAdFiEEfake\n -----END PGP SIGNATURE-----\n\nSigned commit\n")
-    oid = subprocess.run(["git", "hash-object", "-t", "commit", "-w", "--stdin"], cwd=repo, input=body.encode(),
-                         capture_output=True, check=True).stdout.decode().strip()
+    body = (
+        f"tree {tree}\nparent {head}\nauthor Ada <a@x> 1704200000 +0000\n"
+        "committer Ada <a@x> 1704200000 +0000\ngpgsig -----BEGIN PGP SIGNATURE-----\n \n "
+        "iQEzBAABCAAdFiEEfake\n -----END PGP SIGNATURE-----\n\nSigned commit\n"
+    )
+    oid = (
+        subprocess.run(
+            ["git", "hash-object", "-t", "commit", "-w", "--stdin"],
+            cwd=repo,
+            input=body.encode(),
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .strip()
+    )
     git(repo, "update-ref", "refs/heads/main", oid)
 
 
@@ -98,9 +125,18 @@ def test_no_configured_command_hook_filter_or_driver_runs(planted, tmp_path):
     repo, markers = planted
     summary = build(repo, tmp_path / "out")
     assert sorted(p.name for p in markers.iterdir()) == []
-    assert [d["path"] for d in read(tmp_path / "out", PHASE1_FILE)] == [".gitattributes", "app.py", "data.bin", "side.py"]
+    assert [d["path"] for d in read(tmp_path / "out", PHASE1_FILE)] == [
+        ".gitattributes",
+        "app.py",
+        "data.bin",
+        "side.py",
+    ]
     assert [d["subject"] for d in read(tmp_path / "out", PHASE2_FILE)] == [
-        "Initial commit", "Change app", "Side work", "Signed commit"]
+        "Initial commit",
+        "Change app",
+        "Side work",
+        "Signed commit",
+    ]
     assert [d["number"] for d in read(tmp_path / "out", PHASE3_FILE)] == [1]
     assert summary.output(PHASE2_FILE).documents == 4
 
