@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # `plan` below forks; a parallel tokenizer would hang it
 
 PHASES = ("phase1_foundation.jsonl", "phase2_evolution.jsonl", "phase3_pr_mastery.jsonl")
 

@@ -92,6 +92,8 @@ def classify_merge(
 ) -> MergeKind:
     """Pull request, branch sync or branch merge (see the module docstring)."""
     subject, body = message.subject, message.body
+    if len(parents) > 1 and parents[1] in mainline:
+        return MergeKind("branch-sync", why="the merged-in parent is on the mainline")
     title, _, rest = body.partition("\n")
     if match := _GITHUB_PR.match(subject):
         return MergeKind(
@@ -112,8 +114,6 @@ def classify_merge(
             branch=branch[1] if branch else "",
             body=rest.replace(match[0], "").strip(),
         )
-    if len(parents) > 1 and parents[1] in mainline:
-        return MergeKind("branch-sync", why="the merged-in parent is on the mainline")
     if match := _BRANCH.match(subject):
         merged = match[1].split("/")[-1] if match[1].startswith(("origin/", "upstream/")) else match[1]
         if merged in mainline_names:
