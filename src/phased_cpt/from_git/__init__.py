@@ -131,7 +131,8 @@ def _committed_outputs(out: Path, root: Path) -> list[str]:
         relative = out.resolve().relative_to(root.resolve())
     except ValueError:
         return []
-    return [glob.escape((relative / name).as_posix()) for name in (PHASE1_FILE, PHASE2_FILE, PHASE3_FILE)]
+    outputs = (PHASE1_FILE, PHASE2_FILE, PHASE3_FILE, REPORT_FILE)
+    return [glob.escape((relative / name).as_posix()) for name in outputs]
 
 
 def _check_limits(max_file_bytes: int, max_diff_bytes: int) -> None:

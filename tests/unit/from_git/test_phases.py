@@ -293,14 +293,18 @@ def test_committed_outputs_inside_the_repository_are_not_read_back(tmp_path):
     _git(small, "init", "-q", "-b", "main")
     _commit(
         small,
-        {"a.py": "x = 1\n", f"dataset/{PHASE1_FILE}": '{"training_content": "old"}\n'},
+        {
+            "a.py": "x = 1\n",
+            f"dataset/{PHASE1_FILE}": '{"training_content": "old"}\n',
+            f"dataset/{REPORT_FILE}": '{"outputs": {}}\n',
+        },
         "Commit an earlier dataset",
         "2024-03-01T10:00:00+00:00",
     )
     summary = _build(small, small / "dataset")
     assert [d["path"] for d in _read(small / "dataset", PHASE1_FILE)] == ["a.py"]
-    assert dict(summary.output(PHASE1_FILE).skipped) == {"excluded": 1}
-    assert dict(summary.output(PHASE2_FILE).dropped_file_diffs) == {"excluded": 1}
+    assert dict(summary.output(PHASE1_FILE).skipped) == {"excluded": 2}
+    assert dict(summary.output(PHASE2_FILE).dropped_file_diffs) == {"excluded": 2}
 
 
 def test_missing_repository_is_a_user_error(tmp_path):
