@@ -115,16 +115,67 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def add_from_git(data_sub: argparse._SubParsersAction) -> None:
-    from phased_cpt.from_git import command as from_git
+    from phased_cpt.from_git import (
+        DEFAULT_EXCLUDES,
+        DEFAULT_MAX_DIFF_BYTES,
+        DEFAULT_MAX_FILE_BYTES,
+        PHASE1_FILE,
+        PHASE2_FILE,
+        PHASE3_FILE,
+        REPORT_FILE,
+    )
+    from phased_cpt.from_git.secrets import SECRET_FILE_GLOBS
 
     parser = data_sub.add_parser(
         "from-git",
         help="write the three phase files from a git repository",
-        description="Write phase1_foundation.jsonl (the files at a revision), phase2_evolution.jsonl "
-        "(the commit history) and phase3_pr_mastery.jsonl (pull requests and reviews) from a git repository.",
+        description=f"Build the three phase datasets from a git repository: {PHASE1_FILE} (one document per "
+        f"tracked text file at --rev), {PHASE2_FILE} (one document per non-merge commit, oldest first, with its "
+        f"diff) and {PHASE3_FILE} (one document per pull request of --prs; without --prs, one per pull-request "
+        "or branch merge commit). Secret stores are never written and credential values are redacted. Prints a "
+        f"summary; every item left out is listed with its reason in {REPORT_FILE}. The repository's hooks, "
+        "filters and configured commands never run.",
     )
-    from_git.add_arguments(parser)
-    parser.set_defaults(func=from_git.run, light=True)
+    default_globs = "; ".join(f"{reason}: {' '.join(globs)}" for reason, globs in DEFAULT_EXCLUDES.items())
+    parser.add_argument("repo", metavar="REPO", type=Path, help="path of the git repository (or any directory inside it)")
+    parser.add_argument("--out", metavar="DIR", type=Path, required=True,
+                        help="output directory, created if missing; the three .jsonl files and the report in it "
+                        "are replaced atomically")
+    parser.add_argument("--rev", metavar="REV", default="HEAD",
+                        help="commit whose files make phase 1 and whose history makes phases 2-3 (default: HEAD)")
+    parser.add_argument("--since", metavar="DATE",
+                        help="only commits committed at or after DATE (ISO 8601, e.g. 2024-01-31 or "
+                        "2024-01-31T12:00:00+01:00; UTC when no offset) for phase 2 and the merge-commit fallback "
+                        "of phase 3")
+    parser.add_argument("--max-file-bytes", metavar="N", type=positive_bytes, default=DEFAULT_MAX_FILE_BYTES,
+                        help=f"skip files larger than N bytes in phase 1 (default: {DEFAULT_MAX_FILE_BYTES})")
+    parser.add_argument("--max-diff-bytes", metavar="N", type=positive_bytes, default=DEFAULT_MAX_DIFF_BYTES,
+                        help="cut each commit or pull-request diff at N bytes, marking the cut "
+                        f"'[diff truncated: ...]' (default: {DEFAULT_MAX_DIFF_BYTES})")
+    parser.add_argument("--exclude", metavar="GLOB", action="append", default=[], dest="excludes",
+                        help="also leave out paths matching GLOB, in every phase (repeatable); a glob matches the "
+                        "whole path, a leading directory or one path component, e.g. 'docs/*', '*.csv', 'fixtures'")
+    parser.add_argument("--include", metavar="GLOB", action="append", default=[], dest="includes",
+                        help="keep paths matching GLOB that a default rule would leave out (vendored, lock, "
+                        "generated, data, minified; repeatable); never brings back a secret, and --exclude still wins")
+    parser.add_argument("--default-excludes", dest="use_default_excludes", action=argparse.BooleanOptionalAction,
+                        default=True,
+                        help=f"apply the default rules: the globs ({default_globs}), .gitattributes "
+                        "linguist-vendored/linguist-generated, detected vendored copies and the minified/generated "
+                        "content tests (default: on; --no-default-excludes keeps such files). Secret stores "
+                        f"({' '.join(SECRET_FILE_GLOBS)}) are always left out and credential values always redacted")
+    parser.add_argument("--keep-duplicates", action="store_true",
+                        help="keep documents whose text repeats an earlier one of the same phase "
+                        "(default: left out as 'duplicate')")
+    parser.add_argument("--prs", metavar="FILE_OR_DIR", type=Path,
+                        help="pull-request export for phase 3: a JSON file, or a directory of JSON files, each a "
+                        "list of GitHub REST pull objects with keys 'diff', 'reviews', 'review_comments' (see "
+                        "docs/from-git.md); without it phase 3 uses merge commits")
+    parser.add_argument("--allow-other-owner", action="store_true",
+                        help="read a repository owned by another user (git refuses by default: safe.directory); "
+                        "its hooks, filters and configured commands never run either way")
+    parser.add_argument("--json", action="store_true", help="print the summary as one JSON object instead of a table")
+    parser.set_defaults(func=cmd_from_git, light=True)
 
 
 def add_inference_commands(sub: argparse._SubParsersAction) -> None:
@@ -222,6 +273,31 @@ def add_distributed_commands(sub: argparse._SubParsersAction) -> None:
 
 
 # --- commands ----------------------------------------------------------------------------------
+
+def cmd_from_git(args: argparse.Namespace) -> int:
+    import json
+
+    from phased_cpt.from_git import build_datasets
+
+    summary = build_datasets(args.repo, args.out, rev=args.rev, since=args.since,
+                             max_file_bytes=args.max_file_bytes, excludes=args.excludes,
+                             includes=args.includes, use_default_excludes=args.use_default_excludes,
+                             prs=args.prs, max_diff_bytes=args.max_diff_bytes,
+                             keep_duplicates=args.keep_duplicates, allow_other_owner=args.allow_other_owner)
+    print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.format_table())
+    return 0
+
+
+def positive_bytes(text: str) -> int:
+    """An argparse type: a whole number of bytes above zero."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of bytes, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of bytes, got {value}")
+    return value
+
 
 def run_config(args: argparse.Namespace, announce: bool = False) -> RunConfig:
     """The config of `train` and `plan`: CONFIG, or the embedded quickstart without one; with
