@@ -1,9 +1,11 @@
 """The `phased-cpt` command line: every subcommand's arguments, and for each one function that
 calls into the package and maps errors to exit codes.
 
-Exit codes: 0 success, 2 a user mistake (config, data, arguments; message without traceback),
-3 training diverged, 130 interrupted (143 on SIGTERM). Output for the user is printed here, except
-by the chat REPL (it owns the terminal), `doctor`'s check table and `data from-git`'s summary.
+Exit codes: 0 success, 2 a user mistake (config, data, arguments; one `error:` message without
+traceback), 3 training stopped by the non-finite guard, 130/143 interrupted (SIGINT/SIGTERM). A
+traceback appears only for a bug, or with `--debug` (accepted anywhere on the command line).
+Output for the user is printed here, except by the chat REPL (it owns the terminal), `doctor`'s
+check table and `data from-git`'s summary.
 
 Imports are lazy: `--help`, `validate` and `data from-git` never import torch or transformers,
 so they start in a fraction of a second (tests/unit/test_cli.py checks which modules they load).
@@ -17,6 +19,7 @@ import os
 import shlex
 import signal
 import sys
+import traceback
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,7 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_from_git(data_sub)
     add_inference_commands(sub)
     add_distributed_commands(sub)
+    add_debug_flag(parser, default=False)
     return parser
+
+
+def add_debug_flag(parser: argparse.ArgumentParser, default: object = argparse.SUPPRESS) -> None:
+    """`--debug` on the parser and every subcommand: show the traceback of an error (a
+    subcommand's flag only overrides the top-level default when given)."""
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="on an error, also print its traceback and log debug messages")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                add_debug_flag(subparser)
 
 
 def add_set_argument(parser: argparse.ArgumentParser) -> None:
@@ -220,7 +235,8 @@ def add_inference_commands(sub: argparse._SubParsersAction) -> None:
     merge.add_argument("target", type=Path, metavar="RUN_DIR|ADAPTER_DIR", help="a run directory or an adapter directory")
     add_target_arguments(merge, output_dir=False)
     merge.add_argument("--out", type=Path, required=True, metavar="DIR", help="where to write the merged model")
-    merge.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    merge.add_argument("--force", action="store_true",
+                       help="replace a non-empty --out that an earlier merge wrote (never anything else)")
     merge.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
                        help="merge and save in this dtype (default: the run's model.dtype; auto is float32 on CPU)")
     merge.set_defaults(func=cmd_merge)
@@ -368,7 +384,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(dump_config(cfg), end="")
     problems = []
     for phase in cfg.phases:
-        for scan in scan_phase_files(phase, cfg.data):
+        try:
+            scans = scan_phase_files(phase, cfg.data)
+        except DataError as err:  # an eval_file that is the training data again
+            problems.append(str(err))
+            continue
+        for scan in scans:
             try:
                 scan.raise_if_bad(cfg.data.text_field)
                 skipped = f", {len(scan.rejected)} line(s) to be left out ({scan.duplicates} duplicate(s))"
@@ -466,7 +487,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
     model = target.model if args.dtype is None else target.model.model_copy(update={"dtype": args.dtype})
     logger.info("merging %s into %s", target.adapter_dir, model.name)
-    report = merge_adapter(model, target.adapter_dir, args.out, force=args.force)
+    report = merge_adapter(model, target.adapter_dir, args.out, force=args.force,
+                           run_dir=target.run.path if target.run is not None else None)
     print(
         f"merged {target.active} into {report.out_dir} ({str(report.dtype).removeprefix('torch.')}; "
         f"relative logit error vs base + adapter {report.relative_error:.2e} <= {report.allowed:.0e} "
@@ -535,15 +557,20 @@ def setup_logging() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     with interrupt.guard():  # first: Ctrl-C while importing and loading stops the command (exit 130)
+        args = None
         try:
             parser = build_parser()
             args = parser.parse_args(argv)
             setup_logging()
             if not getattr(args, "light", False):
                 quiet_deepspeed_on_cpu()
+            if args.debug:
+                logging.getLogger("phased_cpt").setLevel(logging.DEBUG)
             return args.func(args)
         except UserError as err:
-            print(f"error: {err}", file=sys.stderr)
+            if args is not None and args.debug:
+                traceback.print_exc()
+            print(f"error: {err}", file=sys.stderr)  # secrets are masked in the message (errors.UserError)
             return err.exit_code
         except KeyboardInterrupt:
             return report_interrupt()

@@ -149,7 +149,7 @@ def check_tokenizer(cfg: RunConfig) -> Check:
     from phased_cpt.modeling import require_eos_token
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(cfg.model.name)
+        tokenizer = AutoTokenizer.from_pretrained(cfg.model.name, trust_remote_code=cfg.model.trust_remote_code)
     except (OSError, ValueError) as err:
         return Check("tokenizer", FAIL, f"cannot load the tokenizer of {cfg.model.name}: {str(err).splitlines()[0]}")
     try:

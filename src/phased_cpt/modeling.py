@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from peft import LoraConfig as PeftLoraConfig
 from peft import PeftModel, get_peft_model, get_peft_model_state_dict, load_peft_weights, set_peft_model_state_dict
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from phased_cpt.config import LoraConfig, ModelConfig
@@ -53,7 +54,9 @@ def require_eos_token(tokenizer: PreTrainedTokenizerBase) -> int:
 
 def load_tokenizer(model: ModelConfig) -> PreTrainedTokenizerBase:
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model.name)
+        # trust_remote_code is always passed: left unset, transformers asks y/N on a terminal and
+        # "y" runs the model directory's code.
+        tokenizer = AutoTokenizer.from_pretrained(model.name, trust_remote_code=model.trust_remote_code)
     except (OSError, ValueError) as err:
         raise UserError(_load_failure("tokenizer", model.name, err)) from None
     require_eos_token(tokenizer)
@@ -67,7 +70,9 @@ def load_base_model(model: ModelConfig) -> PreTrainedModel:
     dtype = resolve_dtype(model.dtype)
     attn = resolve_attn_implementation(model.attn_implementation)
     try:
-        base = AutoModelForCausalLM.from_pretrained(model.name, dtype=dtype, attn_implementation=attn)
+        base = AutoModelForCausalLM.from_pretrained(
+            model.name, dtype=dtype, attn_implementation=attn, trust_remote_code=model.trust_remote_code
+        )
     except (OSError, ValueError, ImportError) as err:
         raise UserError(_load_failure("model", model.name, err)) from None
     base.config.use_cache = False  # training never uses the KV cache
@@ -98,11 +103,26 @@ def attach_lora(base: PreTrainedModel, lora: LoraConfig) -> PeftModel:
     return get_peft_model(base, peft_config)
 
 
-def load_adapter(base: PreTrainedModel, adapter_dir: Path, trainable: bool = False) -> PeftModel:
+ADAPTER_LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError, SafetensorError)
+"""What a missing, truncated or garbage adapter (or one for another model) raises while loading."""
+
+
+def load_adapter(
+    base: PreTrainedModel, adapter_dir: Path, trainable: bool = False, adapter_name: str = "default"
+) -> PeftModel:
     try:
-        return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=trainable)
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot load the LoRA adapter in {adapter_dir}: {err}") from None
+        return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=trainable, adapter_name=adapter_name)
+    except ADAPTER_LOAD_ERRORS as err:
+        raise UserError(adapter_load_failure(adapter_dir, err)) from None
+
+
+def adapter_load_failure(adapter_dir: Path, err: Exception) -> str:
+    detail = str(err).splitlines()[0] if str(err) else ""
+    return (
+        f"cannot load the LoRA adapter in {adapter_dir}: {type(err).__name__}: {detail}; its files are missing, "
+        "truncated or damaged (or it was trained on another model): copy it again, or pick another phase "
+        "(--phase) or a checkpoint (--adapter)"
+    )
 
 
 def read_adapter_weights(adapter_dir: Path) -> dict[str, torch.Tensor]:
@@ -154,6 +174,12 @@ def fingerprint_tensors(tensors: dict[str, torch.Tensor]) -> str:
 
 
 def _load_failure(what: str, name: str, err: Exception) -> str:
+    if "trust_remote_code" in str(err):
+        return (
+            f"cannot load the {what} of model.name {name!r}: it needs the Python code shipped with it, which "
+            "phased-cpt does not run unless model.trust_remote_code: true (dangerous: that code runs with your "
+            "permissions; set it only for a model whose code you have read)"
+        )
     hint = (
         "check the path" if Path(name).expanduser().exists() or name.startswith(("/", ".", "~"))
         else "check the model id, your network access, or point model.name at a local directory"

@@ -223,7 +223,7 @@ def test_nonfinite_losses_stop_the_phase_after_the_configured_count(tiny_model_d
     result = run_cli(["train", str(write_yaml(tmp_path / "c.yaml", cfg))], cwd=tmp_path)
     assert result.returncode == 3, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
-    assert "3 consecutive non-finite losses at step 3" in result.stderr
+    assert "3 consecutive non-finite losses or gradient norms, the last at step 3" in result.stderr
     assert "training.max_nonfinite_losses=3" in result.stderr
     (run_dir,) = (tmp_path / "outputs").iterdir()
     kept = sorted((run_dir / "only").glob("checkpoint-*/COMPLETE"))
@@ -231,6 +231,9 @@ def test_nonfinite_losses_stop_the_phase_after_the_configured_count(tiny_model_d
     weights = load_file(kept[-1].parent / "adapter_model.safetensors")
     assert all(torch.isfinite(t).all() for t in weights.values())  # NaN losses contributed no gradient
     assert not (run_dir / "only" / "adapter").exists()
+    logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in logged if r.get("kind") == "train"]
+    assert train and all(r["loss"] is None and r["perplexity"] is None and r["skipped_steps"] == 1 for r in train)
 
 
 def test_diverging_weights_never_become_the_last_good_checkpoint(tiny_model_dir, tmp_path):

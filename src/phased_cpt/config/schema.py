@@ -5,6 +5,7 @@ involve several keys. Unknown keys, wrong types and contradictions become `Confi
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -34,13 +35,18 @@ AttnImplementation = Literal["auto", "sdpa", "eager", "flash_attention_2"]
 LrScheduler = Literal[
     "cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial"
 ]
-PHASE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+PHASE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+"""A safe directory name: ASCII letters, digits, `_.-`, at most 100 characters."""
+RUN_ENTRY_NAMES = ("config.resolved.yaml", "state.json", "metrics.jsonl", "tensorboard", "eval", "rejected", "wandb")
+"""What the run directory itself holds next to the phase directories (`run_dir.RUN_LAYOUT_NAMES`,
+kept equal by tests/unit/test_config_hostile.py): no phase may be named so, in any case."""
 DEEPSPEED_NAMES = ("zero2", "zero3", "auto")
 DeepSpeedOffload = Literal["none", "optimizer", "optimizer_and_params"]
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # allow_inf_nan=False: `.inf` / `.nan` in any number key is a config error, not a run that diverges.
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
 
 
 class ModelConfig(StrictModel):
@@ -53,6 +59,9 @@ class ModelConfig(StrictModel):
     """Weights dtype. auto: bfloat16 on a GPU that supports it, float32 on CPU."""
     attn_implementation: AttnImplementation = "auto"
     """auto: flash_attention_2 when installed on a GPU, else sdpa."""
+    trust_remote_code: bool = False
+    """DANGEROUS: true runs the Python code shipped in the model directory or hub repository
+    (its `auto_map`) with your permissions. Only for a model whose code you have read."""
 
 
 class LoraConfig(StrictModel):
@@ -107,15 +116,17 @@ class TrainingConfig(StrictModel):
     max_grad_norm: NonNegativeFloat = 1.0
     """0 disables gradient clipping."""
     gradient_checkpointing: bool = True
-    seed: int = 42
+    seed: int = Field(42, ge=0, lt=2**32)
+    """0 <= seed < 2**32 (what numpy's and torch's seeding accept)."""
     logging_steps: PositiveInt = 10
     save_steps: PositiveInt = 200
     save_total_limit: PositiveInt | None = 3
     max_steps: PositiveInt | None = None
     """Cap on optimizer steps per phase (smoke runs); null trains every epoch."""
     max_nonfinite_losses: PositiveInt = 3
-    """Consecutive micro-batches with a NaN/inf loss (each contributes no gradient) before the
-    phase stops with an error; checkpoints written before stay as they are."""
+    """Consecutive optimizer steps skipped because a micro-batch loss or the gradient norm was
+    NaN/inf (no weight moves in such a step) before the phase stops with an error; checkpoints
+    written before stay as they are."""
     lora: LoraConfig = Field(default_factory=LoraConfig)
     performance: PerformanceConfig = Field(default_factory=PerformanceConfig)
 
@@ -176,6 +187,16 @@ class PhaseConfig(StrictModel):
     """Fraction of this phase's training tokens drawn (seeded) from earlier phases' training
     chunks, against forgetting; must be 0 for the first phase."""
 
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, name: str) -> str:
+        if name.lower() in (n.lower() for n in RUN_ENTRY_NAMES):
+            raise ValueError(
+                f"{name!r} is a file or directory of the run directory itself ({', '.join(RUN_ENTRY_NAMES)}); "
+                "choose another phase name"
+            )
+        return name
+
     @field_validator("file", "eval_file")
     @classmethod
     def _resolve_and_check_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
@@ -185,11 +206,21 @@ class PhaseConfig(StrictModel):
         if base_dir is not None and not value.is_absolute():
             value = Path(base_dir) / value
         if (info.context or {}).get("check_files", True) and not value.is_file():
+            what = "is a directory, not a file" if value.is_dir() else "does not exist"
             raise ValueError(
-                f"data file {str(value)!r} does not exist; create it or point the phase at an "
-                "existing JSONL file"
+                f"data file {str(value)!r} {what}; point the phase at an existing JSONL file"
             )
         return value
+
+    @model_validator(mode="after")
+    def _check_eval_file_is_not_the_training_file(self) -> PhaseConfig:
+        if self.eval_file is not None and _same_file(self.file, self.eval_file):
+            raise ValueError(
+                f"eval_file {str(self.eval_file)!r} is the training file itself (the same path, or a link to "
+                "it): evaluation would measure memorization; give a held-out file, or remove eval_file to hold "
+                "out data.eval_ratio of the documents"
+            )
+        return self
 
     def training_for(self, training: TrainingConfig) -> TrainingConfig:
         """The training settings of this phase: the global ones with this phase's overrides."""
@@ -199,6 +230,13 @@ class PhaseConfig(StrictModel):
             if getattr(self, key) is not None
         }
         return training.model_copy(update=overrides)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (check_files=False)
+        return False
 
 
 PHASE_OVERRIDE_KEYS = (

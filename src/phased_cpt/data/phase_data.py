@@ -3,6 +3,8 @@
 `build_phase_data` looks the phase up in the cache (`cache.py`) by a key over its files,
 tokenizer and settings; on a miss it prepares the entry (`prepare.py`), on a hit it only
 memory-maps it (and logs that it did). The returned `PhaseData` reads rows lazily from disk.
+The key holds the files' sha256 taken before reading; the entry is committed only if the bytes
+then read have the same sha256 (a file rewritten meanwhile is an error, never a stale entry).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from transformers import PreTrainedTokenizerBase
 from phased_cpt.config import ContextConfig, DataConfig, PhaseConfig
 from phased_cpt.data.cache import cache_key, cached_entry, file_digest, read_meta, tokenizer_digest
 from phased_cpt.data.jsonl import Rejected
-from phased_cpt.data.prepare import ReplaySource, prepare_phase, tokenize_documents
+from phased_cpt.data.prepare import ReplaySource, prepare_phase
 from phased_cpt.data.rows import RowDataset, open_tokens
+from phased_cpt.data.tokenize import tokenize_documents
 
 logger = logging.getLogger(__name__)
 
@@ -89,14 +92,20 @@ class PhaseData:
             return [Rejected(**json.loads(line)) for line in f]
 
 
+def phase_input_digests(phase: PhaseConfig) -> dict[Path, str]:
+    """sha256 of the phase's files, taken before they are read for the cache entry."""
+    files = [phase.file] + ([phase.eval_file] if phase.eval_file is not None else [])
+    return {path: file_digest(path) for path in files}
+
+
 def phase_cache_key(
     phase: PhaseConfig, data: DataConfig, tokenizer_id: str, context: ContextConfig, seed: int,
-    earlier: Sequence[PhaseData],
+    earlier: Sequence[PhaseData], digests: dict[Path, str],
 ) -> str:
     settings: dict[str, Any] = {
         "phase": phase.name,
-        "file": file_digest(phase.file),
-        "eval_file": file_digest(phase.eval_file) if phase.eval_file is not None else None,
+        "file": digests[phase.file],
+        "eval_file": digests[phase.eval_file] if phase.eval_file is not None else None,
         "eval_ratio": data.eval_ratio if phase.eval_file is None else None,
         "tokenizer": tokenizer_id,
         "text_field": data.text_field,
@@ -122,10 +131,11 @@ def build_phase_data(
         temporary = tempfile.mkdtemp(prefix="phased-cpt-data-")
         cache_dir = Path(temporary)
     tokenizer_id = tokenizer_id or tokenizer_digest(tokenizer)
-    key = phase_cache_key(phase, data, tokenizer_id, context, seed, earlier)
+    digests = phase_input_digests(phase)
+    key = phase_cache_key(phase, data, tokenizer_id, context, seed, earlier, digests)
     sources = [ReplaySource(p.train.dataset.tokens, p.own_chunks) for p in earlier]
     entry, hit = cached_entry(
-        cache_dir, key, lambda out: prepare_phase(out, phase, data, tokenizer, context, seed, sources)
+        cache_dir, key, lambda out: prepare_phase(out, phase, data, tokenizer, context, seed, sources, digests)
     )
     if hit:
         logger.info("%s: reusing prepared data from the cache (%s)", phase.name, entry)

@@ -1,8 +1,8 @@
 """Preparing one phase's data into a cache entry: stream, tokenize, split, chunk, replay, pack.
 
 1. The phase file (and its `eval_file`) is read as a stream (`jsonl.scan_documents`) and
-   tokenized in batches with the fast tokenizer (its Rust core uses every core); ids go straight
-   to `tokens.bin`, so memory holds one batch of text plus a few integers per document.
+   tokenized in batches (`tokenize.py`; a very long document in slices); ids go straight to
+   `tokens.bin`, so memory holds one batch of text plus a few integers per document.
 2. Eval documents are chosen by document, before chunking (`split.py`): no chunk of an eval
    document is ever trained on.
 3. Each document becomes its chunks (`chunking.py`): itself, or overlapping windows when it is
@@ -35,12 +35,12 @@ from transformers import PreTrainedTokenizerBase
 from phased_cpt.config import ContextConfig, DataConfig, PhaseConfig
 from phased_cpt.data.cache import write_meta
 from phased_cpt.data.chunking import LENGTH, START, chunk_document, last_token_is_target, target_tokens
-from phased_cpt.data.jsonl import Document, RecordScan, scan_documents, write_rejected
+from phased_cpt.data.jsonl import Document, RecordScan, check_eval_file, scan_documents, write_rejected
 from phased_cpt.data.packing import pack_best_fit_decreasing, packing_efficiency
 from phased_cpt.data.rows import open_tokens
 from phased_cpt.data.split import split_documents
+from phased_cpt.data.tokenize import document_ids
 from phased_cpt.errors import DataError
-from phased_cpt.modeling import require_eos_token
 
 logger = logging.getLogger(__name__)
 
@@ -71,27 +71,6 @@ class TokenizedDocuments:
     too_long_count: int = 0
 
 
-def tokenize_documents(texts: list[str], tokenizer: PreTrainedTokenizerBase) -> list[list[int]]:
-    """Token ids of each text, with EOS appended after its last token."""
-    eos = require_eos_token(tokenizer)
-    all_ids: list[list[int]] = []
-    for ids in encode_texts(texts, tokenizer):
-        if not ids or ids[-1] != eos:  # some tokenizers (T5-style) already add EOS
-            ids = list(ids) + [eos]
-        all_ids.append(ids)
-    return all_ids
-
-
-def encode_texts(texts: list[str], tokenizer: PreTrainedTokenizerBase) -> list[list[int]]:
-    """`tokenizer(texts, add_special_tokens=True)["input_ids"]`, through the Rust backend's
-    `encode_batch_fast` (no character offsets: ~15% less CPU) when the backend has no truncation
-    or padding configured of its own; otherwise through the tokenizer's usual call."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None or not hasattr(backend, "encode_batch_fast") or backend.truncation or backend.padding:
-        return tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]
-    return [encoding.ids for encoding in backend.encode_batch_fast(texts, add_special_tokens=True)]
-
-
 class TokenWriter:
     """Appends int32 ids to `tokens.bin`; returns where each written array starts."""
 
@@ -108,9 +87,8 @@ class TokenWriter:
 
 def encode_batch(texts: list[str], tokenizer: PreTrainedTokenizerBase) -> tuple[np.ndarray, list[int]]:
     """The ids of `texts` (EOS appended to each) laid end to end, and each one's length."""
-    ids = tokenize_documents(texts, tokenizer)
-    lengths = [len(x) for x in ids]
-    return np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=sum(lengths)), lengths
+    ids = document_ids(texts, tokenizer)
+    return (np.concatenate(ids) if ids else np.zeros(0, dtype=np.int32)), [len(x) for x in ids]
 
 
 _worker_tokenizer: PreTrainedTokenizerBase | None = None  # set before forking the pool
@@ -226,6 +204,15 @@ def replay_chunks(
     return np.array(chosen, dtype=np.int64).reshape(-1, 3)
 
 
+def check_unchanged(scan: RecordScan, expected_sha256: dict[Path, str] | None) -> None:
+    expected = (expected_sha256 or {}).get(scan.path)
+    if expected is not None and scan.sha256 != expected:
+        raise DataError(
+            f"{scan.path} changed while it was being read (is another process writing it?); nothing was cached. "
+            "Run again once the file is complete."
+        )
+
+
 def build_row_table(chunks: np.ndarray, context: ContextConfig) -> tuple[np.ndarray, np.ndarray]:
     """(chunks in row order, row_offsets): one chunk per row, or chunks packed best-fit decreasing."""
     if not context.sample_packing:
@@ -263,9 +250,13 @@ def split_statistics(
 
 def prepare_phase(
     out: Path, phase: PhaseConfig, data: DataConfig, tokenizer: PreTrainedTokenizerBase, context: ContextConfig,
-    seed: int, replay_sources: Sequence[ReplaySource],
+    seed: int, replay_sources: Sequence[ReplaySource], expected_sha256: dict[Path, str] | None = None,
 ) -> None:
-    """Write one phase's cache entry into the empty directory `out` (see `cache.py`)."""
+    """Write one phase's cache entry into the empty directory `out` (see `cache.py`).
+
+    `expected_sha256`: the files' sha256 the entry's key was made from; a file whose bytes read
+    here differ (rewritten meanwhile) is an error, so the entry never holds other data than its key.
+    """
     seen: dict[bytes, str] | None = {} if data.dedup == "exact" else None
     index = TokenizedDocuments()
     scans = [RecordScan(phase.file, data.on_bad_record)]
@@ -273,12 +264,15 @@ def prepare_phase(
         writer = TokenWriter(f)
         tokenize_stream(scan_documents(phase.file, data.text_field, scans[0], seen), tokenizer, writer,
                         index, context.max_tokens, tokenizer_processes(phase.file))
+        check_unchanged(scans[0], expected_sha256)
         scans[0].raise_if_bad(data.text_field)
         train_count = len(index.lengths)
         if phase.eval_file is not None:
             scans.append(RecordScan(phase.eval_file, data.on_bad_record))
             tokenize_stream(scan_documents(phase.eval_file, data.text_field, scans[1], seen), tokenizer, writer,
                             index, context.max_tokens, tokenizer_processes(phase.eval_file))
+            check_unchanged(scans[1], expected_sha256)
+            check_eval_file(*scans)
             scans[1].raise_if_bad(data.text_field)
             train_docs, eval_docs = list(range(train_count)), list(range(train_count, len(index.lengths)))
         else:

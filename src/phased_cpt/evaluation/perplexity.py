@@ -72,5 +72,7 @@ def evaluate_rows(
 
 
 def perplexity_of(loss: float) -> float:
-    """exp(loss), as inf where it would overflow."""
+    """exp(loss), as inf where it would overflow; NaN for a NaN loss."""
+    if math.isnan(loss):
+        return math.nan
     return math.exp(loss) if loss < 80 else math.inf

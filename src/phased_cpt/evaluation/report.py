@@ -36,9 +36,13 @@ def build_report(run: RunDir) -> str:
     lines += ["", f"Total: {len(state['finished_phases'])} phase(s), {_duration(total_seconds)}, {total_tokens:,} tokens."]
     forgetting_file = run.eval_dir / "forgetting.json"
     if forgetting_file.is_file():
-        matrix = ForgettingMatrix.load(forgetting_file)
-        lines += ["", "## Forgetting matrix (perplexity on each phase's held-out documents)", "", matrix.to_markdown().rstrip(),
-                  "", "![forgetting](forgetting.png)"]
+        lines += ["", "## Forgetting matrix (perplexity on each phase's held-out documents)", ""]
+        try:
+            table = ForgettingMatrix.load(forgetting_file).to_markdown().rstrip()
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            lines.append(f"(not shown: {forgetting_file} is damaged: {type(err).__name__}: {err})")
+        else:
+            lines += [table, "", "![forgetting](forgetting.png)"]
     lines += ["", "## Curves", "", "![curves](curves.png)", ""]
     return "\n".join(lines)
 

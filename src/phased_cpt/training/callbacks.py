@@ -4,6 +4,7 @@ documented override points (`phase.PhaseTrainer.compute_loss`), never by patchin
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -69,6 +70,8 @@ class MetricsCallback(TrainerCallback):
             values |= self.throughput.values(values["tokens_per_second"] / args.world_size)
         if logs.get("grad_norm") is not None:
             values["grad_norm"] = float(logs["grad_norm"])
+        if "skipped_steps" in logs:  # optimizer steps skipped for a non-finite loss or gradient (NonFiniteGuard)
+            values["skipped_steps"] = int(logs["skipped_steps"])
         self._train_seconds, self._last_tokens = 0.0, tokens
         self.latest = values
         self.sink.log(self.step_offset + state.global_step, self.phase, values)
@@ -111,9 +114,10 @@ class ProgressCallback(TrainerCallback):
         latest = self.metrics.latest
         if latest:
             self.bar.set_postfix_str(
-                f"loss={latest['loss']:.4f} ppl={latest['perplexity']:.2f} "
+                f"loss={_shown(latest['loss'], '.4f')} ppl={_shown(latest['perplexity'], '.2f')} "
                 f"lr={latest['learning_rate']:.2e} tok/s={latest['tokens_per_second']:.0f}"
-                + (f" mfu={latest['mfu']:.1%}" if "mfu" in latest else ""),
+                + (f" mfu={latest['mfu']:.1%}" if "mfu" in latest else "")
+                + (f" skipped={latest['skipped_steps']}" if latest.get("skipped_steps") else ""),
                 refresh=False,
             )
 
@@ -122,6 +126,11 @@ class ProgressCallback(TrainerCallback):
             self.bar.close()
             self.bar = None
 
+
+
+def _shown(value: float, spec: str) -> str:
+    """A value for the progress bar; a NaN/inf is shown as such, never as a number."""
+    return format(value, spec) if math.isfinite(value) else "non-finite"
 
 
 class EvalCallback(TrainerCallback):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -27,8 +28,8 @@ from transformers.trainer_callback import ProgressCallback as HFProgressCallback
 from phased_cpt.config import ContextConfig, TrainingConfig
 from phased_cpt.data.collate import make_collator
 from phased_cpt.data.phase_data import PhaseData
-from phased_cpt.errors import TrainingDiverged
 from phased_cpt.training.deepspeed_plan import DeepSpeedPlan
+from phased_cpt.training.nonfinite import NonFiniteGuard
 from phased_cpt.training.throughput import checkpointing_kwargs, resolve_liger, resolve_optimizer
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,8 @@ class PhaseOutput:
 @dataclass
 class PhaseResult:
     steps: int
-    train_loss: float
+    train_loss: float | None
+    """Mean training loss of the phase; None when a step's loss was non-finite (skipped)."""
     tokens: int
     seconds: float
     stopped_early: bool
@@ -111,35 +113,29 @@ def training_arguments(
 
 
 class PhaseTrainer(Trainer):
-    """The HF Trainer with a guard against non-finite losses.
-
-    A micro-batch whose loss is NaN/inf contributes a zero gradient instead of poisoning the
-    weights; after `max_nonfinite_losses` such micro-batches in a row the phase stops with
-    `TrainingDiverged`. `compute_loss` is the Trainer's documented override point.
-    """
+    """The HF Trainer with `NonFiniteGuard`; `compute_loss` and `log` are the Trainer's documented
+    override points. A logged loss or gradient norm that is non-finite reaches the metrics as NaN
+    (null in metrics.jsonl), never as a number."""
 
     def __init__(self, *args, max_nonfinite_losses: int, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.max_nonfinite_losses = max_nonfinite_losses
-        self.nonfinite_in_a_row = 0
+        self.guard = NonFiniteGuard(max_nonfinite_losses)
+        self.add_callback(self.guard)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         result = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
         loss = result[0] if return_outputs else result
-        if torch.isfinite(loss.detach()).all():
-            self.nonfinite_in_a_row = 0
+        finite = bool(torch.isfinite(loss.detach()).all())
+        self.guard.loss_seen(finite)
+        if finite:
             return result
-        self.nonfinite_in_a_row += 1
-        if self.nonfinite_in_a_row >= self.max_nonfinite_losses:
-            raise TrainingDiverged(
-                f"{self.nonfinite_in_a_row} consecutive non-finite losses at step {self.state.global_step + 1} "
-                f"(training.max_nonfinite_losses={self.max_nonfinite_losses}); the phase stopped. Checkpoints "
-                "written before are untouched. Lower training.learning_rate, keep training.max_grad_norm > 0, "
-                "use bfloat16 rather than float16, or check the data of this phase."
-            )
-        logger.warning("non-finite loss at step %d: this micro-batch contributes no gradient", self.state.global_step + 1)
         zero = sum((p.sum() * 0.0 for p in model.parameters() if p.requires_grad), torch.zeros((), device=loss.device))
         return (zero, result[1]) if return_outputs else zero
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:
+            self.guard.amend_log(logs)
+        super().log(logs, start_time)
 
 
 def train_phase(
@@ -175,9 +171,11 @@ def train_phase(
     stopped_early = trainer.state.global_step < trainer.state.max_steps
     if not stopped_early:
         save_adapter(trainer, output.adapter_dir)
+    train_loss = float(trained.training_loss)
+    known = math.isfinite(train_loss) and not trainer.guard.nonfinite_loss_steps
     return PhaseResult(
         steps=trainer.state.global_step,
-        train_loss=float(trained.training_loss),
+        train_loss=train_loss if known else None,
         tokens=int(trainer.state.num_input_tokens_seen),
         seconds=seconds,
         stopped_early=stopped_early,
