@@ -20,17 +20,15 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from phased_cpt.config import LoraConfig, ModelConfig
 from phased_cpt.errors import UserError
+from phased_cpt.memory import training_dtype
 
 logger = logging.getLogger(__name__)
 
 
 def resolve_dtype(name: str) -> torch.dtype:
-    """auto: bfloat16 on a GPU that supports it, else float32 (CPU, or GPUs without bf16)."""
-    if name == "auto":
-        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    return getattr(torch, name)
+    """auto: bfloat16 on a GPU that supports it, else float32 (CPU, or GPUs without bf16); the
+    rule is `memory.training_dtype`, which the memory estimate uses too."""
+    return getattr(torch, training_dtype(name, torch.cuda.is_available() and torch.cuda.is_bf16_supported()))
 
 
 def resolve_attn_implementation(name: str) -> str:

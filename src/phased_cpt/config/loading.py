@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from phased_cpt.config.legacy import is_legacy_config, translate_legacy_config
+from phased_cpt.config.legacy import TRANSLATED, is_legacy_config, translate_legacy_config
 from phased_cpt.config.schema import RunConfig, default_phases
 from phased_cpt.errors import ConfigError
 
@@ -138,11 +138,8 @@ def load_config(
     data = base_data if base_data is not None else (read_yaml(path) if path else {})
     warnings: list[str] = []
     if is_legacy_config(data):
-        data, notes = translate_legacy_config(data)
-        warnings.append(
-            "this config uses the older tool's layout; it was translated "
-            "(`phased-cpt validate CONFIG --print-translated` prints the new layout)"
-        )
+        data, notes = translate_legacy_config(data, path.resolve().parent if path else None)
+        warnings.append(TRANSLATED)
         warnings.extend(notes)
     problems: list[str] = []
     data = interpolate_env(data, problems=problems)

@@ -11,6 +11,7 @@ import json
 import logging
 import shutil
 import tempfile
+import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -124,11 +125,15 @@ def build_phase_data(
     tokenizer_id = tokenizer_id or tokenizer_digest(tokenizer)
     key = phase_cache_key(phase, data, tokenizer_id, context, seed, earlier)
     sources = [ReplaySource(p.train.dataset.tokens, p.units) for p in earlier]
+    started = time.perf_counter()
     entry, hit = cached_entry(
         cache_dir, key, lambda out: prepare_phase(out, phase, data, tokenizer, context, seed, sources)
     )
     if hit:
         logger.info("%s: reusing prepared data from the cache (%s)", phase.name, entry)
+    else:
+        logger.info("%s: data prepared in %.1f s (read, tokenized, chunked, packed; cached in %s)", phase.name,
+                    time.perf_counter() - started, entry)
     phase_data = load_phase_data(entry, phase.name, context.sample_packing, hit)
     if temporary is not None:
         weakref.finalize(phase_data, shutil.rmtree, temporary, True)

@@ -268,6 +268,16 @@ def split_statistics(
     }
 
 
+def counted(documents: Iterable[Document], phase: str) -> Iterable[Document]:
+    """`documents`, drawing a progress bar of the documents read and tokenized (rank 0 only)."""
+    from tqdm.auto import tqdm
+
+    from phased_cpt.distributed import is_main_process
+
+    return tqdm(documents, desc=f"{phase}: tokenizing", unit=" documents", leave=False, dynamic_ncols=True,
+                disable=not is_main_process(), mininterval=0.5)
+
+
 def prepare_phase(
     out: Path, phase: PhaseConfig, data: DataConfig, tokenizer: PreTrainedTokenizerBase, context: ContextConfig,
     seed: int, replay_sources: Sequence[ReplaySource],
@@ -278,14 +288,14 @@ def prepare_phase(
     scans = [RecordScan(phase.file, data.on_bad_record)]
     with open(out / "tokens.bin", "wb") as f:
         writer = TokenWriter(f)
-        tokenize_stream(scan_documents(phase.file, data.text_field, scans[0], seen), tokenizer, writer,
-                        index, context.max_tokens, tokenizer_processes(phase.file))
+        tokenize_stream(counted(scan_documents(phase.file, data.text_field, scans[0], seen), phase.name), tokenizer,
+                        writer, index, context.max_tokens, tokenizer_processes(phase.file))
         scans[0].raise_if_bad(data.text_field)
         train_count = len(index.lengths)
         if phase.eval_file is not None:
             scans.append(RecordScan(phase.eval_file, data.on_bad_record))
-            tokenize_stream(scan_documents(phase.eval_file, data.text_field, scans[1], seen), tokenizer, writer,
-                            index, context.max_tokens, tokenizer_processes(phase.eval_file))
+            tokenize_stream(counted(scan_documents(phase.eval_file, data.text_field, scans[1], seen), phase.name),
+                            tokenizer, writer, index, context.max_tokens, tokenizer_processes(phase.eval_file))
             scans[1].raise_if_bad(data.text_field)
             train_docs, eval_docs = list(range(train_count)), list(range(train_count, len(index.lengths)))
         else:

@@ -8,6 +8,7 @@ finished phases and continues the current one from its latest complete checkpoin
 from __future__ import annotations
 
 import logging
+import time
 
 from transformers import set_seed
 
@@ -39,11 +40,14 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
 
     `resume`: a run directory or "latest" to continue instead of starting a new run.
     """
+    started = time.time()
     deepspeed = plan_deepspeed(cfg)
     init_distributed(deepspeed)
     set_seed(cfg.training.seed)
     tokenizer = load_tokenizer(cfg.model)
+    preparing = time.perf_counter()
     phase_data = build_run_data(cfg.phases, cfg.data, tokenizer, cfg.context, cfg.training.seed, resolve_cache_dir(cfg.data))
+    preparation_seconds = time.perf_counter() - preparing
     logger.info("%s", format_plan(plan_phases(cfg.phases, cfg.training, cfg.context, phase_data), cfg.context))
 
     run = rank_zero_run_dir(resume_run, cfg, resume) if resume else rank_zero_run_dir(start_run, cfg)
@@ -58,6 +62,8 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
     sink = open_sink(run, cfg.tensorboard, cfg.wandb, cfg.model_dump(mode="json", exclude={"wandb"}),
                      resume_point(run, pending[0].name)[1] if resume and pending else None)
     evaluator = RunEvaluator(run, phase_data, make_collator(tokenizer, cfg.context), cfg.evaluation, sink)
+    # the report's wall time: each session from its start, with data preparation apart
+    sink.event("session_start", time=started, preparation_seconds=preparation_seconds, resumed=resume is not None)
     try:
         with stop_on_signals() as stop:
             evaluator.before_training(model)
@@ -67,6 +73,7 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
                 evaluator.after_phase(model, phase.name, run.finished_steps() + result.steps)
                 finish_phase(model, phase, result, run, sink)
     finally:
+        sink.event("session_end", time=time.time())
         sink.close()
         write_report(run)
     return run
@@ -107,7 +114,7 @@ def finish_phase(model, phase: PhaseConfig, result: PhaseResult, run: RunDir, si
     end_step = run.finished_steps() + result.steps
     fingerprint = fingerprint_adapter(model)
     sink.event("phase_end", phase=phase.name, step=end_step, steps=result.steps,
-               train_loss=result.train_loss, adapter_sha256=fingerprint)
+               train_loss=result.train_loss, adapter_sha256=fingerprint, time=time.time())
     run.mark_done(phase.name, steps=result.steps, train_loss=result.train_loss, tokens=result.tokens,
                   seconds=result.seconds, adapter_sha256=fingerprint)
     logger.info("%s done: %d steps, adapter in %s", phase.name, result.steps, run.adapter_dir(phase.name))
