@@ -65,7 +65,7 @@ SAME_MEANING: dict[str, str] = {
 SPECIAL = (
     "wandb.api_key", "wandb.entity", "model.type", "training.bf16", "training.fp16", "training.tf32",
     "training.sample_packing", "dataset.output_dir", "dataset.train_split",
-    "phased_training.phases", "tensorboard",
+    "phased_training.phases",
 )
 LEGACY_KEYS = tuple(SAME_MEANING) + SPECIAL
 """Every key of the older tool's config.yaml (its README's tables and its code's reads)."""
@@ -164,9 +164,6 @@ def translate_legacy_config(old: dict[str, Any], config_dir: Path | None = None)
     translate_dataset_and_phases(rest, new, notes)
     translate_deepspeed(new, notes, config_dir)
 
-    found, value = _take(rest, "tensorboard")
-    if found:
-        new["tensorboard"] = value
     reject_unknown_keys(rest)
     for key, value in rest.items():  # wandb/model/training leftovers and new-layout sections: validation judges them
         if isinstance(value, dict) and not value:

@@ -283,7 +283,9 @@ class RunPlan:
     """The GPU model the memory and time are for."""
     deepspeed: str
     memory: dict | None
-    """Bytes per GPU ('gpu_bytes', 'peak_bytes', 'describe'; with Liger too when it may run), or None."""
+    """Per GPU, for the longest row ('row_tokens'): 'gpu_bytes', 'peak_bytes', 'describe' without Liger
+    ('no_liger') and with it ('liger'), as the config may run; the GPU's memory ('gpu_memory_bytes').
+    None when the model's config.json is not found."""
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -322,7 +324,7 @@ def plan_run(
     plans = plan_phases(cfg.phases, cfg.training, cfg.context, phase_rows, world_size, cfg.evaluation)
     if cfg.context.sample_packing:
         notes.append("context.sample_packing: true packs several documents per row: fewer rows and steps "
-                     "than one document per row (the older tool's sample_packing never packed)")
+                     "than one document per row")
     return cost_run(cfg, plans, phase_rows, world_size, nodes, gpu_model, model_config, notes)
 
 
@@ -362,9 +364,12 @@ def cost_run(
         return RunPlan(plans, world_size, nodes, gpu.name, describe_deepspeed(deepspeed), None, notes, warnings)
     setting = cfg.training.performance.liger_kernel
     liger_cases = [False, True] if setting == "auto" else [setting is True]
-    memory = {}
+    # the peak comes with the longest row: max_tokens when packed, else the longest document or chunk
+    longest_row = cfg.context.max_tokens if cfg.context.sample_packing else int(max(
+        (int(rows.segment_lengths.max()) for rows in phase_rows.values() if len(rows.segment_lengths)), default=1))
+    memory = {"row_tokens": longest_row}
     for liger in liger_cases:
-        estimate = estimate_run_memory(shape, cfg.model, cfg.training, cfg.context.max_tokens, bf16_supported=True,
+        estimate = estimate_run_memory(shape, cfg.model, cfg.training, longest_row, bf16_supported=True,
                                        liger=liger, zero_stage=stage, world_size=world_size, offload=offload)
         memory["liger" if liger else "no_liger"] = {
             "gpu_bytes": estimate.gpu_bytes, "peak_bytes": estimate.peak_bytes, "describe": estimate.describe()}
@@ -451,7 +456,8 @@ def format_run_plan(run: RunPlan, context: ContextConfig, training: TrainingConf
                 need = run.memory[key]["gpu_bytes"]
                 verdict = "fits" if need <= have else "does NOT fit"
                 parts.append(f"~{gib(need)} {label} ({verdict}; {run.memory[key]['describe']})")
-        lines.append(f"memory per GPU ({run.gpu}, {gib(have)}): " + "; ".join(parts))
+        lines.append(f"memory per GPU ({run.gpu}, {gib(have)}; rows of {run.memory['row_tokens']:,} tokens): "
+                     + "; ".join(parts))
     if run.seconds is not None:
         low, mid, high = run.seconds
         per_phase = ", ".join(f"{p.phase} ~{format_duration(p.seconds)}" for p in run.phases)
