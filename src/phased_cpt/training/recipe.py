@@ -16,7 +16,7 @@ from phased_cpt.config import PhaseConfig, RunConfig
 from phased_cpt.data.cache import resolve_cache_dir
 from phased_cpt.data.collate import check_packing_model, make_collator
 from phased_cpt.data.phase_data import PhaseData, build_run_data, save_rejected
-from phased_cpt.data.plan import format_plan, plan_phases
+from phased_cpt.data.plan import format_plan, plan_phases, plan_warnings
 from phased_cpt.distributed import (
     DeepSpeedPlan, fingerprint_adapter, init_distributed, model_for_next_phase, plan_deepspeed, rank_zero_run_dir,
 )
@@ -48,7 +48,10 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
     preparing = time.perf_counter()
     phase_data = build_run_data(cfg.phases, cfg.data, tokenizer, cfg.context, cfg.training.seed, resolve_cache_dir(cfg.data))
     preparation_seconds = time.perf_counter() - preparing
-    logger.info("%s", format_plan(plan_phases(cfg.phases, cfg.training, cfg.context, phase_data), cfg.context))
+    plans = plan_phases(cfg.phases, cfg.training, cfg.context, phase_data, evaluation=cfg.evaluation)
+    logger.info("%s", format_plan(plans, cfg.context))
+    for warning in plan_warnings(plans, cfg.training, cfg.evaluation):
+        logger.warning("warning: %s", warning)
 
     run = rank_zero_run_dir(resume_run, cfg, resume) if resume else rank_zero_run_dir(start_run, cfg)
     logger.info("run directory: %s%s", run.path, " (resumed)" if resume else "")
