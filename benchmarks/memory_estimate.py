@@ -62,57 +62,62 @@ def h100_table() -> None:
               f"{memory / peak - 1:+.1%} | {tokens_per_second:,} | {speed:,.0f} | {speed / tokens_per_second - 1:+.1%} |")
 
 
-def cpu_steps() -> None:
+def cpu_step_bytes(c: dict) -> tuple[int, object]:
+    """(bytes one real training step adds on this CPU, the estimate) for one case."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, Qwen2Config
 
     from tests.memory_tracker import LiveBytes
 
+    config = dict(vocab_size=c["vocab"], hidden_size=c["hidden"], intermediate_size=c["intermediate"],
+                  num_hidden_layers=c["layers"], num_attention_heads=c["heads"], num_key_value_heads=2,
+                  tie_word_embeddings=c["tied"], use_cache=False)
+    torch.manual_seed(0)
+    dtype = torch.bfloat16 if c["dtype"] == "bfloat16" else torch.float32
+    model = AutoModelForCausalLM.from_config(Qwen2Config(**config), dtype=dtype, attn_implementation="sdpa")
+    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=c["dropout"], target_modules=c["targets"]))
+    if c["checkpointing"]:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, foreach=True)
+    ids = torch.randint(0, c["vocab"], (1, c["tokens"]))
+
+    def step():
+        for _ in range(c["accumulate"]):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+                loss = model(input_ids=ids, labels=ids).loss
+            loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step()  # Adam's states exist from here on
+    known = list(model.parameters()) + [t for state in optimizer.state.values() for t in state.values()]
+    with LiveBytes(known) as live:
+        step()
+    settings = training(gradient_checkpointing=c["checkpointing"], gradient_accumulation_steps=c["accumulate"],
+                        lora={"r": 16, "alpha": 32, "dropout": c["dropout"], "target_modules": c["targets"]})
+    estimate = estimate_memory(shape_from_config(config | {"model_type": "qwen2"}), settings, c["tokens"],
+                               dtype=c["dtype"], device="cpu")
+    return live.peak, estimate
+
+
+def cpu_steps() -> None:
     cases = [
         dict(), dict(vocab=16000), dict(checkpointing=False), dict(tokens=1024), dict(dtype="float32"),
         dict(dtype="float32", checkpointing=False), dict(dropout=0.0), dict(targets=["q_proj", "v_proj"]),
         dict(accumulate=2), dict(layers=6, tokens=512), dict(hidden=256, intermediate=688, heads=8, tokens=512, vocab=4000),
         dict(tied=True, vocab=8000),
     ]
+    defaults = dict(hidden=128, intermediate=352, layers=2, heads=4, vocab=1000, tokens=256, checkpointing=True,
+                    dtype="bfloat16", dropout=0.05, targets=ALL, accumulate=1, tied=False)
     print("| case | measured MB | estimated MB | error | peak at |")
     print("|---|---|---|---|---|")
     for case in cases:
-        c = dict(hidden=128, intermediate=352, layers=2, heads=4, vocab=1000, tokens=256, checkpointing=True,
-                 dtype="bfloat16", dropout=0.05, targets=ALL, accumulate=1, tied=False) | case
-        config = dict(vocab_size=c["vocab"], hidden_size=c["hidden"], intermediate_size=c["intermediate"],
-                      num_hidden_layers=c["layers"], num_attention_heads=c["heads"], num_key_value_heads=2,
-                      tie_word_embeddings=c["tied"], use_cache=False)
-        torch.manual_seed(0)
-        dtype = torch.bfloat16 if c["dtype"] == "bfloat16" else torch.float32
-        model = AutoModelForCausalLM.from_config(Qwen2Config(**config), dtype=dtype, attn_implementation="sdpa")
-        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=c["dropout"],
-                                                 target_modules=c["targets"]))
-        if c["checkpointing"]:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.train()
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, foreach=True)
-        ids = torch.randint(0, c["vocab"], (1, c["tokens"]))
-
-        def step():
-            for _ in range(c["accumulate"]):
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
-                    loss = model(input_ids=ids, labels=ids).loss
-                loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-
-        step()
-        known = list(model.parameters()) + [t for state in optimizer.state.values() for t in state.values()]
-        with LiveBytes(known) as live:
-            step()
-        settings = training(gradient_checkpointing=c["checkpointing"], gradient_accumulation_steps=c["accumulate"],
-                            lora={"r": 16, "alpha": 32, "dropout": c["dropout"], "target_modules": c["targets"]})
-        estimate = estimate_memory(shape_from_config(config | {"model_type": "qwen2"}), settings, c["tokens"],
-                                   dtype=c["dtype"], device="cpu")
+        measured, estimate = cpu_step_bytes(defaults | case)
         estimated = estimate.activations_bytes + estimate.logits_bytes + estimate.gradients_bytes
         label = ", ".join(f"{k}={v}" for k, v in case.items()) or "defaults"
-        print(f"| {label} | {live.peak / 1e6:.3f} | {estimated / 1e6:.3f} | {estimated / live.peak - 1:+.1%} | "
+        print(f"| {label} | {measured / 1e6:.3f} | {estimated / 1e6:.3f} | {estimated / measured - 1:+.1%} | "
               f"{estimate.peak_at} |")
 
 

@@ -298,13 +298,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     with contextlib.redirect_stdout(sys.stderr):  # libraries print notices on import; stdout is the plan only
-        from phased_cpt.data.plan import BYTES_PER_TOKEN, format_run_plan, plan_json, plan_run
+        from phased_cpt.data.plan import BYTES_PER_TOKEN
+        from phased_cpt.planning import format_run_plan, plan_run, run_plan_json
 
         world = args.gpus * args.nodes if args.gpus else None
         run = plan_run(cfg, world, args.nodes, args.gpu_model, args.model_config,
                        args.bytes_per_token or BYTES_PER_TOKEN)
     if args.json:
-        print(json.dumps(plan_json(run.phases, cfg.context, run), indent=2))
+        print(json.dumps(run_plan_json(run, cfg.context), indent=2))
     else:
         print(format_run_plan(run, cfg.context, cfg.training))
     return 0

@@ -20,7 +20,15 @@ import torch
 
 from phased_cpt.config import RunConfig, load_config
 from phased_cpt.errors import UserError
-from phased_cpt.memory import DTYPE_BYTES, GiB, estimate_run_memory, gib, model_shape, parameters_from_size, training_dtype
+from phased_cpt.memory import (
+    DTYPE_BYTES,
+    GiB,
+    estimate_run_memory,
+    gib,
+    model_shape,
+    parameters_from_size,
+    training_dtype,
+)
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 HEADROOM = 0.9

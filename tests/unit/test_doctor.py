@@ -11,7 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from phased_cpt.cli import main
-from phased_cpt.config import ModelConfig, TrainingConfig
+from phased_cpt.config import ModelConfig
 from phased_cpt.doctor import FAIL, PASS, WARN, checkpoint_bytes, has_failures, run_checks
 from phased_cpt.memory import model_shape, parameters_from_size, shape_from_config
 from tests.conftest import bundled_texts, write_jsonl

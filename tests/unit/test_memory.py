@@ -18,8 +18,15 @@ from phased_cpt.config import ModelConfig, TrainingConfig
 from phased_cpt.flops import Workload, estimate_seconds, operators_per_layer
 from phased_cpt.gpus import gpu_spec
 from phased_cpt.memory import (
-    GiB, ModelShape, estimate_memory, estimate_run_memory, layer_activation_bytes, locate_model_config,
-    read_model_config, shape_from_config, training_dtype,
+    GiB,
+    ModelShape,
+    estimate_memory,
+    estimate_run_memory,
+    layer_activation_bytes,
+    locate_model_config,
+    read_model_config,
+    shape_from_config,
+    training_dtype,
 )
 from phased_cpt.modeling import resolve_dtype
 from tests.memory_tracker import LiveBytes

@@ -14,16 +14,16 @@ well); `steps` optimizer steps as the HF Trainer counts them for this world size
 scheduler's warm-up steps; `evals` and `saves` how often the phase is evaluated (its end
 included) and checkpointed; `replay` the tokens copied from earlier phases.
 
-`plan` adds what a run on GPUs will cost (`plan_run`): memory per GPU (`memory.py`, from the
-model's config.json only) and time (`flops.py`), and warnings for settings that make a phase
-train differently than it reads. When the tokenizer cannot be loaded here, token counts are
-estimated from the documents' bytes (`BYTES_PER_TOKEN`) and the plan says so.
+`plan_warnings` names the settings that make a phase train differently than it reads. When the
+tokenizer cannot be loaded here, `prepare_plan_rows` estimates token counts from the documents'
+bytes (`BYTES_PER_TOKEN`) through the same split, chunking and packing, and says so. What a run
+costs on GPUs (memory, time) is `phased_cpt/planning.py`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -272,136 +272,31 @@ def estimate_phase_rows(
     )
 
 
-# --- the whole run: data, memory, time --------------------------------------------------------
+# --- every phase of a run --------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class RunPlan:
-    phases: list[PhasePlan]
-    world_size: int
-    nodes: int
-    gpu: str | None
-    """The GPU model the memory and time are for."""
-    deepspeed: str
-    memory: dict | None
-    """Per GPU, for the longest row ('row_tokens'): 'gpu_bytes', 'peak_bytes', 'describe' without Liger
-    ('no_liger') and with it ('liger'), as the config may run; the GPU's memory ('gpu_memory_bytes').
-    None when the model's config.json is not found."""
-    notes: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def seconds(self) -> tuple[float, float, float] | None:
-        if any(p.seconds is None for p in self.phases):
-            return None
-        return (sum(p.seconds_low for p in self.phases), sum(p.seconds for p in self.phases),
-                sum(p.seconds_high for p in self.phases))
-
-
-def plan_run(
-    cfg: RunConfig, world_size: int | None = None, nodes: int = 1, gpu_model: str | None = None,
-    model_config: Path | None = None, bytes_per_token: float = BYTES_PER_TOKEN,
-) -> RunPlan:
-    """Prepare (or load from the cache) every phase's data and plan it, without loading the
-    model's weights; when the tokenizer cannot be loaded here, estimate the tokens instead."""
-    from phased_cpt.distributed import world_size as launched_world_size
+def prepare_plan_rows(cfg: RunConfig, bytes_per_token: float = BYTES_PER_TOKEN) -> tuple[dict[str, PhaseRows], list[str]]:
+    """Every phase's rows: prepared with the tokenizer (or loaded from the cache), or, when the
+    tokenizer cannot be loaded here, estimated from the documents' bytes; and notes saying which."""
     from phased_cpt.errors import UserError
     from phased_cpt.modeling import load_tokenizer
 
-    world_size = world_size or launched_world_size()
     notes: list[str] = []
     try:
         tokenizer = load_tokenizer(cfg.model)
     except UserError as err:
         reason = str(err).splitlines()[0]
         notes.append(f"token counts are estimated at {bytes_per_token:g} bytes per token, not counted: {reason}")
-        phase_rows = {p.name: estimate_phase_rows(p, cfg.data, cfg.context, cfg.training.seed, bytes_per_token)
-                      for p in cfg.phases}
+        rows = {p.name: estimate_phase_rows(p, cfg.data, cfg.context, cfg.training.seed, bytes_per_token)
+                for p in cfg.phases}
         if any(p.replay_ratio > 0 for p in cfg.phases):
             notes.append("replay is not in the estimated counts (it needs the tokenized chunks)")
     else:
         built = build_run_data(cfg.phases, cfg.data, tokenizer, cfg.context, cfg.training.seed, resolve_cache_dir(cfg.data))
-        phase_rows = {name: PhaseRows.of(data) for name, data in built.items()}
-    plans = plan_phases(cfg.phases, cfg.training, cfg.context, phase_rows, world_size, cfg.evaluation)
+        rows = {name: PhaseRows.of(data) for name, data in built.items()}
     if cfg.context.sample_packing:
         notes.append("context.sample_packing: true packs several documents per row: fewer rows and steps "
                      "than one document per row")
-    return cost_run(cfg, plans, phase_rows, world_size, nodes, gpu_model, model_config, notes)
-
-
-def cost_run(
-    cfg: RunConfig, plans: list[PhasePlan], phase_rows: dict[str, PhaseRows], world_size: int, nodes: int,
-    gpu_model: str | None, model_config: Path | None, notes: list[str],
-) -> RunPlan:
-    """Memory per GPU and time per phase on `world_size` GPUs of `gpu_model` (default: the GPU
-    here, else the H100 the estimates were calibrated on)."""
-    import torch
-
-    from phased_cpt.distributed import plan_deepspeed
-    from phased_cpt.errors import UserError
-    from phased_cpt.flops import Workload, estimate_seconds
-    from phased_cpt.gpus import gpu_spec, known_gpu_names
-    from phased_cpt.memory import DTYPE_BYTES, checkpointed_layers, estimate_run_memory, model_shape, training_dtype
-    from phased_cpt.training.throughput import liger_installed
-
-    if gpu_model is not None:
-        gpu = gpu_spec(gpu_model)
-        if gpu is None:
-            raise UserError(f"--gpu-model {gpu_model!r}: unknown GPU; known: {known_gpu_names()}")
-    elif torch.cuda.is_available() and gpu_spec(torch.cuda.get_device_name(0)):
-        gpu = gpu_spec(torch.cuda.get_device_name(0))
-    else:
-        gpu = gpu_spec("h100")
-        notes.append(f"memory and time are for {gpu.name} GPUs, the ones the estimates were calibrated on "
-                     "(--gpu-model to choose another)")
-    deepspeed = plan_deepspeed(cfg, world_size, int(gpu.memory_gib * 2**30), model_config)
-    stage = deepspeed.zero_stage if deepspeed else 0
-    offload = cfg.deepspeed_offload if deepspeed else "none"
-    warnings = plan_warnings(plans, cfg.training, cfg.evaluation)
-    shape = model_shape(cfg.model, model_config)
-    if shape is None:
-        notes.append(f"memory and time unknown: no config.json for {cfg.model.name} on this machine; pass "
-                     "--model-config PATH (the model's config.json, no weights needed)")
-        return RunPlan(plans, world_size, nodes, gpu.name, describe_deepspeed(deepspeed), None, notes, warnings)
-    setting = cfg.training.performance.liger_kernel
-    liger_cases = [False, True] if setting == "auto" else [setting is True]
-    # the peak comes with the longest row: max_tokens when packed, else the longest document or chunk
-    longest_row = cfg.context.max_tokens if cfg.context.sample_packing else int(max(
-        (int(rows.segment_lengths.max()) for rows in phase_rows.values() if len(rows.segment_lengths)), default=1))
-    memory = {"row_tokens": longest_row}
-    for liger in liger_cases:
-        estimate = estimate_run_memory(shape, cfg.model, cfg.training, longest_row, bf16_supported=True,
-                                       liger=liger, zero_stage=stage, world_size=world_size, offload=offload)
-        memory["liger" if liger else "no_liger"] = {
-            "gpu_bytes": estimate.gpu_bytes, "peak_bytes": estimate.peak_bytes, "describe": estimate.describe()}
-    memory["gpu_memory_bytes"] = int(gpu.memory_gib * 2**30)
-    fits = [case for case in ("no_liger", "liger") if case in memory and
-            memory[case]["gpu_bytes"] <= memory["gpu_memory_bytes"]]
-    if not fits:
-        warnings.append(f"memory: the estimate exceeds the {gpu.memory_gib:g} GiB of an {gpu.name}; see "
-                        "`phased-cpt doctor` for what to change")
-    liger_for_time = setting is True or (setting == "auto" and liger_installed())
-    lora_modules = sum(1 for m in cfg.training.lora.target_modules if m in shape.module_shapes)
-    timed = []
-    for phase, plan in zip(cfg.phases, plans):
-        rows = phase_rows[phase.name]
-        training = phase.training_for(cfg.training)
-        global_micro_batches = micro_batches_per_epoch(plan.rows, training, 1)
-        epochs = plan.micro_batches * world_size / max(global_micro_batches, 1)
-        tokens = float(rows.segment_lengths.sum())
-        work = Workload(rows.segment_lengths, epochs, plan.micro_batches,
-                        int(tokens / max(global_micro_batches, 1)), world_size, nodes)
-        share = len(checkpointed_layers(shape.layers, training)) / shape.layers
-        estimate = estimate_seconds(
-            shape, work, gpu, lora_modules=lora_modules, checkpointing=training.gradient_checkpointing,
-            checkpointed_share=share or 1.0, liger=liger_for_time, zero_stage=stage,
-            weight_bytes=DTYPE_BYTES[training_dtype(cfg.model.dtype, True)])
-        timed.append(replace(plan, seconds=estimate.seconds, seconds_low=estimate.low_seconds,
-                             seconds_high=estimate.high_seconds))
-    return RunPlan(timed, world_size, nodes, gpu.name, describe_deepspeed(deepspeed), memory, notes, warnings)
-
-
-def describe_deepspeed(deepspeed) -> str:
-    return f"{deepspeed.source} ({deepspeed.reason})" if deepspeed else "none (one process per GPU, DDP across them)"
+    return rows, notes
 
 
 # --- output ------------------------------------------------------------------------------------
@@ -436,41 +331,5 @@ def format_plan(plans: list[PhasePlan], context: ContextConfig) -> str:
     return "\n".join(lines)
 
 
-def format_run_plan(run: RunPlan, context: ContextConfig, training: TrainingConfig) -> str:
-    """The table, then processes, DeepSpeed, memory per GPU, time per phase, notes and warnings."""
-    from phased_cpt.flops import format_duration
-    from phased_cpt.memory import gib
-
-    lines = [format_plan(run.phases, context)]
-    per_node = run.world_size // max(run.nodes, 1)
-    lines.append(f"processes: {run.world_size} ({per_node} GPU(s) x {run.nodes} node(s)); global batch "
-                 f"{training.micro_batch_size * training.gradient_accumulation_steps * run.world_size} rows "
-                 f"(micro-batch {training.micro_batch_size} x accumulation {training.gradient_accumulation_steps} "
-                 f"x {run.world_size})")
-    lines.append(f"deepspeed: {run.deepspeed}")
-    if run.memory is not None:
-        have = run.memory["gpu_memory_bytes"]
-        parts = []
-        for key, label in (("no_liger", "without Liger"), ("liger", "with Liger")):
-            if key in run.memory:
-                need = run.memory[key]["gpu_bytes"]
-                verdict = "fits" if need <= have else "does NOT fit"
-                parts.append(f"~{gib(need)} {label} ({verdict}; {run.memory[key]['describe']})")
-        lines.append(f"memory per GPU ({run.gpu}, {gib(have)}; rows of {run.memory['row_tokens']:,} tokens): "
-                     + "; ".join(parts))
-    if run.seconds is not None:
-        low, mid, high = run.seconds
-        per_phase = ", ".join(f"{p.phase} ~{format_duration(p.seconds)}" for p in run.phases)
-        lines.append(f"time on {run.world_size} x {run.gpu}: ~{format_duration(mid)} "
-                     f"({format_duration(low)} to {format_duration(high)}); {per_phase}")
-    lines += [f"note: {note}" for note in run.notes]
-    lines += [f"warning: {warning}" for warning in run.warnings]
-    return "\n".join(lines)
-
-
-def plan_json(plans: list[PhasePlan], context: ContextConfig, run: RunPlan | None = None) -> dict:
-    data = {"context": context.model_dump(mode="json"), "phases": [asdict(p) for p in plans]}
-    if run is not None:
-        data |= {"world_size": run.world_size, "nodes": run.nodes, "gpu": run.gpu, "deepspeed": run.deepspeed,
-                 "memory": run.memory, "seconds": run.seconds, "notes": run.notes, "warnings": run.warnings}
-    return data
+def plan_json(plans: list[PhasePlan], context: ContextConfig) -> dict:
+    return {"context": context.model_dump(mode="json"), "phases": [asdict(p) for p in plans]}

@@ -14,7 +14,12 @@ from transformers import TrainingArguments
 from phased_cpt.cli import main
 from phased_cpt.config import ContextConfig, DataConfig, EvaluationConfig, PhaseConfig, TrainingConfig
 from phased_cpt.data.plan import (
-    PhaseRows, estimate_phase_rows, optimizer_steps, plan_phases, plan_warnings, warmup_steps,
+    PhaseRows,
+    estimate_phase_rows,
+    optimizer_steps,
+    plan_phases,
+    plan_warnings,
+    warmup_steps,
 )
 from tests.conftest import write_jsonl
 from tests.unit.test_legacy_config import OLDER
