@@ -204,7 +204,8 @@ def check_memory(
     from phased_cpt.distributed import plan_deepspeed
     from phased_cpt.training.throughput import resolve_liger
 
-    plan = plan_deepspeed(cfg, processes)
+    given = int(gpu_memory_gib * GiB) if gpu_memory_gib is not None else None
+    plan = plan_deepspeed(cfg, processes, given, model_config)
     stage = plan.zero_stage if plan else 0
     checks = [Check("deepspeed plan", PASS, f"{plan.source}: {plan.reason}" if plan else "none (one process, or DDP)")]
     on_gpu = torch.cuda.is_available()

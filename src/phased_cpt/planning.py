@@ -114,8 +114,10 @@ def cost_run(
         (int(rows.segment_lengths.max()) for rows in phase_rows.values() if len(rows.segment_lengths)), default=1))
     memory: dict = {"row_tokens": longest_row, "gpu_memory_bytes": int(gpu.memory_gib * GiB)}
     for liger in ([False, True] if setting == "auto" else [setting is True]):
-        estimate = estimate_run_memory(shape, cfg.model, cfg.training, longest_row, bf16_supported=True,
-                                       liger=liger, zero_stage=stage, world_size=world_size, offload=offload)
+        estimate = max((estimate_run_memory(shape, cfg.model, phase.training_for(cfg.training), longest_row,
+                                            bf16_supported=True, liger=liger, zero_stage=stage,
+                                            world_size=world_size, offload=offload)
+                        for phase in cfg.phases), key=lambda e: e.gpu_bytes)  # a phase may set its own micro-batch
         memory["liger" if liger else "no_liger"] = {
             "gpu_bytes": estimate.gpu_bytes, "peak_bytes": estimate.peak_bytes, "describe": estimate.describe()}
     if all(memory[key]["gpu_bytes"] > memory["gpu_memory_bytes"] for key in ("no_liger", "liger") if key in memory):

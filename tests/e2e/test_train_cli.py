@@ -78,7 +78,7 @@ def sha_of_adapter_file(path: Path) -> str:
 
 def test_phase2_starts_from_phase1_final_weights(trained_run):
     run_dir, _ = trained_run
-    events = {(r["event"], r["phase"]): r for r in metrics(run_dir) if "event" in r}
+    events = {(r["event"], r.get("phase")): r for r in metrics(run_dir) if "event" in r}
     phase1_file = sha_of_adapter_file(run_dir / "phase1_foundation" / "adapter" / "adapter_model.safetensors")
     phase2_file = sha_of_adapter_file(run_dir / "phase2_evolution" / "adapter" / "adapter_model.safetensors")
     assert events[("phase_start", "phase2_evolution")]["adapter_sha256"] == phase1_file
