@@ -260,7 +260,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         header += [f"# note: {note}\n" for note in notes if note != TRANSLATED]
         print("".join(header) + dump_config(draft), end="", flush=True)
     cfg, warnings = load_config(args.config, args.overrides)
-    for warning in warnings if not args.print_translated else ():
+    for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     problems = []
     for phase in cfg.phases:

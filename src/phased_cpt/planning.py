@@ -42,6 +42,8 @@ class RunPlan:
     nodes: int
     gpu: str
     """The GPU model the memory and time are for."""
+    utilisation: str
+    """The MFU the time assumes, and whether it was measured on that GPU."""
     deepspeed: str
     memory: dict | None
     """Per GPU, for the longest row ('row_tokens'): 'gpu_bytes', 'peak_bytes', 'describe' without Liger
@@ -107,7 +109,7 @@ def cost_run(
     if shape is None:
         notes.append(f"memory and time unknown: no config.json for {cfg.model.name} on this machine; pass "
                      "--model-config PATH (the model's config.json, no weights needed)")
-        return RunPlan(plans, world_size, nodes, gpu.name, described, None, notes, warnings)
+        return RunPlan(plans, world_size, nodes, gpu.name, utilisation_of(gpu), described, None, notes, warnings)
     setting = cfg.training.performance.liger_kernel
     # the peak comes with the longest row: max_tokens when packed, else the longest document or chunk
     longest_row = cfg.context.max_tokens if cfg.context.sample_packing else int(max(
@@ -140,7 +142,12 @@ def cost_run(
             weight_bytes=DTYPE_BYTES[training_dtype(cfg.model.dtype, True)])
         timed.append(replace(plan, seconds=estimate.seconds, seconds_low=estimate.low_seconds,
                              seconds_high=estimate.high_seconds))
-    return RunPlan(timed, world_size, nodes, gpu.name, described, memory, notes, warnings)
+    return RunPlan(timed, world_size, nodes, gpu.name, utilisation_of(gpu), described, memory, notes, warnings)
+
+
+def utilisation_of(gpu: GpuSpec) -> str:
+    where = "measured on this GPU model" if gpu.calibrated else "measured on an H100 and assumed here"
+    return f"matrix work at {gpu.utilisation:.0%} of its {gpu.peak_tflops:g} TFLOP/s, {where}"
 
 
 def format_run_plan(run: RunPlan, context: ContextConfig, training: TrainingConfig) -> str:
@@ -165,7 +172,7 @@ def format_run_plan(run: RunPlan, context: ContextConfig, training: TrainingConf
     if run.seconds is not None:
         low, mid, high = run.seconds
         per_phase = ", ".join(f"{p.phase} ~{format_duration(p.seconds)}" for p in run.phases)
-        lines.append(f"time on {run.world_size} x {run.gpu}: ~{format_duration(mid)} "
+        lines.append(f"time on {run.world_size} x {run.gpu} ({run.utilisation}): ~{format_duration(mid)} "
                      f"({format_duration(low)} to {format_duration(high)}); {per_phase}")
     lines += [f"note: {note}" for note in run.notes]
     lines += [f"warning: {warning}" for warning in run.warnings]
@@ -174,5 +181,6 @@ def format_run_plan(run: RunPlan, context: ContextConfig, training: TrainingConf
 
 def run_plan_json(run: RunPlan, context: ContextConfig) -> dict:
     return plan_json(run.phases, context) | {
-        "world_size": run.world_size, "nodes": run.nodes, "gpu": run.gpu, "deepspeed": run.deepspeed,
+        "world_size": run.world_size, "nodes": run.nodes, "gpu": run.gpu, "utilisation": run.utilisation,
+        "deepspeed": run.deepspeed,
         "memory": run.memory, "seconds": run.seconds, "notes": run.notes, "warnings": run.warnings}

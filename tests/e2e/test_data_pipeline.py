@@ -85,7 +85,7 @@ def test_plan_json_counts_the_eval_split_and_a_second_plan_uses_the_cache(work, 
     assert settings.startswith("rows of at most 64 tokens, packed")
     assert processes.startswith("processes: 1 (1 GPU(s) x 1 node(s))")
     assert any(line.startswith("memory per GPU (H100 SXM 80GB, 79.2 GiB; rows of 64 tokens)") for line in rest)
-    assert any(line.startswith("time on 1 x H100 SXM 80GB: ~") for line in rest)
+    assert any(line.startswith("time on 1 x H100 SXM 80GB (matrix work at 24%") for line in rest)
 
 
 def test_validate_applies_the_same_policy(work, tiny_model_dir):
