@@ -31,8 +31,6 @@ from phased_cpt.memory import (
 )
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
-HEADROOM = 0.9
-"""A run is expected to fit when the estimate is under 90% of a GPU's free memory."""
 CPU_HINT = (
     "no GPU: training runs on CPU in float32 (slow; fine for a tiny model). One process: "
     "`phased-cpt train CONFIG`; N CPU processes over gloo: `phased-cpt launch CONFIG --gpus N`"
@@ -246,7 +244,7 @@ def check_memory(
     if have is None:
         return checks + [Check("memory", WARN, f"unknown (no GPU here): needs {detail}; "
                                "pass --gpu-memory GiB to check it against the GPUs you will use")]
-    if estimate.gpu_bytes <= HEADROOM * have:
+    if estimate.gpu_bytes <= have:  # gpu_bytes holds the CUDA context and fragmentation already
         return checks + [Check("memory", PASS, f"needs {detail}; fits {where}")]
     return checks + [Check("memory", FAIL, f"needs {detail}; more than {where}: " + recommendation(cfg, stage, liger))]
 
