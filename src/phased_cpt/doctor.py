@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from phased_cpt.config import RunConfig, load_config
+from phased_cpt.config import RunConfig, load_config, training_dtype
 from phased_cpt.errors import UserError
 from phased_cpt.memory import (
     DTYPE_BYTES,
@@ -27,7 +27,6 @@ from phased_cpt.memory import (
     gib,
     model_shape,
     parameters_from_size,
-    training_dtype,
 )
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
@@ -131,7 +130,7 @@ def check_data(cfg: RunConfig) -> list[Check]:
             checks.append(Check(f"data {phase.name}", FAIL, f"missing file: {', '.join(missing)}"))
             continue
         try:
-            scans = scan_phase_files(files, cfg.data.text_field, cfg.data.on_bad_record, cfg.data.dedup)
+            scans = scan_phase_files(phase, cfg.data)
             for scan in scans:
                 scan.raise_if_bad(cfg.data.text_field)
         except DataError as err:
@@ -147,12 +146,16 @@ def check_data(cfg: RunConfig) -> list[Check]:
 def check_tokenizer(cfg: RunConfig) -> Check:
     from transformers import AutoTokenizer
 
+    from phased_cpt.modeling import require_eos_token
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(cfg.model.name)
     except (OSError, ValueError) as err:
         return Check("tokenizer", FAIL, f"cannot load the tokenizer of {cfg.model.name}: {str(err).splitlines()[0]}")
-    if tokenizer.eos_token_id is None:
-        return Check("tokenizer", FAIL, "no EOS token: set eos_token in its tokenizer_config.json")
+    try:
+        require_eos_token(tokenizer)
+    except UserError as err:
+        return Check("tokenizer", FAIL, str(err))
     return Check("tokenizer", PASS, f"EOS {tokenizer.eos_token!r} (id {tokenizer.eos_token_id})")
 
 
@@ -199,7 +202,7 @@ def check_memory(
 ) -> list[Check]:
     """The DeepSpeed choice and the estimated memory per GPU (`memory.py`), compared with
     `gpu_memory_gib` when given, else with the GPUs here; unknown (a warning) without either."""
-    from phased_cpt.distributed import plan_deepspeed
+    from phased_cpt.training.deepspeed_plan import plan_deepspeed
     from phased_cpt.training.throughput import resolve_liger
 
     given = int(gpu_memory_gib * GiB) if gpu_memory_gib is not None else None

@@ -9,8 +9,8 @@ work and is not counted):
                                 the causal half skipped, and the backward is twice the forward
 
 N is the base model's parameter count (embeddings and LM head included, LoRA excluded), T the
-tokens in the step, t_i the length of each attended segment (a row without packing; each
-document or chunk in a packed row, since attention never crosses a segment), d the attention
+tokens in the step, t_i the length of each attended chunk (a row without packing; each
+chunk in a packed row, since attention never crosses a chunk), d the attention
 width (heads x head_dim) and L the number of layers. Example, Qwen2.5-7B shape (N = 7.62e9,
 d = 3584, L = 28), one 16,384-token row: 4.99e14 + 1.62e14 = 6.61e14 FLOP.
 
@@ -58,30 +58,30 @@ or row length it was not measured on deserves more."""
 
 # --- useful FLOPs ----------------------------------------------------------------------------
 
-def attention_flops(shape: ModelShape, segment_lengths: np.ndarray) -> float:
-    """sum_i 6 * t_i**2 * d * L over the attended segments (float64: 16K**2 * 3584 overflows int32)."""
-    lengths = np.asarray(segment_lengths, dtype=np.float64)
+def attention_flops(shape: ModelShape, chunk_lengths: np.ndarray) -> float:
+    """sum_i 6 * t_i**2 * d * L over the attended chunks (float64: 16K**2 * 3584 overflows int32)."""
+    lengths = np.asarray(chunk_lengths, dtype=np.float64)
     return float(6.0 * shape.attention_width * shape.layers * np.square(lengths).sum())
 
 
-def step_flops(shape: ModelShape, segment_lengths: np.ndarray) -> float:
-    """Useful FLOPs of training on these segments once (see the module docstring)."""
-    tokens = float(np.asarray(segment_lengths, dtype=np.float64).sum())
-    return 4.0 * shape.parameters * tokens + attention_flops(shape, segment_lengths)
+def step_flops(shape: ModelShape, chunk_lengths: np.ndarray) -> float:
+    """Useful FLOPs of training on these chunks once (see the module docstring)."""
+    tokens = float(np.asarray(chunk_lengths, dtype=np.float64).sum())
+    return 4.0 * shape.parameters * tokens + attention_flops(shape, chunk_lengths)
 
 
-def flops_per_token(shape: ModelShape, segment_lengths: np.ndarray) -> float:
-    """Average useful FLOPs per token over a phase's segments: exact over an epoch, an average
+def flops_per_token(shape: ModelShape, chunk_lengths: np.ndarray) -> float:
+    """Average useful FLOPs per token over a phase's chunks: exact over an epoch, an average
     within a logging window (the attention term depends on which rows the window saw)."""
-    tokens = float(np.asarray(segment_lengths, dtype=np.float64).sum())
-    return step_flops(shape, segment_lengths) / tokens if tokens else 4.0 * shape.parameters
+    tokens = float(np.asarray(chunk_lengths, dtype=np.float64).sum())
+    return step_flops(shape, chunk_lengths) / tokens if tokens else 4.0 * shape.parameters
 
 
-def recomputed_flops(shape: ModelShape, segment_lengths: np.ndarray, checkpointed_share: float) -> float:
+def recomputed_flops(shape: ModelShape, chunk_lengths: np.ndarray, checkpointed_share: float) -> float:
     """The forward of the checkpointed layers, run again in the backward: 2 FLOPs per layer
     parameter per token and a third of the attention term."""
-    tokens = float(np.asarray(segment_lengths, dtype=np.float64).sum())
-    layer_forward = 2.0 * shape.layers * shape.layer_parameters * tokens + attention_flops(shape, segment_lengths) / 3
+    tokens = float(np.asarray(chunk_lengths, dtype=np.float64).sum())
+    layer_forward = 2.0 * shape.layers * shape.layer_parameters * tokens + attention_flops(shape, chunk_lengths) / 3
     return checkpointed_share * layer_forward
 
 
@@ -98,8 +98,8 @@ def operators_per_layer(lora_modules: int, checkpointing: bool) -> int:
 class Workload:
     """One GPU's share of a phase."""
 
-    segment_lengths: np.ndarray
-    """Attended segments of every row the phase trains on, once (one epoch)."""
+    chunk_lengths: np.ndarray
+    """Attended chunks of every row the phase trains on, once (one epoch)."""
     epochs: float
     micro_batches: int
     """Forward/backward passes this GPU runs over the whole phase."""
@@ -129,13 +129,13 @@ def estimate_seconds(
     checkpointed_share: float = 1.0, liger: bool = False, zero_stage: int = 0, weight_bytes: int = 2,
 ) -> TimeEstimate:
     """Wall time of one GPU's share of a phase (module docstring); every GPU runs in parallel."""
-    useful = step_flops(shape, work.segment_lengths) * work.epochs / max(work.world_size, 1)
+    useful = step_flops(shape, work.chunk_lengths) * work.epochs / max(work.world_size, 1)
     compute = useful / (gpu.peak_tflops * 1e12 * gpu.utilisation)
     if not checkpointing or checkpointed_share < 1:
         # the utilisation was measured with every layer recomputed; fewer recomputed FLOPs run faster
-        full = recomputed_flops(shape, work.segment_lengths, 1.0)
-        done = recomputed_flops(shape, work.segment_lengths, checkpointed_share if checkpointing else 0.0)
-        base = step_flops(shape, work.segment_lengths)
+        full = recomputed_flops(shape, work.chunk_lengths, 1.0)
+        done = recomputed_flops(shape, work.chunk_lengths, checkpointed_share if checkpointing else 0.0)
+        base = step_flops(shape, work.chunk_lengths)
         compute *= (base + done) / (base + full)
     operators = operators_per_layer(lora_modules, checkpointing) * shape.layers * work.micro_batches
     overhead = operators * OPERATOR_SECONDS

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from phased_cpt.config import ModelConfig, TrainingConfig
+from phased_cpt.config import ModelConfig, TrainingConfig, training_dtype
 
 GiB = 2**30
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
@@ -203,14 +203,6 @@ def parameters_from_size(size: str | None) -> int | None:
     if not match:
         return None
     return int(float(match.group(1)) * (1e9 if match.group(2) in "Bb" else 1e6))
-
-
-def training_dtype(setting: str, bf16_supported: bool) -> str:
-    """The one rule for the dtype training runs in (and so bytes per weight and activation):
-    `model.dtype`, where auto is bfloat16 on a GPU that supports it and float32 otherwise."""
-    if setting != "auto":
-        return setting
-    return "bfloat16" if bf16_supported else "float32"
 
 
 # --- the estimate ----------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from phased_cpt.config import ContextConfig, RunConfig, TrainingConfig
+from phased_cpt.config import ContextConfig, RunConfig, TrainingConfig, training_dtype
 from phased_cpt.data.plan import (
     BYTES_PER_TOKEN,
     PhasePlan,
@@ -31,7 +31,6 @@ from phased_cpt.memory import (
     estimate_run_memory,
     gib,
     model_shape,
-    training_dtype,
 )
 
 
@@ -97,8 +96,8 @@ def cost_run(
     gpu: GpuSpec, model_config: Path | None, notes: list[str],
 ) -> RunPlan:
     """The DeepSpeed plan, memory per GPU and time per phase on `world_size` GPUs like `gpu`."""
-    from phased_cpt.distributed import plan_deepspeed
-    from phased_cpt.training.throughput import liger_installed
+    from phased_cpt.training.deepspeed_plan import plan_deepspeed
+    from phased_cpt.config.schema import liger_installed
 
     deepspeed = plan_deepspeed(cfg, world_size, int(gpu.memory_gib * GiB), model_config)
     described = f"{deepspeed.source} ({deepspeed.reason})" if deepspeed else "none (one process per GPU, DDP across them)"
@@ -113,7 +112,7 @@ def cost_run(
     setting = cfg.training.performance.liger_kernel
     # the peak comes with the longest row: max_tokens when packed, else the longest document or chunk
     longest_row = cfg.context.max_tokens if cfg.context.sample_packing else int(max(
-        (int(rows.segment_lengths.max()) for rows in phase_rows.values() if len(rows.segment_lengths)), default=1))
+        (int(rows.chunk_lengths.max()) for rows in phase_rows.values() if len(rows.chunk_lengths)), default=1))
     memory: dict = {"row_tokens": longest_row, "gpu_memory_bytes": int(gpu.memory_gib * GiB)}
     for liger in ([False, True] if setting == "auto" else [setting is True]):
         estimate = max((estimate_run_memory(shape, cfg.model, phase.training_for(cfg.training), longest_row,
@@ -133,8 +132,8 @@ def cost_run(
         training = phase.training_for(cfg.training)
         global_micro_batches = max(micro_batches_per_epoch(plan.rows, training, 1), 1)
         epochs = plan.micro_batches * world_size / global_micro_batches  # what max_steps leaves of the epochs
-        work = Workload(rows.segment_lengths, epochs, plan.micro_batches,
-                        int(rows.segment_lengths.sum() / global_micro_batches), world_size, nodes)
+        work = Workload(rows.chunk_lengths, epochs, plan.micro_batches,
+                        int(rows.chunk_lengths.sum() / global_micro_batches), world_size, nodes)
         share = len(checkpointed_layers(shape.layers, training)) / shape.layers
         estimate = estimate_seconds(
             shape, work, gpu, lora_modules=lora_modules, checkpointing=training.gradient_checkpointing,

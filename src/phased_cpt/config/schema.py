@@ -24,6 +24,11 @@ from pydantic import (
 )
 
 
+def liger_installed() -> bool:
+    """Whether liger-kernel can be imported here (the one check; `training/throughput.py` asks it too)."""
+    return importlib.util.find_spec("liger_kernel") is not None
+
+
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
 AttnImplementation = Literal["auto", "sdpa", "eager", "flash_attention_2"]
 LrScheduler = Literal[
@@ -34,6 +39,14 @@ DEEPSPEED_NAMES = ("zero2", "zero3", "auto")
 DeepSpeedOffload = Literal["none", "optimizer", "optimizer_and_params"]
 
 
+def training_dtype(setting: str, bf16_supported: bool) -> str:
+    """The one rule for the dtype training runs in (so bytes per weight and activation in every
+    estimate): `model.dtype`, where auto is bfloat16 on a GPU that supports it, else float32."""
+    if setting != "auto":
+        return setting
+    return "bfloat16" if bf16_supported else "float32"
+
+
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
@@ -42,7 +55,8 @@ class ModelConfig(StrictModel):
     name: str = "Kwaipilot/KAT-Dev"
     """Hugging Face model id or local directory holding a causal LM and its tokenizer."""
     size: str | None = "32B"
-    """Informational: shown in logs and the resolved config; nothing is derived from it."""
+    """e.g. 32B: shown in logs and the resolved config. Used only where the model's config.json is
+    not available here: then `deepspeed: auto` and `doctor` estimate the weights' memory from it."""
     dtype: Dtype = "auto"
     """Weights dtype. auto: bfloat16 on a GPU that supports it, float32 on CPU."""
     attn_implementation: AttnImplementation = "auto"
@@ -83,7 +97,7 @@ class PerformanceConfig(StrictModel):
     @field_validator("liger_kernel")
     @classmethod
     def _check_liger_installed(cls, value: str | bool) -> str | bool:
-        if value is True and importlib.util.find_spec("liger_kernel") is None:
+        if value is True and not liger_installed():
             raise ValueError(
                 "true needs liger-kernel, which is not installed; pip install 'phased-cpt[gpu]' "
                 "(on a CUDA machine) or set it to auto"

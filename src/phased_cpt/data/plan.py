@@ -31,7 +31,8 @@ import numpy as np
 from phased_cpt.config import ContextConfig, DataConfig, EvaluationConfig, PhaseConfig, RunConfig, TrainingConfig
 from phased_cpt.data.cache import resolve_cache_dir
 from phased_cpt.data.phase_data import PhaseData, build_run_data
-from phased_cpt.data.rows import LENGTH, target_tokens
+from phased_cpt.data.chunking import LENGTH, target_tokens
+from phased_cpt.distributed import world_size as launched_world_size
 
 BYTES_PER_TOKEN = 3.5
 """Without the tokenizer: UTF-8 bytes per token of source code and English under the byte-level
@@ -117,7 +118,7 @@ class PhaseRows:
     """What a plan needs of a phase's prepared (or estimated) data."""
 
     statistics: dict
-    segment_lengths: np.ndarray
+    chunk_lengths: np.ndarray
     eval_documents: int
     eval_tokens: int
     rejected: int = 0
@@ -128,8 +129,8 @@ class PhaseRows:
 
     @classmethod
     def of(cls, data: PhaseData) -> PhaseRows:
-        segments = data.train.dataset.segments
-        return cls(data.train.stats, np.asarray(segments)[:, LENGTH] if len(segments) else np.zeros(0, dtype=np.int64),
+        chunks = data.train.dataset.chunks
+        return cls(data.train.stats, np.asarray(chunks)[:, LENGTH] if len(chunks) else np.zeros(0, dtype=np.int64),
                    data.eval.documents if data.eval else 0, data.eval.document_tokens if data.eval else 0,
                    data.meta["rejected"], data.meta["duplicates"], data.meta["longest_document"], data.cache_hit)
 
@@ -142,8 +143,6 @@ def plan_phases(
     """One `PhasePlan` per phase. `world_size`: the processes of the run (default: this run's
     WORLD_SIZE, as set by a launcher)."""
     if world_size is None:
-        from phased_cpt.distributed import world_size as launched_world_size
-
         world_size = launched_world_size()
     evaluation = evaluation or EvaluationConfig()
     plans = []
@@ -223,7 +222,7 @@ def estimate_phase_rows(
     as its UTF-8 bytes / `bytes_per_token` (+ EOS): the same eval split, chunking and packing.
     Replay is left out (it copies tokens the estimate does not have)."""
     from phased_cpt.data.jsonl import RecordScan, scan_documents
-    from phased_cpt.data.prepare import TokenizedDocuments, build_row_table, chunk_units
+    from phased_cpt.data.prepare import TokenizedDocuments, build_row_table, document_chunks
     from phased_cpt.data.split import split_documents
 
     seen: dict[bytes, str] | None = {} if data.dedup == "exact" else None
@@ -249,23 +248,23 @@ def estimate_phase_rows(
         train_docs, eval_docs = list(range(train_count)), list(range(train_count, len(index.lengths)))
     else:
         train_docs, eval_docs = split_documents(list(range(train_count)), data.eval_ratio, seed, phase.name)
-    units = chunk_units(index, train_docs, context)
-    segments, row_offsets = build_row_table(units, context)
+    chunks = document_chunks(index, train_docs, context)
+    rows_table, row_offsets = build_row_table(chunks, context)
     lengths = np.asarray(index.lengths, dtype=np.int64)
     train_lengths = lengths[np.asarray(train_docs, dtype=np.int64)] if train_docs else np.zeros(0, dtype=np.int64)
     longest = int(np.argmax(train_lengths)) if len(train_lengths) else None
-    row_tokens = int(segments[:, LENGTH].sum()) if len(segments) else 0
+    row_tokens = int(rows_table[:, LENGTH].sum()) if len(rows_table) else 0
     rows = len(row_offsets) - 1
     statistics = {
         "documents": len(train_docs), "document_tokens": int(train_lengths.sum()),
-        "longest_document_tokens": int(train_lengths.max()) if len(train_lengths) else 0, "chunks": len(units),
-        "rows": rows, "tokens": row_tokens, "target_tokens": target_tokens(segments), "eos_tokens": len(train_docs),
+        "longest_document_tokens": int(train_lengths.max()) if len(train_lengths) else 0, "chunks": len(chunks),
+        "rows": rows, "tokens": row_tokens, "target_tokens": target_tokens(rows_table), "eos_tokens": len(train_docs),
         "replay_chunks": 0, "replay_tokens": 0,
         "packing_efficiency": row_tokens / (rows * context.max_tokens) if rows else 0.0,
     }
     rejected = [r for scan in scans for r in scan.rejected]
     return PhaseRows(
-        statistics, segments[:, LENGTH] if len(segments) else np.zeros(0, dtype=np.int64), len(eval_docs),
+        statistics, rows_table[:, LENGTH] if len(rows_table) else np.zeros(0, dtype=np.int64), len(eval_docs),
         int(lengths[np.asarray(eval_docs, dtype=np.int64)].sum()) if eval_docs else 0, len(rejected),
         sum(scan.duplicates for scan in scans), sources[train_docs[longest]] if longest is not None else "",
         estimated=True,

@@ -5,10 +5,10 @@
    to `tokens.bin`, so memory holds one batch of text plus a few integers per document.
 2. Eval documents are chosen by document, before chunking (`split.py`): no chunk of an eval
    document is ever trained on.
-3. Documents longer than `max_tokens` become overlapping windows (`chunking.py`); with
-   `chunk_long_samples: false` they are an error listing each one.
+3. Each document becomes its chunks (`chunking.py`): itself, or overlapping windows when it is
+   longer than `max_tokens`; with `chunk_long_samples: false` a long one is an error listing each.
 4. Replay (`replay_ratio`) copies a seeded random choice of earlier phases' training chunks.
-5. Rows: one segment each, or packed best-fit decreasing (`packing.py`).
+5. Rows: one chunk each, or chunks packed best-fit decreasing (`packing.py`).
 
 BOS and EOS: whatever `tokenizer(text)` adds with `add_special_tokens=True` (a Llama tokenizer
 prepends BOS, a Qwen2 tokenizer adds nothing), then EOS once, after the document's last token.
@@ -34,12 +34,13 @@ from transformers import PreTrainedTokenizerBase
 
 from phased_cpt.config import ContextConfig, DataConfig, PhaseConfig
 from phased_cpt.data.cache import write_meta
-from phased_cpt.data.chunking import chunk_spans
+from phased_cpt.data.chunking import LENGTH, START, chunk_document, last_token_is_target, target_tokens
 from phased_cpt.data.jsonl import Document, RecordScan, scan_documents, write_rejected
 from phased_cpt.data.packing import pack_best_fit_decreasing, packing_efficiency
-from phased_cpt.data.rows import CONTEXT, LENGTH, START, open_tokens, target_tokens
+from phased_cpt.data.rows import open_tokens
 from phased_cpt.data.split import split_documents
-from phased_cpt.errors import DataError, UserError
+from phased_cpt.errors import DataError
+from phased_cpt.modeling import require_eos_token
 
 logger = logging.getLogger(__name__)
 
@@ -52,10 +53,10 @@ MAX_REPORTED_PROBLEMS = 20
 
 @dataclass
 class ReplaySource:
-    """An earlier phase's training chunks: its token array and its own (not replayed) units."""
+    """An earlier phase's training chunks: its token array and its own (not replayed) chunks."""
 
     tokens: np.ndarray
-    units: np.ndarray
+    own_chunks: np.ndarray
 
 
 @dataclass
@@ -72,12 +73,7 @@ class TokenizedDocuments:
 
 def tokenize_documents(texts: list[str], tokenizer: PreTrainedTokenizerBase) -> list[list[int]]:
     """Token ids of each text, with EOS appended after its last token."""
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        raise UserError(
-            f"the tokenizer of {tokenizer.name_or_path!r} has no EOS token; set one in its "
-            "tokenizer_config.json (eos_token) so the model can learn where documents end"
-        )
+    eos = require_eos_token(tokenizer)
     all_ids: list[list[int]] = []
     for ids in encode_texts(texts, tokenizer):
         if not ids or ids[-1] != eos:  # some tokenizers (T5-style) already add EOS
@@ -97,7 +93,7 @@ def encode_texts(texts: list[str], tokenizer: PreTrainedTokenizerBase) -> list[l
 
 
 class TokenWriter:
-    """Appends int32 ids to `tokens.bin`; returns where each piece starts."""
+    """Appends int32 ids to `tokens.bin`; returns where each written array starts."""
 
     def __init__(self, file: BinaryIO) -> None:
         self.file = file
@@ -195,20 +191,17 @@ def reject_long_documents(index: TokenizedDocuments, max_tokens: int) -> None:
     ]))
 
 
-def chunk_units(index: TokenizedDocuments, documents: Sequence[int], context: ContextConfig) -> np.ndarray:
-    """(start, length, context_tokens) of every chunk of `documents`, in document order."""
-    units: list[tuple[int, int, int]] = []
+def document_chunks(index: TokenizedDocuments, documents: Sequence[int], context: ContextConfig) -> np.ndarray:
+    """The chunk table of `documents` (starts in the token array), in document order."""
+    chunks: list[tuple[int, int, int]] = []
     for d in documents:
-        start, length = index.starts[d], index.lengths[d]
-        if length <= context.max_tokens:
-            units.append((start, length, 0))
-            continue
-        for span in chunk_spans(length, context.max_tokens, context.overlap_tokens, context.overlap_loss):
-            units.append((start + span.start, span.length, span.context_tokens))
-    return np.array(units, dtype=np.int64).reshape(-1, 3)
+        start = index.starts[d]
+        for chunk in chunk_document(index.lengths[d], context.max_tokens, context.overlap_tokens, context.overlap_loss):
+            chunks.append((start + chunk.start, chunk.length, chunk.context_tokens))
+    return np.array(chunks, dtype=np.int64).reshape(-1, 3)
 
 
-def replay_units(
+def replay_chunks(
     sources: Sequence[ReplaySource], own_tokens: int, replay_ratio: float, rng: np.random.Generator,
     writer: TokenWriter,
 ) -> np.ndarray:
@@ -217,14 +210,14 @@ def replay_units(
     if replay_ratio <= 0 or not sources:
         return np.zeros((0, 3), dtype=np.int64)
     wanted = round(own_tokens * replay_ratio / (1 - replay_ratio))
-    pool = [(s, u) for s, source in enumerate(sources) for u in range(len(source.units))]
+    pool = [(s, c) for s, source in enumerate(sources) for c in range(len(source.own_chunks))]
     chosen: list[tuple[int, int, int]] = []
     total = 0
     for p in rng.permutation(len(pool)):
         if total >= wanted:
             break
-        s, u = pool[p]
-        start, length, context = (int(x) for x in sources[s].units[u])
+        s, c = pool[p]
+        start, length, context = (int(x) for x in sources[s].own_chunks[c])
         chosen.append((writer.write(np.asarray(sources[s].tokens[start : start + length])), length, context))
         total += length
     if total < wanted:
@@ -233,34 +226,34 @@ def replay_units(
     return np.array(chosen, dtype=np.int64).reshape(-1, 3)
 
 
-def build_row_table(units: np.ndarray, context: ContextConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(segments, row_offsets): one unit per row, or units packed best-fit decreasing."""
+def build_row_table(chunks: np.ndarray, context: ContextConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(chunks in row order, row_offsets): one chunk per row, or chunks packed best-fit decreasing."""
     if not context.sample_packing:
-        return units, np.arange(len(units) + 1, dtype=np.int64)
-    rows = pack_best_fit_decreasing(units[:, LENGTH].tolist(), context.max_tokens)
-    order = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=len(units))
+        return chunks, np.arange(len(chunks) + 1, dtype=np.int64)
+    rows = pack_best_fit_decreasing(chunks[:, LENGTH].tolist(), context.max_tokens)
+    order = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=len(chunks))
     row_offsets = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
-    return units[order].reshape(-1, 3), row_offsets
+    return chunks[order].reshape(-1, 3), row_offsets
 
 
 def split_statistics(
-    tokens: np.ndarray, index: TokenizedDocuments, documents: Sequence[int], units: np.ndarray,
-    segments: np.ndarray, row_offsets: np.ndarray, replayed: np.ndarray, eos: int, max_tokens: int,
+    tokens: np.ndarray, index: TokenizedDocuments, documents: Sequence[int], chunks: np.ndarray,
+    row_chunks: np.ndarray, row_offsets: np.ndarray, replayed: np.ndarray, eos: int, max_tokens: int,
 ) -> dict[str, Any]:
     lengths = np.asarray(index.lengths, dtype=np.int64)[np.asarray(documents, dtype=np.int64)]
     rows = len(row_offsets) - 1
-    row_tokens = int(segments[:, LENGTH].sum()) if len(segments) else 0
-    ends = segments[:, START] + segments[:, LENGTH] - 1
-    ends_with_eos = tokens[ends] == eos if len(segments) else np.zeros(0, dtype=bool)
-    eos_targets = int((ends_with_eos & (segments[:, LENGTH] - 1 >= np.maximum(segments[:, CONTEXT], 1))).sum())
+    row_tokens = int(row_chunks[:, LENGTH].sum()) if len(row_chunks) else 0
+    ends = row_chunks[:, START] + row_chunks[:, LENGTH] - 1
+    ends_with_eos = tokens[ends] == eos if len(row_chunks) else np.zeros(0, dtype=bool)
+    eos_targets = int((ends_with_eos & last_token_is_target(row_chunks)).sum())
     return {
         "documents": len(documents),
         "document_tokens": int(lengths.sum()),
         "longest_document_tokens": int(lengths.max()) if len(lengths) else 0,
-        "chunks": len(units),
+        "chunks": len(chunks),
         "rows": rows,
         "tokens": row_tokens,
-        "target_tokens": target_tokens(segments),
+        "target_tokens": target_tokens(row_chunks),
         "eos_tokens": eos_targets,
         "replay_chunks": len(replayed),
         "replay_tokens": int(replayed[:, LENGTH].sum()) if len(replayed) else 0,
@@ -302,22 +295,22 @@ def prepare_phase(
             train_docs, eval_docs = split_documents(list(range(train_count)), data.eval_ratio, seed, phase.name)
         if not context.chunk_long_samples:
             reject_long_documents(index, context.max_tokens)
-        train_units = chunk_units(index, train_docs, context)
+        own_chunks = document_chunks(index, train_docs, context)
         rng = np.random.default_rng([seed, zlib.crc32(phase.name.encode("utf-8"))])
-        own_tokens = int(train_units[:, LENGTH].sum()) if len(train_units) else 0
-        replayed = replay_units(replay_sources, own_tokens, phase.replay_ratio, rng, writer)
+        own_tokens = int(own_chunks[:, LENGTH].sum()) if len(own_chunks) else 0
+        replayed = replay_chunks(replay_sources, own_tokens, phase.replay_ratio, rng, writer)
     tokens = open_tokens(out / "tokens.bin")
     meta: dict[str, Any] = {"phase": phase.name, "tokens": writer.tokens, "longest_document": index.longest_source}
-    splits = {"train": (train_docs, np.concatenate([train_units, replayed])), "eval": (eval_docs, None)}
-    for name, (documents, units) in splits.items():
-        units = chunk_units(index, documents, context) if units is None else units
-        segments, row_offsets = build_row_table(units, context)
-        np.save(out / f"{name}_segments.npy", segments)
+    splits = {"train": (train_docs, np.concatenate([own_chunks, replayed])), "eval": (eval_docs, None)}
+    for name, (documents, chunks) in splits.items():
+        chunks = document_chunks(index, documents, context) if chunks is None else chunks
+        row_chunks, row_offsets = build_row_table(chunks, context)
+        np.save(out / f"{name}_chunks.npy", row_chunks)
         np.save(out / f"{name}_row_offsets.npy", row_offsets)
-        meta[name] = split_statistics(tokens, index, documents, units, segments, row_offsets,
+        meta[name] = split_statistics(tokens, index, documents, chunks, row_chunks, row_offsets,
                                       replayed if name == "train" else np.zeros((0, 3), dtype=np.int64),
                                       tokenizer.eos_token_id, context.max_tokens)
-    np.save(out / "train_units.npy", train_units)  # own chunks only: what later phases replay
+    np.save(out / "train_own_chunks.npy", own_chunks)  # no replayed ones: what later phases replay
     rejected = [r for scan in scans for r in scan.rejected]
     write_rejected(out / "rejected.jsonl", rejected)
     meta["rejected"] = len(rejected)

@@ -12,10 +12,16 @@ import logging
 import math
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from phased_cpt.distributed import is_main_process
-from phased_cpt.evaluation.perplexity import evaluate_rows
+from phased_cpt.evaluation.perplexity import Collator, evaluate_rows
 from phased_cpt.run_dir import write_atomic
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+
+    from phased_cpt.data.phase_data import Rows
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +97,8 @@ def _format(value: float | None) -> str:
 
 
 def evaluate_phases(
-    model, eval_sets: dict, collator, batch_size: int, base_model: bool = False, after: str = BASE_ROW,
+    model: PeftModel, eval_sets: dict[str, Rows | None], collator: Collator, batch_size: int, base_model: bool = False,
+    after: str = BASE_ROW,
 ) -> dict[str, dict]:
     """{phase: {loss, perplexity, target_tokens}} on every phase's held-out rows (None: no rows):
     one row of the matrix, `after` the base model or a phase. Each cell draws a progress bar and

@@ -9,13 +9,22 @@ passes (a short rank repeats a batch with weight 0), as DeepSpeed ZeRO-3 require
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 
 from phased_cpt.data.chunking import IGNORE_INDEX
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from torch.utils.data import Dataset
+
+Collator = Callable[[list[dict[str, Any]]], dict[str, Any]]
+"""Rows -> a batch of tensors (`data.collate.make_collator`)."""
 
 
 @dataclass(frozen=True)
@@ -28,7 +37,10 @@ class EvalResult:
         return {"loss": self.loss, "perplexity": self.perplexity, "target_tokens": self.target_tokens}
 
 
-def evaluate_rows(model, dataset, collator, batch_size: int, base_model: bool = False, desc: str | None = None) -> EvalResult:
+def evaluate_rows(
+    model: PeftModel, dataset: Dataset, collator: Collator, batch_size: int, base_model: bool = False,
+    desc: str | None = None,
+) -> EvalResult:
     """Mean loss per target token over `dataset`; `base_model=True` disables the LoRA adapter.
     `desc`: draw a progress bar with this label (on rank 0), so a long evaluation is never silent."""
     from tqdm.auto import tqdm

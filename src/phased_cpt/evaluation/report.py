@@ -16,7 +16,7 @@ from phased_cpt.run_dir import RunDir, write_atomic
 
 
 def build_report(run: RunDir) -> str:
-    if not run.config_file.is_file():
+    if not RunDir.is_run_dir(run.path):
         raise UserError(f"{run.path} is not a phased-cpt run directory (no {run.config_file.name} in it)")
     state = run.read_state()
     records = read_metrics(run.metrics_file)
@@ -37,9 +37,6 @@ def build_report(run: RunDir) -> str:
         )
     lines += ["", f"Total: {len(state['finished_phases'])} phase(s), {total_tokens:,} tokens.", "",
               wall_time_line(records, total_seconds)]
-    pending = state.get("pending_phases")
-    if pending:
-        lines.append(f"Not finished: {', '.join(pending)}.")
     forgetting_file = run.eval_dir / "forgetting.json"
     if forgetting_file.is_file():
         matrix = ForgettingMatrix.load(forgetting_file)

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import time
 
+from peft import PeftModel
+
 from phased_cpt.config import EvaluationConfig
 from phased_cpt.data.phase_data import PhaseData
 from phased_cpt.evaluation.forgetting import BASE_ROW, ForgettingMatrix, evaluate_phases
-from phased_cpt.evaluation.perplexity import EvalResult, evaluate_rows
+from phased_cpt.evaluation.perplexity import Collator, EvalResult, evaluate_rows
 from phased_cpt.run_dir import RunDir
 from phased_cpt.training.metrics import MetricsSink
 
 
 class RunEvaluator:
     def __init__(
-        self, run: RunDir, phase_data: dict[str, PhaseData], collator, evaluation: EvaluationConfig, sink: MetricsSink
+        self, run: RunDir, phase_data: dict[str, PhaseData], collator: Collator, evaluation: EvaluationConfig,
+        sink: MetricsSink,
     ) -> None:
         self.run = run
         self.eval_sets = {name: data.eval for name, data in phase_data.items()}
@@ -29,7 +32,7 @@ class RunEvaluator:
         self.sink = sink
         self.forgetting = ForgettingMatrix.load(run.eval_dir / "forgetting.json", list(self.eval_sets))
 
-    def current_phase(self, model, phase: str, during: bool = True) -> EvalResult | None:
+    def current_phase(self, model: PeftModel, phase: str, during: bool = True) -> EvalResult | None:
         """Loss/perplexity on `phase`'s held-out rows (None when it has none). `during`: while the
         phase trains (its time is then inside the phase's)."""
         rows = self.eval_sets[phase]
@@ -40,7 +43,7 @@ class RunEvaluator:
         self.record("phase", phase, started, during=during)
         return result
 
-    def before_training(self, model) -> None:
+    def before_training(self, model: PeftModel) -> None:
         """The base-model row of the forgetting matrix (adapter disabled); once per run."""
         if self.evaluation.forgetting_matrix and not self.forgetting.has_row(BASE_ROW):
             started = time.perf_counter()
@@ -49,7 +52,7 @@ class RunEvaluator:
             self.forgetting.save(self.run.eval_dir)
             self.record("forgetting_matrix", BASE_ROW, started)
 
-    def after_phase(self, model, phase: str, step: int) -> None:
+    def after_phase(self, model: PeftModel, phase: str, step: int) -> None:
         """The phase's forgetting-matrix row, and its own eval record at the phase's last step."""
         if self.evaluation.forgetting_matrix:
             started = time.perf_counter()

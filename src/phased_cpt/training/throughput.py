@@ -11,7 +11,6 @@ against some matmul would not be a peak, and reads as more than 100%.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from phased_cpt.config import ContextConfig, PerformanceConfig, TrainingConfig
+from phased_cpt.config.schema import liger_installed
 from phased_cpt.errors import UserError
 from phased_cpt.flops import attention_flops, flops_per_token, step_flops
 from phased_cpt.gpus import gpu_spec
@@ -28,20 +28,20 @@ from phased_cpt.memory import ModelShape, base_parameters
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "ModelShape", "Peak", "Throughput", "attention_flops", "base_parameters", "device_peak", "flops_per_token",
-    "phase_throughput", "segment_lengths", "spec_peak_tflops", "step_flops",
+    "ModelShape", "Peak", "Throughput", "attention_flops", "base_parameters", "chunk_lengths", "device_peak",
+    "flops_per_token", "liger_installed", "phase_throughput", "spec_peak_tflops", "step_flops",
 ]
 
 
-def segment_lengths(dataset: Any) -> np.ndarray | None:
-    """Lengths of the attended segments of a `RowDataset` (documents and chunks; a row without
-    packing is one segment); None for a dataset that does not describe its segments."""
-    from phased_cpt.data.rows import LENGTH
+def chunk_lengths(dataset: Any) -> np.ndarray | None:
+    """Lengths of the attended chunks of a `RowDataset` (attention never crosses a chunk; a row
+    without packing is one chunk); None for a dataset that does not describe its chunks."""
+    from phased_cpt.data.chunking import LENGTH
 
-    segments = getattr(dataset, "segments", None)
-    if segments is None:
+    chunks = getattr(dataset, "chunks", None)
+    if chunks is None:
         return None
-    return np.asarray(segments)[:, LENGTH] if len(segments) else np.zeros(0)
+    return np.asarray(chunks)[:, LENGTH] if len(chunks) else np.zeros(0)
 
 
 # --- the device's peak -----------------------------------------------------------------------
@@ -96,10 +96,10 @@ class Throughput:
 
 
 def phase_throughput(model: Any, dataset: Any, args: Any) -> Throughput:
-    """The throughput model of a phase: this model's shape, the phase's segment lengths, and the
+    """The throughput model of a phase: this model's shape, the phase's chunk lengths, and the
     peak of the device the Trainer trains on."""
     shape = ModelShape.of(model)
-    lengths = segment_lengths(dataset)
+    lengths = chunk_lengths(dataset)
     per_token = flops_per_token(shape, lengths) if lengths is not None else 4.0 * shape.parameters
     return Throughput(per_token, device_peak(args.device, compute_dtype(args, model)))
 
@@ -113,10 +113,6 @@ class Choice:
 
     def describe(self, shown: str) -> str:
         return f"{shown} ({self.reason})" if self.reason else shown
-
-
-def liger_installed() -> bool:
-    return importlib.util.find_spec("liger_kernel") is not None
 
 
 def resolve_liger(setting: str | bool, on_cuda: bool | None = None, installed: bool | None = None) -> Choice:
@@ -142,21 +138,54 @@ def resolve_liger(setting: str | bool, on_cuda: bool | None = None, installed: b
     return Choice(True)
 
 
+def resolve_optimizer(name: str, device_type: str | None = None) -> Choice:
+    """The Trainer's `optim`: fused AdamW where torch has it for the device, else adamw_torch."""
+    device_type = device_type or ("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "adamw_torch_fused" and device_type not in fused_adamw_devices():
+        return Choice("adamw_torch", f"no fused AdamW on {device_type}")
+    return Choice(name)
+
+
+# --- private library internals, behind version checks ----------------------------------------
+# Neither torch nor liger-kernel answers these two questions in a public API. Their private
+# names are used only on the versions where they were checked; elsewhere a stated fallback.
+
+TORCH_CHECKED = ("2.4", "2.14")
+"""[first, last) torch versions that have `torch.utils._foreach_utils._get_fused_kernels_supported_devices`."""
+LIGER_CHECKED = ("0.5", "0.9")
+"""[first, last) liger-kernel versions that have `liger_kernel.transformers.monkey_patch.MODEL_TYPE_TO_APPLY_LIGER_FN`."""
+
+
+def version_within(package: str, bounds: tuple[str, str]) -> bool:
+    """Whether the installed `package` is in [bounds[0], bounds[1]) (local suffixes like +cu124 ignored)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.version import Version
+
+    try:
+        installed = Version(version(package)).release
+    except PackageNotFoundError:
+        return False
+    return Version(bounds[0]).release <= installed < Version(bounds[1]).release
+
+
+def fused_adamw_devices() -> tuple[str, ...]:
+    """Device types torch's fused AdamW runs on; only CUDA on a torch version not checked."""
+    if not version_within("torch", TORCH_CHECKED):
+        return ("cuda",)
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+    return tuple(_get_fused_kernels_supported_devices())
+
+
 def liger_supports(model_type: str) -> bool:
-    """Whether liger-kernel has kernels for this architecture (it patches nothing otherwise)."""
+    """Whether liger-kernel has kernels for this architecture (it patches nothing otherwise);
+    assumed yes on a liger-kernel version not checked (liger then warns itself)."""
+    if not version_within("liger-kernel", LIGER_CHECKED):
+        return True
     from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
 
     return model_type in MODEL_TYPE_TO_APPLY_LIGER_FN
-
-
-def resolve_optimizer(name: str, device_type: str | None = None) -> Choice:
-    """The Trainer's `optim`: fused AdamW where torch has it for the device, else adamw_torch."""
-    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
-
-    device_type = device_type or ("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "adamw_torch_fused" and device_type not in _get_fused_kernels_supported_devices():
-        return Choice("adamw_torch", f"no fused AdamW on {device_type}")
-    return Choice(name)
 
 
 def checkpointing_kwargs(training: TrainingConfig, on_cuda: bool | None = None) -> dict[str, Any] | None:

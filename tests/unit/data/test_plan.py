@@ -115,11 +115,11 @@ def test_without_the_tokenizer_tokens_come_from_bytes_through_the_same_chunking(
     rows = estimate_phase_rows(PhaseConfig(name="p", file=tmp_path / "p.jsonl"), DataConfig(eval_ratio=0.0), context,
                                0, 3.5)
     assert rows.estimated and rows.statistics["document_tokens"] == 101 + 11 + 2001
-    from phased_cpt.data.chunking import chunk_spans
+    from phased_cpt.data.chunking import chunk_document
 
-    chunks = 1 + 1 + len(chunk_spans(2001, 512, 64))
+    chunks = 1 + 1 + len(chunk_document(2001, 512, 64))
     assert rows.statistics["chunks"] == rows.statistics["rows"] == chunks
-    assert int(rows.segment_lengths.sum()) == 101 + 11 + sum(s.length for s in chunk_spans(2001, 512, 64))
+    assert int(rows.chunk_lengths.sum()) == 101 + 11 + sum(s.length for s in chunk_document(2001, 512, 64))
 
 
 # --- the older tool's real config, planned for 8 GPUs without the model ----------------------------
