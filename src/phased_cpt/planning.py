@@ -96,8 +96,8 @@ def cost_run(
     gpu: GpuSpec, model_config: Path | None, notes: list[str],
 ) -> RunPlan:
     """The DeepSpeed plan, memory per GPU and time per phase on `world_size` GPUs like `gpu`."""
-    from phased_cpt.training.deepspeed_plan import plan_deepspeed
     from phased_cpt.config.schema import liger_installed
+    from phased_cpt.training.deepspeed_plan import plan_deepspeed
 
     deepspeed = plan_deepspeed(cfg, world_size, int(gpu.memory_gib * GiB), model_config)
     described = f"{deepspeed.source} ({deepspeed.reason})" if deepspeed else "none (one process per GPU, DDP across them)"

@@ -30,8 +30,8 @@ import numpy as np
 
 from phased_cpt.config import ContextConfig, DataConfig, EvaluationConfig, PhaseConfig, RunConfig, TrainingConfig
 from phased_cpt.data.cache import resolve_cache_dir
-from phased_cpt.data.phase_data import PhaseData, build_run_data
 from phased_cpt.data.chunking import LENGTH, target_tokens
+from phased_cpt.data.phase_data import PhaseData, build_run_data
 from phased_cpt.distributed import world_size as launched_world_size
 
 BYTES_PER_TOKEN = 3.5
