@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("phased_cpt")
 
+MODEL_CONFIG_HELP = (
+    "the model's config.json (or a directory holding it) for the memory estimate, when model.name is a hub id "
+    "whose files are not on this machine (default: model.name's directory, then the local Hugging Face cache)"
+)
 SET_HELP = "override one config key, e.g. --set training.lora.r=16 or --set phases.0.epochs=1 (repeatable)"
 TARGET_HELP = "a run directory or an adapter directory (default: the newest run under --output-dir)"
 NOISY_LIBRARIES = r"transformers(\.|$)"
@@ -111,19 +115,33 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     add_set_argument(validate)
     validate.add_argument(
         "--print-translated", action="store_true",
-        help="print the config in phased-cpt's layout (useful for configs written for the older tool)",
+        help="print the config in phased-cpt's layout, with the translation's notes as comments (for configs "
+        "written for the older tool); printed even when the data files do not exist yet",
     )
     validate.set_defaults(func=cmd_validate, light=True)
 
     plan = sub.add_parser(
         "plan",
-        help="show what each phase will train on, without training",
+        help="show what each phase will train on, how many steps, how long and in how much memory",
         description="Validate, tokenize, chunk and pack every phase's data (or reuse the data cache) and "
         "print per phase: documents (train/eval), rejected lines, tokens, target tokens, chunks, rows, "
-        "packing efficiency, EOS count, longest document, optimizer steps per epoch and in total, replay "
-        "tokens. Without CONFIG, plans the embedded quickstart. The model is not loaded.",
+        "packing efficiency, EOS count, longest document, optimizer steps per epoch and in total, warm-up "
+        "steps, evaluations and checkpoints, replay tokens; then the memory per GPU (from the model's "
+        "config.json only: no weights) and the time on --gpus x --nodes GPUs, with warnings for settings that "
+        "make a phase train differently than it reads. Without CONFIG, plans the embedded quickstart. When the "
+        "tokenizer cannot be loaded here, token counts are estimated from the documents' bytes, and the plan "
+        "says so.",
     )
     plan.add_argument("config", nargs="?", type=Path, help="YAML config (default: the embedded quickstart)")
+    plan.add_argument("--gpus", type=int, metavar="N",
+                      help="GPUs (training processes) per node (default: WORLD_SIZE when a launcher set it, else 1)")
+    plan.add_argument("--nodes", type=int, default=1, metavar="M", help="nodes, each with --gpus GPUs (default: 1)")
+    plan.add_argument("--gpu-model", metavar="NAME",
+                      help="the GPU the memory and time are for, e.g. H100, H200, A100-40GB (default: the GPU here, "
+                      "else H100, where the estimates were calibrated)")
+    plan.add_argument("--model-config", type=Path, metavar="PATH", help=MODEL_CONFIG_HELP)
+    plan.add_argument("--bytes-per-token", type=float, default=None, metavar="B",
+                      help="UTF-8 bytes per token when the tokenizer cannot be loaded here (default: 3.5)")
     add_set_argument(plan)
     plan.add_argument("--json", action="store_true", help="print the plan as JSON on stdout instead of a table")
     plan.set_defaults(func=cmd_plan)
@@ -283,6 +301,10 @@ def add_distributed_commands(sub: argparse._SubParsersAction) -> None:
     )
     doctor.add_argument("config", type=Path, help="YAML config")
     doctor.add_argument("--gpus", type=int, metavar="N", help="processes the run will use (default: every visible GPU, or 1)")
+    doctor.add_argument("--gpu-memory", type=float, metavar="GIB",
+                        help="memory of each GPU the run will use, in GiB (default: the GPUs here); the memory "
+                        "check fails when the estimate needs more")
+    doctor.add_argument("--model-config", type=Path, metavar="PATH", help=MODEL_CONFIG_HELP)
     add_set_argument(doctor)
     doctor.add_argument("--json", action="store_true", help="print the checks as JSON on stdout instead of a table")
     doctor.set_defaults(func=cmd_doctor)
@@ -321,11 +343,12 @@ def run_config(args: argparse.Namespace, announce: bool = False) -> RunConfig:
     from phased_cpt.config import load_config
 
     if args.config is None:
-        from phased_cpt.quickstart import quickstart_config_data, quickstart_model_dir
+        from phased_cpt.quickstart import describe_quickstart, quickstart_config_data, quickstart_model_dir
 
-        if announce:
-            logger.info("no config given: running the embedded quickstart (tiny model, bundled data)")
-        cfg, notes = load_config(None, args.overrides, base_data=quickstart_config_data(quickstart_model_dir()))
+        model_dir = quickstart_model_dir()
+        cfg, notes = load_config(None, args.overrides, base_data=quickstart_config_data(model_dir))
+        if announce:  # what actually runs: the --set overrides may point at your files or model
+            logger.info("%s", describe_quickstart(cfg.model.name, {p.name: p.file for p in cfg.phases}, model_dir))
     else:
         cfg, notes = load_config(args.config, args.overrides)
     for note in notes:
@@ -374,14 +397,19 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from phased_cpt.config import dump_config, load_config
+    from phased_cpt.config.legacy import TRANSLATED
     from phased_cpt.data.jsonl import scan_phase_files
     from phased_cpt.errors import DataError
 
+    if args.print_translated:
+        # The translation prints even when the data files do not exist yet; they are checked after.
+        draft, notes = load_config(args.config, args.overrides, check_files=False)
+        header = ["# translated from the older tool's layout by phased-cpt\n"] if TRANSLATED in notes else []
+        header += [f"# note: {note}\n" for note in notes if note != TRANSLATED]
+        print("".join(header) + dump_config(draft), end="", flush=True)
     cfg, notes = load_config(args.config, args.overrides)
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
-    if args.print_translated:
-        print(dump_config(cfg), end="")
     problems = []
     for phase in cfg.phases:
         try:
@@ -407,12 +435,22 @@ def cmd_plan(args: argparse.Namespace) -> int:
     import contextlib
     import json
 
+    if args.gpus is not None and args.gpus < 1 or args.nodes < 1:
+        raise UserError("--gpus and --nodes must be at least 1")
+    if args.bytes_per_token is not None and args.bytes_per_token <= 0:
+        raise UserError("--bytes-per-token must be positive")
     cfg = run_config(args)
     with contextlib.redirect_stdout(sys.stderr):  # libraries print notices on import; stdout is the plan only
-        from phased_cpt.data.plan import format_plan, plan_json, plan_run
+        from phased_cpt.data.plan import BYTES_PER_TOKEN
+        from phased_cpt.planning import format_run_plan, plan_run, run_plan_json
 
-        plans = plan_run(cfg)
-    print(json.dumps(plan_json(plans, cfg.context), indent=2) if args.json else format_plan(plans, cfg.context))
+        world = args.gpus * args.nodes if args.gpus else None
+        run = plan_run(cfg, world, args.nodes, args.gpu_model, args.model_config,
+                       args.bytes_per_token or BYTES_PER_TOKEN)
+    if args.json:
+        print(json.dumps(run_plan_json(run, cfg.context), indent=2))
+    else:
+        print(format_run_plan(run, cfg.context, cfg.training))
     return 0
 
 
@@ -520,7 +558,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from phased_cpt.doctor import doctor
     from phased_cpt.launch import gpu_count
 
-    return doctor(args.config, args.overrides, args.gpus or max(gpu_count(), 1), args.json)
+    return doctor(args.config, args.overrides, args.gpus or max(gpu_count(), 1), args.json, args.gpu_memory,
+                  args.model_config)
 
 
 # --- process setup -----------------------------------------------------------------------------

@@ -18,19 +18,16 @@ from peft import PeftModel, get_peft_model, get_peft_model_state_dict, load_peft
 from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from phased_cpt.config import LoraConfig, ModelConfig
+from phased_cpt.config import LoraConfig, ModelConfig, training_dtype
 from phased_cpt.errors import UserError
 
 logger = logging.getLogger(__name__)
 
 
 def resolve_dtype(name: str) -> torch.dtype:
-    """auto: bfloat16 on a GPU that supports it, else float32 (CPU, or GPUs without bf16)."""
-    if name == "auto":
-        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    return getattr(torch, name)
+    """auto: bfloat16 on a GPU that supports it, else float32 (CPU, or GPUs without bf16); the
+    rule is `config.training_dtype`, which the memory estimate uses too."""
+    return getattr(torch, training_dtype(name, torch.cuda.is_available() and torch.cuda.is_bf16_supported()))
 
 
 def resolve_attn_implementation(name: str) -> str:

@@ -95,7 +95,7 @@ def adapter(run_dir: Path, phase: str) -> dict[str, torch.Tensor]:
 
 def events(run_dir: Path) -> dict[tuple[str, str], dict]:
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return {(r["event"], r["phase"]): r for r in map(json.loads, lines) if "event" in r}
+    return {(r["event"], r.get("phase")): r for r in map(json.loads, lines) if "event" in r}
 
 
 def train_losses(run_dir: Path) -> list[float]:

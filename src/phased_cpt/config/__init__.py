@@ -30,11 +30,12 @@ from phased_cpt.config.schema import (
     WandbConfig,
     default_phases,
     model_short_name,
+    training_dtype,
 )
 
 __all__ = [
     "DEEPSPEED_NAMES", "PHASE_OVERRIDE_KEYS", "ContextConfig", "DataConfig", "EvaluationConfig", "LoraConfig",
     "ModelConfig", "OutputConfig", "PerformanceConfig", "PhaseConfig", "RunConfig", "TensorboardConfig",
     "TrainingConfig", "WandbConfig", "apply_override", "default_phases", "describe_validation_error",
-    "dump_config", "interpolate_env", "load_config", "model_short_name", "read_yaml",
+    "dump_config", "interpolate_env", "load_config", "model_short_name", "read_yaml", "training_dtype",
 ]

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from phased_cpt.config.legacy import is_legacy_config, translate_legacy_config
+from phased_cpt.config.legacy import TRANSLATED, is_legacy_config, translate_legacy_config
 from phased_cpt.config.schema import RunConfig, default_phases
 from phased_cpt.config.strict_yaml import ConfigLoader, YamlProblem, parse_yaml
 from phased_cpt.errors import ConfigError, is_secret_name, secret_values
@@ -163,11 +163,8 @@ def load_config(
     data = base_data if base_data is not None else (read_yaml(path) if path else {})
     warnings: list[str] = []
     if is_legacy_config(data):
-        data, notes = translate_legacy(data)
-        warnings.append(
-            "this config uses the older tool's layout; it was translated "
-            "(`phased-cpt validate CONFIG --print-translated` prints the new layout)"
-        )
+        data, notes = translate_legacy(data, path.resolve().parent if path else None)
+        warnings.append(TRANSLATED)
         warnings.extend(notes)
     problems: list[str] = []
     data = interpolate_env(data, problems=problems)
@@ -237,14 +234,14 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def translate_legacy(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def translate_legacy(data: dict[str, Any], config_dir: Path | None) -> tuple[dict[str, Any], list[str]]:
     """`translate_legacy_config`, with a section that is not a mapping (or another shape the
     translation cannot read) reported as a config problem instead of an exception."""
     for key in ("model", "training", "dataset", "phased_training", "wandb", "tensorboard"):
         if data.get(key) is not None and not isinstance(data[key], dict):
             raise ConfigError([f"{key}: must be a section of keys (a mapping), got {type(data[key]).__name__}"])
     try:
-        return translate_legacy_config(data)
+        return translate_legacy_config(data, config_dir)
     except (TypeError, ValueError, AttributeError, KeyError) as err:
         raise ConfigError([
             "this config looks like the older tool's layout (phased_training / dataset sections) but cannot be "

@@ -44,6 +44,14 @@ DEEPSPEED_NAMES = ("zero2", "zero3", "auto")
 DeepSpeedOffload = Literal["none", "optimizer", "optimizer_and_params"]
 
 
+def training_dtype(setting: str, bf16_supported: bool) -> str:
+    """The one rule for the dtype training runs in (so bytes per weight and activation in every
+    estimate): `model.dtype`, where auto is bfloat16 on a GPU that supports it, else float32."""
+    if setting != "auto":
+        return setting
+    return "bfloat16" if bf16_supported else "float32"
+
+
 class StrictModel(BaseModel):
     # allow_inf_nan=False: `.inf` / `.nan` in any number key is a config error, not a run that diverges.
     model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)

@@ -13,6 +13,7 @@ import json
 import logging
 import shutil
 import tempfile
+import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -134,11 +135,15 @@ def build_phase_data(
     digests = phase_input_digests(phase)
     key = phase_cache_key(phase, data, tokenizer_id, context, seed, earlier, digests)
     sources = [ReplaySource(p.train.dataset.tokens, p.own_chunks) for p in earlier]
+    started = time.perf_counter()
     entry, hit = cached_entry(
         cache_dir, key, lambda out: prepare_phase(out, phase, data, tokenizer, context, seed, sources, digests)
     )
     if hit:
         logger.info("%s: reusing prepared data from the cache (%s)", phase.name, entry)
+    else:
+        logger.info("%s: data prepared in %.1f s (read, tokenized, chunked, packed; cached in %s)", phase.name,
+                    time.perf_counter() - started, entry)
     phase_data = load_phase_data(entry, phase.name, context.sample_packing, hit)
     if temporary is not None:
         weakref.finalize(phase_data, shutil.rmtree, temporary, True)

@@ -248,6 +248,16 @@ def split_statistics(
     }
 
 
+def counted(documents: Iterable[Document], phase: str) -> Iterable[Document]:
+    """`documents`, drawing a progress bar of the documents read and tokenized (rank 0 only)."""
+    from tqdm.auto import tqdm
+
+    from phased_cpt.distributed import is_main_process
+
+    return tqdm(documents, desc=f"{phase}: tokenizing", unit=" documents", leave=False, dynamic_ncols=True,
+                disable=not is_main_process(), mininterval=0.5)
+
+
 def prepare_phase(
     out: Path, phase: PhaseConfig, data: DataConfig, tokenizer: PreTrainedTokenizerBase, context: ContextConfig,
     seed: int, replay_sources: Sequence[ReplaySource], expected_sha256: dict[Path, str] | None = None,
@@ -262,15 +272,15 @@ def prepare_phase(
     scans = [RecordScan(phase.file, data.on_bad_record)]
     with open(out / "tokens.bin", "wb") as f:
         writer = TokenWriter(f)
-        tokenize_stream(scan_documents(phase.file, data.text_field, scans[0], seen), tokenizer, writer,
-                        index, context.max_tokens, tokenizer_processes(phase.file))
+        tokenize_stream(counted(scan_documents(phase.file, data.text_field, scans[0], seen), phase.name), tokenizer,
+                        writer, index, context.max_tokens, tokenizer_processes(phase.file))
         check_unchanged(scans[0], expected_sha256)
         scans[0].raise_if_bad(data.text_field)
         train_count = len(index.lengths)
         if phase.eval_file is not None:
             scans.append(RecordScan(phase.eval_file, data.on_bad_record))
-            tokenize_stream(scan_documents(phase.eval_file, data.text_field, scans[1], seen), tokenizer, writer,
-                            index, context.max_tokens, tokenizer_processes(phase.eval_file))
+            tokenize_stream(counted(scan_documents(phase.eval_file, data.text_field, scans[1], seen), phase.name),
+                            tokenizer, writer, index, context.max_tokens, tokenizer_processes(phase.eval_file))
             check_unchanged(scans[1], expected_sha256)
             check_eval_file(*scans)
             scans[1].raise_if_bad(data.text_field)

@@ -8,7 +8,9 @@ Reading down a column shows what later phases did to what an earlier phase taugh
 from __future__ import annotations
 
 import json
+import logging
 import math
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +22,8 @@ if TYPE_CHECKING:
     from peft import PeftModel
 
     from phased_cpt.data.phase_data import Rows
+
+logger = logging.getLogger(__name__)
 
 BASE_ROW = "base"
 
@@ -93,11 +97,19 @@ def _format(value: float | None) -> str:
 
 
 def evaluate_phases(
-    model: PeftModel, eval_sets: dict[str, Rows | None], collator: Collator, batch_size: int, base_model: bool = False
+    model: PeftModel, eval_sets: dict[str, Rows | None], collator: Collator, batch_size: int, base_model: bool = False,
+    after: str = BASE_ROW,
 ) -> dict[str, dict]:
-    """{phase: {loss, perplexity, target_tokens}} on every phase's held-out rows (None: no rows)."""
-    return {
-        name: evaluate_rows(model, rows.dataset, collator, batch_size, base_model=base_model).to_dict()
-        for name, rows in eval_sets.items()
-        if rows is not None
-    }
+    """{phase: {loss, perplexity, target_tokens}} on every phase's held-out rows (None: no rows):
+    one row of the matrix, `after` the base model or a phase. Each cell draws a progress bar and
+    logs a line when done, so the minutes it takes are never silent."""
+    cells = [(name, rows) for name, rows in eval_sets.items() if rows is not None]
+    results = {}
+    for index, (name, rows) in enumerate(cells, start=1):
+        label = f"forgetting matrix {index}/{len(cells)}: {'base model' if after == BASE_ROW else 'after ' + after} on {name}"
+        started = time.perf_counter()
+        result = evaluate_rows(model, rows.dataset, collator, batch_size, base_model=base_model, desc=label)
+        results[name] = result.to_dict()
+        logger.info("%s: perplexity %.4g over %s target tokens (%.1f s)", label, result.perplexity,
+                    f"{result.target_tokens:,}", time.perf_counter() - started)
+    return results

@@ -38,9 +38,13 @@ class EvalResult:
 
 
 def evaluate_rows(
-    model: PeftModel, dataset: Dataset, collator: Collator, batch_size: int, base_model: bool = False
+    model: PeftModel, dataset: Dataset, collator: Collator, batch_size: int, base_model: bool = False,
+    desc: str | None = None,
 ) -> EvalResult:
-    """Mean loss per target token over `dataset`; `base_model=True` disables the LoRA adapter."""
+    """Mean loss per target token over `dataset`; `base_model=True` disables the LoRA adapter.
+    `desc`: draw a progress bar with this label (on rank 0), so a long evaluation is never silent."""
+    from tqdm.auto import tqdm
+
     world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
     rank = dist.get_rank() if world > 1 else 0
     device = next(model.parameters()).device
@@ -50,9 +54,11 @@ def evaluate_rows(
     was_training = model.training
     model.eval()
     adapter_off = model.disable_adapter() if base_model else nullcontext()
+    bar = tqdm(range(rounds), desc=desc, unit="batch", leave=False, dynamic_ncols=True,
+               disable=desc is None or rank != 0)
     try:
-        with torch.no_grad(), adapter_off:
-            for r in range(rounds):
+        with torch.no_grad(), adapter_off, bar:
+            for r in bar:
                 index = r * world + rank
                 weight = 1.0 if index < len(batches) else 0.0
                 batch = collator([dataset[i] for i in batches[min(index, len(batches) - 1)]])

@@ -32,6 +32,20 @@ def quickstart_config_data(model_dir: Path) -> dict[str, Any]:
     return data
 
 
+def describe_quickstart(model_name: str, phase_files: dict[str, Path], model_dir: Path) -> str:
+    """The line `train` and `plan` print when they run the embedded config: which model and
+    which data actually run, after any --set (phase name -> its file)."""
+    model = "the tiny model built offline" if Path(model_name) == model_dir else f"model {model_name}"
+    own = {name: file for name, file in phase_files.items() if Path(file).parent != DATA_DIR}
+    if not own:
+        data = "the bundled sample data"
+    else:
+        data = "your files: " + ", ".join(f"{name} <- {file}" for name, file in own.items())
+        if len(own) < len(phase_files):
+            data += "; the bundled sample data for the other phases"
+    return f"no config given: the embedded quickstart config, {model}, {len(phase_files)} phase(s) on {data}"
+
+
 def cache_root() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "phased-cpt"

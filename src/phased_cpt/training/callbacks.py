@@ -34,14 +34,16 @@ class MetricsCallback(TrainerCallback):
         self._train_seconds = 0.0
         self._last_tokens = 0
         self.throughput: Throughput | None = None
-        """Useful FLOPs per token and the device peak: adds `model_tflops_per_second` and `mfu`."""
+        """Useful FLOPs per token and the device peak: adds `model_tflops_per_second`, and `mfu` where
+        the device's peak is known (a GPU in `phased_cpt.gpus`; never on a CPU)."""
 
     def on_train_begin(self, args, state: TrainerState, control, model=None, train_dataloader=None, **kwargs):
         if state.is_world_process_zero and model is not None and train_dataloader is not None:
             self.throughput = phase_throughput(model, train_dataloader.dataset, args)
+            peak = self.throughput.peak
             self.sink.event(
                 "throughput", phase=self.phase, flops_per_token=self.throughput.flops_per_token,
-                peak_flops_per_second=self.throughput.peak.flops_per_second, peak_source=self.throughput.peak.source,
+                peak_flops_per_second=peak.flops_per_second if peak else None, peak_source=peak.source if peak else None,
             )
         self._ready = time.perf_counter()
         self._train_seconds = 0.0

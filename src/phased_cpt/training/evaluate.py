@@ -2,10 +2,13 @@
 after each phase) and the eval records logged at each phase end.
 
 The numbers come from `phased_cpt.evaluation`; this module decides when to compute them and
-where they go (eval/forgetting.*, metrics).
+where they go (eval/forgetting.*, metrics). Every evaluation draws a progress bar and records its
+wall time as an `evaluation` event in metrics.jsonl, which the report adds up.
 """
 
 from __future__ import annotations
+
+import time
 
 from peft import PeftModel
 
@@ -29,29 +32,43 @@ class RunEvaluator:
         self.sink = sink
         self.forgetting = ForgettingMatrix.load(run.eval_dir / "forgetting.json", list(self.eval_sets))
 
-    def current_phase(self, model: PeftModel, phase: str) -> EvalResult | None:
-        """Loss/perplexity on `phase`'s held-out rows (None when it has none)."""
+    def current_phase(self, model: PeftModel, phase: str, during: bool = True) -> EvalResult | None:
+        """Loss/perplexity on `phase`'s held-out rows (None when it has none). `during`: while the
+        phase trains (its time is then inside the phase's)."""
         rows = self.eval_sets[phase]
         if rows is None:
             return None
-        return evaluate_rows(model, rows.dataset, self.collator, self.evaluation.batch_size)
+        started = time.perf_counter()
+        result = evaluate_rows(model, rows.dataset, self.collator, self.evaluation.batch_size, desc=f"eval {phase}")
+        self.record("phase", phase, started, during=during)
+        return result
 
     def before_training(self, model: PeftModel) -> None:
         """The base-model row of the forgetting matrix (adapter disabled); once per run."""
         if self.evaluation.forgetting_matrix and not self.forgetting.has_row(BASE_ROW):
+            started = time.perf_counter()
             results = evaluate_phases(model, self.eval_sets, self.collator, self.evaluation.batch_size, base_model=True)
             self.forgetting.add_row(BASE_ROW, results)
             self.forgetting.save(self.run.eval_dir)
+            self.record("forgetting_matrix", BASE_ROW, started)
 
     def after_phase(self, model: PeftModel, phase: str, step: int) -> None:
         """The phase's forgetting-matrix row, and its own eval record at the phase's last step."""
         if self.evaluation.forgetting_matrix:
-            results = evaluate_phases(model, self.eval_sets, self.collator, self.evaluation.batch_size)
+            started = time.perf_counter()
+            results = evaluate_phases(model, self.eval_sets, self.collator, self.evaluation.batch_size, after=phase)
             self.forgetting.add_row(phase, results)
             self.forgetting.save(self.run.eval_dir)
+            self.record("forgetting_matrix", phase, started)
             own = results.get(phase)
         else:
-            result = self.current_phase(model, phase)
+            result = self.current_phase(model, phase, during=False)
             own = result.to_dict() if result else None
         if own is not None:
             self.sink.log(step, phase, {"loss": own["loss"], "perplexity": own["perplexity"]}, kind="eval")
+
+    def record(self, what: str, after: str, started: float, during: bool = False) -> None:
+        """An `evaluation` event: what ran (a forgetting-matrix row or one phase's held-out rows),
+        its seconds, and whether they fell inside a phase's training time."""
+        self.sink.event("evaluation", what=what, after=after, seconds=time.perf_counter() - started,
+                        during_phase=during, time=time.time())

@@ -8,6 +8,7 @@ finished phases and continues the current one from its latest complete checkpoin
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase, set_seed
@@ -16,7 +17,7 @@ from phased_cpt.config import ContextConfig, EvaluationConfig, PhaseConfig, RunC
 from phased_cpt.data.cache import resolve_cache_dir
 from phased_cpt.data.collate import check_packing_model, make_collator
 from phased_cpt.data.phase_data import PhaseData, build_run_data, save_rejected
-from phased_cpt.data.plan import format_plan, plan_phases
+from phased_cpt.data.plan import format_plan, plan_phases, plan_warnings
 from phased_cpt.evaluation.report import write_report
 from phased_cpt.modeling import load_tokenizer
 from phased_cpt.run_dir import RunDir
@@ -56,12 +57,18 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
 
     `resume`: a run directory or "latest" to continue instead of starting a new run.
     """
+    started = time.time()
     deepspeed = plan_deepspeed(cfg)
     init_distributed(deepspeed)
     set_seed(cfg.training.seed)
     tokenizer = load_tokenizer(cfg.model)
+    preparing = time.perf_counter()
     phase_data = build_run_data(cfg.phases, cfg.data, tokenizer, cfg.context, cfg.training.seed, resolve_cache_dir(cfg.data))
-    logger.info("%s", format_plan(plan_phases(cfg.phases, cfg.training, cfg.context, phase_data), cfg.context))
+    preparation_seconds = time.perf_counter() - preparing
+    plans = plan_phases(cfg.phases, cfg.training, cfg.context, phase_data, evaluation=cfg.evaluation)
+    logger.info("%s", format_plan(plans, cfg.context))
+    for warning in plan_warnings(plans, cfg.training, cfg.evaluation):
+        logger.warning("warning: %s", warning)
 
     run = rank_zero_run_dir(resume_run, cfg, resume) if resume else rank_zero_run_dir(start_run, cfg)
     logger.info("run directory: %s%s", run.path, " (resumed)" if resume else "")
@@ -74,6 +81,8 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
     sink = open_sink(run, cfg.tensorboard, cfg.wandb, cfg.model_dump(mode="json", exclude={"wandb"}),
                      resume_point(run, pending[0].name)[1] if resume and pending else None)
     evaluator = RunEvaluator(run, phase_data, make_collator(tokenizer, cfg.context), cfg.evaluation, sink)
+    # the report's wall time: each session from its start, with data preparation apart
+    sink.event("session_start", time=started, preparation_seconds=preparation_seconds, resumed=resume is not None)
     try:
         with stop_on_signals() as stop:
             shared = RunContext(run, tokenizer, sink, evaluator, stop, cfg.training, cfg.context, cfg.evaluation, deepspeed)
@@ -83,6 +92,7 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
                 evaluator.after_phase(trainable.model, phase.name, run.finished_steps() + result.steps)
                 finish_phase(trainable, phase, result, shared)
     finally:
+        sink.event("session_end", time=time.time())
         sink.close()
         write_report(run)
     return run
@@ -123,7 +133,7 @@ def finish_phase(trainable: TrainableModel, phase: PhaseConfig, result: PhaseRes
     end_step = run.finished_steps() + result.steps
     fingerprint = trainable.fingerprint()
     shared.sink.event("phase_end", phase=phase.name, step=end_step, steps=result.steps,
-                      train_loss=result.train_loss, adapter_sha256=fingerprint)
+                      train_loss=result.train_loss, adapter_sha256=fingerprint, time=time.time())
     run.mark_done(phase.name, steps=result.steps, train_loss=result.train_loss, tokens=result.tokens,
                   seconds=result.seconds, adapter_sha256=fingerprint)
     logger.info("%s done: %d steps, adapter in %s", phase.name, result.steps, run.adapter_dir(phase.name))
