@@ -138,15 +138,34 @@ class ContextConfig(StrictModel):
     """true: pack documents and chunks into rows of up to max_tokens (best-fit decreasing), with
     position ids restarting and attention isolated per document; false: one per row, a batch
     padded to its longest row."""
+    fim_rate: float = Field(0.0, ge=0.0, le=1.0)
+    """Fill-in-the-middle: the share of training documents/chunks rearranged as prefix, suffix,
+    middle with the tokenizer's FIM tokens (0: off). Eval documents are never rearranged."""
+    fim_spm_rate: float = Field(0.5, ge=0.0, le=1.0)
+    """Of the FIM units, the share laid out suffix-prefix-middle (SPM) rather than PSM."""
 
     @model_validator(mode="after")
     def _check(self) -> ContextConfig:
+        from phased_cpt.data.fim import FIM_HEADROOM_TOKENS
+
         if self.overlap_tokens >= self.max_tokens:
             raise ValueError(
                 f"context.overlap_tokens ({self.overlap_tokens}) must be smaller than "
                 f"context.max_tokens ({self.max_tokens}); lower overlap_tokens or raise max_tokens"
             )
+        if self.fim_rate > 0 and self.overlap_tokens >= self.max_tokens - FIM_HEADROOM_TOKENS:
+            raise ValueError(
+                f"context.fim_rate > 0 leaves {FIM_HEADROOM_TOKENS} tokens of every chunk for the FIM tokens, so "
+                f"context.overlap_tokens ({self.overlap_tokens}) must be smaller than context.max_tokens - "
+                f"{FIM_HEADROOM_TOKENS} ({self.max_tokens - FIM_HEADROOM_TOKENS}); lower overlap_tokens"
+            )
         return self
+
+    def train_window_tokens(self) -> int:
+        """The longest training chunk: `max_tokens`, less room for the FIM tokens when FIM is on."""
+        from phased_cpt.data.fim import FIM_HEADROOM_TOKENS
+
+        return self.max_tokens - (FIM_HEADROOM_TOKENS if self.fim_rate > 0 else 0)
 
 
 class PhaseConfig(StrictModel):

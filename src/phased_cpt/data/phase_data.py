@@ -138,11 +138,12 @@ def build_phase_data(
 def load_phase_data(entry: Path, name: str, packed: bool, cache_hit: bool) -> PhaseData:
     meta = read_meta(entry)
     tokens = open_tokens(entry / "tokens.bin")
+    never_targets = tuple(meta.get("fim_tokens") or ())
 
     def rows(split: str) -> Rows:
         segments = np.load(entry / f"{split}_segments.npy", mmap_mode="r")
         offsets = np.load(entry / f"{split}_row_offsets.npy")
-        return Rows(RowDataset(tokens, np.asarray(segments), offsets, packed), meta[split])
+        return Rows(RowDataset(tokens, np.asarray(segments), offsets, packed, never_targets), meta[split])
 
     eval_rows = rows("eval") if meta["eval"]["documents"] else None
     return PhaseData(name, rows("train"), eval_rows, entry, meta, cache_hit, np.load(entry / "train_units.npy"))

@@ -8,7 +8,9 @@
 3. Documents longer than `max_tokens` become overlapping windows (`chunking.py`); with
    `chunk_long_samples: false` they are an error listing each one.
 4. Replay (`replay_ratio`) copies a seeded random choice of earlier phases' training chunks.
-5. Rows: one segment each, or packed best-fit decreasing (`packing.py`).
+5. Fill-in-the-middle (`context.fim_rate`, `fim.py`) rearranges a seeded choice of the training
+   units (own and replayed; never eval ones) and appends them to `tokens.bin`.
+6. Rows: one segment each, or packed best-fit decreasing (`packing.py`).
 
 BOS and EOS: whatever `tokenizer(text)` adds with `add_special_tokens=True` (a Llama tokenizer
 prepends BOS, a Qwen2 tokenizer adds nothing), then EOS once, after the document's last token.
@@ -35,6 +37,7 @@ from transformers import PreTrainedTokenizerBase
 from phased_cpt.config import ContextConfig, DataConfig, PhaseConfig
 from phased_cpt.data.cache import write_meta
 from phased_cpt.data.chunking import chunk_spans
+from phased_cpt.data.fim import FimTokens, fim_permute, require_fim_tokens
 from phased_cpt.data.jsonl import Document, RecordScan, scan_documents, write_rejected
 from phased_cpt.data.packing import pack_best_fit_decreasing, packing_efficiency
 from phased_cpt.data.rows import CONTEXT, LENGTH, START, open_tokens, target_tokens
@@ -97,11 +100,11 @@ def encode_texts(texts: list[str], tokenizer: PreTrainedTokenizerBase) -> list[l
 
 
 class TokenWriter:
-    """Appends int32 ids to `tokens.bin`; returns where each piece starts."""
+    """Appends int32 ids to `tokens.bin` (holding `tokens` ids already); returns where each piece starts."""
 
-    def __init__(self, file: BinaryIO) -> None:
+    def __init__(self, file: BinaryIO, tokens: int = 0) -> None:
         self.file = file
-        self.tokens = 0
+        self.tokens = tokens
 
     def write(self, ids: np.ndarray) -> int:
         start = self.tokens
@@ -195,15 +198,19 @@ def reject_long_documents(index: TokenizedDocuments, max_tokens: int) -> None:
     ]))
 
 
-def chunk_units(index: TokenizedDocuments, documents: Sequence[int], context: ContextConfig) -> np.ndarray:
-    """(start, length, context_tokens) of every chunk of `documents`, in document order."""
+def chunk_units(
+    index: TokenizedDocuments, documents: Sequence[int], context: ContextConfig, window_tokens: int | None = None,
+) -> np.ndarray:
+    """(start, length, context_tokens) of every chunk of `documents`, in document order; chunks
+    of at most `window_tokens` (default `context.max_tokens`)."""
+    window = window_tokens or context.max_tokens
     units: list[tuple[int, int, int]] = []
     for d in documents:
         start, length = index.starts[d], index.lengths[d]
-        if length <= context.max_tokens:
+        if length <= window:
             units.append((start, length, 0))
             continue
-        for span in chunk_spans(length, context.max_tokens, context.overlap_tokens, context.overlap_loss):
+        for span in chunk_spans(length, window, context.overlap_tokens, context.overlap_loss):
             units.append((start + span.start, span.length, span.context_tokens))
     return np.array(units, dtype=np.int64).reshape(-1, 3)
 
@@ -231,6 +238,30 @@ def replay_units(
         logger.warning("replay: earlier phases hold only %d training tokens, fewer than the %d asked for; "
                        "all of them are replayed", total, wanted)
     return np.array(chosen, dtype=np.int64).reshape(-1, 3)
+
+
+def fim_units(
+    units: np.ndarray, tokens: np.ndarray, writer: TokenWriter, fim: FimTokens, tokenizer: PreTrainedTokenizerBase,
+    context: ContextConfig, rng: np.random.Generator,
+) -> tuple[np.ndarray, int, int]:
+    """`units` with a `fim_rate` share of them rearranged (`fim.fim_permute`), their new ids written
+    by `writer`; also how many were rearranged and how many FIM tokens sit at target positions
+    (`target_tokens` counts them; they are never trained on)."""
+    out = units.copy()
+    rearranged = sentinel_targets = 0
+    bos = tokenizer.bos_token_id
+    for i in np.flatnonzero(rng.random(len(units)) < context.fim_rate):
+        start, length, overlap = (int(x) for x in units[i])
+        ids = np.asarray(tokens[start : start + length])
+        lead = overlap if overlap else int(bos is not None and length > 0 and int(ids[0]) == bos)
+        spm = bool(rng.random() < context.fim_spm_rate)
+        permuted = fim_permute(ids, lead, overlap, tokenizer.eos_token_id, fim, tokenizer, rng, spm, context.max_tokens)
+        if permuted is None:
+            continue
+        out[i] = (writer.write(permuted.ids), len(permuted.ids), permuted.context_tokens)
+        rearranged += 1
+        sentinel_targets += 3 if max(permuted.context_tokens, 1) <= lead else 2  # the first token is never a target
+    return out, rearranged, sentinel_targets
 
 
 def build_row_table(units: np.ndarray, context: ContextConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -273,6 +304,7 @@ def prepare_phase(
     seed: int, replay_sources: Sequence[ReplaySource],
 ) -> None:
     """Write one phase's cache entry into the empty directory `out` (see `cache.py`)."""
+    fim = require_fim_tokens(tokenizer, "context.fim_rate") if context.fim_rate > 0 else None
     seen: dict[bytes, str] | None = {} if data.dedup == "exact" else None
     index = TokenizedDocuments()
     scans = [RecordScan(phase.file, data.on_bad_record)]
@@ -292,13 +324,22 @@ def prepare_phase(
             train_docs, eval_docs = split_documents(list(range(train_count)), data.eval_ratio, seed, phase.name)
         if not context.chunk_long_samples:
             reject_long_documents(index, context.max_tokens)
-        train_units = chunk_units(index, train_docs, context)
+        train_units = chunk_units(index, train_docs, context, context.train_window_tokens())
         rng = np.random.default_rng([seed, zlib.crc32(phase.name.encode("utf-8"))])
         own_tokens = int(train_units[:, LENGTH].sum()) if len(train_units) else 0
         replayed = replay_units(replay_sources, own_tokens, phase.replay_ratio, rng, writer)
     tokens = open_tokens(out / "tokens.bin")
-    meta: dict[str, Any] = {"phase": phase.name, "tokens": writer.tokens, "longest_document": index.longest_source}
-    splits = {"train": (train_docs, np.concatenate([train_units, replayed])), "eval": (eval_docs, None)}
+    training_units = np.concatenate([train_units, replayed])
+    rearranged = sentinel_targets = 0
+    if fim is not None:
+        with open(out / "tokens.bin", "ab") as f:
+            fim_rng = np.random.default_rng([seed, zlib.crc32(phase.name.encode("utf-8")), 1])
+            training_units, rearranged, sentinel_targets = fim_units(
+                training_units, tokens, TokenWriter(f, writer.tokens), fim, tokenizer, context, fim_rng)
+        tokens = open_tokens(out / "tokens.bin")
+    meta: dict[str, Any] = {"phase": phase.name, "tokens": len(tokens), "longest_document": index.longest_source,
+                            "fim_tokens": list(fim.ids) if fim is not None else None}
+    splits = {"train": (train_docs, training_units), "eval": (eval_docs, None)}
     for name, (documents, units) in splits.items():
         units = chunk_units(index, documents, context) if units is None else units
         segments, row_offsets = build_row_table(units, context)
@@ -307,6 +348,8 @@ def prepare_phase(
         meta[name] = split_statistics(tokens, index, documents, units, segments, row_offsets,
                                       replayed if name == "train" else np.zeros((0, 3), dtype=np.int64),
                                       tokenizer.eos_token_id, context.max_tokens)
+    meta["train"]["fim_units"] = rearranged
+    meta["train"]["target_tokens"] -= sentinel_targets
     np.save(out / "train_units.npy", train_units)  # own chunks only: what later phases replay
     rejected = [r for scan in scans for r in scan.rejected]
     write_rejected(out / "rejected.jsonl", rejected)

@@ -11,7 +11,8 @@ several with it. `RowDataset[i]` assembles row i on the fly:
     position_ids  0    1    2    0    1    2    3   restart at every segment (packed rows only)
 
 A segment's first token is never a target: nothing of its own document precedes it in the row
-(after the model's causal shift it would be predicted from the previous document's EOS).
+(after the model's causal shift it would be predicted from the previous document's EOS). Nor is
+a fill-in-the-middle token (`never_targets`, see `fim.py`): the user types those.
 """
 
 from __future__ import annotations
@@ -43,11 +44,15 @@ def target_tokens(segments: np.ndarray) -> int:
 class RowDataset(Dataset):
     """Map-style dataset of rows: dicts of `input_ids`, `labels` (+ `position_ids` when packed)."""
 
-    def __init__(self, tokens: np.ndarray, segments: np.ndarray, row_offsets: np.ndarray, packed: bool) -> None:
+    def __init__(
+        self, tokens: np.ndarray, segments: np.ndarray, row_offsets: np.ndarray, packed: bool,
+        never_targets: tuple[int, ...] = (),
+    ) -> None:
         self.tokens = tokens
         self.segments = segments
         self.row_offsets = row_offsets
         self.packed = packed
+        self.never_targets = np.asarray(never_targets, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.row_offsets) - 1
@@ -64,6 +69,8 @@ class RowDataset(Dataset):
             labels[offset : offset + max(context, 1)] = IGNORE_INDEX
             position_ids[offset : offset + length] = np.arange(length)
             offset += length
+        if len(self.never_targets):
+            labels[np.isin(input_ids, self.never_targets)] = IGNORE_INDEX
         row = {"input_ids": input_ids.tolist(), "labels": labels.tolist()}
         if self.packed:
             row["position_ids"] = position_ids.tolist()
