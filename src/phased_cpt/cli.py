@@ -235,8 +235,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(dump_config(cfg), end="")
     problems = []
     for phase in cfg.phases:
-        files = [phase.file] + ([phase.eval_file] if phase.eval_file is not None else [])
-        for scan in scan_phase_files(files, cfg.data.text_field, cfg.data.on_bad_record, cfg.data.dedup):
+        for scan in scan_phase_files(phase.files, cfg.data.text_field, cfg.data.on_bad_record, cfg.data.dedup):
             try:
                 scan.raise_if_bad(cfg.data.text_field)
                 skipped = f", {len(scan.rejected)} line(s) to be left out ({scan.duplicates} duplicate(s))"

@@ -170,8 +170,8 @@ def write_rejected(path: Path, rejected: list[Rejected]) -> None:
 
 
 def scan_phase_files(files: list[Path], text_field: str, on_bad_record: str, dedup: str) -> list[RecordScan]:
-    """Check every line of a phase's files (its `file`, then its `eval_file`) without keeping
-    the documents; duplicates count across both files, as in training."""
+    """Check every line of a phase's files (its sources' files, then its `eval_file`) without
+    keeping the documents; duplicates count across all of them, as in training."""
     seen: dict[bytes, str] | None = {} if dedup == "exact" else None
     scans = []
     for path in files:

@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-from phased_cpt.config import ContextConfig, DataConfig, PhaseConfig
+from phased_cpt.config import GENERAL_COLUMN, ContextConfig, DataConfig, GeneralConfig, PhaseConfig
 from phased_cpt.data.cache import cache_key, cached_entry, file_digest, read_meta, tokenizer_digest
 from phased_cpt.data.jsonl import Rejected
-from phased_cpt.data.prepare import ReplaySource, prepare_phase, tokenize_documents
+from phased_cpt.data.mixing import ChunkSource
+from phased_cpt.data.prepare import GENERAL, GENERAL_EVAL, PHASE, prepare_phase, tokenize_documents
 from phased_cpt.data.rows import RowDataset, open_tokens
 
 logger = logging.getLogger(__name__)
@@ -91,11 +92,12 @@ class PhaseData:
 
 def phase_cache_key(
     phase: PhaseConfig, data: DataConfig, tokenizer_id: str, context: ContextConfig, seed: int,
-    earlier: Sequence[PhaseData],
+    earlier: Sequence[PhaseData], general: PhaseData | None = None, role: str = PHASE,
 ) -> str:
     settings: dict[str, Any] = {
         "phase": phase.name,
-        "file": file_digest(phase.file),
+        "role": role,
+        "sources": [{"files": [file_digest(f) for f in s.files], "weight": s.weight} for s in phase.sources],
         "eval_file": file_digest(phase.eval_file) if phase.eval_file is not None else None,
         "eval_ratio": data.eval_ratio if phase.eval_file is None else None,
         "tokenizer": tokenizer_id,
@@ -106,6 +108,8 @@ def phase_cache_key(
         "seed": seed,
         "replay_ratio": phase.replay_ratio,
         "replay_from": [p.entry.name for p in earlier] if phase.replay_ratio > 0 else [],
+        "general_ratio": phase.general_ratio or 0.0,
+        "general_from": general.entry.name if general is not None and phase.general_ratio else None,
     }
     return cache_key(settings)
 
@@ -113,19 +117,23 @@ def phase_cache_key(
 def build_phase_data(
     phase: PhaseConfig, data: DataConfig, tokenizer: PreTrainedTokenizerBase, context: ContextConfig, seed: int,
     cache_dir: Path | None = None, earlier: Sequence[PhaseData] = (), tokenizer_id: str | None = None,
+    general: PhaseData | None = None, role: str = PHASE,
 ) -> PhaseData:
-    """Read, validate, split (by document, before chunking), tokenize, chunk, replay and pack
-    one phase's data, or load it from `cache_dir`. Without `cache_dir`, a temporary directory
-    holds it for as long as the returned object lives."""
+    """Read, validate, split (by document, before chunking), tokenize, chunk, mix (weights,
+    replay from `earlier`, general chunks from `general`), rearrange (FIM) and pack one phase's
+    data, or load it from `cache_dir`. Without `cache_dir`, a temporary directory holds it for as
+    long as the returned object lives. `role`: see `prepare.PHASE`."""
     temporary = None
     if cache_dir is None:
         temporary = tempfile.mkdtemp(prefix="phased-cpt-data-")
         cache_dir = Path(temporary)
     tokenizer_id = tokenizer_id or tokenizer_digest(tokenizer)
-    key = phase_cache_key(phase, data, tokenizer_id, context, seed, earlier)
-    sources = [ReplaySource(p.train.dataset.tokens, p.units) for p in earlier]
+    key = phase_cache_key(phase, data, tokenizer_id, context, seed, earlier, general, role)
+    sources = [ChunkSource(p.train.dataset.tokens, p.units) for p in earlier]
+    general_source = ChunkSource(general.train.dataset.tokens, general.units) if general is not None else None
     entry, hit = cached_entry(
-        cache_dir, key, lambda out: prepare_phase(out, phase, data, tokenizer, context, seed, sources)
+        cache_dir, key,
+        lambda out: prepare_phase(out, phase, data, tokenizer, context, seed, sources, general_source, role),
     )
     if hit:
         logger.info("%s: reusing prepared data from the cache (%s)", phase.name, entry)
@@ -145,22 +153,48 @@ def load_phase_data(entry: Path, name: str, packed: bool, cache_hit: bool) -> Ph
         offsets = np.load(entry / f"{split}_row_offsets.npy")
         return Rows(RowDataset(tokens, np.asarray(segments), offsets, packed, never_targets), meta[split])
 
-    eval_rows = rows("eval") if meta["eval"]["documents"] else None
+    eval_rows = rows("eval") if meta["eval"]["documents"] else None  # a general-eval entry has no train rows
     return PhaseData(name, rows("train"), eval_rows, entry, meta, cache_hit, np.load(entry / "train_units.npy"))
 
 
 def build_run_data(
     phases: Sequence[PhaseConfig], data: DataConfig, tokenizer: PreTrainedTokenizerBase, context: ContextConfig,
-    seed: int, cache_dir: Path | None = None,
+    seed: int, cache_dir: Path | None = None, general: GeneralConfig | None = None,
+    general_eval_file: Path | None = None,
 ) -> dict[str, PhaseData]:
-    """Every phase's data, in order (a phase replays from the phases before it)."""
+    """Every phase's data, in order (a phase replays from the phases before it), and after them,
+    under `GENERAL_COLUMN`, the general source when there is one (`general_data`)."""
     tokenizer_id = tokenizer_digest(tokenizer)
+    general_entry = general_data(general or GeneralConfig(), general_eval_file, data, tokenizer, context, seed,
+                                 cache_dir, tokenizer_id)
     built: dict[str, PhaseData] = {}
     for phase in phases:
         built[phase.name] = build_phase_data(
-            phase, data, tokenizer, context, seed, cache_dir, list(built.values()), tokenizer_id
+            phase, data, tokenizer, context, seed, cache_dir, list(built.values()), tokenizer_id, general_entry
         )
+    if general_entry is not None:
+        built[GENERAL_COLUMN] = general_entry
     return built
+
+
+def general_data(
+    general: GeneralConfig, eval_file: Path | None, data: DataConfig, tokenizer: PreTrainedTokenizerBase,
+    context: ContextConfig, seed: int, cache_dir: Path | None, tokenizer_id: str,
+) -> PhaseData | None:
+    """The general source as a cache entry: its training chunks are what phases mix in, its eval
+    rows the general held-out documents (`eval_file`, else data.eval_ratio of `general.file`).
+    With only `eval_file`, every document of it is held out. None when there is neither."""
+    if general.file is not None:
+        phase = PhaseConfig.model_construct(name=GENERAL_COLUMN, file=general.file, eval_file=eval_file,
+                                            replay_ratio=0.0, general_ratio=0.0)
+        return build_phase_data(phase, data, tokenizer, context, seed, cache_dir, tokenizer_id=tokenizer_id,
+                                role=GENERAL)
+    if eval_file is not None:
+        phase = PhaseConfig.model_construct(name=GENERAL_COLUMN, file=eval_file, eval_file=None, replay_ratio=0.0,
+                                            general_ratio=0.0)
+        return build_phase_data(phase, data, tokenizer, context, seed, cache_dir, tokenizer_id=tokenizer_id,
+                                role=GENERAL_EVAL)
+    return None
 
 
 def save_rejected(phase_data: dict[str, PhaseData], rejected_dir: Path) -> None:

@@ -5,11 +5,15 @@ Numbers come from the prepared data (`PhaseData`), so the plan is exactly what t
     phase               docs  eval  rejected     tokens    targets  chunks   rows  packing    EOS  longest  steps/ep  steps   replay
     phase1_foundation     31     1         0      9,214      9,183      40     40    0.72      31      740        10     30        0
 
-`tokens` are the training documents' tokens (EOS included, before chunking and replay);
-`targets` the labels that are trained on once per epoch (overlap and a row's first token of
-each document excluded; replayed chunks included); `packing` is real tokens / (rows x
-max_tokens); `EOS` counts document-ending EOS targets (one per training document when all is
-well); `replay` the tokens copied from earlier phases.
+`tokens` are the training documents' tokens (EOS included, before chunking and mixing);
+`targets` the labels that are trained on once per epoch (overlap, a row's first token of each
+document and FIM tokens excluded; replayed and general chunks included); `packing` is real tokens
+/ (rows x max_tokens); `EOS` counts document-ending EOS targets (one per training document when
+all is well); `replay` the tokens copied from earlier phases, `general` those drawn from the
+general source, `fim` the chunks rearranged for fill-in-the-middle. Below the table, a phase
+whose training tokens come from more than one place gets a line with the mix in tokens:
+
+    phase2_evolution mix: commits.jsonl 61,200 (60.0%, weight 3), docs/*.jsonl 20,400 (20.0%, weight 1), replay 10,200 (10.0%), general 10,200 (10.0%)
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from phased_cpt.config import ContextConfig, PhaseConfig, RunConfig, TrainingConfig
 from phased_cpt.data.cache import resolve_cache_dir
@@ -51,8 +56,18 @@ class PhasePlan:
     steps: int
     epochs: float
     replay_tokens: int
+    general_tokens: int
+    fim_units: int
+    sources: list[dict]
+    """Per source: its spec, weight, training documents and training tokens (after weights)."""
     eval_tokens: int
     cache_hit: bool
+
+    def mix(self) -> list[tuple[str, int, float | None]]:
+        """(where from, training tokens, weight) of every place this phase's tokens come from."""
+        parts = [(Path(s["source"]).name, s["tokens"], s["weight"]) for s in self.sources]
+        parts += [("replay", self.replay_tokens, None), ("general", self.general_tokens, None)]
+        return [p for p in parts if p[1] > 0]
 
 
 def plan_phases(
@@ -82,6 +97,9 @@ def plan_phases(
             steps=optimizer_steps(data.rows, phase_training, phase.epochs, world_size),
             epochs=phase.epochs,
             replay_tokens=train["replay_tokens"],
+            general_tokens=train.get("general_tokens", 0),
+            fim_units=train.get("fim_units", 0),
+            sources=train.get("sources", []),
             eval_tokens=data.eval.document_tokens if data.eval else 0,
             cache_hit=data.cache_hit,
         ))
@@ -94,6 +112,7 @@ COLUMNS = [
     ("chunks", "chunks", ">"), ("rows", "rows", ">"), ("packing", "packing_efficiency", ">"),
     ("EOS", "eos_tokens", ">"), ("longest", "longest_document_tokens", ">"),
     ("steps/ep", "steps_per_epoch", ">"), ("steps", "steps", ">"), ("replay", "replay_tokens", ">"),
+    ("general", "general_tokens", ">"), ("fim", "fim_units", ">"),
 ]
 
 
@@ -111,7 +130,16 @@ def format_plan(plans: list[PhasePlan], context: ContextConfig) -> str:
     lines = ["  ".join(f"{v:{align}{w}}" for v, w, (_, _, align) in zip(row, widths, COLUMNS)) for row in table]
     packing = "packed (best-fit decreasing)" if context.sample_packing else "one document or chunk per row"
     lines.append(f"rows of at most {context.max_tokens:,} tokens, {packing}; overlap {context.overlap_tokens:,} "
-                 f"tokens ({'trained' if context.overlap_loss else 'context only'})")
+                 f"tokens ({'trained' if context.overlap_loss else 'context only'})"
+                 + (f"; fill-in-the-middle on {context.fim_rate:.0%} of chunks ({context.fim_spm_rate:.0%} SPM)"
+                    if context.fim_rate > 0 else ""))
+    for plan in plans:
+        mix = plan.mix()
+        if len(mix) > 1:
+            total = sum(tokens for _, tokens, _ in mix)
+            parts = [f"{name} {tokens:,} ({tokens / total:.1%}{f', weight {weight:g}' if weight else ''})"
+                     for name, tokens, weight in mix]
+            lines.append(f"{plan.phase} mix: " + ", ".join(parts))
     return "\n".join(lines)
 
 
@@ -125,5 +153,6 @@ def plan_run(cfg: RunConfig) -> list[PhasePlan]:
 
     tokenizer = load_tokenizer(cfg.model)
     cache_dir = resolve_cache_dir(cfg.data)
-    phase_data = build_run_data(cfg.phases, cfg.data, tokenizer, cfg.context, cfg.training.seed, cache_dir)
+    phase_data = build_run_data(cfg.phases, cfg.data, tokenizer, cfg.context, cfg.training.seed, cache_dir,
+                                cfg.general, cfg.evaluation.general_file)
     return plan_phases(cfg.phases, cfg.training, cfg.context, phase_data)

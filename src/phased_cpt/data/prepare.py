@@ -7,7 +7,8 @@
    document is ever trained on.
 3. Documents longer than `max_tokens` become overlapping windows (`chunking.py`); with
    `chunk_long_samples: false` they are an error listing each one.
-4. Replay (`replay_ratio`) copies a seeded random choice of earlier phases' training chunks.
+4. Mixing (`mixing.py`): sources weighted by tokens, then replay of earlier phases' training
+   chunks and the general source's training chunks, each a share of the phase's training tokens.
 5. Fill-in-the-middle (`context.fim_rate`, `fim.py`) rearranges a seeded choice of the training
    units (own and replayed; never eval ones) and appends them to `tokens.bin`.
 6. Rows: one segment each, or packed best-fit decreasing (`packing.py`).
@@ -29,7 +30,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 from transformers import PreTrainedTokenizerBase
@@ -39,6 +40,9 @@ from phased_cpt.data.cache import write_meta
 from phased_cpt.data.chunking import chunk_spans
 from phased_cpt.data.fim import FimTokens, fim_permute, require_fim_tokens
 from phased_cpt.data.jsonl import Document, RecordScan, scan_documents, write_rejected
+from phased_cpt.data.mixing import (
+    NO_UNITS, ChunkSource, TokenWriter, general_units, mixed_tokens, replay_units, unit_tokens, weight_sources,
+)
 from phased_cpt.data.packing import pack_best_fit_decreasing, packing_efficiency
 from phased_cpt.data.rows import CONTEXT, LENGTH, START, open_tokens, target_tokens
 from phased_cpt.data.split import split_documents
@@ -51,14 +55,6 @@ PARALLEL_MIN_BYTES = 8 << 20
 """Files smaller than this are tokenized in this process: starting workers would cost more."""
 MAX_TOKENIZER_PROCESSES = 8
 MAX_REPORTED_PROBLEMS = 20
-
-
-@dataclass
-class ReplaySource:
-    """An earlier phase's training chunks: its token array and its own (not replayed) units."""
-
-    tokens: np.ndarray
-    units: np.ndarray
 
 
 @dataclass
@@ -97,20 +93,6 @@ def encode_texts(texts: list[str], tokenizer: PreTrainedTokenizerBase) -> list[l
     if backend is None or not hasattr(backend, "encode_batch_fast") or backend.truncation or backend.padding:
         return tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]
     return [encoding.ids for encoding in backend.encode_batch_fast(texts, add_special_tokens=True)]
-
-
-class TokenWriter:
-    """Appends int32 ids to `tokens.bin` (holding `tokens` ids already); returns where each piece starts."""
-
-    def __init__(self, file: BinaryIO, tokens: int = 0) -> None:
-        self.file = file
-        self.tokens = tokens
-
-    def write(self, ids: np.ndarray) -> int:
-        start = self.tokens
-        ids.astype(np.int32, copy=False).tofile(self.file)
-        self.tokens += len(ids)
-        return start
 
 
 def encode_batch(texts: list[str], tokenizer: PreTrainedTokenizerBase) -> tuple[np.ndarray, list[int]]:
@@ -215,31 +197,6 @@ def chunk_units(
     return np.array(units, dtype=np.int64).reshape(-1, 3)
 
 
-def replay_units(
-    sources: Sequence[ReplaySource], own_tokens: int, replay_ratio: float, rng: np.random.Generator,
-    writer: TokenWriter,
-) -> np.ndarray:
-    """Copy earlier phases' chunks into `writer` until they are `replay_ratio` of the phase's
-    training tokens (own + replayed); a seeded random choice, each chunk at most once."""
-    if replay_ratio <= 0 or not sources:
-        return np.zeros((0, 3), dtype=np.int64)
-    wanted = round(own_tokens * replay_ratio / (1 - replay_ratio))
-    pool = [(s, u) for s, source in enumerate(sources) for u in range(len(source.units))]
-    chosen: list[tuple[int, int, int]] = []
-    total = 0
-    for p in rng.permutation(len(pool)):
-        if total >= wanted:
-            break
-        s, u = pool[p]
-        start, length, context = (int(x) for x in sources[s].units[u])
-        chosen.append((writer.write(np.asarray(sources[s].tokens[start : start + length])), length, context))
-        total += length
-    if total < wanted:
-        logger.warning("replay: earlier phases hold only %d training tokens, fewer than the %d asked for; "
-                       "all of them are replayed", total, wanted)
-    return np.array(chosen, dtype=np.int64).reshape(-1, 3)
-
-
 def fim_units(
     units: np.ndarray, tokens: np.ndarray, writer: TokenWriter, fim: FimTokens, tokenizer: PreTrainedTokenizerBase,
     context: ContextConfig, rng: np.random.Generator,
@@ -299,58 +256,83 @@ def split_statistics(
     }
 
 
+PHASE, GENERAL, GENERAL_EVAL = "phase", "general", "general_eval"
+"""What an entry is for: a phase's rows; the general source (its chunks are mixed into phases,
+its held-out documents are the general eval rows; never rearranged for FIM); or general eval
+documents alone (`evaluation.general_file` without `general.file`: every document held out)."""
+
+
 def prepare_phase(
     out: Path, phase: PhaseConfig, data: DataConfig, tokenizer: PreTrainedTokenizerBase, context: ContextConfig,
-    seed: int, replay_sources: Sequence[ReplaySource],
+    seed: int, replay_sources: Sequence[ChunkSource], general: ChunkSource | None = None, role: str = PHASE,
 ) -> None:
     """Write one phase's cache entry into the empty directory `out` (see `cache.py`)."""
-    fim = require_fim_tokens(tokenizer, "context.fim_rate") if context.fim_rate > 0 else None
+    fim = require_fim_tokens(tokenizer, "context.fim_rate") if context.fim_rate > 0 and role == PHASE else None
     seen: dict[bytes, str] | None = {} if data.dedup == "exact" else None
     index = TokenizedDocuments()
-    scans = [RecordScan(phase.file, data.on_bad_record)]
+    scans: list[RecordScan] = []
+    name_seed = zlib.crc32(phase.name.encode("utf-8"))
     with open(out / "tokens.bin", "wb") as f:
         writer = TokenWriter(f)
-        tokenize_stream(scan_documents(phase.file, data.text_field, scans[0], seen), tokenizer, writer,
-                        index, context.max_tokens, tokenizer_processes(phase.file))
-        scans[0].raise_if_bad(data.text_field)
-        train_count = len(index.lengths)
-        if phase.eval_file is not None:
-            scans.append(RecordScan(phase.eval_file, data.on_bad_record))
-            tokenize_stream(scan_documents(phase.eval_file, data.text_field, scans[1], seen), tokenizer, writer,
-                            index, context.max_tokens, tokenizer_processes(phase.eval_file))
-            scans[1].raise_if_bad(data.text_field)
-            train_docs, eval_docs = list(range(train_count)), list(range(train_count, len(index.lengths)))
+
+        def tokenize_file(path: Path) -> list[int]:
+            scans.append(RecordScan(path, data.on_bad_record))
+            first = len(index.lengths)
+            tokenize_stream(scan_documents(path, data.text_field, scans[-1], seen), tokenizer, writer, index,
+                            context.max_tokens, tokenizer_processes(path))
+            scans[-1].raise_if_bad(data.text_field)
+            return list(range(first, len(index.lengths)))
+
+        sources = phase.sources
+        source_docs = [[d for path in source.files for d in tokenize_file(path)] for source in sources]
+        documents = [d for docs in source_docs for d in docs]
+        if role == GENERAL_EVAL:
+            train_docs, eval_docs = [], documents
+        elif phase.eval_file is not None:
+            train_docs, eval_docs = documents, tokenize_file(phase.eval_file)
         else:
-            train_docs, eval_docs = split_documents(list(range(train_count)), data.eval_ratio, seed, phase.name)
+            train_docs, eval_docs = split_documents(documents, data.eval_ratio, seed, phase.name)
         if not context.chunk_long_samples:
             reject_long_documents(index, context.max_tokens)
-        train_units = chunk_units(index, train_docs, context, context.train_window_tokens())
-        rng = np.random.default_rng([seed, zlib.crc32(phase.name.encode("utf-8"))])
-        own_tokens = int(train_units[:, LENGTH].sum()) if len(train_units) else 0
-        replayed = replay_units(replay_sources, own_tokens, phase.replay_ratio, rng, writer)
+        held_out = set(eval_docs)
+        window = context.train_window_tokens() if role == PHASE else context.max_tokens
+        own_units = [chunk_units(index, [d for d in docs if d not in held_out], context, window) for docs in source_docs]
+        weighted, source_tokens = weight_sources(own_units, [s.weight for s in sources],
+                                                 np.random.default_rng([seed, name_seed, 2]))
+        replay_wanted, general_wanted = mixed_tokens(unit_tokens(weighted), phase.replay_ratio,
+                                                     phase.general_ratio or 0.0)
+        rng = np.random.default_rng([seed, name_seed])
+        replayed = replay_units(replay_sources, replay_wanted, rng, writer)
+        mixed_in = general_units(general, general_wanted, np.random.default_rng([seed, name_seed, 3]), writer)
     tokens = open_tokens(out / "tokens.bin")
-    training_units = np.concatenate([train_units, replayed])
+    training_units = np.concatenate([weighted, replayed, mixed_in])
     rearranged = sentinel_targets = 0
     if fim is not None:
         with open(out / "tokens.bin", "ab") as f:
-            fim_rng = np.random.default_rng([seed, zlib.crc32(phase.name.encode("utf-8")), 1])
             training_units, rearranged, sentinel_targets = fim_units(
-                training_units, tokens, TokenWriter(f, writer.tokens), fim, tokenizer, context, fim_rng)
+                training_units, tokens, TokenWriter(f, len(tokens)), fim, tokenizer, context,
+                np.random.default_rng([seed, name_seed, 1]))
         tokens = open_tokens(out / "tokens.bin")
     meta: dict[str, Any] = {"phase": phase.name, "tokens": len(tokens), "longest_document": index.longest_source,
                             "fim_tokens": list(fim.ids) if fim is not None else None}
     splits = {"train": (train_docs, training_units), "eval": (eval_docs, None)}
-    for name, (documents, units) in splits.items():
-        units = chunk_units(index, documents, context) if units is None else units
+    for name, (split_docs, units) in splits.items():
+        units = chunk_units(index, split_docs, context) if units is None else units
         segments, row_offsets = build_row_table(units, context)
         np.save(out / f"{name}_segments.npy", segments)
         np.save(out / f"{name}_row_offsets.npy", row_offsets)
-        meta[name] = split_statistics(tokens, index, documents, units, segments, row_offsets,
-                                      replayed if name == "train" else np.zeros((0, 3), dtype=np.int64),
+        meta[name] = split_statistics(tokens, index, split_docs, units, segments, row_offsets,
+                                      replayed if name == "train" else NO_UNITS,
                                       tokenizer.eos_token_id, context.max_tokens)
-    meta["train"]["fim_units"] = rearranged
-    meta["train"]["target_tokens"] -= sentinel_targets
-    np.save(out / "train_units.npy", train_units)  # own chunks only: what later phases replay
+    meta["train"] |= {
+        "fim_units": rearranged,
+        "target_tokens": meta["train"]["target_tokens"] - sentinel_targets,
+        "general_chunks": len(mixed_in),
+        "general_tokens": unit_tokens(mixed_in),
+        "sources": [{"source": s.spec, "weight": s.weight, "documents": len([d for d in docs if d not in held_out]),
+                     "tokens": t} for s, docs, t in zip(sources, source_docs, source_tokens)],
+    }
+    np.save(out / "train_units.npy", np.concatenate(own_units) if own_units else NO_UNITS)  # own chunks, once each: what later phases replay
     rejected = [r for scan in scans for r in scan.rejected]
     write_rejected(out / "rejected.jsonl", rejected)
     meta["rejected"] = len(rejected)
