@@ -317,13 +317,15 @@ class PhaseConfig(StrictModel):
         return found + ([self.eval_file] if self.eval_file is not None else [])
 
     def training_for(self, training: TrainingConfig) -> TrainingConfig:
-        """The training settings of this phase: the global ones with this phase's overrides."""
+        """The training settings of this phase: the global ones with this phase's overrides, its
+        learning rate times its lr_scale."""
         overrides = {
             key: getattr(self, key)
             for key in PHASE_OVERRIDE_KEYS
             if getattr(self, key) is not None
         }
-        return training.model_copy(update=overrides)
+        resolved = training.model_copy(update=overrides)
+        return resolved.model_copy(update={"learning_rate": resolved.learning_rate * self.lr_scale})
 
 
 PHASE_OVERRIDE_KEYS = (

@@ -28,6 +28,7 @@ from phased_cpt.training.evaluate import RunEvaluator
 from phased_cpt.training.metrics import MetricsSink, open_sink
 from phased_cpt.training.phase import PhaseResult, train_phase
 from phased_cpt.training.resume import resume_point, resume_run, start_run
+from phased_cpt.training.schedule import phase_lr
 from phased_cpt.training.signals import GracefulStopCallback, StopRequest, TrainingInterrupted, stop_on_signals
 from phased_cpt.training.throughput import speed_path
 
@@ -94,9 +95,11 @@ def run_phase(
         evaluate = lambda: evaluator.current_phase(model, phase.name)  # noqa: E731
         callbacks.append(EvalCallback(evaluate, cfg.evaluation.eval_steps, sink, phase.name, step_offset))
     callbacks.append(ClockCallback(metrics))  # last: eval and saves stay out of tokens/s
+    training = phase.training_for(cfg.training)
     result = train_phase(
-        model, tokenizer, data, phase.training_for(cfg.training), cfg.context, phase.epochs,
+        model, tokenizer, data, training, cfg.context, phase.epochs,
         run.phase_dir(phase.name), run.adapter_dir(phase.name), callbacks, resume_from=checkpoint, deepspeed=deepspeed,
+        lr=phase_lr(training, cfg.phases.index(phase), len(cfg.phases)),
     )
     if result.stopped_early:
         raise TrainingInterrupted(run.path, stop.signum)
