@@ -34,7 +34,8 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
-from phased_cpt.data.fim import FimTokens
+from phased_cpt.config import CompletionConfig
+from phased_cpt.data.fim import FimTokens, require_fim_tokens
 
 MAX_TARGET_CHARS = 200
 """Lines longer than this (minified code, data) are not used as targets."""
@@ -206,3 +207,35 @@ def evaluate_completion(
     stop = list(fim.ids) if fim is not None else None
     answers = generate_lines(model, tokenizer, prompts, max_new_tokens, batch_size, base_model, stop)
     return score_completions(tasks, answers)
+
+
+class CompletionEvaluator:
+    """The completion tasks of every held-out set, drawn once per run; scores a model on all of them."""
+
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, eval_sets: dict, settings: CompletionConfig, max_tokens: int,
+        batch_size: int, seed: int,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.settings = settings
+        self.batch_size = batch_size
+        self.fim = require_fim_tokens(tokenizer, "evaluation.completion.infill") if settings.infill else None
+        self.prompt_tokens = max(1, min(settings.prompt_tokens, max_tokens - settings.max_new_tokens))
+        self.tasks = {
+            name: completion_tasks(segment_texts(rows.dataset.tokens, rows.dataset.segments, tokenizer), tokenizer,
+                                   settings.samples, seed, name)
+            for name, rows in eval_sets.items() if rows is not None
+        }
+
+    def evaluate(self, model, base_model: bool = False) -> dict[str, dict]:
+        """{held-out set: exact_match, edit_similarity, samples (and infill_* with infill)}."""
+        results = {}
+        for name, tasks in self.tasks.items():
+            scores = evaluate_completion(model, self.tokenizer, tasks, self.settings.max_new_tokens, self.prompt_tokens,
+                                         self.batch_size, base_model=base_model)
+            results[name] = scores.to_dict()
+            if self.fim is not None:
+                infill = evaluate_completion(model, self.tokenizer, tasks, self.settings.max_new_tokens,
+                                             self.prompt_tokens, self.batch_size, self.fim, base_model)
+                results[name] |= infill.to_dict("infill_")
+        return results

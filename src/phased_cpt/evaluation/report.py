@@ -1,6 +1,6 @@
 """`phased-cpt report RUN_DIR`: a summary of a run — phases, steps, wall time, tokens, final and
-best perplexities, the forgetting matrix — printed and written to `eval/report.md` next to the
-plots (which it redraws from metrics.jsonl)."""
+best perplexities, learning vs forgetting, the forgetting matrix and the completion scores —
+printed and written to `eval/report.md` next to the plots (which it redraws)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import math
 from pathlib import Path
 
 from phased_cpt.errors import UserError
-from phased_cpt.evaluation.forgetting import ForgettingMatrix
+from phased_cpt.evaluation.forgetting import COMPLETION_METRICS, ForgettingMatrix
+from phased_cpt.evaluation.learning import learning_summary, plot_learning, summary_markdown
 from phased_cpt.evaluation.plots import plot_curves, read_metrics
 from phased_cpt.run_dir import RunDir, write_atomic
 
@@ -40,10 +41,30 @@ def build_report(run: RunDir) -> str:
     forgetting_file = run.eval_dir / "forgetting.json"
     if forgetting_file.is_file():
         matrix = ForgettingMatrix.load(forgetting_file)
-        lines += ["", "## Forgetting matrix (perplexity on each phase's held-out documents)", "", matrix.to_markdown().rstrip(),
+        summary = learning_summary(matrix)
+        if summary:
+            lines += ["", "## Learning vs forgetting", "",
+                      "Domain: token-weighted over every phase's held-out documents; general: the general held-out "
+                      "documents (what the base model knew). Changes are against the base model.", "",
+                      summary_markdown(summary).rstrip()]
+            if any(row.general_change is not None for row in summary):
+                lines += ["", "![learning vs forgetting](learning.png)"]
+        lines += ["", "## Forgetting matrix (perplexity on each held-out set)", "", matrix.to_markdown().rstrip(),
                   "", "![forgetting](forgetting.png)"]
+        for metric in COMPLETION_METRICS:
+            if matrix.has(metric):
+                lines += ["", f"## {COMPLETION_TITLES[metric]}", "", matrix.to_markdown(metric).rstrip()]
     lines += ["", "## Curves", "", "![curves](curves.png)", ""]
     return "\n".join(lines)
+
+
+COMPLETION_TITLES = {
+    "top1_accuracy": "Token top-1 accuracy (share of target tokens that are the most likely next token)",
+    "exact_match": "Next-line completion: exact match",
+    "edit_similarity": "Next-line completion: edit similarity",
+    "infill_exact_match": "Fill-in-the-middle line completion: exact match",
+    "infill_edit_similarity": "Fill-in-the-middle line completion: edit similarity",
+}
 
 
 def write_report(run: RunDir) -> Path:
@@ -52,6 +73,10 @@ def write_report(run: RunDir) -> Path:
     text = build_report(run)
     run.eval_dir.mkdir(parents=True, exist_ok=True)
     plot_curves(run.metrics_file, run.eval_dir / "curves.png")
+    forgetting_file = run.eval_dir / "forgetting.json"
+    summary = learning_summary(ForgettingMatrix.load(forgetting_file)) if forgetting_file.is_file() else []
+    if any(row.general_change is not None for row in summary):
+        plot_learning({run.name: summary}, run.eval_dir / "learning.png")
     path = run.eval_dir / "report.md"
     write_atomic(path, text)
     return path

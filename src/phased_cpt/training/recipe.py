@@ -59,7 +59,8 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
     pending = run.pending_phases(cfg.phases)
     sink = open_sink(run, cfg.tensorboard, cfg.wandb, cfg.model_dump(mode="json", exclude={"wandb"}),
                      resume_point(run, pending[0].name)[1] if resume and pending else None)
-    evaluator = RunEvaluator(run, phase_data, make_collator(tokenizer, cfg.context), cfg.evaluation, sink)
+    evaluator = RunEvaluator(run, phase_data, make_collator(tokenizer, cfg.context), cfg.evaluation, sink, tokenizer,
+                             cfg.context.max_tokens, cfg.training.seed)
     try:
         with stop_on_signals() as stop:
             evaluator.before_training(model)
