@@ -277,12 +277,12 @@ def model_for_next_phase(model: PeftModel, model_cfg: ModelConfig, lora: LoraCon
     engine = _ENGINES.get(id(model))
     if engine is None or engine.zero_optimization_stage() != 3:
         return model
-    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+    from peft import set_peft_model_state_dict
 
-    from phased_cpt.modeling import attach_lora, load_base_model
+    from phased_cpt.modeling import adapter_state, attach_lora, load_base_model
 
     with gathered_adapter(model):
-        adapter = {name: tensor.detach().clone() for name, tensor in get_peft_model_state_dict(model).items()}
+        adapter = {name: tensor.detach().clone() for name, tensor in adapter_state(model).items()}
     release_engine(model)
     fresh = attach_lora(load_base_model(model_cfg), lora)
     result = set_peft_model_state_dict(fresh, adapter)

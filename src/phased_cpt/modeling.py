@@ -136,13 +136,20 @@ def restore_adapter(model: PeftModel, adapter_dir: Path | None) -> None:
     logger.info("restored the adapter of %s", adapter_dir.parent.name)
 
 
+def adapter_state(model: PeftModel) -> dict[str, torch.Tensor]:
+    """The adapter's own tensors, as saved (LoRA weights, DoRA magnitudes, `modules_to_save`
+    copies), without the base embedding and LM head weights that PEFT also saves when they carry
+    LoRA (`embeddings: lora`): those are the base model's, unchanged, and partitioned under ZeRO-3."""
+    return get_peft_model_state_dict(model, save_embedding_layers=False)
+
+
 def adapter_fingerprint(model: PeftModel) -> str:
-    """sha256 over the adapter tensors (as saved: sorted names, float32 bytes).
+    """sha256 over the adapter tensors (`adapter_state`: sorted names, float32 bytes).
 
     Logged at the start and end of each phase so a run shows that phase k+1 starts from
     exactly the weights phase k ended with.
     """
-    return fingerprint_tensors(get_peft_model_state_dict(model))
+    return fingerprint_tensors(adapter_state(model))
 
 
 def fingerprint_tensors(tensors: dict[str, torch.Tensor]) -> str:

@@ -144,3 +144,11 @@ def test_overlap_must_leave_room_for_the_fim_tokens():
     with pytest.raises(ValueError, match="overlap_tokens .* must be smaller than context.max_tokens - 8"):
         ContextConfig(max_tokens=64, overlap_tokens=60, fim_rate=0.5)
     assert ContextConfig(max_tokens=64, overlap_tokens=60).train_window_tokens() == 64
+
+
+@pytest.mark.parametrize("spm_rate, spm_share", [(0.0, 0.0), (1.0, 1.0)])
+def test_fim_spm_rate_chooses_the_layout(tmp_path, tokenizer, fim, spm_rate, spm_share):
+    texts = bundled_texts("phase2_evolution", 40)
+    data = build(tmp_path, tokenizer, texts, max_tokens=256, overlap_tokens=16, fim_rate=1.0, fim_spm_rate=spm_rate)
+    starts = [row["input_ids"][:2] for row in data.train.dataset if fim.prefix in row["input_ids"]]
+    assert starts and sum(s == [fim.prefix, fim.suffix] for s in starts) / len(starts) == spm_share

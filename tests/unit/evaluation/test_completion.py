@@ -152,3 +152,25 @@ def test_top1_accuracy_is_the_share_of_targets_predicted_exactly(memorized, rand
         total += len(doc) - 1
     assert result.target_tokens == total and result.top1_accuracy == pytest.approx(hits / total)
     assert segment_texts(tokens, segments, tokenizer) == DOCS
+
+
+def test_the_evaluator_draws_tasks_per_held_out_set_and_applies_its_limits(memorized, tokenizer):
+    from phased_cpt.config import CompletionConfig
+    from phased_cpt.evaluation.completion import CompletionEvaluator
+    from phased_cpt.data.phase_data import Rows
+
+    ids = [tokenizer(t)["input_ids"] + [tokenizer.eos_token_id] for t in DOCS]
+    tokens = np.array([t for doc in ids for t in doc], dtype=np.int32)
+    starts = np.cumsum([0] + [len(d) for d in ids[:-1]])
+    segments = np.array([(s, len(d), 0) for s, d in zip(starts, ids)], dtype=np.int64)
+    rows = Rows(RowDataset(tokens, segments, np.arange(len(ids) + 1), packed=False), {})
+    full = CompletionEvaluator(tokenizer, {"p": rows, "none": None}, CompletionConfig(samples=10, max_new_tokens=12),
+                               max_tokens=64, batch_size=4, seed=0)
+    assert list(full.tasks) == ["p"] and len(full.tasks["p"]) == 5 and full.prompt_tokens == 52  # 64 - 12
+    assert full.evaluate(memorized)["p"]["exact_match"] == 1.0
+    short = CompletionEvaluator(tokenizer, {"p": rows}, CompletionConfig(samples=10, max_new_tokens=1), 64, 4, 0)
+    assert short.evaluate(memorized)["p"]["exact_match"] == 0.0  # one token finishes none of the lines
+    cut = CompletionEvaluator(tokenizer, {"p": rows}, CompletionConfig(samples=10, prompt_tokens=1), 64, 4, 0)
+    assert cut.prompt_tokens == 1 and cut.evaluate(memorized)["p"]["exact_match"] < 1.0  # no context, no memory
+    fewer = CompletionEvaluator(tokenizer, {"p": rows}, CompletionConfig(samples=2), 64, 4, 0)
+    assert len(fewer.tasks["p"]) == 2 and fewer.evaluate(memorized)["p"]["samples"] == 2
