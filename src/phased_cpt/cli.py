@@ -234,18 +234,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.print_translated:
         print(dump_config(cfg), end="")
     problems = []
-    for phase in cfg.phases:
-        for scan in scan_phase_files(phase.files, cfg.data.text_field, cfg.data.on_bad_record, cfg.data.dedup):
+    general = cfg.general.files + ([cfg.evaluation.general_file] if cfg.evaluation.general_file else [])
+    groups = [(phase.name, phase.files) for phase in cfg.phases] + ([("general", general)] if general else [])
+    for name, files in groups:
+        for scan in scan_phase_files(files, cfg.data.text_field, cfg.data.on_bad_record, cfg.data.dedup):
             try:
                 scan.raise_if_bad(cfg.data.text_field)
                 skipped = f", {len(scan.rejected)} line(s) to be left out ({scan.duplicates} duplicate(s))"
-                print(f"{phase.name}: {scan.documents} documents in {scan.path}{skipped if scan.rejected else ''}",
+                print(f"{name}: {scan.documents} documents in {scan.path}{skipped if scan.rejected else ''}",
                       file=sys.stderr)
             except DataError as err:
                 problems.append(str(err))
     if problems:
         raise DataError("\n".join(problems))
-    print(f"{args.config}: config and {len(cfg.phases)} phase file(s) are valid", file=sys.stderr)
+    print(f"{args.config}: config and the data files of {len(cfg.phases)} phase(s)"
+          f"{' and the general source' if general else ''} are valid", file=sys.stderr)
     return 0
 
 
