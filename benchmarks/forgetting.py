@@ -8,6 +8,7 @@ time, one thread each) and is read back from its run directory's forgetting matr
 
     final domain ppl     after phase 3, token-weighted over the three phases' held-out documents
     domain exact match   next-line completion after phase 3, over the phases' cut points
+    domain edit sim, top-1   the same cut points' edit similarity; token top-1 accuracy (token-weighted)
     general change       general (held-out stdlib files) perplexity after phase 3 vs the base model
     vs baseline          domain ppl change and the cut in the general increase, against `baseline`
 
@@ -41,6 +42,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import yaml  # noqa: E402
 
+from phased_cpt.config import GENERAL_COLUMN  # noqa: E402
 from phased_cpt.evaluation.forgetting import ForgettingMatrix  # noqa: E402
 from phased_cpt.evaluation.learning import LearningRow, learning_summary, plot_learning  # noqa: E402
 from phased_cpt.quickstart import DATA_DIR  # noqa: E402
@@ -129,11 +131,31 @@ def train_variant(name: str, overrides: list[str], config: Path, work: Path) -> 
     started = time.perf_counter()
     phased_cpt("train", str(config), *sets, cwd=work)
     seconds = time.perf_counter() - started
-    (run_dir,) = (work / "runs").glob(f"{name}-*")
-    summary = learning_summary(ForgettingMatrix.load(run_dir / "eval" / "forgetting.json"))
     print(f"{name}: {seconds:.0f} s", file=sys.stderr)
+    return read_variant(name, overrides, latest_run(work, name), seconds)
+
+
+def latest_run(work: Path, name: str) -> Path:
+    return sorted((work / "runs").glob(f"{name}-2*"))[-1]
+
+
+def read_variant(name: str, overrides: list[str], run_dir: Path, seconds: float) -> dict:
+    """A variant's numbers from its run directory's forgetting matrix."""
+    matrix = ForgettingMatrix.load(run_dir / "eval" / "forgetting.json")
+    final = matrix.rows[-1]["results"]
+    domain = [final[c] for c in matrix.columns if c != GENERAL_COLUMN]
+    tokens = sum(c["target_tokens"] for c in domain)
+    samples = sum(c.get("samples", 0) for c in domain)
     return {"name": name, "overrides": overrides, "seconds": round(seconds, 1), "run_dir": str(run_dir),
-            "summary": [row.to_dict() for row in summary]}
+            "summary": [row.to_dict() for row in learning_summary(matrix)],
+            "domain_top1": sum(c["top1_accuracy"] * c["target_tokens"] for c in domain) / tokens,
+            "domain_edit_similarity": (sum(c["edit_similarity"] * c["samples"] for c in domain) / samples
+                                       if samples else None)}
+
+
+def run_seconds(run_dir: Path) -> float:
+    """Training seconds of a finished run (its phases; without start-up and evaluation)."""
+    return sum(p["seconds"] for p in json.loads((run_dir / "state.json").read_text())["finished_phases"])
 
 
 def compare(results: list[dict]) -> list[dict]:
@@ -144,8 +166,8 @@ def compare(results: list[dict]) -> list[dict]:
     for r in results:
         last = final[r["name"]]
         row = {"variant": r["name"], "domain_perplexity": last["domain_perplexity"],
-               "domain_exact_match": last["domain_exact_match"], "general_change": last["general_change"],
-               "seconds": r["seconds"]}
+               "domain_exact_match": last["domain_exact_match"], "domain_edit_similarity": r["domain_edit_similarity"],
+               "domain_top1": r["domain_top1"], "general_change": last["general_change"], "seconds": r["seconds"]}
         if base is not None and base["general_change"]:
             row["domain_vs_baseline"] = last["domain_perplexity"] / base["domain_perplexity"] - 1
             row["general_increase_cut"] = 1 - last["general_change"] / base["general_change"]
@@ -158,13 +180,17 @@ def markdown(rows: list[dict]) -> str:
     def pct(value):
         return "—" if value is None else f"{value * 100:+.1f}%"
 
-    lines = ["| variant | final domain ppl | domain exact match | general ppl vs base | domain ppl vs baseline | "
-             "cut in general increase | holds (>=30% cut, <=5% domain cost) | wall s |", "|---|---|---|---|---|---|---|---|"]
+    def num(value):
+        return "—" if value is None else f"{value:.3f}"
+
+    lines = ["| variant | final domain ppl | domain exact match | domain edit sim | domain top-1 | general ppl vs base | "
+             "domain ppl vs baseline | cut in general increase | holds (>=30% cut, <=5% domain cost) | wall s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        em = r["domain_exact_match"]
-        lines.append(f"| {r['variant']} | {r['domain_perplexity']:.3f} | {'—' if em is None else f'{em:.3f}'} | "
-                     f"{pct(r['general_change'])} | {pct(r.get('domain_vs_baseline'))} | "
-                     f"{pct(r.get('general_increase_cut'))} | {'yes' if r.get('holds') else 'no'} | {r['seconds']:.0f} |")
+        lines.append(f"| {r['variant']} | {r['domain_perplexity']:.2f} | {num(r['domain_exact_match'])} | "
+                     f"{num(r['domain_edit_similarity'])} | {num(r['domain_top1'])} | {pct(r['general_change'])} | "
+                     f"{pct(r.get('domain_vs_baseline'))} | {pct(r.get('general_increase_cut'))} | "
+                     f"{'yes' if r.get('holds') else 'no'} | {r['seconds']:.0f} |")
     return "\n".join(lines)
 
 
@@ -183,6 +209,8 @@ def main() -> None:
     parser.add_argument("--completion-samples", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", type=Path, default=None, help="where to draw the learning-vs-forgetting plot")
+    parser.add_argument("--collect", action="store_true",
+                        help="train nothing: read the newest run of each variant under --work/runs (wall s from its state.json)")
     args = parser.parse_args()
     if not args.tiny and args.repo is None:
         parser.error("--repo is needed (or --tiny)")
@@ -196,10 +224,13 @@ def main() -> None:
                                      num_layers=2, limit_files=12) if args.tiny else PretrainSettings(steps=args.pretrain_steps))
         model_dir = pretrained_model_dir(settings)
         pretrain = json.loads((model_dir / "pretrain.json").read_text())
-        config = base_config(args, work, model_dir)
         names = args.variants or (list(TINY_VARIANTS) if args.tiny else list(VARIANTS))
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            results = list(pool.map(lambda n: train_variant(n, VARIANTS[n], config, work), names))
+        if args.collect:
+            results = [read_variant(n, VARIANTS[n], latest_run(work, n), run_seconds(latest_run(work, n))) for n in names]
+        else:
+            config = base_config(args, work, model_dir)
+            with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+                results = list(pool.map(lambda n: train_variant(n, VARIANTS[n], config, work), names))
     rows = compare(results)
     if args.plot is not None:
         curves = {r["name"]: [LearningRow(**row) for row in r["summary"]] for r in results}

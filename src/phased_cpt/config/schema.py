@@ -348,9 +348,11 @@ class GeneralConfig(StrictModel):
     file: Path | list[Path] | None = None
     """JSONL file(s) or globs of general text (e.g. the base model's kind of pretraining data);
     its held-out documents (data.eval_ratio, or evaluation.general_file) are never mixed in."""
-    ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    ratio: float = Field(0.05, ge=0.0, lt=1.0)
     """Share of every phase's training tokens drawn (seeded, repeated when the file is small)
-    from `file`; phases[].general_ratio overrides it per phase."""
+    from `file` (nothing without a file); phases[].general_ratio overrides it per phase. 0.05: in
+    benchmarks/forgetting.py it cut the general-perplexity increase by 38% for 2.4% worse domain
+    perplexity; 0.25 cut it by 76% for 8.8% worse."""
 
     @field_validator("file")
     @classmethod
@@ -370,12 +372,6 @@ class GeneralConfig(StrictModel):
         if self.file is None:
             return []
         return [f for item in (self.file if isinstance(self.file, list) else [self.file]) for f in expand_files(item)]
-
-    @model_validator(mode="after")
-    def _check_ratio(self) -> GeneralConfig:
-        if self.file is None and self.ratio > 0 and "ratio" in self.model_fields_set:
-            raise ValueError(f"general.ratio ({self.ratio}) needs general.file: name the general text to mix in")
-        return self
 
 
 class DataConfig(StrictModel):

@@ -144,8 +144,8 @@ def test_config_rules_of_sources_and_general(tmp_path):
     assert problem.startswith("phases.0.file: give every source a weight, or none")
     (problem,) = config_problems(tmp_path, phases=[{"name": "p", "file": str(tmp_path / "none-*.jsonl")}])
     assert "matches no file" in problem
-    (problem,) = config_problems(tmp_path, general={"ratio": 0.1})
-    assert problem.startswith("general.ratio (0.1) needs general.file")
+    (problem,) = config_problems(tmp_path, phases=[{"name": "p", "file": data, "general_ratio": 0.1}])
+    assert problem.startswith("phases.0.general_ratio (0.1) needs general.file")
     (problem,) = config_problems(tmp_path, general={"file": data},
                                  phases=[{"name": "general", "file": data}])
     assert "phase name 'general' is taken" in problem
@@ -161,3 +161,5 @@ def test_each_phase_gets_its_effective_general_ratio(tmp_path):
     assert [p.general_ratio for p in cfg.phases] == [0.0, 0.05]
     cfg, _ = load_config(None, base_data={"phases": phases})
     assert [p.general_ratio for p in cfg.phases] == [0.0, 0.0]  # no general.file: nothing to mix
+    cfg, _ = load_config(None, base_data={"phases": phases[1:], "general": {"file": data}})
+    assert cfg.phases[0].general_ratio == 0.05  # the default share, once there is a general file
