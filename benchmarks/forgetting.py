@@ -18,6 +18,9 @@ worse final domain perplexity than the baseline.
     python benchmarks/forgetting.py --repo /path/to/repo --work /tmp/forgetting     # tens of minutes on 2 cores
     python benchmarks/forgetting.py --tiny                                          # seconds: CI smoke test
 
+`s`: wall seconds of the variant's `phased-cpt train` process (with `--collect`, which trains
+nothing and re-reads the runs under --work: the phases' training seconds from state.json).
+
 Each phase's held-out documents are a seeded choice of `--eval-docs` documents of its file (an
 `eval_file`), and the general held-out set `--general-eval-docs` documents of the base's held-out
 stdlib files, so evaluation costs the same in every variant. Results: a markdown table and JSON
