@@ -127,7 +127,7 @@ def run() -> dict:
     corpus, sample = write_corpus(work / "corpus", 12 if tiny else None)
     model_dir = build_model(work / ("model-tiny" if tiny else "model"), sample, 1024 if tiny else 8192)
     tokenizer = load_tokenizer(ModelConfig(name=str(model_dir)))
-    texts = [json.loads(line)["training_content"] for line in open(corpus, encoding="utf-8")]
+    texts = [json.loads(line)["training_content"] for line in corpus.read_text(encoding="utf-8").splitlines() if line.strip()]
     torch.manual_seed(0)
     model = attach_lora(load_base_model(ModelConfig(name=str(model_dir), dtype="float32", attn_implementation="sdpa")),
                         LoraConfig(r=8, alpha=16, dropout=0.0))

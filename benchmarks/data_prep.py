@@ -72,7 +72,7 @@ def run() -> dict:
     corpus, sample = write_corpus(work / "corpus", 12 if args.tiny else None)
     model_dir = build_model(work / ("model-tiny" if args.tiny else "model"), sample, 1024 if args.tiny else 8192)
     tokenizer = load_tokenizer(ModelConfig(name=str(model_dir)))
-    texts = [json.loads(line)["training_content"] for line in open(corpus, encoding="utf-8")]
+    texts = [json.loads(line)["training_content"] for line in corpus.read_text(encoding="utf-8").splitlines() if line.strip()]
 
     phase = PhaseConfig(name="stdlib", file=corpus)
     data = DataConfig(eval_ratio=0.02)

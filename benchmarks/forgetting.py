@@ -49,7 +49,7 @@ from phased_cpt.config import GENERAL_COLUMN  # noqa: E402
 from phased_cpt.evaluation.forgetting import ForgettingMatrix  # noqa: E402
 from phased_cpt.evaluation.learning import LearningRow, learning_summary, plot_learning  # noqa: E402
 from phased_cpt.quickstart import DATA_DIR  # noqa: E402
-from phased_cpt.quickstart.pretrain import PretrainSettings, general_files, pretrained_model_dir  # noqa: E402
+from phased_cpt.pretrain import PretrainSettings, general_files, pretrained_model_dir  # noqa: E402
 
 PHASES = ("phase1_foundation", "phase2_evolution", "phase3_pr_mastery")
 VARIANTS: dict[str, list[str]] = {

@@ -71,8 +71,17 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from gpu_workloads import (  # noqa: E402
-    SHAPES, build_base, corpus_documents, device_and_dtype, corpus_lengths, full_rows, hf_packed_batches, lora_settings,
-    ours_packed_dataset, segments_of, stack_rows,
+    SHAPES,
+    attended_lengths_of,
+    build_base,
+    corpus_documents,
+    corpus_lengths,
+    device_and_dtype,
+    full_rows,
+    hf_packed_batches,
+    lora_settings,
+    ours_packed_dataset,
+    stack_rows,
 )
 from peft import LoraConfig as PeftLoraConfig  # noqa: E402
 from peft import get_peft_model  # noqa: E402
@@ -276,7 +285,7 @@ def run_variant(case: str, shape: str, tokens: int, variant: str, steps: int, wa
                 batches = [stack_rows([row]) for row in full_rows(warmup + steps, tokens, vocab)]
             minimal_loop(model, batches, device, dtype, timer)
             counted = batches[1 if variant in CORPUS else warmup:]
-            segment_lists = [segments_of(b) for b in counted]
+            attended_lists = [attended_lengths_of(b) for b in counted]
             targets = [int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in counted]
         else:
             model = attach_lora(model, LoraConfig(**lora))
@@ -301,9 +310,9 @@ def run_variant(case: str, shape: str, tokens: int, variant: str, steps: int, wa
                 max_steps=len(rows),
             )
             trainer_loop(model, rows, collator, training, timer, work / variant)
-            segment_lists = [segments_of(b) for b in counted]
+            attended_lists = [attended_lengths_of(b) for b in counted]
             targets = [int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in counted]
-        measure(result, timer, warmup if variant not in CORPUS else 1, segment_lists, targets, model_shape,
+        measure(result, timer, warmup if variant not in CORPUS else 1, attended_lists, targets, model_shape,
                 device, dtype, corpus=variant in CORPUS)
         if profile == variant and timer.profiler is not None:
             sort = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
@@ -322,13 +331,13 @@ def run_variant(case: str, shape: str, tokens: int, variant: str, steps: int, wa
     return result
 
 
-def measure(result: Result, timer: StepTimer, skip: int, segment_lists: list[list[int]], targets: list[int],
+def measure(result: Result, timer: StepTimer, skip: int, attended_lists: list[list[int]], targets: list[int],
             shape: ModelShape, device: torch.device, dtype: torch.dtype, corpus: bool) -> None:
     seconds = timer.seconds[skip:]
-    if len(seconds) != len(segment_lists):
-        raise RuntimeError(f"timed {len(seconds)} steps for {len(segment_lists)} batches")
-    tokens = [sum(s) for s in segment_lists]
-    flops = [step_flops(shape, np.asarray(s)) for s in segment_lists]
+    if len(seconds) != len(attended_lists):
+        raise RuntimeError(f"timed {len(seconds)} steps for {len(attended_lists)} batches")
+    tokens = [sum(s) for s in attended_lists]
+    flops = [step_flops(shape, np.asarray(s)) for s in attended_lists]
     peak = device_peak(device, dtype)
     if corpus:  # every row once: totals, since the two packings make different numbers of rows
         total = sum(seconds)

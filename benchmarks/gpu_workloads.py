@@ -97,16 +97,16 @@ def hf_packed_batches(documents: list[list[int]], max_tokens: int) -> list[dict[
 
 
 def ours_packed_dataset(documents: list[list[int]], max_tokens: int) -> RowDataset:
-    """phased-cpt's packing: best-fit decreasing into a `RowDataset` (segments in row order)."""
+    """phased-cpt's packing: best-fit decreasing into a `RowDataset` (chunks in row order)."""
     rows = pack_best_fit_decreasing([len(d) for d in documents], max_tokens)
-    tokens, segments, offsets, start = [], [], [0], 0
+    tokens, chunks, offsets, start = [], [], [0], 0
     for row in rows:
         for index in row:
             tokens.extend(documents[index])
-            segments.append((start, len(documents[index]), 0))
+            chunks.append((start, len(documents[index]), 0))
             start += len(documents[index])
-        offsets.append(len(segments))
-    return RowDataset(np.asarray(tokens, dtype=np.int32), np.asarray(segments, dtype=np.int64),
+        offsets.append(len(chunks))
+    return RowDataset(np.asarray(tokens, dtype=np.int32), np.asarray(chunks, dtype=np.int64),
                       np.asarray(offsets, dtype=np.int64), packed=True)
 
 
@@ -114,7 +114,7 @@ def stack_rows(rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
     return {key: torch.tensor([row[key] for row in rows]) for key in rows[0]}
 
 
-def segments_of(batch: dict[str, torch.Tensor]) -> list[int]:
+def attended_lengths_of(batch: dict[str, torch.Tensor]) -> list[int]:
     """Attended segment lengths of a batch: documents where position ids restart, else rows."""
     if "position_ids" not in batch:
         return [batch["input_ids"].shape[1]] * batch["input_ids"].shape[0]

@@ -1,7 +1,12 @@
-"""The `phased-cpt` command line: parse arguments, call one function, map errors to exit codes.
+"""The `phased-cpt` command line: every subcommand's arguments, and for each one function that
+calls into the package and maps errors to exit codes.
 
 Exit codes: 0 success, 2 a user mistake (config, data, arguments; message without traceback),
-130 interrupted. Only this module (and the REPL) prints.
+3 training diverged, 130 interrupted (143 on SIGTERM). Output for the user is printed here, except
+by the chat REPL (it owns the terminal), `doctor`'s check table and `data from-git`'s summary.
+
+Imports are lazy: `--help`, `validate` and `data from-git` never import torch or transformers,
+so they start in a fraction of a second (tests/unit/test_cli.py checks which modules they load).
 """
 
 from __future__ import annotations
@@ -12,15 +17,27 @@ import os
 import shlex
 import signal
 import sys
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from phased_cpt import interrupt
 from phased_cpt.errors import UserError
 
+if TYPE_CHECKING:
+    from phased_cpt.config import RunConfig
+    from phased_cpt.inference.params import GenerationParams
+
 logger = logging.getLogger("phased_cpt")
 
 SET_HELP = "override one config key, e.g. --set training.lora.r=16 or --set phases.0.epochs=1 (repeatable)"
+TARGET_HELP = "a run directory or an adapter directory (default: the newest run under --output-dir)"
+NOISY_LIBRARIES = r"transformers(\.|$)"
+"""Modules whose FutureWarnings are about the library's own internals, not actionable for a user
+(transformers warns that its Trainer calls its own deprecated `is_gradient_checkpointing`)."""
 
+
+# --- arguments ---------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -29,7 +46,21 @@ def build_parser() -> argparse.ArgumentParser:
         "through curriculum phases in order.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_training_commands(sub)
+    data = sub.add_parser("data", help="build phase datasets", description="Build phase datasets.")
+    data_sub = data.add_subparsers(dest="data_command", metavar="SOURCE", required=True)
+    add_from_git(data_sub)
+    add_inference_commands(sub)
+    add_distributed_commands(sub)
+    return parser
 
+
+def add_set_argument(parser: argparse.ArgumentParser) -> None:
+    """`--set KEY=VALUE`, the config override every config-reading command takes."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
+
+
+def add_training_commands(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser(
         "train",
         help="train every phase in order",
@@ -37,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         "runs the embedded quickstart (a tiny model built offline, bundled sample data).",
     )
     train.add_argument("config", nargs="?", type=Path, help="YAML config (default: the embedded quickstart)")
-    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
+    add_set_argument(train)
     train.add_argument(
         "--resume", nargs="?", const="latest", metavar="RUN_DIR",
         help="continue a run: skip its finished phases and continue the current one from its latest complete "
@@ -62,12 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
         "every phase file. Reports all problems at once; exit 2 if there is any.",
     )
     validate.add_argument("config", type=Path, help="YAML config (new layout or the older tool's)")
-    validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
+    add_set_argument(validate)
     validate.add_argument(
         "--print-translated", action="store_true",
         help="print the config in phased-cpt's layout (useful for configs written for the older tool)",
     )
-    validate.set_defaults(func=cmd_validate)
+    validate.set_defaults(func=cmd_validate, light=True)
 
     plan = sub.add_parser(
         "plan",
@@ -78,20 +109,77 @@ def build_parser() -> argparse.ArgumentParser:
         "tokens. Without CONFIG, plans the embedded quickstart. The model is not loaded.",
     )
     plan.add_argument("config", nargs="?", type=Path, help="YAML config (default: the embedded quickstart)")
-    plan.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
+    add_set_argument(plan)
     plan.add_argument("--json", action="store_true", help="print the plan as JSON on stdout instead of a table")
     plan.set_defaults(func=cmd_plan)
 
-    data = sub.add_parser("data", help="build phase datasets", description="Build phase datasets.")
-    data_sub = data.add_subparsers(dest="data_command", metavar="SOURCE", required=True)
-    add_from_git(data_sub)
-    add_inference(sub)
-    add_distributed(sub)
-    return parser
+
+def add_from_git(data_sub: argparse._SubParsersAction) -> None:
+    from phased_cpt.from_git import (
+        DEFAULT_EXCLUDES,
+        DEFAULT_MAX_DIFF_BYTES,
+        DEFAULT_MAX_FILE_BYTES,
+        PHASE1_FILE,
+        PHASE2_FILE,
+        PHASE3_FILE,
+        REPORT_FILE,
+    )
+    from phased_cpt.from_git.secrets import SECRET_FILE_GLOBS
+
+    parser = data_sub.add_parser(
+        "from-git",
+        help="write the three phase files from a git repository",
+        description=f"Build the three phase datasets from a git repository: {PHASE1_FILE} (one document per "
+        f"tracked text file at --rev), {PHASE2_FILE} (one document per non-merge commit, oldest first, with its "
+        f"diff) and {PHASE3_FILE} (one document per pull request of --prs; without --prs, one per pull-request "
+        "or branch merge commit). Secret stores are never written and credential values are redacted. Prints a "
+        f"summary; every item left out is listed with its reason in {REPORT_FILE}. The repository's hooks, "
+        "filters and configured commands never run.",
+    )
+    default_globs = "; ".join(f"{reason}: {' '.join(globs)}" for reason, globs in DEFAULT_EXCLUDES.items())
+    parser.add_argument("repo", metavar="REPO", type=Path, help="path of the git repository (or any directory inside it)")
+    parser.add_argument("--out", metavar="DIR", type=Path, required=True,
+                        help="output directory, created if missing; the three .jsonl files and the report in it "
+                        "are replaced atomically")
+    parser.add_argument("--rev", metavar="REV", default="HEAD",
+                        help="commit whose files make phase 1 and whose history makes phases 2-3 (default: HEAD)")
+    parser.add_argument("--since", metavar="DATE",
+                        help="only commits committed at or after DATE (ISO 8601, e.g. 2024-01-31 or "
+                        "2024-01-31T12:00:00+01:00; UTC when no offset) for phase 2 and the merge-commit fallback "
+                        "of phase 3")
+    parser.add_argument("--max-file-bytes", metavar="N", type=positive_bytes, default=DEFAULT_MAX_FILE_BYTES,
+                        help=f"skip files larger than N bytes in phase 1 (default: {DEFAULT_MAX_FILE_BYTES})")
+    parser.add_argument("--max-diff-bytes", metavar="N", type=positive_bytes, default=DEFAULT_MAX_DIFF_BYTES,
+                        help="cut each commit or pull-request diff at N bytes, marking the cut "
+                        f"'[diff truncated: ...]' (default: {DEFAULT_MAX_DIFF_BYTES})")
+    parser.add_argument("--exclude", metavar="GLOB", action="append", default=[], dest="excludes",
+                        help="also leave out paths matching GLOB, in every phase (repeatable); a glob matches the "
+                        "whole path, a leading directory or one path component, e.g. 'docs/*', '*.csv', 'fixtures'")
+    parser.add_argument("--include", metavar="GLOB", action="append", default=[], dest="includes",
+                        help="keep paths matching GLOB that a default rule would leave out (vendored, lock, "
+                        "generated, data, minified; repeatable); never brings back a secret, and --exclude still wins")
+    parser.add_argument("--default-excludes", dest="use_default_excludes", action=argparse.BooleanOptionalAction,
+                        default=True,
+                        help=f"apply the default rules: the globs ({default_globs}), .gitattributes "
+                        "linguist-vendored/linguist-generated, detected vendored copies and the minified/generated "
+                        "content tests (default: on; --no-default-excludes keeps such files). Secret stores "
+                        f"({' '.join(SECRET_FILE_GLOBS)}) are always left out and credential values always redacted")
+    parser.add_argument("--keep-duplicates", action="store_true",
+                        help="keep documents whose text repeats an earlier one of the same phase "
+                        "(default: left out as 'duplicate')")
+    parser.add_argument("--prs", metavar="FILE_OR_DIR", type=Path,
+                        help="pull-request export for phase 3: a JSON file, or a directory of JSON files, each a "
+                        "list of GitHub REST pull objects with keys 'diff', 'reviews', 'review_comments' (see "
+                        "docs/from-git.md); without it phase 3 uses merge commits")
+    parser.add_argument("--allow-other-owner", action="store_true",
+                        help="read a repository owned by another user (git refuses by default: safe.directory); "
+                        "its hooks, filters and configured commands never run either way")
+    parser.add_argument("--json", action="store_true", help="print the summary as one JSON object instead of a table")
+    parser.set_defaults(func=cmd_from_git, light=True)
 
 
-def add_inference(sub: argparse._SubParsersAction) -> None:
-    from phased_cpt.inference import command as inference
+def add_inference_commands(sub: argparse._SubParsersAction) -> None:
+    from phased_cpt.inference.params import PARAM_CHECKS, GenerationParams
 
     chat = sub.add_parser(
         "chat",
@@ -101,8 +189,27 @@ def add_inference(sub: argparse._SubParsersAction) -> None:
         "With --prompt/--prompts: answer those, print both, optionally write --out JSONL, and exit; "
         "otherwise an interactive REPL (/help inside).",
     )
-    inference.add_chat_arguments(chat)
-    chat.set_defaults(func=inference.run_chat)
+    chat.add_argument("target", nargs="?", type=Path, metavar="RUN_DIR|ADAPTER_DIR", help=TARGET_HELP)
+    add_target_arguments(chat)
+    chat.add_argument("--adapter", type=Path, metavar="PATH",
+                      help="any adapter directory, e.g. a checkpoint: RUN/PHASE/checkpoint-N")
+    chat.add_argument("--list", action="store_true",
+                      help="list the runs, phases, adapters and checkpoints found, then exit")
+    chat.add_argument("--chat-template", action="store_true",
+                      help="wrap prompts in the tokenizer's chat template (default: raw completion)")
+    chat.add_argument("--prompt", action="append", default=[], metavar="TEXT",
+                      help="answer TEXT with the base and the fine-tuned model, print both, exit (repeatable)")
+    chat.add_argument("--prompts", type=Path, metavar="FILE",
+                      help="like --prompt for every prompt in FILE "
+                      "(.jsonl: {\"prompt\": ...} per line; else one per line)")
+    chat.add_argument("--out", type=Path, metavar="RESULTS.jsonl",
+                      help="with --prompt/--prompts: write prompt, both answers, stats and parameters as JSONL")
+    defaults = GenerationParams()
+    for name, (kind, _, allowed) in PARAM_CHECKS.items():
+        chat.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar=kind.__name__.upper(),
+                          help=f"{allowed}; default {getattr(defaults, name)} (/set {name} in the REPL)")
+    chat.set_defaults(func=cmd_chat)
+
     merge = sub.add_parser(
         "merge",
         help="merge a phase's adapter into the base weights and save a plain transformers model",
@@ -110,11 +217,27 @@ def add_inference(sub: argparse._SubParsersAction) -> None:
         "safetensors, config and tokenizer to --out, loadable with AutoModelForCausalLM.from_pretrained. "
         "The merged model's logits are checked against base + adapter before anything is written to --out.",
     )
-    inference.add_merge_arguments(merge)
-    merge.set_defaults(func=inference.run_merge)
+    merge.add_argument("target", type=Path, metavar="RUN_DIR|ADAPTER_DIR", help="a run directory or an adapter directory")
+    add_target_arguments(merge, output_dir=False)
+    merge.add_argument("--out", type=Path, required=True, metavar="DIR", help="where to write the merged model")
+    merge.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    merge.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
+                       help="merge and save in this dtype (default: the run's model.dtype; auto is float32 on CPU)")
+    merge.set_defaults(func=cmd_merge)
 
 
-def add_distributed(sub: argparse._SubParsersAction) -> None:
+def add_target_arguments(parser: argparse.ArgumentParser, output_dir: bool = True) -> None:
+    """What `chat` and `merge` load: which phase, which base model, where runs are."""
+    parser.add_argument("--phase", metavar="NAME|N", help="a finished phase by name or number (default: the last)")
+    parser.add_argument("--base-model", metavar="NAME_OR_DIR",
+                        help="load this base model instead of the one the run's config names (e.g. it moved)")
+    if output_dir:
+        parser.add_argument("--output-dir", type=Path, metavar="DIR",
+                            help="where to look for runs (default: output.dir of --config, else ./outputs)")
+        parser.add_argument("--config", type=Path, metavar="CONFIG", help="read output.dir from this training config")
+
+
+def add_distributed_commands(sub: argparse._SubParsersAction) -> None:
     launch = sub.add_parser(
         "launch",
         help="run the pre-flight checks, then train on several GPUs (or CPU processes) or nodes",
@@ -128,7 +251,7 @@ def add_distributed(sub: argparse._SubParsersAction) -> None:
                         help="DeepSpeed hostfile ('hostname slots=N' per line) for several nodes")
     launch.add_argument("--launcher", choices=["deepspeed", "torchrun"],
                         help="default: deepspeed when the config sets deepspeed, else torchrun")
-    launch.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
+    add_set_argument(launch)
     launch.add_argument("--resume", nargs="?", const="latest", metavar="RUN_DIR",
                         help="passed to `phased-cpt train --resume` on every process")
     launch.add_argument("--skip-doctor", action="store_true", help="start without the pre-flight checks")
@@ -144,51 +267,61 @@ def add_distributed(sub: argparse._SubParsersAction) -> None:
     )
     doctor.add_argument("config", type=Path, help="YAML config")
     doctor.add_argument("--gpus", type=int, metavar="N", help="processes the run will use (default: every visible GPU, or 1)")
-    doctor.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
+    add_set_argument(doctor)
     doctor.add_argument("--json", action="store_true", help="print the checks as JSON on stdout instead of a table")
     doctor.set_defaults(func=cmd_doctor)
 
 
-def cmd_launch(args: argparse.Namespace) -> int:
-    from phased_cpt.launch import launch
+# --- commands ----------------------------------------------------------------------------------
 
-    return launch(args.config, args.overrides, args.gpus, args.hostfile, args.launcher, args.resume, args.skip_doctor)
+def cmd_from_git(args: argparse.Namespace) -> int:
+    import json
 
+    from phased_cpt.from_git import build_datasets
 
-def cmd_doctor(args: argparse.Namespace) -> int:
-    from phased_cpt.doctor import doctor
-    from phased_cpt.launch import gpu_count
-
-    return doctor(args.config, args.overrides, args.gpus or max(gpu_count(), 1), args.json)
-
-
-def add_from_git(data_sub: argparse._SubParsersAction) -> None:
-    from phased_cpt.from_git import command as from_git
-
-    parser = data_sub.add_parser(
-        "from-git",
-        help="write the three phase files from a git repository",
-        description="Write phase1_foundation.jsonl (the files at a revision), phase2_evolution.jsonl "
-        "(the commit history) and phase3_pr_mastery.jsonl (pull requests and reviews) from a git repository.",
-    )
-    from_git.add_arguments(parser)
-    parser.set_defaults(func=from_git.run)
+    summary = build_datasets(args.repo, args.out, rev=args.rev, since=args.since,
+                             max_file_bytes=args.max_file_bytes, excludes=args.excludes,
+                             includes=args.includes, use_default_excludes=args.use_default_excludes,
+                             prs=args.prs, max_diff_bytes=args.max_diff_bytes,
+                             keep_duplicates=args.keep_duplicates, allow_other_owner=args.allow_other_owner)
+    print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.format_table())
+    return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def positive_bytes(text: str) -> int:
+    """An argparse type: a whole number of bytes above zero."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of bytes, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of bytes, got {value}")
+    return value
+
+
+def run_config(args: argparse.Namespace, announce: bool = False) -> RunConfig:
+    """The config of `train` and `plan`: CONFIG, or the embedded quickstart without one; with
+    `--set` overrides applied and the config's warnings shown."""
     from phased_cpt.config import load_config
-    from phased_cpt.training.recipe import run_training
-    from phased_cpt.training.signals import TrainingInterrupted
 
     if args.config is None:
         from phased_cpt.quickstart import quickstart_config_data, quickstart_model_dir
 
-        logger.info("no config given: running the embedded quickstart (tiny model, bundled data)")
-        cfg, warnings = load_config(None, args.overrides, base_data=quickstart_config_data(quickstart_model_dir()))
+        if announce:
+            logger.info("no config given: running the embedded quickstart (tiny model, bundled data)")
+        cfg, notes = load_config(None, args.overrides, base_data=quickstart_config_data(quickstart_model_dir()))
     else:
-        cfg, warnings = load_config(args.config, args.overrides)
-    for warning in warnings:
-        logger.warning("warning: %s", warning)
+        cfg, notes = load_config(args.config, args.overrides)
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
+    return cfg
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from phased_cpt.training.recipe import run_training
+    from phased_cpt.training.signals import TrainingInterrupted
+
+    cfg = run_config(args, announce=True)
     try:
         run = run_training(cfg, resume=args.resume)
     except TrainingInterrupted as stop:
@@ -225,19 +358,20 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from phased_cpt.config import dump_config, load_config
-    from phased_cpt.data.jsonl import scan_phase_files
+    from phased_cpt.data.jsonl import scan_files, scan_phase_files
     from phased_cpt.errors import DataError
 
-    cfg, warnings = load_config(args.config, args.overrides)
-    for warning in warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+    cfg, notes = load_config(args.config, args.overrides)
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
     if args.print_translated:
         print(dump_config(cfg), end="")
     problems = []
     general = cfg.general.files + ([cfg.evaluation.general_file] if cfg.evaluation.general_file else [])
-    groups = [(phase.name, phase.files) for phase in cfg.phases] + ([("general", general)] if general else [])
-    for name, files in groups:
-        for scan in scan_phase_files(files, cfg.data.text_field, cfg.data.on_bad_record, cfg.data.dedup):
+    groups = [(phase.name, scan_phase_files(phase, cfg.data)) for phase in cfg.phases]
+    groups += [("general", scan_files(general, cfg.data))] if general else []
+    for name, scans in groups:
+        for scan in scans:
             try:
                 scan.raise_if_bad(cfg.data.text_field)
                 skipped = f", {len(scan.rejected)} line(s) to be left out ({scan.duplicates} duplicate(s))"
@@ -256,16 +390,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     import contextlib
     import json
 
-    from phased_cpt.config import load_config
-
-    if args.config is None:
-        from phased_cpt.quickstart import quickstart_config_data, quickstart_model_dir
-
-        cfg, warnings = load_config(None, args.overrides, base_data=quickstart_config_data(quickstart_model_dir()))
-    else:
-        cfg, warnings = load_config(args.config, args.overrides)
-    for warning in warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+    cfg = run_config(args)
     with contextlib.redirect_stdout(sys.stderr):  # libraries print notices on import; stdout is the plan only
         from phased_cpt.data.plan import format_plan, plan_json, plan_run
 
@@ -274,9 +399,117 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_chat(args: argparse.Namespace) -> int:
+    from phased_cpt.inference.discovery import describe_runs, resolve_target
+
+    output_dir = chat_output_dir(args)
+    if args.list:
+        print(describe_runs(output_dir), end="")
+        return 0
+    if args.out is not None and not (args.prompt or args.prompts):
+        raise UserError("--out needs --prompt TEXT or --prompts FILE (it records their answers)")
+    params = params_from_args(args)
+    prompts = list(args.prompt)
+    if args.prompts is not None:
+        from phased_cpt.inference.batch import read_prompts
+
+        prompts += read_prompts(args.prompts)
+    if any(not p.strip() for p in prompts):
+        raise UserError("--prompt: a prompt is empty")
+    target = resolve_target(args.target, output_dir=output_dir, phase=args.phase, adapter=args.adapter,
+                            base_model=args.base_model)
+    logger.info("base model: %s", target.model.name)  # before the imports: the first seconds show what loads
+    logger.info("adapter: %s (%s)", target.active, target.adapter_dir)
+    from phased_cpt.inference.generation import load_generator
+
+    generator = load_generator(target, args.chat_template)
+    interrupt.take_over()  # loaded: from here Ctrl-C stops an answer (REPL) or the whole command
+    if prompts:
+        from phased_cpt.inference.batch import compare_prompts
+
+        compare_prompts(generator, prompts, params, sys.stdout, args.out)
+        if args.out is not None:
+            logger.info("wrote %d result(s) to %s", len(prompts), args.out)
+        return 0
+    from phased_cpt.inference.repl import Repl
+
+    if sys.stdin.isatty():
+        import readline  # noqa: F401  (line editing and history for input())
+    return Repl(generator, params).run()
+
+
+def chat_output_dir(args: argparse.Namespace) -> Path:
+    if args.output_dir is not None:
+        return args.output_dir
+    if args.config is not None:
+        from phased_cpt.config import load_config
+
+        return load_config(args.config, check_files=False)[0].output.dir
+    return Path("outputs")
+
+
+def params_from_args(args: argparse.Namespace) -> GenerationParams:
+    from phased_cpt.inference.params import PARAM_CHECKS, GenerationParams, ParamError, set_param
+
+    params = GenerationParams()
+    for name in PARAM_CHECKS:
+        value = getattr(args, name)
+        if value is not None:
+            try:
+                params = set_param(params, name, value)
+            except ParamError as err:
+                raise UserError(f"--{name.replace('_', '-')}: {err}") from None
+    return params
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from phased_cpt.inference.discovery import resolve_target
+
+    target = resolve_target(args.target, phase=args.phase, base_model=args.base_model)
+    from phased_cpt.inference.merge import merge_adapter  # torch: only once the arguments are checked
+
+    model = target.model if args.dtype is None else target.model.model_copy(update={"dtype": args.dtype})
+    logger.info("merging %s into %s", target.adapter_dir, model.name)
+    report = merge_adapter(model, target.adapter_dir, args.out, force=args.force)
+    print(
+        f"merged {target.active} into {report.out_dir} ({str(report.dtype).removeprefix('torch.')}; "
+        f"relative logit error vs base + adapter {report.relative_error:.2e} <= {report.allowed:.0e} "
+        f"on {report.probes} probe prompts)"
+    )
+    return 0
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    """Run the pre-flight checks, then replace this process with the launcher (signals then reach it directly)."""
+    from phased_cpt.launch import gpu_count, launch_plan
+
+    processes = args.gpus or max(gpu_count(), 1)
+    if not args.skip_doctor:
+        from phased_cpt.doctor import format_report, has_failures, run_checks
+
+        checks = run_checks(args.config, args.overrides, processes=processes)
+        print(format_report(checks), file=sys.stderr)
+        if has_failures(checks):
+            raise UserError("pre-flight checks failed (see the table above); fix them, or pass --skip-doctor")
+    plan = launch_plan(args.config, args.overrides, processes, args.hostfile, args.launcher, args.resume)
+    print("launching: " + " ".join(plan.command), file=sys.stderr)
+    sys.stderr.flush()
+    os.execvpe(plan.command[0], plan.command, plan.env)
+    return 0  # not reached: exec replaced this process
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from phased_cpt.doctor import doctor
+    from phased_cpt.launch import gpu_count
+
+    return doctor(args.config, args.overrides, args.gpus or max(gpu_count(), 1), args.json)
+
+
+# --- process setup -----------------------------------------------------------------------------
+
 def quiet_deepspeed_on_cpu() -> None:
     """Without a GPU, DeepSpeed (when installed) prints an accelerator warning to stdout on every
-    import of transformers; naming the CPU accelerator up front avoids it."""
+    import of transformers; naming the CPU accelerator up front avoids it. Imports torch."""
     import torch
 
     if not torch.cuda.is_available():
@@ -284,21 +517,24 @@ def quiet_deepspeed_on_cpu() -> None:
 
 
 def setup_logging() -> None:
-    main_process = os.environ.get("RANK", "0") == "0" and os.environ.get("LOCAL_RANK", "0") in ("0", "-1")
+    """INFO on the main process, WARNING on the others; transformers quiet (errors only, no
+    progress bars) without importing it: it reads these variables when first imported."""
+    from phased_cpt.distributed import is_local_main_process, is_main_process
+
     logging.basicConfig(
-        level=logging.INFO if main_process else logging.WARNING,
+        level=logging.INFO if is_main_process() and is_local_main_process() else logging.WARNING,
         format="%(message)s",
         stream=sys.stderr,
     )
-    import warnings
+    warnings.filterwarnings("ignore", category=FutureWarning, module=NOISY_LIBRARIES)
+    if "transformers" in sys.modules:
+        import transformers
 
-    import transformers
-
-    # Deprecation notices raised inside transformers/peft about their own internals are not
-    # actionable for a user of phased-cpt.
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+    else:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -306,8 +542,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             parser = build_parser()
             args = parser.parse_args(argv)
-            quiet_deepspeed_on_cpu()
             setup_logging()
+            if not getattr(args, "light", False):
+                quiet_deepspeed_on_cpu()
             return args.func(args)
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)

@@ -125,12 +125,12 @@ def check_data(cfg: RunConfig) -> list[Check]:
     checks = []
     for phase in cfg.phases:
         files = phase.files
-        missing = [str(f) for f in files if not Path(f).is_file()]
+        missing = [s.spec for s in phase.sources if not s.files] + [str(f) for f in files if not Path(f).is_file()]
         if missing:
             checks.append(Check(f"data {phase.name}", FAIL, f"missing file: {', '.join(missing)}"))
             continue
         try:
-            scans = scan_phase_files(files, cfg.data.text_field, cfg.data.on_bad_record, cfg.data.dedup)
+            scans = scan_phase_files(phase, cfg.data)
             for scan in scans:
                 scan.raise_if_bad(cfg.data.text_field)
         except DataError as err:
@@ -146,12 +146,16 @@ def check_data(cfg: RunConfig) -> list[Check]:
 def check_tokenizer(cfg: RunConfig) -> Check:
     from transformers import AutoTokenizer
 
+    from phased_cpt.modeling import require_eos_token
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(cfg.model.name)
     except (OSError, ValueError) as err:
         return Check("tokenizer", FAIL, f"cannot load the tokenizer of {cfg.model.name}: {str(err).splitlines()[0]}")
-    if tokenizer.eos_token_id is None:
-        return Check("tokenizer", FAIL, "no EOS token: set eos_token in its tokenizer_config.json")
+    try:
+        require_eos_token(tokenizer)
+    except UserError as err:
+        return Check("tokenizer", FAIL, str(err))
     return Check("tokenizer", PASS, f"EOS {tokenizer.eos_token!r} (id {tokenizer.eos_token_id})")
 
 
@@ -195,7 +199,7 @@ def check_wandb(cfg: RunConfig) -> Check:
 
 def check_memory(cfg: RunConfig, processes: int) -> list[Check]:
     """The DeepSpeed choice and the estimated memory per GPU, with a recommendation."""
-    from phased_cpt.distributed import plan_deepspeed
+    from phased_cpt.training.deepspeed_plan import plan_deepspeed
 
     plan = plan_deepspeed(cfg, processes)
     stage = plan.zero_stage if plan else 0

@@ -5,7 +5,8 @@
 The launcher defaults to DeepSpeed's when the config sets `deepspeed`, else torchrun. Every
 process runs `python -m phased_cpt train CONFIG ...`; ranks come from the launcher's environment.
 A hostfile (DeepSpeed's format, `host slots=N` per line) runs on several nodes; see
-docs/multi-gpu.md. The launcher replaces this process (`exec`), so signals reach it directly.
+docs/multi-gpu.md. The command line runs the pre-flight checks first (`doctor.run_checks`) and
+then replaces itself with the launcher (`exec`), so signals reach it directly.
 """
 
 from __future__ import annotations
@@ -103,35 +104,23 @@ def gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def launch(
+def launch_plan(
     config: Path,
     overrides: list[str],
-    gpus: int | None,
+    processes: int,
     hostfile: Path | None,
     launcher: str | None,
     resume: str | None = None,
-    skip_doctor: bool = False,
-) -> int:
-    """Run the pre-flight checks, then replace this process with the launcher."""
+) -> LaunchPlan:
+    """The launcher command for `phased-cpt launch`: `processes` per node, each running
+    `phased-cpt train CONFIG` with the same overrides (and `--resume`)."""
     from phased_cpt.config import load_config
-    from phased_cpt.doctor import format_report, has_failures, run_checks
 
     cfg, _ = load_config(config, overrides, check_files=False)
-    available = gpu_count()
-    processes = gpus or max(available, 1)
-    if not skip_doctor:
-        checks = run_checks(config, overrides, processes=processes)
-        print(format_report(checks), file=sys.stderr)
-        if has_failures(checks):
-            raise UserError("pre-flight checks failed (see the table above); fix them, or pass --skip-doctor")
     train_args = [arg for assignment in overrides for arg in ("--set", assignment)]
     if resume is not None:
         train_args += ["--resume", resume]
-    plan = plan_launch(
+    return plan_launch(
         config, train_args, processes, launcher or ("deepspeed" if cfg.deepspeed else "torchrun"),
-        hostfile=hostfile, on_gpu=available > 0,
+        hostfile=hostfile, on_gpu=gpu_count() > 0,
     )
-    print("launching: " + " ".join(plan.command), file=sys.stderr)
-    sys.stderr.flush()
-    os.execvpe(plan.command[0], plan.command, plan.env)
-    return 0  # not reached: exec replaced this process

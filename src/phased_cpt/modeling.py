@@ -1,8 +1,8 @@
 """Loading the tokenizer and base model, and attaching or loading the LoRA adapter.
 
-Uses only the public APIs of transformers (`Auto*.from_pretrained`) and peft
-(`get_peft_model`, `PeftModel.from_pretrained`), so a hub id and a local directory load the
-same way. Nothing here downloads unless the user names a hub id and has network access.
+Uses only the public APIs of transformers (`Auto*.from_pretrained`) and peft (`get_peft_model`,
+`PeftModel.from_pretrained`, `load_peft_weights`, `set_peft_model_state_dict`), so a hub id and a
+local directory load the same way. Nothing here downloads unless the user names a hub id and has network access.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig as PeftLoraConfig
-from peft import PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
-from safetensors.torch import load_file
+from peft import PeftModel, get_peft_model, get_peft_model_state_dict, load_peft_weights, set_peft_model_state_dict
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from phased_cpt.config import LoraConfig, ModelConfig
@@ -41,15 +40,23 @@ def resolve_attn_implementation(name: str) -> str:
     return "sdpa"
 
 
+def require_eos_token(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The EOS id that ends every document; a tokenizer without one is a UserError (the model
+    could not learn where documents end)."""
+    if tokenizer.eos_token_id is None:
+        raise UserError(
+            f"the tokenizer of {tokenizer.name_or_path!r} has no EOS token; set eos_token in its "
+            "tokenizer_config.json so the model can learn where documents end"
+        )
+    return tokenizer.eos_token_id
+
+
 def load_tokenizer(model: ModelConfig) -> PreTrainedTokenizerBase:
     try:
         tokenizer = AutoTokenizer.from_pretrained(model.name)
     except (OSError, ValueError) as err:
         raise UserError(_load_failure("tokenizer", model.name, err)) from None
-    if tokenizer.eos_token_id is None:
-        raise UserError(
-            f"the tokenizer of {model.name!r} has no EOS token; set eos_token in its tokenizer_config.json"
-        )
+    require_eos_token(tokenizer)
     if tokenizer.pad_token_id is None:
         # Padding positions carry label -100 and attention 0, so reusing EOS as pad is harmless here.
         tokenizer.pad_token = tokenizer.eos_token
@@ -122,18 +129,35 @@ def load_adapter(base: PreTrainedModel, adapter_dir: Path, trainable: bool = Fal
         raise UserError(f"cannot load the LoRA adapter in {adapter_dir}: {err}") from None
 
 
-def restore_adapter(model: PeftModel, adapter_dir: Path | None) -> None:
-    """Load a saved adapter's weights into the trainable adapter (a resumed run's last finished
-    phase); nothing to do for None."""
-    if adapter_dir is None:
-        return
-    weights = adapter_dir / "adapter_model.safetensors"
-    if not weights.is_file():
-        raise UserError(f"cannot resume: {weights} is missing; the run directory is damaged")
-    result = set_peft_model_state_dict(model, load_file(weights))
+def read_adapter_weights(adapter_dir: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a saved adapter (PEFT's own loader: safetensors or the older .bin)."""
+    if not Path(adapter_dir).is_dir():
+        raise UserError(f"cannot resume: the adapter {adapter_dir} is missing; the run directory is damaged")
+    try:
+        return load_peft_weights(str(adapter_dir), device="cpu")
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read the adapter in {adapter_dir}: {err}") from None
+
+
+def set_adapter_weights(model: PeftModel, weights: dict[str, torch.Tensor], source: str) -> None:
+    """Copy `weights` (an adapter's tensors as PEFT saves them) into the trainable adapter."""
+    result = set_peft_model_state_dict(model, weights)
     if getattr(result, "unexpected_keys", None):
-        raise UserError(f"{weights} does not match training.lora (unexpected keys: {result.unexpected_keys[:3]} ...)")
-    logger.info("restored the adapter of %s", adapter_dir.parent.name)
+        raise UserError(f"{source} does not match training.lora (unexpected keys: {result.unexpected_keys[:3]} ...)")
+
+
+def build_trainable_model(
+    model: ModelConfig, lora: LoraConfig, adapter: dict[str, torch.Tensor] | Path | None = None
+) -> PeftModel:
+    """The base model with a trainable LoRA adapter: fresh, or holding `adapter`'s weights (a
+    saved adapter directory, or tensors gathered from a running model)."""
+    peft_model = attach_lora(load_base_model(model), lora)
+    if isinstance(adapter, Path):
+        set_adapter_weights(peft_model, read_adapter_weights(adapter), str(adapter))
+        logger.info("restored the adapter of %s", adapter.parent.name)
+    elif adapter is not None:
+        set_adapter_weights(peft_model, adapter, "the adapter carried over")
+    return peft_model
 
 
 def adapter_state(model: PeftModel) -> dict[str, torch.Tensor]:

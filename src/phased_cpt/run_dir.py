@@ -10,7 +10,11 @@
       eval/                     forgetting.json/.md/.png, curves.png, report.md
       rejected/<phase>.jsonl    lines rejected under data.on_bad_record: skip, with their reasons
 
-Training writes it; evaluation and inference only read it (they never import training).
+Training writes it, and evaluation writes its results into `eval/` (their file names are
+evaluation's); inference only reads it. For everything else this module is the whole contract:
+nobody else parses the stored config or the state, or names checkpoints. "The latest run"
+(`latest_run`), a checkpoint's step (`checkpoint_step`) and whether it is complete (`is_complete`)
+are each decided here, once.
 """
 
 from __future__ import annotations
@@ -22,6 +26,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import yaml
+
+from phased_cpt.config import ModelConfig, PhaseConfig
+from phased_cpt.errors import UserError
 
 CONFIG_FILE = "config.resolved.yaml"
 STATE_FILE = "state.json"
@@ -46,20 +55,37 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def checkpoint_step(path: Path) -> int:
-    return int(path.name[len(CHECKPOINT_PREFIX):])
+MODEL_KEYS = ("name", "dtype", "attn_implementation")
+"""The keys of the stored `model` section that say which base model to load, and how."""
+
+
+def checkpoint_dir(phase_dir: Path, step: int) -> Path:
+    """Where the Trainer writes the checkpoint of optimizer step `step` of a phase."""
+    return Path(phase_dir) / f"{CHECKPOINT_PREFIX}{step}"
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The step of a checkpoint directory (`checkpoint-N`), None for any other name."""
+    number = Path(path).name.removeprefix(CHECKPOINT_PREFIX)
+    return int(number) if Path(path).name.startswith(CHECKPOINT_PREFIX) and number.isdigit() else None
+
+
+def is_complete(checkpoint: Path) -> bool:
+    return (checkpoint / COMPLETE_MARKER).is_file()
+
+
+def mark_complete(checkpoint: Path, step: int) -> None:
+    """Declare `checkpoint` complete: call only once every rank has written all its files."""
+    write_atomic(checkpoint / COMPLETE_MARKER, f"{step}\n")
 
 
 def list_checkpoints(phase_dir: Path, complete_only: bool = True) -> list[Path]:
     """Checkpoint directories of a phase, oldest first by step."""
     if not phase_dir.is_dir():
         return []
-    found = [
-        p for p in phase_dir.iterdir()
-        if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and p.name[len(CHECKPOINT_PREFIX):].isdigit()
-    ]
+    found = [p for p in phase_dir.iterdir() if p.is_dir() and checkpoint_step(p) is not None]
     if complete_only:
-        found = [p for p in found if (p / COMPLETE_MARKER).is_file()]
+        found = [p for p in found if is_complete(p)]
     return sorted(found, key=checkpoint_step)
 
 
@@ -67,6 +93,16 @@ def latest_checkpoint(phase_dir: Path) -> Path | None:
     """The newest complete checkpoint of a phase; partial ones are ignored."""
     complete = list_checkpoints(phase_dir)
     return complete[-1] if complete else None
+
+
+class InRun:
+    """A fixed path inside the run directory, read as an attribute: `run.config_file`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, run: RunDir, owner: type | None = None) -> Path:
+        return run.path / self.name
 
 
 @dataclass
@@ -88,21 +124,29 @@ class RunDir:
         path.mkdir(parents=True)
         return cls(path)
 
+    @staticmethod
+    def is_run_dir(path: Path) -> bool:
+        """Whether `path` is a run directory (it holds the stored config)."""
+        return (Path(path) / CONFIG_FILE).is_file()
+
+    @classmethod
+    def containing(cls, path: Path) -> RunDir | None:
+        """The run a phase's adapter or checkpoint directory (`<run>/<phase>/<dir>`) belongs to."""
+        parents = Path(path).resolve().parents
+        if len(parents) > 1 and cls.is_run_dir(parents[1]):
+            return cls(parents[1])
+        return None
+
     @property
     def name(self) -> str:
         return self.path.name
 
-    @property
-    def config_file(self) -> Path:
-        return self.path / CONFIG_FILE
-
-    @property
-    def metrics_file(self) -> Path:
-        return self.path / METRICS_FILE
-
-    @property
-    def tensorboard_dir(self) -> Path:
-        return self.path / TENSORBOARD_DIR
+    config_file = InRun(CONFIG_FILE)
+    state_file = InRun(STATE_FILE)
+    metrics_file = InRun(METRICS_FILE)
+    tensorboard_dir = InRun(TENSORBOARD_DIR)
+    eval_dir = InRun(EVAL_DIR)
+    rejected_dir = InRun(REJECTED_DIR)
 
     def phase_dir(self, phase_name: str) -> Path:
         return self.path / phase_name
@@ -110,30 +154,48 @@ class RunDir:
     def adapter_dir(self, phase_name: str) -> Path:
         return self.phase_dir(phase_name) / ADAPTER_DIR
 
-    @property
-    def eval_dir(self) -> Path:
-        return self.path / EVAL_DIR
-
-    @property
-    def rejected_dir(self) -> Path:
-        return self.path / REJECTED_DIR
-
     def read_state(self) -> dict[str, Any]:
         """The run's state; read from disk once, then kept in memory so every rank of a
         multi-process run sees its own updates without waiting for rank 0's file."""
         if self._state is None:
-            state_file = self.path / STATE_FILE
+            state_file = self.state_file
             self._state = json.loads(state_file.read_text(encoding="utf-8")) if state_file.exists() else {"finished_phases": []}
         return copy.deepcopy(self._state)
 
     def write_state(self, state: dict[str, Any]) -> None:
         self._state = copy.deepcopy(state)
         if self.writer:
-            write_atomic(self.path / STATE_FILE, json.dumps(state, indent=2) + "\n")
+            write_atomic(self.state_file, json.dumps(state, indent=2) + "\n")
 
     def write_config(self, text: str) -> None:
         if self.writer:
             write_atomic(self.config_file, text)
+
+    def read_config(self) -> dict[str, Any]:
+        """The stored (resolved, secret-free) config as plain data."""
+        try:
+            data = yaml.safe_load(self.config_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            raise UserError(f"{self.config_file}: cannot read the run's config: {err}") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{self.config_file}: the run's config is not a mapping; the run directory is damaged")
+        return data
+
+    def model_config(self) -> ModelConfig:
+        """The base model of the run, from the `model` section of its stored config."""
+        section = self.read_config().get("model")
+        try:
+            return ModelConfig(**{k: section[k] for k in MODEL_KEYS if k in section})
+        except (ValueError, TypeError) as err:
+            raise UserError(f"{self.config_file}: cannot read the model section: {err}") from None
+
+    def phase_names(self) -> list[str]:
+        """The phases the run's config lists, in order (finished or not); the finished ones when
+        the stored config cannot be read."""
+        try:
+            return [p["name"] for p in self.read_config().get("phases") or []]
+        except (UserError, KeyError, TypeError):
+            return self.finished_phases()
 
     def update_state(self, **fields: Any) -> None:
         self.write_state(self.read_state() | fields)
@@ -150,7 +212,7 @@ class RunDir:
         state["finished_phases"].append({"name": phase_name, **info})
         self.write_state(state)
 
-    def pending_phases(self, phases: list) -> list:
+    def pending_phases(self, phases: list[PhaseConfig]) -> list[PhaseConfig]:
         """The configured phases not finished yet, in order."""
         finished = set(self.finished_phases())
         return [p for p in phases if p.name not in finished]
@@ -161,8 +223,24 @@ class RunDir:
 
 
 def find_runs(output_dir: Path) -> list[RunDir]:
-    """Run directories under `output_dir`, newest first (by their config file's mtime)."""
+    """Run directories under `output_dir`, latest first: by when their stored config was last
+    written (a run started or resumed last comes first)."""
     if not Path(output_dir).is_dir():
         return []
-    runs = [RunDir(p) for p in Path(output_dir).iterdir() if (p / CONFIG_FILE).is_file()]
+    runs = [RunDir(p) for p in Path(output_dir).iterdir() if RunDir.is_run_dir(p)]
     return sorted(runs, key=lambda r: r.config_file.stat().st_mtime, reverse=True)
+
+
+def latest_run(output_dir: Path, run_name: str | None = None, finished: bool = False) -> RunDir | None:
+    """The latest run under `output_dir` (see `find_runs`), None if there is none.
+
+    `run_name`: only runs of that `output.run_name` (`<run_name>-<timestamp>`); `finished`: only
+    runs with at least one finished phase.
+    """
+    for run in find_runs(output_dir):
+        if run_name is not None and not run.name.startswith(f"{run_name}-"):
+            continue
+        if finished and not run.finished_phases():
+            continue
+        return run
+    return None

@@ -203,8 +203,8 @@ def test_ctrl_c_while_loading_exits_130_with_one_line(chat_run, line, delay):
 def test_base_answers_and_logits_equal_a_separately_loaded_base_model(chat_run, tiny_model_dir):
     """The tool this replaces loaded the adapter into the base model in place and then called that
     the base model. Here: the same code path as `chat` vs a base model loaded without peft."""
-    from phased_cpt.inference.command import load_generator
     from phased_cpt.inference.discovery import resolve_target
+    from phased_cpt.inference.generation import load_generator
 
     saved = json.loads((chat_run / "phase2_evolution" / "adapter" / "adapter_config.json").read_text())
     assert saved["peft_type"] == "LORA"

@@ -15,8 +15,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from transformers import AutoModelForCausalLM
 
 from tests.conftest import bundled_texts, write_jsonl
-from tests.wandb_records import history
 from tests.e2e.cli import REPO, assert_user_error, run_cli, tiny_run_config, write_yaml
+from tests.wandb_records import history
 
 pytestmark = pytest.mark.e2e
 FAKE_KEY = "fakekey-0123456789abcdef0123456789abcdef"

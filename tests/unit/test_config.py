@@ -4,8 +4,8 @@ import pytest
 import yaml
 
 from phased_cpt.config import dump_config, load_config, model_short_name
-from phased_cpt.errors import ConfigError
 from phased_cpt.config.legacy import phase_dir_name
+from phased_cpt.errors import ConfigError
 
 
 @pytest.fixture

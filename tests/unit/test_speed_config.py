@@ -5,15 +5,20 @@ import pytest
 import torch
 
 from phased_cpt.config import ContextConfig, LoraConfig, ModelConfig, PerformanceConfig, TrainingConfig, load_config
-from phased_cpt.distributed import DeepSpeedPlan
 from phased_cpt.errors import ConfigError, UserError
 from phased_cpt.modeling import attach_lora, load_base_model
+from phased_cpt.training.deepspeed_plan import DeepSpeedPlan
 from phased_cpt.training.phase import PhaseTrainer, training_arguments
 from phased_cpt.training.throughput import (
-    checkpointing_kwargs, describe_checkpointing, liger_installed, resolve_liger, resolve_optimizer, speed_path,
+    checkpointing_kwargs,
+    describe_checkpointing,
+    liger_installed,
+    resolve_liger,
+    resolve_optimizer,
+    speed_path,
 )
-from tests.e2e.cli import assert_user_error, run_cli, tiny_run_config, write_yaml
 from tests.conftest import bundled_texts, write_jsonl
+from tests.e2e.cli import assert_user_error, run_cli, tiny_run_config, write_yaml
 
 no_liger = pytest.mark.skipif(liger_installed(), reason="checks the behaviour without liger-kernel")
 
@@ -133,3 +138,16 @@ def test_token_count_includes_eos_in_packed_batches(tmp_path):
     # packed rows carry no padding, so every token counts (pad == eos would hide each EOS otherwise)
     assert training_arguments(TrainingConfig(), epochs=1, phase_dir=tmp_path, packed=True).include_num_input_tokens_seen == "all"
     assert training_arguments(TrainingConfig(), epochs=1, phase_dir=tmp_path).include_num_input_tokens_seen == "non_padding"
+
+
+def test_private_torch_and_liger_names_are_used_only_on_checked_versions(monkeypatch):
+    from phased_cpt.training import throughput
+
+    assert throughput.version_within("torch", ("2.0", "99.0"))
+    assert not throughput.version_within("torch", ("99.0", "100.0"))
+    assert not throughput.version_within("no-such-package-here", ("0", "99"))
+    monkeypatch.setattr(throughput, "TORCH_CHECKED", ("99.0", "100.0"))  # a torch newer than checked
+    assert throughput.fused_adamw_devices() == ("cuda",)
+    assert resolve_optimizer("adamw_torch_fused", "cpu").value == "adamw_torch"
+    monkeypatch.setattr(throughput, "LIGER_CHECKED", ("99.0", "100.0"))
+    assert throughput.liger_supports("any_model_type") is True

@@ -59,7 +59,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     if "=" not in assignment:
         raise ConfigError([f"--set {assignment!r}: expected key.path=value"])
     key_path, raw_value = assignment.split("=", 1)
-    keys = [k for k in key_path.strip().split(".")]
+    keys = key_path.strip().split(".")
     if not all(keys):
         raise ConfigError([f"--set {assignment!r}: empty key in {key_path!r}"])
     try:

@@ -26,6 +26,11 @@ from pydantic import (
 )
 
 
+def liger_installed() -> bool:
+    """Whether liger-kernel can be imported here (the one check; `training/throughput.py` asks it too)."""
+    return importlib.util.find_spec("liger_kernel") is not None
+
+
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
 AttnImplementation = Literal["auto", "sdpa", "eager", "flash_attention_2"]
 LrScheduler = Literal[
@@ -48,7 +53,8 @@ class ModelConfig(StrictModel):
     name: str = "Kwaipilot/KAT-Dev"
     """Hugging Face model id or local directory holding a causal LM and its tokenizer."""
     size: str | None = "32B"
-    """Informational: shown in logs and the resolved config; nothing is derived from it."""
+    """e.g. 32B: shown in logs and the resolved config. Used only where the model's config.json is
+    not available here: then `deepspeed: auto` and `doctor` estimate the weights' memory from it."""
     dtype: Dtype = "auto"
     """Weights dtype. auto: bfloat16 on a GPU that supports it, float32 on CPU."""
     attn_implementation: AttnImplementation = "auto"
@@ -103,7 +109,7 @@ class PerformanceConfig(StrictModel):
     @field_validator("liger_kernel")
     @classmethod
     def _check_liger_installed(cls, value: str | bool) -> str | bool:
-        if value is True and importlib.util.find_spec("liger_kernel") is None:
+        if value is True and not liger_installed():
             raise ValueError(
                 "true needs liger-kernel, which is not installed; pip install 'phased-cpt[gpu]' "
                 "(on a CUDA machine) or set it to auto"

@@ -3,8 +3,9 @@
     <data.cache_dir, default ${XDG_CACHE_HOME:-~/.cache}/phased-cpt/data>/<key>/
       meta.json                       counts and statistics (the plan reads these)
       tokens.bin                      int32 token ids of every document (+ replayed chunks)
-      train_segments.npy  train_row_offsets.npy  train_units.npy
-      eval_segments.npy   eval_row_offsets.npy
+      train_chunks.npy  train_row_offsets.npy    the row table (chunks in row order) and where each row starts
+      train_own_chunks.npy                      the phase's own chunks, without replay: what later phases replay
+      eval_chunks.npy   eval_row_offsets.npy
       rejected.jsonl                  lines left out (data.on_bad_record: skip, or duplicates)
 
 The key is a sha256 of: the bytes of the phase's files, the tokenizer (its full serialized
@@ -18,25 +19,26 @@ local rank 0 builds, the other ranks wait for it.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
 from transformers import PreTrainedTokenizerBase
 
 from phased_cpt.config import DataConfig
+from phased_cpt.distributed import is_local_main_process
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: the row tables are `*_chunks.npy` (1 called them segments and units)."""
 META_FILE = "meta.json"
 WAIT_FOR_RANK0_SECONDS = 6 * 3600
 
@@ -71,11 +73,6 @@ def cache_key(settings: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
-def is_builder_process() -> bool:
-    """Only local rank 0 writes the cache under torchrun (LOCAL_RANK unset: a single process)."""
-    return os.environ.get("LOCAL_RANK", "0") in ("0", "-1")
-
-
 def cached_entry(cache_dir: Path, key: str, build: Callable[[Path], None]) -> tuple[Path, bool]:
     """The entry directory for `key` and whether it was already there; `build(tmp_dir)` fills a
     missing one. A failed build (bad data) leaves nothing behind."""
@@ -83,10 +80,10 @@ def cached_entry(cache_dir: Path, key: str, build: Callable[[Path], None]) -> tu
     if (entry / META_FILE).is_file():
         return entry, True
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    if not is_builder_process():
+    if not is_local_main_process():  # only local rank 0 writes the cache; the others wait
         wait_for_entry(entry)
         return entry, True
-    with file_lock(Path(cache_dir) / f".{key}.lock"):
+    with FileLock(Path(cache_dir) / f".{key}.lock"):
         if (entry / META_FILE).is_file():  # another process built it while we waited
             return entry, True
         tmp = Path(cache_dir) / f".{key}.tmp-{os.getpid()}"
@@ -107,16 +104,6 @@ def wait_for_entry(entry: Path) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"local rank 0 did not finish preparing {entry}")
         time.sleep(1.0)
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def read_meta(entry: Path) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from phased_cpt.config import DataConfig, PhaseConfig
 from phased_cpt.errors import DataError
 
 MAX_REPORTED_PROBLEMS = 20
@@ -154,7 +155,7 @@ def scan_documents(
 def read_documents(
     path: Path, text_field: str, on_bad_record: str = "error", seen: dict[bytes, str] | None = None
 ) -> tuple[list[Document], RecordScan]:
-    """Every good document of a file in memory, and the scan (small files, tests, `validate`)."""
+    """Every good document of a file in memory, and the scan (small files and tests)."""
     scan = RecordScan(path, on_bad_record)
     documents = list(scan_documents(path, text_field, scan, seen))
     scan.raise_if_bad(text_field)
@@ -169,14 +170,20 @@ def write_rejected(path: Path, rejected: list[Rejected]) -> None:
             f.write(record.to_json() + "\n")
 
 
-def scan_phase_files(files: list[Path], text_field: str, on_bad_record: str, dedup: str) -> list[RecordScan]:
+def scan_phase_files(phase: PhaseConfig, data: DataConfig) -> list[RecordScan]:
     """Check every line of a phase's files (its sources' files, then its `eval_file`) without
-    keeping the documents; duplicates count across all of them, as in training."""
-    seen: dict[bytes, str] | None = {} if dedup == "exact" else None
+    keeping the documents, as training will read them (duplicates count across all of them). What
+    `validate` and `doctor` report; `RecordScan.raise_if_bad` says what is wrong."""
+    return scan_files(phase.files, data)
+
+
+def scan_files(files: list[Path], data: DataConfig) -> list[RecordScan]:
+    """`scan_phase_files` for any list of files (the general source's)."""
+    seen: dict[bytes, str] | None = {} if data.dedup == "exact" else None
     scans = []
     for path in files:
-        scan = RecordScan(path, on_bad_record)
-        for _ in scan_documents(path, text_field, scan, seen):
+        scan = RecordScan(path, data.on_bad_record)
+        for _ in scan_documents(path, data.text_field, scan, seen):
             pass
         scans.append(scan)
     return scans

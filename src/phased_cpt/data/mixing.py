@@ -33,11 +33,11 @@ from typing import BinaryIO
 
 import numpy as np
 
-from phased_cpt.data.rows import LENGTH
+from phased_cpt.data.chunking import LENGTH
 
 logger = logging.getLogger(__name__)
 
-NO_UNITS = np.zeros((0, 3), dtype=np.int64)
+NO_CHUNKS = np.zeros((0, 3), dtype=np.int64)
 
 
 class TokenWriter:
@@ -56,22 +56,22 @@ class TokenWriter:
 
 @dataclass
 class ChunkSource:
-    """Another cache entry's training chunks: its token array and its own units (start, length, context)."""
+    """Another cache entry's training chunks: its token array and its own chunks (start, length, context)."""
 
     tokens: np.ndarray
-    units: np.ndarray
+    chunks: np.ndarray
 
 
-def unit_tokens(units: np.ndarray) -> int:
-    return int(units[:, LENGTH].sum()) if len(units) else 0
+def chunk_tokens(chunks: np.ndarray) -> int:
+    return int(chunks[:, LENGTH].sum()) if len(chunks) else 0
 
 
-def draw_units(lengths: np.ndarray, wanted_tokens: int, rng: np.random.Generator, repeat: bool) -> np.ndarray:
-    """Indices of units whose lengths add up to about `wanted_tokens`.
+def draw_chunks(lengths: np.ndarray, wanted_tokens: int, rng: np.random.Generator, repeat: bool) -> np.ndarray:
+    """Indices of chunks whose lengths add up to about `wanted_tokens`.
 
-    With `repeat`, whole passes over every unit while another pass fits; then a seeded random
-    choice, each unit at most once, stopping at the count whose total is nearest to what is left.
-    Without `repeat`, at most one pass (every unit, when they hold fewer tokens than asked)."""
+    With `repeat`, whole passes over every chunk while another pass fits; then a seeded random
+    choice, each chunk at most once, stopping at the count whose total is nearest to what is left.
+    Without `repeat`, at most one pass (every chunk, when they hold fewer tokens than asked)."""
     lengths = np.asarray(lengths, dtype=np.int64)
     total = int(lengths.sum())
     if wanted_tokens <= 0 or total == 0:
@@ -80,25 +80,25 @@ def draw_units(lengths: np.ndarray, wanted_tokens: int, rng: np.random.Generator
     left = wanted_tokens - passes * total
     order = rng.permutation(len(lengths))
     cumulative = np.cumsum(lengths[order])
-    take = int(np.searchsorted(cumulative, left))  # units before the one that reaches `left`
+    take = int(np.searchsorted(cumulative, left))  # chunks before the one that reaches `left`
     if take < len(order) and cumulative[take] - left <= left - (cumulative[take - 1] if take else 0):
         take += 1
     return np.concatenate([np.tile(np.arange(len(lengths)), passes), order[:take]]).astype(np.int64)
 
 
 def weight_sources(
-    source_units: Sequence[np.ndarray], weights: Sequence[float | None], rng: np.random.Generator,
+    source_chunks: Sequence[np.ndarray], weights: Sequence[float | None], rng: np.random.Generator,
 ) -> tuple[np.ndarray, list[int]]:
-    """The phase's own training units with its sources weighted (see the module docstring), and
-    each source's tokens in them. Units of a repeated chunk point at the same tokens."""
-    if not source_units:
-        return NO_UNITS, []
+    """The phase's own training chunks with its sources weighted (see the module docstring), and
+    each source's tokens in them. Chunks of a repeated chunk point at the same tokens."""
+    if not source_chunks:
+        return NO_CHUNKS, []
     if any(w is None for w in weights):
-        return np.concatenate(source_units), [unit_tokens(u) for u in source_units]
-    own = sum(unit_tokens(u) for u in source_units)
-    chosen = [units[draw_units(units[:, LENGTH], round(own * w / sum(weights)), rng, repeat=True)]
-              for units, w in zip(source_units, weights)]
-    return np.concatenate(chosen), [unit_tokens(u) for u in chosen]
+        return np.concatenate(source_chunks), [chunk_tokens(c) for c in source_chunks]
+    own = sum(chunk_tokens(c) for c in source_chunks)
+    chosen = [chunks[draw_chunks(chunks[:, LENGTH], round(own * w / sum(weights)), rng, repeat=True)]
+              for chunks, w in zip(source_chunks, weights)]
+    return np.concatenate(chosen), [chunk_tokens(c) for c in chosen]
 
 
 def mixed_tokens(own_tokens: int, replay_ratio: float, general_ratio: float) -> tuple[int, int]:
@@ -108,40 +108,40 @@ def mixed_tokens(own_tokens: int, replay_ratio: float, general_ratio: float) -> 
     return round(total * replay_ratio), round(total * general_ratio)
 
 
-def copy_units(sources: Sequence[ChunkSource], picks: Sequence[tuple[int, int]], writer: TokenWriter) -> np.ndarray:
-    """Copy the picked (source, unit) chunks into `writer`; their units in this entry. A chunk
+def copy_chunks(sources: Sequence[ChunkSource], picks: Sequence[tuple[int, int]], writer: TokenWriter) -> np.ndarray:
+    """Copy the picked (source, chunk) pairs into `writer`; their chunks in this entry. A chunk
     picked several times is written once."""
     written: dict[tuple[int, int], int] = {}
-    units = []
-    for s, u in picks:
-        start, length, context = (int(x) for x in sources[s].units[u])
-        if (s, u) not in written:
-            written[(s, u)] = writer.write(np.asarray(sources[s].tokens[start : start + length]))
-        units.append((written[(s, u)], length, context))
-    return np.array(units, dtype=np.int64).reshape(-1, 3)
+    chunks = []
+    for s, c in picks:
+        start, length, context = (int(x) for x in sources[s].chunks[c])
+        if (s, c) not in written:
+            written[(s, c)] = writer.write(np.asarray(sources[s].tokens[start : start + length]))
+        chunks.append((written[(s, c)], length, context))
+    return np.array(chunks, dtype=np.int64).reshape(-1, 3)
 
 
-def replay_units(
+def replay_chunks(
     sources: Sequence[ChunkSource], wanted_tokens: int, rng: np.random.Generator, writer: TokenWriter,
 ) -> np.ndarray:
     """Earlier phases' chunks copied into `writer`, about `wanted_tokens` of them, each at most once."""
     if wanted_tokens <= 0 or not sources:
-        return NO_UNITS
-    pool = [(s, u) for s, source in enumerate(sources) for u in range(len(source.units))]
-    lengths = np.array([sources[s].units[u][LENGTH] for s, u in pool], dtype=np.int64)
-    chosen = draw_units(lengths, wanted_tokens, rng, repeat=False)
+        return NO_CHUNKS
+    pool = [(s, c) for s, source in enumerate(sources) for c in range(len(source.chunks))]
+    lengths = np.array([sources[s].chunks[c][LENGTH] for s, c in pool], dtype=np.int64)
+    chosen = draw_chunks(lengths, wanted_tokens, rng, repeat=False)
     if int(lengths.sum()) < wanted_tokens:
         logger.warning("replay: earlier phases hold only %d training tokens, fewer than the %d asked for; "
                        "all of them are replayed", int(lengths.sum()), wanted_tokens)
-    return copy_units(sources, [pool[i] for i in chosen], writer)
+    return copy_chunks(sources, [pool[i] for i in chosen], writer)
 
 
-def general_units(
+def general_chunks(
     source: ChunkSource | None, wanted_tokens: int, rng: np.random.Generator, writer: TokenWriter,
 ) -> np.ndarray:
     """The general source's training chunks copied into `writer`, about `wanted_tokens` of them
     (whole passes first when it holds fewer)."""
-    if wanted_tokens <= 0 or source is None or not len(source.units):
-        return NO_UNITS
-    chosen = draw_units(source.units[:, LENGTH], wanted_tokens, rng, repeat=True)
-    return copy_units([source], [(0, int(u)) for u in chosen], writer)
+    if wanted_tokens <= 0 or source is None or not len(source.chunks):
+        return NO_CHUNKS
+    chosen = draw_chunks(source.chunks[:, LENGTH], wanted_tokens, rng, repeat=True)
+    return copy_chunks([source], [(0, int(c)) for c in chosen], writer)

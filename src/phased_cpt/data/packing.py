@@ -1,15 +1,15 @@
-"""Sample packing: placing documents and chunks into rows of at most `max_tokens` tokens.
+"""Sample packing: placing chunks into rows of at most `max_tokens` tokens.
 
-Best-fit decreasing: take the pieces longest first and put each into the open row with the
+Best-fit decreasing: take the chunks longest first and put each into the open row with the
 least room that still fits it, opening a new row when none does. Example, `max_tokens=8`,
-pieces A (5 tokens), B (4), C (3), D (2), E (2):
+chunks A (5 tokens), B (4), C (3), D (2), E (2):
 
     row 0   A A A A A C C C      A, then C (the best fit: 3 free, C needs 3)
     row 1   B B B B D D E E      B, then D and E
-    position_ids  0 1 2 3 4 0 1 2 | 0 1 2 3 0 1 0 1   restart at every piece
+    position_ids  0 1 2 3 4 0 1 2 | 0 1 2 3 0 1 0 1   restart at every chunk
 
-Each piece keeps its own position ids, and attention never crosses a piece boundary (see
-`collate.py` for how the batch tells the model that). A piece is never split by packing:
+Each chunk keeps its own position ids, and attention never crosses a chunk boundary (see
+`collate.py` for how the batch tells the model that). A chunk is never split by packing:
 only chunking (`chunking.py`) cuts documents, so packing changes no label.
 """
 
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 
 def pack_best_fit_decreasing(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
-    """Indices of the pieces in each row; every piece is in exactly one row. Deterministic."""
+    """Indices of the chunks in each row; every chunk is in exactly one row. Deterministic."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])  # stable: ties keep input order
     rows: list[list[int]] = []
     free: list[int] = []  # free room of the open rows, ascending
@@ -28,7 +28,7 @@ def pack_best_fit_decreasing(lengths: Sequence[int], max_tokens: int) -> list[li
     for i in order:
         length = lengths[i]
         if length > max_tokens or length <= 0:
-            raise ValueError(f"piece {i} has {length} tokens; pieces must have 1..{max_tokens}")
+            raise ValueError(f"chunk {i} has {length} tokens; chunks must have 1..{max_tokens}")
         slot = bisect.bisect_left(free, length)
         if slot < len(free):
             room, row = free.pop(slot), row_of_free.pop(slot)

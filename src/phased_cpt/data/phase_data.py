@@ -29,7 +29,21 @@ from phased_cpt.data.rows import RowDataset, open_tokens
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PhaseData", "Rows", "build_phase_data", "build_run_data", "save_rejected", "tokenize_documents"]
+__all__ = ["GENERAL_COLUMN", "PhaseData", "Rows", "build_phase_data", "build_run_data", "save_rejected",
+           "tokenize_documents"]
+
+
+class Stat:
+    """One entry of `Rows.stats`, read as an attribute: `rows.documents`."""
+
+    def __init__(self, doc: str = "") -> None:
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.key = name
+
+    def __get__(self, rows: Rows, owner: type | None = None) -> int:
+        return rows.stats[self.key]
 
 
 @dataclass
@@ -41,23 +55,10 @@ class Rows:
     `position_ids`."""
     stats: dict[str, Any]
 
-    @property
-    def documents(self) -> int:
-        return self.stats["documents"]
-
-    @property
-    def document_tokens(self) -> int:
-        """Tokens of all documents, EOS included, before chunking (replay excluded)."""
-        return self.stats["document_tokens"]
-
-    @property
-    def target_tokens(self) -> int:
-        """Labels that are not -100: each a training target once per epoch (replay included)."""
-        return self.stats["target_tokens"]
-
-    @property
-    def longest_document_tokens(self) -> int:
-        return self.stats["longest_document_tokens"]
+    documents = Stat()
+    document_tokens = Stat("Tokens of all documents, EOS included, before chunking (replay excluded).")
+    target_tokens = Stat("Labels that are not -100: each a training target once per epoch (replay included).")
+    longest_document_tokens = Stat()
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -73,8 +74,9 @@ class PhaseData:
     """The cache entry the rows are read from."""
     meta: dict[str, Any]
     cache_hit: bool
-    units: np.ndarray
-    """This phase's own training chunks (no replay): what later phases replay from."""
+    own_chunks: np.ndarray
+    """This phase's own training chunks (no replay, no general): what later phases replay from;
+    the general source's are what phases mix in."""
 
     @property
     def rows(self) -> int:
@@ -129,8 +131,8 @@ def build_phase_data(
         cache_dir = Path(temporary)
     tokenizer_id = tokenizer_id or tokenizer_digest(tokenizer)
     key = phase_cache_key(phase, data, tokenizer_id, context, seed, earlier, general, role)
-    sources = [ChunkSource(p.train.dataset.tokens, p.units) for p in earlier]
-    general_source = ChunkSource(general.train.dataset.tokens, general.units) if general is not None else None
+    sources = [ChunkSource(p.train.dataset.tokens, p.own_chunks) for p in earlier]
+    general_source = ChunkSource(general.train.dataset.tokens, general.own_chunks) if general is not None else None
     entry, hit = cached_entry(
         cache_dir, key,
         lambda out: prepare_phase(out, phase, data, tokenizer, context, seed, sources, general_source, role),
@@ -149,12 +151,12 @@ def load_phase_data(entry: Path, name: str, packed: bool, cache_hit: bool) -> Ph
     never_targets = tuple(meta.get("fim_tokens") or ())
 
     def rows(split: str) -> Rows:
-        segments = np.load(entry / f"{split}_segments.npy", mmap_mode="r")
+        chunks = np.load(entry / f"{split}_chunks.npy", mmap_mode="r")
         offsets = np.load(entry / f"{split}_row_offsets.npy")
-        return Rows(RowDataset(tokens, np.asarray(segments), offsets, packed, never_targets), meta[split])
+        return Rows(RowDataset(tokens, np.asarray(chunks), offsets, packed, never_targets), meta[split])
 
     eval_rows = rows("eval") if meta["eval"]["documents"] else None  # a general-eval entry has no train rows
-    return PhaseData(name, rows("train"), eval_rows, entry, meta, cache_hit, np.load(entry / "train_units.npy"))
+    return PhaseData(name, rows("train"), eval_rows, entry, meta, cache_hit, np.load(entry / "train_own_chunks.npy"))
 
 
 def build_run_data(

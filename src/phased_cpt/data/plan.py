@@ -19,13 +19,13 @@ whose training tokens come from more than one place gets a line with the mix in 
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from phased_cpt.config import ContextConfig, PhaseConfig, RunConfig, TrainingConfig
 from phased_cpt.data.cache import resolve_cache_dir
 from phased_cpt.data.phase_data import PhaseData, build_run_data
+from phased_cpt.distributed import world_size
 
 
 def optimizer_steps(rows: int, training: TrainingConfig, epochs: float, world_size: int = 1) -> int:
@@ -57,7 +57,7 @@ class PhasePlan:
     epochs: float
     replay_tokens: int
     general_tokens: int
-    fim_units: int
+    fim_chunks: int
     sources: list[dict]
     """Per source: its spec, weight, training documents and training tokens (after weights)."""
     eval_tokens: int
@@ -73,7 +73,7 @@ class PhasePlan:
 def plan_phases(
     phases: list[PhaseConfig], training: TrainingConfig, context: ContextConfig, phase_data: dict[str, PhaseData],
 ) -> list[PhasePlan]:
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    processes = world_size()
     plans = []
     for phase in phases:
         data = phase_data[phase.name]
@@ -93,12 +93,12 @@ def plan_phases(
             eos_tokens=train["eos_tokens"],
             longest_document_tokens=train["longest_document_tokens"],
             longest_document=data.meta["longest_document"],
-            steps_per_epoch=optimizer_steps(data.rows, phase_training.model_copy(update={"max_steps": None}), 1, world_size),
-            steps=optimizer_steps(data.rows, phase_training, phase.epochs, world_size),
+            steps_per_epoch=optimizer_steps(data.rows, phase_training.model_copy(update={"max_steps": None}), 1, processes),
+            steps=optimizer_steps(data.rows, phase_training, phase.epochs, processes),
             epochs=phase.epochs,
             replay_tokens=train["replay_tokens"],
             general_tokens=train.get("general_tokens", 0),
-            fim_units=train.get("fim_units", 0),
+            fim_chunks=train.get("fim_chunks", 0),
             sources=train.get("sources", []),
             eval_tokens=data.eval.document_tokens if data.eval else 0,
             cache_hit=data.cache_hit,
@@ -112,7 +112,7 @@ COLUMNS = [
     ("chunks", "chunks", ">"), ("rows", "rows", ">"), ("packing", "packing_efficiency", ">"),
     ("EOS", "eos_tokens", ">"), ("longest", "longest_document_tokens", ">"),
     ("steps/ep", "steps_per_epoch", ">"), ("steps", "steps", ">"), ("replay", "replay_tokens", ">"),
-    ("general", "general_tokens", ">"), ("fim", "fim_units", ">"),
+    ("general", "general_tokens", ">"), ("fim", "fim_chunks", ">"),
 ]
 
 

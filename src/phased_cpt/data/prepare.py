@@ -5,13 +5,13 @@
    to `tokens.bin`, so memory holds one batch of text plus a few integers per document.
 2. Eval documents are chosen by document, before chunking (`split.py`): no chunk of an eval
    document is ever trained on.
-3. Documents longer than `max_tokens` become overlapping windows (`chunking.py`); with
-   `chunk_long_samples: false` they are an error listing each one.
+3. Each document becomes its chunks (`chunking.py`): itself, or overlapping windows when it is
+   longer than `max_tokens`; with `chunk_long_samples: false` a long one is an error listing each.
 4. Mixing (`mixing.py`): sources weighted by tokens, then replay of earlier phases' training
    chunks and the general source's training chunks, each a share of the phase's training tokens.
 5. Fill-in-the-middle (`context.fim_rate`, `fim.py`) rearranges a seeded choice of the training
-   units (own and replayed; never eval ones) and appends them to `tokens.bin`.
-6. Rows: one segment each, or packed best-fit decreasing (`packing.py`).
+   chunks (own, replayed and general; never eval ones) and appends them to `tokens.bin`.
+6. Rows: one chunk each, or chunks packed best-fit decreasing (`packing.py`).
 
 BOS and EOS: whatever `tokenizer(text)` adds with `add_special_tokens=True` (a Llama tokenizer
 prepends BOS, a Qwen2 tokenizer adds nothing), then EOS once, after the document's last token.
@@ -37,16 +37,17 @@ from transformers import PreTrainedTokenizerBase
 
 from phased_cpt.config import ContextConfig, DataConfig, PhaseConfig
 from phased_cpt.data.cache import write_meta
-from phased_cpt.data.chunking import chunk_spans
+from phased_cpt.data.chunking import LENGTH, START, chunk_document, last_token_is_target, target_tokens, untrained_tokens
 from phased_cpt.data.fim import FimTokens, fim_permute, require_fim_tokens
 from phased_cpt.data.jsonl import Document, RecordScan, scan_documents, write_rejected
 from phased_cpt.data.mixing import (
-    NO_UNITS, ChunkSource, TokenWriter, general_units, mixed_tokens, replay_units, unit_tokens, weight_sources,
+    NO_CHUNKS, ChunkSource, TokenWriter, chunk_tokens, general_chunks, mixed_tokens, replay_chunks, weight_sources,
 )
 from phased_cpt.data.packing import pack_best_fit_decreasing, packing_efficiency
-from phased_cpt.data.rows import CONTEXT, LENGTH, START, open_tokens, target_tokens
+from phased_cpt.data.rows import open_tokens
 from phased_cpt.data.split import split_documents
-from phased_cpt.errors import DataError, UserError
+from phased_cpt.errors import DataError
+from phased_cpt.modeling import require_eos_token
 
 logger = logging.getLogger(__name__)
 
@@ -71,12 +72,7 @@ class TokenizedDocuments:
 
 def tokenize_documents(texts: list[str], tokenizer: PreTrainedTokenizerBase) -> list[list[int]]:
     """Token ids of each text, with EOS appended after its last token."""
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        raise UserError(
-            f"the tokenizer of {tokenizer.name_or_path!r} has no EOS token; set one in its "
-            "tokenizer_config.json (eos_token) so the model can learn where documents end"
-        )
+    eos = require_eos_token(tokenizer)
     all_ids: list[list[int]] = []
     for ids in encode_texts(texts, tokenizer):
         if not ids or ids[-1] != eos:  # some tokenizers (T5-style) already add EOS
@@ -180,35 +176,32 @@ def reject_long_documents(index: TokenizedDocuments, max_tokens: int) -> None:
     ]))
 
 
-def chunk_units(
+def document_chunks(
     index: TokenizedDocuments, documents: Sequence[int], context: ContextConfig, window_tokens: int | None = None,
 ) -> np.ndarray:
-    """(start, length, context_tokens) of every chunk of `documents`, in document order; chunks
-    of at most `window_tokens` (default `context.max_tokens`)."""
+    """The chunk table of `documents` (starts in the token array), in document order; chunks of
+    at most `window_tokens` (default `context.max_tokens`)."""
     window = window_tokens or context.max_tokens
-    units: list[tuple[int, int, int]] = []
+    chunks: list[tuple[int, int, int]] = []
     for d in documents:
-        start, length = index.starts[d], index.lengths[d]
-        if length <= window:
-            units.append((start, length, 0))
-            continue
-        for span in chunk_spans(length, window, context.overlap_tokens, context.overlap_loss):
-            units.append((start + span.start, span.length, span.context_tokens))
-    return np.array(units, dtype=np.int64).reshape(-1, 3)
+        start = index.starts[d]
+        for chunk in chunk_document(index.lengths[d], window, context.overlap_tokens, context.overlap_loss):
+            chunks.append((start + chunk.start, chunk.length, chunk.context_tokens))
+    return np.array(chunks, dtype=np.int64).reshape(-1, 3)
 
 
-def fim_units(
-    units: np.ndarray, tokens: np.ndarray, writer: TokenWriter, fim: FimTokens, tokenizer: PreTrainedTokenizerBase,
+def fim_chunks(
+    chunks: np.ndarray, tokens: np.ndarray, writer: TokenWriter, fim: FimTokens, tokenizer: PreTrainedTokenizerBase,
     context: ContextConfig, rng: np.random.Generator,
 ) -> tuple[np.ndarray, int, int]:
-    """`units` with a `fim_rate` share of them rearranged (`fim.fim_permute`), their new ids written
-    by `writer`; also how many were rearranged and how many FIM tokens sit at target positions
-    (`target_tokens` counts them; they are never trained on)."""
-    out = units.copy()
+    """`chunks` with a `fim_rate` share of them rearranged (`fim.fim_permute`), their new ids
+    written by `writer`; also how many were rearranged and how many FIM tokens sit where the label
+    rule would make a target (`target_tokens` counts them; `RowDataset` never trains on them)."""
+    out = chunks.copy()
     rearranged = sentinel_targets = 0
     bos = tokenizer.bos_token_id
-    for i in np.flatnonzero(rng.random(len(units)) < context.fim_rate):
-        start, length, overlap = (int(x) for x in units[i])
+    for i in np.flatnonzero(rng.random(len(chunks)) < context.fim_rate):
+        start, length, overlap = (int(x) for x in chunks[i])
         ids = np.asarray(tokens[start : start + length])
         lead = overlap if overlap else int(bos is not None and length > 0 and int(ids[0]) == bos)
         spm = bool(rng.random() < context.fim_spm_rate)
@@ -217,38 +210,39 @@ def fim_units(
             continue
         out[i] = (writer.write(permuted.ids), len(permuted.ids), permuted.context_tokens)
         rearranged += 1
-        sentinel_targets += 3 if max(permuted.context_tokens, 1) <= lead else 2  # the first token is never a target
+        # [P] sits at `lead`: a target position unless it is the chunk's first token
+        sentinel_targets += 3 if lead >= untrained_tokens(permuted.context_tokens) else 2
     return out, rearranged, sentinel_targets
 
 
-def build_row_table(units: np.ndarray, context: ContextConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(segments, row_offsets): one unit per row, or units packed best-fit decreasing."""
+def build_row_table(chunks: np.ndarray, context: ContextConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(chunks in row order, row_offsets): one chunk per row, or chunks packed best-fit decreasing."""
     if not context.sample_packing:
-        return units, np.arange(len(units) + 1, dtype=np.int64)
-    rows = pack_best_fit_decreasing(units[:, LENGTH].tolist(), context.max_tokens)
-    order = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=len(units))
+        return chunks, np.arange(len(chunks) + 1, dtype=np.int64)
+    rows = pack_best_fit_decreasing(chunks[:, LENGTH].tolist(), context.max_tokens)
+    order = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=len(chunks))
     row_offsets = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
-    return units[order].reshape(-1, 3), row_offsets
+    return chunks[order].reshape(-1, 3), row_offsets
 
 
 def split_statistics(
-    tokens: np.ndarray, index: TokenizedDocuments, documents: Sequence[int], units: np.ndarray,
-    segments: np.ndarray, row_offsets: np.ndarray, replayed: np.ndarray, eos: int, max_tokens: int,
+    tokens: np.ndarray, index: TokenizedDocuments, documents: Sequence[int], chunks: np.ndarray,
+    row_chunks: np.ndarray, row_offsets: np.ndarray, replayed: np.ndarray, eos: int, max_tokens: int,
 ) -> dict[str, Any]:
     lengths = np.asarray(index.lengths, dtype=np.int64)[np.asarray(documents, dtype=np.int64)]
     rows = len(row_offsets) - 1
-    row_tokens = int(segments[:, LENGTH].sum()) if len(segments) else 0
-    ends = segments[:, START] + segments[:, LENGTH] - 1
-    ends_with_eos = tokens[ends] == eos if len(segments) else np.zeros(0, dtype=bool)
-    eos_targets = int((ends_with_eos & (segments[:, LENGTH] - 1 >= np.maximum(segments[:, CONTEXT], 1))).sum())
+    row_tokens = int(row_chunks[:, LENGTH].sum()) if len(row_chunks) else 0
+    ends = row_chunks[:, START] + row_chunks[:, LENGTH] - 1
+    ends_with_eos = tokens[ends] == eos if len(row_chunks) else np.zeros(0, dtype=bool)
+    eos_targets = int((ends_with_eos & last_token_is_target(row_chunks)).sum())
     return {
         "documents": len(documents),
         "document_tokens": int(lengths.sum()),
         "longest_document_tokens": int(lengths.max()) if len(lengths) else 0,
-        "chunks": len(units),
+        "chunks": len(chunks),
         "rows": rows,
         "tokens": row_tokens,
-        "target_tokens": target_tokens(segments),
+        "target_tokens": target_tokens(row_chunks),
         "eos_tokens": eos_targets,
         "replay_chunks": len(replayed),
         "replay_tokens": int(replayed[:, LENGTH].sum()) if len(replayed) else 0,
@@ -296,43 +290,44 @@ def prepare_phase(
             reject_long_documents(index, context.max_tokens)
         held_out = set(eval_docs)
         window = context.train_window_tokens() if role == PHASE else context.max_tokens
-        own_units = [chunk_units(index, [d for d in docs if d not in held_out], context, window) for docs in source_docs]
-        weighted, source_tokens = weight_sources(own_units, [s.weight for s in sources],
+        own_chunks = [document_chunks(index, [d for d in docs if d not in held_out], context, window)
+                      for docs in source_docs]
+        weighted, source_tokens = weight_sources(own_chunks, [s.weight for s in sources],
                                                  np.random.default_rng([seed, name_seed, 2]))
-        replay_wanted, general_wanted = mixed_tokens(unit_tokens(weighted), phase.replay_ratio,
+        replay_wanted, general_wanted = mixed_tokens(chunk_tokens(weighted), phase.replay_ratio,
                                                      phase.general_ratio or 0.0)
-        rng = np.random.default_rng([seed, name_seed])
-        replayed = replay_units(replay_sources, replay_wanted, rng, writer)
-        mixed_in = general_units(general, general_wanted, np.random.default_rng([seed, name_seed, 3]), writer)
+        replayed = replay_chunks(replay_sources, replay_wanted, np.random.default_rng([seed, name_seed]), writer)
+        mixed_in = general_chunks(general, general_wanted, np.random.default_rng([seed, name_seed, 3]), writer)
     tokens = open_tokens(out / "tokens.bin")
-    training_units = np.concatenate([weighted, replayed, mixed_in])
+    training_chunks = np.concatenate([weighted, replayed, mixed_in])
     rearranged = sentinel_targets = 0
     if fim is not None:
         with open(out / "tokens.bin", "ab") as f:
-            training_units, rearranged, sentinel_targets = fim_units(
-                training_units, tokens, TokenWriter(f, len(tokens)), fim, tokenizer, context,
+            training_chunks, rearranged, sentinel_targets = fim_chunks(
+                training_chunks, tokens, TokenWriter(f, len(tokens)), fim, tokenizer, context,
                 np.random.default_rng([seed, name_seed, 1]))
         tokens = open_tokens(out / "tokens.bin")
     meta: dict[str, Any] = {"phase": phase.name, "tokens": len(tokens), "longest_document": index.longest_source,
                             "fim_tokens": list(fim.ids) if fim is not None else None}
-    splits = {"train": (train_docs, training_units), "eval": (eval_docs, None)}
-    for name, (split_docs, units) in splits.items():
-        units = chunk_units(index, split_docs, context) if units is None else units
-        segments, row_offsets = build_row_table(units, context)
-        np.save(out / f"{name}_segments.npy", segments)
+    splits = {"train": (train_docs, training_chunks), "eval": (eval_docs, None)}
+    for name, (split_docs, chunks) in splits.items():
+        chunks = document_chunks(index, split_docs, context) if chunks is None else chunks
+        row_chunks, row_offsets = build_row_table(chunks, context)
+        np.save(out / f"{name}_chunks.npy", row_chunks)
         np.save(out / f"{name}_row_offsets.npy", row_offsets)
-        meta[name] = split_statistics(tokens, index, split_docs, units, segments, row_offsets,
-                                      replayed if name == "train" else NO_UNITS,
+        meta[name] = split_statistics(tokens, index, split_docs, chunks, row_chunks, row_offsets,
+                                      replayed if name == "train" else NO_CHUNKS,
                                       tokenizer.eos_token_id, context.max_tokens)
     meta["train"] |= {
-        "fim_units": rearranged,
+        "fim_chunks": rearranged,
         "target_tokens": meta["train"]["target_tokens"] - sentinel_targets,
         "general_chunks": len(mixed_in),
-        "general_tokens": unit_tokens(mixed_in),
+        "general_tokens": chunk_tokens(mixed_in),
         "sources": [{"source": s.spec, "weight": s.weight, "documents": len([d for d in docs if d not in held_out]),
                      "tokens": t} for s, docs, t in zip(sources, source_docs, source_tokens)],
     }
-    np.save(out / "train_units.npy", np.concatenate(own_units) if own_units else NO_UNITS)  # own chunks, once each: what later phases replay
+    own = np.concatenate(own_chunks) if own_chunks else NO_CHUNKS
+    np.save(out / "train_own_chunks.npy", own)  # each once, no replayed or general ones: what later phases replay
     rejected = [r for scan in scans for r in scan.rejected]
     write_rejected(out / "rejected.jsonl", rejected)
     meta["rejected"] = len(rejected)

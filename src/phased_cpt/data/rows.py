@@ -1,18 +1,16 @@
 """Training rows as views into one flat token array: what the Trainer iterates over.
 
-A phase's tokens live once on disk (`tokens.bin`, int32, memory-mapped); a *segment* is a
-window of it, `(start, length, context_tokens)`: a whole document or one chunk of one. A row is
-a run of consecutive segments (`row_offsets[i]:row_offsets[i+1]`): one segment without packing,
-several with it. `RowDataset[i]` assembles row i on the fly:
+A phase's tokens live once on disk (`tokens.bin`, int32, memory-mapped); its chunks
+(`chunking.py`) are windows of it. A row is a run of consecutive chunks of the phase's row table
+(`row_offsets[i]:row_offsets[i+1]`): one chunk without packing, several with it.
+`RowDataset[i]` assembles row i on the fly, labels by `chunking.untrained_tokens`:
 
-    segments   (100, 3, 0)  (250, 4, 1)           two segments packed into one row
+    chunks     (100, 3, 0)  (250, 4, 1)           two chunks packed into one row
     input_ids  t100 t101 t102 t250 t251 t252 t253
-    labels     -100 t101 t102 -100 -100 t252 t253  a segment's first token and its context
-    position_ids  0    1    2    0    1    2    3   restart at every segment (packed rows only)
+    labels     -100 t101 t102 -100 -100 t252 t253  a chunk's first token and its context
+    position_ids  0    1    2    0    1    2    3   restart at every chunk (packed rows only)
 
-A segment's first token is never a target: nothing of its own document precedes it in the row
-(after the model's causal shift it would be predicted from the previous document's EOS). Nor is
-a fill-in-the-middle token (`never_targets`, see `fim.py`): the user types those.
+Nor is a fill-in-the-middle token ever a target (`never_targets`, see `fim.py`): the user types those.
 """
 
 from __future__ import annotations
@@ -22,9 +20,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from phased_cpt.data.chunking import IGNORE_INDEX
-
-START, LENGTH, CONTEXT = 0, 1, 2
+from phased_cpt.data.chunking import IGNORE_INDEX, untrained_tokens
 
 
 def open_tokens(path: Path) -> np.ndarray:
@@ -34,22 +30,16 @@ def open_tokens(path: Path) -> np.ndarray:
     return np.memmap(path, dtype=np.int32, mode="r")
 
 
-def target_tokens(segments: np.ndarray) -> int:
-    """Labels that are not -100 over all segments: length minus context, minus the first token."""
-    if not len(segments):
-        return 0
-    return int((segments[:, LENGTH] - np.maximum(segments[:, CONTEXT], 1)).sum())
-
-
 class RowDataset(Dataset):
     """Map-style dataset of rows: dicts of `input_ids`, `labels` (+ `position_ids` when packed)."""
 
     def __init__(
-        self, tokens: np.ndarray, segments: np.ndarray, row_offsets: np.ndarray, packed: bool,
+        self, tokens: np.ndarray, chunks: np.ndarray, row_offsets: np.ndarray, packed: bool,
         never_targets: tuple[int, ...] = (),
     ) -> None:
         self.tokens = tokens
-        self.segments = segments
+        self.chunks = chunks
+        """The row table: chunks in row order."""
         self.row_offsets = row_offsets
         self.packed = packed
         self.never_targets = np.asarray(never_targets, dtype=np.int64)
@@ -60,13 +50,13 @@ class RowDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, list[int]]:
         if not 0 <= index < len(self):
             raise IndexError(index)
-        segments = self.segments[self.row_offsets[index] : self.row_offsets[index + 1]]
-        input_ids = np.concatenate([self.tokens[s : s + n] for s, n, _ in segments]).astype(np.int64)
+        chunks = self.chunks[self.row_offsets[index] : self.row_offsets[index + 1]]
+        input_ids = np.concatenate([self.tokens[s : s + n] for s, n, _ in chunks]).astype(np.int64)
         labels = input_ids.copy()
         position_ids = np.empty_like(input_ids)
         offset = 0
-        for _, length, context in segments:
-            labels[offset : offset + max(context, 1)] = IGNORE_INDEX
+        for _, length, context in chunks:
+            labels[offset : offset + untrained_tokens(context)] = IGNORE_INDEX
             position_ids[offset : offset + length] = np.arange(length)
             offset += length
         if len(self.never_targets):

@@ -34,7 +34,6 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
-from phased_cpt.config import CompletionConfig
 from phased_cpt.data.fim import FimTokens, require_fim_tokens
 
 MAX_TARGET_CHARS = 200
@@ -193,9 +192,9 @@ def generate_lines(
     return answers
 
 
-def segment_texts(tokens: np.ndarray, segments: np.ndarray, tokenizer: PreTrainedTokenizerBase) -> list[str]:
-    """The text of each held-out segment (a document or a chunk of one), special tokens left out."""
-    return [tokenizer.decode(np.asarray(tokens[s : s + n]).tolist(), skip_special_tokens=True) for s, n, _ in segments]
+def chunk_texts(tokens: np.ndarray, chunks: np.ndarray, tokenizer: PreTrainedTokenizerBase) -> list[str]:
+    """The text of each held-out chunk (a document or a window of one), special tokens left out."""
+    return [tokenizer.decode(np.asarray(tokens[s : s + n]).tolist(), skip_special_tokens=True) for s, n, _ in chunks]
 
 
 def evaluate_completion(
@@ -213,17 +212,19 @@ class CompletionEvaluator:
     """The completion tasks of every held-out set, drawn once per run; scores a model on all of them."""
 
     def __init__(
-        self, tokenizer: PreTrainedTokenizerBase, eval_sets: dict, settings: CompletionConfig, max_tokens: int,
-        batch_size: int, seed: int,
+        self, tokenizer: PreTrainedTokenizerBase, eval_sets: dict, samples: int, max_new_tokens: int,
+        prompt_tokens: int, infill: bool, batch_size: int, seed: int,
     ) -> None:
+        """`eval_sets`: {name: `Rows` or None}; `samples` cut points each; prompts of at most
+        `prompt_tokens` (at least 1); `infill`: also the FIM variant (the tokenizer must have FIM tokens)."""
         self.tokenizer = tokenizer
-        self.settings = settings
+        self.max_new_tokens = max_new_tokens
+        self.prompt_tokens = max(1, prompt_tokens)
         self.batch_size = batch_size
-        self.fim = require_fim_tokens(tokenizer, "evaluation.completion.infill") if settings.infill else None
-        self.prompt_tokens = max(1, min(settings.prompt_tokens, max_tokens - settings.max_new_tokens))
+        self.fim = require_fim_tokens(tokenizer, "evaluation.completion.infill") if infill else None
         self.tasks = {
-            name: completion_tasks(segment_texts(rows.dataset.tokens, rows.dataset.segments, tokenizer), tokenizer,
-                                   settings.samples, seed, name)
+            name: completion_tasks(chunk_texts(rows.dataset.tokens, rows.dataset.chunks, tokenizer), tokenizer,
+                                   samples, seed, name)
             for name, rows in eval_sets.items() if rows is not None
         }
 
@@ -231,11 +232,11 @@ class CompletionEvaluator:
         """{held-out set: exact_match, edit_similarity, samples (and infill_* with infill)}."""
         results = {}
         for name, tasks in self.tasks.items():
-            scores = evaluate_completion(model, self.tokenizer, tasks, self.settings.max_new_tokens, self.prompt_tokens,
+            scores = evaluate_completion(model, self.tokenizer, tasks, self.max_new_tokens, self.prompt_tokens,
                                          self.batch_size, base_model=base_model)
             results[name] = scores.to_dict()
             if self.fim is not None:
-                infill = evaluate_completion(model, self.tokenizer, tasks, self.settings.max_new_tokens,
-                                             self.prompt_tokens, self.batch_size, self.fim, base_model)
+                infill = evaluate_completion(model, self.tokenizer, tasks, self.max_new_tokens, self.prompt_tokens,
+                                             self.batch_size, self.fim, base_model)
                 results[name] |= infill.to_dict("infill_")
         return results

@@ -13,10 +13,16 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from phased_cpt.distributed import is_main_process
-from phased_cpt.evaluation.perplexity import evaluate_rows
+from phased_cpt.evaluation.perplexity import Collator, evaluate_rows
 from phased_cpt.run_dir import write_atomic
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+
+    from phased_cpt.data.phase_data import Rows
 
 BASE_ROW = "base"
 
@@ -100,8 +106,10 @@ COMPLETION_METRICS = ("top1_accuracy", "exact_match", "edit_similarity", "infill
 """Cell metrics beside perplexity, in the order the report shows them."""
 
 
-def evaluate_phases(model, eval_sets: dict, collator, batch_size: int, base_model: bool = False) -> dict[str, dict]:
-    """{phase: {loss, perplexity, target_tokens}} on every phase's held-out rows (None: no rows)."""
+def evaluate_phases(
+    model: PeftModel, eval_sets: dict[str, Rows | None], collator: Collator, batch_size: int, base_model: bool = False
+) -> dict[str, dict]:
+    """{held-out set: {loss, perplexity, target_tokens, top1_accuracy}} on every held-out set's rows (None: no rows)."""
     return {
         name: evaluate_rows(model, rows.dataset, collator, batch_size, base_model=base_model).to_dict()
         for name, rows in eval_sets.items()

@@ -11,13 +11,22 @@ passes (a short rank repeats a batch with weight 0), as DeepSpeed ZeRO-3 require
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 
 from phased_cpt.data.chunking import IGNORE_INDEX
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from torch.utils.data import Dataset
+
+Collator = Callable[[list[dict[str, Any]]], dict[str, Any]]
+"""Rows -> a batch of tensors (`data.collate.make_collator`)."""
 
 
 @dataclass(frozen=True)
@@ -32,7 +41,9 @@ class EvalResult:
                 "top1_accuracy": self.top1_accuracy}
 
 
-def evaluate_rows(model, dataset, collator, batch_size: int, base_model: bool = False) -> EvalResult:
+def evaluate_rows(
+    model: PeftModel, dataset: Dataset, collator: Collator, batch_size: int, base_model: bool = False
+) -> EvalResult:
     """Mean loss per target token over `dataset`; `base_model=True` disables the LoRA adapter."""
     world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
     rank = dist.get_rank() if world > 1 else 0

@@ -15,7 +15,7 @@ from phased_cpt.run_dir import RunDir, write_atomic
 
 
 def build_report(run: RunDir) -> str:
-    if not run.config_file.is_file():
+    if not RunDir.is_run_dir(run.path):
         raise UserError(f"{run.path} is not a phased-cpt run directory (no {run.config_file.name} in it)")
     state = run.read_state()
     records = read_metrics(run.metrics_file)
@@ -35,9 +35,6 @@ def build_report(run: RunDir) -> str:
             f"{_num(phase.get('train_loss'))} | {_num(evals[-1] if evals else None)} | {_num(min(evals) if evals else None)} |"
         )
     lines += ["", f"Total: {len(state['finished_phases'])} phase(s), {_duration(total_seconds)}, {total_tokens:,} tokens."]
-    pending = state.get("pending_phases")
-    if pending:
-        lines.append(f"Not finished: {', '.join(pending)}.")
     forgetting_file = run.eval_dir / "forgetting.json"
     if forgetting_file.is_file():
         matrix = ForgettingMatrix.load(forgetting_file)

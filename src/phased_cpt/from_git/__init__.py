@@ -5,24 +5,19 @@
     phase1_foundation.jsonl   foundation.py  one document per tracked text file at the revision
     phase2_evolution.jsonl    history.py     one document per non-merge commit, oldest first
     phase3_pr_mastery.jsonl   pulls.py       one document per pull request of `prs`, or
-                              history.py     without `prs`: one per merge commit (the fallback)
+                              merges.py      without `prs`: one per pull-request or branch
+                                             merge commit (branch syncs left out)
 
 Every line is a JSON object with the text in `training_content` plus metadata training ignores.
-What is left out and why (`rules.py`, `secrets.py`, `diffs.py`) is counted in the returned
-`Summary`; when `out_dir` is inside the repository, earlier outputs that were committed there are
-left out too (`excluded`), so a dataset is never built from a previous one. Git is only used through its command line (`git.py`), streamed one commit at a time.
-Output is deterministic for the same repository state, and all three files are replaced
-atomically at the end, so a failed run leaves the previous outputs as they were.
-
-Default exclude globs (turned off by `use_default_excludes=False`; secret files are always
-excluded):
-
-    vendored   vendor vendors _vendor third_party third-party thirdparty node_modules
-               bower_components jspm_packages .venv venv site-packages .yarn Pods Carthage
-    lock       *.lock package-lock.json npm-shrinkwrap.json pnpm-lock.yaml go.sum
-               packages.lock.json *.lockb
-    generated  *.min.js *.min.css *.map *_pb2.py *_pb2_grpc.py *.pb.go *.pb.cc *.pb.h
-               *.generated.* __generated__ dist
+What is left out and why - path rules (`rules.py`, `vendored.py`), content quality
+(`quality.py`), secrets (`secrets.py`), diff sections (`diffs.py`), duplicates (`output.py`) -
+is counted in the returned `Summary` and listed in `<out>/from-git-report.json`. When `out_dir`
+is inside the repository, earlier outputs that were committed there are left out too
+(`excluded`), so a dataset is never built from a previous one. Git is only used through its
+command line, hardened against the repository's own config (`git.py`), streamed one commit at
+a time. Output is deterministic for the same repository state, and the three files and the
+report are replaced atomically at the end, so a failed run leaves the previous outputs as they
+were.
 """
 
 from __future__ import annotations
@@ -34,15 +29,24 @@ from pathlib import Path
 from phased_cpt.errors import UserError
 from phased_cpt.from_git.foundation import write_foundation
 from phased_cpt.from_git.git import GitRepo
-from phased_cpt.from_git.history import parse_since, write_evolution, write_merges
+from phased_cpt.from_git.history import parse_since, write_evolution
+from phased_cpt.from_git.merges import write_merges
 from phased_cpt.from_git.output import DocumentWriter, prepare_out_dir
 from phased_cpt.from_git.pulls import load_pull_requests, write_pull_requests
-from phased_cpt.from_git.rules import DEFAULT_EXCLUDES, PathRules
-from phased_cpt.from_git.summary import OutputStats, Summary
+from phased_cpt.from_git.rules import DEFAULT_EXCLUDES, repository_rules
+from phased_cpt.from_git.summary import REPORT_FILE, OutputStats, Summary
 
 __all__ = [
-    "DEFAULT_EXCLUDES", "DEFAULT_MAX_DIFF_BYTES", "DEFAULT_MAX_FILE_BYTES", "PHASE1_FILE",
-    "PHASE2_FILE", "PHASE3_FILE", "OutputStats", "Summary", "build_datasets",
+    "DEFAULT_EXCLUDES",
+    "DEFAULT_MAX_DIFF_BYTES",
+    "DEFAULT_MAX_FILE_BYTES",
+    "PHASE1_FILE",
+    "PHASE2_FILE",
+    "PHASE3_FILE",
+    "REPORT_FILE",
+    "OutputStats",
+    "Summary",
+    "build_datasets",
 ]
 
 PHASE1_FILE = "phase1_foundation.jsonl"
@@ -52,36 +56,62 @@ DEFAULT_MAX_FILE_BYTES = 1 << 20  # 1 MiB: larger tracked files are data, not co
 DEFAULT_MAX_DIFF_BYTES = 64 << 10  # 64 KiB of diff text per commit or pull request
 
 
-def build_datasets(repo: Path, out_dir: Path, *, rev: str = "HEAD", since: str | None = None,
-                   max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, excludes: Sequence[str] = (),
-                   use_default_excludes: bool = True, prs: Path | None = None,
-                   max_diff_bytes: int = DEFAULT_MAX_DIFF_BYTES) -> Summary:
-    """Write the three phase files for `repo` at `rev` into `out_dir`; return what was written.
+def build_datasets(
+    repo: Path,
+    out_dir: Path,
+    *,
+    rev: str = "HEAD",
+    since: str | None = None,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    excludes: Sequence[str] = (),
+    includes: Sequence[str] = (),
+    use_default_excludes: bool = True,
+    prs: Path | None = None,
+    max_diff_bytes: int = DEFAULT_MAX_DIFF_BYTES,
+    keep_duplicates: bool = False,
+    allow_other_owner: bool = False,
+) -> Summary:
+    """Write the three phase files and the report for `repo` at `rev` into `out_dir`.
 
     `since` (ISO 8601 date or time) limits phases 2 and 3-from-merges to commits committed at or
     after it. `prs` is a pull-request export (file or directory, shape in `pulls.py`); without
-    it phase 3 falls back to merge commits, and the summary says so. Raises `UserError` for a
+    it phase 3 falls back to merge commits, and the summary says so. `includes` lifts the
+    default rules (never the secret rules) from matching paths. Raises `UserError` for a
     missing or non-git `repo`, an unknown `rev`, a bad `since` or a bad export - before any
     output file is touched.
     """
     _check_limits(max_file_bytes, max_diff_bytes)
     since_epoch = parse_since(since)
-    git = GitRepo.open(Path(repo))
+    git = GitRepo.open(Path(repo), allow_other_owner=allow_other_owner)
     commit = git.resolve_commit(rev)
     pulls = load_pull_requests(Path(prs)) if prs is not None else None
     out = prepare_out_dir(Path(out_dir))
-    rules = PathRules([*excludes, *_committed_outputs(out, git.root)], use_default_excludes)
-    summary = Summary(repo=str(git.root), rev=rev, commit=commit, out_dir=str(out_dir),
-                      phase3_source="merge_commits" if pulls is None else "pull_requests",
-                      outputs=[OutputStats(PHASE1_FILE), OutputStats(PHASE2_FILE), OutputStats(PHASE3_FILE)])
-    phase1, phase2, phase3 = writers = [DocumentWriter(out, stats) for stats in summary.outputs]
+    entries = git.list_tree(commit)
+    rules = repository_rules(
+        git,
+        commit,
+        entries,
+        excludes=[*excludes, *_committed_outputs(out, git.root)],
+        includes=includes,
+        use_default_excludes=use_default_excludes,
+    )
+    summary = Summary(
+        repo=str(git.root),
+        rev=rev,
+        commit=commit,
+        out_dir=str(out_dir),
+        phase3_source="merge_commits" if pulls is None else "pull_requests",
+        outputs=[OutputStats(PHASE1_FILE), OutputStats(PHASE2_FILE), OutputStats(PHASE3_FILE)],
+        vendored_dirs={path: found.why for path, found in rules.vendored_dirs.items()},
+    )
+    phase1, phase2, phase3 = writers = [
+        DocumentWriter(out, stats, keep_duplicates=keep_duplicates) for stats in summary.outputs
+    ]
     try:
-        write_foundation(git, commit, rules, max_file_bytes=max_file_bytes, writer=phase1)
-        write_evolution(git, commit, rules, since_epoch=since_epoch, max_diff_bytes=max_diff_bytes,
-                        writer=phase2)
+        write_foundation(git, commit, entries, rules, max_file_bytes=max_file_bytes, writer=phase1)
+        write_evolution(git, commit, rules, since_epoch=since_epoch, max_diff_bytes=max_diff_bytes, writer=phase2)
         if pulls is None:
-            write_merges(git, commit, rules, since_epoch=since_epoch, max_diff_bytes=max_diff_bytes,
-                         writer=phase3)
+            write_merges(git, commit, rules, since_epoch=since_epoch, max_diff_bytes=max_diff_bytes, writer=phase3)
             summary.notes.append(_fallback_note(phase3.stats.documents))
         else:
             write_pull_requests(pulls, rules, max_diff_bytes=max_diff_bytes, writer=phase3)
@@ -91,6 +121,7 @@ def build_datasets(repo: Path, out_dir: Path, *, rev: str = "HEAD", since: str |
         raise
     for writer in writers:
         writer.publish()
+    summary.write_report(out)
     return summary
 
 
@@ -100,20 +131,27 @@ def _committed_outputs(out: Path, root: Path) -> list[str]:
         relative = out.resolve().relative_to(root.resolve())
     except ValueError:
         return []
-    return [glob.escape((relative / name).as_posix()) for name in (PHASE1_FILE, PHASE2_FILE, PHASE3_FILE)]
+    outputs = (PHASE1_FILE, PHASE2_FILE, PHASE3_FILE, REPORT_FILE)
+    return [glob.escape((relative / name).as_posix()) for name in outputs]
 
 
 def _check_limits(max_file_bytes: int, max_diff_bytes: int) -> None:
-    problems = [f"{flag} must be a positive number of bytes, got {value}"
-                for flag, value in (("--max-file-bytes", max_file_bytes), ("--max-diff-bytes", max_diff_bytes))
-                if value <= 0]
+    problems = [
+        f"{flag} must be a positive number of bytes, got {value}"
+        for flag, value in (("--max-file-bytes", max_file_bytes), ("--max-diff-bytes", max_diff_bytes))
+        if value <= 0
+    ]
     if problems:
         raise UserError("; ".join(problems))
 
 
 def _fallback_note(merge_documents: int) -> str:
     if merge_documents == 0:
-        return (f"no --prs export given and no merge commits found: {PHASE3_FILE} is empty "
-                "(see docs/from-git.md for how to export pull requests)")
-    return (f"no --prs export given: {PHASE3_FILE} was built from {merge_documents} merge "
-            "commit(s) (message and diff against the first parent) instead of pull requests")
+        return (
+            f"no --prs export given and no pull-request or branch merge commits found: {PHASE3_FILE} "
+            "is empty (see docs/from-git.md for how to export pull requests)"
+        )
+    return (
+        f"no --prs export given: {PHASE3_FILE} was built from {merge_documents} merge "
+        "commit(s) (message and diff against the first parent) instead of pull requests"
+    )

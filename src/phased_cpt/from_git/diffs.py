@@ -1,13 +1,21 @@
 """Unified diffs made safe and bounded for training: per-file filtering and a size cap.
 
 A git patch is a run of per-file sections, each opening with a `diff --git a/P b/P` line.
-`filter_patch` walks them in order and, for each file:
+`filter_patch` walks them in order, as bytes, and for each file:
 
 - lists it as a `FileChange` (status A/D/M/R/C, path, old path of a rename or copy);
-- drops its section when the path is a secret file, vendored, a lock file, generated or excluded
-  (`rules.PathRules`), when the section is not UTF-8 (`undecodable`) or when it contains a
-  credential pattern (`secret`), leaving one line `[diff of PATH omitted: REASON]` instead;
-- keeps the section otherwise.
+- drops its section when a path rule says so (`rules.PathRules`: secret file, excluded,
+  vendored, lock, generated, data), when git found it binary or it holds a NUL byte (`binary`:
+  git diffs as text a file with no NUL in its first 8000 bytes), when the section is
+  not UTF-8 (`undecodable`), when it holds a secret store (`secret`,
+  `secrets.find_secret_store`) or, under the default rules, when the lines it adds are
+  minified, a generated file or an LFS pointer (`quality.classify_added_lines`), leaving one
+  line `[diff of PATH omitted: REASON]` instead;
+- keeps the section otherwise (credential values in it are redacted later, with the rest of the
+  document, by `output.DocumentWriter`).
+
+A NUL byte or invalid UTF-8 inside one file's section never affects another section: sections
+are split on the bytes `\ndiff --git ` and decoded one at a time.
 
 The kept text is then capped at `max_diff_bytes`, cut at a line boundary, and a cut is marked
 by a last line `[diff truncated: N of M bytes shown]` (N: bytes of diff text shown, M: bytes of
@@ -19,8 +27,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from phased_cpt.from_git.rules import PathRules
-from phased_cpt.from_git.secrets import find_credential
+from phased_cpt.from_git.quality import classify_added_lines
+from phased_cpt.from_git.rules import PathRules, Skip
+from phased_cpt.from_git.secrets import find_secret_store
 
 _SECTION_START = re.compile(rb"(?m)^(?=diff --git )")
 _ESCAPES = {b"a": 7, b"b": 8, b"t": 9, b"n": 10, b"v": 11, b"f": 12, b"r": 13, b'"': 34, b"\\": 92}
@@ -47,12 +56,15 @@ class FilteredPatch:
 
     text: str
     files: list[FileChange] = field(default_factory=list)
-    dropped: list[str] = field(default_factory=list)  # one skip reason per omitted file section
+    dropped: list[tuple[str, Skip, int]] = field(default_factory=list)  # (path, why, bytes) per omitted section
     truncated: bool = False
+    cut_bytes: int = 0  # bytes of diff text not shown because of the cap
+    kept_bytes: int = 0  # bytes of the sections kept, before the cap
 
 
-def filter_patch(patch: bytes, rules: PathRules, *, max_diff_bytes: int,
-                 total_bytes: int | None = None) -> FilteredPatch:
+def filter_patch(
+    patch: bytes, rules: PathRules, *, max_diff_bytes: int, total_bytes: int | None = None
+) -> FilteredPatch:
     """Filter `patch` file by file and cap it (see the module docstring).
 
     `total_bytes` is the size of the whole patch when `patch` holds only its beginning; the
@@ -69,18 +81,20 @@ def filter_patch(patch: bytes, rules: PathRules, *, max_diff_bytes: int,
             continue
         change = parse_file_change(section)
         result.files.append(change)
-        reason = _classify_section(section, change, rules)
-        if reason is None:
+        skip = _classify_section(section, change, rules)
+        if skip is None:
             pieces.append(section.decode("utf-8"))
+            result.kept_bytes += len(section)
         else:
-            result.dropped.append(reason)
-            pieces.append(f"[diff of {change.path} omitted: {reason}]\n")
+            result.dropped.append((change.path, skip, len(section)))
+            pieces.append(f"[diff of {change.path} omitted: {skip.reason}]\n")
     text = "".join(pieces)
     shown = cap_text(text, max_diff_bytes)
     if was_cut or len(shown) < len(text):
         shown_bytes = len(shown.encode("utf-8"))
         shown += f"[diff truncated: {shown_bytes} of {total_bytes} bytes shown]\n"
         result.truncated = True
+        result.cut_bytes = max(0, total_bytes - shown_bytes - sum(size for _, _, size in result.dropped))
     result.text = shown
     return result
 
@@ -114,28 +128,40 @@ def parse_file_change(section: bytes) -> FileChange:
         elif line.startswith((b"rename to ", b"copy to ")):
             new = _unquote(line.split(b" ", 2)[2])
     if new is None:
-        new = _path_from_header(lines[0][len(b"diff --git "):])
+        new = _path_from_header(lines[0][len(b"diff --git ") :])
     return FileChange(status, _decode_path(new), _decode_path(old) if old is not None else None)
 
 
-def _classify_section(section: bytes, change: FileChange, rules: PathRules) -> str | None:
+def _classify_section(section: bytes, change: FileChange, rules: PathRules) -> Skip | None:
     paths = [change.path] + ([change.old_path] if change.old_path is not None else [])
-    reasons = [rules.classify(path) for path in paths]
-    if "secret" in reasons:
-        return "secret"
-    if reasons[0] is not None:
-        return reasons[0]
+    skips = [rules.classify(path) for path in paths]
+    secret = next((skip for skip in skips if skip is not None and skip.reason == "secret"), None)
+    if secret is not None or skips[0] is not None:
+        return secret or skips[0]
+    header, _, body = section.partition(b"\n@@")
+    if not body and (b"\nBinary files " in header or b"\nGIT binary patch" in header):
+        return Skip("binary", "git: binary files differ")
+    if b"\0" in section:
+        return Skip("binary", "NUL byte in the diff")
     try:
         text = section.decode("utf-8")
-    except UnicodeDecodeError:
-        return "undecodable"
-    return "secret" if find_credential(text) is not None else None
+    except UnicodeDecodeError as err:
+        return Skip("undecodable", f"not UTF-8 at byte {err.start} of the section")
+    store = find_secret_store(text)
+    if store is not None:
+        return Skip("secret", store)
+    if rules.applies_defaults(change.path):
+        added = [line[1:] for line in text.split("\n") if line.startswith("+") and not line.startswith("+++ ")]
+        reason = classify_added_lines(added, new_file=change.status == "A")
+        if reason is not None:
+            return Skip(reason, f"content: {reason}")
+    return None
 
 
 def _path_from_header(rest: bytes) -> bytes:
     """`a/P b/P` (or both quoted) -> P; old and new paths are equal unless renamed or copied."""
     half = (len(rest) - 1) // 2
-    new = rest[half + 1:] if len(rest) % 2 == 1 and rest[half:half + 1] == b" " else rest
+    new = rest[half + 1 :] if len(rest) % 2 == 1 and rest[half : half + 1] == b" " else rest
     new = _unquote(new)
     return new[2:] if new.startswith((b"b/", b"a/")) else new
 
@@ -148,15 +174,15 @@ def _unquote(raw: bytes) -> bytes:
     out = bytearray()
     body, index = raw[1:-1], 0
     while index < len(body):
-        char = body[index:index + 1]
+        char = body[index : index + 1]
         if char != b"\\":
             out += char
             index += 1
-        elif body[index + 1:index + 2] in _ESCAPES:
-            out.append(_ESCAPES[body[index + 1:index + 2]])
+        elif body[index + 1 : index + 2] in _ESCAPES:
+            out.append(_ESCAPES[body[index + 1 : index + 2]])
             index += 2
         else:
-            out.append(int(body[index + 1:index + 4], 8))
+            out.append(int(body[index + 1 : index + 4], 8))
             index += 4
     return bytes(out)
 

@@ -1,18 +1,39 @@
-"""Git access through its command line, streamed so memory stays flat with history length.
+"""Git access through its command line, hardened for repositories nobody here wrote.
 
-Owns every `git` subprocess of `from_git`: opening and checking the repository, resolving a
-revision, listing the tracked files of a commit (`git ls-tree -r -z --long`), reading objects
-(one long-lived `git cat-file --batch`), and streaming commits with their patches
-(`git log --reverse -p`, one commit in memory at a time). Nothing here parses `.git` by hand.
+Owns every `git` subprocess of `from_git`, and every one goes through `GitRepo._command`:
 
-Every command runs with options that make its output independent of the user's git config
-where that config would change what we parse: `core.quotepath=off`, no colour, no external diff
-or textconv, rename detection on, standard `a/` `b/` prefixes.
+- **Nothing the repository configures runs.** A repository cloned from someone else carries
+  its own `.git/config`, hooks and `.gitattributes`; reading it must not run any of them. Each
+  call gets a cleaned environment (every `GIT_*` variable of the caller dropped, no system or
+  global config, no system attributes, no pager, no prompts, no optional locks, no lazy fetch)
+  and `-c` overrides that beat the repository's own config: `core.fsmonitor=false`,
+  `core.hooksPath=/dev/null`, `core.pager=cat`, `core.attributesFile=/dev/null`,
+  `protocol.allow=never` (a partial clone cannot fetch, so no transport command runs),
+  `credential.helper=`, `core.askPass=`, `core.sshCommand=false`, `gpg.program=false`,
+  `log.showSignature=false`. Diffs are made with `--no-ext-diff --no-textconv` (no
+  `diff.external`, no `diff=<driver>` command or textconv from `.gitattributes`). Only
+  plumbing that never runs filters is used (`rev-parse`, `rev-list`, `ls-tree`, `log`,
+  `cat-file --batch` without `--filters`), so `filter=<driver>` clean/smudge/process commands
+  have no occasion to run.
+- **A repository owned by another user** is refused by git itself (`safe.directory`); we say so
+  in one line, and `allow_other_owner=True` (`--allow-other-owner`) trusts that one path
+  explicitly with `-c safe.directory=PATH`.
+- **Bytes until parsed.** Commit records of `git log -p` are separated by a marker that holds a
+  random nonce chosen per run (`%x00phased-cpt-<32 hex>%x00`), so no byte sequence inside a diff
+  (NUL bytes, invalid UTF-8, a line that looks like a header) can end a record early: content
+  cannot contain a nonce chosen after it was written. A record stays bytes until its header is
+  parsed; decoding happens per diff section, later (`diffs.py`).
+
+Output that our parsers read is made independent of the repository's config too:
+`core.quotepath=off`, no colour, standard `a/` `b/` prefixes, three lines of context, Myers
+diff, rename detection on, `diff.relative=false`.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -24,13 +45,42 @@ from typing import IO
 
 from phased_cpt.errors import UserError
 
-_CONFIG = (
-    "-c", "core.quotepath=off", "-c", "color.ui=never", "-c", "diff.noprefix=false",
-    "-c", "diff.mnemonicPrefix=false", "-c", "log.showSignature=false", "-c", "log.showRoot=true",
-)
-_PATCH_OPTIONS = ("-p", "-M", "--no-ext-diff", "--no-textconv", "--no-color", "--diff-algorithm=myers")
+SAFE_CONFIG: dict[str, str] = {
+    "core.fsmonitor": "false",
+    "core.hooksPath": os.devnull,
+    "core.pager": "cat",
+    "core.attributesFile": os.devnull,
+    "core.askPass": "",
+    "core.sshCommand": "false",
+    "credential.helper": "",
+    "protocol.allow": "never",
+    "gpg.program": "false",
+    "log.showSignature": "false",
+    "core.quotepath": "off",
+    "color.ui": "never",
+    "diff.noprefix": "false",
+    "diff.mnemonicPrefix": "false",
+    "diff.relative": "false",
+    "log.showRoot": "true",
+}
+"""`-c` overrides on every git call (command-line config beats the repository's own)."""
+
+_DROPPED_ENV = ("PAGER", "EDITOR", "VISUAL", "SSH_ASKPASS", "SSH_AUTH_SOCK")
+_SAFE_ENV = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_ATTR_NOSYSTEM": "1",
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_PAGER": "cat",
+    "GIT_OPTIONAL_LOCKS": "0",
+    "GIT_NO_LAZY_FETCH": "1",
+    "GIT_PROTOCOL_FROM_USER": "0",
+    "LC_ALL": "C",
+}
+_PATCH_OPTIONS = ("-p", "-M", "-U3", "--no-ext-diff", "--no-textconv", "--no-color", "--diff-algorithm=myers")
 _READ_CHUNK_BYTES = 1 << 20
 _HEADER_ROOM_BYTES = 1 << 16  # "id parent..." line before a patch; octopus merges have many parents
+_HEADER = re.compile(rb"[0-9a-f]{40,64}(?: [0-9a-f]{40,64})*")
 
 
 @dataclass(frozen=True)
@@ -66,11 +116,12 @@ class CommitMessage:
 class GitRepo:
     """A git repository on disk, checked when opened; every method runs git in it."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, allow_other_owner: bool = False) -> None:
         self.root = root
+        self.allow_other_owner = allow_other_owner
 
     @classmethod
-    def open(cls, path: Path) -> GitRepo:
+    def open(cls, path: Path, *, allow_other_owner: bool = False) -> GitRepo:
         """Check that `path` is (inside) a git repository and return it at its top level."""
         if shutil.which("git") is None:
             raise UserError("git was not found on PATH; `data from-git` needs the git command line")
@@ -78,23 +129,33 @@ class GitRepo:
             raise UserError(f"{path}: no such directory (expected a git repository)")
         if not path.is_dir():
             raise UserError(f"{path}: not a directory (expected a git repository)")
-        probe = cls(path)
+        probe = cls(path.resolve(), allow_other_owner=allow_other_owner)
         result = probe._run("rev-parse", "--is-bare-repository", check=False)
         if result.returncode != 0:
             raise UserError(f"{path}: not a git repository ({_git_message(result.stderr)})")
         if result.stdout.strip() == b"true":
-            return cls(path.resolve())
-        top = probe._run("rev-parse", "--show-toplevel").stdout.decode().strip()
-        return cls(Path(top))
+            return probe
+        top = probe._run("rev-parse", "--show-toplevel").stdout.decode("utf-8", "surrogateescape")
+        return cls(Path(top.strip()), allow_other_owner=allow_other_owner)
 
     def resolve_commit(self, rev: str) -> str:
         """Full id of the commit `rev` names; a UserError when it names none."""
-        result = self._run("rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}",
-                           check=False)
+        result = self._run("rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}", check=False)
         if result.returncode != 0:
             hint = " (the repository has no commits yet)" if rev == "HEAD" else ""
             raise UserError(f"{self.root}: revision {rev!r} does not name a commit{hint}")
-        return result.stdout.decode().strip()
+        return result.stdout.decode("ascii").strip()
+
+    def current_branch(self) -> str | None:
+        """The branch HEAD points at (`main`), or None when HEAD is detached."""
+        result = self._run("symbolic-ref", "--quiet", "--short", "HEAD", check=False)
+        name = result.stdout.decode("utf-8", "replace").strip()
+        return name if result.returncode == 0 and name else None
+
+    def first_parent_chain(self, commit: str) -> set[str]:
+        """Ids of `commit` and its first parent, its first parent's first parent, ...: the mainline."""
+        output = self._run("rev-list", "--first-parent", "--end-of-options", commit, "--").stdout
+        return set(output.decode("ascii").split())
 
     def list_tree(self, commit: str) -> list[TreeEntry]:
         """Every tracked path of `commit` (blobs and submodules), sorted by path bytes."""
@@ -105,57 +166,71 @@ class GitRepo:
                 continue
             meta, _, path = record.partition(b"\t")
             mode, kind, oid, size = meta.split()
-            entries.append(TreeEntry(path, mode.decode(), kind.decode(), oid.decode(),
-                                     int(size) if size != b"-" else 0))
+            entries.append(
+                TreeEntry(path, mode.decode(), kind.decode(), oid.decode(), int(size) if size != b"-" else 0)
+            )
         return sorted(entries, key=lambda entry: entry.path_bytes)
 
-    def iter_patches(self, commit: str, *, merges: bool, since_epoch: int | None,
-                     max_patch_bytes: int) -> Iterator[CommitPatch]:
+    def iter_added_files(self, commit: str) -> Iterator[tuple[bytes, str, str]]:
+        """(path, mode, blob id) of every file ever added in the history of `commit`."""
+        args = [
+            "log",
+            "--format=",
+            "--raw",
+            "-z",
+            "--no-renames",
+            "--no-abbrev",
+            "--diff-filter=A",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--end-of-options",
+            commit,
+            "--",
+        ]
+        output = self._run(*args).stdout
+        fields = output.split(b"\0")
+        for meta, path in zip(fields[0::2], fields[1::2], strict=False):
+            parts = meta.strip(b"\n").split()
+            if len(parts) >= 4 and parts[0].startswith(b":"):
+                yield path, parts[1].decode("ascii"), parts[3].decode("ascii")
+
+    def iter_patches(
+        self, commit: str, *, merges: bool, since_epoch: int | None, max_patch_bytes: int
+    ) -> Iterator[CommitPatch]:
         """Commits reachable from `commit`, oldest first, each with its patch.
 
         `merges=False`: every commit, merges included but without a patch (`--diff-merges=off`).
         `merges=True`: merge commits only, each with its diff against the first parent.
         Only the first `max_patch_bytes` of a patch are kept in memory; the rest is counted.
         """
-        args = ["log", "--reverse", "--format=%x00%H %P", *_PATCH_OPTIONS]
+        nonce = f"phased-cpt-{secrets.token_hex(16)}"
+        args = ["log", "--reverse", f"--format=%x00{nonce}%x00%H %P", *_PATCH_OPTIONS]
         args += ["--merges", "--diff-merges=first-parent"] if merges else ["--diff-merges=off"]
         if since_epoch is not None:
             args.append(f"--since=@{since_epoch}")
         args += ["--end-of-options", commit, "--"]
-        for record, total in self._stream_records(args, max_patch_bytes + _HEADER_ROOM_BYTES):
+        marker = b"\0" + nonce.encode("ascii") + b"\0"
+        for record, total in self._stream_records(args, marker, max_patch_bytes + _HEADER_ROOM_BYTES):
             header, _, patch = record.partition(b"\n")
-            oid, *parents = header.decode().split()
+            if _HEADER.fullmatch(header.rstrip(b" ")) is None:
+                raise UserError(f"{self.root}: unexpected output from git log: {header[:80]!r}")
+            oid, *parents = header.decode("ascii").split()
             patch = patch[1:] if patch.startswith(b"\n") else patch
-            yield CommitPatch(oid, tuple(parents), patch[:max_patch_bytes],
-                              max(0, total - len(header) - 2))
+            yield CommitPatch(oid, tuple(parents), patch[:max_patch_bytes], max(0, total - len(header) - 2))
 
     def open_objects(self) -> ObjectReader:
         """A reader of objects by id, backed by one `git cat-file --batch`; use it as a context."""
         return ObjectReader(self._popen(["cat-file", "--batch"], stdin=subprocess.PIPE))
 
-    def _stream_records(self, args: list[str], max_record_bytes: int) -> Iterator[tuple[bytes, int]]:
-        """NUL-separated records of `git args`, each cut to `max_record_bytes`, with its full size."""
+    def _stream_records(self, args: list[str], marker: bytes, max_record_bytes: int) -> Iterator[tuple[bytes, int]]:
+        """The records of `git args` that each start with `marker`, each cut to
+        `max_record_bytes`, with its full size."""
         with tempfile.TemporaryFile() as stderr:
             process = self._popen(args, stderr=stderr)
             assert process.stdout is not None
             finished = False
             try:
-                parts: list[bytes] = []
-                kept = total = 0
-                started = False
-                while chunk := process.stdout.read(_READ_CHUNK_BYTES):
-                    pieces = chunk.split(b"\0")
-                    for index, piece in enumerate(pieces):
-                        if index > 0:  # a NUL ended the previous record
-                            if started:
-                                yield b"".join(parts), total
-                            started, parts, kept, total = True, [], 0, 0
-                        total += len(piece)
-                        if kept < max_record_bytes:
-                            parts.append(piece[: max_record_bytes - kept])
-                            kept += len(parts[-1])
-                if started:
-                    yield b"".join(parts), total
+                yield from split_records(process.stdout, marker, max_record_bytes)
                 finished = True
             finally:
                 process.stdout.close()
@@ -166,17 +241,84 @@ class GitRepo:
                 stderr.seek(0)
                 raise UserError(f"{self.root}: git {args[0]} failed: {_git_message(stderr.read())}")
 
+    def _command(self, args: tuple[str, ...] | list[str]) -> list[str]:
+        """The one place a git command line is made: hardened config first, then `args`."""
+        config = dict(SAFE_CONFIG)
+        if self.allow_other_owner:
+            config["safe.directory"] = str(self.root)
+        overrides = [item for key, value in config.items() for item in ("-c", f"{key}={value}")]
+        return ["git", "--no-pager", *overrides, *args]
+
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-        result = subprocess.run(["git", *_CONFIG, *args], cwd=self.root, env=_git_env(),
-                                capture_output=True, check=False)
+        result = subprocess.run(
+            self._command(args),
+            cwd=self.root,
+            env=safe_env(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            check=False,
+        )
+        self._refuse_other_owner(result.stderr)
         if check and result.returncode != 0:
             raise UserError(f"{self.root}: git {args[0]} failed: {_git_message(result.stderr)}")
         return result
 
-    def _popen(self, args: list[str], *, stdin: int | None = None,
-               stderr: IO[bytes] | int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(["git", *_CONFIG, *args], cwd=self.root, env=_git_env(),
-                                stdin=stdin, stdout=subprocess.PIPE, stderr=stderr)
+    def _popen(
+        self, args: list[str], *, stdin: int | None = None, stderr: IO[bytes] | int = subprocess.DEVNULL
+    ) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            self._command(args),
+            cwd=self.root,
+            env=safe_env(),
+            stdin=subprocess.DEVNULL if stdin is None else stdin,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+        )
+
+    def _refuse_other_owner(self, stderr: bytes) -> None:
+        if b"dubious ownership" in stderr:
+            raise UserError(
+                f"{self.root}: the repository is owned by another user, and git refuses to read "
+                "such a repository (its safe.directory check). If you trust it, pass "
+                "--allow-other-owner (phased-cpt never runs the repository's hooks, filters or "
+                "configured commands either way), or run as the owner."
+            )
+
+
+def split_records(stream: IO[bytes], marker: bytes, max_record_bytes: int) -> Iterator[tuple[bytes, int]]:
+    """Split a byte stream into the records that each start with `marker`.
+
+    Yields each record without its marker, cut to its first `max_record_bytes`, with its full
+    size. Bytes before the first marker are ignored. A marker split across two reads is found.
+    """
+    keep_back = len(marker) - 1
+    pending = b""
+    parts: list[bytes] = []
+    kept = total = 0
+    started = False
+
+    def add(piece: bytes) -> None:
+        nonlocal kept, total
+        total += len(piece)
+        if kept < max_record_bytes and piece:
+            parts.append(piece[: max_record_bytes - kept])
+            kept += len(parts[-1])
+
+    while chunk := stream.read(_READ_CHUNK_BYTES):
+        data = pending + chunk
+        position = 0
+        while (hit := data.find(marker, position)) >= 0:
+            add(data[position:hit])
+            if started:
+                yield b"".join(parts), total
+            started, parts, kept, total = True, [], 0, 0
+            position = hit + len(marker)
+        safe_end = max(position, len(data) - keep_back)
+        add(data[position:safe_end])
+        pending = data[safe_end:]
+    add(pending)
+    if started:
+        yield b"".join(parts), total
 
 
 class ObjectReader:
@@ -207,41 +349,54 @@ class ObjectReader:
         stdout.read(1)  # the newline after every object
         return data
 
-    def read_message(self, oid: str) -> CommitMessage:
-        """Subject, body and author date of commit `oid`."""
+    def read_message(self, oid: str) -> CommitMessage | None:
+        """Subject, body and author date of commit `oid`; None when its message cannot be decoded."""
         return parse_commit_object(self.read(oid))
 
 
-def parse_commit_object(raw: bytes) -> CommitMessage:
-    """Split a raw commit object into subject, body and author date (honouring `encoding`)."""
+def parse_commit_object(raw: bytes) -> CommitMessage | None:
+    """Split a raw commit object into subject, body and author date (honouring `encoding`).
+
+    The message is decoded strictly, in the encoding its `encoding` header names (UTF-8 without
+    one); None when it is not valid in that encoding, or holds a NUL byte: text is never decoded
+    lossily.
+    """
     headers, _, message = raw.partition(b"\n\n")
     encoding = "utf-8"
     author_date = ""
     for line in headers.split(b"\n"):
         if line.startswith(b"author "):
-            author_date = _format_ident_date(line.decode("utf-8", errors="replace"))
+            author_date = _format_ident_date(line)
         elif line.startswith(b"encoding "):
-            encoding = line[len(b"encoding "):].decode("ascii", errors="replace").strip()
+            encoding = line[len(b"encoding ") :].decode("ascii", errors="replace").strip()
     try:
-        text = message.decode(encoding, errors="replace")
-    except LookupError:
-        text = message.decode("utf-8", errors="replace")
+        text = message.decode(encoding)
+    except (LookupError, UnicodeDecodeError):
+        return None
+    if "\0" in text:
+        return None
     paragraphs = text.strip().split("\n\n", 1)
     subject = " ".join(line.strip() for line in paragraphs[0].splitlines()).strip()
     body = paragraphs[1].strip() if len(paragraphs) > 1 else ""
     return CommitMessage(subject, "\n".join(line.rstrip() for line in body.splitlines()), author_date)
 
 
-def _format_ident_date(ident: str) -> str:
-    """`author Name <email> 1700000000 +0100` -> `2023-11-14T23:13:20+01:00`."""
-    stamp, offset = ident.rsplit(" ", 2)[1:]
-    sign = -1 if offset.startswith("-") else 1
-    delta = timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5])) * sign
-    return datetime.fromtimestamp(int(stamp), timezone(delta)).isoformat()
+def _format_ident_date(ident: bytes) -> str:
+    """`author Name <email> 1700000000 +0100` -> `2023-11-14T23:13:20+01:00`; "" when malformed."""
+    try:
+        stamp, offset = ident.rsplit(b" ", 2)[1:]
+        sign = -1 if offset.startswith(b"-") else 1
+        delta = timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5])) * sign
+        return datetime.fromtimestamp(int(stamp), timezone(delta)).isoformat()
+    except (ValueError, OverflowError, OSError):
+        return ""
 
 
-def _git_env() -> dict[str, str]:
-    return {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "LC_ALL": "C"}
+def safe_env() -> dict[str, str]:
+    """The caller's environment without anything that steers git, plus the hardening above."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GIT_") and key not in _DROPPED_ENV}
+    env.update(_SAFE_ENV)
+    return env
 
 
 def _git_message(stderr: bytes) -> str:

@@ -4,6 +4,15 @@ Each line is one JSON object whose first key is `training_content` (the text tra
 followed by metadata keys that training ignores. Keys keep the order the builder gave them,
 non-ASCII text is written as UTF-8, and the file ends with a newline.
 
+Every document goes through `DocumentWriter.write`, the one place where, for every phase:
+
+- credential values are redacted (`secrets.redact_secrets`) in the text and in every string
+  metadata field, and each redaction is recorded (rule, line, field; never the value);
+- duplicates are dropped: a document whose *key text* (the file content in phase 1, the diff
+  in phases 2 and 3), with white space collapsed, equals an earlier document's of the same
+  phase is left out as `duplicate` and listed with the document it repeats, unless
+  `keep_duplicates` (`--keep-duplicates`).
+
 A `DocumentWriter` writes to a hidden temporary file in the output directory; `publish()`
 replaces the real file with it in one `os.replace`, so a reader never sees half a file and a
 failed run leaves the previous outputs untouched (`discard()` removes the temporary file).
@@ -11,6 +20,7 @@ failed run leaves the previous outputs untouched (`discard()` removes the tempor
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -18,25 +28,45 @@ from pathlib import Path
 from typing import Any
 
 from phased_cpt.errors import UserError
+from phased_cpt.from_git.secrets import redact_secrets
 from phased_cpt.from_git.summary import OutputStats
 
 
 class DocumentWriter:
     """Appends documents to `out_dir/stats.name` (via a temporary file) and counts them."""
 
-    def __init__(self, out_dir: Path, stats: OutputStats) -> None:
+    def __init__(self, out_dir: Path, stats: OutputStats, *, keep_duplicates: bool = False) -> None:
         self.path = out_dir / stats.name
         self.stats = stats
+        self.keep_duplicates = keep_duplicates
+        self._seen: dict[bytes, str] = {}
         handle, temp_name = tempfile.mkstemp(dir=out_dir, prefix=f".{stats.name}.", suffix=".tmp")
         self._temp_path = Path(temp_name)
         self._file = os.fdopen(handle, "wb")
 
-    def write(self, document: dict[str, Any]) -> None:
-        """Write one document; `document["training_content"]` must be its text."""
+    def write(self, document: dict[str, Any], where: dict[str, Any], key_text: str) -> bool:
+        """Write one document (its text in `document["training_content"]`), redacted; False when
+        it was left out as a duplicate. `where` names it in the report (`{"file": path}`, ...)."""
+        digest = hashlib.sha256(" ".join(key_text.split()).encode("utf-8", "surrogatepass")).digest()
+        if digest in self._seen and not self.keep_duplicates:
+            self.stats.skip(
+                "duplicate",
+                where,
+                rule=f"same text as {self._seen[digest]}",
+                size=len(document["training_content"].encode("utf-8")),
+            )
+            return False
+        self._seen.setdefault(digest, ", ".join(f"{key} {value}" for key, value in where.items()))
+        for key, value in document.items():
+            if isinstance(value, str):
+                document[key], found = redact_secrets(value)
+                self.stats.redact({**where, "field": key}, found)
         line = json.dumps(document, ensure_ascii=False).encode("utf-8") + b"\n"
         self._file.write(line)
         self.stats.documents += 1
         self.stats.bytes += len(line)
+        self.stats.text_bytes += len(document["training_content"].encode("utf-8"))
+        return True
 
     def publish(self) -> None:
         """Replace the output file with everything written so far."""

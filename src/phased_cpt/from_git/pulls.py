@@ -28,28 +28,114 @@ an empty body (GitHub's container for review comments) are left out of the text.
 Document text: `Pull request #N: TITLE`, author and branches, the description, the files changed
 and the diff (filtered and capped by `diffs.filter_patch`), the discussion - issue comments,
 review comments (with their diff hunk) and reviews merged in chronological order - and a last
-line `Outcome: merged | closed unmerged | open`. A PR whose text contains a credential pattern
-is skipped as `secret`. Every problem of a bad export is reported at once, naming the file, the
-item and the key.
+line `Outcome: merged | closed unmerged | open`. Credential values in the text are redacted when
+the document is written (`output.DocumentWriter`). The export is checked by pydantic models
+(`PullExport`: strict types, unknown keys ignored); every problem of a bad export is reported
+at once, naming the file, the item and the key; JSON nested deeper than the parser's limit is
+one clear error.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from phased_cpt.errors import UserError
 from phased_cpt.from_git.diffs import FilteredPatch, filter_patch
+from phased_cpt.from_git.history import diff_key
 from phased_cpt.from_git.output import DocumentWriter
 from phased_cpt.from_git.rules import PathRules
-from phased_cpt.from_git.secrets import find_credential
 
-_REVIEW_STATES = {"APPROVED": "approved", "CHANGES_REQUESTED": "changes requested",
-                  "COMMENTED": "commented", "DISMISSED": "dismissed"}
+_REVIEW_STATES = {
+    "APPROVED": "approved",
+    "CHANGES_REQUESTED": "changes requested",
+    "COMMENTED": "commented",
+    "DISMISSED": "dismissed",
+}
 _MAX_PROBLEMS_SHOWN = 20
+
+
+def _check_time(stamp: str) -> str:
+    parse_time(stamp)
+    return stamp
+
+
+def parse_time(stamp: str) -> datetime:
+    """An ISO 8601 time (GitHub's `...Z` form included) as an aware datetime, UTC when naive."""
+    try:
+        at = datetime.fromisoformat(stamp[:-1] + "+00:00" if stamp.endswith(("Z", "z")) else stamp)
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 time: {stamp!r}") from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
+
+
+Time = Annotated[str, AfterValidator(_check_time)]
+
+
+class _Strict(BaseModel):
+    """Strict types (a string is not a number, a number not a string); unknown keys ignored,
+    since a GitHub object has many keys this export does not use."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class _User(_Strict):
+    login: str | None = None
+
+
+User = str | _User | None
+
+
+class _Branch(_Strict):
+    ref: str | None = None
+
+
+class _IssueComment(_Strict):
+    user: User = None
+    body: str | None = None
+    created_at: Time
+
+
+class _ReviewComment(_Strict):
+    user: User = None
+    path: str | None = None
+    line: int | None = None
+    original_line: int | None = None
+    diff_hunk: str | None = None
+    body: str | None = None
+    created_at: Time
+
+
+class _Review(_Strict):
+    user: User = None
+    state: str
+    body: str | None = None
+    submitted_at: Time | None = None  # None: a pending review
+
+
+class PullExport(_Strict):
+    """One pull-request object of the export (the table in the module docstring)."""
+
+    number: int
+    title: str
+    state: Literal["open", "closed"]
+    body: str | None = None
+    merged_at: str | None = None
+    merged: bool | None = None
+    user: User = None
+    base: _Branch | None = None
+    head: _Branch | None = None
+    diff: str | None = None
+    reviews: list[_Review] | None = None
+    review_comments: list[_ReviewComment] | None = None
+    issue_comments: list[_IssueComment] | None = None
+
+
+_JSON = TypeAdapter(Any)
 
 
 @dataclass(frozen=True)
@@ -79,7 +165,10 @@ class PullRequest:
 
 
 def load_pull_requests(path: Path) -> list[PullRequest]:
-    """Read and check the export at `path` (a file or a directory); PRs sorted by number."""
+    """Read and check the export at `path` (a file or a directory); PRs sorted by number.
+
+    Every problem of every file is reported at once, as `FILE: item N (#NUMBER): KEY: reason`.
+    """
     problems: list[str] = []
     pulls: dict[int, PullRequest] = {}
     origin: dict[int, str] = {}
@@ -87,24 +176,30 @@ def load_pull_requests(path: Path) -> list[PullRequest]:
         data = _read_json(file)
         items = data if isinstance(data, list) else [data] if isinstance(data, dict) else None
         if items is None:
-            problems.append(f"{file}: expected a list of pull-request objects (or one object), "
-                            f"got {_type_name(data)}")
+            problems.append(f"{file}: expected a list of pull-request objects (or one object), got {_type_name(data)}")
             continue
         for index, item in enumerate(items):
             where = f"{file}: item {index}"
-            pull = _parse_pull(item, where, problems)
-            if pull is None:
+            if isinstance(item, dict) and type(item.get("number")) is int:
+                where += f" (#{item['number']})"
+            if not isinstance(item, dict):
+                problems.append(f"{where}: expected a pull-request object, got {_type_name(item)}")
+                continue
+            try:
+                pull = _pull_request(PullExport.model_validate(item))
+            except ValidationError as err:
+                problems += [f"{where}: {_describe(error)}" for error in err.errors()]
                 continue
             if pull.number in pulls:
-                problems.append(f"{where}: pull request #{pull.number} appears twice "
-                                f"(also {origin[pull.number]})")
+                problems.append(f"{where}: pull request #{pull.number} appears twice (also {origin[pull.number]})")
                 continue
             pulls[pull.number], origin[pull.number] = pull, where
     if problems:
         shown = problems[:_MAX_PROBLEMS_SHOWN]
         more = len(problems) - len(shown)
-        lines = [f"--prs {path}: bad pull-request export ({len(problems)} problem"
-                 f"{'s' if len(problems) != 1 else ''}):"] + [f"  - {p}" for p in shown]
+        lines = [
+            f"--prs {path}: bad pull-request export ({len(problems)} problem{'s' if len(problems) != 1 else ''}):"
+        ] + [f"  - {p}" for p in shown]
         if more:
             lines.append(f"  ... and {more} more")
         lines.append("  (the expected shape is described in docs/from-git.md)")
@@ -112,21 +207,32 @@ def load_pull_requests(path: Path) -> list[PullRequest]:
     return [pulls[number] for number in sorted(pulls)]
 
 
-def write_pull_requests(pulls: list[PullRequest], rules: PathRules, *, max_diff_bytes: int,
-                        writer: DocumentWriter) -> None:
+def write_pull_requests(
+    pulls: list[PullRequest], rules: PathRules, *, max_diff_bytes: int, writer: DocumentWriter
+) -> None:
     """Write one phase-3 document per pull request, in number order."""
     for pull in pulls:
-        patch = filter_patch(pull.diff.encode("utf-8"), rules, max_diff_bytes=max_diff_bytes) \
-            if pull.diff else None
-        text = format_pull_document(pull, patch)
-        if find_credential(text) is not None:
-            writer.stats.skip("secret")
-            continue
+        patch = filter_patch(pull.diff.encode("utf-8"), rules, max_diff_bytes=max_diff_bytes) if pull.diff else None
+        where = {"pull_request": pull.number}
         if patch is not None:
-            writer.stats.dropped_file_diffs.update(patch.dropped)
-            writer.stats.truncated += patch.truncated
-        writer.write({"training_content": text, "number": pull.number, "title": pull.title,
-                      "state": pull.state, "outcome": pull.outcome, "source": "pull_request"})
+            for path, skip, size in patch.dropped:
+                writer.stats.drop_diff(skip.reason, {**where, "path": path}, rule=skip.rule, size=size)
+            if patch.truncated:
+                writer.stats.cut(patch.cut_bytes)
+        text = format_pull_document(pull, patch)
+        key = diff_key(patch.text) if patch is not None and patch.kept_bytes else text
+        writer.write(
+            {
+                "training_content": text,
+                "number": pull.number,
+                "title": pull.title,
+                "state": pull.state,
+                "outcome": pull.outcome,
+                "source": "pull_request",
+            },
+            where,
+            key_text=key,
+        )
 
 
 def format_pull_document(pull: PullRequest, patch: FilteredPatch | None) -> str:
@@ -159,118 +265,85 @@ def _export_files(path: Path) -> list[Path]:
 
 
 def _read_json(file: Path) -> Any:
+    """The parsed JSON of `file`; nesting deeper than the parser's limit is an error, not a
+    RecursionError."""
+    data = file.read_bytes()
     try:
-        return json.loads(file.read_text(encoding="utf-8"))
+        data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise UserError(f"--prs {file}: not UTF-8 text ({err.reason} at byte {err.start})") from err
-    except json.JSONDecodeError as err:
-        raise UserError(f"--prs {file}:{err.lineno}:{err.colno}: not valid JSON ({err.msg})") from err
-
-
-def _parse_pull(item: Any, where: str, problems: list[str]) -> PullRequest | None:
-    if not isinstance(item, dict):
-        problems.append(f"{where}: expected a pull-request object, got {_type_name(item)}")
-        return None
-    start = len(problems)
-    number = _get(item, "number", int, where, problems, required=True)
-    if isinstance(number, int):
-        where = f"{where} (#{number})"
-    title = _get(item, "title", str, where, problems, required=True)
-    state = _get(item, "state", str, where, problems, required=True)
-    if isinstance(state, str) and state not in ("open", "closed"):
-        problems.append(f"{where}: 'state' must be \"open\" or \"closed\", got {state!r}")
-    body = _get(item, "body", str, where, problems) or ""
-    merged_at = _get(item, "merged_at", str, where, problems)
-    merged = _get(item, "merged", bool, where, problems)
-    diff = _get(item, "diff", str, where, problems)
-    base = _get(item, "base", dict, where, problems) or {}
-    head = _get(item, "head", dict, where, problems) or {}
-    discussion = _parse_discussion(item, where, problems)
-    if len(problems) > start:
-        return None
-    outcome = "merged" if merged_at or merged else "closed unmerged" if state == "closed" else "open"
-    return PullRequest(number, title, _normalize(body), state, outcome,
-                       _login(item.get("user")), str(base.get("ref") or ""),
-                       str(head.get("ref") or ""), diff, discussion)
-
-
-def _parse_discussion(item: dict[str, Any], where: str, problems: list[str]) -> tuple[DiscussionEntry, ...]:
-    entries: list[DiscussionEntry] = []
-    lists = (("issue_comments", 0), ("review_comments", 1), ("reviews", 2))
-    for key, rank in lists:
-        values = _get(item, key, list, where, problems) or []
-        for index, value in enumerate(values):
-            at_where = f"{where}: {key}[{index}]"
-            if not isinstance(value, dict):
-                problems.append(f"{at_where}: expected an object, got {_type_name(value)}")
-                continue
-            entry = _parse_entry(key, value, at_where, problems)
-            if entry is not None:
-                at, text = entry
-                entries.append(DiscussionEntry(at, rank, index, text))
-    return tuple(sorted(entries, key=lambda e: (e.at, e.rank, e.index)))
-
-
-def _parse_entry(key: str, value: dict[str, Any], where: str,
-                 problems: list[str]) -> tuple[datetime, str] | None:
-    """(time, text) of one comment or review; None when it has no place in the discussion."""
-    who = _login(value.get("user"))
-    body = _normalize(_get(value, "body", str, where, problems) or "")
-    stamp_key = "submitted_at" if key == "reviews" else "created_at"
-    stamp = _get(value, stamp_key, str, where, problems, required=key != "reviews")
-    at = _parse_time(stamp, f"{where}: '{stamp_key}'", problems) if stamp else None
-    if key == "reviews":
-        state = _get(value, "state", str, where, problems, required=True)
-        if at is None or not isinstance(state, str) or (state == "COMMENTED" and not body):
-            return None
-        verdict = _REVIEW_STATES.get(state, state.lower())
-        return at, f"[{stamp}] review by {who}: {verdict}" + (f"\n{body}" if body else "") + "\n"
-    if at is None:
-        return None
-    if key == "issue_comments":
-        return at, f"[{stamp}] comment by {who}\n{body}\n"
-    path = _get(value, "path", str, where, problems) or "?"
-    line = _get(value, "line", int, where, problems) or _get(value, "original_line", int, where, problems)
-    hunk = _normalize(_get(value, "diff_hunk", str, where, problems) or "").rstrip("\n")
-    place = f"{path} line {line}" if line else path
-    code = f"Code:\n{hunk}\n" if hunk else ""
-    return at, f"[{stamp}] review comment by {who} on {place}\n{code}Comment:\n{body}\n"
-
-
-def _get(obj: dict[str, Any], key: str, kind: type, where: str, problems: list[str],
-         required: bool = False) -> Any:
-    """`obj[key]` when it has type `kind` (None when absent or null); a problem otherwise."""
-    value = obj.get(key)
-    if value is None:
-        if required:
-            problems.append(f"{where}: missing required key '{key}'")
-        return None
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        problems.append(f"{where}: '{key}' must be {_type_name(kind())}, got {_type_name(value)}")
-        return None
-    return value
-
-
-def _parse_time(stamp: str, where: str, problems: list[str]) -> datetime | None:
     try:
-        at = datetime.fromisoformat(_utc_suffix(stamp))
-    except ValueError:
-        problems.append(f"{where}: not an ISO 8601 time: {stamp!r}")
-        return None
-    return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
+        return _JSON.validate_json(data)
+    except ValidationError as err:
+        message = err.errors()[0]["msg"].removeprefix("Invalid JSON: ")
+        raise UserError(f"--prs {file}: not valid JSON ({message})") from None
 
 
-def _utc_suffix(stamp: str) -> str:
-    """`...Z` -> `...+00:00`: GitHub's form, which `fromisoformat` only reads from Python 3.11."""
-    return stamp[:-1] + "+00:00" if stamp.endswith(("Z", "z")) else stamp
+def _pull_request(raw: PullExport) -> PullRequest:
+    outcome = "merged" if raw.merged_at or raw.merged else "closed unmerged" if raw.state == "closed" else "open"
+    entries: list[DiscussionEntry] = []
+    for rank, values in enumerate((raw.issue_comments, raw.review_comments, raw.reviews)):
+        for index, value in enumerate(values or []):
+            entry = _discussion_text(value)
+            if entry is not None:
+                entries.append(DiscussionEntry(entry[0], rank, index, entry[1]))
+    return PullRequest(
+        raw.number,
+        raw.title,
+        _normalize(raw.body or ""),
+        raw.state,
+        outcome,
+        _login(raw.user),
+        (raw.base.ref or "") if raw.base else "",
+        (raw.head.ref or "") if raw.head else "",
+        raw.diff,
+        tuple(sorted(entries, key=lambda e: (e.at, e.rank, e.index))),
+    )
 
 
-def _login(user: Any) -> str:
+def _discussion_text(value: _IssueComment | _ReviewComment | _Review) -> tuple[datetime, str] | None:
+    """(time, text) of one comment or review; None when it has no place in the discussion."""
+    who = _login(value.user)
+    body = _normalize(value.body or "")
+    if isinstance(value, _Review):
+        if value.submitted_at is None or (value.state == "COMMENTED" and not body):
+            return None
+        verdict = _REVIEW_STATES.get(value.state, value.state.lower())
+        text = f"[{value.submitted_at}] review by {who}: {verdict}" + (f"\n{body}" if body else "") + "\n"
+        return parse_time(value.submitted_at), text
+    if isinstance(value, _IssueComment):
+        return parse_time(value.created_at), f"[{value.created_at}] comment by {who}\n{body}\n"
+    line = value.line or value.original_line
+    place = f"{value.path or '?'} line {line}" if line else (value.path or "?")
+    hunk = _normalize(value.diff_hunk or "").rstrip("\n")
+    code = f"Code:\n{hunk}\n" if hunk else ""
+    return (
+        parse_time(value.created_at),
+        f"[{value.created_at}] review comment by {who} on {place}\n{code}Comment:\n{body}\n",
+    )
+
+
+def _describe(error: Any) -> str:
+    """One pydantic error as `key.path: reason`, in this export's words."""
+    location = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"])
+    location = location.lstrip(".")
+    if error["type"] == "missing":
+        key = location.rsplit(".", 1)
+        return f"{key[0] + ': ' if len(key) == 2 else ''}missing required key '{key[-1]}'"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] not in ("value_error", "literal_error"):
+        message += f", got {_type_name(error['input'])}"
+    elif error["type"] == "literal_error":
+        message += f", got {error['input']!r}"
+    return f"{location}: {message}"
+
+
+def _login(user: str | _User | None) -> str:
     if isinstance(user, str):
         return user
-    if isinstance(user, dict) and isinstance(user.get("login"), str):
-        return user["login"]
-    return "ghost" if user is None else "unknown"
+    if user is None:
+        return "ghost"
+    return user.login if user.login is not None else "unknown"
 
 
 def _normalize(text: str) -> str:
@@ -278,6 +351,13 @@ def _normalize(text: str) -> str:
 
 
 def _type_name(value: Any) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-             list: "a list", dict: "an object", type(None): "null"}
+    names = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "an object",
+        type(None): "null",
+    }
     return names.get(type(value), type(value).__name__)

@@ -1,48 +1,107 @@
-"""The run summary: what each output file got, what was left out and why.
+"""The run summary and the report: what each output file got, what was left out and why.
 
-`Summary.to_dict()` is the `--json` output and `Summary.format_table()` the default one. Both are
-deterministic for the same repository state: no run times, reasons sorted by name.
+Two views of the same record:
 
-Skip reasons, in words:
+- the **summary** (`Summary.to_dict()` is the `--json` output, `Summary.format_table()` the
+  default one): counts per output file and reason, and the path of the report;
+- the **report** (`<out>/from-git-report.json`, `Summary.report_dict()`): every file, commit,
+  diff section and pull request left out, with its reason, the rule that matched and its size
+  in bytes, and every credential value redacted, with its rule and line - never the value.
+
+Both are deterministic for the same repository state: no run times, reasons sorted by name,
+entries in the order the documents were built.
+
+Reasons, in words:
 
 - documents left out (`skipped`): `binary`, `undecodable` (not UTF-8), `empty`, `too-large`,
-  `symlink`, `submodule`, `vendored`, `lock`, `generated`, `excluded` (a `--exclude` glob),
-  `secret` (a secret file name, or a credential pattern in the text), and in phase 2 `merge`
-  (merge commits are left to phase 3).
+  `symlink`, `submodule`, `lfs-pointer`, `vendored`, `lock`, `generated`, `data`, `minified`,
+  `excluded` (an `--exclude` glob), `secret` (a secret store, by name or content),
+  `duplicate` (the same text as an earlier document of the phase), `only-left-out-files` (a
+  commit whose every file diff was cut out), in phase 2 `merge` (merge commits are left to
+  phase 3) and in phase 3 `branch-sync` (a merge that brings the mainline into a branch or a
+  branch into itself: its diff repeats phase 2).
 - file sections cut out of a diff (`dropped_file_diffs`, phases 2 and 3): the same path and
   content reasons, one count per file section; the document itself is kept.
+- `removed_bytes`: bytes of source material (file content, diff text) removed per reason;
+  `truncated` counts the bytes cut off by `--max-diff-bytes`.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from phased_cpt.from_git.secrets import Redaction
+
+REPORT_FILE = "from-git-report.json"
+COUNT_FIELDS = (
+    "documents",
+    "bytes",
+    "text_bytes",
+    "truncated",
+    "skipped",
+    "dropped_file_diffs",
+    "removed_bytes",
+    "redactions",
+)
+"""The `OutputStats` fields of the summary; the report adds `left_out` and `redacted`."""
 
 
 @dataclass
 class OutputStats:
-    """Counts for one output file."""
+    """Counts, and the left-out and redaction lists, for one output file."""
 
     name: str
     documents: int = 0
     bytes: int = 0
+    text_bytes: int = 0  # UTF-8 bytes of the training text written
     truncated: int = 0  # documents whose diff was cut at the size cap
     skipped: Counter[str] = field(default_factory=Counter)
     dropped_file_diffs: Counter[str] = field(default_factory=Counter)
+    removed_bytes: Counter[str] = field(default_factory=Counter)
+    redactions: Counter[str] = field(default_factory=Counter)
+    left_out: list[dict[str, Any]] = field(default_factory=list)
+    redacted: list[dict[str, Any]] = field(default_factory=list)
 
-    def skip(self, reason: str) -> None:
-        """Count one document left out for `reason`."""
+    def skip(self, reason: str, where: dict[str, Any], *, rule: str | None = None, size: int = 0) -> None:
+        """Count and list one document left out for `reason` (`where` names it: file, commit, ...)."""
         self.skipped[reason] += 1
+        self._list(reason, where, rule, size)
+
+    def drop_diff(self, reason: str, where: dict[str, Any], *, rule: str | None = None, size: int = 0) -> None:
+        """Count and list one file section cut out of a diff whose document is kept."""
+        self.dropped_file_diffs[reason] += 1
+        self._list(reason, {**where, "kind": "diff"}, rule, size)
+
+    def cut(self, size: int) -> None:
+        """Count one diff cut at the size cap, `size` bytes of it not shown."""
+        self.truncated += 1
+        self.removed_bytes["truncated"] += size
+
+    def redact(self, where: dict[str, Any], found: list[Redaction]) -> None:
+        """Record the credential values removed from one document (rule and line, no value)."""
+        for item in found:
+            self.redactions[item.rule] += 1
+            self.redacted.append({**where, "rule": item.rule, "line": item.line})
+
+    def _list(self, reason: str, where: dict[str, Any], rule: str | None, size: int) -> None:
+        self.removed_bytes[reason] += size
+        entry = {**where, "reason": reason}
+        if rule is not None:
+            entry["rule"] = rule
+        entry["bytes"] = size
+        self.left_out.append(entry)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain, key-sorted form for JSON."""
+        """Counts only (`COUNT_FIELDS`), each counter key-sorted: the summary."""
+        values = {name: getattr(self, name) for name in COUNT_FIELDS}
         return {
-            "documents": self.documents,
-            "bytes": self.bytes,
-            "truncated": self.truncated,
-            "skipped": dict(sorted(self.skipped.items())),
-            "dropped_file_diffs": dict(sorted(self.dropped_file_diffs.items())),
+            name: dict(sorted(value.items())) if isinstance(value, dict) else value for name, value in values.items()
         }
 
 
@@ -57,6 +116,12 @@ class Summary:
     phase3_source: str  # "pull_requests" or "merge_commits"
     outputs: list[OutputStats]
     notes: list[str] = field(default_factory=list)
+    vendored_dirs: dict[str, str] = field(default_factory=dict)  # directory -> why
+
+    @property
+    def report_path(self) -> str:
+        """Where the report is written."""
+        return str(Path(self.out_dir) / REPORT_FILE)
 
     def output(self, name: str) -> OutputStats:
         """The stats of output file `name` (e.g. `phase1_foundation.jsonl`)."""
@@ -71,27 +136,60 @@ class Summary:
             "out_dir": self.out_dir,
             "phase3_source": self.phase3_source,
             "outputs": {stats.name: stats.to_dict() for stats in self.outputs},
+            "report": self.report_path,
             "notes": list(self.notes),
         }
+
+    def report_dict(self) -> dict[str, Any]:
+        """The report: the summary plus every item left out and every redaction."""
+        report = self.to_dict()
+        del report["report"]
+        report["vendored_dirs"] = dict(sorted(self.vendored_dirs.items()))
+        for stats in self.outputs:
+            report["outputs"][stats.name]["left_out"] = stats.left_out
+            report["outputs"][stats.name]["redacted"] = stats.redacted
+        return report
+
+    def write_report(self, out_dir: Path) -> Path:
+        """Write the report to `out_dir/from-git-report.json` atomically; return its path."""
+        path = out_dir / REPORT_FILE
+        handle, temp_name = tempfile.mkstemp(dir=out_dir, prefix=f".{REPORT_FILE}.", suffix=".tmp")
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            json.dump(self.report_dict(), file, indent=1, ensure_ascii=False)
+            file.write("\n")
+        os.chmod(temp_name, 0o644)
+        os.replace(temp_name, path)
+        return path
 
     def format_table(self) -> str:
         """Human-readable summary: one row per output file, then one row per skip reason."""
         width = max(len(stats.name) for stats in self.outputs)
         lines = [f"from-git: {self.repo} at {self.rev} ({self.commit[:12]}) -> {self.out_dir}", ""]
-        lines.append(f"{'output':<{width}}  {'documents':>9}  {'bytes':>12}  {'truncated':>9}")
+        lines.append(f"{'output':<{width}}  {'documents':>9}  {'bytes':>12}  {'truncated':>9}  {'redacted':>8}")
         for stats in self.outputs:
-            lines.append(f"{stats.name:<{width}}  {stats.documents:>9}  {stats.bytes:>12}"
-                         f"  {stats.truncated:>9}")
-        rows = [(stats.name, "skipped", reason, count)
-                for stats in self.outputs for reason, count in sorted(stats.skipped.items())]
-        rows += [(stats.name, "diff dropped", reason, count)
-                 for stats in self.outputs for reason, count in sorted(stats.dropped_file_diffs.items())]
+            lines.append(
+                f"{stats.name:<{width}}  {stats.documents:>9}  {stats.bytes:>12}"
+                f"  {stats.truncated:>9}  {sum(stats.redactions.values()):>8}"
+            )
+        rows = [
+            (stats.name, "skipped", reason, count)
+            for stats in self.outputs
+            for reason, count in sorted(stats.skipped.items())
+        ]
+        rows += [
+            (stats.name, "diff dropped", reason, count)
+            for stats in self.outputs
+            for reason, count in sorted(stats.dropped_file_diffs.items())
+        ]
         lines.append("")
         if rows:
-            lines.append(f"{'output':<{width}}  {'left out':<12}  {'reason':<12}  {'count':>7}")
+            reason_width = max(12, *(len(row[2]) for row in rows))
+            lines.append(f"{'output':<{width}}  {'left out':<12}  {'reason':<{reason_width}}  {'count':>7}")
             for name, kind, reason, count in rows:
-                lines.append(f"{name:<{width}}  {kind:<12}  {reason:<12}  {count:>7}")
+                lines.append(f"{name:<{width}}  {kind:<12}  {reason:<{reason_width}}  {count:>7}")
         else:
             lines.append("nothing was left out")
+        lines.append("")
+        lines.append(f"every item left out and every redaction, with its reason: {self.report_path}")
         lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)

@@ -1,8 +1,8 @@
 """Finding what to load from the run directory: the base model and the phase adapters.
 
-Reads only the run directory contract (`phased_cpt.run_dir`): `config.resolved.yaml` names the
-base model, `state.json` lists the finished phases in order, `<phase>/adapter/` holds each one's
-final adapter and `<phase>/checkpoint-N/` its Trainer checkpoints. A directory given by the user
+Reads the run directory only through its contract (`phased_cpt.run_dir.RunDir`): the stored config
+names the base model and the phases, the state lists the finished phases in order, each finished
+phase has its final adapter and its Trainer checkpoints. A directory given by the user
 is either a run directory or an adapter directory (one with `adapter_config.json`); an adapter
 directory inside a run (`<run>/<phase>/adapter`, `<run>/<phase>/checkpoint-N`) still makes the
 run's other phases available.
@@ -14,14 +14,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from phased_cpt.config import ModelConfig
 from phased_cpt.errors import UserError
-from phased_cpt.run_dir import RunDir, find_runs, list_checkpoints
+from phased_cpt.run_dir import ADAPTER_DIR, CONFIG_FILE, RunDir, find_runs, latest_run, list_checkpoints
 
 ADAPTER_CONFIG = "adapter_config.json"
-MODEL_KEYS = ("name", "dtype", "attn_implementation")
 
 
 @dataclass
@@ -78,38 +75,20 @@ def is_adapter_dir(path: Path) -> bool:
 
 
 def newest_finished_run(output_dir: Path) -> RunDir:
-    runs = find_runs(output_dir)
-    if not runs:
+    """The latest run under `output_dir` with a finished phase (`run_dir.latest_run`)."""
+    run = latest_run(output_dir, finished=True)
+    if run is not None:
+        return run
+    newest = latest_run(output_dir)
+    if newest is None:
         raise UserError(
-            f"no run found under {output_dir}/ (a run directory holds config.resolved.yaml); "
+            f"no run found under {output_dir}/ (a run directory holds {CONFIG_FILE}); "
             "train one with `phased-cpt train CONFIG`, or pass a RUN_DIR, --adapter PATH or --output-dir DIR"
         )
-    for run in runs:
-        if run.finished_phases():
-            return run
     raise UserError(
-        f"no run under {output_dir}/ has a finished phase (newest: {runs[0].path}); "
+        f"no run under {output_dir}/ has a finished phase (newest: {newest.path}); "
         f"pass a checkpoint with --adapter (`--list` shows them)"
     )
-
-
-def run_model_config(run: RunDir) -> ModelConfig:
-    """The base model of a run, from the `model` section of its resolved config."""
-    try:
-        data = yaml.safe_load(run.config_file.read_text(encoding="utf-8")) or {}
-        section = data.get("model") or {}
-        return ModelConfig(**{k: section[k] for k in MODEL_KEYS if k in section})
-    except (OSError, yaml.YAMLError, ValueError, AttributeError) as err:
-        raise UserError(f"{run.config_file}: cannot read the model section: {err}") from None
-
-
-def run_phase_names(run: RunDir) -> list[str]:
-    """The phases the run's config lists, in order (finished or not)."""
-    try:
-        data = yaml.safe_load(run.config_file.read_text(encoding="utf-8")) or {}
-        return [p["name"] for p in data.get("phases") or []]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
-        return run.finished_phases()
 
 
 def phase_adapters(run: RunDir) -> dict[str, Path]:
@@ -128,7 +107,7 @@ def pick_phase(run: RunDir, phase: str | None) -> str:
     if phase.isdigit() and 1 <= int(phase) <= len(finished):
         return finished[int(phase) - 1]
     hint = f"finished phases: {', '.join(f'{i} {n}' for i, n in enumerate(finished, 1))}"
-    if phase in run_phase_names(run):
+    if phase in run.phase_names():
         checkpoints = list_checkpoints(run.phase_dir(phase))
         if checkpoints:
             hint += f"; to use its latest checkpoint pass --adapter {checkpoints[-1]}"
@@ -144,12 +123,12 @@ def describe_runs(output_dir: Path) -> str:
     lines = []
     for run in runs:
         try:
-            base = run_model_config(run).name
+            base = run.model_config().name
         except UserError:
             base = "?"
         lines.append(f"{run.path}  (base model: {base})")
         state = {p["name"]: p for p in run.read_state()["finished_phases"]}
-        for index, name in enumerate(run_phase_names(run), 1):
+        for index, name in enumerate(run.phase_names(), 1):
             info = state.get(name)
             status = f"finished, {info.get('steps', '?')} steps" if info else "not finished"
             lines.append(f"  {index}. {name}: {status}")
@@ -161,13 +140,11 @@ def describe_runs(output_dir: Path) -> str:
 
 
 def _run_at(path: Path) -> RunDir:
-    run = RunDir(path)
-    if not run.config_file.is_file():
+    if not RunDir.is_run_dir(path):
         raise UserError(
-            f"{path} is neither a run directory (no config.resolved.yaml) nor an adapter directory "
-            f"(no {ADAPTER_CONFIG})"
+            f"{path} is neither a run directory (no {CONFIG_FILE}) nor an adapter directory (no {ADAPTER_CONFIG})"
         )
-    return run
+    return RunDir(path)
 
 
 def _run_target(run: RunDir, phase: str | None) -> Target:
@@ -175,20 +152,19 @@ def _run_target(run: RunDir, phase: str | None) -> Target:
     adapters = phase_adapters(run)
     if name not in adapters:
         raise UserError(f"{run.adapter_dir(name)}: the adapter of finished phase {name} is missing")
-    return Target(model=run_model_config(run), adapters=adapters, active=name, run=run)
+    return Target(model=run.model_config(), adapters=adapters, active=name, run=run)
 
 
 def _adapter_target(adapter: Path) -> Target:
     if not is_adapter_dir(adapter):
         raise UserError(f"--adapter {adapter}: not an adapter directory (no {ADAPTER_CONFIG})")
-    run_path = adapter.resolve().parents[1] if len(adapter.resolve().parents) > 1 else None
-    if run_path is not None and (run_path / "config.resolved.yaml").is_file():
-        run = RunDir(run_path)
+    run = RunDir.containing(adapter)
+    if run is not None:
         phase_name = adapter.resolve().parent.name
-        label = phase_name if adapter.name == "adapter" else f"{phase_name}/{adapter.name}"
+        label = phase_name if adapter.name == ADAPTER_DIR else f"{phase_name}/{adapter.name}"
         adapters = phase_adapters(run)
         adapters[label] = adapter  # a phase's own final adapter keeps its place in phase order
-        return Target(model=run_model_config(run), adapters=adapters, active=label, run=run)
+        return Target(model=run.model_config(), adapters=adapters, active=label, run=run)
     return Target(model=_adapter_base_model(adapter), adapters={adapter.name: adapter}, active=adapter.name)
 
 

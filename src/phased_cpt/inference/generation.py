@@ -18,6 +18,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from peft import PeftModel
@@ -26,6 +27,10 @@ from transformers.generation.streamers import BaseStreamer
 
 from phased_cpt.errors import UserError
 from phased_cpt.inference.params import GenerationParams, ParamError
+
+if TYPE_CHECKING:
+    from phased_cpt.inference.discovery import Target
+
 
 
 @dataclass
@@ -204,3 +209,18 @@ def _load_peft(base: PreTrainedModel, adapter_dir: Path, name: str) -> PeftModel
         return PeftModel.from_pretrained(base, str(adapter_dir), adapter_name=name)
     except (OSError, ValueError) as err:
         raise UserError(f"cannot load the LoRA adapter in {adapter_dir}: {err}") from None
+
+
+def load_generator(target: Target, chat_template: bool) -> Generator:
+    """The base model of `target` with its adapters, ready to answer (on the GPU when there is one).
+    `phased-cpt chat` logs what it loads before importing this module (torch)."""
+    from phased_cpt.modeling import load_base_model, load_tokenizer
+
+    try:
+        tokenizer = load_tokenizer(target.model)
+        base = load_base_model(target.model)
+    except UserError as err:
+        raise UserError(f"{err}\n(pass --base-model NAME_OR_DIR if the base model is elsewhere)") from None
+    if torch.cuda.is_available():
+        base.to("cuda")  # the whole model on one GPU; chat does not shard over several
+    return Generator(base, tokenizer, target.adapters, target.active, chat_template=chat_template)

@@ -1,14 +1,16 @@
-"""TrainerCallbacks: how a phase reports progress. Behaviour is added to the HF Trainer only
-through callbacks, never by patching it."""
+"""TrainerCallbacks: how a phase reports progress (metrics, the progress bar, evaluation every
+`eval_steps`). Training behaviour is changed through callbacks like these and the Trainer's
+documented override points (`phase.PhaseTrainer.compute_loss`), never by patching the Trainer."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from tqdm.auto import tqdm
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from phased_cpt.evaluation.perplexity import perplexity_of
+from phased_cpt.evaluation.perplexity import EvalResult, perplexity_of
 from phased_cpt.training.metrics import MetricsSink
 from phased_cpt.training.throughput import Throughput, phase_throughput
 
@@ -125,8 +127,11 @@ class ProgressCallback(TrainerCallback):
 class EvalCallback(TrainerCallback):
     """Evaluates on the current phase's held-out rows every `eval_steps` optimizer steps."""
 
-    def __init__(self, evaluate, eval_steps: int | None, sink: MetricsSink, phase: str, step_offset: int) -> None:
-        self.evaluate = evaluate  # () -> EvalResult
+    def __init__(
+        self, evaluate: Callable[[], EvalResult | None], eval_steps: int | None, sink: MetricsSink, phase: str,
+        step_offset: int,
+    ) -> None:
+        self.evaluate = evaluate
         self.eval_steps = eval_steps
         self.sink = sink
         self.phase = phase

@@ -20,7 +20,7 @@ import torch.distributed as dist
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from phased_cpt.errors import TrainingDiverged
-from phased_cpt.run_dir import CHECKPOINT_PREFIX, COMPLETE_MARKER, list_checkpoints, write_atomic
+from phased_cpt.run_dir import checkpoint_dir, list_checkpoints, mark_complete
 
 
 class CheckpointCallback(TrainerCallback):
@@ -31,7 +31,7 @@ class CheckpointCallback(TrainerCallback):
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model=None, **kwargs):
         if model is not None and not trainable_weights_finite(model):
             # Never let a diverged state become "the latest good checkpoint".
-            shutil.rmtree(self.phase_dir / f"{CHECKPOINT_PREFIX}{state.global_step}", ignore_errors=True)
+            shutil.rmtree(checkpoint_dir(self.phase_dir, state.global_step), ignore_errors=True)
             raise TrainingDiverged(
                 f"the adapter weights became non-finite (NaN/inf) at step {state.global_step}; that checkpoint was "
                 "discarded and earlier checkpoints are untouched. Lower training.learning_rate, keep "
@@ -40,8 +40,8 @@ class CheckpointCallback(TrainerCallback):
         if dist.is_available() and dist.is_initialized():
             dist.barrier()  # every rank has written its shards
         if state.is_world_process_zero:
-            checkpoint = self.phase_dir / f"{CHECKPOINT_PREFIX}{state.global_step}"
-            write_atomic(checkpoint / COMPLETE_MARKER, f"{state.global_step}\n")
+            checkpoint = checkpoint_dir(self.phase_dir, state.global_step)
+            mark_complete(checkpoint, state.global_step)
             _fsync_dir(checkpoint)
             self.rotate(keep=checkpoint)
         if dist.is_available() and dist.is_initialized():
@@ -65,6 +65,6 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def trainable_weights_finite(model) -> bool:
+def trainable_weights_finite(model: torch.nn.Module) -> bool:
     """This rank's trainable weights are all finite (under ZeRO-3, its own shards)."""
     return all(bool(torch.isfinite(p.detach()).all()) for p in model.parameters() if p.requires_grad)

@@ -9,19 +9,22 @@ where they go (eval/forgetting.*, metrics).
 
 from __future__ import annotations
 
+from peft import PeftModel
+from transformers import PreTrainedTokenizerBase
+
 from phased_cpt.config import EvaluationConfig
 from phased_cpt.data.phase_data import PhaseData
 from phased_cpt.evaluation.completion import CompletionEvaluator
 from phased_cpt.evaluation.forgetting import BASE_ROW, ForgettingMatrix, evaluate_phases
-from phased_cpt.evaluation.perplexity import EvalResult, evaluate_rows
+from phased_cpt.evaluation.perplexity import Collator, EvalResult, evaluate_rows
 from phased_cpt.run_dir import RunDir
 from phased_cpt.training.metrics import MetricsSink
 
 
 class RunEvaluator:
     def __init__(
-        self, run: RunDir, phase_data: dict[str, PhaseData], collator, evaluation: EvaluationConfig, sink: MetricsSink,
-        tokenizer=None, max_tokens: int = 0, seed: int = 0,
+        self, run: RunDir, phase_data: dict[str, PhaseData], collator: Collator, evaluation: EvaluationConfig,
+        sink: MetricsSink, tokenizer: PreTrainedTokenizerBase | None = None, max_tokens: int = 0, seed: int = 0,
     ) -> None:
         """`tokenizer`: completion is scored with the forgetting matrix (None: perplexity only)."""
         self.run = run
@@ -30,11 +33,15 @@ class RunEvaluator:
         self.evaluation = evaluation
         self.sink = sink
         self.forgetting = ForgettingMatrix.load(run.eval_dir / "forgetting.json", list(self.eval_sets))
-        wants_completion = tokenizer is not None and evaluation.forgetting_matrix and evaluation.completion.samples > 0
-        self.completion = CompletionEvaluator(tokenizer, self.eval_sets, evaluation.completion, max_tokens,
-                                              evaluation.batch_size, seed) if wants_completion else None
+        completion = evaluation.completion
+        wants_completion = tokenizer is not None and evaluation.forgetting_matrix and completion.samples > 0
+        self.completion = CompletionEvaluator(
+            tokenizer, self.eval_sets, completion.samples, completion.max_new_tokens,
+            min(completion.prompt_tokens, max_tokens - completion.max_new_tokens), completion.infill,
+            evaluation.batch_size, seed,
+        ) if wants_completion else None
 
-    def matrix_row(self, model, base_model: bool = False) -> dict[str, dict]:
+    def matrix_row(self, model: PeftModel, base_model: bool = False) -> dict[str, dict]:
         """One forgetting-matrix row: perplexity and top-1 accuracy (and completion scores) per held-out set."""
         results = evaluate_phases(model, self.eval_sets, self.collator, self.evaluation.batch_size, base_model)
         if self.completion is not None:
@@ -42,20 +49,20 @@ class RunEvaluator:
                 results[name] |= scores
         return results
 
-    def current_phase(self, model, phase: str) -> EvalResult | None:
+    def current_phase(self, model: PeftModel, phase: str) -> EvalResult | None:
         """Loss/perplexity on `phase`'s held-out rows (None when it has none)."""
         rows = self.eval_sets[phase]
         if rows is None:
             return None
         return evaluate_rows(model, rows.dataset, self.collator, self.evaluation.batch_size)
 
-    def before_training(self, model) -> None:
+    def before_training(self, model: PeftModel) -> None:
         """The base-model row of the forgetting matrix (adapter disabled); once per run."""
         if self.evaluation.forgetting_matrix and not self.forgetting.has_row(BASE_ROW):
             self.forgetting.add_row(BASE_ROW, self.matrix_row(model, base_model=True))
             self.forgetting.save(self.run.eval_dir)
 
-    def after_phase(self, model, phase: str, step: int) -> None:
+    def after_phase(self, model: PeftModel, phase: str, step: int) -> None:
         """The phase's forgetting-matrix row, and its own eval record at the phase's last step."""
         if self.evaluation.forgetting_matrix:
             results = self.matrix_row(model)

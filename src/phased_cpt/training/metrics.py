@@ -1,6 +1,7 @@
 """Where metrics go: `metrics.jsonl`, TensorBoard and Weights & Biases, all on one global step.
 
-A run has one `MetricsSink`. Steps are global across phases (phase 2's first step follows
+A run has one `MetricsSink`, which hands every record to its backends, one class each
+(`JsonlBackend`, `TensorBoardBackend`, `WandbBackend`). Steps are global across phases (phase 2's first step follows
 phase 1's last), so each backend shows one monotonic curve for the whole run; the phase name is
 logged with every record and TensorBoard also gets per-phase tags.
 """
@@ -20,78 +21,102 @@ from phased_cpt.run_dir import RunDir, write_atomic
 logger = logging.getLogger(__name__)
 
 
-class MetricsSink:
-    def __init__(
-        self,
-        metrics_file: Path,
-        tensorboard_dir: Path | None,
-        wandb_cfg: WandbConfig | None,
-        run_name: str,
-        run_path: Path,
-        run_config: dict[str, Any] | None = None,
-        resume_step: int | None = None,
-        wandb_run_id: str | None = None,
-    ) -> None:
+class MetricsBackend:
+    """One place metrics go. `log` gets scalars at a global step, `event` a non-scalar record;
+    a backend that has no use for events ignores them."""
+
+    def log(self, step: int, phase: str, values: dict[str, float], kind: str) -> None:
+        raise NotImplementedError
+
+    def event(self, name: str, fields: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class JsonlBackend(MetricsBackend):
+    """`metrics.jsonl`: one JSON object per step record or event; non-finite values as null."""
+
+    def __init__(self, metrics_file: Path, resume_step: int | None = None) -> None:
         """`resume_step`: the run continues after this global step; what an interrupted process
-        logged beyond it is dropped, so every backend keeps one monotonic step."""
+        logged beyond it is dropped, so the file keeps one monotonic step."""
         if resume_step is not None:
             truncate_metrics(metrics_file, resume_step)
-        self._file = open(metrics_file, "a", encoding="utf-8")
-        self._tensorboard = None
-        self._wandb_run = None
-        if tensorboard_dir is not None:
-            from torch.utils.tensorboard import SummaryWriter
+        self._file = open(metrics_file, "a", encoding="utf-8")  # noqa: SIM115 (open until close())
 
-            purge = None if resume_step is None else resume_step + 1
-            self._tensorboard = SummaryWriter(log_dir=str(tensorboard_dir), purge_step=purge)
-        if wandb_cfg is not None and wandb_cfg.enabled:
-            self._wandb_run = start_wandb(wandb_cfg, run_name, run_path, run_config or {}, wandb_run_id)
-
-    @property
-    def wandb_run_id(self) -> str | None:
-        return self._wandb_run.id if self._wandb_run is not None else None
-
-    def log(self, step: int, phase: str, values: dict[str, float], kind: str = "train") -> None:
-        """Record scalar `values` at global `step`; non-finite values are kept as null in JSON."""
+    def log(self, step: int, phase: str, values: dict[str, float], kind: str) -> None:
         record = {"step": step, "phase": phase, "kind": kind}
         record.update({k: (v if math.isfinite(v) else None) for k, v in values.items()})
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
-        if self._tensorboard is not None:
-            for key, value in values.items():
-                self._tensorboard.add_scalar(f"{kind}/{key}", value, step)
-                self._tensorboard.add_scalar(f"{phase}/{kind}/{key}", value, step)
-            self._tensorboard.flush()
-        if self._wandb_run is not None:
-            self._wandb_run.log({f"{kind}/{k}": v for k, v in values.items()} | {"phase": phase}, step=step)
+        self._write(record)
 
-    def event(self, name: str, **fields: Any) -> None:
-        """A non-scalar record (phase start/end) in metrics.jsonl only."""
-        self._file.write(json.dumps({"event": name, **fields}) + "\n")
+    def event(self, name: str, fields: dict[str, Any]) -> None:
+        self._write({"event": name, **fields})
+
+    def _write(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(record) + "\n")
         self._file.flush()
 
     def close(self) -> None:
         self._file.close()
-        if self._tensorboard is not None:
-            self._tensorboard.close()
-        if self._wandb_run is not None:
-            self._wandb_run.finish()
 
 
-class SilentSink(MetricsSink):
-    """The sink of ranks other than 0: only rank 0 writes metrics, TensorBoard and W&B."""
+class TensorBoardBackend(MetricsBackend):
+    """One TensorBoard log dir for the run: `<kind>/<key>` on the global step, and per-phase tags."""
 
-    def __init__(self) -> None:
-        self._wandb_run = None
+    def __init__(self, log_dir: Path, resume_step: int | None = None) -> None:
+        from torch.utils.tensorboard import SummaryWriter
 
-    def log(self, step: int, phase: str, values: dict[str, float], kind: str = "train") -> None:
-        pass
+        purge = None if resume_step is None else resume_step + 1
+        self._writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge)
 
-    def event(self, name: str, **fields: Any) -> None:
-        pass
+    def log(self, step: int, phase: str, values: dict[str, float], kind: str) -> None:
+        for key, value in values.items():
+            self._writer.add_scalar(f"{kind}/{key}", value, step)
+            self._writer.add_scalar(f"{phase}/{kind}/{key}", value, step)
+        self._writer.flush()
 
     def close(self) -> None:
-        pass
+        self._writer.close()
+
+
+class WandbBackend(MetricsBackend):
+    """One W&B run per training run (see `start_wandb`)."""
+
+    def __init__(self, wandb_run: Any) -> None:
+        self.run = wandb_run
+
+    def log(self, step: int, phase: str, values: dict[str, float], kind: str) -> None:
+        self.run.log({f"{kind}/{k}": v for k, v in values.items()} | {"phase": phase}, step=step)
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+class MetricsSink:
+    """The run's metrics: every record goes to each backend. Without backends (ranks other than
+    0 of a multi-process run) it records nothing."""
+
+    def __init__(self, backends: list[MetricsBackend]) -> None:
+        self.backends = backends
+
+    @property
+    def wandb_run_id(self) -> str | None:
+        return next((b.run.id for b in self.backends if isinstance(b, WandbBackend)), None)
+
+    def log(self, step: int, phase: str, values: dict[str, float], kind: str = "train") -> None:
+        """Record scalar `values` at global `step`."""
+        for backend in self.backends:
+            backend.log(step, phase, values, kind)
+
+    def event(self, name: str, **fields: Any) -> None:
+        """A non-scalar record (phase start/end, throughput model): metrics.jsonl only."""
+        for backend in self.backends:
+            backend.event(name, fields)
+
+    def close(self) -> None:
+        for backend in self.backends:
+            backend.close()
 
 
 def truncate_metrics(metrics_file: Path, last_step: int) -> None:
@@ -135,18 +160,15 @@ def start_wandb(cfg: WandbConfig, run_name: str, run_path: Path, run_config: dic
 def open_sink(
     run: RunDir, tensorboard: TensorboardConfig, wandb_cfg: WandbConfig, run_config: dict[str, Any], resume_step: int | None
 ) -> MetricsSink:
+    """The run's sink: metrics.jsonl, plus TensorBoard and W&B when enabled; on ranks other than 0
+    of a multi-process run (a read-only `RunDir`), a sink with no backend."""
     if not run.writer:
-        return SilentSink()  # ranks other than 0 of a multi-process run
-    sink = MetricsSink(
-        run.metrics_file,
-        run.tensorboard_dir if tensorboard.enabled else None,
-        wandb_cfg,
-        run.name,
-        run.path,
-        run_config,
-        resume_step=resume_step,
-        wandb_run_id=run.read_state().get("wandb_run_id"),
-    )
-    if sink.wandb_run_id:
-        run.update_state(wandb_run_id=sink.wandb_run_id)
-    return sink
+        return MetricsSink([])
+    backends: list[MetricsBackend] = [JsonlBackend(run.metrics_file, resume_step)]
+    if tensorboard.enabled:
+        backends.append(TensorBoardBackend(run.tensorboard_dir, resume_step))
+    if wandb_cfg.enabled:
+        wandb_run = start_wandb(wandb_cfg, run.name, run.path, run_config, run.read_state().get("wandb_run_id"))
+        backends.append(WandbBackend(wandb_run))
+        run.update_state(wandb_run_id=wandb_run.id)
+    return MetricsSink(backends)

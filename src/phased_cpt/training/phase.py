@@ -16,6 +16,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -27,13 +28,34 @@ from transformers.trainer_callback import ProgressCallback as HFProgressCallback
 from phased_cpt.config import ContextConfig, TrainingConfig
 from phased_cpt.data.collate import make_collator
 from phased_cpt.data.phase_data import PhaseData
-from phased_cpt.distributed import DeepSpeedPlan, keep_engine, release_engine
 from phased_cpt.errors import TrainingDiverged, UserError
 from phased_cpt.modeling import embedding_parameter_names
+from phased_cpt.training.deepspeed_plan import DeepSpeedPlan
 from phased_cpt.training.schedule import PhaseLr
 from phased_cpt.training.throughput import checkpointing_kwargs, resolve_liger, resolve_optimizer
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PhaseSettings:
+    """How one phase trains."""
+
+    training: TrainingConfig
+    """The phase's resolved settings: the global ones with its overrides (`PhaseConfig.training_for`)."""
+    context: ContextConfig
+    epochs: float
+    deepspeed: DeepSpeedPlan | None = None
+    lr: PhaseLr | None = None
+    """The phase's part of a warmup-stable-decay run (`schedule.phase_lr`); None: the Trainer's own schedule."""
+
+
+@dataclass(frozen=True)
+class PhaseOutput:
+    """Where a phase writes: its checkpoints, and its final adapter once it finishes."""
+
+    phase_dir: Path
+    adapter_dir: Path
 
 
 @dataclass
@@ -44,6 +66,9 @@ class PhaseResult:
     seconds: float
     stopped_early: bool
     """True when a stop was requested (signal) before the phase's last step."""
+    engine: Any = None
+    """The DeepSpeed engine the phase trained with (None without DeepSpeed); `TrainableModel`
+    keeps it alive until the next phase."""
 
 
 def training_arguments(
@@ -91,13 +116,13 @@ def training_arguments(
 
 
 class PhaseTrainer(Trainer):
-    """The HF Trainer with a guard against non-finite losses and the phase's part of the run's
-    LR schedule.
+    """The HF Trainer with a guard against non-finite losses, the phase's part of the run's LR
+    schedule, and the embeddings' own learning rate.
 
     A micro-batch whose loss is NaN/inf contributes a zero gradient instead of poisoning the
     weights; after `max_nonfinite_losses` such micro-batches in a row the phase stops with
-    `TrainingDiverged`. `compute_loss` and `create_scheduler` are the Trainer's documented
-    override points.
+    `TrainingDiverged`. `compute_loss`, `create_optimizer` and `create_scheduler` are the
+    Trainer's documented override points.
     """
 
     def __init__(
@@ -162,30 +187,27 @@ def train_phase(
     model: PeftModel,
     tokenizer: PreTrainedTokenizerBase,
     data: PhaseData,
-    training: TrainingConfig,
-    context: ContextConfig,
-    epochs: float,
-    phase_dir: Path,
-    adapter_dir: Path,
+    settings: PhaseSettings,
+    output: PhaseOutput,
     callbacks: list[TrainerCallback],
     resume_from: Path | None = None,
-    deepspeed: DeepSpeedPlan | None = None,
-    lr: PhaseLr | None = None,
 ) -> PhaseResult:
-    """Train the adapter on one phase's rows; save the final adapter to `adapter_dir` unless a
-    stop was requested first."""
+    """Train the adapter on one phase's rows; save the final adapter to `output.adapter_dir`
+    unless a stop was requested first. The previous phase's DeepSpeed engine must be released
+    (`TrainableModel.next_phase`)."""
+    training = settings.training
     embedding_lr_ratio = None if training.lora.embeddings == "frozen" else training.lora.embedding_lr_ratio
-    check_embedding_lr(embedding_lr_ratio, deepspeed)
-    release_engine(model)  # the previous phase's DeepSpeed engine, if any
+    check_embedding_lr(embedding_lr_ratio, settings.deepspeed)
     trainer = PhaseTrainer(
         model=model,
-        args=training_arguments(training, epochs, phase_dir, deepspeed, packed=context.sample_packing),
+        args=training_arguments(training, settings.epochs, output.phase_dir, settings.deepspeed,
+                                packed=settings.context.sample_packing),
         train_dataset=data.train.dataset,
-        data_collator=make_collator(tokenizer, context),
+        data_collator=make_collator(tokenizer, settings.context),
         processing_class=tokenizer,
         callbacks=callbacks,
         max_nonfinite_losses=training.max_nonfinite_losses,
-        lr=lr,
+        lr=settings.lr,
         embedding_lr_ratio=embedding_lr_ratio,
     )
     trainer.remove_callback(PrinterCallback)
@@ -193,18 +215,18 @@ def train_phase(
     if resume_from is not None:
         logger.info("resuming from %s", resume_from)
     started = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    trained = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     seconds = time.perf_counter() - started
-    keep_engine(model, trainer.deepspeed)
     stopped_early = trainer.state.global_step < trainer.state.max_steps
     if not stopped_early:
-        save_adapter(trainer, adapter_dir)
+        save_adapter(trainer, output.adapter_dir)
     return PhaseResult(
         steps=trainer.state.global_step,
-        train_loss=float(output.training_loss),
+        train_loss=float(trained.training_loss),
         tokens=int(trainer.state.num_input_tokens_seen),
         seconds=seconds,
         stopped_early=stopped_early,
+        engine=trainer.deepspeed,
     )
 
 

@@ -8,31 +8,50 @@ finished phases and continues the current one from its latest complete checkpoin
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
-from transformers import set_seed
+from transformers import PreTrainedTokenizerBase, set_seed
 
-from phased_cpt.config import PhaseConfig, RunConfig
+from phased_cpt.config import ContextConfig, EvaluationConfig, PhaseConfig, RunConfig, TrainingConfig
 from phased_cpt.data.cache import resolve_cache_dir
 from phased_cpt.data.collate import check_packing_model, make_collator
 from phased_cpt.data.phase_data import PhaseData, build_run_data, save_rejected
 from phased_cpt.data.plan import format_plan, plan_phases
-from phased_cpt.distributed import (
-    DeepSpeedPlan, fingerprint_adapter, init_distributed, model_for_next_phase, plan_deepspeed, rank_zero_run_dir,
-)
 from phased_cpt.evaluation.report import write_report
-from phased_cpt.modeling import attach_lora, load_base_model, load_tokenizer, restore_adapter
+from phased_cpt.modeling import load_tokenizer
 from phased_cpt.run_dir import RunDir
 from phased_cpt.training.callbacks import ClockCallback, EvalCallback, MetricsCallback, ProgressCallback
 from phased_cpt.training.checkpoints import CheckpointCallback
+from phased_cpt.training.deepspeed_plan import DeepSpeedPlan, plan_deepspeed
 from phased_cpt.training.evaluate import RunEvaluator
 from phased_cpt.training.metrics import MetricsSink, open_sink
-from phased_cpt.training.phase import PhaseResult, train_phase
+from phased_cpt.training.phase import PhaseOutput, PhaseResult, PhaseSettings, train_phase
+from phased_cpt.training.processes import init_distributed, rank_zero_run_dir
 from phased_cpt.training.resume import resume_point, resume_run, start_run
 from phased_cpt.training.schedule import phase_lr
 from phased_cpt.training.signals import GracefulStopCallback, StopRequest, TrainingInterrupted, stop_on_signals
 from phased_cpt.training.throughput import speed_path
+from phased_cpt.training.trainable import TrainableModel
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every phase of a run shares: where it writes, what it reports to, and its settings."""
+
+    run: RunDir
+    tokenizer: PreTrainedTokenizerBase
+    sink: MetricsSink
+    evaluator: RunEvaluator
+    stop: StopRequest
+    training: TrainingConfig
+    """The global training settings; a phase resolves its own overrides on top."""
+    context: ContextConfig
+    evaluation: EvaluationConfig
+    deepspeed: DeepSpeedPlan | None
+    phases: list[PhaseConfig]
+    """Every phase of the run, in order: where a phase stands decides its part of the LR schedule."""
 
 
 def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
@@ -52,10 +71,9 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
     logger.info("run directory: %s%s", run.path, " (resumed)" if resume else "")
     if run.writer:
         save_rejected(phase_data, run.rejected_dir)
-    model = attach_lora(load_base_model(cfg.model), cfg.training.lora)
-    check_packing_model(model, cfg.context)
-    logger.info("%s", speed_path(model, cfg.training, cfg.context, deepspeed))
-    restore_adapter(model, run.final_adapter())
+    trainable = TrainableModel.build(cfg.model, cfg.training.lora, run.final_adapter())
+    check_packing_model(trainable.model, cfg.context)
+    logger.info("%s", speed_path(trainable.model, cfg.training, cfg.context, deepspeed))
     pending = run.pending_phases(cfg.phases)
     sink = open_sink(run, cfg.tensorboard, cfg.wandb, cfg.model_dump(mode="json", exclude={"wandb"}),
                      resume_point(run, pending[0].name)[1] if resume and pending else None)
@@ -63,56 +81,57 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
                              cfg.context.max_tokens, cfg.training.seed)
     try:
         with stop_on_signals() as stop:
-            evaluator.before_training(model)
+            shared = RunContext(run, tokenizer, sink, evaluator, stop, cfg.training, cfg.context, cfg.evaluation, deepspeed,
+                                cfg.phases)
+            evaluator.before_training(trainable.model)
             for phase in pending:
-                model = model_for_next_phase(model, cfg.model, cfg.training.lora)
-                result = run_phase(model, tokenizer, phase, phase_data[phase.name], cfg, run, sink, evaluator, stop, deepspeed)
-                evaluator.after_phase(model, phase.name, run.finished_steps() + result.steps)
-                finish_phase(model, phase, result, run, sink)
+                result = run_phase(trainable, phase, phase_data[phase.name], shared)
+                evaluator.after_phase(trainable.model, phase.name, run.finished_steps() + result.steps)
+                finish_phase(trainable, phase, result, shared)
     finally:
         sink.close()
         write_report(run)
     return run
 
 
-def run_phase(
-    model, tokenizer, phase: PhaseConfig, data: PhaseData, cfg: RunConfig, run: RunDir, sink: MetricsSink,
-    evaluator: RunEvaluator, stop: StopRequest, deepspeed: DeepSpeedPlan | None,
-) -> PhaseResult:
+def run_phase(trainable: TrainableModel, phase: PhaseConfig, data: PhaseData, shared: RunContext) -> PhaseResult:
     """Train one phase (from its latest complete checkpoint, if any); raise TrainingInterrupted
     when a signal stopped it early."""
+    run, sink = shared.run, shared.sink
+    model = trainable.next_phase()
     checkpoint, _ = resume_point(run, phase.name)
     step_offset = run.finished_steps()
-    sink.event("phase_start", phase=phase.name, step=step_offset, adapter_sha256=fingerprint_adapter(model),
+    sink.event("phase_start", phase=phase.name, step=step_offset, adapter_sha256=trainable.fingerprint(),
                resumed_from=str(checkpoint) if checkpoint else None)
     metrics = MetricsCallback(sink, phase.name, step_offset=step_offset)
     callbacks = [
         metrics,
         ProgressCallback(phase.name, metrics),
-        CheckpointCallback(run.phase_dir(phase.name), cfg.training.save_total_limit),
-        GracefulStopCallback(stop),
+        CheckpointCallback(run.phase_dir(phase.name), shared.training.save_total_limit),
+        GracefulStopCallback(shared.stop),
     ]
     if data.eval is not None:
-        evaluate = lambda: evaluator.current_phase(model, phase.name)  # noqa: E731
-        callbacks.append(EvalCallback(evaluate, cfg.evaluation.eval_steps, sink, phase.name, step_offset))
+        evaluate = lambda: shared.evaluator.current_phase(model, phase.name)  # noqa: E731
+        callbacks.append(EvalCallback(evaluate, shared.evaluation.eval_steps, sink, phase.name, step_offset))
     callbacks.append(ClockCallback(metrics))  # last: eval and saves stay out of tokens/s
-    training = phase.training_for(cfg.training)
-    result = train_phase(
-        model, tokenizer, data, training, cfg.context, phase.epochs,
-        run.phase_dir(phase.name), run.adapter_dir(phase.name), callbacks, resume_from=checkpoint, deepspeed=deepspeed,
-        lr=phase_lr(training, cfg.phases.index(phase), len(cfg.phases)),
-    )
+    training = phase.training_for(shared.training)
+    lr = phase_lr(training, shared.phases.index(phase), len(shared.phases))
+    settings = PhaseSettings(training, shared.context, phase.epochs, shared.deepspeed, lr)
+    output = PhaseOutput(run.phase_dir(phase.name), run.adapter_dir(phase.name))
+    result = train_phase(model, shared.tokenizer, data, settings, output, callbacks, resume_from=checkpoint)
+    trainable.keep_engine(result.engine)
     if result.stopped_early:
-        raise TrainingInterrupted(run.path, stop.signum)
+        raise TrainingInterrupted(run.path, shared.stop.signum)
     return result
 
 
-def finish_phase(model, phase: PhaseConfig, result: PhaseResult, run: RunDir, sink: MetricsSink) -> None:
+def finish_phase(trainable: TrainableModel, phase: PhaseConfig, result: PhaseResult, shared: RunContext) -> None:
     """Record the finished phase: its end event and its entry in state.json."""
+    run = shared.run
     end_step = run.finished_steps() + result.steps
-    fingerprint = fingerprint_adapter(model)
-    sink.event("phase_end", phase=phase.name, step=end_step, steps=result.steps,
-               train_loss=result.train_loss, adapter_sha256=fingerprint)
+    fingerprint = trainable.fingerprint()
+    shared.sink.event("phase_end", phase=phase.name, step=end_step, steps=result.steps,
+                      train_loss=result.train_loss, adapter_sha256=fingerprint)
     run.mark_done(phase.name, steps=result.steps, train_loss=result.train_loss, tokens=result.tokens,
                   seconds=result.seconds, adapter_sha256=fingerprint)
     logger.info("%s done: %d steps, adapter in %s", phase.name, result.steps, run.adapter_dir(phase.name))

@@ -17,7 +17,7 @@ import yaml
 from phased_cpt.config import RunConfig, dump_config
 from phased_cpt.data.cache import file_digest
 from phased_cpt.errors import UserError
-from phased_cpt.run_dir import RunDir, find_runs, latest_checkpoint
+from phased_cpt.run_dir import RunDir, checkpoint_step, latest_checkpoint, latest_run
 
 # Keys that may differ between the original and the resumed run (dotted paths, fnmatch patterns).
 MAY_CHANGE = (
@@ -54,21 +54,21 @@ def find_run_to_resume(cfg: RunConfig, target: str) -> RunDir:
     """`target` is a run directory, or "latest": the newest run of `output.run_name` under `output.dir`."""
     if target != "latest":
         run = RunDir(Path(target))
-        if not run.config_file.is_file():
+        if not RunDir.is_run_dir(run.path):
             raise UserError(f"--resume {target}: not a phased-cpt run directory (no {run.config_file.name} in it)")
         return run
-    runs = [r for r in find_runs(cfg.output.dir) if r.name.startswith(f"{cfg.run_name}-")]
-    if not runs:
+    run = latest_run(cfg.output.dir, run_name=cfg.run_name)
+    if run is None:
         raise UserError(
             f"--resume latest: no run named {cfg.run_name}-* under {cfg.output.dir}/; "
             "pass the run directory explicitly (--resume outputs/<run>)"
         )
-    return runs[0]
+    return run
 
 
 def resume_run(cfg: RunConfig, target: str) -> RunDir:
     run = find_run_to_resume(cfg, target)
-    stored = yaml.safe_load(run.config_file.read_text(encoding="utf-8"))
+    stored = run.read_config()
     current = yaml.safe_load(dump_config(cfg))
     differences = config_differences(stored, current)
     stored_inputs = run.read_state().get("inputs", {})
@@ -116,4 +116,4 @@ def resume_point(run: RunDir, phase_name: str) -> tuple[Path | None, int]:
     offset = run.finished_steps()
     if checkpoint is None:
         return None, offset
-    return checkpoint, offset + int(checkpoint.name.split("-")[-1])
+    return checkpoint, offset + checkpoint_step(checkpoint)

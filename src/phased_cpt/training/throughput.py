@@ -10,8 +10,8 @@ checkpointing is not useful work and is not counted):
                                 the causal half skipped, and the backward is twice the forward
 
 N is the base model's parameter count (embeddings and LM head included, LoRA excluded), T the
-tokens in the step, t_i the length of each attended segment (a row without packing; each
-document or chunk in a packed row, since attention never crosses a segment), d the attention
+tokens in the step, t_i the length of each attended chunk (a row without packing; each
+chunk in a packed row, since attention never crosses a chunk), d the attention
 width (heads x head_dim) and L the number of layers. Example, Qwen2.5-7B shape (N = 7.62e9,
 d = 3584, L = 28), one 16,384-token row: 4.99e14 + 1.62e14 = 6.61e14 FLOP.
 
@@ -24,7 +24,6 @@ it is measured once per process with a large matmul (the log line says which).
 from __future__ import annotations
 
 import functools
-import importlib.util
 import logging
 import time
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 
 from phased_cpt.config import ContextConfig, PerformanceConfig, TrainingConfig
+from phased_cpt.config.schema import liger_installed
 from phased_cpt.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -85,34 +85,34 @@ def base_parameters(model: Any) -> int:
     )
 
 
-def attention_flops(shape: ModelShape, segment_lengths: np.ndarray) -> float:
-    """sum_i 6 * t_i**2 * d * L over the attended segments (float64: 16K**2 * 3584 overflows int32)."""
-    lengths = np.asarray(segment_lengths, dtype=np.float64)
+def attention_flops(shape: ModelShape, chunk_lengths: np.ndarray) -> float:
+    """sum_i 6 * t_i**2 * d * L over the attended chunks (float64: 16K**2 * 3584 overflows int32)."""
+    lengths = np.asarray(chunk_lengths, dtype=np.float64)
     return float(6.0 * shape.attention_width * shape.layers * np.square(lengths).sum())
 
 
-def step_flops(shape: ModelShape, segment_lengths: np.ndarray) -> float:
-    """Useful FLOPs of training on these segments once (see the module docstring)."""
-    tokens = float(np.asarray(segment_lengths, dtype=np.float64).sum())
-    return 4.0 * shape.parameters * tokens + attention_flops(shape, segment_lengths)
+def step_flops(shape: ModelShape, chunk_lengths: np.ndarray) -> float:
+    """Useful FLOPs of training on these chunks once (see the module docstring)."""
+    tokens = float(np.asarray(chunk_lengths, dtype=np.float64).sum())
+    return 4.0 * shape.parameters * tokens + attention_flops(shape, chunk_lengths)
 
 
-def flops_per_token(shape: ModelShape, segment_lengths: np.ndarray) -> float:
-    """Average useful FLOPs per token over a phase's segments: exact over an epoch, an average
+def flops_per_token(shape: ModelShape, chunk_lengths: np.ndarray) -> float:
+    """Average useful FLOPs per token over a phase's chunks: exact over an epoch, an average
     within a logging window (the attention term depends on which rows the window saw)."""
-    tokens = float(np.asarray(segment_lengths, dtype=np.float64).sum())
-    return step_flops(shape, segment_lengths) / tokens if tokens else 4.0 * shape.parameters
+    tokens = float(np.asarray(chunk_lengths, dtype=np.float64).sum())
+    return step_flops(shape, chunk_lengths) / tokens if tokens else 4.0 * shape.parameters
 
 
-def segment_lengths(dataset: Any) -> np.ndarray | None:
-    """Lengths of the attended segments of a `RowDataset` (documents and chunks; a row without
-    packing is one segment); None for a dataset that does not describe its segments."""
-    from phased_cpt.data.rows import LENGTH
+def chunk_lengths(dataset: Any) -> np.ndarray | None:
+    """Lengths of the attended chunks of a `RowDataset` (attention never crosses a chunk; a row
+    without packing is one chunk); None for a dataset that does not describe its chunks."""
+    from phased_cpt.data.chunking import LENGTH
 
-    segments = getattr(dataset, "segments", None)
-    if segments is None:
+    chunks = getattr(dataset, "chunks", None)
+    if chunks is None:
         return None
-    return np.asarray(segments)[:, LENGTH] if len(segments) else np.zeros(0)
+    return np.asarray(chunks)[:, LENGTH] if len(chunks) else np.zeros(0)
 
 
 # --- the device's peak -----------------------------------------------------------------------
@@ -142,7 +142,7 @@ def device_peak(device: torch.device, dtype: torch.dtype) -> Peak:
     return Peak(measured_matmul_flops(device.type, dtype), f"measured: {device.type} {str(dtype).removeprefix('torch.')} matmul")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def measured_matmul_flops(device_type: str, dtype: torch.dtype) -> float:
     """Best FLOP/s of a square matmul on this device (once per process; ~0.1 s on a CPU)."""
     size = 4096 if device_type == "cuda" else 512
@@ -187,10 +187,10 @@ class Throughput:
 
 
 def phase_throughput(model: Any, dataset: Any, args: Any) -> Throughput:
-    """The throughput model of a phase: this model's shape, the phase's segment lengths, and the
+    """The throughput model of a phase: this model's shape, the phase's chunk lengths, and the
     peak of the device the Trainer trains on."""
     shape = ModelShape.of(model)
-    lengths = segment_lengths(dataset)
+    lengths = chunk_lengths(dataset)
     per_token = flops_per_token(shape, lengths) if lengths is not None else 4.0 * shape.parameters
     return Throughput(per_token, device_peak(args.device, compute_dtype(args, model)))
 
@@ -204,10 +204,6 @@ class Choice:
 
     def describe(self, shown: str) -> str:
         return f"{shown} ({self.reason})" if self.reason else shown
-
-
-def liger_installed() -> bool:
-    return importlib.util.find_spec("liger_kernel") is not None
 
 
 def resolve_liger(setting: str | bool, on_cuda: bool | None = None, installed: bool | None = None) -> Choice:
@@ -233,21 +229,54 @@ def resolve_liger(setting: str | bool, on_cuda: bool | None = None, installed: b
     return Choice(True)
 
 
+def resolve_optimizer(name: str, device_type: str | None = None) -> Choice:
+    """The Trainer's `optim`: fused AdamW where torch has it for the device, else adamw_torch."""
+    device_type = device_type or ("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "adamw_torch_fused" and device_type not in fused_adamw_devices():
+        return Choice("adamw_torch", f"no fused AdamW on {device_type}")
+    return Choice(name)
+
+
+# --- private library internals, behind version checks ----------------------------------------
+# Neither torch nor liger-kernel answers these two questions in a public API. Their private
+# names are used only on the versions where they were checked; elsewhere a stated fallback.
+
+TORCH_CHECKED = ("2.4", "2.14")
+"""[first, last) torch versions that have `torch.utils._foreach_utils._get_fused_kernels_supported_devices`."""
+LIGER_CHECKED = ("0.5", "0.9")
+"""[first, last) liger-kernel versions that have `liger_kernel.transformers.monkey_patch.MODEL_TYPE_TO_APPLY_LIGER_FN`."""
+
+
+def version_within(package: str, bounds: tuple[str, str]) -> bool:
+    """Whether the installed `package` is in [bounds[0], bounds[1]) (local suffixes like +cu124 ignored)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.version import Version
+
+    try:
+        installed = Version(version(package)).release
+    except PackageNotFoundError:
+        return False
+    return Version(bounds[0]).release <= installed < Version(bounds[1]).release
+
+
+def fused_adamw_devices() -> tuple[str, ...]:
+    """Device types torch's fused AdamW runs on; only CUDA on a torch version not checked."""
+    if not version_within("torch", TORCH_CHECKED):
+        return ("cuda",)
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+    return tuple(_get_fused_kernels_supported_devices())
+
+
 def liger_supports(model_type: str) -> bool:
-    """Whether liger-kernel has kernels for this architecture (it patches nothing otherwise)."""
+    """Whether liger-kernel has kernels for this architecture (it patches nothing otherwise);
+    assumed yes on a liger-kernel version not checked (liger then warns itself)."""
+    if not version_within("liger-kernel", LIGER_CHECKED):
+        return True
     from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
 
     return model_type in MODEL_TYPE_TO_APPLY_LIGER_FN
-
-
-def resolve_optimizer(name: str, device_type: str | None = None) -> Choice:
-    """The Trainer's `optim`: fused AdamW where torch has it for the device, else adamw_torch."""
-    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
-
-    device_type = device_type or ("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "adamw_torch_fused" and device_type not in _get_fused_kernels_supported_devices():
-        return Choice("adamw_torch", f"no fused AdamW on {device_type}")
-    return Choice(name)
 
 
 def checkpointing_kwargs(training: TrainingConfig, on_cuda: bool | None = None) -> dict[str, Any] | None:

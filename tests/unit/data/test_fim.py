@@ -105,7 +105,7 @@ def build(tmp_path, tokenizer, texts, eval_ratio=0.0, **context):
 def test_fim_rows_mask_the_fim_tokens_and_keep_every_document_token(tmp_path, tokenizer, fim, packing):
     texts = bundled_texts("phase1_foundation", 12)
     data = build(tmp_path, tokenizer, texts, max_tokens=96, overlap_tokens=16, fim_rate=1.0, sample_packing=packing)
-    assert data.train.stats["fim_units"] > 0.8 * data.train.stats["chunks"]
+    assert data.train.stats["fim_chunks"] > 0.8 * data.train.stats["chunks"]
     targets = sentinels = 0
     for row in data.train.dataset:
         ids, labels = np.array(row["input_ids"]), np.array(row["labels"])
@@ -116,7 +116,7 @@ def test_fim_rows_mask_the_fim_tokens_and_keep_every_document_token(tmp_path, to
         assert (labels[trained] == ids[trained]).all()
         targets += int(trained.sum())
         sentinels += int(sentinel.sum())
-    assert sentinels == 3 * data.train.stats["fim_units"]  # each rearranged unit holds [P], [S], [M] once
+    assert sentinels == 3 * data.train.stats["fim_chunks"]  # each rearranged chunk holds [P], [S], [M] once
     assert data.train.target_tokens == targets  # the plan's `targets` excludes the FIM tokens
     assert data.train.stats["eos_tokens"] == len(texts)
 
@@ -124,13 +124,13 @@ def test_fim_rows_mask_the_fim_tokens_and_keep_every_document_token(tmp_path, to
 def test_fim_rate_is_the_share_of_units_rearranged_and_eval_rows_are_never_rearranged(tmp_path, tokenizer, fim):
     texts = bundled_texts("phase2_evolution", 120)
     data = build(tmp_path, tokenizer, texts, eval_ratio=0.2, max_tokens=256, overlap_tokens=16, fim_rate=0.5)
-    share = data.train.stats["fim_units"] / data.train.stats["chunks"]
+    share = data.train.stats["fim_chunks"] / data.train.stats["chunks"]
     assert 0.4 < share < 0.6
     assert all(not np.isin(row["input_ids"], fim.ids).any() for row in data.eval.dataset)
     rows_with_fim = sum(bool(np.isin(row["input_ids"], fim.ids).any()) for row in data.train.dataset)
-    assert rows_with_fim == data.train.stats["fim_units"]
+    assert rows_with_fim == data.train.stats["fim_chunks"]
     none = build(tmp_path, tokenizer, texts, eval_ratio=0.2, max_tokens=256, overlap_tokens=16)
-    assert none.train.stats["fim_units"] == 0
+    assert none.train.stats["fim_chunks"] == 0
     assert not any(np.isin(row["input_ids"], fim.ids).any() for row in none.train.dataset)
 
 

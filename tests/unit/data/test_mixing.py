@@ -9,24 +9,24 @@ import pytest
 
 from phased_cpt.config import GENERAL_COLUMN, ContextConfig, DataConfig, GeneralConfig, ModelConfig, PhaseConfig
 from phased_cpt.config.loading import load_config
-from phased_cpt.data.mixing import draw_units, mixed_tokens
+from phased_cpt.data.mixing import draw_chunks, mixed_tokens
 from phased_cpt.data.phase_data import build_run_data
 from phased_cpt.errors import ConfigError
 from phased_cpt.modeling import load_tokenizer
 from tests.conftest import write_jsonl
 
 
-def test_draw_units_repeats_whole_passes_then_stops_nearest_to_the_tokens_asked_for():
+def test_draw_chunks_repeats_whole_passes_then_stops_nearest_to_the_tokens_asked_for():
     lengths = np.array([10, 20, 30, 40])
     rng = np.random.default_rng(0)
-    chosen = draw_units(lengths, 250, rng, repeat=True)  # two passes (200) and ~50 more
+    chosen = draw_chunks(lengths, 250, rng, repeat=True)  # two passes (200) and ~50 more
     counts = np.bincount(chosen, minlength=4)
     assert (counts >= 2).all() and abs(int(lengths[chosen].sum()) - 250) <= 20
-    once = draw_units(lengths, 1000, np.random.default_rng(1), repeat=False)
+    once = draw_chunks(lengths, 1000, np.random.default_rng(1), repeat=False)
     assert sorted(once.tolist()) == [0, 1, 2, 3]  # without repeat: every unit at most once
-    assert draw_units(lengths, 0, rng, repeat=True).size == 0
+    assert draw_chunks(lengths, 0, rng, repeat=True).size == 0
     for wanted in range(0, 101, 7):  # one pass: the total is the nearest reachable along the drawn order
-        picked = draw_units(lengths, wanted, np.random.default_rng(wanted), repeat=False)
+        picked = draw_chunks(lengths, wanted, np.random.default_rng(wanted), repeat=False)
         assert abs(int(lengths[picked].sum()) - wanted) <= 20
 
 

@@ -9,11 +9,11 @@ def test_docstring_example():
     assert pack_best_fit_decreasing([5, 4, 3, 2, 2], 8) == [[0, 2], [1, 3, 4]]
 
 
-def test_no_pieces_no_rows():
+def test_no_chunks_no_rows():
     assert pack_best_fit_decreasing([], 8) == []
 
 
-def test_piece_of_exactly_max_tokens_fills_a_row_alone():
+def test_chunk_of_exactly_max_tokens_fills_a_row_alone():
     assert pack_best_fit_decreasing([8, 1, 8], 8) == [[0], [2], [1]]
 
 
@@ -23,13 +23,13 @@ def test_best_fit_picks_the_fullest_row_that_fits():
     assert rows == [[0, 2], [1]]
 
 
-def test_piece_longer_than_max_tokens_is_refused():
-    with pytest.raises(ValueError, match="pieces must have 1..8"):
+def test_chunk_longer_than_max_tokens_is_refused():
+    with pytest.raises(ValueError, match="chunks must have 1..8"):
         pack_best_fit_decreasing([3, 9], 8)
 
 
 @pytest.mark.parametrize("seed", range(10))
-def test_every_piece_once_rows_within_capacity_and_deterministic(seed):
+def test_every_chunk_once_rows_within_capacity_and_deterministic(seed):
     rng = random.Random(seed)
     max_tokens = rng.randint(8, 300)
     lengths = [min(max_tokens, int(rng.paretovariate(1.2) * 5)) for _ in range(rng.randint(1, 500))]

@@ -206,15 +206,15 @@ def test_replay_draws_the_ratio_of_tokens_from_earlier_training_chunks(tmp_path,
     context = ContextConfig(max_tokens=64, overlap_tokens=8, sample_packing=packing)
     data = build_run_data(phases, DataConfig(eval_ratio=0.1), tokenizer, context, seed=3, cache_dir=tmp_path / "c")
     stats = data["b"].train.stats
-    own = sum(int(u[1]) for u in data["b"].units)
+    own = sum(int(u[1]) for u in data["b"].own_chunks)
     assert stats["replay_tokens"] / (own + stats["replay_tokens"]) == pytest.approx(0.25, abs=0.03)
     # replayed chunks are phase a's training chunks (never its eval documents)
     a_train = Counter(tuple(r["input_ids"]) for r in build_run_data(
         phases[:1], DataConfig(eval_ratio=0.1), tokenizer, context.model_copy(update={"sample_packing": False}), 3)["a"].train.dataset)
     a_eval = {tuple(r["input_ids"]) for r in data["a"].eval.dataset}
     ds = data["b"].train.dataset
-    pieces = [tuple(ds.tokens[s : s + n]) for s, n, _ in ds.segments]
-    replayed = [p for p in pieces if p in a_train]
+    chunks = [tuple(ds.tokens[s : s + n]) for s, n, _ in ds.chunks]
+    replayed = [c for c in chunks if c in a_train]
     assert sum(len(p) for p in replayed) == stats["replay_tokens"] and not set(replayed) & a_eval
     assert data["a"].train.stats["replay_tokens"] == 0
     again = build_run_data(phases, DataConfig(eval_ratio=0.1), tokenizer, context, seed=3)

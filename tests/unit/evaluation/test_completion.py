@@ -16,7 +16,7 @@ from phased_cpt.data.fim import find_fim_tokens
 from phased_cpt.data.rows import RowDataset
 from phased_cpt.evaluation.completion import (
     CompletionTask, completion_tasks, edit_similarity, evaluate_completion, generate_lines, prompt_ids,
-    score_completions, segment_texts,
+    score_completions, chunk_texts,
 )
 from phased_cpt.evaluation.perplexity import evaluate_rows
 from phased_cpt.modeling import load_tokenizer
@@ -139,8 +139,8 @@ def test_top1_accuracy_is_the_share_of_targets_predicted_exactly(memorized, rand
     ids = [tokenizer(t)["input_ids"] + [tokenizer.eos_token_id] for t in DOCS]
     tokens = np.array([t for doc in ids for t in doc], dtype=np.int32)
     starts = np.cumsum([0] + [len(d) for d in ids[:-1]])
-    segments = np.array([(s, len(d), 0) for s, d in zip(starts, ids)], dtype=np.int64)
-    dataset = RowDataset(tokens, segments, np.arange(len(ids) + 1), packed=False)
+    chunks = np.array([(s, len(d), 0) for s, d in zip(starts, ids)], dtype=np.int64)
+    dataset = RowDataset(tokens, chunks, np.arange(len(ids) + 1), packed=False)
     collator = make_collator(tokenizer, ContextConfig(max_tokens=64, overlap_tokens=0))
     assert evaluate_rows(memorized, dataset, collator, batch_size=2).top1_accuracy == 1.0
     result = evaluate_rows(random_model, dataset, collator, batch_size=2)
@@ -151,26 +151,29 @@ def test_top1_accuracy_is_the_share_of_targets_predicted_exactly(memorized, rand
         hits += int((predicted == torch.tensor(doc[1:])).sum())
         total += len(doc) - 1
     assert result.target_tokens == total and result.top1_accuracy == pytest.approx(hits / total)
-    assert segment_texts(tokens, segments, tokenizer) == DOCS
+    assert chunk_texts(tokens, chunks, tokenizer) == DOCS
 
 
 def test_the_evaluator_draws_tasks_per_held_out_set_and_applies_its_limits(memorized, tokenizer):
-    from phased_cpt.config import CompletionConfig
-    from phased_cpt.evaluation.completion import CompletionEvaluator
     from phased_cpt.data.phase_data import Rows
+    from phased_cpt.evaluation.completion import CompletionEvaluator
 
     ids = [tokenizer(t)["input_ids"] + [tokenizer.eos_token_id] for t in DOCS]
     tokens = np.array([t for doc in ids for t in doc], dtype=np.int32)
     starts = np.cumsum([0] + [len(d) for d in ids[:-1]])
-    segments = np.array([(s, len(d), 0) for s, d in zip(starts, ids)], dtype=np.int64)
-    rows = Rows(RowDataset(tokens, segments, np.arange(len(ids) + 1), packed=False), {})
-    full = CompletionEvaluator(tokenizer, {"p": rows, "none": None}, CompletionConfig(samples=10, max_new_tokens=12),
-                               max_tokens=64, batch_size=4, seed=0)
-    assert list(full.tasks) == ["p"] and len(full.tasks["p"]) == 5 and full.prompt_tokens == 52  # 64 - 12
+    chunks = np.array([(s, len(d), 0) for s, d in zip(starts, ids)], dtype=np.int64)
+    rows = Rows(RowDataset(tokens, chunks, np.arange(len(ids) + 1), packed=False), {})
+
+    def evaluator(samples=10, max_new_tokens=12, prompt_tokens=52):
+        return CompletionEvaluator(tokenizer, {"p": rows, "none": None}, samples, max_new_tokens, prompt_tokens,
+                                   infill=False, batch_size=4, seed=0)
+
+    full = evaluator()
+    assert list(full.tasks) == ["p"] and len(full.tasks["p"]) == 5
     assert full.evaluate(memorized)["p"]["exact_match"] == 1.0
-    short = CompletionEvaluator(tokenizer, {"p": rows}, CompletionConfig(samples=10, max_new_tokens=1), 64, 4, 0)
-    assert short.evaluate(memorized)["p"]["exact_match"] == 0.0  # one token finishes none of the lines
-    cut = CompletionEvaluator(tokenizer, {"p": rows}, CompletionConfig(samples=10, prompt_tokens=1), 64, 4, 0)
-    assert cut.prompt_tokens == 1 and cut.evaluate(memorized)["p"]["exact_match"] < 1.0  # no context, no memory
-    fewer = CompletionEvaluator(tokenizer, {"p": rows}, CompletionConfig(samples=2), 64, 4, 0)
+    assert evaluator(max_new_tokens=1).evaluate(memorized)["p"]["exact_match"] == 0.0  # one token ends no line
+    cut = evaluator(prompt_tokens=1)
+    assert cut.evaluate(memorized)["p"]["exact_match"] < 1.0  # no context, no memory
+    assert evaluator(prompt_tokens=0).prompt_tokens == 1
+    fewer = evaluator(samples=2)
     assert len(fewer.tasks["p"]) == 2 and fewer.evaluate(memorized)["p"]["samples"] == 2

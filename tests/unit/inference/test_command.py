@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from phased_cpt.cli import build_parser
+from phased_cpt.cli import build_parser, chat_output_dir, params_from_args
 from phased_cpt.errors import UserError
-from phased_cpt.inference.command import chat_output_dir, params_from_args
 from phased_cpt.inference.params import GenerationParams
 
 

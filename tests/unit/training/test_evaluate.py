@@ -3,7 +3,14 @@ import json
 import pytest
 
 from phased_cpt.config import (
-    ContextConfig, DataConfig, EvaluationConfig, LoraConfig, ModelConfig, PhaseConfig, TensorboardConfig, WandbConfig,
+    ContextConfig,
+    DataConfig,
+    EvaluationConfig,
+    LoraConfig,
+    ModelConfig,
+    PhaseConfig,
+    TensorboardConfig,
+    WandbConfig,
 )
 from phased_cpt.data.collate import make_collator
 from phased_cpt.data.phase_data import build_run_data

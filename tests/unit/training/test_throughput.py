@@ -9,8 +9,16 @@ from phased_cpt.config import LoraConfig, ModelConfig
 from phased_cpt.data.rows import RowDataset
 from phased_cpt.modeling import attach_lora, load_base_model
 from phased_cpt.training.throughput import (
-    ModelShape, Peak, Throughput, attention_flops, base_parameters, device_peak, flops_per_token,
-    segment_lengths, spec_peak_tflops, step_flops,
+    ModelShape,
+    Peak,
+    Throughput,
+    attention_flops,
+    base_parameters,
+    chunk_lengths,
+    device_peak,
+    flops_per_token,
+    spec_peak_tflops,
+    step_flops,
 )
 
 QWEN25_7B = dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
@@ -65,11 +73,11 @@ def test_lora_weights_are_not_counted_as_base_parameters(tiny_model_dir):
     assert base_parameters(model) == count == ModelShape.of(model).parameters
 
 
-def test_segment_lengths_of_a_packed_row_dataset():
-    segments = np.array([[0, 5, 0], [5, 3, 0], [8, 4, 1]])
-    dataset = RowDataset(np.arange(12, dtype=np.int32), segments, np.array([0, 2, 3]), packed=True)
-    assert segment_lengths(dataset).tolist() == [5, 3, 4]
-    assert segment_lengths([{"input_ids": [1]}]) is None
+def test_chunk_lengths_of_a_packed_row_dataset():
+    chunks = np.array([[0, 5, 0], [5, 3, 0], [8, 4, 1]])
+    dataset = RowDataset(np.arange(12, dtype=np.int32), chunks, np.array([0, 2, 3]), packed=True)
+    assert chunk_lengths(dataset).tolist() == [5, 3, 4]
+    assert chunk_lengths([{"input_ids": [1]}]) is None
 
 
 @pytest.mark.parametrize("name, tflops", [

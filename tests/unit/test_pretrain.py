@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from phased_cpt.config import ModelConfig
 from phased_cpt.data.fim import find_fim_tokens
 from phased_cpt.modeling import load_base_model, load_tokenizer
-from phased_cpt.quickstart.pretrain import (
+from phased_cpt.pretrain import (
     PretrainSettings, general_files, pretrain_tiny_model, pretrained_model_dir, pretrained_model_path,
 )
 from phased_cpt.quickstart.stdlib import STDLIB, is_eval_file, stdlib_files

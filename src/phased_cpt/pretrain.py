@@ -2,7 +2,7 @@
 
 A random-weight base knows nothing, so continual pre-training on it can only show learning,
 never forgetting. This pretrains the tiny Qwen2-architecture model on the running interpreter's
-standard library (`stdlib.py`: on every machine, no download) with the same data pipeline and HF
+standard library (`quickstart/stdlib.py`: on every machine, no download) with the same data pipeline and HF
 Trainer as phased training, but every weight trainable: packed rows of `max_tokens`, and
 fill-in-the-middle on `fim_rate` of them (its tokenizer has Qwen2.5-Coder's FIM tokens), so the
 base can complete and infill code. The result is a model directory like any other, plus the

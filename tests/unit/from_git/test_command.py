@@ -1,0 +1,197 @@
+"""The `data from-git` command line: flags, defaults, printed summaries, help texts, docs."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from phased_cpt import cli, from_git
+from phased_cpt.errors import UserError
+from phased_cpt.from_git import DEFAULT_EXCLUDES, PHASE1_FILE, PHASE2_FILE, PHASE3_FILE
+from phased_cpt.from_git.secrets import SECRET_FILE_GLOBS
+from tests.unit.from_git.repos import git
+from tests.unit.from_git.test_phases import KEPT_FILES, PHASE1_SKIPS, SUBJECTS
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "from_git"
+MAX_FILE_BYTES = 2000
+
+
+def _head(repo: Path) -> str:
+    return git(repo, "rev-parse", "HEAD").strip()
+
+
+# ---- the command -------------------------------------------------------------------------------
+
+
+def _parse(argv: list[str]):
+    return cli.build_parser().parse_args(["data", "from-git", *argv])
+
+
+def _run(argv: list[str]) -> int:
+    return cli.main(["data", "from-git", *argv])
+
+
+def _help(capsys) -> str:
+    with pytest.raises(SystemExit):
+        _parse(["--help"])
+    return capsys.readouterr().out
+
+
+def test_command_prints_a_json_summary(repo, tmp_path, capsys):
+    assert (
+        _run(
+            [
+                str(repo),
+                "--out",
+                str(tmp_path),
+                "--json",
+                "--max-file-bytes",
+                str(MAX_FILE_BYTES),
+                "--exclude",
+                "*.rst",
+                "--exclude",
+                "docs",
+            ]
+        )
+        == 0
+    )
+    summary = json.loads(capsys.readouterr().out)
+    assert list(summary["outputs"]) == [PHASE1_FILE, PHASE2_FILE, PHASE3_FILE]
+    phase1 = summary["outputs"][PHASE1_FILE]
+    assert phase1["skipped"] == dict(sorted({**PHASE1_SKIPS, "excluded": 2}.items()))
+    assert phase1["documents"] == len(KEPT_FILES) - 2
+    assert summary["outputs"][PHASE2_FILE]["documents"] == len(SUBJECTS) - 2  # docs-only, rst-only
+    assert summary["outputs"][PHASE2_FILE]["skipped"]["only-left-out-files"] == 2
+    assert summary["phase3_source"] == "merge_commits"
+    assert summary["commit"] == _head(repo)
+
+
+def test_command_prints_a_table_by_default(repo, tmp_path, capsys):
+    assert (
+        _run(
+            [
+                str(repo),
+                "--out",
+                str(tmp_path),
+                "--prs",
+                str(FIXTURES / "pulls.json"),
+                "--max-file-bytes",
+                str(MAX_FILE_BYTES),
+            ]
+        )
+        == 0
+    )
+    table = capsys.readouterr().out
+    rows = [tuple(line.split()) for line in table.splitlines()]
+    documents = {row[0]: int(row[1]) for row in rows if len(row) == 5 and row[1].isdigit()}
+    assert documents == {PHASE1_FILE: len(KEPT_FILES), PHASE2_FILE: len(SUBJECTS), PHASE3_FILE: 3}
+    assert (PHASE2_FILE, "skipped", "merge", "1") in rows
+    assert (PHASE3_FILE, "diff", "dropped", "secret", "1") in rows
+
+
+def test_command_defaults_and_flags_reach_build_datasets(monkeypatch, capsys):
+    calls: list[tuple[tuple, dict]] = []
+
+    def record(*args, **kwargs):
+        calls.append((args, kwargs))
+        raise UserError("recorded")
+
+    monkeypatch.setattr(from_git, "build_datasets", record)
+    assert (
+        _run(
+            [
+                "repo",
+                "--out",
+                "o",
+                "--no-default-excludes",
+                "--since",
+                "2024-01-01",
+                "--rev",
+                "v1",
+                "--max-diff-bytes",
+                "10",
+                "--max-file-bytes",
+                "20",
+                "--include",
+                "vendor",
+                "--include",
+                "*.svg",
+                "--exclude",
+                "docs",
+                "--keep-duplicates",
+                "--allow-other-owner",
+                "--prs",
+                "p.json",
+            ]
+        )
+        == 2
+    )
+    assert calls[-1] == (
+        (Path("repo"), Path("o")),
+        {
+            "rev": "v1",
+            "since": "2024-01-01",
+            "max_file_bytes": 20,
+            "excludes": ["docs"],
+            "includes": ["vendor", "*.svg"],
+            "use_default_excludes": False,
+            "prs": Path("p.json"),
+            "max_diff_bytes": 10,
+            "keep_duplicates": True,
+            "allow_other_owner": True,
+        },
+    )
+    assert _run(["repo", "--out", "o"]) == 2
+    assert calls[-1] == (
+        (Path("repo"), Path("o")),
+        {
+            "rev": "HEAD",
+            "since": None,
+            "max_file_bytes": from_git.DEFAULT_MAX_FILE_BYTES,
+            "excludes": [],
+            "includes": [],
+            "use_default_excludes": True,
+            "prs": None,
+            "max_diff_bytes": from_git.DEFAULT_MAX_DIFF_BYTES,
+            "keep_duplicates": False,
+            "allow_other_owner": False,
+        },
+    )
+    assert capsys.readouterr().err.strip().splitlines() == ["error: recorded", "error: recorded"]
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "big"])
+def test_command_rejects_a_size_that_is_not_positive(value, capsys):
+    with pytest.raises(SystemExit):
+        _parse(["repo", "--out", "o", "--max-file-bytes", value])
+    assert "--max-file-bytes" in capsys.readouterr().err
+
+
+def test_help_lists_every_default_exclude_glob(capsys):
+    help_text = _help(capsys)
+    unwrapped = "".join(help_text.split())  # argparse may wrap a line inside a glob, at a hyphen
+    for reason, globs in DEFAULT_EXCLUDES.items():
+        assert f"{reason}:{''.join(globs)}" in unwrapped
+    assert "--no-default-excludes" in help_text and ".env" in help_text
+
+
+def test_user_doc_lists_every_default_exclude_and_secret_file_glob():
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "from-git.md").read_text(encoding="utf-8")
+    words = set(re.findall(r"[^\s`,()]+", doc))
+    for reason, globs in DEFAULT_EXCLUDES.items():
+        assert reason in words and set(globs) <= words
+    assert set(SECRET_FILE_GLOBS) <= words
+
+
+def test_user_doc_lists_every_secret_rule_and_skip_reason():
+    from phased_cpt.from_git import summary
+    from phased_cpt.from_git.secrets import REDACT_PATTERNS, SECRET_FILE_TEMPLATES, STORE_PATTERNS
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "from-git.md").read_text(encoding="utf-8")
+    words = set(re.findall(r"[^\s`,()|]+", doc))
+    assert set(REDACT_PATTERNS) | set(STORE_PATTERNS) | set(SECRET_FILE_TEMPLATES) <= words
+    reasons = set(re.findall(r"`([a-z-]+)`", summary.__doc__.split("Reasons, in words:")[1]))
+    assert reasons - {"truncated", "skipped"} <= words
