@@ -398,7 +398,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from phased_cpt.config import dump_config, load_config
     from phased_cpt.config.legacy import TRANSLATED
-    from phased_cpt.data.jsonl import scan_phase_files
+    from phased_cpt.data.jsonl import scan_files, scan_phase_files
     from phased_cpt.errors import DataError
 
     if args.print_translated:
@@ -411,23 +411,27 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
     problems = []
+    general = cfg.general.files + ([cfg.evaluation.general_file] if cfg.evaluation.general_file else [])
+    groups = []
     for phase in cfg.phases:
         try:
-            scans = scan_phase_files(phase, cfg.data)
+            groups.append((phase.name, scan_phase_files(phase, cfg.data)))
         except DataError as err:  # an eval_file that is the training data again
             problems.append(str(err))
-            continue
+    groups += [("general", scan_files(general, cfg.data))] if general else []
+    for name, scans in groups:
         for scan in scans:
             try:
                 scan.raise_if_bad(cfg.data.text_field)
                 skipped = f", {len(scan.rejected)} line(s) to be left out ({scan.duplicates} duplicate(s))"
-                print(f"{phase.name}: {scan.documents} documents in {scan.path}{skipped if scan.rejected else ''}",
+                print(f"{name}: {scan.documents} documents in {scan.path}{skipped if scan.rejected else ''}",
                       file=sys.stderr)
             except DataError as err:
                 problems.append(str(err))
     if problems:
         raise DataError("\n".join(problems))
-    print(f"{args.config}: config and {len(cfg.phases)} phase file(s) are valid", file=sys.stderr)
+    print(f"{args.config}: config and the data files of {len(cfg.phases)} phase(s)"
+          f"{' and the general source' if general else ''} are valid", file=sys.stderr)
     return 0
 
 

@@ -124,8 +124,8 @@ def check_data(cfg: RunConfig) -> list[Check]:
 
     checks = []
     for phase in cfg.phases:
-        files = [phase.file] + ([phase.eval_file] if phase.eval_file is not None else [])
-        missing = [str(f) for f in files if not Path(f).is_file()]
+        files = phase.files
+        missing = [s.spec for s in phase.sources if not s.files] + [str(f) for f in files if not Path(f).is_file()]
         if missing:
             checks.append(Check(f"data {phase.name}", FAIL, f"missing file: {', '.join(missing)}"))
             continue

@@ -78,7 +78,9 @@ def load_base_model(model: ModelConfig) -> PreTrainedModel:
 
 
 def attach_lora(base: PreTrainedModel, lora: LoraConfig) -> PeftModel:
-    """Wrap the base model with a fresh, trainable LoRA adapter."""
+    """Wrap the base model with a fresh, trainable LoRA adapter: rsLoRA scaling and DoRA when
+    asked, and the input embedding and LM head trained in full (PEFT `modules_to_save`, saved
+    with the adapter) or with LoRA on them (`lora.embeddings`)."""
     present = {name.rsplit(".", 1)[-1] for name, _ in base.named_modules()}
     missing = [m for m in lora.target_modules if m not in present]
     if missing:
@@ -89,11 +91,17 @@ def attach_lora(base: PreTrainedModel, lora: LoraConfig) -> PeftModel:
             f"training.lora.target_modules: {missing} not found in the model; "
             f"its linear layers are named {linear}"
         )
+    embeddings = list(embedding_module_names(base))
     peft_config = PeftLoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
-        target_modules=list(lora.target_modules),
+        target_modules=list(lora.target_modules) + (embeddings if lora.embeddings == "lora" else []),
+        modules_to_save=embeddings if lora.embeddings == "full" else None,
+        use_rslora=lora.use_rslora,
+        use_dora=lora.use_dora,
+        # A model whose LM head shares the embedding's weight keeps sharing it when both are trained.
+        ensure_weight_tying=lora.embeddings != "frozen" and bool(getattr(base.config, "tie_word_embeddings", False)),
         bias="none",
         task_type="CAUSAL_LM",
     )
@@ -102,6 +110,22 @@ def attach_lora(base: PreTrainedModel, lora: LoraConfig) -> PeftModel:
 
 ADAPTER_LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError, SafetensorError)
 """What a missing, truncated or garbage adapter (or one for another model) raises while loading."""
+
+
+def embedding_module_names(model: PreTrainedModel) -> tuple[str, ...]:
+    """The names of the input embedding and the LM head modules (`embed_tokens`, `lm_head` for
+    Llama and Qwen2), as `target_modules` / `modules_to_save` take them."""
+    wanted = [m for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None]
+    names = {id(module): name.rsplit(".", 1)[-1] for name, module in model.named_modules() if name}
+    return tuple(names[id(m)] for m in wanted if id(m) in names)
+
+
+def embedding_parameter_names(model: PeftModel) -> set[str]:
+    """Trainable parameters that belong to the input embedding or the LM head (their full copies
+    under `modules_to_save`, or their LoRA weights): they get their own learning rate."""
+    modules = embedding_module_names(model.get_base_model())
+    return {name for name, p in model.named_parameters()
+            if p.requires_grad and any(f".{m}." in f".{name}" for m in modules)}
 
 
 def load_adapter(
@@ -153,13 +177,20 @@ def build_trainable_model(
     return peft_model
 
 
+def adapter_state(model: PeftModel) -> dict[str, torch.Tensor]:
+    """The adapter's own tensors, as saved (LoRA weights, DoRA magnitudes, `modules_to_save`
+    copies), without the base embedding and LM head weights that PEFT also saves when they carry
+    LoRA (`embeddings: lora`): those are the base model's, unchanged, and partitioned under ZeRO-3."""
+    return get_peft_model_state_dict(model, save_embedding_layers=False)
+
+
 def adapter_fingerprint(model: PeftModel) -> str:
-    """sha256 over the adapter tensors (as saved: sorted names, float32 bytes).
+    """sha256 over the adapter tensors (`adapter_state`: sorted names, float32 bytes).
 
     Logged at the start and end of each phase so a run shows that phase k+1 starts from
     exactly the weights phase k ended with.
     """
-    return fingerprint_tensors(get_peft_model_state_dict(model))
+    return fingerprint_tensors(adapter_state(model))
 
 
 def fingerprint_tensors(tensors: dict[str, torch.Tensor]) -> str:

@@ -18,7 +18,7 @@ ALLOWED = {
     "flops": {"gpus", "memory"},
     "modeling": {"config", "errors"},
     "data": {"config", "errors", "distributed", "modeling"},
-    "evaluation": {"data", "run_dir", "distributed", "errors"},
+    "evaluation": {"config", "data", "run_dir", "distributed", "errors"},
     "training": {"config", "data", "distributed", "errors", "evaluation", "flops", "gpus", "interrupt", "memory",
                  "modeling", "run_dir"},
     "inference": {"config", "errors", "modeling", "run_dir"},
@@ -27,6 +27,7 @@ ALLOWED = {
     "launch": {"config", "errors"},
     "from_git": {"errors"},
     "quickstart": set(),
+    "pretrain": {"config", "data", "errors", "evaluation", "modeling", "quickstart"},
 }
 
 

@@ -161,7 +161,7 @@ def test_eval_file_that_is_the_training_file(work):
     os.symlink(work / "a.jsonl", work / "link.jsonl")
     for eval_file in ("a.jsonl", "./a.jsonl", str(work / "a.jsonl"), "link.jsonl"):
         (problem,) = problems(f"phases: [{{name: p, file: a.jsonl, eval_file: '{eval_file}'}}]\n", work)
-        assert problem.startswith("phases.0: eval_file ") and "is the training file itself" in problem
+        assert problem.startswith("phases.0: eval_file ") and "is a training file itself" in problem
 
 
 def test_trust_remote_code_is_off_unless_the_config_turns_it_on(work):

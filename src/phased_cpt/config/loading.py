@@ -191,7 +191,7 @@ def describe_validation_error(err: ValidationError) -> list[str]:
             lines.append(f"{path}: unknown key{_did_you_mean(loc)}")
         elif e["type"] in ("value_error", "assertion_error"):
             msg = str(e["msg"]).removeprefix("Value error, ")
-            lines.append(f"{path}: {msg}" if not msg.startswith(path) else msg)
+            lines.append(f"{path}: {msg}" if loc and not msg.startswith(path) else msg)  # top level: msg names its keys
         elif e["type"] == "missing":
             lines.append(f"{path}: required key is missing")
         else:

@@ -204,16 +204,23 @@ def write_rejected(path: Path, rejected: list[Rejected]) -> None:
 
 
 def scan_phase_files(phase: PhaseConfig, data: DataConfig) -> list[RecordScan]:
-    """Check every line of a phase's files (its `file`, then its `eval_file`) without keeping
-    the documents, as training will read them (duplicates count across both files). What
+    """Check every line of a phase's files (its sources' files, then its `eval_file`) without
+    keeping the documents, as training will read them (duplicates count across all of them). What
     `validate` and `doctor` report; `RecordScan.raise_if_bad` says what is wrong."""
+    scans = scan_files(phase.files, data)
+    if phase.eval_file is not None:
+        for train in scans[:-1]:
+            check_eval_file(train, scans[-1])
+    return scans
+
+
+def scan_files(files: list[Path], data: DataConfig) -> list[RecordScan]:
+    """`scan_phase_files` for any list of files (the general source's)."""
     seen: dict[bytes, str] | None = {} if data.dedup == "exact" else None
     scans = []
-    for path in [phase.file] + ([phase.eval_file] if phase.eval_file is not None else []):
+    for path in files:
         scan = RecordScan(path, data.on_bad_record)
         for _ in scan_documents(path, data.text_field, scan, seen):
             pass
         scans.append(scan)
-    if len(scans) == 2:
-        check_eval_file(*scans)
     return scans

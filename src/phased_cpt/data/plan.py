@@ -6,13 +6,17 @@ Numbers come from the prepared data (`PhaseData`), so the plan is exactly what t
     phase               docs  eval  rejected     tokens    targets  chunks   rows  packing    EOS  longest  steps/ep  steps  warmup  evals  saves   replay
     phase1_foundation     31     1         0      9,214      9,183      40     40    0.72      31      740        10     30       1      1      0        0
 
-`tokens` are the training documents' tokens (EOS included, before chunking and replay);
-`targets` the labels that are trained on once per epoch (overlap and a row's first token of
-each document excluded; replayed chunks included); `packing` is real tokens / (rows x
-max_tokens); `EOS` counts document-ending EOS targets (one per training document when all is
-well); `steps` optimizer steps as the HF Trainer counts them for this world size; `warmup` the
-scheduler's warm-up steps; `evals` and `saves` how often the phase is evaluated (its end
-included) and checkpointed; `replay` the tokens copied from earlier phases.
+`tokens` are the training documents' tokens (EOS included, before chunking and mixing);
+`targets` the labels that are trained on once per epoch (overlap, a row's first token of each
+document and FIM tokens excluded; replayed and general chunks included); `packing` is real tokens
+/ (rows x max_tokens); `EOS` counts document-ending EOS targets (one per training document when
+all is well); `steps` optimizer steps as the HF Trainer counts them for this world size; `warmup`
+the scheduler's warm-up steps; `evals` and `saves` how often the phase is evaluated (its end
+included) and checkpointed; `replay` the tokens copied from earlier phases, `general` those drawn
+from the general source, `fim` the chunks rearranged for fill-in-the-middle. Below the table, a
+phase whose training tokens come from more than one place gets a line with the mix in tokens:
+
+    phase2_evolution mix: commits.jsonl 61,200 (60.0%, weight 3), docs/*.jsonl 20,400 (20.0%, weight 1), replay 10,200 (10.0%), general 10,200 (10.0%)
 
 `plan_warnings` names the settings that make a phase train differently than it reads. When the
 tokenizer cannot be loaded here, `prepare_plan_rows` estimates token counts from the documents'
@@ -97,6 +101,10 @@ class PhasePlan:
     steps: int
     epochs: float
     replay_tokens: int
+    general_tokens: int
+    fim_chunks: int
+    sources: list[dict]
+    """Per source: its spec, weight, training documents and training tokens (after weights)."""
     eval_tokens: int
     cache_hit: bool
     micro_batches: int
@@ -111,6 +119,12 @@ class PhasePlan:
     """Estimated wall time of the phase on the planned GPUs (None: unknown)."""
     seconds_low: float | None = None
     seconds_high: float | None = None
+
+    def mix(self) -> list[tuple[str, int, float | None]]:
+        """(where from, training tokens, weight) of every place this phase's tokens come from."""
+        parts = [(Path(s["source"]).name, s["tokens"], s["weight"]) for s in self.sources]
+        parts += [("replay", self.replay_tokens, None), ("general", self.general_tokens, None)]
+        return [p for p in parts if p[1] > 0]
 
 
 @dataclass(frozen=True)
@@ -183,6 +197,9 @@ def plan_phases(
             checkpoint_steps=checkpoint_steps(steps, phase_training.save_steps),
             gradient_accumulation_steps=phase_training.gradient_accumulation_steps,
             estimated=rows.estimated,
+            general_tokens=train.get("general_tokens", 0),
+            fim_chunks=train.get("fim_chunks", 0),
+            sources=train.get("sources", []),
         ))
     return plans
 
@@ -241,7 +258,7 @@ def estimate_phase_rows(
         scan.raise_if_bad(data.text_field)
         return scan
 
-    scans = [add(phase.file)]
+    scans = [add(path) for source in phase.sources for path in source.files]
     train_count = len(index.lengths)
     if phase.eval_file is not None:
         scans.append(add(phase.eval_file))
@@ -287,10 +304,17 @@ def prepare_plan_rows(cfg: RunConfig, bytes_per_token: float = BYTES_PER_TOKEN) 
         notes.append(f"token counts are estimated at {bytes_per_token:g} bytes per token, not counted: {reason}")
         rows = {p.name: estimate_phase_rows(p, cfg.data, cfg.context, cfg.training.seed, bytes_per_token)
                 for p in cfg.phases}
-        if any(p.replay_ratio > 0 for p in cfg.phases):
-            notes.append("replay is not in the estimated counts (it needs the tokenized chunks)")
+        left_out = [what for what, used in (
+            ("replay", any(p.replay_ratio > 0 for p in cfg.phases)),
+            ("general mixing", any(p.general_ratio for p in cfg.phases)),
+            ("source weights", any(s.weight is not None for p in cfg.phases for s in p.sources)),
+            ("FIM", cfg.context.fim_rate > 0),
+        ) if used]
+        if left_out:
+            notes.append(f"{', '.join(left_out)}: not in the estimated counts (they need the tokenized chunks)")
     else:
-        built = build_run_data(cfg.phases, cfg.data, tokenizer, cfg.context, cfg.training.seed, resolve_cache_dir(cfg.data))
+        built = build_run_data(cfg.phases, cfg.data, tokenizer, cfg.context, cfg.training.seed,
+                               resolve_cache_dir(cfg.data), cfg.general, cfg.evaluation.general_file)
         rows = {name: PhaseRows.of(data) for name, data in built.items()}
     if cfg.context.sample_packing:
         notes.append("context.sample_packing: true packs several documents per row: fewer rows and steps "
@@ -307,6 +331,7 @@ COLUMNS = [
     ("EOS", "eos_tokens", ">"), ("longest", "longest_document_tokens", ">"),
     ("steps/ep", "steps_per_epoch", ">"), ("steps", "steps", ">"), ("warmup", "warmup_steps", ">"),
     ("evals", "evaluation_steps", ">"), ("saves", "checkpoint_steps", ">"), ("replay", "replay_tokens", ">"),
+    ("general", "general_tokens", ">"), ("fim", "fim_chunks", ">"),
 ]
 
 
@@ -326,7 +351,16 @@ def format_plan(plans: list[PhasePlan], context: ContextConfig) -> str:
     lines = ["  ".join(f"{v:{align}{w}}" for v, w, (_, _, align) in zip(row, widths, COLUMNS)) for row in table]
     packing = "packed (best-fit decreasing)" if context.sample_packing else "one document or chunk per row"
     lines.append(f"rows of at most {context.max_tokens:,} tokens, {packing}; overlap {context.overlap_tokens:,} "
-                 f"tokens ({'trained' if context.overlap_loss else 'context only'})")
+                 f"tokens ({'trained' if context.overlap_loss else 'context only'})"
+                 + (f"; fill-in-the-middle on {context.fim_rate:.0%} of chunks ({context.fim_spm_rate:.0%} SPM)"
+                    if context.fim_rate > 0 else ""))
+    for plan in plans:
+        mix = plan.mix()
+        if len(mix) > 1:
+            total = sum(tokens for _, tokens, _ in mix)
+            parts = [f"{name} {tokens:,} ({tokens / total:.1%}{f', weight {weight:g}' if weight else ''})"
+                     for name, tokens, weight in mix]
+            lines.append(f"{plan.phase} mix: " + ", ".join(parts))
     return "\n".join(lines)
 
 

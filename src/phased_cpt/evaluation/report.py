@@ -1,7 +1,8 @@
 """`phased-cpt report RUN_DIR`: a summary of a run — phases, steps, wall time, tokens, final and
-best perplexities, the forgetting matrix — printed and written to `eval/report.md` next to the
-plots (which it redraws from metrics.jsonl). The wall time is the whole run's (every session),
-split into training, evaluation, data preparation and the rest."""
+best perplexities, learning vs forgetting, the forgetting matrix and the completion scores —
+printed and written to `eval/report.md` next to the plots (which it redraws from metrics.jsonl).
+The wall time is the whole run's (every session), split into training, evaluation, data
+preparation and the rest."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from phased_cpt.errors import UserError
-from phased_cpt.evaluation.forgetting import ForgettingMatrix
+from phased_cpt.evaluation.forgetting import COMPLETION_METRICS, ForgettingMatrix
+from phased_cpt.evaluation.learning import learning_summary, plot_learning, summary_markdown
 from phased_cpt.evaluation.plots import plot_curves, read_metrics
 from phased_cpt.run_dir import RunDir, write_atomic
 
@@ -39,13 +41,24 @@ def build_report(run: RunDir) -> str:
               wall_time_line(records, total_seconds)]
     forgetting_file = run.eval_dir / "forgetting.json"
     if forgetting_file.is_file():
-        lines += ["", "## Forgetting matrix (perplexity on each phase's held-out documents)", ""]
         try:
-            table = ForgettingMatrix.load(forgetting_file).to_markdown().rstrip()
+            matrix = ForgettingMatrix.load(forgetting_file)
+            summary = learning_summary(matrix)
         except (ValueError, KeyError, TypeError, AttributeError) as err:
-            lines.append(f"(not shown: {forgetting_file} is damaged: {type(err).__name__}: {err})")
+            lines += ["", f"(not shown: {forgetting_file} is damaged: {type(err).__name__}: {err})"]
         else:
-            lines += [table, "", "![forgetting](forgetting.png)"]
+            if summary:
+                lines += ["", "## Learning vs forgetting", "",
+                          "Domain: token-weighted over every phase's held-out documents; general: the general "
+                          "held-out documents (what the base model knew). Changes are against the base model.", "",
+                          summary_markdown(summary).rstrip()]
+                if any(row.general_change is not None for row in summary):
+                    lines += ["", "![learning vs forgetting](learning.png)"]
+            lines += ["", "## Forgetting matrix (perplexity on each held-out set)", "", matrix.to_markdown().rstrip(),
+                      "", "![forgetting](forgetting.png)"]
+            for metric in COMPLETION_METRICS:
+                if matrix.has(metric):
+                    lines += ["", f"## {COMPLETION_TITLES[metric]}", "", matrix.to_markdown(metric).rstrip()]
     lines += ["", "## Curves", "", "![curves](curves.png)", ""]
     return "\n".join(lines)
 
@@ -96,12 +109,25 @@ def wall_time_line(records: list[dict], phase_seconds: float) -> str:
             f"{_duration(spent.other)} (loading the model, checkpoints, reports).")
 
 
+COMPLETION_TITLES = {
+    "top1_accuracy": "Token top-1 accuracy (share of target tokens that are the most likely next token)",
+    "exact_match": "Next-line completion: exact match",
+    "edit_similarity": "Next-line completion: edit similarity",
+    "infill_exact_match": "Fill-in-the-middle line completion: exact match",
+    "infill_edit_similarity": "Fill-in-the-middle line completion: edit similarity",
+}
+
+
 def write_report(run: RunDir) -> Path:
     if not run.writer:  # ranks other than 0 of a multi-process run write no report
         return run.eval_dir / "report.md"
     text = build_report(run)
     run.eval_dir.mkdir(parents=True, exist_ok=True)
     plot_curves(run.metrics_file, run.eval_dir / "curves.png")
+    forgetting_file = run.eval_dir / "forgetting.json"
+    summary = learning_summary(ForgettingMatrix.load(forgetting_file)) if forgetting_file.is_file() else []
+    if any(row.general_change is not None for row in summary):
+        plot_learning({run.name: summary}, run.eval_dir / "learning.png")
     path = run.eval_dir / "report.md"
     write_atomic(path, text)
     return path

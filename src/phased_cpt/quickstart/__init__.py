@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +61,18 @@ def quickstart_model_dir() -> Path:
     for f in files:
         digest.update(f.read_bytes())
     target = cache_root() / f"quickstart-tiny-llama-{digest.hexdigest()[:12]}"
+    return build_cached(target, lambda tmp: build_tiny_model(tmp, corpus_files=files))
+
+
+def build_cached(target: Path, build: Callable[[Path], Any]) -> Path:
+    """`target`, built by `build(tmp_dir)` the first time: written to a temporary directory beside
+    it and renamed into place, so a half-built model is never found there."""
     if (target / "config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".building-"))
     try:
-        build_tiny_model(tmp, corpus_files=files)
+        build(tmp)
         try:
             os.replace(tmp, target)  # atomic: a concurrent builder may have won; both are equal
         except OSError:

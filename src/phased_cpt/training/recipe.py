@@ -29,6 +29,7 @@ from phased_cpt.training.metrics import MetricsSink, open_sink
 from phased_cpt.training.phase import PhaseOutput, PhaseResult, PhaseSettings, train_phase
 from phased_cpt.training.processes import init_distributed, rank_zero_run_dir
 from phased_cpt.training.resume import resume_point, resume_run, start_run
+from phased_cpt.training.schedule import phase_lr
 from phased_cpt.training.signals import GracefulStopCallback, StopRequest, TrainingInterrupted, stop_on_signals
 from phased_cpt.training.throughput import speed_path
 from phased_cpt.training.trainable import TrainableModel
@@ -50,6 +51,8 @@ class RunContext:
     context: ContextConfig
     evaluation: EvaluationConfig
     deepspeed: DeepSpeedPlan | None
+    phases: list[PhaseConfig]
+    """Every phase of the run, in order: where a phase stands decides its part of the LR schedule."""
 
 
 def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
@@ -63,7 +66,8 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
     set_seed(cfg.training.seed)
     tokenizer = load_tokenizer(cfg.model)
     preparing = time.perf_counter()
-    phase_data = build_run_data(cfg.phases, cfg.data, tokenizer, cfg.context, cfg.training.seed, resolve_cache_dir(cfg.data))
+    phase_data = build_run_data(cfg.phases, cfg.data, tokenizer, cfg.context, cfg.training.seed, resolve_cache_dir(cfg.data),
+                                cfg.general, cfg.evaluation.general_file)
     preparation_seconds = time.perf_counter() - preparing
     plans = plan_phases(cfg.phases, cfg.training, cfg.context, phase_data, evaluation=cfg.evaluation)
     logger.info("%s", format_plan(plans, cfg.context))
@@ -80,12 +84,14 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
     pending = run.pending_phases(cfg.phases)
     sink = open_sink(run, cfg.tensorboard, cfg.wandb, cfg.model_dump(mode="json", exclude={"wandb"}),
                      resume_point(run, pending[0].name)[1] if resume and pending else None)
-    evaluator = RunEvaluator(run, phase_data, make_collator(tokenizer, cfg.context), cfg.evaluation, sink)
+    evaluator = RunEvaluator(run, phase_data, make_collator(tokenizer, cfg.context), cfg.evaluation, sink, tokenizer,
+                             cfg.context.max_tokens, cfg.training.seed)
     # the report's wall time: each session from its start, with data preparation apart
     sink.event("session_start", time=started, preparation_seconds=preparation_seconds, resumed=resume is not None)
     try:
         with stop_on_signals() as stop:
-            shared = RunContext(run, tokenizer, sink, evaluator, stop, cfg.training, cfg.context, cfg.evaluation, deepspeed)
+            shared = RunContext(run, tokenizer, sink, evaluator, stop, cfg.training, cfg.context, cfg.evaluation, deepspeed,
+                                cfg.phases)
             evaluator.before_training(trainable.model)
             for phase in pending:
                 result = run_phase(trainable, phase, phase_data[phase.name], shared)
@@ -118,7 +124,9 @@ def run_phase(trainable: TrainableModel, phase: PhaseConfig, data: PhaseData, sh
         evaluate = lambda: shared.evaluator.current_phase(model, phase.name)  # noqa: E731
         callbacks.append(EvalCallback(evaluate, shared.evaluation.eval_steps, sink, phase.name, step_offset))
     callbacks.append(ClockCallback(metrics))  # last: eval and saves stay out of tokens/s
-    settings = PhaseSettings(phase.training_for(shared.training), shared.context, phase.epochs, shared.deepspeed)
+    training = phase.training_for(shared.training)
+    lr = phase_lr(training, shared.phases.index(phase), len(shared.phases))
+    settings = PhaseSettings(training, shared.context, phase.epochs, shared.deepspeed, lr)
     output = PhaseOutput(run.phase_dir(phase.name), run.adapter_dir(phase.name))
     result = train_phase(model, shared.tokenizer, data, settings, output, callbacks, resume_from=checkpoint)
     trainable.keep_engine(result.engine)
