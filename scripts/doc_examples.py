@@ -239,10 +239,22 @@ def chat_session(ws: Workspace) -> str:
     """`phased-cpt chat --phase 1` on the quickstart run, the typed lines put back after their prompts."""
     work = ws.quickstart_run()
     result = expect(phased_cpt(["chat", "--phase", "1"], work, stdin="\n".join(CHAT_INPUT) + "\n", env=ws.env))
-    typed = iter(CHAT_INPUT)
-    text = re.sub(r"^(>>> |\.\.\. )", lambda m: f"{m.group(1)}{next(typed)}\n", result.stdout, flags=re.MULTILINE)
-    text = text.replace(str(work) + "/", "")
+    text = with_typed_lines(result.stdout, CHAT_INPUT).replace(str(work) + "/", "")
     return "$ phased-cpt chat --phase 1\n" + text
+
+
+def with_typed_lines(output: str, typed: list[str]) -> str:
+    """The REPL's output as a terminal shows it: each prompt (`>>> `, `... `, at a line start or
+    right after the previous prompt when nothing was printed between) followed by the line typed."""
+    lines, parts, i = iter(typed), [], 0
+    prompt = re.compile(r"^(>>> |\.\.\. )", re.MULTILINE)
+    while match := prompt.search(output, i):
+        parts.append(output[i:match.start()])
+        i = match.start()
+        while output.startswith((">>> ", "... "), i):
+            parts.append(f"{output[i:i + 4]}{next(lines)}\n")
+            i += 4
+    return "".join(parts) + output[i:]
 
 
 @dataclass(frozen=True)
