@@ -463,7 +463,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
     output_dir = chat_output_dir(args)
     if args.list:
-        print(describe_runs(output_dir), end="")
+        print(describe_runs(output_dir, args.target), end="")
         return 0
     if args.out is not None and not (args.prompt or args.prompts):
         raise UserError("--out needs --prompt TEXT or --prompts FILE (it records their answers)")
