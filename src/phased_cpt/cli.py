@@ -400,6 +400,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from phased_cpt.config.legacy import TRANSLATED
     from phased_cpt.data.jsonl import scan_files, scan_phase_files
     from phased_cpt.errors import DataError
+    from phased_cpt.modeling import check_model_settings
 
     if args.print_translated:
         # The translation prints even when the data files do not exist yet; they are checked after.
@@ -410,7 +411,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     cfg, notes = load_config(args.config, args.overrides)
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
-    problems = []
+    problems = check_model_settings(cfg.model, cfg.training.lora)
     general = cfg.general.files + ([cfg.evaluation.general_file] if cfg.evaluation.general_file else [])
     groups = []
     for phase in cfg.phases:

@@ -18,8 +18,9 @@ from phased_cpt.data.cache import resolve_cache_dir
 from phased_cpt.data.collate import check_packing_model, make_collator
 from phased_cpt.data.phase_data import PhaseData, build_run_data, save_rejected
 from phased_cpt.data.plan import format_plan, plan_phases, plan_warnings
+from phased_cpt.errors import ConfigError
 from phased_cpt.evaluation.report import write_report
-from phased_cpt.modeling import adapter_file_sha256, load_tokenizer
+from phased_cpt.modeling import adapter_file_sha256, check_model_settings, load_tokenizer
 from phased_cpt.run_dir import RunDir
 from phased_cpt.training.callbacks import ClockCallback, EvalCallback, MetricsCallback, ProgressCallback
 from phased_cpt.training.checkpoints import CheckpointCallback
@@ -62,6 +63,7 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
     """
     started = time.time()
     deepspeed = plan_deepspeed(cfg)
+    refuse_model_settings(cfg)
     init_distributed(deepspeed)
     set_seed(cfg.training.seed)
     tokenizer = load_tokenizer(cfg.model)
@@ -102,6 +104,13 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
         sink.close()
         write_report(run)
     return run
+
+
+def refuse_model_settings(cfg: RunConfig) -> None:
+    """Model and LoRA settings that cannot work are config errors before the run directory exists."""
+    problems = check_model_settings(cfg.model, cfg.training.lora)
+    if problems:
+        raise ConfigError(problems)
 
 
 def run_phase(trainable: TrainableModel, phase: PhaseConfig, data: PhaseData, shared: RunContext) -> PhaseResult:
