@@ -127,7 +127,7 @@ def write_report(run: RunDir) -> Path:
     forgetting_file = run.eval_dir / "forgetting.json"
     try:  # every plot report.md links is redrawn; a damaged matrix is named in report.md instead
         matrix = ForgettingMatrix.load(forgetting_file) if forgetting_file.is_file() else None
-        summary = learning_summary(matrix) if matrix else []
+        summary = learning_summary(matrix) if matrix is not None else []
     except (ValueError, KeyError, TypeError, AttributeError):
         matrix, summary = None, []
     if matrix is not None:
