@@ -15,7 +15,8 @@ ends of the documents they repeat or mix in); `steps` optimizer steps as the HF 
 them for this world size; `warmup` the scheduler's warm-up steps; `evals` and `saves` how often
 the phase is evaluated (its end included) and checkpointed; `replay` the tokens copied from
 earlier phases, `general` those drawn from the general source, `fim` the chunks rearranged for
-fill-in-the-middle. Below the table, a phase whose training tokens come from more than one place gets a line with the mix in tokens:
+fill-in-the-middle. Below the table, a phase whose training tokens come from more than one
+place gets a line with the mix in tokens:
 
     phase2_evolution mix: commits.jsonl 61,200 (60.0%, weight 3), docs/*.jsonl 20,400 (20.0%, weight 1), replay 10,200 (10.0%), general 10,200 (10.0%)
 
