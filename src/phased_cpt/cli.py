@@ -400,7 +400,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from phased_cpt.config.legacy import TRANSLATED
     from phased_cpt.data.jsonl import scan_files, scan_phase_files
     from phased_cpt.errors import DataError
-    from phased_cpt.modeling import check_model_settings
 
     if args.print_translated:
         # The translation prints even when the data files do not exist yet; they are checked after.
@@ -411,7 +410,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     cfg, notes = load_config(args.config, args.overrides)
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
-    problems = check_model_settings(cfg.model, cfg.training.lora)
+    problems = model_setting_problems(cfg)
     general = cfg.general.files + ([cfg.evaluation.general_file] if cfg.evaluation.general_file else [])
     groups = []
     for phase in cfg.phases:
@@ -434,6 +433,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"{args.config}: config and the data files of {len(cfg.phases)} phase(s)"
           f"{' and the general source' if general else ''} are valid", file=sys.stderr)
     return 0
+
+
+def model_setting_problems(cfg: RunConfig) -> list[str]:
+    """`modeling.check_model_settings` where it has something to check: flash_attention_2 asked
+    for, or the model's config.json on this machine. Only then are torch and transformers
+    imported, so validating a config for a model that is not here stays light."""
+    from phased_cpt.memory import locate_model_config
+
+    if cfg.model.attn_implementation != "flash_attention_2" and locate_model_config(cfg.model.name) is None:
+        return []
+    from phased_cpt.modeling import check_model_settings
+
+    return check_model_settings(cfg.model, cfg.training.lora)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
