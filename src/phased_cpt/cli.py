@@ -410,7 +410,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     cfg, notes = load_config(args.config, args.overrides)
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
-    problems = []
+    problems = model_setting_problems(cfg)
     general = cfg.general.files + ([cfg.evaluation.general_file] if cfg.evaluation.general_file else [])
     groups = []
     for phase in cfg.phases:
@@ -433,6 +433,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"{args.config}: config and the data files of {len(cfg.phases)} phase(s)"
           f"{' and the general source' if general else ''} are valid", file=sys.stderr)
     return 0
+
+
+def model_setting_problems(cfg: RunConfig) -> list[str]:
+    """`modeling.check_model_settings` where it has something to check: flash_attention_2 asked
+    for, or the model's config.json on this machine. Only then are torch and transformers
+    imported, so validating a config for a model that is not here stays light."""
+    from phased_cpt.memory import locate_model_config
+
+    if cfg.model.attn_implementation != "flash_attention_2" and locate_model_config(cfg.model.name) is None:
+        return []
+    from phased_cpt.modeling import check_model_settings
+
+    return check_model_settings(cfg.model, cfg.training.lora)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -463,7 +476,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
     output_dir = chat_output_dir(args)
     if args.list:
-        print(describe_runs(output_dir), end="")
+        print(describe_runs(output_dir, args.target), end="")
         return 0
     if args.out is not None and not (args.prompt or args.prompts):
         raise UserError("--out needs --prompt TEXT or --prompts FILE (it records their answers)")

@@ -16,7 +16,7 @@ import torch
 from peft import LoraConfig as PeftLoraConfig
 from peft import PeftModel, get_peft_model, get_peft_model_state_dict, load_peft_weights, set_peft_model_state_dict
 from safetensors import SafetensorError
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from phased_cpt.config import LoraConfig, ModelConfig, training_dtype
 from phased_cpt.errors import UserError
@@ -63,7 +63,49 @@ def load_tokenizer(model: ModelConfig) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
+def flash_attention_problem(model: ModelConfig) -> str | None:
+    """Why `attn_implementation: flash_attention_2` cannot run here (None: it can, or is not asked for)."""
+    if model.attn_implementation != "flash_attention_2":
+        return None
+    missing = [what for what, absent in (("the flash-attn package", importlib.util.find_spec("flash_attn") is None),
+                                         ("a CUDA GPU", not torch.cuda.is_available())) if absent]
+    if not missing:
+        return None
+    return (f"model.attn_implementation: flash_attention_2 needs {' and '.join(missing)}, missing here; install it "
+            "(pip install flash-attn --no-build-isolation) on the GPU machine, or set auto (flash-attn when it can "
+            "run, else sdpa) or sdpa")
+
+
+def missing_target_modules(base: torch.nn.Module, lora: LoraConfig) -> str | None:
+    """Why `lora.target_modules` does not fit `base` (None: every name is one of its modules)."""
+    present = {name.rsplit(".", 1)[-1] for name, _ in base.named_modules()}
+    missing = [m for m in lora.target_modules if m not in present]
+    if not missing:
+        return None
+    linear = sorted({n.rsplit(".", 1)[-1] for n, m in base.named_modules() if isinstance(m, torch.nn.Linear)})
+    return f"training.lora.target_modules: {missing} not found in the model; its linear layers are named {linear}"
+
+
+def check_model_settings(model: ModelConfig, lora: LoraConfig) -> list[str]:
+    """What can be checked of the model and LoRA settings before any weight is loaded (`validate`,
+    and `train` before it creates the run directory): flash-attn where it is asked for, and the
+    LoRA target modules against the architecture, built on the meta device from the model's
+    config.json when it is on this machine (no weights are read; a hub id not here is skipped)."""
+    problems = [p for p in [flash_attention_problem(model)] if p]
+    try:
+        config = AutoConfig.from_pretrained(model.name, trust_remote_code=model.trust_remote_code)
+        with torch.device("meta"):
+            base = AutoModelForCausalLM.from_config(config, trust_remote_code=model.trust_remote_code)
+    except (OSError, ValueError, ImportError, KeyError):
+        return problems  # config.json not here, or code it would need to run: loading reports it
+    problems += [p for p in [missing_target_modules(base, lora)] if p]
+    return problems
+
+
 def load_base_model(model: ModelConfig) -> PreTrainedModel:
+    problem = flash_attention_problem(model)
+    if problem:
+        raise UserError(problem)
     dtype = resolve_dtype(model.dtype)
     attn = resolve_attn_implementation(model.attn_implementation)
     try:
@@ -81,16 +123,9 @@ def attach_lora(base: PreTrainedModel, lora: LoraConfig) -> PeftModel:
     """Wrap the base model with a fresh, trainable LoRA adapter: rsLoRA scaling and DoRA when
     asked, and the input embedding and LM head trained in full (PEFT `modules_to_save`, saved
     with the adapter) or with LoRA on them (`lora.embeddings`)."""
-    present = {name.rsplit(".", 1)[-1] for name, _ in base.named_modules()}
-    missing = [m for m in lora.target_modules if m not in present]
-    if missing:
-        linear = sorted(
-            {n.rsplit(".", 1)[-1] for n, m in base.named_modules() if isinstance(m, torch.nn.Linear)}
-        )
-        raise UserError(
-            f"training.lora.target_modules: {missing} not found in the model; "
-            f"its linear layers are named {linear}"
-        )
+    problem = missing_target_modules(base, lora)
+    if problem:
+        raise UserError(problem)
     embeddings = list(embedding_module_names(base))
     peft_config = PeftLoraConfig(
         r=lora.r,
@@ -185,12 +220,27 @@ def adapter_state(model: PeftModel) -> dict[str, torch.Tensor]:
 
 
 def adapter_fingerprint(model: PeftModel) -> str:
-    """sha256 over the adapter tensors (`adapter_state`: sorted names, float32 bytes).
+    """sha256 over the adapter tensors (`adapter_state`: sorted names, float32 bytes): a hash of
+    the weights, not of any file (`adapter_file_sha256` is the saved file's).
 
-    Logged at the start and end of each phase so a run shows that phase k+1 starts from
-    exactly the weights phase k ended with.
+    Logged at the start and end of each phase (`adapter_fingerprint`) so a run shows that phase
+    k+1 starts from exactly the weights phase k ended with.
     """
     return fingerprint_tensors(adapter_state(model))
+
+
+def adapter_file_sha256(adapter_dir: Path) -> str | None:
+    """sha256 of the saved `adapter_model.safetensors` (what `sha256sum` prints), None when the
+    directory holds none. Unlike `adapter_fingerprint`, it changes with the file's metadata and
+    dtype, so it identifies the file, not the weights."""
+    path = Path(adapter_dir) / "adapter_model.safetensors"
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def fingerprint_tensors(tensors: dict[str, torch.Tensor]) -> str:

@@ -130,10 +130,10 @@ def test_phase2_starts_from_the_adapter_phase1_saved(ds_run):
     _, run_dir, _ = ds_run
     recorded = events(run_dir)
     saved_p1 = fingerprint_tensors(adapter(run_dir, "p1"))
-    assert recorded[("phase_end", "p1")]["adapter_sha256"] == saved_p1
-    assert recorded[("phase_start", "p2")]["adapter_sha256"] == saved_p1
-    assert recorded[("phase_end", "p2")]["adapter_sha256"] == fingerprint_tensors(adapter(run_dir, "p2"))
-    assert saved_p1 != recorded[("phase_end", "p2")]["adapter_sha256"]
+    assert recorded[("phase_end", "p1")]["adapter_fingerprint"] == saved_p1
+    assert recorded[("phase_start", "p2")]["adapter_fingerprint"] == saved_p1
+    assert recorded[("phase_end", "p2")]["adapter_fingerprint"] == fingerprint_tensors(adapter(run_dir, "p2"))
+    assert saved_p1 != recorded[("phase_end", "p2")]["adapter_fingerprint"]
 
 
 def test_final_adapter_matches_the_single_process_run(ds_run, single_run):
@@ -276,7 +276,7 @@ def test_a_lora_variant_carries_over_zero3_phases_like_one_process(variant_runs)
     single, zero3 = variant_runs
     recorded = events(zero3)
     saved_p1 = fingerprint_tensors(adapter_own(zero3, "p1"))
-    assert recorded[("phase_start", "p2")]["adapter_sha256"] == saved_p1 == recorded[("phase_end", "p1")]["adapter_sha256"]
+    assert recorded[("phase_start", "p2")]["adapter_fingerprint"] == saved_p1 == recorded[("phase_end", "p1")]["adapter_fingerprint"]
     for phase in PHASES:
         saved, reference = adapter_own(zero3, phase), adapter_own(single, phase)
         assert saved.keys() == reference.keys() and all(v.numel() > 0 for v in saved.values())

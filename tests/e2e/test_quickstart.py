@@ -10,6 +10,7 @@ import sys
 import pytest
 import yaml
 
+from scripts.doc_examples import Workspace, chat_session, stale
 from tests.conftest import bundled_texts, write_jsonl
 from tests.e2e.cli import REPO, run_cli, tiny_run_config, write_yaml
 
@@ -38,6 +39,9 @@ def test_train_without_config_runs_the_embedded_quickstart(tmp_path):
     assert (model_dir / "config.json").is_file() and (model_dir / "tokenizer.json").is_file()
     resolved = yaml.safe_load((run_dir / "config.resolved.yaml").read_text())
     assert resolved["model"]["name"] == str(model_dir)
+    # the README's chat session is this run's (scripts/doc_examples.py; timings and the run's stamp aside)
+    session = chat_session(Workspace(tmp_path, quickstart_run_dir=tmp_path))
+    assert stale({"chat-session": session}) == [], f"stale README chat session: python scripts/doc_examples.py\n{session}"
 
 
 def test_train_phased_py_accepts_the_launcher_local_rank_argument(tiny_model_dir, tmp_path):

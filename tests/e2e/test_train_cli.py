@@ -81,11 +81,25 @@ def test_phase2_starts_from_phase1_final_weights(trained_run):
     events = {(r["event"], r.get("phase")): r for r in metrics(run_dir) if "event" in r}
     phase1_file = sha_of_adapter_file(run_dir / "phase1_foundation" / "adapter" / "adapter_model.safetensors")
     phase2_file = sha_of_adapter_file(run_dir / "phase2_evolution" / "adapter" / "adapter_model.safetensors")
-    assert events[("phase_start", "phase2_evolution")]["adapter_sha256"] == phase1_file
-    assert events[("phase_end", "phase1_foundation")]["adapter_sha256"] == phase1_file
-    assert events[("phase_end", "phase2_evolution")]["adapter_sha256"] == phase2_file
+    assert events[("phase_start", "phase2_evolution")]["adapter_fingerprint"] == phase1_file
+    assert events[("phase_end", "phase1_foundation")]["adapter_fingerprint"] == phase1_file
+    assert events[("phase_end", "phase2_evolution")]["adapter_fingerprint"] == phase2_file
     assert phase1_file != phase2_file  # phase 2 trained further
-    assert events[("phase_start", "phase1_foundation")]["adapter_sha256"] != phase1_file
+    assert events[("phase_start", "phase1_foundation")]["adapter_fingerprint"] != phase1_file
+
+
+def test_the_adapter_file_sha256_is_what_sha256sum_prints(trained_run):
+    """`adapter_fingerprint` hashes the tensors; `adapter_file_sha256` is the saved file's own
+    sha256, in metrics.jsonl and state.json (issue 19 item 8)."""
+    run_dir, _ = trained_run
+    events = {(r["event"], r.get("phase")): r for r in metrics(run_dir) if "event" in r}
+    state = {p["name"]: p for p in json.loads((run_dir / "state.json").read_text())["finished_phases"]}
+    for phase in ("phase1_foundation", "phase2_evolution"):
+        file = run_dir / phase / "adapter" / "adapter_model.safetensors"
+        sha256sum = hashlib.sha256(file.read_bytes()).hexdigest()
+        assert events[("phase_end", phase)]["adapter_file_sha256"] == state[phase]["adapter_file_sha256"] == sha256sum
+        assert state[phase]["adapter_fingerprint"] == sha_of_adapter_file(file) != sha256sum
+        assert "adapter_sha256" not in events[("phase_end", phase)] and "adapter_sha256" not in state[phase]
 
 
 def test_losses_are_finite_and_fall_in_phase1(trained_run):

@@ -211,6 +211,41 @@ def test_env_interpolation_in_any_string(data_files, monkeypatch):
     assert "secret-key-123" not in repr(cfg)
 
 
+def test_env_interpolation_in_a_set_value(data_files, monkeypatch):
+    """`${VAR}` works in any string, a --set value included (issue 19 item 7)."""
+    monkeypatch.setenv("LORA_RANK", "8")
+    monkeypatch.setenv("WANDB_API_KEY", "secret-key-123")
+    monkeypatch.delenv("UNSET_NAME", raising=False)
+    cfg, _ = load_config(write_config(data_files, minimal()), [
+        "training.lora.r=${LORA_RANK}", "output.run_name=run-${UNSET_NAME:-x}", "wandb.api_key=${WANDB_API_KEY}"])
+    assert cfg.training.lora.r == 8 and cfg.output.run_name == "run-x"
+    assert cfg.wandb.api_key.get_secret_value() == "secret-key-123"
+    assert "secret-key-123" not in dump_config(cfg)
+
+
+def test_a_secret_expanded_from_a_set_value_is_never_shown(data_files, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "secret-key-123")
+    monkeypatch.delenv("NOPE_NOT_SET", raising=False)
+    problems = problems_of(write_config(data_files, minimal()),
+                           ["training.lora.r=${WANDB_API_KEY}", "model.name=${NOPE_NOT_SET}"])
+    assert "secret-key-123" not in "\n".join(problems)
+    assert any(p.startswith("training.lora.r:") and "<value of $WANDB_API_KEY>" in p for p in problems)
+    assert any(p.startswith("model.name: environment variable NOPE_NOT_SET is not set") for p in problems)
+
+
+def test_eval_ratio_zero_with_the_forgetting_matrix_is_refused(data_files):
+    """Nothing held out gives a forgetting matrix of "—" (issue 19 item 5): refused at validate."""
+    problems = problems_of(write_config(data_files, minimal(data={"eval_ratio": 0})))
+    assert len(problems) == 1 and problems[0].startswith("data.eval_ratio is 0 and p1, p2 have no eval_file")
+    assert "evaluation.forgetting_matrix: false" in problems[0]
+    off = minimal(data={"eval_ratio": 0}, evaluation={"forgetting_matrix": False})
+    assert load_config(write_config(data_files, off))[0].data.eval_ratio == 0
+    with_files = minimal(data={"eval_ratio": 0})
+    for item in with_files["phases"]:
+        item["eval_file"] = "b.jsonl" if item["file"] == "a.jsonl" else "a.jsonl"
+    assert load_config(write_config(data_files, with_files))[0].data.eval_ratio == 0
+
+
 def test_unset_env_variable_is_a_problem_with_its_key_path(data_files, monkeypatch):
     monkeypatch.delenv("NOPE_NOT_SET", raising=False)
     problems = problems_of(write_config(data_files, minimal(model={"name": "${NOPE_NOT_SET}"})))

@@ -64,3 +64,17 @@ def test_the_readme_config_tables_name_every_key():
     phases_row = next(row for row in rows if row.startswith("| `phases[]`"))
     for key in PhaseConfig.model_fields:
         assert f"`{key}`" in phases_row, key
+
+
+def test_the_documented_run_directory_stamp_is_the_one_runs_get(tmp_path):
+    """`-YYYYMMDD_HHMMSS`, wherever a doc names it (issue 19 item 11)."""
+    from datetime import datetime
+
+    from phased_cpt.run_dir import RunDir
+
+    run = RunDir.create(tmp_path, "name", now=datetime(2026, 1, 2, 3, 4, 5))
+    assert run.path.name == "name-20260102_030405"
+    for doc in ("config.yaml", "README.md", "docs/multi-gpu.md", "docs/from-git.md"):
+        text = (REPO / doc).read_text()
+        for i in [i for i in range(len(text)) if text.startswith("YYYYMMDD_HHMMSS", i)]:
+            assert text[i - 1] == "-", f"{doc}: {text[i - 30:i + 15]!r}"

@@ -1,7 +1,7 @@
 """Loading a config: YAML text (read strictly: `strict_yaml.py`) -> older-tool translation
-(`legacy.py`) -> `${VAR}` interpolation -> `--set key.path=value` overrides -> validation against
-`schema.py`. Every problem is collected and reported together (`ConfigError`). Relative data
-paths resolve against the config file's directory.
+(`legacy.py`) -> `--set key.path=value` overrides -> `${VAR}` interpolation (in the file's strings
+and in `--set` values alike) -> validation against `schema.py`. Every problem is collected and
+reported together (`ConfigError`). Relative data paths resolve against the config file's directory.
 """
 
 from __future__ import annotations
@@ -166,10 +166,10 @@ def load_config(
         data, notes = translate_legacy(data, path.resolve().parent if path else None)
         warnings.append(TRANSLATED)
         warnings.extend(notes)
-    problems: list[str] = []
-    data = interpolate_env(data, problems=problems)
     for assignment in overrides:
         apply_override(data, assignment)
+    problems: list[str] = []
+    data = interpolate_env(data, problems=problems)  # after the overrides: `${VAR}` works in a --set value too
     base_dir = path.resolve().parent if path else Path.cwd()
     try:
         cfg = RunConfig.model_validate(data, context={"base_dir": base_dir, "check_files": check_files})

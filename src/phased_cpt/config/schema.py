@@ -557,6 +557,22 @@ class RunConfig(StrictModel):
             phase.general_ratio = ratio
         return self
 
+    @model_validator(mode="after")
+    def _check_something_is_held_out(self) -> RunConfig:
+        """With `data.eval_ratio: 0`, a phase without `eval_file` holds out nothing: its
+        forgetting-matrix column would be all "—" and no eval loss is ever logged."""
+        if self.data.eval_ratio > 0 or not self.evaluation.forgetting_matrix:
+            return self
+        bare = [phase.name for phase in self.phases if phase.eval_file is None]
+        if bare:
+            raise ValueError(
+                f"data.eval_ratio is 0 and {', '.join(bare)} {'has' if len(bare) == 1 else 'have'} no eval_file: "
+                "nothing is held out, so the forgetting matrix (evaluation.forgetting_matrix: true) would measure "
+                "nothing; set data.eval_ratio above 0 (e.g. 0.02), give each phase an eval_file, or set "
+                "evaluation.forgetting_matrix: false"
+            )
+        return self
+
     @field_validator("deepspeed")
     @classmethod
     def _check_deepspeed(cls, value: str | None, info: ValidationInfo) -> str | None:

@@ -9,12 +9,14 @@ Numbers come from the prepared data (`PhaseData`), so the plan is exactly what t
 `tokens` are the training documents' tokens (EOS included, before chunking and mixing);
 `targets` the labels that are trained on once per epoch (overlap, a row's first token of each
 document and FIM tokens excluded; replayed and general chunks included); `packing` is real tokens
-/ (rows x max_tokens); `EOS` counts document-ending EOS targets (one per training document when
-all is well); `steps` optimizer steps as the HF Trainer counts them for this world size; `warmup`
-the scheduler's warm-up steps; `evals` and `saves` how often the phase is evaluated (its end
-included) and checkpointed; `replay` the tokens copied from earlier phases, `general` those drawn
-from the general source, `fim` the chunks rearranged for fill-in-the-middle. Below the table, a
-phase whose training tokens come from more than one place gets a line with the mix in tokens:
+/ (rows x max_tokens); `EOS` counts document-ending EOS targets (one per training document for a
+phase with one source and nothing mixed in; weighted sources, replay and general data add the
+ends of the documents they repeat or mix in); `steps` optimizer steps as the HF Trainer counts
+them for this world size; `warmup` the scheduler's warm-up steps; `evals` and `saves` how often
+the phase is evaluated (its end included) and checkpointed; `replay` the tokens copied from
+earlier phases, `general` those drawn from the general source, `fim` the chunks rearranged for
+fill-in-the-middle. Below the table, a phase whose training tokens come from more than one
+place gets a line with the mix in tokens:
 
     phase2_evolution mix: commits.jsonl 61,200 (60.0%, weight 3), docs/*.jsonl 20,400 (20.0%, weight 1), replay 10,200 (10.0%), general 10,200 (10.0%)
 
@@ -206,7 +208,8 @@ def plan_phases(
 
 def plan_warnings(plans: list[PhasePlan], training: TrainingConfig, evaluation: EvaluationConfig) -> list[str]:
     """Settings that make a phase train differently than it reads: too few steps for a schedule,
-    no warm-up, evaluation or checkpoints that never happen, an accumulation never completed."""
+    no warm-up, evaluation or checkpoints that never happen (no held-out document included), an
+    accumulation never completed."""
     warnings = []
     for plan in plans:
         name = plan.phase
@@ -223,6 +226,9 @@ def plan_warnings(plans: list[PhasePlan], training: TrainingConfig, evaluation: 
         if plan.eval_documents and eval_every and eval_every >= plan.steps:
             warnings.append(f"{name}: evaluation.eval_steps ({eval_every}) is never reached in {plan.steps} step(s): "
                             "the phase is evaluated only at its end")
+        if plan.eval_documents == 0:
+            warnings.append(f"{name}: no document held out for evaluation (data.eval_ratio, or the phase's eval_file): "
+                            "no eval loss is logged for it and its forgetting-matrix column stays empty")
         save_every = plan.checkpoint_steps[0] if plan.checkpoint_steps else None
         if save_every is None:
             warnings.append(f"{name}: no checkpoint inside the phase (training.save_steps > {plan.steps} steps): an "

@@ -125,7 +125,13 @@ def write_report(run: RunDir) -> Path:
     run.eval_dir.mkdir(parents=True, exist_ok=True)
     plot_curves(run.metrics_file, run.eval_dir / "curves.png")
     forgetting_file = run.eval_dir / "forgetting.json"
-    summary = learning_summary(ForgettingMatrix.load(forgetting_file)) if forgetting_file.is_file() else []
+    try:  # every plot report.md links is redrawn; a damaged matrix is named in report.md instead
+        matrix = ForgettingMatrix.load(forgetting_file) if forgetting_file.is_file() else None
+        summary = learning_summary(matrix) if matrix is not None else []
+    except (ValueError, KeyError, TypeError, AttributeError):
+        matrix, summary = None, []
+    if matrix is not None:
+        matrix.plot(run.eval_dir / "forgetting.png")
     if any(row.general_change is not None for row in summary):
         plot_learning({run.name: summary}, run.eval_dir / "learning.png")
     path = run.eval_dir / "report.md"

@@ -115,9 +115,10 @@ def pick_phase(run: RunDir, phase: str | None) -> str:
     raise UserError(f"--phase {phase}: no such phase in {run.path}; {hint}")
 
 
-def describe_runs(output_dir: Path) -> str:
-    """The text `--list` prints: runs newest first, their phases, adapters and checkpoints."""
-    runs = find_runs(output_dir)
+def describe_runs(output_dir: Path, run_path: Path | None = None) -> str:
+    """The text `--list` prints: runs newest first, their phases, adapters and checkpoints; only
+    the run at `run_path` when one is given (`chat RUN_DIR --list`)."""
+    runs = [_run_at(run_path)] if run_path is not None else find_runs(output_dir)
     if not runs:
         return f"no run found under {output_dir}/\n"
     lines = []

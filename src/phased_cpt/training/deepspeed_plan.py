@@ -62,9 +62,12 @@ def choose_zero_stage(max_tokens: int, zero2_bytes_per_gpu: int | None, gpu_byte
     """
     if max_tokens > AUTO_ZERO3_MAX_TOKENS:
         return "zero3", f"context.max_tokens ({max_tokens}) > {AUTO_ZERO3_MAX_TOKENS}"
-    if gpu_bytes is None or zero2_bytes_per_gpu is None:
-        return "zero2", (f"context.max_tokens ({max_tokens}) <= {AUTO_ZERO3_MAX_TOKENS}; "
-                         "no GPU or model size known here, so memory was not checked")
+    if gpu_bytes is None:
+        return "zero2", (f"context.max_tokens ({max_tokens}) <= {AUTO_ZERO3_MAX_TOKENS}; no GPU here, so memory "
+                         "was not checked (--gpu-memory GiB checks it against the GPUs you will use)")
+    if zero2_bytes_per_gpu is None:
+        return "zero2", (f"context.max_tokens ({max_tokens}) <= {AUTO_ZERO3_MAX_TOKENS}; the model's size is unknown "
+                         "(no config.json found, no model.size), so memory was not checked (--model-config PATH)")
     need, have = zero2_bytes_per_gpu / 2**30, gpu_bytes / 2**30
     if zero2_bytes_per_gpu > gpu_bytes:
         return "zero3", f"the model would need ~{need:.1f} GiB per GPU under ZeRO-2, more than the {have:.1f} GiB a GPU has"

@@ -18,8 +18,9 @@ from phased_cpt.data.cache import resolve_cache_dir
 from phased_cpt.data.collate import check_packing_model, make_collator
 from phased_cpt.data.phase_data import PhaseData, build_run_data, save_rejected
 from phased_cpt.data.plan import format_plan, plan_phases, plan_warnings
+from phased_cpt.errors import ConfigError
 from phased_cpt.evaluation.report import write_report
-from phased_cpt.modeling import load_tokenizer
+from phased_cpt.modeling import adapter_file_sha256, check_model_settings, load_tokenizer
 from phased_cpt.run_dir import RunDir
 from phased_cpt.training.callbacks import ClockCallback, EvalCallback, MetricsCallback, ProgressCallback
 from phased_cpt.training.checkpoints import CheckpointCallback
@@ -62,6 +63,7 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
     """
     started = time.time()
     deepspeed = plan_deepspeed(cfg)
+    refuse_model_settings(cfg)
     init_distributed(deepspeed)
     set_seed(cfg.training.seed)
     tokenizer = load_tokenizer(cfg.model)
@@ -104,6 +106,13 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
     return run
 
 
+def refuse_model_settings(cfg: RunConfig) -> None:
+    """Model and LoRA settings that cannot work are config errors before the run directory exists."""
+    problems = check_model_settings(cfg.model, cfg.training.lora)
+    if problems:
+        raise ConfigError(problems)
+
+
 def run_phase(trainable: TrainableModel, phase: PhaseConfig, data: PhaseData, shared: RunContext) -> PhaseResult:
     """Train one phase (from its latest complete checkpoint, if any); raise TrainingInterrupted
     when a signal stopped it early."""
@@ -111,7 +120,7 @@ def run_phase(trainable: TrainableModel, phase: PhaseConfig, data: PhaseData, sh
     model = trainable.next_phase()
     checkpoint, _ = resume_point(run, phase.name)
     step_offset = run.finished_steps()
-    sink.event("phase_start", phase=phase.name, step=step_offset, adapter_sha256=trainable.fingerprint(),
+    sink.event("phase_start", phase=phase.name, step=step_offset, adapter_fingerprint=trainable.fingerprint(),
                resumed_from=str(checkpoint) if checkpoint else None)
     metrics = MetricsCallback(sink, phase.name, step_offset=step_offset)
     callbacks = [
@@ -139,9 +148,10 @@ def finish_phase(trainable: TrainableModel, phase: PhaseConfig, result: PhaseRes
     """Record the finished phase: its end event and its entry in state.json."""
     run = shared.run
     end_step = run.finished_steps() + result.steps
-    fingerprint = trainable.fingerprint()
+    adapter = {"adapter_fingerprint": trainable.fingerprint(),  # over the tensors (older runs: adapter_sha256)
+               "adapter_file_sha256": adapter_file_sha256(run.adapter_dir(phase.name))}  # what sha256sum prints
     shared.sink.event("phase_end", phase=phase.name, step=end_step, steps=result.steps,
-                      train_loss=result.train_loss, adapter_sha256=fingerprint, time=time.time())
+                      train_loss=result.train_loss, time=time.time(), **adapter)
     run.mark_done(phase.name, steps=result.steps, train_loss=result.train_loss, tokens=result.tokens,
-                  seconds=result.seconds, adapter_sha256=fingerprint)
+                  seconds=result.seconds, **adapter)
     logger.info("%s done: %d steps, adapter in %s", phase.name, result.steps, run.adapter_dir(phase.name))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,6 +99,17 @@ def test_weights_replay_and_general_give_the_configured_token_shares(mixed, toke
     assert stats["sources"][0]["tokens"] == tokens["alpha"] and stats["general_tokens"] == tokens["gamma"]
     assert stats["replay_tokens"] == tokens["delta"]
     assert texts_by_marker(mixed["first"].train, tokenizer) == {"delta": mixed["first"].train.stats["tokens"]}
+
+
+def test_eos_counts_every_document_end_trained_on_mixed_ones_included(mixed):
+    """The plan's EOS column (issue 19 item 6): one per training document with one source and
+    nothing mixed in; weighted repeats, replay and general data add their document ends. No
+    document is chunked at 128 tokens and nothing is packed, so every row ends one document."""
+    first, second = mixed["first"].train.stats, mixed["second"].train.stats
+    assert first["eos_tokens"] == first["documents"] == first["rows"]
+    assert second["eos_tokens"] == second["rows"] > second["documents"]
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    assert "(equal to `docs` for a phase with one source and nothing mixed in;" in readme
 
 
 def test_the_beta_source_reads_every_file_of_its_glob(mixed):

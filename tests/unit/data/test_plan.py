@@ -108,6 +108,17 @@ def test_warnings_name_every_setting_that_trains_differently_than_it_reads():
     assert "long: no checkpoint" not in warnings  # 60 steps, one save at step 50
 
 
+def test_a_phase_with_no_held_out_documents_is_a_warning():
+    """One document, or eval_ratio 0 without the forgetting matrix: no eval loss (issue 19 item 5)."""
+    settings = training(save_steps=1)
+    plans = plan_phases([phase("none"), phase("some")], settings, ContextConfig(),
+                        {"none": rows_of(1, eval_documents=0), "some": rows_of(10)}, 1, EvaluationConfig())
+    warnings = plan_warnings(plans, settings, EvaluationConfig())
+    assert [w for w in warnings if "held out" in w] == [
+        "none: no document held out for evaluation (data.eval_ratio, or the phase's eval_file): no eval loss is "
+        "logged for it and its forgetting-matrix column stays empty"]
+
+
 def test_without_the_tokenizer_tokens_come_from_bytes_through_the_same_chunking(tmp_path):
     texts = ["x" * 350, "y" * 35, "z" * 7000]  # 100, 10 and 2000 tokens at 3.5 bytes per token, + EOS
     write_jsonl(tmp_path / "p.jsonl", texts)

@@ -145,3 +145,17 @@ def test_list_shows_runs_phases_adapters_and_checkpoints(tmp_path):
         "  3. phase3_pr_mastery: not finished",
     ]
     assert describe_runs(tmp_path / "none") == f"no run found under {tmp_path / 'none'}/\n"
+
+
+def test_chat_run_dir_list_lists_that_run_only(tmp_path, capsys):
+    """`chat RUN_DIR --list` describes RUN_DIR, not the newest runs under ./outputs (issue 19)."""
+    from phased_cpt.cli import main
+
+    out = tmp_path / "outputs"
+    older = age(write_run(out / "older", Path("/m/base"), PHASES, PHASES[:1]), 60)
+    write_run(out / "newer", Path("/m/base"), PHASES, PHASES)
+    assert main(["chat", str(older), "--list", "--output-dir", str(out)]) == 0
+    listed = capsys.readouterr().out
+    assert listed.startswith(f"{older}  (base model: /m/base)") and "newer" not in listed
+    assert main(["chat", str(tmp_path), "--list"]) == 2
+    assert "is neither a run directory" in capsys.readouterr().err

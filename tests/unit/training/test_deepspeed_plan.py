@@ -165,3 +165,19 @@ def test_unknown_packaged_config_name_is_refused():
 def test_config_rejects_unknown_deepspeed_value(data_file):
     with pytest.raises(ConfigError, match="deepspeed: 'zero4' is neither null, zero2, zero3, auto nor an existing"):
         config(data_file, "deepspeed=zero4")
+
+
+def test_auto_says_which_input_was_missing(tmp_path):
+    """doctor's `deepspeed: auto` line with a local config.json and no GPU blames the GPU, not an
+    unknown model size (issue 19, also seen)."""
+    from phased_cpt.config import load_config
+    from phased_cpt.training.deepspeed_plan import plan_deepspeed
+
+    model = Path(__file__).resolve().parents[2] / "fixtures" / "model_configs" / "qwen2.5-0.5b"
+    cfg, _ = load_config(None, base_data={"model": {"name": str(model), "size": None}, "deepspeed": "auto",
+                                          "context": {"max_tokens": 4096, "overlap_tokens": 256}}, check_files=False)
+    reason = plan_deepspeed(cfg, 8).reason
+    assert "no GPU here" in reason and "size is unknown" not in reason
+    assert "ZeRO-2 needs ~" in plan_deepspeed(cfg, 8, gpu_bytes=80 * GiB).reason
+    cfg.model.name = str(tmp_path)  # no config.json there, and no model.size
+    assert "the model's size is unknown" in plan_deepspeed(cfg, 8, gpu_bytes=80 * GiB).reason
