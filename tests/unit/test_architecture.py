@@ -19,7 +19,7 @@ ALLOWED = {
     "evaluation": {"data", "run_dir", "distributed", "errors"},
     "training": {"config", "data", "distributed", "errors", "evaluation", "interrupt", "memory", "modeling", "run_dir"},
     "inference": {"config", "errors", "modeling", "run_dir"},
-    "doctor": {"config", "data", "errors", "memory", "modeling", "training"},
+    "doctor": {"config", "data", "errors", "launch", "memory", "modeling", "training"},
     "launch": {"config", "errors"},
     "from_git": {"errors"},
     "quickstart": set(),

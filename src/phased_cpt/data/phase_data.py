@@ -113,10 +113,12 @@ def phase_cache_key(
 def build_phase_data(
     phase: PhaseConfig, data: DataConfig, tokenizer: PreTrainedTokenizerBase, context: ContextConfig, seed: int,
     cache_dir: Path | None = None, earlier: Sequence[PhaseData] = (), tokenizer_id: str | None = None,
+    may_build: bool = True,
 ) -> PhaseData:
     """Read, validate, split (by document, before chunking), tokenize, chunk, replay and pack
     one phase's data, or load it from `cache_dir`. Without `cache_dir`, a temporary directory
-    holds it for as long as the returned object lives."""
+    holds it for as long as the returned object lives. `may_build=False`: only load, waiting
+    for the process that prepares `cache_dir` (see `cache.cached_entry`)."""
     temporary = None
     if cache_dir is None:
         temporary = tempfile.mkdtemp(prefix="phased-cpt-data-")
@@ -125,7 +127,7 @@ def build_phase_data(
     key = phase_cache_key(phase, data, tokenizer_id, context, seed, earlier)
     sources = [ReplaySource(p.train.dataset.tokens, p.own_chunks) for p in earlier]
     entry, hit = cached_entry(
-        cache_dir, key, lambda out: prepare_phase(out, phase, data, tokenizer, context, seed, sources)
+        cache_dir, key, lambda out: prepare_phase(out, phase, data, tokenizer, context, seed, sources), may_build
     )
     if hit:
         logger.info("%s: reusing prepared data from the cache (%s)", phase.name, entry)
@@ -150,14 +152,14 @@ def load_phase_data(entry: Path, name: str, packed: bool, cache_hit: bool) -> Ph
 
 def build_run_data(
     phases: Sequence[PhaseConfig], data: DataConfig, tokenizer: PreTrainedTokenizerBase, context: ContextConfig,
-    seed: int, cache_dir: Path | None = None,
+    seed: int, cache_dir: Path | None = None, may_build: bool = True,
 ) -> dict[str, PhaseData]:
     """Every phase's data, in order (a phase replays from the phases before it)."""
     tokenizer_id = tokenizer_digest(tokenizer)
     built: dict[str, PhaseData] = {}
     for phase in phases:
         built[phase.name] = build_phase_data(
-            phase, data, tokenizer, context, seed, cache_dir, list(built.values()), tokenizer_id
+            phase, data, tokenizer, context, seed, cache_dir, list(built.values()), tokenizer_id, may_build
         )
     return built
 

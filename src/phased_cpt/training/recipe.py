@@ -26,7 +26,7 @@ from phased_cpt.training.deepspeed_plan import DeepSpeedPlan, plan_deepspeed
 from phased_cpt.training.evaluate import RunEvaluator
 from phased_cpt.training.metrics import MetricsSink, open_sink
 from phased_cpt.training.phase import PhaseOutput, PhaseResult, PhaseSettings, train_phase
-from phased_cpt.training.processes import init_distributed, rank_zero_run_dir
+from phased_cpt.training.processes import check_same_job, init_distributed, one_writer_per_cache, rank_zero_run_dir
 from phased_cpt.training.resume import resume_point, resume_run, start_run
 from phased_cpt.training.signals import GracefulStopCallback, StopRequest, TrainingInterrupted, stop_on_signals
 from phased_cpt.training.throughput import speed_path
@@ -58,9 +58,11 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
     """
     deepspeed = plan_deepspeed(cfg)
     init_distributed(deepspeed)
+    check_same_job(cfg)
     set_seed(cfg.training.seed)
     tokenizer = load_tokenizer(cfg.model)
-    phase_data = build_run_data(cfg.phases, cfg.data, tokenizer, cfg.context, cfg.training.seed, resolve_cache_dir(cfg.data))
+    phase_data = one_writer_per_cache(resolve_cache_dir(cfg.data), build_run_data,
+                                      cfg.phases, cfg.data, tokenizer, cfg.context, cfg.training.seed)
     logger.info("%s", format_plan(plan_phases(cfg.phases, cfg.training, cfg.context, phase_data), cfg.context))
 
     run = rank_zero_run_dir(resume_run, cfg, resume) if resume else rank_zero_run_dir(start_run, cfg)

@@ -1,0 +1,257 @@
+"""Two nodes simulated on one machine: two `phased-cpt launch --nodes 2 --node-rank K` invocations
+on localhost, one CPU rank each over gloo, both in one working directory (the shared output
+directory). For ZeRO-2 and ZeRO-3, with one data cache shared by both nodes and with one cache
+per node, through torchrun and through DeepSpeed's launcher (no ssh):
+
+- each cache directory is prepared once, by the lowest rank that sees it (its `prepared_by.json`);
+- rank 0 alone writes the run's files (one `run_start` record naming rank 0 per start, each step
+  logged once, one TensorBoard file), and every rank writes its own checkpoint part;
+- the adapters equal the single-process run's within the 2-rank bound (conftest.TOLERANCE);
+- a node killed with SIGKILL stops the other, and both resume from the last complete checkpoint;
+- a node started with another config stops both with the difference named.
+
+The cells cover the four stage x layout pairs once each, with the launchers spread over them
+(CI time); the one-node tests of either launcher are in test_deepspeed.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from phased_cpt.launch import free_port
+from tests.e2e.cli import phased_cpt_command, run_cli, write_yaml
+from tests.e2e.conftest import PHASES, TOLERANCE, config_data, only_run
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="DeepSpeed is not installed"),
+]
+NODES = ("a", "b")
+NODE_TIMEOUT_S = 300
+
+
+@dataclass(frozen=True)
+class Cell:
+    stage: str
+    layout: str  # "shared": one cache for both nodes; "node-local": one per node
+    launcher: str
+    hostfile: bool = False  # DeepSpeed's launcher from a user's hostfile (else --nodes 2)
+    doctor: bool = False
+    kill: bool = False  # SIGKILL node b after the first complete checkpoint, then resume both
+
+    @property
+    def name(self) -> str:
+        return f"{self.stage}-{self.layout}-{self.launcher}" + ("-kill" if self.kill else "")
+
+
+CELLS = [
+    Cell("zero2", "shared", "torchrun", doctor=True),
+    Cell("zero2", "node-local", "deepspeed"),
+    Cell("zero3", "shared", "deepspeed", hostfile=True),
+    Cell("zero3", "node-local", "torchrun", kill=True),
+]
+
+
+def node_env() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+
+
+def cache_dir(cwd: Path, cell: Cell, node: str) -> Path:
+    return cwd / ("cache-shared" if cell.layout == "shared" else f"cache-node-{node}")
+
+
+def start_node(cwd: Path, config: Path, cell: Cell, node_rank: int, port: int, *extra: str) -> subprocess.Popen:
+    """`phased-cpt launch` for one node, its output in `cwd/node-<a|b>.{out,err}`."""
+    node = NODES[node_rank]
+    nodes = ["--hostfile", str(cwd / "hostfile")] if cell.hostfile else ["--nodes", "2"]
+    args = ["launch", str(config), "--gpus", "1", "--launcher", cell.launcher, *nodes, "--node-rank", str(node_rank),
+            "--master-addr", "127.0.0.1", "--master-port", str(port),
+            "--set", f"data.cache_dir={cache_dir(cwd, cell, node)}", *([] if cell.doctor else ["--skip-doctor"]), *extra]
+    with open(cwd / f"node-{node}.out", "w") as out, open(cwd / f"node-{node}.err", "w") as err:
+        return subprocess.Popen([*phased_cpt_command(), *args], cwd=cwd, env=node_env(), stdout=out, stderr=err,
+                                text=True, start_new_session=True)
+
+
+def finish(processes: list[subprocess.Popen], timeout_s: float = NODE_TIMEOUT_S) -> list[int]:
+    codes = []
+    for process in processes:
+        try:
+            codes.append(process.wait(timeout=timeout_s))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            codes.append(process.wait())
+    return codes
+
+
+def run_two_nodes(cwd: Path, config: Path, cell: Cell, *extra: str) -> list[int]:
+    port = free_port()
+    return finish([start_node(cwd, config, cell, rank, port, *extra) for rank in range(2)])
+
+
+def stderr(cwd: Path, node: str) -> str:
+    return (cwd / f"node-{node}.err").read_text()
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        assert process.poll() is None, f"node a ended before {path} appeared"
+        assert time.monotonic() < deadline, f"no {path} after {timeout_s}s"
+        time.sleep(0.05)
+
+
+@dataclass
+class TwoNodeRun:
+    cell: Cell
+    cwd: Path
+    run_dir: Path
+    killed_after: list[str] | None = None
+    """Kill cell: the phases finished when node b was killed."""
+    survivor_exit: int | None = None
+    """Kill cell: node a's exit code after node b was killed (it must stop by itself)."""
+
+
+@pytest.fixture(scope="module", params=CELLS, ids=lambda cell: cell.name)
+def two_nodes(request, deepspeed_work, tiny_model_dir) -> TwoNodeRun:
+    cell: Cell = request.param
+    root, files = deepspeed_work
+    cwd = root / f"nodes-{cell.name}"
+    cwd.mkdir()
+    (cwd / "hostfile").write_text("node-a slots=1\nnode-b slots=1\n")
+    config = write_yaml(cwd / "run.yaml", config_data(tiny_model_dir, files) | {"deepspeed": cell.stage})
+    if not cell.kill:
+        codes = run_two_nodes(cwd, config, cell)
+        assert codes == [0, 0], stderr(cwd, "a")[-4000:] + stderr(cwd, "b")[-4000:]
+        return TwoNodeRun(cell, cwd, only_run(cwd / "outputs"))
+
+    port = free_port()
+    node_a, node_b = (start_node(cwd, config, cell, rank, port) for rank in range(2))
+    try:
+        wait_for(cwd / "outputs", node_a, NODE_TIMEOUT_S)
+        run_dir = only_run(cwd / "outputs")
+        wait_for(run_dir / "p1" / "checkpoint-2" / "COMPLETE", node_a, NODE_TIMEOUT_S)
+    finally:
+        os.killpg(node_b.pid, signal.SIGKILL)  # node b: its launcher and its rank
+        node_b.wait()
+    (survivor_exit,) = finish([node_a], timeout_s=120)
+    killed_after = [p["name"] for p in json.loads((run_dir / "state.json").read_text())["finished_phases"]]
+    codes = run_two_nodes(cwd, config, cell, "--resume", str(run_dir))
+    assert codes == [0, 0], stderr(cwd, "a")[-4000:] + stderr(cwd, "b")[-4000:]
+    return TwoNodeRun(cell, cwd, run_dir, killed_after, survivor_exit)
+
+
+def adapter(run_dir: Path, phase: str) -> dict[str, torch.Tensor]:
+    return load_file(run_dir / phase / "adapter" / "adapter_model.safetensors")
+
+
+def records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_each_cache_is_prepared_once_by_the_lowest_rank_that_sees_it(two_nodes):
+    cell, cwd = two_nodes.cell, two_nodes.cwd
+    writers = {cwd / "cache-shared": 0} if cell.layout == "shared" else {cwd / "cache-node-a": 0, cwd / "cache-node-b": 1}
+    assert sorted(p.name for p in cwd.iterdir() if p.name.startswith("cache")) == sorted(p.name for p in writers)
+    for directory, writer in writers.items():
+        entries = [p for p in directory.iterdir() if not p.name.startswith(".")]
+        assert len(entries) == len(PHASES)  # one entry per phase, nothing else
+        assert [json.loads((e / "prepared_by.json").read_text())["rank"] for e in entries] == [writer] * len(PHASES)
+        leftovers = [p.name for p in directory.iterdir() if p.name.startswith(".") and not p.name.endswith(".lock")]
+        assert leftovers == []  # no probe, signal or temporary directory left behind
+    for node in NODES:  # no second writer raced to the same entry
+        assert "prepared by another process at the same time" not in stderr(cwd, node)
+
+
+def test_rank0_alone_writes_the_run_files_and_every_rank_its_checkpoint_part(two_nodes):
+    run_dir = two_nodes.run_dir
+    assert len(list(run_dir.parent.iterdir())) == 1  # one run directory for both nodes
+    starts = [r for r in records(run_dir) if r.get("event") == "run_start"]
+    assert [(r["rank"], r["world_size"]) for r in starts] == [(0, 2)] * (2 if two_nodes.cell.kill else 1)
+    steps = [r["step"] for r in records(run_dir) if r.get("kind") == "train"]
+    assert steps == list(range(1, 7))  # each step logged once, by one writer
+    assert len(list((run_dir / "tensorboard").iterdir())) == len(starts)  # one event file per start
+    state = json.loads((run_dir / "state.json").read_text())
+    assert [p["name"] for p in state["finished_phases"]] == list(PHASES)
+    checkpoint = run_dir / "p2" / "checkpoint-2"
+    assert (checkpoint / "COMPLETE").is_file()
+    assert {p.name for p in checkpoint.glob("rng_state_*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}
+    (step_dir,) = checkpoint.glob("global_step*")
+    shards = sorted(p.name for p in step_dir.glob("*optim_states.pt"))
+    assert len(shards) == 2 and "zero_pp_rank_0_" in shards[0] and "zero_pp_rank_1_" in shards[1]
+
+
+def test_adapters_match_the_single_process_run(two_nodes, single_run):
+    for phase in PHASES:
+        saved, reference = adapter(two_nodes.run_dir, phase), adapter(single_run, phase)
+        assert all(v.numel() > 0 for v in saved.values())
+        diff = max((saved[k] - reference[k]).abs().max().item() for k in reference)
+        print(f"two nodes {two_nodes.cell.name} {phase}: max abs diff vs single process {diff:.2e}")
+        assert diff <= TOLERANCE
+
+
+def test_a_killed_node_stops_the_other_and_both_resume(two_nodes):
+    if not two_nodes.cell.kill:
+        pytest.skip("the kill cell only")
+    run_dir = two_nodes.run_dir
+    assert two_nodes.survivor_exit not in (0, None)  # node a noticed and stopped by itself
+    assert two_nodes.killed_after != list(PHASES), "the run finished before node b was killed"
+    if not two_nodes.killed_after:  # killed inside phase 1: both continued from its checkpoint
+        start = next(r for r in reversed(records(run_dir)) if r.get("event") == "phase_start" and r["phase"] == "p1")
+        assert Path(start["resumed_from"]).name == "checkpoint-2"
+    print(f"node b killed with finished phases {two_nodes.killed_after}; node a exited {two_nodes.survivor_exit}")
+
+
+def test_doctor_checks_the_master_port_and_prints_the_job_identity(two_nodes):
+    if not two_nodes.cell.doctor:
+        pytest.skip("the cell that runs doctor")
+    identities = []
+    for node, statuses in (("a", {"pass"}), ("b", {"pass", "warn"})):  # b: node 0 listening, or not yet started
+        text = stderr(two_nodes.cwd, node)
+        assert re.search(r"^master\s+(\w+)\s", text, re.M).group(1) in statuses
+        identities.append(re.search(r"^job identity\s+pass\s+(config \w+, data \w+)", text, re.M).group(1))
+    assert identities[0] == identities[1]
+
+
+def test_a_node_started_with_another_config_stops_both(deepspeed_work, tiny_model_dir):
+    root, files = deepspeed_work
+    cwd = root / "nodes-mismatch"
+    cwd.mkdir()
+    config = write_yaml(cwd / "run.yaml", config_data(tiny_model_dir, files) | {"deepspeed": "zero2"})
+    cell = Cell("zero2", "node-local", "torchrun")
+    port = free_port()
+    node_a = start_node(cwd, config, cell, 0, port)
+    node_b = start_node(cwd, config, cell, 1, port, "--set", "training.learning_rate=0.001")
+    assert finish([node_a, node_b]) != [0, 0]
+    for node in NODES:
+        assert "training.learning_rate: 0.0005 on rank 0, 0.001 here" in stderr(cwd, node), stderr(cwd, node)[-3000:]
+    assert not (cwd / "outputs").exists()  # stopped before rank 0 created a run directory
+
+
+def test_launch_with_a_hostfile_on_the_default_config_uses_deepspeeds_launcher(deepspeed_work, tiny_model_dir, single_run):
+    """issue 19.2: the documented `launch config.yaml --hostfile hostfile --gpus N` with `deepspeed:
+    null` chooses DeepSpeed's launcher (the only one that reads a hostfile), says so, and trains
+    plain DDP. A one-host hostfile runs locally, without ssh."""
+    root, files = deepspeed_work
+    cwd = root / "hostfile-ddp"
+    cwd.mkdir()
+    (cwd / "hostfile").write_text("localhost slots=2\n")
+    config = write_yaml(cwd / "run.yaml", config_data(tiny_model_dir, files))
+    result = run_cli(["launch", str(config), "--hostfile", "hostfile", "--gpus", "2", "--skip-doctor"], cwd=cwd,
+                     env={"OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-5000:]
+    assert "launcher: deepspeed (--hostfile: only DeepSpeed's launcher reads one" in result.stderr
+    run_dir = only_run(cwd / "outputs")
+    final, expected = adapter(run_dir, "p2"), adapter(single_run, "p2")
+    assert max((final[k] - expected[k]).abs().max().item() for k in expected) <= TOLERANCE
