@@ -176,23 +176,27 @@ def cache_sharing(cache_dir: Path, token: str) -> CacheSharing:
     job) and its rank in its cache directory; after a barrier each looks up every other rank's
     probe by name. Ranks that see each other's probe share the directory, whether it is one
     node's local disk or a file system shared by all nodes, and whatever path each mounted it
-    at. Seeing a probe late (network file-system lag) only makes a second writer, which
-    `cache.publish_entry`'s atomic rename makes harmless."""
+    at. A probe seen by one side only (network file-system lag) still pairs the two ranks; one
+    seen by neither makes a second writer, which `cache.publish_entry`'s atomic rename makes
+    harmless."""
     probe = write_probe(cache_dir, token, rank())
     torch.distributed.barrier()
-    seen = tuple(r for r in range(world_size()) if probe_path(cache_dir, token, r).exists())
-    views = tuple(all_gather(seen))  # also the barrier after which each rank removes its probe
+    seen = {r for r in range(world_size()) if probe_path(cache_dir, token, r).exists()}
+    views = tuple(all_gather(tuple(sorted(seen))))  # also the barrier after which each rank removes its probe
     probe.unlink(missing_ok=True)
-    return CacheSharing(seen, views)
+    # Sharing is symmetric: a rank that saw this one's probe shares this directory even when
+    # this one did not (yet) see its probe, so both elect the same writer.
+    seen |= {r for r, view in enumerate(views) if rank() in view}
+    return CacheSharing(tuple(sorted(seen)), views)
 
 
-def one_writer_per_cache(cache_dir: Path, build: Callable[..., T], *args: Any) -> T:
-    """`build(*args, cache_dir=cache_dir, may_build=...)` in every process, with one writer per
+def one_writer_per_cache(cache_dir: Path, build: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`build(*args, **kwargs, cache_dir=cache_dir, may_build=...)` in every process, with one writer per
     cache directory: the writer prepares (`may_build=True`); the others wait for it through the
     file system (no collective time-out however long preparation takes), then only read. A
     failed preparation (bad data) stops every process with its message."""
     if not distributed():
-        return build(*args, cache_dir=cache_dir, may_build=True)
+        return build(*args, **kwargs, cache_dir=cache_dir, may_build=True)
     token = broadcast_from_rank0(uuid.uuid4().hex)
     sharing = cache_sharing(cache_dir, token)
     if is_main_process():
@@ -202,7 +206,7 @@ def one_writer_per_cache(cache_dir: Path, build: Callable[..., T], *args: Any) -
     try:
         if rank() == sharing.writer:
             try:
-                result = build(*args, cache_dir=cache_dir, may_build=True)
+                result = build(*args, **kwargs, cache_dir=cache_dir, may_build=True)
             except BaseException as err:
                 signal_prepared(cache_dir, token, rank(), str(err) or type(err).__name__)
                 raise
@@ -211,7 +215,7 @@ def one_writer_per_cache(cache_dir: Path, build: Callable[..., T], *args: Any) -
             failed = wait_for_prepared(cache_dir, token, sharing.writer)
             if failed is not None:
                 raise UserError(failed)
-            result = build(*args, cache_dir=cache_dir, may_build=False)
+            result = build(*args, **kwargs, cache_dir=cache_dir, may_build=False)
     except UserError as err:
         error = str(err)
     errors = all_gather(error)
