@@ -4,7 +4,7 @@ directory). For ZeRO-2 and ZeRO-3, with one data cache shared by both nodes and 
 per node, through torchrun and through DeepSpeed's launcher (no ssh):
 
 - each cache directory is prepared once, by the lowest rank that sees it (its `prepared_by.json`);
-- rank 0 alone writes the run's files (one `run_start` record naming rank 0 per start, each step
+- rank 0 alone writes the run's files (one `session_start` record naming rank 0 per start, each step
   logged once, one TensorBoard file), and every rank writes its own checkpoint part;
 - the adapters equal the single-process run's within the 2-rank bound (conftest.TOLERANCE);
 - a node killed with SIGKILL stops the other, and both resume from the last complete checkpoint;
@@ -177,7 +177,7 @@ def test_each_cache_is_prepared_once_by_the_lowest_rank_that_sees_it(two_nodes):
 def test_rank0_alone_writes_the_run_files_and_every_rank_its_checkpoint_part(two_nodes):
     run_dir = two_nodes.run_dir
     assert len(list(run_dir.parent.iterdir())) == 1  # one run directory for both nodes
-    starts = [r for r in records(run_dir) if r.get("event") == "run_start"]
+    starts = [r for r in records(run_dir) if r.get("event") == "session_start"]
     assert [(r["rank"], r["world_size"]) for r in starts] == [(0, 2)] * (2 if two_nodes.cell.kill else 1)
     steps = [r["step"] for r in records(run_dir) if r.get("kind") == "train"]
     assert steps == list(range(1, 7))  # each step logged once, by one writer

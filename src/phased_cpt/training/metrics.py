@@ -12,12 +12,10 @@ import json
 import logging
 import math
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
 from phased_cpt.config import TensorboardConfig, WandbConfig
-from phased_cpt.distributed import rank, world_size
 from phased_cpt.run_dir import RunDir, write_atomic
 
 logger = logging.getLogger(__name__)
@@ -169,8 +167,7 @@ def open_sink(
     run: RunDir, tensorboard: TensorboardConfig, wandb_cfg: WandbConfig, run_config: dict[str, Any], resume_step: int | None
 ) -> MetricsSink:
     """The run's sink: metrics.jsonl, plus TensorBoard and W&B when enabled; on ranks other than 0
-    of a multi-process run (a read-only `RunDir`), a sink with no backend. Its first record is a
-    `run_start` event naming the writing process."""
+    of a multi-process run (a read-only `RunDir`), a sink with no backend."""
     if not run.writer:
         return MetricsSink([])
     backends: list[MetricsBackend] = [JsonlBackend(run.metrics_file, resume_step)]
@@ -180,9 +177,4 @@ def open_sink(
         wandb_run = start_wandb(wandb_cfg, run.name, run.path, run_config, run.read_state().get("wandb_run_id"))
         backends.append(WandbBackend(wandb_run))
         run.update_state(wandb_run_id=wandb_run.id)
-    sink = MetricsSink(backends)
-    # Which process writes the run's files this time (one per start or resume, whatever the
-    # number of nodes): the record a reader checks "one writer" against.
-    sink.event("run_start", phase=None, step=resume_step or 0, rank=rank(), world_size=world_size(),
-               host=socket.gethostname(), pid=os.getpid())
-    return sink
+    return MetricsSink(backends)

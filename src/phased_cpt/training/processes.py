@@ -23,6 +23,7 @@ import hashlib
 import importlib.metadata
 import json
 import logging
+import os
 import socket
 import time
 import uuid
@@ -82,6 +83,11 @@ def all_gather(value: Any) -> list[Any]:
     gathered: list[Any] = [None] * world_size()
     torch.distributed.all_gather_object(gathered, value)
     return gathered
+
+
+def writer_identity() -> dict[str, Any]:
+    """This process as the session_start event records it (the writer of the run's files)."""
+    return {"rank": rank(), "world_size": world_size(), "host": socket.gethostname(), "pid": os.getpid()}
 
 
 # --- the same job on every process -------------------------------------------------------------
