@@ -82,15 +82,18 @@ def missing_rank_parts(checkpoint: Path, world_size: int) -> list[str]:
     """The files of a checkpoint that some rank writes for itself and that are not (yet) there,
     for a run of `world_size` processes: the HF Trainer's `rng_state_<rank>.pth` of every rank
     and, under DeepSpeed ZeRO, every rank's optimizer partition
-    (`global_step<N>/*zero_pp_rank_<rank>_mp_rank_*_optim_states.pt`). Empty: every rank of every
-    node wrote its part, and this process sees it (a node-local output dir would not)."""
+    (`global_step<N>/*zero_pp_rank_<rank>_mp_rank_*_optim_states.pt`) and, under ZeRO-3 (where
+    the weights are partitioned too), its weight partition (`..._model_states.pt`). Empty: every
+    rank of every node wrote its part, and this process sees it (a node-local output dir would
+    not)."""
     if world_size <= 1:
         return []
     missing = [f"rng_state_{r}.pth" for r in range(world_size) if not (checkpoint / f"rng_state_{r}.pth").is_file()]
     for step_dir in sorted(checkpoint.glob("global_step*")):
+        kinds = ["optim_states"] + (["model_states"] if any(step_dir.glob("zero_pp_rank_*_model_states.pt")) else [])
         missing += [
-            f"{step_dir.name}/*zero_pp_rank_{r}_mp_rank_*_optim_states.pt" for r in range(world_size)
-            if not any(step_dir.glob(f"*zero_pp_rank_{r}_mp_rank_*_optim_states.pt"))
+            f"{step_dir.name}/*zero_pp_rank_{r}_mp_rank_*_{kind}.pt" for kind in kinds for r in range(world_size)
+            if not any(step_dir.glob(f"*zero_pp_rank_{r}_mp_rank_*_{kind}.pt"))
         ]
     return missing
 

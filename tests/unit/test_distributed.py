@@ -197,3 +197,38 @@ def test_nodes_must_match_the_hostfile(tmp_path):
     hostfile.write_text("a slots=1\nb slots=1\n")
     with pytest.raises(UserError, match="--nodes 3 but .* lists 2 host"):
         resolve_nodes(hostfile, count=3)
+
+
+# --- the same job on every node (issue 16) --------------------------------------------------------
+
+def test_identity_differences_name_the_key_the_file_and_the_package():
+    from phased_cpt.training.processes import JobIdentity, identity_differences
+
+    reference = JobIdentity("n0", {"training": {"learning_rate": 5e-4}, "data": {"cache_dir": "/a"}},
+                            {"p1": "aa" * 32}, {"torch": "2.13.0"})
+    same_but_cache = JobIdentity("n1", {"training": {"learning_rate": 5e-4}, "data": {"cache_dir": "/b"}},
+                                 {"p1": "aa" * 32}, {"torch": "2.13.0"})
+    assert identity_differences(reference, same_but_cache) == []
+    assert reference.config_sha256 == same_but_cache.config_sha256
+    other = JobIdentity("n1", {"training": {"learning_rate": 1e-3}, "data": {"cache_dir": "/a"}},
+                        {"p1": "bb" * 32}, {"torch": "2.12.0"})
+    assert identity_differences(reference, other) == [
+        "training.learning_rate: 0.0005 on rank 0, 0.001 here",
+        "phases.p1: the file's content differs (sha256 bbbbbbbbbbbb here, aaaaaaaaaaaa on rank 0)",
+        "torch: 2.13.0 on rank 0, 2.12.0 here",
+    ]
+
+
+def test_rank0_waits_for_a_late_rank_part_and_reports_one_that_never_comes(tmp_path, monkeypatch):
+    import threading
+
+    from phased_cpt.training import checkpoints
+
+    checkpoint = tmp_path / "checkpoint-2"
+    checkpoint.mkdir()
+    (checkpoint / "rng_state_0.pth").write_bytes(b"r")
+    assert checkpoints.wait_for_rank_parts(checkpoint, 2, timeout_s=0.05) == ["rng_state_1.pth"]
+    late = threading.Timer(0.2, (checkpoint / "rng_state_1.pth").write_bytes, [b"r"])  # another node's NFS lag
+    late.start()
+    assert checkpoints.wait_for_rank_parts(checkpoint, 2, timeout_s=30) == []
+    late.join()
