@@ -4,10 +4,12 @@ directory). For ZeRO-2 and ZeRO-3, with one data cache shared by both nodes and 
 per node, through torchrun and through DeepSpeed's launcher (no ssh):
 
 - each cache directory is prepared once, by the lowest rank that sees it (its `prepared_by.json`);
-- rank 0 alone writes the run's files (one `session_start` record naming rank 0 per start, each step
-  logged once, one TensorBoard file), and every rank writes its own checkpoint part;
+- rank 0 alone writes the run's files (one `session_start` record naming rank 0 per session, each
+  step logged once, one TensorBoard event file per session, one W&B run), and every rank writes
+  its own checkpoint part;
 - the adapters equal the single-process run's within the 2-rank bound (conftest.TOLERANCE);
-- a node killed with SIGKILL stops the other, and both resume from the last complete checkpoint;
+- a node killed with SIGKILL (its launcher and its rank) during a checkpoint save stops the
+  other, and both resume from the last complete checkpoint, never the one the node died in;
 - a node started with another config stops both with the difference named.
 
 The cells cover the four stage x layout pairs once each, with the launchers spread over them
@@ -50,6 +52,7 @@ class Cell:
     launcher: str
     hostfile: bool = False  # DeepSpeed's launcher from a user's hostfile (else --nodes 2)
     doctor: bool = False
+    wandb: bool = False  # W&B on (offline): one W&B run for both nodes
     kill: bool = False  # SIGKILL node b after the first complete checkpoint, then resume both
 
     @property
@@ -59,7 +62,7 @@ class Cell:
 
 CELLS = [
     Cell("zero2", "shared", "torchrun", doctor=True),
-    Cell("zero2", "node-local", "deepspeed"),
+    Cell("zero2", "node-local", "deepspeed", wandb=True),
     Cell("zero3", "shared", "deepspeed", hostfile=True),
     Cell("zero3", "node-local", "torchrun", kill=True),
 ]
@@ -159,7 +162,8 @@ def two_nodes(request, deepspeed_work, tiny_model_dir) -> TwoNodeRun:
     cwd.mkdir()
     (cwd / "hostfile").write_text("node-a slots=1\nnode-b slots=1\n")
     training = {"save_steps": 1} if cell.kill else {}  # kill cell: a complete checkpoint before the one b dies in
-    config = write_yaml(cwd / "run.yaml", config_data(tiny_model_dir, files, **training) | {"deepspeed": cell.stage})
+    config = write_yaml(cwd / "run.yaml", config_data(tiny_model_dir, files, **training)
+                        | {"deepspeed": cell.stage, "wandb": {"enabled": cell.wandb}})
     if not cell.kill:
         codes = run_two_nodes(cwd, config, cell)
         assert codes == [0, 0], stderr(cwd, "a")[-4000:] + stderr(cwd, "b")[-4000:]
@@ -212,6 +216,7 @@ def test_rank0_alone_writes_the_run_files_and_every_rank_its_checkpoint_part(two
     steps = [r["step"] for r in records(run_dir) if r.get("kind") == "train"]
     assert steps == list(range(1, 7))  # each step logged once, by one writer
     assert len(list((run_dir / "tensorboard").iterdir())) == len(starts)  # one event file per start
+    assert len(list(run_dir.glob("wandb/offline-run-*"))) == (1 if two_nodes.cell.wandb else 0)
     state = json.loads((run_dir / "state.json").read_text())
     assert [p["name"] for p in state["finished_phases"]] == list(PHASES)
     checkpoint = run_dir / "p2" / "checkpoint-2"
@@ -264,8 +269,8 @@ def test_a_node_started_with_another_config_stops_both(deepspeed_work, tiny_mode
     root, files = deepspeed_work
     cwd = root / "nodes-mismatch"
     cwd.mkdir()
-    config = write_yaml(cwd / "run.yaml", config_data(tiny_model_dir, files) | {"deepspeed": "zero2"})
-    cell = Cell("zero2", "node-local", "torchrun")
+    config = write_yaml(cwd / "run.yaml", config_data(tiny_model_dir, files))  # DDP: the check comes first anyway
+    cell = Cell("none", "node-local", "torchrun")
     port = free_port()
     node_a = start_node(cwd, config, cell, 0, port)
     node_b = start_node(cwd, config, cell, 1, port, "--set", "training.learning_rate=0.001")
