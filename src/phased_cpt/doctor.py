@@ -332,7 +332,8 @@ def run_checks(
     checks = [check_python(), check_torch(), *check_gpus(processes), *check_packages(cfg)]
     checks += check_data(cfg)
     checks += [check_tokenizer(cfg), check_disk(cfg, model_config), check_wandb(cfg)]
-    checks += check_memory(cfg, processes, gpu_memory_gib, model_config)
+    # ZeRO partitions over every process of the job, on every node
+    checks += check_memory(cfg, processes * (nodes.count if nodes is not None else 1), gpu_memory_gib, model_config)
     if nodes is not None and (nodes.several or nodes.hostfile is not None):
         checks += check_nodes(cfg, nodes)
     return checks

@@ -225,3 +225,13 @@ def test_doctor_on_several_nodes_prints_the_job_identity_that_changes_with_the_c
     assert other_cache.detail == identity.detail  # a node-local cache may have its own path
     assert other_lr.detail.split(",")[0] != identity.detail.split(",")[0]
     assert "job identity" not in by_name(run_checks(run_config))  # one node: nothing to compare
+
+
+def test_the_memory_of_several_nodes_is_for_every_process_of_the_job(run_config):
+    """ZeRO-3 partitions over 2 nodes x 1 process: the estimate is the one of 2 processes."""
+    from phased_cpt.launch import resolve_nodes
+
+    nodes = resolve_nodes(count=2, node_rank=1, master_addr="127.0.0.1", master_port=1)
+    on_two_nodes = by_name(run_checks(run_config, processes=1, nodes=nodes))["memory"].detail
+    assert "2 process(es)" in on_two_nodes
+    assert on_two_nodes == by_name(run_checks(run_config, processes=2))["memory"].detail
