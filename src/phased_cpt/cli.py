@@ -271,6 +271,25 @@ def add_target_arguments(parser: argparse.ArgumentParser, output_dir: bool = Tru
         parser.add_argument("--config", type=Path, metavar="CONFIG", help="read output.dir from this training config")
 
 
+def add_node_arguments(parser: argparse.ArgumentParser) -> None:
+    """Several nodes, for `launch` and `doctor` (docs/multi-gpu.md)."""
+    nodes = parser.add_argument_group("several nodes")
+    nodes.add_argument("--hostfile", type=Path, metavar="FILE",
+                       help="DeepSpeed hostfile ('hostname slots=N' per line); alone: DeepSpeed's launcher starts "
+                       "every node over ssh; with --node-rank: run on each node, no ssh")
+    nodes.add_argument("--nodes", type=int, metavar="N", help="number of nodes, started one by one (with --node-rank)")
+    nodes.add_argument("--node-rank", type=int, metavar="K", help="this node's rank, 0 to N-1 (0: the node at --master-addr)")
+    nodes.add_argument("--master-addr", metavar="ADDR", help="address of node 0, the same on every node")
+    nodes.add_argument("--master-port", type=int, metavar="PORT",
+                       help="port on node 0, the same on every node (default 29500 on several nodes)")
+
+
+def resolve_node_arguments(args: argparse.Namespace):
+    from phased_cpt.launch import resolve_nodes
+
+    return resolve_nodes(args.hostfile, args.nodes, args.node_rank, args.master_addr, args.master_port)
+
+
 def add_distributed_commands(sub: argparse._SubParsersAction) -> None:
     launch = sub.add_parser(
         "launch",
@@ -281,10 +300,9 @@ def add_distributed_commands(sub: argparse._SubParsersAction) -> None:
     )
     launch.add_argument("config", type=Path, help="YAML config")
     launch.add_argument("--gpus", type=int, metavar="N", help="processes per node (default: every visible GPU, or 1 without a GPU)")
-    launch.add_argument("--hostfile", type=Path, metavar="FILE",
-                        help="DeepSpeed hostfile ('hostname slots=N' per line) for several nodes")
+    add_node_arguments(launch)
     launch.add_argument("--launcher", choices=["deepspeed", "torchrun"],
-                        help="default: deepspeed when the config sets deepspeed, else torchrun")
+                        help="default: deepspeed when the config sets deepspeed or --hostfile is given, else torchrun")
     add_set_argument(launch)
     launch.add_argument("--resume", nargs="?", const="latest", metavar="RUN_DIR",
                         help="passed to `phased-cpt train --resume` on every process")
@@ -305,6 +323,7 @@ def add_distributed_commands(sub: argparse._SubParsersAction) -> None:
                         help="memory of each GPU the run will use, in GiB (default: the GPUs here); the memory "
                         "check fails when the estimate needs more")
     doctor.add_argument("--model-config", type=Path, metavar="PATH", help=MODEL_CONFIG_HELP)
+    add_node_arguments(doctor)
     add_set_argument(doctor)
     doctor.add_argument("--json", action="store_true", help="print the checks as JSON on stdout instead of a table")
     doctor.set_defaults(func=cmd_doctor)
@@ -557,14 +576,16 @@ def cmd_launch(args: argparse.Namespace) -> int:
     from phased_cpt.launch import gpu_count, launch_plan
 
     processes = args.gpus or max(gpu_count(), 1)
+    nodes = resolve_node_arguments(args)
     if not args.skip_doctor:
         from phased_cpt.doctor import format_report, has_failures, run_checks
 
-        checks = run_checks(args.config, args.overrides, processes=processes)
+        checks = run_checks(args.config, args.overrides, processes=processes, nodes=nodes)
         print(format_report(checks), file=sys.stderr)
         if has_failures(checks):
             raise UserError("pre-flight checks failed (see the table above); fix them, or pass --skip-doctor")
-    plan = launch_plan(args.config, args.overrides, processes, args.hostfile, args.launcher, args.resume)
+    plan = launch_plan(args.config, args.overrides, processes, nodes, args.launcher, args.resume)
+    print(f"launcher: {plan.launcher} ({plan.reason})", file=sys.stderr)
     print("launching: " + " ".join(plan.command), file=sys.stderr)
     sys.stderr.flush()
     os.execvpe(plan.command[0], plan.command, plan.env)
@@ -576,7 +597,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from phased_cpt.launch import gpu_count
 
     return doctor(args.config, args.overrides, args.gpus or max(gpu_count(), 1), args.json, args.gpu_memory,
-                  args.model_config)
+                  args.model_config, resolve_node_arguments(args))
 
 
 # --- process setup -----------------------------------------------------------------------------

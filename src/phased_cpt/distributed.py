@@ -29,5 +29,7 @@ def is_main_process() -> bool:
 
 
 def is_local_main_process() -> bool:
-    """Local rank 0: the one process per node that writes node-local files (the data cache)."""
+    """Local rank 0, the first process of its node. Not "the data-cache writer": a cache
+    directory shared by several nodes needs one writer in the whole job, and
+    `training/processes.cache_sharing` finds out which processes share one."""
     return local_rank() in (0, -1)

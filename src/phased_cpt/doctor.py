@@ -3,15 +3,18 @@
 Checks the software (Python, torch, CUDA, NCCL, DeepSpeed, flash-attn, Liger), the hardware
 (GPUs, their free memory, bf16), the inputs (every phase file readable and valid, a tokenizer
 with an EOS token), the outputs (free disk for the checkpoints, W&B key or offline mode; the key
-is never shown) and an estimate of memory per GPU with a recommendation (`memory.py`).
+is never shown), an estimate of memory per GPU with a recommendation (`memory.py`) and, on several
+nodes, this node's job identity and the master's address (`check_nodes`).
 `phased-cpt launch` runs the same checks first. Any `fail` makes the command exit 2.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib.metadata
 import os
 import shutil
+import socket
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +23,7 @@ import torch
 
 from phased_cpt.config import RunConfig, load_config, training_dtype
 from phased_cpt.errors import UserError
+from phased_cpt.launch import Nodes
 from phased_cpt.memory import (
     DTYPE_BYTES,
     GiB,
@@ -30,6 +34,7 @@ from phased_cpt.memory import (
 )
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
+MASTER_TIMEOUT_SECONDS = 3.0
 CPU_HINT = (
     "no GPU: training runs on CPU in float32 (slow; fine for a tiny model). One process: "
     "`phased-cpt train CONFIG`; N CPU processes over gloo: `phased-cpt launch CONFIG --gpus N`"
@@ -268,18 +273,69 @@ def recommendation(cfg: RunConfig, stage: int, liger: bool = True) -> str:
     return "try " + ", then ".join(steps)
 
 
+def check_nodes(cfg: RunConfig, nodes: Nodes) -> list[Check]:
+    """Several nodes: what this node can check alone. Its job identity (config and data sha256)
+    to compare with the other nodes' (every process of the run also compares itself with rank 0
+    at start and stops the run on a difference), and the master's address and port."""
+    from phased_cpt.training.processes import job_identity
+
+    try:
+        identity = job_identity(cfg)
+    except OSError as err:
+        return [Check("job identity", FAIL, f"cannot read the data to fingerprint it: {err}"), check_master(nodes)]
+    where = f"node {nodes.rank} of {nodes.count}" if nodes.rank is not None else f"{nodes.count} nodes"
+    checks = [Check("job identity", PASS, f"config {identity.config_sha256[:12]}, data {identity.data_sha256[:12]} "
+                    f"({where}, host {identity.host}): the same on every node")]
+    return checks + [check_master(nodes)]
+
+
+def check_master(nodes: Nodes) -> Check:
+    """Node 0 (or the node DeepSpeed's launcher starts from): the master's port is free here.
+    Another node: node 0's address resolves and its port is reachable (refused is fine: node 0
+    may not be started yet)."""
+    addr, port = nodes.master_addr, nodes.master_port
+    if nodes.rank in (None, 0):
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind((socket.gethostbyname(addr) if addr else "", port))
+        except socket.gaierror as err:
+            return Check("master", FAIL, f"--master-addr {addr}: cannot resolve it ({err.strerror})")
+        except OSError as err:
+            if err.errno == errno.EADDRNOTAVAIL:
+                return Check("master", FAIL, f"--master-addr {addr} is not an address of this node; "
+                             "start --node-rank 0 on the node at --master-addr")
+            return Check("master", FAIL, f"port {port} cannot be used on this node ({err.strerror}): "
+                         "choose another --master-port, the same on every node")
+        return Check("master", PASS, f"{addr or 'this node'}:{port} is free here (node 0 listens on it)")
+    try:
+        with socket.create_connection((addr, port), timeout=MASTER_TIMEOUT_SECONDS):
+            return Check("master", PASS, f"node 0 answers on {addr}:{port}")
+    except socket.gaierror as err:
+        return Check("master", FAIL, f"--master-addr {addr}: cannot resolve it ({err.strerror})")
+    except ConnectionRefusedError:
+        return Check("master", WARN, f"{addr} answers but nothing listens on port {port} yet: "
+                     "node 0 is not started (this node will wait for it)")
+    except OSError as err:
+        return Check("master", FAIL, f"cannot reach {addr}:{port} ({err.strerror or err}): check --master-addr, "
+                     "--master-port and the firewall between the nodes")
+
+
 def run_checks(
     config: Path, overrides: list[str] = (), processes: int = 1, gpu_memory_gib: float | None = None,
-    model_config: Path | None = None,
+    model_config: Path | None = None, nodes: Nodes | None = None,
 ) -> list[Check]:
     """Every check; a config that does not load is a UserError (all its problems listed).
     `gpu_memory_gib`: the memory of the GPUs the run will use (default: the GPUs here);
-    `model_config`: the model's config.json when model.name's is not on this machine."""
+    `model_config`: the model's config.json when model.name's is not on this machine; `nodes`:
+    the nodes of the job, checked per node (`check_nodes`) when there are several."""
     cfg, _ = load_config(config, list(overrides), check_files=False)
     checks = [check_python(), check_torch(), *check_gpus(processes), *check_packages(cfg)]
     checks += check_data(cfg)
     checks += [check_tokenizer(cfg), check_disk(cfg, model_config), check_wandb(cfg)]
-    checks += check_memory(cfg, processes, gpu_memory_gib, model_config)
+    # ZeRO partitions over every process of the job, on every node
+    checks += check_memory(cfg, processes * (nodes.count if nodes is not None else 1), gpu_memory_gib, model_config)
+    if nodes is not None and (nodes.several or nodes.hostfile is not None):
+        checks += check_nodes(cfg, nodes)
     return checks
 
 
@@ -303,12 +359,12 @@ def report_json(checks: list[Check]) -> list[dict]:
 
 def doctor(
     config: Path, overrides: list[str], processes: int, as_json: bool, gpu_memory_gib: float | None = None,
-    model_config: Path | None = None,
+    model_config: Path | None = None, nodes: Nodes | None = None,
 ) -> int:
     """Print the table (or JSON with --json) and exit 2 on any failed check."""
     import json
 
-    checks = run_checks(config, overrides, processes, gpu_memory_gib, model_config)
+    checks = run_checks(config, overrides, processes, gpu_memory_gib, model_config, nodes)
     print(json.dumps(report_json(checks), indent=2) if as_json else format_report(checks))
     if has_failures(checks):
         raise UserError("pre-flight checks failed: " + ", ".join(c.name for c in checks if c.status == FAIL))

@@ -44,8 +44,9 @@ RUN_LAYOUT_NAMES = (CONFIG_FILE, STATE_FILE, METRICS_FILE, TENSORBOARD_DIR, EVAL
 """Names the run directory itself uses: a phase may not be called any of them (any case)."""
 CHECKPOINT_PREFIX = "checkpoint-"
 COMPLETE_MARKER = "COMPLETE"
-"""Written into a checkpoint directory after every file of it (on every rank) is written: a
-checkpoint without it is partial (a crash during the save) and is never resumed from."""
+"""Written into a checkpoint directory after every file of it (on every rank of every node) is
+written (`missing_rank_parts` is empty): a checkpoint without it is partial (a crash during the
+save, a node that died) and is never resumed from."""
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -75,6 +76,26 @@ def checkpoint_step(path: Path) -> int | None:
 
 def is_complete(checkpoint: Path) -> bool:
     return (checkpoint / COMPLETE_MARKER).is_file()
+
+
+def missing_rank_parts(checkpoint: Path, world_size: int) -> list[str]:
+    """The files of a checkpoint that some rank writes for itself and that are not (yet) there,
+    for a run of `world_size` processes: the HF Trainer's `rng_state_<rank>.pth` of every rank
+    and, under DeepSpeed ZeRO, every rank's optimizer partition
+    (`global_step<N>/*zero_pp_rank_<rank>_mp_rank_*_optim_states.pt`) and, under ZeRO-3 (where
+    the weights are partitioned too), its weight partition (`..._model_states.pt`). Empty: every
+    rank of every node wrote its part, and this process sees it (a node-local output dir would
+    not)."""
+    if world_size <= 1:
+        return []
+    missing = [f"rng_state_{r}.pth" for r in range(world_size) if not (checkpoint / f"rng_state_{r}.pth").is_file()]
+    for step_dir in sorted(checkpoint.glob("global_step*")):
+        kinds = ["optim_states"] + (["model_states"] if any(step_dir.glob("zero_pp_rank_*_model_states.pt")) else [])
+        missing += [
+            f"{step_dir.name}/*zero_pp_rank_{r}_mp_rank_*_{kind}.pt" for kind in kinds for r in range(world_size)
+            if not any(step_dir.glob(f"*zero_pp_rank_{r}_mp_rank_*_{kind}.pt"))
+        ]
+    return missing
 
 
 def mark_complete(checkpoint: Path, step: int) -> None:

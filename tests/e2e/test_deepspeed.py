@@ -32,50 +32,19 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from phased_cpt.modeling import fingerprint_tensors
-from tests.conftest import bundled_texts, write_jsonl
-from tests.e2e.cli import REPO, phased_cpt_command, run_cli, tiny_run_config, write_yaml
+from tests.e2e.cli import REPO, phased_cpt_command, run_cli, write_yaml
+from tests.e2e.conftest import PHASES, TOLERANCE, config_data, only_run
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="DeepSpeed is not installed"),
 ]
-PHASES = ("p1", "p2")
-TOLERANCE = 1e-4
-"""Max abs difference between a 2-rank DeepSpeed adapter and the single-process one."""
 CPU_ENV = {"OMP_NUM_THREADS": "1"}
 
 
-def config_data(model_dir: Path, files: dict[str, Path], **training) -> dict:
-    data = tiny_run_config(model_dir, [(name, files[name], 1) for name in PHASES])
-    data["training"].update({"micro_batch_size": 2, "max_steps": 3, "save_steps": 2, "learning_rate": 5e-4, **training})
-    return data
-
-
 @pytest.fixture(scope="module")
-def work(tiny_model_dir, tmp_path_factory) -> tuple[Path, dict[str, Path]]:
-    work = tmp_path_factory.mktemp("deepspeed")
-    files = {
-        "p1": write_jsonl(work / "data" / "p1.jsonl", bundled_texts("phase1_foundation", 16)),
-        "p2": write_jsonl(work / "data" / "p2.jsonl", bundled_texts("phase2_evolution", 16)),
-    }
-    return work, files
-
-
-def only_run(outputs: Path) -> Path:
-    (run_dir,) = outputs.iterdir()
-    return run_dir
-
-
-@pytest.fixture(scope="module")
-def single_run(work, tiny_model_dir) -> Path:
-    """One process, micro-batch 4: the reference for the 2-rank x micro-batch 2 runs."""
-    root, files = work
-    cwd = root / "single"
-    cwd.mkdir()
-    config = write_yaml(cwd / "run.yaml", config_data(tiny_model_dir, files, micro_batch_size=4))
-    result = run_cli(["train", str(config)], cwd=cwd)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return only_run(cwd / "outputs")
+def work(deepspeed_work) -> tuple[Path, dict[str, Path]]:
+    return deepspeed_work
 
 
 @pytest.fixture(scope="module", params=["zero2", "zero3"])

@@ -22,7 +22,7 @@ ALLOWED = {
     "training": {"config", "data", "distributed", "errors", "evaluation", "flops", "gpus", "interrupt", "memory",
                  "modeling", "run_dir"},
     "inference": {"config", "errors", "modeling", "run_dir"},
-    "doctor": {"config", "data", "errors", "memory", "modeling", "training"},
+    "doctor": {"config", "data", "errors", "launch", "memory", "modeling", "training"},
     "planning": {"config", "data", "distributed", "errors", "flops", "gpus", "memory", "training"},
     "launch": {"config", "errors"},
     "from_git": {"errors"},

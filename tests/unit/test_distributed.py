@@ -9,7 +9,7 @@ import pytest
 
 from phased_cpt.distributed import is_local_main_process, is_main_process, world_size
 from phased_cpt.errors import UserError
-from phased_cpt.launch import plan_launch, read_hostfile
+from phased_cpt.launch import DEFAULT_MASTER_PORT, Nodes, choose_launcher, plan_launch, read_hostfile, resolve_nodes
 from phased_cpt.run_dir import RunDir
 from phased_cpt.training.metrics import open_sink
 from phased_cpt.training.processes import rank_zero_run_dir
@@ -76,7 +76,7 @@ def test_bad_hostfile_line_names_file_and_line(tmp_path):
 
 
 def test_torchrun_command_starts_n_train_processes(tmp_path):
-    plan = plan_launch(tmp_path / "c.yaml", ["--set", "a.b=1"], gpus=4, launcher="torchrun", master_port=1234)
+    plan = plan_launch(tmp_path / "c.yaml", ["--set", "a.b=1"], gpus=4, launcher="torchrun", nodes=Nodes(master_port=1234))
     command = plan.command
     assert command[1:3] == ["-m", "torch.distributed.run"]
     assert command[command.index("--nproc_per_node") + 1] == "4"
@@ -86,10 +86,12 @@ def test_torchrun_command_starts_n_train_processes(tmp_path):
 def test_deepspeed_command_with_hostfile(tmp_path):
     hostfile = tmp_path / "hostfile"
     hostfile.write_text("node1 slots=8\nnode2 slots=8\n")
-    plan = plan_launch(tmp_path / "c.yaml", [], gpus=8, launcher="deepspeed", hostfile=hostfile, master_port=1234)
+    plan = plan_launch(tmp_path / "c.yaml", [], gpus=8, launcher="deepspeed", nodes=resolve_nodes(hostfile))
     command = plan.command
     assert Path(command[0]).name == "deepspeed"
     assert command[command.index("--hostfile") + 1] == str(hostfile)
+    assert "--no_ssh" not in command  # started once, on the first node: DeepSpeed reaches the others by ssh
+    assert command[command.index("--master_port") + 1] == str(DEFAULT_MASTER_PORT)  # the same on every node
     assert command[command.index("--num_gpus") + 1] == "8"
     assert command[-4:] == ["--module", "phased_cpt", "train", str(tmp_path / "c.yaml")]
 
@@ -102,8 +104,10 @@ def test_cpu_processes_get_one_thread_each(tmp_path, monkeypatch):
 
 
 def test_hostfile_with_torchrun_is_refused(tmp_path):
-    with pytest.raises(UserError, match="--hostfile needs --launcher deepspeed"):
-        plan_launch(tmp_path / "c.yaml", [], gpus=2, launcher="torchrun", hostfile=tmp_path / "h")
+    hostfile = tmp_path / "h"
+    hostfile.write_text("node1 slots=2\nnode2 slots=2\n")
+    with pytest.raises(UserError, match="--hostfile needs --launcher deepspeed; for torchrun, .* --nodes N --node-rank K"):
+        plan_launch(tmp_path / "c.yaml", [], gpus=2, launcher="torchrun", nodes=resolve_nodes(hostfile))
 
 
 def test_zero_processes_is_refused(tmp_path):
@@ -118,6 +122,113 @@ def test_launch_and_doctor_arguments():
         ["launch", "c.yaml", "--gpus", "8", "--hostfile", "hosts", "--launcher", "deepspeed", "--set", "a=1", "--resume"]
     )
     assert (args.gpus, str(args.hostfile), args.launcher, args.overrides, args.resume) == (8, "hosts", "deepspeed", ["a=1"], "latest")
+    for command in ("launch", "doctor"):
+        args = build_parser().parse_args([command, "c.yaml", "--nodes", "2", "--node-rank", "1", "--master-addr", "n0",
+                                          "--master-port", "29600"])
+        assert (args.nodes, args.node_rank, args.master_addr, args.master_port) == (2, 1, "n0", 29600)
     assert build_parser().parse_args(["doctor", "c.yaml", "--json"]).json is True
     with pytest.raises(SystemExit):
         build_parser().parse_args(["launch", "c.yaml", "--launcher", "mpirun"])
+
+
+# --- several nodes --------------------------------------------------------------------------------
+
+def test_a_hostfile_chooses_deepspeeds_launcher_and_says_so(tmp_path):
+    """issue 19.2: `launch config.yaml --hostfile hostfile --gpus 8` on the default config
+    (deepspeed: null) uses DeepSpeed's launcher, the only one that reads a hostfile."""
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("gpu-node-1 slots=8\ngpu-node-2 slots=8\n")
+    launcher, reason = choose_launcher(None, None, resolve_nodes(hostfile))
+    assert launcher == "deepspeed" and "--hostfile" in reason and "plain DDP" in reason
+    assert choose_launcher(None, "zero3", Nodes()) == ("deepspeed", "the config sets deepspeed: zero3")
+    assert choose_launcher(None, None, Nodes())[0] == "torchrun"
+    assert choose_launcher("torchrun", "zero3", Nodes()) == ("torchrun", "--launcher")
+
+
+def test_torchrun_on_several_nodes_gets_nnodes_node_rank_and_master(tmp_path):
+    nodes = resolve_nodes(count=2, node_rank=1, master_addr="10.0.0.1", master_port=29600)
+    command = plan_launch(tmp_path / "c.yaml", [], gpus=8, launcher="torchrun", nodes=nodes).command
+    flags = dict(zip(command[3:-4:2], command[4:-4:2]))
+    assert flags == {"--nproc_per_node": "8", "--nnodes": "2", "--node_rank": "1", "--master_addr": "10.0.0.1",
+                     "--master_port": "29600"}
+
+
+def test_deepspeed_on_several_nodes_without_ssh_gets_a_hostfile_of_the_job_shape(tmp_path):
+    nodes = resolve_nodes(count=2, node_rank=1, master_addr="10.0.0.1")
+    command = plan_launch(tmp_path / "c.yaml", [], gpus=4, launcher="deepspeed", nodes=nodes).command
+    assert "--no_ssh" in command and command[command.index("--node_rank") + 1] == "1"
+    assert command[command.index("--master_addr") + 1] == "10.0.0.1"
+    assert command[command.index("--master_port") + 1] == str(DEFAULT_MASTER_PORT)
+    hostfile = Path(command[command.index("--hostfile") + 1])
+    assert read_hostfile(hostfile) == {"node-0": 4, "node-1": 4}
+
+
+def test_a_hostfile_with_node_rank_runs_on_each_node_without_ssh(tmp_path):
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("gpu-node-1 slots=8\ngpu-node-2 slots=8\n")
+    nodes = resolve_nodes(hostfile, node_rank=1)
+    assert (nodes.count, nodes.master_addr) == (2, "gpu-node-1")  # node 0 is the first host
+    command = plan_launch(tmp_path / "c.yaml", [], gpus=8, launcher="deepspeed", nodes=nodes).command
+    assert command[command.index("--hostfile") + 1] == str(hostfile) and "--no_ssh" in command
+
+
+def test_a_one_host_hostfile_runs_locally_without_ssh(tmp_path):
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("localhost slots=2\n")
+    command = plan_launch(tmp_path / "c.yaml", [], gpus=2, launcher="deepspeed", nodes=resolve_nodes(hostfile)).command
+    assert "--no_ssh" in command and command[command.index("--node_rank") + 1] == "0"
+    assert command[command.index("--master_addr") + 1] == "127.0.0.1"
+
+
+@pytest.mark.parametrize("arguments,message", [
+    (dict(count=2, master_addr="a"), "--nodes 2 needs --node-rank K"),
+    (dict(count=2, node_rank=0), "--nodes 2 needs --master-addr"),
+    (dict(count=2, node_rank=2, master_addr="a"), "--node-rank 2: must be between 0 and 1"),
+    (dict(count=0), "--nodes 0: at least one node"),
+    (dict(master_port=70000), "--master-port 70000"),
+])
+def test_node_arguments_are_checked_together(arguments, message):
+    with pytest.raises(UserError, match=message):
+        resolve_nodes(**arguments)
+
+
+def test_nodes_must_match_the_hostfile(tmp_path):
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("a slots=1\nb slots=1\n")
+    with pytest.raises(UserError, match="--nodes 3 but .* lists 2 host"):
+        resolve_nodes(hostfile, count=3)
+
+
+# --- the same job on every node (issue 16) --------------------------------------------------------
+
+def test_identity_differences_name_the_key_the_file_and_the_package():
+    from phased_cpt.training.processes import JobIdentity, identity_differences
+
+    reference = JobIdentity("n0", {"training": {"learning_rate": 5e-4}, "data": {"cache_dir": "/a"}},
+                            {"p1": "aa" * 32}, {"torch": "2.13.0"})
+    same_but_cache = JobIdentity("n1", {"training": {"learning_rate": 5e-4}, "data": {"cache_dir": "/b"}},
+                                 {"p1": "aa" * 32}, {"torch": "2.13.0"})
+    assert identity_differences(reference, same_but_cache) == []
+    assert reference.config_sha256 == same_but_cache.config_sha256
+    other = JobIdentity("n1", {"training": {"learning_rate": 1e-3}, "data": {"cache_dir": "/a"}},
+                        {"p1": "bb" * 32}, {"torch": "2.12.0"})
+    assert identity_differences(reference, other) == [
+        "training.learning_rate: 0.0005 on rank 0, 0.001 here",
+        "phases.p1: the file's content differs (sha256 bbbbbbbbbbbb here, aaaaaaaaaaaa on rank 0)",
+        "torch: 2.13.0 on rank 0, 2.12.0 here",
+    ]
+
+
+def test_rank0_waits_for_a_late_rank_part_and_reports_one_that_never_comes(tmp_path, monkeypatch):
+    import threading
+
+    from phased_cpt.training import checkpoints
+
+    checkpoint = tmp_path / "checkpoint-2"
+    checkpoint.mkdir()
+    (checkpoint / "rng_state_0.pth").write_bytes(b"r")
+    assert checkpoints.wait_for_rank_parts(checkpoint, 2, timeout_s=0.05) == ["rng_state_1.pth"]
+    late = threading.Timer(0.2, (checkpoint / "rng_state_1.pth").write_bytes, [b"r"])  # another node's NFS lag
+    late.start()
+    assert checkpoints.wait_for_rank_parts(checkpoint, 2, timeout_s=30) == []
+    late.join()

@@ -188,3 +188,50 @@ def test_doctor_cli_gpu_memory_flag_exits_2_when_the_model_does_not_fit(run_conf
     assert main(args) == 2
     checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)}
     assert checks["memory"]["status"] == FAIL
+
+
+# --- several nodes (issue 16) -------------------------------------------------------------------
+
+def test_node_0_checks_its_master_port_is_free_and_the_others_that_it_answers():
+    import socket
+
+    from phased_cpt.doctor import check_master
+    from phased_cpt.launch import resolve_nodes
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        taken = check_master(resolve_nodes(count=2, node_rank=0, master_addr="127.0.0.1", master_port=port))
+        assert taken.status == FAIL and f"port {port} cannot be used" in taken.detail
+        answers = check_master(resolve_nodes(count=2, node_rank=1, master_addr="127.0.0.1", master_port=port))
+        assert answers.status == PASS and f"127.0.0.1:{port}" in answers.detail
+    free = check_master(resolve_nodes(count=2, node_rank=0, master_addr="127.0.0.1", master_port=port))
+    assert free.status == PASS
+    not_started = check_master(resolve_nodes(count=2, node_rank=1, master_addr="127.0.0.1", master_port=port))
+    assert not_started.status == WARN and "node 0 is not started" in not_started.detail
+    unknown = check_master(resolve_nodes(count=2, node_rank=1, master_addr="no-such-host.invalid", master_port=port))
+    assert unknown.status == FAIL and "cannot resolve" in unknown.detail
+
+
+def test_doctor_on_several_nodes_prints_the_job_identity_that_changes_with_the_config(run_config):
+    from phased_cpt.launch import resolve_nodes
+
+    nodes = resolve_nodes(count=2, node_rank=1, master_addr="127.0.0.1", master_port=1)
+    identity = by_name(run_checks(run_config, processes=1, nodes=nodes))["job identity"]
+    assert identity.status == PASS and "(node 1 of 2, host " in identity.detail
+    other_cache = by_name(run_checks(run_config, ["data.cache_dir=/elsewhere"], nodes=nodes))["job identity"]
+    other_lr = by_name(run_checks(run_config, ["training.learning_rate=0.123"], nodes=nodes))["job identity"]
+    assert other_cache.detail == identity.detail  # a node-local cache may have its own path
+    assert other_lr.detail.split(",")[0] != identity.detail.split(",")[0]
+    assert "job identity" not in by_name(run_checks(run_config))  # one node: nothing to compare
+
+
+def test_the_memory_of_several_nodes_is_for_every_process_of_the_job(run_config):
+    """ZeRO-3 partitions over 2 nodes x 1 process: the estimate is the one of 2 processes."""
+    from phased_cpt.launch import resolve_nodes
+
+    nodes = resolve_nodes(count=2, node_rank=1, master_addr="127.0.0.1", master_port=1)
+    on_two_nodes = by_name(run_checks(run_config, processes=1, nodes=nodes))["memory"].detail
+    assert "2 process(es)" in on_two_nodes
+    assert on_two_nodes == by_name(run_checks(run_config, processes=2))["memory"].detail

@@ -15,6 +15,7 @@ from phased_cpt.run_dir import (
     latest_run,
     list_checkpoints,
     mark_complete,
+    missing_rank_parts,
 )
 
 
@@ -72,3 +73,27 @@ def test_the_run_containing_an_adapter_or_checkpoint(tmp_path):
     assert RunDir.containing(run.adapter_dir("p1")).path == run.path.resolve()
     assert RunDir.containing(checkpoint_dir(run.phase_dir("p1"), 4)).path == run.path.resolve()
     assert RunDir.containing(tmp_path / "elsewhere" / "adapter") is None
+
+
+def test_a_checkpoint_of_several_ranks_lacks_the_part_of_any_rank_that_did_not_write_it(tmp_path):
+    """issue 16: every rank of every node writes its own part; a node that died leaves its
+    part missing, and the checkpoint must not be marked complete."""
+    checkpoint = checkpoint_dir(tmp_path, 4)
+    step_dir = checkpoint / "global_step4"
+    step_dir.mkdir(parents=True)
+    assert missing_rank_parts(checkpoint, 1) == []  # one process: nothing is per rank
+    (checkpoint / "rng_state_0.pth").write_bytes(b"r")
+    (step_dir / "bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt").write_bytes(b"o")
+    (step_dir / "mp_rank_00_model_states.pt").write_bytes(b"m")  # ZeRO-2: rank 0 alone writes the weights
+    assert missing_rank_parts(checkpoint, 2) == [
+        "rng_state_1.pth", "global_step4/*zero_pp_rank_1_mp_rank_*_optim_states.pt"]
+    (checkpoint / "rng_state_1.pth").write_bytes(b"r")
+    (step_dir / "bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt").write_bytes(b"o")
+    assert missing_rank_parts(checkpoint, 2) == []
+    (step_dir / "zero_pp_rank_0_mp_rank_00_model_states.pt").write_bytes(b"m")  # ZeRO-3: weights per rank too
+    assert missing_rank_parts(checkpoint, 2) == ["global_step4/*zero_pp_rank_1_mp_rank_*_model_states.pt"]
+    (step_dir / "zero_pp_rank_1_mp_rank_00_model_states.pt").write_bytes(b"m")
+    assert missing_rank_parts(checkpoint, 2) == []
+    assert missing_rank_parts(checkpoint, 3) == [
+        "rng_state_2.pth", "global_step4/*zero_pp_rank_2_mp_rank_*_optim_states.pt",
+        "global_step4/*zero_pp_rank_2_mp_rank_*_model_states.pt"]

@@ -12,20 +12,33 @@ The key is a sha256 of: the bytes of the phase's files, the tokenizer (its full 
 vocabulary and special tokens), every data and context setting, the seed and phase name (they
 choose the eval documents and replayed chunks), and, with replay, the keys of earlier phases.
 Changing any of them gives a new key; an entry is never updated in place. Arrays are `.npy`
-and raw int32 (no pickles). An entry is written to a temporary directory and renamed into
-place under a file lock, so concurrent processes never see half an entry; under torchrun only
-local rank 0 builds, the other ranks wait for it.
+and raw int32 (no pickles).
+
+Writers, also on a network file system (NFS, Lustre) where file locks may not hold: an entry is
+built in a directory of its own (`.<key>.tmp-<host>-<pid>-<random>`) and published by one
+`rename` onto `<key>`; a rename onto an existing entry fails, so the first complete entry stays
+and a second writer discards its copy (the same bytes: the key fixes the content). Readers
+count an entry only once `meta.json` is in it, which it is from the moment it appears. A file
+lock (`filelock`) keeps two processes on one machine from building the same entry twice; where
+the file system has no locks, it is skipped (`lock_if_supported`) and the rename still decides.
+In a multi-process run one process per cache directory builds (`training/processes.py` elects
+it), the others only read (`may_build=False`) and wait for its entry.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import functools
 import hashlib
 import json
 import logging
 import os
 import shutil
+import socket
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +46,22 @@ from filelock import FileLock
 from transformers import PreTrainedTokenizerBase
 
 from phased_cpt.config import DataConfig
-from phased_cpt.distributed import is_local_main_process
+from phased_cpt.distributed import rank
+from phased_cpt.errors import UserError
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2
 """2: the row tables are `*_chunks.npy` (1 called them segments and units)."""
 META_FILE = "meta.json"
-WAIT_FOR_RANK0_SECONDS = 6 * 3600
+PREPARED_BY_FILE = "prepared_by.json"
+"""Which process built the entry: host, pid, rank, seconds."""
+WAIT_FOR_WRITER_SECONDS = 600
+"""How long a reader waits for an entry its writer reported as published (file-system lag)."""
+WAIT_FOR_PREPARATION_SECONDS = 6 * 3600
+"""How long a reader waits for the writer of its cache directory to prepare every phase."""
+POLL_SECONDS = 0.5
+NO_LOCKS = (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL)
 
 
 def resolve_cache_dir(data: DataConfig) -> Path:
@@ -52,6 +73,14 @@ def resolve_cache_dir(data: DataConfig) -> Path:
 
 
 def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes; read once per process while its size and mtime stay the same
+    (the cache key, the resume check and the multi-process identity check all ask for it)."""
+    stat = os.stat(path)
+    return _digest(os.path.realpath(path), (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns))
+
+
+@functools.lru_cache(maxsize=256)
+def _digest(path: str, version: tuple[int, ...]) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
@@ -73,37 +102,136 @@ def cache_key(settings: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
-def cached_entry(cache_dir: Path, key: str, build: Callable[[Path], None]) -> tuple[Path, bool]:
+def cached_entry(
+    cache_dir: Path, key: str, build: Callable[[Path], None], may_build: bool = True
+) -> tuple[Path, bool]:
     """The entry directory for `key` and whether it was already there; `build(tmp_dir)` fills a
-    missing one. A failed build (bad data) leaves nothing behind."""
+    missing one. A failed build (bad data) leaves nothing behind. `may_build=False`: this process
+    only reads; it waits for another process to publish the entry (`wait_for_entry`)."""
     entry = Path(cache_dir) / key
-    if (entry / META_FILE).is_file():
+    if is_ready(entry):
         return entry, True
-    Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    if not is_local_main_process():  # only local rank 0 writes the cache; the others wait
+    if not may_build:
         wait_for_entry(entry)
         return entry, True
-    with FileLock(Path(cache_dir) / f".{key}.lock"):
-        if (entry / META_FILE).is_file():  # another process built it while we waited
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    with lock_if_supported(Path(cache_dir) / f".{key}.lock"):
+        if is_ready(entry):  # another process built it while we waited
             return entry, True
-        tmp = Path(cache_dir) / f".{key}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
+        published = publish_entry(entry, build)
+    return entry, not published
+
+
+def is_ready(entry: Path) -> bool:
+    """A published entry: it has `meta.json` from the moment it appears (see `publish_entry`)."""
+    return (entry / META_FILE).is_file()
+
+
+def publish_entry(entry: Path, build: Callable[[Path], None]) -> bool:
+    """Build into a directory of this process's own, then rename it onto `entry`: True if this
+    process's copy became the entry, False if another writer's complete copy was there first."""
+    tmp = entry.with_name(f".{entry.name}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        started = time.monotonic()
+        build(tmp)
+        (tmp / PREPARED_BY_FILE).write_text(json.dumps(
+            {"host": socket.gethostname(), "pid": os.getpid(), "rank": rank(),
+             "seconds": round(time.monotonic() - started, 3)}) + "\n", encoding="utf-8")
+        set_aside_partial(entry)
         try:
-            build(tmp)
-            shutil.rmtree(entry, ignore_errors=True)  # a partial entry from a crashed older version
-            os.replace(tmp, entry)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return entry, False
+            os.rename(tmp, entry)
+        except OSError as err:
+            if err.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not is_ready(entry):
+                raise
+            logger.warning("%s was prepared by another process at the same time; using that copy", entry)
+            return False
+        return True
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
-def wait_for_entry(entry: Path) -> None:
-    deadline = time.monotonic() + WAIT_FOR_RANK0_SECONDS
-    while not (entry / META_FILE).is_file():
+def set_aside_partial(entry: Path) -> None:
+    """An entry directory without `meta.json` (left by an older version that built in place):
+    renamed away before it is removed, so no reader ever sees it change."""
+    if entry.exists() and not is_ready(entry):
+        stale = entry.with_name(f".{entry.name}.stale-{uuid.uuid4().hex[:8]}")
+        os.rename(entry, stale)
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def lock_if_supported(path: Path) -> Iterator[None]:
+    """`filelock.FileLock` on `path`, or nothing where the file system has no locks (Lustre
+    without `-o flock`, some NFS setups): `publish_entry`'s rename is what keeps entries whole."""
+    lock = FileLock(path)
+    try:
+        lock.acquire()
+    except OSError as err:
+        if err.errno not in NO_LOCKS:
+            raise
+        logger.info("%s: the file system has no locks (%s); relying on atomic rename", path.parent, err.strerror)
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def wait_for_entry(entry: Path, timeout_s: float = WAIT_FOR_WRITER_SECONDS) -> None:
+    """Wait for another process to publish `entry` (see `training/processes.one_writer_per_cache`)."""
+    deadline = time.monotonic() + timeout_s
+    while not is_ready(entry):
         if time.monotonic() > deadline:
-            raise TimeoutError(f"local rank 0 did not finish preparing {entry}")
-        time.sleep(1.0)
+            raise UserError(
+                f"{entry}: the process that prepares this data cache entry published it, but it is not visible "
+                f"here after {timeout_s:.0f} s; check that data.cache_dir is the same directory for every process "
+                "that shares it, or give each node its own (--set data.cache_dir=LOCAL_DIR)"
+            )
+        time.sleep(POLL_SECONDS)
+
+
+def probe_path(cache_dir: Path, token: str, rank: int) -> Path:
+    """The file rank `rank` of job `token` leaves in its cache directory to find out who shares it."""
+    return Path(cache_dir) / f".phased-cpt-{token}-rank{rank}.probe"
+
+
+def write_probe(cache_dir: Path, token: str, rank: int) -> Path:
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    path = probe_path(cache_dir, token, rank)
+    path.write_text(f"{socket.gethostname()} {os.getpid()}\n", encoding="utf-8")
+    return path
+
+
+def prepared_path(cache_dir: Path, token: str, writer: int) -> Path:
+    return Path(cache_dir) / f".phased-cpt-{token}-rank{writer}.prepared"
+
+
+def signal_prepared(cache_dir: Path, token: str, writer: int, error: str | None) -> None:
+    """The writer of a cache directory tells the processes that read it that it finished
+    preparing every phase (`error` None) or failed with `error`; one rename, never half a file."""
+    path = prepared_path(cache_dir, token, writer)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"error": error}) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def wait_for_prepared(
+    cache_dir: Path, token: str, writer: int, timeout_s: float = WAIT_FOR_PREPARATION_SECONDS
+) -> str | None:
+    """Wait for the writer's signal (`signal_prepared`); its error, or None when it succeeded."""
+    path = prepared_path(cache_dir, token, writer)
+    deadline = time.monotonic() + timeout_s
+    while not path.is_file():
+        if time.monotonic() > deadline:
+            raise UserError(f"rank {writer} did not finish preparing the data in {cache_dir} within {timeout_s:.0f} s")
+        time.sleep(POLL_SECONDS)
+    return json.loads(path.read_text(encoding="utf-8"))["error"]
+
+
+def clear_prepared(cache_dir: Path, token: str, writer: int) -> None:
+    prepared_path(cache_dir, token, writer).unlink(missing_ok=True)
 
 
 def read_meta(entry: Path) -> dict[str, Any]:

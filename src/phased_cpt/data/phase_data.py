@@ -128,12 +128,13 @@ def phase_cache_key(
 def build_phase_data(
     phase: PhaseConfig, data: DataConfig, tokenizer: PreTrainedTokenizerBase, context: ContextConfig, seed: int,
     cache_dir: Path | None = None, earlier: Sequence[PhaseData] = (), tokenizer_id: str | None = None,
-    general: PhaseData | None = None, role: str = PHASE,
+    general: PhaseData | None = None, role: str = PHASE, may_build: bool = True,
 ) -> PhaseData:
     """Read, validate, split (by document, before chunking), tokenize, chunk, mix (weights,
     replay from `earlier`, general chunks from `general`), rearrange (FIM) and pack one phase's
     data, or load it from `cache_dir`. Without `cache_dir`, a temporary directory holds it for as
-    long as the returned object lives. `role`: see `prepare.PHASE`."""
+    long as the returned object lives. `role`: see `prepare.PHASE`. `may_build=False`: only load,
+    waiting for the process that prepares `cache_dir` (see `cache.cached_entry`)."""
     temporary = None
     if cache_dir is None:
         temporary = tempfile.mkdtemp(prefix="phased-cpt-data-")
@@ -147,6 +148,7 @@ def build_phase_data(
     entry, hit = cached_entry(
         cache_dir, key,
         lambda out: prepare_phase(out, phase, data, tokenizer, context, seed, sources, general_source, role, digests),
+        may_build,
     )
     if hit:
         logger.info("%s: reusing prepared data from the cache (%s)", phase.name, entry)
@@ -176,17 +178,18 @@ def load_phase_data(entry: Path, name: str, packed: bool, cache_hit: bool) -> Ph
 def build_run_data(
     phases: Sequence[PhaseConfig], data: DataConfig, tokenizer: PreTrainedTokenizerBase, context: ContextConfig,
     seed: int, cache_dir: Path | None = None, general: GeneralConfig | None = None,
-    general_eval_file: Path | None = None,
+    general_eval_file: Path | None = None, may_build: bool = True,
 ) -> dict[str, PhaseData]:
     """Every phase's data, in order (a phase replays from the phases before it), and after them,
     under `GENERAL_COLUMN`, the general source when there is one (`general_data`)."""
     tokenizer_id = tokenizer_digest(tokenizer)
     general_entry = general_data(general or GeneralConfig(), general_eval_file, data, tokenizer, context, seed,
-                                 cache_dir, tokenizer_id)
+                                 cache_dir, tokenizer_id, may_build)
     built: dict[str, PhaseData] = {}
     for phase in phases:
         built[phase.name] = build_phase_data(
-            phase, data, tokenizer, context, seed, cache_dir, list(built.values()), tokenizer_id, general_entry
+            phase, data, tokenizer, context, seed, cache_dir, list(built.values()), tokenizer_id, general_entry,
+            may_build=may_build,
         )
     if general_entry is not None:
         built[GENERAL_COLUMN] = general_entry
@@ -195,7 +198,7 @@ def build_run_data(
 
 def general_data(
     general: GeneralConfig, eval_file: Path | None, data: DataConfig, tokenizer: PreTrainedTokenizerBase,
-    context: ContextConfig, seed: int, cache_dir: Path | None, tokenizer_id: str,
+    context: ContextConfig, seed: int, cache_dir: Path | None, tokenizer_id: str, may_build: bool = True,
 ) -> PhaseData | None:
     """The general source as a cache entry: its training chunks are what phases mix in, its eval
     rows the general held-out documents (`eval_file`, else data.eval_ratio of `general.file`).
@@ -204,12 +207,12 @@ def general_data(
         phase = PhaseConfig.model_construct(name=GENERAL_COLUMN, file=general.file, eval_file=eval_file,
                                             replay_ratio=0.0, general_ratio=0.0)
         return build_phase_data(phase, data, tokenizer, context, seed, cache_dir, tokenizer_id=tokenizer_id,
-                                role=GENERAL)
+                                role=GENERAL, may_build=may_build)
     if eval_file is not None:
         phase = PhaseConfig.model_construct(name=GENERAL_COLUMN, file=eval_file, eval_file=None, replay_ratio=0.0,
                                             general_ratio=0.0)
         return build_phase_data(phase, data, tokenizer, context, seed, cache_dir, tokenizer_id=tokenizer_id,
-                                role=GENERAL_EVAL)
+                                role=GENERAL_EVAL, may_build=may_build)
     return None
 
 

@@ -4,8 +4,11 @@ removed only after a newer one is.
 The HF Trainer writes `checkpoint-N/` file by file and rotates old checkpoints right after, so a
 crash during a save can leave a partial newest checkpoint after the previous one was deleted.
 Here the Trainer's own rotation is off (`save_total_limit=None` in its arguments); after every
-rank has finished writing, `CheckpointCallback` marks the checkpoint `COMPLETE` and only then
-deletes the oldest complete checkpoints beyond `save_total_limit` and any partial leftovers.
+rank has finished writing and rank 0 sees every rank's part (`run_dir.missing_rank_parts`: on
+several nodes each node writes its own), `CheckpointCallback` marks the checkpoint `COMPLETE`
+and only then deletes the oldest complete checkpoints beyond `save_total_limit` and any partial
+leftovers. A node that dies during a save never reaches the barrier, so no marker is written and
+the previous complete checkpoint is the one a resume continues from.
 Resume only considers complete checkpoints (`run_dir.latest_checkpoint`).
 """
 
@@ -13,14 +16,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from phased_cpt.errors import TrainingDiverged
-from phased_cpt.run_dir import checkpoint_dir, list_checkpoints, mark_complete
+from phased_cpt.errors import TrainingDiverged, UserError
+from phased_cpt.run_dir import checkpoint_dir, list_checkpoints, mark_complete, missing_rank_parts
+
+RANK_PARTS_VISIBLE_SECONDS = 60.0
 
 
 class CheckpointCallback(TrainerCallback):
@@ -37,15 +43,27 @@ class CheckpointCallback(TrainerCallback):
                 "discarded and earlier checkpoints are untouched. Lower training.learning_rate, keep "
                 "training.max_grad_norm > 0, or use bfloat16 rather than float16."
             )
-        if dist.is_available() and dist.is_initialized():
+        several = dist.is_available() and dist.is_initialized()
+        if several:
             dist.barrier()  # every rank has written its shards
+        checkpoint = checkpoint_dir(self.phase_dir, state.global_step)
+        missing = []
         if state.is_world_process_zero:
-            checkpoint = checkpoint_dir(self.phase_dir, state.global_step)
-            mark_complete(checkpoint, state.global_step)
-            _fsync_dir(checkpoint)
-            self.rotate(keep=checkpoint)
-        if dist.is_available() and dist.is_initialized():
-            dist.barrier()
+            missing = wait_for_rank_parts(checkpoint, dist.get_world_size() if several else 1)
+            if not missing:
+                mark_complete(checkpoint, state.global_step)
+                _fsync_dir(checkpoint)
+                self.rotate(keep=checkpoint)
+        if several:
+            verdict = [missing]
+            dist.broadcast_object_list(verdict, src=0)  # also: no rank goes on before the marker is written
+            missing = verdict[0]
+        if missing:
+            raise UserError(
+                f"{checkpoint}: rank 0 does not see what other ranks wrote ({', '.join(missing[:4])}"
+                f"{', ...' if len(missing) > 4 else ''}); output.dir must be one directory shared by every node. "
+                "This checkpoint stays incomplete; a resume continues from the previous complete one."
+            )
 
     def rotate(self, keep: Path) -> None:
         complete = list_checkpoints(self.phase_dir)
@@ -55,6 +73,15 @@ class CheckpointCallback(TrainerCallback):
                     shutil.rmtree(old, ignore_errors=True)
         for partial in set(list_checkpoints(self.phase_dir, complete_only=False)) - set(complete):
             shutil.rmtree(partial, ignore_errors=True)
+
+
+def wait_for_rank_parts(checkpoint: Path, world_size: int, timeout_s: float = RANK_PARTS_VISIBLE_SECONDS) -> list[str]:
+    """`run_dir.missing_rank_parts` once every rank's files are visible here, or after `timeout_s`
+    (a network file system may show another node's files a moment late)."""
+    deadline = time.monotonic() + timeout_s
+    while (missing := missing_rank_parts(checkpoint, world_size)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return missing
 
 
 def _fsync_dir(path: Path) -> None:

@@ -28,7 +28,13 @@ from phased_cpt.training.deepspeed_plan import DeepSpeedPlan, plan_deepspeed
 from phased_cpt.training.evaluate import RunEvaluator
 from phased_cpt.training.metrics import MetricsSink, open_sink
 from phased_cpt.training.phase import PhaseOutput, PhaseResult, PhaseSettings, train_phase
-from phased_cpt.training.processes import init_distributed, rank_zero_run_dir
+from phased_cpt.training.processes import (
+    check_same_job,
+    init_distributed,
+    one_writer_per_cache,
+    rank_zero_run_dir,
+    writer_identity,
+)
 from phased_cpt.training.resume import resume_point, resume_run, start_run
 from phased_cpt.training.schedule import phase_lr
 from phased_cpt.training.signals import GracefulStopCallback, StopRequest, TrainingInterrupted, stop_on_signals
@@ -65,11 +71,13 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
     deepspeed = plan_deepspeed(cfg)
     refuse_model_settings(cfg)
     init_distributed(deepspeed)
+    check_same_job(cfg)
     set_seed(cfg.training.seed)
     tokenizer = load_tokenizer(cfg.model)
     preparing = time.perf_counter()
-    phase_data = build_run_data(cfg.phases, cfg.data, tokenizer, cfg.context, cfg.training.seed, resolve_cache_dir(cfg.data),
-                                cfg.general, cfg.evaluation.general_file)
+    phase_data = one_writer_per_cache(resolve_cache_dir(cfg.data), build_run_data, cfg.phases, cfg.data, tokenizer,
+                                      cfg.context, cfg.training.seed, general=cfg.general,
+                                      general_eval_file=cfg.evaluation.general_file)
     preparation_seconds = time.perf_counter() - preparing
     plans = plan_phases(cfg.phases, cfg.training, cfg.context, phase_data, evaluation=cfg.evaluation)
     logger.info("%s", format_plan(plans, cfg.context))
@@ -88,8 +96,10 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
                      resume_point(run, pending[0].name)[1] if resume and pending else None)
     evaluator = RunEvaluator(run, phase_data, make_collator(tokenizer, cfg.context), cfg.evaluation, sink, tokenizer,
                              cfg.context.max_tokens, cfg.training.seed)
-    # the report's wall time: each session from its start, with data preparation apart
-    sink.event("session_start", time=started, preparation_seconds=preparation_seconds, resumed=resume is not None)
+    # the report's wall time: each session from its start, with data preparation apart; and the
+    # one process that writes the run's files this session, whatever the number of nodes
+    sink.event("session_start", time=started, preparation_seconds=preparation_seconds, resumed=resume is not None,
+               **writer_identity())
     try:
         with stop_on_signals() as stop:
             shared = RunContext(run, tokenizer, sink, evaluator, stop, cfg.training, cfg.context, cfg.evaluation, deepspeed,

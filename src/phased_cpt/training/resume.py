@@ -9,6 +9,7 @@ difference; logging and checkpoint-frequency settings may change.
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,14 +88,19 @@ def resume_run(cfg: RunConfig, target: str) -> RunDir:
 
 
 def config_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    old, new = flatten(stored), flatten(current)
-    differences = []
-    for key in sorted(set(old) | set(new)):
-        if any(fnmatch.fnmatchcase(key, pattern) for pattern in MAY_CHANGE):
-            continue
-        if old.get(key, "<unset>") != new.get(key, "<unset>"):
-            differences.append(f"{key}: was {old.get(key, '<unset>')!r}, now {new.get(key, '<unset>')!r}")
-    return differences
+    return [f"{key}: was {old!r}, now {new!r}" for key, old, new in differing_keys(stored, current, MAY_CHANGE)]
+
+
+def differing_keys(a: dict[str, Any], b: dict[str, Any], may_differ: Sequence[str]) -> list[tuple[str, Any, Any]]:
+    """(dotted key, value in `a`, value in `b`) for every setting that differs, "<unset>" where
+    one side lacks it; keys matching a pattern of `may_differ` (fnmatch) are left out."""
+    flat_a, flat_b = flatten(a), flatten(b)
+    return [
+        (key, flat_a.get(key, "<unset>"), flat_b.get(key, "<unset>"))
+        for key in sorted(set(flat_a) | set(flat_b))
+        if not any(fnmatch.fnmatchcase(key, pattern) for pattern in may_differ)
+        and flat_a.get(key, "<unset>") != flat_b.get(key, "<unset>")
+    ]
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
