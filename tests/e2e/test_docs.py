@@ -30,7 +30,7 @@ from scripts.doc_examples import DOCS, EXAMPLES, REPO, make_example_repo, run_ex
 
 pytestmark = pytest.mark.e2e
 
-MARKED_BLOCK = re.compile(r"(?:<!-- doc-test: (?P<marker>[^\n]*?) -->\n)?```bash\n(?P<body>.*?)```", re.DOTALL)
+MARKED_BLOCK = re.compile(r"(?:<!-- doc-test: (?P<marker>[^\n]*?) -->\n[ \t]*)?```bash\n(?P<body>.*?)```", re.DOTALL)
 PLACEHOLDERS = {
     "/path/to/your/repo": ".",
     "RUN_DIR/phase2_evolution/checkpoint-400": "RUN_DIR/phase2_evolution/checkpoint-2",  # 2 steps per phase here
