@@ -33,6 +33,7 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from phased_cpt.config import ContextConfig, DataConfig, PhaseConfig
+from phased_cpt.crash_points import crash_point
 from phased_cpt.data.cache import write_meta
 from phased_cpt.data.chunking import LENGTH, START, chunk_document, last_token_is_target, target_tokens
 from phased_cpt.data.jsonl import Document, RecordScan, scan_documents, write_rejected
@@ -306,3 +307,4 @@ def prepare_phase(
     meta["rejected"] = len(rejected)
     meta["duplicates"] = sum(scan.duplicates for scan in scans)
     write_meta(out, meta)
+    crash_point("data_prepared", phase.name)

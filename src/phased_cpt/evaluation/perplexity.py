@@ -4,16 +4,21 @@ Perplexity is exp(total NLL / target tokens) over all rows: long and short rows 
 tokens (a per-batch mean of means would not). Under several processes each rank takes every
 world_size-th batch and the sums are all-reduced; every rank runs the same number of forward
 passes (a short rank repeats a batch with weight 0), as DeepSpeed ZeRO-3 requires.
+
+An evaluation leaves every random stream as it found it (`preserved_rng`): evaluating during or
+between phases never changes what training draws next.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from contextlib import nullcontext
+import random
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -37,6 +42,19 @@ class EvalResult:
         return {"loss": self.loss, "perplexity": self.perplexity, "target_tokens": self.target_tokens}
 
 
+@contextmanager
+def preserved_rng() -> Iterator[None]:
+    """The python, numpy, torch and (this process's) CUDA RNGs are after the block as before it."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
 def evaluate_rows(
     model: PeftModel, dataset: Dataset, collator: Collator, batch_size: int, base_model: bool = False
 ) -> EvalResult:
@@ -51,7 +69,7 @@ def evaluate_rows(
     model.eval()
     adapter_off = model.disable_adapter() if base_model else nullcontext()
     try:
-        with torch.no_grad(), adapter_off:
+        with torch.no_grad(), adapter_off, preserved_rng():
             for r in range(rounds):
                 index = r * world + rank
                 weight = 1.0 if index < len(batches) else 0.0

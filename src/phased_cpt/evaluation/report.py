@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from phased_cpt.crash_points import crash_point
 from phased_cpt.errors import UserError
 from phased_cpt.evaluation.forgetting import ForgettingMatrix
 from phased_cpt.evaluation.plots import plot_curves, read_metrics
@@ -49,6 +50,7 @@ def write_report(run: RunDir) -> Path:
     text = build_report(run)
     run.eval_dir.mkdir(parents=True, exist_ok=True)
     plot_curves(run.metrics_file, run.eval_dir / "curves.png")
+    crash_point("report")
     path = run.eval_dir / "report.md"
     write_atomic(path, text)
     return path

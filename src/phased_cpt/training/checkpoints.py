@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from phased_cpt.crash_points import crash_point
 from phased_cpt.errors import TrainingDiverged
 from phased_cpt.run_dir import checkpoint_dir, list_checkpoints, mark_complete
 
@@ -41,6 +42,7 @@ class CheckpointCallback(TrainerCallback):
             dist.barrier()  # every rank has written its shards
         if state.is_world_process_zero:
             checkpoint = checkpoint_dir(self.phase_dir, state.global_step)
+            crash_point("checkpoint_written", f"{self.phase_dir.name}/{state.global_step}")
             mark_complete(checkpoint, state.global_step)
             _fsync_dir(checkpoint)
             self.rotate(keep=checkpoint)

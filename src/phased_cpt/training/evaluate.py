@@ -10,6 +10,7 @@ from __future__ import annotations
 from peft import PeftModel
 
 from phased_cpt.config import EvaluationConfig
+from phased_cpt.crash_points import crash_point
 from phased_cpt.data.phase_data import PhaseData
 from phased_cpt.evaluation.forgetting import BASE_ROW, ForgettingMatrix, evaluate_phases
 from phased_cpt.evaluation.perplexity import Collator, EvalResult, evaluate_rows
@@ -45,10 +46,12 @@ class RunEvaluator:
 
     def after_phase(self, model: PeftModel, phase: str, step: int) -> None:
         """The phase's forgetting-matrix row, and its own eval record at the phase's last step."""
+        crash_point("phase_evaluation", phase)
         if self.evaluation.forgetting_matrix:
             results = evaluate_phases(model, self.eval_sets, self.collator, self.evaluation.batch_size)
             self.forgetting.add_row(phase, results)
             self.forgetting.save(self.run.eval_dir)
+            crash_point("forgetting_row", phase)
             own = results.get(phase)
         else:
             result = self.current_phase(model, phase)

@@ -5,11 +5,16 @@ carry over because the same PeftModel object keeps training. Settings come from 
 resolved `TrainingConfig` (global values with the phase's overrides). A phase resumed from a
 checkpoint continues with the checkpoint's optimizer, scheduler, RNG and data position (the HF
 Trainer's own resume).
+
+A phase starts from its own seed (`phase_seed`: `training.seed` and the phase name), never from
+whatever state the process's RNGs were left in: phase 2 of an uninterrupted run and phase 2 of a
+run resumed before its first checkpoint (a fresh process) start identically.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import shutil
 import time
@@ -20,7 +25,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from peft import PeftModel
-from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments
+from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_callback import ProgressCallback as HFProgressCallback
 
@@ -39,7 +44,8 @@ class PhaseSettings:
     """How one phase trains."""
 
     training: TrainingConfig
-    """The phase's resolved settings: the global ones with its overrides (`PhaseConfig.training_for`)."""
+    """The phase's resolved settings: the global ones with its overrides (`PhaseConfig.training_for`),
+    and its own seed (`phase_seed`)."""
     context: ContextConfig
     epochs: float
     deepspeed: DeepSpeedPlan | None = None
@@ -64,6 +70,14 @@ class PhaseResult:
     engine: Any = None
     """The DeepSpeed engine the phase trained with (None without DeepSpeed); `TrainableModel`
     keeps it alive until the next phase."""
+
+
+def phase_seed(seed: int, phase_name: str) -> int:
+    """The seed a phase starts from: python, numpy, torch and CUDA RNGs and the data order are
+    seeded with it when the phase's Trainer is built. A function of `training.seed` and the phase
+    alone (like the eval split and the replay choice), 32 bits as numpy requires."""
+    digest = hashlib.sha256(f"{seed}:{phase_name}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
 
 
 def training_arguments(
@@ -95,7 +109,8 @@ def training_arguments(
         save_steps=training.save_steps,
         save_total_limit=None,  # CheckpointCallback rotates, only after a newer checkpoint is complete
         save_only_model=False,  # optimizer, scheduler and RNG are needed to resume exactly
-        seed=training.seed,
+        seed=training.seed,  # the Trainer seeds every RNG with it when it is built
+        data_seed=training.seed,  # the data order: from the seed alone, not from the torch RNG's history
         bf16=on_gpu and torch.cuda.is_bf16_supported(),
         tf32=on_gpu and torch.cuda.get_device_capability()[0] >= 8,
         use_cpu=not on_gpu,
@@ -155,6 +170,7 @@ def train_phase(
     unless a stop was requested first. The previous phase's DeepSpeed engine must be released
     (`TrainableModel.next_phase`)."""
     training = settings.training
+    set_seed(training.seed)  # as the Trainer does when built; here too, so nothing before it matters
     trainer = PhaseTrainer(
         model=model,
         args=training_arguments(training, settings.epochs, output.phase_dir, settings.deepspeed,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from transformers import PreTrainedTokenizerBase, set_seed
 
 from phased_cpt.config import ContextConfig, EvaluationConfig, PhaseConfig, RunConfig, TrainingConfig
+from phased_cpt.crash_points import crash_point
 from phased_cpt.data.cache import resolve_cache_dir
 from phased_cpt.data.collate import check_packing_model, make_collator
 from phased_cpt.data.phase_data import PhaseData, build_run_data, save_rejected
@@ -25,7 +26,7 @@ from phased_cpt.training.checkpoints import CheckpointCallback
 from phased_cpt.training.deepspeed_plan import DeepSpeedPlan, plan_deepspeed
 from phased_cpt.training.evaluate import RunEvaluator
 from phased_cpt.training.metrics import MetricsSink, open_sink
-from phased_cpt.training.phase import PhaseOutput, PhaseResult, PhaseSettings, train_phase
+from phased_cpt.training.phase import PhaseOutput, PhaseResult, PhaseSettings, phase_seed, train_phase
 from phased_cpt.training.processes import init_distributed, rank_zero_run_dir
 from phased_cpt.training.resume import resume_point, resume_run, start_run
 from phased_cpt.training.signals import GracefulStopCallback, StopRequest, TrainingInterrupted, stop_on_signals
@@ -97,6 +98,7 @@ def run_phase(trainable: TrainableModel, phase: PhaseConfig, data: PhaseData, sh
     step_offset = run.finished_steps()
     sink.event("phase_start", phase=phase.name, step=step_offset, adapter_sha256=trainable.fingerprint(),
                resumed_from=str(checkpoint) if checkpoint else None)
+    crash_point("phase_start", phase.name)
     metrics = MetricsCallback(sink, phase.name, step_offset=step_offset)
     callbacks = [
         metrics,
@@ -108,7 +110,9 @@ def run_phase(trainable: TrainableModel, phase: PhaseConfig, data: PhaseData, sh
         evaluate = lambda: shared.evaluator.current_phase(model, phase.name)  # noqa: E731
         callbacks.append(EvalCallback(evaluate, shared.evaluation.eval_steps, sink, phase.name, step_offset))
     callbacks.append(ClockCallback(metrics))  # last: eval and saves stay out of tokens/s
-    settings = PhaseSettings(phase.training_for(shared.training), shared.context, phase.epochs, shared.deepspeed)
+    training = phase.training_for(shared.training)
+    training = training.model_copy(update={"seed": phase_seed(training.seed, phase.name)})
+    settings = PhaseSettings(training, shared.context, phase.epochs, shared.deepspeed)
     output = PhaseOutput(run.phase_dir(phase.name), run.adapter_dir(phase.name))
     result = train_phase(model, shared.tokenizer, data, settings, output, callbacks, resume_from=checkpoint)
     trainable.keep_engine(result.engine)
@@ -124,6 +128,7 @@ def finish_phase(trainable: TrainableModel, phase: PhaseConfig, result: PhaseRes
     fingerprint = trainable.fingerprint()
     shared.sink.event("phase_end", phase=phase.name, step=end_step, steps=result.steps,
                       train_loss=result.train_loss, adapter_sha256=fingerprint)
+    crash_point("state_update", phase.name)
     run.mark_done(phase.name, steps=result.steps, train_loss=result.train_loss, tokens=result.tokens,
                   seconds=result.seconds, adapter_sha256=fingerprint)
     logger.info("%s done: %d steps, adapter in %s", phase.name, result.steps, run.adapter_dir(phase.name))

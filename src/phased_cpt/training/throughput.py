@@ -147,8 +147,9 @@ def measured_matmul_flops(device_type: str, dtype: torch.dtype) -> float:
     """Best FLOP/s of a square matmul on this device (once per process; ~0.1 s on a CPU)."""
     size = 4096 if device_type == "cuda" else 512
     device = torch.device(device_type)
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
+    numbers = torch.Generator(device).manual_seed(0)  # not the training RNG: measuring must not move it
+    a = torch.randn(size, size, device=device, dtype=dtype, generator=numbers)
+    b = torch.randn(size, size, device=device, dtype=dtype, generator=numbers)
     best = float("inf")
     for _ in range(5):
         synchronize(device)
