@@ -17,7 +17,7 @@ Variants (random-init weights of real Qwen2.5 shapes, written out in `SHAPES`; n
 Full-row variants report the median of `--steps` steps after `--warmup`; corpus variants train
 through the whole corpus (after one warm-up row) and report totals, since the two packings make
 different numbers of rows. "target tok/s" counts labels that are not -100 (useful targets).
-MFU uses `phased_cpt.training.throughput` (useful FLOPs, spec peak of known GPUs). Ratios are
+MFU uses `phased_cpt.training.throughput` (useful FLOPs, spec peak of known GPUs; nan on a CPU). Ratios are
 against the first variant of the case that ran (its name is printed). Variants whose packages are
 missing print "skipped: ...", an OOM prints "out of memory" and the run goes on.
 
@@ -338,21 +338,22 @@ def measure(result: Result, timer: StepTimer, skip: int, attended_lists: list[li
         raise RuntimeError(f"timed {len(seconds)} steps for {len(attended_lists)} batches")
     tokens = [sum(s) for s in attended_lists]
     flops = [step_flops(shape, np.asarray(s)) for s in attended_lists]
-    peak = device_peak(device, dtype)
+    peak = device_peak(device, dtype)  # None on a CPU or an unknown GPU: MFU is then nan
+    peak_flops = peak.flops_per_second if peak else math.nan
     if corpus:  # every row once: totals, since the two packings make different numbers of rows
         total = sum(seconds)
         result.tokens_per_second = sum(tokens) / total
         result.target_tokens_per_second = sum(targets) / total
         result.step_seconds = total / len(seconds)
-        result.mfu = sum(flops) / total / peak.flops_per_second
+        result.mfu = sum(flops) / total / peak_flops
         result.extra = {"rows": len(seconds), "packing_efficiency": sum(tokens) / (len(seconds) * result.tokens_per_row)}
     else:
         step = statistics.median(seconds)
         result.step_seconds = step
         result.tokens_per_second = tokens[0] / step
         result.target_tokens_per_second = targets[0] / step
-        result.mfu = flops[0] / step / peak.flops_per_second
-    result.extra["peak_source"] = peak.source
+        result.mfu = flops[0] / step / peak_flops
+    result.extra["peak_source"] = peak.source if peak else "no known peak on this device"
 
 
 # --- the table -------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Benchmark corpus: the Python standard library, one document per top-level function or class.
+"""Benchmark corpus: the Python standard library, one document per top-level function or class
+(`phased_cpt.quickstart.stdlib`).
 
 Real code of mixed length (median ~150 tokens, a few classes over 30K), much like commit and PR
 data. Also builds the benchmark tokenizer and tiny model offline (no hub): a byte-level BPE
@@ -7,32 +8,10 @@ trained on part of the corpus (`phased_cpt.quickstart.tiny_model.build_tiny_mode
 
 from __future__ import annotations
 
-import ast
 import json
-import sys
 from pathlib import Path
 
-STDLIB = Path(sys.base_prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}"
-
-
-def stdlib_documents(limit_files: int | None = None) -> list[str]:
-    """Source of every top-level def/class of every stdlib module, in sorted file order."""
-    files = sorted(p for p in STDLIB.rglob("*.py") if "site-packages" not in p.parts)
-    documents = []
-    for path in files[:limit_files]:
-        try:
-            source = path.read_text(encoding="utf-8")
-            tree = ast.parse(source)
-        except (UnicodeDecodeError, SyntaxError, ValueError):
-            continue  # a few test fixtures are deliberately broken
-        lines = source.splitlines(keepends=True)
-        for node in tree.body:
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                start = min([node.lineno] + [d.lineno for d in node.decorator_list]) - 1
-                text = "".join(lines[start : node.end_lineno])
-                if text.strip():
-                    documents.append(f"# path: {path.relative_to(STDLIB)}\n{text}")
-    return documents
+from phased_cpt.quickstart.stdlib import stdlib_documents
 
 
 def write_corpus(out_dir: Path, limit_files: int | None) -> tuple[Path, Path]:

@@ -36,6 +36,13 @@ def tiny_llama_bos_dir(tmp_path_factory) -> Path:
     return build_tiny_model(out, CORPUS, architecture="llama", vocab_size=512, hidden_size=32, num_layers=2, bos=True)
 
 
+@pytest.fixture(scope="session")
+def tiny_fim_model_dir(tmp_path_factory) -> Path:
+    """Qwen2-style with Qwen2.5-Coder's fill-in-the-middle tokens in its tokenizer."""
+    out = tmp_path_factory.mktemp("tiny-qwen2-fim")
+    return build_tiny_model(out, CORPUS, architecture="qwen2", vocab_size=512, hidden_size=32, num_layers=2, fim=True)
+
+
 def write_jsonl(path: Path, texts: list[str], field: str = "training_content") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:

@@ -1,9 +1,11 @@
 """The `phased-cpt` command line: every subcommand's arguments, and for each one function that
 calls into the package and maps errors to exit codes.
 
-Exit codes: 0 success, 2 a user mistake (config, data, arguments; message without traceback),
-3 training diverged, 130 interrupted (143 on SIGTERM). Output for the user is printed here, except
-by the chat REPL (it owns the terminal), `doctor`'s check table and `data from-git`'s summary.
+Exit codes: 0 success, 2 a user mistake (config, data, arguments; one `error:` message without
+traceback), 3 training stopped by the non-finite guard, 130/143 interrupted (SIGINT/SIGTERM). A
+traceback appears only for a bug, or with `--debug` (accepted anywhere on the command line).
+Output for the user is printed here, except by the chat REPL (it owns the terminal), `doctor`'s
+check table and `data from-git`'s summary.
 
 Imports are lazy: `--help`, `validate` and `data from-git` never import torch or transformers,
 so they start in a fraction of a second (tests/unit/test_cli.py checks which modules they load).
@@ -17,6 +19,7 @@ import os
 import shlex
 import signal
 import sys
+import traceback
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +33,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("phased_cpt")
 
+MODEL_CONFIG_HELP = (
+    "the model's config.json (or a directory holding it) for the memory estimate, when model.name is a hub id "
+    "whose files are not on this machine (default: model.name's directory, then the local Hugging Face cache)"
+)
 SET_HELP = "override one config key, e.g. --set training.lora.r=16 or --set phases.0.epochs=1 (repeatable)"
 TARGET_HELP = "a run directory or an adapter directory (default: the newest run under --output-dir)"
 NOISY_LIBRARIES = r"transformers(\.|$)"
@@ -52,7 +59,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_from_git(data_sub)
     add_inference_commands(sub)
     add_distributed_commands(sub)
+    add_debug_flag(parser, default=False)
     return parser
+
+
+def add_debug_flag(parser: argparse.ArgumentParser, default: object = argparse.SUPPRESS) -> None:
+    """`--debug` on the parser and every subcommand: show the traceback of an error (a
+    subcommand's flag only overrides the top-level default when given)."""
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="on an error, also print its traceback and log debug messages")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                add_debug_flag(subparser)
 
 
 def add_set_argument(parser: argparse.ArgumentParser) -> None:
@@ -96,19 +115,33 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     add_set_argument(validate)
     validate.add_argument(
         "--print-translated", action="store_true",
-        help="print the config in phased-cpt's layout (useful for configs written for the older tool)",
+        help="print the config in phased-cpt's layout, with the translation's notes as comments (for configs "
+        "written for the older tool); printed even when the data files do not exist yet",
     )
     validate.set_defaults(func=cmd_validate, light=True)
 
     plan = sub.add_parser(
         "plan",
-        help="show what each phase will train on, without training",
+        help="show what each phase will train on, how many steps, how long and in how much memory",
         description="Validate, tokenize, chunk and pack every phase's data (or reuse the data cache) and "
         "print per phase: documents (train/eval), rejected lines, tokens, target tokens, chunks, rows, "
-        "packing efficiency, EOS count, longest document, optimizer steps per epoch and in total, replay "
-        "tokens. Without CONFIG, plans the embedded quickstart. The model is not loaded.",
+        "packing efficiency, EOS count, longest document, optimizer steps per epoch and in total, warm-up "
+        "steps, evaluations and checkpoints, replay tokens; then the memory per GPU (from the model's "
+        "config.json only: no weights) and the time on --gpus x --nodes GPUs, with warnings for settings that "
+        "make a phase train differently than it reads. Without CONFIG, plans the embedded quickstart. When the "
+        "tokenizer cannot be loaded here, token counts are estimated from the documents' bytes, and the plan "
+        "says so.",
     )
     plan.add_argument("config", nargs="?", type=Path, help="YAML config (default: the embedded quickstart)")
+    plan.add_argument("--gpus", type=int, metavar="N",
+                      help="GPUs (training processes) per node (default: WORLD_SIZE when a launcher set it, else 1)")
+    plan.add_argument("--nodes", type=int, default=1, metavar="M", help="nodes, each with --gpus GPUs (default: 1)")
+    plan.add_argument("--gpu-model", metavar="NAME",
+                      help="the GPU the memory and time are for, e.g. H100, H200, A100-40GB (default: the GPU here, "
+                      "else H100, where the estimates were calibrated)")
+    plan.add_argument("--model-config", type=Path, metavar="PATH", help=MODEL_CONFIG_HELP)
+    plan.add_argument("--bytes-per-token", type=float, default=None, metavar="B",
+                      help="UTF-8 bytes per token when the tokenizer cannot be loaded here (default: 3.5)")
     add_set_argument(plan)
     plan.add_argument("--json", action="store_true", help="print the plan as JSON on stdout instead of a table")
     plan.set_defaults(func=cmd_plan)
@@ -220,7 +253,8 @@ def add_inference_commands(sub: argparse._SubParsersAction) -> None:
     merge.add_argument("target", type=Path, metavar="RUN_DIR|ADAPTER_DIR", help="a run directory or an adapter directory")
     add_target_arguments(merge, output_dir=False)
     merge.add_argument("--out", type=Path, required=True, metavar="DIR", help="where to write the merged model")
-    merge.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    merge.add_argument("--force", action="store_true",
+                       help="replace a non-empty --out that an earlier merge wrote (never anything else)")
     merge.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
                        help="merge and save in this dtype (default: the run's model.dtype; auto is float32 on CPU)")
     merge.set_defaults(func=cmd_merge)
@@ -267,6 +301,10 @@ def add_distributed_commands(sub: argparse._SubParsersAction) -> None:
     )
     doctor.add_argument("config", type=Path, help="YAML config")
     doctor.add_argument("--gpus", type=int, metavar="N", help="processes the run will use (default: every visible GPU, or 1)")
+    doctor.add_argument("--gpu-memory", type=float, metavar="GIB",
+                        help="memory of each GPU the run will use, in GiB (default: the GPUs here); the memory "
+                        "check fails when the estimate needs more")
+    doctor.add_argument("--model-config", type=Path, metavar="PATH", help=MODEL_CONFIG_HELP)
     add_set_argument(doctor)
     doctor.add_argument("--json", action="store_true", help="print the checks as JSON on stdout instead of a table")
     doctor.set_defaults(func=cmd_doctor)
@@ -305,11 +343,12 @@ def run_config(args: argparse.Namespace, announce: bool = False) -> RunConfig:
     from phased_cpt.config import load_config
 
     if args.config is None:
-        from phased_cpt.quickstart import quickstart_config_data, quickstart_model_dir
+        from phased_cpt.quickstart import describe_quickstart, quickstart_config_data, quickstart_model_dir
 
-        if announce:
-            logger.info("no config given: running the embedded quickstart (tiny model, bundled data)")
-        cfg, notes = load_config(None, args.overrides, base_data=quickstart_config_data(quickstart_model_dir()))
+        model_dir = quickstart_model_dir()
+        cfg, notes = load_config(None, args.overrides, base_data=quickstart_config_data(model_dir))
+        if announce:  # what actually runs: the --set overrides may point at your files or model
+            logger.info("%s", describe_quickstart(cfg.model.name, {p.name: p.file for p in cfg.phases}, model_dir))
     else:
         cfg, notes = load_config(args.config, args.overrides)
     for note in notes:
@@ -358,27 +397,41 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from phased_cpt.config import dump_config, load_config
-    from phased_cpt.data.jsonl import scan_phase_files
+    from phased_cpt.config.legacy import TRANSLATED
+    from phased_cpt.data.jsonl import scan_files, scan_phase_files
     from phased_cpt.errors import DataError
 
+    if args.print_translated:
+        # The translation prints even when the data files do not exist yet; they are checked after.
+        draft, notes = load_config(args.config, args.overrides, check_files=False)
+        header = ["# translated from the older tool's layout by phased-cpt\n"] if TRANSLATED in notes else []
+        header += [f"# note: {note}\n" for note in notes if note != TRANSLATED]
+        print("".join(header) + dump_config(draft), end="", flush=True)
     cfg, notes = load_config(args.config, args.overrides)
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
-    if args.print_translated:
-        print(dump_config(cfg), end="")
     problems = []
+    general = cfg.general.files + ([cfg.evaluation.general_file] if cfg.evaluation.general_file else [])
+    groups = []
     for phase in cfg.phases:
-        for scan in scan_phase_files(phase, cfg.data):
+        try:
+            groups.append((phase.name, scan_phase_files(phase, cfg.data)))
+        except DataError as err:  # an eval_file that is the training data again
+            problems.append(str(err))
+    groups += [("general", scan_files(general, cfg.data))] if general else []
+    for name, scans in groups:
+        for scan in scans:
             try:
                 scan.raise_if_bad(cfg.data.text_field)
                 skipped = f", {len(scan.rejected)} line(s) to be left out ({scan.duplicates} duplicate(s))"
-                print(f"{phase.name}: {scan.documents} documents in {scan.path}{skipped if scan.rejected else ''}",
+                print(f"{name}: {scan.documents} documents in {scan.path}{skipped if scan.rejected else ''}",
                       file=sys.stderr)
             except DataError as err:
                 problems.append(str(err))
     if problems:
         raise DataError("\n".join(problems))
-    print(f"{args.config}: config and {len(cfg.phases)} phase file(s) are valid", file=sys.stderr)
+    print(f"{args.config}: config and the data files of {len(cfg.phases)} phase(s)"
+          f"{' and the general source' if general else ''} are valid", file=sys.stderr)
     return 0
 
 
@@ -386,12 +439,22 @@ def cmd_plan(args: argparse.Namespace) -> int:
     import contextlib
     import json
 
+    if args.gpus is not None and args.gpus < 1 or args.nodes < 1:
+        raise UserError("--gpus and --nodes must be at least 1")
+    if args.bytes_per_token is not None and args.bytes_per_token <= 0:
+        raise UserError("--bytes-per-token must be positive")
     cfg = run_config(args)
     with contextlib.redirect_stdout(sys.stderr):  # libraries print notices on import; stdout is the plan only
-        from phased_cpt.data.plan import format_plan, plan_json, plan_run
+        from phased_cpt.data.plan import BYTES_PER_TOKEN
+        from phased_cpt.planning import format_run_plan, plan_run, run_plan_json
 
-        plans = plan_run(cfg)
-    print(json.dumps(plan_json(plans, cfg.context), indent=2) if args.json else format_plan(plans, cfg.context))
+        world = args.gpus * args.nodes if args.gpus else None
+        run = plan_run(cfg, world, args.nodes, args.gpu_model, args.model_config,
+                       args.bytes_per_token or BYTES_PER_TOKEN)
+    if args.json:
+        print(json.dumps(run_plan_json(run, cfg.context), indent=2))
+    else:
+        print(format_run_plan(run, cfg.context, cfg.training))
     return 0
 
 
@@ -466,7 +529,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
     model = target.model if args.dtype is None else target.model.model_copy(update={"dtype": args.dtype})
     logger.info("merging %s into %s", target.adapter_dir, model.name)
-    report = merge_adapter(model, target.adapter_dir, args.out, force=args.force)
+    report = merge_adapter(model, target.adapter_dir, args.out, force=args.force,
+                           run_dir=target.run.path if target.run is not None else None)
     print(
         f"merged {target.active} into {report.out_dir} ({str(report.dtype).removeprefix('torch.')}; "
         f"relative logit error vs base + adapter {report.relative_error:.2e} <= {report.allowed:.0e} "
@@ -498,7 +562,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from phased_cpt.doctor import doctor
     from phased_cpt.launch import gpu_count
 
-    return doctor(args.config, args.overrides, args.gpus or max(gpu_count(), 1), args.json)
+    return doctor(args.config, args.overrides, args.gpus or max(gpu_count(), 1), args.json, args.gpu_memory,
+                  args.model_config)
 
 
 # --- process setup -----------------------------------------------------------------------------
@@ -535,15 +600,20 @@ def setup_logging() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     with interrupt.guard():  # first: Ctrl-C while importing and loading stops the command (exit 130)
+        args = None
         try:
             parser = build_parser()
             args = parser.parse_args(argv)
             setup_logging()
             if not getattr(args, "light", False):
                 quiet_deepspeed_on_cpu()
+            if args.debug:
+                logging.getLogger("phased_cpt").setLevel(logging.DEBUG)
             return args.func(args)
         except UserError as err:
-            print(f"error: {err}", file=sys.stderr)
+            if args is not None and args.debug:
+                traceback.print_exc()
+            print(f"error: {err}", file=sys.stderr)  # secrets are masked in the message (errors.UserError)
             return err.exit_code
         except KeyboardInterrupt:
             return report_interrupt()

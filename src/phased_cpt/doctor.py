@@ -18,13 +18,18 @@ from pathlib import Path
 
 import torch
 
-from phased_cpt.config import RunConfig, load_config
+from phased_cpt.config import RunConfig, load_config, training_dtype
 from phased_cpt.errors import UserError
-from phased_cpt.memory import GiB, estimate_memory, model_shape, parameters_from_size
+from phased_cpt.memory import (
+    DTYPE_BYTES,
+    GiB,
+    estimate_run_memory,
+    gib,
+    model_shape,
+    parameters_from_size,
+)
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
-HEADROOM = 0.9
-"""A run is expected to fit when the estimate is under 90% of a GPU's free memory."""
 CPU_HINT = (
     "no GPU: training runs on CPU in float32 (slow; fine for a tiny model). One process: "
     "`phased-cpt train CONFIG`; N CPU processes over gloo: `phased-cpt launch CONFIG --gpus N`"
@@ -36,11 +41,6 @@ class Check:
     name: str
     status: str
     detail: str
-
-
-def size(n_bytes: float) -> str:
-    """1.5 GiB, 12.0 MiB: readable at every scale, from a tiny test model to a 32B one."""
-    return f"{n_bytes / GiB:.1f} GiB" if n_bytes >= GiB / 10 else f"{n_bytes / 2**20:.1f} MiB"
 
 
 def count(n: int) -> str:
@@ -78,7 +78,7 @@ def check_gpus(processes: int) -> list[Check]:
     lines = []
     for index in range(count):
         free, total = torch.cuda.mem_get_info(index)
-        lines.append(f"{index}: {torch.cuda.get_device_name(index)}, {size(free)} of {size(total)} free")
+        lines.append(f"{index}: {torch.cuda.get_device_name(index)}, {gib(free)} of {gib(total)} free")
     status = FAIL if processes > count else PASS
     detail = f"{count} GPU(s): " + "; ".join(lines)
     if processes > count:
@@ -124,8 +124,8 @@ def check_data(cfg: RunConfig) -> list[Check]:
 
     checks = []
     for phase in cfg.phases:
-        files = [phase.file] + ([phase.eval_file] if phase.eval_file is not None else [])
-        missing = [str(f) for f in files if not Path(f).is_file()]
+        files = phase.files
+        missing = [s.spec for s in phase.sources if not s.files] + [str(f) for f in files if not Path(f).is_file()]
         if missing:
             checks.append(Check(f"data {phase.name}", FAIL, f"missing file: {', '.join(missing)}"))
             continue
@@ -149,7 +149,7 @@ def check_tokenizer(cfg: RunConfig) -> Check:
     from phased_cpt.modeling import require_eos_token
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(cfg.model.name)
+        tokenizer = AutoTokenizer.from_pretrained(cfg.model.name, trust_remote_code=cfg.model.trust_remote_code)
     except (OSError, ValueError) as err:
         return Check("tokenizer", FAIL, f"cannot load the tokenizer of {cfg.model.name}: {str(err).splitlines()[0]}")
     try:
@@ -159,11 +159,11 @@ def check_tokenizer(cfg: RunConfig) -> Check:
     return Check("tokenizer", PASS, f"EOS {tokenizer.eos_token!r} (id {tokenizer.eos_token_id})")
 
 
-def checkpoint_bytes(cfg: RunConfig) -> int | None:
+def checkpoint_bytes(cfg: RunConfig, model_config: Path | None = None) -> int | None:
     """Disk for the run: per phase, `save_total_limit` (+1 while the next is written) checkpoints
     of the adapter and its optimizer (fp32 weight 4 + Adam 8 + DeepSpeed's fp32 copy 4 bytes per
     LoRA parameter) and the final adapter (4 bytes per LoRA parameter)."""
-    shape = model_shape(cfg.model)
+    shape = model_shape(cfg.model, model_config)
     if shape is None:
         return None
     lora = shape.lora_parameters(cfg.training.lora.r, cfg.training.lora.target_modules)
@@ -171,15 +171,15 @@ def checkpoint_bytes(cfg: RunConfig) -> int | None:
     return len(cfg.phases) * (kept * lora * 16 + lora * 4)
 
 
-def check_disk(cfg: RunConfig) -> Check:
+def check_disk(cfg: RunConfig, model_config: Path | None = None) -> Check:
     where = Path(cfg.output.dir).resolve()
     while not where.exists():
         where = where.parent
     free = shutil.disk_usage(where).free
-    need = checkpoint_bytes(cfg)
+    need = checkpoint_bytes(cfg, model_config)
     if need is None:
-        return Check("disk", PASS, f"{size(free)} free in {where} (checkpoint size unknown: no config.json)")
-    detail = f"{size(free)} free in {where}, checkpoints need ~{size(need)}"
+        return Check("disk", PASS, f"{gib(free)} free in {where} (checkpoint size unknown: no config.json)")
+    detail = f"{gib(free)} free in {where}, checkpoints need ~{gib(need)}"
     if free < need:
         return Check("disk", FAIL, detail + ": free space or lower training.save_total_limit")
     return Check("disk", WARN if free < 2 * need else PASS, detail)
@@ -197,42 +197,65 @@ def check_wandb(cfg: RunConfig) -> Check:
     return Check("wandb", WARN, "no API key: runs offline; upload later with `wandb sync <run>/wandb`")
 
 
-def check_memory(cfg: RunConfig, processes: int) -> list[Check]:
-    """The DeepSpeed choice and the estimated memory per GPU, with a recommendation."""
+def check_memory(
+    cfg: RunConfig, processes: int, gpu_memory_gib: float | None = None, model_config: Path | None = None,
+) -> list[Check]:
+    """The DeepSpeed choice and the estimated memory per GPU (`memory.py`), compared with
+    `gpu_memory_gib` when given, else with the GPUs here; unknown (a warning) without either."""
     from phased_cpt.training.deepspeed_plan import plan_deepspeed
+    from phased_cpt.training.throughput import resolve_liger
 
-    plan = plan_deepspeed(cfg, processes)
+    given = int(gpu_memory_gib * GiB) if gpu_memory_gib is not None else None
+    plan = plan_deepspeed(cfg, processes, given, model_config)
     stage = plan.zero_stage if plan else 0
     checks = [Check("deepspeed plan", PASS, f"{plan.source}: {plan.reason}" if plan else "none (one process, or DDP)")]
-    shape = model_shape(cfg.model)
     on_gpu = torch.cuda.is_available()
-    weight_bytes = 2 if on_gpu and torch.cuda.is_bf16_supported() and cfg.model.dtype in ("auto", "bfloat16") else 4
-    if cfg.model.dtype == "float16":
-        weight_bytes = 2
+    bf16 = torch.cuda.is_bf16_supported() if on_gpu else True  # without a GPU: the GPU it will run on
+    dtype = training_dtype(cfg.model.dtype, bf16)
+    dtype_note = f"{dtype}" + ("" if on_gpu or cfg.model.dtype != "auto" else " (model.dtype auto, on a GPU with bf16)")
+    if gpu_memory_gib is not None:
+        have, where = gpu_memory_gib * GiB, f"the {gpu_memory_gib:g} GiB of --gpu-memory"
+    elif on_gpu:
+        have = min(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count()))
+        where = f"the {gib(have)} free on the GPU(s) here"
+    else:
+        have, where = None, None
+    shape = model_shape(cfg.model, model_config)
     if shape is None:
         params = parameters_from_size(cfg.model.size)
+        hint = "pass --model-config PATH (a config.json) for the full estimate"
         if params is None:
-            return checks + [Check("memory", WARN, "model shape unknown (no config.json here, model.size unreadable)")]
-        per_gpu = params * weight_bytes / (processes if stage == 3 else 1)
-        return checks + [Check("memory", WARN, f"weights alone ~{size(per_gpu)} per GPU (from model.size "
-                               f"{cfg.model.size}; no config.json here for the full estimate)")]
+            return checks + [Check("memory", WARN, f"model shape unknown (no config.json found for "
+                                   f"{cfg.model.name}, model.size unreadable); {hint}")]
+        weights = params * DTYPE_BYTES[dtype] / (processes if stage == 3 else 1)
+        detail = f"weights alone ~{gib(weights)} per GPU ({dtype}, from model.size {cfg.model.size}); {hint}"
+        if have is not None and weights > have:
+            return checks + [Check("memory", FAIL, detail + f"; more than {where}: " + recommendation(cfg, stage))]
+        return checks + [Check("memory", WARN, detail)]
     offload = cfg.deepspeed_offload if plan else "none"
-    estimate = estimate_memory(shape, cfg.training, cfg.context.max_tokens, stage, processes, weight_bytes, offload)
-    detail = (f"~{size(estimate.total_bytes)} per GPU (weights {size(estimate.weights_bytes)}, "
-              f"LoRA+Adam {size(estimate.lora_bytes)}, activations {size(estimate.activations_bytes)}, "
-              f"logits {size(estimate.logits_bytes)}; {count(shape.parameters)} parameters, "
-              f"ZeRO-{stage}, {processes} process(es))")
-    if not on_gpu:
-        return checks + [Check("memory", PASS, detail + "; no GPU to compare with")]
-    free = min(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count()))
-    if estimate.total_bytes <= HEADROOM * free:
-        return checks + [Check("memory", PASS, detail + f"; fits the {size(free)} free")]
-    return checks + [Check("memory", FAIL, detail + f"; more than the {size(free)} free: "
-                           + recommendation(cfg, stage))]
+    setting = cfg.training.performance.liger_kernel
+    liger = resolve_liger(setting).value if on_gpu else setting is True
+    estimate = estimate_run_memory(shape, cfg.model, cfg.training, cfg.context.max_tokens, bf16_supported=bf16,
+                                   liger=liger, zero_stage=stage, world_size=processes, offload=offload)
+    detail = (f"~{gib(estimate.gpu_bytes)} per GPU ({estimate.describe()}; plus CUDA context and fragmentation; "
+              f"{count(shape.parameters)} parameters, {dtype_note}, ZeRO-{stage}, {processes} process(es), "
+              f"Liger {'on' if liger else 'off'})")
+    if not on_gpu and setting == "auto":
+        with_liger = estimate_run_memory(shape, cfg.model, cfg.training, cfg.context.max_tokens, bf16_supported=bf16,
+                                         liger=True, zero_stage=stage, world_size=processes, offload=offload)
+        detail += f"; ~{gib(with_liger.gpu_bytes)} where liger_kernel: auto finds Liger installed"
+    if have is None:
+        return checks + [Check("memory", WARN, f"unknown (no GPU here): needs {detail}; "
+                               "pass --gpu-memory GiB to check it against the GPUs you will use")]
+    if estimate.gpu_bytes <= have:  # gpu_bytes holds the CUDA context and fragmentation already
+        return checks + [Check("memory", PASS, f"needs {detail}; fits {where}")]
+    return checks + [Check("memory", FAIL, f"needs {detail}; more than {where}: " + recommendation(cfg, stage, liger))]
 
 
-def recommendation(cfg: RunConfig, stage: int) -> str:
+def recommendation(cfg: RunConfig, stage: int, liger: bool = True) -> str:
     steps = []
+    if not liger:
+        steps.append("Liger kernels (pip install 'phased-cpt[gpu]'; training.performance.liger_kernel: auto)")
     if not cfg.training.gradient_checkpointing:
         steps.append("training.gradient_checkpointing: true")
     if stage < 3:
@@ -245,13 +268,18 @@ def recommendation(cfg: RunConfig, stage: int) -> str:
     return "try " + ", then ".join(steps)
 
 
-def run_checks(config: Path, overrides: list[str] = (), processes: int = 1) -> list[Check]:
-    """Every check; a config that does not load is a UserError (all its problems listed)."""
+def run_checks(
+    config: Path, overrides: list[str] = (), processes: int = 1, gpu_memory_gib: float | None = None,
+    model_config: Path | None = None,
+) -> list[Check]:
+    """Every check; a config that does not load is a UserError (all its problems listed).
+    `gpu_memory_gib`: the memory of the GPUs the run will use (default: the GPUs here);
+    `model_config`: the model's config.json when model.name's is not on this machine."""
     cfg, _ = load_config(config, list(overrides), check_files=False)
     checks = [check_python(), check_torch(), *check_gpus(processes), *check_packages(cfg)]
     checks += check_data(cfg)
-    checks += [check_tokenizer(cfg), check_disk(cfg), check_wandb(cfg)]
-    checks += check_memory(cfg, processes)
+    checks += [check_tokenizer(cfg), check_disk(cfg, model_config), check_wandb(cfg)]
+    checks += check_memory(cfg, processes, gpu_memory_gib, model_config)
     return checks
 
 
@@ -273,11 +301,14 @@ def report_json(checks: list[Check]) -> list[dict]:
     return [asdict(c) for c in checks]
 
 
-def doctor(config: Path, overrides: list[str], processes: int, as_json: bool) -> int:
+def doctor(
+    config: Path, overrides: list[str], processes: int, as_json: bool, gpu_memory_gib: float | None = None,
+    model_config: Path | None = None,
+) -> int:
     """Print the table (or JSON with --json) and exit 2 on any failed check."""
     import json
 
-    checks = run_checks(config, overrides, processes)
+    checks = run_checks(config, overrides, processes, gpu_memory_gib, model_config)
     print(json.dumps(report_json(checks), indent=2) if as_json else format_report(checks))
     if has_failures(checks):
         raise UserError("pre-flight checks failed: " + ", ".join(c.name for c in checks if c.status == FAIL))

@@ -1,42 +1,74 @@
-"""Estimated GPU memory per process for LoRA training, from the model's shape alone.
+"""The model's shape and the GPU memory one training process needs: the single estimator used
+by `plan`, `doctor` and `deepspeed: auto`. Pure functions of the model's `config.json` and the
+settings; no weights, no tokenizer, no torch.
 
-Used by `phased-cpt doctor` (its recommendation) and by `deepspeed: auto` (ZeRO-2 or ZeRO-3).
-It is an estimate to catch the runs that cannot fit before they start, not a promise; it leaves
-out the CUDA context and allocator fragmentation (keep ~10% headroom). The formula, with
-P base parameters, p LoRA parameters, L layers, H hidden size, I MLP size, V vocabulary,
-T = micro_batch_size x max_tokens tokens per forward pass, w bytes per weight (2 for bf16, 4 for
-fp32), a = w bytes per activation, N processes:
+`estimate_memory` returns the peak of `torch.cuda.max_memory_allocated` over a training step
+(what PyTorch allocates; `MemoryEstimate.gpu_bytes` adds what the CUDA context and the
+allocator's fragmentation take on top). Notation: P base parameters, p LoRA parameters, L layers,
+H hidden size, I MLP width, q and k the query and key/value widths (heads x head_dim), V
+vocabulary, T = micro_batch_size x max_tokens tokens per forward pass, a bytes per activation
+(2 for bf16/fp16, 4 for fp32), N processes.
 
-    weights      = P * w                      / N under ZeRO-3
-    lora         = p * 16                     fp32 weight 4 + gradient 4 + Adam m and v 8;
-                                              under ZeRO-2 the 12 bytes of gradient and Adam are / N,
-                                              under ZeRO-3 all 16; optimizer offload moves the 8 to CPU
-    activations  = L * T * H * a + T * (12H + 3I) * a      with gradient checkpointing
-                                                             (each layer's input kept, one layer live)
-                 = L * T * (12H + 3I) * a                   without
-    logits       = T * V * 4 * 2              fp32 logits and their gradient in the loss
-
-12H covers the attention inputs/outputs, norms and residuals of a layer, 3I the SwiGLU MLP's
-gate, up and product.
+What lives for the whole run:
+    weights      P * a                         (ZeRO-3: / N, plus the layer being gathered)
+    LoRA         fp32 weight 4p + Adam m, v 8p (peft keeps the adapter in fp32 under autocast);
+                 under DeepSpeed the adapter is bf16 (a*p) with an fp32 master 4p and Adam 8p
+                 partitioned (/ N); offload moves master and Adam to CPU memory
+    gradients    4p, freed after each optimizer step (DeepSpeed: a*p / N)
+What one step adds, and when it peaks (the largest of three moments):
+    1. the loss, without Liger: the fp32 log-softmax of the logits, its gradient and the
+       gradient of the logits are alive together: 12 * T * V bytes (at 0.5B and 4K tokens,
+       6.9 GiB of 8.9). Liger's fused linear cross-entropy never materialises them. Alive too:
+       every layer's checkpointed input T*H*a (or its activations without checkpointing).
+    2. the backward of one decoder layer, recomputed under gradient checkpointing: what autograd
+       saves for it (per token, HF modules under bf16 autocast, LoRA with dropout on the seven
+       projections, SDPA):
+           RMSNorm x2       fp32 copy of the input: 2 * 4H       (Liger: the bf16 input, 2 * aH)
+           each LoRA module dropout mask m*in (bool on CUDA: m=1; a float on CPU: m=4), the
+                            dropped input in the compute dtype a*in, lora_A's output a*r; the
+                            frozen base weight saves nothing (its input is only needed for a
+                            weight gradient nobody asks for)
+           attention        q and k after RoPE, v, the output: a(2q + 2k); log-sum-exp 4 * heads
+           MLP              gate and up outputs 2aI, SiLU output aI (Liger's SwiGLU recomputes it)
+       plus the gradients in flight at the largest LoRA input (down_proj: its base-path gradient
+       a*I, and the fp32 cast and dropout gradients 8I of an fp32 adapter) and the residual
+       stream's gradient 2aH. Alive too: the checkpoints of the layers not yet reached and the
+       gradients of those already done.
+    3. the optimizer step: gradients, plus one fp32 temporary per trainable parameter for
+       torch's non-fused (foreach) AdamW.
+Checked against the issue's H100 measurements (Qwen2.5 0.5B/7B shapes, LoRA r=128 on all seven
+projections, plain loop with torch AdamW): every row within 5%, with no term fitted to them
+(tests/unit/test_memory.py). The per-layer saved bytes equal what autograd saves for a Qwen2 layer
+on CPU, byte for byte, and whole training steps on CPU land within 10% (same test file;
+benchmarks/RESULTS.md). DeepSpeed's terms follow the ZeRO paper's accounting and were not measured.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-from phased_cpt.config import ModelConfig, TrainingConfig
+from phased_cpt.config import ModelConfig, TrainingConfig, training_dtype
 
 GiB = 2**30
-LORA_BYTES_PER_PARAM = 16
-LORA_PARTITIONED_BYTES = 12  # gradient + Adam m and v: partitioned from ZeRO-2 on
-ADAM_BYTES = 8
+DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
+CUDA_CONTEXT_BYTES = GiB
+"""CUDA context, cuBLAS workspaces and NCCL buffers: memory a process uses outside PyTorch's
+allocator, so `max_memory_allocated` never shows it."""
+FRAGMENTATION = 0.05
+"""What the caching allocator reserves beyond what it hands out, as a share of the peak."""
 
+
+# --- the model's shape -----------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class ModelShape:
+    """What memory and FLOP counts need from a decoder-only model."""
+
     layers: int
     hidden_size: int
     intermediate_size: int
@@ -45,62 +77,124 @@ class ModelShape:
     kv_heads: int
     head_dim: int
     tied_embeddings: bool = False
+    attention_bias: bool = False
+    """q, k and v projections with a bias (Qwen2)."""
+    parameters: int = field(default=0)
+    """Base parameters, embeddings and LM head included, LoRA excluded; counted from the other
+    fields when not given (0)."""
+
+    def __post_init__(self) -> None:
+        if not self.parameters:
+            object.__setattr__(self, "parameters", self.counted_parameters())
+
+    @property
+    def attention_width(self) -> int:
+        """d: query heads x head_dim (the hidden size for most models)."""
+        return self.attention_heads * self.head_dim
+
+    @property
+    def kv_width(self) -> int:
+        return self.kv_heads * self.head_dim
 
     @property
     def module_shapes(self) -> dict[str, tuple[int, int]]:
         """(in, out) features of each linear layer LoRA may target, per decoder layer."""
-        h, q, kv, i = self.hidden_size, self.attention_heads * self.head_dim, self.kv_heads * self.head_dim, self.intermediate_size
+        h, q, kv, i = self.hidden_size, self.attention_width, self.kv_width, self.intermediate_size
         return {
             "q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
             "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h),
         }
 
     @property
-    def parameters(self) -> int:
-        per_layer = sum(i * o for i, o in self.module_shapes.values()) + 2 * self.hidden_size
-        embeddings = self.vocab_size * self.hidden_size * (1 if self.tied_embeddings else 2)
-        return self.layers * per_layer + embeddings + self.hidden_size
+    def layer_parameters(self) -> int:
+        """Parameters of one decoder layer: its linear layers, q/k/v biases and two norms."""
+        bias = self.attention_width + 2 * self.kv_width if self.attention_bias else 0
+        return sum(i * o for i, o in self.module_shapes.values()) + bias + 2 * self.hidden_size
+
+    @property
+    def embedding_parameters(self) -> int:
+        """The input embedding matrix (also the LM head when tied)."""
+        return self.vocab_size * self.hidden_size
+
+    def counted_parameters(self) -> int:
+        embeddings = self.embedding_parameters * (1 if self.tied_embeddings else 2)
+        return self.layers * self.layer_parameters + embeddings + self.hidden_size
 
     def lora_parameters(self, r: int, target_modules: list[str]) -> int:
         shapes = self.module_shapes
         return self.layers * sum(r * (shapes[m][0] + shapes[m][1]) for m in target_modules if m in shapes)
 
+    @classmethod
+    def of(cls, model: Any) -> ModelShape:
+        """From a live PeftModel or transformers model: the shape from its config, the parameter
+        count from its weights (LoRA excluded; DeepSpeed ZeRO-3 partitions report `ds_numel`)."""
+        config = model.config.get_text_config()
+        # attributes, not to_dict(): transformers maps each architecture's own names onto these
+        fields = {key: getattr(config, key, None) for key in CONFIG_FIELDS}
+        return replace(shape_from_config(fields), parameters=base_parameters(model))
+
+
+def base_parameters(model: Any) -> int:
+    """Parameters of the frozen base model of a live model."""
+    return sum(getattr(p, "ds_numel", p.numel()) for name, p in model.named_parameters() if "lora_" not in name)
+
+
+CONFIG_FIELDS = (
+    "num_hidden_layers", "hidden_size", "intermediate_size", "vocab_size", "num_attention_heads",
+    "num_key_value_heads", "head_dim", "tie_word_embeddings", "attention_bias", "model_type",
+)
+
 
 def shape_from_config(config: dict) -> ModelShape:
-    """A transformers `config.json` (decoder-only; a nested `text_config` is used when present)."""
-    config = config.get("text_config", config)
-    heads = config["num_attention_heads"]
-    hidden = config["hidden_size"]
+    """A transformers `config.json` (decoder-only; a nested `text_config` is used when present).
+    Raises KeyError or TypeError when a field it needs is missing or not a number."""
+    config = config.get("text_config") or config
+    heads = int(config["num_attention_heads"])
+    hidden = int(config["hidden_size"])
     return ModelShape(
-        layers=config["num_hidden_layers"],
+        layers=int(config["num_hidden_layers"]),
         hidden_size=hidden,
-        intermediate_size=config.get("intermediate_size", 4 * hidden),
-        vocab_size=config["vocab_size"],
+        intermediate_size=int(config.get("intermediate_size") or 4 * hidden),
+        vocab_size=int(config["vocab_size"]),
         attention_heads=heads,
-        kv_heads=config.get("num_key_value_heads") or heads,
-        head_dim=config.get("head_dim") or hidden // heads,
+        kv_heads=int(config.get("num_key_value_heads") or heads),
+        head_dim=int(config.get("head_dim") or hidden // heads),
         tied_embeddings=bool(config.get("tie_word_embeddings", False)),
+        attention_bias=bool(config.get("attention_bias") or config.get("model_type") == "qwen2"),
     )
 
 
-def model_shape(model: ModelConfig) -> ModelShape | None:
-    """The shape from `config.json` in a local model directory or the local HF cache (never the
-    network); None when neither has it."""
-    path = Path(model.name).expanduser() / "config.json"
-    if not path.is_file():
-        try:
-            from huggingface_hub import try_to_load_from_cache
+def locate_model_config(name: str, override: Path | None = None) -> Path | None:
+    """The `config.json` that describes `model.name`: `override` (a file or a directory holding
+    one), else the model's local directory, else the local Hugging Face cache; never the network."""
+    candidates = [override] if override is not None else [Path(name).expanduser()]
+    for candidate in candidates:
+        path = candidate / "config.json" if candidate.is_dir() else candidate
+        if path.is_file():
+            return path
+    if override is not None:
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
 
-            cached = try_to_load_from_cache(model.name, "config.json")
-        except Exception:  # an id the hub client rejects is simply not in the cache
-            cached = None
-        if not isinstance(cached, str):
-            return None
-        path = Path(cached)
+        cached = try_to_load_from_cache(name, "config.json")
+    except Exception:  # an id the hub client rejects is simply not in the cache
+        cached = None
+    return Path(cached) if isinstance(cached, str) else None
+
+
+def read_model_config(path: Path) -> ModelShape | None:
+    """The shape in a `config.json`; None when it cannot be read or lacks a field."""
     try:
         return shape_from_config(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def model_shape(model: ModelConfig, override: Path | None = None) -> ModelShape | None:
+    """The shape of `model.name` from its config.json (see `locate_model_config`), or None."""
+    path = locate_model_config(model.name, override)
+    return read_model_config(path) if path is not None else None
 
 
 def parameters_from_size(size: str | None) -> int | None:
@@ -111,48 +205,187 @@ def parameters_from_size(size: str | None) -> int | None:
     return int(float(match.group(1)) * (1e9 if match.group(2) in "Bb" else 1e6))
 
 
+# --- the estimate ----------------------------------------------------------------------------
+
 @dataclass(frozen=True)
 class MemoryEstimate:
+    """Bytes per process. The parts add up to `peak_bytes` at the moment named by `peak_at`."""
+
     weights_bytes: int
+    """Frozen base weights held on this GPU (ZeRO-3: its shard plus the layer being gathered)."""
     lora_bytes: int
+    """Adapter weights, optimizer states and DeepSpeed's buffers: alive the whole run."""
     activations_bytes: int
+    """At the peak: checkpointed layer inputs (or every layer's activations), the layer being
+    recomputed and the gradients in flight."""
     logits_bytes: int
+    """At the peak: the fp32 logits, their log-softmax and gradients (0 with Liger, or when the
+    peak is elsewhere)."""
+    gradients_bytes: int
+    """At the peak: LoRA gradients (and the optimizer's temporaries at the optimizer step)."""
+    peak_at: str
+    """'loss', 'backward' or 'optimizer step'."""
     lora_parameters: int
 
     @property
-    def total_bytes(self) -> int:
-        return self.weights_bytes + self.lora_bytes + self.activations_bytes + self.logits_bytes
+    def peak_bytes(self) -> int:
+        """What `torch.cuda.max_memory_allocated` would report."""
+        return self.weights_bytes + self.lora_bytes + self.activations_bytes + self.logits_bytes + self.gradients_bytes
+
+    @property
+    def gpu_bytes(self) -> int:
+        """What the GPU must have: the peak, fragmentation, and the CUDA context outside PyTorch."""
+        return int(self.peak_bytes * (1 + FRAGMENTATION)) + CUDA_CONTEXT_BYTES
+
+    def describe(self) -> str:
+        parts = [("weights", self.weights_bytes), ("LoRA+optimizer", self.lora_bytes),
+                 ("activations", self.activations_bytes), ("logits", self.logits_bytes),
+                 ("gradients", self.gradients_bytes)]
+        shown = ", ".join(f"{name} {gib(value)}" for name, value in parts if value)
+        return f"peak at the {self.peak_at}: {shown}"
+
+
+def gib(n_bytes: float) -> str:
+    """1.5 GiB, 12.0 MiB: readable at every scale, from a tiny test model to a 32B one."""
+    return f"{n_bytes / GiB:.1f} GiB" if n_bytes >= GiB / 10 else f"{n_bytes / 2**20:.1f} MiB"
 
 
 def estimate_memory(
     shape: ModelShape,
     training: TrainingConfig,
     max_tokens: int,
-    zero_stage: int,
-    world_size: int,
-    weight_bytes: int,
+    *,
+    dtype: str = "bfloat16",
+    liger: bool = False,
+    zero_stage: int = 0,
+    world_size: int = 1,
     offload: str = "none",
+    device: str = "cuda",
+    attention: str = "sdpa",
 ) -> MemoryEstimate:
-    """Bytes one process needs (see the module docstring for the formula)."""
+    """Peak bytes of one training process (the module docstring derives each term).
+
+    `dtype`: what `training_dtype` resolves model.dtype to; `liger`: whether Liger kernels run;
+    `zero_stage` 0 (one process or DDP), 2 or 3 with `world_size` processes and DeepSpeed's
+    `offload`; `device` 'cuda' or 'cpu' (dropout masks are bool on CUDA, floats on CPU);
+    `attention` 'eager' keeps each layer's T x T attention probabilities.
+    """
+    a = DTYPE_BYTES[dtype]
+    n = max(world_size, 1)
+    deepspeed = zero_stage in (2, 3)
+    lora = training.lora
+    p = shape.lora_parameters(lora.r, lora.target_modules)
     tokens = training.micro_batch_size * max_tokens
-    h, i, n = shape.hidden_size, shape.intermediate_size, max(world_size, 1)
-    weights = shape.parameters * weight_bytes
+    fp32_adapter = not deepspeed  # peft keeps the adapter in fp32; DeepSpeed casts the model to bf16
+
+    # -- what lives the whole run --
+    weights = shape.parameters * a
     if zero_stage == 3:
-        weights //= n
-    if offload == "optimizer_and_params":
-        weights = 0
-    lora_params = shape.lora_parameters(training.lora.r, training.lora.target_modules)
-    kept = LORA_BYTES_PER_PARAM - (ADAM_BYTES if offload != "none" else 0)
-    if zero_stage == 3:
-        lora = lora_params * kept // n
-    elif zero_stage == 2:
-        lora = lora_params * (LORA_BYTES_PER_PARAM - LORA_PARTITIONED_BYTES) + lora_params * (kept - 4) // n
+        weights = math.ceil(weights / n) * (offload != "optimizer_and_params")
+        # the layer (or the embedding / LM head) being computed, plus the prefetched next bucket
+        prefetch = int(0.9 * shape.hidden_size**2)
+        weights += a * (max(shape.layer_parameters, shape.embedding_parameters) + prefetch)
+    if deepspeed:
+        offloaded = offload != "none"
+        adapter = a * p // (n if zero_stage == 3 else 1)
+        states = 0 if offloaded else 12 * p // n  # fp32 master, Adam m and v
+        buckets = 2 * a * shape.hidden_size**2  # reduce_bucket_size "auto" = H*H, double-buffered
+        resident = adapter + states + buckets
+        gradients = 0 if offloaded else a * p // n
+        step_temporary = 0 if offloaded else 4 * p // n  # the fp32 copy of the gradient partition
     else:
-        lora = lora_params * kept
-    one_layer = tokens * (12 * h + 3 * i) * weight_bytes
-    if training.gradient_checkpointing:
-        activations = shape.layers * tokens * h * weight_bytes + one_layer
+        ddp_buckets = 4 * p if n > 1 else 0  # DDP's gradient buckets (not views of the gradients)
+        resident = 4 * p + 8 * p + ddp_buckets
+        gradients = 4 * p
+        step_temporary = 0 if training.performance.optimizer == "adamw_torch_fused" else 4 * p
+
+    # -- activations --
+    saved = layer_activation_bytes(shape, training, tokens, a, liger, device, attention, fp32_adapter)
+    in_flight = gradients_in_flight(shape, training, tokens, a, fp32_adapter)
+    checkpointed = checkpointed_layers(shape.layers, training)
+    checkpoint = 0 if training.performance.checkpoint_offload else tokens * shape.hidden_size * a
+
+    def kept(first_layers: int) -> int:
+        """Activations held for layers 0..first_layers-1 while the rest of the model runs."""
+        ckpt = sum(1 for i in range(first_layers) if i in checkpointed)
+        return ckpt * checkpoint + (first_layers - ckpt) * saved
+
+    accumulating = training.gradient_accumulation_steps > 1  # gradients survive between micro-batches
+    final_norm = tokens * shape.hidden_size * (a if liger else 4)
+    logits = tokens * shape.hidden_size * a if liger else 12 * tokens * shape.vocab_size
+    moments = [("loss", kept(shape.layers) + final_norm, logits, gradients if accumulating else 0)]
+    for i in range(shape.layers):  # backward reaches layer i: layers above it have their gradients
+        recomputed = saved if i in checkpointed else 0
+        done = gradients if accumulating else gradients * (shape.layers - 1 - i) // shape.layers
+        moments.append(("backward", kept(i + 1) + recomputed + in_flight, 0, done))
+    moments.append(("optimizer step", 0, 0, gradients + step_temporary))
+    peak_at, activations, logits_bytes, gradient_bytes = max(moments, key=lambda m: m[1] + m[2] + m[3])
+    return MemoryEstimate(weights, resident, activations, logits_bytes, gradient_bytes, peak_at, p)
+
+
+def checkpointed_layers(layers: int, training: TrainingConfig) -> set[int]:
+    """Indices of the layers whose activations are recomputed (transformers checkpoints layer i
+    when i % every_n_layers == 0)."""
+    if not training.gradient_checkpointing:
+        return set()
+    every = training.performance.checkpoint_every_n_layers
+    return {i for i in range(layers) if i % every == 0}
+
+
+def layer_activation_bytes(
+    shape: ModelShape, training: TrainingConfig, tokens: int, a: int, liger: bool, device: str, attention: str,
+    fp32_adapter: bool,
+) -> int:
+    """What autograd saves for one decoder layer's backward (module docstring, moment 2)."""
+    h, i, q, kv = shape.hidden_size, shape.intermediate_size, shape.attention_width, shape.kv_width
+    lora = training.lora
+    mask = 1 if device == "cuda" else (4 if fp32_adapter or a == 4 else a)
+    shapes = shape.module_shapes
+    per_token = 2 * (a if liger else 4) * h + 2 * 4  # two RMSNorms (+ their fp32 rstd)
+    for module in lora.target_modules:
+        if module in shapes:
+            fan_in = shapes[module][0]
+            per_token += fan_in * ((mask + a) if lora.dropout > 0 else a) + a * lora.r
+    per_token += a * (2 * q + 2 * kv)  # q and k after RoPE, v, attention output
+    per_token += 4 * shape.attention_heads if attention != "eager" else a * shape.attention_heads * tokens
+    per_token += 2 * a * i + (0 if liger else a * i)  # gate and up outputs; SiLU output (HF)
+    # autocast's compute-dtype copies of this layer's fp32 LoRA weights
+    weight_copies = a * shape.lora_parameters(lora.r, lora.target_modules) // shape.layers if fp32_adapter and a < 4 else 0
+    return tokens * per_token + weight_copies
+
+
+def gradients_in_flight(shape: ModelShape, training: TrainingConfig, tokens: int, a: int, fp32_adapter: bool) -> int:
+    """Gradients alive at once inside a layer's backward, on top of what it saved: at the
+    largest LoRA input (the base path's gradient, and for an fp32 adapter the fp32 gradients of
+    the cast and the dropout), or at the MLP's product (three gradients of width I); plus the
+    residual stream's gradient."""
+    shapes = shape.module_shapes
+    largest_in = max((shapes[m][0] for m in training.lora.target_modules if m in shapes), default=0)
+    if fp32_adapter and a < 4:
+        lora_path = a + (8 if training.lora.dropout > 0 else 4)
     else:
-        activations = shape.layers * one_layer
-    logits = tokens * shape.vocab_size * 4 * 2
-    return MemoryEstimate(weights, lora, activations, logits, lora_params)
+        lora_path = 3 * a if training.lora.dropout > 0 else 2 * a
+    per_token = max(lora_path * largest_in, 3 * a * shape.intermediate_size) + 2 * a * shape.hidden_size
+    return tokens * per_token
+
+
+def estimate_run_memory(
+    shape: ModelShape,
+    model: ModelConfig,
+    training: TrainingConfig,
+    max_tokens: int,
+    *,
+    bf16_supported: bool,
+    liger: bool,
+    zero_stage: int = 0,
+    world_size: int = 1,
+    offload: str = "none",
+    device: str = "cuda",
+) -> MemoryEstimate:
+    """`estimate_memory` for a run's settings: the dtype from `model.dtype` by `training_dtype`
+    (the rule training uses), eager attention when the config asks for it."""
+    return estimate_memory(
+        shape, training, max_tokens, dtype=training_dtype(model.dtype, bf16_supported), liger=liger,
+        zero_stage=zero_stage, world_size=world_size, offload=offload, device=device,
+        attention="eager" if model.attn_implementation == "eager" else "sdpa",
+    )

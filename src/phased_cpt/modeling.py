@@ -15,21 +15,19 @@ from pathlib import Path
 import torch
 from peft import LoraConfig as PeftLoraConfig
 from peft import PeftModel, get_peft_model, get_peft_model_state_dict, load_peft_weights, set_peft_model_state_dict
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from phased_cpt.config import LoraConfig, ModelConfig
+from phased_cpt.config import LoraConfig, ModelConfig, training_dtype
 from phased_cpt.errors import UserError
 
 logger = logging.getLogger(__name__)
 
 
 def resolve_dtype(name: str) -> torch.dtype:
-    """auto: bfloat16 on a GPU that supports it, else float32 (CPU, or GPUs without bf16)."""
-    if name == "auto":
-        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    return getattr(torch, name)
+    """auto: bfloat16 on a GPU that supports it, else float32 (CPU, or GPUs without bf16); the
+    rule is `config.training_dtype`, which the memory estimate uses too."""
+    return getattr(torch, training_dtype(name, torch.cuda.is_available() and torch.cuda.is_bf16_supported()))
 
 
 def resolve_attn_implementation(name: str) -> str:
@@ -53,7 +51,9 @@ def require_eos_token(tokenizer: PreTrainedTokenizerBase) -> int:
 
 def load_tokenizer(model: ModelConfig) -> PreTrainedTokenizerBase:
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model.name)
+        # trust_remote_code is always passed: left unset, transformers asks y/N on a terminal and
+        # "y" runs the model directory's code.
+        tokenizer = AutoTokenizer.from_pretrained(model.name, trust_remote_code=model.trust_remote_code)
     except (OSError, ValueError) as err:
         raise UserError(_load_failure("tokenizer", model.name, err)) from None
     require_eos_token(tokenizer)
@@ -67,7 +67,9 @@ def load_base_model(model: ModelConfig) -> PreTrainedModel:
     dtype = resolve_dtype(model.dtype)
     attn = resolve_attn_implementation(model.attn_implementation)
     try:
-        base = AutoModelForCausalLM.from_pretrained(model.name, dtype=dtype, attn_implementation=attn)
+        base = AutoModelForCausalLM.from_pretrained(
+            model.name, dtype=dtype, attn_implementation=attn, trust_remote_code=model.trust_remote_code
+        )
     except (OSError, ValueError, ImportError) as err:
         raise UserError(_load_failure("model", model.name, err)) from None
     base.config.use_cache = False  # training never uses the KV cache
@@ -76,7 +78,9 @@ def load_base_model(model: ModelConfig) -> PreTrainedModel:
 
 
 def attach_lora(base: PreTrainedModel, lora: LoraConfig) -> PeftModel:
-    """Wrap the base model with a fresh, trainable LoRA adapter."""
+    """Wrap the base model with a fresh, trainable LoRA adapter: rsLoRA scaling and DoRA when
+    asked, and the input embedding and LM head trained in full (PEFT `modules_to_save`, saved
+    with the adapter) or with LoRA on them (`lora.embeddings`)."""
     present = {name.rsplit(".", 1)[-1] for name, _ in base.named_modules()}
     missing = [m for m in lora.target_modules if m not in present]
     if missing:
@@ -87,22 +91,59 @@ def attach_lora(base: PreTrainedModel, lora: LoraConfig) -> PeftModel:
             f"training.lora.target_modules: {missing} not found in the model; "
             f"its linear layers are named {linear}"
         )
+    embeddings = list(embedding_module_names(base))
     peft_config = PeftLoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
-        target_modules=list(lora.target_modules),
+        target_modules=list(lora.target_modules) + (embeddings if lora.embeddings == "lora" else []),
+        modules_to_save=embeddings if lora.embeddings == "full" else None,
+        use_rslora=lora.use_rslora,
+        use_dora=lora.use_dora,
+        # A model whose LM head shares the embedding's weight keeps sharing it when both are trained.
+        ensure_weight_tying=lora.embeddings != "frozen" and bool(getattr(base.config, "tie_word_embeddings", False)),
         bias="none",
         task_type="CAUSAL_LM",
     )
     return get_peft_model(base, peft_config)
 
 
-def load_adapter(base: PreTrainedModel, adapter_dir: Path, trainable: bool = False) -> PeftModel:
+ADAPTER_LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError, SafetensorError)
+"""What a missing, truncated or garbage adapter (or one for another model) raises while loading."""
+
+
+def embedding_module_names(model: PreTrainedModel) -> tuple[str, ...]:
+    """The names of the input embedding and the LM head modules (`embed_tokens`, `lm_head` for
+    Llama and Qwen2), as `target_modules` / `modules_to_save` take them."""
+    wanted = [m for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None]
+    names = {id(module): name.rsplit(".", 1)[-1] for name, module in model.named_modules() if name}
+    return tuple(names[id(m)] for m in wanted if id(m) in names)
+
+
+def embedding_parameter_names(model: PeftModel) -> set[str]:
+    """Trainable parameters that belong to the input embedding or the LM head (their full copies
+    under `modules_to_save`, or their LoRA weights): they get their own learning rate."""
+    modules = embedding_module_names(model.get_base_model())
+    return {name for name, p in model.named_parameters()
+            if p.requires_grad and any(f".{m}." in f".{name}" for m in modules)}
+
+
+def load_adapter(
+    base: PreTrainedModel, adapter_dir: Path, trainable: bool = False, adapter_name: str = "default"
+) -> PeftModel:
     try:
-        return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=trainable)
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot load the LoRA adapter in {adapter_dir}: {err}") from None
+        return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=trainable, adapter_name=adapter_name)
+    except ADAPTER_LOAD_ERRORS as err:
+        raise UserError(adapter_load_failure(adapter_dir, err)) from None
+
+
+def adapter_load_failure(adapter_dir: Path, err: Exception) -> str:
+    detail = str(err).splitlines()[0] if str(err) else ""
+    return (
+        f"cannot load the LoRA adapter in {adapter_dir}: {type(err).__name__}: {detail}; its files are missing, "
+        "truncated or damaged (or it was trained on another model): copy it again, or pick another phase "
+        "(--phase) or a checkpoint (--adapter)"
+    )
 
 
 def read_adapter_weights(adapter_dir: Path) -> dict[str, torch.Tensor]:
@@ -136,13 +177,20 @@ def build_trainable_model(
     return peft_model
 
 
+def adapter_state(model: PeftModel) -> dict[str, torch.Tensor]:
+    """The adapter's own tensors, as saved (LoRA weights, DoRA magnitudes, `modules_to_save`
+    copies), without the base embedding and LM head weights that PEFT also saves when they carry
+    LoRA (`embeddings: lora`): those are the base model's, unchanged, and partitioned under ZeRO-3."""
+    return get_peft_model_state_dict(model, save_embedding_layers=False)
+
+
 def adapter_fingerprint(model: PeftModel) -> str:
-    """sha256 over the adapter tensors (as saved: sorted names, float32 bytes).
+    """sha256 over the adapter tensors (`adapter_state`: sorted names, float32 bytes).
 
     Logged at the start and end of each phase so a run shows that phase k+1 starts from
     exactly the weights phase k ended with.
     """
-    return fingerprint_tensors(get_peft_model_state_dict(model))
+    return fingerprint_tensors(adapter_state(model))
 
 
 def fingerprint_tensors(tensors: dict[str, torch.Tensor]) -> str:
@@ -154,6 +202,12 @@ def fingerprint_tensors(tensors: dict[str, torch.Tensor]) -> str:
 
 
 def _load_failure(what: str, name: str, err: Exception) -> str:
+    if "trust_remote_code" in str(err):
+        return (
+            f"cannot load the {what} of model.name {name!r}: it needs the Python code shipped with it, which "
+            "phased-cpt does not run unless model.trust_remote_code: true (dangerous: that code runs with your "
+            "permissions; set it only for a model whose code you have read)"
+        )
     hint = (
         "check the path" if Path(name).expanduser().exists() or name.startswith(("/", ".", "~"))
         else "check the model id, your network access, or point model.name at a local directory"

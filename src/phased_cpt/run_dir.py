@@ -39,6 +39,9 @@ TENSORBOARD_DIR = "tensorboard"
 ADAPTER_DIR = "adapter"
 EVAL_DIR = "eval"
 REJECTED_DIR = "rejected"
+WANDB_DIR = "wandb"
+RUN_LAYOUT_NAMES = (CONFIG_FILE, STATE_FILE, METRICS_FILE, TENSORBOARD_DIR, EVAL_DIR, REJECTED_DIR, WANDB_DIR)
+"""Names the run directory itself uses: a phase may not be called any of them (any case)."""
 CHECKPOINT_PREFIX = "checkpoint-"
 COMPLETE_MARKER = "COMPLETE"
 """Written into a checkpoint directory after every file of it (on every rank) is written: a
@@ -55,7 +58,7 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-MODEL_KEYS = ("name", "dtype", "attn_implementation")
+MODEL_KEYS = ("name", "dtype", "attn_implementation", "trust_remote_code")
 """The keys of the stored `model` section that say which base model to load, and how."""
 
 
@@ -93,6 +96,22 @@ def latest_checkpoint(phase_dir: Path) -> Path | None:
     """The newest complete checkpoint of a phase; partial ones are ignored."""
     complete = list_checkpoints(phase_dir)
     return complete[-1] if complete else None
+
+
+def read_state_file(state_file: Path) -> dict[str, Any]:
+    """`state.json`, checked: an object whose `finished_phases` lists objects with a `name`."""
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+        phases = state["finished_phases"]
+        if not isinstance(phases, list) or not all(isinstance(p, dict) and isinstance(p.get("name"), str) for p in phases):
+            raise ValueError("finished_phases must be a list of {name, ...} objects")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        what = f"{type(err).__name__}: {err}" if not isinstance(err, KeyError) else f"no {err} in it"
+        raise UserError(
+            f"{state_file}: the run's state is unreadable ({what}); the run directory is damaged. Restore the file "
+            "from a backup, or point at a phase's adapter directly (chat --adapter RUN/PHASE/adapter)"
+        ) from None
+    return state
 
 
 class InRun:
@@ -156,10 +175,11 @@ class RunDir:
 
     def read_state(self) -> dict[str, Any]:
         """The run's state; read from disk once, then kept in memory so every rank of a
-        multi-process run sees its own updates without waiting for rank 0's file."""
+        multi-process run sees its own updates without waiting for rank 0's file. A damaged
+        state file is a UserError saying so."""
         if self._state is None:
             state_file = self.state_file
-            self._state = json.loads(state_file.read_text(encoding="utf-8")) if state_file.exists() else {"finished_phases": []}
+            self._state = read_state_file(state_file) if state_file.exists() else {"finished_phases": []}
         return copy.deepcopy(self._state)
 
     def write_state(self, state: dict[str, Any]) -> None:

@@ -19,7 +19,10 @@ def phased_cpt_command() -> list[str]:
 
 
 def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "2", **(env or {})}
+    # OMP_NUM_THREADS from the environment wins: on a 2-core machine shared with other work, two
+    # threads per tiny model spin against each other (a step measured ~100x slower than one thread).
+    threads = os.environ.get("OMP_NUM_THREADS", "2")
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": threads, **(env or {})}
     return subprocess.run(
         [*phased_cpt_command(), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
     )
@@ -43,6 +46,7 @@ def tiny_run_config(model_dir: Path, phase_files: list[tuple[str, Path, float]],
         "phases": [{"name": name, "file": str(file), "epochs": epochs} for name, file, epochs in phase_files],
         "output": {"dir": "outputs", "run_name": "e2e"},
         "wandb": {"enabled": False},
+        "evaluation": {"completion": {"samples": 0}},  # generation costs seconds; the tests that need it turn it on
     }
     for key, value in sections.items():
         data.setdefault(key, {}).update(value)

@@ -302,7 +302,7 @@ def test_inference_py_at_the_repo_root(chat_run):
 @pytest.mark.parametrize(("args", "message"), [
     (["--phase", "nope"], "--phase nope: no such phase"),
     (["--out", "r.jsonl"], "--out needs --prompt TEXT or --prompts FILE"),
-    (["--prompt", "x", "--temperature", "-1"], "--temperature: temperature must be a number >= 0"),
+    (["--prompt", "x", "--temperature", "-1"], "--temperature: temperature must be a finite number >= 0"),
     (["--adapter", "nowhere"], "--adapter nowhere: not an adapter directory"),
 ])
 def test_user_mistakes_exit_2_without_traceback(chat_run, args, message):

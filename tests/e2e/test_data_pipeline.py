@@ -79,10 +79,18 @@ def test_plan_json_counts_the_eval_split_and_a_second_plan_uses_the_cache(work, 
     assert again == [{k: v for k, v in p.items() if k != "cache_hit"} for p in (p1, p2)]
     assert "reusing prepared data from the cache" in second.stderr
     table = run_cli(["plan", str(cfg), *overrides], cwd=work)
-    header, row1, row2, settings = table.stdout.splitlines()
+    header, row1, row2, settings, mix, processes, *rest = table.stdout.splitlines()
     assert header.split()[:4] == ["phase", "docs", "eval", "rejected"]
+    assert header.split()[-3:] == ["replay", "general", "fim"]
     assert row1.split()[:4] == ["phase1_foundation", "9", "3", "4"] and row2.split()[0] == "phase2_evolution"
     assert settings.startswith("rows of at most 64 tokens, packed")
+    assert processes.startswith("processes: 1 (1 GPU(s) x 1 node(s))")
+    assert any(line.startswith("memory per GPU (H100 SXM 80GB, 79.2 GiB; rows of 64 tokens)") for line in rest)
+    assert any(line.startswith("time on 1 x H100 SXM 80GB (matrix work at 24%") for line in rest)
+    own = p2["sources"][0]["tokens"]
+    share = p2["replay_tokens"] / (own + p2["replay_tokens"])
+    assert mix == (f"phase2_evolution mix: p2.jsonl {own:,} ({1 - share:.1%}), "
+                   f"replay {p2['replay_tokens']:,} ({share:.1%})")  # only a phase with more than its own data
 
 
 def test_validate_applies_the_same_policy(work, tiny_model_dir):

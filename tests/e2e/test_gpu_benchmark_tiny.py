@@ -41,8 +41,9 @@ def test_the_tiny_benchmark_prints_a_table_with_finite_ratios(tmp_path):
         if row["status"].startswith("skipped: "):
             continue
         assert row["status"] == "ok", row
-        for column in ("tok/s", "target tok/s", "step s", "MFU", "vs baseline"):
+        for column in ("tok/s", "target tok/s", "step s", "vs baseline"):
             assert math.isfinite(float(row[column])) and float(row[column]) > 0, (column, row)
+        assert row["MFU"] == "nan"  # no known peak on a CPU: MFU is not made up
         assert float(row["target tok/s"]) <= float(row["tok/s"])
     assert variants[("tiny-128", "plain")]["baseline"] == "plain"
     assert float(variants[("tiny-128", "plain")]["vs baseline"]) == 1.0
@@ -57,7 +58,9 @@ def test_the_tiny_benchmark_prints_a_table_with_finite_ratios(tmp_path):
     assert 0 < packed["extra"]["packing_efficiency"] <= 1 and packed["extra"]["rows"] >= 1
 
 
-def test_training_logs_tokens_per_second_and_mfu(tiny_model_dir, tmp_path):
+def test_training_logs_tokens_per_second_and_no_mfu_on_cpu(tiny_model_dir, tmp_path):
+    """MFU is shown only against a known GPU peak: on a CPU it is neither logged nor drawn in the
+    progress bar (it once read mfu=248% against a measured 512x512 matmul)."""
     data = write_jsonl(tmp_path / "p1.jsonl", bundled_texts("phase1_foundation", 12))
     config = tiny_run_config(tiny_model_dir, [("p1", data, 1)], context={"sample_packing": True})
     config["training"].update(max_steps=2, micro_batch_size=1)
@@ -69,11 +72,11 @@ def test_training_logs_tokens_per_second_and_mfu(tiny_model_dir, tmp_path):
     (metrics_file,) = (tmp_path / "outputs").glob("e2e-*/metrics.jsonl")
     records = [json.loads(line) for line in metrics_file.read_text().splitlines()]
     (event,) = [r for r in records if r.get("event") == "throughput"]
-    assert event["phase"] == "p1" and event["peak_source"] == "measured: cpu float32 matmul"
+    assert event["phase"] == "p1" and event["peak_source"] is None and event["peak_flops_per_second"] is None
+    assert "mfu=" not in result.stderr
     train = [r for r in records if r.get("kind") == "train"]
     assert [r["step"] for r in train] == [1, 2]
     for record in train:
         expected = record["tokens_per_second"] * event["flops_per_token"]
         assert record["model_tflops_per_second"] == pytest.approx(expected / 1e12, rel=1e-6)
-        assert record["mfu"] == pytest.approx(expected / event["peak_flops_per_second"], rel=1e-6)
-        assert record["mfu"] > 0
+        assert "mfu" not in record

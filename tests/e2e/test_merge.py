@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -57,18 +59,38 @@ def test_merged_model_loads_without_peft_and_matches_base_plus_adapter(merge_run
     assert [p.name for p in tmp_path.iterdir()] == ["merged"]  # no temporary directory left behind
 
 
-def test_refuses_a_non_empty_out_unless_forced(merge_run, tmp_path):
+def test_refuses_a_non_empty_out_unless_forced_and_force_replaces_only_an_earlier_merge(merge_run, tmp_path):
     out = tmp_path / "merged"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     assert_user_error(run_cli(["merge", str(merge_run), "--out", str(out)], cwd=tmp_path), "is not empty", "--force")
+    assert_user_error(run_cli(["merge", str(merge_run), "--out", str(out), "--force"], cwd=tmp_path),
+                      "not a directory an earlier merge wrote")
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
-    result = run_cli(["merge", str(merge_run), "--phase", "1", "--out", str(out), "--force", "--dtype", "bfloat16"],
-                     cwd=tmp_path)
+    out.joinpath("keep.txt").unlink()
+    assert run_cli(["merge", str(merge_run), "--out", str(out)], cwd=tmp_path).returncode == 0  # empty: fine
+    umask = os.umask(0o027)  # the export gets the user's modes, not a temporary directory's 0700
+    try:
+        result = run_cli(["merge", str(merge_run), "--phase", "1", "--out", str(out), "--force", "--dtype", "bfloat16"],
+                         cwd=tmp_path)
+    finally:
+        os.umask(umask)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.splitlines()[-1].startswith(f"merged phase1_foundation into {out} (bfloat16; ")
-    assert (out / "model.safetensors").is_file() and not (out / "keep.txt").exists()
+    assert (out / "model.safetensors").is_file() and (out / ".phased-cpt-merge").is_file()
+    assert stat.S_IMODE(out.stat().st_mode) == 0o750
+    assert {stat.S_IMODE(p.stat().st_mode) for p in out.rglob("*") if p.is_file()} == {0o640}
     assert AutoModelForCausalLM.from_pretrained(out).dtype == torch.bfloat16
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["merged"]  # the replaced export is gone, no leftovers
+
+
+def test_force_never_removes_the_run_or_a_directory_holding_it(merge_run):
+    """The reported defect: `merge RUN --out RUN --force` deleted the whole run with exit 0 (the
+    other protected paths, the base model and the working directory, are unit-tested)."""
+    before = sorted(str(p.relative_to(merge_run.parent)) for p in merge_run.parent.rglob("*"))
+    for out, message in [(merge_run, "is the source run"), (merge_run.parent, "contains the source run")]:
+        assert_user_error(run_cli(["merge", str(merge_run), "--out", str(out), "--force"], cwd=merge_run), message)
+    assert sorted(str(p.relative_to(merge_run.parent)) for p in merge_run.parent.rglob("*")) == before
 
 
 @pytest.mark.parametrize(("args", "message"), [

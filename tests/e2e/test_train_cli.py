@@ -78,7 +78,7 @@ def sha_of_adapter_file(path: Path) -> str:
 
 def test_phase2_starts_from_phase1_final_weights(trained_run):
     run_dir, _ = trained_run
-    events = {(r["event"], r["phase"]): r for r in metrics(run_dir) if "event" in r}
+    events = {(r["event"], r.get("phase")): r for r in metrics(run_dir) if "event" in r}
     phase1_file = sha_of_adapter_file(run_dir / "phase1_foundation" / "adapter" / "adapter_model.safetensors")
     phase2_file = sha_of_adapter_file(run_dir / "phase2_evolution" / "adapter" / "adapter_model.safetensors")
     assert events[("phase_start", "phase2_evolution")]["adapter_sha256"] == phase1_file
@@ -210,6 +210,35 @@ def test_report_command_prints_and_writes_the_summary(trained_run, tmp_path):
     assert_user_error(missing, "not a phased-cpt run directory")
 
 
+def test_no_silent_minutes_the_report_splits_the_wall_time(trained_run):
+    """Every evaluation shows progress, and the report's total is the run's wall time, with
+    training, evaluation and data preparation on their own (the forgetting matrix once took
+    3 of a run's 4.5 minutes while the report said 1m14s)."""
+    run_dir, result = trained_run
+    records = metrics(run_dir)
+    (start,) = [r for r in records if r.get("event") == "session_start"]
+    (end,) = [r for r in records if r.get("event") == "session_end"]
+    evaluations = [r for r in records if r.get("event") == "evaluation"]
+    assert [(e["what"], e["after"]) for e in evaluations if e["what"] == "forgetting_matrix"] == [
+        ("forgetting_matrix", "base"), ("forgetting_matrix", "phase1_foundation"), ("forgetting_matrix", "phase2_evolution")]
+    assert all(e["seconds"] > 0 for e in evaluations) and start["preparation_seconds"] > 0
+    for cell in ("base model on phase1_foundation", "after phase1_foundation on phase2_evolution"):
+        assert cell in result.stderr  # one line per matrix cell
+    assert "data prepared in" in result.stderr or "reusing prepared data" in result.stderr
+    line = next(x for x in (run_dir / "eval" / "report.md").read_text().splitlines() if x.startswith("Wall time: "))
+    parts = dict(part.strip().rsplit(" ", 1) for part in line.split(": ", 2)[2].split(" (")[0].split(","))
+
+    def seconds(text: str) -> int:
+        minutes, secs = text.rstrip("s").split("m")[-2:]
+        return int(minutes) * 60 + int(secs)
+
+    total = seconds(line.split(": ")[1])
+    assert set(parts) == {"training", "evaluation", "data preparation", "other"}
+    assert abs(sum(seconds(v) for v in parts.values()) - total) <= 2  # rounding of each part
+    assert total == pytest.approx(end["time"] - start["time"], abs=1.0)
+    assert seconds(parts["evaluation"]) == pytest.approx(sum(e["seconds"] for e in evaluations), abs=1.0)
+
+
 def test_nonfinite_losses_stop_the_phase_after_the_configured_count(tiny_model_dir, tmp_path):
     broken = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     with torch.no_grad():
@@ -223,7 +252,7 @@ def test_nonfinite_losses_stop_the_phase_after_the_configured_count(tiny_model_d
     result = run_cli(["train", str(write_yaml(tmp_path / "c.yaml", cfg))], cwd=tmp_path)
     assert result.returncode == 3, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
-    assert "3 consecutive non-finite losses at step 3" in result.stderr
+    assert "3 consecutive non-finite losses or gradient norms, the last at step 3" in result.stderr
     assert "training.max_nonfinite_losses=3" in result.stderr
     (run_dir,) = (tmp_path / "outputs").iterdir()
     kept = sorted((run_dir / "only").glob("checkpoint-*/COMPLETE"))
@@ -231,6 +260,9 @@ def test_nonfinite_losses_stop_the_phase_after_the_configured_count(tiny_model_d
     weights = load_file(kept[-1].parent / "adapter_model.safetensors")
     assert all(torch.isfinite(t).all() for t in weights.values())  # NaN losses contributed no gradient
     assert not (run_dir / "only" / "adapter").exists()
+    logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in logged if r.get("kind") == "train"]
+    assert train and all(r["loss"] is None and r["perplexity"] is None and r["skipped_steps"] == 1 for r in train)
 
 
 def test_diverging_weights_never_become_the_last_good_checkpoint(tiny_model_dir, tmp_path):

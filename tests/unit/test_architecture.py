@@ -15,15 +15,20 @@ ALLOWED = {
     "config": {"errors"},
     "run_dir": {"config", "errors"},
     "memory": {"config", "errors"},
+    "gpus": set(),
+    "flops": {"gpus", "memory"},
     "modeling": {"config", "errors"},
     "data": {"config", "crash_points", "errors", "distributed", "modeling"},
-    "evaluation": {"crash_points", "data", "run_dir", "distributed", "errors"},
-    "training": {"config", "crash_points", "data", "distributed", "errors", "evaluation", "interrupt", "memory", "modeling", "run_dir"},
+    "evaluation": {"config", "crash_points", "data", "run_dir", "distributed", "errors"},
+    "training": {"config", "crash_points", "data", "distributed", "errors", "evaluation", "flops", "gpus", "interrupt",
+                 "memory", "modeling", "run_dir"},
     "inference": {"config", "errors", "modeling", "run_dir"},
     "doctor": {"config", "data", "errors", "memory", "modeling", "training"},
+    "planning": {"config", "data", "distributed", "errors", "flops", "gpus", "memory", "training"},
     "launch": {"config", "errors"},
     "from_git": {"errors"},
     "quickstart": set(),
+    "pretrain": {"config", "data", "errors", "evaluation", "modeling", "quickstart"},
 }
 
 

@@ -1,4 +1,5 @@
-"""`phased-cpt doctor` and the per-GPU memory estimate behind its recommendation."""
+"""`phased-cpt doctor`, and the model shape behind its memory and disk checks (the estimate itself:
+test_memory.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from phased_cpt.cli import main
-from phased_cpt.config import ModelConfig, TrainingConfig
-from phased_cpt.doctor import FAIL, PASS, WARN, checkpoint_bytes, run_checks
-from phased_cpt.memory import ModelShape, estimate_memory, model_shape, parameters_from_size, shape_from_config
+from phased_cpt.config import ModelConfig
+from phased_cpt.doctor import FAIL, PASS, WARN, checkpoint_bytes, has_failures, run_checks
+from phased_cpt.memory import model_shape, parameters_from_size, shape_from_config
 from tests.conftest import bundled_texts, write_jsonl
 from tests.e2e.cli import tiny_run_config, write_yaml
 
@@ -66,66 +67,6 @@ def test_model_size_fallback():
 
 def test_unknown_hub_id_has_no_shape_offline():
     assert model_shape(ModelConfig(name="no-such-org/no-such-model")) is None
-
-
-# --- the memory estimate, against hand-computed numbers ---------------------------------------
-
-SMALL = ModelShape(layers=2, hidden_size=8, intermediate_size=16, vocab_size=100, attention_heads=2, kv_heads=2, head_dim=4)
-
-
-def small_training(**overrides) -> TrainingConfig:
-    settings = {"micro_batch_size": 2, "gradient_checkpointing": True, "lora": {"r": 2, "target_modules": ["q_proj"]}}
-    return TrainingConfig(**(settings | overrides))
-
-
-def test_estimate_single_process_by_hand():
-    # P = 2 layers * (4 attention 8x8 + 3 MLP 8x16 + 2 norms 8) + embeddings 2*100*8 + final norm 8
-    assert SMALL.parameters == 2 * (4 * 64 + 3 * 128 + 16) + 1600 + 8 == 2920
-    estimate = estimate_memory(SMALL, small_training(), max_tokens=10, zero_stage=0, world_size=1, weight_bytes=2)
-    tokens = 2 * 10
-    assert estimate.weights_bytes == 2920 * 2
-    assert estimate.lora_parameters == 2 * 2 * (8 + 8) == 64
-    assert estimate.lora_bytes == 64 * 16
-    # checkpointing: every layer's input (L*T*H*a) + one layer live T*(12H + 3I)*a
-    assert estimate.activations_bytes == 2 * tokens * 8 * 2 + tokens * (12 * 8 + 3 * 16) * 2
-    assert estimate.logits_bytes == tokens * 100 * 4 * 2
-    assert estimate.total_bytes == 5840 + 1024 + 6400 + 16000
-
-
-def test_estimate_without_gradient_checkpointing_keeps_every_layer():
-    estimate = estimate_memory(SMALL, small_training(gradient_checkpointing=False), 10, 0, 1, 2)
-    assert estimate.activations_bytes == 2 * 20 * (12 * 8 + 3 * 16) * 2
-
-
-def test_zero2_partitions_lora_gradients_and_adam_zero3_also_weights():
-    zero2 = estimate_memory(SMALL, small_training(), 10, zero_stage=2, world_size=4, weight_bytes=2)
-    zero3 = estimate_memory(SMALL, small_training(), 10, zero_stage=3, world_size=4, weight_bytes=2)
-    assert zero2.weights_bytes == 2920 * 2
-    assert zero2.lora_bytes == 64 * 4 + 64 * 12 // 4
-    assert zero3.weights_bytes == 2920 * 2 // 4
-    assert zero3.lora_bytes == 64 * 16 // 4
-
-
-def test_offload_moves_adam_and_weights_off_the_gpu():
-    optimizer = estimate_memory(SMALL, small_training(), 10, 3, 1, 2, offload="optimizer")
-    both = estimate_memory(SMALL, small_training(), 10, 3, 1, 2, offload="optimizer_and_params")
-    assert optimizer.lora_bytes == 64 * 8
-    assert both.weights_bytes == 0
-
-
-def test_32b_at_32k_tokens_needs_zero3_on_80gb_gpus():
-    """KAT-Dev 32B (Qwen2.5-32B shape): bf16 weights alone are ~61 GiB; ZeRO-3 on 8 GPUs divides them."""
-    shape = shape_from_config({
-        "hidden_size": 5120, "intermediate_size": 27648, "num_hidden_layers": 64, "num_attention_heads": 40,
-        "num_key_value_heads": 8, "vocab_size": 152064,
-    })
-    training = TrainingConfig(micro_batch_size=1, lora={"r": 128})
-    zero2 = estimate_memory(shape, training, 32768, zero_stage=2, world_size=8, weight_bytes=2)
-    zero3 = estimate_memory(shape, training, 32768, zero_stage=3, world_size=8, weight_bytes=2)
-    assert 60 * 2**30 < zero2.weights_bytes < 62 * 2**30
-    assert zero3.weights_bytes == zero2.weights_bytes // 8
-    assert zero2.total_bytes > 80 * 2**30 > zero3.total_bytes
-    assert zero2.logits_bytes == 32768 * 152064 * 8  # fp32 logits and their gradient: ~37 GiB
 
 
 # --- the checks ------------------------------------------------------------------------------
@@ -207,3 +148,43 @@ def test_doctor_cli_json_and_exit_code(run_config, tmp_path, capsys):
     failed = [c["name"] for c in json.loads(captured.out) if c["status"] == FAIL]
     assert failed == ["data p1"]
     assert "pre-flight checks failed: data p1" in captured.err
+
+
+# --- memory: honest without a GPU, checked against --gpu-memory -------------------------------------
+
+QWEN25_7B_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "model_configs" / "qwen2.5-7b"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the report of a machine without a GPU")
+def test_without_a_gpu_memory_is_unknown_with_what_it_needs(run_config):
+    memory = by_name(run_checks(run_config, ["model.dtype=bfloat16"], model_config=QWEN25_7B_DIR))["memory"]
+    assert memory.status == WARN
+    assert memory.detail.startswith("unknown (no GPU here): needs ~")
+    assert "bfloat16" in memory.detail and "--gpu-memory" in memory.detail
+    assert not has_failures([memory])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the report of a machine without a GPU")
+def test_the_dtype_comes_from_the_config_not_from_this_cpu(run_config):
+    def needs(dtype: str) -> float:
+        memory = by_name(run_checks(run_config, [f"model.dtype={dtype}"], model_config=QWEN25_7B_DIR))["memory"]
+        return float(memory.detail.split("needs ~")[1].split(" GiB")[0])
+
+    assert needs("auto") == needs("bfloat16")  # auto: the bf16 of the GPU the run will have
+    assert needs("float32") > needs("bfloat16") + 14  # 7.6B weights at 4 bytes instead of 2
+
+
+def test_gpu_memory_fails_what_does_not_fit_and_passes_what_does(run_config):
+    seven_b = ["context.max_tokens=4096", "context.overlap_tokens=0", "model.dtype=bfloat16",
+               "training.micro_batch_size=1"]
+    small = by_name(run_checks(run_config, seven_b, gpu_memory_gib=80, model_config=QWEN25_7B_DIR))["memory"]
+    assert small.status == PASS and "fits the 80 GiB of --gpu-memory" in small.detail
+    large = by_name(run_checks(run_config, seven_b, gpu_memory_gib=16, model_config=QWEN25_7B_DIR))["memory"]
+    assert large.status == FAIL and "more than the 16 GiB of --gpu-memory: try" in large.detail
+
+
+def test_doctor_cli_gpu_memory_flag_exits_2_when_the_model_does_not_fit(run_config, capsys):
+    args = ["doctor", str(run_config), "--json", "--gpu-memory", "8", "--model-config", str(QWEN25_7B_DIR)]
+    assert main(args) == 2
+    checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)}
+    assert checks["memory"]["status"] == FAIL

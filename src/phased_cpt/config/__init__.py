@@ -15,26 +15,33 @@ from phased_cpt.config.loading import (
 )
 from phased_cpt.config.schema import (
     DEEPSPEED_NAMES,
+    GENERAL_COLUMN,
     PHASE_OVERRIDE_KEYS,
+    CompletionConfig,
     ContextConfig,
     DataConfig,
     EvaluationConfig,
+    GeneralConfig,
     LoraConfig,
     ModelConfig,
     OutputConfig,
     PerformanceConfig,
     PhaseConfig,
     RunConfig,
+    Source,
+    SourceConfig,
     TensorboardConfig,
     TrainingConfig,
     WandbConfig,
     default_phases,
     model_short_name,
+    training_dtype,
 )
 
 __all__ = [
-    "DEEPSPEED_NAMES", "PHASE_OVERRIDE_KEYS", "ContextConfig", "DataConfig", "EvaluationConfig", "LoraConfig",
-    "ModelConfig", "OutputConfig", "PerformanceConfig", "PhaseConfig", "RunConfig", "TensorboardConfig",
+    "DEEPSPEED_NAMES", "GENERAL_COLUMN", "PHASE_OVERRIDE_KEYS", "CompletionConfig", "ContextConfig", "DataConfig",
+    "EvaluationConfig", "GeneralConfig", "LoraConfig", "ModelConfig", "OutputConfig", "PerformanceConfig",
+    "PhaseConfig", "RunConfig", "Source", "SourceConfig", "TensorboardConfig",
     "TrainingConfig", "WandbConfig", "apply_override", "default_phases", "describe_validation_error",
-    "dump_config", "interpolate_env", "load_config", "model_short_name", "read_yaml",
+    "dump_config", "interpolate_env", "load_config", "model_short_name", "read_yaml", "training_dtype",
 ]

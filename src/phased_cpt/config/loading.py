@@ -1,7 +1,7 @@
-"""Loading a config: YAML text -> older-tool translation (`legacy.py`) -> `${VAR}` interpolation ->
-`--set key.path=value` overrides -> validation against `schema.py`. Every problem is collected
-and reported together (`ConfigError`). Relative data paths resolve against the config file's
-directory.
+"""Loading a config: YAML text (read strictly: `strict_yaml.py`) -> older-tool translation
+(`legacy.py`) -> `${VAR}` interpolation -> `--set key.path=value` overrides -> validation against
+`schema.py`. Every problem is collected and reported together (`ConfigError`). Relative data
+paths resolve against the config file's directory.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from phased_cpt.config.legacy import is_legacy_config, translate_legacy_config
+from phased_cpt.config.legacy import TRANSLATED, is_legacy_config, translate_legacy_config
 from phased_cpt.config.schema import RunConfig, default_phases
-from phased_cpt.errors import ConfigError
+from phased_cpt.config.strict_yaml import ConfigLoader, YamlProblem, parse_yaml
+from phased_cpt.errors import ConfigError, is_secret_name, secret_values
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -54,34 +55,63 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     """Apply one `key.path=value` override in place; the value is parsed as a YAML scalar.
 
     List items are addressed by index (`phases.0.epochs=1`) or, for phases, by name
-    (`phases.phase1_foundation.epochs=1`).
+    (`phases.phase1_foundation.epochs=1`). A secret (a secret-looking key such as
+    `wandb.api_key`, or the value of a secret-looking environment variable) is refused: the
+    command line ends up in shell history, process lists, the printed resume command and W&B's
+    record of the run.
     """
     if "=" not in assignment:
         raise ConfigError([f"--set {assignment!r}: expected key.path=value"])
     key_path, raw_value = assignment.split("=", 1)
     keys = key_path.strip().split(".")
+    shown = f"--set {key_path.strip()}" if any(map(is_secret_name, keys)) else f"--set {assignment!r}"
     if not all(keys):
-        raise ConfigError([f"--set {assignment!r}: empty key in {key_path!r}"])
+        raise ConfigError([f"{shown}: empty key in {key_path!r}"])
+    refuse_secret_override(key_path.strip(), keys, raw_value)
     try:
-        value = yaml.safe_load(raw_value) if raw_value.strip() else ""
-    except yaml.YAMLError:
-        value = raw_value
+        value = yaml.load(raw_value, Loader=ConfigLoader) if raw_value.strip() else ""  # noqa: S506
+    except YamlProblem as err:  # duplicate keys, alias bombs: refused as in a file
+        raise ConfigError([f"{shown}: {err}"]) from None
+    except (yaml.YAMLError, RecursionError):
+        value = raw_value  # not YAML: the text itself
     node: Any = data
     for depth, key in enumerate(keys[:-1]):
-        node = _child(node, key, ".".join(keys[: depth + 1]), create=True, assignment=assignment)
+        node = _child(node, key, ".".join(keys[: depth + 1]), shown)
     last = keys[-1]
     if isinstance(node, list):
-        index = _list_index(node, last, key_path, assignment)
-        node[index] = value
-    else:
+        node[_list_index(node, last, key_path, shown)] = value
+    elif isinstance(node, dict):
         node[last] = value
+    else:
+        raise ConfigError([f"{shown}: {'.'.join(keys[:-1])} holds a value, not a section of keys"])
 
 
-def _child(node: Any, key: str, path: str, create: bool, assignment: str) -> Any:
+def refuse_secret_override(key_path: str, keys: list[str], raw_value: str) -> None:
+    """A secret given with --set is refused (the value is never echoed); `${VAR}` references are fine."""
+    literal = _ENV_PATTERN.sub("", raw_value).strip()
+    if not literal:
+        return
+    if is_secret_name(keys[-1]):
+        raise ConfigError([
+            f"--set {key_path}: a secret on the command line is kept in shell history, process lists, the printed "
+            "resume command and W&B's record of the run; export it instead (e.g. export WANDB_API_KEY=...) and "
+            "refer to it as ${VAR} in the config"
+        ])
+    for value, name in secret_values().items():
+        if value in raw_value:
+            raise ConfigError([
+                f"--set {key_path}: the value holds the secret of the environment variable {name}; a secret on the "
+                "command line is kept in shell history, process lists, the printed resume command and W&B's record "
+                f"of the run; write ${{{name}}} in the config instead"
+            ])
+
+
+def _child(node: Any, key: str, path: str, shown: str) -> Any:
     if isinstance(node, list):
-        return node[_list_index(node, key, path, assignment)]
+        return node[_list_index(node, key, path, shown)]
     if not isinstance(node, dict):
-        raise ConfigError([f"--set {assignment!r}: {path} is not a section"])
+        parent = path.rsplit(".", 1)[0]
+        raise ConfigError([f"{shown}: {parent} holds a value, not a section of keys"])
     if key not in node or node[key] is None:
         if key == "phases":
             node[key] = default_phases()
@@ -90,32 +120,27 @@ def _child(node: Any, key: str, path: str, create: bool, assignment: str) -> Any
     return node[key]
 
 
-def _list_index(items: list[Any], key: str, path: str, assignment: str) -> int:
+def _list_index(items: list[Any], key: str, path: str, shown: str) -> int:
     if key.isdigit() and int(key) < len(items):
         return int(key)
     for i, item in enumerate(items):
         if isinstance(item, dict) and item.get("name") == key:
             return i
     raise ConfigError(
-        [f"--set {assignment!r}: {path}: no list item {key!r} (use an index below {len(items)} "
-         "or a phase name)"]
+        [f"{shown}: {path}: no list item {key!r} (use an index below {len(items)} or a phase name)"]
     )
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
+    if Path(path).is_dir():
+        raise ConfigError([f"config file {str(path)!r} is a directory; name a YAML file"])
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError([f"config file {str(path)!r} does not exist"]) from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError([f"cannot read config file {str(path)!r}: {err}"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(err, "problem", None) or str(err)
-        raise ConfigError([f"{where}: invalid YAML: {problem}"]) from None
+    data = parse_yaml(text, str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -138,11 +163,8 @@ def load_config(
     data = base_data if base_data is not None else (read_yaml(path) if path else {})
     warnings: list[str] = []
     if is_legacy_config(data):
-        data, notes = translate_legacy_config(data)
-        warnings.append(
-            "this config uses the older tool's layout; it was translated "
-            "(`phased-cpt validate CONFIG --print-translated` prints the new layout)"
-        )
+        data, notes = translate_legacy(data, path.resolve().parent if path else None)
+        warnings.append(TRANSLATED)
         warnings.extend(notes)
     problems: list[str] = []
     data = interpolate_env(data, problems=problems)
@@ -164,17 +186,21 @@ def describe_validation_error(err: ValidationError) -> list[str]:
     lines = []
     for e in err.errors(include_url=False):
         loc = [str(part) for part in e["loc"]]
-        path = ".".join(loc) or "(top level)"
+        path = ".".join(part if part.isprintable() else repr(part) for part in loc) or "(top level)"
         if e["type"] == "extra_forbidden":
             lines.append(f"{path}: unknown key{_did_you_mean(loc)}")
         elif e["type"] in ("value_error", "assertion_error"):
             msg = str(e["msg"]).removeprefix("Value error, ")
-            lines.append(f"{path}: {msg}" if not msg.startswith(path) else msg)
+            lines.append(f"{path}: {msg}" if loc and not msg.startswith(path) else msg)  # top level: msg names its keys
         elif e["type"] == "missing":
             lines.append(f"{path}: required key is missing")
         else:
-            lines.append(f"{path}: {e['msg']} (got {e.get('input')!r})")
+            lines.append(f"{path}: {e['msg']} (got {_shorten(repr(e.get('input')))})")
     return lines
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def _did_you_mean(loc: list[str]) -> str:
@@ -208,8 +234,24 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else str(key)
+def translate_legacy(data: dict[str, Any], config_dir: Path | None) -> tuple[dict[str, Any], list[str]]:
+    """`translate_legacy_config`, with a section that is not a mapping (or another shape the
+    translation cannot read) reported as a config problem instead of an exception."""
+    for key in ("model", "training", "dataset", "phased_training", "wandb", "tensorboard"):
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            raise ConfigError([f"{key}: must be a section of keys (a mapping), got {type(data[key]).__name__}"])
+    try:
+        return translate_legacy_config(data, config_dir)
+    except (TypeError, ValueError, AttributeError, KeyError) as err:
+        raise ConfigError([
+            "this config looks like the older tool's layout (phased_training / dataset sections) but cannot be "
+            f"translated: {type(err).__name__}: {err}; check those sections against the older tool's README"
+        ]) from None
+
+
+def _join(path: str, key: Any) -> str:
+    key = str(key) if str(key).isprintable() else repr(key)
+    return f"{path}.{key}" if path else key
 
 
 def dump_config(cfg: RunConfig) -> str:

@@ -4,8 +4,11 @@ involve several keys. Unknown keys, wrong types and contradictions become `Confi
 
 from __future__ import annotations
 
+import glob
 import importlib.util
+import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,13 +37,33 @@ AttnImplementation = Literal["auto", "sdpa", "eager", "flash_attention_2"]
 LrScheduler = Literal[
     "cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial"
 ]
-PHASE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+PHASE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+"""A safe directory name: ASCII letters, digits, `_.-`, at most 100 characters."""
+RUN_ENTRY_NAMES = ("config.resolved.yaml", "state.json", "metrics.jsonl", "tensorboard", "eval", "rejected", "wandb")
+"""What the run directory itself holds next to the phase directories (`run_dir.RUN_LAYOUT_NAMES`,
+kept equal by tests/unit/test_config_hostile.py): no phase may be named so, in any case."""
+LrAcrossPhases = Literal["rewarm", "wsd", "wsd_each_phase"]
+EmbeddingTraining = Literal["frozen", "full", "lora"]
+FIM_HEADROOM_TOKENS = 8
+"""Tokens kept free in every training chunk when `context.fim_rate` > 0: the FIM tokens that
+rearranging a chunk adds (`data/fim.py`), so a rearranged chunk still fits `max_tokens`."""
+GENERAL_COLUMN = "general"
+"""The forgetting matrix's column for the general held-out documents (not a phase name then)."""
 DEEPSPEED_NAMES = ("zero2", "zero3", "auto")
 DeepSpeedOffload = Literal["none", "optimizer", "optimizer_and_params"]
 
 
+def training_dtype(setting: str, bf16_supported: bool) -> str:
+    """The one rule for the dtype training runs in (so bytes per weight and activation in every
+    estimate): `model.dtype`, where auto is bfloat16 on a GPU that supports it, else float32."""
+    if setting != "auto":
+        return setting
+    return "bfloat16" if bf16_supported else "float32"
+
+
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # allow_inf_nan=False: `.inf` / `.nan` in any number key is a config error, not a run that diverges.
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
 
 
 class ModelConfig(StrictModel):
@@ -53,6 +76,9 @@ class ModelConfig(StrictModel):
     """Weights dtype. auto: bfloat16 on a GPU that supports it, float32 on CPU."""
     attn_implementation: AttnImplementation = "auto"
     """auto: flash_attention_2 when installed on a GPU, else sdpa."""
+    trust_remote_code: bool = False
+    """DANGEROUS: true runs the Python code shipped in the model directory or hub repository
+    (its `auto_map`) with your permissions. Only for a model whose code you have read."""
 
 
 class LoraConfig(StrictModel):
@@ -65,6 +91,20 @@ class LoraConfig(StrictModel):
         ],
         min_length=1,
     )
+    use_rslora: bool = False
+    """Rank-stabilized LoRA: scale the update by alpha / sqrt(r) instead of alpha / r, so a high
+    rank still learns (Kalajdzievski 2023)."""
+    use_dora: bool = False
+    """Weight-decomposed LoRA (DoRA): a trained magnitude per output feature on top of LoRA's
+    direction update; slower steps, closer to full fine-tuning."""
+    embeddings: EmbeddingTraining = "frozen"
+    """embed_tokens and lm_head: frozen | full (trained in full, saved with the adapter: PEFT
+    modules_to_save) | lora (LoRA on them too). Full or lora helps a codebase with many new
+    identifiers; serving a `full` adapter needs `phased-cpt merge` first (vLLM cannot load it)."""
+    embedding_lr_ratio: PositiveFloat = 0.1
+    """With embeddings full or lora: their learning rate as a share of the phase's (its own
+    optimizer param group). Embeddings see every token and move fast; unsloth recommends 2-10x
+    smaller than the LoRA learning rate."""
 
 
 class PerformanceConfig(StrictModel):
@@ -107,17 +147,36 @@ class TrainingConfig(StrictModel):
     max_grad_norm: NonNegativeFloat = 1.0
     """0 disables gradient clipping."""
     gradient_checkpointing: bool = True
-    seed: int = 42
+    seed: int = Field(42, ge=0, lt=2**32)
+    """0 <= seed < 2**32 (what numpy's and torch's seeding accept)."""
     logging_steps: PositiveInt = 10
     save_steps: PositiveInt = 200
     save_total_limit: PositiveInt | None = 3
     max_steps: PositiveInt | None = None
     """Cap on optimizer steps per phase (smoke runs); null trains every epoch."""
     max_nonfinite_losses: PositiveInt = 3
-    """Consecutive micro-batches with a NaN/inf loss (each contributes no gradient) before the
-    phase stops with an error; checkpoints written before stay as they are."""
+    """Consecutive optimizer steps skipped because a micro-batch loss or the gradient norm was
+    NaN/inf (no weight moves in such a step) before the phase stops with an error; checkpoints
+    written before stay as they are."""
+    lr_across_phases: LrAcrossPhases = "rewarm"
+    """rewarm: every phase warms up and decays (lr_scheduler) on its own, as a fresh optimizer
+    does (Ibrahim et al. 2024: re-warming and re-decaying per stage, with replay, matches
+    re-training from scratch); wsd: warm up in the first phase, hold the peak, anneal only over the
+    last decay_ratio of the last phase; wsd_each_phase: warmup, hold, anneal within every phase."""
+    decay_ratio: float = Field(0.1, gt=0.0, le=1.0)
+    """wsd and wsd_each_phase: the share of a phase's steps spent annealing (lr_scheduler: cosine or
+    linear gives the shape)."""
     lora: LoraConfig = Field(default_factory=LoraConfig)
     performance: PerformanceConfig = Field(default_factory=PerformanceConfig)
+
+    @model_validator(mode="after")
+    def _check_wsd_shape(self) -> TrainingConfig:
+        if self.lr_across_phases != "rewarm" and self.lr_scheduler not in ("cosine", "linear"):
+            raise ValueError(
+                f"training.lr_across_phases: {self.lr_across_phases} anneals with a cosine or linear shape; set "
+                f"training.lr_scheduler to cosine or linear (it is {self.lr_scheduler})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_checkpointing(self) -> TrainingConfig:
@@ -144,6 +203,11 @@ class ContextConfig(StrictModel):
     """true: pack documents and chunks into rows of up to max_tokens (best-fit decreasing), with
     position ids restarting and attention isolated per document; false: one per row, a batch
     padded to its longest row."""
+    fim_rate: float = Field(0.0, ge=0.0, le=1.0)
+    """Fill-in-the-middle: the share of training documents/chunks rearranged as prefix, suffix,
+    middle with the tokenizer's FIM tokens (0: off). Eval documents are never rearranged."""
+    fim_spm_rate: float = Field(0.5, ge=0.0, le=1.0)
+    """Of the FIM units, the share laid out suffix-prefix-middle (SPM) rather than PSM."""
 
     @model_validator(mode="after")
     def _check(self) -> ContextConfig:
@@ -152,14 +216,68 @@ class ContextConfig(StrictModel):
                 f"context.overlap_tokens ({self.overlap_tokens}) must be smaller than "
                 f"context.max_tokens ({self.max_tokens}); lower overlap_tokens or raise max_tokens"
             )
+        if self.fim_rate > 0 and self.overlap_tokens >= self.max_tokens - FIM_HEADROOM_TOKENS:
+            raise ValueError(
+                f"context.fim_rate > 0 leaves {FIM_HEADROOM_TOKENS} tokens of every chunk for the FIM tokens, so "
+                f"context.overlap_tokens ({self.overlap_tokens}) must be smaller than context.max_tokens - "
+                f"{FIM_HEADROOM_TOKENS} ({self.max_tokens - FIM_HEADROOM_TOKENS}); lower overlap_tokens"
+            )
         return self
+
+    def train_window_tokens(self) -> int:
+        """The longest training chunk: `max_tokens`, less room for the FIM tokens when FIM is on."""
+        return self.max_tokens - (FIM_HEADROOM_TOKENS if self.fim_rate > 0 else 0)
+
+
+class SourceConfig(StrictModel):
+    path: Path
+    """A JSONL file or a glob (`data/commits-*.jsonl`); relative to the config file's directory."""
+    weight: PositiveFloat | None = None
+    """This source's share of the phase's training tokens, relative to the other sources'
+    weights (repeating or subsampling its documents); null on every source: each document once."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One source of a phase, its glob expanded: the files in sorted order and its weight."""
+
+    spec: str
+    files: tuple[Path, ...]
+    weight: float | None
+
+
+def resolve_path(value: Path, info: ValidationInfo) -> Path:
+    """`value` against the config file's directory, when it is relative."""
+    base_dir = (info.context or {}).get("base_dir")
+    if base_dir is not None and not value.is_absolute():
+        return Path(base_dir) / value
+    return value
+
+
+def expand_files(pattern: Path) -> tuple[Path, ...]:
+    """The files a path or glob names, sorted; a plain path names itself (existing or not)."""
+    if not glob.has_magic(str(pattern)):
+        return (pattern,)
+    return tuple(sorted(Path(p) for p in glob.glob(str(pattern), recursive=True) if Path(p).is_file()))
+
+
+def check_files_exist(value: Path, info: ValidationInfo) -> None:
+    if not (info.context or {}).get("check_files", True):
+        return
+    files = expand_files(value)
+    if not files:
+        raise ValueError(f"{str(value)!r} matches no file; fix the glob or create the data")
+    if not files[0].is_file():
+        what = "is a directory, not a file" if files[0].is_dir() else "does not exist"
+        raise ValueError(f"data file {str(value)!r} {what}; point the phase at an existing JSONL file")
 
 
 class PhaseConfig(StrictModel):
     name: str = Field(pattern=PHASE_NAME_PATTERN)
     """Also the phase's directory name in the run directory."""
-    file: Path
-    """JSONL training data; relative paths resolve against the config file's directory."""
+    file: Path | list[Path | SourceConfig]
+    """JSONL training data: a file, a glob, or a list of them, each optionally `{path, weight}`;
+    relative paths resolve against the config file's directory."""
     epochs: PositiveFloat = 1
     eval_file: Path | None = None
     """Held-out JSONL for this phase's evaluation; without it, `data.eval_ratio` of `file`'s
@@ -175,30 +293,90 @@ class PhaseConfig(StrictModel):
     replay_ratio: float = Field(0.0, ge=0.0, lt=1.0)
     """Fraction of this phase's training tokens drawn (seeded) from earlier phases' training
     chunks, against forgetting; must be 0 for the first phase."""
+    general_ratio: float | None = Field(None, ge=0.0, lt=1.0)
+    """Fraction of this phase's training tokens drawn from the run's `general.file`; null: `general.ratio`."""
+    lr_scale: PositiveFloat = 1.0
+    """This phase's peak learning rate as a multiple of its learning_rate."""
 
-    @field_validator("file", "eval_file")
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, name: str) -> str:
+        if name.lower() in (n.lower() for n in RUN_ENTRY_NAMES):
+            raise ValueError(
+                f"{name!r} is a file or directory of the run directory itself ({', '.join(RUN_ENTRY_NAMES)}); "
+                "choose another phase name"
+            )
+        return name
+
+    @field_validator("file")
+    @classmethod
+    def _resolve_and_check_sources(cls, value: Path | list, info: ValidationInfo) -> Path | list:
+        items = value if isinstance(value, list) else [value]
+        if not items:
+            raise ValueError("an empty list; name at least one JSONL file")
+        resolved: list[Path | SourceConfig] = []
+        for item in items:
+            path = resolve_path(item.path if isinstance(item, SourceConfig) else item, info)
+            check_files_exist(path, info)
+            resolved.append(item.model_copy(update={"path": path}) if isinstance(item, SourceConfig) else path)
+        weighted = [isinstance(item, SourceConfig) and item.weight is not None for item in resolved]
+        if any(weighted) and not all(weighted):
+            raise ValueError("give every source a weight, or none (then each document counts once)")
+        return resolved if isinstance(value, list) else resolved[0]
+
+    @field_validator("eval_file")
     @classmethod
     def _resolve_and_check_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         if value is None:
             return None
-        base_dir = (info.context or {}).get("base_dir")
-        if base_dir is not None and not value.is_absolute():
-            value = Path(base_dir) / value
-        if (info.context or {}).get("check_files", True) and not value.is_file():
-            raise ValueError(
-                f"data file {str(value)!r} does not exist; create it or point the phase at an "
-                "existing JSONL file"
-            )
+        value = resolve_path(value, info)
+        check_files_exist(value, info)
         return value
 
+    @model_validator(mode="after")
+    def _check_eval_file_is_not_the_training_file(self) -> PhaseConfig:
+        training = [f for source in self.sources for f in source.files]
+        if self.eval_file is not None and any(_same_file(f, self.eval_file) for f in training):
+            raise ValueError(
+                f"eval_file {str(self.eval_file)!r} is a training file itself (the same path, or a link to "
+                "it): evaluation would measure memorization; give a held-out file, or remove eval_file to hold "
+                "out data.eval_ratio of the documents"
+            )
+        return self
+
+    @property
+    def sources(self) -> list[Source]:
+        """The phase's sources in order, globs expanded."""
+        items = self.file if isinstance(self.file, list) else [self.file]
+        return [
+            Source(str(item.path), expand_files(item.path), item.weight) if isinstance(item, SourceConfig)
+            else Source(str(item), expand_files(item), None)
+            for item in items
+        ]
+
+    @property
+    def files(self) -> list[Path]:
+        """Every data file of the phase: its sources' files, then its eval_file."""
+        found = [f for source in self.sources for f in source.files]
+        return found + ([self.eval_file] if self.eval_file is not None else [])
+
     def training_for(self, training: TrainingConfig) -> TrainingConfig:
-        """The training settings of this phase: the global ones with this phase's overrides."""
+        """The training settings of this phase: the global ones with this phase's overrides, its
+        learning rate times its lr_scale."""
         overrides = {
             key: getattr(self, key)
             for key in PHASE_OVERRIDE_KEYS
             if getattr(self, key) is not None
         }
-        return training.model_copy(update=overrides)
+        resolved = training.model_copy(update=overrides)
+        return resolved.model_copy(update={"learning_rate": resolved.learning_rate * self.lr_scale})
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (check_files=False)
+        return False
 
 
 PHASE_OVERRIDE_KEYS = (
@@ -213,6 +391,38 @@ def default_phases() -> list[dict[str, Any]]:
         {"name": "phase2_evolution", "file": "dataset/phase2_evolution.jsonl", "epochs": 2},
         {"name": "phase3_pr_mastery", "file": "dataset/phase3_pr_mastery.jsonl", "epochs": 2},
     ]
+
+
+class GeneralConfig(StrictModel):
+    """General text (not the user's codebase) mixed into phases against forgetting."""
+
+    file: Path | list[Path] | None = None
+    """JSONL file(s) or globs of general text (e.g. the base model's kind of pretraining data);
+    its held-out documents (data.eval_ratio, or evaluation.general_file) are never mixed in."""
+    ratio: float = Field(0.05, ge=0.0, lt=1.0)
+    """Share of every phase's training tokens drawn (seeded, repeated when the file is small)
+    from `file` (nothing without a file); phases[].general_ratio overrides it per phase. 0.05: in
+    benchmarks/forgetting.py it cut the general-perplexity increase by 38% for 2.4% worse domain
+    perplexity; 0.25 cut it by 76% for 8.8% worse."""
+
+    @field_validator("file")
+    @classmethod
+    def _resolve_and_check(cls, value: Path | list[Path] | None, info: ValidationInfo) -> Path | list[Path] | None:
+        if value is None:
+            return None
+        items = value if isinstance(value, list) else [value]
+        if not items:
+            raise ValueError("an empty list; name a JSONL file or set it to null")
+        resolved = [resolve_path(item, info) for item in items]
+        for path in resolved:
+            check_files_exist(path, info)
+        return resolved if isinstance(value, list) else resolved[0]
+
+    @property
+    def files(self) -> list[Path]:
+        if self.file is None:
+            return []
+        return [f for item in (self.file if isinstance(self.file, list) else [self.file]) for f in expand_files(item)]
 
 
 class DataConfig(StrictModel):
@@ -238,14 +448,41 @@ class OutputConfig(StrictModel):
     """Default: phased-<model short name>-lora. A timestamp is appended per run."""
 
 
+class CompletionConfig(StrictModel):
+    """Next-line completion on held-out documents (`evaluation/completion.py`), with the forgetting matrix."""
+
+    samples: NonNegativeInt = 32
+    """Cut points per held-out set (seeded); 0 turns completion evaluation off."""
+    max_new_tokens: PositiveInt = 32
+    """Longest completion; a line usually ends sooner."""
+    prompt_tokens: PositiveInt = 1024
+    """Longest prompt (its last tokens are kept); at most context.max_tokens - max_new_tokens."""
+    infill: bool = False
+    """Also score fill-in-the-middle: the text after the line is given too, with the tokenizer's
+    FIM tokens (the tokenizer must have them)."""
+
+
 class EvaluationConfig(StrictModel):
     eval_steps: PositiveInt | None = 200
     """Evaluate on the current phase's held-out documents every N optimizer steps (null: only at
     each phase end)."""
     batch_size: PositiveInt = 1
-    """Rows per forward pass during evaluation."""
+    """Rows (and completion prompts) per forward pass during evaluation."""
     forgetting_matrix: bool = True
     """Before training and after each phase, evaluate on every phase's held-out documents."""
+    general_file: Path | None = None
+    """Held-out general documents (not your codebase): the forgetting matrix's `general` column.
+    Without it, general.file's held-out documents are used (when general.file is set)."""
+    completion: CompletionConfig = Field(default_factory=CompletionConfig)
+
+    @field_validator("general_file")
+    @classmethod
+    def _resolve_and_check(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        value = resolve_path(value, info)
+        check_files_exist(value, info)
+        return value
 
 
 class WandbConfig(StrictModel):
@@ -269,6 +506,7 @@ class RunConfig(StrictModel):
     data: DataConfig = Field(default_factory=DataConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    general: GeneralConfig = Field(default_factory=GeneralConfig)
     wandb: WandbConfig = Field(default_factory=WandbConfig)
     tensorboard: TensorboardConfig = Field(default_factory=TensorboardConfig)
     deepspeed: str | None = None
@@ -294,6 +532,29 @@ class RunConfig(StrictModel):
                 "phase to replay from; set it to 0"
             )
         return phases
+
+    @model_validator(mode="after")
+    def _resolve_general(self) -> RunConfig:
+        """Check the general source's settings and write each phase's effective `general_ratio`
+        (its own, else general.ratio; 0 without general.file) into the phase."""
+        has_general = self.general.file is not None or self.evaluation.general_file is not None
+        if has_general and any(p.name == GENERAL_COLUMN for p in self.phases):
+            raise ValueError(
+                f"phase name {GENERAL_COLUMN!r} is taken by the general held-out documents' column; rename the phase"
+            )
+        for i, phase in enumerate(self.phases):
+            if self.general.file is None and (phase.general_ratio or 0) > 0:
+                raise ValueError(f"phases.{i}.general_ratio ({phase.general_ratio}) needs general.file: name the "
+                                 "general text to mix in")
+            ratio = 0.0 if self.general.file is None else (
+                self.general.ratio if phase.general_ratio is None else phase.general_ratio)
+            if ratio + phase.replay_ratio >= 1:
+                raise ValueError(
+                    f"phases.{i}: replay_ratio ({phase.replay_ratio}) + general ratio ({ratio}) must stay below 1, "
+                    "or the phase trains on none of its own data"
+                )
+            phase.general_ratio = ratio
+        return self
 
     @field_validator("deepspeed")
     @classmethod

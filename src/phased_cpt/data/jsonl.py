@@ -1,7 +1,9 @@
 """Reading and validating phase files: one JSON object per line, the text in `data.text_field`.
 
 Every line is checked (`parse_record`): invalid UTF-8, a UTF-8 byte order mark, NUL bytes,
-invalid JSON, not an object, a missing or non-string field, empty or whitespace-only text.
+invalid or too deeply nested JSON, not an object, a missing or non-string field, empty or
+whitespace-only text, a lone surrogate escape (`"\\ud800"`: valid JSON, but no character, so it
+cannot be tokenized or written as UTF-8).
 Blank lines and CRLF line ends are accepted. With `data.dedup: exact`, a document whose text
 equals an earlier one is a duplicate. What happens to a bad line is `data.on_bad_record`:
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +33,7 @@ from phased_cpt.errors import DataError
 MAX_REPORTED_PROBLEMS = 20
 UTF8_BOM = b"\xef\xbb\xbf"
 DUPLICATE = "duplicate"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,8 @@ class RecordScan:
     on_bad_record: str = "error"
     documents: int = 0
     rejected: list[Rejected] = field(default_factory=list)
+    sha256: str | None = None
+    """sha256 of the bytes read, once the whole file was read: what the documents came from."""
 
     @property
     def bad_lines(self) -> list[Rejected]:
@@ -108,10 +114,13 @@ def parse_record(raw: bytes, text_field: str) -> str:
         record = json.loads(line)
     except json.JSONDecodeError as err:
         raise ValueError(f"invalid JSON: {err.msg} (column {err.colno})") from None
+    except RecursionError:
+        raise ValueError("invalid JSON: nested too deeply (thousands of levels of [ or {)") from None
     if not isinstance(record, dict):
         raise ValueError(f"expected a JSON object, got {type(record).__name__}")
     if text_field not in record:
-        keys = ", ".join(sorted(record)) or "none"
+        shown = [k if k.isprintable() and len(k) <= 40 else repr(k[:40]) for k in sorted(record)[:10]]
+        keys = ", ".join(shown + (["..."] if len(record) > 10 else [])) or "none"
         raise ValueError(f"missing field {text_field!r} (keys present: {keys}; see data.text_field)")
     text = record[text_field]
     if not isinstance(text, str):
@@ -120,6 +129,12 @@ def parse_record(raw: bytes, text_field: str) -> str:
         raise ValueError(f"field {text_field!r} is empty or whitespace only")
     if "\x00" in text:
         raise ValueError(f"field {text_field!r} contains a NUL character (\\u0000; binary data?)")
+    surrogate = _SURROGATE.search(text)
+    if surrogate:
+        raise ValueError(
+            f"field {text_field!r} contains a lone surrogate \\u{ord(surrogate.group()):04x} at character "
+            f"{surrogate.start()} (a broken escape: it is no character and cannot be encoded as UTF-8)"
+        )
     return text
 
 
@@ -131,8 +146,10 @@ def scan_documents(
     `seen` (text hash -> source) turns on exact deduplication; pass the same dict for several
     files to deduplicate across them (a phase's eval file against its training file).
     """
+    file_sha256 = hashlib.sha256()
     with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
+            file_sha256.update(raw)
             raw = raw.rstrip(b"\r\n")
             if not raw.strip():
                 continue
@@ -150,6 +167,22 @@ def scan_documents(
                     continue
             scan.documents += 1
             yield Document(text, source)
+    scan.sha256 = file_sha256.hexdigest()
+
+
+def check_eval_file(train: RecordScan, held_out: RecordScan) -> None:
+    """A phase's eval file must not be its training data again: the same bytes, or (with
+    `dedup: exact`) nothing but documents of the training file."""
+    if train.sha256 is not None and train.sha256 == held_out.sha256:
+        raise DataError(
+            f"{held_out.path}: the eval_file has the same content as the training file {train.path}; evaluation "
+            "would measure memorization. Give held-out documents, or remove eval_file to hold out data.eval_ratio"
+        )
+    if not held_out.documents and held_out.rejected and held_out.duplicates == len(held_out.rejected):
+        raise DataError(
+            f"{held_out.path}: every document of the eval_file also appears in the training file {train.path} "
+            "(data.dedup: exact left none); give held-out documents"
+        )
 
 
 def read_documents(
@@ -171,12 +204,21 @@ def write_rejected(path: Path, rejected: list[Rejected]) -> None:
 
 
 def scan_phase_files(phase: PhaseConfig, data: DataConfig) -> list[RecordScan]:
-    """Check every line of a phase's files (its `file`, then its `eval_file`) without keeping
-    the documents, as training will read them (duplicates count across both files). What
+    """Check every line of a phase's files (its sources' files, then its `eval_file`) without
+    keeping the documents, as training will read them (duplicates count across all of them). What
     `validate` and `doctor` report; `RecordScan.raise_if_bad` says what is wrong."""
+    scans = scan_files(phase.files, data)
+    if phase.eval_file is not None:
+        for train in scans[:-1]:
+            check_eval_file(train, scans[-1])
+    return scans
+
+
+def scan_files(files: list[Path], data: DataConfig) -> list[RecordScan]:
+    """`scan_phase_files` for any list of files (the general source's)."""
     seen: dict[bytes, str] | None = {} if data.dedup == "exact" else None
     scans = []
-    for path in [phase.file] + ([phase.eval_file] if phase.eval_file is not None else []):
+    for path in files:
         scan = RecordScan(path, data.on_bad_record)
         for _ in scan_documents(path, data.text_field, scan, seen):
             pass

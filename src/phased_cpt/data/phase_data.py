@@ -3,6 +3,8 @@
 `build_phase_data` looks the phase up in the cache (`cache.py`) by a key over its files,
 tokenizer and settings; on a miss it prepares the entry (`prepare.py`), on a hit it only
 memory-maps it (and logs that it did). The returned `PhaseData` reads rows lazily from disk.
+The key holds the files' sha256 taken before reading; the entry is committed only if the bytes
+then read have the same sha256 (a file rewritten meanwhile is an error, never a stale entry).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import logging
 import shutil
 import tempfile
+import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,15 +23,18 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-from phased_cpt.config import ContextConfig, DataConfig, PhaseConfig
+from phased_cpt.config import GENERAL_COLUMN, ContextConfig, DataConfig, GeneralConfig, PhaseConfig
 from phased_cpt.data.cache import cache_key, cached_entry, file_digest, read_meta, tokenizer_digest
 from phased_cpt.data.jsonl import Rejected
-from phased_cpt.data.prepare import ReplaySource, prepare_phase, tokenize_documents
+from phased_cpt.data.mixing import ChunkSource
+from phased_cpt.data.prepare import GENERAL, GENERAL_EVAL, PHASE, prepare_phase
 from phased_cpt.data.rows import RowDataset, open_tokens
+from phased_cpt.data.tokenize import tokenize_documents
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PhaseData", "Rows", "build_phase_data", "build_run_data", "save_rejected", "tokenize_documents"]
+__all__ = ["GENERAL_COLUMN", "PhaseData", "Rows", "build_phase_data", "build_run_data", "save_rejected",
+           "tokenize_documents"]
 
 
 class Stat:
@@ -73,7 +79,8 @@ class PhaseData:
     meta: dict[str, Any]
     cache_hit: bool
     own_chunks: np.ndarray
-    """This phase's own training chunks (no replay): what later phases replay from."""
+    """This phase's own training chunks (no replay, no general): what later phases replay from;
+    the general source's are what phases mix in."""
 
     @property
     def rows(self) -> int:
@@ -89,14 +96,20 @@ class PhaseData:
             return [Rejected(**json.loads(line)) for line in f]
 
 
+def phase_input_digests(phase: PhaseConfig) -> dict[Path, str]:
+    """sha256 of the phase's files, taken before they are read for the cache entry."""
+    return {path: file_digest(path) for path in phase.files}
+
+
 def phase_cache_key(
     phase: PhaseConfig, data: DataConfig, tokenizer_id: str, context: ContextConfig, seed: int,
-    earlier: Sequence[PhaseData],
+    earlier: Sequence[PhaseData], digests: dict[Path, str], general: PhaseData | None = None, role: str = PHASE,
 ) -> str:
     settings: dict[str, Any] = {
         "phase": phase.name,
-        "file": file_digest(phase.file),
-        "eval_file": file_digest(phase.eval_file) if phase.eval_file is not None else None,
+        "role": role,
+        "sources": [{"files": [digests[f] for f in s.files], "weight": s.weight} for s in phase.sources],
+        "eval_file": digests[phase.eval_file] if phase.eval_file is not None else None,
         "eval_ratio": data.eval_ratio if phase.eval_file is None else None,
         "tokenizer": tokenizer_id,
         "text_field": data.text_field,
@@ -106,6 +119,8 @@ def phase_cache_key(
         "seed": seed,
         "replay_ratio": phase.replay_ratio,
         "replay_from": [p.entry.name for p in earlier] if phase.replay_ratio > 0 else [],
+        "general_ratio": phase.general_ratio or 0.0,
+        "general_from": general.entry.name if general is not None and phase.general_ratio else None,
     }
     return cache_key(settings)
 
@@ -113,22 +128,31 @@ def phase_cache_key(
 def build_phase_data(
     phase: PhaseConfig, data: DataConfig, tokenizer: PreTrainedTokenizerBase, context: ContextConfig, seed: int,
     cache_dir: Path | None = None, earlier: Sequence[PhaseData] = (), tokenizer_id: str | None = None,
+    general: PhaseData | None = None, role: str = PHASE,
 ) -> PhaseData:
-    """Read, validate, split (by document, before chunking), tokenize, chunk, replay and pack
-    one phase's data, or load it from `cache_dir`. Without `cache_dir`, a temporary directory
-    holds it for as long as the returned object lives."""
+    """Read, validate, split (by document, before chunking), tokenize, chunk, mix (weights,
+    replay from `earlier`, general chunks from `general`), rearrange (FIM) and pack one phase's
+    data, or load it from `cache_dir`. Without `cache_dir`, a temporary directory holds it for as
+    long as the returned object lives. `role`: see `prepare.PHASE`."""
     temporary = None
     if cache_dir is None:
         temporary = tempfile.mkdtemp(prefix="phased-cpt-data-")
         cache_dir = Path(temporary)
     tokenizer_id = tokenizer_id or tokenizer_digest(tokenizer)
-    key = phase_cache_key(phase, data, tokenizer_id, context, seed, earlier)
-    sources = [ReplaySource(p.train.dataset.tokens, p.own_chunks) for p in earlier]
+    digests = phase_input_digests(phase)
+    key = phase_cache_key(phase, data, tokenizer_id, context, seed, earlier, digests, general, role)
+    sources = [ChunkSource(p.train.dataset.tokens, p.own_chunks) for p in earlier]
+    general_source = ChunkSource(general.train.dataset.tokens, general.own_chunks) if general is not None else None
+    started = time.perf_counter()
     entry, hit = cached_entry(
-        cache_dir, key, lambda out: prepare_phase(out, phase, data, tokenizer, context, seed, sources)
+        cache_dir, key,
+        lambda out: prepare_phase(out, phase, data, tokenizer, context, seed, sources, general_source, role, digests),
     )
     if hit:
         logger.info("%s: reusing prepared data from the cache (%s)", phase.name, entry)
+    else:
+        logger.info("%s: data prepared in %.1f s (read, tokenized, chunked, packed; cached in %s)", phase.name,
+                    time.perf_counter() - started, entry)
     phase_data = load_phase_data(entry, phase.name, context.sample_packing, hit)
     if temporary is not None:
         weakref.finalize(phase_data, shutil.rmtree, temporary, True)
@@ -138,28 +162,55 @@ def build_phase_data(
 def load_phase_data(entry: Path, name: str, packed: bool, cache_hit: bool) -> PhaseData:
     meta = read_meta(entry)
     tokens = open_tokens(entry / "tokens.bin")
+    never_targets = tuple(meta.get("fim_tokens") or ())
 
     def rows(split: str) -> Rows:
         chunks = np.load(entry / f"{split}_chunks.npy", mmap_mode="r")
         offsets = np.load(entry / f"{split}_row_offsets.npy")
-        return Rows(RowDataset(tokens, np.asarray(chunks), offsets, packed), meta[split])
+        return Rows(RowDataset(tokens, np.asarray(chunks), offsets, packed, never_targets), meta[split])
 
-    eval_rows = rows("eval") if meta["eval"]["documents"] else None
+    eval_rows = rows("eval") if meta["eval"]["documents"] else None  # a general-eval entry has no train rows
     return PhaseData(name, rows("train"), eval_rows, entry, meta, cache_hit, np.load(entry / "train_own_chunks.npy"))
 
 
 def build_run_data(
     phases: Sequence[PhaseConfig], data: DataConfig, tokenizer: PreTrainedTokenizerBase, context: ContextConfig,
-    seed: int, cache_dir: Path | None = None,
+    seed: int, cache_dir: Path | None = None, general: GeneralConfig | None = None,
+    general_eval_file: Path | None = None,
 ) -> dict[str, PhaseData]:
-    """Every phase's data, in order (a phase replays from the phases before it)."""
+    """Every phase's data, in order (a phase replays from the phases before it), and after them,
+    under `GENERAL_COLUMN`, the general source when there is one (`general_data`)."""
     tokenizer_id = tokenizer_digest(tokenizer)
+    general_entry = general_data(general or GeneralConfig(), general_eval_file, data, tokenizer, context, seed,
+                                 cache_dir, tokenizer_id)
     built: dict[str, PhaseData] = {}
     for phase in phases:
         built[phase.name] = build_phase_data(
-            phase, data, tokenizer, context, seed, cache_dir, list(built.values()), tokenizer_id
+            phase, data, tokenizer, context, seed, cache_dir, list(built.values()), tokenizer_id, general_entry
         )
+    if general_entry is not None:
+        built[GENERAL_COLUMN] = general_entry
     return built
+
+
+def general_data(
+    general: GeneralConfig, eval_file: Path | None, data: DataConfig, tokenizer: PreTrainedTokenizerBase,
+    context: ContextConfig, seed: int, cache_dir: Path | None, tokenizer_id: str,
+) -> PhaseData | None:
+    """The general source as a cache entry: its training chunks are what phases mix in, its eval
+    rows the general held-out documents (`eval_file`, else data.eval_ratio of `general.file`).
+    With only `eval_file`, every document of it is held out. None when there is neither."""
+    if general.file is not None:
+        phase = PhaseConfig.model_construct(name=GENERAL_COLUMN, file=general.file, eval_file=eval_file,
+                                            replay_ratio=0.0, general_ratio=0.0)
+        return build_phase_data(phase, data, tokenizer, context, seed, cache_dir, tokenizer_id=tokenizer_id,
+                                role=GENERAL)
+    if eval_file is not None:
+        phase = PhaseConfig.model_construct(name=GENERAL_COLUMN, file=eval_file, eval_file=None, replay_ratio=0.0,
+                                            general_ratio=0.0)
+        return build_phase_data(phase, data, tokenizer, context, seed, cache_dir, tokenizer_id=tokenizer_id,
+                                role=GENERAL_EVAL)
+    return None
 
 
 def save_rejected(phase_data: dict[str, PhaseData], rejected_dir: Path) -> None:

@@ -1,14 +1,17 @@
 """Preparing one phase's data into a cache entry: stream, tokenize, split, chunk, replay, pack.
 
 1. The phase file (and its `eval_file`) is read as a stream (`jsonl.scan_documents`) and
-   tokenized in batches with the fast tokenizer (its Rust core uses every core); ids go straight
-   to `tokens.bin`, so memory holds one batch of text plus a few integers per document.
+   tokenized in batches (`tokenize.py`; a very long document in slices); ids go straight to
+   `tokens.bin`, so memory holds one batch of text plus a few integers per document.
 2. Eval documents are chosen by document, before chunking (`split.py`): no chunk of an eval
    document is ever trained on.
 3. Each document becomes its chunks (`chunking.py`): itself, or overlapping windows when it is
    longer than `max_tokens`; with `chunk_long_samples: false` a long one is an error listing each.
-4. Replay (`replay_ratio`) copies a seeded random choice of earlier phases' training chunks.
-5. Rows: one chunk each, or chunks packed best-fit decreasing (`packing.py`).
+4. Mixing (`mixing.py`): sources weighted by tokens, then replay of earlier phases' training
+   chunks and the general source's training chunks, each a share of the phase's training tokens.
+5. Fill-in-the-middle (`context.fim_rate`, `fim.py`) rearranges a seeded choice of the training
+   chunks (own, replayed and general; never eval ones) and appends them to `tokens.bin`.
+6. Rows: one chunk each, or chunks packed best-fit decreasing (`packing.py`).
 
 BOS and EOS: whatever `tokenizer(text)` adds with `add_special_tokens=True` (a Llama tokenizer
 prepends BOS, a Qwen2 tokenizer adds nothing), then EOS once, after the document's last token.
@@ -27,7 +30,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 from transformers import PreTrainedTokenizerBase
@@ -35,13 +38,31 @@ from transformers import PreTrainedTokenizerBase
 from phased_cpt.config import ContextConfig, DataConfig, PhaseConfig
 from phased_cpt.crash_points import crash_point
 from phased_cpt.data.cache import write_meta
-from phased_cpt.data.chunking import LENGTH, START, chunk_document, last_token_is_target, target_tokens
-from phased_cpt.data.jsonl import Document, RecordScan, scan_documents, write_rejected
+from phased_cpt.data.chunking import (
+    LENGTH,
+    START,
+    chunk_document,
+    last_token_is_target,
+    target_tokens,
+    untrained_tokens,
+)
+from phased_cpt.data.fim import FimTokens, fim_permute, require_fim_tokens
+from phased_cpt.data.jsonl import Document, RecordScan, check_eval_file, scan_documents, write_rejected
+from phased_cpt.data.mixing import (
+    NO_CHUNKS,
+    ChunkSource,
+    TokenWriter,
+    chunk_tokens,
+    general_chunks,
+    mixed_tokens,
+    replay_chunks,
+    weight_sources,
+)
 from phased_cpt.data.packing import pack_best_fit_decreasing, packing_efficiency
 from phased_cpt.data.rows import open_tokens
 from phased_cpt.data.split import split_documents
+from phased_cpt.data.tokenize import document_ids
 from phased_cpt.errors import DataError
-from phased_cpt.modeling import require_eos_token
 
 logger = logging.getLogger(__name__)
 
@@ -50,14 +71,6 @@ PARALLEL_MIN_BYTES = 8 << 20
 """Files smaller than this are tokenized in this process: starting workers would cost more."""
 MAX_TOKENIZER_PROCESSES = 8
 MAX_REPORTED_PROBLEMS = 20
-
-
-@dataclass
-class ReplaySource:
-    """An earlier phase's training chunks: its token array and its own (not replayed) chunks."""
-
-    tokens: np.ndarray
-    own_chunks: np.ndarray
 
 
 @dataclass
@@ -72,46 +85,12 @@ class TokenizedDocuments:
     too_long_count: int = 0
 
 
-def tokenize_documents(texts: list[str], tokenizer: PreTrainedTokenizerBase) -> list[list[int]]:
-    """Token ids of each text, with EOS appended after its last token."""
-    eos = require_eos_token(tokenizer)
-    all_ids: list[list[int]] = []
-    for ids in encode_texts(texts, tokenizer):
-        if not ids or ids[-1] != eos:  # some tokenizers (T5-style) already add EOS
-            ids = list(ids) + [eos]
-        all_ids.append(ids)
-    return all_ids
-
-
-def encode_texts(texts: list[str], tokenizer: PreTrainedTokenizerBase) -> list[list[int]]:
-    """`tokenizer(texts, add_special_tokens=True)["input_ids"]`, through the Rust backend's
-    `encode_batch_fast` (no character offsets: ~15% less CPU) when the backend has no truncation
-    or padding configured of its own; otherwise through the tokenizer's usual call."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None or not hasattr(backend, "encode_batch_fast") or backend.truncation or backend.padding:
-        return tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]
-    return [encoding.ids for encoding in backend.encode_batch_fast(texts, add_special_tokens=True)]
-
-
-class TokenWriter:
-    """Appends int32 ids to `tokens.bin`; returns where each written array starts."""
-
-    def __init__(self, file: BinaryIO) -> None:
-        self.file = file
-        self.tokens = 0
-
-    def write(self, ids: np.ndarray) -> int:
-        start = self.tokens
-        ids.astype(np.int32, copy=False).tofile(self.file)
-        self.tokens += len(ids)
-        return start
 
 
 def encode_batch(texts: list[str], tokenizer: PreTrainedTokenizerBase) -> tuple[np.ndarray, list[int]]:
     """The ids of `texts` (EOS appended to each) laid end to end, and each one's length."""
-    ids = tokenize_documents(texts, tokenizer)
-    lengths = [len(x) for x in ids]
-    return np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=sum(lengths)), lengths
+    ids = document_ids(texts, tokenizer)
+    return (np.concatenate(ids) if ids else np.zeros(0, dtype=np.int32)), [len(x) for x in ids]
 
 
 _worker_tokenizer: PreTrainedTokenizerBase | None = None  # set before forking the pool
@@ -192,39 +171,52 @@ def reject_long_documents(index: TokenizedDocuments, max_tokens: int) -> None:
     ]))
 
 
-def document_chunks(index: TokenizedDocuments, documents: Sequence[int], context: ContextConfig) -> np.ndarray:
-    """The chunk table of `documents` (starts in the token array), in document order."""
+def document_chunks(
+    index: TokenizedDocuments, documents: Sequence[int], context: ContextConfig, window_tokens: int | None = None,
+) -> np.ndarray:
+    """The chunk table of `documents` (starts in the token array), in document order; chunks of
+    at most `window_tokens` (default `context.max_tokens`)."""
+    window = window_tokens or context.max_tokens
     chunks: list[tuple[int, int, int]] = []
     for d in documents:
         start = index.starts[d]
-        for chunk in chunk_document(index.lengths[d], context.max_tokens, context.overlap_tokens, context.overlap_loss):
+        for chunk in chunk_document(index.lengths[d], window, context.overlap_tokens, context.overlap_loss):
             chunks.append((start + chunk.start, chunk.length, chunk.context_tokens))
     return np.array(chunks, dtype=np.int64).reshape(-1, 3)
 
 
-def replay_chunks(
-    sources: Sequence[ReplaySource], own_tokens: int, replay_ratio: float, rng: np.random.Generator,
-    writer: TokenWriter,
-) -> np.ndarray:
-    """Copy earlier phases' chunks into `writer` until they are `replay_ratio` of the phase's
-    training tokens (own + replayed); a seeded random choice, each chunk at most once."""
-    if replay_ratio <= 0 or not sources:
-        return np.zeros((0, 3), dtype=np.int64)
-    wanted = round(own_tokens * replay_ratio / (1 - replay_ratio))
-    pool = [(s, c) for s, source in enumerate(sources) for c in range(len(source.own_chunks))]
-    chosen: list[tuple[int, int, int]] = []
-    total = 0
-    for p in rng.permutation(len(pool)):
-        if total >= wanted:
-            break
-        s, c = pool[p]
-        start, length, context = (int(x) for x in sources[s].own_chunks[c])
-        chosen.append((writer.write(np.asarray(sources[s].tokens[start : start + length])), length, context))
-        total += length
-    if total < wanted:
-        logger.warning("replay: earlier phases hold only %d training tokens, fewer than the %d asked for; "
-                       "all of them are replayed", total, wanted)
-    return np.array(chosen, dtype=np.int64).reshape(-1, 3)
+def fim_chunks(
+    chunks: np.ndarray, tokens: np.ndarray, writer: TokenWriter, fim: FimTokens, tokenizer: PreTrainedTokenizerBase,
+    context: ContextConfig, rng: np.random.Generator,
+) -> tuple[np.ndarray, int, int]:
+    """`chunks` with a `fim_rate` share of them rearranged (`fim.fim_permute`), their new ids
+    written by `writer`; also how many were rearranged and how many FIM tokens sit where the label
+    rule would make a target (`target_tokens` counts them; `RowDataset` never trains on them)."""
+    out = chunks.copy()
+    rearranged = sentinel_targets = 0
+    bos = tokenizer.bos_token_id
+    for i in np.flatnonzero(rng.random(len(chunks)) < context.fim_rate):
+        start, length, overlap = (int(x) for x in chunks[i])
+        ids = np.asarray(tokens[start : start + length])
+        lead = overlap if overlap else int(bos is not None and length > 0 and int(ids[0]) == bos)
+        spm = bool(rng.random() < context.fim_spm_rate)
+        permuted = fim_permute(ids, lead, overlap, tokenizer.eos_token_id, fim, tokenizer, rng, spm, context.max_tokens)
+        if permuted is None:
+            continue
+        out[i] = (writer.write(permuted.ids), len(permuted.ids), permuted.context_tokens)
+        rearranged += 1
+        # [P] sits at `lead`: a target position unless it is the chunk's first token
+        sentinel_targets += 3 if lead >= untrained_tokens(permuted.context_tokens) else 2
+    return out, rearranged, sentinel_targets
+
+
+def check_unchanged(scan: RecordScan, expected_sha256: dict[Path, str] | None) -> None:
+    expected = (expected_sha256 or {}).get(scan.path)
+    if expected is not None and scan.sha256 != expected:
+        raise DataError(
+            f"{scan.path} changed while it was being read (is another process writing it?); nothing was cached. "
+            "Run again once the file is complete."
+        )
 
 
 def build_row_table(chunks: np.ndarray, context: ContextConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -262,46 +254,100 @@ def split_statistics(
     }
 
 
+def counted(documents: Iterable[Document], phase: str) -> Iterable[Document]:
+    """`documents`, drawing a progress bar of the documents read and tokenized (rank 0 only)."""
+    from tqdm.auto import tqdm
+
+    from phased_cpt.distributed import is_main_process
+
+    return tqdm(documents, desc=f"{phase}: tokenizing", unit=" documents", leave=False, dynamic_ncols=True,
+                disable=not is_main_process(), mininterval=0.5)
+PHASE, GENERAL, GENERAL_EVAL = "phase", "general", "general_eval"
+"""What an entry is for: a phase's rows; the general source (its chunks are mixed into phases,
+its held-out documents are the general eval rows; never rearranged for FIM); or general eval
+documents alone (`evaluation.general_file` without `general.file`: every document held out)."""
+
+
 def prepare_phase(
     out: Path, phase: PhaseConfig, data: DataConfig, tokenizer: PreTrainedTokenizerBase, context: ContextConfig,
-    seed: int, replay_sources: Sequence[ReplaySource],
+    seed: int, replay_sources: Sequence[ChunkSource], general: ChunkSource | None = None, role: str = PHASE,
+    expected_sha256: dict[Path, str] | None = None,
 ) -> None:
-    """Write one phase's cache entry into the empty directory `out` (see `cache.py`)."""
+    """Write one phase's cache entry into the empty directory `out` (see `cache.py`).
+
+    `expected_sha256`: the files' sha256 the entry's key was made from; a file whose bytes read
+    here differ (rewritten meanwhile) is an error, so the entry never holds other data than its key.
+    """
+    fim = require_fim_tokens(tokenizer, "context.fim_rate") if context.fim_rate > 0 and role == PHASE else None
     seen: dict[bytes, str] | None = {} if data.dedup == "exact" else None
     index = TokenizedDocuments()
-    scans = [RecordScan(phase.file, data.on_bad_record)]
+    scans: list[RecordScan] = []
+    name_seed = zlib.crc32(phase.name.encode("utf-8"))
     with open(out / "tokens.bin", "wb") as f:
         writer = TokenWriter(f)
-        tokenize_stream(scan_documents(phase.file, data.text_field, scans[0], seen), tokenizer, writer,
-                        index, context.max_tokens, tokenizer_processes(phase.file))
-        scans[0].raise_if_bad(data.text_field)
-        train_count = len(index.lengths)
-        if phase.eval_file is not None:
-            scans.append(RecordScan(phase.eval_file, data.on_bad_record))
-            tokenize_stream(scan_documents(phase.eval_file, data.text_field, scans[1], seen), tokenizer, writer,
-                            index, context.max_tokens, tokenizer_processes(phase.eval_file))
-            scans[1].raise_if_bad(data.text_field)
-            train_docs, eval_docs = list(range(train_count)), list(range(train_count, len(index.lengths)))
+
+        def tokenize_file(path: Path, held_out: bool = False) -> list[int]:
+            scans.append(RecordScan(path, data.on_bad_record))
+            first = len(index.lengths)
+            tokenize_stream(counted(scan_documents(path, data.text_field, scans[-1], seen), phase.name), tokenizer,
+                            writer, index, context.max_tokens, tokenizer_processes(path))
+            check_unchanged(scans[-1], expected_sha256)
+            for train_scan in scans[:-1] if held_out else []:
+                check_eval_file(train_scan, scans[-1])
+            scans[-1].raise_if_bad(data.text_field)
+            return list(range(first, len(index.lengths)))
+
+        sources = phase.sources
+        source_docs = [[d for path in source.files for d in tokenize_file(path)] for source in sources]
+        documents = [d for docs in source_docs for d in docs]
+        if role == GENERAL_EVAL:
+            train_docs, eval_docs = [], documents
+        elif phase.eval_file is not None:
+            train_docs, eval_docs = documents, tokenize_file(phase.eval_file, held_out=True)
         else:
-            train_docs, eval_docs = split_documents(list(range(train_count)), data.eval_ratio, seed, phase.name)
+            train_docs, eval_docs = split_documents(documents, data.eval_ratio, seed, phase.name)
         if not context.chunk_long_samples:
             reject_long_documents(index, context.max_tokens)
-        own_chunks = document_chunks(index, train_docs, context)
-        rng = np.random.default_rng([seed, zlib.crc32(phase.name.encode("utf-8"))])
-        own_tokens = int(own_chunks[:, LENGTH].sum()) if len(own_chunks) else 0
-        replayed = replay_chunks(replay_sources, own_tokens, phase.replay_ratio, rng, writer)
+        held_out = set(eval_docs)
+        window = context.train_window_tokens() if role == PHASE else context.max_tokens
+        own_chunks = [document_chunks(index, [d for d in docs if d not in held_out], context, window)
+                      for docs in source_docs]
+        weighted, source_tokens = weight_sources(own_chunks, [s.weight for s in sources],
+                                                 np.random.default_rng([seed, name_seed, 2]))
+        replay_wanted, general_wanted = mixed_tokens(chunk_tokens(weighted), phase.replay_ratio,
+                                                     phase.general_ratio or 0.0)
+        replayed = replay_chunks(replay_sources, replay_wanted, np.random.default_rng([seed, name_seed]), writer)
+        mixed_in = general_chunks(general, general_wanted, np.random.default_rng([seed, name_seed, 3]), writer)
     tokens = open_tokens(out / "tokens.bin")
-    meta: dict[str, Any] = {"phase": phase.name, "tokens": writer.tokens, "longest_document": index.longest_source}
-    splits = {"train": (train_docs, np.concatenate([own_chunks, replayed])), "eval": (eval_docs, None)}
-    for name, (documents, chunks) in splits.items():
-        chunks = document_chunks(index, documents, context) if chunks is None else chunks
+    training_chunks = np.concatenate([weighted, replayed, mixed_in])
+    rearranged = sentinel_targets = 0
+    if fim is not None:
+        with open(out / "tokens.bin", "ab") as f:
+            training_chunks, rearranged, sentinel_targets = fim_chunks(
+                training_chunks, tokens, TokenWriter(f, len(tokens)), fim, tokenizer, context,
+                np.random.default_rng([seed, name_seed, 1]))
+        tokens = open_tokens(out / "tokens.bin")
+    meta: dict[str, Any] = {"phase": phase.name, "tokens": len(tokens), "longest_document": index.longest_source,
+                            "fim_tokens": list(fim.ids) if fim is not None else None}
+    splits = {"train": (train_docs, training_chunks), "eval": (eval_docs, None)}
+    for name, (split_docs, chunks) in splits.items():
+        chunks = document_chunks(index, split_docs, context) if chunks is None else chunks
         row_chunks, row_offsets = build_row_table(chunks, context)
         np.save(out / f"{name}_chunks.npy", row_chunks)
         np.save(out / f"{name}_row_offsets.npy", row_offsets)
-        meta[name] = split_statistics(tokens, index, documents, chunks, row_chunks, row_offsets,
-                                      replayed if name == "train" else np.zeros((0, 3), dtype=np.int64),
+        meta[name] = split_statistics(tokens, index, split_docs, chunks, row_chunks, row_offsets,
+                                      replayed if name == "train" else NO_CHUNKS,
                                       tokenizer.eos_token_id, context.max_tokens)
-    np.save(out / "train_own_chunks.npy", own_chunks)  # no replayed ones: what later phases replay
+    meta["train"] |= {
+        "fim_chunks": rearranged,
+        "target_tokens": meta["train"]["target_tokens"] - sentinel_targets,
+        "general_chunks": len(mixed_in),
+        "general_tokens": chunk_tokens(mixed_in),
+        "sources": [{"source": s.spec, "weight": s.weight, "documents": len([d for d in docs if d not in held_out]),
+                     "tokens": t} for s, docs, t in zip(sources, source_docs, source_tokens)],
+    }
+    own = np.concatenate(own_chunks) if own_chunks else NO_CHUNKS
+    np.save(out / "train_own_chunks.npy", own)  # each once, no replayed or general ones: what later phases replay
     rejected = [r for scan in scans for r in scan.rejected]
     write_rejected(out / "rejected.jsonl", rejected)
     meta["rejected"] = len(rejected)

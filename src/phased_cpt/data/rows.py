@@ -9,6 +9,8 @@ A phase's tokens live once on disk (`tokens.bin`, int32, memory-mapped); its chu
     input_ids  t100 t101 t102 t250 t251 t252 t253
     labels     -100 t101 t102 -100 -100 t252 t253  a chunk's first token and its context
     position_ids  0    1    2    0    1    2    3   restart at every chunk (packed rows only)
+
+Nor is a fill-in-the-middle token ever a target (`never_targets`, see `fim.py`): the user types those.
 """
 
 from __future__ import annotations
@@ -31,12 +33,16 @@ def open_tokens(path: Path) -> np.ndarray:
 class RowDataset(Dataset):
     """Map-style dataset of rows: dicts of `input_ids`, `labels` (+ `position_ids` when packed)."""
 
-    def __init__(self, tokens: np.ndarray, chunks: np.ndarray, row_offsets: np.ndarray, packed: bool) -> None:
+    def __init__(
+        self, tokens: np.ndarray, chunks: np.ndarray, row_offsets: np.ndarray, packed: bool,
+        never_targets: tuple[int, ...] = (),
+    ) -> None:
         self.tokens = tokens
         self.chunks = chunks
         """The row table: chunks in row order."""
         self.row_offsets = row_offsets
         self.packed = packed
+        self.never_targets = np.asarray(never_targets, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.row_offsets) - 1
@@ -53,6 +59,8 @@ class RowDataset(Dataset):
             labels[offset : offset + untrained_tokens(context)] = IGNORE_INDEX
             position_ids[offset : offset + length] = np.arange(length)
             offset += length
+        if len(self.never_targets):
+            labels[np.isin(input_ids, self.never_targets)] = IGNORE_INDEX
         row = {"input_ids": input_ids.tolist(), "labels": labels.tolist()}
         if self.packed:
             row["position_ids"] = position_ids.tolist()

@@ -1,14 +1,19 @@
 """The forgetting matrix: perplexity on every phase's held-out documents, before training (the
-base model) and after each phase. Rows: base, after phase 1, ...; columns: each phase's data.
+base model) and after each phase. Rows: base, after phase 1, ...; columns: each phase's data, and
+`general` (general held-out documents: what the base knew before) when the run has them.
 
-Reading down a column shows what later phases did to what an earlier phase taught. Saved as
-`eval/forgetting.json` (the source of truth, also read on resume), `.md` and a PNG heatmap.
+Reading down a column shows what later phases did to what an earlier phase taught. Each cell
+also holds the token top-1 accuracy and, with completion evaluation, next-line exact match and
+edit similarity (`values(metric)`). Saved as `eval/forgetting.json` (the source of truth, also
+read on resume), `.md` and a PNG heatmap of perplexity.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +25,8 @@ if TYPE_CHECKING:
     from peft import PeftModel
 
     from phased_cpt.data.phase_data import Rows
+
+logger = logging.getLogger(__name__)
 
 BASE_ROW = "base"
 
@@ -43,8 +50,15 @@ class ForgettingMatrix:
     def add_row(self, after: str, results: dict[str, dict]) -> None:
         self.rows = [row for row in self.rows if row["after"] != after] + [{"after": after, "results": results}]
 
+    def values(self, metric: str = "perplexity") -> list[list[float | None]]:
+        """`metric` of every cell, rows by columns (None where it was not measured)."""
+        return [[row["results"].get(c, {}).get(metric) for c in self.columns] for row in self.rows]
+
     def perplexities(self) -> list[list[float | None]]:
-        return [[row["results"].get(c, {}).get("perplexity") for c in self.columns] for row in self.rows]
+        return self.values("perplexity")
+
+    def has(self, metric: str) -> bool:
+        return any(v is not None for row in self.values(metric) for v in row)
 
     def save(self, eval_dir: Path) -> None:
         if not is_main_process():  # every rank evaluates; rank 0 writes
@@ -55,10 +69,10 @@ class ForgettingMatrix:
         write_atomic(eval_dir / "forgetting.md", self.to_markdown())
         self.plot(eval_dir / "forgetting.png")
 
-    def to_markdown(self) -> str:
-        header = "| perplexity after \\ on | " + " | ".join(self.columns) + " |"
+    def to_markdown(self, metric: str = "perplexity") -> str:
+        header = f"| {metric.replace('_', ' ')} after \\ on | " + " | ".join(self.columns) + " |"
         lines = [header, "|---" * (len(self.columns) + 1) + "|"]
-        for row, values in zip(self.rows, self.perplexities()):
+        for row, values in zip(self.rows, self.values(metric)):
             cells = [_format(v) for v in values]
             lines.append(f"| {row['after']} | " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
@@ -92,12 +106,24 @@ def _format(value: float | None) -> str:
     return f"{value:.3g}" if value < 1e4 else f"{value:.2e}"
 
 
+COMPLETION_METRICS = ("top1_accuracy", "exact_match", "edit_similarity", "infill_exact_match", "infill_edit_similarity")
+"""Cell metrics beside perplexity, in the order the report shows them."""
+
+
 def evaluate_phases(
-    model: PeftModel, eval_sets: dict[str, Rows | None], collator: Collator, batch_size: int, base_model: bool = False
+    model: PeftModel, eval_sets: dict[str, Rows | None], collator: Collator, batch_size: int, base_model: bool = False,
+    after: str = BASE_ROW,
 ) -> dict[str, dict]:
-    """{phase: {loss, perplexity, target_tokens}} on every phase's held-out rows (None: no rows)."""
-    return {
-        name: evaluate_rows(model, rows.dataset, collator, batch_size, base_model=base_model).to_dict()
-        for name, rows in eval_sets.items()
-        if rows is not None
-    }
+    """{held-out set: {loss, perplexity, target_tokens, top1_accuracy}} on every held-out set's rows (None: no rows):
+    one row of the matrix, `after` the base model or a phase. Each cell draws a progress bar and
+    logs a line when done, so the minutes it takes are never silent."""
+    cells = [(name, rows) for name, rows in eval_sets.items() if rows is not None]
+    results = {}
+    for index, (name, rows) in enumerate(cells, start=1):
+        label = f"forgetting matrix {index}/{len(cells)}: {'base model' if after == BASE_ROW else 'after ' + after} on {name}"
+        started = time.perf_counter()
+        result = evaluate_rows(model, rows.dataset, collator, batch_size, base_model=base_model, desc=label)
+        results[name] = result.to_dict()
+        logger.info("%s: perplexity %.4g over %s target tokens (%.1f s)", label, result.perplexity,
+                    f"{result.target_tokens:,}", time.perf_counter() - started)
+    return results

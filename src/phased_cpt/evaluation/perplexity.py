@@ -1,7 +1,9 @@
-"""Token-weighted loss and perplexity of a model on held-out rows.
+"""Token-weighted loss, perplexity and top-1 accuracy of a model on held-out rows.
 
 Perplexity is exp(total NLL / target tokens) over all rows: long and short rows weigh by their
-tokens (a per-batch mean of means would not). Under several processes each rank takes every
+tokens (a per-batch mean of means would not). Top-1 accuracy is the share of target tokens that
+are the model's most likely next token (teacher-forced: what a completion engine gets right one
+token at a time). Under several processes each rank takes every
 world_size-th batch and the sums are all-reduced; every rank runs the same number of forward
 passes (a short rank repeats a batch with weight 0), as DeepSpeed ZeRO-3 requires.
 
@@ -37,9 +39,11 @@ class EvalResult:
     loss: float
     perplexity: float
     target_tokens: int
+    top1_accuracy: float = math.nan
 
     def to_dict(self) -> dict:
-        return {"loss": self.loss, "perplexity": self.perplexity, "target_tokens": self.target_tokens}
+        return {"loss": self.loss, "perplexity": self.perplexity, "target_tokens": self.target_tokens,
+                "top1_accuracy": self.top1_accuracy}
 
 
 @contextmanager
@@ -56,39 +60,50 @@ def preserved_rng() -> Iterator[None]:
 
 
 def evaluate_rows(
-    model: PeftModel, dataset: Dataset, collator: Collator, batch_size: int, base_model: bool = False
+    model: PeftModel, dataset: Dataset, collator: Collator, batch_size: int, base_model: bool = False,
+    desc: str | None = None,
 ) -> EvalResult:
-    """Mean loss per target token over `dataset`; `base_model=True` disables the LoRA adapter."""
+    """Mean loss per target token over `dataset`; `base_model=True` disables the LoRA adapter.
+    `desc`: draw a progress bar with this label (on rank 0), so a long evaluation is never silent."""
+    from tqdm.auto import tqdm
+
     world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
     rank = dist.get_rank() if world > 1 else 0
     device = next(model.parameters()).device
     batches = [list(range(i, min(i + batch_size, len(dataset)))) for i in range(0, len(dataset), batch_size)]
     rounds = math.ceil(len(batches) / world)
-    totals = torch.zeros(2, dtype=torch.float64, device=device)  # summed NLL, target tokens
+    totals = torch.zeros(3, dtype=torch.float64, device=device)  # summed NLL, target tokens, top-1 hits
     was_training = model.training
     model.eval()
     adapter_off = model.disable_adapter() if base_model else nullcontext()
+    bar = tqdm(range(rounds), desc=desc, unit="batch", leave=False, dynamic_ncols=True,
+               disable=desc is None or rank != 0)
     try:
-        with torch.no_grad(), adapter_off, preserved_rng():
-            for r in range(rounds):
+        with torch.no_grad(), adapter_off, bar, preserved_rng():
+            for r in bar:
                 index = r * world + rank
                 weight = 1.0 if index < len(batches) else 0.0
                 batch = collator([dataset[i] for i in batches[min(index, len(batches) - 1)]])
                 batch = {k: v.to(device) for k, v in batch.items()}
-                targets = (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
+                labels = batch["labels"][:, 1:]
+                targets = (labels != IGNORE_INDEX).sum()
                 if targets == 0:
                     continue
-                loss = model(**batch, use_cache=False).loss.float()
-                totals += weight * torch.stack([loss.double() * targets, targets.double()])
+                output = model(**batch, use_cache=False)
+                hits = ((output.logits[:, :-1].argmax(-1) == labels) & (labels != IGNORE_INDEX)).sum()
+                totals += weight * torch.stack([output.loss.double() * targets, targets.double(), hits.double()])
     finally:
         model.train(was_training)
     if world > 1:
         dist.all_reduce(totals)
-    nll, tokens = totals.tolist()
+    nll, tokens, hits = totals.tolist()
     mean = nll / tokens if tokens else math.nan
-    return EvalResult(loss=mean, perplexity=perplexity_of(mean), target_tokens=int(tokens))
+    return EvalResult(loss=mean, perplexity=perplexity_of(mean), target_tokens=int(tokens),
+                      top1_accuracy=hits / tokens if tokens else math.nan)
 
 
 def perplexity_of(loss: float) -> float:
-    """exp(loss), as inf where it would overflow."""
+    """exp(loss), as inf where it would overflow; NaN for a NaN loss."""
+    if math.isnan(loss):
+        return math.nan
     return math.exp(loss) if loss < 80 else math.inf

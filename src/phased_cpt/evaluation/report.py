@@ -1,15 +1,19 @@
 """`phased-cpt report RUN_DIR`: a summary of a run — phases, steps, wall time, tokens, final and
-best perplexities, the forgetting matrix — printed and written to `eval/report.md` next to the
-plots (which it redraws from metrics.jsonl)."""
+best perplexities, learning vs forgetting, the forgetting matrix and the completion scores —
+printed and written to `eval/report.md` next to the plots (which it redraws from metrics.jsonl).
+The wall time is the whole run's (every session), split into training, evaluation, data
+preparation and the rest."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from phased_cpt.crash_points import crash_point
 from phased_cpt.errors import UserError
-from phased_cpt.evaluation.forgetting import ForgettingMatrix
+from phased_cpt.evaluation.forgetting import COMPLETION_METRICS, ForgettingMatrix
+from phased_cpt.evaluation.learning import learning_summary, plot_learning, summary_markdown
 from phased_cpt.evaluation.plots import plot_curves, read_metrics
 from phased_cpt.run_dir import RunDir, write_atomic
 
@@ -34,14 +38,85 @@ def build_report(run: RunDir) -> str:
             f"| {name} | {phase.get('steps', 0)} | {_duration(seconds)} | {tokens:,} | "
             f"{_num(phase.get('train_loss'))} | {_num(evals[-1] if evals else None)} | {_num(min(evals) if evals else None)} |"
         )
-    lines += ["", f"Total: {len(state['finished_phases'])} phase(s), {_duration(total_seconds)}, {total_tokens:,} tokens."]
+    lines += ["", f"Total: {len(state['finished_phases'])} phase(s), {total_tokens:,} tokens.", "",
+              wall_time_line(records, total_seconds)]
     forgetting_file = run.eval_dir / "forgetting.json"
     if forgetting_file.is_file():
-        matrix = ForgettingMatrix.load(forgetting_file)
-        lines += ["", "## Forgetting matrix (perplexity on each phase's held-out documents)", "", matrix.to_markdown().rstrip(),
-                  "", "![forgetting](forgetting.png)"]
+        try:
+            matrix = ForgettingMatrix.load(forgetting_file)
+            summary = learning_summary(matrix)
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            lines += ["", f"(not shown: {forgetting_file} is damaged: {type(err).__name__}: {err})"]
+        else:
+            if summary:
+                lines += ["", "## Learning vs forgetting", "",
+                          "Domain: token-weighted over every phase's held-out documents; general: the general "
+                          "held-out documents (what the base model knew). Changes are against the base model.", "",
+                          summary_markdown(summary).rstrip()]
+                if any(row.general_change is not None for row in summary):
+                    lines += ["", "![learning vs forgetting](learning.png)"]
+            lines += ["", "## Forgetting matrix (perplexity on each held-out set)", "", matrix.to_markdown().rstrip(),
+                      "", "![forgetting](forgetting.png)"]
+            for metric in COMPLETION_METRICS:
+                if matrix.has(metric):
+                    lines += ["", f"## {COMPLETION_TITLES[metric]}", "", matrix.to_markdown(metric).rstrip()]
     lines += ["", "## Curves", "", "![curves](curves.png)", ""]
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class WallTime:
+    """Where a run's wall-clock time went, from the events in metrics.jsonl."""
+
+    total: float
+    training: float
+    evaluation: float
+    preparation: float
+
+    @property
+    def other(self) -> float:
+        """Loading the model, saving checkpoints and adapters, writing reports."""
+        return max(self.total - self.training - self.evaluation - self.preparation, 0.0)
+
+
+def wall_time(records: list[dict], phase_seconds: float) -> WallTime | None:
+    """Each session (a `train` or `train --resume` process) runs from its `session_start` to its
+    `session_end`, or to its last timed event when it was killed; training is the phases' time
+    without the evaluations inside them. None for a run with no session records (an older version)."""
+    sessions: list[list[float]] = []
+    preparation = evaluation = evaluation_in_phases = 0.0
+    for record in records:
+        event = record.get("event")
+        if event == "session_start":
+            sessions.append([record["time"], record["time"]])
+            preparation += record.get("preparation_seconds", 0.0)
+        elif sessions and "time" in record:
+            sessions[-1][1] = max(sessions[-1][1], record["time"])
+        if event == "evaluation":
+            evaluation += record["seconds"]
+            evaluation_in_phases += record["seconds"] if record.get("during_phase") else 0.0
+    if not sessions:
+        return None
+    total = sum(end - start for start, end in sessions)
+    return WallTime(total, max(phase_seconds - evaluation_in_phases, 0.0), evaluation, preparation)
+
+
+def wall_time_line(records: list[dict], phase_seconds: float) -> str:
+    spent = wall_time(records, phase_seconds)
+    if spent is None:
+        return f"Training time: {_duration(phase_seconds)} (no wall-time records: the run predates them)."
+    return (f"Wall time: {_duration(spent.total)}: training {_duration(spent.training)}, evaluation "
+            f"{_duration(spent.evaluation)}, data preparation {_duration(spent.preparation)}, other "
+            f"{_duration(spent.other)} (loading the model, checkpoints, reports).")
+
+
+COMPLETION_TITLES = {
+    "top1_accuracy": "Token top-1 accuracy (share of target tokens that are the most likely next token)",
+    "exact_match": "Next-line completion: exact match",
+    "edit_similarity": "Next-line completion: edit similarity",
+    "infill_exact_match": "Fill-in-the-middle line completion: exact match",
+    "infill_edit_similarity": "Fill-in-the-middle line completion: edit similarity",
+}
 
 
 def write_report(run: RunDir) -> Path:
@@ -50,6 +125,10 @@ def write_report(run: RunDir) -> Path:
     text = build_report(run)
     run.eval_dir.mkdir(parents=True, exist_ok=True)
     plot_curves(run.metrics_file, run.eval_dir / "curves.png")
+    forgetting_file = run.eval_dir / "forgetting.json"
+    summary = learning_summary(ForgettingMatrix.load(forgetting_file)) if forgetting_file.is_file() else []
+    if any(row.general_change is not None for row in summary):
+        plot_learning({run.name: summary}, run.eval_dir / "learning.png")
     crash_point("report")
     path = run.eval_dir / "report.md"
     write_atomic(path, text)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from phased_cpt.errors import DataError, UserError
-from phased_cpt.inference.params import GenerationParams
+from phased_cpt.inference.params import GenerationParams, ParamError
 
 if TYPE_CHECKING:
     from phased_cpt.inference.generation import Generator
@@ -42,6 +42,9 @@ def read_prompts(path: Path) -> list[str]:
             except ValueError as err:
                 problems.append(f"{path}:{number}: invalid JSON: {err}")
                 continue
+            except RecursionError:
+                problems.append(f"{path}:{number}: invalid JSON: nested too deeply")
+                continue
             if not isinstance(record, dict) or not isinstance(record.get("prompt"), str) or not record["prompt"]:
                 problems.append(f"{path}:{number}: expected an object with a non-empty string field \"prompt\"")
                 continue
@@ -56,7 +59,13 @@ def read_prompts(path: Path) -> list[str]:
 def compare_prompts(
     generator: Generator, prompts: list[str], params: GenerationParams, out: TextIO, results: Path | None
 ) -> list[dict]:
-    """Answer every prompt with both models; print them to `out`, write `results` (JSONL)."""
+    """Answer every prompt with both models; print them to `out`, write `results` (JSONL). Every
+    prompt is checked (empty, longer than the model's context) before the first answer."""
+    for index, prompt in enumerate(prompts, 1):
+        try:
+            generator.prompt_ids(prompt)
+        except ParamError as err:
+            raise UserError(f"prompt {index}/{len(prompts)}: {err}") from None
     records = []
     for index, prompt in enumerate(prompts, 1):
         out.write(f"=== prompt {index}/{len(prompts)} ===\n{prompt}\n")

@@ -12,6 +12,7 @@ with `chat_template=True` the tokenizer's chat template wraps the prompt as one 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Callable
@@ -21,12 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from peft import PeftModel
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.generation.streamers import BaseStreamer
 
 from phased_cpt.errors import UserError
 from phased_cpt.inference.params import GenerationParams, ParamError
+from phased_cpt.modeling import ADAPTER_LOAD_ERRORS, adapter_load_failure, load_adapter
 
 if TYPE_CHECKING:
     from phased_cpt.inference.discovery import Target
@@ -40,7 +41,8 @@ class Completion:
     prompt_tokens: int
     seconds: float
     stop: str
-    """'eos' when the model ended the answer, 'max_tokens' when the limit cut it."""
+    """'eos' when the model ended the answer, 'max_tokens' when the limit cut it, 'context' when
+    the model's context (max_position_embeddings) was full first."""
 
     @property
     def generated_tokens(self) -> int:
@@ -116,7 +118,7 @@ class Generator:
         self.chat_template = chat_template
         self._names: dict[str, str] = {}  # label -> peft adapter name (labels may hold '/' or '.')
         base.config.use_cache = True  # training turns the KV cache off; generation wants it
-        self.model = _load_peft(base, self.adapters[active], self._adapter_name(active))
+        self.model = load_adapter(base, self.adapters[active], adapter_name=self._adapter_name(active))
         self.model.eval()
         self.active = active
         self.eos_ids = eos_token_ids(base, tokenizer)
@@ -129,8 +131,8 @@ class Generator:
         if name not in self.model.peft_config:
             try:
                 self.model.load_adapter(str(self.adapters[label]), adapter_name=name)
-            except (OSError, ValueError) as err:
-                raise ParamError(f"cannot load the adapter in {self.adapters[label]}: {err}") from None
+            except ADAPTER_LOAD_ERRORS as err:
+                raise ParamError(adapter_load_failure(self.adapters[label], err)) from None
         self.model.set_adapter(name)
         self.model.eval()
         self.active = label
@@ -143,13 +145,34 @@ class Generator:
             return self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return self.tokenizer(prompt)["input_ids"]
 
-    def generate(
-        self, prompt: str, params: GenerationParams, adapter: bool, on_text: Callable[[str], None] | None = None
-    ) -> Completion:
-        """One answer, through the active adapter or (adapter=False) the base model alone."""
+    @property
+    def context_tokens(self) -> int | None:
+        """The model's context length (`max_position_embeddings`), when its config says."""
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        return limit if isinstance(limit, int) and limit > 0 else None
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        """The prompt's token ids; ParamError when it is empty or fills the model's context (checked
+        before generating: a too-long prompt would otherwise run for minutes, then fail)."""
         ids = self.encode(prompt)
         if not ids:
             raise ParamError("the prompt is empty after tokenization")
+        limit = self.context_tokens
+        if limit is not None and len(ids) >= limit:
+            raise ParamError(
+                f"the prompt is {len(ids):,} tokens, but the model's context is {limit:,} tokens "
+                "(max_position_embeddings), leaving no room for an answer; shorten the prompt"
+            )
+        return ids
+
+    def generate(
+        self, prompt: str, params: GenerationParams, adapter: bool, on_text: Callable[[str], None] | None = None
+    ) -> Completion:
+        """One answer, through the active adapter or (adapter=False) the base model alone; at most
+        `params.max_tokens` new tokens, fewer where the model's context ends first."""
+        ids = self.prompt_ids(prompt)
+        limit = self.context_tokens
+        max_new_tokens = params.max_tokens if limit is None else min(params.max_tokens, limit - len(ids))
         input_ids = torch.tensor([ids], device=self.model.device)
         streamer = DeltaStreamer(self.tokenizer, on_text) if on_text else None
         torch.manual_seed(params.seed)
@@ -158,12 +181,17 @@ class Generator:
             output = self.model.generate(
                 input_ids=input_ids,
                 attention_mask=torch.ones_like(input_ids),
-                generation_config=generation_config(params, self.eos_ids, self.tokenizer.pad_token_id),
+                generation_config=generation_config(
+                    dataclasses.replace(params, max_tokens=max_new_tokens), self.eos_ids, self.tokenizer.pad_token_id
+                ),
                 streamer=streamer,
             )
         seconds = time.perf_counter() - start
         new_ids = output[0, len(ids):].tolist()
-        stop = "eos" if new_ids and new_ids[-1] in self.eos_ids else "max_tokens"
+        if new_ids and new_ids[-1] in self.eos_ids:
+            stop = "eos"
+        else:
+            stop = "context" if max_new_tokens < params.max_tokens and len(new_ids) >= max_new_tokens else "max_tokens"
         text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
         return Completion(text=text, token_ids=new_ids, prompt_tokens=len(ids), seconds=seconds, stop=stop)
 
@@ -202,13 +230,6 @@ def eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) ->
     configured = getattr(model.generation_config, "eos_token_id", None)
     ids.update(configured if isinstance(configured, list) else [configured])
     return sorted(i for i in ids if i is not None)
-
-
-def _load_peft(base: PreTrainedModel, adapter_dir: Path, name: str) -> PeftModel:
-    try:
-        return PeftModel.from_pretrained(base, str(adapter_dir), adapter_name=name)
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot load the LoRA adapter in {adapter_dir}: {err}") from None
 
 
 def load_generator(target: Target, chat_template: bool) -> Generator:

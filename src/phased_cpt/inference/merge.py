@@ -5,7 +5,14 @@ The export (safetensors weights, config, generation config, tokenizer) loads wit
 without peft. Before anything is reported as done, the export is loaded back and its logits on a
 few probe prompts are compared with those of base + adapter (unmerged). It is written to a
 temporary directory beside `out` and renamed into place only after that check, so a failure
-never leaves a half-written model at `out`.
+(a full disk included) never leaves a half-written model at `out`. Files and directories get
+the modes the user's umask gives (not the 0700 of a temporary directory).
+
+`out` is never a directory that is, contains or lies inside the source run, the adapter or the
+base model, nor one that is or contains the working directory. A non-empty `out` is replaced
+(`--force`) only if an earlier merge wrote it (it holds `MERGE_MARKER`): the new export is
+written beside it, the old one is renamed aside, the new one renamed in, then the old one
+deleted.
 
 Merging runs in `model.dtype` (the run's, unless `merge --dtype` replaces it; on CPU `auto` is
 float32).
@@ -20,6 +27,7 @@ float32 for a tight check.
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import os
 import shutil
@@ -28,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from phased_cpt.config import ModelConfig
@@ -37,6 +46,8 @@ from phased_cpt.modeling import load_adapter, load_base_model, load_tokenizer, r
 logger = logging.getLogger(__name__)
 
 PROBE_PROMPTS = ("def main():\n    ", "import ", "The quick brown fox", "class Item:\n")
+MERGE_MARKER = ".phased-cpt-merge"
+"""Written into every export: `--force` replaces only a directory holding it."""
 RELATIVE_TOLERANCE = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
 
 
@@ -50,10 +61,14 @@ class MergeReport:
     probes: int
 
 
-def merge_adapter(model: ModelConfig, adapter_dir: Path, out_dir: Path, force: bool = False) -> MergeReport:
-    """Merge `adapter_dir` into `model`'s weights; save to `out_dir` after checking its logits."""
+def merge_adapter(
+    model: ModelConfig, adapter_dir: Path, out_dir: Path, force: bool = False, run_dir: Path | None = None
+) -> MergeReport:
+    """Merge `adapter_dir` into `model`'s weights; save to `out_dir` after checking its logits.
+    `run_dir`: the run the adapter belongs to (never overwritten, like the adapter and base model)."""
     out_dir = Path(out_dir)
-    check_out_dir(out_dir, force)
+    protected = {"source run": run_dir, "adapter": Path(adapter_dir), "base model": local_path(model.name)}
+    check_out_dir(out_dir, force, {what: path for what, path in protected.items() if path is not None})
     tokenizer = load_tokenizer(model)
     peft_model = load_adapter(load_base_model(model), adapter_dir)
     peft_model.eval()
@@ -65,31 +80,87 @@ def merge_adapter(model: ModelConfig, adapter_dir: Path, out_dir: Path, force: b
     merged.config.use_cache = True  # training turned it off; users of the export want it on
     if merged.generation_config is not None:
         merged.generation_config.use_cache = True
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.merging-"))
+    tmp = None
     try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.merging-"))
         merged.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         del merged, peft_model
         gc.collect()
-        reloaded = AutoModelForCausalLM.from_pretrained(str(tmp), dtype=dtype)
+        reloaded = AutoModelForCausalLM.from_pretrained(str(tmp), dtype=dtype, trust_remote_code=model.trust_remote_code)
         reloaded.eval()
         exported = probe_logits(reloaded, probes)
         del reloaded
         report = compare_logits(reference, exported, dtype, out_dir)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)  # empty, or non-empty with force (checked above)
-        os.replace(tmp, out_dir)
+        (tmp / MERGE_MARKER).write_text(json.dumps({"adapter": str(adapter_dir), "base_model": model.name}) + "\n")
+        apply_umask(tmp)
+        swap_into_place(tmp, out_dir)
+    except (OSError, SafetensorError) as err:
+        raise UserError(
+            f"cannot write the merged model to {out_dir}: {err}; nothing at {out_dir} was changed "
+            "(free some space, or choose another --out)"
+        ) from None
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     return report
 
 
-def check_out_dir(out_dir: Path, force: bool) -> None:
-    if out_dir.is_file():
+def local_path(name: str) -> Path | None:
+    """`name` as a local directory, or None for a hub id."""
+    path = Path(name).expanduser()
+    return path if path.exists() else None
+
+
+def check_out_dir(out_dir: Path, force: bool, protected: dict[str, Path]) -> None:
+    """Refuse an `--out` whose replacement could delete something that is not an earlier export."""
+    out = out_dir.resolve()
+    kept = {what: path.resolve() for what, path in {**protected, "working directory": Path.cwd()}.items()}
+    for what, path in kept.items():
+        if out == path or out in path.parents:
+            relation = "is" if out == path else "contains"
+            raise UserError(f"--out {out_dir} {relation} the {what} ({path}); choose a new directory for the merged model")
+    for what in protected:
+        if kept[what] in out.parents:
+            raise UserError(f"--out {out_dir} is inside the {what} ({kept[what]}); write the merged model outside it")
+    if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} is a file; name a directory")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
-        raise UserError(f"--out {out_dir} is not empty; choose another directory or pass --force to replace it")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not force:
+            raise UserError(f"--out {out_dir} is not empty; choose another directory or pass --force to replace it")
+        if not (out_dir / MERGE_MARKER).is_file():
+            raise UserError(
+                f"--out {out_dir} is not a directory an earlier merge wrote (no {MERGE_MARKER} in it): --force replaces "
+                "only those; choose another directory, or empty it yourself"
+            )
+
+
+def swap_into_place(new: Path, out_dir: Path) -> None:
+    """Rename `new` to `out_dir`; an existing `out_dir` (empty, or an earlier export) is renamed
+    aside first and deleted only once the new one is in place."""
+    if not out_dir.exists():
+        os.replace(new, out_dir)
+        return
+    old = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.replaced-"))
+    os.replace(out_dir, old)
+    try:
+        os.replace(new, out_dir)
+    except OSError:
+        os.replace(old, out_dir)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def apply_umask(root: Path) -> None:
+    """Give `root` and everything in it the modes a plain `mkdir`/`open` would: 0777/0666 less
+    the umask (a temporary directory starts at 0700)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for directory, _, files in os.walk(root):
+        os.chmod(directory, 0o777 & ~umask)
+        for name in files:
+            os.chmod(Path(directory) / name, 0o666 & ~umask)
 
 
 def probe_logits(model: PreTrainedModel, probes: list[torch.Tensor]) -> list[torch.Tensor]:

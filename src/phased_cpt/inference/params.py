@@ -6,6 +6,7 @@ Kept apart from generation (no torch import) so the CLI can build its arguments 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,13 +33,17 @@ class GenerationParams:
         return " ".join(f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self))
 
 
+MAX_INT_PARAM = 2**31 - 1
+SEED_LIMIT = 2**32
+"""Seeds are 0 <= seed < 2**32, as `training.seed` (what numpy's and torch's seeding accept)."""
+
 PARAM_CHECKS: dict[str, tuple[type, Callable[[float], bool], str]] = {
-    "temperature": (float, lambda v: v >= 0, "a number >= 0 (0: greedy)"),
+    "temperature": (float, lambda v: v >= 0, "a finite number >= 0 (0: greedy)"),
     "top_p": (float, lambda v: 0 < v <= 1, "a number in (0, 1]"),
-    "top_k": (int, lambda v: v >= 0, "an integer >= 0 (0: off)"),
-    "max_tokens": (int, lambda v: v >= 1, "an integer >= 1"),
-    "repetition_penalty": (float, lambda v: v > 0, "a number > 0 (1: off)"),
-    "seed": (int, lambda v: True, "an integer"),
+    "top_k": (int, lambda v: 0 <= v <= MAX_INT_PARAM, f"an integer from 0 to {MAX_INT_PARAM} (0: off)"),
+    "max_tokens": (int, lambda v: 1 <= v <= MAX_INT_PARAM, f"an integer from 1 to {MAX_INT_PARAM}"),
+    "repetition_penalty": (float, lambda v: v > 0, "a finite number > 0 (1: off)"),
+    "seed": (int, lambda v: 0 <= v < SEED_LIMIT, f"an integer from 0 to {SEED_LIMIT - 1}"),
 }
 
 
@@ -51,6 +56,6 @@ def set_param(params: GenerationParams, name: str, text: str) -> GenerationParam
         value = kind(text)
     except ValueError:
         raise ParamError(f"{name} must be {allowed}, got {text!r}") from None
-    if not ok(value) or (kind is float and value != value):
+    if (kind is float and not math.isfinite(value)) or not ok(value):
         raise ParamError(f"{name} must be {allowed}, got {text!r}")
     return dataclasses.replace(params, **{name: value})

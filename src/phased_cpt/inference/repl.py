@@ -122,6 +122,11 @@ class Repl:
         return "mode: compare base vs ft" if self.compare else f"mode: {self.single} only"
 
     def answer(self, prompt: str) -> None:
+        try:
+            self.generator.prompt_ids(prompt)  # an empty or too long prompt: one error line, nothing generated
+        except ParamError as err:
+            self.print(f"error: {err}")
+            return
         sides = ["base", "ft"] if self.compare else [self.single]
         for side in sides:
             title = SIDES[side] if side == "base" else f"{SIDES[side]} ({self.generator.active})"

@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,20 @@ def quickstart_config_data(model_dir: Path) -> dict[str, Any]:
     return data
 
 
+def describe_quickstart(model_name: str, phase_files: dict[str, Path], model_dir: Path) -> str:
+    """The line `train` and `plan` print when they run the embedded config: which model and
+    which data actually run, after any --set (phase name -> its file)."""
+    model = "the tiny model built offline" if Path(model_name) == model_dir else f"model {model_name}"
+    own = {name: file for name, file in phase_files.items() if Path(file).parent != DATA_DIR}
+    if not own:
+        data = "the bundled sample data"
+    else:
+        data = "your files: " + ", ".join(f"{name} <- {file}" for name, file in own.items())
+        if len(own) < len(phase_files):
+            data += "; the bundled sample data for the other phases"
+    return f"no config given: the embedded quickstart config, {model}, {len(phase_files)} phase(s) on {data}"
+
+
 def cache_root() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "phased-cpt"
@@ -46,12 +61,18 @@ def quickstart_model_dir() -> Path:
     for f in files:
         digest.update(f.read_bytes())
     target = cache_root() / f"quickstart-tiny-llama-{digest.hexdigest()[:12]}"
+    return build_cached(target, lambda tmp: build_tiny_model(tmp, corpus_files=files))
+
+
+def build_cached(target: Path, build: Callable[[Path], Any]) -> Path:
+    """`target`, built by `build(tmp_dir)` the first time: written to a temporary directory beside
+    it and renamed into place, so a half-built model is never found there."""
     if (target / "config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".building-"))
     try:
-        build_tiny_model(tmp, corpus_files=files)
+        build(tmp)
         try:
             os.replace(tmp, target)  # atomic: a concurrent builder may have won; both are equal
         except OSError:

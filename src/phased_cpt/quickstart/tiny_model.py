@@ -2,7 +2,8 @@
 
 The tokenizer is a byte-level BPE trained with `tokenizers` on the given corpus; its EOS token
 `<|endoftext|>` doubles as the pad token (as in Qwen2), which is exactly the case where a careless
-collator would mask every EOS label. `bos=True` makes it prepend `<s>` like a Llama tokenizer.
+collator would mask every EOS label. `bos=True` makes it prepend `<s>` like a Llama tokenizer;
+`fim=True` adds Qwen2.5-Coder's fill-in-the-middle tokens as special tokens.
 A larger `initializer_range` than real models use lets a model this small learn visibly in
 a few dozen steps.
 """
@@ -19,6 +20,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerF
 
 EOS = "<|endoftext|>"
 BOS = "<s>"
+FIM_TOKENS = ["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"]
 
 
 def iter_corpus(corpus_files: list[Path], text_field: str = "training_content") -> Iterator[str]:
@@ -29,11 +31,11 @@ def iter_corpus(corpus_files: list[Path], text_field: str = "training_content") 
                     yield json.loads(line)[text_field]
 
 
-def build_tokenizer(texts: Iterator[str], vocab_size: int, bos: bool) -> PreTrainedTokenizerFast:
+def build_tokenizer(texts: Iterator[str], vocab_size: int, bos: bool, fim: bool = False) -> PreTrainedTokenizerFast:
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    specials = [EOS, BOS] if bos else [EOS]
+    specials = ([EOS, BOS] if bos else [EOS]) + (FIM_TOKENS if fim else [])
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         special_tokens=specials,
@@ -66,11 +68,13 @@ def build_tiny_model(
     hidden_size: int = 128,
     num_layers: int = 4,
     bos: bool = False,
+    fim: bool = False,
     seed: int = 0,
+    initializer_range: float = 0.1,
 ) -> Path:
     """Train the tokenizer, build the random model, `save_pretrained` both into `out_dir`."""
     out_dir = Path(out_dir)
-    tokenizer = build_tokenizer(iter_corpus(corpus_files), vocab_size, bos)
+    tokenizer = build_tokenizer(iter_corpus(corpus_files), vocab_size, bos, fim)
     common = dict(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
@@ -79,7 +83,7 @@ def build_tiny_model(
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=65536,
-        initializer_range=0.1,
+        initializer_range=initializer_range,
         tie_word_embeddings=False,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

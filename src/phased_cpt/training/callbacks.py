@@ -4,6 +4,7 @@ documented override points (`phase.PhaseTrainer.compute_loss`), never by patchin
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -33,14 +34,16 @@ class MetricsCallback(TrainerCallback):
         self._train_seconds = 0.0
         self._last_tokens = 0
         self.throughput: Throughput | None = None
-        """Useful FLOPs per token and the device peak: adds `model_tflops_per_second` and `mfu`."""
+        """Useful FLOPs per token and the device peak: adds `model_tflops_per_second`, and `mfu` where
+        the device's peak is known (a GPU in `phased_cpt.gpus`; never on a CPU)."""
 
     def on_train_begin(self, args, state: TrainerState, control, model=None, train_dataloader=None, **kwargs):
         if state.is_world_process_zero and model is not None and train_dataloader is not None:
             self.throughput = phase_throughput(model, train_dataloader.dataset, args)
+            peak = self.throughput.peak
             self.sink.event(
                 "throughput", phase=self.phase, flops_per_token=self.throughput.flops_per_token,
-                peak_flops_per_second=self.throughput.peak.flops_per_second, peak_source=self.throughput.peak.source,
+                peak_flops_per_second=peak.flops_per_second if peak else None, peak_source=peak.source if peak else None,
             )
         self._ready = time.perf_counter()
         self._train_seconds = 0.0
@@ -69,6 +72,8 @@ class MetricsCallback(TrainerCallback):
             values |= self.throughput.values(values["tokens_per_second"] / args.world_size)
         if logs.get("grad_norm") is not None:
             values["grad_norm"] = float(logs["grad_norm"])
+        if "skipped_steps" in logs:  # optimizer steps skipped for a non-finite loss or gradient (NonFiniteGuard)
+            values["skipped_steps"] = int(logs["skipped_steps"])
         self._train_seconds, self._last_tokens = 0.0, tokens
         self.latest = values
         self.sink.log(self.step_offset + state.global_step, self.phase, values)
@@ -111,9 +116,10 @@ class ProgressCallback(TrainerCallback):
         latest = self.metrics.latest
         if latest:
             self.bar.set_postfix_str(
-                f"loss={latest['loss']:.4f} ppl={latest['perplexity']:.2f} "
+                f"loss={_shown(latest['loss'], '.4f')} ppl={_shown(latest['perplexity'], '.2f')} "
                 f"lr={latest['learning_rate']:.2e} tok/s={latest['tokens_per_second']:.0f}"
-                + (f" mfu={latest['mfu']:.1%}" if "mfu" in latest else ""),
+                + (f" mfu={latest['mfu']:.1%}" if "mfu" in latest else "")
+                + (f" skipped={latest['skipped_steps']}" if latest.get("skipped_steps") else ""),
                 refresh=False,
             )
 
@@ -122,6 +128,11 @@ class ProgressCallback(TrainerCallback):
             self.bar.close()
             self.bar = None
 
+
+
+def _shown(value: float, spec: str) -> str:
+    """A value for the progress bar; a NaN/inf is shown as such, never as a number."""
+    return format(value, spec) if math.isfinite(value) else "non-finite"
 
 
 class EvalCallback(TrainerCallback):

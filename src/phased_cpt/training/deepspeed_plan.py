@@ -104,10 +104,15 @@ def read_deepspeed_json(path: Path) -> dict[str, Any]:
     return config
 
 
-def plan_deepspeed(cfg: RunConfig, processes: int | None = None) -> DeepSpeedPlan | None:
+def plan_deepspeed(
+    cfg: RunConfig, processes: int | None = None, gpu_bytes: int | None = None, model_config: Path | None = None,
+) -> DeepSpeedPlan | None:
     """Resolve `deepspeed` and `deepspeed_offload` into the config the Trainer gets (None: no DeepSpeed).
 
     `processes`: how many the run will have (default: this run's WORLD_SIZE); `auto` needs it.
+    `gpu_bytes`: the memory of the GPUs the run is planned for (`plan --gpu-model`, `doctor --gpu-memory`;
+    default: the GPU here); `model_config`: the model's config.json when model.name's is not on this
+    machine (`--model-config`).
     """
     if cfg.deepspeed is None:
         return None
@@ -115,7 +120,8 @@ def plan_deepspeed(cfg: RunConfig, processes: int | None = None) -> DeepSpeedPla
         name, reason = "zero3", "deepspeed_offload: optimizer_and_params needs ZeRO-3"
         logger.info("deepspeed: auto picked %s: %s", name, reason)
     elif cfg.deepspeed == "auto":
-        name, reason = choose_zero_stage(cfg.context.max_tokens, *auto_memory_inputs(cfg, processes or world_size()))
+        name, reason = choose_zero_stage(cfg.context.max_tokens,
+                                         *auto_memory_inputs(cfg, processes or world_size(), gpu_bytes, model_config))
         logger.info("deepspeed: auto picked %s: %s", name, reason)
     elif cfg.deepspeed in NAMED_CONFIGS:
         name, reason = cfg.deepspeed, "set in the config"
@@ -127,23 +133,30 @@ def plan_deepspeed(cfg: RunConfig, processes: int | None = None) -> DeepSpeedPla
     return DeepSpeedPlan(config, name, reason)
 
 
-def auto_memory_inputs(cfg: RunConfig, processes: int) -> tuple[int | None, int | None]:
-    """(estimated bytes per GPU under ZeRO-2, bytes of one GPU), None where unknown.
-
-    Without the model's config.json, the weights alone (from `model.size`) stand for the need.
-    """
+def auto_memory_inputs(
+    cfg: RunConfig, processes: int, gpu_bytes: int | None = None, model_config: Path | None = None,
+) -> tuple[int | None, int | None]:
+    """(bytes a GPU needs under ZeRO-2, bytes of one GPU), None where unknown: the estimate of
+    `memory.py`, the one `plan` and `doctor` show, for the GPU here or one of `gpu_bytes` (then
+    with bf16, and Liger only when the config requires it). Without the model's config.json, the
+    weights alone (from `model.size`) stand for the need."""
     import torch
 
-    from phased_cpt.memory import estimate_memory, model_shape, parameters_from_size
+    from phased_cpt.config import training_dtype
+    from phased_cpt.memory import DTYPE_BYTES, estimate_run_memory, model_shape, parameters_from_size
+    from phased_cpt.training.throughput import resolve_liger
 
-    if not torch.cuda.is_available():
+    if gpu_bytes is not None:
+        bf16, liger = True, cfg.training.performance.liger_kernel is True
+    elif torch.cuda.is_available():
+        gpu_bytes = torch.cuda.get_device_properties(0).total_memory
+        bf16, liger = torch.cuda.is_bf16_supported(), resolve_liger(cfg.training.performance.liger_kernel).value
+    else:
         return None, None
-    gpu_bytes = torch.cuda.get_device_properties(0).total_memory
-    weight_bytes = 2 if torch.cuda.is_bf16_supported() else 4
-    shape = model_shape(cfg.model)
+    shape = model_shape(cfg.model, model_config)
     if shape is None:
         params = parameters_from_size(cfg.model.size)
-        return (params * weight_bytes if params else None), gpu_bytes
-    estimate = estimate_memory(shape, cfg.training, cfg.context.max_tokens, zero_stage=2,
-                               world_size=processes, weight_bytes=weight_bytes)
-    return estimate.total_bytes, gpu_bytes
+        return (params * DTYPE_BYTES[training_dtype(cfg.model.dtype, bf16)] if params else None), gpu_bytes
+    estimate = estimate_run_memory(shape, cfg.model, cfg.training, cfg.context.max_tokens, bf16_supported=bf16,
+                                   liger=liger, zero_stage=2, world_size=processes, offload=cfg.deepspeed_offload)
+    return estimate.gpu_bytes, gpu_bytes

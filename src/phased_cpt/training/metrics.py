@@ -71,7 +71,7 @@ class TensorBoardBackend(MetricsBackend):
         self._writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge)
 
     def log(self, step: int, phase: str, values: dict[str, float], kind: str) -> None:
-        for key, value in values.items():
+        for key, value in finite(values).items():
             self._writer.add_scalar(f"{kind}/{key}", value, step)
             self._writer.add_scalar(f"{phase}/{kind}/{key}", value, step)
         self._writer.flush()
@@ -87,10 +87,16 @@ class WandbBackend(MetricsBackend):
         self.run = wandb_run
 
     def log(self, step: int, phase: str, values: dict[str, float], kind: str) -> None:
-        self.run.log({f"{kind}/{k}": v for k, v in values.items()} | {"phase": phase}, step=step)
+        self.run.log({f"{kind}/{k}": v for k, v in finite(values).items()} | {"phase": phase}, step=step)
 
     def close(self) -> None:
         self.run.finish()
+
+
+def finite(values: dict[str, float]) -> dict[str, float]:
+    """`values` without NaN/inf: a non-finite loss or gradient norm is never logged as a number
+    (metrics.jsonl records it as null; TensorBoard and W&B get nothing for it)."""
+    return {key: value for key, value in values.items() if math.isfinite(value)}
 
 
 class MetricsSink:

@@ -1,7 +1,8 @@
 """One phase = one HF Trainer run over the phase's rows, on the adapter the previous phase left.
 
-Each phase gets a fresh optimizer and LR schedule (its own warmup and decay); the LoRA weights
-carry over because the same PeftModel object keeps training. Settings come from the phase's
+Each phase gets a fresh optimizer and its part of the run's LR schedule (`schedule.py`: by
+default its own warmup and decay); the LoRA weights carry over because the same PeftModel object
+keeps training. Settings come from the phase's
 resolved `TrainingConfig` (global values with the phase's overrides). A phase resumed from a
 checkpoint continues with the checkpoint's optimizer, scheduler, RNG and data position (the HF
 Trainer's own resume).
@@ -16,6 +17,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
+import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -32,8 +34,11 @@ from transformers.trainer_callback import ProgressCallback as HFProgressCallback
 from phased_cpt.config import ContextConfig, TrainingConfig
 from phased_cpt.data.collate import make_collator
 from phased_cpt.data.phase_data import PhaseData
-from phased_cpt.errors import TrainingDiverged
+from phased_cpt.errors import UserError
+from phased_cpt.modeling import embedding_parameter_names
 from phased_cpt.training.deepspeed_plan import DeepSpeedPlan
+from phased_cpt.training.nonfinite import NonFiniteGuard
+from phased_cpt.training.schedule import PhaseLr
 from phased_cpt.training.throughput import checkpointing_kwargs, resolve_liger, resolve_optimizer
 
 logger = logging.getLogger(__name__)
@@ -49,6 +54,8 @@ class PhaseSettings:
     context: ContextConfig
     epochs: float
     deepspeed: DeepSpeedPlan | None = None
+    lr: PhaseLr | None = None
+    """The phase's part of a warmup-stable-decay run (`schedule.phase_lr`); None: the Trainer's own schedule."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +69,8 @@ class PhaseOutput:
 @dataclass
 class PhaseResult:
     steps: int
-    train_loss: float
+    train_loss: float | None
+    """Mean training loss of the phase; None when a step's loss was non-finite (skipped)."""
     tokens: int
     seconds: float
     stopped_early: bool
@@ -126,35 +134,64 @@ def training_arguments(
 
 
 class PhaseTrainer(Trainer):
-    """The HF Trainer with a guard against non-finite losses.
+    """The HF Trainer with `NonFiniteGuard`, the phase's part of the run's LR schedule, and the
+    embeddings' own learning rate. `compute_loss`, `log`, `create_optimizer` and
+    `create_scheduler` are the Trainer's documented override points. A logged loss or gradient
+    norm that is non-finite reaches the metrics as NaN (null in metrics.jsonl), never as a number."""
 
-    A micro-batch whose loss is NaN/inf contributes a zero gradient instead of poisoning the
-    weights; after `max_nonfinite_losses` such micro-batches in a row the phase stops with
-    `TrainingDiverged`. `compute_loss` is the Trainer's documented override point.
-    """
-
-    def __init__(self, *args, max_nonfinite_losses: int, **kwargs) -> None:
+    def __init__(
+        self, *args, max_nonfinite_losses: int, lr: PhaseLr | None = None,
+        embedding_lr_ratio: float | None = None, **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self.max_nonfinite_losses = max_nonfinite_losses
-        self.nonfinite_in_a_row = 0
+        self.guard = NonFiniteGuard(max_nonfinite_losses)
+        self.add_callback(self.guard)
+        self.lr = lr
+        self.embedding_lr_ratio = embedding_lr_ratio
+
+    def create_optimizer(self, model=None):
+        """With trained embeddings (`lora.embeddings`), their parameters get their own param
+        groups at `embedding_lr_ratio` times the learning rate (the scheduler scales every group
+        alike); otherwise the Trainer's own optimizer."""
+        opt_model = self.model if model is None else model
+        embedding = embedding_parameter_names(opt_model) if self.embedding_lr_ratio is not None else set()
+        if self.optimizer is None and embedding:
+            decay = set(self.get_decay_parameter_names(opt_model))
+            groups = [
+                {"params": [p for n, p in opt_model.named_parameters() if p.requires_grad and n not in embedding
+                            and (n in decay) == decays], "weight_decay": self.args.weight_decay if decays else 0.0}
+                for decays in (True, False)
+            ] + [
+                {"params": [p for n, p in opt_model.named_parameters() if n in embedding and (n in decay) == decays],
+                 "weight_decay": self.args.weight_decay if decays else 0.0,
+                 "lr": self.args.learning_rate * self.embedding_lr_ratio}
+                for decays in (True, False)
+            ]
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+            self.optimizer = optimizer_cls([g for g in groups if g["params"]], **optimizer_kwargs)
+        return super().create_optimizer(model)
+
+    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
+        """The phase's warmup-stable-decay part (`schedule.PhaseLr`); the Trainer's own otherwise."""
+        if self.lr_scheduler is None and self.lr is not None:
+            self.lr_scheduler = self.lr.scheduler(optimizer or self.optimizer, num_training_steps,
+                                                  self.args.get_warmup_steps(num_training_steps))
+        return super().create_scheduler(num_training_steps, optimizer)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         result = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
         loss = result[0] if return_outputs else result
-        if torch.isfinite(loss.detach()).all():
-            self.nonfinite_in_a_row = 0
+        finite = bool(torch.isfinite(loss.detach()).all())
+        self.guard.loss_seen(finite)
+        if finite:
             return result
-        self.nonfinite_in_a_row += 1
-        if self.nonfinite_in_a_row >= self.max_nonfinite_losses:
-            raise TrainingDiverged(
-                f"{self.nonfinite_in_a_row} consecutive non-finite losses at step {self.state.global_step + 1} "
-                f"(training.max_nonfinite_losses={self.max_nonfinite_losses}); the phase stopped. Checkpoints "
-                "written before are untouched. Lower training.learning_rate, keep training.max_grad_norm > 0, "
-                "use bfloat16 rather than float16, or check the data of this phase."
-            )
-        logger.warning("non-finite loss at step %d: this micro-batch contributes no gradient", self.state.global_step + 1)
         zero = sum((p.sum() * 0.0 for p in model.parameters() if p.requires_grad), torch.zeros((), device=loss.device))
         return (zero, result[1]) if return_outputs else zero
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:
+            self.guard.amend_log(logs)
+        super().log(logs, start_time)
 
 
 def train_phase(
@@ -170,6 +207,8 @@ def train_phase(
     unless a stop was requested first. The previous phase's DeepSpeed engine must be released
     (`TrainableModel.next_phase`)."""
     training = settings.training
+    embedding_lr_ratio = None if training.lora.embeddings == "frozen" else training.lora.embedding_lr_ratio
+    check_embedding_lr(embedding_lr_ratio, settings.deepspeed)
     set_seed(training.seed)  # as the Trainer does when built; here too, so nothing before it matters
     trainer = PhaseTrainer(
         model=model,
@@ -180,6 +219,8 @@ def train_phase(
         processing_class=tokenizer,
         callbacks=callbacks,
         max_nonfinite_losses=training.max_nonfinite_losses,
+        lr=settings.lr,
+        embedding_lr_ratio=embedding_lr_ratio,
     )
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(HFProgressCallback)
@@ -191,14 +232,27 @@ def train_phase(
     stopped_early = trainer.state.global_step < trainer.state.max_steps
     if not stopped_early:
         save_adapter(trainer, output.adapter_dir)
+    train_loss = float(trained.training_loss)
+    known = math.isfinite(train_loss) and not trainer.guard.nonfinite_loss_steps
     return PhaseResult(
         steps=trainer.state.global_step,
-        train_loss=float(trained.training_loss),
+        train_loss=train_loss if known else None,
         tokens=int(trainer.state.num_input_tokens_seen),
         seconds=seconds,
         stopped_early=stopped_early,
         engine=trainer.deepspeed,
     )
+
+
+def check_embedding_lr(embedding_lr_ratio: float | None, deepspeed: DeepSpeedPlan | None) -> None:
+    """A DeepSpeed config with its own `optimizer` section (CPU offload) builds the optimizer from a
+    flat parameter list, so the embeddings' own learning rate would be silently lost."""
+    if embedding_lr_ratio not in (None, 1.0) and deepspeed is not None and "optimizer" in deepspeed.config:
+        raise UserError(
+            f"training.lora.embedding_lr_ratio ({embedding_lr_ratio}) needs the HF Trainer's optimizer, and the "
+            f"DeepSpeed config ({deepspeed.source}) builds its own (offload); set embedding_lr_ratio: 1.0, "
+            "deepspeed_offload: none, or remove the optimizer section from the DeepSpeed file"
+        )
 
 
 def save_adapter(trainer: Trainer, adapter_dir: Path) -> None:

@@ -8,6 +8,7 @@ finished phases and continues the current one from its latest complete checkpoin
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase, set_seed
@@ -17,7 +18,7 @@ from phased_cpt.crash_points import crash_point
 from phased_cpt.data.cache import resolve_cache_dir
 from phased_cpt.data.collate import check_packing_model, make_collator
 from phased_cpt.data.phase_data import PhaseData, build_run_data, save_rejected
-from phased_cpt.data.plan import format_plan, plan_phases
+from phased_cpt.data.plan import format_plan, plan_phases, plan_warnings
 from phased_cpt.evaluation.report import write_report
 from phased_cpt.modeling import load_tokenizer
 from phased_cpt.run_dir import RunDir
@@ -29,6 +30,7 @@ from phased_cpt.training.metrics import MetricsSink, open_sink
 from phased_cpt.training.phase import PhaseOutput, PhaseResult, PhaseSettings, phase_seed, train_phase
 from phased_cpt.training.processes import init_distributed, rank_zero_run_dir
 from phased_cpt.training.resume import resume_point, resume_run, start_run
+from phased_cpt.training.schedule import phase_lr
 from phased_cpt.training.signals import GracefulStopCallback, StopRequest, TrainingInterrupted, stop_on_signals
 from phased_cpt.training.throughput import speed_path
 from phased_cpt.training.trainable import TrainableModel
@@ -50,6 +52,8 @@ class RunContext:
     context: ContextConfig
     evaluation: EvaluationConfig
     deepspeed: DeepSpeedPlan | None
+    phases: list[PhaseConfig]
+    """Every phase of the run, in order: where a phase stands decides its part of the LR schedule."""
 
 
 def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
@@ -57,12 +61,19 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
 
     `resume`: a run directory or "latest" to continue instead of starting a new run.
     """
+    started = time.time()
     deepspeed = plan_deepspeed(cfg)
     init_distributed(deepspeed)
     set_seed(cfg.training.seed)
     tokenizer = load_tokenizer(cfg.model)
-    phase_data = build_run_data(cfg.phases, cfg.data, tokenizer, cfg.context, cfg.training.seed, resolve_cache_dir(cfg.data))
-    logger.info("%s", format_plan(plan_phases(cfg.phases, cfg.training, cfg.context, phase_data), cfg.context))
+    preparing = time.perf_counter()
+    phase_data = build_run_data(cfg.phases, cfg.data, tokenizer, cfg.context, cfg.training.seed, resolve_cache_dir(cfg.data),
+                                cfg.general, cfg.evaluation.general_file)
+    preparation_seconds = time.perf_counter() - preparing
+    plans = plan_phases(cfg.phases, cfg.training, cfg.context, phase_data, evaluation=cfg.evaluation)
+    logger.info("%s", format_plan(plans, cfg.context))
+    for warning in plan_warnings(plans, cfg.training, cfg.evaluation):
+        logger.warning("warning: %s", warning)
 
     run = rank_zero_run_dir(resume_run, cfg, resume) if resume else rank_zero_run_dir(start_run, cfg)
     logger.info("run directory: %s%s", run.path, " (resumed)" if resume else "")
@@ -74,16 +85,21 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
     pending = run.pending_phases(cfg.phases)
     sink = open_sink(run, cfg.tensorboard, cfg.wandb, cfg.model_dump(mode="json", exclude={"wandb"}),
                      resume_point(run, pending[0].name)[1] if resume and pending else None)
-    evaluator = RunEvaluator(run, phase_data, make_collator(tokenizer, cfg.context), cfg.evaluation, sink)
+    evaluator = RunEvaluator(run, phase_data, make_collator(tokenizer, cfg.context), cfg.evaluation, sink, tokenizer,
+                             cfg.context.max_tokens, cfg.training.seed)
+    # the report's wall time: each session from its start, with data preparation apart
+    sink.event("session_start", time=started, preparation_seconds=preparation_seconds, resumed=resume is not None)
     try:
         with stop_on_signals() as stop:
-            shared = RunContext(run, tokenizer, sink, evaluator, stop, cfg.training, cfg.context, cfg.evaluation, deepspeed)
+            shared = RunContext(run, tokenizer, sink, evaluator, stop, cfg.training, cfg.context, cfg.evaluation, deepspeed,
+                                cfg.phases)
             evaluator.before_training(trainable.model)
             for phase in pending:
                 result = run_phase(trainable, phase, phase_data[phase.name], shared)
                 evaluator.after_phase(trainable.model, phase.name, run.finished_steps() + result.steps)
                 finish_phase(trainable, phase, result, shared)
     finally:
+        sink.event("session_end", time=time.time())
         sink.close()
         write_report(run)
     return run
@@ -112,7 +128,8 @@ def run_phase(trainable: TrainableModel, phase: PhaseConfig, data: PhaseData, sh
     callbacks.append(ClockCallback(metrics))  # last: eval and saves stay out of tokens/s
     training = phase.training_for(shared.training)
     training = training.model_copy(update={"seed": phase_seed(training.seed, phase.name)})
-    settings = PhaseSettings(training, shared.context, phase.epochs, shared.deepspeed)
+    lr = phase_lr(training, shared.phases.index(phase), len(shared.phases))
+    settings = PhaseSettings(training, shared.context, phase.epochs, shared.deepspeed, lr)
     output = PhaseOutput(run.phase_dir(phase.name), run.adapter_dir(phase.name))
     result = train_phase(model, shared.tokenizer, data, settings, output, callbacks, resume_from=checkpoint)
     trainable.keep_engine(result.engine)
@@ -127,7 +144,7 @@ def finish_phase(trainable: TrainableModel, phase: PhaseConfig, result: PhaseRes
     end_step = run.finished_steps() + result.steps
     fingerprint = trainable.fingerprint()
     shared.sink.event("phase_end", phase=phase.name, step=end_step, steps=result.steps,
-                      train_loss=result.train_loss, adapter_sha256=fingerprint)
+                      train_loss=result.train_loss, adapter_sha256=fingerprint, time=time.time())
     crash_point("state_update", phase.name)
     run.mark_done(phase.name, steps=result.steps, train_loss=result.train_loss, tokens=result.tokens,
                   seconds=result.seconds, adapter_sha256=fingerprint)

@@ -28,9 +28,18 @@ MAY_CHANGE = (
 
 
 def input_fingerprints(cfg: RunConfig) -> dict[str, str]:
-    """sha256 of every data file, keyed by `<phase>.file` / `<phase>.eval_file`."""
-    found = {f"{p.name}.file": file_digest(p.file) for p in cfg.phases}
-    found |= {f"{p.name}.eval_file": file_digest(p.eval_file) for p in cfg.phases if p.eval_file}
+    """sha256 of every data file that shapes training, keyed by `<phase>.file` (one file) or
+    `<phase>.file:<path>` (several), `<phase>.eval_file` and `general.file:<path>`."""
+    found: dict[str, str] = {}
+    for p in cfg.phases:
+        files = [f for source in p.sources for f in source.files]
+        if len(files) == 1:
+            found[f"{p.name}.file"] = file_digest(files[0])
+        else:
+            found |= {f"{p.name}.file:{f}": file_digest(f) for f in files}
+        if p.eval_file:
+            found[f"{p.name}.eval_file"] = file_digest(p.eval_file)
+    found |= {f"general.file:{f}": file_digest(f) for f in cfg.general.files}
     return found
 
 
@@ -65,7 +74,8 @@ def resume_run(cfg: RunConfig, target: str) -> RunDir:
     stored_inputs = run.read_state().get("inputs", {})
     for key, sha in input_fingerprints(cfg).items():
         if stored_inputs.get(key) not in (None, sha):
-            differences.append(f"phases.{key}: the file's content changed since the run started")
+            where = key if key.startswith("general.") else f"phases.{key}"
+            differences.append(f"{where}: the file's content changed since the run started")
     if differences:
         raise UserError(
             f"cannot resume {run.path}: the config differs in ways that change the run:\n"

@@ -1,31 +1,17 @@
-"""How fast training runs and which speed path is active: useful FLOPs, MFU, and the resolution
-of `training.performance` (Liger kernels, fused AdamW, checkpointing) on this machine.
+"""How fast training runs and which speed path is active: MFU, and the resolution of
+`training.performance` (Liger kernels, fused AdamW, checkpointing) on this machine.
 
-Useful FLOPs of one LoRA training step (what MFU counts; recomputation by activation
-checkpointing is not useful work and is not counted):
-
-    4 * N * T                   forward (2NT) + gradients w.r.t. the inputs of the frozen weights (2NT);
-                                the LoRA weight gradients are negligible at r << hidden size
-    + sum_i 6 * t_i**2 * d * L  causal attention: QK^T and AV are 2 * t**2 * d per layer forward with
-                                the causal half skipped, and the backward is twice the forward
-
-N is the base model's parameter count (embeddings and LM head included, LoRA excluded), T the
-tokens in the step, t_i the length of each attended chunk (a row without packing; each
-chunk in a packed row, since attention never crosses a chunk), d the attention
-width (heads x head_dim) and L the number of layers. Example, Qwen2.5-7B shape (N = 7.62e9,
-d = 3584, L = 28), one 16,384-token row: 4.99e14 + 1.62e14 = 6.61e14 FLOP.
-
-MFU = useful FLOP/s per device / the device's peak. The peak is the dense bf16/fp16 spec of a
-known GPU (`GPU_PEAK_TFLOPS`: an H100 SXM is 989 TFLOP/s, of which ~800 are reached by a plain
-bf16 matmul, so ~0.8 is the practical ceiling); for an unknown GPU, another dtype, or the CPU
-it is measured once per process with a large matmul (the log line says which).
+Useful FLOPs per token come from `phased_cpt.flops` (the formula `plan` also uses for its time
+estimate). MFU = useful FLOP/s per device / the device's peak, and is shown only against a
+known peak: the dense bf16/fp16 spec of a GPU in `phased_cpt.gpus` (an H100 SXM is 989 TFLOP/s,
+of which ~800 are reached by a plain bf16 matmul, so ~0.8 is the practical ceiling). On a CPU,
+an unknown GPU or in float32 there is no such peak, and no MFU is logged: a number measured
+against some matmul would not be a peak, and reads as more than 100%.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,73 +21,16 @@ import torch
 from phased_cpt.config import ContextConfig, PerformanceConfig, TrainingConfig
 from phased_cpt.config.schema import liger_installed
 from phased_cpt.errors import UserError
+from phased_cpt.flops import attention_flops, flops_per_token, step_flops
+from phased_cpt.gpus import gpu_spec
+from phased_cpt.memory import ModelShape, base_parameters
 
 logger = logging.getLogger(__name__)
 
-GPU_PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
-    # (substring of torch.cuda.get_device_name(), dense bf16 TFLOP/s from the vendor's spec sheet);
-    # the first match wins, so more specific names come first.
-    ("H100 PCIe", 756.0),
-    ("H100 NVL", 835.0),
-    ("H100", 989.0),  # SXM: "NVIDIA H100 80GB HBM3"
-    ("H200", 989.0),  # also GH200
-    ("H800", 989.0),
-    ("B200", 2250.0),
-    ("A100", 312.0),
-    ("A800", 312.0),
-    ("L40S", 362.0),
-    ("L40", 181.0),
-    ("L4", 121.0),
-    ("A10G", 70.0),
-    ("A10", 125.0),
-)
-
-
-# --- useful FLOPs ----------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class ModelShape:
-    """What the FLOP count needs from a model."""
-
-    parameters: int
-    """N: base-model parameters, embeddings and LM head included, LoRA excluded."""
-    layers: int
-    attention_width: int
-    """d: query heads x head dim (the hidden size for most models)."""
-
-    @classmethod
-    def of(cls, model: Any) -> ModelShape:
-        """From a PeftModel (LoRA excluded from N) or a plain transformers model."""
-        config = model.config.get_text_config()
-        heads = config.num_attention_heads
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-        return cls(base_parameters(model), config.num_hidden_layers, heads * head_dim)
-
-
-def base_parameters(model: Any) -> int:
-    """Parameters of the frozen base model (DeepSpeed ZeRO-3 partitions report `ds_numel`)."""
-    return sum(
-        getattr(p, "ds_numel", p.numel()) for name, p in model.named_parameters() if "lora_" not in name
-    )
-
-
-def attention_flops(shape: ModelShape, chunk_lengths: np.ndarray) -> float:
-    """sum_i 6 * t_i**2 * d * L over the attended chunks (float64: 16K**2 * 3584 overflows int32)."""
-    lengths = np.asarray(chunk_lengths, dtype=np.float64)
-    return float(6.0 * shape.attention_width * shape.layers * np.square(lengths).sum())
-
-
-def step_flops(shape: ModelShape, chunk_lengths: np.ndarray) -> float:
-    """Useful FLOPs of training on these chunks once (see the module docstring)."""
-    tokens = float(np.asarray(chunk_lengths, dtype=np.float64).sum())
-    return 4.0 * shape.parameters * tokens + attention_flops(shape, chunk_lengths)
-
-
-def flops_per_token(shape: ModelShape, chunk_lengths: np.ndarray) -> float:
-    """Average useful FLOPs per token over a phase's chunks: exact over an epoch, an average
-    within a logging window (the attention term depends on which rows the window saw)."""
-    tokens = float(np.asarray(chunk_lengths, dtype=np.float64).sum())
-    return step_flops(shape, chunk_lengths) / tokens if tokens else 4.0 * shape.parameters
+__all__ = [
+    "ModelShape", "Peak", "Throughput", "attention_flops", "base_parameters", "chunk_lengths", "device_peak",
+    "flops_per_token", "liger_installed", "phase_throughput", "spec_peak_tflops", "step_flops",
+]
 
 
 def chunk_lengths(dataset: Any) -> np.ndarray | None:
@@ -121,49 +50,25 @@ def chunk_lengths(dataset: Any) -> np.ndarray | None:
 class Peak:
     flops_per_second: float
     source: str
-    """e.g. "spec: NVIDIA H100 80GB HBM3 dense bf16" or "measured: cpu float32 matmul"."""
+    """e.g. "spec: NVIDIA H100 80GB HBM3 dense bf16"."""
 
 
 def spec_peak_tflops(device_name: str) -> float | None:
     """Dense bf16 TFLOP/s of a known GPU by its name, else None."""
-    for fragment, tflops in GPU_PEAK_TFLOPS:
-        if fragment in device_name:
-            return tflops
-    return None
+    spec = gpu_spec(device_name)
+    return spec.peak_tflops if spec else None
 
 
-def device_peak(device: torch.device, dtype: torch.dtype) -> Peak:
-    """The spec peak of a known GPU in bf16/fp16, else a measured matmul peak."""
-    if device.type == "cuda" and dtype in (torch.bfloat16, torch.float16):
-        name = torch.cuda.get_device_name(device)
-        tflops = spec_peak_tflops(name)
-        if tflops is not None:
-            return Peak(tflops * 1e12, f"spec: {name} dense {str(dtype).removeprefix('torch.')}")
-    return Peak(measured_matmul_flops(device.type, dtype), f"measured: {device.type} {str(dtype).removeprefix('torch.')} matmul")
-
-
-@functools.cache
-def measured_matmul_flops(device_type: str, dtype: torch.dtype) -> float:
-    """Best FLOP/s of a square matmul on this device (once per process; ~0.1 s on a CPU)."""
-    size = 4096 if device_type == "cuda" else 512
-    device = torch.device(device_type)
-    numbers = torch.Generator(device).manual_seed(0)  # not the training RNG: measuring must not move it
-    a = torch.randn(size, size, device=device, dtype=dtype, generator=numbers)
-    b = torch.randn(size, size, device=device, dtype=dtype, generator=numbers)
-    best = float("inf")
-    for _ in range(5):
-        synchronize(device)
-        started = time.perf_counter()
-        for _ in range(4):
-            a @ b
-        synchronize(device)  # note: a GPU matmul returns before it finishes; time it to completion
-        best = min(best, (time.perf_counter() - started) / 4)
-    return 2.0 * size**3 / best
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def device_peak(device: torch.device, dtype: torch.dtype) -> Peak | None:
+    """The spec peak of a known GPU computing in bf16/fp16; None anywhere else (CPU, an unknown
+    GPU, float32), where MFU is not shown."""
+    if device.type != "cuda" or dtype not in (torch.bfloat16, torch.float16):
+        return None
+    name = torch.cuda.get_device_name(device)
+    tflops = spec_peak_tflops(name)
+    if tflops is None:
+        return None
+    return Peak(tflops * 1e12, f"spec: {name} dense {str(dtype).removeprefix('torch.')}")
 
 
 def compute_dtype(args: Any, model: Any) -> torch.dtype:
@@ -177,14 +82,17 @@ def compute_dtype(args: Any, model: Any) -> torch.dtype:
 
 @dataclass(frozen=True)
 class Throughput:
-    """Turns tokens per second per device into useful FLOP/s and MFU for one phase."""
+    """Turns tokens per second per device into useful FLOP/s, and MFU where the peak is known."""
 
     flops_per_token: float
-    peak: Peak
+    peak: Peak | None
 
     def values(self, tokens_per_second_per_device: float) -> dict[str, float]:
         flops = tokens_per_second_per_device * self.flops_per_token
-        return {"model_tflops_per_second": flops / 1e12, "mfu": flops / self.peak.flops_per_second}
+        values = {"model_tflops_per_second": flops / 1e12}
+        if self.peak is not None:
+            values["mfu"] = flops / self.peak.flops_per_second
+        return values
 
 
 def phase_throughput(model: Any, dataset: Any, args: Any) -> Throughput:

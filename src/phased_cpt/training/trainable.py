@@ -22,10 +22,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from peft import PeftModel, get_peft_model_state_dict
+from peft import PeftModel
 
 from phased_cpt.config import LoraConfig, ModelConfig
-from phased_cpt.modeling import adapter_fingerprint, build_trainable_model
+from phased_cpt.modeling import adapter_fingerprint, adapter_state, build_trainable_model
 
 
 class TrainableModel:
@@ -60,7 +60,7 @@ class TrainableModel:
             self.release_engine()
             return self.model
         with self.gathered_adapter():
-            adapter = {name: tensor.detach().clone() for name, tensor in get_peft_model_state_dict(self.model).items()}
+            adapter = {name: tensor.detach().clone() for name, tensor in adapter_state(self.model).items()}
         self.release_engine()
         self.model = build_trainable_model(self.model_cfg, self.lora, adapter)
         return self.model

@@ -29,6 +29,10 @@ BAD_LINES = [
     (b'\xef\xbb\xbf{"training_content": "bom"}', "byte order mark"),
     (b'{"training_content": "a\x00b"}', "NUL byte at byte 23"),
     (b'{"training_content": "a\\u0000b"}', "NUL character"),
+    (b'{"training_content": "a\\ud800b"}', "contains a lone surrogate \\ud800 at character 1"),
+    (b'{"training_content": "x\\udfff"}', "contains a lone surrogate \\udfff at character 1"),
+    (b'[' * 100_000 + b']' * 100_000, "invalid JSON: nested too deeply"),
+    (b'{"training_content": "x", "meta": ' + b'{"a": ' * 50_000 + b'1' + b'}' * 50_001, "nested too deeply"),
 ]
 
 
@@ -111,3 +115,10 @@ def test_the_text_field_is_configurable(tmp_path):
     path.write_text('{"body": "from another field", "training_content": "not this one"}\n')
     (doc,), _ = read_documents(path, "body")
     assert doc.text == "from another field"
+
+
+def test_a_surrogate_pair_is_one_character_not_a_bad_record(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_bytes(b'{"training_content": "smile \\ud83d\\ude00"}\n')
+    docs, _ = read_documents(path, "training_content")
+    assert [d.text for d in docs] == ["smile \U0001f600"]

@@ -236,7 +236,7 @@ def test_tokenizing_in_worker_processes_gives_the_same_rows(tmp_path, tokenizer,
 
 @pytest.mark.parametrize("fixture", ["tokenizer", "llama_tokenizer"])
 def test_fast_encoding_gives_the_ids_of_the_tokenizers_own_call(fixture, request):
-    from phased_cpt.data.prepare import encode_texts
+    from phased_cpt.data.tokenize import encode_texts
 
     tok = request.getfixturevalue(fixture)
     texts = bundled_texts("phase3_pr_mastery", 20) + ["héllo wörld\r\n\ttabs", "x"]
@@ -267,3 +267,29 @@ def test_tokenizing_streams_with_a_bounded_number_of_documents_read_ahead(tmp_pa
         prepare.tokenize_stream(documents(), tokenizer, prepare.TokenWriter(f), index, 64, processes)
     assert len(index.lengths) == 200
     assert max(read_ahead) < (2 * processes + 1) * 5  # one batch being read + 2 per worker in flight
+
+
+def test_a_lone_surrogate_is_quarantined_under_skip_even_with_dedup(tmp_path, tokenizer):
+    """`plan`/`train` crashed on it (TypeError; UnicodeEncodeError with dedup: exact)."""
+    path = tmp_path / "p.jsonl"
+    path.write_bytes(b'{"training_content": "good one"}\n{"training_content": "bad \\ud800 escape"}\n'
+                     b'{"training_content": "good two"}\n')
+    data = build_phase_data(PhaseConfig(name="p", file=path), DataConfig(eval_ratio=0.0, on_bad_record="skip", dedup="exact"),
+                            tokenizer, ContextConfig(max_tokens=64, overlap_tokens=8), seed=1, cache_dir=tmp_path / "c")
+    assert data.train.documents == 2
+    (rejected,) = data.rejected()
+    assert rejected.source == f"{path}:2" and "lone surrogate" in rejected.reason
+    assert rejected.line == '{"training_content": "bad \\ud800 escape"}'
+
+
+def test_an_eval_file_with_the_training_files_content_is_refused(tmp_path, tokenizer):
+    train = write_jsonl(tmp_path / "train.jsonl", ["one document", "another one"])
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(train.read_bytes())
+    with pytest.raises(DataError, match="the eval_file has the same content as the training file"):
+        build_phase_data(PhaseConfig(name="p", file=train, eval_file=copy), NO_EVAL, tokenizer,
+                         ContextConfig(max_tokens=64, overlap_tokens=8), seed=1, cache_dir=tmp_path / "c")
+    reordered = write_jsonl(tmp_path / "reordered.jsonl", ["another one", "one document"])
+    with pytest.raises(DataError, match="every document of the eval_file also appears in the training file"):
+        build_phase_data(PhaseConfig(name="p", file=train, eval_file=reordered), DataConfig(eval_ratio=0.0, dedup="exact"),
+                         tokenizer, ContextConfig(max_tokens=64, overlap_tokens=8), seed=1, cache_dir=tmp_path / "c")

@@ -17,9 +17,10 @@ from tests.conftest import bundled_texts, write_jsonl
 def setup(tiny_model_dir, tmp_path_factory):
     tokenizer = load_tokenizer(ModelConfig(name=str(tiny_model_dir)))
     model = attach_lora(load_base_model(ModelConfig(name=str(tiny_model_dir), dtype="float32")), LoraConfig(r=4, alpha=8))
-    path = write_jsonl(tmp_path_factory.mktemp("ev") / "e.jsonl", bundled_texts("phase3_pr_mastery", 5))
+    work = tmp_path_factory.mktemp("ev")
+    path = write_jsonl(work / "e.jsonl", bundled_texts("phase3_pr_mastery", 5))
     context = ContextConfig(max_tokens=96, overlap_tokens=8)
-    phase = PhaseConfig(name="e", file=path, eval_file=path)
+    phase = PhaseConfig(name="e", file=write_jsonl(work / "t.jsonl", ["training text"]), eval_file=path)
     data = build_phase_data(phase, DataConfig(), tokenizer, context, seed=0)
     setup.keep = data  # the rows are memory-mapped from a directory that lives as long as `data`
     return model, data.eval, make_collator(tokenizer, context)

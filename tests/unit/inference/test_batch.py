@@ -67,3 +67,15 @@ def test_results_hold_prompt_both_answers_stats_and_parameters(tiny_model_dir, r
             assert record[side]["stop"] in ("eos", "max_tokens")
         assert record["base"]["text"] != record["ft"]["text"]
     assert out.getvalue().count("[base] prompt") == 2 and out.getvalue().count("[ft] prompt") == 2
+
+
+def test_a_prompt_longer_than_the_context_stops_everything_before_the_first_answer(tiny_model_dir, random_adapters):
+    import io
+
+    cfg = tiny_model_config(tiny_model_dir)
+    generator = Generator(load_base_model(cfg), load_tokenizer(cfg), random_adapters, active="phase1")
+    generator.model.config.max_position_embeddings = 16
+    out = io.StringIO()
+    with pytest.raises(UserError, match=r"^prompt 2/2: the prompt is \d+ tokens, but the model's context is 16 tokens"):
+        compare_prompts(generator, ["def main():", "import os\n" * 20], GenerationParams(max_tokens=4), out, None)
+    assert out.getvalue() == ""  # nothing was generated

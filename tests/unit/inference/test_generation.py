@@ -24,7 +24,7 @@ def generator(tiny_model_dir, random_adapters):
 
 @pytest.mark.parametrize(("name", "text", "value"), [
     ("temperature", "0.7", 0.7), ("temperature", "0", 0.0), ("top_p", "1", 1.0), ("top_k", "0", 0),
-    ("max_tokens", "32", 32), ("repetition_penalty", "1.1", 1.1), ("seed", "-3", -3),
+    ("max_tokens", "32", 32), ("repetition_penalty", "1.1", 1.1), ("seed", "3", 3), ("seed", "4294967295", 2**32 - 1),
 ])
 def test_set_param_accepts(name, text, value):
     params = set_param(GenerationParams(), name, text)
@@ -33,13 +33,19 @@ def test_set_param_accepts(name, text, value):
 
 
 @pytest.mark.parametrize(("name", "text", "message"), [
-    ("temperature", "-1", "temperature must be a number >= 0"),
+    ("temperature", "-1", "temperature must be a finite number >= 0"),
     ("temperature", "nan", "temperature must be"),
-    ("temperature", "hot", "temperature must be a number >= 0 (0: greedy), got 'hot'"),
+    ("temperature", "1e400", "temperature must be a finite number >= 0 (0: greedy), got '1e400'"),
+    ("temperature", "hot", "temperature must be a finite number >= 0 (0: greedy), got 'hot'"),
     ("top_p", "0", "top_p must be a number in (0, 1]"),
-    ("top_k", "1.5", "top_k must be an integer >= 0"),
-    ("max_tokens", "0", "max_tokens must be an integer >= 1"),
-    ("repetition_penalty", "0", "repetition_penalty must be a number > 0"),
+    ("top_k", "1.5", "top_k must be an integer from 0 to 2147483647"),
+    ("top_k", "99999999999999999999999", "top_k must be an integer from 0"),
+    ("max_tokens", "0", "max_tokens must be an integer from 1 to 2147483647"),
+    ("repetition_penalty", "0", "repetition_penalty must be a finite number > 0"),
+    ("repetition_penalty", "inf", "repetition_penalty must be a finite number > 0"),
+    ("seed", "1e26", "seed must be an integer from 0 to 4294967295, got '1e26'"),
+    ("seed", "100000000000000000000000000", "seed must be an integer from 0 to 4294967295"),
+    ("seed", "-1", "seed must be an integer from 0 to 4294967295"),
     ("temprature", "1", "unknown parameter 'temprature'; one of: temperature, top_p"),
 ])
 def test_set_param_rejects_with_one_line(name, text, message):
@@ -144,3 +150,30 @@ def test_chat_template_wraps_the_prompt(tiny_model_dir, random_adapters):
     tokenizer.chat_template = "{% for m in messages %}<user>{{ m['content'] }}</user>{% endfor %}<bot>"
     generator = Generator(load_base_model(cfg), tokenizer, random_adapters, "phase1", chat_template=True)
     assert tokenizer.decode(generator.encode("hi")) == "<user>hi</user><bot>"
+
+
+@pytest.fixture
+def short_context(generator):
+    """The generator's model with a 24-token context (the tiny model's real one is 65,536)."""
+    config = generator.model.config
+    saved = config.max_position_embeddings
+    config.max_position_embeddings = 24
+    yield generator
+    config.max_position_embeddings = saved
+
+
+def test_a_prompt_that_fills_the_context_is_refused_before_generating(short_context):
+    prompt = "def main():\n    return 1\n" * 8
+    tokens = len(short_context.encode(prompt))
+    assert tokens >= 24
+    with pytest.raises(ParamError, match=rf"^the prompt is {tokens} tokens, but the model's context is 24 tokens"):
+        short_context.generate(prompt, GenerationParams(max_tokens=4), adapter=True)
+
+
+def test_an_answer_stops_where_the_context_ends(short_context):
+    prompt = "def main():\n    return"
+    room = 24 - len(short_context.encode(prompt))
+    completion = short_context.generate(prompt, GenerationParams(max_tokens=64, repetition_penalty=1.3), adapter=True)
+    assert completion.generated_tokens <= room
+    if completion.stop != "eos":
+        assert (completion.stop, completion.generated_tokens) == ("context", room)

@@ -6,21 +6,53 @@ import pytest
 import torch
 
 from phased_cpt.errors import UserError
-from phased_cpt.inference.merge import check_out_dir, compare_logits
+from phased_cpt.inference.merge import MERGE_MARKER, check_out_dir, compare_logits
 
 
-def test_out_dir_must_be_new_or_empty_unless_forced(tmp_path):
-    check_out_dir(tmp_path / "new", force=False)
+def test_out_dir_must_be_new_or_empty_unless_forced(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    check_out_dir(tmp_path / "new", force=False, protected={})
     (tmp_path / "empty").mkdir()
-    check_out_dir(tmp_path / "empty", force=False)
+    check_out_dir(tmp_path / "empty", force=False, protected={})
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "config.json").write_text("{}")
     with pytest.raises(UserError, match="is not empty; .* --force"):
-        check_out_dir(tmp_path / "full", force=False)
-    check_out_dir(tmp_path / "full", force=True)
+        check_out_dir(tmp_path / "full", force=False, protected={})
+    with pytest.raises(UserError, match="not a directory an earlier merge wrote"):
+        check_out_dir(tmp_path / "full", force=True, protected={})
+    (tmp_path / "full" / MERGE_MARKER).write_text("{}")
+    check_out_dir(tmp_path / "full", force=True, protected={})
     (tmp_path / "file").write_text("")
     with pytest.raises(UserError, match="is a file"):
-        check_out_dir(tmp_path / "file", force=True)
+        check_out_dir(tmp_path / "file", force=True, protected={})
+
+
+@pytest.mark.parametrize(("out", "message"), [
+    ("work/run", "is the source run"),
+    ("work", "contains the source run"),
+    ("work/run/phase1/merged", "is inside the source run"),
+    ("work/run/phase1/adapter", "is the adapter"),
+    ("models/base", "is the base model"),
+    ("models", "contains the base model"),
+    ("models/base/merged", "is inside the base model"),
+    (".", "is the working directory"),
+    ("..", "contains the"),
+    ("link-to-run", "is the source run"),  # through a symlink
+])
+def test_out_dir_never_is_contains_or_lies_inside_what_the_merge_reads(tmp_path, monkeypatch, out, message):
+    run, base = tmp_path / "work" / "run", tmp_path / "models" / "base"
+    (run / "phase1" / "adapter").mkdir(parents=True)
+    base.mkdir(parents=True)
+    (tmp_path / "link-to-run").symlink_to(run)
+    for directory in (run, base):  # as if an earlier merge had written there: --force must still refuse
+        (directory / MERGE_MARKER).write_text("{}")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    protected = {"source run": run, "adapter": run / "phase1" / "adapter", "base model": base}
+    target = tmp_path / out if out not in (".", "..") else cwd / out
+    with pytest.raises(UserError, match=message):
+        check_out_dir(target, force=True, protected=protected)
 
 
 def test_float32_tolerance_accepts_rounding_and_rejects_a_real_difference(tmp_path):

@@ -82,7 +82,10 @@ def test_phase_lists_and_switches(repl):
 
 @pytest.mark.parametrize(("line", "error"), [
     ("/bogus", "error: unknown command /bogus (/help lists the commands)"),
-    ("/set temperature hot", "error: temperature must be a number >= 0 (0: greedy), got 'hot'"),
+    ("/set temperature hot", "error: temperature must be a finite number >= 0 (0: greedy), got 'hot'"),
+    ("/set seed 1e26", "error: seed must be an integer from 0 to 4294967295, got '1e26'"),
+    ("/set seed 100000000000000000000000000",
+     "error: seed must be an integer from 0 to 4294967295, got '100000000000000000000000000'"),
     ("/set max_tokens", "error: usage: /set NAME VALUE, e.g. /set temperature 0.7"),
     ("/set colour 3", "error: unknown parameter 'colour'; one of: temperature, top_p, top_k, max_tokens, repetition_penalty, seed"),
 ])
@@ -137,3 +140,15 @@ def test_ctrl_c_during_an_answer_stops_it_and_the_repl_goes_on(repl):
     lines = said(repl, "def main():")
     assert lines == ["--- base model (adapter disabled) ---", "", "[interrupted]"]
     assert said(repl, "/params")[0].startswith("temperature=")
+
+
+def test_a_prompt_longer_than_the_context_is_one_error_line(repl):
+    config = repl.generator.model.config
+    saved, config.max_position_embeddings = config.max_position_embeddings, 8
+    try:
+        lines = said(repl, "import os " * 10)
+    finally:
+        config.max_position_embeddings = saved
+    assert len(lines) == 1 and re.fullmatch(
+        r"error: the prompt is \d+ tokens, but the model's context is 8 tokens \(max_position_embeddings\), "
+        r"leaving no room for an answer; shorten the prompt", lines[0])

@@ -48,3 +48,34 @@ def test_tokens_per_second_counts_training_time_not_evaluation_or_saves(tmp_path
     assert record["step"] == 12
     # 2000 tokens over 0.1 s of training, not over 0.7 s of wall time
     assert record["tokens_per_second"] == pytest.approx(2000 / 0.1)
+
+
+def test_a_non_finite_value_is_never_logged_as_a_number(tmp_path, monkeypatch):
+    """metrics.jsonl gets null; TensorBoard and W&B get nothing for it (issue 12 item 5)."""
+    import math
+
+    import wandb
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tests.wandb_records import history
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    run = RunDir(tmp_path)
+    sink = open_sink(run, TensorboardConfig(enabled=True), WandbConfig(enabled=True, project="t"), {}, None)
+    sink.log(1, "p", {"loss": 2.0, "grad_norm": 0.5})
+    sink.log(2, "p", {"loss": math.nan, "perplexity": math.inf, "grad_norm": -math.inf, "skipped_steps": 1.0})
+    sink.log(3, "p", {"loss": 1.5, "grad_norm": 0.4})
+    sink.close()
+    wandb.teardown()  # waits for W&B's service to finish writing the offline run file
+    records = [json.loads(line) for line in run.metrics_file.read_text().splitlines()]
+    assert records[1] == {"step": 2, "phase": "p", "kind": "train", "loss": None, "perplexity": None,
+                          "grad_norm": None, "skipped_steps": 1.0}
+    events = EventAccumulator(str(run.tensorboard_dir))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 3]
+    assert "train/perplexity" not in events.Tags()["scalars"]
+    assert all(math.isfinite(e.value) for tag in events.Tags()["scalars"] for e in events.Scalars(tag))
+    (run_file,) = (tmp_path / "wandb").glob("offline-run-*/*.wandb")
+    rows = {row["_step"]: row for row in history(run_file)}
+    assert "train/loss" not in rows[2] and rows[2]["train/skipped_steps"] == 1.0
+    assert [rows[s]["train/loss"] for s in (1, 3)] == [2.0, 1.5]

@@ -43,6 +43,11 @@ def evaluator_for(tmp_path, pieces, **evaluation):
 
 
 def records(run):
+    """The step records (the evaluation events, with their seconds, are checked on their own)."""
+    return [r for r in events(run) if "event" not in r]
+
+
+def events(run):
     return [json.loads(line) for line in run.metrics_file.read_text().splitlines()]
 
 
@@ -57,6 +62,18 @@ def test_forgetting_matrix_rows_and_the_phase_end_record(tmp_path, pieces):
     (record,) = records(run)
     assert (record["kind"], record["phase"], record["step"]) == ("eval", "a", 7)
     assert record["perplexity"] == pytest.approx(matrix["perplexity"][1][0])
+    timed = [(e["what"], e["after"], e["during_phase"]) for e in events(run) if e.get("event") == "evaluation"]
+    assert timed == [("forgetting_matrix", "base", False), ("forgetting_matrix", "a", False)]
+
+
+def test_each_matrix_cell_logs_a_line(tmp_path, pieces, caplog):
+    model, run, sink, evaluator = evaluator_for(tmp_path, pieces)
+    with caplog.at_level("INFO", logger="phased_cpt.evaluation.forgetting"):
+        evaluator.after_phase(model, "a", step=7)
+    sink.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert [line.split(": perplexity")[0] for line in lines] == [
+        "forgetting matrix 1/2: after a on a", "forgetting matrix 2/2: after a on b"]
 
 
 def test_without_the_forgetting_matrix_only_the_current_phase_is_evaluated(tmp_path, pieces):
@@ -67,6 +84,8 @@ def test_without_the_forgetting_matrix_only_the_current_phase_is_evaluated(tmp_p
     assert not (run.eval_dir / "forgetting.json").exists()
     (record,) = records(run)
     assert record["phase"] == "b" and record["loss"] > 0
+    (timed,) = [e for e in events(run) if e.get("event") == "evaluation"]
+    assert (timed["what"], timed["after"], timed["during_phase"]) == ("phase", "b", False) and timed["seconds"] > 0
 
 
 def test_tensorboard_disabled_writes_no_event_files(tmp_path, pieces):

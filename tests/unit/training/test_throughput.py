@@ -1,4 +1,4 @@
-"""Useful FLOPs, device peaks and MFU (`training/throughput.py`), against hand-computed numbers."""
+"""Useful FLOPs (`flops.py`), device peaks and MFU (`training/throughput.py`), against hand-computed numbers."""
 
 import numpy as np
 import pytest
@@ -58,7 +58,8 @@ def test_packed_documents_attend_only_within_themselves(qwen25_7b_shape):
 
 
 def test_flops_per_token_averages_over_the_phase_and_handles_no_tokens():
-    shape = ModelShape(parameters=1000, layers=2, attention_width=8)
+    shape = ModelShape(layers=2, hidden_size=8, intermediate_size=16, vocab_size=10, attention_heads=2, kv_heads=2,
+                       head_dim=4, parameters=1000)
     lengths = np.array([10, 30])
     expected = (4 * 1000 * 40 + 6 * 8 * 2 * (10**2 + 30**2)) / 40
     assert flops_per_token(shape, lengths) == pytest.approx(expected)
@@ -71,6 +72,7 @@ def test_lora_weights_are_not_counted_as_base_parameters(tiny_model_dir):
     model = attach_lora(base, LoraConfig(r=4, alpha=8, dropout=0.0))
     assert sum(p.numel() for p in model.parameters()) > count
     assert base_parameters(model) == count == ModelShape.of(model).parameters
+    assert ModelShape.of(model).counted_parameters() == count  # the config.json count agrees
 
 
 def test_chunk_lengths_of_a_packed_row_dataset():
@@ -89,11 +91,12 @@ def test_spec_peaks_of_known_gpus(name, tflops):
     assert spec_peak_tflops(name) == tflops
 
 
-def test_the_cpu_peak_is_measured_once():
-    peak = device_peak(torch.device("cpu"), torch.float32)
-    assert peak.source == "measured: cpu float32 matmul"
-    assert 1e8 < peak.flops_per_second < 1e14
-    assert device_peak(torch.device("cpu"), torch.float32) == peak  # cached: no second measurement
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_cpu_has_no_peak_so_no_mfu(dtype):
+    """A matmul measured on a CPU is not a peak (it gave mfu=248%): no MFU there, only TFLOP/s."""
+    assert device_peak(torch.device("cpu"), dtype) is None
+    values = Throughput(flops_per_token=6e9, peak=None).values(tokens_per_second_per_device=50_000)
+    assert values == {"model_tflops_per_second": pytest.approx(300.0)}
 
 
 def test_mfu_is_useful_flops_over_the_peak():

@@ -1,0 +1,176 @@
+"""`phased-cpt plan`: steps, warm-up, evaluation and checkpoint points as the HF Trainer will run
+them for a world size given as a flag, warnings, and memory and time without the real model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from transformers import TrainingArguments
+
+from phased_cpt.cli import main
+from phased_cpt.config import ContextConfig, DataConfig, EvaluationConfig, PhaseConfig, TrainingConfig
+from phased_cpt.data.plan import (
+    PhaseRows,
+    estimate_phase_rows,
+    optimizer_steps,
+    plan_phases,
+    plan_warnings,
+    warmup_steps,
+)
+from tests.conftest import write_jsonl
+from tests.unit.test_legacy_config import OLDER
+
+QWEN25_32B = Path(__file__).resolve().parents[2] / "fixtures" / "model_configs" / "qwen2.5-32b"
+
+
+def rows_of(count: int, tokens: int = 100, eval_documents: int = 1) -> PhaseRows:
+    statistics = {"documents": count, "document_tokens": count * tokens, "longest_document_tokens": tokens,
+                  "chunks": count, "rows": count, "tokens": count * tokens, "target_tokens": count * (tokens - 1),
+                  "eos_tokens": count, "replay_tokens": 0, "packing_efficiency": 1.0}
+    return PhaseRows(statistics, np.full(count, tokens), eval_documents, eval_documents * tokens)
+
+
+def phase(name: str, epochs: float = 1) -> PhaseConfig:
+    return PhaseConfig.model_validate({"name": name, "file": f"{name}.jsonl", "epochs": epochs},
+                                      context={"check_files": False})
+
+
+def training(**overrides) -> TrainingConfig:
+    return TrainingConfig(**({"micro_batch_size": 1, "gradient_accumulation_steps": 6, "warmup_ratio": 0.03,
+                              "save_steps": 200} | overrides))
+
+
+# --- counts as the HF Trainer makes them --------------------------------------------------------
+
+def test_steps_count_a_last_partial_accumulation_as_the_trainer_does(tiny_model_dir, tmp_path):
+    """transformers 5 counts ceil(micro-batches / accumulation) steps per epoch; run the real
+    Trainer on 10 rows, micro-batch 2, accumulation 2, 1.5 epochs: 5 micro-batches, 3 steps per
+    epoch, ceil(4.5) = 5 steps."""
+    from phased_cpt.config import LoraConfig, ModelConfig
+    from phased_cpt.modeling import attach_lora, load_base_model
+    from phased_cpt.training.phase import PhaseTrainer, training_arguments
+
+    settings = TrainingConfig(micro_batch_size=2, gradient_accumulation_steps=2, gradient_checkpointing=False,
+                              logging_steps=100, save_steps=100)
+    model = attach_lora(load_base_model(ModelConfig(name=str(tiny_model_dir), dtype="float32")), LoraConfig(r=2))
+    rows = [{"input_ids": [1, 2, 3, 4], "labels": [1, 2, 3, 4]} for _ in range(10)]
+    args = training_arguments(settings, epochs=1.5, phase_dir=tmp_path)
+    trainer = PhaseTrainer(model=model, args=args, train_dataset=rows, max_nonfinite_losses=3,
+                           data_collator=lambda batch: {k: __import__("torch").tensor([r[k] for r in batch])
+                                                        for k in batch[0]})
+    trainer.train()
+    assert trainer.state.max_steps == trainer.state.global_step == optimizer_steps(10, settings, 1.5) == 5
+
+
+@pytest.mark.parametrize("steps, ratio", [(3, 0.03), (9, 0.03), (100, 0.03), (100, 0.0), (7, 0.5)])
+def test_warmup_steps_are_the_trainers(steps, ratio):
+    args = TrainingArguments(output_dir="unused", warmup_steps=ratio, report_to="none", use_cpu=True)
+    assert warmup_steps(steps, ratio) == args.get_warmup_steps(steps)
+
+
+def test_eight_gpus_divide_the_micro_batches_and_the_points_follow(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    phases = [phase("p1", epochs=3)]
+    evaluation = EvaluationConfig(eval_steps=4)
+    (one,) = plan_phases(phases, training(save_steps=5), ContextConfig(), {"p1": rows_of(162)}, 1, evaluation)
+    (eight,) = plan_phases(phases, training(save_steps=5), ContextConfig(), {"p1": rows_of(162)}, 8, evaluation)
+    assert (one.micro_batches, one.steps_per_epoch, one.steps) == (3 * 162, 27, 81)
+    # 162 rows on 8 GPUs: 21 micro-batches each per epoch, 4 steps (the 4th over 3 micro-batches)
+    assert (eight.micro_batches, eight.steps_per_epoch, eight.steps) == (63, 4, 12)
+    assert eight.warmup_steps == 1  # ceil(12 x 0.03)
+    assert eight.evaluation_steps == [4, 8, 12] and eight.checkpoint_steps == [5, 10]
+
+
+def test_world_size_from_the_launcher_when_no_flag(monkeypatch):
+    phases = [phase("p1")]
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    (plan,) = plan_phases(phases, training(gradient_accumulation_steps=1), ContextConfig(), {"p1": rows_of(40)})
+    assert plan.steps == 10
+
+
+def test_warnings_name_every_setting_that_trains_differently_than_it_reads():
+    phases = [phase("short"), phase("long")]
+    settings = training(warmup_ratio=0.0, gradient_accumulation_steps=6, save_steps=50)
+    evaluation = EvaluationConfig(eval_steps=200)
+    plans = plan_phases(phases, settings, ContextConfig(), {"short": rows_of(20), "long": rows_of(8 * 6 * 60)}, 8,
+                        evaluation)
+    warnings = "\n".join(plan_warnings(plans, settings, evaluation))
+    assert "short: 1 optimizer step(s), fewer than 50" in warnings
+    assert "short: 0 warm-up steps" in warnings and "long: 0 warm-up steps" in warnings
+    assert "short: 3 micro-batch(es) per process, fewer than one accumulation (gradient_accumulation_steps 6)" in warnings
+    assert "short: evaluation.eval_steps (200) is never reached in 1 step(s)" in warnings
+    assert "short: no checkpoint inside the phase" in warnings
+    assert "long: 60 optimizer step(s)" not in warnings and "long: evaluation.eval_steps (200) is never" in warnings
+    assert "long: no checkpoint" not in warnings  # 60 steps, one save at step 50
+
+
+def test_without_the_tokenizer_tokens_come_from_bytes_through_the_same_chunking(tmp_path):
+    texts = ["x" * 350, "y" * 35, "z" * 7000]  # 100, 10 and 2000 tokens at 3.5 bytes per token, + EOS
+    write_jsonl(tmp_path / "p.jsonl", texts)
+    context = ContextConfig(max_tokens=512, overlap_tokens=64)
+    rows = estimate_phase_rows(PhaseConfig(name="p", file=tmp_path / "p.jsonl"), DataConfig(eval_ratio=0.0), context,
+                               0, 3.5)
+    assert rows.estimated and rows.statistics["document_tokens"] == 101 + 11 + 2001
+    from phased_cpt.data.chunking import chunk_document
+
+    chunks = 1 + 1 + len(chunk_document(2001, 512, 64))
+    assert rows.statistics["chunks"] == rows.statistics["rows"] == chunks
+    assert int(rows.chunk_lengths.sum()) == 101 + 11 + sum(s.length for s in chunk_document(2001, 512, 64))
+
+
+# --- the older tool's real config, planned for 8 GPUs without the model ----------------------------
+
+@pytest.fixture
+def older_config(tmp_path) -> Path:
+    for name, count in (("phase1_foundation", 40), ("phase2_evolution", 60), ("phase3_pr_mastery", 30)):
+        write_jsonl(tmp_path / "dataset" / f"{name}.jsonl",
+                    [f"def f{i}(x):\n    return x + {i}\n" * (20 + 37 * i) for i in range(count)])
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(OLDER))
+    return config
+
+
+def test_plan_8_gpus_of_the_older_config_gives_steps_memory_and_time_without_weights(older_config, capsys):
+    assert main(["plan", str(older_config), "--gpus", "8", "--gpu-model", "h200", "--json",
+                 "--model-config", str(QWEN25_32B)]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert (plan["world_size"], plan["gpu"]) == (8, "H200 141GB")
+    assert plan["deepspeed"].startswith("zero3")  # kept from the older code
+    # 38, 57 and 28 training rows (5% held out) over 8 GPUs: 5, 8 and 4 micro-batches each per epoch,
+    # 1, 2 and 1 steps of up to 6 micro-batches; 3, 2 and 2 epochs
+    assert [p["steps"] for p in plan["phases"]] == [3, 4, 2]
+    assert all(p["estimated"] for p in plan["phases"])
+    assert any("estimated at 3.5 bytes per token" in note for note in plan["notes"])
+    low, mid, high = plan["seconds"]
+    assert 0 < low < mid < high
+    memory = plan["memory"]
+    assert memory["no_liger"]["gpu_bytes"] < memory["gpu_memory_bytes"]  # ZeRO-3 on 8 H200s fits a 32B at 32K
+    assert memory["liger"]["gpu_bytes"] < memory["no_liger"]["gpu_bytes"]
+    warnings = "\n".join(plan["warnings"])
+    assert "phase1_foundation: 3 optimizer step(s), fewer than 50" in warnings
+    assert "evaluation.eval_steps (50) is never reached" in warnings and "no checkpoint inside the phase" in warnings
+
+
+def test_plan_table_says_where_memory_and_time_come_from(older_config, capsys):
+    assert main(["plan", str(older_config), "--gpus", "4", "--nodes", "2", "--model-config", str(QWEN25_32B)]) == 0
+    out = capsys.readouterr().out
+    assert "processes: 8 (4 GPU(s) x 2 node(s))" in out
+    assert "memory per GPU (H100 SXM 80GB, 79.2 GiB; rows of " in out and "with Liger" in out
+    assert "time on 8 x H100 SXM 80GB (matrix work at 24% of its 989 TFLOP/s, measured on this GPU model): ~" in out
+    assert "note: memory and time are for H100 SXM 80GB GPUs" in out
+    assert "warning: phase1_foundation:" in out
+
+
+def test_plan_without_config_json_says_how_to_give_one(older_config, capsys):
+    assert main(["plan", str(older_config), "--gpus", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "memory and time unknown: no config.json for Kwaipilot/KAT-Dev" in out and "--model-config" in out
+
+
+def test_unknown_gpu_model_is_a_user_error(older_config, capsys):
+    assert main(["plan", str(older_config), "--gpu-model", "Voodoo5"]) == 2
+    assert "--gpu-model 'Voodoo5': unknown GPU; known: " in capsys.readouterr().err

@@ -1,0 +1,66 @@
+"""config.yaml lists every key with its default, and the README's config reference names them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel
+
+from phased_cpt.config import RunConfig, load_config
+from phased_cpt.config.schema import PhaseConfig
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def schema_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        nested = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        keys += schema_keys(nested, f"{prefix}{name}.") if nested else [f"{prefix}{name}"]
+    return keys
+
+
+def flat(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out |= flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def test_config_yaml_lists_every_key_with_its_default():
+    documented = flat(yaml.safe_load((REPO / "config.yaml").read_text()))
+    keys = [k for k in schema_keys(RunConfig) if k != "phases"]
+    assert sorted(set(keys) - set(documented)) == []
+    cfg, _ = load_config(REPO / "config.yaml", check_files=False)
+    defaults = RunConfig.model_construct()  # the schema's defaults, phases aside
+    for key in keys:
+        section, *rest = key.split(".")
+        expected = getattr(defaults, section)
+        ours = getattr(cfg, section)
+        for part in rest:
+            expected, ours = getattr(expected, part), getattr(ours, part)
+        if key != "wandb.api_key":  # ${WANDB_API_KEY:-}
+            assert ours == expected, key
+
+
+def test_the_readme_config_tables_name_every_key():
+    """In the config reference (`section.key`, or `section.a` / `b` in one row); the speed
+    options in their own table (`training.performance`)."""
+    readme = (REPO / "README.md").read_text()
+    reference = readme.split("## Config reference")[1].split("\n## ")[0]
+    speed = readme.split("## Speed and memory on GPUs")[1].split("\n## ")[0]
+    rows = [line for line in reference.splitlines() if line.startswith("| `")]
+    for key in [k for k in schema_keys(RunConfig) if k != "phases"]:
+        section, _, last = key.rpartition(".")
+        if section == "training.performance":
+            assert f"| `{last}` |" in speed, key
+            continue
+        assert any(f"`{key}`" in row or (section and f"`{section}." in row and f"`{last}`" in row) for row in rows), key
+    phases_row = next(row for row in rows if row.startswith("| `phases[]`"))
+    for key in PhaseConfig.model_fields:
+        assert f"`{key}`" in phases_row, key

@@ -1,0 +1,277 @@
+"""The memory and time estimates (`memory.py`, `flops.py`, `gpus.py`): the issue's H100 table,
+and the physics under them measured on this CPU (what autograd saves, peak bytes of a real
+training step, operators per layer)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from peft import LoraConfig as PeftLoraConfig
+from peft import get_peft_model
+from torch.utils._python_dispatch import TorchDispatchMode
+from transformers import AutoModelForCausalLM, Qwen2Config
+
+from phased_cpt.config import ModelConfig, TrainingConfig, training_dtype
+from phased_cpt.flops import Workload, estimate_seconds, operators_per_layer
+from phased_cpt.gpus import gpu_spec
+from phased_cpt.memory import (
+    GiB,
+    ModelShape,
+    estimate_memory,
+    estimate_run_memory,
+    layer_activation_bytes,
+    locate_model_config,
+    read_model_config,
+    shape_from_config,
+)
+from phased_cpt.modeling import resolve_dtype
+from tests.memory_tracker import LiveBytes
+
+CONFIGS = Path(__file__).resolve().parents[1] / "fixtures" / "model_configs"
+ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def qwen25(size: str) -> ModelShape:
+    return read_model_config(CONFIGS / f"qwen2.5-{size}" / "config.json")
+
+
+def table_training(**overrides) -> TrainingConfig:
+    """The measured runs: LoRA r=128, alpha 256, dropout 0.05 on all seven projections, micro-batch
+    1, one micro-batch per step, non-reentrant checkpointing, torch AdamW (foreach)."""
+    settings = {"micro_batch_size": 1, "gradient_accumulation_steps": 1, "gradient_checkpointing": True,
+                "lora": {"r": 128, "alpha": 256, "dropout": 0.05, "target_modules": ALL},
+                "performance": {"optimizer": "adamw_torch"}}
+    return TrainingConfig(**(settings | overrides))
+
+
+# --- the issue's table: one H100 80GB, Qwen2.5 shapes, bf16, SDPA --------------------------------
+
+H100_TABLE = [  # shape, max_tokens, Liger, tokens/s, peak GiB (torch.cuda.max_memory_allocated)
+    ("0.5b", 4096, False, 8879, 8.93), ("0.5b", 4096, True, 9139, 2.52),
+    ("0.5b", 16384, False, 21414, 30.33), ("0.5b", 16384, True, 24179, 4.29),
+    ("7b", 4096, False, 4567, 25.71), ("7b", 4096, True, 4958, 20.95),
+    ("7b", 16384, False, 4412, 49.06), ("7b", 16384, True, 4805, 28.05),
+]
+
+
+@pytest.mark.parametrize("size, tokens, liger, tokens_per_second, peak_gib", H100_TABLE)
+def test_the_h100_table_memory_within_6_percent(size, tokens, liger, tokens_per_second, peak_gib):
+    estimate = estimate_memory(qwen25(size), table_training(), tokens, dtype="bfloat16", liger=liger)
+    assert estimate.peak_bytes / GiB == pytest.approx(peak_gib, rel=0.06)  # the issue asks for 15%
+    assert estimate.peak_at == ("backward" if liger else "loss")  # without Liger the fp32 logits dominate
+
+
+@pytest.mark.parametrize("size, tokens, liger, tokens_per_second, peak_gib", H100_TABLE)
+def test_the_h100_table_tokens_per_second_within_16_percent(size, tokens, liger, tokens_per_second, peak_gib):
+    work = Workload(chunk_lengths=np.array([tokens]), epochs=1, micro_batches=1, tokens_per_micro_batch=tokens)
+    estimate = estimate_seconds(qwen25(size), work, gpu_spec("NVIDIA H100 80GB HBM3"), lora_modules=7, liger=liger)
+    assert tokens / estimate.seconds == pytest.approx(tokens_per_second, rel=0.16)  # the issue asks for 30%
+    assert estimate.low_seconds < tokens / tokens_per_second < estimate.high_seconds
+
+
+def test_the_fixture_configs_are_the_qwen25_shapes():
+    """Qwen/Qwen2.5-{0.5B,7B,32B} config.json on the Hugging Face hub."""
+    assert qwen25("0.5b").parameters == 494_032_768  # what the hub's model card and PEFT report
+    assert qwen25("7b").parameters == 7_615_616_512
+    big = qwen25("32b")
+    assert (big.layers, big.hidden_size, big.intermediate_size, big.attention_heads, big.kv_heads) == (64, 5120, 27648, 40, 8)
+    assert 32.7e9 < big.parameters < 32.8e9
+
+
+# --- the physics, measured on this CPU -------------------------------------------------------------
+
+def tiny_qwen2(layers=2, hidden=64, intermediate=176, vocab=500, tied=False, dtype=torch.bfloat16, dropout=0.05,
+               targets=ALL, r=16):
+    config = dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
+                  num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=tied, use_cache=False)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(Qwen2Config(**config), dtype=dtype, attn_implementation="sdpa")
+    model = get_peft_model(model, PeftLoraConfig(r=r, lora_alpha=2 * r, lora_dropout=dropout, target_modules=targets))
+    model.train()
+    training = TrainingConfig(micro_batch_size=1, gradient_checkpointing=True, performance={"optimizer": "adamw_torch"},
+                              lora={"r": r, "alpha": 2 * r, "dropout": dropout, "target_modules": targets})
+    return model, shape_from_config(config | {"model_type": "qwen2"}), training
+
+
+def test_one_layer_saves_exactly_what_the_formula_says():
+    """Every tensor autograd saves for one decoder layer under bf16 autocast (LoRA in fp32, so
+    CPU dropout masks are fp32): the estimate's per-layer bytes, to the byte."""
+    model, shape, training = tiny_qwen2()
+    layer = model.base_model.model.model.layers[0]
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    tokens = 256
+    hidden = torch.randn(1, tokens, shape.hidden_size, dtype=torch.bfloat16, requires_grad=True)
+    positions = torch.arange(tokens)[None]
+    cos_sin = model.base_model.model.model.rotary_emb(hidden, positions)
+    shared = {hidden.untyped_storage().data_ptr()} | {t.untyped_storage().data_ptr() for t in cos_sin}
+    saved: dict[int, int] = {}
+
+    def pack(tensor):
+        pointer = tensor.untyped_storage().data_ptr()
+        if pointer not in weights and pointer not in shared:
+            saved[pointer] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        layer(hidden, attention_mask=None, position_ids=positions, position_embeddings=cos_sin)
+    expected = layer_activation_bytes(shape, training, tokens, 2, liger=False, device="cpu", attention="sdpa",
+                                      fp32_adapter=True)
+    assert sum(saved.values()) == expected
+
+
+@pytest.mark.parametrize("settings", [
+    {}, {"vocab": 8000, "tied": True}, {"checkpointing": False}, {"dtype": torch.float32},
+], ids=["backward-peak", "loss-peak-tied", "no-checkpointing", "float32"])
+def test_peak_of_a_real_training_step_on_cpu_within_10_percent(settings):
+    """The bytes a real step (forward, backward, AdamW) allocates on top of the weights and Adam
+    states, measured storage by storage, against the estimate's activations + logits + gradients."""
+    checkpointing = settings.pop("checkpointing", True)
+    accumulate = settings.pop("accumulate", 1)
+    model, shape, training = tiny_qwen2(**settings)
+    training = training.model_copy(update={"gradient_checkpointing": checkpointing,
+                                           "gradient_accumulation_steps": accumulate})
+    if checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, foreach=True)
+    ids = torch.randint(0, shape.vocab_size, (1, 128))
+    bf16 = next(model.parameters()).dtype == torch.bfloat16
+
+    def step():
+        for _ in range(accumulate):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = model(input_ids=ids, labels=ids).loss
+            loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step()  # Adam states now exist, as in every later step
+    known = list(model.parameters()) + [t for state in optimizer.state.values() for t in state.values()]
+    with LiveBytes(known) as live:
+        step()
+    estimate = estimate_memory(shape, training, 128, dtype="bfloat16" if bf16 else "float32", device="cpu")
+    step_bytes = estimate.activations_bytes + estimate.logits_bytes + estimate.gradients_bytes
+    assert step_bytes == pytest.approx(live.peak, rel=0.10)
+
+
+class CountOperators(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("targets", [ALL, ["q_proj"]], ids=["seven", "one"])
+def test_operators_per_layer_are_what_a_training_step_runs(targets):
+    """The count the time estimate charges host overhead for (within 1%: it is linear in the LoRA
+    modules only roughly)."""
+    def operators(layers: int) -> int:
+        model, shape, _ = tiny_qwen2(layers=layers, hidden=32, intermediate=64, vocab=64, targets=targets, r=2)
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, foreach=True)
+        ids = torch.randint(0, shape.vocab_size, (1, 8))
+
+        def step():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = model(input_ids=ids, labels=ids).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        step()  # the first step creates Adam's states
+        with CountOperators() as counter:
+            step()
+        return counter.count
+
+    per_layer = operators(2) - operators(1)
+    assert per_layer == pytest.approx(operators_per_layer(len(targets), checkpointing=True), rel=0.01)
+
+
+# --- the rules around the estimate -----------------------------------------------------------------
+
+def test_one_dtype_rule_for_training_and_every_estimate():
+    assert training_dtype("auto", bf16_supported=True) == "bfloat16"
+    assert training_dtype("auto", bf16_supported=False) == "float32"
+    assert training_dtype("float16", bf16_supported=True) == "float16"
+    if not torch.cuda.is_available():
+        assert resolve_dtype("auto") == torch.float32  # what training loads the model in here
+    fp32 = estimate_run_memory(qwen25("7b"), ModelConfig(dtype="float32"), table_training(), 4096,
+                               bf16_supported=True, liger=True)
+    bf16 = estimate_run_memory(qwen25("7b"), ModelConfig(dtype="auto"), table_training(), 4096,
+                               bf16_supported=True, liger=True)
+    assert fp32.weights_bytes == 2 * bf16.weights_bytes == 4 * qwen25("7b").parameters
+
+
+def test_zero_stages_partition_what_the_zero_paper_says():
+    shape, training, n = qwen25("32b"), table_training(gradient_accumulation_steps=6), 8
+    p = shape.lora_parameters(128, ALL)
+    single = estimate_memory(shape, training, 32768, liger=True)
+    zero2 = estimate_memory(shape, training, 32768, liger=True, zero_stage=2, world_size=n)
+    zero3 = estimate_memory(shape, training, 32768, liger=True, zero_stage=3, world_size=n)
+    offload = estimate_memory(shape, training, 32768, liger=True, zero_stage=3, world_size=n, offload="optimizer")
+    params = estimate_memory(shape, training, 32768, liger=True, zero_stage=3, world_size=n,
+                             offload="optimizer_and_params")
+    assert single.lora_bytes == 12 * p and single.weights_bytes == zero2.weights_bytes == 2 * shape.parameters
+    buckets = 2 * 2 * shape.hidden_size**2
+    assert zero2.lora_bytes == 2 * p + 12 * p // n + buckets  # bf16 adapter whole; master + Adam partitioned
+    assert zero3.lora_bytes == 2 * p // n + 12 * p // n + buckets
+    assert offload.lora_bytes == 2 * p // n + buckets
+    gathered = 2 * (shape.embedding_parameters + int(0.9 * shape.hidden_size**2))  # the LM head, gathered
+    assert zero3.weights_bytes == -(-2 * shape.parameters // n) + gathered
+    assert params.weights_bytes == gathered
+    assert zero3.activations_bytes == zero2.activations_bytes  # partitioning never touches activations
+
+
+def test_gradient_accumulation_keeps_the_gradients_through_the_next_micro_batch():
+    once = estimate_memory(qwen25("7b"), table_training(), 16384, liger=False)
+    accumulating = estimate_memory(qwen25("7b"), table_training(gradient_accumulation_steps=4), 16384, liger=False)
+    assert accumulating.peak_bytes - once.peak_bytes == 4 * qwen25("7b").lora_parameters(128, ALL)
+
+
+def test_checkpoint_offload_and_every_other_layer_move_the_peak_the_right_way():
+    shape = qwen25("7b")
+    full = estimate_memory(shape, table_training(), 131072, liger=True)
+    offloaded = estimate_memory(shape, table_training(performance={"checkpoint_offload": True}), 131072, liger=True)
+    every2 = estimate_memory(shape, table_training(performance={"checkpoint_every_n_layers": 2}), 131072, liger=True)
+    none = estimate_memory(shape, table_training(gradient_checkpointing=False), 131072, liger=True)
+    assert offloaded.peak_bytes < full.peak_bytes < every2.peak_bytes < none.peak_bytes
+    assert full.peak_bytes - offloaded.peak_bytes == pytest.approx(shape.layers * 131072 * shape.hidden_size * 2, rel=0.05)
+
+
+def test_outside_the_table_32b_at_32k_on_8_h200_under_zero3():
+    """The older tool's setting: fits an H200 (139.8 GiB) with room, without Liger because ZeRO-3
+    divides the 61 GiB of weights; the fp32 logits of a 32K row are then the largest part."""
+    shape, training = qwen25("32b"), table_training(gradient_accumulation_steps=6)
+    h200 = gpu_spec("h200")
+    plain = estimate_memory(shape, training, 32768, zero_stage=3, world_size=8)
+    liger = estimate_memory(shape, training, 32768, zero_stage=3, world_size=8, liger=True)
+    assert plain.logits_bytes == 12 * 32768 * 152064 and plain.peak_at == "loss"
+    assert liger.gpu_bytes < plain.gpu_bytes < h200.memory_gib * GiB
+    assert plain.gpu_bytes > gpu_spec("h100").memory_gib * GiB  # but not an 80 GB GPU
+    work = Workload(np.full(100, 32768), epochs=1, micro_batches=100 // 8, tokens_per_micro_batch=32768, world_size=8)
+    seconds = estimate_seconds(shape, work, h200, lora_modules=7, zero_stage=3).seconds
+    assert 20 < seconds / (100 / 8) < 60  # seconds per 32K-token micro-batch on each GPU
+
+
+def test_config_json_is_found_locally_or_given_never_downloaded(tmp_path):
+    assert locate_model_config("no-such-org/no-such-model") is None
+    assert locate_model_config("ignored/hub-id", CONFIGS / "qwen2.5-7b") == CONFIGS / "qwen2.5-7b" / "config.json"
+    assert locate_model_config(str(CONFIGS / "qwen2.5-7b")) == CONFIGS / "qwen2.5-7b" / "config.json"
+    assert locate_model_config("x", tmp_path / "missing.json") is None
+    (tmp_path / "config.json").write_text('{"hidden_size": 8}')
+    assert read_model_config(tmp_path / "config.json") is None  # missing fields: no shape, no traceback
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("NVIDIA H100 80GB HBM3", "H100 SXM 80GB"), ("h200", "H200 141GB"), ("NVIDIA A100-SXM4-40GB", "A100 40GB"),
+    ("NVIDIA A100 80GB PCIe", "A100 80GB"), ("NVIDIA L4", "L4 24GB"), ("NVIDIA L40S", "L40S 48GB"),
+    ("NVIDIA A10", "A10 24GB"), ("NVIDIA GH200 480GB", "H200 141GB"), ("NVIDIA GeForce GTX 1080", None),
+])
+def test_gpu_names_match_whole_words(name, expected):
+    spec = gpu_spec(name)
+    assert (spec.name if spec else None) == expected
