@@ -1,44 +1,48 @@
 """A run SIGKILLed in any window between its start and its report resumes to exactly the model an
-uninterrupted run trains: the final adapter within 1e-5 (CPU), the same forgetting matrix and
+uninterrupted run trains: every phase's adapter within 1e-5 (CPU), the same forgetting matrix and
 the same finished phases. Each window is hit deterministically through a crash point
-(`phased_cpt.crash_points`); LoRA dropout is on, so every random stream must match too."""
+(`phased_cpt.crash_points`); LoRA dropout is on, so every random stream must match too.
+
+One run is killed in every window in turn, in the order a run reaches them: each resume is
+killed in the next window, the last one finishes. After each kill the test checks that the run
+died where it was meant to (the files and state the window leaves behind), and at the end that
+the result is the uninterrupted run's. (A chain: one process start per window instead of two.)
+"""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
-import torch
 from safetensors.torch import load_file
 
 from phased_cpt.crash_points import CRASH_AT_ENV
 from tests.conftest import bundled_texts, write_jsonl
-from tests.e2e.cli import phased_cpt_command, run_cli, tiny_run_config, write_yaml
+from tests.e2e.cli import run_cli, tiny_run_config, write_yaml
 
 pytestmark = pytest.mark.e2e
 PHASES = ("phase1_foundation", "phase2_evolution")
+P1, P2 = PHASES
 
-WINDOWS = {
-    # window: (crash point, what the killed run must have left behind)
-    "data_preparation": "data_prepared:phase2_evolution",
-    "after_phase_start_before_first_checkpoint": "phase_start:phase2_evolution",
-    "checkpoint_save": "checkpoint_written:phase2_evolution/2",
-    "phase_end_evaluation": "phase_evaluation:phase1_foundation",
-    "forgetting_matrix_row": "forgetting_row:phase1_foundation",
-    "adapter_written_state_not_updated": "state_update:phase1_foundation",
-    "report": "report",
-}
+WINDOWS = [
+    # (window, crash point)
+    ("data preparation", f"data_prepared:{P2}"),
+    ("during a checkpoint save", f"checkpoint_written:{P1}/2"),
+    ("phase-end evaluation", f"phase_evaluation:{P1}"),
+    ("forgetting-matrix row saved, phase_end not logged", f"forgetting_row:{P1}"),
+    ("adapter written, state.json not updated", f"state_update:{P1}"),
+    ("after phase_start, before the first checkpoint", f"phase_start:{P2}"),
+    ("during the report", "report"),
+]
 
 
 def kill_config(model_dir: Path, work: Path) -> Path:
-    p1 = write_jsonl(work / "data" / "p1.jsonl", bundled_texts("phase1_foundation", 8))
-    p2 = write_jsonl(work / "data" / "p2.jsonl", bundled_texts("phase2_evolution", 12))
+    p1 = write_jsonl(work / "data" / "p1.jsonl", bundled_texts(P1, 8))
+    p2 = write_jsonl(work / "data" / "p2.jsonl", bundled_texts(P2, 12))
     cfg = tiny_run_config(
-        model_dir, [(PHASES[0], p1, 1), (PHASES[1], p2, 1)],
+        model_dir, [(P1, p1, 1), (P2, p2, 1)],
         training={"save_steps": 2, "save_total_limit": 2, "logging_steps": 1,
                   "lora": {"r": 4, "alpha": 8, "dropout": 0.1}},
         context={"max_tokens": 64, "overlap_tokens": 8},
@@ -49,38 +53,77 @@ def kill_config(model_dir: Path, work: Path) -> Path:
     return write_yaml(work / "config.yaml", cfg)
 
 
-def run_outputs(work: Path) -> dict:
-    (run_dir,) = (work / "outputs").iterdir()
-    state = json.loads((run_dir / "state.json").read_text())
+def the_run(work: Path) -> Path | None:
+    runs = list((work / "outputs").iterdir()) if (work / "outputs").is_dir() else []
+    assert len(runs) <= 1, runs
+    return runs[0] if runs else None
+
+
+def finished(run_dir: Path) -> list[str]:
+    state = run_dir / "state.json"
+    return [p["name"] for p in json.loads(state.read_text())["finished_phases"]] if state.is_file() else []
+
+
+def events(run_dir: Path, name: str) -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r.get("event") == name]
+
+
+def check_left_behind(window: str, work: Path) -> None:
+    """What the run killed in `window` must have left: proof that it died there."""
+    run_dir = the_run(work)
+    if window == "data preparation":
+        assert run_dir is None  # the run directory is made after every phase's data is prepared
+        return
+    assert run_dir is not None
+    if window == "during a checkpoint save":
+        assert (run_dir / P1 / "checkpoint-2").is_dir() and not (run_dir / P1 / "checkpoint-2" / "COMPLETE").exists()
+    elif window in ("phase-end evaluation", "forgetting-matrix row saved, phase_end not logged",
+                    "adapter written, state.json not updated"):
+        assert (run_dir / P1 / "adapter" / "adapter_model.safetensors").is_file() and finished(run_dir) == []
+        assert bool(events(run_dir, "phase_end")) == (window == "adapter written, state.json not updated")
+    elif window == "after phase_start, before the first checkpoint":
+        assert finished(run_dir) == [P1] and [e["phase"] for e in events(run_dir, "phase_start")][-1] == P2
+        assert not list((run_dir / P2).glob("checkpoint-*"))
+    elif window == "during the report":
+        assert finished(run_dir) == list(PHASES) and not (run_dir / "eval" / "report.md").exists()
+
+
+def outputs(run_dir: Path) -> dict:
     forgetting = json.loads((run_dir / "eval" / "forgetting.json").read_text())
     return {
-        "adapter": load_file(run_dir / PHASES[-1] / "adapter" / "adapter_model.safetensors"),
-        "steps": [(p["name"], p["steps"]) for p in state["finished_phases"]],
-        "forgetting": forgetting["perplexity"],
+        "adapters": {p: load_file(run_dir / p / "adapter" / "adapter_model.safetensors") for p in PHASES},
+        "finished": finished(run_dir),
+        "forgetting": [[r["after"], {c: v["perplexity"] for c, v in r["results"].items()}] for r in forgetting["rows"]],
         "report": (run_dir / "eval" / "report.md").is_file(),
     }
 
 
-@pytest.fixture(scope="module")
-def reference(tiny_model_dir, tmp_path_factory):
-    work = tmp_path_factory.mktemp("uninterrupted")
-    result = run_cli(["train", str(kill_config(tiny_model_dir, work))], cwd=work)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run_outputs(work)
+def test_a_run_killed_in_every_window_resumes_to_the_uninterrupted_result(tiny_model_dir, tmp_path):
+    reference_work = tmp_path / "uninterrupted"
+    reference_work.mkdir()
+    done = run_cli(["train", str(kill_config(tiny_model_dir, reference_work))], cwd=reference_work)
+    assert done.returncode == 0, done.stderr[-3000:]
+    reference = outputs(the_run(reference_work))
 
-
-@pytest.mark.parametrize("window", WINDOWS)
-def test_a_run_killed_in_any_window_resumes_to_the_uninterrupted_result(reference, tiny_model_dir, tmp_path, window):
-    config = kill_config(tiny_model_dir, tmp_path)
-    killed = run_cli(["train", str(config)], cwd=tmp_path, env={CRASH_AT_ENV: WINDOWS[window]})
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    started = (tmp_path / "outputs").is_dir()
-    assert started == (window != "data_preparation")
-    resumed = run_cli(["train", str(config), *(["--resume"] if started else [])], cwd=tmp_path)
+    work = tmp_path / "killed"
+    work.mkdir()
+    config = kill_config(tiny_model_dir, work)
+    for window, point in WINDOWS:
+        resume = ["--resume"] if the_run(work) is not None else []
+        killed = run_cli(["train", str(config), *resume], cwd=work, env={CRASH_AT_ENV: point})
+        assert killed.returncode == -signal.SIGKILL, f"{window}: not killed at {point}\n{killed.stderr[-3000:]}"
+        check_left_behind(window, work)
+    resumed = run_cli(["train", str(config), "--resume"], cwd=work)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    result = run_outputs(tmp_path)
-    diff = max((result["adapter"][k] - reference["adapter"][k]).abs().max().item() for k in reference["adapter"])
-    assert diff <= 1e-5, f"{window}: final adapter differs by {diff:.2e}"
-    assert result["steps"] == reference["steps"]
-    assert result["forgetting"] == pytest.approx(reference["forgetting"], rel=1e-5)
+
+    result = outputs(the_run(work))
+    for phase in PHASES:
+        ref = reference["adapters"][phase]
+        diff = max((result["adapters"][phase][k] - ref[k]).abs().max().item() for k in ref)
+        assert diff <= 1e-5, f"{phase}: adapter differs from the uninterrupted run's by {diff:.2e}"
+    assert result["finished"] == reference["finished"] == list(PHASES)
+    assert [row[0] for row in result["forgetting"]] == [row[0] for row in reference["forgetting"]]
+    for got, want in zip(result["forgetting"], reference["forgetting"], strict=True):
+        assert got[1] == pytest.approx(want[1], rel=1e-5), got[0]
     assert result["report"]

@@ -9,7 +9,10 @@ Trainer's own resume).
 
 A phase starts from its own seed (`phase_seed`: `training.seed` and the phase name), never from
 whatever state the process's RNGs were left in: phase 2 of an uninterrupted run and phase 2 of a
-run resumed before its first checkpoint (a fresh process) start identically.
+run resumed before its first checkpoint (a fresh process) start identically. The python, numpy,
+torch and CUDA RNGs are seeded with it right before the first step (`SeedAtTrainBegin`, after
+everything the Trainer and the callbacks do first), and the data order comes from it alone
+(`data_seed`). A phase resumed from a checkpoint then gets the checkpoint's RNG state instead.
 """
 
 from __future__ import annotations
@@ -82,10 +85,23 @@ class PhaseResult:
 
 def phase_seed(seed: int, phase_name: str) -> int:
     """The seed a phase starts from: python, numpy, torch and CUDA RNGs and the data order are
-    seeded with it when the phase's Trainer is built. A function of `training.seed` and the phase
-    alone (like the eval split and the replay choice), 32 bits as numpy requires."""
+    seeded with it when the phase begins training (`SeedAtTrainBegin`, `data_seed`). A function of
+    `training.seed` and the phase alone (like the eval split and the replay choice), 32 bits as numpy requires."""
     digest = hashlib.sha256(f"{seed}:{phase_name}".encode()).digest()
     return int.from_bytes(digest[:4], "little")
+
+
+class SeedAtTrainBegin(TrainerCallback):
+    """Seeds every RNG with the phase's seed when its training loop begins: nothing that ran
+    before in the process (an earlier phase, an evaluation, a callback's first-use measurement)
+    changes what the phase draws. Must be the last callback, so no `on_train_begin` draws after
+    it. A resumed phase's checkpoint RNG state is loaded by the Trainer after this point."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        set_seed(self.seed)
 
 
 def training_arguments(
@@ -209,7 +225,6 @@ def train_phase(
     training = settings.training
     embedding_lr_ratio = None if training.lora.embeddings == "frozen" else training.lora.embedding_lr_ratio
     check_embedding_lr(embedding_lr_ratio, settings.deepspeed)
-    set_seed(training.seed)  # as the Trainer does when built; here too, so nothing before it matters
     trainer = PhaseTrainer(
         model=model,
         args=training_arguments(training, settings.epochs, output.phase_dir, settings.deepspeed,
@@ -217,7 +232,7 @@ def train_phase(
         train_dataset=data.train.dataset,
         data_collator=make_collator(tokenizer, settings.context),
         processing_class=tokenizer,
-        callbacks=callbacks,
+        callbacks=[*callbacks, SeedAtTrainBegin(training.seed)],
         max_nonfinite_losses=training.max_nonfinite_losses,
         lr=settings.lr,
         embedding_lr_ratio=embedding_lr_ratio,
