@@ -99,25 +99,16 @@ def outputs(run_dir: Path) -> dict:
     }
 
 
-def test_a_run_killed_in_every_window_resumes_to_the_uninterrupted_result(tiny_model_dir, tmp_path):
-    reference_work = tmp_path / "uninterrupted"
-    reference_work.mkdir()
-    done = run_cli(["train", str(kill_config(tiny_model_dir, reference_work))], cwd=reference_work)
+@pytest.fixture(scope="module")
+def reference(tiny_model_dir, tmp_path_factory) -> dict:
+    """The uninterrupted run's outputs."""
+    work = tmp_path_factory.mktemp("uninterrupted")
+    done = run_cli(["train", str(kill_config(tiny_model_dir, work))], cwd=work)
     assert done.returncode == 0, done.stderr[-3000:]
-    reference = outputs(the_run(reference_work))
+    return outputs(the_run(work))
 
-    work = tmp_path / "killed"
-    work.mkdir()
-    config = kill_config(tiny_model_dir, work)
-    for window, point in WINDOWS:
-        resume = ["--resume"] if the_run(work) is not None else []
-        killed = run_cli(["train", str(config), *resume], cwd=work, env={CRASH_AT_ENV: point})
-        assert killed.returncode == -signal.SIGKILL, f"{window}: not killed at {point}\n{killed.stderr[-3000:]}"
-        check_left_behind(window, work)
-    resumed = run_cli(["train", str(config), "--resume"], cwd=work)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
 
-    result = outputs(the_run(work))
+def assert_same_result(result: dict, reference: dict) -> None:
     for phase in PHASES:
         ref = reference["adapters"][phase]
         diff = max((result["adapters"][phase][k] - ref[k]).abs().max().item() for k in ref)
@@ -127,3 +118,34 @@ def test_a_run_killed_in_every_window_resumes_to_the_uninterrupted_result(tiny_m
     for got, want in zip(result["forgetting"], reference["forgetting"], strict=True):
         assert got[1] == pytest.approx(want[1], rel=1e-5), got[0]
     assert result["report"]
+
+
+def test_a_run_killed_in_every_window_resumes_to_the_uninterrupted_result(reference, tiny_model_dir, tmp_path):
+    work = tmp_path
+    config = kill_config(tiny_model_dir, work)
+    for window, point in WINDOWS:
+        resume = ["--resume"] if the_run(work) is not None else []
+        killed = run_cli(["train", str(config), *resume], cwd=work, env={CRASH_AT_ENV: point})
+        assert killed.returncode == -signal.SIGKILL, f"{window}: not killed at {point}\n{killed.stderr[-3000:]}"
+        check_left_behind(window, work)
+    resumed = run_cli(["train", str(config), "--resume"], cwd=work)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    assert_same_result(outputs(the_run(work)), reference)
+
+
+def test_a_latest_checkpoint_without_its_optimizer_state_falls_back_to_the_previous_one(reference, tiny_model_dir,
+                                                                                      tmp_path):
+    """Issue 12.2: resuming from a checkpoint that lost optimizer.pt would restart the optimizer
+    and the LR schedule; the previous complete checkpoint is used instead, with a warning."""
+    config = kill_config(tiny_model_dir, tmp_path)
+    killed = run_cli(["train", str(config)], cwd=tmp_path, env={CRASH_AT_ENV: f"phase_evaluation:{P1}"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    checkpoints = sorted((the_run(tmp_path) / P1).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    assert len(checkpoints) == 2
+    (checkpoints[-1] / "optimizer.pt").unlink()
+    resumed = run_cli(["train", str(config), "--resume"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    warning = f"{checkpoints[-1].name} is not usable: optimizer.pt is missing; falling back to {checkpoints[0].name}"
+    assert warning in resumed.stderr
+    assert_same_result(outputs(the_run(tmp_path)), reference)
