@@ -9,6 +9,7 @@
       <phase>/adapter/          the phase's final LoRA adapter (PEFT format)
       eval/                     forgetting.json/.md/.png, curves.png, report.md
       rejected/<phase>.jsonl    lines rejected under data.on_bad_record: skip, with their reasons
+      run.lock                  held by the process training into the run (its pid inside)
 
 Training writes it, and evaluation writes its results into `eval/` (their file names are
 evaluation's); inference only reads it. For everything else this module is the whole contract:
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from filelock import FileLock, Timeout
 
 from phased_cpt.config import ModelConfig, PhaseConfig
 from phased_cpt.errors import UserError
@@ -44,7 +46,9 @@ ADAPTER_DIR = "adapter"
 EVAL_DIR = "eval"
 REJECTED_DIR = "rejected"
 WANDB_DIR = "wandb"
-RUN_LAYOUT_NAMES = (CONFIG_FILE, STATE_FILE, METRICS_FILE, TENSORBOARD_DIR, EVAL_DIR, REJECTED_DIR, WANDB_DIR)
+LOCK_FILE = "run.lock"
+"""Held (an flock, with the holder's pid in it) by the one process that trains into the run."""
+RUN_LAYOUT_NAMES = (CONFIG_FILE, STATE_FILE, METRICS_FILE, TENSORBOARD_DIR, EVAL_DIR, REJECTED_DIR, WANDB_DIR, LOCK_FILE)
 """Names the run directory itself uses: a phase may not be called any of them (any case)."""
 CHECKPOINT_PREFIX = "checkpoint-"
 COMPLETE_MARKER = "COMPLETE"
@@ -66,6 +70,41 @@ def write_atomic(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def read_metrics(metrics_file: Path) -> list[dict[str, Any]]:
+    """The records of `metrics.jsonl`, in order. A line that is not a JSON object is skipped with
+    a warning naming it: the last line is torn when the process died while writing it (power
+    loss, a full disk), and a run must stay resumable and reportable after that."""
+    if not metrics_file.is_file():
+        return []
+    lines = metrics_file.read_text(encoding="utf-8", errors="replace").splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+            continue
+        what = "the last line is torn (the process stopped while writing it)" if number == len(lines) else \
+            "not a JSON object"
+        logger.warning("warning: %s:%d: %s; skipped", metrics_file, number, what)
+    return records
+
+
+def save_figure(fig: Any, path: Path, dpi: int = 110) -> None:
+    """Save a matplotlib figure so that `path` is either the old image or the new one: a full disk
+    leaves no 0-byte or half-drawn PNG behind."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 MODEL_KEYS = ("name", "dtype", "attn_implementation", "trust_remote_code")
@@ -217,6 +256,7 @@ class RunDir:
     only what DeepSpeed needs (their checkpoint shards), never its files."""
     _state: dict[str, Any] | None = field(default=None, repr=False, compare=False)
     _resume_checkpoints: dict[str, Path | None] = field(default_factory=dict, repr=False, compare=False)
+    _lock: FileLock | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def create(cls, output_dir: Path, run_name: str, now: datetime | None = None) -> RunDir:
@@ -252,6 +292,31 @@ class RunDir:
     tensorboard_dir = InRun(TENSORBOARD_DIR)
     eval_dir = InRun(EVAL_DIR)
     rejected_dir = InRun(REJECTED_DIR)
+    lock_file = InRun(LOCK_FILE)
+
+    def acquire_lock(self) -> None:
+        """Make this process the run's only writer until `release_lock` or its exit (the kernel
+        drops an flock when its process dies, so a dead process's lock is taken over). Another
+        live process holding it is a UserError naming its pid."""
+        lock = FileLock(self.lock_file, timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            try:
+                holder = self.lock_file.read_text(encoding="utf-8").strip() or "unknown"
+            except OSError:
+                holder = "unknown"
+            raise UserError(
+                f"{self.path} is in use: another phased-cpt process (pid {holder}) is training into it "
+                f"({self.lock_file} is locked). Wait for it to finish, or stop it, then resume"
+            ) from None
+        self.lock_file.write_text(f"{os.getpid()}\n", encoding="utf-8")
+        self._lock = lock
+
+    def release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def phase_dir(self, phase_name: str) -> Path:
         return self.path / phase_name

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
+from phased_cpt.cli import main
 from phased_cpt.crash_points import CRASH_AT_ENV
 from tests.conftest import bundled_texts, write_jsonl
 from tests.e2e.cli import run_cli, tiny_run_config, write_yaml
@@ -123,15 +124,27 @@ def assert_same_result(result: dict, reference: dict) -> None:
 def test_a_run_killed_in_every_window_resumes_to_the_uninterrupted_result(reference, tiny_model_dir, tmp_path):
     work = tmp_path
     config = kill_config(tiny_model_dir, work)
+    stderr = []
     for window, point in WINDOWS:
         resume = ["--resume"] if the_run(work) is not None else []
         killed = run_cli(["train", str(config), *resume], cwd=work, env={CRASH_AT_ENV: point})
+        stderr.append(killed.stderr)
         assert killed.returncode == -signal.SIGKILL, f"{window}: not killed at {point}\n{killed.stderr[-3000:]}"
         check_left_behind(window, work)
+        if the_run(work) is not None:
+            assert (the_run(work) / "run.lock").is_file()  # left by the killed process: the resume takes it over
+        if window == "after phase_start, before the first checkpoint":  # and the kill tore a line (issue 12.11)
+            with open(the_run(work) / "metrics.jsonl", "a") as f:
+                f.write('{"step": 99, "phase": "phase2_evol')
     resumed = run_cli(["train", str(config), "--resume"], cwd=work)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "metrics.jsonl:" in "".join(stderr) and "the last line is torn" in "".join(stderr)
 
     assert_same_result(outputs(the_run(work)), reference)
+
+    with open(the_run(work) / "metrics.jsonl", "a") as f:  # torn again: the report still reads the run
+        f.write('{"event": "sess')
+    assert main(["report", str(the_run(work))]) == 0
 
 
 def test_a_latest_checkpoint_without_its_optimizer_state_falls_back_to_the_previous_one(reference, tiny_model_dir,
@@ -146,6 +159,6 @@ def test_a_latest_checkpoint_without_its_optimizer_state_falls_back_to_the_previ
     (checkpoints[-1] / "optimizer.pt").unlink()
     resumed = run_cli(["train", str(config), "--resume"], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_result(outputs(the_run(tmp_path)), reference)
     warning = f"{checkpoints[-1].name} is not usable: optimizer.pt is missing; falling back to {checkpoints[0].name}"
     assert warning in resumed.stderr
-    assert_same_result(outputs(the_run(tmp_path)), reference)

@@ -14,8 +14,8 @@ from phased_cpt.crash_points import crash_point
 from phased_cpt.errors import UserError
 from phased_cpt.evaluation.forgetting import COMPLETION_METRICS, ForgettingMatrix
 from phased_cpt.evaluation.learning import learning_summary, plot_learning, summary_markdown
-from phased_cpt.evaluation.plots import plot_curves, read_metrics
-from phased_cpt.run_dir import RunDir, write_atomic
+from phased_cpt.evaluation.plots import plot_curves
+from phased_cpt.run_dir import RunDir, read_metrics, write_atomic
 
 
 def build_report(run: RunDir) -> str:

@@ -19,6 +19,7 @@ from phased_cpt.data.cache import resolve_cache_dir
 from phased_cpt.data.collate import check_packing_model, make_collator
 from phased_cpt.data.phase_data import PhaseData, build_run_data, save_rejected
 from phased_cpt.data.plan import format_plan, plan_phases, plan_warnings
+from phased_cpt.errors import storage_errors
 from phased_cpt.evaluation.report import write_report
 from phased_cpt.modeling import load_tokenizer
 from phased_cpt.run_dir import RunDir
@@ -67,15 +68,18 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
     set_seed(cfg.training.seed)
     tokenizer = load_tokenizer(cfg.model)
     preparing = time.perf_counter()
-    phase_data = build_run_data(cfg.phases, cfg.data, tokenizer, cfg.context, cfg.training.seed, resolve_cache_dir(cfg.data),
-                                cfg.general, cfg.evaluation.general_file)
+    cache_dir = resolve_cache_dir(cfg.data)
+    with storage_errors(cache_dir or cfg.output.dir):
+        phase_data = build_run_data(cfg.phases, cfg.data, tokenizer, cfg.context, cfg.training.seed, cache_dir,
+                                    cfg.general, cfg.evaluation.general_file)
     preparation_seconds = time.perf_counter() - preparing
     plans = plan_phases(cfg.phases, cfg.training, cfg.context, phase_data, evaluation=cfg.evaluation)
     logger.info("%s", format_plan(plans, cfg.context))
     for warning in plan_warnings(plans, cfg.training, cfg.evaluation):
         logger.warning("warning: %s", warning)
 
-    run = rank_zero_run_dir(resume_run, cfg, resume) if resume else rank_zero_run_dir(start_run, cfg)
+    with storage_errors(cfg.output.dir):
+        run = rank_zero_run_dir(resume_run, cfg, resume) if resume else rank_zero_run_dir(start_run, cfg)
     logger.info("run directory: %s%s", run.path, " (resumed)" if resume else "")
     if run.writer:
         save_rejected(phase_data, run.rejected_dir)
@@ -90,7 +94,7 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
     # the report's wall time: each session from its start, with data preparation apart
     sink.event("session_start", time=started, preparation_seconds=preparation_seconds, resumed=resume is not None)
     try:
-        with stop_on_signals() as stop:
+        with stop_on_signals() as stop, storage_errors(run.path, run.path):
             shared = RunContext(run, tokenizer, sink, evaluator, stop, cfg.training, cfg.context, cfg.evaluation, deepspeed,
                                 cfg.phases)
             evaluator.before_training(trainable.model)
@@ -98,11 +102,27 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
                 result = run_phase(trainable, phase, phase_data[phase.name], shared)
                 evaluator.after_phase(trainable.model, phase.name, run.finished_steps() + result.steps)
                 finish_phase(trainable, phase, result, shared)
-    finally:
-        sink.event("session_end", time=time.time())
-        sink.close()
-        write_report(run)
+    except BaseException:
+        end_session(run, sink, failed=True)
+        raise
+    end_session(run, sink, failed=False)
     return run
+
+
+def end_session(run: RunDir, sink: MetricsSink, failed: bool) -> None:
+    """Close the metrics and write the report, then release the run. After a failure (a full
+    disk, a signal, a bug) nothing here may hide that failure: an error of its own is a warning."""
+    try:
+        with storage_errors(run.path, run.path):
+            sink.event("session_end", time=time.time())
+            sink.close()
+            write_report(run)
+    except Exception as err:
+        if not failed:
+            raise
+        logger.warning("warning: the report was not written: %s", err)
+    finally:
+        run.release_lock()
 
 
 def run_phase(trainable: TrainableModel, phase: PhaseConfig, data: PhaseData, shared: RunContext) -> PhaseResult:

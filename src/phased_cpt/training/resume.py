@@ -45,6 +45,7 @@ def input_fingerprints(cfg: RunConfig) -> dict[str, str]:
 
 def start_run(cfg: RunConfig) -> RunDir:
     run = RunDir.create(cfg.output.dir, cfg.run_name)
+    run.acquire_lock()
     run.write_config(dump_config(cfg))
     run.write_state({"finished_phases": [], "inputs": input_fingerprints(cfg)})
     return run
@@ -68,6 +69,7 @@ def find_run_to_resume(cfg: RunConfig, target: str) -> RunDir:
 
 def resume_run(cfg: RunConfig, target: str) -> RunDir:
     run = find_run_to_resume(cfg, target)
+    run.acquire_lock()  # before anything is read or written: a second process is refused here
     stored = run.read_config()
     current = yaml.safe_load(dump_config(cfg))
     differences = config_differences(stored, current)
