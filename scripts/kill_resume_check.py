@@ -168,7 +168,7 @@ def main() -> int:
         diff = max((final_adapter(work)[k] - ref[k]).abs().max().item() for k in ref)
         same = diff <= 1e-5
         identical += same
-        point = f"{kind} {what}" + (f" (phase {phase}, step {step})" if kind == "step" else "")
+        point = {"step": f"step {step} of {phase}", "event": f"event {what} of {phase}"}.get(kind, f"{kind} {what}")
         how = f"SIGKILL after global step {killed_at}" if killed else f"not killed (exit {code}: ended first)"
         print(f"trial {trial}: {point}: {how}; resumed: max abs diff {diff:.2e} "
               f"-> {'identical' if same else 'DIFFERENT'}", flush=True)
