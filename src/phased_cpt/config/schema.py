@@ -261,6 +261,15 @@ def expand_files(pattern: Path) -> tuple[Path, ...]:
     return tuple(sorted(Path(p) for p in glob.glob(str(pattern), recursive=True) if Path(p).is_file()))
 
 
+def resolve_optional_file(value: Path | None, info: ValidationInfo) -> Path | None:
+    """An optional data file: resolved against the config's directory and checked to exist."""
+    if value is None:
+        return None
+    value = resolve_path(value, info)
+    check_files_exist(value, info)
+    return value
+
+
 def check_files_exist(value: Path, info: ValidationInfo) -> None:
     if not (info.context or {}).get("check_files", True):
         return
@@ -327,11 +336,7 @@ class PhaseConfig(StrictModel):
     @field_validator("eval_file")
     @classmethod
     def _resolve_and_check_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        if value is None:
-            return None
-        value = resolve_path(value, info)
-        check_files_exist(value, info)
-        return value
+        return resolve_optional_file(value, info)
 
     @model_validator(mode="after")
     def _check_eval_file_is_not_the_training_file(self) -> PhaseConfig:
@@ -478,11 +483,7 @@ class EvaluationConfig(StrictModel):
     @field_validator("general_file")
     @classmethod
     def _resolve_and_check(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        if value is None:
-            return None
-        value = resolve_path(value, info)
-        check_files_exist(value, info)
-        return value
+        return resolve_optional_file(value, info)
 
 
 class WandbConfig(StrictModel):
