@@ -1,12 +1,24 @@
 """Kill a training run with SIGKILL at random points, resume it, and compare with an
-uninterrupted run of the same seed.
+uninterrupted run of the same seed (LoRA dropout on).
 
-    python scripts/kill_resume_check.py [--trials 10] [--seed 0]
+    python scripts/kill_resume_check.py [--trials 20] [--seed 0]
 
 Builds a tiny model offline, trains a two-phase reference run, then for each trial starts the
-same run, sends SIGKILL once a random (phase, step) has been logged, resumes it with
-`phased-cpt train CONFIG --resume`, and compares the final adapter with the reference
-(identical: max abs diff <= 1e-5). Prints one line per trial and the count of identical ones.
+same run, kills it at one kill point, resumes it (`phased-cpt train CONFIG --resume`, or the
+plain command again when the run directory was not made yet) and compares the final adapter
+with the reference (identical: max abs diff <= 1e-5). Kill points, of four kinds:
+
+    crash   a crash point (`phased_cpt.crash_points`): the process SIGKILLs itself exactly in a window
+            (data preparation, phase start, a checkpoint save, the phase-end evaluation, the
+            forgetting-matrix row, between phase_end and state.json, the report)
+    event   SIGKILL from outside once metrics.jsonl shows an event (phase_start, an eval record,
+            phase_end, session_end)
+    file    SIGKILL from outside once the run has written a file (a checkpoint directory, its
+            COMPLETE marker, a phase's adapter, forgetting.json, curves.png)
+    step    SIGKILL from outside once a random (phase, step) has been logged
+
+The trials go through every kind of point in a shuffled order (then again), each with a random
+phase, so 20 trials cover every window. Prints one line per trial and the count of identical ones.
 """
 
 from __future__ import annotations
@@ -25,16 +37,17 @@ from pathlib import Path
 import yaml
 from safetensors.torch import load_file
 
+from phased_cpt.crash_points import CRASH_AT_ENV
 from phased_cpt.quickstart import DATA_DIR
 from phased_cpt.quickstart.tiny_model import build_tiny_model
 
 PHASES = ("phase1_foundation", "phase2_evolution")
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "2"}
+ENV = {"OMP_NUM_THREADS": "2", **os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
 
 
 def write_config(work: Path, model_dir: Path) -> Path:
     (work / "data").mkdir(parents=True, exist_ok=True)
-    for name, limit in (("phase1_foundation", 20), ("phase2_evolution", 48)):
+    for name, limit in (("phase1_foundation", 12), ("phase2_evolution", 24)):
         lines = (DATA_DIR / f"{name}.jsonl").read_text().splitlines()[:limit]
         (work / "data" / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
     cfg = {
@@ -44,10 +57,12 @@ def write_config(work: Path, model_dir: Path) -> Path:
                      "save_total_limit": 2, "gradient_checkpointing": True,
                      "lora": {"r": 8, "alpha": 16, "dropout": 0.1}},
         "context": {"max_tokens": 128, "overlap_tokens": 16},
-        "phases": [{"name": PHASES[0], "file": "data/phase1_foundation.jsonl", "epochs": 2},
+        "phases": [{"name": PHASES[0], "file": "data/phase1_foundation.jsonl", "epochs": 1},
                    {"name": PHASES[1], "file": "data/phase2_evolution.jsonl", "epochs": 1}],
-        "data": {"eval_ratio": 0.1},
-        "evaluation": {"eval_steps": 4},
+        "data": {"eval_ratio": 0.1, "cache_dir": str(work / "cache")},
+        # next-line completion (greedy generation: no random draws) takes tens of seconds per
+        # forgetting-matrix row on a loaded 2-core CPU; the perplexity columns stay on
+        "evaluation": {"eval_steps": 4, "completion": {"samples": 0}},
         "output": {"dir": "outputs", "run_name": "killcheck"},
     }
     path = work / "config.yaml"
@@ -55,20 +70,58 @@ def write_config(work: Path, model_dir: Path) -> Path:
     return path
 
 
-def train(config: Path, *extra: str) -> subprocess.Popen:
+def train(config: Path, *extra: str, crash_at: str | None = None) -> subprocess.Popen:
+    env = {**ENV, CRASH_AT_ENV: crash_at} if crash_at else ENV
     return subprocess.Popen([sys.executable, "-m", "phased_cpt", "train", str(config), *extra], cwd=config.parent,
-                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def records(work: Path) -> list[dict]:
+    files = list((work / "outputs").glob("*/metrics.jsonl")) if (work / "outputs").exists() else []
+    found = []
+    for line in files[0].read_text().splitlines() if files else []:
+        try:
+            found.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return found
 
 
 def logged(work: Path) -> list[dict]:
-    files = list((work / "outputs").glob("*/metrics.jsonl")) if (work / "outputs").exists() else []
-    records = []
-    for line in files[0].read_text().splitlines() if files else []:
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass
-    return [r for r in records if r.get("kind") == "train"]
+    return [r for r in records(work) if r.get("kind") == "train"]
+
+
+CRASH_POINTS = ("data_prepared:{phase}", "phase_start:{phase}", "checkpoint_written:{phase}/{step}",
+                "phase_evaluation:{phase}", "forgetting_row:{phase}", "state_update:{phase}", "report")
+EVENTS = ("phase_start", "eval", "phase_end", "session_end")
+FILES = ("{phase}/checkpoint-*", "{phase}/checkpoint-*/COMPLETE", "{phase}/adapter/adapter_model.safetensors",
+         "eval/forgetting.json", "eval/curves.png")
+KINDS = [("crash", c) for c in CRASH_POINTS] + [("event", e) for e in EVENTS] + [("file", f) for f in FILES] + \
+    [("step", "")]
+
+
+def kill_points(rng: random.Random, trials: int, steps_per_phase: dict[str, int], save_steps: int) -> list[tuple]:
+    """`trials` kill points: every kind in a shuffled order, again and again, each with a random phase."""
+    points = []
+    while len(points) < trials:
+        for kind, what in rng.sample(KINDS, len(KINDS)):
+            phase = rng.choice(PHASES)
+            saves = list(range(save_steps, steps_per_phase[phase] + 1, save_steps)) or [steps_per_phase[phase]]
+            step = rng.choice(saves) if kind == "crash" else rng.randint(1, steps_per_phase[phase] - 1)
+            points.append((kind, what.format(phase=phase, step=step), phase, step))
+    return points[:trials]
+
+
+def reached(work: Path, kind: str, what: str, phase: str, step: int) -> bool:
+    """Whether the run has reached an outside kill point."""
+    if kind == "step":
+        return len([r for r in logged(work) if r["phase"] == phase]) >= step
+    if kind == "event":
+        found = records(work)
+        if what == "eval":
+            return any(r.get("kind") == "eval" and r.get("phase") == phase for r in found)
+        return any(r.get("event") == what and r.get("phase") in (phase, None) for r in found)
+    return bool(list((work / "outputs").glob(f"*/{what}")))
 
 
 def final_adapter(work: Path) -> dict:
@@ -78,7 +131,7 @@ def final_adapter(work: Path) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -93,26 +146,33 @@ def main() -> int:
     ref = final_adapter(reference)
     steps_per_phase = {p: sum(1 for r in logged(reference) if r["phase"] == p) for p in PHASES}
     identical = 0
-    for trial in range(args.trials):
+    save_steps = yaml.safe_load((reference / "config.yaml").read_text())["training"]["save_steps"]
+    killed_runs = 0
+    for trial, (kind, what, phase, step) in enumerate(kill_points(rng, args.trials, steps_per_phase, save_steps)):
         work = root / f"trial{trial}"
         config = write_config(work, model_dir)
-        phase = rng.choice(PHASES)
-        step = rng.randint(1, steps_per_phase[phase] - 1)
-        process = train(config)
-        while len([r for r in logged(work) if r["phase"] == phase]) < step and process.poll() is None:
-            time.sleep(0.002)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+        process = train(config, crash_at=what if kind == "crash" else None)
+        if kind != "crash":
+            while not reached(work, kind, what, phase, step) and process.poll() is None:
+                time.sleep(0.002)
+            process.send_signal(signal.SIGKILL)
+        code = process.wait()
+        killed = code == -signal.SIGKILL
+        killed_runs += killed
         killed_at = max((r["step"] for r in logged(work)), default=0)
-        resumed = train(config, "--resume")
+        started = bool(list((work / "outputs").glob("*/config.resolved.yaml")))
+        resumed = train(config, *(["--resume"] if started else []))
         if resumed.wait() != 0:
             print(f"trial {trial}: resume failed: {resumed.stderr.read()[-1000:]}")
             continue
         diff = max((final_adapter(work)[k] - ref[k]).abs().max().item() for k in ref)
         same = diff <= 1e-5
         identical += same
-        print(f"trial {trial}: SIGKILL in {phase} after global step {killed_at}: max abs diff {diff:.2e} "
+        point = {"step": f"step {step} of {phase}", "event": f"event {what} of {phase}"}.get(kind, f"{kind} {what}")
+        how = f"SIGKILL after global step {killed_at}" if killed else f"not killed (exit {code}: ended first)"
+        print(f"trial {trial}: {point}: {how}; resumed: max abs diff {diff:.2e} "
               f"-> {'identical' if same else 'DIFFERENT'}", flush=True)
+    print(f"{killed_runs}/{args.trials} runs were killed at their kill point")
     print(f"{identical}/{args.trials} resumed runs ended identical to the uninterrupted run")
     return 0 if identical == args.trials else 1
 

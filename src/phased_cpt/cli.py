@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from phased_cpt import interrupt
-from phased_cpt.errors import UserError
+from phased_cpt.errors import StorageError, UserError
 
 if TYPE_CHECKING:
     from phased_cpt.config import RunConfig
@@ -382,6 +382,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = run_config(args, announce=True)
     try:
         run = run_training(cfg, resume=args.resume)
+    except StorageError as err:
+        room = "once there is room (or the directory is writable)"
+        then = (f"the run can be resumed {room}: {resume_command(args, err.run_path)}" if err.run_path
+                else f"nothing was left half-written: run the command again {room}")
+        raise StorageError(f"{err}; {then}") from err
     except TrainingInterrupted as stop:
         print(
             f"stopped by {signal.Signals(stop.signum).name}: a checkpoint was saved in {stop.run_path}\n"

@@ -13,9 +13,13 @@ reported without its value.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
-from collections.abc import Mapping
+import shutil
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 
 SECRET_WORDS = frozenset({
     "KEY", "APIKEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASS", "PASSPHRASE", "CREDENTIAL",
@@ -76,3 +80,73 @@ class TrainingDiverged(UserError):
     """Training produced non-finite losses or weights; the message says what to change."""
 
     exit_code = 3
+
+
+class StorageError(UserError):
+    """A write failed because a disk is full or a directory is not writable. `run_path`: the run
+    that can be resumed once there is space (None when no run was started yet)."""
+
+    def __init__(self, message: str, run_path: Path | None = None) -> None:
+        super().__init__(message)
+        self.run_path = run_path
+
+
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+UNWRITABLE_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+SHORT_WRITE_PATTERNS = ("No space left on device", "os error 28", "unexpected pos", "file write failed", "requested and")
+"""How a full disk reads when the writer lost the errno: safetensors ("os error 28"), torch.save
+("[enforce fail at inline_container.cc] unexpected pos"), numpy ("N requested and M written")."""
+NEARLY_FULL_BYTES = 64 << 20
+
+
+def storage_problem(err: BaseException, where: Path) -> str | None:
+    """What went wrong, when `err` (or an error it came from) is a full disk or a refused write
+    under `where`; None for any other error. A write error without an errno counts as a full disk
+    only when `where`'s file system is (nearly) full."""
+    chain, seen = [], set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    for e in chain:
+        if isinstance(e, OSError) and e.errno in FULL_ERRNOS | UNWRITABLE_ERRNOS:
+            path = Path(e.filename) if e.filename else where
+            if e.errno in FULL_ERRNOS:
+                return f"no space left on the device of {path} ({free_space(where)})"
+            return f"{path} is not writable ({e.strerror})"
+    short_write = any(p in str(e) for e in chain for p in SHORT_WRITE_PATTERNS)
+    if short_write and (nearly_full(where) or any("No space left" in str(e) for e in chain)):
+        return f"no space left on the device of {where} ({free_space(where)})"
+    return None
+
+
+def existing(path: Path) -> Path:
+    """`path`, or its nearest existing parent (what `shutil.disk_usage` can measure)."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def nearly_full(where: Path) -> bool:
+    usage = shutil.disk_usage(existing(where))
+    return usage.free < min(NEARLY_FULL_BYTES, usage.total // 100 + 1) or usage.free < 1 << 20
+
+
+def free_space(where: Path) -> str:
+    free = shutil.disk_usage(existing(where)).free
+    return f"{free / 2**20:.1f} MiB free" if free >= 1 << 20 else f"{free} bytes free"
+
+
+@contextmanager
+def storage_errors(where: Path, run_path: Path | None = None) -> Iterator[None]:
+    """Turn a full disk or a refused write under `where` into a StorageError saying so."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as err:
+        problem = storage_problem(err, where)
+        if problem is None:
+            raise
+        raise StorageError(problem, run_path) from err

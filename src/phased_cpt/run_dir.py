@@ -9,6 +9,7 @@
       <phase>/adapter/          the phase's final LoRA adapter (PEFT format)
       eval/                     forgetting.json/.md/.png, curves.png, report.md
       rejected/<phase>.jsonl    lines rejected under data.on_bad_record: skip, with their reasons
+      run.lock                  held by the process training into the run (its pid inside)
 
 Training writes it, and evaluation writes its results into `eval/` (their file names are
 evaluation's); inference only reads it. For everything else this module is the whole contract:
@@ -20,7 +21,9 @@ are each decided here, once.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,9 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from filelock import FileLock, Timeout
 
 from phased_cpt.config import ModelConfig, PhaseConfig
 from phased_cpt.errors import UserError
+
+logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.resolved.yaml"
 STATE_FILE = "state.json"
@@ -40,13 +46,21 @@ ADAPTER_DIR = "adapter"
 EVAL_DIR = "eval"
 REJECTED_DIR = "rejected"
 WANDB_DIR = "wandb"
-RUN_LAYOUT_NAMES = (CONFIG_FILE, STATE_FILE, METRICS_FILE, TENSORBOARD_DIR, EVAL_DIR, REJECTED_DIR, WANDB_DIR)
+LOCK_FILE = "run.lock"
+"""Held (an flock, with the holder's pid in it) by the one process that trains into the run."""
+RUN_LAYOUT_NAMES = (CONFIG_FILE, STATE_FILE, METRICS_FILE, TENSORBOARD_DIR, EVAL_DIR, REJECTED_DIR, WANDB_DIR, LOCK_FILE)
 """Names the run directory itself uses: a phase may not be called any of them (any case)."""
 CHECKPOINT_PREFIX = "checkpoint-"
 COMPLETE_MARKER = "COMPLETE"
 """Written into a checkpoint directory after every file of it (on every rank of every node) is
 written (`missing_rank_parts` is empty): a checkpoint without it is partial (a crash during the
-save, a node that died) and is never resumed from."""
+save, a node that died) and is never resumed from. It holds the step and every file of the
+checkpoint with its size and sha256 (`mark_complete`), so a file deleted, truncated or overwritten
+later is found before it is resumed from (`checkpoint_problem`)."""
+TRAINER_STATE_FILE = "trainer_state.json"
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+DEEPSPEED_STATE_GLOB = "global_step*"
+"""DeepSpeed's own checkpoint directory inside `checkpoint-N`: optimizer (and scheduler) state."""
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -57,6 +71,41 @@ def write_atomic(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def read_metrics(metrics_file: Path) -> list[dict[str, Any]]:
+    """The records of `metrics.jsonl`, in order. A line that is not a JSON object is skipped with
+    a warning naming it: the last line is torn when the process died while writing it (power
+    loss, a full disk), and a run must stay resumable and reportable after that."""
+    if not metrics_file.is_file():
+        return []
+    lines = metrics_file.read_text(encoding="utf-8", errors="replace").splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+            continue
+        what = "the last line is torn (the process stopped while writing it)" if number == len(lines) else \
+            "not a JSON object"
+        logger.warning("warning: %s:%d: %s; skipped", metrics_file, number, what)
+    return records
+
+
+def save_figure(fig: Any, path: Path, dpi: int = 110) -> None:
+    """Save a matplotlib figure so that `path` is either the old image or the new one: a full disk
+    leaves no 0-byte or half-drawn PNG behind."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 MODEL_KEYS = ("name", "dtype", "attn_implementation", "trust_remote_code")
@@ -75,6 +124,8 @@ def checkpoint_step(path: Path) -> int | None:
 
 
 def is_complete(checkpoint: Path) -> bool:
+    """Whether the checkpoint was declared complete (its marker exists); `checkpoint_problem`
+    also checks that its files are still what was written."""
     return (checkpoint / COMPLETE_MARKER).is_file()
 
 
@@ -98,9 +149,71 @@ def missing_rank_parts(checkpoint: Path, world_size: int) -> list[str]:
     return missing
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checkpoint_files(checkpoint: Path) -> list[Path]:
+    """Every file of a checkpoint (DeepSpeed's subdirectories included), marker and temporary files aside."""
+    return sorted(p for p in checkpoint.rglob("*")
+                  if p.is_file() and p.name != COMPLETE_MARKER and not p.name.startswith(f".{COMPLETE_MARKER}"))
+
+
 def mark_complete(checkpoint: Path, step: int) -> None:
-    """Declare `checkpoint` complete: call only once every rank has written all its files."""
-    write_atomic(checkpoint / COMPLETE_MARKER, f"{step}\n")
+    """Declare `checkpoint` complete: call only once every rank has written all its files. The
+    marker records each file's size and sha256."""
+    files = {p.relative_to(checkpoint).as_posix(): {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
+             for p in checkpoint_files(checkpoint)}
+    write_atomic(checkpoint / COMPLETE_MARKER, json.dumps({"step": step, "files": files}, indent=1) + "\n")
+
+
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """Why `checkpoint` cannot be resumed from, or None when it can: it is marked complete, every
+    file the marker lists is there with its recorded size and sha256, and the files a resume needs
+    are among them (adapter weights, trainer state, optimizer and scheduler state)."""
+    marker = checkpoint / COMPLETE_MARKER
+    if not marker.is_file():
+        return "it is partial (no COMPLETE marker: the save did not finish)"
+    try:
+        manifest = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        return f"its COMPLETE marker is unreadable ({err})"
+    recorded = manifest.get("files") if isinstance(manifest, dict) else None
+    if isinstance(recorded, dict):  # markers before file lists held only the step: nothing to compare
+        for name, expected in recorded.items():
+            path = checkpoint / name
+            if not path.is_file():
+                return f"{name} is missing"
+            size = path.stat().st_size
+            if size != expected.get("bytes"):
+                return f"{name} is {size} bytes, {expected.get('bytes')} were written"
+            if file_sha256(path) != expected.get("sha256"):
+                return f"{name} changed after it was written (sha256 differs)"
+    missing = missing_resume_files(checkpoint)
+    if missing:
+        return f"{missing} is missing"
+    try:
+        json.loads((checkpoint / TRAINER_STATE_FILE).read_text(encoding="utf-8"))["global_step"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+        return f"{TRAINER_STATE_FILE} is unreadable ({type(err).__name__}: {err})"
+    return None
+
+
+def missing_resume_files(checkpoint: Path) -> str | None:
+    """The first file a resume needs that the checkpoint lacks: adapter weights, the trainer
+    state, and the optimizer and scheduler state (optimizer.pt and scheduler.pt, or DeepSpeed's
+    `global_step*` directory, beside which the Trainer writes scheduler.pt unless DeepSpeed owns it)."""
+    if not any((checkpoint / name).is_file() for name in ADAPTER_WEIGHTS):
+        return ADAPTER_WEIGHTS[0]
+    if not (checkpoint / TRAINER_STATE_FILE).is_file():
+        return TRAINER_STATE_FILE
+    if any(p.is_dir() for p in checkpoint.glob(DEEPSPEED_STATE_GLOB)):
+        return None
+    return next((name for name in ("optimizer.pt", "scheduler.pt") if not (checkpoint / name).is_file()), None)
 
 
 def list_checkpoints(phase_dir: Path, complete_only: bool = True) -> list[Path]:
@@ -114,9 +227,20 @@ def list_checkpoints(phase_dir: Path, complete_only: bool = True) -> list[Path]:
 
 
 def latest_checkpoint(phase_dir: Path) -> Path | None:
-    """The newest complete checkpoint of a phase; partial ones are ignored."""
-    complete = list_checkpoints(phase_dir)
-    return complete[-1] if complete else None
+    """The newest checkpoint of a phase that can be resumed from (`checkpoint_problem`); each
+    newer one that cannot is skipped with a warning saying why and what is used instead."""
+    candidates = list_checkpoints(phase_dir, complete_only=False)
+    for index in range(len(candidates) - 1, -1, -1):
+        checkpoint = candidates[index]
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
+            return checkpoint
+        if not is_complete(checkpoint):
+            continue  # a save cut short by a crash: expected, never resumed from
+        older = next((c for c in reversed(candidates[:index]) if is_complete(c)), None)
+        fallback = f"falling back to {older.name}" if older else "no earlier checkpoint: the phase starts over"
+        logger.warning("warning: %s is not usable: %s; %s", checkpoint, problem, fallback)
+    return None
 
 
 def read_state_file(state_file: Path) -> dict[str, Any]:
@@ -152,6 +276,8 @@ class RunDir:
     """False on ranks other than 0 of a multi-process run: they read the directory, and write
     only what DeepSpeed needs (their checkpoint shards), never its files."""
     _state: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    _resume_checkpoints: dict[str, Path | None] = field(default_factory=dict, repr=False, compare=False)
+    _lock: FileLock | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def create(cls, output_dir: Path, run_name: str, now: datetime | None = None) -> RunDir:
@@ -187,12 +313,44 @@ class RunDir:
     tensorboard_dir = InRun(TENSORBOARD_DIR)
     eval_dir = InRun(EVAL_DIR)
     rejected_dir = InRun(REJECTED_DIR)
+    lock_file = InRun(LOCK_FILE)
+
+    def acquire_lock(self) -> None:
+        """Make this process the run's only writer until `release_lock` or its exit (the kernel
+        drops an flock when its process dies, so a dead process's lock is taken over). Another
+        live process holding it is a UserError naming its pid."""
+        lock = FileLock(self.lock_file, timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            try:
+                holder = self.lock_file.read_text(encoding="utf-8").strip() or "unknown"
+            except OSError:
+                holder = "unknown"
+            raise UserError(
+                f"{self.path} is in use: another phased-cpt process (pid {holder}) is training into it "
+                f"({self.lock_file} is locked). Wait for it to finish, or stop it, then resume"
+            ) from None
+        self.lock_file.write_text(f"{os.getpid()}\n", encoding="utf-8")
+        self._lock = lock
+
+    def release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def phase_dir(self, phase_name: str) -> Path:
         return self.path / phase_name
 
     def adapter_dir(self, phase_name: str) -> Path:
         return self.phase_dir(phase_name) / ADAPTER_DIR
+
+    def resume_checkpoint(self, phase_name: str) -> Path | None:
+        """The checkpoint this session continues `phase_name` from (`latest_checkpoint`), decided
+        once per session: the files are verified and any fallback reported once."""
+        if phase_name not in self._resume_checkpoints:
+            self._resume_checkpoints[phase_name] = latest_checkpoint(self.phase_dir(phase_name))
+        return self._resume_checkpoints[phase_name]
 
     def read_state(self) -> dict[str, Any]:
         """The run's state; read from disk once, then kept in memory so every rank of a

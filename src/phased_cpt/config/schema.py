@@ -39,7 +39,7 @@ LrScheduler = Literal[
 ]
 PHASE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 """A safe directory name: ASCII letters, digits, `_.-`, at most 100 characters."""
-RUN_ENTRY_NAMES = ("config.resolved.yaml", "state.json", "metrics.jsonl", "tensorboard", "eval", "rejected", "wandb")
+RUN_ENTRY_NAMES = ("config.resolved.yaml", "state.json", "metrics.jsonl", "tensorboard", "eval", "rejected", "wandb", "run.lock")
 """What the run directory itself holds next to the phase directories (`run_dir.RUN_LAYOUT_NAMES`,
 kept equal by tests/unit/test_config_hostile.py): no phase may be named so, in any case."""
 LrAcrossPhases = Literal["rewarm", "wsd", "wsd_each_phase"]

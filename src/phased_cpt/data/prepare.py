@@ -36,6 +36,7 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from phased_cpt.config import ContextConfig, DataConfig, PhaseConfig
+from phased_cpt.crash_points import crash_point
 from phased_cpt.data.cache import write_meta
 from phased_cpt.data.chunking import (
     LENGTH,
@@ -352,3 +353,4 @@ def prepare_phase(
     meta["rejected"] = len(rejected)
     meta["duplicates"] = sum(scan.duplicates for scan in scans)
     write_meta(out, meta)
+    crash_point("data_prepared", phase.name)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from phased_cpt.distributed import is_main_process
 from phased_cpt.evaluation.perplexity import Collator, evaluate_rows
-from phased_cpt.run_dir import write_atomic
+from phased_cpt.run_dir import save_figure, write_atomic
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -96,7 +96,7 @@ class ForgettingMatrix:
         ax.set_title("Perplexity on each phase's held-out documents")
         fig.colorbar(image, ax=ax, label="log perplexity")
         fig.tight_layout()
-        fig.savefig(path, dpi=110)
+        save_figure(fig, path)
         plt.close(fig)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from phased_cpt.config import GENERAL_COLUMN
 from phased_cpt.evaluation.forgetting import BASE_ROW, ForgettingMatrix
 from phased_cpt.evaluation.perplexity import perplexity_of
+from phased_cpt.run_dir import save_figure
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ def plot_learning(curves: dict[str, list[LearningRow]], path: Path, title: str =
         ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
 
 

@@ -6,16 +6,21 @@ are the model's most likely next token (teacher-forced: what a completion engine
 token at a time). Under several processes each rank takes every
 world_size-th batch and the sums are all-reduced; every rank runs the same number of forward
 passes (a short rank repeats a batch with weight 0), as DeepSpeed ZeRO-3 requires.
+
+An evaluation leaves every random stream as it found it (`preserved_rng`): evaluating during or
+between phases never changes what training draws next.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from contextlib import nullcontext
+import random
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -41,6 +46,19 @@ class EvalResult:
                 "top1_accuracy": self.top1_accuracy}
 
 
+@contextmanager
+def preserved_rng() -> Iterator[None]:
+    """The python, numpy, torch and (this process's) CUDA RNGs are after the block as before it."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
 def evaluate_rows(
     model: PeftModel, dataset: Dataset, collator: Collator, batch_size: int, base_model: bool = False,
     desc: str | None = None,
@@ -61,7 +79,7 @@ def evaluate_rows(
     bar = tqdm(range(rounds), desc=desc, unit="batch", leave=False, dynamic_ncols=True,
                disable=desc is None or rank != 0)
     try:
-        with torch.no_grad(), adapter_off, bar:
+        with torch.no_grad(), adapter_off, bar, preserved_rng():
             for r in bar:
                 index = r * world + rank
                 weight = 1.0 if index < len(batches) else 0.0

@@ -4,15 +4,10 @@ resumed runs alike."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
-
-def read_metrics(metrics_file: Path) -> list[dict]:
-    if not metrics_file.is_file():
-        return []
-    return [json.loads(line) for line in metrics_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+from phased_cpt.run_dir import read_metrics, save_figure
 
 
 def phase_starts(records: list[dict]) -> list[tuple[str, int]]:
@@ -58,5 +53,5 @@ def plot_curves(metrics_file: Path, path: Path) -> None:
     fig.suptitle("Training across phases")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)

@@ -10,11 +10,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from phased_cpt.crash_points import crash_point
 from phased_cpt.errors import UserError
 from phased_cpt.evaluation.forgetting import COMPLETION_METRICS, ForgettingMatrix
 from phased_cpt.evaluation.learning import learning_summary, plot_learning, summary_markdown
-from phased_cpt.evaluation.plots import plot_curves, read_metrics
-from phased_cpt.run_dir import RunDir, write_atomic
+from phased_cpt.evaluation.plots import plot_curves
+from phased_cpt.run_dir import RunDir, read_metrics, write_atomic
 
 
 def build_report(run: RunDir) -> str:
@@ -134,6 +135,7 @@ def write_report(run: RunDir) -> Path:
         matrix.plot(run.eval_dir / "forgetting.png")
     if any(row.general_change is not None for row in summary):
         plot_learning({run.name: summary}, run.eval_dir / "learning.png")
+    crash_point("report")
     path = run.eval_dir / "report.md"
     write_atomic(path, text)
     return path

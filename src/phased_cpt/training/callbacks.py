@@ -37,6 +37,9 @@ class MetricsCallback(TrainerCallback):
         """Useful FLOPs per token and the device peak: adds `model_tflops_per_second`, and `mfu` where
         the device's peak is known (a GPU in `phased_cpt.gpus`; never on a CPU)."""
 
+    def on_save(self, args, state: TrainerState, control, **kwargs):
+        self.sink.sync()  # the metrics up to a checkpoint are on disk before a resume can start from it
+
     def on_train_begin(self, args, state: TrainerState, control, model=None, train_dataloader=None, **kwargs):
         if state.is_world_process_zero and model is not None and train_dataloader is not None:
             self.throughput = phase_throughput(model, train_dataloader.dataset, args)

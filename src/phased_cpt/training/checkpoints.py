@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from phased_cpt.crash_points import crash_point
 from phased_cpt.errors import TrainingDiverged, UserError
 from phased_cpt.run_dir import checkpoint_dir, list_checkpoints, mark_complete, missing_rank_parts
 
@@ -51,6 +52,7 @@ class CheckpointCallback(TrainerCallback):
         if state.is_world_process_zero:
             missing = wait_for_rank_parts(checkpoint, dist.get_world_size() if several else 1)
             if not missing:
+                crash_point("checkpoint_written", f"{self.phase_dir.name}/{state.global_step}")
                 mark_complete(checkpoint, state.global_step)
                 _fsync_dir(checkpoint)
                 self.rotate(keep=checkpoint)

@@ -16,6 +16,7 @@ from peft import PeftModel
 from transformers import PreTrainedTokenizerBase
 
 from phased_cpt.config import EvaluationConfig
+from phased_cpt.crash_points import crash_point
 from phased_cpt.data.phase_data import PhaseData
 from phased_cpt.evaluation.completion import CompletionEvaluator
 from phased_cpt.evaluation.forgetting import BASE_ROW, ForgettingMatrix, evaluate_phases
@@ -74,12 +75,14 @@ class RunEvaluator:
 
     def after_phase(self, model: PeftModel, phase: str, step: int) -> None:
         """The phase's forgetting-matrix row, and its own eval record at the phase's last step."""
+        crash_point("phase_evaluation", phase)
         if self.evaluation.forgetting_matrix:
             started = time.perf_counter()
             results = self.matrix_row(model, after=phase)
             self.forgetting.add_row(phase, results)
             self.forgetting.save(self.run.eval_dir)
             self.record("forgetting_matrix", phase, started)
+            crash_point("forgetting_row", phase)
             own = results.get(phase)
         else:
             result = self.current_phase(model, phase, during=False)

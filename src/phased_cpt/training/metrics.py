@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from phased_cpt.config import TensorboardConfig, WandbConfig
-from phased_cpt.run_dir import RunDir, write_atomic
+from phased_cpt.run_dir import RunDir, read_metrics, write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,9 @@ class MetricsBackend:
     def event(self, name: str, fields: dict[str, Any]) -> None:
         pass
 
+    def sync(self) -> None:
+        """Make what was logged so far durable (at checkpoints: a resume continues from there)."""
+
     def close(self) -> None:
         pass
 
@@ -40,9 +43,9 @@ class JsonlBackend(MetricsBackend):
 
     def __init__(self, metrics_file: Path, resume_step: int | None = None) -> None:
         """`resume_step`: the run continues after this global step; what an interrupted process
-        logged beyond it is dropped, so the file keeps one monotonic step."""
-        if resume_step is not None:
-            truncate_metrics(metrics_file, resume_step)
+        logged beyond it is dropped, so the file keeps one monotonic step. A torn last line (a
+        process killed mid-write) is dropped either way, so new records start on a line of their own."""
+        truncate_metrics(metrics_file, resume_step)
         self._file = open(metrics_file, "a", encoding="utf-8")  # noqa: SIM115 (open until close())
 
     def log(self, step: int, phase: str, values: dict[str, float], kind: str) -> None:
@@ -57,7 +60,12 @@ class JsonlBackend(MetricsBackend):
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
 
+    def sync(self) -> None:
+        os.fsync(self._file.fileno())
+
     def close(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
         self._file.close()
 
 
@@ -120,20 +128,22 @@ class MetricsSink:
         for backend in self.backends:
             backend.event(name, fields)
 
+    def sync(self) -> None:
+        for backend in self.backends:
+            backend.sync()
+
     def close(self) -> None:
         for backend in self.backends:
             backend.close()
 
 
-def truncate_metrics(metrics_file: Path, last_step: int) -> None:
-    """Drop step records after `last_step` (logged by a process that died before its next checkpoint)."""
+def truncate_metrics(metrics_file: Path, last_step: int | None) -> None:
+    """Drop step records after `last_step` (logged by a process that died before its next
+    checkpoint; None keeps every step) and lines that are not records (a torn last line)."""
     if not metrics_file.is_file():
         return
-    kept = [
-        line for line in metrics_file.read_text(encoding="utf-8").splitlines()
-        if line.strip() and json.loads(line).get("step", 0) <= last_step
-    ]
-    write_atomic(metrics_file, "".join(line + "\n" for line in kept))
+    kept = [r for r in read_metrics(metrics_file) if last_step is None or r.get("step", 0) <= last_step]
+    write_atomic(metrics_file, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def start_wandb(cfg: WandbConfig, run_name: str, run_path: Path, run_config: dict[str, Any], run_id: str | None = None):

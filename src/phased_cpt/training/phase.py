@@ -6,11 +6,19 @@ keeps training. Settings come from the phase's
 resolved `TrainingConfig` (global values with the phase's overrides). A phase resumed from a
 checkpoint continues with the checkpoint's optimizer, scheduler, RNG and data position (the HF
 Trainer's own resume).
+
+A phase starts from its own seed (`phase_seed`: `training.seed` and the phase name), never from
+whatever state the process's RNGs were left in: phase 2 of an uninterrupted run and phase 2 of a
+run resumed before its first checkpoint (a fresh process) start identically. The python, numpy,
+torch and CUDA RNGs are seeded with it right before the first step (`SeedAtTrainBegin`, after
+everything the Trainer and the callbacks do first), and the data order comes from it alone
+(`data_seed`). A phase resumed from a checkpoint then gets the checkpoint's RNG state instead.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import math
 import shutil
@@ -22,7 +30,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from peft import PeftModel
-from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments
+from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_callback import ProgressCallback as HFProgressCallback
 
@@ -44,7 +52,8 @@ class PhaseSettings:
     """How one phase trains."""
 
     training: TrainingConfig
-    """The phase's resolved settings: the global ones with its overrides (`PhaseConfig.training_for`)."""
+    """The phase's resolved settings: the global ones with its overrides (`PhaseConfig.training_for`),
+    and its own seed (`phase_seed`)."""
     context: ContextConfig
     epochs: float
     deepspeed: DeepSpeedPlan | None = None
@@ -72,6 +81,27 @@ class PhaseResult:
     engine: Any = None
     """The DeepSpeed engine the phase trained with (None without DeepSpeed); `TrainableModel`
     keeps it alive until the next phase."""
+
+
+def phase_seed(seed: int, phase_name: str) -> int:
+    """The seed a phase starts from: python, numpy, torch and CUDA RNGs and the data order are
+    seeded with it when the phase begins training (`SeedAtTrainBegin`, `data_seed`). A function of
+    `training.seed` and the phase alone (like the eval split and the replay choice), 32 bits as numpy requires."""
+    digest = hashlib.sha256(f"{seed}:{phase_name}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+class SeedAtTrainBegin(TrainerCallback):
+    """Seeds every RNG with the phase's seed when its training loop begins: nothing that ran
+    before in the process (an earlier phase, an evaluation, a callback's first-use measurement)
+    changes what the phase draws. Must be the last callback, so no `on_train_begin` draws after
+    it. A resumed phase's checkpoint RNG state is loaded by the Trainer after this point."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        set_seed(self.seed)
 
 
 def training_arguments(
@@ -103,7 +133,8 @@ def training_arguments(
         save_steps=training.save_steps,
         save_total_limit=None,  # CheckpointCallback rotates, only after a newer checkpoint is complete
         save_only_model=False,  # optimizer, scheduler and RNG are needed to resume exactly
-        seed=training.seed,
+        seed=training.seed,  # the Trainer seeds every RNG with it when it is built
+        data_seed=training.seed,  # the data order: from the seed alone, not from the torch RNG's history
         bf16=on_gpu and torch.cuda.is_bf16_supported(),
         tf32=on_gpu and torch.cuda.get_device_capability()[0] >= 8,
         use_cpu=not on_gpu,
@@ -201,7 +232,7 @@ def train_phase(
         train_dataset=data.train.dataset,
         data_collator=make_collator(tokenizer, settings.context),
         processing_class=tokenizer,
-        callbacks=callbacks,
+        callbacks=[*callbacks, SeedAtTrainBegin(training.seed)],
         max_nonfinite_losses=training.max_nonfinite_losses,
         lr=settings.lr,
         embedding_lr_ratio=embedding_lr_ratio,

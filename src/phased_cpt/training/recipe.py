@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from transformers import PreTrainedTokenizerBase, set_seed
 
 from phased_cpt.config import ContextConfig, EvaluationConfig, PhaseConfig, RunConfig, TrainingConfig
+from phased_cpt.crash_points import crash_point
 from phased_cpt.data.cache import resolve_cache_dir
 from phased_cpt.data.collate import check_packing_model, make_collator
 from phased_cpt.data.phase_data import PhaseData, build_run_data, save_rejected
 from phased_cpt.data.plan import format_plan, plan_phases, plan_warnings
-from phased_cpt.errors import ConfigError
+from phased_cpt.errors import ConfigError, storage_errors
 from phased_cpt.evaluation.report import write_report
 from phased_cpt.modeling import adapter_file_sha256, check_model_settings, load_tokenizer
 from phased_cpt.run_dir import RunDir
@@ -27,7 +28,7 @@ from phased_cpt.training.checkpoints import CheckpointCallback
 from phased_cpt.training.deepspeed_plan import DeepSpeedPlan, plan_deepspeed
 from phased_cpt.training.evaluate import RunEvaluator
 from phased_cpt.training.metrics import MetricsSink, open_sink
-from phased_cpt.training.phase import PhaseOutput, PhaseResult, PhaseSettings, train_phase
+from phased_cpt.training.phase import PhaseOutput, PhaseResult, PhaseSettings, phase_seed, train_phase
 from phased_cpt.training.processes import (
     check_same_job,
     init_distributed,
@@ -75,16 +76,19 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
     set_seed(cfg.training.seed)
     tokenizer = load_tokenizer(cfg.model)
     preparing = time.perf_counter()
-    phase_data = one_writer_per_cache(resolve_cache_dir(cfg.data), build_run_data, cfg.phases, cfg.data, tokenizer,
-                                      cfg.context, cfg.training.seed, general=cfg.general,
-                                      general_eval_file=cfg.evaluation.general_file)
+    cache_dir = resolve_cache_dir(cfg.data)
+    with storage_errors(cache_dir or cfg.output.dir):
+        phase_data = one_writer_per_cache(cache_dir, build_run_data, cfg.phases, cfg.data, tokenizer, cfg.context,
+                                          cfg.training.seed, general=cfg.general,
+                                          general_eval_file=cfg.evaluation.general_file)
     preparation_seconds = time.perf_counter() - preparing
     plans = plan_phases(cfg.phases, cfg.training, cfg.context, phase_data, evaluation=cfg.evaluation)
     logger.info("%s", format_plan(plans, cfg.context))
     for warning in plan_warnings(plans, cfg.training, cfg.evaluation):
         logger.warning("warning: %s", warning)
 
-    run = rank_zero_run_dir(resume_run, cfg, resume) if resume else rank_zero_run_dir(start_run, cfg)
+    with storage_errors(cfg.output.dir):
+        run = rank_zero_run_dir(resume_run, cfg, resume) if resume else rank_zero_run_dir(start_run, cfg)
     logger.info("run directory: %s%s", run.path, " (resumed)" if resume else "")
     if run.writer:
         save_rejected(phase_data, run.rejected_dir)
@@ -101,7 +105,7 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
     sink.event("session_start", time=started, preparation_seconds=preparation_seconds, resumed=resume is not None,
                **writer_identity())
     try:
-        with stop_on_signals() as stop:
+        with stop_on_signals() as stop, storage_errors(run.path, run.path):
             shared = RunContext(run, tokenizer, sink, evaluator, stop, cfg.training, cfg.context, cfg.evaluation, deepspeed,
                                 cfg.phases)
             evaluator.before_training(trainable.model)
@@ -109,10 +113,10 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
                 result = run_phase(trainable, phase, phase_data[phase.name], shared)
                 evaluator.after_phase(trainable.model, phase.name, run.finished_steps() + result.steps)
                 finish_phase(trainable, phase, result, shared)
-    finally:
-        sink.event("session_end", time=time.time())
-        sink.close()
-        write_report(run)
+    except BaseException:
+        end_session(run, sink, failed=True)
+        raise
+    end_session(run, sink, failed=False)
     return run
 
 
@@ -121,6 +125,22 @@ def refuse_model_settings(cfg: RunConfig) -> None:
     problems = check_model_settings(cfg.model, cfg.training.lora)
     if problems:
         raise ConfigError(problems)
+
+
+def end_session(run: RunDir, sink: MetricsSink, failed: bool) -> None:
+    """Close the metrics and write the report, then release the run. After a failure (a full
+    disk, a signal, a bug) nothing here may hide that failure: an error of its own is a warning."""
+    try:
+        with storage_errors(run.path, run.path):
+            sink.event("session_end", time=time.time())
+            sink.close()
+            write_report(run)
+    except Exception as err:
+        if not failed:
+            raise
+        logger.warning("warning: the report was not written: %s", err)
+    finally:
+        run.release_lock()
 
 
 def run_phase(trainable: TrainableModel, phase: PhaseConfig, data: PhaseData, shared: RunContext) -> PhaseResult:
@@ -132,6 +152,7 @@ def run_phase(trainable: TrainableModel, phase: PhaseConfig, data: PhaseData, sh
     step_offset = run.finished_steps()
     sink.event("phase_start", phase=phase.name, step=step_offset, adapter_fingerprint=trainable.fingerprint(),
                resumed_from=str(checkpoint) if checkpoint else None)
+    crash_point("phase_start", phase.name)
     metrics = MetricsCallback(sink, phase.name, step_offset=step_offset)
     callbacks = [
         metrics,
@@ -144,6 +165,7 @@ def run_phase(trainable: TrainableModel, phase: PhaseConfig, data: PhaseData, sh
         callbacks.append(EvalCallback(evaluate, shared.evaluation.eval_steps, sink, phase.name, step_offset))
     callbacks.append(ClockCallback(metrics))  # last: eval and saves stay out of tokens/s
     training = phase.training_for(shared.training)
+    training = training.model_copy(update={"seed": phase_seed(training.seed, phase.name)})
     lr = phase_lr(training, shared.phases.index(phase), len(shared.phases))
     settings = PhaseSettings(training, shared.context, phase.epochs, shared.deepspeed, lr)
     output = PhaseOutput(run.phase_dir(phase.name), run.adapter_dir(phase.name))
@@ -162,6 +184,7 @@ def finish_phase(trainable: TrainableModel, phase: PhaseConfig, result: PhaseRes
                "adapter_file_sha256": adapter_file_sha256(run.adapter_dir(phase.name))}  # what sha256sum prints
     shared.sink.event("phase_end", phase=phase.name, step=end_step, steps=result.steps,
                       train_loss=result.train_loss, time=time.time(), **adapter)
+    crash_point("state_update", phase.name)
     run.mark_done(phase.name, steps=result.steps, train_loss=result.train_loss, tokens=result.tokens,
                   seconds=result.seconds, **adapter)
     logger.info("%s done: %d steps, adapter in %s", phase.name, result.steps, run.adapter_dir(phase.name))

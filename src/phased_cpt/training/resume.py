@@ -18,7 +18,7 @@ import yaml
 from phased_cpt.config import RunConfig, dump_config
 from phased_cpt.data.cache import file_digest
 from phased_cpt.errors import UserError
-from phased_cpt.run_dir import RunDir, checkpoint_step, latest_checkpoint, latest_run
+from phased_cpt.run_dir import RunDir, checkpoint_step, latest_run
 
 # Keys that may differ between the original and the resumed run (dotted paths, fnmatch patterns).
 MAY_CHANGE = (
@@ -46,6 +46,7 @@ def input_fingerprints(cfg: RunConfig) -> dict[str, str]:
 
 def start_run(cfg: RunConfig) -> RunDir:
     run = RunDir.create(cfg.output.dir, cfg.run_name)
+    run.acquire_lock()
     run.write_config(dump_config(cfg))
     run.write_state({"finished_phases": [], "inputs": input_fingerprints(cfg)})
     return run
@@ -69,6 +70,7 @@ def find_run_to_resume(cfg: RunConfig, target: str) -> RunDir:
 
 def resume_run(cfg: RunConfig, target: str) -> RunDir:
     run = find_run_to_resume(cfg, target)
+    run.acquire_lock()  # before anything is read or written: a second process is refused here
     stored = run.read_config()
     current = yaml.safe_load(dump_config(cfg))
     differences = config_differences(stored, current)
@@ -117,8 +119,10 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def resume_point(run: RunDir, phase_name: str) -> tuple[Path | None, int]:
-    """(checkpoint to continue the phase from or None, the global step the run continues after)."""
-    checkpoint = latest_checkpoint(run.phase_dir(phase_name))
+    """(checkpoint to continue the phase from or None, the global step the run continues after).
+    The checkpoint is the newest one whose files are all there as written; a newer damaged one is
+    skipped with a warning (`run_dir.latest_checkpoint`)."""
+    checkpoint = run.resume_checkpoint(phase_name)
     offset = run.finished_steps()
     if checkpoint is None:
         return None, offset

@@ -44,6 +44,9 @@ class Sink:
     def event(self, *args, **kwargs):
         pass
 
+    def sync(self):
+        pass
+
 
 class NaNGradient(torch.autograd.Function):
     """Identity forward (the loss stays finite), NaN gradient backward."""

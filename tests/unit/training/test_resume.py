@@ -1,19 +1,31 @@
+import hashlib
 import json
 
 import pytest
 
-from phased_cpt.run_dir import COMPLETE_MARKER, RunDir, latest_checkpoint, list_checkpoints
+from phased_cpt.run_dir import (
+    COMPLETE_MARKER,
+    RunDir,
+    checkpoint_problem,
+    latest_checkpoint,
+    list_checkpoints,
+    mark_complete,
+)
 from phased_cpt.training.checkpoints import CheckpointCallback
 from phased_cpt.training.metrics import truncate_metrics
 from phased_cpt.training.resume import config_differences, flatten, resume_point
 
+RESUME_FILES = ("adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json", "rng_state.pth")
+
 
 def make_checkpoint(phase_dir, step, complete=True):
+    """A checkpoint with the files a resume needs (contents stand-ins; only their bytes are checked)."""
     path = phase_dir / f"checkpoint-{step}"
     path.mkdir(parents=True)
-    (path / "adapter_model.safetensors").write_bytes(b"x")
+    for name in RESUME_FILES:
+        (path / name).write_bytes(json.dumps({"global_step": step}).encode() if name.endswith(".json") else b"x" * 64)
     if complete:
-        (path / COMPLETE_MARKER).write_text(str(step))
+        mark_complete(path, step)
     return path
 
 
@@ -24,6 +36,65 @@ def test_latest_checkpoint_ignores_partial_ones_and_sorts_by_step(tmp_path):
     assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-3", "checkpoint-9", "checkpoint-12"]
     assert latest_checkpoint(tmp_path).name == "checkpoint-12"
     assert latest_checkpoint(tmp_path / "missing") is None
+
+
+DAMAGE = {
+    "optimizer.pt deleted": lambda c: (c / "optimizer.pt").unlink(),
+    "scheduler.pt deleted": lambda c: (c / "scheduler.pt").unlink(),
+    "adapter truncated": lambda c: (c / "adapter_model.safetensors").write_bytes(b"x" * 10),
+    "optimizer.pt garbage of the same size": lambda c: (c / "optimizer.pt").write_bytes(b"y" * 64),
+    "trainer_state.json garbage": lambda c: (c / "trainer_state.json").write_text("{not json"),
+    "marker garbage": lambda c: (c / COMPLETE_MARKER).write_bytes(b"\xff\xfe"),
+}
+PROBLEMS = {
+    "optimizer.pt deleted": "optimizer.pt is missing",
+    "scheduler.pt deleted": "scheduler.pt is missing",
+    "adapter truncated": "adapter_model.safetensors is 10 bytes, 64 were written",
+    "optimizer.pt garbage of the same size": "optimizer.pt changed after it was written",
+    "trainer_state.json garbage": "trainer_state.json is",
+    "marker garbage": "its COMPLETE marker is unreadable",
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one_saying_why(tmp_path, damage, caplog):
+    make_checkpoint(tmp_path, 3)
+    latest = make_checkpoint(tmp_path, 6)
+    assert checkpoint_problem(latest) is None
+    DAMAGE[damage](latest)
+    assert PROBLEMS[damage] in checkpoint_problem(latest)
+    with caplog.at_level("WARNING", logger="phased_cpt.run_dir"):
+        assert latest_checkpoint(tmp_path).name == "checkpoint-3"
+    assert f"{latest} is not usable: {PROBLEMS[damage]}" in caplog.text and "falling back to checkpoint-3" in caplog.text
+
+
+def test_no_usable_checkpoint_starts_the_phase_over_saying_so(tmp_path, caplog):
+    only = make_checkpoint(tmp_path, 3)
+    (only / "optimizer.pt").unlink()
+    make_checkpoint(tmp_path, 6, complete=False)  # a save cut short: skipped without a warning
+    with caplog.at_level("WARNING", logger="phased_cpt.run_dir"):
+        assert latest_checkpoint(tmp_path) is None
+    assert caplog.text.count("is not usable") == 1 and "the phase starts over" in caplog.text
+
+
+def test_a_marker_without_a_file_list_still_needs_every_resume_file(tmp_path):
+    """Markers written before the file list held only the step."""
+    checkpoint = make_checkpoint(tmp_path, 3, complete=False)
+    (checkpoint / COMPLETE_MARKER).write_text("3\n")
+    assert checkpoint_problem(checkpoint) is None
+    (checkpoint / "scheduler.pt").unlink()
+    assert checkpoint_problem(checkpoint) == "scheduler.pt is missing"
+
+
+def test_the_marker_lists_every_file_with_its_size_and_sha256(tmp_path):
+    checkpoint = make_checkpoint(tmp_path, 3)
+    (checkpoint / "global_step3").mkdir()
+    (checkpoint / "global_step3" / "shard.pt").write_bytes(b"z" * 5)
+    mark_complete(checkpoint, 3)
+    manifest = json.loads((checkpoint / COMPLETE_MARKER).read_text())
+    assert manifest["step"] == 3
+    assert sorted(manifest["files"]) == sorted([*RESUME_FILES, "global_step3/shard.pt"])
+    assert manifest["files"]["global_step3/shard.pt"] == {"bytes": 5, "sha256": hashlib.sha256(b"zzzzz").hexdigest()}
 
 
 def test_rotation_keeps_the_newest_complete_and_removes_partial_leftovers(tmp_path):
@@ -48,7 +119,8 @@ def test_resume_point_counts_finished_phases(tmp_path):
     run.write_state({"finished_phases": [{"name": "a", "steps": 10}, {"name": "b", "steps": 5}]})
     assert resume_point(run, "c") == (None, 15)
     make_checkpoint(tmp_path / "c", 4)
-    checkpoint, step = resume_point(run, "c")
+    assert resume_point(run, "c") == (None, 15)  # decided once per session
+    checkpoint, step = resume_point(RunDir(tmp_path), "c")  # the next session
     assert checkpoint.name == "checkpoint-4" and step == 19
 
 
