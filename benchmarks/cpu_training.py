@@ -53,8 +53,12 @@ def older_tool_batches(texts, tokenizer, max_tokens, overlap_tokens, count, rng)
             labels = row["input_ids"].masked_fill(row["attention_mask"] == 0, IGNORE_INDEX)
             real = int(row["attention_mask"].sum())
             useful = real - 1 - (overlap_tokens if k > 0 else 0)  # the overlap was already trained on
-            batches.append(({"input_ids": row["input_ids"], "attention_mask": row["attention_mask"], "labels": labels},
-                            max(useful, 0)))
+            batches.append(
+                (
+                    {"input_ids": row["input_ids"], "attention_mask": row["attention_mask"], "labels": labels},
+                    max(useful, 0),
+                )
+            )
     return batches[:count]
 
 
@@ -81,8 +85,14 @@ def hf_flattening_batches(texts, tokenizer, max_tokens, count, rng):
 
 def phased_cpt_batches(corpus, tokenizer, max_tokens, overlap_tokens, count, rng, cache):
     context = ContextConfig(max_tokens=max_tokens, overlap_tokens=overlap_tokens, sample_packing=True)
-    data = build_run_data([PhaseConfig(name="stdlib", file=corpus)], DataConfig(eval_ratio=0.0), tokenizer,
-                          context, seed=0, cache_dir=cache)["stdlib"]
+    data = build_run_data(
+        [PhaseConfig(name="stdlib", file=corpus)],
+        DataConfig(eval_ratio=0.0),
+        tokenizer,
+        context,
+        seed=0,
+        cache_dir=cache,
+    )["stdlib"]
     collator = make_collator(tokenizer, context)
     rows = rng.sample(range(len(data.train)), count)
     batches = [collator([data.train.dataset[i]]) for i in rows]
@@ -127,29 +137,42 @@ def run() -> dict:
     corpus, sample = write_corpus(work / "corpus", 12 if tiny else None)
     model_dir = build_model(work / ("model-tiny" if tiny else "model"), sample, 1024 if tiny else 8192)
     tokenizer = load_tokenizer(ModelConfig(name=str(model_dir)))
-    texts = [json.loads(line)["training_content"] for line in corpus.read_text(encoding="utf-8").splitlines() if line.strip()]
+    texts = [
+        json.loads(line)["training_content"] for line in corpus.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
     torch.manual_seed(0)
-    model = attach_lora(load_base_model(ModelConfig(name=str(model_dir), dtype="float32", attn_implementation="sdpa")),
-                        LoraConfig(r=8, alpha=16, dropout=0.0))
+    model = attach_lora(
+        load_base_model(ModelConfig(name=str(model_dir), dtype="float32", attn_implementation="sdpa")),
+        LoraConfig(r=8, alpha=16, dropout=0.0),
+    )
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     count = steps + warmup
     a = older_tool_batches(texts, tokenizer, max_tokens, overlap_tokens, count, random.Random(0))
     b, b_efficiency = hf_flattening_batches(texts, tokenizer, max_tokens, count, random.Random(0))
-    ours, efficiency = phased_cpt_batches(corpus, tokenizer, max_tokens, overlap_tokens, count, random.Random(0),
-                                          work / "cache")
+    ours, efficiency = phased_cpt_batches(
+        corpus, tokenizer, max_tokens, overlap_tokens, count, random.Random(0), work / "cache"
+    )
     results = {}
     timings = train_interleaved(model, optimizer, {"baseline_a": a, "baseline_b": b, "phased_cpt": ours}, warmup)
     for name, (seconds, useful) in timings.items():
-        results[name] = {"steps": steps, "seconds": round(seconds, 3), "useful_target_tokens": useful,
-                         "useful_tokens_per_second": round(useful / seconds, 1)}
+        results[name] = {
+            "steps": steps,
+            "seconds": round(seconds, 3),
+            "useful_target_tokens": useful,
+            "useful_tokens_per_second": round(useful / seconds, 1),
+        }
     results["baseline_b"]["packing_efficiency"] = round(b_efficiency, 4)
     results["phased_cpt"]["packing_efficiency"] = round(efficiency, 4)
     rate = {k: v["useful_tokens_per_second"] for k, v in results.items()}
     return {
-        "max_tokens": max_tokens, "overlap_tokens": overlap_tokens, "torch_threads": torch.get_num_threads(),
+        "max_tokens": max_tokens,
+        "overlap_tokens": overlap_tokens,
+        "torch_threads": torch.get_num_threads(),
         **results,
-        "ratios": {"vs_a": round(rate["phased_cpt"] / rate["baseline_a"], 2),
-                   "vs_b": round(rate["phased_cpt"] / rate["baseline_b"], 3)},
+        "ratios": {
+            "vs_a": round(rate["phased_cpt"] / rate["baseline_a"], 2),
+            "vs_b": round(rate["phased_cpt"] / rate["baseline_b"], 3),
+        },
     }
 
 

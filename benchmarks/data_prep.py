@@ -62,17 +62,25 @@ def main() -> None:
 def run() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="a few stdlib files: runs in seconds")
-    parser.add_argument("--work", type=Path, default=None, help="where corpus, tokenizer and cache go (default: a temp dir)")
+    parser.add_argument(
+        "--work", type=Path, default=None, help="where corpus, tokenizer and cache go (default: a temp dir)"
+    )
     parser.add_argument("--max-tokens", type=int, default=2048)
     parser.add_argument("--overlap-tokens", type=int, default=256)
-    parser.add_argument("--baseline-documents", type=int, default=None,
-                        help="documents (every k-th) the slow baseline processes; its rate is tokens/s")
+    parser.add_argument(
+        "--baseline-documents",
+        type=int,
+        default=None,
+        help="documents (every k-th) the slow baseline processes; its rate is tokens/s",
+    )
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="phased-cpt-bench-"))
     corpus, sample = write_corpus(work / "corpus", 12 if args.tiny else None)
     model_dir = build_model(work / ("model-tiny" if args.tiny else "model"), sample, 1024 if args.tiny else 8192)
     tokenizer = load_tokenizer(ModelConfig(name=str(model_dir)))
-    texts = [json.loads(line)["training_content"] for line in corpus.read_text(encoding="utf-8").splitlines() if line.strip()]
+    texts = [
+        json.loads(line)["training_content"] for line in corpus.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
 
     phase = PhaseConfig(name="stdlib", file=corpus)
     data = DataConfig(eval_ratio=0.02)
@@ -97,20 +105,36 @@ def run() -> dict:
     ours_rate = tokens / first_seconds
     baseline_rate = baseline_tokens / baseline_seconds
     result = {
-        "corpus": {"documents": len(texts), "bytes": corpus.stat().st_size, "tokens": tokens,
-                   "longest_document_tokens": max(first.train.longest_document_tokens,
-                                                  first.eval.longest_document_tokens if first.eval else 0)},
-        "max_tokens": args.max_tokens, "overlap_tokens": args.overlap_tokens,
-        "phased_cpt": {"seconds": round(first_seconds, 3), "tokens_per_second": round(ours_rate),
-                       "cpu_seconds": round(first_cpu, 3), "cores_used": round(first_cpu / first_seconds, 2),
-                       "packing_efficiency": round(first.train.stats["packing_efficiency"], 4)},
+        "corpus": {
+            "documents": len(texts),
+            "bytes": corpus.stat().st_size,
+            "tokens": tokens,
+            "longest_document_tokens": max(
+                first.train.longest_document_tokens, first.eval.longest_document_tokens if first.eval else 0
+            ),
+        },
+        "max_tokens": args.max_tokens,
+        "overlap_tokens": args.overlap_tokens,
+        "phased_cpt": {
+            "seconds": round(first_seconds, 3),
+            "tokens_per_second": round(ours_rate),
+            "cpu_seconds": round(first_cpu, 3),
+            "cores_used": round(first_cpu / first_seconds, 2),
+            "packing_efficiency": round(first.train.stats["packing_efficiency"], 4),
+        },
         "phased_cpt_cached": {"seconds": round(cached_seconds, 3)},
-        "baseline_a": {"documents": len(baseline_texts), "tokens": baseline_tokens,
-                       "seconds": round(baseline_seconds, 3), "tokens_per_second": round(baseline_rate),
-                       "cpu_seconds": round(baseline_cpu, 3)},
-        "ratios": {"tokens_per_second_vs_a": round(ours_rate / baseline_rate, 2),
-                   "tokens_per_cpu_second_vs_a": round((tokens / first_cpu) / (baseline_tokens / baseline_cpu), 2),
-                   "cached_over_first_run": round(cached_seconds / first_seconds, 4)},
+        "baseline_a": {
+            "documents": len(baseline_texts),
+            "tokens": baseline_tokens,
+            "seconds": round(baseline_seconds, 3),
+            "tokens_per_second": round(baseline_rate),
+            "cpu_seconds": round(baseline_cpu, 3),
+        },
+        "ratios": {
+            "tokens_per_second_vs_a": round(ours_rate / baseline_rate, 2),
+            "tokens_per_cpu_second_vs_a": round((tokens / first_cpu) / (baseline_tokens / baseline_cpu), 2),
+            "cached_over_first_run": round(cached_seconds / first_seconds, 4),
+        },
     }
     return result
 

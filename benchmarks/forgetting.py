@@ -104,22 +104,42 @@ def base_config(args: argparse.Namespace, work: Path, model_dir: Path) -> Path:
     phases = []
     for i, (name, source) in enumerate(domain_files(args, work).items()):
         train, held_out = split_held_out(source, data_dir, name, args.eval_docs, args.seed)
-        phases.append({"name": name, "file": str(train), "eval_file": str(held_out), "epochs": 2 if i == 0 else 1,
-                       "max_steps": args.steps[i]})
+        phases.append(
+            {
+                "name": name,
+                "file": str(train),
+                "eval_file": str(held_out),
+                "epochs": 2 if i == 0 else 1,
+                "max_steps": args.steps[i],
+            }
+        )
     general_train, general_eval = general_files(model_dir)
     _, general_held_out = split_held_out(general_eval, data_dir, "general", args.general_eval_docs, args.seed)
     config = {
         "model": {"name": str(model_dir), "dtype": "float32", "attn_implementation": "sdpa"},
-        "training": {"micro_batch_size": 1, "gradient_accumulation_steps": 8, "learning_rate": args.learning_rate,
-                     "lr_scheduler": "cosine", "warmup_ratio": 0.1, "weight_decay": 0.0, "gradient_checkpointing": False,
-                     "seed": args.seed, "logging_steps": 10, "save_steps": 100000,
-                     "lora": {"r": 16, "alpha": 32, "dropout": 0.0}},
+        "training": {
+            "micro_batch_size": 1,
+            "gradient_accumulation_steps": 8,
+            "learning_rate": args.learning_rate,
+            "lr_scheduler": "cosine",
+            "warmup_ratio": 0.1,
+            "weight_decay": 0.0,
+            "gradient_checkpointing": False,
+            "seed": args.seed,
+            "logging_steps": 10,
+            "save_steps": 100000,
+            "lora": {"r": 16, "alpha": 32, "dropout": 0.0},
+        },
         "context": {"max_tokens": 256, "overlap_tokens": 32, "sample_packing": True},
         "phases": phases,
         "data": {"eval_ratio": 0.0, "cache_dir": str(work / "cache")},
         "general": {"file": str(general_train), "ratio": 0.0},
-        "evaluation": {"eval_steps": None, "batch_size": 8, "general_file": str(general_held_out),
-                       "completion": {"samples": args.completion_samples, "max_new_tokens": 24}},
+        "evaluation": {
+            "eval_steps": None,
+            "batch_size": 8,
+            "general_file": str(general_held_out),
+            "completion": {"samples": args.completion_samples, "max_new_tokens": 24},
+        },
         "output": {"dir": str(work / "runs")},
         "wandb": {"enabled": False},
         "tensorboard": {"enabled": False},
@@ -149,11 +169,17 @@ def read_variant(name: str, overrides: list[str], run_dir: Path, seconds: float)
     domain = [final[c] for c in matrix.columns if c != GENERAL_COLUMN]
     tokens = sum(c["target_tokens"] for c in domain)
     samples = sum(c.get("samples", 0) for c in domain)
-    return {"name": name, "overrides": overrides, "seconds": round(seconds, 1), "run_dir": str(run_dir),
-            "summary": [row.to_dict() for row in learning_summary(matrix)],
-            "domain_top1": sum(c["top1_accuracy"] * c["target_tokens"] for c in domain) / tokens,
-            "domain_edit_similarity": (sum(c["edit_similarity"] * c["samples"] for c in domain) / samples
-                                       if samples else None)}
+    return {
+        "name": name,
+        "overrides": overrides,
+        "seconds": round(seconds, 1),
+        "run_dir": str(run_dir),
+        "summary": [row.to_dict() for row in learning_summary(matrix)],
+        "domain_top1": sum(c["top1_accuracy"] * c["target_tokens"] for c in domain) / tokens,
+        "domain_edit_similarity": (
+            sum(c["edit_similarity"] * c["samples"] for c in domain) / samples if samples else None
+        ),
+    }
 
 
 def run_seconds(run_dir: Path) -> float:
@@ -168,13 +194,21 @@ def compare(results: list[dict]) -> list[dict]:
     rows = []
     for r in results:
         last = final[r["name"]]
-        row = {"variant": r["name"], "domain_perplexity": last["domain_perplexity"],
-               "domain_exact_match": last["domain_exact_match"], "domain_edit_similarity": r["domain_edit_similarity"],
-               "domain_top1": r["domain_top1"], "general_change": last["general_change"], "seconds": r["seconds"]}
+        row = {
+            "variant": r["name"],
+            "domain_perplexity": last["domain_perplexity"],
+            "domain_exact_match": last["domain_exact_match"],
+            "domain_edit_similarity": r["domain_edit_similarity"],
+            "domain_top1": r["domain_top1"],
+            "general_change": last["general_change"],
+            "seconds": r["seconds"],
+        }
         if base is not None and base["general_change"]:
             row["domain_vs_baseline"] = last["domain_perplexity"] / base["domain_perplexity"] - 1
             row["general_increase_cut"] = 1 - last["general_change"] / base["general_change"]
-            row["holds"] = row["general_increase_cut"] >= CUT_WANTED and row["domain_vs_baseline"] <= DOMAIN_COST_ALLOWED
+            row["holds"] = (
+                row["general_increase_cut"] >= CUT_WANTED and row["domain_vs_baseline"] <= DOMAIN_COST_ALLOWED
+            )
         rows.append(row)
     return rows
 
@@ -186,14 +220,18 @@ def markdown(rows: list[dict]) -> str:
     def num(value):
         return "—" if value is None else f"{value:.3f}"
 
-    lines = ["| variant | final domain ppl | domain exact match | domain edit sim | domain top-1 | general ppl vs base | "
-             "domain ppl vs baseline | cut in general increase | holds (>=30% cut, <=5% domain cost) | wall s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| variant | final domain ppl | domain exact match | domain edit sim | domain top-1 | general ppl vs base | "
+        "domain ppl vs baseline | cut in general increase | holds (>=30% cut, <=5% domain cost) | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['variant']} | {r['domain_perplexity']:.2f} | {num(r['domain_exact_match'])} | "
-                     f"{num(r['domain_edit_similarity'])} | {num(r['domain_top1'])} | {pct(r['general_change'])} | "
-                     f"{pct(r.get('domain_vs_baseline'))} | {pct(r.get('general_increase_cut'))} | "
-                     f"{'yes' if r.get('holds') else 'no'} | {r['seconds']:.0f} |")
+        lines.append(
+            f"| {r['variant']} | {r['domain_perplexity']:.2f} | {num(r['domain_exact_match'])} | "
+            f"{num(r['domain_edit_similarity'])} | {num(r['domain_top1'])} | {pct(r['general_change'])} | "
+            f"{pct(r.get('domain_vs_baseline'))} | {pct(r.get('general_increase_cut'))} | "
+            f"{'yes' if r.get('holds') else 'no'} | {r['seconds']:.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -212,8 +250,11 @@ def main() -> None:
     parser.add_argument("--completion-samples", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", type=Path, default=None, help="where to draw the learning-vs-forgetting plot")
-    parser.add_argument("--collect", action="store_true",
-                        help="train nothing: read the newest run of each variant under --work/runs (wall s from its state.json)")
+    parser.add_argument(
+        "--collect",
+        action="store_true",
+        help="train nothing: read the newest run of each variant under --work/runs (wall s from its state.json)",
+    )
     args = parser.parse_args()
     if not args.tiny and args.repo is None:
         parser.error("--repo is needed (or --tiny)")
@@ -223,13 +264,20 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):  # stdout: the results only
-        settings = (PretrainSettings(steps=3, rows_per_step=2, max_tokens=64, vocab_size=300, hidden_size=32,
-                                     num_layers=2, limit_files=12) if args.tiny else PretrainSettings(steps=args.pretrain_steps))
+        settings = (
+            PretrainSettings(
+                steps=3, rows_per_step=2, max_tokens=64, vocab_size=300, hidden_size=32, num_layers=2, limit_files=12
+            )
+            if args.tiny
+            else PretrainSettings(steps=args.pretrain_steps)
+        )
         model_dir = pretrained_model_dir(settings)
         pretrain = json.loads((model_dir / "pretrain.json").read_text())
         names = args.variants or (list(TINY_VARIANTS) if args.tiny else list(VARIANTS))
         if args.collect:
-            results = [read_variant(n, VARIANTS[n], latest_run(work, n), run_seconds(latest_run(work, n))) for n in names]
+            results = [
+                read_variant(n, VARIANTS[n], latest_run(work, n), run_seconds(latest_run(work, n))) for n in names
+            ]
         else:
             config = base_config(args, work, model_dir)
             with ThreadPoolExecutor(max_workers=args.jobs) as pool:
@@ -239,10 +287,25 @@ def main() -> None:
         curves = {r["name"]: [LearningRow(**row) for row in r["summary"]] for r in results}
         plot_learning(curves, args.plot, title="Learning vs forgetting: 3 CPT phases on a repository, per variant")
     print(markdown(rows))
-    print(json.dumps({"base": {"model": str(model_dir), **{k: pretrain[k] for k in (
-        "steps", "tokens", "seconds", "general_eval_perplexity") if k in pretrain}},
-        "work": str(work), "seconds": round(time.perf_counter() - started, 1), "variants": rows, "runs": results},
-        indent=2))
+    print(
+        json.dumps(
+            {
+                "base": {
+                    "model": str(model_dir),
+                    **{
+                        k: pretrain[k]
+                        for k in ("steps", "tokens", "seconds", "general_eval_perplexity")
+                        if k in pretrain
+                    },
+                },
+                "work": str(work),
+                "seconds": round(time.perf_counter() - started, 1),
+                "variants": rows,
+                "runs": results,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -105,8 +105,11 @@ SUITES: dict[str, dict[str, tuple[str, int, list[str]]]] = {
         "0.5b-16k": ("0.5b", 16384, ["plain", "liger", "ours"]),
         "0.5b-corpus-16k": ("0.5b", 16384, ["hf-packed-liger", "hf-packed", "ours-packed", "ours"]),
         "7b-4k": ("7b", 4096, ["plain", "liger", "ours"]),
-        "7b-16k": ("7b", 16384, ["plain", "liger", "ours", "ours-noliger", "ours-dropout0", "ours-every2",
-                                 "ours-compile"]),
+        "7b-16k": (
+            "7b",
+            16384,
+            ["plain", "liger", "ours", "ours-noliger", "ours-dropout0", "ours-every2", "ours-compile"],
+        ),
         "7b-32k": ("7b", 32768, ["plain", "liger", "ours", "ours-offload"]),
         "7b-128k": ("7b", 131072, ["ours", "ours-offload"]),
     },
@@ -133,6 +136,7 @@ class Result:
 
 
 # --- timing ----------------------------------------------------------------------------------
+
 
 class StepTimer:
     """Wall time of each step, synchronised with the device; optionally profiles one step."""
@@ -197,8 +201,14 @@ def minimal_loop(model, batches, device, dtype, timer: StepTimer) -> None:
 def trainer_loop(model, dataset, collator, training: TrainingConfig, timer: StepTimer, work: Path) -> None:
     """phased-cpt's path: PhaseTrainer with `training_arguments` (what `phased-cpt train` builds)."""
     args = training_arguments(training, epochs=1, phase_dir=work)
-    trainer = PhaseTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
-                           callbacks=[TimerCallback(timer)], max_nonfinite_losses=10**9)
+    trainer = PhaseTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=collator,
+        callbacks=[TimerCallback(timer)],
+        max_nonfinite_losses=10**9,
+    )
     trainer.train()
 
 
@@ -249,8 +259,10 @@ def uses_liger(variant: str, device: torch.device) -> bool:
 
 # --- one variant -----------------------------------------------------------------------------
 
-def run_variant(case: str, shape: str, tokens: int, variant: str, steps: int, warmup: int,
-                profile: str | None, work: Path) -> Result:
+
+def run_variant(
+    case: str, shape: str, tokens: int, variant: str, steps: int, warmup: int, profile: str | None, work: Path
+) -> Result:
     device, dtype = device_and_dtype()
     result = Result(case, variant, tokens)
     reason = skip_reason(variant, device)
@@ -276,15 +288,23 @@ def run_variant(case: str, shape: str, tokens: int, variant: str, steps: int, wa
         if variant in ("plain", "liger", "hf-packed", "hf-packed-liger"):
             if variant.endswith("liger"):
                 apply_liger(model)
-            model = get_peft_model(model, PeftLoraConfig(
-                r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"], bias="none",
-                target_modules=LoraConfig().target_modules, task_type="CAUSAL_LM"))
+            model = get_peft_model(
+                model,
+                PeftLoraConfig(
+                    r=lora["r"],
+                    lora_alpha=lora["alpha"],
+                    lora_dropout=lora["dropout"],
+                    bias="none",
+                    target_modules=LoraConfig().target_modules,
+                    task_type="CAUSAL_LM",
+                ),
+            )
             if variant in CORPUS:
                 batches = [stack_rows(warm)] + hf_packed_batches(documents, tokens)
             else:
                 batches = [stack_rows([row]) for row in full_rows(warmup + steps, tokens, vocab)]
             minimal_loop(model, batches, device, dtype, timer)
-            counted = batches[1 if variant in CORPUS else warmup:]
+            counted = batches[1 if variant in CORPUS else warmup :]
             attended_lists = [attended_lengths_of(b) for b in counted]
             targets = [int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in counted]
         else:
@@ -305,15 +325,30 @@ def run_variant(case: str, shape: str, tokens: int, variant: str, steps: int, wa
                 collator = stack_rows
                 counted = [stack_rows([row]) for row in rows[warmup:]]
             training = TrainingConfig(
-                micro_batch_size=1, gradient_accumulation_steps=1, learning_rate=1e-5, warmup_ratio=0.0,
-                logging_steps=10**6, save_steps=10**6, gradient_checkpointing=True, performance=performance,
+                micro_batch_size=1,
+                gradient_accumulation_steps=1,
+                learning_rate=1e-5,
+                warmup_ratio=0.0,
+                logging_steps=10**6,
+                save_steps=10**6,
+                gradient_checkpointing=True,
+                performance=performance,
                 max_steps=len(rows),
             )
             trainer_loop(model, rows, collator, training, timer, work / variant)
             attended_lists = [attended_lengths_of(b) for b in counted]
             targets = [int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in counted]
-        measure(result, timer, warmup if variant not in CORPUS else 1, attended_lists, targets, model_shape,
-                device, dtype, corpus=variant in CORPUS)
+        measure(
+            result,
+            timer,
+            warmup if variant not in CORPUS else 1,
+            attended_lists,
+            targets,
+            model_shape,
+            device,
+            dtype,
+            corpus=variant in CORPUS,
+        )
         if profile == variant and timer.profiler is not None:
             sort = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
             print(f"\nprofile of one step of {case}/{variant}:", file=sys.stderr)
@@ -331,8 +366,17 @@ def run_variant(case: str, shape: str, tokens: int, variant: str, steps: int, wa
     return result
 
 
-def measure(result: Result, timer: StepTimer, skip: int, attended_lists: list[list[int]], targets: list[int],
-            shape: ModelShape, device: torch.device, dtype: torch.dtype, corpus: bool) -> None:
+def measure(
+    result: Result,
+    timer: StepTimer,
+    skip: int,
+    attended_lists: list[list[int]],
+    targets: list[int],
+    shape: ModelShape,
+    device: torch.device,
+    dtype: torch.dtype,
+    corpus: bool,
+) -> None:
     seconds = timer.seconds[skip:]
     if len(seconds) != len(attended_lists):
         raise RuntimeError(f"timed {len(seconds)} steps for {len(attended_lists)} batches")
@@ -346,7 +390,10 @@ def measure(result: Result, timer: StepTimer, skip: int, attended_lists: list[li
         result.target_tokens_per_second = sum(targets) / total
         result.step_seconds = total / len(seconds)
         result.mfu = sum(flops) / total / peak_flops
-        result.extra = {"rows": len(seconds), "packing_efficiency": sum(tokens) / (len(seconds) * result.tokens_per_row)}
+        result.extra = {
+            "rows": len(seconds),
+            "packing_efficiency": sum(tokens) / (len(seconds) * result.tokens_per_row),
+        }
     else:
         step = statistics.median(seconds)
         result.step_seconds = step
@@ -358,8 +405,19 @@ def measure(result: Result, timer: StepTimer, skip: int, attended_lists: list[li
 
 # --- the table -------------------------------------------------------------------------------
 
-COLUMNS = ["case", "variant", "tokens/row", "status", "tok/s", "target tok/s", "step s", "peak GiB", "MFU",
-           "vs baseline", "baseline"]
+COLUMNS = [
+    "case",
+    "variant",
+    "tokens/row",
+    "status",
+    "tok/s",
+    "target tok/s",
+    "step s",
+    "peak GiB",
+    "MFU",
+    "vs baseline",
+    "baseline",
+]
 
 
 def ratios(results: list[Result]) -> dict[tuple[str, str], tuple[float, str]]:
@@ -379,16 +437,29 @@ def format_table(results: list[Result]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in results:
         value, base = ratio.get((r.case, r.variant), (math.nan, "-"))
-        cells = [r.case, r.variant, str(r.tokens_per_row), r.status, f"{r.tokens_per_second:.1f}",
-                 f"{r.target_tokens_per_second:.1f}", f"{r.step_seconds:.4f}", f"{r.peak_gib:.2f}",
-                 f"{r.mfu:.4f}", f"{value:.3f}", base]
+        cells = [
+            r.case,
+            r.variant,
+            str(r.tokens_per_row),
+            r.status,
+            f"{r.tokens_per_second:.1f}",
+            f"{r.target_tokens_per_second:.1f}",
+            f"{r.step_seconds:.4f}",
+            f"{r.peak_gib:.2f}",
+            f"{r.mfu:.4f}",
+            f"{value:.3f}",
+            base,
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def environment() -> dict[str, str]:
-    versions = {"python": platform.python_version(), "torch": torch.__version__,
-                "transformers": transformers.__version__}
+    versions = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
     for name in ("peft", "liger_kernel", "flash_attn", "triton"):
         try:
             module = __import__(name)
@@ -440,13 +511,20 @@ def main(argv: list[str] | None = None) -> int:
             done = {}
             for variant in sorted(variants, key=lambda v: uses_liger(v, device)):  # stable: Liger last, in case
                 with restored(modeling_qwen2):  # `restored` misses a patch outside modeling_qwen2
-                    done[variant] = run_variant(name, shape, tokens, variant, steps, args.warmup, args.profile, Path(tmp))
+                    done[variant] = run_variant(
+                        name, shape, tokens, variant, steps, args.warmup, args.profile, Path(tmp)
+                    )
             results.extend(done[v] for v in variants)
             print(f"{name}: done", file=sys.stderr, flush=True)
     print(format_table(results))
     if args.json:
-        args.json.write_text(json.dumps({"environment": env, "steps": steps, "warmup": args.warmup,
-                                         "results": [vars(r) for r in results]}, indent=2, default=str))
+        args.json.write_text(
+            json.dumps(
+                {"environment": env, "steps": steps, "warmup": args.warmup, "results": [vars(r) for r in results]},
+                indent=2,
+                default=str,
+            )
+        )
     return 0
 
 

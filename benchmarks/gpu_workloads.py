@@ -22,14 +22,42 @@ from phased_cpt.modeling import resolve_dtype
 
 SHAPES: dict[str, dict[str, Any]] = {
     # Qwen2.5 config.json values (vocab 151,936 / 152,064 as shipped)
-    "0.5b": dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-                 num_attention_heads=14, num_key_value_heads=2, tie_word_embeddings=True),
-    "7b": dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
-               num_attention_heads=28, num_key_value_heads=4, tie_word_embeddings=False),
-    "32b": dict(vocab_size=152064, hidden_size=5120, intermediate_size=27648, num_hidden_layers=64,
-                num_attention_heads=40, num_key_value_heads=8, tie_word_embeddings=False),
-    "tiny": dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                 num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True),
+    "0.5b": dict(
+        vocab_size=151936,
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    ),
+    "7b": dict(
+        vocab_size=152064,
+        hidden_size=3584,
+        intermediate_size=18944,
+        num_hidden_layers=28,
+        num_attention_heads=28,
+        num_key_value_heads=4,
+        tie_word_embeddings=False,
+    ),
+    "32b": dict(
+        vocab_size=152064,
+        hidden_size=5120,
+        intermediate_size=27648,
+        num_hidden_layers=64,
+        num_attention_heads=40,
+        num_key_value_heads=8,
+        tie_word_embeddings=False,
+    ),
+    "tiny": dict(
+        vocab_size=512,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    ),
 }
 LORA = dict(r=128, alpha=256, dropout=0.05)
 TINY_LORA = dict(r=8, alpha=16, dropout=0.05)
@@ -106,8 +134,12 @@ def ours_packed_dataset(documents: list[list[int]], max_tokens: int) -> RowDatas
             chunks.append((start, len(documents[index]), 0))
             start += len(documents[index])
         offsets.append(len(chunks))
-    return RowDataset(np.asarray(tokens, dtype=np.int32), np.asarray(chunks, dtype=np.int64),
-                      np.asarray(offsets, dtype=np.int64), packed=True)
+    return RowDataset(
+        np.asarray(tokens, dtype=np.int32),
+        np.asarray(chunks, dtype=np.int64),
+        np.asarray(offsets, dtype=np.int64),
+        packed=True,
+    )
 
 
 def stack_rows(rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:

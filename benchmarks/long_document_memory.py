@@ -59,8 +59,13 @@ def measure(src: str | None, model_dir: Path, size_mb: float, work: Path) -> tup
     if src:
         env["PYTHONPATH"] = src
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", MEASURE, str(model_dir), str(data_file),
-                          tempfile.mkdtemp(dir=work)], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(model_dir), str(data_file), tempfile.mkdtemp(dir=work)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     own, workers, tokens = map(int, out.stdout.split())
     return own, workers, tokens, time.perf_counter() - started
 
@@ -83,8 +88,10 @@ def main() -> None:
         for size in sizes:
             own, workers, tokens, seconds = measure(src, model_dir, size, work)
             peak = max(own, workers)
-            print(f"{label:9s} {size:7.1f} {tokens:11,d}   {own / 2**20:8.0f} MiB / {workers / 2**20:8.0f} MiB"
-                  f"{'':22s}{peak / (size * 1e6):8.1f}x   {seconds:7.1f}")
+            print(
+                f"{label:9s} {size:7.1f} {tokens:11,d}   {own / 2**20:8.0f} MiB / {workers / 2**20:8.0f} MiB"
+                f"{'':22s}{peak / (size * 1e6):8.1f}x   {seconds:7.1f}"
+            )
 
 
 if __name__ == "__main__":

@@ -32,17 +32,25 @@ from phased_cpt.memory import GiB, estimate_memory, read_model_config, shape_fro
 CONFIGS = REPO / "tests" / "fixtures" / "model_configs"
 ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 H100_TABLE = [  # shape, max_tokens, Liger, tokens/s, peak GiB
-    ("0.5b", 4096, False, 8879, 8.93), ("0.5b", 4096, True, 9139, 2.52),
-    ("0.5b", 16384, False, 21414, 30.33), ("0.5b", 16384, True, 24179, 4.29),
-    ("7b", 4096, False, 4567, 25.71), ("7b", 4096, True, 4958, 20.95),
-    ("7b", 16384, False, 4412, 49.06), ("7b", 16384, True, 4805, 28.05),
+    ("0.5b", 4096, False, 8879, 8.93),
+    ("0.5b", 4096, True, 9139, 2.52),
+    ("0.5b", 16384, False, 21414, 30.33),
+    ("0.5b", 16384, True, 24179, 4.29),
+    ("7b", 4096, False, 4567, 25.71),
+    ("7b", 4096, True, 4958, 20.95),
+    ("7b", 16384, False, 4412, 49.06),
+    ("7b", 16384, True, 4805, 28.05),
 ]
 
 
 def training(**overrides) -> TrainingConfig:
-    settings = {"micro_batch_size": 1, "gradient_accumulation_steps": 1, "gradient_checkpointing": True,
-                "lora": {"r": 128, "alpha": 256, "dropout": 0.05, "target_modules": ALL},
-                "performance": {"optimizer": "adamw_torch"}}
+    settings = {
+        "micro_batch_size": 1,
+        "gradient_accumulation_steps": 1,
+        "gradient_checkpointing": True,
+        "lora": {"r": 128, "alpha": 256, "dropout": 0.05, "target_modules": ALL},
+        "performance": {"optimizer": "adamw_torch"},
+    }
     return TrainingConfig(**(settings | overrides))
 
 
@@ -52,14 +60,18 @@ def shape(size: str):
 
 def h100_table() -> None:
     h100 = gpu_spec("h100")
-    print("| shape | max_tokens | Liger | peak GiB measured | estimated | error | tokens/s measured | estimated | error |")
+    print(
+        "| shape | max_tokens | Liger | peak GiB measured | estimated | error | tokens/s measured | estimated | error |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for size, tokens, liger, tokens_per_second, peak in H100_TABLE:
         memory = estimate_memory(shape(size), training(), tokens, liger=liger).peak_bytes / GiB
         work = Workload(np.array([tokens]), 1, 1, tokens)
         speed = tokens / estimate_seconds(shape(size), work, h100, lora_modules=7, liger=liger).seconds
-        print(f"| {size} | {tokens:,} | {'yes' if liger else 'no'} | {peak:.2f} | {memory:.2f} | "
-              f"{memory / peak - 1:+.1%} | {tokens_per_second:,} | {speed:,.0f} | {speed / tokens_per_second - 1:+.1%} |")
+        print(
+            f"| {size} | {tokens:,} | {'yes' if liger else 'no'} | {peak:.2f} | {memory:.2f} | "
+            f"{memory / peak - 1:+.1%} | {tokens_per_second:,} | {speed:,.0f} | {speed / tokens_per_second - 1:+.1%} |"
+        )
 
 
 def cpu_step_bytes(c: dict) -> tuple[int, object]:
@@ -70,13 +82,22 @@ def cpu_step_bytes(c: dict) -> tuple[int, object]:
 
     from tests.memory_tracker import LiveBytes
 
-    config = dict(vocab_size=c["vocab"], hidden_size=c["hidden"], intermediate_size=c["intermediate"],
-                  num_hidden_layers=c["layers"], num_attention_heads=c["heads"], num_key_value_heads=2,
-                  tie_word_embeddings=c["tied"], use_cache=False)
+    config = dict(
+        vocab_size=c["vocab"],
+        hidden_size=c["hidden"],
+        intermediate_size=c["intermediate"],
+        num_hidden_layers=c["layers"],
+        num_attention_heads=c["heads"],
+        num_key_value_heads=2,
+        tie_word_embeddings=c["tied"],
+        use_cache=False,
+    )
     torch.manual_seed(0)
     dtype = torch.bfloat16 if c["dtype"] == "bfloat16" else torch.float32
     model = AutoModelForCausalLM.from_config(Qwen2Config(**config), dtype=dtype, attn_implementation="sdpa")
-    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=c["dropout"], target_modules=c["targets"]))
+    model = get_peft_model(
+        model, LoraConfig(r=16, lora_alpha=32, lora_dropout=c["dropout"], target_modules=c["targets"])
+    )
     if c["checkpointing"]:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
@@ -95,53 +116,94 @@ def cpu_step_bytes(c: dict) -> tuple[int, object]:
     known = list(model.parameters()) + [t for state in optimizer.state.values() for t in state.values()]
     with LiveBytes(known) as live:
         step()
-    settings = training(gradient_checkpointing=c["checkpointing"], gradient_accumulation_steps=c["accumulate"],
-                        lora={"r": 16, "alpha": 32, "dropout": c["dropout"], "target_modules": c["targets"]})
-    estimate = estimate_memory(shape_from_config(config | {"model_type": "qwen2"}), settings, c["tokens"],
-                               dtype=c["dtype"], device="cpu")
+    settings = training(
+        gradient_checkpointing=c["checkpointing"],
+        gradient_accumulation_steps=c["accumulate"],
+        lora={"r": 16, "alpha": 32, "dropout": c["dropout"], "target_modules": c["targets"]},
+    )
+    estimate = estimate_memory(
+        shape_from_config(config | {"model_type": "qwen2"}), settings, c["tokens"], dtype=c["dtype"], device="cpu"
+    )
     return live.peak, estimate
 
 
 def cpu_steps() -> None:
     cases = [
-        dict(), dict(vocab=16000), dict(checkpointing=False), dict(tokens=1024), dict(dtype="float32"),
-        dict(dtype="float32", checkpointing=False), dict(dropout=0.0), dict(targets=["q_proj", "v_proj"]),
-        dict(accumulate=2), dict(layers=6, tokens=512), dict(hidden=256, intermediate=688, heads=8, tokens=512, vocab=4000),
+        dict(),
+        dict(vocab=16000),
+        dict(checkpointing=False),
+        dict(tokens=1024),
+        dict(dtype="float32"),
+        dict(dtype="float32", checkpointing=False),
+        dict(dropout=0.0),
+        dict(targets=["q_proj", "v_proj"]),
+        dict(accumulate=2),
+        dict(layers=6, tokens=512),
+        dict(hidden=256, intermediate=688, heads=8, tokens=512, vocab=4000),
         dict(tied=True, vocab=8000),
     ]
-    defaults = dict(hidden=128, intermediate=352, layers=2, heads=4, vocab=1000, tokens=256, checkpointing=True,
-                    dtype="bfloat16", dropout=0.05, targets=ALL, accumulate=1, tied=False)
+    defaults = dict(
+        hidden=128,
+        intermediate=352,
+        layers=2,
+        heads=4,
+        vocab=1000,
+        tokens=256,
+        checkpointing=True,
+        dtype="bfloat16",
+        dropout=0.05,
+        targets=ALL,
+        accumulate=1,
+        tied=False,
+    )
     print("| case | measured MB | estimated MB | error | peak at |")
     print("|---|---|---|---|---|")
     for case in cases:
         measured, estimate = cpu_step_bytes(defaults | case)
         estimated = estimate.activations_bytes + estimate.logits_bytes + estimate.gradients_bytes
         label = ", ".join(f"{k}={v}" for k, v in case.items()) or "defaults"
-        print(f"| {label} | {measured / 1e6:.3f} | {estimated / 1e6:.3f} | {estimated / measured - 1:+.1%} | "
-              f"{estimate.peak_at} |")
+        print(
+            f"| {label} | {measured / 1e6:.3f} | {estimated / 1e6:.3f} | {estimated / measured - 1:+.1%} | "
+            f"{estimate.peak_at} |"
+        )
 
 
 def outside() -> None:
     rows = [
-        ("32b", 32768, False, 3, 8, "none", 6, "h200"), ("32b", 32768, True, 3, 8, "none", 6, "h200"),
-        ("32b", 32768, True, 3, 8, "optimizer", 6, "h200"), ("32b", 32768, True, 2, 8, "none", 6, "h200"),
-        ("32b", 32768, True, 3, 8, "none", 6, "h100"), ("7b", 32768, True, 0, 1, "none", 1, "h100"),
-        ("7b", 32768, False, 0, 1, "none", 1, "h100"), ("7b", 131072, True, 0, 1, "none", 1, "h100"),
+        ("32b", 32768, False, 3, 8, "none", 6, "h200"),
+        ("32b", 32768, True, 3, 8, "none", 6, "h200"),
+        ("32b", 32768, True, 3, 8, "optimizer", 6, "h200"),
+        ("32b", 32768, True, 2, 8, "none", 6, "h200"),
+        ("32b", 32768, True, 3, 8, "none", 6, "h100"),
+        ("7b", 32768, True, 0, 1, "none", 1, "h100"),
+        ("7b", 32768, False, 0, 1, "none", 1, "h100"),
+        ("7b", 131072, True, 0, 1, "none", 1, "h100"),
         ("0.5b", 65536, True, 0, 1, "none", 1, "a100-40gb"),
     ]
-    print("| shape | tokens/row | Liger | ZeRO | GPUs | offload | GPU | needs GiB/GPU (peak allocated) | peak at | "
-          "tokens/s per GPU | fits |")
+    print(
+        "| shape | tokens/row | Liger | ZeRO | GPUs | offload | GPU | needs GiB/GPU (peak allocated) | peak at | "
+        "tokens/s per GPU | fits |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for size, tokens, liger, zero, n, offload, accumulate, gpu_name in rows:
         gpu = gpu_spec(gpu_name)
-        estimate = estimate_memory(shape(size), training(gradient_accumulation_steps=accumulate), tokens, liger=liger,
-                                   zero_stage=zero, world_size=n, offload=offload)
+        estimate = estimate_memory(
+            shape(size),
+            training(gradient_accumulation_steps=accumulate),
+            tokens,
+            liger=liger,
+            zero_stage=zero,
+            world_size=n,
+            offload=offload,
+        )
         work = Workload(np.full(n, tokens), 1, 1, tokens, n)
         seconds = estimate_seconds(shape(size), work, gpu, lora_modules=7, liger=liger, zero_stage=zero).seconds
         fits = "yes" if estimate.gpu_bytes <= gpu.memory_gib * GiB else "no"
-        print(f"| {size} | {tokens:,} | {'yes' if liger else 'no'} | {zero} | {n} | {offload} | {gpu.name} | "
-              f"{estimate.gpu_bytes / GiB:.1f} ({estimate.peak_bytes / GiB:.1f}) | {estimate.peak_at} | "
-              f"{tokens / seconds:,.0f} | {fits} |")
+        print(
+            f"| {size} | {tokens:,} | {'yes' if liger else 'no'} | {zero} | {n} | {offload} | {gpu.name} | "
+            f"{estimate.gpu_bytes / GiB:.1f} ({estimate.peak_bytes / GiB:.1f}) | {estimate.peak_at} | "
+            f"{tokens / seconds:,.0f} | {fits} |"
+        )
 
 
 def main() -> int:

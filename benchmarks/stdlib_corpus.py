@@ -33,5 +33,6 @@ def build_model(out_dir: Path, sample: Path, vocab_size: int, hidden_size: int =
 
     if (out_dir / "config.json").is_file():
         return out_dir
-    return build_tiny_model(out_dir, [sample], architecture="qwen2", vocab_size=vocab_size,
-                            hidden_size=hidden_size, num_layers=num_layers)
+    return build_tiny_model(
+        out_dir, [sample], architecture="qwen2", vocab_size=vocab_size, hidden_size=hidden_size, num_layers=num_layers
+    )

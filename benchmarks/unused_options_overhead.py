@@ -32,8 +32,9 @@ BASE = "b32893a^1"
 
 def export_src(revision: str, into: Path) -> Path:
     """The `src/` tree of `revision`, extracted under `into` (no worktree, no checkout)."""
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", revision, "src"], check=True,
-                             capture_output=True).stdout
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", revision, "src"], check=True, capture_output=True
+    ).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
     return into / "src"
@@ -42,12 +43,23 @@ def export_src(revision: str, into: Path) -> Path:
 def train_tokens_per_second(src: Path, work: Path, steps: int) -> float:
     """Median logged tokens/s of one quickstart training run with the package found in `src`."""
     work.mkdir(parents=True)
-    overrides = [f"training.max_steps={steps}", "training.logging_steps=2", "training.save_steps=100000",
-                 "evaluation.forgetting_matrix=false", "evaluation.eval_steps=100000", "tensorboard.enabled=false"]
+    overrides = [
+        f"training.max_steps={steps}",
+        "training.logging_steps=2",
+        "training.save_steps=100000",
+        "evaluation.forgetting_matrix=false",
+        "evaluation.eval_steps=100000",
+        "tensorboard.enabled=false",
+    ]
     code = "import sys; from phased_cpt.cli import main; sys.exit(main(sys.argv[1:]))"
     args = [sys.executable, "-c", code, "train"] + [a for o in overrides for a in ("--set", o)]
-    env = os.environ | {"PYTHONPATH": str(src), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-                        "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "disabled"}
+    env = os.environ | {
+        "PYTHONPATH": str(src),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "WANDB_MODE": "disabled",
+    }
     done = subprocess.run(args, cwd=work, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"training with {src} failed:\n{done.stderr[-3000:]}")
@@ -76,8 +88,10 @@ def main() -> None:
                 measured[name].append(value)
                 print(f"round {round_ + 1}: {name} {value:,.0f} tokens/s", flush=True)
     base, head = (statistics.median(measured[n]) for n in ("base", "head"))
-    print(f"base ({args.base}): {base:,.0f} tokens/s, head (working tree): {head:,.0f} tokens/s, "
-          f"head / base = {head / base:.3f} ({(head / base - 1):+.1%})")
+    print(
+        f"base ({args.base}): {base:,.0f} tokens/s, head (working tree): {head:,.0f} tokens/s, "
+        f"head / base = {head / base:.3f} ({(head / base - 1):+.1%})"
+    )
 
 
 if __name__ == "__main__":

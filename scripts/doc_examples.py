@@ -36,19 +36,34 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = ["README.md", "docs/multi-gpu.md", "docs/from-git.md"]
-REGION = re.compile(r"<!-- doc-example: (?P<name>[\w-]+) -->\n```(?P<lang>\w*)\n(?P<body>.*?)```\n<!-- /doc-example -->",
-                    re.DOTALL)
+REGION = re.compile(
+    r"<!-- doc-example: (?P<name>[\w-]+) -->\n```(?P<lang>\w*)\n(?P<body>.*?)```\n<!-- /doc-example -->", re.DOTALL
+)
 
 
 # --- where the examples run ---------------------------------------------------------------------
 
+
 def git(repo: Path, *args: str, date: str = "2024-01-01T10:00:00+00:00") -> None:
     """git in `repo` as a fixed author at `date`, without the machine's git config."""
-    env = {**os.environ, "GIT_AUTHOR_NAME": "Ada", "GIT_AUTHOR_EMAIL": "ada@example.com",
-           "GIT_COMMITTER_NAME": "Ada", "GIT_COMMITTER_EMAIL": "ada@example.com", "GIT_AUTHOR_DATE": date,
-           "GIT_COMMITTER_DATE": date, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
-    subprocess.run(["git", "-c", "commit.gpgsign=false", "-c", "core.hooksPath=/dev/null", *args], cwd=repo,
-                   env=env, capture_output=True, check=True)
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Ada",
+        "GIT_AUTHOR_EMAIL": "ada@example.com",
+        "GIT_COMMITTER_NAME": "Ada",
+        "GIT_COMMITTER_EMAIL": "ada@example.com",
+        "GIT_AUTHOR_DATE": date,
+        "GIT_COMMITTER_DATE": date,
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
+    subprocess.run(
+        ["git", "-c", "commit.gpgsign=false", "-c", "core.hooksPath=/dev/null", *args],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        check=True,
+    )
 
 
 def make_example_repo(root: Path) -> Path:
@@ -69,31 +84,69 @@ def make_example_repo(root: Path) -> Path:
         git(root, "checkout", "-q", "-b", branch)
         commit(files, title)
         git(root, "checkout", "-q", "main")
-        git(root, "merge", "-q", "--no-ff", branch, "-m", f"Merge pull request #{number} from ada/{branch}\n\n{title}",
-            date=f"2024-01-{next(day):02d}T10:00:00+00:00")
+        git(
+            root,
+            "merge",
+            "-q",
+            "--no-ff",
+            branch,
+            "-m",
+            f"Merge pull request #{number} from ada/{branch}\n\n{title}",
+            date=f"2024-01-{next(day):02d}T10:00:00+00:00",
+        )
 
-    commit({".gitignore": "*.log\n.env\n",
+    commit(
+        {
+            ".gitignore": "*.log\n.env\n",
             "shop/__init__.py": '"""A tiny shop."""\n',
             "shop/cart.py": "class Cart:\n    def __init__(self):\n        self.items = []\n\n"
-                            "    def add(self, item, price):\n        self.items.append((item, price))\n\n"
-                            "    def total(self):\n        return sum(price for _, price in self.items)\n",
-            "README.md": "# shop\n\nA cart that adds up prices.\n"}, "Start the shop: a cart with a total")
-    commit({"shop/discount.py": "def apply_discount(total, percent):\n    \"\"\"The total after `percent` off.\"\"\"\n"
-                                "    return round(total * (100 - percent) / 100, 2)\n",
-            "poetry.lock": "# locked\n[[package]]\nname = \"requests\"\n",
-            "prices.csv": "item,price\napple,1.20\npear,0.90\n"}, "Add discounts")
-    commit({"vendor/left_pad/__init__.py": "def left_pad(s, n):\n    return s.rjust(n)\n"},
-           "Vendor left_pad")
-    commit({"shop/cart.py": (root / "shop/cart.py").read_text().replace(
-        "    def total(self):", "    def remove(self, item):\n        self.items = [i for i in self.items if i[0] != item]\n\n"
-        "    def total(self):")}, "Cart: remove an item")
-    merge_pull_request(1, "checkout", {"shop/checkout.py": "from shop.discount import apply_discount\n\n\n"
-                                       "def checkout(cart, percent=0):\n    return apply_discount(cart.total(), percent)\n"},
-                       "Add checkout with an optional discount")
-    merge_pull_request(2, "receipt", {"shop/receipt.py": "def receipt(cart):\n"
-                                      "    lines = [f\"{item}: {price:.2f}\" for item, price in cart.items]\n"
-                                      "    return \"\\n\".join(lines + [f\"total: {cart.total():.2f}\"])\n"},
-                       "Print a receipt")
+            "    def add(self, item, price):\n        self.items.append((item, price))\n\n"
+            "    def total(self):\n        return sum(price for _, price in self.items)\n",
+            "README.md": "# shop\n\nA cart that adds up prices.\n",
+        },
+        "Start the shop: a cart with a total",
+    )
+    commit(
+        {
+            "shop/discount.py": 'def apply_discount(total, percent):\n    """The total after `percent` off."""\n'
+            "    return round(total * (100 - percent) / 100, 2)\n",
+            "poetry.lock": '# locked\n[[package]]\nname = "requests"\n',
+            "prices.csv": "item,price\napple,1.20\npear,0.90\n",
+        },
+        "Add discounts",
+    )
+    commit({"vendor/left_pad/__init__.py": "def left_pad(s, n):\n    return s.rjust(n)\n"}, "Vendor left_pad")
+    commit(
+        {
+            "shop/cart.py": (root / "shop/cart.py")
+            .read_text()
+            .replace(
+                "    def total(self):",
+                "    def remove(self, item):\n        self.items = [i for i in self.items if i[0] != item]\n\n"
+                "    def total(self):",
+            )
+        },
+        "Cart: remove an item",
+    )
+    merge_pull_request(
+        1,
+        "checkout",
+        {
+            "shop/checkout.py": "from shop.discount import apply_discount\n\n\n"
+            "def checkout(cart, percent=0):\n    return apply_discount(cart.total(), percent)\n"
+        },
+        "Add checkout with an optional discount",
+    )
+    merge_pull_request(
+        2,
+        "receipt",
+        {
+            "shop/receipt.py": "def receipt(cart):\n"
+            '    lines = [f"{item}: {price:.2f}" for item, price in cart.items]\n'
+            '    return "\\n".join(lines + [f"total: {cart.total():.2f}"])\n'
+        },
+        "Print a receipt",
+    )
     (root / "debug.log").write_text("ignored by .gitignore, never committed\n")
     return root
 
@@ -105,8 +158,13 @@ def tiny_run_config(model_dir: Path) -> str:
 
     data = yaml.safe_load((REPO / "config.yaml").read_text())
     data["model"] |= {"name": str(model_dir), "size": None}
-    data["training"] |= {"micro_batch_size": 2, "gradient_accumulation_steps": 1, "max_steps": 2, "logging_steps": 1,
-                         "save_steps": 2}
+    data["training"] |= {
+        "micro_batch_size": 2,
+        "gradient_accumulation_steps": 1,
+        "max_steps": 2,
+        "logging_steps": 1,
+        "save_steps": 2,
+    }
     data["training"]["lora"] |= {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}
     data["context"] |= {"max_tokens": 256, "overlap_tokens": 32}
     data["data"]["eval_ratio"] = 0.2
@@ -120,19 +178,32 @@ def tiny_qwen2_model(out_dir: Path) -> Path:
     from phased_cpt.quickstart import DATA_DIR
     from phased_cpt.quickstart.tiny_model import build_tiny_model
 
-    return build_tiny_model(out_dir, sorted(DATA_DIR.glob("*.jsonl")), architecture="qwen2", vocab_size=512,
-                            hidden_size=32, num_layers=2)
+    return build_tiny_model(
+        out_dir, sorted(DATA_DIR.glob("*.jsonl")), architecture="qwen2", vocab_size=512, hidden_size=32, num_layers=2
+    )
 
 
-def phased_cpt(args: list[str], cwd: Path, stdin: str | None = None, env: dict[str, str] | None = None,
-               ) -> subprocess.CompletedProcess:
+def phased_cpt(
+    args: list[str],
+    cwd: Path,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
     """The phased-cpt command in a subprocess, offline, one thread."""
     script = shutil.which("phased-cpt", path=str(Path(sys.executable).parent)) or shutil.which("phased-cpt")
     command = [script] if script else [sys.executable, "-m", "phased_cpt"]
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1",
-                "TOKENIZERS_PARALLELISM": "false", "COLUMNS": "200", **(env or {})}
-    return subprocess.run([*command, *args], cwd=cwd, env=full_env, input=stdin, capture_output=True, text=True,
-                          timeout=600)
+    full_env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "WANDB_MODE": "offline",
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "COLUMNS": "200",
+        **(env or {}),
+    }
+    return subprocess.run(
+        [*command, *args], cwd=cwd, env=full_env, input=stdin, capture_output=True, text=True, timeout=600
+    )
 
 
 def expect(result: subprocess.CompletedProcess, code: int = 0) -> subprocess.CompletedProcess:
@@ -142,6 +213,7 @@ def expect(result: subprocess.CompletedProcess, code: int = 0) -> subprocess.Com
 
 
 # --- the examples ---------------------------------------------------------------------------------
+
 
 @dataclass
 class Workspace:
@@ -196,11 +268,17 @@ def doctor_tiny(ws: Workspace) -> str:
     for name in ("p1", "p2"):
         (data / f"{name}.jsonl").write_text("\n".join(texts[:16]) + "\n")
     model = tiny_qwen2_model(work / "model")
-    config = {"model": {"name": str(model), "dtype": "auto"}, "context": {"max_tokens": 128, "overlap_tokens": 16},
-              "training": {"micro_batch_size": 4, "gradient_accumulation_steps": 1,
-                           "lora": {"r": 8, "alpha": 16, "dropout": 0.0}},
-              "phases": [{"name": "p1", "file": "data/p1.jsonl"}, {"name": "p2", "file": "data/p2.jsonl"}],
-              "deepspeed": "zero3"}
+    config = {
+        "model": {"name": str(model), "dtype": "auto"},
+        "context": {"max_tokens": 128, "overlap_tokens": 16},
+        "training": {
+            "micro_batch_size": 4,
+            "gradient_accumulation_steps": 1,
+            "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
+        },
+        "phases": [{"name": "p1", "file": "data/p1.jsonl"}, {"name": "p2", "file": "data/p2.jsonl"}],
+        "deepspeed": "zero3",
+    }
     (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     result = phased_cpt(["doctor", "config.yaml", "--gpus", "2"], work, env=ws.env)
     return result.stdout.replace(str(work), "/tmp/ds")
@@ -231,8 +309,15 @@ def from_git_summary(ws: Workspace) -> str:
     return f"$ {command}\n{result.stdout.replace(str(repo), repo.name)}"
 
 
-CHAT_INPUT = ["/set max_tokens 24", "# path: app/models/item.py\\", '"""The', "/phase phase3_pr_mastery", "/compare",
-              "/set temperature hot", "/quit"]
+CHAT_INPUT = [
+    "/set max_tokens 24",
+    "# path: app/models/item.py\\",
+    '"""The',
+    "/phase phase3_pr_mastery",
+    "/compare",
+    "/set temperature hot",
+    "/quit",
+]
 
 
 def chat_session(ws: Workspace) -> str:
@@ -249,10 +334,10 @@ def with_typed_lines(output: str, typed: list[str]) -> str:
     lines, parts, i = iter(typed), [], 0
     prompt = re.compile(r"^(>>> |\.\.\. )", re.MULTILINE)
     while match := prompt.search(output, i):
-        parts.append(output[i:match.start()])
+        parts.append(output[i : match.start()])
         i = match.start()
         while output.startswith((">>> ", "... "), i):
-            parts.append(f"{output[i:i + 4]}{next(lines)}\n")
+            parts.append(f"{output[i : i + 4]}{next(lines)}\n")
             i += 4
     return "".join(parts) + output[i:]
 

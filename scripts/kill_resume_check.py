@@ -52,13 +52,23 @@ def write_config(work: Path, model_dir: Path) -> Path:
         (work / "data" / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
     cfg = {
         "model": {"name": str(model_dir), "dtype": "float32", "attn_implementation": "sdpa"},
-        "training": {"micro_batch_size": 4, "gradient_accumulation_steps": 1, "learning_rate": 3e-3,
-                     "warmup_ratio": 0.1, "weight_decay": 0.01, "logging_steps": 1, "save_steps": 3,
-                     "save_total_limit": 2, "gradient_checkpointing": True,
-                     "lora": {"r": 8, "alpha": 16, "dropout": 0.1}},
+        "training": {
+            "micro_batch_size": 4,
+            "gradient_accumulation_steps": 1,
+            "learning_rate": 3e-3,
+            "warmup_ratio": 0.1,
+            "weight_decay": 0.01,
+            "logging_steps": 1,
+            "save_steps": 3,
+            "save_total_limit": 2,
+            "gradient_checkpointing": True,
+            "lora": {"r": 8, "alpha": 16, "dropout": 0.1},
+        },
         "context": {"max_tokens": 128, "overlap_tokens": 16},
-        "phases": [{"name": PHASES[0], "file": "data/phase1_foundation.jsonl", "epochs": 1},
-                   {"name": PHASES[1], "file": "data/phase2_evolution.jsonl", "epochs": 1}],
+        "phases": [
+            {"name": PHASES[0], "file": "data/phase1_foundation.jsonl", "epochs": 1},
+            {"name": PHASES[1], "file": "data/phase2_evolution.jsonl", "epochs": 1},
+        ],
         "data": {"eval_ratio": 0.1, "cache_dir": str(work / "cache")},
         # next-line completion (greedy generation: no random draws) takes tens of seconds per
         # forgetting-matrix row on a loaded 2-core CPU; the perplexity columns stay on
@@ -72,8 +82,14 @@ def write_config(work: Path, model_dir: Path) -> Path:
 
 def train(config: Path, *extra: str, crash_at: str | None = None) -> subprocess.Popen:
     env = {**ENV, CRASH_AT_ENV: crash_at} if crash_at else ENV
-    return subprocess.Popen([sys.executable, "-m", "phased_cpt", "train", str(config), *extra], cwd=config.parent,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "phased_cpt", "train", str(config), *extra],
+        cwd=config.parent,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def records(work: Path) -> list[dict]:
@@ -91,13 +107,29 @@ def logged(work: Path) -> list[dict]:
     return [r for r in records(work) if r.get("kind") == "train"]
 
 
-CRASH_POINTS = ("data_prepared:{phase}", "phase_start:{phase}", "checkpoint_written:{phase}/{step}",
-                "phase_evaluation:{phase}", "forgetting_row:{phase}", "state_update:{phase}", "report")
+CRASH_POINTS = (
+    "data_prepared:{phase}",
+    "phase_start:{phase}",
+    "checkpoint_written:{phase}/{step}",
+    "phase_evaluation:{phase}",
+    "forgetting_row:{phase}",
+    "state_update:{phase}",
+    "report",
+)
 EVENTS = ("phase_start", "eval", "phase_end", "session_end")
-FILES = ("{phase}/checkpoint-*", "{phase}/checkpoint-*/COMPLETE", "{phase}/adapter/adapter_model.safetensors",
-         "eval/forgetting.json", "eval/curves.png")
-KINDS = [("crash", c) for c in CRASH_POINTS] + [("event", e) for e in EVENTS] + [("file", f) for f in FILES] + \
-    [("step", "")]
+FILES = (
+    "{phase}/checkpoint-*",
+    "{phase}/checkpoint-*/COMPLETE",
+    "{phase}/adapter/adapter_model.safetensors",
+    "eval/forgetting.json",
+    "eval/curves.png",
+)
+KINDS = (
+    [("crash", c) for c in CRASH_POINTS]
+    + [("event", e) for e in EVENTS]
+    + [("file", f) for f in FILES]
+    + [("step", "")]
+)
 
 
 def kill_points(rng: random.Random, trials: int, steps_per_phase: dict[str, int], save_steps: int) -> list[tuple]:
@@ -136,8 +168,14 @@ def main() -> int:
     args = parser.parse_args()
     rng = random.Random(args.seed)
     root = Path(tempfile.mkdtemp(prefix="killcheck-"))
-    model_dir = build_tiny_model(root / "model", sorted(DATA_DIR.glob("*.jsonl")), architecture="qwen2",
-                                 vocab_size=512, hidden_size=32, num_layers=2)
+    model_dir = build_tiny_model(
+        root / "model",
+        sorted(DATA_DIR.glob("*.jsonl")),
+        architecture="qwen2",
+        vocab_size=512,
+        hidden_size=32,
+        num_layers=2,
+    )
     reference = root / "reference"
     process = train(write_config(reference, model_dir))
     if process.wait() != 0:
@@ -170,8 +208,11 @@ def main() -> int:
         identical += same
         point = {"step": f"step {step} of {phase}", "event": f"event {what} of {phase}"}.get(kind, f"{kind} {what}")
         how = f"SIGKILL after global step {killed_at}" if killed else f"not killed (exit {code}: ended first)"
-        print(f"trial {trial}: {point}: {how}; resumed: max abs diff {diff:.2e} "
-              f"-> {'identical' if same else 'DIFFERENT'}", flush=True)
+        print(
+            f"trial {trial}: {point}: {how}; resumed: max abs diff {diff:.2e} "
+            f"-> {'identical' if same else 'DIFFERENT'}",
+            flush=True,
+        )
     print(f"{killed_runs}/{args.trials} runs were killed at their kill point")
     print(f"{identical}/{args.trials} resumed runs ended identical to the uninterrupted run")
     return 0 if identical == args.trials else 1

@@ -28,10 +28,10 @@ def read_records(path: Path) -> list:
         if left_in_block < HEADER:
             offset += left_in_block
             continue
-        _, length, kind = struct.unpack("<IHB", data[offset:offset + HEADER])
+        _, length, kind = struct.unpack("<IHB", data[offset : offset + HEADER])
         if kind == 0 and length == 0:
             break
-        payload = data[offset + HEADER:offset + HEADER + length]
+        payload = data[offset + HEADER : offset + HEADER + length]
         offset += HEADER + length
         if kind == FULL:
             pending = payload

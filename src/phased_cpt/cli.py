@@ -46,6 +46,7 @@ NOISY_LIBRARIES = r"transformers(\.|$)"
 
 # --- arguments ---------------------------------------------------------------------------------
 
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="phased-cpt",
@@ -66,8 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
 def add_debug_flag(parser: argparse.ArgumentParser, default: object = argparse.SUPPRESS) -> None:
     """`--debug` on the parser and every subcommand: show the traceback of an error (a
     subcommand's flag only overrides the top-level default when given)."""
-    parser.add_argument("--debug", action="store_true", default=default,
-                        help="on an error, also print its traceback and log debug messages")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=default,
+        help="on an error, also print its traceback and log debug messages",
+    )
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for subparser in action.choices.values():
@@ -89,7 +94,10 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("config", nargs="?", type=Path, help="YAML config (default: the embedded quickstart)")
     add_set_argument(train)
     train.add_argument(
-        "--resume", nargs="?", const="latest", metavar="RUN_DIR",
+        "--resume",
+        nargs="?",
+        const="latest",
+        metavar="RUN_DIR",
         help="continue a run: skip its finished phases and continue the current one from its latest complete "
         "checkpoint (optimizer, scheduler, RNG, data position). RUN_DIR defaults to 'latest', the newest run "
         "of output.run_name under output.dir. The config must not change what is trained.",
@@ -114,7 +122,8 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     validate.add_argument("config", type=Path, help="YAML config (new layout or the older tool's)")
     add_set_argument(validate)
     validate.add_argument(
-        "--print-translated", action="store_true",
+        "--print-translated",
+        action="store_true",
         help="print the config in phased-cpt's layout, with the translation's notes as comments (for configs "
         "written for the older tool); printed even when the data files do not exist yet",
     )
@@ -133,15 +142,27 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
         "says so.",
     )
     plan.add_argument("config", nargs="?", type=Path, help="YAML config (default: the embedded quickstart)")
-    plan.add_argument("--gpus", type=int, metavar="N",
-                      help="GPUs (training processes) per node (default: WORLD_SIZE when a launcher set it, else 1)")
+    plan.add_argument(
+        "--gpus",
+        type=int,
+        metavar="N",
+        help="GPUs (training processes) per node (default: WORLD_SIZE when a launcher set it, else 1)",
+    )
     plan.add_argument("--nodes", type=int, default=1, metavar="M", help="nodes, each with --gpus GPUs (default: 1)")
-    plan.add_argument("--gpu-model", metavar="NAME",
-                      help="the GPU the memory and time are for, e.g. H100, H200, A100-40GB (default: the GPU here, "
-                      "else H100, where the estimates were calibrated)")
+    plan.add_argument(
+        "--gpu-model",
+        metavar="NAME",
+        help="the GPU the memory and time are for, e.g. H100, H200, A100-40GB (default: the GPU here, "
+        "else H100, where the estimates were calibrated)",
+    )
     plan.add_argument("--model-config", type=Path, metavar="PATH", help=MODEL_CONFIG_HELP)
-    plan.add_argument("--bytes-per-token", type=float, default=None, metavar="B",
-                      help="UTF-8 bytes per token when the tokenizer cannot be loaded here (default: 3.5)")
+    plan.add_argument(
+        "--bytes-per-token",
+        type=float,
+        default=None,
+        metavar="B",
+        help="UTF-8 bytes per token when the tokenizer cannot be loaded here (default: 3.5)",
+    )
     add_set_argument(plan)
     plan.add_argument("--json", action="store_true", help="print the plan as JSON on stdout instead of a table")
     plan.set_defaults(func=cmd_plan)
@@ -170,43 +191,92 @@ def add_from_git(data_sub: argparse._SubParsersAction) -> None:
         "filters and configured commands never run.",
     )
     default_globs = "; ".join(f"{reason}: {' '.join(globs)}" for reason, globs in DEFAULT_EXCLUDES.items())
-    parser.add_argument("repo", metavar="REPO", type=Path, help="path of the git repository (or any directory inside it)")
-    parser.add_argument("--out", metavar="DIR", type=Path, required=True,
-                        help="output directory, created if missing; the three .jsonl files and the report in it "
-                        "are replaced atomically")
-    parser.add_argument("--rev", metavar="REV", default="HEAD",
-                        help="commit whose files make phase 1 and whose history makes phases 2-3 (default: HEAD)")
-    parser.add_argument("--since", metavar="DATE",
-                        help="only commits committed at or after DATE (ISO 8601, e.g. 2024-01-31 or "
-                        "2024-01-31T12:00:00+01:00; UTC when no offset) for phase 2 and the merge-commit fallback "
-                        "of phase 3")
-    parser.add_argument("--max-file-bytes", metavar="N", type=positive_bytes, default=DEFAULT_MAX_FILE_BYTES,
-                        help=f"skip files larger than N bytes in phase 1 (default: {DEFAULT_MAX_FILE_BYTES})")
-    parser.add_argument("--max-diff-bytes", metavar="N", type=positive_bytes, default=DEFAULT_MAX_DIFF_BYTES,
-                        help="cut each commit or pull-request diff at N bytes, marking the cut "
-                        f"'[diff truncated: ...]' (default: {DEFAULT_MAX_DIFF_BYTES})")
-    parser.add_argument("--exclude", metavar="GLOB", action="append", default=[], dest="excludes",
-                        help="also leave out paths matching GLOB, in every phase (repeatable); a glob matches the "
-                        "whole path, a leading directory or one path component, e.g. 'docs/*', '*.csv', 'fixtures'")
-    parser.add_argument("--include", metavar="GLOB", action="append", default=[], dest="includes",
-                        help="keep paths matching GLOB that a default rule would leave out (vendored, lock, "
-                        "generated, data, minified; repeatable); never brings back a secret, and --exclude still wins")
-    parser.add_argument("--default-excludes", dest="use_default_excludes", action=argparse.BooleanOptionalAction,
-                        default=True,
-                        help=f"apply the default rules: the globs ({default_globs}), .gitattributes "
-                        "linguist-vendored/linguist-generated, detected vendored copies and the minified/generated "
-                        "content tests (default: on; --no-default-excludes keeps such files). Secret stores "
-                        f"({' '.join(SECRET_FILE_GLOBS)}) are always left out and credential values always redacted")
-    parser.add_argument("--keep-duplicates", action="store_true",
-                        help="keep documents whose text repeats an earlier one of the same phase "
-                        "(default: left out as 'duplicate')")
-    parser.add_argument("--prs", metavar="FILE_OR_DIR", type=Path,
-                        help="pull-request export for phase 3: a JSON file, or a directory of JSON files, each a "
-                        "list of GitHub REST pull objects with keys 'diff', 'reviews', 'review_comments' (see "
-                        "docs/from-git.md); without it phase 3 uses merge commits")
-    parser.add_argument("--allow-other-owner", action="store_true",
-                        help="read a repository owned by another user (git refuses by default: safe.directory); "
-                        "its hooks, filters and configured commands never run either way")
+    parser.add_argument(
+        "repo", metavar="REPO", type=Path, help="path of the git repository (or any directory inside it)"
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        type=Path,
+        required=True,
+        help="output directory, created if missing; the three .jsonl files and the report in it "
+        "are replaced atomically",
+    )
+    parser.add_argument(
+        "--rev",
+        metavar="REV",
+        default="HEAD",
+        help="commit whose files make phase 1 and whose history makes phases 2-3 (default: HEAD)",
+    )
+    parser.add_argument(
+        "--since",
+        metavar="DATE",
+        help="only commits committed at or after DATE (ISO 8601, e.g. 2024-01-31 or "
+        "2024-01-31T12:00:00+01:00; UTC when no offset) for phase 2 and the merge-commit fallback "
+        "of phase 3",
+    )
+    parser.add_argument(
+        "--max-file-bytes",
+        metavar="N",
+        type=positive_bytes,
+        default=DEFAULT_MAX_FILE_BYTES,
+        help=f"skip files larger than N bytes in phase 1 (default: {DEFAULT_MAX_FILE_BYTES})",
+    )
+    parser.add_argument(
+        "--max-diff-bytes",
+        metavar="N",
+        type=positive_bytes,
+        default=DEFAULT_MAX_DIFF_BYTES,
+        help="cut each commit or pull-request diff at N bytes, marking the cut "
+        f"'[diff truncated: ...]' (default: {DEFAULT_MAX_DIFF_BYTES})",
+    )
+    parser.add_argument(
+        "--exclude",
+        metavar="GLOB",
+        action="append",
+        default=[],
+        dest="excludes",
+        help="also leave out paths matching GLOB, in every phase (repeatable); a glob matches the "
+        "whole path, a leading directory or one path component, e.g. 'docs/*', '*.csv', 'fixtures'",
+    )
+    parser.add_argument(
+        "--include",
+        metavar="GLOB",
+        action="append",
+        default=[],
+        dest="includes",
+        help="keep paths matching GLOB that a default rule would leave out (vendored, lock, "
+        "generated, data, minified; repeatable); never brings back a secret, and --exclude still wins",
+    )
+    parser.add_argument(
+        "--default-excludes",
+        dest="use_default_excludes",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=f"apply the default rules: the globs ({default_globs}), .gitattributes "
+        "linguist-vendored/linguist-generated, detected vendored copies and the minified/generated "
+        "content tests (default: on; --no-default-excludes keeps such files). Secret stores "
+        f"({' '.join(SECRET_FILE_GLOBS)}) are always left out and credential values always redacted",
+    )
+    parser.add_argument(
+        "--keep-duplicates",
+        action="store_true",
+        help="keep documents whose text repeats an earlier one of the same phase (default: left out as 'duplicate')",
+    )
+    parser.add_argument(
+        "--prs",
+        metavar="FILE_OR_DIR",
+        type=Path,
+        help="pull-request export for phase 3: a JSON file, or a directory of JSON files, each a "
+        "list of GitHub REST pull objects with keys 'diff', 'reviews', 'review_comments' (see "
+        "docs/from-git.md); without it phase 3 uses merge commits",
+    )
+    parser.add_argument(
+        "--allow-other-owner",
+        action="store_true",
+        help="read a repository owned by another user (git refuses by default: safe.directory); "
+        "its hooks, filters and configured commands never run either way",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object instead of a table")
     parser.set_defaults(func=cmd_from_git, light=True)
 
@@ -224,23 +294,44 @@ def add_inference_commands(sub: argparse._SubParsersAction) -> None:
     )
     chat.add_argument("target", nargs="?", type=Path, metavar="RUN_DIR|ADAPTER_DIR", help=TARGET_HELP)
     add_target_arguments(chat)
-    chat.add_argument("--adapter", type=Path, metavar="PATH",
-                      help="any adapter directory, e.g. a checkpoint: RUN/PHASE/checkpoint-N")
-    chat.add_argument("--list", action="store_true",
-                      help="list the runs, phases, adapters and checkpoints found, then exit")
-    chat.add_argument("--chat-template", action="store_true",
-                      help="wrap prompts in the tokenizer's chat template (default: raw completion)")
-    chat.add_argument("--prompt", action="append", default=[], metavar="TEXT",
-                      help="answer TEXT with the base and the fine-tuned model, print both, exit (repeatable)")
-    chat.add_argument("--prompts", type=Path, metavar="FILE",
-                      help="like --prompt for every prompt in FILE "
-                      "(.jsonl: {\"prompt\": ...} per line; else one per line)")
-    chat.add_argument("--out", type=Path, metavar="RESULTS.jsonl",
-                      help="with --prompt/--prompts: write prompt, both answers, stats and parameters as JSONL")
+    chat.add_argument(
+        "--adapter", type=Path, metavar="PATH", help="any adapter directory, e.g. a checkpoint: RUN/PHASE/checkpoint-N"
+    )
+    chat.add_argument(
+        "--list", action="store_true", help="list the runs, phases, adapters and checkpoints found, then exit"
+    )
+    chat.add_argument(
+        "--chat-template",
+        action="store_true",
+        help="wrap prompts in the tokenizer's chat template (default: raw completion)",
+    )
+    chat.add_argument(
+        "--prompt",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="answer TEXT with the base and the fine-tuned model, print both, exit (repeatable)",
+    )
+    chat.add_argument(
+        "--prompts",
+        type=Path,
+        metavar="FILE",
+        help='like --prompt for every prompt in FILE (.jsonl: {"prompt": ...} per line; else one per line)',
+    )
+    chat.add_argument(
+        "--out",
+        type=Path,
+        metavar="RESULTS.jsonl",
+        help="with --prompt/--prompts: write prompt, both answers, stats and parameters as JSONL",
+    )
     defaults = GenerationParams()
     for name, (kind, _, allowed) in PARAM_CHECKS.items():
-        chat.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar=kind.__name__.upper(),
-                          help=f"{allowed}; default {getattr(defaults, name)} (/set {name} in the REPL)")
+        chat.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            metavar=kind.__name__.upper(),
+            help=f"{allowed}; default {getattr(defaults, name)} (/set {name} in the REPL)",
+        )
     chat.set_defaults(func=cmd_chat)
 
     merge = sub.add_parser(
@@ -250,38 +341,63 @@ def add_inference_commands(sub: argparse._SubParsersAction) -> None:
         "safetensors, config and tokenizer to --out, loadable with AutoModelForCausalLM.from_pretrained. "
         "The merged model's logits are checked against base + adapter before anything is written to --out.",
     )
-    merge.add_argument("target", type=Path, metavar="RUN_DIR|ADAPTER_DIR", help="a run directory or an adapter directory")
+    merge.add_argument(
+        "target", type=Path, metavar="RUN_DIR|ADAPTER_DIR", help="a run directory or an adapter directory"
+    )
     add_target_arguments(merge, output_dir=False)
     merge.add_argument("--out", type=Path, required=True, metavar="DIR", help="where to write the merged model")
-    merge.add_argument("--force", action="store_true",
-                       help="replace a non-empty --out that an earlier merge wrote (never anything else)")
-    merge.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
-                       help="merge and save in this dtype (default: the run's model.dtype; auto is float32 on CPU)")
+    merge.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a non-empty --out that an earlier merge wrote (never anything else)",
+    )
+    merge.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16", "float16"],
+        help="merge and save in this dtype (default: the run's model.dtype; auto is float32 on CPU)",
+    )
     merge.set_defaults(func=cmd_merge)
 
 
 def add_target_arguments(parser: argparse.ArgumentParser, output_dir: bool = True) -> None:
     """What `chat` and `merge` load: which phase, which base model, where runs are."""
     parser.add_argument("--phase", metavar="NAME|N", help="a finished phase by name or number (default: the last)")
-    parser.add_argument("--base-model", metavar="NAME_OR_DIR",
-                        help="load this base model instead of the one the run's config names (e.g. it moved)")
+    parser.add_argument(
+        "--base-model",
+        metavar="NAME_OR_DIR",
+        help="load this base model instead of the one the run's config names (e.g. it moved)",
+    )
     if output_dir:
-        parser.add_argument("--output-dir", type=Path, metavar="DIR",
-                            help="where to look for runs (default: output.dir of --config, else ./outputs)")
+        parser.add_argument(
+            "--output-dir",
+            type=Path,
+            metavar="DIR",
+            help="where to look for runs (default: output.dir of --config, else ./outputs)",
+        )
         parser.add_argument("--config", type=Path, metavar="CONFIG", help="read output.dir from this training config")
 
 
 def add_node_arguments(parser: argparse.ArgumentParser) -> None:
     """Several nodes, for `launch` and `doctor` (docs/multi-gpu.md)."""
     nodes = parser.add_argument_group("several nodes")
-    nodes.add_argument("--hostfile", type=Path, metavar="FILE",
-                       help="DeepSpeed hostfile ('hostname slots=N' per line); alone: DeepSpeed's launcher starts "
-                       "every node over ssh; with --node-rank: run on each node, no ssh")
+    nodes.add_argument(
+        "--hostfile",
+        type=Path,
+        metavar="FILE",
+        help="DeepSpeed hostfile ('hostname slots=N' per line); alone: DeepSpeed's launcher starts "
+        "every node over ssh; with --node-rank: run on each node, no ssh",
+    )
     nodes.add_argument("--nodes", type=int, metavar="N", help="number of nodes, started one by one (with --node-rank)")
-    nodes.add_argument("--node-rank", type=int, metavar="K", help="this node's rank, 0 to N-1 (0: the node at --master-addr)")
+    nodes.add_argument(
+        "--node-rank", type=int, metavar="K", help="this node's rank, 0 to N-1 (0: the node at --master-addr)"
+    )
     nodes.add_argument("--master-addr", metavar="ADDR", help="address of node 0, the same on every node")
-    nodes.add_argument("--master-port", type=int, metavar="PORT",
-                       help="port on node 0, the same on every node (default 29500 on several nodes)")
+    nodes.add_argument(
+        "--master-port",
+        type=int,
+        metavar="PORT",
+        help="port on node 0, the same on every node (default 29500 on several nodes)",
+    )
 
 
 def resolve_node_arguments(args: argparse.Namespace):
@@ -299,13 +415,23 @@ def add_distributed_commands(sub: argparse._SubParsersAction) -> None:
         "--gpus N starts N CPU processes over gloo. See docs/multi-gpu.md.",
     )
     launch.add_argument("config", type=Path, help="YAML config")
-    launch.add_argument("--gpus", type=int, metavar="N", help="processes per node (default: every visible GPU, or 1 without a GPU)")
+    launch.add_argument(
+        "--gpus", type=int, metavar="N", help="processes per node (default: every visible GPU, or 1 without a GPU)"
+    )
     add_node_arguments(launch)
-    launch.add_argument("--launcher", choices=["deepspeed", "torchrun"],
-                        help="default: deepspeed when the config sets deepspeed or --hostfile is given, else torchrun")
+    launch.add_argument(
+        "--launcher",
+        choices=["deepspeed", "torchrun"],
+        help="default: deepspeed when the config sets deepspeed or --hostfile is given, else torchrun",
+    )
     add_set_argument(launch)
-    launch.add_argument("--resume", nargs="?", const="latest", metavar="RUN_DIR",
-                        help="passed to `phased-cpt train --resume` on every process")
+    launch.add_argument(
+        "--resume",
+        nargs="?",
+        const="latest",
+        metavar="RUN_DIR",
+        help="passed to `phased-cpt train --resume` on every process",
+    )
     launch.add_argument("--skip-doctor", action="store_true", help="start without the pre-flight checks")
     launch.set_defaults(func=cmd_launch)
 
@@ -318,10 +444,16 @@ def add_distributed_commands(sub: argparse._SubParsersAction) -> None:
         "estimated memory per GPU with a recommendation. Exit 2 if any check fails.",
     )
     doctor.add_argument("config", type=Path, help="YAML config")
-    doctor.add_argument("--gpus", type=int, metavar="N", help="processes the run will use (default: every visible GPU, or 1)")
-    doctor.add_argument("--gpu-memory", type=float, metavar="GIB",
-                        help="memory of each GPU the run will use, in GiB (default: the GPUs here); the memory "
-                        "check fails when the estimate needs more")
+    doctor.add_argument(
+        "--gpus", type=int, metavar="N", help="processes the run will use (default: every visible GPU, or 1)"
+    )
+    doctor.add_argument(
+        "--gpu-memory",
+        type=float,
+        metavar="GIB",
+        help="memory of each GPU the run will use, in GiB (default: the GPUs here); the memory "
+        "check fails when the estimate needs more",
+    )
     doctor.add_argument("--model-config", type=Path, metavar="PATH", help=MODEL_CONFIG_HELP)
     add_node_arguments(doctor)
     add_set_argument(doctor)
@@ -331,16 +463,26 @@ def add_distributed_commands(sub: argparse._SubParsersAction) -> None:
 
 # --- commands ----------------------------------------------------------------------------------
 
+
 def cmd_from_git(args: argparse.Namespace) -> int:
     import json
 
     from phased_cpt.from_git import build_datasets
 
-    summary = build_datasets(args.repo, args.out, rev=args.rev, since=args.since,
-                             max_file_bytes=args.max_file_bytes, excludes=args.excludes,
-                             includes=args.includes, use_default_excludes=args.use_default_excludes,
-                             prs=args.prs, max_diff_bytes=args.max_diff_bytes,
-                             keep_duplicates=args.keep_duplicates, allow_other_owner=args.allow_other_owner)
+    summary = build_datasets(
+        args.repo,
+        args.out,
+        rev=args.rev,
+        since=args.since,
+        max_file_bytes=args.max_file_bytes,
+        excludes=args.excludes,
+        includes=args.includes,
+        use_default_excludes=args.use_default_excludes,
+        prs=args.prs,
+        max_diff_bytes=args.max_diff_bytes,
+        keep_duplicates=args.keep_duplicates,
+        allow_other_owner=args.allow_other_owner,
+    )
     print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.format_table())
     return 0
 
@@ -384,8 +526,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         run = run_training(cfg, resume=args.resume)
     except StorageError as err:
         room = "once there is room (or the directory is writable)"
-        then = (f"the run can be resumed {room}: {resume_command(args, err.run_path)}" if err.run_path
-                else f"nothing was left half-written: run the command again {room}")
+        then = (
+            f"the run can be resumed {room}: {resume_command(args, err.run_path)}"
+            if err.run_path
+            else f"nothing was left half-written: run the command again {room}"
+        )
         raise StorageError(f"{err}; {then}") from err
     except TrainingInterrupted as stop:
         print(
@@ -448,14 +593,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
             try:
                 scan.raise_if_bad(cfg.data.text_field)
                 skipped = f", {len(scan.rejected)} line(s) to be left out ({scan.duplicates} duplicate(s))"
-                print(f"{name}: {scan.documents} documents in {scan.path}{skipped if scan.rejected else ''}",
-                      file=sys.stderr)
+                print(
+                    f"{name}: {scan.documents} documents in {scan.path}{skipped if scan.rejected else ''}",
+                    file=sys.stderr,
+                )
             except DataError as err:
                 problems.append(str(err))
     if problems:
         raise DataError("\n".join(problems))
-    print(f"{args.config}: config and the data files of {len(cfg.phases)} phase(s)"
-          f"{' and the general source' if general else ''} are valid", file=sys.stderr)
+    print(
+        f"{args.config}: config and the data files of {len(cfg.phases)} phase(s)"
+        f"{' and the general source' if general else ''} are valid",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -486,8 +636,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         from phased_cpt.planning import format_run_plan, plan_run, run_plan_json
 
         world = args.gpus * args.nodes if args.gpus else None
-        run = plan_run(cfg, world, args.nodes, args.gpu_model, args.model_config,
-                       args.bytes_per_token or BYTES_PER_TOKEN)
+        run = plan_run(
+            cfg, world, args.nodes, args.gpu_model, args.model_config, args.bytes_per_token or BYTES_PER_TOKEN
+        )
     if args.json:
         print(json.dumps(run_plan_json(run, cfg.context), indent=2))
     else:
@@ -512,8 +663,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
         prompts += read_prompts(args.prompts)
     if any(not p.strip() for p in prompts):
         raise UserError("--prompt: a prompt is empty")
-    target = resolve_target(args.target, output_dir=output_dir, phase=args.phase, adapter=args.adapter,
-                            base_model=args.base_model)
+    target = resolve_target(
+        args.target, output_dir=output_dir, phase=args.phase, adapter=args.adapter, base_model=args.base_model
+    )
     logger.info("base model: %s", target.model.name)  # before the imports: the first seconds show what loads
     logger.info("adapter: %s (%s)", target.active, target.adapter_dir)
     from phased_cpt.inference.generation import load_generator
@@ -566,8 +718,13 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
     model = target.model if args.dtype is None else target.model.model_copy(update={"dtype": args.dtype})
     logger.info("merging %s into %s", target.adapter_dir, model.name)
-    report = merge_adapter(model, target.adapter_dir, args.out, force=args.force,
-                           run_dir=target.run.path if target.run is not None else None)
+    report = merge_adapter(
+        model,
+        target.adapter_dir,
+        args.out,
+        force=args.force,
+        run_dir=target.run.path if target.run is not None else None,
+    )
     print(
         f"merged {target.active} into {report.out_dir} ({str(report.dtype).removeprefix('torch.')}; "
         f"relative logit error vs base + adapter {report.relative_error:.2e} <= {report.allowed:.0e} "
@@ -601,11 +758,19 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from phased_cpt.doctor import doctor
     from phased_cpt.launch import gpu_count
 
-    return doctor(args.config, args.overrides, args.gpus or max(gpu_count(), 1), args.json, args.gpu_memory,
-                  args.model_config, resolve_node_arguments(args))
+    return doctor(
+        args.config,
+        args.overrides,
+        args.gpus or max(gpu_count(), 1),
+        args.json,
+        args.gpu_memory,
+        args.model_config,
+        resolve_node_arguments(args),
+    )
 
 
 # --- process setup -----------------------------------------------------------------------------
+
 
 def quiet_deepspeed_on_cpu() -> None:
     """Without a GPU, DeepSpeed (when installed) prints an accelerator warning to stdout on every

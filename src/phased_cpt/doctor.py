@@ -76,8 +76,12 @@ def check_gpus(processes: int) -> list[Check]:
         return [
             Check("gpus", WARN, CPU_HINT),
             Check("bf16", PASS, "not used on CPU (float32)"),
-            Check("nccl", PASS if torch.distributed.is_gloo_available() else FAIL,
-                  "CPU processes communicate over gloo" + ("" if torch.distributed.is_gloo_available() else ": not available")),
+            Check(
+                "nccl",
+                PASS if torch.distributed.is_gloo_available() else FAIL,
+                "CPU processes communicate over gloo"
+                + ("" if torch.distributed.is_gloo_available() else ": not available"),
+            ),
         ]
     count = torch.cuda.device_count()
     lines = []
@@ -90,8 +94,15 @@ def check_gpus(processes: int) -> list[Check]:
         detail += f"; {processes} processes asked for, only {count} GPU(s) here"
     checks = [Check("gpus", status, detail)]
     bf16 = torch.cuda.is_bf16_supported()
-    checks.append(Check("bf16", PASS if bf16 else WARN, "supported" if bf16 else
-                        "not supported: model.dtype auto trains in float32 (twice the memory); an Ampere or newer GPU has bf16"))
+    checks.append(
+        Check(
+            "bf16",
+            PASS if bf16 else WARN,
+            "supported"
+            if bf16
+            else "not supported: model.dtype auto trains in float32 (twice the memory); an Ampere or newer GPU has bf16",
+        )
+    )
     if torch.distributed.is_nccl_available():
         checks.append(Check("nccl", PASS, "NCCL " + ".".join(map(str, torch.cuda.nccl.version()))))
     else:
@@ -104,8 +115,11 @@ def check_packages(cfg: RunConfig) -> list[Check]:
     if deepspeed:
         ds = Check("deepspeed", PASS, deepspeed)
     elif cfg.deepspeed:
-        ds = Check("deepspeed", FAIL, f"deepspeed: {cfg.deepspeed} is set but DeepSpeed is not installed; "
-                   "pip install -e '.[deepspeed]'")
+        ds = Check(
+            "deepspeed",
+            FAIL,
+            f"deepspeed: {cfg.deepspeed} is set but DeepSpeed is not installed; pip install -e '.[deepspeed]'",
+        )
     else:
         ds = Check("deepspeed", PASS, "not installed (not needed: deepspeed is null)")
     flash = version_of("flash-attn") or version_of("flash_attn")
@@ -115,7 +129,9 @@ def check_packages(cfg: RunConfig) -> list[Check]:
     elif wants_flash:
         fa = Check("flash-attn", FAIL, "model.attn_implementation is flash_attention_2 but flash-attn is not installed")
     elif torch.cuda.is_available():
-        fa = Check("flash-attn", WARN, "not installed: attention uses sdpa (pip install flash-attn --no-build-isolation)")
+        fa = Check(
+            "flash-attn", WARN, "not installed: attention uses sdpa (pip install flash-attn --no-build-isolation)"
+        )
     else:
         fa = Check("flash-attn", PASS, "not installed (not used on CPU)")
     liger = version_of("liger-kernel")
@@ -203,7 +219,10 @@ def check_wandb(cfg: RunConfig) -> Check:
 
 
 def check_memory(
-    cfg: RunConfig, processes: int, gpu_memory_gib: float | None = None, model_config: Path | None = None,
+    cfg: RunConfig,
+    processes: int,
+    gpu_memory_gib: float | None = None,
+    model_config: Path | None = None,
 ) -> list[Check]:
     """The DeepSpeed choice and the estimated memory per GPU (`memory.py`), compared with
     `gpu_memory_gib` when given, else with the GPUs here; unknown (a warning) without either."""
@@ -230,8 +249,13 @@ def check_memory(
         params = parameters_from_size(cfg.model.size)
         hint = "pass --model-config PATH (a config.json) for the full estimate"
         if params is None:
-            return checks + [Check("memory", WARN, f"model shape unknown (no config.json found for "
-                                   f"{cfg.model.name}, model.size unreadable); {hint}")]
+            return checks + [
+                Check(
+                    "memory",
+                    WARN,
+                    f"model shape unknown (no config.json found for {cfg.model.name}, model.size unreadable); {hint}",
+                )
+            ]
         weights = params * DTYPE_BYTES[dtype] / (processes if stage == 3 else 1)
         detail = f"weights alone ~{gib(weights)} per GPU ({dtype}, from model.size {cfg.model.size}); {hint}"
         if have is not None and weights > have:
@@ -240,18 +264,44 @@ def check_memory(
     offload = cfg.deepspeed_offload if plan else "none"
     setting = cfg.training.performance.liger_kernel
     liger = resolve_liger(setting).value if on_gpu else setting is True
-    estimate = estimate_run_memory(shape, cfg.model, cfg.training, cfg.context.max_tokens, bf16_supported=bf16,
-                                   liger=liger, zero_stage=stage, world_size=processes, offload=offload)
-    detail = (f"~{gib(estimate.gpu_bytes)} per GPU ({estimate.describe()}; plus CUDA context and fragmentation; "
-              f"{count(shape.parameters)} parameters, {dtype_note}, ZeRO-{stage}, {processes} process(es), "
-              f"Liger {'on' if liger else 'off'})")
+    estimate = estimate_run_memory(
+        shape,
+        cfg.model,
+        cfg.training,
+        cfg.context.max_tokens,
+        bf16_supported=bf16,
+        liger=liger,
+        zero_stage=stage,
+        world_size=processes,
+        offload=offload,
+    )
+    detail = (
+        f"~{gib(estimate.gpu_bytes)} per GPU ({estimate.describe()}; plus CUDA context and fragmentation; "
+        f"{count(shape.parameters)} parameters, {dtype_note}, ZeRO-{stage}, {processes} process(es), "
+        f"Liger {'on' if liger else 'off'})"
+    )
     if not on_gpu and setting == "auto":
-        with_liger = estimate_run_memory(shape, cfg.model, cfg.training, cfg.context.max_tokens, bf16_supported=bf16,
-                                         liger=True, zero_stage=stage, world_size=processes, offload=offload)
+        with_liger = estimate_run_memory(
+            shape,
+            cfg.model,
+            cfg.training,
+            cfg.context.max_tokens,
+            bf16_supported=bf16,
+            liger=True,
+            zero_stage=stage,
+            world_size=processes,
+            offload=offload,
+        )
         detail += f"; ~{gib(with_liger.gpu_bytes)} where liger_kernel: auto finds Liger installed"
     if have is None:
-        return checks + [Check("memory", WARN, f"unknown (no GPU here): needs {detail}; "
-                               "pass --gpu-memory GiB to check it against the GPUs you will use")]
+        return checks + [
+            Check(
+                "memory",
+                WARN,
+                f"unknown (no GPU here): needs {detail}; "
+                "pass --gpu-memory GiB to check it against the GPUs you will use",
+            )
+        ]
     if estimate.gpu_bytes <= have:  # gpu_bytes holds the CUDA context and fragmentation already
         return checks + [Check("memory", PASS, f"needs {detail}; fits {where}")]
     return checks + [Check("memory", FAIL, f"needs {detail}; more than {where}: " + recommendation(cfg, stage, liger))]
@@ -284,8 +334,14 @@ def check_nodes(cfg: RunConfig, nodes: Nodes) -> list[Check]:
     except OSError as err:
         return [Check("job identity", FAIL, f"cannot read the data to fingerprint it: {err}"), check_master(nodes)]
     where = f"node {nodes.rank} of {nodes.count}" if nodes.rank is not None else f"{nodes.count} nodes"
-    checks = [Check("job identity", PASS, f"config {identity.config_sha256[:12]}, data {identity.data_sha256[:12]} "
-                    f"({where}, host {identity.host}): the same on every node")]
+    checks = [
+        Check(
+            "job identity",
+            PASS,
+            f"config {identity.config_sha256[:12]}, data {identity.data_sha256[:12]} "
+            f"({where}, host {identity.host}): the same on every node",
+        )
+    ]
     return checks + [check_master(nodes)]
 
 
@@ -302,10 +358,18 @@ def check_master(nodes: Nodes) -> Check:
             return Check("master", FAIL, f"--master-addr {addr}: cannot resolve it ({err.strerror})")
         except OSError as err:
             if err.errno == errno.EADDRNOTAVAIL:
-                return Check("master", FAIL, f"--master-addr {addr} is not an address of this node; "
-                             "start --node-rank 0 on the node at --master-addr")
-            return Check("master", FAIL, f"port {port} cannot be used on this node ({err.strerror}): "
-                         "choose another --master-port, the same on every node")
+                return Check(
+                    "master",
+                    FAIL,
+                    f"--master-addr {addr} is not an address of this node; "
+                    "start --node-rank 0 on the node at --master-addr",
+                )
+            return Check(
+                "master",
+                FAIL,
+                f"port {port} cannot be used on this node ({err.strerror}): "
+                "choose another --master-port, the same on every node",
+            )
         return Check("master", PASS, f"{addr or 'this node'}:{port} is free here (node 0 listens on it)")
     try:
         with socket.create_connection((addr, port), timeout=MASTER_TIMEOUT_SECONDS):
@@ -313,16 +377,28 @@ def check_master(nodes: Nodes) -> Check:
     except socket.gaierror as err:
         return Check("master", FAIL, f"--master-addr {addr}: cannot resolve it ({err.strerror})")
     except ConnectionRefusedError:
-        return Check("master", WARN, f"{addr} answers but nothing listens on port {port} yet: "
-                     "node 0 is not started (this node will wait for it)")
+        return Check(
+            "master",
+            WARN,
+            f"{addr} answers but nothing listens on port {port} yet: "
+            "node 0 is not started (this node will wait for it)",
+        )
     except OSError as err:
-        return Check("master", FAIL, f"cannot reach {addr}:{port} ({err.strerror or err}): check --master-addr, "
-                     "--master-port and the firewall between the nodes")
+        return Check(
+            "master",
+            FAIL,
+            f"cannot reach {addr}:{port} ({err.strerror or err}): check --master-addr, "
+            "--master-port and the firewall between the nodes",
+        )
 
 
 def run_checks(
-    config: Path, overrides: list[str] = (), processes: int = 1, gpu_memory_gib: float | None = None,
-    model_config: Path | None = None, nodes: Nodes | None = None,
+    config: Path,
+    overrides: list[str] = (),
+    processes: int = 1,
+    gpu_memory_gib: float | None = None,
+    model_config: Path | None = None,
+    nodes: Nodes | None = None,
 ) -> list[Check]:
     """Every check; a config that does not load is a UserError (all its problems listed).
     `gpu_memory_gib`: the memory of the GPUs the run will use (default: the GPUs here);
@@ -358,8 +434,13 @@ def report_json(checks: list[Check]) -> list[dict]:
 
 
 def doctor(
-    config: Path, overrides: list[str], processes: int, as_json: bool, gpu_memory_gib: float | None = None,
-    model_config: Path | None = None, nodes: Nodes | None = None,
+    config: Path,
+    overrides: list[str],
+    processes: int,
+    as_json: bool,
+    gpu_memory_gib: float | None = None,
+    model_config: Path | None = None,
+    nodes: Nodes | None = None,
 ) -> int:
     """Print the table (or JSON with --json) and exit 2 on any failed check."""
     import json

@@ -21,10 +21,22 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-SECRET_WORDS = frozenset({
-    "KEY", "APIKEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASS", "PASSPHRASE", "CREDENTIAL",
-    "CREDENTIALS", "AUTH", "PRIVATE",
-})
+SECRET_WORDS = frozenset(
+    {
+        "KEY",
+        "APIKEY",
+        "TOKEN",
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "PASS",
+        "PASSPHRASE",
+        "CREDENTIAL",
+        "CREDENTIALS",
+        "AUTH",
+        "PRIVATE",
+    }
+)
 MIN_SECRET_CHARS = 8
 """Shorter values are not masked: they would mask ordinary words and numbers in messages."""
 
@@ -37,8 +49,7 @@ def is_secret_name(name: str) -> bool:
 def secret_values(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """value -> variable name, for every secret-looking environment variable with a long enough value."""
     environ = os.environ if environ is None else environ
-    return {value: name for name, value in environ.items()
-            if is_secret_name(name) and len(value) >= MIN_SECRET_CHARS}
+    return {value: name for name, value in environ.items() if is_secret_name(name) and len(value) >= MIN_SECRET_CHARS}
 
 
 def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
@@ -93,7 +104,13 @@ class StorageError(UserError):
 
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 UNWRITABLE_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
-SHORT_WRITE_PATTERNS = ("No space left on device", "os error 28", "unexpected pos", "file write failed", "requested and")
+SHORT_WRITE_PATTERNS = (
+    "No space left on device",
+    "os error 28",
+    "unexpected pos",
+    "file write failed",
+    "requested and",
+)
 """How a full disk reads when the writer lost the errno: safetensors ("os error 28"), torch.save
 ("[enforce fail at inline_container.cc] unexpected pos"), numpy ("N requested and M written")."""
 NEARLY_FULL_BYTES = 64 << 20

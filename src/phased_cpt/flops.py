@@ -58,6 +58,7 @@ or row length it was not measured on deserves more."""
 
 # --- useful FLOPs ----------------------------------------------------------------------------
 
+
 def attention_flops(shape: ModelShape, chunk_lengths: np.ndarray) -> float:
     """sum_i 6 * t_i**2 * d * L over the attended chunks (float64: 16K**2 * 3584 overflows int32)."""
     lengths = np.asarray(chunk_lengths, dtype=np.float64)
@@ -86,6 +87,7 @@ def recomputed_flops(shape: ModelShape, chunk_lengths: np.ndarray, checkpointed_
 
 
 # --- time ------------------------------------------------------------------------------------
+
 
 def operators_per_layer(lora_modules: int, checkpointing: bool) -> int:
     """ATen operators one decoder layer runs per training step (forward, recomputation,
@@ -125,8 +127,16 @@ class TimeEstimate:
 
 
 def estimate_seconds(
-    shape: ModelShape, work: Workload, gpu: GpuSpec, *, lora_modules: int, checkpointing: bool = True,
-    checkpointed_share: float = 1.0, liger: bool = False, zero_stage: int = 0, weight_bytes: int = 2,
+    shape: ModelShape,
+    work: Workload,
+    gpu: GpuSpec,
+    *,
+    lora_modules: int,
+    checkpointing: bool = True,
+    checkpointed_share: float = 1.0,
+    liger: bool = False,
+    zero_stage: int = 0,
+    weight_bytes: int = 2,
 ) -> TimeEstimate:
     """Wall time of one GPU's share of a phase (module docstring); every GPU runs in parallel."""
     useful = step_flops(shape, work.chunk_lengths) * work.epochs / max(work.world_size, 1)

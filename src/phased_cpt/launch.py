@@ -63,8 +63,11 @@ class Nodes:
 
 
 def resolve_nodes(
-    hostfile: Path | None = None, count: int | None = None, node_rank: int | None = None,
-    master_addr: str | None = None, master_port: int | None = None,
+    hostfile: Path | None = None,
+    count: int | None = None,
+    node_rank: int | None = None,
+    master_addr: str | None = None,
+    master_port: int | None = None,
 ) -> Nodes:
     """The `--hostfile/--nodes/--node-rank/--master-addr/--master-port` arguments, checked together."""
     if master_port is not None and not 0 < master_port < 65536:
@@ -128,7 +131,8 @@ def choose_launcher(requested: str | None, deepspeed: str | None, nodes: Nodes) 
         return requested, "--launcher"
     if nodes.hostfile is not None:
         return "deepspeed", "--hostfile: only DeepSpeed's launcher reads one" + (
-            "" if deepspeed else "; deepspeed is null, so the processes train with plain DDP")
+            "" if deepspeed else "; deepspeed is null, so the processes train with plain DDP"
+        )
     if deepspeed:
         return "deepspeed", f"the config sets deepspeed: {deepspeed}"
     return "torchrun", "deepspeed is null: plain DDP"
@@ -164,7 +168,14 @@ def plan_launch(
     if launcher == "torchrun":
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(gpus)]
         if nodes.several:
-            command += ["--nnodes", str(nodes.count), "--node_rank", str(nodes.rank), "--master_addr", nodes.master_addr]
+            command += [
+                "--nnodes",
+                str(nodes.count),
+                "--node_rank",
+                str(nodes.rank),
+                "--master_addr",
+                nodes.master_addr,
+            ]
         command += ["--master_port", port, "-m", "phased_cpt", *train]
         return LaunchPlan(command, env, launcher, reason)
     deepspeed_bin = shutil.which("deepspeed") or str(Path(sys.executable).with_name("deepspeed"))
@@ -172,8 +183,13 @@ def plan_launch(
         raise UserError("--launcher deepspeed: DeepSpeed is not installed; pip install -e '.[deepspeed]'")
     command = [deepspeed_bin]
     if nodes.rank is not None and (nodes.several or nodes.hostfile is not None):  # started on every node: no ssh
-        command += ["--hostfile", str(nodes.hostfile or node_hostfile(nodes.count, gpus)),
-                    "--no_ssh", "--node_rank", str(nodes.rank)]
+        command += [
+            "--hostfile",
+            str(nodes.hostfile or node_hostfile(nodes.count, gpus)),
+            "--no_ssh",
+            "--node_rank",
+            str(nodes.rank),
+        ]
     elif nodes.hostfile is not None:  # started once: DeepSpeed's launcher reaches the nodes over ssh
         command += ["--hostfile", str(nodes.hostfile)]
     if nodes.master_addr:

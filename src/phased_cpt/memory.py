@@ -65,6 +65,7 @@ FRAGMENTATION = 0.05
 
 # --- the model's shape -----------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ModelShape:
     """What memory and FLOP counts need from a decoder-only model."""
@@ -101,8 +102,13 @@ class ModelShape:
         """(in, out) features of each linear layer LoRA may target, per decoder layer."""
         h, q, kv, i = self.hidden_size, self.attention_width, self.kv_width, self.intermediate_size
         return {
-            "q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
-            "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h),
+            "q_proj": (h, q),
+            "k_proj": (h, kv),
+            "v_proj": (h, kv),
+            "o_proj": (q, h),
+            "gate_proj": (h, i),
+            "up_proj": (h, i),
+            "down_proj": (i, h),
         }
 
     @property
@@ -140,8 +146,16 @@ def base_parameters(model: Any) -> int:
 
 
 CONFIG_FIELDS = (
-    "num_hidden_layers", "hidden_size", "intermediate_size", "vocab_size", "num_attention_heads",
-    "num_key_value_heads", "head_dim", "tie_word_embeddings", "attention_bias", "model_type",
+    "num_hidden_layers",
+    "hidden_size",
+    "intermediate_size",
+    "vocab_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "tie_word_embeddings",
+    "attention_bias",
+    "model_type",
 )
 
 
@@ -207,6 +221,7 @@ def parameters_from_size(size: str | None) -> int | None:
 
 # --- the estimate ----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class MemoryEstimate:
     """Bytes per process. The parts add up to `peak_bytes` at the moment named by `peak_at`."""
@@ -238,9 +253,13 @@ class MemoryEstimate:
         return int(self.peak_bytes * (1 + FRAGMENTATION)) + CUDA_CONTEXT_BYTES
 
     def describe(self) -> str:
-        parts = [("weights", self.weights_bytes), ("LoRA+optimizer", self.lora_bytes),
-                 ("activations", self.activations_bytes), ("logits", self.logits_bytes),
-                 ("gradients", self.gradients_bytes)]
+        parts = [
+            ("weights", self.weights_bytes),
+            ("LoRA+optimizer", self.lora_bytes),
+            ("activations", self.activations_bytes),
+            ("logits", self.logits_bytes),
+            ("gradients", self.gradients_bytes),
+        ]
         shown = ", ".join(f"{name} {gib(value)}" for name, value in parts if value)
         return f"peak at the {self.peak_at}: {shown}"
 
@@ -333,7 +352,13 @@ def checkpointed_layers(layers: int, training: TrainingConfig) -> set[int]:
 
 
 def layer_activation_bytes(
-    shape: ModelShape, training: TrainingConfig, tokens: int, a: int, liger: bool, device: str, attention: str,
+    shape: ModelShape,
+    training: TrainingConfig,
+    tokens: int,
+    a: int,
+    liger: bool,
+    device: str,
+    attention: str,
     fp32_adapter: bool,
 ) -> int:
     """What autograd saves for one decoder layer's backward (module docstring, moment 2)."""
@@ -350,7 +375,9 @@ def layer_activation_bytes(
     per_token += 4 * shape.attention_heads if attention != "eager" else a * shape.attention_heads * tokens
     per_token += 2 * a * i + (0 if liger else a * i)  # gate and up outputs; SiLU output (HF)
     # autocast's compute-dtype copies of this layer's fp32 LoRA weights
-    weight_copies = a * shape.lora_parameters(lora.r, lora.target_modules) // shape.layers if fp32_adapter and a < 4 else 0
+    weight_copies = (
+        a * shape.lora_parameters(lora.r, lora.target_modules) // shape.layers if fp32_adapter and a < 4 else 0
+    )
     return tokens * per_token + weight_copies
 
 
@@ -385,7 +412,14 @@ def estimate_run_memory(
     """`estimate_memory` for a run's settings: the dtype from `model.dtype` by `training_dtype`
     (the rule training uses), eager attention when the config asks for it."""
     return estimate_memory(
-        shape, training, max_tokens, dtype=training_dtype(model.dtype, bf16_supported), liger=liger,
-        zero_stage=zero_stage, world_size=world_size, offload=offload, device=device,
+        shape,
+        training,
+        max_tokens,
+        dtype=training_dtype(model.dtype, bf16_supported),
+        liger=liger,
+        zero_stage=zero_stage,
+        world_size=world_size,
+        offload=offload,
+        device=device,
         attention="eager" if model.attn_implementation == "eager" else "sdpa",
     )

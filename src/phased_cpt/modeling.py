@@ -67,13 +67,21 @@ def flash_attention_problem(model: ModelConfig) -> str | None:
     """Why `attn_implementation: flash_attention_2` cannot run here (None: it can, or is not asked for)."""
     if model.attn_implementation != "flash_attention_2":
         return None
-    missing = [what for what, absent in (("the flash-attn package", importlib.util.find_spec("flash_attn") is None),
-                                         ("a CUDA GPU", not torch.cuda.is_available())) if absent]
+    missing = [
+        what
+        for what, absent in (
+            ("the flash-attn package", importlib.util.find_spec("flash_attn") is None),
+            ("a CUDA GPU", not torch.cuda.is_available()),
+        )
+        if absent
+    ]
     if not missing:
         return None
-    return (f"model.attn_implementation: flash_attention_2 needs {' and '.join(missing)}, missing here; install it "
-            "(pip install flash-attn --no-build-isolation) on the GPU machine, or set auto (flash-attn when it can "
-            "run, else sdpa) or sdpa")
+    return (
+        f"model.attn_implementation: flash_attention_2 needs {' and '.join(missing)}, missing here; install it "
+        "(pip install flash-attn --no-build-isolation) on the GPU machine, or set auto (flash-attn when it can "
+        "run, else sdpa) or sdpa"
+    )
 
 
 def missing_target_modules(base: torch.nn.Module, lora: LoraConfig) -> str | None:
@@ -159,8 +167,9 @@ def embedding_parameter_names(model: PeftModel) -> set[str]:
     """Trainable parameters that belong to the input embedding or the LM head (their full copies
     under `modules_to_save`, or their LoRA weights): they get their own learning rate."""
     modules = embedding_module_names(model.get_base_model())
-    return {name for name, p in model.named_parameters()
-            if p.requires_grad and any(f".{m}." in f".{name}" for m in modules)}
+    return {
+        name for name, p in model.named_parameters() if p.requires_grad and any(f".{m}." in f".{name}" for m in modules)
+    }
 
 
 def load_adapter(
@@ -259,7 +268,8 @@ def _load_failure(what: str, name: str, err: Exception) -> str:
             "permissions; set it only for a model whose code you have read)"
         )
     hint = (
-        "check the path" if Path(name).expanduser().exists() or name.startswith(("/", ".", "~"))
+        "check the path"
+        if Path(name).expanduser().exists() or name.startswith(("/", ".", "~"))
         else "check the model id, your network access, or point model.name at a local directory"
     )
     return f"cannot load the {what} of model.name {name!r}: {err.__class__.__name__}: {err}\n{hint}"

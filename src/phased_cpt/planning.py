@@ -56,13 +56,20 @@ class RunPlan:
         """(low, estimate, high) for the whole run; None when the time is unknown."""
         if any(p.seconds is None for p in self.phases):
             return None
-        return (sum(p.seconds_low for p in self.phases), sum(p.seconds for p in self.phases),
-                sum(p.seconds_high for p in self.phases))
+        return (
+            sum(p.seconds_low for p in self.phases),
+            sum(p.seconds for p in self.phases),
+            sum(p.seconds_high for p in self.phases),
+        )
 
 
 def plan_run(
-    cfg: RunConfig, world_size: int | None = None, nodes: int = 1, gpu_model: str | None = None,
-    model_config: Path | None = None, bytes_per_token: float = BYTES_PER_TOKEN,
+    cfg: RunConfig,
+    world_size: int | None = None,
+    nodes: int = 1,
+    gpu_model: str | None = None,
+    model_config: Path | None = None,
+    bytes_per_token: float = BYTES_PER_TOKEN,
 ) -> RunPlan:
     """Prepare (or load from the cache, or estimate) every phase's rows and plan the run on
     `world_size` GPUs (default: WORLD_SIZE under a launcher, else 1), without the model's weights."""
@@ -87,43 +94,78 @@ def choose_gpu(gpu_model: str | None) -> tuple[GpuSpec, list[str]]:
     if torch.cuda.is_available() and gpu_spec(torch.cuda.get_device_name(0)):
         return gpu_spec(torch.cuda.get_device_name(0)), []
     gpu = gpu_spec("h100")
-    return gpu, [f"memory and time are for {gpu.name} GPUs, the ones the estimates were calibrated on "
-                 "(--gpu-model to choose another)"]
+    return gpu, [
+        f"memory and time are for {gpu.name} GPUs, the ones the estimates were calibrated on "
+        "(--gpu-model to choose another)"
+    ]
 
 
 def cost_run(
-    cfg: RunConfig, plans: list[PhasePlan], phase_rows: dict[str, PhaseRows], world_size: int, nodes: int,
-    gpu: GpuSpec, model_config: Path | None, notes: list[str],
+    cfg: RunConfig,
+    plans: list[PhasePlan],
+    phase_rows: dict[str, PhaseRows],
+    world_size: int,
+    nodes: int,
+    gpu: GpuSpec,
+    model_config: Path | None,
+    notes: list[str],
 ) -> RunPlan:
     """The DeepSpeed plan, memory per GPU and time per phase on `world_size` GPUs like `gpu`."""
     from phased_cpt.config.schema import liger_installed
     from phased_cpt.training.deepspeed_plan import plan_deepspeed
 
     deepspeed = plan_deepspeed(cfg, world_size, int(gpu.memory_gib * GiB), model_config)
-    described = f"{deepspeed.source} ({deepspeed.reason})" if deepspeed else "none (one process per GPU, DDP across them)"
+    described = (
+        f"{deepspeed.source} ({deepspeed.reason})" if deepspeed else "none (one process per GPU, DDP across them)"
+    )
     stage = deepspeed.zero_stage if deepspeed else 0
     offload = cfg.deepspeed_offload if deepspeed else "none"
     warnings = plan_warnings(plans, cfg.training, cfg.evaluation)
     shape = model_shape(cfg.model, model_config)
     if shape is None:
-        notes.append(f"memory and time unknown: no config.json for {cfg.model.name} on this machine; pass "
-                     "--model-config PATH (the model's config.json, no weights needed)")
+        notes.append(
+            f"memory and time unknown: no config.json for {cfg.model.name} on this machine; pass "
+            "--model-config PATH (the model's config.json, no weights needed)"
+        )
         return RunPlan(plans, world_size, nodes, gpu.name, utilisation_of(gpu), described, None, notes, warnings)
     setting = cfg.training.performance.liger_kernel
     # the peak comes with the longest row: max_tokens when packed, else the longest document or chunk
-    longest_row = cfg.context.max_tokens if cfg.context.sample_packing else int(max(
-        (int(rows.chunk_lengths.max()) for rows in phase_rows.values() if len(rows.chunk_lengths)), default=1))
+    longest_row = (
+        cfg.context.max_tokens
+        if cfg.context.sample_packing
+        else int(
+            max((int(rows.chunk_lengths.max()) for rows in phase_rows.values() if len(rows.chunk_lengths)), default=1)
+        )
+    )
     memory: dict = {"row_tokens": longest_row, "gpu_memory_bytes": int(gpu.memory_gib * GiB)}
-    for liger in ([False, True] if setting == "auto" else [setting is True]):
-        estimate = max((estimate_run_memory(shape, cfg.model, phase.training_for(cfg.training), longest_row,
-                                            bf16_supported=True, liger=liger, zero_stage=stage,
-                                            world_size=world_size, offload=offload)
-                        for phase in cfg.phases), key=lambda e: e.gpu_bytes)  # a phase may set its own micro-batch
+    for liger in [False, True] if setting == "auto" else [setting is True]:
+        estimate = max(
+            (
+                estimate_run_memory(
+                    shape,
+                    cfg.model,
+                    phase.training_for(cfg.training),
+                    longest_row,
+                    bf16_supported=True,
+                    liger=liger,
+                    zero_stage=stage,
+                    world_size=world_size,
+                    offload=offload,
+                )
+                for phase in cfg.phases
+            ),
+            key=lambda e: e.gpu_bytes,
+        )  # a phase may set its own micro-batch
         memory["liger" if liger else "no_liger"] = {
-            "gpu_bytes": estimate.gpu_bytes, "peak_bytes": estimate.peak_bytes, "describe": estimate.describe()}
+            "gpu_bytes": estimate.gpu_bytes,
+            "peak_bytes": estimate.peak_bytes,
+            "describe": estimate.describe(),
+        }
     if all(memory[key]["gpu_bytes"] > memory["gpu_memory_bytes"] for key in ("no_liger", "liger") if key in memory):
-        warnings.append(f"memory: the estimate exceeds the {gpu.memory_gib:g} GiB of an {gpu.name}; "
-                        "`phased-cpt doctor --gpu-memory` says what to change")
+        warnings.append(
+            f"memory: the estimate exceeds the {gpu.memory_gib:g} GiB of an {gpu.name}; "
+            "`phased-cpt doctor --gpu-memory` says what to change"
+        )
     liger_for_time = setting is True or (setting == "auto" and liger_installed())
     lora_modules = sum(1 for m in cfg.training.lora.target_modules if m in shape.module_shapes)
     timed = []
@@ -132,15 +174,31 @@ def cost_run(
         training = phase.training_for(cfg.training)
         global_micro_batches = max(micro_batches_per_epoch(plan.rows, training, 1), 1)
         epochs = plan.micro_batches * world_size / global_micro_batches  # what max_steps leaves of the epochs
-        work = Workload(rows.chunk_lengths, epochs, plan.micro_batches,
-                        int(rows.chunk_lengths.sum() / global_micro_batches), world_size, nodes)
+        work = Workload(
+            rows.chunk_lengths,
+            epochs,
+            plan.micro_batches,
+            int(rows.chunk_lengths.sum() / global_micro_batches),
+            world_size,
+            nodes,
+        )
         share = len(checkpointed_layers(shape.layers, training)) / shape.layers
         estimate = estimate_seconds(
-            shape, work, gpu, lora_modules=lora_modules, checkpointing=training.gradient_checkpointing,
-            checkpointed_share=share or 1.0, liger=liger_for_time, zero_stage=stage,
-            weight_bytes=DTYPE_BYTES[training_dtype(cfg.model.dtype, True)])
-        timed.append(replace(plan, seconds=estimate.seconds, seconds_low=estimate.low_seconds,
-                             seconds_high=estimate.high_seconds))
+            shape,
+            work,
+            gpu,
+            lora_modules=lora_modules,
+            checkpointing=training.gradient_checkpointing,
+            checkpointed_share=share or 1.0,
+            liger=liger_for_time,
+            zero_stage=stage,
+            weight_bytes=DTYPE_BYTES[training_dtype(cfg.model.dtype, True)],
+        )
+        timed.append(
+            replace(
+                plan, seconds=estimate.seconds, seconds_low=estimate.low_seconds, seconds_high=estimate.high_seconds
+            )
+        )
     return RunPlan(timed, world_size, nodes, gpu.name, utilisation_of(gpu), described, memory, notes, warnings)
 
 
@@ -153,10 +211,12 @@ def format_run_plan(run: RunPlan, context: ContextConfig, training: TrainingConf
     """The table, then processes, DeepSpeed, memory per GPU, time per phase, notes and warnings."""
     lines = [format_plan(run.phases, context)]
     per_node = run.world_size // max(run.nodes, 1)
-    lines.append(f"processes: {run.world_size} ({per_node} GPU(s) x {run.nodes} node(s)); global batch "
-                 f"{training.micro_batch_size * training.gradient_accumulation_steps * run.world_size} rows "
-                 f"(micro-batch {training.micro_batch_size} x accumulation {training.gradient_accumulation_steps} "
-                 f"x {run.world_size})")
+    lines.append(
+        f"processes: {run.world_size} ({per_node} GPU(s) x {run.nodes} node(s)); global batch "
+        f"{training.micro_batch_size * training.gradient_accumulation_steps * run.world_size} rows "
+        f"(micro-batch {training.micro_batch_size} x accumulation {training.gradient_accumulation_steps} "
+        f"x {run.world_size})"
+    )
     lines.append(f"deepspeed: {run.deepspeed}")
     if run.memory is not None:
         have = run.memory["gpu_memory_bytes"]
@@ -166,13 +226,16 @@ def format_run_plan(run: RunPlan, context: ContextConfig, training: TrainingConf
                 need = run.memory[key]["gpu_bytes"]
                 verdict = "fits" if need <= have else "does NOT fit"
                 parts.append(f"~{gib(need)} {label} ({verdict}; {run.memory[key]['describe']})")
-        lines.append(f"memory per GPU ({run.gpu}, {gib(have)}; rows of {run.memory['row_tokens']:,} tokens): "
-                     + "; ".join(parts))
+        lines.append(
+            f"memory per GPU ({run.gpu}, {gib(have)}; rows of {run.memory['row_tokens']:,} tokens): " + "; ".join(parts)
+        )
     if run.seconds is not None:
         low, mid, high = run.seconds
         per_phase = ", ".join(f"{p.phase} ~{format_duration(p.seconds)}" for p in run.phases)
-        lines.append(f"time on {run.world_size} x {run.gpu} ({run.utilisation}): ~{format_duration(mid)} "
-                     f"({format_duration(low)} to {format_duration(high)}); {per_phase}")
+        lines.append(
+            f"time on {run.world_size} x {run.gpu} ({run.utilisation}): ~{format_duration(mid)} "
+            f"({format_duration(low)} to {format_duration(high)}); {per_phase}"
+        )
     lines += [f"note: {note}" for note in run.notes]
     lines += [f"warning: {warning}" for warning in run.warnings]
     return "\n".join(lines)
@@ -180,6 +243,13 @@ def format_run_plan(run: RunPlan, context: ContextConfig, training: TrainingConf
 
 def run_plan_json(run: RunPlan, context: ContextConfig) -> dict:
     return plan_json(run.phases, context) | {
-        "world_size": run.world_size, "nodes": run.nodes, "gpu": run.gpu, "utilisation": run.utilisation,
+        "world_size": run.world_size,
+        "nodes": run.nodes,
+        "gpu": run.gpu,
+        "utilisation": run.utilisation,
         "deepspeed": run.deepspeed,
-        "memory": run.memory, "seconds": run.seconds, "notes": run.notes, "warnings": run.warnings}
+        "memory": run.memory,
+        "seconds": run.seconds,
+        "notes": run.notes,
+        "warnings": run.warnings,
+    }

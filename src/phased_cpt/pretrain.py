@@ -74,8 +74,9 @@ def pretrained_model_dir(settings: PretrainSettings = PretrainSettings()) -> Pat
 
 def pretrained_model_path(settings: PretrainSettings) -> Path:
     """Where `pretrained_model_dir` caches the model for `settings` (built or not)."""
-    key = json.dumps({"version": PRETRAIN_VERSION, "python": sys.version, "stdlib": str(STDLIB), **asdict(settings)},
-                     sort_keys=True)
+    key = json.dumps(
+        {"version": PRETRAIN_VERSION, "python": sys.version, "stdlib": str(STDLIB), **asdict(settings)}, sort_keys=True
+    )
     return cache_root() / f"pretrained-tiny-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
@@ -92,16 +93,34 @@ def pretrain_tiny_model(out_dir: Path, settings: PretrainSettings) -> Path:
     sample = out_dir / "tokenizer_sample.jsonl"
     with open(train_file, encoding="utf-8") as f, open(sample, "w", encoding="utf-8") as g:
         g.writelines(line for i, line in enumerate(f) if i % TOKENIZER_SAMPLE_EVERY == 0)
-    build_tiny_model(out_dir, [sample], architecture="qwen2", vocab_size=settings.vocab_size,
-                     hidden_size=settings.hidden_size, num_layers=settings.num_layers, fim=True, seed=settings.seed,
-                     initializer_range=0.02)
+    build_tiny_model(
+        out_dir,
+        [sample],
+        architecture="qwen2",
+        vocab_size=settings.vocab_size,
+        hidden_size=settings.hidden_size,
+        num_layers=settings.num_layers,
+        fim=True,
+        seed=settings.seed,
+        initializer_range=0.02,
+    )
     sample.unlink()
     tokenizer = load_tokenizer(ModelConfig(name=str(out_dir)))
-    context = ContextConfig(max_tokens=settings.max_tokens, overlap_tokens=min(32, settings.max_tokens // 8),
-                            sample_packing=True, fim_rate=settings.fim_rate)
+    context = ContextConfig(
+        max_tokens=settings.max_tokens,
+        overlap_tokens=min(32, settings.max_tokens // 8),
+        sample_packing=True,
+        fim_rate=settings.fim_rate,
+    )
     with tempfile.TemporaryDirectory(prefix="phased-cpt-pretrain-") as work:
-        train = build_phase_data(PhaseConfig(name="general", file=train_file), DataConfig(eval_ratio=0.0), tokenizer,
-                                 context, settings.seed, Path(work) / "data")
+        train = build_phase_data(
+            PhaseConfig(name="general", file=train_file),
+            DataConfig(eval_ratio=0.0),
+            tokenizer,
+            context,
+            settings.seed,
+            Path(work) / "data",
+        )
         model = AutoModelForCausalLM.from_pretrained(out_dir, dtype=torch.float32, attn_implementation="sdpa")
         trainer = Trainer(
             model=model,
@@ -115,12 +134,23 @@ def pretrain_tiny_model(out_dir: Path, settings: PretrainSettings) -> Path:
         tokens = int(trainer.state.num_input_tokens_seen)
         general_eval = evaluate_general(model, tokenizer, eval_file, context, settings.seed, Path(work) / "data")
     model.save_pretrained(out_dir)
-    record = {"settings": asdict(settings), "steps": settings.steps, "tokens": tokens,
-              "seconds": round(time.perf_counter() - started, 1), "train_loss": output.training_loss,
-              "general_train_documents": train.train.documents, **general_eval}
+    record = {
+        "settings": asdict(settings),
+        "steps": settings.steps,
+        "tokens": tokens,
+        "seconds": round(time.perf_counter() - started, 1),
+        "train_loss": output.training_loss,
+        "general_train_documents": train.train.documents,
+        **general_eval,
+    }
     (out_dir / "pretrain.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    logger.info("pretrained the tiny base on the standard library: %d steps, %d tokens, general eval perplexity "
-                "%s, %.0f s", settings.steps, tokens, general_eval.get("general_eval_perplexity"), record["seconds"])
+    logger.info(
+        "pretrained the tiny base on the standard library: %d steps, %d tokens, general eval perplexity %s, %.0f s",
+        settings.steps,
+        tokens,
+        general_eval.get("general_eval_perplexity"),
+        record["seconds"],
+    )
     return out_dir
 
 
@@ -129,11 +159,20 @@ def evaluate_general(model, tokenizer, eval_file: Path, context: ContextConfig, 
     if eval_file.stat().st_size == 0:
         return {"general_eval_documents": 0}
     context = context.model_copy(update={"fim_rate": 0.0, "sample_packing": False})  # padded batches of rows
-    held_out = build_phase_data(PhaseConfig(name="general_eval", file=eval_file), DataConfig(eval_ratio=0.0),
-                                tokenizer, context, seed, cache_dir)
+    held_out = build_phase_data(
+        PhaseConfig(name="general_eval", file=eval_file),
+        DataConfig(eval_ratio=0.0),
+        tokenizer,
+        context,
+        seed,
+        cache_dir,
+    )
     result = evaluate_rows(model, held_out.train.dataset, make_collator(tokenizer, context), batch_size=16)
-    return {"general_eval_documents": held_out.train.documents, "general_eval_loss": result.loss,
-            "general_eval_perplexity": result.perplexity}
+    return {
+        "general_eval_documents": held_out.train.documents,
+        "general_eval_loss": result.loss,
+        "general_eval_perplexity": result.perplexity,
+    }
 
 
 def pretrain_arguments(settings: PretrainSettings, output_dir: Path) -> TrainingArguments:

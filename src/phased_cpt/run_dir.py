@@ -48,7 +48,16 @@ REJECTED_DIR = "rejected"
 WANDB_DIR = "wandb"
 LOCK_FILE = "run.lock"
 """Held (an flock, with the holder's pid in it) by the one process that trains into the run."""
-RUN_LAYOUT_NAMES = (CONFIG_FILE, STATE_FILE, METRICS_FILE, TENSORBOARD_DIR, EVAL_DIR, REJECTED_DIR, WANDB_DIR, LOCK_FILE)
+RUN_LAYOUT_NAMES = (
+    CONFIG_FILE,
+    STATE_FILE,
+    METRICS_FILE,
+    TENSORBOARD_DIR,
+    EVAL_DIR,
+    REJECTED_DIR,
+    WANDB_DIR,
+    LOCK_FILE,
+)
 """Names the run directory itself uses: a phase may not be called any of them (any case)."""
 CHECKPOINT_PREFIX = "checkpoint-"
 COMPLETE_MARKER = "COMPLETE"
@@ -91,8 +100,11 @@ def read_metrics(metrics_file: Path) -> list[dict[str, Any]]:
         if isinstance(record, dict):
             records.append(record)
             continue
-        what = "the last line is torn (the process stopped while writing it)" if number == len(lines) else \
-            "not a JSON object"
+        what = (
+            "the last line is torn (the process stopped while writing it)"
+            if number == len(lines)
+            else "not a JSON object"
+        )
         logger.warning("warning: %s:%d: %s; skipped", metrics_file, number, what)
     return records
 
@@ -143,7 +155,9 @@ def missing_rank_parts(checkpoint: Path, world_size: int) -> list[str]:
     for step_dir in sorted(checkpoint.glob("global_step*")):
         kinds = ["optim_states"] + (["model_states"] if any(step_dir.glob("zero_pp_rank_*_model_states.pt")) else [])
         missing += [
-            f"{step_dir.name}/*zero_pp_rank_{r}_mp_rank_*_{kind}.pt" for kind in kinds for r in range(world_size)
+            f"{step_dir.name}/*zero_pp_rank_{r}_mp_rank_*_{kind}.pt"
+            for kind in kinds
+            for r in range(world_size)
             if not any(step_dir.glob(f"*zero_pp_rank_{r}_mp_rank_*_{kind}.pt"))
         ]
     return missing
@@ -159,15 +173,20 @@ def file_sha256(path: Path) -> str:
 
 def checkpoint_files(checkpoint: Path) -> list[Path]:
     """Every file of a checkpoint (DeepSpeed's subdirectories included), marker and temporary files aside."""
-    return sorted(p for p in checkpoint.rglob("*")
-                  if p.is_file() and p.name != COMPLETE_MARKER and not p.name.startswith(f".{COMPLETE_MARKER}"))
+    return sorted(
+        p
+        for p in checkpoint.rglob("*")
+        if p.is_file() and p.name != COMPLETE_MARKER and not p.name.startswith(f".{COMPLETE_MARKER}")
+    )
 
 
 def mark_complete(checkpoint: Path, step: int) -> None:
     """Declare `checkpoint` complete: call only once every rank has written all its files. The
     marker records each file's size and sha256."""
-    files = {p.relative_to(checkpoint).as_posix(): {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
-             for p in checkpoint_files(checkpoint)}
+    files = {
+        p.relative_to(checkpoint).as_posix(): {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
+        for p in checkpoint_files(checkpoint)
+    }
     write_atomic(checkpoint / COMPLETE_MARKER, json.dumps({"step": step, "files": files}, indent=1) + "\n")
 
 
@@ -248,7 +267,9 @@ def read_state_file(state_file: Path) -> dict[str, Any]:
     try:
         state = json.loads(state_file.read_text(encoding="utf-8"))
         phases = state["finished_phases"]
-        if not isinstance(phases, list) or not all(isinstance(p, dict) and isinstance(p.get("name"), str) for p in phases):
+        if not isinstance(phases, list) or not all(
+            isinstance(p, dict) and isinstance(p.get("name"), str) for p in phases
+        ):
             raise ValueError("finished_phases must be a list of {name, ...} objects")
     except (OSError, ValueError, KeyError, TypeError) as err:
         what = f"{type(err).__name__}: {err}" if not isinstance(err, KeyError) else f"no {err} in it"

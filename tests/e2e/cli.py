@@ -18,7 +18,9 @@ def phased_cpt_command() -> list[str]:
     return [script] if script else [sys.executable, "-m", "phased_cpt"]
 
 
-def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_cli(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
     # OMP_NUM_THREADS from the environment wins: on a 2-core machine shared with other work, two
     # threads per tiny model spin against each other (a step measured ~100x slower than one thread).
     threads = os.environ.get("OMP_NUM_THREADS", "2")
@@ -37,9 +39,15 @@ def tiny_run_config(model_dir: Path, phase_files: list[tuple[str, Path, float]],
     data = {
         "model": {"name": str(model_dir), "dtype": "float32", "attn_implementation": "sdpa"},
         "training": {
-            "micro_batch_size": 4, "gradient_accumulation_steps": 1, "learning_rate": 3e-3,
-            "warmup_ratio": 0.0, "weight_decay": 0.0, "logging_steps": 1, "save_steps": 5,
-            "save_total_limit": 2, "gradient_checkpointing": True,
+            "micro_batch_size": 4,
+            "gradient_accumulation_steps": 1,
+            "learning_rate": 3e-3,
+            "warmup_ratio": 0.0,
+            "weight_decay": 0.0,
+            "logging_steps": 1,
+            "save_steps": 5,
+            "save_total_limit": 2,
+            "gradient_checkpointing": True,
             "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
         },
         "context": {"max_tokens": 128, "overlap_tokens": 16},

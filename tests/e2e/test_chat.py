@@ -22,9 +22,16 @@ from tests.e2e.cli import REPO, assert_user_error, phased_cpt_command, run_cli, 
 pytestmark = pytest.mark.e2e
 
 PROMPT = "def main():"
-STATS = re.compile(r"\[(base|ft)\] prompt (\d+) tok \| generated (\d+) tok \| ([\d.]+) s \| ([\d.]+) tok/s \| stop: (eos|max_tokens)")
-SENTENCES = ["the cat sat on the mat.", "a dog ran in the park.", "we like green apples.",
-             "she reads old books.", "birds sing at dawn."]
+STATS = re.compile(
+    r"\[(base|ft)\] prompt (\d+) tok \| generated (\d+) tok \| ([\d.]+) s \| ([\d.]+) tok/s \| stop: (eos|max_tokens)"
+)
+SENTENCES = [
+    "the cat sat on the mat.",
+    "a dog ran in the park.",
+    "we like green apples.",
+    "she reads old books.",
+    "birds sing at dawn.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +40,11 @@ def chat_run(tiny_model_dir, tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("chat")
     p1 = write_jsonl(work / "data" / "p1.jsonl", bundled_texts("phase1_foundation", 16))
     p2 = write_jsonl(work / "data" / "p2.jsonl", bundled_texts("phase2_evolution", 16))
-    cfg = tiny_run_config(tiny_model_dir, [("phase1_foundation", p1, 1), ("phase2_evolution", p2, 1)],
-                          training={"max_steps": 6, "save_steps": 3, "learning_rate": 1e-2})
+    cfg = tiny_run_config(
+        tiny_model_dir,
+        [("phase1_foundation", p1, 1), ("phase2_evolution", p2, 1)],
+        training={"max_steps": 6, "save_steps": 3, "learning_rate": 1e-2},
+    )
     return train_run(work, cfg)
 
 
@@ -43,8 +53,11 @@ def eos_run(tiny_model_dir, tmp_path_factory) -> Path:
     """200 short documents, each ending in EOS: enough for the tiny model to learn to stop."""
     work = tmp_path_factory.mktemp("eos")
     short = write_jsonl(work / "data" / "short.jsonl", SENTENCES * 40)
-    cfg = tiny_run_config(tiny_model_dir, [("short_docs", short, 2)],
-                          training={"learning_rate": 1e-2, "micro_batch_size": 8, "save_steps": 1000})
+    cfg = tiny_run_config(
+        tiny_model_dir,
+        [("short_docs", short, 2)],
+        training={"learning_rate": 1e-2, "micro_batch_size": 8, "save_steps": 1000},
+    )
     return train_run(work, cfg)
 
 
@@ -59,11 +72,19 @@ def chat(args: list[str], cwd: Path) -> tuple[object, list[dict]]:
 
 # --- the REPL, as a user drives it -----------------------------------------------------------
 
+
 def spawn_chat(cwd: Path, *args: str) -> pexpect.spawn:
     command = phased_cpt_command()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2", "TERM": "dumb"}
-    child = pexpect.spawn(command[0], [*command[1:], "chat", *args], cwd=str(cwd), env=env,
-                          encoding="utf-8", timeout=120, dimensions=(50, 400))
+    child = pexpect.spawn(
+        command[0],
+        [*command[1:], "chat", *args],
+        cwd=str(cwd),
+        env=env,
+        encoding="utf-8",
+        timeout=120,
+        dimensions=(50, 400),
+    )
     child.expect_exact(">>> ")
     return child
 
@@ -80,8 +101,18 @@ def send(child: pexpect.spawn, line: str) -> list[str]:
 
 def stats(lines: list[str]) -> list[dict]:
     found = [STATS.search(ln) for ln in lines]
-    return [{"side": m[1], "prompt": int(m[2]), "generated": int(m[3]), "seconds": float(m[4]),
-             "tokens_per_s": float(m[5]), "stop": m[6]} for m in found if m]
+    return [
+        {
+            "side": m[1],
+            "prompt": int(m[2]),
+            "generated": int(m[3]),
+            "seconds": float(m[4]),
+            "tokens_per_s": float(m[5]),
+            "stop": m[6],
+        }
+        for m in found
+        if m
+    ]
 
 
 def test_repl_session_through_a_pty(chat_run):
@@ -166,9 +197,18 @@ def test_ctrl_c_during_an_answer_stops_it_and_returns_to_the_prompt(chat_run):
 
 # (line the loader prints, seconds after it): ten moments of loading, from the imports of torch
 # and transformers to the adapters; the loader's lines make them independent of machine speed.
-LOADING_POINTS = [("base model: ", 0.0), ("adapter: ", 0.0), ("adapter: ", 0.1), ("adapter: ", 0.3),
-                  ("adapter: ", 0.8), ("adapter: ", 1.5), ("adapter: ", 2.5), ("loaded ", 0.0),
-                  ("loaded ", 0.02), ("loaded ", 0.1)]
+LOADING_POINTS = [
+    ("base model: ", 0.0),
+    ("adapter: ", 0.0),
+    ("adapter: ", 0.1),
+    ("adapter: ", 0.3),
+    ("adapter: ", 0.8),
+    ("adapter: ", 1.5),
+    ("adapter: ", 2.5),
+    ("loaded ", 0.0),
+    ("loaded ", 0.02),
+    ("loaded ", 0.1),
+]
 
 
 @pytest.mark.parametrize(("line", "delay"), LOADING_POINTS)
@@ -179,8 +219,15 @@ def test_ctrl_c_while_loading_exits_130_with_one_line(chat_run, line, delay):
     prompt is already up must give the prompt's outcome, exit 0."""
     command = phased_cpt_command()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2", "TERM": "dumb"}
-    child = pexpect.spawn(command[0], [*command[1:], "chat"], cwd=str(chat_run.parent.parent), env=env,
-                          encoding="utf-8", timeout=120, dimensions=(50, 400))
+    child = pexpect.spawn(
+        command[0],
+        [*command[1:], "chat"],
+        cwd=str(chat_run.parent.parent),
+        env=env,
+        encoding="utf-8",
+        timeout=120,
+        dimensions=(50, 400),
+    )
     child.expect_exact(line)
     child.expect_exact("\n")
     time.sleep(delay)
@@ -200,6 +247,7 @@ def test_ctrl_c_while_loading_exits_130_with_one_line(chat_run, line, delay):
 
 # --- base answers are the base model's -------------------------------------------------------
 
+
 def test_base_answers_and_logits_equal_a_separately_loaded_base_model(chat_run, tiny_model_dir):
     """The tool this replaces loaded the adapter into the base model in place and then called that
     the base model. Here: the same code path as `chat` vs a base model loaded without peft."""
@@ -216,9 +264,15 @@ def test_base_answers_and_logits_equal_a_separately_loaded_base_model(chat_run, 
     ids = tokenizer(PROMPT, return_tensors="pt")["input_ids"]
     with torch.inference_mode():
         base_logits = plain(input_ids=ids).logits[0]
-        greedy = plain.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                max_new_tokens=24, pad_token_id=tokenizer.eos_token_id, use_cache=True)
-    base_text = tokenizer.decode(greedy[0, ids.shape[1]:], skip_special_tokens=True)
+        greedy = plain.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            do_sample=False,
+            max_new_tokens=24,
+            pad_token_id=tokenizer.eos_token_id,
+            use_cache=True,
+        )
+    base_text = tokenizer.decode(greedy[0, ids.shape[1] :], skip_special_tokens=True)
 
     assert torch.equal(generator.prompt_logits(PROMPT, adapter=False), base_logits)
     assert (generator.prompt_logits(PROMPT, adapter=True) - base_logits).abs().max() > 1e-2
@@ -229,6 +283,7 @@ def test_base_answers_and_logits_equal_a_separately_loaded_base_model(chat_run, 
 
 
 # --- EOS ------------------------------------------------------------------------------------
+
 
 def test_a_model_trained_on_short_documents_stops_at_eos(eos_run):
     prompts = ["the cat sat", "a dog ran", "birds"]
@@ -246,21 +301,46 @@ def test_a_model_trained_on_short_documents_stops_at_eos(eos_run):
 
 # --- scripted comparison and discovery -------------------------------------------------------
 
+
 def test_prompts_file_and_results(chat_run, tmp_path):
     prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text(json.dumps({"prompt": "def f(x):\n    return"}) + "\n" + json.dumps({"prompt": "import os"}) + "\n")
-    result, records = chat([str(chat_run), "--prompts", str(prompts), "--prompt", "class A:",
-                            "--max-tokens", "5", "--temperature", "0.8", "--seed", "4"], cwd=tmp_path)
+    prompts.write_text(
+        json.dumps({"prompt": "def f(x):\n    return"}) + "\n" + json.dumps({"prompt": "import os"}) + "\n"
+    )
+    result, records = chat(
+        [
+            str(chat_run),
+            "--prompts",
+            str(prompts),
+            "--prompt",
+            "class A:",
+            "--max-tokens",
+            "5",
+            "--temperature",
+            "0.8",
+            "--seed",
+            "4",
+        ],
+        cwd=tmp_path,
+    )
     assert [r["prompt"] for r in records] == ["class A:", "def f(x):\n    return", "import os"]
     for record in records:
         assert record["phase"] == "phase2_evolution"
-        assert record["params"] == {"temperature": 0.8, "top_p": 1.0, "top_k": 50, "max_tokens": 5,
-                                    "repetition_penalty": 1.0, "seed": 4}
+        assert record["params"] == {
+            "temperature": 0.8,
+            "top_p": 1.0,
+            "top_k": 50,
+            "max_tokens": 5,
+            "repetition_penalty": 1.0,
+            "seed": 4,
+        }
         for side in ("base", "ft"):
             assert 1 <= record[side]["generated_tokens"] <= 5 and record[side]["prompt_tokens"] > 0
     printed = stats(result.stdout.splitlines())
     assert [s["side"] for s in printed] == ["base", "ft"] * 3
-    assert [s["generated"] for s in printed] == [r[side]["generated_tokens"] for r in records for side in ("base", "ft")]
+    assert [s["generated"] for s in printed] == [
+        r[side]["generated_tokens"] for r in records for side in ("base", "ft")
+    ]
 
 
 def test_explicit_phase_and_checkpoint(chat_run):
@@ -293,18 +373,27 @@ def test_output_dir_from_a_training_config(chat_run, tmp_path):
 
 def test_inference_py_at_the_repo_root(chat_run):
     script = [sys.executable, str(REPO / "inference.py"), "--prompt", PROMPT, "--max-tokens", "3"]
-    result = subprocess.run(script, cwd=chat_run.parent.parent, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    result = subprocess.run(
+        script,
+        cwd=chat_run.parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert [s["side"] for s in stats(result.stdout.splitlines())] == ["base", "ft"]
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--phase", "nope"], "--phase nope: no such phase"),
-    (["--out", "r.jsonl"], "--out needs --prompt TEXT or --prompts FILE"),
-    (["--prompt", "x", "--temperature", "-1"], "--temperature: temperature must be a finite number >= 0"),
-    (["--adapter", "nowhere"], "--adapter nowhere: not an adapter directory"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--phase", "nope"], "--phase nope: no such phase"),
+        (["--out", "r.jsonl"], "--out needs --prompt TEXT or --prompts FILE"),
+        (["--prompt", "x", "--temperature", "-1"], "--temperature: temperature must be a finite number >= 0"),
+        (["--adapter", "nowhere"], "--adapter nowhere: not an adapter directory"),
+    ],
+)
 def test_user_mistakes_exit_2_without_traceback(chat_run, args, message):
     assert_user_error(run_cli(["chat", *args], cwd=chat_run.parent.parent), message)
 
@@ -317,4 +406,4 @@ def test_no_run_found_is_a_clear_error(tmp_path):
 def test_bad_prompts_file_names_file_and_line(chat_run, tmp_path):
     prompts = write_jsonl(tmp_path / "p.jsonl", ["x"])  # field "training_content", not "prompt"
     result = run_cli(["chat", str(chat_run), "--prompts", str(prompts)], cwd=tmp_path)
-    assert_user_error(result, f"{prompts}:1: expected an object with a non-empty string field \"prompt\"")
+    assert_user_error(result, f'{prompts}:1: expected an object with a non-empty string field "prompt"')

@@ -89,7 +89,9 @@ def test_adapters_are_complete_and_load_with_peft(ds_run, single_run, tiny_model
         saved, reference = adapter(run_dir, phase), adapter(single_run, phase)
         assert {k: v.shape for k, v in saved.items()} == {k: v.shape for k, v in reference.items()}
         assert all(v.numel() > 0 for v in saved.values())  # never ZeRO-3's 0-size placeholders
-        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), run_dir / phase / "adapter")
+        model = PeftModel.from_pretrained(
+            AutoModelForCausalLM.from_pretrained(tiny_model_dir), run_dir / phase / "adapter"
+        )
         loaded = dict(model.named_parameters())
         for name, tensor in saved.items():
             assert torch.equal(loaded[name.replace(".weight", ".default.weight")], tensor)
@@ -154,12 +156,15 @@ def test_launch_without_deepspeed_runs_ddp_through_torchrun(work, tiny_model_dir
 
 
 def test_train_phased_sh_is_launch():
-    result = subprocess.run([str(REPO / "train_phased.sh"), "run.yaml", "--help"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(REPO / "train_phased.sh"), "run.yaml", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: phased-cpt launch")
 
 
 # --- resume after SIGKILL --------------------------------------------------------------------
+
 
 def wait_for(path: Path, process: subprocess.Popen, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
@@ -176,8 +181,13 @@ def test_zero3_run_resumes_after_sigkill(work, tiny_model_dir, single_run):
     config = write_yaml(cwd / "run.yaml", config_data(tiny_model_dir, files) | {"deepspeed": "zero3"})
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", **CPU_ENV}
     process = subprocess.Popen(
-        [*phased_cpt_command(), "launch", str(config), "--gpus", "2"], cwd=cwd, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        [*phased_cpt_command(), "launch", str(config), "--gpus", "2"],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     try:
         wait_for(cwd / "outputs", process, 120)
@@ -226,10 +236,14 @@ def variant_runs(request, work, tiny_model_dir) -> tuple[Path, Path]:
         cwd.mkdir()
         data = config_data(tiny_model_dir, files, micro_batch_size=micro_batch)
         data["training"]["lora"].update(LORA_VARIANTS[request.param])
-        data["evaluation"] = {"completion": {"samples": 3, "max_new_tokens": 4}, "batch_size": 2}  # generation, ZeRO-3 too
+        data["evaluation"] = {
+            "completion": {"samples": 3, "max_new_tokens": 4},
+            "batch_size": 2,
+        }  # generation, ZeRO-3 too
         config = write_yaml(cwd / "run.yaml", data | extra)
-        result = run_cli(["launch", str(config), "--gpus", "2"] if extra else ["train", str(config)], cwd=cwd,
-                         env=CPU_ENV)
+        result = run_cli(
+            ["launch", str(config), "--gpus", "2"] if extra else ["train", str(config)], cwd=cwd, env=CPU_ENV
+        )
         assert result.returncode == 0, result.stderr[-5000:]
         runs.append(only_run(cwd / "outputs"))
     return runs[0], runs[1]
@@ -245,7 +259,11 @@ def test_a_lora_variant_carries_over_zero3_phases_like_one_process(variant_runs)
     single, zero3 = variant_runs
     recorded = events(zero3)
     saved_p1 = fingerprint_tensors(adapter_own(zero3, "p1"))
-    assert recorded[("phase_start", "p2")]["adapter_fingerprint"] == saved_p1 == recorded[("phase_end", "p1")]["adapter_fingerprint"]
+    assert (
+        recorded[("phase_start", "p2")]["adapter_fingerprint"]
+        == saved_p1
+        == recorded[("phase_end", "p1")]["adapter_fingerprint"]
+    )
     for phase in PHASES:
         saved, reference = adapter_own(zero3, phase), adapter_own(single, phase)
         assert saved.keys() == reference.keys() and all(v.numel() > 0 for v in saved.values())
@@ -254,5 +272,8 @@ def test_a_lora_variant_carries_over_zero3_phases_like_one_process(variant_runs)
         assert diff <= TOLERANCE
     matrix = json.loads((zero3 / "eval" / "forgetting.json").read_text())
     assert [row["after"] for row in matrix["rows"]] == ["base", *PHASES]
-    assert all(cell["samples"] == 3 and 0 <= cell["exact_match"] <= 1 for row in matrix["rows"]
-               for cell in row["results"].values())  # greedy completion ran on both ranks in step
+    assert all(
+        cell["samples"] == 3 and 0 <= cell["exact_match"] <= 1
+        for row in matrix["rows"]
+        for cell in row["results"].values()
+    )  # greedy completion ran on both ranks in step

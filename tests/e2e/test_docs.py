@@ -66,7 +66,8 @@ def test_every_bash_block_says_whether_it_runs():
     assert len(blocks) >= 10
     for doc, line, marker, _ in blocks:
         assert marker == "run" or (marker or "").startswith("skip: ") and len(marker) > 10, (
-            f"{doc}:{line}: mark the block <!-- doc-test: run --> or <!-- doc-test: skip: REASON -->")
+            f"{doc}:{line}: mark the block <!-- doc-test: run --> or <!-- doc-test: skip: REASON -->"
+        )
     runnable = documented_commands()
     assert any(c.startswith("phased-cpt data from-git") for _, c in runnable)
     assert any(c.startswith("phased-cpt train") for _, c in runnable)
@@ -86,10 +87,23 @@ def run_in_sandbox(command: str, sandbox: Path) -> subprocess.CompletedProcess:
     if "RUN_DIR" in command:
         assert runs, f"{command}: no run directory yet"
         command = command.replace("RUN_DIR", str(runs[-1].relative_to(sandbox)))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1",
-           "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.run(["bash", "-c", command], cwd=sandbox, env=env, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "HF_HUB_OFFLINE": "1",
+        "WANDB_MODE": "offline",
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    return subprocess.run(
+        ["bash", "-c", command],
+        cwd=sandbox,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_the_documented_commands_run(sandbox):
@@ -101,13 +115,19 @@ def test_the_documented_commands_run(sandbox):
     assert not failures, "\n\n".join(failures)
     # what they made: the three phase files (the git-ignored debug.log nowhere: issue 19 item 9), three phases trained
     dataset = sandbox / "dataset"
-    texts = "".join((dataset / f"{name}.jsonl").read_text() for name in
-                    ("phase1_foundation", "phase2_evolution", "phase3_pr_mastery"))
+    texts = "".join(
+        (dataset / f"{name}.jsonl").read_text()
+        for name in ("phase1_foundation", "phase2_evolution", "phase3_pr_mastery")
+    )
     assert "File: shop/cart.py" in texts and "debug.log" not in texts
     assert "debug.log" not in (dataset / "from-git-report.json").read_text()
     (run,) = (sandbox / "outputs").iterdir()
     state = json.loads((run / "state.json").read_text())
-    assert [p["name"] for p in state["finished_phases"]] == ["phase1_foundation", "phase2_evolution", "phase3_pr_mastery"]
+    assert [p["name"] for p in state["finished_phases"]] == [
+        "phase1_foundation",
+        "phase2_evolution",
+        "phase3_pr_mastery",
+    ]
 
 
 def test_the_example_outputs_in_the_docs_are_current(tmp_path):

@@ -27,7 +27,10 @@ def test_the_tiny_benchmark_prints_a_table_with_finite_ratios(tmp_path):
     out = tmp_path / "results.json"
     result = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "gpu_throughput.py"), "--tiny", "--json", str(out)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2", "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stderr[-3000:]

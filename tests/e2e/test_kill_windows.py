@@ -43,9 +43,14 @@ def kill_config(model_dir: Path, work: Path) -> Path:
     p1 = write_jsonl(work / "data" / "p1.jsonl", bundled_texts(P1, 8))
     p2 = write_jsonl(work / "data" / "p2.jsonl", bundled_texts(P2, 12))
     cfg = tiny_run_config(
-        model_dir, [(P1, p1, 1), (P2, p2, 1)],
-        training={"save_steps": 2, "save_total_limit": 2, "logging_steps": 1,
-                  "lora": {"r": 4, "alpha": 8, "dropout": 0.1}},
+        model_dir,
+        [(P1, p1, 1), (P2, p2, 1)],
+        training={
+            "save_steps": 2,
+            "save_total_limit": 2,
+            "logging_steps": 1,
+            "lora": {"r": 4, "alpha": 8, "dropout": 0.1},
+        },
         context={"max_tokens": 64, "overlap_tokens": 8},
         data={"eval_ratio": 0.25, "cache_dir": str(work / "cache")},
         evaluation={"eval_steps": 2},
@@ -79,8 +84,11 @@ def check_left_behind(window: str, work: Path) -> None:
     assert run_dir is not None
     if window == "during a checkpoint save":
         assert (run_dir / P1 / "checkpoint-2").is_dir() and not (run_dir / P1 / "checkpoint-2" / "COMPLETE").exists()
-    elif window in ("phase-end evaluation", "forgetting-matrix row saved, phase_end not logged",
-                    "adapter written, state.json not updated"):
+    elif window in (
+        "phase-end evaluation",
+        "forgetting-matrix row saved, phase_end not logged",
+        "adapter written, state.json not updated",
+    ):
         assert (run_dir / P1 / "adapter" / "adapter_model.safetensors").is_file() and finished(run_dir) == []
         assert bool(events(run_dir, "phase_end")) == (window == "adapter written, state.json not updated")
     elif window == "after phase_start, before the first checkpoint":
@@ -147,8 +155,9 @@ def test_a_run_killed_in_every_window_resumes_to_the_uninterrupted_result(refere
     assert main(["report", str(the_run(work))]) == 0
 
 
-def test_a_latest_checkpoint_without_its_optimizer_state_falls_back_to_the_previous_one(reference, tiny_model_dir,
-                                                                                      tmp_path):
+def test_a_latest_checkpoint_without_its_optimizer_state_falls_back_to_the_previous_one(
+    reference, tiny_model_dir, tmp_path
+):
     """Issue 12.2: resuming from a checkpoint that lost optimizer.pt would restart the optimizer
     and the LR schedule; the previous complete checkpoint is used instead, with a warning."""
     config = kill_config(tiny_model_dir, tmp_path)

@@ -21,19 +21,37 @@ PEAK = 1e-2
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("learning-data")
-    return {"p1": write_jsonl(root / "p1.jsonl", bundled_texts("phase1_foundation", 12)),
-            "p2": write_jsonl(root / "p2.jsonl", bundled_texts("phase2_evolution", 20)),
-            "p3": write_jsonl(root / "p3.jsonl", bundled_texts("phase3_pr_mastery", 12)),
-            "general": write_jsonl(root / "general.jsonl", bundled_texts("phase3_pr_mastery")[12:40])}
+    return {
+        "p1": write_jsonl(root / "p1.jsonl", bundled_texts("phase1_foundation", 12)),
+        "p2": write_jsonl(root / "p2.jsonl", bundled_texts("phase2_evolution", 20)),
+        "p3": write_jsonl(root / "p3.jsonl", bundled_texts("phase3_pr_mastery", 12)),
+        "general": write_jsonl(root / "general.jsonl", bundled_texts("phase3_pr_mastery")[12:40]),
+    }
 
 
-def run(work: Path, model_dir: Path, phases: list[str], files: dict[str, Path], lr_scales: dict[str, float] | None = None,
-        **sections) -> Path:
-    cfg = tiny_run_config(model_dir, [(name, files[name], 1) for name in phases],
-                          training={"max_steps": 4, "learning_rate": PEAK, "warmup_ratio": 0.25, "lr_scheduler": "cosine",
-                                    "gradient_checkpointing": False},
-                          context={"max_tokens": 128, "overlap_tokens": 16}, data={"eval_ratio": 0.2},
-                          output={"dir": str(work / "outputs")}, tensorboard={"enabled": False})
+def run(
+    work: Path,
+    model_dir: Path,
+    phases: list[str],
+    files: dict[str, Path],
+    lr_scales: dict[str, float] | None = None,
+    **sections,
+) -> Path:
+    cfg = tiny_run_config(
+        model_dir,
+        [(name, files[name], 1) for name in phases],
+        training={
+            "max_steps": 4,
+            "learning_rate": PEAK,
+            "warmup_ratio": 0.25,
+            "lr_scheduler": "cosine",
+            "gradient_checkpointing": False,
+        },
+        context={"max_tokens": 128, "overlap_tokens": 16},
+        data={"eval_ratio": 0.2},
+        output={"dir": str(work / "outputs")},
+        tensorboard={"enabled": False},
+    )
     for key, value in sections.items():
         cfg.setdefault(key, {}).update(value)
     for phase in cfg["phases"]:
@@ -54,10 +72,15 @@ def learning_rates(run_dir: Path) -> dict[str, list[float]]:
 
 @pytest.fixture(scope="module")
 def learning_run(tiny_fim_model_dir, files, tmp_path_factory):
-    return run(tmp_path_factory.mktemp("learning"), tiny_fim_model_dir, ["p1", "p2"], files,
-               general={"file": str(files["general"]), "ratio": 0.25},
-               context={"fim_rate": 0.5},
-               evaluation={"completion": {"samples": 4, "max_new_tokens": 8, "infill": True}, "batch_size": 4})
+    return run(
+        tmp_path_factory.mktemp("learning"),
+        tiny_fim_model_dir,
+        ["p1", "p2"],
+        files,
+        general={"file": str(files["general"]), "ratio": 0.25},
+        context={"fim_rate": 0.5},
+        evaluation={"completion": {"samples": 4, "max_new_tokens": 8, "infill": True}, "batch_size": 4},
+    )
 
 
 def test_the_forgetting_matrix_has_a_general_column_and_completion_scores(learning_run):
@@ -80,7 +103,10 @@ def test_the_report_sets_learning_against_forgetting(learning_run):
     summary = report.split("## Learning vs forgetting")[1].split("##")[0]
     rows = [line for line in summary.splitlines() if line.startswith("| ") and not line.startswith("| after")]
     assert [row.split("|")[1].strip() for row in rows] == ["base", "p1", "p2"]
-    assert "## Next-line completion: exact match" in report and "## Fill-in-the-middle line completion: exact match" in report
+    assert (
+        "## Next-line completion: exact match" in report
+        and "## Fill-in-the-middle line completion: exact match" in report
+    )
     assert (learning_run / "eval" / "learning.png").stat().st_size > 1000
 
 
@@ -90,10 +116,18 @@ def test_rewarm_warms_up_and_decays_within_every_phase(learning_run):
     assert learning_rates(learning_run) == {"p1": pytest.approx(expected), "p2": pytest.approx(expected)}
 
 
-def test_wsd_holds_the_peak_across_phase_boundaries_and_anneals_at_the_end_at_the_phases_lr_scale(tiny_model_dir, files, tmp_path):
-    run_dir = run(tmp_path, tiny_model_dir, ["p1", "p2", "p3"], files, lr_scales={"p3": 0.5},
-                  training={"lr_across_phases": "wsd", "decay_ratio": 0.5, "lr_scheduler": "linear"},
-                  evaluation={"forgetting_matrix": False, "completion": {"samples": 0}})
+def test_wsd_holds_the_peak_across_phase_boundaries_and_anneals_at_the_end_at_the_phases_lr_scale(
+    tiny_model_dir, files, tmp_path
+):
+    run_dir = run(
+        tmp_path,
+        tiny_model_dir,
+        ["p1", "p2", "p3"],
+        files,
+        lr_scales={"p3": 0.5},
+        training={"lr_across_phases": "wsd", "decay_ratio": 0.5, "lr_scheduler": "linear"},
+        evaluation={"forgetting_matrix": False, "completion": {"samples": 0}},
+    )
     rates = learning_rates(run_dir)
     assert rates["p1"] == pytest.approx([0.0, PEAK, PEAK, PEAK])  # warms up over its first step, then holds
     assert rates["p2"] == pytest.approx([PEAK] * 4)  # no re-warming at the boundary
@@ -104,8 +138,12 @@ def test_wsd_holds_the_peak_across_phase_boundaries_and_anneals_at_the_end_at_th
 def test_validate_reads_the_general_files_too(files, tmp_path, capsys):
     bad = tmp_path / "general-eval.jsonl"
     bad.write_text('{"training_content": "ok"}\nnot json\n')
-    cfg = {"model": {"name": "unused"}, "phases": [{"name": "p1", "file": str(files["p1"])}],
-           "general": {"file": str(files["general"])}, "evaluation": {"general_file": str(bad)}}
+    cfg = {
+        "model": {"name": "unused"},
+        "phases": [{"name": "p1", "file": str(files["p1"])}],
+        "general": {"file": str(files["general"])},
+        "evaluation": {"general_file": str(bad)},
+    }
     assert main(["validate", str(write_yaml(tmp_path / "config.yaml", cfg))]) == 2
     err = capsys.readouterr().err
     assert f"{bad}:2: invalid JSON" in err and f"general: 28 documents in {files['general']}" in err

@@ -39,18 +39,30 @@ def train(config: Path, *extra: str) -> None:
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("variant-data")
-    return {"p1": write_jsonl(root / "p1.jsonl", bundled_texts("phase1_foundation", 12)),
-            "p2": write_jsonl(root / "p2.jsonl", bundled_texts("phase2_evolution", 16))}
+    return {
+        "p1": write_jsonl(root / "p1.jsonl", bundled_texts("phase1_foundation", 12)),
+        "p2": write_jsonl(root / "p2.jsonl", bundled_texts("phase2_evolution", 16)),
+    }
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))
 def variant_run(request, data, tiny_model_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp(request.param)
-    cfg = tiny_run_config(tiny_model_dir, [(name, data[name], 1) for name in PHASES],
-                          training={"max_steps": 4, "save_steps": 2, "learning_rate": 1e-2, "gradient_checkpointing": False,
-                                    "lora": {"r": 4, "alpha": 8, "dropout": 0.1, **VARIANTS[request.param]}},
-                          data={"eval_ratio": 0.0}, evaluation={"forgetting_matrix": False},
-                          tensorboard={"enabled": False}, output={"dir": str(work / "outputs")})
+    cfg = tiny_run_config(
+        tiny_model_dir,
+        [(name, data[name], 1) for name in PHASES],
+        training={
+            "max_steps": 4,
+            "save_steps": 2,
+            "learning_rate": 1e-2,
+            "gradient_checkpointing": False,
+            "lora": {"r": 4, "alpha": 8, "dropout": 0.1, **VARIANTS[request.param]},
+        },
+        data={"eval_ratio": 0.0},
+        evaluation={"forgetting_matrix": False},
+        tensorboard={"enabled": False},
+        output={"dir": str(work / "outputs")},
+    )
     config = write_yaml(work / "config.yaml", cfg)
     train(config)
     (run_dir,) = (work / "outputs").iterdir()
@@ -77,8 +89,11 @@ def test_the_variant_is_what_was_trained_and_carried_across_phases(variant_run, 
     if name == "embeddings-lora":
         assert {"embed_tokens", "lm_head"} <= set(config["target_modules"])
         assert any("embed_tokens.lora_embedding_B" in k for k in saved) and any("lm_head.lora_B" in k for k in saved)
-    events = {(r["event"], r.get("phase")): r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
-              if "event" in r}
+    events = {
+        (r["event"], r.get("phase")): r
+        for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+        if "event" in r
+    }
     assert events[("phase_start", "p2")]["adapter_fingerprint"] == events[("phase_end", "p1")]["adapter_fingerprint"]
 
 
@@ -112,7 +127,9 @@ def test_merge_checks_and_writes_base_plus_adapter(variant_run, tiny_model_dir, 
     assert main(["merge", str(run_dir), "--out", str(out)]) == 0
     assert "relative logit error" in capsys.readouterr().out
     merged = AutoModelForCausalLM.from_pretrained(out)
-    reference = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), run_dir / "p2" / "adapter")
+    reference = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir), run_dir / "p2" / "adapter"
+    )
     tokenizer = AutoTokenizer.from_pretrained(out)
     ids = tokenizer("def main():\n    return", return_tensors="pt")
     with torch.inference_mode():
@@ -125,8 +142,12 @@ def test_chat_answers_with_both_and_the_base_side_is_the_base_model(variant_run,
     out = capsys.readouterr().out
     assert "--- base ---" in out and "--- ft ---" in out and out.count("stop: max_tokens") + out.count("stop: eos") == 2
     model_cfg = ModelConfig(name=str(tiny_model_dir), dtype="float32", attn_implementation="sdpa")
-    generator = Generator(load_base_model(model_cfg), AutoTokenizer.from_pretrained(tiny_model_dir),
-                          {"p2": run_dir / "p2" / "adapter"}, "p2")
+    generator = Generator(
+        load_base_model(model_cfg),
+        AutoTokenizer.from_pretrained(tiny_model_dir),
+        {"p2": run_dir / "p2" / "adapter"},
+        "p2",
+    )
     plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     with torch.inference_mode():
         expected = plain(input_ids=torch.tensor([generator.encode("def main(")])).logits[0]

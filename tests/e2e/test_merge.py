@@ -24,8 +24,11 @@ def merge_run(tiny_model_dir, tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("merge")
     p1 = write_jsonl(work / "data" / "p1.jsonl", bundled_texts("phase1_foundation", 12))
     p2 = write_jsonl(work / "data" / "p2.jsonl", bundled_texts("phase2_evolution", 12))
-    cfg = tiny_run_config(tiny_model_dir, [("phase1_foundation", p1, 1), ("phase2_evolution", p2, 1)],
-                          training={"max_steps": 4, "learning_rate": 1e-2})
+    cfg = tiny_run_config(
+        tiny_model_dir,
+        [("phase1_foundation", p1, 1), ("phase2_evolution", p2, 1)],
+        training={"max_steps": 4, "learning_rate": 1e-2},
+    )
     return train_run(work, cfg)
 
 
@@ -39,9 +42,13 @@ def test_merged_model_loads_without_peft_and_matches_base_plus_adapter(merge_run
     result = run_cli(["merge", str(merge_run), "--out", str(out)], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     expected_phase = "phase2_evolution"  # the last finished phase
-    assert result.stdout.splitlines()[-1].startswith(f"merged {expected_phase} into {out} (float32; relative logit error")
+    assert result.stdout.splitlines()[-1].startswith(
+        f"merged {expected_phase} into {out} (float32; relative logit error"
+    )
 
-    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= {p.name for p in out.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= {
+        p.name for p in out.iterdir()
+    }
     assert not any("adapter" in p.name for p in out.iterdir())
     merged = AutoModelForCausalLM.from_pretrained(out)
     assert merged.config.use_cache is True and merged.generation_config.use_cache is True
@@ -49,8 +56,9 @@ def test_merged_model_loads_without_peft_and_matches_base_plus_adapter(merge_run
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert tokenizer.get_vocab() == AutoTokenizer.from_pretrained(tiny_model_dir).get_vocab()
 
-    reference = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
-                                          merge_run / expected_phase / "adapter")
+    reference = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir), merge_run / expected_phase / "adapter"
+    )
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     for prompt in PROMPTS:
         got = logits(merged, tokenizer, prompt)
@@ -64,15 +72,18 @@ def test_refuses_a_non_empty_out_unless_forced_and_force_replaces_only_an_earlie
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     assert_user_error(run_cli(["merge", str(merge_run), "--out", str(out)], cwd=tmp_path), "is not empty", "--force")
-    assert_user_error(run_cli(["merge", str(merge_run), "--out", str(out), "--force"], cwd=tmp_path),
-                      "not a directory an earlier merge wrote")
+    assert_user_error(
+        run_cli(["merge", str(merge_run), "--out", str(out), "--force"], cwd=tmp_path),
+        "not a directory an earlier merge wrote",
+    )
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     out.joinpath("keep.txt").unlink()
     assert run_cli(["merge", str(merge_run), "--out", str(out)], cwd=tmp_path).returncode == 0  # empty: fine
     umask = os.umask(0o027)  # the export gets the user's modes, not a temporary directory's 0700
     try:
-        result = run_cli(["merge", str(merge_run), "--phase", "1", "--out", str(out), "--force", "--dtype", "bfloat16"],
-                         cwd=tmp_path)
+        result = run_cli(
+            ["merge", str(merge_run), "--phase", "1", "--out", str(out), "--force", "--dtype", "bfloat16"], cwd=tmp_path
+        )
     finally:
         os.umask(umask)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -93,10 +104,13 @@ def test_force_never_removes_the_run_or_a_directory_holding_it(merge_run):
     assert sorted(str(p.relative_to(merge_run.parent)) for p in merge_run.parent.rglob("*")) == before
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--phase", "phase9"], "--phase phase9: no such phase"),
-    (["--base-model", "/nowhere/model"], "cannot load the tokenizer of model.name '/nowhere/model'"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--phase", "phase9"], "--phase phase9: no such phase"),
+        (["--base-model", "/nowhere/model"], "cannot load the tokenizer of model.name '/nowhere/model'"),
+    ],
+)
 def test_user_mistakes_exit_2_and_write_nothing(merge_run, tmp_path, args, message):
     result = run_cli(["merge", str(merge_run), "--out", str(tmp_path / "merged"), *args], cwd=tmp_path)
     assert_user_error(result, message)

@@ -80,12 +80,35 @@ def start_node(cwd: Path, config: Path, cell: Cell, node_rank: int, port: int, *
     """`phased-cpt launch` for one node, its output in `cwd/node-<a|b>.{out,err}`."""
     node = NODES[node_rank]
     nodes = ["--hostfile", str(cwd / "hostfile")] if cell.hostfile else ["--nodes", "2"]
-    args = ["launch", str(config), "--gpus", "1", "--launcher", cell.launcher, *nodes, "--node-rank", str(node_rank),
-            "--master-addr", "127.0.0.1", "--master-port", str(port),
-            "--set", f"data.cache_dir={cache_dir(cwd, cell, node)}", *([] if cell.doctor else ["--skip-doctor"]), *extra]
+    args = [
+        "launch",
+        str(config),
+        "--gpus",
+        "1",
+        "--launcher",
+        cell.launcher,
+        *nodes,
+        "--node-rank",
+        str(node_rank),
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(port),
+        "--set",
+        f"data.cache_dir={cache_dir(cwd, cell, node)}",
+        *([] if cell.doctor else ["--skip-doctor"]),
+        *extra,
+    ]
     with open(cwd / f"node-{node}.out", "w") as out, open(cwd / f"node-{node}.err", "w") as err:
-        return subprocess.Popen([*phased_cpt_command(), *args], cwd=cwd, env=node_env(), stdout=out, stderr=err,
-                                text=True, start_new_session=True)
+        return subprocess.Popen(
+            [*phased_cpt_command(), *args],
+            cwd=cwd,
+            env=node_env(),
+            stdout=out,
+            stderr=err,
+            text=True,
+            start_new_session=True,
+        )
 
 
 def finish(processes: list[subprocess.Popen], timeout_s: float = NODE_TIMEOUT_S) -> list[int]:
@@ -162,8 +185,10 @@ def two_nodes(request, deepspeed_work, tiny_model_dir) -> TwoNodeRun:
     cwd.mkdir()
     (cwd / "hostfile").write_text("node-a slots=1\nnode-b slots=1\n")
     training = {"save_steps": 1} if cell.kill else {}  # kill cell: a complete checkpoint before the one b dies in
-    config = write_yaml(cwd / "run.yaml", config_data(tiny_model_dir, files, **training)
-                        | {"deepspeed": cell.stage, "wandb": {"enabled": cell.wandb}})
+    config = write_yaml(
+        cwd / "run.yaml",
+        config_data(tiny_model_dir, files, **training) | {"deepspeed": cell.stage, "wandb": {"enabled": cell.wandb}},
+    )
     if not cell.kill:
         codes = run_two_nodes(cwd, config, cell)
         assert codes == [0, 0], stderr(cwd, "a")[-4000:] + stderr(cwd, "b")[-4000:]
@@ -196,7 +221,9 @@ def records(run_dir: Path) -> list[dict]:
 
 def test_each_cache_is_prepared_once_by_the_lowest_rank_that_sees_it(two_nodes):
     cell, cwd = two_nodes.cell, two_nodes.cwd
-    writers = {cwd / "cache-shared": 0} if cell.layout == "shared" else {cwd / "cache-node-a": 0, cwd / "cache-node-b": 1}
+    writers = (
+        {cwd / "cache-shared": 0} if cell.layout == "shared" else {cwd / "cache-node-a": 0, cwd / "cache-node-b": 1}
+    )
     assert sorted(p.name for p in cwd.iterdir() if p.name.startswith("cache")) == sorted(p.name for p in writers)
     for directory, writer in writers.items():
         entries = [p for p in directory.iterdir() if not p.name.startswith(".")]
@@ -249,9 +276,11 @@ def test_a_killed_node_stops_the_other_and_both_resume_from_the_last_complete_ch
     resumed = [r for r in records(run_dir) if r.get("event") == "phase_start" and r["phase"] == "p1"]
     assert len(resumed) == 2  # p1 started, then resumed
     assert Path(resumed[-1]["resumed_from"]).name == two_nodes.complete_after_kill[-1]
-    print(f"node b killed in the save of p1 step 2: complete {two_nodes.complete_after_kill}, "
-          f"partial {two_nodes.partial_after_kill}; node a exited {two_nodes.survivor_exit}; "
-          f"resumed from {Path(resumed[-1]['resumed_from']).name}")
+    print(
+        f"node b killed in the save of p1 step 2: complete {two_nodes.complete_after_kill}, "
+        f"partial {two_nodes.partial_after_kill}; node a exited {two_nodes.survivor_exit}; "
+        f"resumed from {Path(resumed[-1]['resumed_from']).name}"
+    )
 
 
 def test_doctor_checks_the_master_port_and_prints_the_job_identity(two_nodes):
@@ -280,7 +309,9 @@ def test_a_node_started_with_another_config_stops_both(deepspeed_work, tiny_mode
     assert not (cwd / "outputs").exists()  # stopped before rank 0 created a run directory
 
 
-def test_launch_with_a_hostfile_on_the_default_config_uses_deepspeeds_launcher(deepspeed_work, tiny_model_dir, single_run):
+def test_launch_with_a_hostfile_on_the_default_config_uses_deepspeeds_launcher(
+    deepspeed_work, tiny_model_dir, single_run
+):
     """issue 19.2: the documented `launch config.yaml --hostfile hostfile --gpus N` with `deepspeed:
     null` chooses DeepSpeed's launcher (the only one that reads a hostfile), says so, and trains
     plain DDP. A one-host hostfile runs locally, without ssh."""
@@ -289,8 +320,11 @@ def test_launch_with_a_hostfile_on_the_default_config_uses_deepspeeds_launcher(d
     cwd.mkdir()
     (cwd / "hostfile").write_text("localhost slots=2\n")
     config = write_yaml(cwd / "run.yaml", config_data(tiny_model_dir, files))
-    result = run_cli(["launch", str(config), "--hostfile", "hostfile", "--gpus", "2", "--skip-doctor"], cwd=cwd,
-                     env={"OMP_NUM_THREADS": "1"})
+    result = run_cli(
+        ["launch", str(config), "--hostfile", "hostfile", "--gpus", "2", "--skip-doctor"],
+        cwd=cwd,
+        env={"OMP_NUM_THREADS": "1"},
+    )
     assert result.returncode == 0, result.stderr[-5000:]
     assert "launcher: deepspeed (--hostfile: only DeepSpeed's launcher reads one" in result.stderr
     run_dir = only_run(cwd / "outputs")

@@ -41,7 +41,9 @@ def test_train_without_config_runs_the_embedded_quickstart(tmp_path):
     assert resolved["model"]["name"] == str(model_dir)
     # the README's chat session is this run's (scripts/doc_examples.py; timings and the run's stamp aside)
     session = chat_session(Workspace(tmp_path, quickstart_run_dir=tmp_path))
-    assert stale({"chat-session": session}) == [], f"stale README chat session: python scripts/doc_examples.py\n{session}"
+    assert stale({"chat-session": session}) == [], (
+        f"stale README chat session: python scripts/doc_examples.py\n{session}"
+    )
 
 
 def test_train_phased_py_accepts_the_launcher_local_rank_argument(tiny_model_dir, tmp_path):
@@ -50,7 +52,11 @@ def test_train_phased_py_accepts_the_launcher_local_rank_argument(tiny_model_dir
     write_yaml(tmp_path / "config.yaml", cfg)
     result = subprocess.run(
         [sys.executable, str(REPO / "train_phased.py"), "--local_rank=0"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = (tmp_path / "outputs").iterdir()
@@ -64,11 +70,13 @@ def test_older_tool_config_validates_and_prints_the_translation(tmp_path):
     old = {
         "model": {"name": "Kwaipilot/KAT-Dev", "size": "32B", "type": "qwen2"},
         "training": {"bf16": True, "eval_steps": 100, "learning_rate": 1e-4, "lora": {"r": 64, "alpha": 128}},
-        "phased_training": {"phases": [
-            {"name": "Foundation", "dataset_file": "phase1_foundation.jsonl", "epochs": 3},
-            {"name": "Evolution", "dataset_file": "phase2_evolution.jsonl", "epochs": 2},
-            {"name": "PR Mastery", "dataset_file": "phase3_pr_mastery.jsonl", "epochs": 2},
-        ]},
+        "phased_training": {
+            "phases": [
+                {"name": "Foundation", "dataset_file": "phase1_foundation.jsonl", "epochs": 3},
+                {"name": "Evolution", "dataset_file": "phase2_evolution.jsonl", "epochs": 2},
+                {"name": "PR Mastery", "dataset_file": "phase3_pr_mastery.jsonl", "epochs": 2},
+            ]
+        },
         "dataset": {"output_dir": "./dataset", "max_tokens": 4096, "overlap_tokens": 256},
     }
     config = write_yaml(tmp_path / "old.yaml", old)

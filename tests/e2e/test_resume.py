@@ -27,9 +27,14 @@ def resume_config(model_dir: Path, work: Path) -> Path:
     p1 = write_jsonl(work / "data" / "p1.jsonl", bundled_texts("phase1_foundation", 20))
     p2 = write_jsonl(work / "data" / "p2.jsonl", bundled_texts("phase2_evolution", 48))
     cfg = tiny_run_config(
-        model_dir, [(PHASES[0], p1, 2), (PHASES[1], p2, 1)],
-        training={"save_steps": 3, "save_total_limit": 2, "logging_steps": 1,
-                  "lora": {"r": 8, "alpha": 16, "dropout": 0.1}},  # dropout: RNG state must be restored too
+        model_dir,
+        [(PHASES[0], p1, 2), (PHASES[1], p2, 1)],
+        training={
+            "save_steps": 3,
+            "save_total_limit": 2,
+            "logging_steps": 1,
+            "lora": {"r": 8, "alpha": 16, "dropout": 0.1},
+        },  # dropout: RNG state must be restored too
         data={"eval_ratio": 0.1},
         evaluation={"eval_steps": 4},
     )
@@ -40,7 +45,11 @@ def start_training(config: Path, cwd: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "2"}
     return subprocess.Popen(
         [*phased_cpt_command(), "train", str(config), *extra],
-        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -157,8 +166,10 @@ def test_a_partial_checkpoint_is_never_resumed_from(reference, tiny_model_dir, t
 def test_resume_with_a_changed_run_setting_is_refused_with_the_difference(reference, tmp_path):
     ref_work, _ = reference
     config = ref_work / "config.yaml"
-    result = run_cli(["train", str(config), "--resume", "--set", "context.max_tokens=96",
-                      "--set", "training.logging_steps=5"], cwd=ref_work)
+    result = run_cli(
+        ["train", str(config), "--resume", "--set", "context.max_tokens=96", "--set", "training.logging_steps=5"],
+        cwd=ref_work,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "context.max_tokens: was 128, now 96" in result.stderr
     assert "logging_steps" not in result.stderr  # logging settings may change

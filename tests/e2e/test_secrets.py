@@ -22,9 +22,13 @@ SECRET = "wandbkey-0123456789abcdef0123456789abcdef"
 @pytest.fixture
 def config(tiny_model_dir, tmp_path):
     data = write_jsonl(tmp_path / "p.jsonl", bundled_texts("phase1_foundation", 20))
-    cfg = tiny_run_config(tiny_model_dir, [("phase1_foundation", data, 3)],
-                          wandb={"enabled": True, "project": "e2e", "api_key": "${WANDB_API_KEY:-}"},
-                          training={"save_steps": 2}, evaluation={"eval_steps": None, "forgetting_matrix": False})
+    cfg = tiny_run_config(
+        tiny_model_dir,
+        [("phase1_foundation", data, 3)],
+        wandb={"enabled": True, "project": "e2e", "api_key": "${WANDB_API_KEY:-}"},
+        training={"save_steps": 2},
+        evaluation={"eval_steps": None, "forgetting_matrix": False},
+    )
     return write_yaml(tmp_path / "config.yaml", cfg)
 
 
@@ -37,11 +41,20 @@ def test_a_key_given_with_set_is_refused_and_never_printed(config, tmp_path):
 
 
 def test_after_sigterm_the_resume_line_and_the_wandb_file_hold_no_key(config, tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "2",
-           "WANDB_API_KEY": SECRET}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "WANDB_MODE": "offline",
+        "OMP_NUM_THREADS": "2",
+        "WANDB_API_KEY": SECRET,
+    }
     process = subprocess.Popen(
         [*phased_cpt_command(), "train", str(config), "--set", "wandb.project=e2e-secrets"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     kill_at(process, tmp_path, "phase1_foundation", 2, sig=signal.SIGTERM)
     _, stderr = process.communicate(timeout=180)
@@ -49,7 +62,14 @@ def test_after_sigterm_the_resume_line_and_the_wandb_file_hold_no_key(config, tm
     (run_dir,) = (tmp_path / "outputs").iterdir()
     resume = next(line for line in stderr.splitlines() if line.startswith("resume with:"))
     assert resume.split("resume with:", 1)[1].split() == [
-        "phased-cpt", "train", str(config), "--set", "wandb.project=e2e-secrets", "--resume", str(run_dir.resolve())]
+        "phased-cpt",
+        "train",
+        str(config),
+        "--set",
+        "wandb.project=e2e-secrets",
+        "--resume",
+        str(run_dir.resolve()),
+    ]
     assert SECRET not in stderr
     (run_file,) = run_dir.glob("wandb/offline-run-*/*.wandb")
     recorded = str(read_records(run_file))

@@ -27,8 +27,11 @@ def trained_run(tiny_model_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("train")
     p1 = write_jsonl(work / "data" / "p1.jsonl", bundled_texts("phase1_foundation", 16))
     p2 = write_jsonl(work / "data" / "p2.jsonl", bundled_texts("phase2_evolution", 40))
-    cfg = tiny_run_config(tiny_model_dir, [("phase1_foundation", p1, 3), ("phase2_evolution", p2, 1)],
-                          wandb={"enabled": True, "project": "e2e", "api_key": "${WANDB_API_KEY}"})
+    cfg = tiny_run_config(
+        tiny_model_dir,
+        [("phase1_foundation", p1, 3), ("phase2_evolution", p2, 1)],
+        wandb={"enabled": True, "project": "e2e", "api_key": "${WANDB_API_KEY}"},
+    )
     config = write_yaml(work / "config.yaml", cfg)
     result = run_cli(["train", str(config)], cwd=work, env={"WANDB_API_KEY": FAKE_KEY})
     assert result.returncode == 0, result.stderr[-3000:]
@@ -156,6 +159,7 @@ def test_console_shows_plan_and_progress(trained_run):
 
 # --- user mistakes: exit 2, a message, no traceback, nothing trained --------------------------
 
+
 def test_broken_jsonl_line_stops_before_training(tiny_model_dir, tmp_path):
     good = write_jsonl(tmp_path / "p1.jsonl", ["fine text"] * 3)
     bad = tmp_path / "p2.jsonl"
@@ -171,13 +175,22 @@ def test_unknown_key_override_exits_2_naming_the_key(tmp_path):
     assert_user_error(result, "training.lora.rnak: unknown key (did you mean 'r'?)")
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["train", "does-not-exist.yaml"], "does not exist"),
-    (["validate", "does-not-exist.yaml"], "does not exist"),
-    (["train", "--set", "model.name=/nonexistent/model"], "cannot load the tokenizer of model.name '/nonexistent/model'"),
-    (["train", "--set", "training.lora.target_modules=[nope_proj]"], "training.lora.target_modules: ['nope_proj'] not found"),
-    (["train", "--set", "training.learning_rate=fast"], "training.learning_rate:"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["train", "does-not-exist.yaml"], "does not exist"),
+        (["validate", "does-not-exist.yaml"], "does not exist"),
+        (
+            ["train", "--set", "model.name=/nonexistent/model"],
+            "cannot load the tokenizer of model.name '/nonexistent/model'",
+        ),
+        (
+            ["train", "--set", "training.lora.target_modules=[nope_proj]"],
+            "training.lora.target_modules: ['nope_proj'] not found",
+        ),
+        (["train", "--set", "training.learning_rate=fast"], "training.learning_rate:"),
+    ],
+)
 def test_user_mistakes_get_a_message_not_a_traceback(tmp_path, args, expected):
     result = run_cli(args, cwd=tmp_path, env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
     assert_user_error(result, expected)
@@ -234,7 +247,10 @@ def test_no_silent_minutes_the_report_splits_the_wall_time(trained_run):
     (end,) = [r for r in records if r.get("event") == "session_end"]
     evaluations = [r for r in records if r.get("event") == "evaluation"]
     assert [(e["what"], e["after"]) for e in evaluations if e["what"] == "forgetting_matrix"] == [
-        ("forgetting_matrix", "base"), ("forgetting_matrix", "phase1_foundation"), ("forgetting_matrix", "phase2_evolution")]
+        ("forgetting_matrix", "base"),
+        ("forgetting_matrix", "phase1_foundation"),
+        ("forgetting_matrix", "phase2_evolution"),
+    ]
     assert all(e["seconds"] > 0 for e in evaluations) and start["preparation_seconds"] > 0
     for cell in ("base model on phase1_foundation", "after phase1_foundation on phase2_evolution"):
         assert cell in result.stderr  # one line per matrix cell
@@ -261,8 +277,11 @@ def test_nonfinite_losses_stop_the_phase_after_the_configured_count(tiny_model_d
     for name in ("tokenizer.json", "tokenizer_config.json"):
         (tmp_path / "broken" / name).write_bytes((tiny_model_dir / name).read_bytes())
     data = write_jsonl(tmp_path / "p.jsonl", bundled_texts("phase1_foundation", 16))
-    cfg = tiny_run_config(tmp_path / "broken", [("only", data, 5)],
-                          training={"save_steps": 1, "max_nonfinite_losses": 3, "gradient_accumulation_steps": 1})
+    cfg = tiny_run_config(
+        tmp_path / "broken",
+        [("only", data, 5)],
+        training={"save_steps": 1, "max_nonfinite_losses": 3, "gradient_accumulation_steps": 1},
+    )
     result = run_cli(["train", str(write_yaml(tmp_path / "c.yaml", cfg))], cwd=tmp_path)
     assert result.returncode == 3, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
@@ -270,7 +289,7 @@ def test_nonfinite_losses_stop_the_phase_after_the_configured_count(tiny_model_d
     assert "training.max_nonfinite_losses=3" in result.stderr
     (run_dir,) = (tmp_path / "outputs").iterdir()
     kept = sorted((run_dir / "only").glob("checkpoint-*/COMPLETE"))
-    assert [m.parent.name for m in kept] == ["checkpoint-1", "checkpoint-2"][-len(kept):] and kept
+    assert [m.parent.name for m in kept] == ["checkpoint-1", "checkpoint-2"][-len(kept) :] and kept
     weights = load_file(kept[-1].parent / "adapter_model.safetensors")
     assert all(torch.isfinite(t).all() for t in weights.values())  # NaN losses contributed no gradient
     assert not (run_dir / "only" / "adapter").exists()
@@ -281,9 +300,17 @@ def test_nonfinite_losses_stop_the_phase_after_the_configured_count(tiny_model_d
 
 def test_diverging_weights_never_become_the_last_good_checkpoint(tiny_model_dir, tmp_path):
     data = write_jsonl(tmp_path / "p.jsonl", bundled_texts("phase1_foundation", 16))
-    cfg = tiny_run_config(tiny_model_dir, [("only", data, 20)],
-                          training={"learning_rate": 1e4, "max_grad_norm": 0.0, "save_steps": 1,
-                                    "max_nonfinite_losses": 2, "gradient_checkpointing": False})
+    cfg = tiny_run_config(
+        tiny_model_dir,
+        [("only", data, 20)],
+        training={
+            "learning_rate": 1e4,
+            "max_grad_norm": 0.0,
+            "save_steps": 1,
+            "max_nonfinite_losses": 2,
+            "gradient_checkpointing": False,
+        },
+    )
     result = run_cli(["train", str(write_yaml(tmp_path / "c.yaml", cfg))], cwd=tmp_path)
     assert result.returncode == 3, result.stderr[-2000:]
     assert "Traceback" not in result.stderr and "non-finite" in result.stderr

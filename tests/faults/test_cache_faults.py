@@ -32,7 +32,9 @@ def tokenizer(tiny_model_dir):
 
 @pytest.fixture
 def phase(tmp_path) -> PhaseConfig:
-    return PhaseConfig(name="p", file=write_jsonl(tmp_path / "data" / "p.jsonl", bundled_texts("phase1_foundation", 20)))
+    return PhaseConfig(
+        name="p", file=write_jsonl(tmp_path / "data" / "p.jsonl", bundled_texts("phase1_foundation", 20))
+    )
 
 
 def build(phase, tokenizer, cache_dir):
@@ -44,7 +46,9 @@ def entries(cache_dir: Path) -> list[str]:
     return sorted(p.name for p in cache_dir.iterdir() if not p.name.endswith(".lock")) if cache_dir.exists() else []
 
 
-def test_a_file_rewritten_while_it_is_read_is_never_cached_under_its_old_digest(phase, tokenizer, tmp_path, monkeypatch):
+def test_a_file_rewritten_while_it_is_read_is_never_cached_under_its_old_digest(
+    phase, tokenizer, tmp_path, monkeypatch
+):
     original = phase.file.read_bytes()
     real_digest = phase_data.file_digest
 

@@ -47,6 +47,7 @@ def remerge(tiny_model_dir, adapter, out):
 
 def full_disk_while_saving_weights(monkeypatch):
     """Writes half the weights file, then fails as a full disk does."""
+
     def save_file(tensors, filename, metadata=None):
         data = safetensors_bytes(tensors, metadata)
         Path(filename).write_bytes(data[: len(data) // 2])

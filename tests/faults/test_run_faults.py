@@ -27,7 +27,8 @@ pytestmark = pytest.mark.fault
 def config(model_dir: Path, work: Path, output_dir: Path | None = None, cache_dir: Path | None = None) -> Path:
     p1 = write_jsonl(work / "data" / "p1.jsonl", bundled_texts("phase1_foundation", 6))
     cfg = tiny_run_config(
-        model_dir, [("phase1_foundation", p1, 1)],
+        model_dir,
+        [("phase1_foundation", p1, 1)],
         training={"save_steps": 2, "logging_steps": 1, "lora": {"r": 4, "alpha": 8}},
         context={"max_tokens": 64, "overlap_tokens": 8},
         data={"eval_ratio": 0.0, "cache_dir": str(cache_dir or work / "cache")},
@@ -41,14 +42,23 @@ def config(model_dir: Path, work: Path, output_dir: Path | None = None, cache_di
 def hold_lock(run: RunDir) -> subprocess.Popen:
     """Another process that holds the run's lock until it is killed."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, pathlib; from phased_cpt.run_dir import RunDir; run = RunDir(pathlib.Path(sys.argv[1])); run.acquire_lock(); "
-         "print('held', flush=True); sys.stdin.read()", str(run.path)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, pathlib; from phased_cpt.run_dir import RunDir; run = RunDir(pathlib.Path(sys.argv[1])); run.acquire_lock(); "
+            "print('held', flush=True); sys.stdin.read()",
+            str(run.path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "held"
     return holder
 
 
 # 12.10: one writer per run directory
+
 
 def test_a_second_writer_is_refused_naming_the_holder_and_a_dead_holders_lock_is_taken_over(tmp_path):
     run = RunDir(tmp_path / "run")
@@ -85,6 +95,7 @@ def test_resuming_a_run_that_another_process_trains_is_refused(tiny_model_dir, t
 
 # 12.11: a torn last line in metrics.jsonl
 
+
 def test_a_torn_last_line_is_skipped_with_a_warning(tmp_path, caplog):
     metrics = tmp_path / "metrics.jsonl"
     metrics.write_text('{"step": 1, "loss": 2.0}\n{"event": "phase_start"}\n{"step": 2, "lo')
@@ -102,10 +113,13 @@ def test_the_writer_after_a_torn_line_starts_on_a_line_of_its_own(tmp_path, resu
     backend.sync()
     backend.close()
     assert [json.loads(line) for line in metrics.read_text().splitlines()] == [
-        {"step": 1, "loss": 2.0}, {"event": "session_start"}]
+        {"step": 1, "loss": 2.0},
+        {"event": "session_start"},
+    ]
 
 
 # 12.17: full disk, read-only output directory
+
 
 def assert_one_error_line(result: subprocess.CompletedProcess, *expected: str) -> str:
     assert_user_error(result, *expected)
@@ -119,7 +133,9 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_the_run_resumes(tiny_mo
     with small_filesystem(small, 128 << 10):  # the run's first files fit; a checkpoint (~150 KB) does not
         cfg = config(tiny_model_dir, tmp_path, output_dir=small)
         result = run_cli(["train", str(cfg)], cwd=tmp_path)
-        line = assert_one_error_line(result, "no space left on the device of", "the run can be resumed once there is room")
+        line = assert_one_error_line(
+            result, "no space left on the device of", "the run can be resumed once there is room"
+        )
         (run_path,) = small.iterdir()
         assert f"--resume {run_path}" in line
         assert not [p for p in run_path.rglob("*.png") if p.stat().st_size == 0]  # no 0-byte curves.png
@@ -128,7 +144,8 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_the_run_resumes(tiny_mo
         resumed = run_cli(["train", str(cfg), "--resume", str(run_path)], cwd=tmp_path)
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         assert [p["name"] for p in json.loads((run_path / "state.json").read_text())["finished_phases"]] == [
-            "phase1_foundation"]
+            "phase1_foundation"
+        ]
 
 
 def test_a_full_disk_during_the_cache_build_is_one_line(tiny_model_dir, tmp_path):

@@ -31,8 +31,13 @@ pytestmark = pytest.mark.fuzz
 
 def fuzz(examples: int) -> settings:
     """Deterministic in CI (derandomize, no example database), no per-example deadline."""
-    return settings(max_examples=examples, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
 
 
 FIELD = "training_content"
@@ -40,11 +45,17 @@ FIELD = "training_content"
 # --- JSONL ------------------------------------------------------------------------------------
 
 json_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-10**20, 10**20), st.floats(allow_nan=False, allow_infinity=False),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**20), 10**20),
+    st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=20),
 )
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-    st.text(max_size=8), inner, max_size=4), max_leaves=10)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=10,
+)
 escapes = st.sampled_from(["\\ud800", "\\udfff", "\\ud83d\\ude00", "\\u0000", "\\n", "\\\\", '\\"', "\\x", "\\u12"])
 raw_texts = st.lists(st.one_of(st.text(max_size=10), escapes), max_size=6).map("".join)
 
@@ -62,7 +73,7 @@ def jsonl_lines(draw) -> bytes:
         return draw(st.binary(max_size=40))
     if kind == 4:  # deep nesting
         depth = draw(st.integers(1, 5000))
-        return (b'{"' + FIELD.encode() + b'": "x", "n": ' + b"[" * depth + b"]" * depth + b"}")
+        return b'{"' + FIELD.encode() + b'": "x", "n": ' + b"[" * depth + b"]" * depth + b"}"
     if kind == 5:  # truncated good line
         line = json.dumps({FIELD: draw(st.text(min_size=1, max_size=20))}).encode()
         return line[: draw(st.integers(0, len(line)))]
@@ -112,25 +123,101 @@ def test_validate_scan_of_a_phase_is_documents_or_a_data_error(tmp_path_factory,
 
 # --- configs ----------------------------------------------------------------------------------
 
-SCHEMA_KEYS = sorted({
-    "model", "name", "size", "dtype", "attn_implementation", "trust_remote_code", "training", "micro_batch_size",
-    "gradient_accumulation_steps", "learning_rate", "lr_scheduler", "warmup_ratio", "weight_decay",
-    "max_grad_norm", "gradient_checkpointing", "seed", "logging_steps", "save_steps", "save_total_limit",
-    "max_steps", "max_nonfinite_losses", "lora", "r", "alpha", "dropout", "target_modules", "performance",
-    "liger_kernel", "optimizer", "context", "max_tokens", "overlap_tokens", "chunk_long_samples", "sample_packing",
-    "phases", "file", "epochs", "eval_file", "replay_ratio", "data", "text_field", "eval_ratio", "on_bad_record",
-    "dedup", "cache_dir", "output", "dir", "run_name", "evaluation", "eval_steps", "batch_size", "wandb", "enabled",
-    "project", "api_key", "tensorboard", "deepspeed", "deepspeed_offload", "phased_training", "dataset",
-    "dataset_file", "output_dir",
-})
+SCHEMA_KEYS = sorted(
+    {
+        "model",
+        "name",
+        "size",
+        "dtype",
+        "attn_implementation",
+        "trust_remote_code",
+        "training",
+        "micro_batch_size",
+        "gradient_accumulation_steps",
+        "learning_rate",
+        "lr_scheduler",
+        "warmup_ratio",
+        "weight_decay",
+        "max_grad_norm",
+        "gradient_checkpointing",
+        "seed",
+        "logging_steps",
+        "save_steps",
+        "save_total_limit",
+        "max_steps",
+        "max_nonfinite_losses",
+        "lora",
+        "r",
+        "alpha",
+        "dropout",
+        "target_modules",
+        "performance",
+        "liger_kernel",
+        "optimizer",
+        "context",
+        "max_tokens",
+        "overlap_tokens",
+        "chunk_long_samples",
+        "sample_packing",
+        "phases",
+        "file",
+        "epochs",
+        "eval_file",
+        "replay_ratio",
+        "data",
+        "text_field",
+        "eval_ratio",
+        "on_bad_record",
+        "dedup",
+        "cache_dir",
+        "output",
+        "dir",
+        "run_name",
+        "evaluation",
+        "eval_steps",
+        "batch_size",
+        "wandb",
+        "enabled",
+        "project",
+        "api_key",
+        "tensorboard",
+        "deepspeed",
+        "deepspeed_offload",
+        "phased_training",
+        "dataset",
+        "dataset_file",
+        "output_dir",
+    }
+)
 config_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(), st.text(max_size=12),
-    st.sampled_from(["${HOME}", "${NOPE_UNSET_VAR}", "${X:-1}", "a.jsonl", "zero3", "auto", ".inf", "state.json",
-                     "phase1_foundation", "..", "-1", "1e400"]),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(),
+    st.text(max_size=12),
+    st.sampled_from(
+        [
+            "${HOME}",
+            "${NOPE_UNSET_VAR}",
+            "${X:-1}",
+            "a.jsonl",
+            "zero3",
+            "auto",
+            ".inf",
+            "state.json",
+            "phase1_foundation",
+            "..",
+            "-1",
+            "1e400",
+        ]
+    ),
 )
 config_keys = st.one_of(st.sampled_from(SCHEMA_KEYS), st.text(max_size=8), st.integers(-3, 3))
-config_values = st.recursive(config_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-    config_keys, inner, max_size=5), max_leaves=25)
+config_values = st.recursive(
+    config_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(config_keys, inner, max_size=5),
+    max_leaves=25,
+)
 config_documents = st.dictionaries(st.sampled_from(SCHEMA_KEYS), config_values, max_size=6)
 
 
@@ -158,11 +245,44 @@ def test_random_configs_load_or_give_one_line_problems(tmp_path_factory, documen
     assert_config_outcome(path)
 
 
-yaml_tokens = st.sampled_from([
-    "training:", "phases:", "  - ", "{", "}", "[", "]", ": ", "&a ", "*a", "<<: *a", "\n", "  ", "- ", "!!python/object:os.system",
-    "!!binary", "'", '"', "#", "? ", "---", "...", "%YAML 1.1", "name: p", "file: a.jsonl", ".inf", "${HOME}", "\t", "|",
-    ">", "seed: 1", "seed: 2", "lora:", "r: 8",
-])
+yaml_tokens = st.sampled_from(
+    [
+        "training:",
+        "phases:",
+        "  - ",
+        "{",
+        "}",
+        "[",
+        "]",
+        ": ",
+        "&a ",
+        "*a",
+        "<<: *a",
+        "\n",
+        "  ",
+        "- ",
+        "!!python/object:os.system",
+        "!!binary",
+        "'",
+        '"',
+        "#",
+        "? ",
+        "---",
+        "...",
+        "%YAML 1.1",
+        "name: p",
+        "file: a.jsonl",
+        ".inf",
+        "${HOME}",
+        "\t",
+        "|",
+        ">",
+        "seed: 1",
+        "seed: 2",
+        "lora:",
+        "r: 8",
+    ]
+)
 
 
 @fuzz(500)
@@ -175,15 +295,25 @@ def test_random_yaml_text_loads_or_gives_one_line_problems(tmp_path_factory, tex
     assert_config_outcome(path)
 
 
-set_paths = st.lists(st.one_of(st.sampled_from(SCHEMA_KEYS), st.sampled_from(["0", "1", "7", "p"]),
-                               st.text(alphabet=string.ascii_letters + "._", max_size=6)), min_size=0, max_size=5)
-set_values = st.one_of(st.text(max_size=12), st.sampled_from(
-    ["1", "-1", ".inf", "nan", "[a, b]", "{a: 1, a: 2}", "&a [*a]", "null", "true", "1e400", "${HOME}", "x=y", ""]))
+set_paths = st.lists(
+    st.one_of(
+        st.sampled_from(SCHEMA_KEYS),
+        st.sampled_from(["0", "1", "7", "p"]),
+        st.text(alphabet=string.ascii_letters + "._", max_size=6),
+    ),
+    min_size=0,
+    max_size=5,
+)
+set_values = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(
+        ["1", "-1", ".inf", "nan", "[a, b]", "{a: 1, a: 2}", "&a [*a]", "null", "true", "1e400", "${HOME}", "x=y", ""]
+    ),
+)
 
 
 @fuzz(500)
-@given(assignments=st.lists(st.tuples(set_paths, set_values), min_size=1, max_size=4),
-       bare=st.booleans())
+@given(assignments=st.lists(st.tuples(set_paths, set_values), min_size=1, max_size=4), bare=st.booleans())
 def test_random_set_overrides_load_or_give_one_line_problems(tmp_path_factory, assignments, bare):
     work = tmp_path_factory.mktemp("set")
     (work / "a.jsonl").write_text('{"training_content": "x"}\n')
@@ -195,9 +325,12 @@ def test_random_set_overrides_load_or_give_one_line_problems(tmp_path_factory, a
 
 # --- REPL parameters --------------------------------------------------------------------------
 
+
 @fuzz(1000)
-@given(name=st.sampled_from(["temperature", "top_p", "top_k", "max_tokens", "repetition_penalty", "seed", "x"]),
-       text=st.one_of(st.text(max_size=30), st.integers(-2**80, 2**80).map(str), st.floats().map(str)))
+@given(
+    name=st.sampled_from(["temperature", "top_p", "top_k", "max_tokens", "repetition_penalty", "seed", "x"]),
+    text=st.one_of(st.text(max_size=30), st.integers(-(2**80), 2**80).map(str), st.floats().map(str)),
+)
 def test_random_set_commands_give_a_parameter_or_one_line_error(name, text):
     try:
         params = set_param(GenerationParams(), name, text)

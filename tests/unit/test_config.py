@@ -121,12 +121,16 @@ def test_data_pipeline_keys_have_defaults_and_limits(data_files):
     cfg, _ = load_config(write_config(data_files, minimal()))
     assert (cfg.data.on_bad_record, cfg.data.dedup, cfg.data.cache_dir) == ("error", "none", None)
     assert [p.replay_ratio for p in cfg.phases] == [0.0, 0.0]
-    cfg, _ = load_config(write_config(data_files, minimal()), [
-        "data.on_bad_record=skip", "data.dedup=exact", "data.cache_dir=/tmp/c", "phases.p2.replay_ratio=0.2"])
+    cfg, _ = load_config(
+        write_config(data_files, minimal()),
+        ["data.on_bad_record=skip", "data.dedup=exact", "data.cache_dir=/tmp/c", "phases.p2.replay_ratio=0.2"],
+    )
     assert (cfg.data.on_bad_record, cfg.data.dedup, str(cfg.data.cache_dir)) == ("skip", "exact", "/tmp/c")
     assert cfg.phases[1].replay_ratio == 0.2
-    problems = problems_of(write_config(data_files, minimal()), [
-        "data.on_bad_record=ignore", "data.dedup=fuzzy", "phases.p2.replay_ratio=1.0"])
+    problems = problems_of(
+        write_config(data_files, minimal()),
+        ["data.on_bad_record=ignore", "data.dedup=fuzzy", "phases.p2.replay_ratio=1.0"],
+    )
     assert sorted(p.split(":")[0] for p in problems) == ["data.dedup", "data.on_bad_record", "phases.1.replay_ratio"]
 
 
@@ -149,14 +153,19 @@ def test_deepspeed_json_path_resolves_against_the_config_directory(data_files):
 
 def test_deepspeed_unknown_name_or_missing_file_is_an_error(data_files):
     problems = problems_of(write_config(data_files, minimal(deepspeed="zero9")))
-    assert problems[0].startswith("deepspeed: 'zero9' is neither null, zero2, zero3, auto nor an existing DeepSpeed JSON file")
+    assert problems[0].startswith(
+        "deepspeed: 'zero9' is neither null, zero2, zero3, auto nor an existing DeepSpeed JSON file"
+    )
 
 
-@pytest.mark.parametrize("deepspeed,offload,expected", [
-    (None, "optimizer", "deepspeed_offload: optimizer needs DeepSpeed"),
-    ("zero2", "optimizer_and_params", "deepspeed_offload: optimizer_and_params needs ZeRO-3"),
-    ("ds.json", "optimizer", "deepspeed_offload: optimizer cannot be combined with the DeepSpeed file"),
-])
+@pytest.mark.parametrize(
+    "deepspeed,offload,expected",
+    [
+        (None, "optimizer", "deepspeed_offload: optimizer needs DeepSpeed"),
+        ("zero2", "optimizer_and_params", "deepspeed_offload: optimizer_and_params needs ZeRO-3"),
+        ("ds.json", "optimizer", "deepspeed_offload: optimizer cannot be combined with the DeepSpeed file"),
+    ],
+)
 def test_deepspeed_offload_contradictions_are_errors(data_files, deepspeed, offload, expected):
     (data_files / "ds.json").write_text("{}")
     problems = problems_of(write_config(data_files, minimal(deepspeed=deepspeed, deepspeed_offload=offload)))
@@ -179,11 +188,14 @@ def test_set_overrides_by_index_and_by_phase_name(data_files):
     assert cfg.model.name == "/x/y"
 
 
-@pytest.mark.parametrize("assignment, expected", [
-    ("training.lora.r", "expected key.path=value"),
-    ("phases.7.epochs=1", "no list item '7'"),
-    ("training..r=1", "empty key"),
-])
+@pytest.mark.parametrize(
+    "assignment, expected",
+    [
+        ("training.lora.r", "expected key.path=value"),
+        ("phases.7.epochs=1", "no list item '7'"),
+        ("training..r=1", "empty key"),
+    ],
+)
 def test_bad_set_overrides(data_files, assignment, expected):
     problems = problems_of(write_config(data_files, minimal()), [assignment])
     assert expected in problems[0]
@@ -201,8 +213,9 @@ def test_phase_overrides_apply_only_to_their_phase(data_files):
 def test_env_interpolation_in_any_string(data_files, monkeypatch):
     monkeypatch.setenv("MY_MODEL", "/models/m")
     monkeypatch.setenv("WANDB_API_KEY", "secret-key-123")
-    data = minimal(model={"name": "${MY_MODEL}"}, wandb={"api_key": "${WANDB_API_KEY}"},
-                   output={"dir": "${UNSET_DIR:-out}"})
+    data = minimal(
+        model={"name": "${MY_MODEL}"}, wandb={"api_key": "${WANDB_API_KEY}"}, output={"dir": "${UNSET_DIR:-out}"}
+    )
     cfg, _ = load_config(write_config(data_files, data))
     assert cfg.model.name == "/models/m"
     assert cfg.wandb.api_key.get_secret_value() == "secret-key-123"
@@ -216,8 +229,10 @@ def test_env_interpolation_in_a_set_value(data_files, monkeypatch):
     monkeypatch.setenv("LORA_RANK", "8")
     monkeypatch.setenv("WANDB_API_KEY", "secret-key-123")
     monkeypatch.delenv("UNSET_NAME", raising=False)
-    cfg, _ = load_config(write_config(data_files, minimal()), [
-        "training.lora.r=${LORA_RANK}", "output.run_name=run-${UNSET_NAME:-x}", "wandb.api_key=${WANDB_API_KEY}"])
+    cfg, _ = load_config(
+        write_config(data_files, minimal()),
+        ["training.lora.r=${LORA_RANK}", "output.run_name=run-${UNSET_NAME:-x}", "wandb.api_key=${WANDB_API_KEY}"],
+    )
     assert cfg.training.lora.r == 8 and cfg.output.run_name == "run-x"
     assert cfg.wandb.api_key.get_secret_value() == "secret-key-123"
     assert "secret-key-123" not in dump_config(cfg)
@@ -226,8 +241,9 @@ def test_env_interpolation_in_a_set_value(data_files, monkeypatch):
 def test_a_secret_expanded_from_a_set_value_is_never_shown(data_files, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", "secret-key-123")
     monkeypatch.delenv("NOPE_NOT_SET", raising=False)
-    problems = problems_of(write_config(data_files, minimal()),
-                           ["training.lora.r=${WANDB_API_KEY}", "model.name=${NOPE_NOT_SET}"])
+    problems = problems_of(
+        write_config(data_files, minimal()), ["training.lora.r=${WANDB_API_KEY}", "model.name=${NOPE_NOT_SET}"]
+    )
     assert "secret-key-123" not in "\n".join(problems)
     assert any(p.startswith("training.lora.r:") and "<value of $WANDB_API_KEY>" in p for p in problems)
     assert any(p.startswith("model.name: environment variable NOPE_NOT_SET is not set") for p in problems)
@@ -282,19 +298,40 @@ LEGACY = {
     "model": {"name": "Kwaipilot/KAT-Dev", "size": "32B", "type": "qwen2"},
     "training": {
         "lora": {"r": 64, "alpha": 128, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"]},
-        "micro_batch_size": 2, "gradient_accumulation_steps": 4, "eval_batch_size": 1,
-        "learning_rate": 2e-4, "lr_scheduler": "linear", "warmup_ratio": 0.05, "weight_decay": 0.0,
-        "max_grad_norm": 0.5, "bf16": True, "fp16": False, "tf32": True, "logging_steps": 5,
-        "save_steps": 100, "save_total_limit": 2, "eval_steps": 50, "gradient_checkpointing": True,
+        "micro_batch_size": 2,
+        "gradient_accumulation_steps": 4,
+        "eval_batch_size": 1,
+        "learning_rate": 2e-4,
+        "lr_scheduler": "linear",
+        "warmup_ratio": 0.05,
+        "weight_decay": 0.0,
+        "max_grad_norm": 0.5,
+        "bf16": True,
+        "fp16": False,
+        "tf32": True,
+        "logging_steps": 5,
+        "save_steps": 100,
+        "save_total_limit": 2,
+        "eval_steps": 50,
+        "gradient_checkpointing": True,
         "sample_packing": False,
     },
-    "phased_training": {"phases": [
-        {"name": "Foundation", "dataset_file": "phase1_foundation.jsonl", "epochs": 3, "description": "code"},
-        {"name": "Evolution", "dataset_file": "phase2_evolution.jsonl", "epochs": 2},
-        {"name": "PR Mastery", "dataset_file": "phase3_pr_mastery.jsonl", "epochs": 2},
-    ]},
-    "dataset": {"output_dir": "./data", "train_split": 0.98, "val_split": 0.02, "random_seed": 7,
-                "max_tokens": 8192, "overlap_tokens": 512, "chunk_long_samples": True},
+    "phased_training": {
+        "phases": [
+            {"name": "Foundation", "dataset_file": "phase1_foundation.jsonl", "epochs": 3, "description": "code"},
+            {"name": "Evolution", "dataset_file": "phase2_evolution.jsonl", "epochs": 2},
+            {"name": "PR Mastery", "dataset_file": "phase3_pr_mastery.jsonl", "epochs": 2},
+        ]
+    },
+    "dataset": {
+        "output_dir": "./data",
+        "train_split": 0.98,
+        "val_split": 0.02,
+        "random_seed": 7,
+        "max_tokens": 8192,
+        "overlap_tokens": 512,
+        "chunk_long_samples": True,
+    },
 }
 
 
@@ -312,23 +349,35 @@ def test_legacy_config_is_translated_with_warnings(tmp_path):
     assert cfg.wandb.project == "old"
     joined = "\n".join(warnings)
     assert "older tool" in warnings[0]
-    for dropped in ("model.type", "training.tf32", "training.eval_steps", "training.eval_batch_size", "dataset.val_split"):
+    for dropped in (
+        "model.type",
+        "training.tf32",
+        "training.eval_steps",
+        "training.eval_batch_size",
+        "dataset.val_split",
+    ):
         assert dropped in joined
 
 
 def test_legacy_typo_is_still_reported(tmp_path):
-    data = {"dataset": {"max_tokens": 100, "overlap_tokens": 10}, "training": {"learning_rat": 1e-4},
-            "phased_training": {"phases": []}}
+    data = {
+        "dataset": {"max_tokens": 100, "overlap_tokens": 10},
+        "training": {"learning_rat": 1e-4},
+        "phased_training": {"phases": []},
+    }
     problems = problems_of(write_config(tmp_path, data))
     assert any(p.startswith("training.learning_rat: unknown key (did you mean 'learning_rate'?)") for p in problems)
     assert any("no phases" in p for p in problems)
 
 
-@pytest.mark.parametrize("index, name, expected", [
-    (3, "PR Mastery", "phase3_pr_mastery"),
-    (1, "Foundation", "phase1_foundation"),
-    (2, "phase2_evolution", "phase2_evolution"),
-    (2, "Code  Evolution!", "phase2_code_evolution"),
-])
+@pytest.mark.parametrize(
+    "index, name, expected",
+    [
+        (3, "PR Mastery", "phase3_pr_mastery"),
+        (1, "Foundation", "phase1_foundation"),
+        (2, "phase2_evolution", "phase2_evolution"),
+        (2, "Code  Evolution!", "phase2_code_evolution"),
+    ],
+)
 def test_phase_dir_name(index, name, expected):
     assert phase_dir_name(index, name) == expected

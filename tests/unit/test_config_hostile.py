@@ -35,28 +35,38 @@ def problems(text: str, work: Path, overrides=()) -> list[str]:
 PHASES = "phases: [{name: p, file: a.jsonl}]\n"
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("training: {lora: {alpha: .inf}}\n" + PHASES, "training.lora.alpha: Input should be a finite number (got inf)"),
-    ("training: {learning_rate: .nan}\n" + PHASES, "training.learning_rate: Input should be a finite number"),
-    ("phases: [{name: p, file: a.jsonl, epochs: .inf}]\n", "phases.0.epochs: Input should be a finite number"),
-    ("data: {eval_ratio: .nan}\n" + PHASES, "data.eval_ratio: Input should be a finite number"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "training: {lora: {alpha: .inf}}\n" + PHASES,
+            "training.lora.alpha: Input should be a finite number (got inf)",
+        ),
+        ("training: {learning_rate: .nan}\n" + PHASES, "training.learning_rate: Input should be a finite number"),
+        ("phases: [{name: p, file: a.jsonl, epochs: .inf}]\n", "phases.0.epochs: Input should be a finite number"),
+        ("data: {eval_ratio: .nan}\n" + PHASES, "data.eval_ratio: Input should be a finite number"),
+    ],
+)
 def test_non_finite_numbers_are_config_errors(work, text, expected):
     (problem,) = problems(text, work)
     assert problem.startswith(expected)
 
 
-@pytest.mark.parametrize(("seed", "expected"), [
-    (-1, "training.seed: Input should be greater than or equal to 0 (got -1)"),
-    (99999999999999, "training.seed: Input should be less than 4294967296 (got 99999999999999)"),
-])
+@pytest.mark.parametrize(
+    ("seed", "expected"),
+    [
+        (-1, "training.seed: Input should be greater than or equal to 0 (got -1)"),
+        (99999999999999, "training.seed: Input should be less than 4294967296 (got 99999999999999)"),
+    ],
+)
 def test_seed_outside_what_the_seeding_accepts(work, seed, expected):
     assert problems(f"training: {{seed: {seed}}}\n" + PHASES, work) == [expected]
     load_config(work / "c.yaml", ["training.seed=4294967295"])  # the largest one is fine
 
 
-@pytest.mark.parametrize("name", ["state.json", "metrics.jsonl", "config.resolved.yaml", "eval", "Rejected",
-                                  "tensorboard", "wandb"])
+@pytest.mark.parametrize(
+    "name", ["state.json", "metrics.jsonl", "config.resolved.yaml", "eval", "Rejected", "tensorboard", "wandb"]
+)
 def test_phase_named_like_a_file_of_the_run_layout(work, name):
     (problem,) = problems(f"phases: [{{name: '{name}', file: a.jsonl}}]\n", work)
     assert problem.startswith(f"phases.0.name: '{name}' is a file or directory of the run directory itself")
@@ -107,12 +117,15 @@ def test_recursive_alias_and_deep_nesting(work):
     assert "nested too deeply" in problems("a: " + "[" * 5000 + "]" * 5000 + "\n", work)[0]
 
 
-@pytest.mark.parametrize(("assignment", "expected"), [
-    ("model.name.x=1", "--set 'model.name.x=1': model.name holds a value, not a section of keys"),
-    ("phases.0.file.x.y=2", "--set 'phases.0.file.x.y=2': phases.0.file holds a value, not a section of keys"),
-    ("training.seed.x=1", "--set 'training.seed.x=1': training.seed holds a value, not a section of keys"),
-    ("training={a: 1, a: 2}", "duplicate key 'a'"),
-])
+@pytest.mark.parametrize(
+    ("assignment", "expected"),
+    [
+        ("model.name.x=1", "--set 'model.name.x=1': model.name holds a value, not a section of keys"),
+        ("phases.0.file.x.y=2", "--set 'phases.0.file.x.y=2': phases.0.file holds a value, not a section of keys"),
+        ("training.seed.x=1", "--set 'training.seed.x=1': training.seed holds a value, not a section of keys"),
+        ("training={a: 1, a: 2}", "duplicate key 'a'"),
+    ],
+)
 def test_set_into_a_value_is_a_config_error(work, assignment, expected):
     text = "model: {name: m}\ntraining: {seed: 1}\n" + PHASES
     assert expected in problems(text, work, [assignment])[0]
@@ -121,15 +134,17 @@ def test_set_into_a_value_is_a_config_error(work, assignment, expected):
 def test_a_misplaced_secret_is_never_echoed(work, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", SECRET)
     found = problems("wandb: {enabled: '${WANDB_API_KEY}'}\n" + PHASES, work)
-    assert found == ["wandb.enabled: Input should be a valid boolean, unable to interpret input "
-                     "(got '<value of $WANDB_API_KEY>')"]
+    assert found == [
+        "wandb.enabled: Input should be a valid boolean, unable to interpret input (got '<value of $WANDB_API_KEY>')"
+    ]
     monkeypatch.setenv("HF_TOKEN", "hf_" + SECRET)
     found = problems("model: {name: {x: '${HF_TOKEN}'}}\n" + PHASES, work)
     assert SECRET not in " ".join(found) and "<value of $HF_TOKEN>" in found[0]
 
 
-@pytest.mark.parametrize("assignment", [f"wandb.api_key={SECRET}", f"wandb.entity={SECRET}",
-                                        f"wandb.api_key.x={SECRET}"])
+@pytest.mark.parametrize(
+    "assignment", [f"wandb.api_key={SECRET}", f"wandb.entity={SECRET}", f"wandb.api_key.x={SECRET}"]
+)
 def test_a_secret_on_the_command_line_is_refused_without_echoing_it(work, monkeypatch, assignment):
     monkeypatch.setenv("WANDB_API_KEY", SECRET)
     (problem,) = problems(PHASES, work, [assignment])
@@ -146,8 +161,10 @@ def test_an_env_reference_on_the_command_line_is_not_a_secret(work, monkeypatch)
 def test_a_directory_given_as_a_data_file(work):
     (work / "data").mkdir()
     (problem,) = problems("phases: [{name: p, file: data}]\n", work)
-    assert problem == f"phases.0.file: data file '{work / 'data'}' is a directory, not a file; point the phase at " \
-                      "an existing JSONL file"
+    assert (
+        problem == f"phases.0.file: data file '{work / 'data'}' is a directory, not a file; point the phase at "
+        "an existing JSONL file"
+    )
     (problem,) = problems("phases: [{name: p, file: missing.jsonl}]\n", work)
     assert "does not exist" in problem
 

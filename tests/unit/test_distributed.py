@@ -16,6 +16,7 @@ from phased_cpt.training.processes import rank_zero_run_dir
 
 # --- ranks and rank-0-only writing ------------------------------------------------------------
 
+
 def test_rank_helpers_read_the_launcher_environment(monkeypatch):
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
@@ -39,7 +40,9 @@ def test_only_distributed_py_reads_the_rank_variables():
 
     src = Path(__file__).resolve().parents[2] / "src" / "phased_cpt"
     pattern = re.compile(r"""environ(?:\.get)?\s*[\[(]\s*["'](?:RANK|LOCAL_RANK|WORLD_SIZE)["']""")
-    readers = sorted(str(p.relative_to(src)) for p in src.rglob("*.py") if pattern.search(p.read_text(encoding="utf-8")))
+    readers = sorted(
+        str(p.relative_to(src)) for p in src.rglob("*.py") if pattern.search(p.read_text(encoding="utf-8"))
+    )
     assert readers == ["distributed.py"]
 
 
@@ -62,6 +65,7 @@ def test_a_read_only_run_directory_writes_no_state_config_or_metrics(tmp_path):
 
 # --- launch ----------------------------------------------------------------------------------
 
+
 def test_hostfile_is_read_per_host(tmp_path):
     hostfile = tmp_path / "hostfile"
     hostfile.write_text("# two nodes\nnode1 slots=8\nnode2 slots=8  # second\n\n")
@@ -76,7 +80,9 @@ def test_bad_hostfile_line_names_file_and_line(tmp_path):
 
 
 def test_torchrun_command_starts_n_train_processes(tmp_path):
-    plan = plan_launch(tmp_path / "c.yaml", ["--set", "a.b=1"], gpus=4, launcher="torchrun", nodes=Nodes(master_port=1234))
+    plan = plan_launch(
+        tmp_path / "c.yaml", ["--set", "a.b=1"], gpus=4, launcher="torchrun", nodes=Nodes(master_port=1234)
+    )
     command = plan.command
     assert command[1:3] == ["-m", "torch.distributed.run"]
     assert command[command.index("--nproc_per_node") + 1] == "4"
@@ -106,7 +112,9 @@ def test_cpu_processes_get_one_thread_each(tmp_path, monkeypatch):
 def test_hostfile_with_torchrun_is_refused(tmp_path):
     hostfile = tmp_path / "h"
     hostfile.write_text("node1 slots=2\nnode2 slots=2\n")
-    with pytest.raises(UserError, match="--hostfile needs --launcher deepspeed; for torchrun, .* --nodes N --node-rank K"):
+    with pytest.raises(
+        UserError, match="--hostfile needs --launcher deepspeed; for torchrun, .* --nodes N --node-rank K"
+    ):
         plan_launch(tmp_path / "c.yaml", [], gpus=2, launcher="torchrun", nodes=resolve_nodes(hostfile))
 
 
@@ -119,12 +127,31 @@ def test_launch_and_doctor_arguments():
     from phased_cpt.cli import build_parser
 
     args = build_parser().parse_args(
-        ["launch", "c.yaml", "--gpus", "8", "--hostfile", "hosts", "--launcher", "deepspeed", "--set", "a=1", "--resume"]
+        [
+            "launch",
+            "c.yaml",
+            "--gpus",
+            "8",
+            "--hostfile",
+            "hosts",
+            "--launcher",
+            "deepspeed",
+            "--set",
+            "a=1",
+            "--resume",
+        ]
     )
-    assert (args.gpus, str(args.hostfile), args.launcher, args.overrides, args.resume) == (8, "hosts", "deepspeed", ["a=1"], "latest")
+    assert (args.gpus, str(args.hostfile), args.launcher, args.overrides, args.resume) == (
+        8,
+        "hosts",
+        "deepspeed",
+        ["a=1"],
+        "latest",
+    )
     for command in ("launch", "doctor"):
-        args = build_parser().parse_args([command, "c.yaml", "--nodes", "2", "--node-rank", "1", "--master-addr", "n0",
-                                          "--master-port", "29600"])
+        args = build_parser().parse_args(
+            [command, "c.yaml", "--nodes", "2", "--node-rank", "1", "--master-addr", "n0", "--master-port", "29600"]
+        )
         assert (args.nodes, args.node_rank, args.master_addr, args.master_port) == (2, 1, "n0", 29600)
     assert build_parser().parse_args(["doctor", "c.yaml", "--json"]).json is True
     with pytest.raises(SystemExit):
@@ -132,6 +159,7 @@ def test_launch_and_doctor_arguments():
 
 
 # --- several nodes --------------------------------------------------------------------------------
+
 
 def test_a_hostfile_chooses_deepspeeds_launcher_and_says_so(tmp_path):
     """issue 19.2: `launch config.yaml --hostfile hostfile --gpus 8` on the default config
@@ -149,8 +177,13 @@ def test_torchrun_on_several_nodes_gets_nnodes_node_rank_and_master(tmp_path):
     nodes = resolve_nodes(count=2, node_rank=1, master_addr="10.0.0.1", master_port=29600)
     command = plan_launch(tmp_path / "c.yaml", [], gpus=8, launcher="torchrun", nodes=nodes).command
     flags = dict(zip(command[3:-4:2], command[4:-4:2]))
-    assert flags == {"--nproc_per_node": "8", "--nnodes": "2", "--node_rank": "1", "--master_addr": "10.0.0.1",
-                     "--master_port": "29600"}
+    assert flags == {
+        "--nproc_per_node": "8",
+        "--nnodes": "2",
+        "--node_rank": "1",
+        "--master_addr": "10.0.0.1",
+        "--master_port": "29600",
+    }
 
 
 def test_deepspeed_on_several_nodes_without_ssh_gets_a_hostfile_of_the_job_shape(tmp_path):
@@ -180,13 +213,16 @@ def test_a_one_host_hostfile_runs_locally_without_ssh(tmp_path):
     assert command[command.index("--master_addr") + 1] == "127.0.0.1"
 
 
-@pytest.mark.parametrize("arguments,message", [
-    (dict(count=2, master_addr="a"), "--nodes 2 needs --node-rank K"),
-    (dict(count=2, node_rank=0), "--nodes 2 needs --master-addr"),
-    (dict(count=2, node_rank=2, master_addr="a"), "--node-rank 2: must be between 0 and 1"),
-    (dict(count=0), "--nodes 0: at least one node"),
-    (dict(master_port=70000), "--master-port 70000"),
-])
+@pytest.mark.parametrize(
+    "arguments,message",
+    [
+        (dict(count=2, master_addr="a"), "--nodes 2 needs --node-rank K"),
+        (dict(count=2, node_rank=0), "--nodes 2 needs --master-addr"),
+        (dict(count=2, node_rank=2, master_addr="a"), "--node-rank 2: must be between 0 and 1"),
+        (dict(count=0), "--nodes 0: at least one node"),
+        (dict(master_port=70000), "--master-port 70000"),
+    ],
+)
 def test_node_arguments_are_checked_together(arguments, message):
     with pytest.raises(UserError, match=message):
         resolve_nodes(**arguments)
@@ -201,17 +237,21 @@ def test_nodes_must_match_the_hostfile(tmp_path):
 
 # --- the same job on every node (issue 16) --------------------------------------------------------
 
+
 def test_identity_differences_name_the_key_the_file_and_the_package():
     from phased_cpt.training.processes import JobIdentity, identity_differences
 
-    reference = JobIdentity("n0", {"training": {"learning_rate": 5e-4}, "data": {"cache_dir": "/a"}},
-                            {"p1": "aa" * 32}, {"torch": "2.13.0"})
-    same_but_cache = JobIdentity("n1", {"training": {"learning_rate": 5e-4}, "data": {"cache_dir": "/b"}},
-                                 {"p1": "aa" * 32}, {"torch": "2.13.0"})
+    reference = JobIdentity(
+        "n0", {"training": {"learning_rate": 5e-4}, "data": {"cache_dir": "/a"}}, {"p1": "aa" * 32}, {"torch": "2.13.0"}
+    )
+    same_but_cache = JobIdentity(
+        "n1", {"training": {"learning_rate": 5e-4}, "data": {"cache_dir": "/b"}}, {"p1": "aa" * 32}, {"torch": "2.13.0"}
+    )
     assert identity_differences(reference, same_but_cache) == []
     assert reference.config_sha256 == same_but_cache.config_sha256
-    other = JobIdentity("n1", {"training": {"learning_rate": 1e-3}, "data": {"cache_dir": "/a"}},
-                        {"p1": "bb" * 32}, {"torch": "2.12.0"})
+    other = JobIdentity(
+        "n1", {"training": {"learning_rate": 1e-3}, "data": {"cache_dir": "/a"}}, {"p1": "bb" * 32}, {"torch": "2.12.0"}
+    )
     assert identity_differences(reference, other) == [
         "training.learning_rate: 0.0005 on rank 0, 0.001 here",
         "phases.p1: the file's content differs (sha256 bbbbbbbbbbbb here, aaaaaaaaaaaa on rank 0)",

@@ -21,12 +21,18 @@ FAKE_KEY = "fakekey-doctor-0123456789abcdef"
 
 # Qwen2.5-0.5B's config.json (the fields the estimate reads).
 QWEN25_05B = {
-    "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
-    "num_key_value_heads": 2, "vocab_size": 151936, "tie_word_embeddings": True,
+    "hidden_size": 896,
+    "intermediate_size": 4864,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 14,
+    "num_key_value_heads": 2,
+    "vocab_size": 151936,
+    "tie_word_embeddings": True,
 }
 
 
 # --- the shape and parameter counts ----------------------------------------------------------
+
 
 def test_qwen25_05b_parameters_by_hand():
     shape = shape_from_config(QWEN25_05B)
@@ -70,6 +76,7 @@ def test_unknown_hub_id_has_no_shape_offline():
 
 
 # --- the checks ------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def run_config(tmp_path, tiny_model_dir) -> Path:
@@ -175,8 +182,12 @@ def test_the_dtype_comes_from_the_config_not_from_this_cpu(run_config):
 
 
 def test_gpu_memory_fails_what_does_not_fit_and_passes_what_does(run_config):
-    seven_b = ["context.max_tokens=4096", "context.overlap_tokens=0", "model.dtype=bfloat16",
-               "training.micro_batch_size=1"]
+    seven_b = [
+        "context.max_tokens=4096",
+        "context.overlap_tokens=0",
+        "model.dtype=bfloat16",
+        "training.micro_batch_size=1",
+    ]
     small = by_name(run_checks(run_config, seven_b, gpu_memory_gib=80, model_config=QWEN25_7B_DIR))["memory"]
     assert small.status == PASS and "fits the 80 GiB of --gpu-memory" in small.detail
     large = by_name(run_checks(run_config, seven_b, gpu_memory_gib=16, model_config=QWEN25_7B_DIR))["memory"]
@@ -191,6 +202,7 @@ def test_doctor_cli_gpu_memory_flag_exits_2_when_the_model_does_not_fit(run_conf
 
 
 # --- several nodes (issue 16) -------------------------------------------------------------------
+
 
 def test_node_0_checks_its_master_port_is_free_and_the_others_that_it_answers():
     import socket

@@ -77,4 +77,4 @@ def test_the_documented_run_directory_stamp_is_the_one_runs_get(tmp_path):
     for doc in ("config.yaml", "README.md", "docs/multi-gpu.md", "docs/from-git.md"):
         text = (REPO / doc).read_text()
         for i in [i for i in range(len(text)) if text.startswith("YYYYMMDD_HHMMSS", i)]:
-            assert text[i - 1] == "-", f"{doc}: {text[i - 30:i + 15]!r}"
+            assert text[i - 1] == "-", f"{doc}: {text[i - 30 : i + 15]!r}"

@@ -23,23 +23,61 @@ OLDER = {
     "wandb": {"api_key": "", "project": "phased-cpt-finetuning", "entity": "", "enabled": True},
     "model": {"name": "Kwaipilot/KAT-Dev", "size": "32B", "type": "instruct"},
     "training": {
-        "lora": {"r": 128, "alpha": 256, "dropout": 0.05, "target_modules": [
-            "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]},
-        "micro_batch_size": 1, "gradient_accumulation_steps": 6, "eval_batch_size": 1, "learning_rate": 0.0001,
-        "lr_scheduler": "cosine", "warmup_ratio": 0.03, "weight_decay": 0.1, "max_grad_norm": 1.0,
-        "bf16": True, "fp16": False, "tf32": True, "logging_steps": 10, "save_steps": 50, "save_total_limit": 3,
-        "eval_steps": 50, "gradient_checkpointing": True, "sample_packing": True,
+        "lora": {
+            "r": 128,
+            "alpha": 256,
+            "dropout": 0.05,
+            "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        },
+        "micro_batch_size": 1,
+        "gradient_accumulation_steps": 6,
+        "eval_batch_size": 1,
+        "learning_rate": 0.0001,
+        "lr_scheduler": "cosine",
+        "warmup_ratio": 0.03,
+        "weight_decay": 0.1,
+        "max_grad_norm": 1.0,
+        "bf16": True,
+        "fp16": False,
+        "tf32": True,
+        "logging_steps": 10,
+        "save_steps": 50,
+        "save_total_limit": 3,
+        "eval_steps": 50,
+        "gradient_checkpointing": True,
+        "sample_packing": True,
     },
-    "phased_training": {"phases": [
-        {"name": "Foundation", "dataset_file": "phase1_foundation.jsonl", "epochs": 3,
-         "description": "Core codebase understanding"},
-        {"name": "Evolution", "dataset_file": "phase2_evolution.jsonl", "epochs": 2,
-         "description": "Code evolution patterns"},
-        {"name": "PR Mastery", "dataset_file": "phase3_pr_mastery.jsonl", "epochs": 2,
-         "description": "Pull request and review patterns"},
-    ]},
-    "dataset": {"output_dir": "./dataset", "train_split": 0.95, "val_split": 0.05, "random_seed": 42,
-                "max_tokens": 32768, "overlap_tokens": 2048, "chunk_long_samples": True},
+    "phased_training": {
+        "phases": [
+            {
+                "name": "Foundation",
+                "dataset_file": "phase1_foundation.jsonl",
+                "epochs": 3,
+                "description": "Core codebase understanding",
+            },
+            {
+                "name": "Evolution",
+                "dataset_file": "phase2_evolution.jsonl",
+                "epochs": 2,
+                "description": "Code evolution patterns",
+            },
+            {
+                "name": "PR Mastery",
+                "dataset_file": "phase3_pr_mastery.jsonl",
+                "epochs": 2,
+                "description": "Pull request and review patterns",
+            },
+        ]
+    },
+    "dataset": {
+        "output_dir": "./dataset",
+        "train_split": 0.95,
+        "val_split": 0.05,
+        "random_seed": 42,
+        "max_tokens": 32768,
+        "overlap_tokens": 2048,
+        "chunk_long_samples": True,
+    },
 }
 
 
@@ -216,7 +254,10 @@ def test_print_translated_prints_the_translation_before_missing_data_files(tmp_p
     printed = yaml.safe_load(captured.out)  # the notes are comments: the output is a config as it is
     assert printed["deepspeed"] == "zero3" and printed["context"]["overlap_loss"] is True
     assert printed["context"]["sample_packing"] is False
-    for fragment in ("# note: deepspeed: zero3", "# note: context.overlap_loss: true",
-                     "# note: training.sample_packing: true -> context.sample_packing: false"):
+    for fragment in (
+        "# note: deepspeed: zero3",
+        "# note: context.overlap_loss: true",
+        "# note: training.sample_packing: true -> context.sample_packing: false",
+    ):
         assert fragment in captured.out
     assert "phase1_foundation.jsonl' does not exist" in captured.err

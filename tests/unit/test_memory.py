@@ -41,19 +41,27 @@ def qwen25(size: str) -> ModelShape:
 def table_training(**overrides) -> TrainingConfig:
     """The measured runs: LoRA r=128, alpha 256, dropout 0.05 on all seven projections, micro-batch
     1, one micro-batch per step, non-reentrant checkpointing, torch AdamW (foreach)."""
-    settings = {"micro_batch_size": 1, "gradient_accumulation_steps": 1, "gradient_checkpointing": True,
-                "lora": {"r": 128, "alpha": 256, "dropout": 0.05, "target_modules": ALL},
-                "performance": {"optimizer": "adamw_torch"}}
+    settings = {
+        "micro_batch_size": 1,
+        "gradient_accumulation_steps": 1,
+        "gradient_checkpointing": True,
+        "lora": {"r": 128, "alpha": 256, "dropout": 0.05, "target_modules": ALL},
+        "performance": {"optimizer": "adamw_torch"},
+    }
     return TrainingConfig(**(settings | overrides))
 
 
 # --- the issue's table: one H100 80GB, Qwen2.5 shapes, bf16, SDPA --------------------------------
 
 H100_TABLE = [  # shape, max_tokens, Liger, tokens/s, peak GiB (torch.cuda.max_memory_allocated)
-    ("0.5b", 4096, False, 8879, 8.93), ("0.5b", 4096, True, 9139, 2.52),
-    ("0.5b", 16384, False, 21414, 30.33), ("0.5b", 16384, True, 24179, 4.29),
-    ("7b", 4096, False, 4567, 25.71), ("7b", 4096, True, 4958, 20.95),
-    ("7b", 16384, False, 4412, 49.06), ("7b", 16384, True, 4805, 28.05),
+    ("0.5b", 4096, False, 8879, 8.93),
+    ("0.5b", 4096, True, 9139, 2.52),
+    ("0.5b", 16384, False, 21414, 30.33),
+    ("0.5b", 16384, True, 24179, 4.29),
+    ("7b", 4096, False, 4567, 25.71),
+    ("7b", 4096, True, 4958, 20.95),
+    ("7b", 16384, False, 4412, 49.06),
+    ("7b", 16384, True, 4805, 28.05),
 ]
 
 
@@ -77,22 +85,42 @@ def test_the_fixture_configs_are_the_qwen25_shapes():
     assert qwen25("0.5b").parameters == 494_032_768  # what the hub's model card and PEFT report
     assert qwen25("7b").parameters == 7_615_616_512
     big = qwen25("32b")
-    assert (big.layers, big.hidden_size, big.intermediate_size, big.attention_heads, big.kv_heads) == (64, 5120, 27648, 40, 8)
+    assert (big.layers, big.hidden_size, big.intermediate_size, big.attention_heads, big.kv_heads) == (
+        64,
+        5120,
+        27648,
+        40,
+        8,
+    )
     assert 32.7e9 < big.parameters < 32.8e9
 
 
 # --- the physics, measured on this CPU -------------------------------------------------------------
 
-def tiny_qwen2(layers=2, hidden=64, intermediate=176, vocab=500, tied=False, dtype=torch.bfloat16, dropout=0.05,
-               targets=ALL, r=16):
-    config = dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
-                  num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=tied, use_cache=False)
+
+def tiny_qwen2(
+    layers=2, hidden=64, intermediate=176, vocab=500, tied=False, dtype=torch.bfloat16, dropout=0.05, targets=ALL, r=16
+):
+    config = dict(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=tied,
+        use_cache=False,
+    )
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(Qwen2Config(**config), dtype=dtype, attn_implementation="sdpa")
     model = get_peft_model(model, PeftLoraConfig(r=r, lora_alpha=2 * r, lora_dropout=dropout, target_modules=targets))
     model.train()
-    training = TrainingConfig(micro_batch_size=1, gradient_checkpointing=True, performance={"optimizer": "adamw_torch"},
-                              lora={"r": r, "alpha": 2 * r, "dropout": dropout, "target_modules": targets})
+    training = TrainingConfig(
+        micro_batch_size=1,
+        gradient_checkpointing=True,
+        performance={"optimizer": "adamw_torch"},
+        lora={"r": r, "alpha": 2 * r, "dropout": dropout, "target_modules": targets},
+    )
     return model, shape_from_config(config | {"model_type": "qwen2"}), training
 
 
@@ -117,22 +145,31 @@ def test_one_layer_saves_exactly_what_the_formula_says():
 
     with torch.autocast("cpu", dtype=torch.bfloat16), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         layer(hidden, attention_mask=None, position_ids=positions, position_embeddings=cos_sin)
-    expected = layer_activation_bytes(shape, training, tokens, 2, liger=False, device="cpu", attention="sdpa",
-                                      fp32_adapter=True)
+    expected = layer_activation_bytes(
+        shape, training, tokens, 2, liger=False, device="cpu", attention="sdpa", fp32_adapter=True
+    )
     assert sum(saved.values()) == expected
 
 
-@pytest.mark.parametrize("settings", [
-    {}, {"vocab": 8000, "tied": True}, {"checkpointing": False}, {"dtype": torch.float32},
-], ids=["backward-peak", "loss-peak-tied", "no-checkpointing", "float32"])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {"vocab": 8000, "tied": True},
+        {"checkpointing": False},
+        {"dtype": torch.float32},
+    ],
+    ids=["backward-peak", "loss-peak-tied", "no-checkpointing", "float32"],
+)
 def test_peak_of_a_real_training_step_on_cpu_within_10_percent(settings):
     """The bytes a real step (forward, backward, AdamW) allocates on top of the weights and Adam
     states, measured storage by storage, against the estimate's activations + logits + gradients."""
     checkpointing = settings.pop("checkpointing", True)
     accumulate = settings.pop("accumulate", 1)
     model, shape, training = tiny_qwen2(**settings)
-    training = training.model_copy(update={"gradient_checkpointing": checkpointing,
-                                           "gradient_accumulation_steps": accumulate})
+    training = training.model_copy(
+        update={"gradient_checkpointing": checkpointing, "gradient_accumulation_steps": accumulate}
+    )
     if checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, foreach=True)
@@ -170,6 +207,7 @@ class CountOperators(TorchDispatchMode):
 def test_operators_per_layer_are_what_a_training_step_runs(targets):
     """The count the time estimate charges host overhead for (within 1%: it is linear in the LoRA
     modules only roughly)."""
+
     def operators(layers: int) -> int:
         model, shape, _ = tiny_qwen2(layers=layers, hidden=32, intermediate=64, vocab=64, targets=targets, r=2)
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -194,16 +232,19 @@ def test_operators_per_layer_are_what_a_training_step_runs(targets):
 
 # --- the rules around the estimate -----------------------------------------------------------------
 
+
 def test_one_dtype_rule_for_training_and_every_estimate():
     assert training_dtype("auto", bf16_supported=True) == "bfloat16"
     assert training_dtype("auto", bf16_supported=False) == "float32"
     assert training_dtype("float16", bf16_supported=True) == "float16"
     if not torch.cuda.is_available():
         assert resolve_dtype("auto") == torch.float32  # what training loads the model in here
-    fp32 = estimate_run_memory(qwen25("7b"), ModelConfig(dtype="float32"), table_training(), 4096,
-                               bf16_supported=True, liger=True)
-    bf16 = estimate_run_memory(qwen25("7b"), ModelConfig(dtype="auto"), table_training(), 4096,
-                               bf16_supported=True, liger=True)
+    fp32 = estimate_run_memory(
+        qwen25("7b"), ModelConfig(dtype="float32"), table_training(), 4096, bf16_supported=True, liger=True
+    )
+    bf16 = estimate_run_memory(
+        qwen25("7b"), ModelConfig(dtype="auto"), table_training(), 4096, bf16_supported=True, liger=True
+    )
     assert fp32.weights_bytes == 2 * bf16.weights_bytes == 4 * qwen25("7b").parameters
 
 
@@ -214,8 +255,9 @@ def test_zero_stages_partition_what_the_zero_paper_says():
     zero2 = estimate_memory(shape, training, 32768, liger=True, zero_stage=2, world_size=n)
     zero3 = estimate_memory(shape, training, 32768, liger=True, zero_stage=3, world_size=n)
     offload = estimate_memory(shape, training, 32768, liger=True, zero_stage=3, world_size=n, offload="optimizer")
-    params = estimate_memory(shape, training, 32768, liger=True, zero_stage=3, world_size=n,
-                             offload="optimizer_and_params")
+    params = estimate_memory(
+        shape, training, 32768, liger=True, zero_stage=3, world_size=n, offload="optimizer_and_params"
+    )
     assert single.lora_bytes == 12 * p and single.weights_bytes == zero2.weights_bytes == 2 * shape.parameters
     buckets = 2 * 2 * shape.hidden_size**2
     assert zero2.lora_bytes == 2 * p + 12 * p // n + buckets  # bf16 adapter whole; master + Adam partitioned
@@ -240,7 +282,9 @@ def test_checkpoint_offload_and_every_other_layer_move_the_peak_the_right_way():
     every2 = estimate_memory(shape, table_training(performance={"checkpoint_every_n_layers": 2}), 131072, liger=True)
     none = estimate_memory(shape, table_training(gradient_checkpointing=False), 131072, liger=True)
     assert offloaded.peak_bytes < full.peak_bytes < every2.peak_bytes < none.peak_bytes
-    assert full.peak_bytes - offloaded.peak_bytes == pytest.approx(shape.layers * 131072 * shape.hidden_size * 2, rel=0.05)
+    assert full.peak_bytes - offloaded.peak_bytes == pytest.approx(
+        shape.layers * 131072 * shape.hidden_size * 2, rel=0.05
+    )
 
 
 def test_outside_the_table_32b_at_32k_on_8_h200_under_zero3():
@@ -267,11 +311,20 @@ def test_config_json_is_found_locally_or_given_never_downloaded(tmp_path):
     assert read_model_config(tmp_path / "config.json") is None  # missing fields: no shape, no traceback
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("NVIDIA H100 80GB HBM3", "H100 SXM 80GB"), ("h200", "H200 141GB"), ("NVIDIA A100-SXM4-40GB", "A100 40GB"),
-    ("NVIDIA A100 80GB PCIe", "A100 80GB"), ("NVIDIA L4", "L4 24GB"), ("NVIDIA L40S", "L40S 48GB"),
-    ("NVIDIA A10", "A10 24GB"), ("NVIDIA GH200 480GB", "H200 141GB"), ("NVIDIA GeForce GTX 1080", None),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("NVIDIA H100 80GB HBM3", "H100 SXM 80GB"),
+        ("h200", "H200 141GB"),
+        ("NVIDIA A100-SXM4-40GB", "A100 40GB"),
+        ("NVIDIA A100 80GB PCIe", "A100 80GB"),
+        ("NVIDIA L4", "L4 24GB"),
+        ("NVIDIA L40S", "L40S 48GB"),
+        ("NVIDIA A10", "A10 24GB"),
+        ("NVIDIA GH200 480GB", "H200 141GB"),
+        ("NVIDIA GeForce GTX 1080", None),
+    ],
+)
 def test_gpu_names_match_whole_words(name, expected):
     spec = gpu_spec(name)
     assert (spec.name if spec else None) == expected

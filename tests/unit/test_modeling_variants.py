@@ -32,14 +32,17 @@ def test_embeddings_frozen_full_or_lora(tiny_model_dir):
     assert embedding_module_names(model_with(tiny_model_dir).get_base_model()) == ("embed_tokens", "lm_head")
     assert embedding_parameter_names(model_with(tiny_model_dir)) == set()
     full = embedding_parameter_names(model_with(tiny_model_dir, embeddings="full"))
-    assert full == {"base_model.model.model.embed_tokens.modules_to_save.default.weight",
-                    "base_model.model.lm_head.modules_to_save.default.weight"}
+    assert full == {
+        "base_model.model.model.embed_tokens.modules_to_save.default.weight",
+        "base_model.model.lm_head.modules_to_save.default.weight",
+    }
     lora = embedding_parameter_names(model_with(tiny_model_dir, embeddings="lora"))
     assert any("embed_tokens.lora_embedding_A" in n for n in lora) and any("lm_head.lora_B" in n for n in lora)
 
 
-def test_model_settings_that_cannot_work_stop_validate_and_train_before_the_run_directory(tiny_model_dir, tmp_path,
-                                                                                        capsys, monkeypatch):
+def test_model_settings_that_cannot_work_stop_validate_and_train_before_the_run_directory(
+    tiny_model_dir, tmp_path, capsys, monkeypatch
+):
     """An unknown target module, or flash_attention_2 where flash-attn cannot run, is a config error
     at validate and before train creates anything (issue 19, also seen); no "check the path" hint."""
     import torch
@@ -50,9 +53,11 @@ def test_model_settings_that_cannot_work_stop_validate_and_train_before_the_run_
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # flash-attn cannot run without a GPU
     (tmp_path / "p.jsonl").write_text('{"training_content": "def f(): pass"}\n{"training_content": "x = 1"}\n')
-    config = {"model": {"name": str(tiny_model_dir), "attn_implementation": "flash_attention_2"},
-              "training": {"lora": {"target_modules": ["q_proj", "qkv_proj"]}},
-              "phases": [{"name": "p", "file": "p.jsonl"}]}
+    config = {
+        "model": {"name": str(tiny_model_dir), "attn_implementation": "flash_attention_2"},
+        "training": {"lora": {"target_modules": ["q_proj", "qkv_proj"]}},
+        "phases": [{"name": "p", "file": "p.jsonl"}],
+    }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     for command in ("validate", "train"):
         assert main([command, "c.yaml"]) == 2

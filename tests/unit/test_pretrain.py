@@ -20,8 +20,9 @@ from phased_cpt.pretrain import (
 )
 from phased_cpt.quickstart.stdlib import STDLIB, is_eval_file, stdlib_files
 
-TINY = PretrainSettings(steps=3, rows_per_step=2, max_tokens=64, vocab_size=300, hidden_size=32, num_layers=2,
-                        limit_files=12)
+TINY = PretrainSettings(
+    steps=3, rows_per_step=2, max_tokens=64, vocab_size=300, hidden_size=32, num_layers=2, limit_files=12
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -48,8 +49,10 @@ def pretrained(cache_home):
 
 def test_the_general_corpus_is_split_by_file_and_held_out_files_are_not_trained_on(pretrained):
     train, held_out = general_files(pretrained)
-    paths = {kind: {json.loads(line)["training_content"].split("\n", 1)[0] for line in f.open()} for kind, f in
-             (("train", train), ("eval", held_out))}
+    paths = {
+        kind: {json.loads(line)["training_content"].split("\n", 1)[0] for line in f.open()}
+        for kind, f in (("train", train), ("eval", held_out))
+    }
     assert paths["train"] and paths["eval"] and not paths["train"] & paths["eval"]
     eval_files = {f"# path: {p.relative_to(STDLIB)}" for p in stdlib_files() if is_eval_file(p)}
     assert paths["eval"] <= eval_files
@@ -66,9 +69,19 @@ def test_pretraining_trains_every_weight_and_records_what_it_did(pretrained, tmp
     assert find_fim_tokens(tokenizer).family == "Qwen2.5-Coder"
     from phased_cpt.quickstart.tiny_model import build_tiny_model
 
-    random = load_file(build_tiny_model(tmp_path, [general_files(pretrained)[0]], architecture="qwen2", vocab_size=300,
-                                        hidden_size=32, num_layers=2, fim=True, initializer_range=0.02)
-                       / "model.safetensors")
+    random = load_file(
+        build_tiny_model(
+            tmp_path,
+            [general_files(pretrained)[0]],
+            architecture="qwen2",
+            vocab_size=300,
+            hidden_size=32,
+            num_layers=2,
+            fim=True,
+            initializer_range=0.02,
+        )
+        / "model.safetensors"
+    )
     trained = load_file(pretrained / "model.safetensors")
     assert set(random) == set(trained)
     assert all(not trained[name].equal(random[name]) for name in trained if "norm" not in name)

@@ -10,8 +10,10 @@ BUNDLED = {name: DATA_DIR / f"{name}.jsonl" for name in ("phase1_foundation", "p
 
 def test_the_plain_quickstart_says_tiny_model_and_bundled_data():
     line = describe_quickstart(str(MODEL), BUNDLED, MODEL)
-    assert line == ("no config given: the embedded quickstart config, the tiny model built offline, 3 phase(s) on "
-                    "the bundled sample data")
+    assert line == (
+        "no config given: the embedded quickstart config, the tiny model built offline, 3 phase(s) on "
+        "the bundled sample data"
+    )
 
 
 def test_phases_pointed_at_your_files_are_named_as_yours():

@@ -65,7 +65,10 @@ def test_checkpoint_steps_have_one_parser_and_completeness_one_marker(tmp_path):
     mark_complete(checkpoint_dir(tmp_path, 10), 10)
     assert is_complete(checkpoint_dir(tmp_path, 10)) and not is_complete(checkpoint_dir(tmp_path, 2))
     assert list_checkpoints(tmp_path) == [checkpoint_dir(tmp_path, 10)]
-    assert list_checkpoints(tmp_path, complete_only=False) == [checkpoint_dir(tmp_path, 2), checkpoint_dir(tmp_path, 10)]
+    assert list_checkpoints(tmp_path, complete_only=False) == [
+        checkpoint_dir(tmp_path, 2),
+        checkpoint_dir(tmp_path, 10),
+    ]
 
 
 def test_the_run_containing_an_adapter_or_checkpoint(tmp_path):
@@ -86,7 +89,9 @@ def test_a_checkpoint_of_several_ranks_lacks_the_part_of_any_rank_that_did_not_w
     (step_dir / "bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt").write_bytes(b"o")
     (step_dir / "mp_rank_00_model_states.pt").write_bytes(b"m")  # ZeRO-2: rank 0 alone writes the weights
     assert missing_rank_parts(checkpoint, 2) == [
-        "rng_state_1.pth", "global_step4/*zero_pp_rank_1_mp_rank_*_optim_states.pt"]
+        "rng_state_1.pth",
+        "global_step4/*zero_pp_rank_1_mp_rank_*_optim_states.pt",
+    ]
     (checkpoint / "rng_state_1.pth").write_bytes(b"r")
     (step_dir / "bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt").write_bytes(b"o")
     assert missing_rank_parts(checkpoint, 2) == []
@@ -95,5 +100,7 @@ def test_a_checkpoint_of_several_ranks_lacks_the_part_of_any_rank_that_did_not_w
     (step_dir / "zero_pp_rank_1_mp_rank_00_model_states.pt").write_bytes(b"m")
     assert missing_rank_parts(checkpoint, 2) == []
     assert missing_rank_parts(checkpoint, 3) == [
-        "rng_state_2.pth", "global_step4/*zero_pp_rank_2_mp_rank_*_optim_states.pt",
-        "global_step4/*zero_pp_rank_2_mp_rank_*_model_states.pt"]
+        "rng_state_2.pth",
+        "global_step4/*zero_pp_rank_2_mp_rank_*_optim_states.pt",
+        "global_step4/*zero_pp_rank_2_mp_rank_*_model_states.pt",
+    ]

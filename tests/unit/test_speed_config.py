@@ -53,7 +53,11 @@ def test_torch_compile_reaches_the_trainer(tmp_path):
 
 def test_checkpoint_every_n_layers_and_offload_become_checkpointing_kwargs():
     training = training_with(checkpoint_every_n_layers=2, checkpoint_offload=True)
-    assert checkpointing_kwargs(training, on_cuda=True) == {"use_reentrant": False, "every_n_layers": 2, "offload": True}
+    assert checkpointing_kwargs(training, on_cuda=True) == {
+        "use_reentrant": False,
+        "every_n_layers": 2,
+        "offload": True,
+    }
     # pinned host memory needs an accelerator; on a CPU the activations are on the host already
     assert checkpointing_kwargs(training, on_cuda=False) == {"use_reentrant": False, "every_n_layers": 2}
     assert describe_checkpointing(training, on_cuda=True) == "every 2 layers + offload to CPU"
@@ -66,12 +70,17 @@ def test_checkpoint_every_n_layers_checkpoints_only_those_layers(tiny_model_dir,
     base = load_base_model(ModelConfig(name=str(tiny_model_dir), dtype="float32", attn_implementation="sdpa"))
     model = attach_lora(base, LoraConfig(r=4, alpha=8, dropout=0.0))
     training = TrainingConfig(
-        max_steps=1, gradient_accumulation_steps=1, save_steps=100, logging_steps=100,
+        max_steps=1,
+        gradient_accumulation_steps=1,
+        save_steps=100,
+        logging_steps=100,
         performance=PerformanceConfig(checkpoint_every_n_layers=every),
     )
     row = {"input_ids": list(range(3, 19)), "labels": list(range(3, 19))}
     trainer = PhaseTrainer(
-        model=model, args=training_arguments(training, epochs=1, phase_dir=tmp_path), train_dataset=[row],
+        model=model,
+        args=training_arguments(training, epochs=1, phase_dir=tmp_path),
+        train_dataset=[row],
         data_collator=lambda rows: {k: torch.tensor([r[k] for r in rows]) for k in rows[0]},
         max_nonfinite_losses=3,
     )
@@ -81,9 +90,15 @@ def test_checkpoint_every_n_layers_checkpoints_only_those_layers(tiny_model_dir,
 
 def test_checkpointing_options_need_checkpointing():
     with pytest.raises(ConfigError) as err:
-        load_config(None, ["training.gradient_checkpointing=false", "training.performance.checkpoint_every_n_layers=2"],
-                    check_files=False)
-    assert "training.performance.checkpoint_every_n_layers / checkpoint_offload need training.gradient_checkpointing: true" in str(err.value)
+        load_config(
+            None,
+            ["training.gradient_checkpointing=false", "training.performance.checkpoint_every_n_layers=2"],
+            check_files=False,
+        )
+    assert (
+        "training.performance.checkpoint_every_n_layers / checkpoint_offload need training.gradient_checkpointing: true"
+        in str(err.value)
+    )
 
 
 @no_liger
@@ -119,7 +134,9 @@ def test_the_speed_path_line_says_what_is_active(tiny_model_dir):
         "checkpointing=every 2 layers, compile=off, packing=on"
     )
     offloaded = DeepSpeedPlan(config={"optimizer": {"type": "AdamW"}}, source="zero3", reason="test")
-    assert "optimizer=deepspeed AdamW (from the DeepSpeed config)," in speed_path(model, training, ContextConfig(), offloaded)
+    assert "optimizer=deepspeed AdamW (from the DeepSpeed config)," in speed_path(
+        model, training, ContextConfig(), offloaded
+    )
     plain = DeepSpeedPlan(config={"zero_optimization": {"stage": 2}}, source="zero2", reason="test")
     assert "optimizer=adamw_torch," in speed_path(model, training, ContextConfig(), plain)
 
@@ -131,13 +148,21 @@ def test_validate_refuses_liger_true_without_liger_kernel(tiny_model_dir, tmp_pa
     config = tiny_run_config(tiny_model_dir, [("p1", data, 1)])
     config["training"]["performance"] = {"liger_kernel": True}
     result = run_cli(["validate", str(write_yaml(tmp_path / "config.yaml", config))], cwd=tmp_path)
-    assert_user_error(result, "training.performance.liger_kernel: true needs liger-kernel", "pip install 'phased-cpt[gpu]'")
+    assert_user_error(
+        result, "training.performance.liger_kernel: true needs liger-kernel", "pip install 'phased-cpt[gpu]'"
+    )
 
 
 def test_token_count_includes_eos_in_packed_batches(tmp_path):
     # packed rows carry no padding, so every token counts (pad == eos would hide each EOS otherwise)
-    assert training_arguments(TrainingConfig(), epochs=1, phase_dir=tmp_path, packed=True).include_num_input_tokens_seen == "all"
-    assert training_arguments(TrainingConfig(), epochs=1, phase_dir=tmp_path).include_num_input_tokens_seen == "non_padding"
+    assert (
+        training_arguments(TrainingConfig(), epochs=1, phase_dir=tmp_path, packed=True).include_num_input_tokens_seen
+        == "all"
+    )
+    assert (
+        training_arguments(TrainingConfig(), epochs=1, phase_dir=tmp_path).include_num_input_tokens_seen
+        == "non_padding"
+    )
 
 
 def test_private_torch_and_liger_names_are_used_only_on_checked_versions(monkeypatch):

@@ -15,7 +15,7 @@ from phased_cpt.config import ModelConfig
 from phased_cpt.errors import UserError
 from phased_cpt.modeling import load_base_model, load_tokenizer
 
-CUSTOM_CODE = '''
+CUSTOM_CODE = """
 from pathlib import Path
 Path({marker!r}).write_text("the model directory's code ran")
 from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -27,7 +27,7 @@ class CustomConfig(Qwen2Config):
 
 class CustomModel(Qwen2ForCausalLM):
     config_class = CustomConfig
-'''
+"""
 
 
 @pytest.fixture
@@ -37,8 +37,11 @@ def custom_model_dir(tiny_model_dir, tmp_path) -> tuple[Path, Path]:
     marker = tmp_path / "RAN"
     (model / "custom.py").write_text(CUSTOM_CODE.format(marker=str(marker)))
     config = json.loads((model / "config.json").read_text())
-    config.update(model_type="phased-cpt-custom-test", architectures=["CustomModel"],
-                  auto_map={"AutoConfig": "custom.CustomConfig", "AutoModelForCausalLM": "custom.CustomModel"})
+    config.update(
+        model_type="phased-cpt-custom-test",
+        architectures=["CustomModel"],
+        auto_map={"AutoConfig": "custom.CustomConfig", "AutoModelForCausalLM": "custom.CustomModel"},
+    )
     (model / "config.json").write_text(json.dumps(config))
     return model, marker
 

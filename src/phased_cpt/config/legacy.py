@@ -27,8 +27,10 @@ from typing import Any
 from phased_cpt.errors import ConfigError
 
 LEGACY_TOP_LEVEL = {"phased_training", "dataset"}
-TRANSLATED = ("this config uses the older tool's layout; it was translated "
-              "(`phased-cpt validate CONFIG --print-translated` prints the new layout)")
+TRANSLATED = (
+    "this config uses the older tool's layout; it was translated "
+    "(`phased-cpt validate CONFIG --print-translated` prints the new layout)"
+)
 OLDER_ZERO3 = Path("deepspeed_configs") / "zero3.json"
 """Where the older tool's code read its DeepSpeed config, relative to its working directory."""
 
@@ -63,8 +65,15 @@ SAME_MEANING: dict[str, str] = {
 }
 # Keys that need more than a move; each is handled in `translate_legacy_config`.
 SPECIAL = (
-    "wandb.api_key", "wandb.entity", "model.type", "training.bf16", "training.fp16", "training.tf32",
-    "training.sample_packing", "dataset.output_dir", "dataset.train_split",
+    "wandb.api_key",
+    "wandb.entity",
+    "model.type",
+    "training.bf16",
+    "training.fp16",
+    "training.tf32",
+    "training.sample_packing",
+    "dataset.output_dir",
+    "dataset.train_split",
     "phased_training.phases",
 )
 LEGACY_KEYS = tuple(SAME_MEANING) + SPECIAL
@@ -131,35 +140,43 @@ def translate_legacy_config(old: dict[str, Any], config_dir: Path | None = None)
                 notes.append(f"{old_path} -> {new_path}" + (f" ({meaning})" if meaning else ""))
 
     # wandb: empty strings were the older template's "not set"
-    for key, what in (("api_key", "set WANDB_API_KEY in the environment, or api_key: ${WANDB_API_KEY}"),
-                      ("entity", "W&B uses your default entity")):
+    for key, what in (
+        ("api_key", "set WANDB_API_KEY in the environment, or api_key: ${WANDB_API_KEY}"),
+        ("entity", "W&B uses your default entity"),
+    ):
         found, value = _take(rest, f"wandb.{key}")
         if found:
             if value in ("", None):
                 _put(new, f"wandb.{key}", None)
-                notes.append(f"wandb.{key}: \"\" (not set) -> null: {what}")
+                notes.append(f'wandb.{key}: "" (not set) -> null: {what}')
             else:
                 _put(new, f"wandb.{key}", value)
 
     found, value = _take(rest, "model.type")
     if found:
-        notes.append(f"model.type ({value!r}) dropped: informational in the older tool; phased-cpt reads the "
-                     "architecture from the model's own config.json")
+        notes.append(
+            f"model.type ({value!r}) dropped: informational in the older tool; phased-cpt reads the "
+            "architecture from the model's own config.json"
+        )
 
     translate_precision(rest, new, notes)
 
     found, value = _take(rest, "training.sample_packing")
     _put(new, "context.sample_packing", False)
     if found and value:
-        notes.append("training.sample_packing: true -> context.sample_packing: false: the older tool read this key "
-                     "but never packed (one chunk per row), so the translation keeps one chunk per row and the same "
-                     "number of rows and optimizer steps. Packing works in phased-cpt: context.sample_packing: true "
-                     "puts several documents in a row (on one phase of a real repository, 162 rows became 22, and "
-                     "optimizer steps 81 became 9); `phased-cpt plan` shows the counts either way")
+        notes.append(
+            "training.sample_packing: true -> context.sample_packing: false: the older tool read this key "
+            "but never packed (one chunk per row), so the translation keeps one chunk per row and the same "
+            "number of rows and optimizer steps. Packing works in phased-cpt: context.sample_packing: true "
+            "puts several documents in a row (on one phase of a real repository, 162 rows became 22, and "
+            "optimizer steps 81 became 9); `phased-cpt plan` shows the counts either way"
+        )
     _put(new, "context.overlap_loss", True)
-    notes.append("context.overlap_loss: true: the older tool trained every chunk with labels = input_ids, so the "
-                 "overlap tokens shared by consecutive chunks were trained twice; kept. false trains each token once "
-                 "(the overlap is context only)")
+    notes.append(
+        "context.overlap_loss: true: the older tool trained every chunk with labels = input_ids, so the "
+        "overlap tokens shared by consecutive chunks were trained twice; kept. false trains each token once "
+        "(the overlap is context only)"
+    )
 
     translate_dataset_and_phases(rest, new, notes)
     translate_deepspeed(new, notes, config_dir)
@@ -178,7 +195,9 @@ def translate_legacy_config(old: dict[str, Any], config_dir: Path | None = None)
 def merge(base: dict[str, Any], wins: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in wins.items():
-        merged[key] = merge(merged[key], value) if isinstance(merged.get(key), dict) and isinstance(value, dict) else value
+        merged[key] = (
+            merge(merged[key], value) if isinstance(merged.get(key), dict) and isinstance(value, dict) else value
+        )
     return merged
 
 
@@ -196,8 +215,10 @@ def reject_unknown_keys(rest: dict[str, Any]) -> None:
         for key in leftover:
             close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            problems.append(f"{section}.{key}: not a key of the older tool's layout{hint}; its {section} keys are "
-                            f"{', '.join(known)}")
+            problems.append(
+                f"{section}.{key}: not a key of the older tool's layout{hint}; its {section} keys are "
+                f"{', '.join(known)}"
+            )
     if problems:
         raise ConfigError(problems)
 
@@ -208,40 +229,64 @@ def translate_precision(rest: dict[str, Any], new: dict[str, Any], notes: list[s
     _, fp16 = _take(rest, "training.fp16")
     found_tf32, tf32 = _take(rest, "training.tf32")
     if bf16 and fp16:
-        raise ConfigError(["training.bf16 and training.fp16 are both true: the older tool could not run this either "
-                           "(the HF Trainer refuses both); keep the one you mean"])
+        raise ConfigError(
+            [
+                "training.bf16 and training.fp16 are both true: the older tool could not run this either "
+                "(the HF Trainer refuses both); keep the one you mean"
+            ]
+        )
     if bf16:
         new.setdefault("model", {})["dtype"] = "bfloat16"
-        notes.append("training.bf16: true (bf16 mixed precision) -> model.dtype: bfloat16: weights and compute in "
-                     "bfloat16, the LoRA adapter and its optimizer in float32, as before")
+        notes.append(
+            "training.bf16: true (bf16 mixed precision) -> model.dtype: bfloat16: weights and compute in "
+            "bfloat16, the LoRA adapter and its optimizer in float32, as before"
+        )
     elif fp16:
         new.setdefault("model", {})["dtype"] = "float16"
-        notes.append("training.fp16: true (fp16 mixed precision) -> model.dtype: float16: weights and compute in "
-                     "float16, the LoRA adapter and its optimizer in float32")
+        notes.append(
+            "training.fp16: true (fp16 mixed precision) -> model.dtype: float16: weights and compute in "
+            "float16, the LoRA adapter and its optimizer in float32"
+        )
     if fp16 is False and bf16:
         notes.append("training.fp16: false: nothing to translate (float16 was off, and stays off)")
     elif bf16 is False and fp16:
         notes.append("training.bf16: false: nothing to translate (bfloat16 was off, and stays off)")
     elif bf16 is False and fp16 is False:
-        notes.append("training.bf16: false and training.fp16: false -> model.dtype: auto: bfloat16 on GPUs that "
-                     "support it (the older tool trained in float32 there); set model.dtype: float32 to keep float32")
+        notes.append(
+            "training.bf16: false and training.fp16: false -> model.dtype: auto: bfloat16 on GPUs that "
+            "support it (the older tool trained in float32 there); set model.dtype: float32 to keep float32"
+        )
     if found_tf32:
-        meaning = ("as tf32: true did" if tf32 else
-                   "tf32: false is not kept; it only changes float32 matmuls, which bfloat16 training does not run")
-        notes.append(f"training.tf32: {str(bool(tf32)).lower()} dropped: phased-cpt enables TF32 on every GPU that "
-                     f"has it (Ampere and newer), {meaning}")
+        meaning = (
+            "as tf32: true did"
+            if tf32
+            else "tf32: false is not kept; it only changes float32 matmuls, which bfloat16 training does not run"
+        )
+        notes.append(
+            f"training.tf32: {str(bool(tf32)).lower()} dropped: phased-cpt enables TF32 on every GPU that "
+            f"has it (Ampere and newer), {meaning}"
+        )
 
 
 def translate_dataset_and_phases(rest: dict[str, Any], new: dict[str, Any], notes: list[str]) -> None:
     found, train_split = _take(rest, "dataset.train_split")
     if found:
         eval_ratio = new.get("data", {}).get("eval_ratio")
-        same = isinstance(train_split, (int, float)) and isinstance(eval_ratio, (int, float)) and \
-            abs(train_split + eval_ratio - 1) < 1e-9
-        notes.append(f"dataset.train_split ({train_split}) dropped: the documents not held out by data.eval_ratio are "
-                     "trained on" + ("" if same or eval_ratio is None else
-                                     f" ({1 - eval_ratio:g} of them, not {train_split}: the older tool's two splits "
-                                     "did not add up to 1)"))
+        same = (
+            isinstance(train_split, (int, float))
+            and isinstance(eval_ratio, (int, float))
+            and abs(train_split + eval_ratio - 1) < 1e-9
+        )
+        notes.append(
+            f"dataset.train_split ({train_split}) dropped: the documents not held out by data.eval_ratio are "
+            "trained on"
+            + (
+                ""
+                if same or eval_ratio is None
+                else f" ({1 - eval_ratio:g} of them, not {train_split}: the older tool's two splits "
+                "did not add up to 1)"
+            )
+        )
     _, output_dir = _take(rest, "dataset.output_dir")
     output_dir = str(output_dir if output_dir is not None else "dataset").rstrip("/")
 
@@ -262,15 +307,19 @@ def translate_dataset_and_phases(rest: dict[str, Any], new: dict[str, Any], note
             old_name = str(item.pop("name"))
             phase["name"] = phase_dir_name(index, old_name)
             if phase["name"] != old_name:
-                notes.append(f"phased_training.phases.{index - 1}.name {old_name!r} -> phases.{index - 1}.name "
-                             f"{phase['name']!r} (also its directory in the run, as the older tool named it)")
+                notes.append(
+                    f"phased_training.phases.{index - 1}.name {old_name!r} -> phases.{index - 1}.name "
+                    f"{phase['name']!r} (also its directory in the run, as the older tool named it)"
+                )
         if "dataset_file" in item:
             phase["file"] = f"{output_dir}/{item.pop('dataset_file')}"
         phase.update(item)  # epochs, description, and anything unknown for validation
         phases.append(phase)
     new["phases"] = phases
-    notes.append(f"phased_training.phases[].dataset_file -> phases[].file, under dataset.output_dir ({output_dir}), "
-                 "relative to the config file")
+    notes.append(
+        f"phased_training.phases[].dataset_file -> phases[].file, under dataset.output_dir ({output_dir}), "
+        "relative to the config file"
+    )
 
 
 def translate_deepspeed(new: dict[str, Any], notes: list[str], config_dir: Path | None) -> None:
@@ -278,13 +327,17 @@ def translate_deepspeed(new: dict[str, Any], notes: list[str], config_dir: Path 
     older_json = (config_dir / OLDER_ZERO3) if config_dir is not None else None
     if older_json is not None and older_json.is_file():
         new["deepspeed"] = str(OLDER_ZERO3)
-        notes.append(f"deepspeed: {OLDER_ZERO3}: the older tool always trained with this file (hard-coded in its "
-                     "code, not in config.yaml); kept as it is")
+        notes.append(
+            f"deepspeed: {OLDER_ZERO3}: the older tool always trained with this file (hard-coded in its "
+            "code, not in config.yaml); kept as it is"
+        )
         return
     new["deepspeed"] = "zero3"
-    notes.append(f"deepspeed: zero3: the older tool always trained with DeepSpeed ZeRO-3 from {OLDER_ZERO3} "
-                 "(hard-coded in its code, not in config.yaml). That file is not next to this config, so the "
-                 "packaged zero3 is used: the same stage, no offload, overlap_comm and contiguous gradients, with "
-                 "bucket sizes sized to the model (\"auto\") instead of a fixed 5e8, and at most 1e9 gathered "
-                 "parameters instead of 5e9. To keep the older file, put it at "
-                 f"{OLDER_ZERO3} next to the config, or set deepspeed: to its path")
+    notes.append(
+        f"deepspeed: zero3: the older tool always trained with DeepSpeed ZeRO-3 from {OLDER_ZERO3} "
+        "(hard-coded in its code, not in config.yaml). That file is not next to this config, so the "
+        "packaged zero3 is used: the same stage, no offload, overlap_comm and contiguous gradients, with "
+        'bucket sizes sized to the model ("auto") instead of a fixed 5e8, and at most 1e9 gathered '
+        "parameters instead of 5e9. To keep the older file, put it at "
+        f"{OLDER_ZERO3} next to the config, or set deepspeed: to its path"
+    )

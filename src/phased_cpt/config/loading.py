@@ -92,18 +92,22 @@ def refuse_secret_override(key_path: str, keys: list[str], raw_value: str) -> No
     if not literal:
         return
     if is_secret_name(keys[-1]):
-        raise ConfigError([
-            f"--set {key_path}: a secret on the command line is kept in shell history, process lists, the printed "
-            "resume command and W&B's record of the run; export it instead (e.g. export WANDB_API_KEY=...) and "
-            "refer to it as ${VAR} in the config"
-        ])
+        raise ConfigError(
+            [
+                f"--set {key_path}: a secret on the command line is kept in shell history, process lists, the printed "
+                "resume command and W&B's record of the run; export it instead (e.g. export WANDB_API_KEY=...) and "
+                "refer to it as ${VAR} in the config"
+            ]
+        )
     for value, name in secret_values().items():
         if value in raw_value:
-            raise ConfigError([
-                f"--set {key_path}: the value holds the secret of the environment variable {name}; a secret on the "
-                "command line is kept in shell history, process lists, the printed resume command and W&B's record "
-                f"of the run; write ${{{name}}} in the config instead"
-            ])
+            raise ConfigError(
+                [
+                    f"--set {key_path}: the value holds the secret of the environment variable {name}; a secret on the "
+                    "command line is kept in shell history, process lists, the printed resume command and W&B's record "
+                    f"of the run; write ${{{name}}} in the config instead"
+                ]
+            )
 
 
 def _child(node: Any, key: str, path: str, shown: str) -> Any:
@@ -126,9 +130,7 @@ def _list_index(items: list[Any], key: str, path: str, shown: str) -> int:
     for i, item in enumerate(items):
         if isinstance(item, dict) and item.get("name") == key:
             return i
-    raise ConfigError(
-        [f"{shown}: {path}: no list item {key!r} (use an index below {len(items)} or a phase name)"]
-    )
+    raise ConfigError([f"{shown}: {path}: no list item {key!r} (use an index below {len(items)} or a phase name)"])
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -243,10 +245,12 @@ def translate_legacy(data: dict[str, Any], config_dir: Path | None) -> tuple[dic
     try:
         return translate_legacy_config(data, config_dir)
     except (TypeError, ValueError, AttributeError, KeyError) as err:
-        raise ConfigError([
-            "this config looks like the older tool's layout (phased_training / dataset sections) but cannot be "
-            f"translated: {type(err).__name__}: {err}; check those sections against the older tool's README"
-        ]) from None
+        raise ConfigError(
+            [
+                "this config looks like the older tool's layout (phased_training / dataset sections) but cannot be "
+                f"translated: {type(err).__name__}: {err}; check those sections against the older tool's README"
+            ]
+        ) from None
 
 
 def _join(path: str, key: Any) -> str:

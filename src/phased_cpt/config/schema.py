@@ -34,12 +34,19 @@ def liger_installed() -> bool:
 
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
 AttnImplementation = Literal["auto", "sdpa", "eager", "flash_attention_2"]
-LrScheduler = Literal[
-    "cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial"
-]
+LrScheduler = Literal["cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial"]
 PHASE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 """A safe directory name: ASCII letters, digits, `_.-`, at most 100 characters."""
-RUN_ENTRY_NAMES = ("config.resolved.yaml", "state.json", "metrics.jsonl", "tensorboard", "eval", "rejected", "wandb", "run.lock")
+RUN_ENTRY_NAMES = (
+    "config.resolved.yaml",
+    "state.json",
+    "metrics.jsonl",
+    "tensorboard",
+    "eval",
+    "rejected",
+    "wandb",
+    "run.lock",
+)
 """What the run directory itself holds next to the phase directories (`run_dir.RUN_LAYOUT_NAMES`,
 kept equal by tests/unit/test_config_hostile.py): no phase may be named so, in any case."""
 LrAcrossPhases = Literal["rewarm", "wsd", "wsd_each_phase"]
@@ -87,7 +94,13 @@ class LoraConfig(StrictModel):
     dropout: float = Field(0.05, ge=0.0, lt=1.0)
     target_modules: list[str] = Field(
         default_factory=lambda: [
-            "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
         ],
         min_length=1,
     )
@@ -354,7 +367,8 @@ class PhaseConfig(StrictModel):
         """The phase's sources in order, globs expanded."""
         items = self.file if isinstance(self.file, list) else [self.file]
         return [
-            Source(str(item.path), expand_files(item.path), item.weight) if isinstance(item, SourceConfig)
+            Source(str(item.path), expand_files(item.path), item.weight)
+            if isinstance(item, SourceConfig)
             else Source(str(item), expand_files(item), None)
             for item in items
         ]
@@ -368,11 +382,7 @@ class PhaseConfig(StrictModel):
     def training_for(self, training: TrainingConfig) -> TrainingConfig:
         """The training settings of this phase: the global ones with this phase's overrides, its
         learning rate times its lr_scale."""
-        overrides = {
-            key: getattr(self, key)
-            for key in PHASE_OVERRIDE_KEYS
-            if getattr(self, key) is not None
-        }
+        overrides = {key: getattr(self, key) for key in PHASE_OVERRIDE_KEYS if getattr(self, key) is not None}
         resolved = training.model_copy(update=overrides)
         return resolved.model_copy(update={"learning_rate": resolved.learning_rate * self.lr_scale})
 
@@ -385,8 +395,13 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 PHASE_OVERRIDE_KEYS = (
-    "learning_rate", "warmup_ratio", "max_steps", "lr_scheduler", "weight_decay",
-    "gradient_accumulation_steps", "micro_batch_size",
+    "learning_rate",
+    "warmup_ratio",
+    "max_steps",
+    "lr_scheduler",
+    "weight_decay",
+    "gradient_accumulation_steps",
+    "micro_batch_size",
 )
 
 
@@ -545,10 +560,15 @@ class RunConfig(StrictModel):
             )
         for i, phase in enumerate(self.phases):
             if self.general.file is None and (phase.general_ratio or 0) > 0:
-                raise ValueError(f"phases.{i}.general_ratio ({phase.general_ratio}) needs general.file: name the "
-                                 "general text to mix in")
-            ratio = 0.0 if self.general.file is None else (
-                self.general.ratio if phase.general_ratio is None else phase.general_ratio)
+                raise ValueError(
+                    f"phases.{i}.general_ratio ({phase.general_ratio}) needs general.file: name the "
+                    "general text to mix in"
+                )
+            ratio = (
+                0.0
+                if self.general.file is None
+                else (self.general.ratio if phase.general_ratio is None else phase.general_ratio)
+            )
             if ratio + phase.replay_ratio >= 1:
                 raise ValueError(
                     f"phases.{i}: replay_ratio ({phase.replay_ratio}) + general ratio ({ratio}) must stay below 1, "
@@ -618,5 +638,3 @@ def model_short_name(name: str) -> str:
     """'Kwaipilot/KAT-Dev' -> 'kat-dev'; '/tmp/models/tiny-llama/' -> 'tiny-llama'."""
     last = name.rstrip("/").split("/")[-1] or "model"
     return re.sub(r"[^a-z0-9._-]+", "-", last.lower()).strip("-") or "model"
-
-

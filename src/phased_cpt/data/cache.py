@@ -92,8 +92,13 @@ def tokenizer_digest(tokenizer: PreTrainedTokenizerBase) -> str:
     """Changes whenever the tokenizer could produce different ids for the same text."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     vocabulary = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
-    parts = [type(tokenizer).__name__, vocabulary, str(tokenizer.eos_token_id), str(tokenizer.bos_token_id),
-             json.dumps(tokenizer("a b", add_special_tokens=True)["input_ids"])]
+    parts = [
+        type(tokenizer).__name__,
+        vocabulary,
+        str(tokenizer.eos_token_id),
+        str(tokenizer.bos_token_id),
+        json.dumps(tokenizer("a b", add_special_tokens=True)["input_ids"]),
+    ]
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
 
 
@@ -102,9 +107,7 @@ def cache_key(settings: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
-def cached_entry(
-    cache_dir: Path, key: str, build: Callable[[Path], None], may_build: bool = True
-) -> tuple[Path, bool]:
+def cached_entry(cache_dir: Path, key: str, build: Callable[[Path], None], may_build: bool = True) -> tuple[Path, bool]:
     """The entry directory for `key` and whether it was already there; `build(tmp_dir)` fills a
     missing one. A failed build (bad data) leaves nothing behind. `may_build=False`: this process
     only reads; it waits for another process to publish the entry (`wait_for_entry`)."""
@@ -135,9 +138,18 @@ def publish_entry(entry: Path, build: Callable[[Path], None]) -> bool:
     try:
         started = time.monotonic()
         build(tmp)
-        (tmp / PREPARED_BY_FILE).write_text(json.dumps(
-            {"host": socket.gethostname(), "pid": os.getpid(), "rank": rank(),
-             "seconds": round(time.monotonic() - started, 3)}) + "\n", encoding="utf-8")
+        (tmp / PREPARED_BY_FILE).write_text(
+            json.dumps(
+                {
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "rank": rank(),
+                    "seconds": round(time.monotonic() - started, 3),
+                }
+            )
+            + "\n",
+            encoding="utf-8",
+        )
         set_aside_partial(entry)
         try:
             os.rename(tmp, entry)

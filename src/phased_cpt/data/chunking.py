@@ -45,7 +45,9 @@ class Chunk:
     context_tokens: int
 
 
-def chunk_document(document_tokens: int, max_tokens: int, overlap_tokens: int, overlap_loss: bool = False) -> list[Chunk]:
+def chunk_document(
+    document_tokens: int, max_tokens: int, overlap_tokens: int, overlap_loss: bool = False
+) -> list[Chunk]:
     """The chunks of a document of `document_tokens` ids (EOS included); none for an empty one."""
     if overlap_tokens >= max_tokens or max_tokens < 2:
         raise ValueError(f"overlap_tokens ({overlap_tokens}) must be < max_tokens ({max_tokens})")

@@ -91,8 +91,15 @@ class FimUnit:
 
 
 def fim_permute(
-    ids: np.ndarray, lead_tokens: int, context_tokens: int, eos_id: int, fim: FimTokens,
-    tokenizer: PreTrainedTokenizerBase, rng: np.random.Generator, spm: bool, max_tokens: int,
+    ids: np.ndarray,
+    lead_tokens: int,
+    context_tokens: int,
+    eos_id: int,
+    fim: FimTokens,
+    tokenizer: PreTrainedTokenizerBase,
+    rng: np.random.Generator,
+    spm: bool,
+    max_tokens: int,
 ) -> FimUnit | None:
     """One unit in FIM layout (see the module docstring), or None when it stays as it is.
 

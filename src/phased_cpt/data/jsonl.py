@@ -86,17 +86,19 @@ class RecordScan:
             shown = [f"{r.source}: {r.reason}" for r in bad[:MAX_REPORTED_PROBLEMS]]
             more = [f"... and {len(bad) - len(shown)} more"] if len(bad) > len(shown) else []
             raise DataError(
-                "\n".join([
-                    f"{len(bad)} bad line(s) in {self.path} ({self.documents} good):", *shown, *more,
-                    "fix these lines, or set data.on_bad_record: skip to leave them out "
-                    "(they are then written to <run>/rejected/<phase>.jsonl)",
-                ])
+                "\n".join(
+                    [
+                        f"{len(bad)} bad line(s) in {self.path} ({self.documents} good):",
+                        *shown,
+                        *more,
+                        "fix these lines, or set data.on_bad_record: skip to leave them out "
+                        "(they are then written to <run>/rejected/<phase>.jsonl)",
+                    ]
+                )
             )
         if not self.documents:
             why = f"all {len(self.rejected)} line(s) were rejected" if self.rejected else "the file is empty"
-            raise DataError(
-                f"{self.path}: no documents ({why}); add JSONL lines with a {text_field!r} field"
-            )
+            raise DataError(f"{self.path}: no documents ({why}); add JSONL lines with a {text_field!r} field")
 
 
 def parse_record(raw: bytes, text_field: str) -> str:

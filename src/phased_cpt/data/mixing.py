@@ -87,7 +87,9 @@ def draw_chunks(lengths: np.ndarray, wanted_tokens: int, rng: np.random.Generato
 
 
 def weight_sources(
-    source_chunks: Sequence[np.ndarray], weights: Sequence[float | None], rng: np.random.Generator,
+    source_chunks: Sequence[np.ndarray],
+    weights: Sequence[float | None],
+    rng: np.random.Generator,
 ) -> tuple[np.ndarray, list[int]]:
     """The phase's own training chunks with its sources weighted (see the module docstring), and
     each source's tokens in them. Chunks of a repeated chunk point at the same tokens."""
@@ -96,8 +98,10 @@ def weight_sources(
     if any(w is None for w in weights):
         return np.concatenate(source_chunks), [chunk_tokens(c) for c in source_chunks]
     own = sum(chunk_tokens(c) for c in source_chunks)
-    chosen = [chunks[draw_chunks(chunks[:, LENGTH], round(own * w / sum(weights)), rng, repeat=True)]
-              for chunks, w in zip(source_chunks, weights)]
+    chosen = [
+        chunks[draw_chunks(chunks[:, LENGTH], round(own * w / sum(weights)), rng, repeat=True)]
+        for chunks, w in zip(source_chunks, weights)
+    ]
     return np.concatenate(chosen), [chunk_tokens(c) for c in chosen]
 
 
@@ -122,7 +126,10 @@ def copy_chunks(sources: Sequence[ChunkSource], picks: Sequence[tuple[int, int]]
 
 
 def replay_chunks(
-    sources: Sequence[ChunkSource], wanted_tokens: int, rng: np.random.Generator, writer: TokenWriter,
+    sources: Sequence[ChunkSource],
+    wanted_tokens: int,
+    rng: np.random.Generator,
+    writer: TokenWriter,
 ) -> np.ndarray:
     """Earlier phases' chunks copied into `writer`, about `wanted_tokens` of them, each at most once."""
     if wanted_tokens <= 0 or not sources:
@@ -131,13 +138,20 @@ def replay_chunks(
     lengths = np.array([sources[s].chunks[c][LENGTH] for s, c in pool], dtype=np.int64)
     chosen = draw_chunks(lengths, wanted_tokens, rng, repeat=False)
     if int(lengths.sum()) < wanted_tokens:
-        logger.warning("replay: earlier phases hold only %d training tokens, fewer than the %d asked for; "
-                       "all of them are replayed", int(lengths.sum()), wanted_tokens)
+        logger.warning(
+            "replay: earlier phases hold only %d training tokens, fewer than the %d asked for; "
+            "all of them are replayed",
+            int(lengths.sum()),
+            wanted_tokens,
+        )
     return copy_chunks(sources, [pool[i] for i in chosen], writer)
 
 
 def general_chunks(
-    source: ChunkSource | None, wanted_tokens: int, rng: np.random.Generator, writer: TokenWriter,
+    source: ChunkSource | None,
+    wanted_tokens: int,
+    rng: np.random.Generator,
+    writer: TokenWriter,
 ) -> np.ndarray:
     """The general source's training chunks copied into `writer`, about `wanted_tokens` of them
     (whole passes first when it holds fewer)."""

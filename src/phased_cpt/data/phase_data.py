@@ -33,8 +33,15 @@ from phased_cpt.data.tokenize import tokenize_documents
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["GENERAL_COLUMN", "PhaseData", "Rows", "build_phase_data", "build_run_data", "save_rejected",
-           "tokenize_documents"]
+__all__ = [
+    "GENERAL_COLUMN",
+    "PhaseData",
+    "Rows",
+    "build_phase_data",
+    "build_run_data",
+    "save_rejected",
+    "tokenize_documents",
+]
 
 
 class Stat:
@@ -102,8 +109,15 @@ def phase_input_digests(phase: PhaseConfig) -> dict[Path, str]:
 
 
 def phase_cache_key(
-    phase: PhaseConfig, data: DataConfig, tokenizer_id: str, context: ContextConfig, seed: int,
-    earlier: Sequence[PhaseData], digests: dict[Path, str], general: PhaseData | None = None, role: str = PHASE,
+    phase: PhaseConfig,
+    data: DataConfig,
+    tokenizer_id: str,
+    context: ContextConfig,
+    seed: int,
+    earlier: Sequence[PhaseData],
+    digests: dict[Path, str],
+    general: PhaseData | None = None,
+    role: str = PHASE,
 ) -> str:
     settings: dict[str, Any] = {
         "phase": phase.name,
@@ -126,9 +140,17 @@ def phase_cache_key(
 
 
 def build_phase_data(
-    phase: PhaseConfig, data: DataConfig, tokenizer: PreTrainedTokenizerBase, context: ContextConfig, seed: int,
-    cache_dir: Path | None = None, earlier: Sequence[PhaseData] = (), tokenizer_id: str | None = None,
-    general: PhaseData | None = None, role: str = PHASE, may_build: bool = True,
+    phase: PhaseConfig,
+    data: DataConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    context: ContextConfig,
+    seed: int,
+    cache_dir: Path | None = None,
+    earlier: Sequence[PhaseData] = (),
+    tokenizer_id: str | None = None,
+    general: PhaseData | None = None,
+    role: str = PHASE,
+    may_build: bool = True,
 ) -> PhaseData:
     """Read, validate, split (by document, before chunking), tokenize, chunk, mix (weights,
     replay from `earlier`, general chunks from `general`), rearrange (FIM) and pack one phase's
@@ -146,15 +168,20 @@ def build_phase_data(
     general_source = ChunkSource(general.train.dataset.tokens, general.own_chunks) if general is not None else None
     started = time.perf_counter()
     entry, hit = cached_entry(
-        cache_dir, key,
+        cache_dir,
+        key,
         lambda out: prepare_phase(out, phase, data, tokenizer, context, seed, sources, general_source, role, digests),
         may_build,
     )
     if hit:
         logger.info("%s: reusing prepared data from the cache (%s)", phase.name, entry)
     else:
-        logger.info("%s: data prepared in %.1f s (read, tokenized, chunked, packed; cached in %s)", phase.name,
-                    time.perf_counter() - started, entry)
+        logger.info(
+            "%s: data prepared in %.1f s (read, tokenized, chunked, packed; cached in %s)",
+            phase.name,
+            time.perf_counter() - started,
+            entry,
+        )
     phase_data = load_phase_data(entry, phase.name, context.sample_packing, hit)
     if temporary is not None:
         weakref.finalize(phase_data, shutil.rmtree, temporary, True)
@@ -176,19 +203,42 @@ def load_phase_data(entry: Path, name: str, packed: bool, cache_hit: bool) -> Ph
 
 
 def build_run_data(
-    phases: Sequence[PhaseConfig], data: DataConfig, tokenizer: PreTrainedTokenizerBase, context: ContextConfig,
-    seed: int, cache_dir: Path | None = None, general: GeneralConfig | None = None,
-    general_eval_file: Path | None = None, may_build: bool = True,
+    phases: Sequence[PhaseConfig],
+    data: DataConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    context: ContextConfig,
+    seed: int,
+    cache_dir: Path | None = None,
+    general: GeneralConfig | None = None,
+    general_eval_file: Path | None = None,
+    may_build: bool = True,
 ) -> dict[str, PhaseData]:
     """Every phase's data, in order (a phase replays from the phases before it), and after them,
     under `GENERAL_COLUMN`, the general source when there is one (`general_data`)."""
     tokenizer_id = tokenizer_digest(tokenizer)
-    general_entry = general_data(general or GeneralConfig(), general_eval_file, data, tokenizer, context, seed,
-                                 cache_dir, tokenizer_id, may_build)
+    general_entry = general_data(
+        general or GeneralConfig(),
+        general_eval_file,
+        data,
+        tokenizer,
+        context,
+        seed,
+        cache_dir,
+        tokenizer_id,
+        may_build,
+    )
     built: dict[str, PhaseData] = {}
     for phase in phases:
         built[phase.name] = build_phase_data(
-            phase, data, tokenizer, context, seed, cache_dir, list(built.values()), tokenizer_id, general_entry,
+            phase,
+            data,
+            tokenizer,
+            context,
+            seed,
+            cache_dir,
+            list(built.values()),
+            tokenizer_id,
+            general_entry,
             may_build=may_build,
         )
     if general_entry is not None:
@@ -197,22 +247,49 @@ def build_run_data(
 
 
 def general_data(
-    general: GeneralConfig, eval_file: Path | None, data: DataConfig, tokenizer: PreTrainedTokenizerBase,
-    context: ContextConfig, seed: int, cache_dir: Path | None, tokenizer_id: str, may_build: bool = True,
+    general: GeneralConfig,
+    eval_file: Path | None,
+    data: DataConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    context: ContextConfig,
+    seed: int,
+    cache_dir: Path | None,
+    tokenizer_id: str,
+    may_build: bool = True,
 ) -> PhaseData | None:
     """The general source as a cache entry: its training chunks are what phases mix in, its eval
     rows the general held-out documents (`eval_file`, else data.eval_ratio of `general.file`).
     With only `eval_file`, every document of it is held out. None when there is neither."""
     if general.file is not None:
-        phase = PhaseConfig.model_construct(name=GENERAL_COLUMN, file=general.file, eval_file=eval_file,
-                                            replay_ratio=0.0, general_ratio=0.0)
-        return build_phase_data(phase, data, tokenizer, context, seed, cache_dir, tokenizer_id=tokenizer_id,
-                                role=GENERAL, may_build=may_build)
+        phase = PhaseConfig.model_construct(
+            name=GENERAL_COLUMN, file=general.file, eval_file=eval_file, replay_ratio=0.0, general_ratio=0.0
+        )
+        return build_phase_data(
+            phase,
+            data,
+            tokenizer,
+            context,
+            seed,
+            cache_dir,
+            tokenizer_id=tokenizer_id,
+            role=GENERAL,
+            may_build=may_build,
+        )
     if eval_file is not None:
-        phase = PhaseConfig.model_construct(name=GENERAL_COLUMN, file=eval_file, eval_file=None, replay_ratio=0.0,
-                                            general_ratio=0.0)
-        return build_phase_data(phase, data, tokenizer, context, seed, cache_dir, tokenizer_id=tokenizer_id,
-                                role=GENERAL_EVAL, may_build=may_build)
+        phase = PhaseConfig.model_construct(
+            name=GENERAL_COLUMN, file=eval_file, eval_file=None, replay_ratio=0.0, general_ratio=0.0
+        )
+        return build_phase_data(
+            phase,
+            data,
+            tokenizer,
+            context,
+            seed,
+            cache_dir,
+            tokenizer_id=tokenizer_id,
+            role=GENERAL_EVAL,
+            may_build=may_build,
+        )
     return None
 
 
@@ -222,5 +299,10 @@ def save_rejected(phase_data: dict[str, PhaseData], rejected_dir: Path) -> None:
         if data.meta["rejected"]:
             rejected_dir.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(data.rejected_file, rejected_dir / f"{name}.jsonl")
-            logger.warning("%s: %d line(s) left out (%d duplicate(s)); see %s", name, data.meta["rejected"],
-                           data.meta["duplicates"], rejected_dir / f"{name}.jsonl")
+            logger.warning(
+                "%s: %d line(s) left out (%d duplicate(s)); see %s",
+                name,
+                data.meta["rejected"],
+                data.meta["duplicates"],
+                rejected_dir / f"{name}.jsonl",
+            )

@@ -146,14 +146,24 @@ class PhaseRows:
     @classmethod
     def of(cls, data: PhaseData) -> PhaseRows:
         chunks = data.train.dataset.chunks
-        return cls(data.train.stats, np.asarray(chunks)[:, LENGTH] if len(chunks) else np.zeros(0, dtype=np.int64),
-                   data.eval.documents if data.eval else 0, data.eval.document_tokens if data.eval else 0,
-                   data.meta["rejected"], data.meta["duplicates"], data.meta["longest_document"], data.cache_hit)
+        return cls(
+            data.train.stats,
+            np.asarray(chunks)[:, LENGTH] if len(chunks) else np.zeros(0, dtype=np.int64),
+            data.eval.documents if data.eval else 0,
+            data.eval.document_tokens if data.eval else 0,
+            data.meta["rejected"],
+            data.meta["duplicates"],
+            data.meta["longest_document"],
+            data.cache_hit,
+        )
 
 
 def plan_phases(
-    phases: list[PhaseConfig], training: TrainingConfig, context: ContextConfig,
-    phase_data: dict[str, PhaseData] | dict[str, PhaseRows], world_size: int | None = None,
+    phases: list[PhaseConfig],
+    training: TrainingConfig,
+    context: ContextConfig,
+    phase_data: dict[str, PhaseData] | dict[str, PhaseRows],
+    world_size: int | None = None,
     evaluation: EvaluationConfig | None = None,
 ) -> list[PhasePlan]:
     """One `PhasePlan` per phase. `world_size`: the processes of the run (default: this run's
@@ -173,36 +183,38 @@ def plan_phases(
             micro_batches = math.ceil(phase.epochs * per_epoch)
         else:
             micro_batches = steps * phase_training.gradient_accumulation_steps
-        plans.append(PhasePlan(
-            phase=phase.name,
-            documents=train["documents"],
-            eval_documents=rows.eval_documents,
-            rejected=rows.rejected,
-            duplicates=rows.duplicates,
-            tokens=train["document_tokens"],
-            target_tokens=train["target_tokens"],
-            chunks=train["chunks"],
-            rows=train["rows"],
-            packing_efficiency=round(train["packing_efficiency"], 4),
-            eos_tokens=train["eos_tokens"],
-            longest_document_tokens=train["longest_document_tokens"],
-            longest_document=rows.longest_document,
-            steps_per_epoch=steps_per_epoch(train["rows"], phase_training, world_size),
-            steps=steps,
-            epochs=phase.epochs,
-            replay_tokens=train["replay_tokens"],
-            eval_tokens=rows.eval_tokens,
-            cache_hit=rows.cache_hit,
-            micro_batches=micro_batches,
-            warmup_steps=warmup_steps(steps, phase_training.warmup_ratio),
-            evaluation_steps=evaluation_steps(steps, evaluation, rows.eval_documents > 0),
-            checkpoint_steps=checkpoint_steps(steps, phase_training.save_steps),
-            gradient_accumulation_steps=phase_training.gradient_accumulation_steps,
-            estimated=rows.estimated,
-            general_tokens=train.get("general_tokens", 0),
-            fim_chunks=train.get("fim_chunks", 0),
-            sources=train.get("sources", []),
-        ))
+        plans.append(
+            PhasePlan(
+                phase=phase.name,
+                documents=train["documents"],
+                eval_documents=rows.eval_documents,
+                rejected=rows.rejected,
+                duplicates=rows.duplicates,
+                tokens=train["document_tokens"],
+                target_tokens=train["target_tokens"],
+                chunks=train["chunks"],
+                rows=train["rows"],
+                packing_efficiency=round(train["packing_efficiency"], 4),
+                eos_tokens=train["eos_tokens"],
+                longest_document_tokens=train["longest_document_tokens"],
+                longest_document=rows.longest_document,
+                steps_per_epoch=steps_per_epoch(train["rows"], phase_training, world_size),
+                steps=steps,
+                epochs=phase.epochs,
+                replay_tokens=train["replay_tokens"],
+                eval_tokens=rows.eval_tokens,
+                cache_hit=rows.cache_hit,
+                micro_batches=micro_batches,
+                warmup_steps=warmup_steps(steps, phase_training.warmup_ratio),
+                evaluation_steps=evaluation_steps(steps, evaluation, rows.eval_documents > 0),
+                checkpoint_steps=checkpoint_steps(steps, phase_training.save_steps),
+                gradient_accumulation_steps=phase_training.gradient_accumulation_steps,
+                estimated=rows.estimated,
+                general_tokens=train.get("general_tokens", 0),
+                fim_chunks=train.get("fim_chunks", 0),
+                sources=train.get("sources", []),
+            )
+        )
     return plans
 
 
@@ -214,32 +226,47 @@ def plan_warnings(plans: list[PhasePlan], training: TrainingConfig, evaluation: 
     for plan in plans:
         name = plan.phase
         if plan.steps < FEW_STEPS:
-            warnings.append(f"{name}: {plan.steps} optimizer step(s), fewer than {FEW_STEPS}: its LR schedule (warm-up, "
-                            "decay) has little room; use fewer processes or less gradient accumulation, or more epochs")
+            warnings.append(
+                f"{name}: {plan.steps} optimizer step(s), fewer than {FEW_STEPS}: its LR schedule (warm-up, "
+                "decay) has little room; use fewer processes or less gradient accumulation, or more epochs"
+            )
         if plan.warmup_steps == 0:
             warnings.append(f"{name}: 0 warm-up steps: the learning rate starts at its peak (training.warmup_ratio)")
         if plan.micro_batches < plan.gradient_accumulation_steps:
-            warnings.append(f"{name}: {plan.micro_batches} micro-batch(es) per process, fewer than one accumulation "
-                            f"(gradient_accumulation_steps {plan.gradient_accumulation_steps}): its one optimizer "
-                            "step averages fewer rows than the others")
+            warnings.append(
+                f"{name}: {plan.micro_batches} micro-batch(es) per process, fewer than one accumulation "
+                f"(gradient_accumulation_steps {plan.gradient_accumulation_steps}): its one optimizer "
+                "step averages fewer rows than the others"
+            )
         eval_every = evaluation.eval_steps
         if plan.eval_documents and eval_every and eval_every >= plan.steps:
-            warnings.append(f"{name}: evaluation.eval_steps ({eval_every}) is never reached in {plan.steps} step(s): "
-                            "the phase is evaluated only at its end")
+            warnings.append(
+                f"{name}: evaluation.eval_steps ({eval_every}) is never reached in {plan.steps} step(s): "
+                "the phase is evaluated only at its end"
+            )
         if plan.eval_documents == 0:
-            warnings.append(f"{name}: no document held out for evaluation (data.eval_ratio, or the phase's eval_file): "
-                            "no eval loss is logged for it and its forgetting-matrix column stays empty")
+            warnings.append(
+                f"{name}: no document held out for evaluation (data.eval_ratio, or the phase's eval_file): "
+                "no eval loss is logged for it and its forgetting-matrix column stays empty"
+            )
         save_every = plan.checkpoint_steps[0] if plan.checkpoint_steps else None
         if save_every is None:
-            warnings.append(f"{name}: no checkpoint inside the phase (training.save_steps > {plan.steps} steps): an "
-                            "interrupted run restarts it from its beginning")
+            warnings.append(
+                f"{name}: no checkpoint inside the phase (training.save_steps > {plan.steps} steps): an "
+                "interrupted run restarts it from its beginning"
+            )
     return warnings
 
 
 # --- without the tokenizer ---------------------------------------------------------------------
 
+
 def estimate_phase_rows(
-    phase: PhaseConfig, data: DataConfig, context: ContextConfig, seed: int, bytes_per_token: float,
+    phase: PhaseConfig,
+    data: DataConfig,
+    context: ContextConfig,
+    seed: int,
+    bytes_per_token: float,
 ) -> PhaseRows:
     """A phase's rows as `prepare_phase` would make them, with each document's tokens estimated
     as its UTF-8 bytes / `bytes_per_token` (+ EOS): the same eval split, chunking and packing.
@@ -279,24 +306,37 @@ def estimate_phase_rows(
     row_tokens = int(rows_table[:, LENGTH].sum()) if len(rows_table) else 0
     rows = len(row_offsets) - 1
     statistics = {
-        "documents": len(train_docs), "document_tokens": int(train_lengths.sum()),
-        "longest_document_tokens": int(train_lengths.max()) if len(train_lengths) else 0, "chunks": len(chunks),
-        "rows": rows, "tokens": row_tokens, "target_tokens": target_tokens(rows_table), "eos_tokens": len(train_docs),
-        "replay_chunks": 0, "replay_tokens": 0,
+        "documents": len(train_docs),
+        "document_tokens": int(train_lengths.sum()),
+        "longest_document_tokens": int(train_lengths.max()) if len(train_lengths) else 0,
+        "chunks": len(chunks),
+        "rows": rows,
+        "tokens": row_tokens,
+        "target_tokens": target_tokens(rows_table),
+        "eos_tokens": len(train_docs),
+        "replay_chunks": 0,
+        "replay_tokens": 0,
         "packing_efficiency": row_tokens / (rows * context.max_tokens) if rows else 0.0,
     }
     rejected = [r for scan in scans for r in scan.rejected]
     return PhaseRows(
-        statistics, rows_table[:, LENGTH] if len(rows_table) else np.zeros(0, dtype=np.int64), len(eval_docs),
-        int(lengths[np.asarray(eval_docs, dtype=np.int64)].sum()) if eval_docs else 0, len(rejected),
-        sum(scan.duplicates for scan in scans), sources[train_docs[longest]] if longest is not None else "",
+        statistics,
+        rows_table[:, LENGTH] if len(rows_table) else np.zeros(0, dtype=np.int64),
+        len(eval_docs),
+        int(lengths[np.asarray(eval_docs, dtype=np.int64)].sum()) if eval_docs else 0,
+        len(rejected),
+        sum(scan.duplicates for scan in scans),
+        sources[train_docs[longest]] if longest is not None else "",
         estimated=True,
     )
 
 
 # --- every phase of a run --------------------------------------------------------------------
 
-def prepare_plan_rows(cfg: RunConfig, bytes_per_token: float = BYTES_PER_TOKEN) -> tuple[dict[str, PhaseRows], list[str]]:
+
+def prepare_plan_rows(
+    cfg: RunConfig, bytes_per_token: float = BYTES_PER_TOKEN
+) -> tuple[dict[str, PhaseRows], list[str]]:
     """Every phase's rows: prepared with the tokenizer (or loaded from the cache), or, when the
     tokenizer cannot be loaded here, estimated from the documents' bytes; and notes saying which."""
     from phased_cpt.errors import UserError
@@ -308,41 +348,70 @@ def prepare_plan_rows(cfg: RunConfig, bytes_per_token: float = BYTES_PER_TOKEN) 
     except UserError as err:
         reason = str(err).splitlines()[0]
         notes.append(f"token counts are estimated at {bytes_per_token:g} bytes per token, not counted: {reason}")
-        rows = {p.name: estimate_phase_rows(p, cfg.data, cfg.context, cfg.training.seed, bytes_per_token)
-                for p in cfg.phases}
-        left_out = [what for what, used in (
-            ("replay", any(p.replay_ratio > 0 for p in cfg.phases)),
-            ("general mixing", any(p.general_ratio for p in cfg.phases)),
-            ("source weights", any(s.weight is not None for p in cfg.phases for s in p.sources)),
-            ("FIM", cfg.context.fim_rate > 0),
-        ) if used]
+        rows = {
+            p.name: estimate_phase_rows(p, cfg.data, cfg.context, cfg.training.seed, bytes_per_token)
+            for p in cfg.phases
+        }
+        left_out = [
+            what
+            for what, used in (
+                ("replay", any(p.replay_ratio > 0 for p in cfg.phases)),
+                ("general mixing", any(p.general_ratio for p in cfg.phases)),
+                ("source weights", any(s.weight is not None for p in cfg.phases for s in p.sources)),
+                ("FIM", cfg.context.fim_rate > 0),
+            )
+            if used
+        ]
         if left_out:
             notes.append(f"{', '.join(left_out)}: not in the estimated counts (they need the tokenized chunks)")
     else:
-        built = build_run_data(cfg.phases, cfg.data, tokenizer, cfg.context, cfg.training.seed,
-                               resolve_cache_dir(cfg.data), cfg.general, cfg.evaluation.general_file)
+        built = build_run_data(
+            cfg.phases,
+            cfg.data,
+            tokenizer,
+            cfg.context,
+            cfg.training.seed,
+            resolve_cache_dir(cfg.data),
+            cfg.general,
+            cfg.evaluation.general_file,
+        )
         rows = {name: PhaseRows.of(data) for name, data in built.items()}
     if cfg.context.sample_packing:
-        notes.append("context.sample_packing: true packs several documents per row: fewer rows and steps "
-                     "than one document per row")
+        notes.append(
+            "context.sample_packing: true packs several documents per row: fewer rows and steps "
+            "than one document per row"
+        )
     return rows, notes
 
 
 # --- output ------------------------------------------------------------------------------------
 
 COLUMNS = [
-    ("phase", "phase", "<"), ("docs", "documents", ">"), ("eval", "eval_documents", ">"),
-    ("rejected", "rejected", ">"), ("tokens", "tokens", ">"), ("targets", "target_tokens", ">"),
-    ("chunks", "chunks", ">"), ("rows", "rows", ">"), ("packing", "packing_efficiency", ">"),
-    ("EOS", "eos_tokens", ">"), ("longest", "longest_document_tokens", ">"),
-    ("steps/ep", "steps_per_epoch", ">"), ("steps", "steps", ">"), ("warmup", "warmup_steps", ">"),
-    ("evals", "evaluation_steps", ">"), ("saves", "checkpoint_steps", ">"), ("replay", "replay_tokens", ">"),
-    ("general", "general_tokens", ">"), ("fim", "fim_chunks", ">"),
+    ("phase", "phase", "<"),
+    ("docs", "documents", ">"),
+    ("eval", "eval_documents", ">"),
+    ("rejected", "rejected", ">"),
+    ("tokens", "tokens", ">"),
+    ("targets", "target_tokens", ">"),
+    ("chunks", "chunks", ">"),
+    ("rows", "rows", ">"),
+    ("packing", "packing_efficiency", ">"),
+    ("EOS", "eos_tokens", ">"),
+    ("longest", "longest_document_tokens", ">"),
+    ("steps/ep", "steps_per_epoch", ">"),
+    ("steps", "steps", ">"),
+    ("warmup", "warmup_steps", ">"),
+    ("evals", "evaluation_steps", ">"),
+    ("saves", "checkpoint_steps", ">"),
+    ("replay", "replay_tokens", ">"),
+    ("general", "general_tokens", ">"),
+    ("fim", "fim_chunks", ">"),
 ]
 
 
 def format_plan(plans: list[PhasePlan], context: ContextConfig) -> str:
     """A fixed-width table, one line per phase, plus a line on the row settings."""
+
     def cell(value: object) -> str:
         if isinstance(value, list):
             return f"{len(value):,}"
@@ -356,16 +425,23 @@ def format_plan(plans: list[PhasePlan], context: ContextConfig) -> str:
     widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
     lines = ["  ".join(f"{v:{align}{w}}" for v, w, (_, _, align) in zip(row, widths, COLUMNS)) for row in table]
     packing = "packed (best-fit decreasing)" if context.sample_packing else "one document or chunk per row"
-    lines.append(f"rows of at most {context.max_tokens:,} tokens, {packing}; overlap {context.overlap_tokens:,} "
-                 f"tokens ({'trained' if context.overlap_loss else 'context only'})"
-                 + (f"; fill-in-the-middle on {context.fim_rate:.0%} of chunks ({context.fim_spm_rate:.0%} SPM)"
-                    if context.fim_rate > 0 else ""))
+    lines.append(
+        f"rows of at most {context.max_tokens:,} tokens, {packing}; overlap {context.overlap_tokens:,} "
+        f"tokens ({'trained' if context.overlap_loss else 'context only'})"
+        + (
+            f"; fill-in-the-middle on {context.fim_rate:.0%} of chunks ({context.fim_spm_rate:.0%} SPM)"
+            if context.fim_rate > 0
+            else ""
+        )
+    )
     for plan in plans:
         mix = plan.mix()
         if len(mix) > 1:
             total = sum(tokens for _, tokens, _ in mix)
-            parts = [f"{name} {tokens:,} ({tokens / total:.1%}{f', weight {weight:g}' if weight else ''})"
-                     for name, tokens, weight in mix]
+            parts = [
+                f"{name} {tokens:,} ({tokens / total:.1%}{f', weight {weight:g}' if weight else ''})"
+                for name, tokens, weight in mix
+            ]
             lines.append(f"{plan.phase} mix: " + ", ".join(parts))
     return "\n".join(lines)
 

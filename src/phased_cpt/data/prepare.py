@@ -85,8 +85,6 @@ class TokenizedDocuments:
     too_long_count: int = 0
 
 
-
-
 def encode_batch(texts: list[str], tokenizer: PreTrainedTokenizerBase) -> tuple[np.ndarray, list[int]]:
     """The ids of `texts` (EOS appended to each) laid end to end, and each one's length."""
     ids = document_ids(texts, tokenizer)
@@ -108,8 +106,12 @@ def tokenizer_processes(path: Path) -> int:
 
 
 def tokenize_stream(
-    documents: Iterable[Document], tokenizer: PreTrainedTokenizerBase, writer: TokenWriter,
-    index: TokenizedDocuments, max_tokens: int, processes: int = 1,
+    documents: Iterable[Document],
+    tokenizer: PreTrainedTokenizerBase,
+    writer: TokenWriter,
+    index: TokenizedDocuments,
+    max_tokens: int,
+    processes: int = 1,
 ) -> None:
     """Tokenize `documents` batch by batch into `writer`, recording each one in `index`.
 
@@ -141,7 +143,11 @@ def tokenize_stream(
 
 
 def record_batch(
-    batch: list[Document], ids: np.ndarray, lengths: list[int], writer: TokenWriter, index: TokenizedDocuments,
+    batch: list[Document],
+    ids: np.ndarray,
+    lengths: list[int],
+    writer: TokenWriter,
+    index: TokenizedDocuments,
     max_tokens: int,
 ) -> None:
     start = writer.write(ids)
@@ -163,16 +169,24 @@ def reject_long_documents(index: TokenizedDocuments, max_tokens: int) -> None:
     if not index.too_long_count:
         return
     more = index.too_long_count - len(index.too_long)
-    raise DataError("\n".join([
-        f"{index.too_long_count} document(s) longer than context.max_tokens ({max_tokens}) and "
-        "context.chunk_long_samples is false (nothing is truncated silently):",
-        *index.too_long, *([f"... and {more} more"] if more else []),
-        "set context.chunk_long_samples: true to split them into overlapping chunks, or raise context.max_tokens",
-    ]))
+    raise DataError(
+        "\n".join(
+            [
+                f"{index.too_long_count} document(s) longer than context.max_tokens ({max_tokens}) and "
+                "context.chunk_long_samples is false (nothing is truncated silently):",
+                *index.too_long,
+                *([f"... and {more} more"] if more else []),
+                "set context.chunk_long_samples: true to split them into overlapping chunks, or raise context.max_tokens",
+            ]
+        )
+    )
 
 
 def document_chunks(
-    index: TokenizedDocuments, documents: Sequence[int], context: ContextConfig, window_tokens: int | None = None,
+    index: TokenizedDocuments,
+    documents: Sequence[int],
+    context: ContextConfig,
+    window_tokens: int | None = None,
 ) -> np.ndarray:
     """The chunk table of `documents` (starts in the token array), in document order; chunks of
     at most `window_tokens` (default `context.max_tokens`)."""
@@ -186,8 +200,13 @@ def document_chunks(
 
 
 def fim_chunks(
-    chunks: np.ndarray, tokens: np.ndarray, writer: TokenWriter, fim: FimTokens, tokenizer: PreTrainedTokenizerBase,
-    context: ContextConfig, rng: np.random.Generator,
+    chunks: np.ndarray,
+    tokens: np.ndarray,
+    writer: TokenWriter,
+    fim: FimTokens,
+    tokenizer: PreTrainedTokenizerBase,
+    context: ContextConfig,
+    rng: np.random.Generator,
 ) -> tuple[np.ndarray, int, int]:
     """`chunks` with a `fim_rate` share of them rearranged (`fim.fim_permute`), their new ids
     written by `writer`; also how many were rearranged and how many FIM tokens sit where the label
@@ -230,8 +249,15 @@ def build_row_table(chunks: np.ndarray, context: ContextConfig) -> tuple[np.ndar
 
 
 def split_statistics(
-    tokens: np.ndarray, index: TokenizedDocuments, documents: Sequence[int], chunks: np.ndarray,
-    row_chunks: np.ndarray, row_offsets: np.ndarray, replayed: np.ndarray, eos: int, max_tokens: int,
+    tokens: np.ndarray,
+    index: TokenizedDocuments,
+    documents: Sequence[int],
+    chunks: np.ndarray,
+    row_chunks: np.ndarray,
+    row_offsets: np.ndarray,
+    replayed: np.ndarray,
+    eos: int,
+    max_tokens: int,
 ) -> dict[str, Any]:
     lengths = np.asarray(index.lengths, dtype=np.int64)[np.asarray(documents, dtype=np.int64)]
     rows = len(row_offsets) - 1
@@ -260,8 +286,17 @@ def counted(documents: Iterable[Document], phase: str) -> Iterable[Document]:
 
     from phased_cpt.distributed import is_main_process
 
-    return tqdm(documents, desc=f"{phase}: tokenizing", unit=" documents", leave=False, dynamic_ncols=True,
-                disable=not is_main_process(), mininterval=0.5)
+    return tqdm(
+        documents,
+        desc=f"{phase}: tokenizing",
+        unit=" documents",
+        leave=False,
+        dynamic_ncols=True,
+        disable=not is_main_process(),
+        mininterval=0.5,
+    )
+
+
 PHASE, GENERAL, GENERAL_EVAL = "phase", "general", "general_eval"
 """What an entry is for: a phase's rows; the general source (its chunks are mixed into phases,
 its held-out documents are the general eval rows; never rearranged for FIM); or general eval
@@ -269,8 +304,15 @@ documents alone (`evaluation.general_file` without `general.file`: every documen
 
 
 def prepare_phase(
-    out: Path, phase: PhaseConfig, data: DataConfig, tokenizer: PreTrainedTokenizerBase, context: ContextConfig,
-    seed: int, replay_sources: Sequence[ChunkSource], general: ChunkSource | None = None, role: str = PHASE,
+    out: Path,
+    phase: PhaseConfig,
+    data: DataConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    context: ContextConfig,
+    seed: int,
+    replay_sources: Sequence[ChunkSource],
+    general: ChunkSource | None = None,
+    role: str = PHASE,
     expected_sha256: dict[Path, str] | None = None,
 ) -> None:
     """Write one phase's cache entry into the empty directory `out` (see `cache.py`).
@@ -289,8 +331,14 @@ def prepare_phase(
         def tokenize_file(path: Path, held_out: bool = False) -> list[int]:
             scans.append(RecordScan(path, data.on_bad_record))
             first = len(index.lengths)
-            tokenize_stream(counted(scan_documents(path, data.text_field, scans[-1], seen), phase.name), tokenizer,
-                            writer, index, context.max_tokens, tokenizer_processes(path))
+            tokenize_stream(
+                counted(scan_documents(path, data.text_field, scans[-1], seen), phase.name),
+                tokenizer,
+                writer,
+                index,
+                context.max_tokens,
+                tokenizer_processes(path),
+            )
             check_unchanged(scans[-1], expected_sha256)
             for train_scan in scans[:-1] if held_out else []:
                 check_eval_file(train_scan, scans[-1])
@@ -310,12 +358,15 @@ def prepare_phase(
             reject_long_documents(index, context.max_tokens)
         held_out = set(eval_docs)
         window = context.train_window_tokens() if role == PHASE else context.max_tokens
-        own_chunks = [document_chunks(index, [d for d in docs if d not in held_out], context, window)
-                      for docs in source_docs]
-        weighted, source_tokens = weight_sources(own_chunks, [s.weight for s in sources],
-                                                 np.random.default_rng([seed, name_seed, 2]))
-        replay_wanted, general_wanted = mixed_tokens(chunk_tokens(weighted), phase.replay_ratio,
-                                                     phase.general_ratio or 0.0)
+        own_chunks = [
+            document_chunks(index, [d for d in docs if d not in held_out], context, window) for docs in source_docs
+        ]
+        weighted, source_tokens = weight_sources(
+            own_chunks, [s.weight for s in sources], np.random.default_rng([seed, name_seed, 2])
+        )
+        replay_wanted, general_wanted = mixed_tokens(
+            chunk_tokens(weighted), phase.replay_ratio, phase.general_ratio or 0.0
+        )
         replayed = replay_chunks(replay_sources, replay_wanted, np.random.default_rng([seed, name_seed]), writer)
         mixed_in = general_chunks(general, general_wanted, np.random.default_rng([seed, name_seed, 3]), writer)
     tokens = open_tokens(out / "tokens.bin")
@@ -324,27 +375,52 @@ def prepare_phase(
     if fim is not None:
         with open(out / "tokens.bin", "ab") as f:
             training_chunks, rearranged, sentinel_targets = fim_chunks(
-                training_chunks, tokens, TokenWriter(f, len(tokens)), fim, tokenizer, context,
-                np.random.default_rng([seed, name_seed, 1]))
+                training_chunks,
+                tokens,
+                TokenWriter(f, len(tokens)),
+                fim,
+                tokenizer,
+                context,
+                np.random.default_rng([seed, name_seed, 1]),
+            )
         tokens = open_tokens(out / "tokens.bin")
-    meta: dict[str, Any] = {"phase": phase.name, "tokens": len(tokens), "longest_document": index.longest_source,
-                            "fim_tokens": list(fim.ids) if fim is not None else None}
+    meta: dict[str, Any] = {
+        "phase": phase.name,
+        "tokens": len(tokens),
+        "longest_document": index.longest_source,
+        "fim_tokens": list(fim.ids) if fim is not None else None,
+    }
     splits = {"train": (train_docs, training_chunks), "eval": (eval_docs, None)}
     for name, (split_docs, chunks) in splits.items():
         chunks = document_chunks(index, split_docs, context) if chunks is None else chunks
         row_chunks, row_offsets = build_row_table(chunks, context)
         np.save(out / f"{name}_chunks.npy", row_chunks)
         np.save(out / f"{name}_row_offsets.npy", row_offsets)
-        meta[name] = split_statistics(tokens, index, split_docs, chunks, row_chunks, row_offsets,
-                                      replayed if name == "train" else NO_CHUNKS,
-                                      tokenizer.eos_token_id, context.max_tokens)
+        meta[name] = split_statistics(
+            tokens,
+            index,
+            split_docs,
+            chunks,
+            row_chunks,
+            row_offsets,
+            replayed if name == "train" else NO_CHUNKS,
+            tokenizer.eos_token_id,
+            context.max_tokens,
+        )
     meta["train"] |= {
         "fim_chunks": rearranged,
         "target_tokens": meta["train"]["target_tokens"] - sentinel_targets,
         "general_chunks": len(mixed_in),
         "general_tokens": chunk_tokens(mixed_in),
-        "sources": [{"source": s.spec, "weight": s.weight, "documents": len([d for d in docs if d not in held_out]),
-                     "tokens": t} for s, docs, t in zip(sources, source_docs, source_tokens)],
+        "sources": [
+            {
+                "source": s.spec,
+                "weight": s.weight,
+                "documents": len([d for d in docs if d not in held_out]),
+                "tokens": t,
+            }
+            for s, docs, t in zip(sources, source_docs, source_tokens)
+        ],
     }
     own = np.concatenate(own_chunks) if own_chunks else NO_CHUNKS
     np.save(out / "train_own_chunks.npy", own)  # each once, no replayed or general ones: what later phases replay

@@ -34,7 +34,11 @@ class RowDataset(Dataset):
     """Map-style dataset of rows: dicts of `input_ids`, `labels` (+ `position_ids` when packed)."""
 
     def __init__(
-        self, tokens: np.ndarray, chunks: np.ndarray, row_offsets: np.ndarray, packed: bool,
+        self,
+        tokens: np.ndarray,
+        chunks: np.ndarray,
+        row_offsets: np.ndarray,
+        packed: bool,
         never_targets: tuple[int, ...] = (),
     ) -> None:
         self.tokens = tokens

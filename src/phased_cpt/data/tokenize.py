@@ -83,8 +83,11 @@ def encode_long_text(text: str, tokenizer: PreTrainedTokenizerBase) -> np.ndarra
     so memory grows with the slice, not the document. Tokenizers for which slicing would change
     the ids (checked once on a probe text, e.g. SentencePiece's prepended space) get the whole text."""
     if not slicing_is_exact(tokenizer):
-        logger.warning("a document of %d characters is tokenized in one piece (this tokenizer cannot be "
-                       "sliced exactly); memory grows with it", len(text))
+        logger.warning(
+            "a document of %d characters is tokenized in one piece (this tokenizer cannot be "
+            "sliced exactly); memory grows with it",
+            len(text),
+        )
         return np.asarray(encode_plain([text], tokenizer, special_tokens=True)[0], dtype=np.int32)
     prefix, suffix = special_tokens_around(tokenizer)
     pieces = [np.asarray(prefix, dtype=np.int32)]
@@ -120,8 +123,9 @@ def slicing_is_exact(tokenizer: PreTrainedTokenizerBase) -> bool:
     if key not in _slicing_exact:
         whole = encode_plain([_SLICE_PROBE], tokenizer, special_tokens=False)[0]
         cuts = [m.start() for m in _SLICE_CUT.finditer(_SLICE_PROBE) if 0 < m.start() < len(_SLICE_PROBE)]
-        halves = encode_plain([part for c in cuts for part in (_SLICE_PROBE[:c], _SLICE_PROBE[c:])],
-                              tokenizer, special_tokens=False)
+        halves = encode_plain(
+            [part for c in cuts for part in (_SLICE_PROBE[:c], _SLICE_PROBE[c:])], tokenizer, special_tokens=False
+        )
         _slicing_exact[key] = all(halves[2 * i] + halves[2 * i + 1] == whole for i in range(len(cuts)))
     return _slicing_exact[key]
 
@@ -131,6 +135,6 @@ def special_tokens_around(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int]
     plain = encode_plain(["a"], tokenizer, special_tokens=False)[0]
     full = encode_plain(["a"], tokenizer, special_tokens=True)[0]
     for i in range(len(full) - len(plain) + 1):
-        if full[i:i + len(plain)] == plain:
-            return full[:i], full[i + len(plain):]
+        if full[i : i + len(plain)] == plain:
+            return full[:i], full[i + len(plain) :]
     return [], []

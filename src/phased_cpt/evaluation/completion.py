@@ -57,12 +57,19 @@ class CompletionScores:
     samples: int
 
     def to_dict(self, prefix: str = "") -> dict[str, float | int]:
-        return {f"{prefix}exact_match": self.exact_match, f"{prefix}edit_similarity": self.edit_similarity,
-                f"{prefix}samples": self.samples}
+        return {
+            f"{prefix}exact_match": self.exact_match,
+            f"{prefix}edit_similarity": self.edit_similarity,
+            f"{prefix}samples": self.samples,
+        }
 
 
 def completion_tasks(
-    texts: list[str], tokenizer: PreTrainedTokenizerBase, samples: int, seed: int, name: str,
+    texts: list[str],
+    tokenizer: PreTrainedTokenizerBase,
+    samples: int,
+    seed: int,
+    name: str,
 ) -> list[CompletionTask]:
     """`samples` cut points (all, when there are fewer): a seeded choice over every line that
     holds code and has text before it, in document order."""
@@ -88,7 +95,7 @@ def completion_tasks(
     for d, cut, stop in chosen:
         ids, offsets = encoded["input_ids"][d], encoded["offset_mapping"][d]
         end = offsets[stop][0] if stop < len(ids) else len(texts[d])
-        tasks.append(CompletionTask(ids[:cut], texts[d][offsets[cut][0]:end], ids[stop:]))
+        tasks.append(CompletionTask(ids[:cut], texts[d][offsets[cut][0] : end], ids[stop:]))
     return tasks
 
 
@@ -120,8 +127,9 @@ def first_line(text: str) -> str:
     return text.split("\n", 1)[0].strip()
 
 
-def prompt_ids(task: CompletionTask, tokenizer: PreTrainedTokenizerBase, prompt_tokens: int,
-               fim: FimTokens | None = None) -> list[int]:
+def prompt_ids(
+    task: CompletionTask, tokenizer: PreTrainedTokenizerBase, prompt_tokens: int, fim: FimTokens | None = None
+) -> list[int]:
     """Token ids of a task's prompt: plain (`fim` None) or the PSM infill layout; BOS first when
     the tokenizer adds one."""
     lead = tokenizer("", add_special_tokens=True)["input_ids"]  # [BOS] for a Llama tokenizer, [] for Qwen2
@@ -130,7 +138,7 @@ def prompt_ids(task: CompletionTask, tokenizer: PreTrainedTokenizerBase, prompt_
     budget = max(prompt_tokens - 3, 2)
     keep_suffix = min(len(task.suffix_ids), budget // 2)
     keep_prefix = min(len(task.prefix_ids), budget - keep_suffix)
-    prefix = task.prefix_ids[len(task.prefix_ids) - keep_prefix:] if keep_prefix else []
+    prefix = task.prefix_ids[len(task.prefix_ids) - keep_prefix :] if keep_prefix else []
     return [*lead, fim.prefix, *prefix, fim.suffix, *task.suffix_ids[:keep_suffix], fim.middle]
 
 
@@ -151,13 +159,18 @@ class StopAtLineEnd(StoppingCriteria):
         self.prompt_length = prompt_length
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
-        generated = input_ids[:, self.prompt_length:].cpu()
+        generated = input_ids[:, self.prompt_length :].cpu()
         return self.newline[generated.clamp_max(len(self.newline) - 1)].any(dim=1).to(input_ids.device)
 
 
 def generate_lines(
-    model, tokenizer: PreTrainedTokenizerBase, prompts: list[list[int]], max_new_tokens: int, batch_size: int,
-    base_model: bool = False, stop_ids: list[int] | None = None,
+    model,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    batch_size: int,
+    base_model: bool = False,
+    stop_ids: list[int] | None = None,
 ) -> list[str]:
     """Greedy completions of `prompts` (token ids), each until it ends a line, emits EOS (or one
     of `stop_ids`) or reaches `max_new_tokens`; their decoded text. Left-padded batches."""
@@ -176,8 +189,13 @@ def generate_lines(
                 input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch], device=device)
                 mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=device)
                 output = model.generate(
-                    input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-                    eos_token_id=eos, pad_token_id=pad, use_cache=True,
+                    input_ids=input_ids,
+                    attention_mask=mask,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    eos_token_id=eos,
+                    pad_token_id=pad,
+                    use_cache=True,
                     stopping_criteria=StoppingCriteriaList([StopAtLineEnd(tokenizer, width)]),
                 )
                 for row in output[:, width:].tolist():
@@ -198,8 +216,14 @@ def chunk_texts(tokens: np.ndarray, chunks: np.ndarray, tokenizer: PreTrainedTok
 
 
 def evaluate_completion(
-    model, tokenizer: PreTrainedTokenizerBase, tasks: list[CompletionTask], max_new_tokens: int, prompt_tokens: int,
-    batch_size: int, fim: FimTokens | None = None, base_model: bool = False,
+    model,
+    tokenizer: PreTrainedTokenizerBase,
+    tasks: list[CompletionTask],
+    max_new_tokens: int,
+    prompt_tokens: int,
+    batch_size: int,
+    fim: FimTokens | None = None,
+    base_model: bool = False,
 ) -> CompletionScores:
     """Score the model on `tasks`: plain next-line completion, or infill when `fim` is given."""
     prompts = [prompt_ids(task, tokenizer, prompt_tokens, fim) for task in tasks]
@@ -212,8 +236,15 @@ class CompletionEvaluator:
     """The completion tasks of every held-out set, drawn once per run; scores a model on all of them."""
 
     def __init__(
-        self, tokenizer: PreTrainedTokenizerBase, eval_sets: dict, samples: int, max_new_tokens: int,
-        prompt_tokens: int, infill: bool, batch_size: int, seed: int,
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        eval_sets: dict,
+        samples: int,
+        max_new_tokens: int,
+        prompt_tokens: int,
+        infill: bool,
+        batch_size: int,
+        seed: int,
     ) -> None:
         """`eval_sets`: {name: `Rows` or None}; `samples` cut points each; prompts of at most
         `prompt_tokens` (at least 1); `infill`: also the FIM variant (the tokenizer must have FIM tokens)."""
@@ -223,20 +254,37 @@ class CompletionEvaluator:
         self.batch_size = batch_size
         self.fim = require_fim_tokens(tokenizer, "evaluation.completion.infill") if infill else None
         self.tasks = {
-            name: completion_tasks(chunk_texts(rows.dataset.tokens, rows.dataset.chunks, tokenizer), tokenizer,
-                                   samples, seed, name)
-            for name, rows in eval_sets.items() if rows is not None
+            name: completion_tasks(
+                chunk_texts(rows.dataset.tokens, rows.dataset.chunks, tokenizer), tokenizer, samples, seed, name
+            )
+            for name, rows in eval_sets.items()
+            if rows is not None
         }
 
     def evaluate(self, model, base_model: bool = False) -> dict[str, dict]:
         """{held-out set: exact_match, edit_similarity, samples (and infill_* with infill)}."""
         results = {}
         for name, tasks in self.tasks.items():
-            scores = evaluate_completion(model, self.tokenizer, tasks, self.max_new_tokens, self.prompt_tokens,
-                                         self.batch_size, base_model=base_model)
+            scores = evaluate_completion(
+                model,
+                self.tokenizer,
+                tasks,
+                self.max_new_tokens,
+                self.prompt_tokens,
+                self.batch_size,
+                base_model=base_model,
+            )
             results[name] = scores.to_dict()
             if self.fim is not None:
-                infill = evaluate_completion(model, self.tokenizer, tasks, self.max_new_tokens, self.prompt_tokens,
-                                             self.batch_size, self.fim, base_model)
+                infill = evaluate_completion(
+                    model,
+                    self.tokenizer,
+                    tasks,
+                    self.max_new_tokens,
+                    self.prompt_tokens,
+                    self.batch_size,
+                    self.fim,
+                    base_model,
+                )
                 results[name] |= infill.to_dict("infill_")
         return results

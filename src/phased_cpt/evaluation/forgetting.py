@@ -89,7 +89,10 @@ class ForgettingMatrix:
         shown = np.log(values) if np.isfinite(values).any() else values
         image = ax.imshow(shown, cmap="viridis_r", aspect="auto")
         ax.set_xticks(range(len(self.columns)), self.columns, rotation=20, ha="right")
-        ax.set_yticks(range(len(self.rows)), [f"after {r['after']}" if r["after"] != BASE_ROW else "base model" for r in self.rows])
+        ax.set_yticks(
+            range(len(self.rows)),
+            [f"after {r['after']}" if r["after"] != BASE_ROW else "base model" for r in self.rows],
+        )
         for i in range(values.shape[0]):
             for j in range(values.shape[1]):
                 ax.text(j, i, _format(values[i, j]), ha="center", va="center", color="white", fontsize=9)
@@ -111,7 +114,11 @@ COMPLETION_METRICS = ("top1_accuracy", "exact_match", "edit_similarity", "infill
 
 
 def evaluate_phases(
-    model: PeftModel, eval_sets: dict[str, Rows | None], collator: Collator, batch_size: int, base_model: bool = False,
+    model: PeftModel,
+    eval_sets: dict[str, Rows | None],
+    collator: Collator,
+    batch_size: int,
+    base_model: bool = False,
     after: str = BASE_ROW,
 ) -> dict[str, dict]:
     """{held-out set: {loss, perplexity, target_tokens, top1_accuracy}} on every held-out set's rows (None: no rows):
@@ -124,6 +131,11 @@ def evaluate_phases(
         started = time.perf_counter()
         result = evaluate_rows(model, rows.dataset, collator, batch_size, base_model=base_model, desc=label)
         results[name] = result.to_dict()
-        logger.info("%s: perplexity %.4g over %s target tokens (%.1f s)", label, result.perplexity,
-                    f"{result.target_tokens:,}", time.perf_counter() - started)
+        logger.info(
+            "%s: perplexity %.4g over %s target tokens (%.1f s)",
+            label,
+            result.perplexity,
+            f"{result.target_tokens:,}",
+            time.perf_counter() - started,
+        )
     return results

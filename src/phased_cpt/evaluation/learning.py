@@ -63,25 +63,31 @@ def learning_summary(matrix: ForgettingMatrix) -> list[LearningRow]:
         results = row["results"]
         domain = domain_perplexity(results, matrix.columns)
         general = results.get(GENERAL_COLUMN, {}).get("perplexity")
-        summary.append(LearningRow(
-            after=row["after"],
-            domain_perplexity=domain,
-            domain_change=domain / base_domain - 1,
-            general_perplexity=general,
-            general_change=general / base_general - 1 if general is not None and base_general else None,
-            domain_exact_match=domain_exact_match(results, matrix.columns),
-            general_exact_match=results.get(GENERAL_COLUMN, {}).get("exact_match"),
-        ))
+        summary.append(
+            LearningRow(
+                after=row["after"],
+                domain_perplexity=domain,
+                domain_change=domain / base_domain - 1,
+                general_perplexity=general,
+                general_change=general / base_general - 1 if general is not None and base_general else None,
+                domain_exact_match=domain_exact_match(results, matrix.columns),
+                general_exact_match=results.get(GENERAL_COLUMN, {}).get("exact_match"),
+            )
+        )
     return summary
 
 
 def summary_markdown(summary: list[LearningRow]) -> str:
-    lines = ["| after | domain ppl | domain change | general ppl | general change | domain exact match | general exact match |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| after | domain ppl | domain change | general ppl | general change | domain exact match | general exact match |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row in summary:
-        lines.append(f"| {row.after} | {row.domain_perplexity:.4g} | {_percent(row.domain_change)} | "
-                     f"{_num(row.general_perplexity)} | {_percent(row.general_change)} | "
-                     f"{_num(row.domain_exact_match)} | {_num(row.general_exact_match)} |")
+        lines.append(
+            f"| {row.after} | {row.domain_perplexity:.4g} | {_percent(row.domain_change)} | "
+            f"{_num(row.general_perplexity)} | {_percent(row.general_change)} | "
+            f"{_num(row.domain_exact_match)} | {_num(row.general_exact_match)} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -95,13 +101,21 @@ def plot_learning(curves: dict[str, list[LearningRow]], path: Path, title: str =
 
     fig, ax = plt.subplots(figsize=(7.5, 5.5))
     for label, rows in curves.items():
-        points = [(r.general_change * 100, r.domain_change * 100, r.after) for r in rows if r.general_change is not None]
+        points = [
+            (r.general_change * 100, r.domain_change * 100, r.after) for r in rows if r.general_change is not None
+        ]
         if not points:
             continue
         xs, ys, names = zip(*points)
-        line, = ax.plot(xs, ys, "o-", label=label, markersize=4)
-        ax.annotate(label if len(curves) > 1 else names[-1], (xs[-1], ys[-1]), fontsize=7, color=line.get_color(),
-                    xytext=(4, 2), textcoords="offset points")
+        (line,) = ax.plot(xs, ys, "o-", label=label, markersize=4)
+        ax.annotate(
+            label if len(curves) > 1 else names[-1],
+            (xs[-1], ys[-1]),
+            fontsize=7,
+            color=line.get_color(),
+            xytext=(4, 2),
+            textcoords="offset points",
+        )
         if len(curves) == 1:
             for x, y, name in points[1:-1]:
                 ax.annotate(name, (x, y), fontsize=7, xytext=(4, 2), textcoords="offset points")

@@ -42,8 +42,12 @@ class EvalResult:
     top1_accuracy: float = math.nan
 
     def to_dict(self) -> dict:
-        return {"loss": self.loss, "perplexity": self.perplexity, "target_tokens": self.target_tokens,
-                "top1_accuracy": self.top1_accuracy}
+        return {
+            "loss": self.loss,
+            "perplexity": self.perplexity,
+            "target_tokens": self.target_tokens,
+            "top1_accuracy": self.top1_accuracy,
+        }
 
 
 @contextmanager
@@ -60,7 +64,11 @@ def preserved_rng() -> Iterator[None]:
 
 
 def evaluate_rows(
-    model: PeftModel, dataset: Dataset, collator: Collator, batch_size: int, base_model: bool = False,
+    model: PeftModel,
+    dataset: Dataset,
+    collator: Collator,
+    batch_size: int,
+    base_model: bool = False,
     desc: str | None = None,
 ) -> EvalResult:
     """Mean loss per target token over `dataset`; `base_model=True` disables the LoRA adapter.
@@ -76,8 +84,9 @@ def evaluate_rows(
     was_training = model.training
     model.eval()
     adapter_off = model.disable_adapter() if base_model else nullcontext()
-    bar = tqdm(range(rounds), desc=desc, unit="batch", leave=False, dynamic_ncols=True,
-               disable=desc is None or rank != 0)
+    bar = tqdm(
+        range(rounds), desc=desc, unit="batch", leave=False, dynamic_ncols=True, disable=desc is None or rank != 0
+    )
     try:
         with torch.no_grad(), adapter_off, bar, preserved_rng():
             for r in bar:
@@ -98,8 +107,12 @@ def evaluate_rows(
         dist.all_reduce(totals)
     nll, tokens, hits = totals.tolist()
     mean = nll / tokens if tokens else math.nan
-    return EvalResult(loss=mean, perplexity=perplexity_of(mean), target_tokens=int(tokens),
-                      top1_accuracy=hits / tokens if tokens else math.nan)
+    return EvalResult(
+        loss=mean,
+        perplexity=perplexity_of(mean),
+        target_tokens=int(tokens),
+        top1_accuracy=hits / tokens if tokens else math.nan,
+    )
 
 
 def perplexity_of(loss: float) -> float:

@@ -30,7 +30,8 @@ def plot_curves(metrics_file: Path, path: Path) -> None:
     series = [("train", None, "-")] + [("eval", name, "o-") for name, _ in phase_starts(records)]
     for kind, phase, style in series:
         points = [
-            (r["step"], r["loss"]) for r in records
+            (r["step"], r["loss"])
+            for r in records
             if r.get("kind") == kind and r.get("loss") is not None and phase in (None, r["phase"])
         ]
         if points:
@@ -41,7 +42,9 @@ def plot_curves(metrics_file: Path, path: Path) -> None:
     for name, step in phase_starts(records):
         for ax in axes:
             ax.axvline(step, color="gray", linestyle="--", linewidth=0.8)
-        axes[1].annotate(name, (step, 0.02), xycoords=("data", "axes fraction"), rotation=90, va="bottom", ha="right", fontsize=8)
+        axes[1].annotate(
+            name, (step, 0.02), xycoords=("data", "axes fraction"), rotation=90, va="bottom", ha="right", fontsize=8
+        )
     axes[0].set_ylabel("loss (nats / token)")
     axes[0].set_title("eval: each phase's held-out documents, during and at the end of that phase", fontsize=9)
     axes[1].set_ylabel("perplexity")

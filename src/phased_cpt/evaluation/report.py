@@ -24,12 +24,16 @@ def build_report(run: RunDir) -> str:
     state = run.read_state()
     records = read_metrics(run.metrics_file)
     lines = [f"# Run report: {run.name}", ""]
-    lines += ["| phase | steps | wall time | tokens | final train loss | final eval ppl | best eval ppl |",
-              "|---|---|---|---|---|---|---|"]
+    lines += [
+        "| phase | steps | wall time | tokens | final train loss | final eval ppl | best eval ppl |",
+        "|---|---|---|---|---|---|---|",
+    ]
     total_seconds, total_tokens = 0.0, 0
     for phase in state["finished_phases"]:
         name = phase["name"]
-        evals = [r["perplexity"] for r in records if r.get("kind") == "eval" and r["phase"] == name and r.get("perplexity")]
+        evals = [
+            r["perplexity"] for r in records if r.get("kind") == "eval" and r["phase"] == name and r.get("perplexity")
+        ]
         seconds = phase.get("seconds", 0.0)
         tokens = phase.get("tokens", 0)
         total_seconds += seconds
@@ -38,8 +42,12 @@ def build_report(run: RunDir) -> str:
             f"| {name} | {phase.get('steps', 0)} | {_duration(seconds)} | {tokens:,} | "
             f"{_num(phase.get('train_loss'))} | {_num(evals[-1] if evals else None)} | {_num(min(evals) if evals else None)} |"
         )
-    lines += ["", f"Total: {len(state['finished_phases'])} phase(s), {total_tokens:,} tokens.", "",
-              wall_time_line(records, total_seconds)]
+    lines += [
+        "",
+        f"Total: {len(state['finished_phases'])} phase(s), {total_tokens:,} tokens.",
+        "",
+        wall_time_line(records, total_seconds),
+    ]
     forgetting_file = run.eval_dir / "forgetting.json"
     if forgetting_file.is_file():
         try:
@@ -49,14 +57,25 @@ def build_report(run: RunDir) -> str:
             lines += ["", f"(not shown: {forgetting_file} is damaged: {type(err).__name__}: {err})"]
         else:
             if summary:
-                lines += ["", "## Learning vs forgetting", "",
-                          "Domain: token-weighted over every phase's held-out documents; general: the general "
-                          "held-out documents (what the base model knew). Changes are against the base model.", "",
-                          summary_markdown(summary).rstrip()]
+                lines += [
+                    "",
+                    "## Learning vs forgetting",
+                    "",
+                    "Domain: token-weighted over every phase's held-out documents; general: the general "
+                    "held-out documents (what the base model knew). Changes are against the base model.",
+                    "",
+                    summary_markdown(summary).rstrip(),
+                ]
                 if any(row.general_change is not None for row in summary):
                     lines += ["", "![learning vs forgetting](learning.png)"]
-            lines += ["", "## Forgetting matrix (perplexity on each held-out set)", "", matrix.to_markdown().rstrip(),
-                      "", "![forgetting](forgetting.png)"]
+            lines += [
+                "",
+                "## Forgetting matrix (perplexity on each held-out set)",
+                "",
+                matrix.to_markdown().rstrip(),
+                "",
+                "![forgetting](forgetting.png)",
+            ]
             for metric in COMPLETION_METRICS:
                 if matrix.has(metric):
                     lines += ["", f"## {COMPLETION_TITLES[metric]}", "", matrix.to_markdown(metric).rstrip()]
@@ -105,9 +124,11 @@ def wall_time_line(records: list[dict], phase_seconds: float) -> str:
     spent = wall_time(records, phase_seconds)
     if spent is None:
         return f"Training time: {_duration(phase_seconds)} (no wall-time records: the run predates them)."
-    return (f"Wall time: {_duration(spent.total)}: training {_duration(spent.training)}, evaluation "
-            f"{_duration(spent.evaluation)}, data preparation {_duration(spent.preparation)}, other "
-            f"{_duration(spent.other)} (loading the model, checkpoints, reports).")
+    return (
+        f"Wall time: {_duration(spent.total)}: training {_duration(spent.training)}, evaluation "
+        f"{_duration(spent.evaluation)}, data preparation {_duration(spent.preparation)}, other "
+        f"{_duration(spent.other)} (loading the model, checkpoints, reports)."
+    )
 
 
 COMPLETION_TITLES = {

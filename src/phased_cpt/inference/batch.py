@@ -46,7 +46,7 @@ def read_prompts(path: Path) -> list[str]:
                 problems.append(f"{path}:{number}: invalid JSON: nested too deeply")
                 continue
             if not isinstance(record, dict) or not isinstance(record.get("prompt"), str) or not record["prompt"]:
-                problems.append(f"{path}:{number}: expected an object with a non-empty string field \"prompt\"")
+                problems.append(f'{path}:{number}: expected an object with a non-empty string field "prompt"')
                 continue
             prompts.append(record["prompt"])
         if problems:
@@ -70,7 +70,9 @@ def compare_prompts(
     for index, prompt in enumerate(prompts, 1):
         out.write(f"=== prompt {index}/{len(prompts)} ===\n{prompt}\n")
         record = {
-            "prompt": prompt, "phase": generator.active, "adapter": str(generator.adapters[generator.active]),
+            "prompt": prompt,
+            "phase": generator.active,
+            "adapter": str(generator.adapters[generator.active]),
             "params": dataclasses.asdict(params),
         }
         for side, adapter in (("base", False), ("ft", True)):

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from phased_cpt.inference.discovery import Target
 
 
-
 @dataclass
 class Completion:
     text: str
@@ -61,8 +60,12 @@ class Completion:
 
     def to_json(self) -> dict:
         return {
-            "text": self.text, "prompt_tokens": self.prompt_tokens, "generated_tokens": self.generated_tokens,
-            "seconds": round(self.seconds, 4), "tokens_per_s": round(self.tokens_per_s, 2), "stop": self.stop,
+            "text": self.text,
+            "prompt_tokens": self.prompt_tokens,
+            "generated_tokens": self.generated_tokens,
+            "seconds": round(self.seconds, 4),
+            "tokens_per_s": round(self.tokens_per_s, 2),
+            "stop": self.stop,
         }
 
 
@@ -94,7 +97,7 @@ class DeltaStreamer(BaseStreamer):
         if not final and text.endswith("\ufffd"):
             return
         if text.startswith(self.emitted) and len(text) > len(self.emitted):
-            self.on_text(text[len(self.emitted):])
+            self.on_text(text[len(self.emitted) :])
         self.emitted = text
 
 
@@ -187,7 +190,7 @@ class Generator:
                 streamer=streamer,
             )
         seconds = time.perf_counter() - start
-        new_ids = output[0, len(ids):].tolist()
+        new_ids = output[0, len(ids) :].tolist()
         if new_ids and new_ids[-1] in self.eos_ids:
             stop = "eos"
         else:

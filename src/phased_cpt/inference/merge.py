@@ -88,7 +88,9 @@ def merge_adapter(
         tokenizer.save_pretrained(str(tmp))
         del merged, peft_model
         gc.collect()
-        reloaded = AutoModelForCausalLM.from_pretrained(str(tmp), dtype=dtype, trust_remote_code=model.trust_remote_code)
+        reloaded = AutoModelForCausalLM.from_pretrained(
+            str(tmp), dtype=dtype, trust_remote_code=model.trust_remote_code
+        )
         reloaded.eval()
         exported = probe_logits(reloaded, probes)
         del reloaded
@@ -120,7 +122,9 @@ def check_out_dir(out_dir: Path, force: bool, protected: dict[str, Path]) -> Non
     for what, path in kept.items():
         if out == path or out in path.parents:
             relation = "is" if out == path else "contains"
-            raise UserError(f"--out {out_dir} {relation} the {what} ({path}); choose a new directory for the merged model")
+            raise UserError(
+                f"--out {out_dir} {relation} the {what} ({path}); choose a new directory for the merged model"
+            )
     for what in protected:
         if kept[what] in out.parents:
             raise UserError(f"--out {out_dir} is inside the {what} ({kept[what]}); write the merged model outside it")

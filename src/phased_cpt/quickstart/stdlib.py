@@ -55,7 +55,9 @@ def is_eval_file(path: Path) -> bool:
     return zlib.crc32(str(path.relative_to(STDLIB)).encode("utf-8")) % EVAL_EVERY == 0
 
 
-def write_general_corpus(out_dir: Path, limit_files: int | None = None, text_field: str = "training_content") -> tuple[Path, Path]:
+def write_general_corpus(
+    out_dir: Path, limit_files: int | None = None, text_field: str = "training_content"
+) -> tuple[Path, Path]:
     """(train.jsonl, eval.jsonl) of the stdlib's documents, split by file (see module docstring).
 
     `limit_files`: only the first N training files and the first N/20 (at least one) held-out files."""

@@ -45,8 +45,11 @@ class MetricsCallback(TrainerCallback):
             self.throughput = phase_throughput(model, train_dataloader.dataset, args)
             peak = self.throughput.peak
             self.sink.event(
-                "throughput", phase=self.phase, flops_per_token=self.throughput.flops_per_token,
-                peak_flops_per_second=peak.flops_per_second if peak else None, peak_source=peak.source if peak else None,
+                "throughput",
+                phase=self.phase,
+                flops_per_token=self.throughput.flops_per_token,
+                peak_flops_per_second=peak.flops_per_second if peak else None,
+                peak_source=peak.source if peak else None,
             )
         self._ready = time.perf_counter()
         self._train_seconds = 0.0
@@ -132,7 +135,6 @@ class ProgressCallback(TrainerCallback):
             self.bar = None
 
 
-
 def _shown(value: float, spec: str) -> str:
     """A value for the progress bar; a NaN/inf is shown as such, never as a number."""
     return format(value, spec) if math.isfinite(value) else "non-finite"
@@ -142,7 +144,11 @@ class EvalCallback(TrainerCallback):
     """Evaluates on the current phase's held-out rows every `eval_steps` optimizer steps."""
 
     def __init__(
-        self, evaluate: Callable[[], EvalResult | None], eval_steps: int | None, sink: MetricsSink, phase: str,
+        self,
+        evaluate: Callable[[], EvalResult | None],
+        eval_steps: int | None,
+        sink: MetricsSink,
+        phase: str,
         step_offset: int,
     ) -> None:
         self.evaluate = evaluate
@@ -154,5 +160,9 @@ class EvalCallback(TrainerCallback):
     def on_step_end(self, args, state: TrainerState, control: TrainerControl, **kwargs):
         if self.eval_steps and state.global_step % self.eval_steps == 0 and state.global_step < state.max_steps:
             result = self.evaluate()
-            self.sink.log(self.step_offset + state.global_step, self.phase,
-                          {"loss": result.loss, "perplexity": result.perplexity}, kind="eval")
+            self.sink.log(
+                self.step_offset + state.global_step,
+                self.phase,
+                {"loss": result.loss, "perplexity": result.perplexity},
+                kind="eval",
+            )

@@ -63,16 +63,25 @@ def choose_zero_stage(max_tokens: int, zero2_bytes_per_gpu: int | None, gpu_byte
     if max_tokens > AUTO_ZERO3_MAX_TOKENS:
         return "zero3", f"context.max_tokens ({max_tokens}) > {AUTO_ZERO3_MAX_TOKENS}"
     if gpu_bytes is None:
-        return "zero2", (f"context.max_tokens ({max_tokens}) <= {AUTO_ZERO3_MAX_TOKENS}; no GPU here, so memory "
-                         "was not checked (--gpu-memory GiB checks it against the GPUs you will use)")
+        return "zero2", (
+            f"context.max_tokens ({max_tokens}) <= {AUTO_ZERO3_MAX_TOKENS}; no GPU here, so memory "
+            "was not checked (--gpu-memory GiB checks it against the GPUs you will use)"
+        )
     if zero2_bytes_per_gpu is None:
-        return "zero2", (f"context.max_tokens ({max_tokens}) <= {AUTO_ZERO3_MAX_TOKENS}; the model's size is unknown "
-                         "(no config.json found, no model.size), so memory was not checked (--model-config PATH)")
+        return "zero2", (
+            f"context.max_tokens ({max_tokens}) <= {AUTO_ZERO3_MAX_TOKENS}; the model's size is unknown "
+            "(no config.json found, no model.size), so memory was not checked (--model-config PATH)"
+        )
     need, have = zero2_bytes_per_gpu / 2**30, gpu_bytes / 2**30
     if zero2_bytes_per_gpu > gpu_bytes:
-        return "zero3", f"the model would need ~{need:.1f} GiB per GPU under ZeRO-2, more than the {have:.1f} GiB a GPU has"
-    return "zero2", (f"context.max_tokens ({max_tokens}) <= {AUTO_ZERO3_MAX_TOKENS} and ZeRO-2 needs "
-                     f"~{need:.1f} GiB of the {have:.1f} GiB per GPU")
+        return (
+            "zero3",
+            f"the model would need ~{need:.1f} GiB per GPU under ZeRO-2, more than the {have:.1f} GiB a GPU has",
+        )
+    return "zero2", (
+        f"context.max_tokens ({max_tokens}) <= {AUTO_ZERO3_MAX_TOKENS} and ZeRO-2 needs "
+        f"~{need:.1f} GiB of the {have:.1f} GiB per GPU"
+    )
 
 
 def apply_offload(config: dict[str, Any], offload: str) -> dict[str, Any]:
@@ -88,10 +97,13 @@ def apply_offload(config: dict[str, Any], offload: str) -> dict[str, Any]:
     zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
     if offload == "optimizer_and_params":
         zero["offload_param"] = {"device": "cpu", "pin_memory": True}
-    config.setdefault("optimizer", {
-        "type": "AdamW",
-        "params": {"lr": "auto", "betas": "auto", "eps": "auto", "weight_decay": "auto"},
-    })
+    config.setdefault(
+        "optimizer",
+        {
+            "type": "AdamW",
+            "params": {"lr": "auto", "betas": "auto", "eps": "auto", "weight_decay": "auto"},
+        },
+    )
     return config
 
 
@@ -108,7 +120,10 @@ def read_deepspeed_json(path: Path) -> dict[str, Any]:
 
 
 def plan_deepspeed(
-    cfg: RunConfig, processes: int | None = None, gpu_bytes: int | None = None, model_config: Path | None = None,
+    cfg: RunConfig,
+    processes: int | None = None,
+    gpu_bytes: int | None = None,
+    model_config: Path | None = None,
 ) -> DeepSpeedPlan | None:
     """Resolve `deepspeed` and `deepspeed_offload` into the config the Trainer gets (None: no DeepSpeed).
 
@@ -123,8 +138,9 @@ def plan_deepspeed(
         name, reason = "zero3", "deepspeed_offload: optimizer_and_params needs ZeRO-3"
         logger.info("deepspeed: auto picked %s: %s", name, reason)
     elif cfg.deepspeed == "auto":
-        name, reason = choose_zero_stage(cfg.context.max_tokens,
-                                         *auto_memory_inputs(cfg, processes or world_size(), gpu_bytes, model_config))
+        name, reason = choose_zero_stage(
+            cfg.context.max_tokens, *auto_memory_inputs(cfg, processes or world_size(), gpu_bytes, model_config)
+        )
         logger.info("deepspeed: auto picked %s: %s", name, reason)
     elif cfg.deepspeed in NAMED_CONFIGS:
         name, reason = cfg.deepspeed, "set in the config"
@@ -137,7 +153,10 @@ def plan_deepspeed(
 
 
 def auto_memory_inputs(
-    cfg: RunConfig, processes: int, gpu_bytes: int | None = None, model_config: Path | None = None,
+    cfg: RunConfig,
+    processes: int,
+    gpu_bytes: int | None = None,
+    model_config: Path | None = None,
 ) -> tuple[int | None, int | None]:
     """(bytes a GPU needs under ZeRO-2, bytes of one GPU), None where unknown: the estimate of
     `memory.py`, the one `plan` and `doctor` show, for the GPU here or one of `gpu_bytes` (then
@@ -160,6 +179,15 @@ def auto_memory_inputs(
     if shape is None:
         params = parameters_from_size(cfg.model.size)
         return (params * DTYPE_BYTES[training_dtype(cfg.model.dtype, bf16)] if params else None), gpu_bytes
-    estimate = estimate_run_memory(shape, cfg.model, cfg.training, cfg.context.max_tokens, bf16_supported=bf16,
-                                   liger=liger, zero_stage=2, world_size=processes, offload=cfg.deepspeed_offload)
+    estimate = estimate_run_memory(
+        shape,
+        cfg.model,
+        cfg.training,
+        cfg.context.max_tokens,
+        bf16_supported=bf16,
+        liger=liger,
+        zero_stage=2,
+        world_size=processes,
+        offload=cfg.deepspeed_offload,
+    )
     return estimate.gpu_bytes, gpu_bytes

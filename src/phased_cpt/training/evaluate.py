@@ -27,8 +27,15 @@ from phased_cpt.training.metrics import MetricsSink
 
 class RunEvaluator:
     def __init__(
-        self, run: RunDir, phase_data: dict[str, PhaseData], collator: Collator, evaluation: EvaluationConfig,
-        sink: MetricsSink, tokenizer: PreTrainedTokenizerBase | None = None, max_tokens: int = 0, seed: int = 0,
+        self,
+        run: RunDir,
+        phase_data: dict[str, PhaseData],
+        collator: Collator,
+        evaluation: EvaluationConfig,
+        sink: MetricsSink,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        max_tokens: int = 0,
+        seed: int = 0,
     ) -> None:
         """`tokenizer`: completion is scored with the forgetting matrix (None: perplexity only)."""
         self.run = run
@@ -39,11 +46,20 @@ class RunEvaluator:
         self.forgetting = ForgettingMatrix.load(run.eval_dir / "forgetting.json", list(self.eval_sets))
         completion = evaluation.completion
         wants_completion = tokenizer is not None and evaluation.forgetting_matrix and completion.samples > 0
-        self.completion = CompletionEvaluator(
-            tokenizer, self.eval_sets, completion.samples, completion.max_new_tokens,
-            min(completion.prompt_tokens, max_tokens - completion.max_new_tokens), completion.infill,
-            evaluation.batch_size, seed,
-        ) if wants_completion else None
+        self.completion = (
+            CompletionEvaluator(
+                tokenizer,
+                self.eval_sets,
+                completion.samples,
+                completion.max_new_tokens,
+                min(completion.prompt_tokens, max_tokens - completion.max_new_tokens),
+                completion.infill,
+                evaluation.batch_size,
+                seed,
+            )
+            if wants_completion
+            else None
+        )
 
     def matrix_row(self, model: PeftModel, base_model: bool = False, after: str = BASE_ROW) -> dict[str, dict]:
         """One forgetting-matrix row, `after` the base model or a phase: perplexity and top-1
@@ -93,5 +109,11 @@ class RunEvaluator:
     def record(self, what: str, after: str, started: float, during: bool = False) -> None:
         """An `evaluation` event: what ran (a forgetting-matrix row or one phase's held-out rows),
         its seconds, and whether they fell inside a phase's training time."""
-        self.sink.event("evaluation", what=what, after=after, seconds=time.perf_counter() - started,
-                        during_phase=during, time=time.time())
+        self.sink.event(
+            "evaluation",
+            what=what,
+            after=after,
+            seconds=time.perf_counter() - started,
+            during_phase=during,
+            time=time.time(),
+        )

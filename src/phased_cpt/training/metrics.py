@@ -174,7 +174,11 @@ def start_wandb(cfg: WandbConfig, run_name: str, run_path: Path, run_config: dic
 
 
 def open_sink(
-    run: RunDir, tensorboard: TensorboardConfig, wandb_cfg: WandbConfig, run_config: dict[str, Any], resume_step: int | None
+    run: RunDir,
+    tensorboard: TensorboardConfig,
+    wandb_cfg: WandbConfig,
+    run_config: dict[str, Any],
+    resume_step: int | None,
 ) -> MetricsSink:
     """The run's sink: metrics.jsonl, plus TensorBoard and W&B when enabled; on ranks other than 0
     of a multi-process run (a read-only `RunDir`), a sink with no backend."""

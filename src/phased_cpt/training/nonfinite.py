@@ -62,7 +62,9 @@ class NonFiniteGuard(TrainerCallback):
             if self.window_nonfinite:
                 self.since_log["nonfinite_loss"] += 1
                 self.nonfinite_loss_steps += 1
-            logger.warning("non-finite %s at step %d: the optimizer step is skipped", self.reason, state.global_step + 1)
+            logger.warning(
+                "non-finite %s at step %d: the optimizer step is skipped", self.reason, state.global_step + 1
+            )
         else:
             self.skipped_in_a_row = 0
         self.window_nonfinite = False

@@ -105,7 +105,10 @@ class SeedAtTrainBegin(TrainerCallback):
 
 
 def training_arguments(
-    training: TrainingConfig, epochs: float, phase_dir: Path, deepspeed: DeepSpeedPlan | None = None,
+    training: TrainingConfig,
+    epochs: float,
+    phase_dir: Path,
+    deepspeed: DeepSpeedPlan | None = None,
     packed: bool = False,
 ) -> TrainingArguments:
     """`deepspeed`: its config's `"auto"` values are filled by the Trainer from these settings.
@@ -156,8 +159,12 @@ class PhaseTrainer(Trainer):
     norm that is non-finite reaches the metrics as NaN (null in metrics.jsonl), never as a number."""
 
     def __init__(
-        self, *args, max_nonfinite_losses: int, lr: PhaseLr | None = None,
-        embedding_lr_ratio: float | None = None, **kwargs,
+        self,
+        *args,
+        max_nonfinite_losses: int,
+        lr: PhaseLr | None = None,
+        embedding_lr_ratio: float | None = None,
+        **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.guard = NonFiniteGuard(max_nonfinite_losses)
@@ -174,13 +181,21 @@ class PhaseTrainer(Trainer):
         if self.optimizer is None and embedding:
             decay = set(self.get_decay_parameter_names(opt_model))
             groups = [
-                {"params": [p for n, p in opt_model.named_parameters() if p.requires_grad and n not in embedding
-                            and (n in decay) == decays], "weight_decay": self.args.weight_decay if decays else 0.0}
+                {
+                    "params": [
+                        p
+                        for n, p in opt_model.named_parameters()
+                        if p.requires_grad and n not in embedding and (n in decay) == decays
+                    ],
+                    "weight_decay": self.args.weight_decay if decays else 0.0,
+                }
                 for decays in (True, False)
             ] + [
-                {"params": [p for n, p in opt_model.named_parameters() if n in embedding and (n in decay) == decays],
-                 "weight_decay": self.args.weight_decay if decays else 0.0,
-                 "lr": self.args.learning_rate * self.embedding_lr_ratio}
+                {
+                    "params": [p for n, p in opt_model.named_parameters() if n in embedding and (n in decay) == decays],
+                    "weight_decay": self.args.weight_decay if decays else 0.0,
+                    "lr": self.args.learning_rate * self.embedding_lr_ratio,
+                }
                 for decays in (True, False)
             ]
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
@@ -190,12 +205,15 @@ class PhaseTrainer(Trainer):
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
         """The phase's warmup-stable-decay part (`schedule.PhaseLr`); the Trainer's own otherwise."""
         if self.lr_scheduler is None and self.lr is not None:
-            self.lr_scheduler = self.lr.scheduler(optimizer or self.optimizer, num_training_steps,
-                                                  self.args.get_warmup_steps(num_training_steps))
+            self.lr_scheduler = self.lr.scheduler(
+                optimizer or self.optimizer, num_training_steps, self.args.get_warmup_steps(num_training_steps)
+            )
         return super().create_scheduler(num_training_steps, optimizer)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        result = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        result = super().compute_loss(
+            model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+        )
         loss = result[0] if return_outputs else result
         finite = bool(torch.isfinite(loss.detach()).all())
         self.guard.loss_seen(finite)
@@ -227,8 +245,9 @@ def train_phase(
     check_embedding_lr(embedding_lr_ratio, settings.deepspeed)
     trainer = PhaseTrainer(
         model=model,
-        args=training_arguments(training, settings.epochs, output.phase_dir, settings.deepspeed,
-                                packed=settings.context.sample_packing),
+        args=training_arguments(
+            training, settings.epochs, output.phase_dir, settings.deepspeed, packed=settings.context.sample_packing
+        ),
         train_dataset=data.train.dataset,
         data_collator=make_collator(tokenizer, settings.context),
         processing_class=tokenizer,

@@ -92,6 +92,7 @@ def writer_identity() -> dict[str, Any]:
 
 # --- the same job on every process -------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class JobIdentity:
     """What must be the same in every process of a run: the resolved config (secrets removed;
@@ -125,12 +126,16 @@ def job_identity(cfg: RunConfig) -> JobIdentity:
 
 def identity_differences(reference: JobIdentity, other: JobIdentity) -> list[str]:
     """What differs between two processes' identities, one line each (config key, phase file, package)."""
-    found = [f"{key}: {a!r} on rank 0, {b!r} here"
-             for key, a, b in differing_keys(reference.config, other.config, MAY_DIFFER_BETWEEN_PROCESSES)]
+    found = [
+        f"{key}: {a!r} on rank 0, {b!r} here"
+        for key, a, b in differing_keys(reference.config, other.config, MAY_DIFFER_BETWEEN_PROCESSES)
+    ]
     for key in sorted(set(reference.inputs) | set(other.inputs)):
         if reference.inputs.get(key) != other.inputs.get(key):
-            found.append(f"phases.{key}: the file's content differs (sha256 {str(other.inputs.get(key))[:12]} here, "
-                         f"{str(reference.inputs.get(key))[:12]} on rank 0)")
+            found.append(
+                f"phases.{key}: the file's content differs (sha256 {str(other.inputs.get(key))[:12]} here, "
+                f"{str(reference.inputs.get(key))[:12]} on rank 0)"
+            )
     for package in SOFTWARE:
         if reference.software.get(package) != other.software.get(package):
             found.append(f"{package}: {reference.software.get(package)} on rank 0, {other.software.get(package)} here")
@@ -159,6 +164,7 @@ def check_same_job(cfg: RunConfig) -> None:
 
 
 # --- one writer per data cache -----------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class CacheSharing:
@@ -206,8 +212,12 @@ def one_writer_per_cache(cache_dir: Path, build: Callable[..., T], *args: Any, *
     token = broadcast_from_rank0(uuid.uuid4().hex)
     sharing = cache_sharing(cache_dir, token)
     if is_main_process():
-        logger.info("data cache: %d writer(s) (rank(s) %s) for %d process(es)", len(sharing.writers()),
-                    ", ".join(map(str, sharing.writers())), world_size())
+        logger.info(
+            "data cache: %d writer(s) (rank(s) %s) for %d process(es)",
+            len(sharing.writers()),
+            ", ".join(map(str, sharing.writers())),
+            world_size(),
+        )
     result, error = None, None
     try:
         if rank() == sharing.writer:
@@ -241,6 +251,7 @@ def broadcast_from_rank0(value: T) -> T:
 
 # --- the run directory ---------------------------------------------------------------------------
 
+
 def rank_zero_run_dir(open_run: Callable[..., RunDir], *args: Any) -> RunDir:
     """Rank 0 calls `open_run(*args)` (start or resume the run directory) and shares its path;
     the other ranks get a read-only view of it. One process: just `open_run(*args)`.
@@ -266,8 +277,11 @@ def rank_zero_run_dir(open_run: Callable[..., RunDir], *args: Any) -> RunDir:
     if kind == "error":
         raise UserError(value)
     run = run or RunDir(Path(value), writer=False)
-    blind = [(r, host) for r, (host, sees) in enumerate(all_gather((socket.gethostname(), sees_run_dir(run.path))))
-             if not sees]
+    blind = [
+        (r, host)
+        for r, (host, sees) in enumerate(all_gather((socket.gethostname(), sees_run_dir(run.path))))
+        if not sees
+    ]
     if blind:
         raise UserError(
             f"output.dir must be one directory shared by every node: {', '.join(f'rank {r} (host {h})' for r, h in blind)} "

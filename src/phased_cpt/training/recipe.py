@@ -78,9 +78,17 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
     preparing = time.perf_counter()
     cache_dir = resolve_cache_dir(cfg.data)
     with storage_errors(cache_dir or cfg.output.dir):
-        phase_data = one_writer_per_cache(cache_dir, build_run_data, cfg.phases, cfg.data, tokenizer, cfg.context,
-                                          cfg.training.seed, general=cfg.general,
-                                          general_eval_file=cfg.evaluation.general_file)
+        phase_data = one_writer_per_cache(
+            cache_dir,
+            build_run_data,
+            cfg.phases,
+            cfg.data,
+            tokenizer,
+            cfg.context,
+            cfg.training.seed,
+            general=cfg.general,
+            general_eval_file=cfg.evaluation.general_file,
+        )
     preparation_seconds = time.perf_counter() - preparing
     plans = plan_phases(cfg.phases, cfg.training, cfg.context, phase_data, evaluation=cfg.evaluation)
     logger.info("%s", format_plan(plans, cfg.context))
@@ -96,18 +104,37 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
     check_packing_model(trainable.model, cfg.context)
     logger.info("%s", speed_path(trainable.model, cfg.training, cfg.context, deepspeed))
     pending = run.pending_phases(cfg.phases)
-    sink = open_sink(run, cfg.tensorboard, cfg.wandb, cfg.model_dump(mode="json", exclude={"wandb"}),
-                     resume_point(run, pending[0].name)[1] if resume and pending else None)
-    evaluator = RunEvaluator(run, phase_data, make_collator(tokenizer, cfg.context), cfg.evaluation, sink, tokenizer,
-                             cfg.context.max_tokens, cfg.training.seed)
+    sink = open_sink(
+        run,
+        cfg.tensorboard,
+        cfg.wandb,
+        cfg.model_dump(mode="json", exclude={"wandb"}),
+        resume_point(run, pending[0].name)[1] if resume and pending else None,
+    )
+    evaluator = RunEvaluator(
+        run,
+        phase_data,
+        make_collator(tokenizer, cfg.context),
+        cfg.evaluation,
+        sink,
+        tokenizer,
+        cfg.context.max_tokens,
+        cfg.training.seed,
+    )
     # the report's wall time: each session from its start, with data preparation apart; and the
     # one process that writes the run's files this session, whatever the number of nodes
-    sink.event("session_start", time=started, preparation_seconds=preparation_seconds, resumed=resume is not None,
-               **writer_identity())
+    sink.event(
+        "session_start",
+        time=started,
+        preparation_seconds=preparation_seconds,
+        resumed=resume is not None,
+        **writer_identity(),
+    )
     try:
         with stop_on_signals() as stop, storage_errors(run.path, run.path):
-            shared = RunContext(run, tokenizer, sink, evaluator, stop, cfg.training, cfg.context, cfg.evaluation, deepspeed,
-                                cfg.phases)
+            shared = RunContext(
+                run, tokenizer, sink, evaluator, stop, cfg.training, cfg.context, cfg.evaluation, deepspeed, cfg.phases
+            )
             evaluator.before_training(trainable.model)
             for phase in pending:
                 result = run_phase(trainable, phase, phase_data[phase.name], shared)
@@ -150,8 +177,13 @@ def run_phase(trainable: TrainableModel, phase: PhaseConfig, data: PhaseData, sh
     model = trainable.next_phase()
     checkpoint, _ = resume_point(run, phase.name)
     step_offset = run.finished_steps()
-    sink.event("phase_start", phase=phase.name, step=step_offset, adapter_fingerprint=trainable.fingerprint(),
-               resumed_from=str(checkpoint) if checkpoint else None)
+    sink.event(
+        "phase_start",
+        phase=phase.name,
+        step=step_offset,
+        adapter_fingerprint=trainable.fingerprint(),
+        resumed_from=str(checkpoint) if checkpoint else None,
+    )
     crash_point("phase_start", phase.name)
     metrics = MetricsCallback(sink, phase.name, step_offset=step_offset)
     callbacks = [
@@ -180,11 +212,26 @@ def finish_phase(trainable: TrainableModel, phase: PhaseConfig, result: PhaseRes
     """Record the finished phase: its end event and its entry in state.json."""
     run = shared.run
     end_step = run.finished_steps() + result.steps
-    adapter = {"adapter_fingerprint": trainable.fingerprint(),  # over the tensors (older runs: adapter_sha256)
-               "adapter_file_sha256": adapter_file_sha256(run.adapter_dir(phase.name))}  # what sha256sum prints
-    shared.sink.event("phase_end", phase=phase.name, step=end_step, steps=result.steps,
-                      train_loss=result.train_loss, time=time.time(), **adapter)
+    adapter = {
+        "adapter_fingerprint": trainable.fingerprint(),  # over the tensors (older runs: adapter_sha256)
+        "adapter_file_sha256": adapter_file_sha256(run.adapter_dir(phase.name)),
+    }  # what sha256sum prints
+    shared.sink.event(
+        "phase_end",
+        phase=phase.name,
+        step=end_step,
+        steps=result.steps,
+        train_loss=result.train_loss,
+        time=time.time(),
+        **adapter,
+    )
     crash_point("state_update", phase.name)
-    run.mark_done(phase.name, steps=result.steps, train_loss=result.train_loss, tokens=result.tokens,
-                  seconds=result.seconds, **adapter)
+    run.mark_done(
+        phase.name,
+        steps=result.steps,
+        train_loss=result.train_loss,
+        tokens=result.tokens,
+        seconds=result.seconds,
+        **adapter,
+    )
     logger.info("%s done: %d steps, adapter in %s", phase.name, result.steps, run.adapter_dir(phase.name))

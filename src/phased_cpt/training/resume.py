@@ -22,8 +22,14 @@ from phased_cpt.run_dir import RunDir, checkpoint_step, latest_run
 
 # Keys that may differ between the original and the resumed run (dotted paths, fnmatch patterns).
 MAY_CHANGE = (
-    "wandb.*", "tensorboard.*", "output.*", "evaluation.*", "phases.*.description",
-    "training.logging_steps", "training.save_steps", "training.save_total_limit",
+    "wandb.*",
+    "tensorboard.*",
+    "output.*",
+    "evaluation.*",
+    "phases.*.description",
+    "training.logging_steps",
+    "training.save_steps",
+    "training.save_total_limit",
     "training.performance.*",  # speed options (kernels, fused optimizer, compile, checkpointing granularity)
 )
 

@@ -52,8 +52,13 @@ class PhaseLr:
         if not self.decay:
             return get_scheduler("constant_with_warmup" if warmup else "constant", optimizer, num_warmup_steps=warmup)
         decay = min(max(1, math.ceil(steps * self.decay_ratio)), steps - warmup)
-        return get_scheduler("warmup_stable_decay", optimizer, num_warmup_steps=warmup, num_training_steps=steps,
-                             scheduler_specific_kwargs={"num_decay_steps": decay, "decay_type": self.shape})
+        return get_scheduler(
+            "warmup_stable_decay",
+            optimizer,
+            num_warmup_steps=warmup,
+            num_training_steps=steps,
+            scheduler_specific_kwargs={"num_decay_steps": decay, "decay_type": self.shape},
+        )
 
 
 def phase_lr(training: TrainingConfig, index: int, phases: int) -> PhaseLr | None:
@@ -61,5 +66,9 @@ def phase_lr(training: TrainingConfig, index: int, phases: int) -> PhaseLr | Non
     if training.lr_across_phases == "rewarm":
         return None
     each = training.lr_across_phases == "wsd_each_phase"
-    return PhaseLr(warmup=each or index == 0, decay=each or index == phases - 1, decay_ratio=training.decay_ratio,
-                   shape=training.lr_scheduler)
+    return PhaseLr(
+        warmup=each or index == 0,
+        decay=each or index == phases - 1,
+        decay_ratio=training.decay_ratio,
+        shape=training.lr_scheduler,
+    )

@@ -28,8 +28,18 @@ from phased_cpt.memory import ModelShape, base_parameters
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "ModelShape", "Peak", "Throughput", "attention_flops", "base_parameters", "chunk_lengths", "device_peak",
-    "flops_per_token", "liger_installed", "phase_throughput", "spec_peak_tflops", "step_flops",
+    "ModelShape",
+    "Peak",
+    "Throughput",
+    "attention_flops",
+    "base_parameters",
+    "chunk_lengths",
+    "device_peak",
+    "flops_per_token",
+    "liger_installed",
+    "phase_throughput",
+    "spec_peak_tflops",
+    "step_flops",
 ]
 
 
@@ -45,6 +55,7 @@ def chunk_lengths(dataset: Any) -> np.ndarray | None:
 
 
 # --- the device's peak -----------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Peak:
@@ -105,6 +116,7 @@ def phase_throughput(model: Any, dataset: Any, args: Any) -> Throughput:
 
 
 # --- which speed path is active --------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -227,7 +239,9 @@ def speed_path(model: Any, training: TrainingConfig, context: ContextConfig, dee
         liger = Choice(False, f"no Liger kernels for model type {model_type}")
     optimizer = resolve_optimizer(performance.optimizer)
     if deepspeed is not None and "optimizer" in deepspeed.config:
-        optimizer = Choice(f"deepspeed {deepspeed.config['optimizer'].get('type', '')}".rstrip(), "from the DeepSpeed config")
+        optimizer = Choice(
+            f"deepspeed {deepspeed.config['optimizer'].get('type', '')}".rstrip(), "from the DeepSpeed config"
+        )
     attention = getattr(model.config, "_attn_implementation", None) or "default"
     return (
         f"speed path: liger={liger.describe('on' if liger.value else 'off')}, attention={attention}, "

@@ -29,6 +29,7 @@ def filler(text: str):
     def build(out):
         (out / "tokens.bin").write_text(text)
         (out / META_FILE).write_text("{}")
+
     return build
 
 
@@ -80,6 +81,7 @@ def test_a_failed_build_leaves_nothing(tmp_path):
 
 def test_without_file_locks_the_rename_still_publishes(tmp_path, monkeypatch):
     """Lustre without -o flock answers ENOLCK; the entry is still built and published."""
+
     def no_locks(self, *args, **kwargs):
         raise OSError(errno.ENOLCK, "No locks available")
 

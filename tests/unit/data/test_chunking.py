@@ -96,7 +96,7 @@ def test_every_token_is_a_target_exactly_once(seed):
     # and every chunk boundary keeps its overlap as context
     for previous, current in zip(rows, rows[1:]):
         assert current["input_ids"][0] == previous["input_ids"][-max(overlap, 1)]
-        assert current["input_ids"][:overlap] == previous["input_ids"][len(previous["input_ids"]) - overlap:]
+        assert current["input_ids"][:overlap] == previous["input_ids"][len(previous["input_ids"]) - overlap :]
 
 
 @pytest.mark.parametrize("seed", range(10))

@@ -47,8 +47,9 @@ def test_finds_qwen_and_starcoder_spellings_and_explains_when_there_are_none(tok
 
 def permute(tokenizer, fim, text, spm, seed=0, lead=0, context=0, prefix_ids=(), max_tokens=10_000):
     ids = np.array([*prefix_ids, *encode(tokenizer, text), tokenizer.eos_token_id])
-    return fim_permute(ids, lead, context, tokenizer.eos_token_id, fim, tokenizer, np.random.default_rng(seed), spm,
-                       max_tokens)
+    return fim_permute(
+        ids, lead, context, tokenizer.eos_token_id, fim, tokenizer, np.random.default_rng(seed), spm, max_tokens
+    )
 
 
 def split_at(ids: list[int], *markers: int) -> list[list[int]]:
@@ -57,7 +58,7 @@ def split_at(ids: list[int], *markers: int) -> list[list[int]]:
     for marker in markers:
         i = rest.index(marker)
         pieces.append(rest[:i])
-        rest = rest[i + 1:]
+        rest = rest[i + 1 :]
     return pieces + [rest]
 
 
@@ -69,7 +70,9 @@ def test_psm_layout_cuts_the_text_into_prefix_suffix_middle_and_moves_eos_behind
     assert lead == [] and middle[-1] == tokenizer.eos_token_id and ids.count(tokenizer.eos_token_id) == 1
     pre, suf, mid = (tokenizer.decode(x) for x in (prefix, suffix, middle[:-1]))
     assert pre + mid + suf == TEXT
-    assert prefix == encode(tokenizer, pre) and suffix == encode(tokenizer, suf) and middle[:-1] == encode(tokenizer, mid)
+    assert (
+        prefix == encode(tokenizer, pre) and suffix == encode(tokenizer, suf) and middle[:-1] == encode(tokenizer, mid)
+    )
     assert unit.context_tokens == 0
 
 
@@ -82,7 +85,9 @@ def test_spm_layout_puts_the_suffix_first(tokenizer, fim):
 
 def test_lead_tokens_stay_in_front_and_a_unit_with_context_is_always_psm(tokenizer, fim):
     context_ids = encode(tokenizer, "# overlap\n")
-    unit = permute(tokenizer, fim, TEXT, spm=True, lead=len(context_ids), context=len(context_ids), prefix_ids=context_ids)
+    unit = permute(
+        tokenizer, fim, TEXT, spm=True, lead=len(context_ids), context=len(context_ids), prefix_ids=context_ids
+    )
     ids = unit.ids.tolist()
     assert ids[: len(context_ids)] == context_ids and ids[len(context_ids)] == fim.prefix  # PSM despite spm=True
     assert unit.context_tokens == len(context_ids)
@@ -97,8 +102,9 @@ def test_a_chunk_without_eos_gets_none_and_a_unit_too_long_for_the_row_stays_as_
 
 def build(tmp_path, tokenizer, texts, eval_ratio=0.0, **context):
     path = write_jsonl(tmp_path / "p.jsonl", texts)
-    return build_phase_data(PhaseConfig(name="p", file=path), DataConfig(eval_ratio=eval_ratio), tokenizer,
-                            ContextConfig(**context), seed=1)
+    return build_phase_data(
+        PhaseConfig(name="p", file=path), DataConfig(eval_ratio=eval_ratio), tokenizer, ContextConfig(**context), seed=1
+    )
 
 
 @pytest.mark.parametrize("packing", [False, True])

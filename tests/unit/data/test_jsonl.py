@@ -31,8 +31,8 @@ BAD_LINES = [
     (b'{"training_content": "a\\u0000b"}', "NUL character"),
     (b'{"training_content": "a\\ud800b"}', "contains a lone surrogate \\ud800 at character 1"),
     (b'{"training_content": "x\\udfff"}', "contains a lone surrogate \\udfff at character 1"),
-    (b'[' * 100_000 + b']' * 100_000, "invalid JSON: nested too deeply"),
-    (b'{"training_content": "x", "meta": ' + b'{"a": ' * 50_000 + b'1' + b'}' * 50_001, "nested too deeply"),
+    (b"[" * 100_000 + b"]" * 100_000, "invalid JSON: nested too deeply"),
+    (b'{"training_content": "x", "meta": ' + b'{"a": ' * 50_000 + b"1" + b"}" * 50_001, "nested too deeply"),
 ]
 
 

@@ -107,10 +107,15 @@ def test_preparing_a_long_document_needs_a_bounded_multiple_of_its_size(tiny_mod
     data_file = tmp_path / "long.jsonl"
     data_file.write_text(json.dumps({"training_content": text}) + "\n")
     document_bytes = len(text.encode("utf-8"))
-    result = subprocess.run([sys.executable, "-c", MEASURE, str(tiny_model_dir), str(data_file), str(tmp_path / "c")],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(tiny_model_dir), str(data_file), str(tmp_path / "c")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     grown, longest = map(int, result.stdout.split())
     assert longest > 500_000  # the document really was tokenized, as one document
     assert grown < MEMORY_MULTIPLE * document_bytes + SLICE_ALLOWANCE_BYTES, (
-        f"{grown / 2**20:.0f} MiB for a {document_bytes / 2**20:.1f} MB document")
+        f"{grown / 2**20:.0f} MiB for a {document_bytes / 2**20:.1f} MB document"
+    )

@@ -39,8 +39,11 @@ def test_replay_and_general_shares_of_the_training_tokens():
 
 def documents(marker: str, count: int, seed: int) -> list[str]:
     rng = random.Random(seed)
-    return [f"def {marker}_{i}(x):\n" + "".join(f"    {marker} = x + {rng.randint(0, 99)}\n" for _ in range(rng.randint(1, 4)))
-            for i in range(count)]
+    return [
+        f"def {marker}_{i}(x):\n"
+        + "".join(f"    {marker} = x + {rng.randint(0, 99)}\n" for _ in range(rng.randint(1, 4)))
+        for i in range(count)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -61,16 +64,26 @@ def mixed(tmp_path_factory, tokenizer):
         "context": {"max_tokens": 128, "overlap_tokens": 8},
         "phases": [
             {"name": "first", "file": str(first), "general_ratio": 0.0},
-            {"name": "second", "file": [{"path": str(alpha), "weight": 3}, {"path": str(work / "b" / "*.jsonl"),
-                                                                          "weight": 1}],
-             "replay_ratio": 0.1},
+            {
+                "name": "second",
+                "file": [{"path": str(alpha), "weight": 3}, {"path": str(work / "b" / "*.jsonl"), "weight": 1}],
+                "replay_ratio": 0.1,
+            },
         ],
         "general": {"file": str(general), "ratio": 0.2},
         "data": {"eval_ratio": 0.1},
     }
     config, _ = load_config(None, base_data=cfg)
-    data = build_run_data(config.phases, config.data, tokenizer, config.context, 7, work / "cache", config.general,
-                          config.evaluation.general_file)
+    data = build_run_data(
+        config.phases,
+        config.data,
+        tokenizer,
+        config.context,
+        7,
+        work / "cache",
+        config.general,
+        config.evaluation.general_file,
+    )
     return data
 
 
@@ -133,9 +146,16 @@ def test_mixing_never_touches_eval_sets(mixed, tokenizer):
 def test_a_general_eval_file_alone_is_held_out_whole(tmp_path, tokenizer):
     general_eval = write_jsonl(tmp_path / "general-eval.jsonl", documents("gamma", 5, 9))
     phase = write_jsonl(tmp_path / "p.jsonl", documents("delta", 5, 8))
-    data = build_run_data([PhaseConfig(name="p", file=phase)], DataConfig(eval_ratio=0.0), tokenizer,
-                          ContextConfig(max_tokens=64, overlap_tokens=8), 1, tmp_path / "cache", GeneralConfig(),
-                          general_eval)
+    data = build_run_data(
+        [PhaseConfig(name="p", file=phase)],
+        DataConfig(eval_ratio=0.0),
+        tokenizer,
+        ContextConfig(max_tokens=64, overlap_tokens=8),
+        1,
+        tmp_path / "cache",
+        GeneralConfig(),
+        general_eval,
+    )
     assert data[GENERAL_COLUMN].eval.documents == 5 and len(data[GENERAL_COLUMN].train) == 0
     assert data["p"].train.stats["general_tokens"] == 0
 
@@ -158,11 +178,13 @@ def test_config_rules_of_sources_and_general(tmp_path):
     assert "matches no file" in problem
     (problem,) = config_problems(tmp_path, phases=[{"name": "p", "file": data, "general_ratio": 0.1}])
     assert problem.startswith("phases.0.general_ratio (0.1) needs general.file")
-    (problem,) = config_problems(tmp_path, general={"file": data},
-                                 phases=[{"name": "general", "file": data}])
+    (problem,) = config_problems(tmp_path, general={"file": data}, phases=[{"name": "general", "file": data}])
     assert "phase name 'general' is taken" in problem
-    (problem,) = config_problems(tmp_path, general={"file": data, "ratio": 0.5},
-                                 phases=[{"name": "p", "file": data}, {"name": "q", "file": data, "replay_ratio": 0.5}])
+    (problem,) = config_problems(
+        tmp_path,
+        general={"file": data, "ratio": 0.5},
+        phases=[{"name": "p", "file": data}, {"name": "q", "file": data, "replay_ratio": 0.5}],
+    )
     assert "replay_ratio (0.5) + general ratio (0.5) must stay below 1" in problem
 
 

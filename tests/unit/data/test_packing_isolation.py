@@ -34,7 +34,9 @@ def documents(tiny_model_dir):
 def test_a_document_in_a_packed_row_has_the_logits_it_has_alone(tiny_model_dir, documents, attn):
     device = "cuda" if attn == "flash_attention_2" else "cpu"
     dtype = "bfloat16" if attn == "flash_attention_2" else "float32"
-    model = load_base_model(ModelConfig(name=str(tiny_model_dir), dtype=dtype, attn_implementation=attn)).to(device).eval()
+    model = (
+        load_base_model(ModelConfig(name=str(tiny_model_dir), dtype=dtype, attn_implementation=attn)).to(device).eval()
+    )
     check_packing_model(model, PACKED)
     collator = make_collator(None, PACKED)
     with torch.no_grad():

@@ -54,10 +54,14 @@ def test_bos_follows_the_tokenizer_convention(llama_tokenizer, tokenizer):
 
 @pytest.mark.parametrize("packing", [False, True])
 @pytest.mark.parametrize("max_tokens, overlap", [(64, 16), (32, 0), (512, 100)])
-def test_trained_targets_are_the_documents_tokens_plus_one_eos_each(tmp_path, llama_tokenizer, packing, max_tokens, overlap):
+def test_trained_targets_are_the_documents_tokens_plus_one_eos_each(
+    tmp_path, llama_tokenizer, packing, max_tokens, overlap
+):
     """The Llama tokenizer prepends BOS: every text token and one EOS per document is a target once."""
     texts = bundled_texts("phase1_foundation", 8)
-    data = build(tmp_path, texts, llama_tokenizer, sample_packing=packing, max_tokens=max_tokens, overlap_tokens=overlap)
+    data = build(
+        tmp_path, texts, llama_tokenizer, sample_packing=packing, max_tokens=max_tokens, overlap_tokens=overlap
+    )
     expected = Counter()
     for text in texts:
         ids = llama_tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -87,8 +91,14 @@ def test_document_of_exactly_max_tokens_is_not_split(tmp_path, tokenizer):
 
 def test_long_documents_are_an_error_when_chunking_is_off(tmp_path, tokenizer):
     with pytest.raises(DataError) as err:
-        build(tmp_path, ["short", "a much longer document " * 20, "short again"], tokenizer,
-              max_tokens=16, overlap_tokens=0, chunk_long_samples=False)
+        build(
+            tmp_path,
+            ["short", "a much longer document " * 20, "short again"],
+            tokenizer,
+            max_tokens=16,
+            overlap_tokens=0,
+            chunk_long_samples=False,
+        )
     message = str(err.value)
     path = tmp_path / "p.jsonl"
     assert f"{path}:2:" in message and f"{path}:1:" not in message and f"{path}:3:" not in message
@@ -149,7 +159,9 @@ def test_eval_file_replaces_the_ratio(tmp_path, tokenizer):
     path = write_jsonl(tmp_path / "p.jsonl", ["a b c", "d e f", "g h i"])
     held = write_jsonl(tmp_path / "e.jsonl", ["held out text"])
     phase = PhaseConfig(name="p", file=path, eval_file=held)
-    data = build_phase_data(phase, DataConfig(eval_ratio=0.5), tokenizer, ContextConfig(max_tokens=16, overlap_tokens=0), seed=0)
+    data = build_phase_data(
+        phase, DataConfig(eval_ratio=0.5), tokenizer, ContextConfig(max_tokens=16, overlap_tokens=0), seed=0
+    )
     assert (data.train.documents, data.eval.documents) == (3, 1)
     assert data.eval.dataset[0]["input_ids"] == tokenize_documents(["held out text"], tokenizer)[0]
 
@@ -163,10 +175,13 @@ def test_skip_policy_records_rejected_lines_and_error_policy_caches_nothing(tmp_
     with pytest.raises(DataError, match=f"{path}:2: invalid JSON"):
         build_phase_data(phase, NO_EVAL, tokenizer, context, 0, cache)
     assert [p.name for p in cache.iterdir() if not p.name.startswith(".")] == []
-    data = build_phase_data(phase, DataConfig(eval_ratio=0.0, on_bad_record="skip", dedup="exact"), tokenizer, context, 0, cache)
+    data = build_phase_data(
+        phase, DataConfig(eval_ratio=0.0, on_bad_record="skip", dedup="exact"), tokenizer, context, 0, cache
+    )
     assert data.train.documents == 1 and (data.meta["rejected"], data.meta["duplicates"]) == (2, 1)
     assert [(r.source, r.reason) for r in data.rejected()] == [
-        (f"{path}:2", "invalid JSON: Expecting value (column 1)"), (f"{path}:3", f"duplicate of {path}:1"),
+        (f"{path}:2", "invalid JSON: Expecting value (column 1)"),
+        (f"{path}:3", f"duplicate of {path}:1"),
     ]
 
 
@@ -209,8 +224,12 @@ def test_replay_draws_the_ratio_of_tokens_from_earlier_training_chunks(tmp_path,
     own = sum(int(u[1]) for u in data["b"].own_chunks)
     assert stats["replay_tokens"] / (own + stats["replay_tokens"]) == pytest.approx(0.25, abs=0.03)
     # replayed chunks are phase a's training chunks (never its eval documents)
-    a_train = Counter(tuple(r["input_ids"]) for r in build_run_data(
-        phases[:1], DataConfig(eval_ratio=0.1), tokenizer, context.model_copy(update={"sample_packing": False}), 3)["a"].train.dataset)
+    a_train = Counter(
+        tuple(r["input_ids"])
+        for r in build_run_data(
+            phases[:1], DataConfig(eval_ratio=0.1), tokenizer, context.model_copy(update={"sample_packing": False}), 3
+        )["a"].train.dataset
+    )
     a_eval = {tuple(r["input_ids"]) for r in data["a"].eval.dataset}
     ds = data["b"].train.dataset
     chunks = [tuple(ds.tokens[s : s + n]) for s, n, _ in ds.chunks]
@@ -272,10 +291,18 @@ def test_tokenizing_streams_with_a_bounded_number_of_documents_read_ahead(tmp_pa
 def test_a_lone_surrogate_is_quarantined_under_skip_even_with_dedup(tmp_path, tokenizer):
     """`plan`/`train` crashed on it (TypeError; UnicodeEncodeError with dedup: exact)."""
     path = tmp_path / "p.jsonl"
-    path.write_bytes(b'{"training_content": "good one"}\n{"training_content": "bad \\ud800 escape"}\n'
-                     b'{"training_content": "good two"}\n')
-    data = build_phase_data(PhaseConfig(name="p", file=path), DataConfig(eval_ratio=0.0, on_bad_record="skip", dedup="exact"),
-                            tokenizer, ContextConfig(max_tokens=64, overlap_tokens=8), seed=1, cache_dir=tmp_path / "c")
+    path.write_bytes(
+        b'{"training_content": "good one"}\n{"training_content": "bad \\ud800 escape"}\n'
+        b'{"training_content": "good two"}\n'
+    )
+    data = build_phase_data(
+        PhaseConfig(name="p", file=path),
+        DataConfig(eval_ratio=0.0, on_bad_record="skip", dedup="exact"),
+        tokenizer,
+        ContextConfig(max_tokens=64, overlap_tokens=8),
+        seed=1,
+        cache_dir=tmp_path / "c",
+    )
     assert data.train.documents == 2
     (rejected,) = data.rejected()
     assert rejected.source == f"{path}:2" and "lone surrogate" in rejected.reason
@@ -287,9 +314,21 @@ def test_an_eval_file_with_the_training_files_content_is_refused(tmp_path, token
     copy = tmp_path / "copy.jsonl"
     copy.write_bytes(train.read_bytes())
     with pytest.raises(DataError, match="the eval_file has the same content as the training file"):
-        build_phase_data(PhaseConfig(name="p", file=train, eval_file=copy), NO_EVAL, tokenizer,
-                         ContextConfig(max_tokens=64, overlap_tokens=8), seed=1, cache_dir=tmp_path / "c")
+        build_phase_data(
+            PhaseConfig(name="p", file=train, eval_file=copy),
+            NO_EVAL,
+            tokenizer,
+            ContextConfig(max_tokens=64, overlap_tokens=8),
+            seed=1,
+            cache_dir=tmp_path / "c",
+        )
     reordered = write_jsonl(tmp_path / "reordered.jsonl", ["another one", "one document"])
     with pytest.raises(DataError, match="every document of the eval_file also appears in the training file"):
-        build_phase_data(PhaseConfig(name="p", file=train, eval_file=reordered), DataConfig(eval_ratio=0.0, dedup="exact"),
-                         tokenizer, ContextConfig(max_tokens=64, overlap_tokens=8), seed=1, cache_dir=tmp_path / "c")
+        build_phase_data(
+            PhaseConfig(name="p", file=train, eval_file=reordered),
+            DataConfig(eval_ratio=0.0, dedup="exact"),
+            tokenizer,
+            ContextConfig(max_tokens=64, overlap_tokens=8),
+            seed=1,
+            cache_dir=tmp_path / "c",
+        )

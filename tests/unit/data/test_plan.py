@@ -28,23 +28,38 @@ QWEN25_32B = Path(__file__).resolve().parents[2] / "fixtures" / "model_configs" 
 
 
 def rows_of(count: int, tokens: int = 100, eval_documents: int = 1) -> PhaseRows:
-    statistics = {"documents": count, "document_tokens": count * tokens, "longest_document_tokens": tokens,
-                  "chunks": count, "rows": count, "tokens": count * tokens, "target_tokens": count * (tokens - 1),
-                  "eos_tokens": count, "replay_tokens": 0, "packing_efficiency": 1.0}
+    statistics = {
+        "documents": count,
+        "document_tokens": count * tokens,
+        "longest_document_tokens": tokens,
+        "chunks": count,
+        "rows": count,
+        "tokens": count * tokens,
+        "target_tokens": count * (tokens - 1),
+        "eos_tokens": count,
+        "replay_tokens": 0,
+        "packing_efficiency": 1.0,
+    }
     return PhaseRows(statistics, np.full(count, tokens), eval_documents, eval_documents * tokens)
 
 
 def phase(name: str, epochs: float = 1) -> PhaseConfig:
-    return PhaseConfig.model_validate({"name": name, "file": f"{name}.jsonl", "epochs": epochs},
-                                      context={"check_files": False})
+    return PhaseConfig.model_validate(
+        {"name": name, "file": f"{name}.jsonl", "epochs": epochs}, context={"check_files": False}
+    )
 
 
 def training(**overrides) -> TrainingConfig:
-    return TrainingConfig(**({"micro_batch_size": 1, "gradient_accumulation_steps": 6, "warmup_ratio": 0.03,
-                              "save_steps": 200} | overrides))
+    return TrainingConfig(
+        **(
+            {"micro_batch_size": 1, "gradient_accumulation_steps": 6, "warmup_ratio": 0.03, "save_steps": 200}
+            | overrides
+        )
+    )
 
 
 # --- counts as the HF Trainer makes them --------------------------------------------------------
+
 
 def test_steps_count_a_last_partial_accumulation_as_the_trainer_does(tiny_model_dir, tmp_path):
     """transformers 5 counts ceil(micro-batches / accumulation) steps per epoch; run the real
@@ -54,14 +69,23 @@ def test_steps_count_a_last_partial_accumulation_as_the_trainer_does(tiny_model_
     from phased_cpt.modeling import attach_lora, load_base_model
     from phased_cpt.training.phase import PhaseTrainer, training_arguments
 
-    settings = TrainingConfig(micro_batch_size=2, gradient_accumulation_steps=2, gradient_checkpointing=False,
-                              logging_steps=100, save_steps=100)
+    settings = TrainingConfig(
+        micro_batch_size=2,
+        gradient_accumulation_steps=2,
+        gradient_checkpointing=False,
+        logging_steps=100,
+        save_steps=100,
+    )
     model = attach_lora(load_base_model(ModelConfig(name=str(tiny_model_dir), dtype="float32")), LoraConfig(r=2))
     rows = [{"input_ids": [1, 2, 3, 4], "labels": [1, 2, 3, 4]} for _ in range(10)]
     args = training_arguments(settings, epochs=1.5, phase_dir=tmp_path)
-    trainer = PhaseTrainer(model=model, args=args, train_dataset=rows, max_nonfinite_losses=3,
-                           data_collator=lambda batch: {k: __import__("torch").tensor([r[k] for r in batch])
-                                                        for k in batch[0]})
+    trainer = PhaseTrainer(
+        model=model,
+        args=args,
+        train_dataset=rows,
+        max_nonfinite_losses=3,
+        data_collator=lambda batch: {k: __import__("torch").tensor([r[k] for r in batch]) for k in batch[0]},
+    )
     trainer.train()
     assert trainer.state.max_steps == trainer.state.global_step == optimizer_steps(10, settings, 1.5) == 5
 
@@ -96,12 +120,15 @@ def test_warnings_name_every_setting_that_trains_differently_than_it_reads():
     phases = [phase("short"), phase("long")]
     settings = training(warmup_ratio=0.0, gradient_accumulation_steps=6, save_steps=50)
     evaluation = EvaluationConfig(eval_steps=200)
-    plans = plan_phases(phases, settings, ContextConfig(), {"short": rows_of(20), "long": rows_of(8 * 6 * 60)}, 8,
-                        evaluation)
+    plans = plan_phases(
+        phases, settings, ContextConfig(), {"short": rows_of(20), "long": rows_of(8 * 6 * 60)}, 8, evaluation
+    )
     warnings = "\n".join(plan_warnings(plans, settings, evaluation))
     assert "short: 1 optimizer step(s), fewer than 50" in warnings
     assert "short: 0 warm-up steps" in warnings and "long: 0 warm-up steps" in warnings
-    assert "short: 3 micro-batch(es) per process, fewer than one accumulation (gradient_accumulation_steps 6)" in warnings
+    assert (
+        "short: 3 micro-batch(es) per process, fewer than one accumulation (gradient_accumulation_steps 6)" in warnings
+    )
     assert "short: evaluation.eval_steps (200) is never reached in 1 step(s)" in warnings
     assert "short: no checkpoint inside the phase" in warnings
     assert "long: 60 optimizer step(s)" not in warnings and "long: evaluation.eval_steps (200) is never" in warnings
@@ -111,20 +138,28 @@ def test_warnings_name_every_setting_that_trains_differently_than_it_reads():
 def test_a_phase_with_no_held_out_documents_is_a_warning():
     """One document, or eval_ratio 0 without the forgetting matrix: no eval loss (issue 19 item 5)."""
     settings = training(save_steps=1)
-    plans = plan_phases([phase("none"), phase("some")], settings, ContextConfig(),
-                        {"none": rows_of(1, eval_documents=0), "some": rows_of(10)}, 1, EvaluationConfig())
+    plans = plan_phases(
+        [phase("none"), phase("some")],
+        settings,
+        ContextConfig(),
+        {"none": rows_of(1, eval_documents=0), "some": rows_of(10)},
+        1,
+        EvaluationConfig(),
+    )
     warnings = plan_warnings(plans, settings, EvaluationConfig())
     assert [w for w in warnings if "held out" in w] == [
         "none: no document held out for evaluation (data.eval_ratio, or the phase's eval_file): no eval loss is "
-        "logged for it and its forgetting-matrix column stays empty"]
+        "logged for it and its forgetting-matrix column stays empty"
+    ]
 
 
 def test_without_the_tokenizer_tokens_come_from_bytes_through_the_same_chunking(tmp_path):
     texts = ["x" * 350, "y" * 35, "z" * 7000]  # 100, 10 and 2000 tokens at 3.5 bytes per token, + EOS
     write_jsonl(tmp_path / "p.jsonl", texts)
     context = ContextConfig(max_tokens=512, overlap_tokens=64)
-    rows = estimate_phase_rows(PhaseConfig(name="p", file=tmp_path / "p.jsonl"), DataConfig(eval_ratio=0.0), context,
-                               0, 3.5)
+    rows = estimate_phase_rows(
+        PhaseConfig(name="p", file=tmp_path / "p.jsonl"), DataConfig(eval_ratio=0.0), context, 0, 3.5
+    )
     assert rows.estimated and rows.statistics["document_tokens"] == 101 + 11 + 2001
     from phased_cpt.data.chunking import chunk_document
 
@@ -135,19 +170,36 @@ def test_without_the_tokenizer_tokens_come_from_bytes_through_the_same_chunking(
 
 # --- the older tool's real config, planned for 8 GPUs without the model ----------------------------
 
+
 @pytest.fixture
 def older_config(tmp_path) -> Path:
     for name, count in (("phase1_foundation", 40), ("phase2_evolution", 60), ("phase3_pr_mastery", 30)):
-        write_jsonl(tmp_path / "dataset" / f"{name}.jsonl",
-                    [f"def f{i}(x):\n    return x + {i}\n" * (20 + 37 * i) for i in range(count)])
+        write_jsonl(
+            tmp_path / "dataset" / f"{name}.jsonl",
+            [f"def f{i}(x):\n    return x + {i}\n" * (20 + 37 * i) for i in range(count)],
+        )
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(OLDER))
     return config
 
 
 def test_plan_8_gpus_of_the_older_config_gives_steps_memory_and_time_without_weights(older_config, capsys):
-    assert main(["plan", str(older_config), "--gpus", "8", "--gpu-model", "h200", "--json",
-                 "--model-config", str(QWEN25_32B)]) == 0
+    assert (
+        main(
+            [
+                "plan",
+                str(older_config),
+                "--gpus",
+                "8",
+                "--gpu-model",
+                "h200",
+                "--json",
+                "--model-config",
+                str(QWEN25_32B),
+            ]
+        )
+        == 0
+    )
     plan = json.loads(capsys.readouterr().out)
     assert (plan["world_size"], plan["gpu"]) == (8, "H200 141GB")
     assert plan["deepspeed"].startswith("zero3")  # kept from the older code

@@ -3,9 +3,18 @@ import pytest
 from phased_cpt.data.split import eval_document_count, split_documents
 
 
-@pytest.mark.parametrize("documents, ratio, expected", [
-    (0, 0.02, 0), (1, 0.02, 0), (2, 0.02, 1), (100, 0.02, 2), (1000, 0.02, 20), (10, 0.0, 0), (3, 0.9, 2),
-])
+@pytest.mark.parametrize(
+    "documents, ratio, expected",
+    [
+        (0, 0.02, 0),
+        (1, 0.02, 0),
+        (2, 0.02, 1),
+        (100, 0.02, 2),
+        (1000, 0.02, 20),
+        (10, 0.0, 0),
+        (3, 0.9, 2),
+    ],
+)
 def test_eval_document_count(documents, ratio, expected):
     assert eval_document_count(documents, ratio) == expected
 

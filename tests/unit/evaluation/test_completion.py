@@ -45,23 +45,39 @@ def test_cut_points_sit_at_the_token_before_the_first_character_of_lines_that_ho
     for task in tasks:  # the document's own tokens: prefix + the target's + suffix
         text = tokenizer.decode(task.prefix_ids) + task.target + tokenizer.decode(task.suffix_ids)
         assert text in DOCS
-        assert task.prefix_ids + tokenizer(task.target, add_special_tokens=False)["input_ids"] + task.suffix_ids == \
-            tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert (
+            task.prefix_ids + tokenizer(task.target, add_special_tokens=False)["input_ids"] + task.suffix_ids
+            == tokenizer(text, add_special_tokens=False)["input_ids"]
+        )
     first = tasks[0]
-    assert tokenizer.decode(first.prefix_ids).startswith("def add(a, b):\n") and tokenizer.decode(first.suffix_ids) == "\n"
+    assert (
+        tokenizer.decode(first.prefix_ids).startswith("def add(a, b):\n") and tokenizer.decode(first.suffix_ids) == "\n"
+    )
 
 
 def test_cut_points_are_a_seeded_choice(tokenizer):
     texts = ["\n".join(f"x{i} = {i}" for i in range(50))]
-    a, b = completion_tasks(texts, tokenizer, 5, seed=1, name="p"), completion_tasks(texts, tokenizer, 5, seed=1, name="p")
+    a, b = (
+        completion_tasks(texts, tokenizer, 5, seed=1, name="p"),
+        completion_tasks(texts, tokenizer, 5, seed=1, name="p"),
+    )
     assert a == b and len(a) == 5
     assert completion_tasks(texts, tokenizer, 5, seed=2, name="p") != a
-    assert completion_tasks([], tokenizer, 5, 1, "p") == [] and completion_tasks(["one line"], tokenizer, 5, 1, "p") == []
+    assert (
+        completion_tasks([], tokenizer, 5, 1, "p") == [] and completion_tasks(["one line"], tokenizer, 5, 1, "p") == []
+    )
 
 
-@pytest.mark.parametrize("answer, target, expected", [
-    ("abc", "abc", 1.0), ("", "", 1.0), ("abc", "abd", 2 / 3), ("", "abc", 0.0), ("kitten", "sitting", 1 - 3 / 7),
-])
+@pytest.mark.parametrize(
+    "answer, target, expected",
+    [
+        ("abc", "abc", 1.0),
+        ("", "", 1.0),
+        ("abc", "abd", 2 / 3),
+        ("", "abc", 0.0),
+        ("kitten", "sitting", 1 - 3 / 7),
+    ],
+)
 def test_edit_similarity(answer, target, expected):
     assert edit_similarity(answer, target) == pytest.approx(expected)
 
@@ -75,7 +91,9 @@ def test_scores_take_the_first_line_and_ignore_surrounding_whitespace():
 
 
 def test_prompts_keep_their_last_tokens_and_infill_prompts_use_the_fim_layout(tokenizer):
-    prefix, suffix = (tokenizer(t, add_special_tokens=False)["input_ids"] for t in ("def add(a, b):\n", "\n\nprint(add(1, 2))\n"))
+    prefix, suffix = (
+        tokenizer(t, add_special_tokens=False)["input_ids"] for t in ("def add(a, b):\n", "\n\nprint(add(1, 2))\n")
+    )
     task = CompletionTask(prefix, "    return a + b", suffix)
     assert prompt_ids(task, tokenizer, 1000) == prefix and prompt_ids(task, tokenizer, 3) == prefix[-3:]
     fim = find_fim_tokens(tokenizer)
@@ -171,8 +189,16 @@ def test_the_evaluator_draws_tasks_per_held_out_set_and_applies_its_limits(memor
     rows = Rows(RowDataset(tokens, chunks, np.arange(len(ids) + 1), packed=False), {})
 
     def evaluator(samples=10, max_new_tokens=12, prompt_tokens=52):
-        return CompletionEvaluator(tokenizer, {"p": rows, "none": None}, samples, max_new_tokens, prompt_tokens,
-                                   infill=False, batch_size=4, seed=0)
+        return CompletionEvaluator(
+            tokenizer,
+            {"p": rows, "none": None},
+            samples,
+            max_new_tokens,
+            prompt_tokens,
+            infill=False,
+            batch_size=4,
+            seed=0,
+        )
 
     full = evaluator()
     assert list(full.tasks) == ["p"] and len(full.tasks["p"]) == 5

@@ -16,7 +16,9 @@ from tests.conftest import bundled_texts, write_jsonl
 @pytest.fixture(scope="module")
 def setup(tiny_model_dir, tmp_path_factory):
     tokenizer = load_tokenizer(ModelConfig(name=str(tiny_model_dir)))
-    model = attach_lora(load_base_model(ModelConfig(name=str(tiny_model_dir), dtype="float32")), LoraConfig(r=4, alpha=8))
+    model = attach_lora(
+        load_base_model(ModelConfig(name=str(tiny_model_dir), dtype="float32")), LoraConfig(r=4, alpha=8)
+    )
     work = tmp_path_factory.mktemp("ev")
     path = write_jsonl(work / "e.jsonl", bundled_texts("phase3_pr_mastery", 5))
     context = ContextConfig(max_tokens=96, overlap_tokens=8)
@@ -75,12 +77,20 @@ def test_base_model_evaluation_disables_the_adapter(setup):
 
 def test_forgetting_matrix_round_trip_and_outputs(tmp_path):
     matrix = ForgettingMatrix(["p1", "p2"])
-    matrix.add_row("base", {"p1": {"loss": 2.0, "perplexity": math.exp(2.0), "target_tokens": 10},
-                            "p2": {"loss": 3.0, "perplexity": math.exp(3.0), "target_tokens": 5}})
+    matrix.add_row(
+        "base",
+        {
+            "p1": {"loss": 2.0, "perplexity": math.exp(2.0), "target_tokens": 10},
+            "p2": {"loss": 3.0, "perplexity": math.exp(3.0), "target_tokens": 5},
+        },
+    )
     matrix.add_row("p1", {"p1": {"loss": 1.0, "perplexity": math.exp(1.0), "target_tokens": 10}})
     matrix.save(tmp_path)
     data = json.loads((tmp_path / "forgetting.json").read_text())
-    assert data["perplexity"] == [[pytest.approx(math.exp(2)), pytest.approx(math.exp(3))], [pytest.approx(math.e), None]]
+    assert data["perplexity"] == [
+        [pytest.approx(math.exp(2)), pytest.approx(math.exp(3))],
+        [pytest.approx(math.e), None],
+    ]
     md = (tmp_path / "forgetting.md").read_text().splitlines()
     assert md[0] == "| perplexity after \\ on | p1 | p2 |" and md[3] == "| p1 | 2.72 | — |"
     assert (tmp_path / "forgetting.png").read_bytes()[:4] == b"\x89PNG"

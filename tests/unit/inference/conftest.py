@@ -35,8 +35,10 @@ def write_run(
 ) -> Path:
     """A run directory as training leaves it: resolved config, state.json, adapter dirs."""
     run.mkdir(parents=True)
-    config = {"model": {"name": str(model_dir), "size": None, "dtype": "float32", "attn_implementation": "sdpa"},
-              "phases": [{"name": p, "file": f"{p}.jsonl", "epochs": 1} for p in phases]}
+    config = {
+        "model": {"name": str(model_dir), "size": None, "dtype": "float32", "attn_implementation": "sdpa"},
+        "phases": [{"name": p, "file": f"{p}.jsonl", "epochs": 1} for p in phases],
+    }
     (run / "config.resolved.yaml").write_text(yaml.safe_dump(config))
     (run / "state.json").write_text(json.dumps({"finished_phases": [{"name": p, "steps": 3} for p in finished]}))
     for phase in finished:

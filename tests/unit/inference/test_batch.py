@@ -22,7 +22,9 @@ def test_text_file_one_prompt_per_non_empty_line(tmp_path):
 
 def test_jsonl_file_allows_multi_line_prompts(tmp_path):
     path = tmp_path / "prompts.jsonl"
-    path.write_text(json.dumps({"prompt": "def f():\n    return"}) + "\n\n" + json.dumps({"prompt": "x", "id": 2}) + "\n")
+    path.write_text(
+        json.dumps({"prompt": "def f():\n    return"}) + "\n\n" + json.dumps({"prompt": "x", "id": 2}) + "\n"
+    )
     assert read_prompts(path) == ["def f():\n    return", "x"]
 
 
@@ -57,8 +59,14 @@ def test_results_hold_prompt_both_answers_stats_and_parameters(tiny_model_dir, r
     assert [r["prompt"] for r in records] == ["def main():", "import os"]
     for record in records:
         assert record["phase"] == "phase1" and record["adapter"] == str(random_adapters["phase1"])
-        assert record["params"] == {"temperature": 0.0, "top_p": 1.0, "top_k": 50, "max_tokens": 6,
-                                    "repetition_penalty": 1.0, "seed": 3}
+        assert record["params"] == {
+            "temperature": 0.0,
+            "top_p": 1.0,
+            "top_k": 50,
+            "max_tokens": 6,
+            "repetition_penalty": 1.0,
+            "seed": 3,
+        }
         for side, adapter in (("base", False), ("ft", True)):
             again = generator.generate(record["prompt"], params, adapter=adapter)
             assert record[side]["text"] == again.text

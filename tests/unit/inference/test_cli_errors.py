@@ -83,7 +83,7 @@ def test_a_damaged_state_file_is_one_error_in_chat_and_report(damaged_run, capsy
 
 def test_a_damaged_forgetting_matrix_does_not_stop_the_report(damaged_run):
     (damaged_run / "eval").mkdir()
-    (damaged_run / "eval" / "forgetting.json").write_text("{\"columns\": ")
+    (damaged_run / "eval" / "forgetting.json").write_text('{"columns": ')
     report = build_report(RunDir(damaged_run))
     assert "(not shown: " in report and "forgetting.json is damaged" in report
 
@@ -107,13 +107,16 @@ def test_a_truncated_or_garbage_adapter_is_one_error(tiny_model_dir, random_adap
     else:
         (adapters["phase2"] / "adapter_config.json").write_text("{not json")
     cfg = tiny_model_config(tiny_model_dir)
-    with pytest.raises(UserError, match=f"cannot load the LoRA adapter in {adapters['phase2']}: .*truncated or damaged"):
+    with pytest.raises(
+        UserError, match=f"cannot load the LoRA adapter in {adapters['phase2']}: .*truncated or damaged"
+    ):
         Generator(load_base_model(cfg), load_tokenizer(cfg), adapters, active="phase2")
     generator = Generator(load_base_model(cfg), load_tokenizer(cfg), adapters, active="phase1")
     with pytest.raises(ParamError, match="cannot load the LoRA adapter"):  # /phase in the REPL: one error line
         generator.use_phase("phase2")
-    code, output = run(["chat", "--adapter", str(adapters["phase2"]), "--base-model", str(tiny_model_dir),
-                        "--prompt", "x"], capsys)
+    code, output = run(
+        ["chat", "--adapter", str(adapters["phase2"]), "--base-model", str(tiny_model_dir), "--prompt", "x"], capsys
+    )
     assert code == 2 and "Traceback" not in output
     assert ("adapter_config.json: cannot read it" if damage == "config" else "cannot load the LoRA adapter") in output
 

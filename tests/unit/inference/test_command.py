@@ -13,9 +13,25 @@ def test_chat_help_names_every_option(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["chat", "--help"])
     text = capsys.readouterr().out
-    for option in ("RUN_DIR|ADAPTER_DIR", "--phase", "--adapter", "--list", "--chat-template", "--prompt ",
-                   "--prompts", "--out", "--temperature", "--top-p", "--top-k", "--max-tokens",
-                   "--repetition-penalty", "--seed", "--base-model", "--output-dir", "--config"):
+    for option in (
+        "RUN_DIR|ADAPTER_DIR",
+        "--phase",
+        "--adapter",
+        "--list",
+        "--chat-template",
+        "--prompt ",
+        "--prompts",
+        "--out",
+        "--temperature",
+        "--top-p",
+        "--top-k",
+        "--max-tokens",
+        "--repetition-penalty",
+        "--seed",
+        "--base-model",
+        "--output-dir",
+        "--config",
+    ):
         assert option in text, option
 
 

@@ -22,32 +22,44 @@ def generator(tiny_model_dir, random_adapters):
     return Generator(load_base_model(cfg), load_tokenizer(cfg), random_adapters, active="phase2")
 
 
-@pytest.mark.parametrize(("name", "text", "value"), [
-    ("temperature", "0.7", 0.7), ("temperature", "0", 0.0), ("top_p", "1", 1.0), ("top_k", "0", 0),
-    ("max_tokens", "32", 32), ("repetition_penalty", "1.1", 1.1), ("seed", "3", 3), ("seed", "4294967295", 2**32 - 1),
-])
+@pytest.mark.parametrize(
+    ("name", "text", "value"),
+    [
+        ("temperature", "0.7", 0.7),
+        ("temperature", "0", 0.0),
+        ("top_p", "1", 1.0),
+        ("top_k", "0", 0),
+        ("max_tokens", "32", 32),
+        ("repetition_penalty", "1.1", 1.1),
+        ("seed", "3", 3),
+        ("seed", "4294967295", 2**32 - 1),
+    ],
+)
 def test_set_param_accepts(name, text, value):
     params = set_param(GenerationParams(), name, text)
     assert getattr(params, name) == value
     assert set_param(GenerationParams(), name, text) == params  # pure: the input is unchanged
 
 
-@pytest.mark.parametrize(("name", "text", "message"), [
-    ("temperature", "-1", "temperature must be a finite number >= 0"),
-    ("temperature", "nan", "temperature must be"),
-    ("temperature", "1e400", "temperature must be a finite number >= 0 (0: greedy), got '1e400'"),
-    ("temperature", "hot", "temperature must be a finite number >= 0 (0: greedy), got 'hot'"),
-    ("top_p", "0", "top_p must be a number in (0, 1]"),
-    ("top_k", "1.5", "top_k must be an integer from 0 to 2147483647"),
-    ("top_k", "99999999999999999999999", "top_k must be an integer from 0"),
-    ("max_tokens", "0", "max_tokens must be an integer from 1 to 2147483647"),
-    ("repetition_penalty", "0", "repetition_penalty must be a finite number > 0"),
-    ("repetition_penalty", "inf", "repetition_penalty must be a finite number > 0"),
-    ("seed", "1e26", "seed must be an integer from 0 to 4294967295, got '1e26'"),
-    ("seed", "100000000000000000000000000", "seed must be an integer from 0 to 4294967295"),
-    ("seed", "-1", "seed must be an integer from 0 to 4294967295"),
-    ("temprature", "1", "unknown parameter 'temprature'; one of: temperature, top_p"),
-])
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("temperature", "-1", "temperature must be a finite number >= 0"),
+        ("temperature", "nan", "temperature must be"),
+        ("temperature", "1e400", "temperature must be a finite number >= 0 (0: greedy), got '1e400'"),
+        ("temperature", "hot", "temperature must be a finite number >= 0 (0: greedy), got 'hot'"),
+        ("top_p", "0", "top_p must be a number in (0, 1]"),
+        ("top_k", "1.5", "top_k must be an integer from 0 to 2147483647"),
+        ("top_k", "99999999999999999999999", "top_k must be an integer from 0"),
+        ("max_tokens", "0", "max_tokens must be an integer from 1 to 2147483647"),
+        ("repetition_penalty", "0", "repetition_penalty must be a finite number > 0"),
+        ("repetition_penalty", "inf", "repetition_penalty must be a finite number > 0"),
+        ("seed", "1e26", "seed must be an integer from 0 to 4294967295, got '1e26'"),
+        ("seed", "100000000000000000000000000", "seed must be an integer from 0 to 4294967295"),
+        ("seed", "-1", "seed must be an integer from 0 to 4294967295"),
+        ("temprature", "1", "unknown parameter 'temprature'; one of: temperature, top_p"),
+    ],
+)
 def test_set_param_rejects_with_one_line(name, text, message):
     with pytest.raises(ParamError) as err:
         set_param(GenerationParams(), name, text)
@@ -66,7 +78,9 @@ def test_stats_line_is_parseable():
     completion = Completion(text="x", token_ids=[5] * 32, prompt_tokens=12, seconds=0.5, stop="max_tokens")
     line = completion.stats("ft")
     assert line == "[ft] prompt 12 tok | generated 32 tok | 0.50 s | 64.0 tok/s | stop: max_tokens"
-    assert re.fullmatch(r"\[(\w+)\] prompt (\d+) tok \| generated (\d+) tok \| ([\d.]+) s \| ([\d.]+) tok/s \| stop: (\w+)", line)
+    assert re.fullmatch(
+        r"\[(\w+)\] prompt (\d+) tok \| generated (\d+) tok \| ([\d.]+) s \| ([\d.]+) tok/s \| stop: (\w+)", line
+    )
     assert completion.to_json()["generated_tokens"] == 32
 
 
@@ -91,8 +105,15 @@ def test_base_answers_are_exactly_the_base_model_and_ft_differs(generator, tiny_
     ids = torch.tensor([generator.encode(PROMPT)])
     with torch.inference_mode():
         reference_logits = plain(input_ids=ids).logits[0]
-        reference_ids = plain.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                       max_new_tokens=16, eos_token_id=None, pad_token_id=0, use_cache=True)[0, ids.shape[1]:]
+        reference_ids = plain.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            do_sample=False,
+            max_new_tokens=16,
+            eos_token_id=None,
+            pad_token_id=0,
+            use_cache=True,
+        )[0, ids.shape[1] :]
     params = GenerationParams(max_tokens=16)
     for phase in ("phase2", "phase1"):  # also after a second adapter is loaded next to the first
         generator.use_phase(phase)

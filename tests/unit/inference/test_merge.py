@@ -27,18 +27,21 @@ def test_out_dir_must_be_new_or_empty_unless_forced(tmp_path, monkeypatch):
         check_out_dir(tmp_path / "file", force=True, protected={})
 
 
-@pytest.mark.parametrize(("out", "message"), [
-    ("work/run", "is the source run"),
-    ("work", "contains the source run"),
-    ("work/run/phase1/merged", "is inside the source run"),
-    ("work/run/phase1/adapter", "is the adapter"),
-    ("models/base", "is the base model"),
-    ("models", "contains the base model"),
-    ("models/base/merged", "is inside the base model"),
-    (".", "is the working directory"),
-    ("..", "contains the"),
-    ("link-to-run", "is the source run"),  # through a symlink
-])
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("work/run", "is the source run"),
+        ("work", "contains the source run"),
+        ("work/run/phase1/merged", "is inside the source run"),
+        ("work/run/phase1/adapter", "is the adapter"),
+        ("models/base", "is the base model"),
+        ("models", "contains the base model"),
+        ("models/base/merged", "is inside the base model"),
+        (".", "is the working directory"),
+        ("..", "contains the"),
+        ("link-to-run", "is the source run"),  # through a symlink
+    ],
+)
 def test_out_dir_never_is_contains_or_lies_inside_what_the_merge_reads(tmp_path, monkeypatch, out, message):
     run, base = tmp_path / "work" / "run", tmp_path / "models" / "base"
     (run / "phase1" / "adapter").mkdir(parents=True)
@@ -58,9 +61,13 @@ def test_out_dir_never_is_contains_or_lies_inside_what_the_merge_reads(tmp_path,
 def test_float32_tolerance_accepts_rounding_and_rejects_a_real_difference(tmp_path):
     reference = [torch.full((3, 10), 10.0), torch.full((2, 10), -4.0)]
     report = compare_logits(reference, [r + 5e-5 for r in reference], torch.float32, tmp_path)
-    assert report.relative_error == pytest.approx(5e-5 * (50 / (30 * 100 + 20 * 16)) ** 0.5, rel=1e-2)  # fp32 rounding of 10 + 5e-5
+    assert report.relative_error == pytest.approx(
+        5e-5 * (50 / (30 * 100 + 20 * 16)) ** 0.5, rel=1e-2
+    )  # fp32 rounding of 10 + 5e-5
     assert (report.allowed, report.probes) == (1e-4, 2)
-    with pytest.raises(UserError, match=r"differ from base \+ adapter by 0.000951 \(relative; allowed 0.0001 in float32\); nothing"):
+    with pytest.raises(
+        UserError, match=r"differ from base \+ adapter by 0.000951 \(relative; allowed 0.0001 in float32\); nothing"
+    ):
         compare_logits(reference, [reference[0] + 1e-2, reference[1]], torch.float32, tmp_path)
 
 

@@ -13,7 +13,9 @@ from phased_cpt.inference.repl import Repl
 from phased_cpt.modeling import load_base_model, load_tokenizer
 from tests.unit.inference.conftest import tiny_model_config
 
-STATS = re.compile(r"^\[(base|ft)\] prompt (\d+) tok \| generated (\d+) tok \| [\d.]+ s \| [\d.]+ tok/s \| stop: (eos|max_tokens)$")
+STATS = re.compile(
+    r"^\[(base|ft)\] prompt (\d+) tok \| generated (\d+) tok \| [\d.]+ s \| [\d.]+ tok/s \| stop: (eos|max_tokens)$"
+)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,8 @@ def test_compare_toggle_base_and_ft_modes(repl):
 
 def test_phase_lists_and_switches(repl):
     assert said(repl, "/phase")[:2] == [
-        f"  1. phase1  {repl.generator.adapters['phase1']}", f"* 2. phase2  {repl.generator.adapters['phase2']}",
+        f"  1. phase1  {repl.generator.adapters['phase1']}",
+        f"* 2. phase2  {repl.generator.adapters['phase2']}",
     ]
     assert said(repl, "/phase 1") == [f"phase: phase1 ({repl.generator.adapters['phase1']})"]
     assert "--- fine-tuned (phase1) ---" in said(repl, "/ft", "abc")
@@ -80,15 +83,23 @@ def test_phase_lists_and_switches(repl):
     assert said(repl, "/phase nine") == ["error: unknown phase 'nine'; one of: phase1, phase2"]
 
 
-@pytest.mark.parametrize(("line", "error"), [
-    ("/bogus", "error: unknown command /bogus (/help lists the commands)"),
-    ("/set temperature hot", "error: temperature must be a finite number >= 0 (0: greedy), got 'hot'"),
-    ("/set seed 1e26", "error: seed must be an integer from 0 to 4294967295, got '1e26'"),
-    ("/set seed 100000000000000000000000000",
-     "error: seed must be an integer from 0 to 4294967295, got '100000000000000000000000000'"),
-    ("/set max_tokens", "error: usage: /set NAME VALUE, e.g. /set temperature 0.7"),
-    ("/set colour 3", "error: unknown parameter 'colour'; one of: temperature, top_p, top_k, max_tokens, repetition_penalty, seed"),
-])
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        ("/bogus", "error: unknown command /bogus (/help lists the commands)"),
+        ("/set temperature hot", "error: temperature must be a finite number >= 0 (0: greedy), got 'hot'"),
+        ("/set seed 1e26", "error: seed must be an integer from 0 to 4294967295, got '1e26'"),
+        (
+            "/set seed 100000000000000000000000000",
+            "error: seed must be an integer from 0 to 4294967295, got '100000000000000000000000000'",
+        ),
+        ("/set max_tokens", "error: usage: /set NAME VALUE, e.g. /set temperature 0.7"),
+        (
+            "/set colour 3",
+            "error: unknown parameter 'colour'; one of: temperature, top_p, top_k, max_tokens, repetition_penalty, seed",
+        ),
+    ],
+)
 def test_bad_commands_get_one_error_line_and_change_nothing(repl, line, error):
     assert said(repl, line) == [error]
     assert repl.params == GenerationParams(max_tokens=8)
@@ -151,4 +162,6 @@ def test_a_prompt_longer_than_the_context_is_one_error_line(repl):
         config.max_position_embeddings = saved
     assert len(lines) == 1 and re.fullmatch(
         r"error: the prompt is \d+ tokens, but the model's context is 8 tokens \(max_position_embeddings\), "
-        r"leaving no room for an answer; shorten the prompt", lines[0])
+        r"leaving no room for an answer; shorten the prompt",
+        lines[0],
+    )

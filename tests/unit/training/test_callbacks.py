@@ -68,8 +68,15 @@ def test_a_non_finite_value_is_never_logged_as_a_number(tmp_path, monkeypatch):
     sink.close()
     wandb.teardown()  # waits for W&B's service to finish writing the offline run file
     records = [json.loads(line) for line in run.metrics_file.read_text().splitlines()]
-    assert records[1] == {"step": 2, "phase": "p", "kind": "train", "loss": None, "perplexity": None,
-                          "grad_norm": None, "skipped_steps": 1.0}
+    assert records[1] == {
+        "step": 2,
+        "phase": "p",
+        "kind": "train",
+        "loss": None,
+        "perplexity": None,
+        "grad_norm": None,
+        "skipped_steps": 1.0,
+    }
     events = EventAccumulator(str(run.tensorboard_dir))
     events.Reload()
     assert [e.step for e in events.Scalars("train/loss")] == [1, 3]

@@ -38,6 +38,7 @@ def config(data_file: Path, *overrides: str, path: Path | None = None):
 
 # --- auto: ZeRO-2 or ZeRO-3 ------------------------------------------------------------------
 
+
 def test_auto_picks_zero3_for_long_rows_whatever_the_memory():
     name, reason = choose_zero_stage(AUTO_ZERO3_MAX_TOKENS + 1, zero2_bytes_per_gpu=1, gpu_bytes=80 * GiB)
     assert name == "zero3"
@@ -69,8 +70,15 @@ def test_plan_auto_on_cpu_follows_max_tokens(data_file):
 
 
 def test_plan_auto_with_parameter_offload_is_zero3(data_file):
-    plan = plan_deepspeed(config(data_file, "deepspeed=auto", "deepspeed_offload=optimizer_and_params",
-                                 "context.max_tokens=1024", "context.overlap_tokens=0"))
+    plan = plan_deepspeed(
+        config(
+            data_file,
+            "deepspeed=auto",
+            "deepspeed_offload=optimizer_and_params",
+            "context.max_tokens=1024",
+            "context.overlap_tokens=0",
+        )
+    )
     assert plan.zero_stage == 3
     assert plan.config["zero_optimization"]["offload_param"]["device"] == "cpu"
 
@@ -80,6 +88,7 @@ def test_plan_none_without_deepspeed(data_file):
 
 
 # --- the config files ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name,stage", [("zero2", 2), ("zero3", 3)])
 def test_named_configs_have_their_stage_and_no_offload(data_file, name, stage):
@@ -95,9 +104,20 @@ def test_every_auto_value_is_filled_by_the_trainer(name):
     """HF fills "auto" from TrainingArguments; an "auto" it does not know would reach DeepSpeed."""
     config = apply_offload(named_config(name), "optimizer")
     args = SimpleNamespace(
-        world_size=2, per_device_train_batch_size=3, gradient_accumulation_steps=4, max_grad_norm=0.5,
-        learning_rate=1e-4, adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8, weight_decay=0.1,
-        save_on_each_node=False, fp16=False, fp16_full_eval=False, bf16=True, bf16_full_eval=False,
+        world_size=2,
+        per_device_train_batch_size=3,
+        gradient_accumulation_steps=4,
+        max_grad_norm=0.5,
+        learning_rate=1e-4,
+        adam_beta1=0.9,
+        adam_beta2=0.999,
+        adam_epsilon=1e-8,
+        weight_decay=0.1,
+        save_on_each_node=False,
+        fp16=False,
+        fp16_full_eval=False,
+        bf16=True,
+        bf16_full_eval=False,
         get_warmup_steps=lambda steps: 0,
     )
     hf = HfTrainerDeepSpeedConfig(config)
@@ -121,6 +141,7 @@ def test_user_json_file_is_used_as_is_and_resolved_against_the_config_dir(tmp_pa
 
 
 # --- offload ---------------------------------------------------------------------------------
+
 
 def test_offload_optimizer_moves_adam_states_and_uses_deepspeed_cpu_adam():
     base = named_config("zero3")
@@ -147,8 +168,8 @@ def test_plan_applies_the_offload_key_and_says_so(data_file):
     assert "offload: optimizer" in plan.reason
 
 
-
 # --- package data ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", NAMED_CONFIGS)
 def test_repository_copies_for_older_configs_equal_the_packaged_configs(name):
@@ -174,8 +195,15 @@ def test_auto_says_which_input_was_missing(tmp_path):
     from phased_cpt.training.deepspeed_plan import plan_deepspeed
 
     model = Path(__file__).resolve().parents[2] / "fixtures" / "model_configs" / "qwen2.5-0.5b"
-    cfg, _ = load_config(None, base_data={"model": {"name": str(model), "size": None}, "deepspeed": "auto",
-                                          "context": {"max_tokens": 4096, "overlap_tokens": 256}}, check_files=False)
+    cfg, _ = load_config(
+        None,
+        base_data={
+            "model": {"name": str(model), "size": None},
+            "deepspeed": "auto",
+            "context": {"max_tokens": 4096, "overlap_tokens": 256},
+        },
+        check_files=False,
+    )
     reason = plan_deepspeed(cfg, 8).reason
     assert "no GPU here" in reason and "size is unknown" not in reason
     assert "ZeRO-2 needs ~" in plan_deepspeed(cfg, 8, gpu_bytes=80 * GiB).reason

@@ -31,7 +31,9 @@ def pieces(tiny_model_dir, tmp_path_factory):
     tokenizer = load_tokenizer(ModelConfig(name=str(tiny_model_dir)))
     context = ContextConfig(max_tokens=64, overlap_tokens=8)
     data = build_run_data(phases, DataConfig(eval_ratio=0.34), tokenizer, context, seed=0, cache_dir=work / "cache")
-    model = attach_lora(load_base_model(ModelConfig(name=str(tiny_model_dir), dtype="float32")), LoraConfig(r=4, alpha=8))
+    model = attach_lora(
+        load_base_model(ModelConfig(name=str(tiny_model_dir), dtype="float32")), LoraConfig(r=4, alpha=8)
+    )
     return model, data, make_collator(tokenizer, context)
 
 
@@ -73,7 +75,9 @@ def test_each_matrix_cell_logs_a_line(tmp_path, pieces, caplog):
     sink.close()
     lines = [r.getMessage() for r in caplog.records]
     assert [line.split(": perplexity")[0] for line in lines] == [
-        "forgetting matrix 1/2: after a on a", "forgetting matrix 2/2: after a on b"]
+        "forgetting matrix 1/2: after a on a",
+        "forgetting matrix 2/2: after a on b",
+    ]
 
 
 def test_without_the_forgetting_matrix_only_the_current_phase_is_evaluated(tmp_path, pieces):

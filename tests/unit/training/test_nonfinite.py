@@ -28,7 +28,9 @@ class Snapshots(TrainerCallback):
         self.moments: dict[int, list[torch.Tensor]] = {}
 
     def on_step_end(self, args, state, control, model=None, optimizer=None, **kwargs):
-        self.weights[state.global_step] = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+        self.weights[state.global_step] = {
+            n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad
+        }
         self.moments[state.global_step] = [
             s["exp_avg"].clone() for s in optimizer.optimizer.state.values() if "exp_avg" in s
         ]
@@ -81,20 +83,34 @@ def setup(tiny_model_dir, tmp_path):
     context = ContextConfig(max_tokens=64, overlap_tokens=8)
     phase = PhaseConfig(name="p", file=write_jsonl(tmp_path / "p.jsonl", bundled_texts("phase1_foundation", 12)))
     data = build_phase_data(phase, DataConfig(eval_ratio=0.0), tokenizer, context, seed=0, cache_dir=tmp_path / "cache")
-    model = attach_lora(load_base_model(ModelConfig(name=str(tiny_model_dir), dtype="float32")), LoraConfig(r=4, alpha=8))
+    model = attach_lora(
+        load_base_model(ModelConfig(name=str(tiny_model_dir), dtype="float32")), LoraConfig(r=4, alpha=8)
+    )
     return tokenizer, context, data, model
 
 
 def make_trainer(setup, tmp_path, callbacks, max_nonfinite=3, **training):
     tokenizer, context, data, model = setup
     cfg = TrainingConfig(
-        micro_batch_size=2, gradient_accumulation_steps=2, learning_rate=1e-2, warmup_ratio=0.0, weight_decay=0.1,
-        max_steps=5, logging_steps=1, save_steps=1000, gradient_checkpointing=False,
-        max_nonfinite_losses=max_nonfinite, **training,
+        micro_batch_size=2,
+        gradient_accumulation_steps=2,
+        learning_rate=1e-2,
+        warmup_ratio=0.0,
+        weight_decay=0.1,
+        max_steps=5,
+        logging_steps=1,
+        save_steps=1000,
+        gradient_checkpointing=False,
+        max_nonfinite_losses=max_nonfinite,
+        **training,
     )
     return PhaseTrainer(
-        model=model, args=training_arguments(cfg, 1, tmp_path / "out"), train_dataset=data.train.dataset,
-        data_collator=make_collator(tokenizer, context), processing_class=tokenizer, callbacks=callbacks,
+        model=model,
+        args=training_arguments(cfg, 1, tmp_path / "out"),
+        train_dataset=data.train.dataset,
+        data_collator=make_collator(tokenizer, context),
+        processing_class=tokenizer,
+        callbacks=callbacks,
         max_nonfinite_losses=max_nonfinite,
     )
 
@@ -124,8 +140,13 @@ def test_a_skipped_step_leaves_weights_and_adam_moments_bit_identical(setup, tmp
 
 def test_the_progress_bar_never_shows_a_non_finite_loss_as_a_number():
     metrics = MetricsCallback(Sink(), "p", step_offset=0)
-    metrics.latest = {"loss": math.nan, "perplexity": math.nan, "learning_rate": 1e-3, "tokens_per_second": 10.0,
-                      "skipped_steps": 1}
+    metrics.latest = {
+        "loss": math.nan,
+        "perplexity": math.nan,
+        "learning_rate": 1e-3,
+        "tokens_per_second": 10.0,
+        "skipped_steps": 1,
+    }
     bar = ProgressCallback("p", metrics)
 
     class State:

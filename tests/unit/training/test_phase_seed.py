@@ -37,7 +37,9 @@ def phase_setup(tiny_model_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("seed")
     model_config = ModelConfig(name=str(tiny_model_dir), dtype="float32", attn_implementation="sdpa")
     tokenizer = load_tokenizer(model_config)
-    phase = PhaseConfig(name="phase2_evolution", file=write_jsonl(work / "p.jsonl", bundled_texts("phase2_evolution", 8)))
+    phase = PhaseConfig(
+        name="phase2_evolution", file=write_jsonl(work / "p.jsonl", bundled_texts("phase2_evolution", 8))
+    )
     data = build_phase_data(phase, DataConfig(eval_ratio=0.25), tokenizer, CONTEXT, seed=0)
     return model_config, tokenizer, phase, data
 
@@ -51,11 +53,13 @@ def train_after(phase_setup, tmp_path, disturb: bool) -> dict[str, torch.Tensor]
         torch.randn(1000), random.random(), np.random.rand(7)
         evaluate_rows(model, data.eval.dataset, make_collator(tokenizer, CONTEXT), batch_size=2)
         callbacks.append(DrawsOnTrainBegin())
-    training = TrainingConfig(learning_rate=3e-3, max_steps=3, save_steps=100, lora=LORA,
-                              seed=phase_seed(0, phase.name))
+    training = TrainingConfig(
+        learning_rate=3e-3, max_steps=3, save_steps=100, lora=LORA, seed=phase_seed(0, phase.name)
+    )
     out = tmp_path / ("disturbed" if disturb else "clean")
-    train_phase(model, tokenizer, data, PhaseSettings(training, CONTEXT, 1.0), PhaseOutput(out, out / "adapter"),
-                callbacks)
+    train_phase(
+        model, tokenizer, data, PhaseSettings(training, CONTEXT, 1.0), PhaseOutput(out, out / "adapter"), callbacks
+    )
     return {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
 
 

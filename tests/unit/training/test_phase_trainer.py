@@ -14,8 +14,9 @@ from phased_cpt.training.schedule import phase_lr
 
 
 def trainer(model_dir, tmp_path, lora: LoraConfig, **kwargs) -> PhaseTrainer:
-    model = attach_lora(load_base_model(ModelConfig(name=str(model_dir), dtype="float32", attn_implementation="sdpa")),
-                        lora)
+    model = attach_lora(
+        load_base_model(ModelConfig(name=str(model_dir), dtype="float32", attn_implementation="sdpa")), lora
+    )
     training = TrainingConfig(learning_rate=1e-3, weight_decay=0.1, lora=lora, max_steps=10)
     return PhaseTrainer(model=model, args=training_arguments(training, 1, tmp_path), max_nonfinite_losses=3, **kwargs)
 

@@ -65,7 +65,9 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one_saying_why(t
     assert PROBLEMS[damage] in checkpoint_problem(latest)
     with caplog.at_level("WARNING", logger="phased_cpt.run_dir"):
         assert latest_checkpoint(tmp_path).name == "checkpoint-3"
-    assert f"{latest} is not usable: {PROBLEMS[damage]}" in caplog.text and "falling back to checkpoint-3" in caplog.text
+    assert (
+        f"{latest} is not usable: {PROBLEMS[damage]}" in caplog.text and "falling back to checkpoint-3" in caplog.text
+    )
 
 
 def test_no_usable_checkpoint_starts_the_phase_over_saying_so(tmp_path, caplog):
@@ -125,10 +127,18 @@ def test_resume_point_counts_finished_phases(tmp_path):
 
 
 def test_config_differences_list_run_settings_and_allow_logging_ones():
-    stored = {"context": {"max_tokens": 2048}, "training": {"logging_steps": 10, "lora": {"r": 8}},
-              "wandb": {"project": "a"}, "phases": [{"name": "p", "epochs": 1, "description": "x"}]}
-    current = {"context": {"max_tokens": 1024}, "training": {"logging_steps": 50, "lora": {"r": 16}},
-               "wandb": {"project": "b"}, "phases": [{"name": "p", "epochs": 2, "description": "y"}]}
+    stored = {
+        "context": {"max_tokens": 2048},
+        "training": {"logging_steps": 10, "lora": {"r": 8}},
+        "wandb": {"project": "a"},
+        "phases": [{"name": "p", "epochs": 1, "description": "x"}],
+    }
+    current = {
+        "context": {"max_tokens": 1024},
+        "training": {"logging_steps": 50, "lora": {"r": 16}},
+        "wandb": {"project": "b"},
+        "phases": [{"name": "p", "epochs": 2, "description": "y"}],
+    }
     assert config_differences(stored, current) == [
         "context.max_tokens: was 2048, now 1024",
         "phases.0.epochs: was 1, now 2",

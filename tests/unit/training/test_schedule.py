@@ -44,8 +44,7 @@ def test_wsd_each_phase_warms_up_holds_and_anneals_within_every_phase():
         values = lrs(training, index, 3, steps=8, warmup_steps=2)
         assert values[:3] == pytest.approx([0.0, PEAK / 2, PEAK])
         assert values[3:5] == pytest.approx([PEAK, PEAK])  # stable: 8 - 2 warmup - 4 decay = 2 steps
-        assert values[5:] == pytest.approx([PEAK * 0.5 * (1 + math.cos(math.pi * k / 4))
-                                            for k in range(1, 5)])
+        assert values[5:] == pytest.approx([PEAK * 0.5 * (1 + math.cos(math.pi * k / 4)) for k in range(1, 5)])
         assert values[-1] == pytest.approx(0.0)
 
 
@@ -59,8 +58,9 @@ def test_lr_scale_multiplies_the_phases_learning_rate(tmp_path):
     data.write_text('{"training_content": "x"}\n')
     training = TrainingConfig(learning_rate=2e-4)
     assert PhaseConfig(name="p", file=data, lr_scale=0.5).training_for(training).learning_rate == pytest.approx(1e-4)
-    assert PhaseConfig(name="p", file=data, learning_rate=1e-3, lr_scale=0.1).training_for(training).learning_rate \
-        == pytest.approx(1e-4)
+    assert PhaseConfig(name="p", file=data, learning_rate=1e-3, lr_scale=0.1).training_for(
+        training
+    ).learning_rate == pytest.approx(1e-4)
     assert PhaseConfig(name="p", file=data).training_for(training).learning_rate == 2e-4
 
 

@@ -21,8 +21,15 @@ from phased_cpt.training.throughput import (
     step_flops,
 )
 
-QWEN25_7B = dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
-                 num_attention_heads=28, num_key_value_heads=4, tie_word_embeddings=False)
+QWEN25_7B = dict(
+    vocab_size=152064,
+    hidden_size=3584,
+    intermediate_size=18944,
+    num_hidden_layers=28,
+    num_attention_heads=28,
+    num_key_value_heads=4,
+    tie_word_embeddings=False,
+)
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +61,21 @@ def test_packed_documents_attend_only_within_themselves(qwen25_7b_shape):
     assert two_documents == pytest.approx(one_row / 2)
     # the linear part is the same for the same tokens
     assert step_flops(qwen25_7b_shape, np.array([8192, 8192])) - two_documents == pytest.approx(
-        step_flops(qwen25_7b_shape, np.array([16384])) - one_row)
+        step_flops(qwen25_7b_shape, np.array([16384])) - one_row
+    )
 
 
 def test_flops_per_token_averages_over_the_phase_and_handles_no_tokens():
-    shape = ModelShape(layers=2, hidden_size=8, intermediate_size=16, vocab_size=10, attention_heads=2, kv_heads=2,
-                       head_dim=4, parameters=1000)
+    shape = ModelShape(
+        layers=2,
+        hidden_size=8,
+        intermediate_size=16,
+        vocab_size=10,
+        attention_heads=2,
+        kv_heads=2,
+        head_dim=4,
+        parameters=1000,
+    )
     lengths = np.array([10, 30])
     expected = (4 * 1000 * 40 + 6 * 8 * 2 * (10**2 + 30**2)) / 40
     assert flops_per_token(shape, lengths) == pytest.approx(expected)
@@ -82,11 +98,20 @@ def test_chunk_lengths_of_a_packed_row_dataset():
     assert chunk_lengths([{"input_ids": [1]}]) is None
 
 
-@pytest.mark.parametrize("name, tflops", [
-    ("NVIDIA H100 80GB HBM3", 989.0), ("NVIDIA H100 PCIe", 756.0), ("NVIDIA H100 NVL", 835.0),
-    ("NVIDIA H200", 989.0), ("NVIDIA A100-SXM4-80GB", 312.0), ("NVIDIA A100 80GB PCIe", 312.0),
-    ("NVIDIA L40S", 362.0), ("NVIDIA L4", 121.0), ("NVIDIA GeForce GTX 1080", None),
-])
+@pytest.mark.parametrize(
+    "name, tflops",
+    [
+        ("NVIDIA H100 80GB HBM3", 989.0),
+        ("NVIDIA H100 PCIe", 756.0),
+        ("NVIDIA H100 NVL", 835.0),
+        ("NVIDIA H200", 989.0),
+        ("NVIDIA A100-SXM4-80GB", 312.0),
+        ("NVIDIA A100 80GB PCIe", 312.0),
+        ("NVIDIA L40S", 362.0),
+        ("NVIDIA L4", 121.0),
+        ("NVIDIA GeForce GTX 1080", None),
+    ],
+)
 def test_spec_peaks_of_known_gpus(name, tflops):
     assert spec_peak_tflops(name) == tflops
 

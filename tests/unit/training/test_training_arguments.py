@@ -9,9 +9,19 @@ from phased_cpt.training.phase import training_arguments
 
 def test_each_training_key_is_passed_to_the_trainer(tmp_path):
     training = TrainingConfig(
-        micro_batch_size=3, gradient_accumulation_steps=5, learning_rate=7e-5, lr_scheduler="linear",
-        warmup_ratio=0.2, weight_decay=0.01, max_grad_norm=0.5, gradient_checkpointing=False, seed=123,
-        logging_steps=4, save_steps=9, max_steps=17, lora=LoraConfig(r=4),
+        micro_batch_size=3,
+        gradient_accumulation_steps=5,
+        learning_rate=7e-5,
+        lr_scheduler="linear",
+        warmup_ratio=0.2,
+        weight_decay=0.01,
+        max_grad_norm=0.5,
+        gradient_checkpointing=False,
+        seed=123,
+        logging_steps=4,
+        save_steps=9,
+        max_steps=17,
+        lora=LoraConfig(r=4),
     )
     args = training_arguments(training, epochs=2.5, phase_dir=tmp_path)
     assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (3, 5)
