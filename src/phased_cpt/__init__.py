@@ -3,7 +3,7 @@
 Layout (docs/architecture.md has the layers and what may import what): `config/` (the strict
 config), `data/` (documents -> chunks -> rows), `modeling.py` (model, tokenizer, LoRA), `run_dir.py`
 (the run directory contract), `distributed.py` (which process this is), `training/` (the recipe
-and one phase), `evaluation/`, `inference/`, `quickstart/` (the embedded demo), `cli.py` (the
+and one phase), `evaluation/`, `inference/`, `quickstart/` (the embedded demo), `cli/` (the
 `phased-cpt` command).
 """
 

@@ -33,7 +33,7 @@ def test_from_git_on_this_repository_then_validate_plan_and_train(tiny_model_dir
         assert lines, f"{name} is empty"
         assert all(json.loads(line)["training_content"].strip() for line in lines)
     paths = {json.loads(line)["path"] for line in files["phase1_foundation"].read_text().splitlines()}
-    assert "src/phased_cpt/cli.py" in paths and "README.md" in paths
+    assert "src/phased_cpt/cli/commands.py" in paths and "README.md" in paths
     assert summary  # the machine-readable summary parses
 
     cfg = tiny_run_config(

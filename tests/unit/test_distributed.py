@@ -124,7 +124,7 @@ def test_zero_processes_is_refused(tmp_path):
 
 
 def test_launch_and_doctor_arguments():
-    from phased_cpt.cli import build_parser
+    from phased_cpt.cli.parser import build_parser
 
     args = build_parser().parse_args(
         [

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from phased_cpt.cli import build_parser, chat_output_dir, params_from_args
+from phased_cpt.cli.commands import chat_output_dir, params_from_args
+from phased_cpt.cli.parser import build_parser
 from phased_cpt.errors import UserError
 from phased_cpt.inference.params import GenerationParams
 

@@ -1,0 +1,322 @@
+"""One function per subcommand: it calls into the package and prints what the user asked for.
+Errors are raised (`UserError` and its kinds); `cli.main` maps them to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from phased_cpt import interrupt
+from phased_cpt.errors import StorageError, UserError
+
+if TYPE_CHECKING:
+    from phased_cpt.config import RunConfig
+    from phased_cpt.inference.params import GenerationParams
+
+logger = logging.getLogger("phased_cpt")
+
+
+def cmd_from_git(args: argparse.Namespace) -> int:
+    import json
+
+    from phased_cpt.from_git import build_datasets
+
+    summary = build_datasets(
+        args.repo,
+        args.out,
+        rev=args.rev,
+        since=args.since,
+        max_file_bytes=args.max_file_bytes,
+        excludes=args.excludes,
+        includes=args.includes,
+        use_default_excludes=args.use_default_excludes,
+        prs=args.prs,
+        max_diff_bytes=args.max_diff_bytes,
+        keep_duplicates=args.keep_duplicates,
+        allow_other_owner=args.allow_other_owner,
+    )
+    print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.format_table())
+    return 0
+
+
+def run_config(args: argparse.Namespace, announce: bool = False) -> RunConfig:
+    """The config of `train` and `plan`: CONFIG, or the embedded quickstart without one; with
+    `--set` overrides applied and the config's warnings shown."""
+    from phased_cpt.config import load_config
+
+    if args.config is None:
+        from phased_cpt.quickstart import describe_quickstart, quickstart_config_data, quickstart_model_dir
+
+        model_dir = quickstart_model_dir()
+        cfg, notes = load_config(None, args.overrides, base_data=quickstart_config_data(model_dir))
+        if announce:  # what actually runs: the --set overrides may point at your files or model
+            logger.info("%s", describe_quickstart(cfg.model.name, {p.name: p.file for p in cfg.phases}, model_dir))
+    else:
+        cfg, notes = load_config(args.config, args.overrides)
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
+    return cfg
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from phased_cpt.training.recipe import run_training
+    from phased_cpt.training.signals import TrainingInterrupted
+
+    cfg = run_config(args, announce=True)
+    try:
+        run = run_training(cfg, resume=args.resume)
+    except StorageError as err:
+        room = "once there is room (or the directory is writable)"
+        then = (
+            f"the run can be resumed {room}: {resume_command(args, err.run_path)}"
+            if err.run_path
+            else f"nothing was left half-written: run the command again {room}"
+        )
+        raise StorageError(f"{err}; {then}") from err
+    except TrainingInterrupted as stop:
+        print(
+            f"stopped by {signal.Signals(stop.signum).name}: a checkpoint was saved in {stop.run_path}\n"
+            f"resume with:  {resume_command(args, stop.run_path)}",
+            file=sys.stderr,
+        )
+        return stop.exit_code
+    logger.info("done: %s (final adapter: %s)", run.path, run.final_adapter())
+    return 0
+
+
+def resume_command(args: argparse.Namespace, run_path: Path) -> str:
+    parts = ["phased-cpt", "train"]
+    if args.config is not None:
+        parts.append(str(args.config))
+    for override in args.overrides:
+        parts += ["--set", override]
+    parts += ["--resume", str(Path(run_path).resolve())]
+    return shlex.join(parts)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from phased_cpt.evaluation.report import build_report, write_report
+    from phased_cpt.run_dir import RunDir
+
+    run = RunDir(args.run_dir)
+    path = write_report(run)
+    print(build_report(run))
+    print(f"\nwritten: {path}", file=sys.stderr)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from phased_cpt.config import dump_config, load_config
+    from phased_cpt.config.legacy import TRANSLATED
+    from phased_cpt.data.jsonl import scan_files, scan_phase_files
+    from phased_cpt.errors import DataError
+
+    if args.print_translated:
+        # The translation prints even when the data files do not exist yet; they are checked after.
+        draft, notes = load_config(args.config, args.overrides, check_files=False)
+        header = ["# translated from the older tool's layout by phased-cpt\n"] if TRANSLATED in notes else []
+        header += [f"# note: {note}\n" for note in notes if note != TRANSLATED]
+        print("".join(header) + dump_config(draft), end="", flush=True)
+    cfg, notes = load_config(args.config, args.overrides)
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
+    problems = model_setting_problems(cfg)
+    general = cfg.general.files + ([cfg.evaluation.general_file] if cfg.evaluation.general_file else [])
+    groups = []
+    for phase in cfg.phases:
+        try:
+            groups.append((phase.name, scan_phase_files(phase, cfg.data)))
+        except DataError as err:  # an eval_file that is the training data again
+            problems.append(str(err))
+    groups += [("general", scan_files(general, cfg.data))] if general else []
+    for name, scans in groups:
+        for scan in scans:
+            try:
+                scan.raise_if_bad(cfg.data.text_field)
+                skipped = f", {len(scan.rejected)} line(s) to be left out ({scan.duplicates} duplicate(s))"
+                print(
+                    f"{name}: {scan.documents} documents in {scan.path}{skipped if scan.rejected else ''}",
+                    file=sys.stderr,
+                )
+            except DataError as err:
+                problems.append(str(err))
+    if problems:
+        raise DataError("\n".join(problems))
+    print(
+        f"{args.config}: config and the data files of {len(cfg.phases)} phase(s)"
+        f"{' and the general source' if general else ''} are valid",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def model_setting_problems(cfg: RunConfig) -> list[str]:
+    """`modeling.check_model_settings` where it has something to check: flash_attention_2 asked
+    for, or the model's config.json on this machine. Only then are torch and transformers
+    imported, so validating a config for a model that is not here stays light."""
+    from phased_cpt.memory import locate_model_config
+
+    if cfg.model.attn_implementation != "flash_attention_2" and locate_model_config(cfg.model.name) is None:
+        return []
+    from phased_cpt.modeling import check_model_settings
+
+    return check_model_settings(cfg.model, cfg.training.lora)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    import contextlib
+    import json
+
+    if args.gpus is not None and args.gpus < 1 or args.nodes < 1:
+        raise UserError("--gpus and --nodes must be at least 1")
+    if args.bytes_per_token is not None and args.bytes_per_token <= 0:
+        raise UserError("--bytes-per-token must be positive")
+    cfg = run_config(args)
+    with contextlib.redirect_stdout(sys.stderr):  # libraries print notices on import; stdout is the plan only
+        from phased_cpt.data.plan import BYTES_PER_TOKEN
+        from phased_cpt.planning import format_run_plan, plan_run, run_plan_json
+
+        world = args.gpus * args.nodes if args.gpus else None
+        run = plan_run(
+            cfg, world, args.nodes, args.gpu_model, args.model_config, args.bytes_per_token or BYTES_PER_TOKEN
+        )
+    if args.json:
+        print(json.dumps(run_plan_json(run, cfg.context), indent=2))
+    else:
+        print(format_run_plan(run, cfg.context, cfg.training))
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from phased_cpt.inference.discovery import describe_runs, resolve_target
+
+    output_dir = chat_output_dir(args)
+    if args.list:
+        print(describe_runs(output_dir, args.target), end="")
+        return 0
+    if args.out is not None and not (args.prompt or args.prompts):
+        raise UserError("--out needs --prompt TEXT or --prompts FILE (it records their answers)")
+    params = params_from_args(args)
+    prompts = list(args.prompt)
+    if args.prompts is not None:
+        from phased_cpt.inference.batch import read_prompts
+
+        prompts += read_prompts(args.prompts)
+    if any(not p.strip() for p in prompts):
+        raise UserError("--prompt: a prompt is empty")
+    target = resolve_target(
+        args.target, output_dir=output_dir, phase=args.phase, adapter=args.adapter, base_model=args.base_model
+    )
+    logger.info("base model: %s", target.model.name)  # before the imports: the first seconds show what loads
+    logger.info("adapter: %s (%s)", target.active, target.adapter_dir)
+    from phased_cpt.inference.generation import load_generator
+
+    generator = load_generator(target, args.chat_template)
+    interrupt.take_over()  # loaded: from here Ctrl-C stops an answer (REPL) or the whole command
+    if prompts:
+        from phased_cpt.inference.batch import compare_prompts
+
+        compare_prompts(generator, prompts, params, sys.stdout, args.out)
+        if args.out is not None:
+            logger.info("wrote %d result(s) to %s", len(prompts), args.out)
+        return 0
+    from phased_cpt.inference.repl import Repl
+
+    if sys.stdin.isatty():
+        import readline  # noqa: F401  (line editing and history for input())
+    return Repl(generator, params).run()
+
+
+def chat_output_dir(args: argparse.Namespace) -> Path:
+    if args.output_dir is not None:
+        return args.output_dir
+    if args.config is not None:
+        from phased_cpt.config import load_config
+
+        return load_config(args.config, check_files=False)[0].output.dir
+    return Path("outputs")
+
+
+def params_from_args(args: argparse.Namespace) -> GenerationParams:
+    from phased_cpt.inference.params import PARAM_CHECKS, GenerationParams, ParamError, set_param
+
+    params = GenerationParams()
+    for name in PARAM_CHECKS:
+        value = getattr(args, name)
+        if value is not None:
+            try:
+                params = set_param(params, name, value)
+            except ParamError as err:
+                raise UserError(f"--{name.replace('_', '-')}: {err}") from None
+    return params
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from phased_cpt.inference.discovery import resolve_target
+
+    target = resolve_target(args.target, phase=args.phase, base_model=args.base_model)
+    from phased_cpt.inference.merge import merge_adapter  # torch: only once the arguments are checked
+
+    model = target.model if args.dtype is None else target.model.model_copy(update={"dtype": args.dtype})
+    logger.info("merging %s into %s", target.adapter_dir, model.name)
+    report = merge_adapter(
+        model,
+        target.adapter_dir,
+        args.out,
+        force=args.force,
+        run_dir=target.run.path if target.run is not None else None,
+    )
+    print(
+        f"merged {target.active} into {report.out_dir} ({str(report.dtype).removeprefix('torch.')}; "
+        f"relative logit error vs base + adapter {report.relative_error:.2e} <= {report.allowed:.0e} "
+        f"on {report.probes} probe prompts)"
+    )
+    return 0
+
+
+def resolve_node_arguments(args: argparse.Namespace):
+    from phased_cpt.launch import resolve_nodes
+
+    return resolve_nodes(args.hostfile, args.nodes, args.node_rank, args.master_addr, args.master_port)
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    """Run the pre-flight checks, then replace this process with the launcher (signals then reach it directly)."""
+    from phased_cpt.launch import gpu_count, launch_plan
+
+    processes = args.gpus or max(gpu_count(), 1)
+    nodes = resolve_node_arguments(args)
+    if not args.skip_doctor:
+        from phased_cpt.doctor import format_report, has_failures, run_checks
+
+        checks = run_checks(args.config, args.overrides, processes=processes, nodes=nodes)
+        print(format_report(checks), file=sys.stderr)
+        if has_failures(checks):
+            raise UserError("pre-flight checks failed (see the table above); fix them, or pass --skip-doctor")
+    plan = launch_plan(args.config, args.overrides, processes, nodes, args.launcher, args.resume)
+    print(f"launcher: {plan.launcher} ({plan.reason})", file=sys.stderr)
+    print("launching: " + " ".join(plan.command), file=sys.stderr)
+    sys.stderr.flush()
+    os.execvpe(plan.command[0], plan.command, plan.env)
+    return 0  # not reached: exec replaced this process
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from phased_cpt.doctor import doctor
+    from phased_cpt.launch import gpu_count
+
+    return doctor(
+        args.config,
+        args.overrides,
+        args.gpus or max(gpu_count(), 1),
+        args.json,
+        args.gpu_memory,
+        args.model_config,
+        resolve_node_arguments(args),
+    )
