@@ -27,6 +27,7 @@ from phased_cpt.launch import Nodes
 from phased_cpt.memory import (
     DTYPE_BYTES,
     GiB,
+    MemoryEstimate,
     estimate_run_memory,
     gib,
     model_shape,
@@ -264,34 +265,28 @@ def check_memory(
     offload = cfg.deepspeed_offload if plan else "none"
     setting = cfg.training.performance.liger_kernel
     liger = resolve_liger(setting).value if on_gpu else setting is True
-    estimate = estimate_run_memory(
-        shape,
-        cfg.model,
-        cfg.training,
-        cfg.context.max_tokens,
-        bf16_supported=bf16,
-        liger=liger,
-        zero_stage=stage,
-        world_size=processes,
-        offload=offload,
-    )
+
+    def memory(liger: bool) -> MemoryEstimate:
+        return estimate_run_memory(
+            shape,
+            cfg.model,
+            cfg.training,
+            cfg.context.max_tokens,
+            bf16_supported=bf16,
+            liger=liger,
+            zero_stage=stage,
+            world_size=processes,
+            offload=offload,
+        )
+
+    estimate = memory(liger)
     detail = (
         f"~{gib(estimate.gpu_bytes)} per GPU ({estimate.describe()}; plus CUDA context and fragmentation; "
         f"{count(shape.parameters)} parameters, {dtype_note}, ZeRO-{stage}, {processes} process(es), "
         f"Liger {'on' if liger else 'off'})"
     )
     if not on_gpu and setting == "auto":
-        with_liger = estimate_run_memory(
-            shape,
-            cfg.model,
-            cfg.training,
-            cfg.context.max_tokens,
-            bf16_supported=bf16,
-            liger=True,
-            zero_stage=stage,
-            world_size=processes,
-            offload=offload,
-        )
+        with_liger = memory(True)
         detail += f"; ~{gib(with_liger.gpu_bytes)} where liger_kernel: auto finds Liger installed"
     if have is None:
         return checks + [

@@ -261,36 +261,17 @@ def general_data(
     rows the general held-out documents (`eval_file`, else data.eval_ratio of `general.file`).
     With only `eval_file`, every document of it is held out. None when there is neither."""
     if general.file is not None:
-        phase = PhaseConfig.model_construct(
-            name=GENERAL_COLUMN, file=general.file, eval_file=eval_file, replay_ratio=0.0, general_ratio=0.0
-        )
-        return build_phase_data(
-            phase,
-            data,
-            tokenizer,
-            context,
-            seed,
-            cache_dir,
-            tokenizer_id=tokenizer_id,
-            role=GENERAL,
-            may_build=may_build,
-        )
-    if eval_file is not None:
-        phase = PhaseConfig.model_construct(
-            name=GENERAL_COLUMN, file=eval_file, eval_file=None, replay_ratio=0.0, general_ratio=0.0
-        )
-        return build_phase_data(
-            phase,
-            data,
-            tokenizer,
-            context,
-            seed,
-            cache_dir,
-            tokenizer_id=tokenizer_id,
-            role=GENERAL_EVAL,
-            may_build=may_build,
-        )
-    return None
+        source, held_out, role = general.file, eval_file, GENERAL
+    elif eval_file is not None:
+        source, held_out, role = eval_file, None, GENERAL_EVAL
+    else:
+        return None
+    phase = PhaseConfig.model_construct(
+        name=GENERAL_COLUMN, file=source, eval_file=held_out, replay_ratio=0.0, general_ratio=0.0
+    )
+    return build_phase_data(
+        phase, data, tokenizer, context, seed, cache_dir, tokenizer_id=tokenizer_id, role=role, may_build=may_build
+    )
 
 
 def save_rejected(phase_data: dict[str, PhaseData], rejected_dir: Path) -> None:

@@ -263,28 +263,20 @@ class CompletionEvaluator:
 
     def evaluate(self, model, base_model: bool = False) -> dict[str, dict]:
         """{held-out set: exact_match, edit_similarity, samples (and infill_* with infill)}."""
-        results = {}
+        modes = [("", None)] + ([("infill_", self.fim)] if self.fim is not None else [])
+        results: dict[str, dict] = {}
         for name, tasks in self.tasks.items():
-            scores = evaluate_completion(
-                model,
-                self.tokenizer,
-                tasks,
-                self.max_new_tokens,
-                self.prompt_tokens,
-                self.batch_size,
-                base_model=base_model,
-            )
-            results[name] = scores.to_dict()
-            if self.fim is not None:
-                infill = evaluate_completion(
+            results[name] = {}
+            for prefix, fim in modes:
+                scores = evaluate_completion(
                     model,
                     self.tokenizer,
                     tasks,
                     self.max_new_tokens,
                     self.prompt_tokens,
                     self.batch_size,
-                    self.fim,
+                    fim,
                     base_model,
                 )
-                results[name] |= infill.to_dict("infill_")
+                results[name] |= scores.to_dict(prefix)
         return results
