@@ -21,8 +21,11 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 demo: install
 	$(BIN)/phased-cpt train
 
+# Two pytest workers, one file each at a time (a file's module fixtures train once), each single-threaded
+# so the two share the cores without oversubscribing them; the slowest tests are listed at the end.
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks scripts
