@@ -197,6 +197,24 @@ def locate_model_config(name: str, override: Path | None = None) -> Path | None:
     return Path(cached) if isinstance(cached, str) else None
 
 
+DECODER_MODULE_NAMES = frozenset(
+    {"embed_tokens", "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"}
+)
+"""The module names of a Llama-style decoder (Llama, Mistral, Qwen2, Qwen3): every LoRA target a
+config for one of them can name (`tests/unit/test_memory.py` checks them on the real classes)."""
+MODULE_NAMES_BY_MODEL_TYPE = dict.fromkeys(("llama", "mistral", "qwen2", "qwen3"), DECODER_MODULE_NAMES)
+
+
+def known_module_names(path: Path) -> frozenset[str] | None:
+    """The module names of the architecture a `config.json` describes, when its `model_type` is
+    one of `MODULE_NAMES_BY_MODEL_TYPE`; None otherwise (the model must be built to know them)."""
+    try:
+        model_type = json.loads(path.read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return MODULE_NAMES_BY_MODEL_TYPE.get(model_type) if isinstance(model_type, str) else None
+
+
 def read_model_config(path: Path) -> ModelShape | None:
     """The shape in a `config.json`; None when it cannot be read or lacks a field."""
     try:

@@ -40,6 +40,16 @@ def test_validate_imports_no_ml_library(tmp_path):
     assert imported_by("validate", str(config)) == {"code": 0, "heavy": []}
 
 
+def test_validate_of_a_local_model_with_known_targets_imports_no_ml_library(tmp_path, tiny_model_dir):
+    data = write_jsonl(tmp_path / "p1.jsonl", bundled_texts("phase1_foundation", 3))
+    config = tmp_path / "run.yaml"
+    config.write_text(f"model:\n  name: {tiny_model_dir}\nphases:\n  - {{name: p1, file: {data}}}\n")
+    assert imported_by("validate", str(config)) == {"code": 0, "heavy": []}
+    # a target the architecture may not have: the model is built (on the meta device) to check it
+    config.write_text(config.read_text() + "training:\n  lora:\n    target_modules: [q_proj, qkv]\n")
+    assert imported_by("validate", str(config))["code"] == 2
+
+
 def test_future_warnings_are_silenced_for_transformers_only():
     probe = (
         "import warnings\n"

@@ -18,10 +18,12 @@ from phased_cpt.config import ModelConfig, TrainingConfig, training_dtype
 from phased_cpt.flops import Workload, estimate_seconds, operators_per_layer
 from phased_cpt.gpus import gpu_spec
 from phased_cpt.memory import (
+    MODULE_NAMES_BY_MODEL_TYPE,
     GiB,
     ModelShape,
     estimate_memory,
     estimate_run_memory,
+    known_module_names,
     layer_activation_bytes,
     locate_model_config,
     read_model_config,
@@ -328,3 +330,32 @@ def test_config_json_is_found_locally_or_given_never_downloaded(tmp_path):
 def test_gpu_names_match_whole_words(name, expected):
     spec = gpu_spec(name)
     assert (spec.name if spec else None) == expected
+
+
+@pytest.mark.parametrize("model_type", sorted(MODULE_NAMES_BY_MODEL_TYPE))
+def test_the_module_names_validate_trusts_are_the_real_architectures(model_type):
+    from transformers import AutoConfig
+
+    config = AutoConfig.for_model(
+        model_type,
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    leaves = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if name and not list(module.children())}
+    assert MODULE_NAMES_BY_MODEL_TYPE[model_type] <= leaves
+
+
+def test_known_module_names_reads_the_model_type(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text('{"model_type": "qwen2"}')
+    assert known_module_names(path) == MODULE_NAMES_BY_MODEL_TYPE["qwen2"]
+    path.write_text('{"model_type": "gpt2"}')
+    assert known_module_names(path) is None
+    path.write_text("not json")
+    assert known_module_names(path) is None

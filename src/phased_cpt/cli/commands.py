@@ -158,12 +158,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def model_setting_problems(cfg: RunConfig) -> list[str]:
     """`modeling.check_model_settings` where it has something to check: flash_attention_2 asked
-    for, or the model's config.json on this machine. Only then are torch and transformers
-    imported, so validating a config for a model that is not here stays light."""
-    from phased_cpt.memory import locate_model_config
+    for, or LoRA targets that the model's config.json (on this machine) does not show to exist.
+    Only then are torch and transformers imported, so `validate` stays light for a model that is
+    not here and for the targets a Llama/Qwen2-style model has (`memory.known_module_names`)."""
+    from phased_cpt.memory import known_module_names, locate_model_config
 
-    if cfg.model.attn_implementation != "flash_attention_2" and locate_model_config(cfg.model.name) is None:
-        return []
+    if cfg.model.attn_implementation != "flash_attention_2":
+        config = locate_model_config(cfg.model.name)
+        if config is None:
+            return []
+        known = known_module_names(config)
+        if known is not None and set(cfg.training.lora.target_modules) <= known:
+            return []
     from phased_cpt.modeling import check_model_settings
 
     return check_model_settings(cfg.model, cfg.training.lora)
