@@ -13,6 +13,7 @@ the answer; training: checkpoint at the next step).
 from __future__ import annotations
 
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -33,14 +34,27 @@ def requested() -> bool:
 
 @contextmanager
 def guard() -> Iterator[None]:
-    """Record every Ctrl-C while a command runs; restore the previous handler afterwards."""
+    """Record every Ctrl-C while a command runs; restore the previous handler afterwards.
+
+    A Ctrl-C that lands while Python runs a finalizer (`__del__`, a weakref callback) cannot
+    propagate from there: Python would print it as "Exception ignored in ..." with a traceback.
+    It is recorded like any other (`requested()`), and printed by nobody: the command reports it
+    once, as one line (`take_over()`, `cli.main`)."""
     global _requested
     _requested = False
     previous = signal.signal(signal.SIGINT, _on_interrupt)
+    previous_hook = sys.unraisablehook
+
+    def quiet_interrupts(unraisable) -> None:
+        if not (isinstance(unraisable.exc_type, type) and issubclass(unraisable.exc_type, KeyboardInterrupt)):
+            previous_hook(unraisable)
+
+    sys.unraisablehook = quiet_interrupts
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+        sys.unraisablehook = previous_hook
 
 
 def take_over() -> None:

@@ -69,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
                 quiet_deepspeed_on_cpu()
             if args.debug:
                 logging.getLogger("phased_cpt").setLevel(logging.DEBUG)
-            return args.func(args)
+            code = args.func(args)
+            if interrupt.requested():  # a Ctrl-C that nothing could raise (it landed in a finalizer)
+                return report_interrupt()
+            return code
         except UserError as err:
             if args is not None and args.debug:
                 traceback.print_exc()
