@@ -24,38 +24,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from phased_cpt.config import TrainingConfig  # noqa: E402
 from phased_cpt.flops import Workload, estimate_seconds  # noqa: E402
 from phased_cpt.gpus import gpu_spec  # noqa: E402
-from phased_cpt.memory import GiB, estimate_memory, read_model_config, shape_from_config  # noqa: E402
-
-CONFIGS = REPO / "tests" / "fixtures" / "model_configs"
-ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-H100_TABLE = [  # shape, max_tokens, Liger, tokens/s, peak GiB
-    ("0.5b", 4096, False, 8879, 8.93),
-    ("0.5b", 4096, True, 9139, 2.52),
-    ("0.5b", 16384, False, 21414, 30.33),
-    ("0.5b", 16384, True, 24179, 4.29),
-    ("7b", 4096, False, 4567, 25.71),
-    ("7b", 4096, True, 4958, 20.95),
-    ("7b", 16384, False, 4412, 49.06),
-    ("7b", 16384, True, 4805, 28.05),
-]
-
-
-def training(**overrides) -> TrainingConfig:
-    settings = {
-        "micro_batch_size": 1,
-        "gradient_accumulation_steps": 1,
-        "gradient_checkpointing": True,
-        "lora": {"r": 128, "alpha": 256, "dropout": 0.05, "target_modules": ALL},
-        "performance": {"optimizer": "adamw_torch"},
-    }
-    return TrainingConfig(**(settings | overrides))
-
-
-def shape(size: str):
-    return read_model_config(CONFIGS / f"qwen2.5-{size}" / "config.json")
+from phased_cpt.memory import GiB, estimate_memory  # noqa: E402
+from tests.calibration import ALL, H100_TABLE, step_bytes, tiny_qwen2  # noqa: E402
+from tests.calibration import qwen25 as shape  # noqa: E402
+from tests.calibration import table_training as training  # noqa: E402
 
 
 def h100_table() -> None:
@@ -77,54 +51,18 @@ def h100_table() -> None:
 def cpu_step_bytes(c: dict) -> tuple[int, object]:
     """(bytes one real training step adds on this CPU, the estimate) for one case."""
     import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, Qwen2Config
 
-    from tests.memory_tracker import LiveBytes
-
-    config = dict(
-        vocab_size=c["vocab"],
-        hidden_size=c["hidden"],
-        intermediate_size=c["intermediate"],
-        num_hidden_layers=c["layers"],
-        num_attention_heads=c["heads"],
-        num_key_value_heads=2,
-        tie_word_embeddings=c["tied"],
-        use_cache=False,
-    )
-    torch.manual_seed(0)
+    shape_keys = ("layers", "hidden", "intermediate", "vocab", "heads", "tied", "dropout", "targets")
     dtype = torch.bfloat16 if c["dtype"] == "bfloat16" else torch.float32
-    model = AutoModelForCausalLM.from_config(Qwen2Config(**config), dtype=dtype, attn_implementation="sdpa")
-    model = get_peft_model(
-        model, LoraConfig(r=16, lora_alpha=32, lora_dropout=c["dropout"], target_modules=c["targets"])
-    )
-    if c["checkpointing"]:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, foreach=True)
-    ids = torch.randint(0, c["vocab"], (1, c["tokens"]))
-
-    def step():
-        for _ in range(c["accumulate"]):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
-                loss = model(input_ids=ids, labels=ids).loss
-            loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    step()  # Adam's states exist from here on
-    known = list(model.parameters()) + [t for state in optimizer.state.values() for t in state.values()]
-    with LiveBytes(known) as live:
-        step()
+    model, model_shape, _ = tiny_qwen2(**{k: c[k] for k in shape_keys}, dtype=dtype, r=16)
+    measured = step_bytes(model, c["tokens"], c["checkpointing"], c["accumulate"])
     settings = training(
         gradient_checkpointing=c["checkpointing"],
         gradient_accumulation_steps=c["accumulate"],
         lora={"r": 16, "alpha": 32, "dropout": c["dropout"], "target_modules": c["targets"]},
     )
-    estimate = estimate_memory(
-        shape_from_config(config | {"model_type": "qwen2"}), settings, c["tokens"], dtype=c["dtype"], device="cpu"
-    )
-    return live.peak, estimate
+    estimate = estimate_memory(model_shape, settings, c["tokens"], dtype=c["dtype"], device="cpu")
+    return measured, estimate
 
 
 def cpu_steps() -> None:
