@@ -44,31 +44,12 @@ REGION = re.compile(
 # --- where the examples run ---------------------------------------------------------------------
 
 
-def git(repo: Path, *args: str, date: str = "2024-01-01T10:00:00+00:00") -> None:
-    """git in `repo` as a fixed author at `date`, without the machine's git config."""
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "Ada",
-        "GIT_AUTHOR_EMAIL": "ada@example.com",
-        "GIT_COMMITTER_NAME": "Ada",
-        "GIT_COMMITTER_EMAIL": "ada@example.com",
-        "GIT_AUTHOR_DATE": date,
-        "GIT_COMMITTER_DATE": date,
-        "GIT_CONFIG_GLOBAL": os.devnull,
-        "GIT_CONFIG_NOSYSTEM": "1",
-    }
-    subprocess.run(
-        ["git", "-c", "commit.gpgsign=false", "-c", "core.hooksPath=/dev/null", *args],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        check=True,
-    )
-
-
 def make_example_repo(root: Path) -> Path:
     """A small Python project with history: 7 commits, two merged pull requests, a vendored copy,
     a lock file, a data file and a git-ignored file that is never committed."""
+    sys.path.insert(0, str(REPO))
+    from tests.unit.from_git.repos import git, merge
+
     root.mkdir(parents=True)
     git(root, "init", "-q", "-b", "main")
     day = iter(range(1, 100))
@@ -84,16 +65,8 @@ def make_example_repo(root: Path) -> Path:
         git(root, "checkout", "-q", "-b", branch)
         commit(files, title)
         git(root, "checkout", "-q", "main")
-        git(
-            root,
-            "merge",
-            "-q",
-            "--no-ff",
-            branch,
-            "-m",
-            f"Merge pull request #{number} from ada/{branch}\n\n{title}",
-            date=f"2024-01-{next(day):02d}T10:00:00+00:00",
-        )
+        message = f"Merge pull request #{number} from ada/{branch}\n\n{title}"
+        merge(root, branch, message, date=f"2024-01-{next(day):02d}T10:00:00+00:00")
 
     commit(
         {

@@ -24,6 +24,7 @@ from tests.unit.from_git.repos import (
     build,
     commit,
     git,
+    merge,
 )
 
 APP_V1 = "def main():\n    print('hello')\n"
@@ -76,16 +77,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     commit(
         root, {"docs/guide.md": "# Guide\n\nRun `python -m demo`.\n"}, "Write the guide", "2024-01-05T10:00:00+00:00"
     )
-    git(
-        root,
-        "merge",
-        "-q",
-        "--no-ff",
-        "-m",
-        "Merge branch 'feature/greet'",
-        "feature/greet",
-        date="2024-01-06T10:00:00+00:00",
-    )
+    merge(root, "feature/greet", "Merge branch 'feature/greet'", "2024-01-06T10:00:00+00:00")
     commit(root, {"notes/todo.rst": "Write docs\n----------\n"}, "Add notes", "2024-01-07T10:00:00+00:00")
     commit(
         root,

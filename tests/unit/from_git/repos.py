@@ -54,6 +54,11 @@ def commit(repo: Path, files: dict[str, str | bytes], message: str, date: str, a
     git(repo, "commit", "-q", "--allow-empty", "-m", message, date=date)
 
 
+def merge(repo: Path, branch: str, message: str, date: str) -> None:
+    """Merge `branch` into the current branch with a merge commit (`--no-ff`) saying `message`."""
+    git(repo, "merge", "-q", "--no-ff", "-m", message, branch, date=date)
+
+
 def new_repo(root: Path, files: dict[str, str | bytes] | None = None, message: str = "Initial commit") -> Path:
     """A fresh repository at `root` on branch main, with one commit of `files` when given."""
     root.mkdir(parents=True, exist_ok=True)

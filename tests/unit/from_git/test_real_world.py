@@ -15,7 +15,7 @@ from phased_cpt.from_git import PHASE1_FILE, PHASE2_FILE, PHASE3_FILE
 from phased_cpt.from_git.git import parse_commit_object, split_records
 from phased_cpt.from_git.merges import classify_merge
 from phased_cpt.from_git.quality import classify_text
-from tests.unit.from_git.repos import build, commit, git, new_repo, read, report
+from tests.unit.from_git.repos import build, commit, git, merge, new_repo, read, report
 
 TEXTY_BINARY = b"%PDF-1.5 illustrator\n" + b"A" * 9000 + b"\n\x00\x00\xb9\xff junk\n"
 
@@ -239,46 +239,24 @@ def merge_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     git(root, "checkout", "-q", "main")
     commit(root, {"a.py": "a = 2\n"}, "Mainline work", "2024-01-03T10:00:00+00:00")
     git(root, "checkout", "-q", "feature")
-    git(
-        root,
-        "merge",
-        "-q",
-        "--no-ff",
-        "-m",
-        "Merge branch 'main' into feature",
-        "main",
-        date="2024-01-04T10:00:00+00:00",
-    )
+    merge(root, "main", "Merge branch 'main' into feature", "2024-01-04T10:00:00+00:00")
     commit(root, {"f.py": "f = 2\n"}, "More feature work", "2024-01-05T10:00:00+00:00")
     git(root, "checkout", "-q", "main")
-    git(
+    merge(
         root,
-        "merge",
-        "-q",
-        "--no-ff",
-        "-m",
-        "Merge pull request #12 from ann/feature\n\nAdd the feature\n\nIt does f.",
         "feature",
-        date="2024-01-06T10:00:00+00:00",
+        "Merge pull request #12 from ann/feature\n\nAdd the feature\n\nIt does f.",
+        "2024-01-06T10:00:00+00:00",
     )
     git(root, "checkout", "-q", "-b", "topic")
     commit(root, {"t.py": "t = 1\n"}, "Topic work", "2024-01-07T10:00:00+00:00")
     git(root, "checkout", "-q", "main")
-    git(root, "merge", "-q", "--no-ff", "-m", "Merge branch 'topic'", "topic", date="2024-01-08T10:00:00+00:00")
+    merge(root, "topic", "Merge branch 'topic'", "2024-01-08T10:00:00+00:00")
     git(root, "checkout", "-q", "-b", "upstream", "HEAD~1")
     commit(root, {"u.py": "u = 1\n"}, "Upstream work", "2024-01-09T10:00:00+00:00")
     git(root, "checkout", "-q", "main")
     commit(root, {"l.py": "l = 1\n"}, "Local work", "2024-01-10T10:00:00+00:00")
-    git(
-        root,
-        "merge",
-        "-q",
-        "--no-ff",
-        "-m",
-        "Merge branch 'master' of github.com:org/repo",
-        "upstream",
-        date="2024-01-11T10:00:00+00:00",
-    )
+    merge(root, "upstream", "Merge branch 'master' of github.com:org/repo", "2024-01-11T10:00:00+00:00")
     return root
 
 

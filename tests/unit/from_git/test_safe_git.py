@@ -13,7 +13,7 @@ import pytest
 from phased_cpt.errors import UserError
 from phased_cpt.from_git import PHASE1_FILE, PHASE2_FILE, PHASE3_FILE
 from phased_cpt.from_git import git as git_module
-from tests.unit.from_git.repos import build, commit, git, new_repo, read
+from tests.unit.from_git.repos import build, commit, git, merge, new_repo, read
 
 HOOKS = (
     "pre-commit",
@@ -39,16 +39,7 @@ def _plant(root: Path, markers: Path) -> Path:
     git(repo, "checkout", "-q", "-b", "side")
     commit(repo, {"side.py": "y = 1\n"}, "Side work", "2024-01-03T10:00:00+00:00")
     git(repo, "checkout", "-q", "main")
-    git(
-        repo,
-        "merge",
-        "-q",
-        "--no-ff",
-        "-m",
-        "Merge pull request #1 from a/side\n\nSide",
-        "side",
-        date="2024-01-04T10:00:00+00:00",
-    )
+    merge(repo, "side", "Merge pull request #1 from a/side\n\nSide", "2024-01-04T10:00:00+00:00")
     _add_signed_commit(repo)
     hooks = root / "evil-hooks"
     hooks.mkdir()

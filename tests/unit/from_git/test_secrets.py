@@ -25,6 +25,7 @@ from tests.unit.from_git.repos import (
     build,
     commit,
     git,
+    merge,
     new_repo,
     read,
     report,
@@ -97,15 +98,11 @@ def secret_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     commit(root, STORES, f"Add configuration\n\nkey {FAKE_AWS_KEY}", "2024-01-03T10:00:00+00:00")
     git(root, "checkout", "-q", "main")
     commit(root, {"src/app.py": "print(1)\n"}, "Add app", "2024-01-04T10:00:00+00:00")
-    git(
+    merge(
         root,
-        "merge",
-        "-q",
-        "--no-ff",
-        "-m",
-        f"Merge pull request #5 from ann/add-config\n\nAdd config with {FAKE_GITHUB_TOKEN}",
         "add-config",
-        date="2024-01-05T10:00:00+00:00",
+        f"Merge pull request #5 from ann/add-config\n\nAdd config with {FAKE_GITHUB_TOKEN}",
+        "2024-01-05T10:00:00+00:00",
     )
     return root
 
