@@ -28,7 +28,7 @@ from phased_cpt.memory import (
     DTYPE_BYTES,
     GiB,
     MemoryEstimate,
-    estimate_run_memory,
+    estimate_config_memory,
     gib,
     model_shape,
     parameters_from_size,
@@ -267,16 +267,8 @@ def check_memory(
     liger = resolve_liger(setting).value if on_gpu else setting is True
 
     def memory(liger: bool) -> MemoryEstimate:
-        return estimate_run_memory(
-            shape,
-            cfg.model,
-            cfg.training,
-            cfg.context.max_tokens,
-            bf16_supported=bf16,
-            liger=liger,
-            zero_stage=stage,
-            world_size=processes,
-            offload=offload,
+        return estimate_config_memory(
+            cfg, shape, bf16_supported=bf16, liger=liger, zero_stage=stage, world_size=processes, offload=offload
         )
 
     estimate = memory(liger)

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from phased_cpt.config import ModelConfig, TrainingConfig, training_dtype
+from phased_cpt.config import ModelConfig, RunConfig, TrainingConfig, training_dtype
 
 GiB = 2**30
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
@@ -440,4 +440,37 @@ def estimate_run_memory(
         offload=offload,
         device=device,
         attention="eager" if model.attn_implementation == "eager" else "sdpa",
+    )
+
+
+def estimate_config_memory(
+    cfg: RunConfig,
+    shape: ModelShape,
+    *,
+    bf16_supported: bool,
+    liger: bool,
+    zero_stage: int = 0,
+    world_size: int = 1,
+    offload: str = "none",
+    max_tokens: int | None = None,
+) -> MemoryEstimate:
+    """What a run needs per GPU: `estimate_run_memory` of its most demanding phase (a phase may set
+    its own micro-batch), for rows of `max_tokens` (default `context.max_tokens`). The one answer
+    `plan`, `doctor` and `deepspeed: auto` give."""
+    return max(
+        (
+            estimate_run_memory(
+                shape,
+                cfg.model,
+                phase.training_for(cfg.training),
+                max_tokens or cfg.context.max_tokens,
+                bf16_supported=bf16_supported,
+                liger=liger,
+                zero_stage=zero_stage,
+                world_size=world_size,
+                offload=offload,
+            )
+            for phase in cfg.phases
+        ),
+        key=lambda estimate: estimate.gpu_bytes,
     )

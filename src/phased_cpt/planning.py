@@ -28,7 +28,7 @@ from phased_cpt.memory import (
     DTYPE_BYTES,
     GiB,
     checkpointed_layers,
-    estimate_run_memory,
+    estimate_config_memory,
     gib,
     model_shape,
 )
@@ -139,23 +139,16 @@ def cost_run(
     )
     memory: dict = {"row_tokens": longest_row, "gpu_memory_bytes": int(gpu.memory_gib * GiB)}
     for liger in [False, True] if setting == "auto" else [setting is True]:
-        estimate = max(
-            (
-                estimate_run_memory(
-                    shape,
-                    cfg.model,
-                    phase.training_for(cfg.training),
-                    longest_row,
-                    bf16_supported=True,
-                    liger=liger,
-                    zero_stage=stage,
-                    world_size=world_size,
-                    offload=offload,
-                )
-                for phase in cfg.phases
-            ),
-            key=lambda e: e.gpu_bytes,
-        )  # a phase may set its own micro-batch
+        estimate = estimate_config_memory(
+            cfg,
+            shape,
+            bf16_supported=True,
+            liger=liger,
+            zero_stage=stage,
+            world_size=world_size,
+            offload=offload,
+            max_tokens=longest_row,
+        )
         memory["liger" if liger else "no_liger"] = {
             "gpu_bytes": estimate.gpu_bytes,
             "peak_bytes": estimate.peak_bytes,

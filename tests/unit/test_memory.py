@@ -16,6 +16,7 @@ from phased_cpt.gpus import gpu_spec
 from phased_cpt.memory import (
     MODULE_NAMES_BY_MODEL_TYPE,
     GiB,
+    estimate_config_memory,
     estimate_memory,
     estimate_run_memory,
     known_module_names,
@@ -277,3 +278,27 @@ def test_known_module_names_reads_the_model_type(tmp_path):
     assert known_module_names(path) is None
     path.write_text("not json")
     assert known_module_names(path) is None
+
+
+def test_a_runs_need_is_its_most_demanding_phase_for_plan_doctor_and_deepspeed_auto():
+    from phased_cpt.config import load_config
+
+    data = {
+        "model": {"name": "/nowhere/model"},
+        "phases": [{"name": "a", "file": "a.jsonl"}, {"name": "b", "file": "b.jsonl", "micro_batch_size": 4}],
+    }
+    cfg, _ = load_config(None, base_data=data, check_files=False)
+    need = estimate_config_memory(cfg, qwen25("7b"), liger=True, bf16_supported=True)
+    per_phase = [
+        estimate_run_memory(
+            qwen25("7b"),
+            cfg.model,
+            p.training_for(cfg.training),
+            cfg.context.max_tokens,
+            bf16_supported=True,
+            liger=True,
+        )
+        for p in cfg.phases
+    ]
+    assert per_phase[1].gpu_bytes > per_phase[0].gpu_bytes
+    assert need.gpu_bytes == per_phase[1].gpu_bytes
