@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,18 +172,19 @@ def scan_documents(
     scan.sha256 = file_sha256.hexdigest()
 
 
-def check_eval_file(train: RecordScan, held_out: RecordScan) -> None:
-    """A phase's eval file must not be its training data again: the same bytes, or (with
-    `dedup: exact`) nothing but documents of the training file."""
-    if train.sha256 is not None and train.sha256 == held_out.sha256:
-        raise DataError(
-            f"{held_out.path}: the eval_file has the same content as the training file {train.path}; evaluation "
-            "would measure memorization. Give held-out documents, or remove eval_file to hold out data.eval_ratio"
-        )
+def check_eval_file(training: Sequence[RecordScan], held_out: RecordScan) -> None:
+    """A phase's eval file must not be its training data again: the bytes of one of its training
+    files, or (with `dedup: exact`) nothing but documents of them."""
+    for train in training:
+        if train.sha256 is not None and train.sha256 == held_out.sha256:
+            raise DataError(
+                f"{held_out.path}: the eval_file has the same content as the training file {train.path}; evaluation "
+                "would measure memorization. Give held-out documents, or remove eval_file to hold out data.eval_ratio"
+            )
     if not held_out.documents and held_out.rejected and held_out.duplicates == len(held_out.rejected):
         raise DataError(
-            f"{held_out.path}: every document of the eval_file also appears in the training file {train.path} "
-            "(data.dedup: exact left none); give held-out documents"
+            f"{held_out.path}: every document of the eval_file also appears in the training file(s) "
+            f"{', '.join(str(t.path) for t in training)} (data.dedup: exact left none); give held-out documents"
         )
 
 
@@ -211,8 +212,7 @@ def scan_phase_files(phase: PhaseConfig, data: DataConfig) -> list[RecordScan]:
     `validate` and `doctor` report; `RecordScan.raise_if_bad` says what is wrong."""
     scans = scan_files(phase.files, data)
     if phase.eval_file is not None:
-        for train in scans[:-1]:
-            check_eval_file(train, scans[-1])
+        check_eval_file(scans[:-1], scans[-1])
     return scans
 
 

@@ -340,8 +340,8 @@ def prepare_phase(
                 tokenizer_processes(path),
             )
             check_unchanged(scans[-1], expected_sha256)
-            for train_scan in scans[:-1] if held_out else []:
-                check_eval_file(train_scan, scans[-1])
+            if held_out:
+                check_eval_file(scans[:-1], scans[-1])
             scans[-1].raise_if_bad(data.text_field)
             return list(range(first, len(index.lengths)))
 
