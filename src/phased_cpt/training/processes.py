@@ -72,6 +72,29 @@ def init_distributed(plan: DeepSpeedPlan | None) -> None:
     import deepspeed
 
     deepspeed.init_distributed(dist_backend=backend, verbose=False)
+    if backend == "gloo":
+        remove_shared_memory_name()
+
+
+SHM_DIR = Path("/dev/shm")
+
+
+def shared_memory_name(rank_: int) -> Path:
+    """The shared-memory file DeepSpeed's CPU all-reduce (its `deepspeed_shm_comm` op, used when
+    every rank is on this machine) creates for a rank of this job: 66 MB of RAM, named after the
+    user, MASTER_ADDR and MASTER_PORT (deepspeed/ops/csrc/cpu/comm/shm.cpp)."""
+    addr, port = os.environ.get("MASTER_ADDR", ""), os.environ.get("MASTER_PORT", "")
+    return SHM_DIR / f"deepspeed_allreduce_buffer_{os.getuid()}_{addr}_{port}_{rank_}"
+
+
+def remove_shared_memory_name() -> None:
+    """DeepSpeed (0.19.8) never removes its CPU all-reduce's shared-memory file, so every CPU run
+    left 66 MB of RAM per rank in /dev/shm until reboot, and a machine that ran enough of them ran
+    out of memory. Once every rank has mapped every other rank's file (the barrier: each rank maps
+    them inside `init_distributed`), the names are no longer needed: each rank removes its own;
+    the mappings stay valid, and the memory is freed when the last rank exits, however it exits."""
+    torch.distributed.barrier()
+    shared_memory_name(rank()).unlink(missing_ok=True)
 
 
 def distributed() -> bool:
