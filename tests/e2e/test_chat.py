@@ -196,7 +196,9 @@ def test_ctrl_c_during_an_answer_stops_it_and_returns_to_the_prompt(chat_run):
 
 
 # (line the loader prints, seconds after it): ten moments of loading, from the imports of torch
-# and transformers to the adapters; the loader's lines make them independent of machine speed.
+# and transformers to the adapters. A line's moment (delay 0) is the same on any machine; a moment
+# later than that depends on the machine's speed (on a fast idle machine 2.5 s after `adapter:` is
+# already at the prompt), so those points check the outcome of whichever moment they hit.
 LOADING_POINTS = [
     ("base model: ", 0.0),
     ("adapter: ", 0.0),
@@ -250,7 +252,7 @@ def test_ctrl_c_while_loading_exits_130_with_one_line(chat_run, line, delay):
     else:
         assert child.exitstatus == 130, output
         assert output.rstrip().splitlines()[-1] == "interrupted", output
-    if line != "loaded ":  # the imports and the model are still loading: certainly before the prompt
+    if line != "loaded " and delay == 0:  # torch, transformers and the model still to load: before the prompt
         assert child.exitstatus == 130, output
 
 
