@@ -7,8 +7,10 @@ Nothing comes from the hub: the Qwen2.5 shapes are written out in `SHAPES`, weig
 
 from __future__ import annotations
 
+import json
 import math
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,35 +22,26 @@ from phased_cpt.data.packing import pack_best_fit_decreasing
 from phased_cpt.data.rows import RowDataset
 from phased_cpt.modeling import resolve_dtype
 
+CONFIGS = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "model_configs"
+SHAPE_KEYS = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "tie_word_embeddings",
+)
+
+
+def qwen25_shape(size: str) -> dict[str, Any]:
+    """The shape keys of Qwen2.5-`size`'s config.json as shipped (the copy under tests/fixtures)."""
+    config = json.loads((CONFIGS / f"qwen2.5-{size}" / "config.json").read_text())
+    return {key: config[key] for key in SHAPE_KEYS}
+
+
 SHAPES: dict[str, dict[str, Any]] = {
-    # Qwen2.5 config.json values (vocab 151,936 / 152,064 as shipped)
-    "0.5b": dict(
-        vocab_size=151936,
-        hidden_size=896,
-        intermediate_size=4864,
-        num_hidden_layers=24,
-        num_attention_heads=14,
-        num_key_value_heads=2,
-        tie_word_embeddings=True,
-    ),
-    "7b": dict(
-        vocab_size=152064,
-        hidden_size=3584,
-        intermediate_size=18944,
-        num_hidden_layers=28,
-        num_attention_heads=28,
-        num_key_value_heads=4,
-        tie_word_embeddings=False,
-    ),
-    "32b": dict(
-        vocab_size=152064,
-        hidden_size=5120,
-        intermediate_size=27648,
-        num_hidden_layers=64,
-        num_attention_heads=40,
-        num_key_value_heads=8,
-        tie_word_embeddings=False,
-    ),
+    **{size: qwen25_shape(size) for size in ("0.5b", "7b", "32b")},
     "tiny": dict(
         vocab_size=512,
         hidden_size=64,
