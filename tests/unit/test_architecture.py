@@ -12,6 +12,7 @@ ALLOWED = {
     "distributed": set(),
     "interrupt": set(),
     "crash_points": set(),
+    "contamination": set(),
     "config": {"errors"},
     "run_dir": {"config", "errors"},
     "memory": {"config", "errors"},
