@@ -70,5 +70,20 @@ def gpu_spec(name: str) -> GpuSpec | None:
     return None
 
 
+def gpu_by_name(name: str) -> GpuSpec | None:
+    """The spec of a GPU a user names (`--gpu-model`): exactly one of its aliases or its full
+    name, ignoring case and runs of spaces, '-' and '_' ('h200', 'A100-40GB', 'H100 SXM 80GB');
+    None otherwise. Unlike `gpu_spec`, no fragment of a longer text matches."""
+    key = _name_key(name)
+    for spec in GPUS:
+        if key in {_name_key(alias) for alias in (spec.name, *spec.aliases)}:
+            return spec
+    return None
+
+
+def _name_key(name: str) -> str:
+    return re.sub(r"[\s_-]+", " ", name.strip().lower())
+
+
 def known_gpu_names() -> str:
     return ", ".join(spec.aliases[0].upper() for spec in GPUS)

@@ -223,6 +223,36 @@ def read_model_config(path: Path) -> ModelShape | None:
         return None
 
 
+MAX_CONFIG_BYTES = 16 << 20
+"""A model's config.json is a few KiB; anything past 16 MiB is not one (and is not read whole)."""
+
+
+def model_config_problem(path: Path) -> str | None:
+    """What is wrong with `path` as `--model-config` (a config.json, or a directory holding
+    one, that `read_model_config` reads a decoder's shape from); None when it is usable."""
+    file = path / "config.json" if path.is_dir() else path
+    if not file.exists():
+        return f"{file} does not exist; give the model's config.json or its directory"
+    if not file.is_file():
+        return f"{file} is not a regular file; give the model's config.json or its directory"
+    if file.stat().st_size > MAX_CONFIG_BYTES:
+        return f"{file} is {file.stat().st_size:,} bytes, not a model's config.json"
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except OSError as err:
+        return f"{file}: cannot read it ({err.strerror or err})"
+    except ValueError as err:  # not UTF-8, or not JSON
+        return f"{file} is not a JSON config.json ({str(err).splitlines()[0]})"
+    try:
+        shape = shape_from_config(data)
+    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError):
+        shape = None
+    if shape is None or min(shape.layers, shape.hidden_size, shape.vocab_size, shape.attention_heads) < 1:
+        needed = "num_hidden_layers, hidden_size, num_attention_heads and vocab_size (positive whole numbers)"
+        return f"{file} does not describe a decoder's shape: a transformers config.json has {needed}"
+    return None
+
+
 def model_shape(model: ModelConfig, override: Path | None = None) -> ModelShape | None:
     """The shape of `model.name` from its config.json (see `locate_model_config`), or None."""
     path = locate_model_config(model.name, override)

@@ -23,7 +23,7 @@ from phased_cpt.data.plan import (
 )
 from phased_cpt.errors import UserError
 from phased_cpt.flops import Workload, estimate_seconds, format_duration
-from phased_cpt.gpus import GpuSpec, gpu_spec, known_gpu_names
+from phased_cpt.gpus import GpuSpec, gpu_by_name, gpu_spec, known_gpu_names
 from phased_cpt.memory import (
     DTYPE_BYTES,
     GiB,
@@ -87,7 +87,7 @@ def choose_gpu(gpu_model: str | None) -> tuple[GpuSpec, list[str]]:
     import torch
 
     if gpu_model is not None:
-        gpu = gpu_spec(gpu_model)
+        gpu = gpu_by_name(gpu_model)
         if gpu is None:
             raise UserError(f"--gpu-model {gpu_model!r}: unknown GPU; known: {known_gpu_names()}")
         return gpu, []

@@ -401,7 +401,10 @@ def test_inference_py_at_the_repo_root(chat_run):
     [
         (["--phase", "nope"], "--phase nope: no such phase"),
         (["--out", "r.jsonl"], "--out needs --prompt TEXT or --prompts FILE"),
-        (["--prompt", "x", "--temperature", "-1"], "--temperature: temperature must be a finite number >= 0"),
+        (
+            ["--prompt", "x", "--temperature", "-1"],
+            "--temperature: temperature must be 0 (greedy) or a finite number >= 0.001",
+        ),
         (["--adapter", "nowhere"], "--adapter nowhere: not an adapter directory"),
     ],
 )

@@ -179,10 +179,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
     import contextlib
     import json
 
-    if args.gpus is not None and args.gpus < 1 or args.nodes < 1:
-        raise UserError("--gpus and --nodes must be at least 1")
-    if args.bytes_per_token is not None and args.bytes_per_token <= 0:
-        raise UserError("--bytes-per-token must be positive")
     cfg = run_config(args)
     with contextlib.redirect_stdout(sys.stderr):  # libraries print notices on import; stdout is the plan only
         from phased_cpt.data.plan import BYTES_PER_TOKEN
@@ -208,6 +204,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
         return 0
     if args.out is not None and not (args.prompt or args.prompts):
         raise UserError("--out needs --prompt TEXT or --prompts FILE (it records their answers)")
+    from phased_cpt.inference.params import text_problem
+
     params = params_from_args(args)
     prompts = list(args.prompt)
     if args.prompts is not None:
@@ -216,6 +214,10 @@ def cmd_chat(args: argparse.Namespace) -> int:
         prompts += read_prompts(args.prompts)
     if any(not p.strip() for p in prompts):
         raise UserError("--prompt: a prompt is empty")
+    for prompt in prompts:  # before loading the model: a prompt no tokenizer can encode is refused now
+        problem = text_problem(prompt)
+        if problem is not None:
+            raise UserError(f"--prompt{'' if prompt in args.prompt else 's'}: {problem}")
     target = resolve_target(
         args.target, output_dir=output_dir, phase=args.phase, adapter=args.adapter, base_model=args.base_model
     )
@@ -234,6 +236,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
         return 0
     from phased_cpt.inference.repl import Repl
 
+    # Undecodable input bytes reach the REPL as lone surrogates, which it refuses with one error
+    # line, instead of input() raising UnicodeDecodeError under a strict UTF-8 locale.
+    sys.stdin.reconfigure(errors="surrogateescape")
     if sys.stdin.isatty():
         import readline  # noqa: F401  (line editing and history for input())
     return Repl(generator, params).run()

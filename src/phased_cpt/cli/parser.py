@@ -4,6 +4,9 @@ subcommand bound to its function in `commands.py`."""
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import math
+from collections.abc import Callable
 from pathlib import Path
 
 from phased_cpt.cli.commands import (
@@ -26,12 +29,21 @@ SET_HELP = "override one config key, e.g. --set training.lora.r=16 or --set phas
 TARGET_HELP = "a run directory or an adapter directory (default: the newest run under --output-dir)"
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the project's error format: one `error: ...` line and exit 2 (subcommands
+    inherit it: `add_subparsers` builds them with the parser's own class)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} ({self.prog} --help shows the usage)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="phased-cpt",
         description="Phased continual pre-training of causal LMs with one LoRA adapter trained "
         "through curriculum phases in order.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_training_commands(sub)
     data = sub.add_parser("data", help="build phase datasets", description="Build phase datasets.")
@@ -41,6 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_distributed_commands(sub)
     add_debug_flag(parser, default=False)
     return parser
+
+
+def package_version() -> str:
+    """The installed distribution's version (pyproject.toml's `version`), from its metadata."""
+    try:
+        return importlib.metadata.version("phased-cpt")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def add_debug_flag(parser: argparse.ArgumentParser, default: object = argparse.SUPPRESS) -> None:
@@ -123,21 +143,24 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     plan.add_argument("config", nargs="?", type=Path, help="YAML config (default: the embedded quickstart)")
     plan.add_argument(
         "--gpus",
-        type=int,
+        type=count_number,
         metavar="N",
         help="GPUs (training processes) per node (default: WORLD_SIZE when a launcher set it, else 1)",
     )
-    plan.add_argument("--nodes", type=int, default=1, metavar="M", help="nodes, each with --gpus GPUs (default: 1)")
+    plan.add_argument(
+        "--nodes", type=count_number, default=1, metavar="M", help="nodes, each with --gpus GPUs (default: 1)"
+    )
     plan.add_argument(
         "--gpu-model",
+        type=gpu_model,
         metavar="NAME",
         help="the GPU the memory and time are for, e.g. H100, H200, A100-40GB (default: the GPU here, "
         "else H100, where the estimates were calibrated)",
     )
-    plan.add_argument("--model-config", type=Path, metavar="PATH", help=MODEL_CONFIG_HELP)
+    plan.add_argument("--model-config", type=model_config_file, metavar="PATH", help=MODEL_CONFIG_HELP)
     plan.add_argument(
         "--bytes-per-token",
-        type=float,
+        type=bytes_per_token_number,
         default=None,
         metavar="B",
         help="UTF-8 bytes per token when the tokenizer cannot be loaded here (default: 3.5)",
@@ -260,15 +283,52 @@ def add_from_git(data_sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=cmd_from_git, light=True)
 
 
-def positive_bytes(text: str) -> int:
-    """An argparse type: a whole number of bytes above zero."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of bytes, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of bytes, got {value}")
-    return value
+def number_type(kind: type, low: float, high: float, what: str) -> Callable[[str], int | float]:
+    """An argparse type for every numeric flag: a finite `kind` (int or float) from `low` to
+    `high`, else one error line saying `what` is expected. The bounds keep every later product
+    (GiB -> bytes, bytes -> tokens, GPUs x nodes) finite and meaningful."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+MAX_COUNT = 1 << 20
+"""Most GPUs, nodes or processes a count flag takes: more than any cluster has."""
+positive_bytes = number_type(int, 1, 1 << 62, "a whole number of bytes >= 1")
+count_number = number_type(int, 1, MAX_COUNT, f"a whole number from 1 to {MAX_COUNT}")
+node_rank_number = number_type(int, 0, MAX_COUNT - 1, f"a whole number from 0 to {MAX_COUNT - 1}")
+port_number = number_type(int, 1, 65535, "a port from 1 to 65535")
+gpu_memory_gib = number_type(float, 0.01, 16384, "GiB from 0.01 to 16384")
+bytes_per_token_number = number_type(float, 0.1, 1000, "bytes per token from 0.1 to 1000 (code: about 3 to 4)")
+
+
+def gpu_model(text: str) -> str:
+    """An argparse type: a GPU model phased-cpt knows, by one of its names (`gpus.gpu_by_name`)."""
+    from phased_cpt.gpus import gpu_by_name, known_gpu_names
+
+    if gpu_by_name(text) is None:
+        raise argparse.ArgumentTypeError(f"unknown GPU {text!r}; known: {known_gpu_names()}")
+    return text
+
+
+def model_config_file(text: str) -> Path:
+    """An argparse type: a model's config.json (or a directory holding one) that describes a
+    decoder's shape; the error names the file given and what is wrong with it."""
+    from phased_cpt.memory import model_config_problem
+
+    path = Path(text)
+    problem = model_config_problem(path)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return path
 
 
 def add_inference_commands(sub: argparse._SubParsersAction) -> None:
@@ -377,14 +437,19 @@ def add_node_arguments(parser: argparse.ArgumentParser) -> None:
         help="DeepSpeed hostfile ('hostname slots=N' per line); alone: DeepSpeed's launcher starts "
         "every node over ssh; with --node-rank: run on each node, no ssh",
     )
-    nodes.add_argument("--nodes", type=int, metavar="N", help="number of nodes, started one by one (with --node-rank)")
     nodes.add_argument(
-        "--node-rank", type=int, metavar="K", help="this node's rank, 0 to N-1 (0: the node at --master-addr)"
+        "--nodes", type=count_number, metavar="N", help="number of nodes, started one by one (with --node-rank)"
+    )
+    nodes.add_argument(
+        "--node-rank",
+        type=node_rank_number,
+        metavar="K",
+        help="this node's rank, 0 to N-1 (0: the node at --master-addr)",
     )
     nodes.add_argument("--master-addr", metavar="ADDR", help="address of node 0, the same on every node")
     nodes.add_argument(
         "--master-port",
-        type=int,
+        type=port_number,
         metavar="PORT",
         help="port on node 0, the same on every node (default 29500 on several nodes)",
     )
@@ -400,7 +465,10 @@ def add_distributed_commands(sub: argparse._SubParsersAction) -> None:
     )
     launch.add_argument("config", type=Path, help="YAML config")
     launch.add_argument(
-        "--gpus", type=int, metavar="N", help="processes per node (default: every visible GPU, or 1 without a GPU)"
+        "--gpus",
+        type=count_number,
+        metavar="N",
+        help="processes per node (default: every visible GPU, or 1 without a GPU)",
     )
     add_node_arguments(launch)
     launch.add_argument(
@@ -429,16 +497,16 @@ def add_distributed_commands(sub: argparse._SubParsersAction) -> None:
     )
     doctor.add_argument("config", type=Path, help="YAML config")
     doctor.add_argument(
-        "--gpus", type=int, metavar="N", help="processes the run will use (default: every visible GPU, or 1)"
+        "--gpus", type=count_number, metavar="N", help="processes the run will use (default: every visible GPU, or 1)"
     )
     doctor.add_argument(
         "--gpu-memory",
-        type=float,
+        type=gpu_memory_gib,
         metavar="GIB",
         help="memory of each GPU the run will use, in GiB (default: the GPUs here); the memory "
         "check fails when the estimate needs more",
     )
-    doctor.add_argument("--model-config", type=Path, metavar="PATH", help=MODEL_CONFIG_HELP)
+    doctor.add_argument("--model-config", type=model_config_file, metavar="PATH", help=MODEL_CONFIG_HELP)
     add_node_arguments(doctor)
     add_set_argument(doctor)
     doctor.add_argument("--json", action="store_true", help="print the checks as JSON on stdout instead of a table")

@@ -54,6 +54,11 @@ EmbeddingTraining = Literal["frozen", "full", "lora"]
 FIM_HEADROOM_TOKENS = 8
 """Tokens kept free in every training chunk when `context.fim_rate` > 0: the FIM tokens that
 rearranging a chunk adds (`data/fim.py`), so a rearranged chunk still fits `max_tokens`."""
+MIN_ROW_TOKENS = 2
+"""The shortest training row: one token to read and the next to predict (`data/chunking.py`)."""
+MAX_EPOCHS = 1_000_000
+"""More epochs than any run needs; the bound keeps a phase's step count (epochs x steps per
+epoch) a finite whole number for `plan` and the trainer."""
 GENERAL_COLUMN = "general"
 """The forgetting matrix's column for the general held-out documents (not a phase name then)."""
 DEEPSPEED_NAMES = ("zero2", "zero3", "auto")
@@ -224,6 +229,17 @@ class ContextConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> ContextConfig:
+        window = self.train_window_tokens()
+        if window < MIN_ROW_TOKENS:
+            fim = (
+                f" less the {FIM_HEADROOM_TOKENS} that context.fim_rate > 0 keeps for FIM tokens"
+                if self.fim_rate
+                else ""
+            )
+            raise ValueError(
+                f"context.max_tokens ({self.max_tokens}){fim} leaves {window} token(s) per training row, and a "
+                f"row needs at least {MIN_ROW_TOKENS} (a token and the next one to predict); raise max_tokens"
+            )
         if self.overlap_tokens >= self.max_tokens:
             raise ValueError(
                 f"context.overlap_tokens ({self.overlap_tokens}) must be smaller than "
@@ -300,7 +316,7 @@ class PhaseConfig(StrictModel):
     file: Path | list[Path | SourceConfig]
     """JSONL training data: a file, a glob, or a list of them, each optionally `{path, weight}`;
     relative paths resolve against the config file's directory."""
-    epochs: PositiveFloat = 1
+    epochs: float = Field(1, gt=0, le=MAX_EPOCHS)
     eval_file: Path | None = None
     """Held-out JSONL for this phase's evaluation; without it, `data.eval_ratio` of `file`'s
     documents are held out."""

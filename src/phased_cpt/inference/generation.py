@@ -26,7 +26,7 @@ from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerB
 from transformers.generation.streamers import BaseStreamer
 
 from phased_cpt.errors import UserError
-from phased_cpt.inference.params import GenerationParams, ParamError
+from phased_cpt.inference.params import GenerationParams, ParamError, text_problem
 from phased_cpt.modeling import ADAPTER_LOAD_ERRORS, adapter_load_failure, load_adapter
 
 if TYPE_CHECKING:
@@ -157,6 +157,9 @@ class Generator:
     def prompt_ids(self, prompt: str) -> list[int]:
         """The prompt's token ids; ParamError when it is empty or fills the model's context (checked
         before generating: a too-long prompt would otherwise run for minutes, then fail)."""
+        problem = text_problem(prompt)
+        if problem is not None:
+            raise ParamError(problem)
         ids = self.encode(prompt)
         if not ids:
             raise ParamError("the prompt is empty after tokenization")

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from phased_cpt.inference.generation import Generator
-from phased_cpt.inference.params import GenerationParams, ParamError, set_param
+from phased_cpt.inference.params import GenerationParams, ParamError, set_param, text_problem
 
 PROMPT = ">>> "
 CONTINUATION = "... "
@@ -67,6 +67,10 @@ class Repl:
     def handle(self, line: str) -> bool:
         """Handle one command or prompt; False when the REPL should end."""
         if not line.strip():
+            return True
+        problem = text_problem(line, "the line")
+        if problem is not None:
+            self.print(f"error: {problem}")
             return True
         if not line.startswith("/"):
             self.answer(line)

@@ -234,6 +234,20 @@ def test_plan_without_config_json_says_how_to_give_one(older_config, capsys):
     assert "memory and time unknown: no config.json for Kwaipilot/KAT-Dev" in out and "--model-config" in out
 
 
-def test_unknown_gpu_model_is_a_user_error(older_config, capsys):
-    assert main(["plan", str(older_config), "--gpu-model", "Voodoo5"]) == 2
-    assert "--gpu-model 'Voodoo5': unknown GPU; known: " in capsys.readouterr().err
+@pytest.mark.parametrize("name", ["Voodoo5", "H100; rm -rf /", "nvidia h100 80gb hbm3", "a100 80"])
+def test_unknown_gpu_model_is_one_error_line_with_the_known_names(older_config, capsys, name):
+    """Only a whole known name counts: a text that merely contains one ('H100; rm -rf /') is refused."""
+    with pytest.raises(SystemExit) as exit:
+        main(["plan", str(older_config), "--gpu-model", name])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and err.count("\n") == 1
+    assert err.startswith(f"error: argument --gpu-model: unknown GPU {name!r}; known: H100 PCIE, H100 NVL, H100, H200")
+
+
+@pytest.mark.parametrize(
+    ("name", "spec"), [("h200", "H200 141GB"), ("A100-40GB", "A100 40GB"), ("H100_sxm 80gb", "H100 SXM 80GB")]
+)
+def test_gpu_model_takes_an_alias_or_the_full_name(name, spec):
+    from phased_cpt.gpus import gpu_by_name
+
+    assert gpu_by_name(name).name == spec

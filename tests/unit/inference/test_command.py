@@ -55,7 +55,7 @@ def test_generation_flags_become_parameters():
 
 def test_a_bad_flag_value_names_the_flag():
     args = build_parser().parse_args(["chat", "--repetition-penalty", "0"])
-    with pytest.raises(UserError, match=r"^--repetition-penalty: repetition_penalty must be a finite number > 0"):
+    with pytest.raises(UserError, match=r"^--repetition-penalty: repetition_penalty must be a number from 0.01 to 100"):
         params_from_args(args)
     huge_seed = build_parser().parse_args(["chat", "--seed", str(10**26)])
     with pytest.raises(UserError, match=r"^--seed: seed must be an integer from 0 to 4294967295"):

@@ -87,7 +87,7 @@ def test_phase_lists_and_switches(repl):
     ("line", "error"),
     [
         ("/bogus", "error: unknown command /bogus (/help lists the commands)"),
-        ("/set temperature hot", "error: temperature must be a finite number >= 0 (0: greedy), got 'hot'"),
+        ("/set temperature hot", "error: temperature must be 0 (greedy) or a finite number >= 0.001, got 'hot'"),
         ("/set seed 1e26", "error: seed must be an integer from 0 to 4294967295, got '1e26'"),
         (
             "/set seed 100000000000000000000000000",

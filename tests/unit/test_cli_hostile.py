@@ -1,0 +1,107 @@
+"""Hostile command-line values (issue 29, part B): each is one `error: ...` line naming the flag
+or key and what to do, exit 2, never a traceback. The CLI runs in-process through `main`, the
+function the console script calls."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from phased_cpt.cli import main
+from phased_cpt.cli.parser import build_parser, package_version
+from tests.conftest import write_jsonl
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    write_jsonl(tmp_path / "p1.jsonl", [f"def f{i}(x):\n    return x + {i}\n" for i in range(8)])
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "model: {name: nowhere/model}\n"
+        "context: {max_tokens: 64, overlap_tokens: 0}\n"
+        "phases: [{name: p1, file: p1.jsonl}]\n"
+        f"output: {{dir: {tmp_path / 'out'}}}\n"
+    )
+    return path
+
+
+def one_error_line(capsys, argv: list[str]) -> str:
+    """Run the CLI; assert exit 2 with exactly one `error:` line on stderr; return it."""
+    try:
+        code = main(argv)
+    except SystemExit as exit:  # argparse's own refusals
+        code = exit.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["doctor", "C", "--gpu-memory", "nan"],
+            "error: argument --gpu-memory: must be GiB from 0.01 to 16384, got 'nan'",
+        ),
+        (
+            ["doctor", "C", "--gpu-memory", "1e308"],
+            "argument --gpu-memory: must be GiB from 0.01 to 16384, got '1e308'",
+        ),
+        (["doctor", "C", "--gpus", "-3"], "error: argument --gpus: must be a whole number from 1 to 1048576, got '-3'"),
+        (["launch", "C", "--gpus", "0"], "argument --gpus: must be a whole number from 1 to 1048576, got '0'"),
+        (["plan", "C", "--bytes-per-token", "nan"], "argument --bytes-per-token: must be bytes per token from 0.1"),
+        (["plan", "C", "--bytes-per-token", "1e-320"], "argument --bytes-per-token: must be bytes per token"),
+        (["plan", "C", "--nodes", "1.5"], "argument --nodes: expected a whole number from 1 to 1048576, got '1.5'"),
+        (["doctor", "C", "--master-port", "0"], "argument --master-port: must be a port from 1 to 65535, got '0'"),
+        (["launch", "C", "--node-rank", "-1"], "argument --node-rank: must be a whole number from 0 to"),
+        (["plan", "C", "--model-config", "/dev/zero"], "argument --model-config: /dev/zero is not a regular file"),
+        (["plan", "C", "--model-config", "/no/such/dir"], "argument --model-config: /no/such/dir does not exist"),
+    ],
+)
+def test_a_bad_number_or_file_flag_is_one_error_line(capsys, config, argv, expected):
+    argv = [str(config) if a == "C" else a for a in argv]
+    line = one_error_line(capsys, argv)
+    assert expected in line
+    assert line.endswith(f"(phased-cpt {argv[0]} --help shows the usage)")
+
+
+def test_model_config_names_the_file_given_and_what_is_wrong(capsys, config, tmp_path):
+    """Not the model of the config (`<tiny>`): the file given, and why it is not a config.json."""
+    not_json = tmp_path / "data.jsonl"
+    not_json.write_text('{"a": 1}\n{"b": 2}\n')
+    assert "data.jsonl is not a JSON config.json" in one_error_line(
+        capsys, ["plan", str(config), "--model-config", str(not_json)]
+    )
+    no_shape = tmp_path / "model"
+    no_shape.mkdir()
+    (no_shape / "config.json").write_text(json.dumps({"model_type": "qwen2", "hidden_size": 8}))
+    line = one_error_line(capsys, ["plan", str(config), "--model-config", str(no_shape)])
+    assert f"{no_shape / 'config.json'} does not describe a decoder's shape" in line and "num_hidden_layers" in line
+
+
+def test_version_is_the_installed_distributions(capsys):
+    import importlib.metadata
+
+    with pytest.raises(SystemExit) as exit:
+        build_parser().parse_args(["--version"])
+    assert exit.value.code == 0
+    assert capsys.readouterr().out == f"phased-cpt {importlib.metadata.version('phased-cpt')}\n"
+    assert package_version() == importlib.metadata.version("phased-cpt")
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("context.max_tokens=1", "context.max_tokens (1) leaves 1 token(s) per training row"),
+        ("phases.0.epochs=1e308", "phases.0.epochs: Input should be less than or equal to 1000000"),
+    ],
+)
+def test_validate_refuses_what_plan_and_train_cannot_run(capsys, config, override, expected):
+    """`validate` passed these, then `plan`/`train` failed with a ValueError/OverflowError."""
+    assert main(["validate", str(config), "--set", override]) == 2
+    err = capsys.readouterr().err
+    assert "error: " in err and expected in err and "Traceback" not in err
