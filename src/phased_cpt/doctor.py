@@ -10,7 +10,6 @@ nodes, this node's job identity and the master's address (`check_nodes`).
 
 from __future__ import annotations
 
-import errno
 import importlib.metadata
 import os
 import shutil
@@ -23,7 +22,7 @@ import torch
 
 from phased_cpt.config import RunConfig, load_config, training_dtype
 from phased_cpt.errors import UserError
-from phased_cpt.launch import Nodes
+from phased_cpt.launch import Nodes, port_in_use_problem
 from phased_cpt.memory import (
     DTYPE_BYTES,
     GiB,
@@ -338,25 +337,9 @@ def check_master(nodes: Nodes) -> Check:
     may not be started yet)."""
     addr, port = nodes.master_addr, nodes.master_port
     if nodes.rank in (None, 0):
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                sock.bind((socket.gethostbyname(addr) if addr else "", port))
-        except socket.gaierror as err:
-            return Check("master", FAIL, f"--master-addr {addr}: cannot resolve it ({err.strerror})")
-        except OSError as err:
-            if err.errno == errno.EADDRNOTAVAIL:
-                return Check(
-                    "master",
-                    FAIL,
-                    f"--master-addr {addr} is not an address of this node; "
-                    "start --node-rank 0 on the node at --master-addr",
-                )
-            return Check(
-                "master",
-                FAIL,
-                f"port {port} cannot be used on this node ({err.strerror}): "
-                "choose another --master-port, the same on every node",
-            )
+        problem = port_in_use_problem(addr, port)
+        if problem is not None:
+            return Check("master", FAIL, problem)
         return Check("master", PASS, f"{addr or 'this node'}:{port} is free here (node 0 listens on it)")
     try:
         with socket.create_connection((addr, port), timeout=MASTER_TIMEOUT_SECONDS):
@@ -399,6 +382,8 @@ def run_checks(
     checks += check_memory(cfg, processes * (nodes.count if nodes is not None else 1), gpu_memory_gib, model_config)
     if nodes is not None and (nodes.several or nodes.hostfile is not None):
         checks += check_nodes(cfg, nodes)
+    elif nodes is not None and nodes.master_port is not None:  # one node, --master-port given
+        checks.append(check_master(nodes))
     return checks
 
 

@@ -21,6 +21,7 @@ with the launcher (`exec`), so signals reach it directly.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import socket
@@ -102,6 +103,12 @@ def read_hostfile(path: Path) -> dict[str, int]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as err:
         raise UserError(f"--hostfile {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise UserError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{err.object[err.start]:02x}); "
+            "write host names in UTF-8, one 'hostname slots=N' per line"
+        ) from None
     hosts: dict[str, int] = {}
     for number, line in enumerate(lines, start=1):
         line = line.split("#", 1)[0].strip()
@@ -116,6 +123,27 @@ def read_hostfile(path: Path) -> dict[str, int]:
     if not hosts:
         raise UserError(f"{path}: no hosts; write one 'hostname slots=N' line per node")
     return hosts
+
+
+def port_in_use_problem(addr: str | None, port: int) -> str | None:
+    """Why the master cannot listen on `port` here (it is taken, or `addr` is not this node's),
+    or None. SO_REUSEADDR as torch's TCPStore: a port whose last connections are closing is free."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((socket.gethostbyname(addr) if addr else "", port))
+    except socket.gaierror as err:
+        return f"--master-addr {addr}: cannot resolve it ({err.strerror})"
+    except OSError as err:
+        if err.errno == errno.EADDRNOTAVAIL:
+            return (
+                f"--master-addr {addr} is not an address of this node; start --node-rank 0 on the node at --master-addr"
+            )
+        return (
+            f"--master-port {port} cannot be used on this node ({err.strerror}): another process listens on it; "
+            "choose another --master-port (the same on every node) or stop that process"
+        )
+    return None
 
 
 def free_port() -> int:
@@ -158,6 +186,10 @@ def plan_launch(
             "--hostfile needs --launcher deepspeed; for torchrun, start `phased-cpt launch CONFIG --launcher torchrun "
             "--nodes N --node-rank K --master-addr A` on each node (see docs/multi-gpu.md)"
         )
+    if nodes.master_port is not None and nodes.rank in (None, 0):  # this node's rank 0 will listen on it
+        problem = port_in_use_problem(nodes.master_addr, nodes.master_port)
+        if problem is not None:
+            raise UserError(problem)
     port = str(nodes.master_port or free_port())
     train = ["train", str(config), *train_args]
     env = dict(os.environ)

@@ -105,3 +105,42 @@ def test_validate_refuses_what_plan_and_train_cannot_run(capsys, config, overrid
     assert main(["validate", str(config), "--set", override]) == 2
     err = capsys.readouterr().err
     assert "error: " in err and expected in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["doctor", "launch"])
+def test_a_hostfile_that_is_not_utf8_is_one_error_line(capsys, config, tmp_path, command):
+    hostfile = tmp_path / "hosts"
+    hostfile.write_bytes(b"node-a slots=2\nnode\xff-b slots=2\n")
+    line = one_error_line(capsys, [command, str(config), "--hostfile", str(hostfile), "--node-rank", "0"])
+    assert (
+        line
+        == f"error: {hostfile}:2: not UTF-8 text (byte 0xff); write host names in UTF-8, one 'hostname slots=N' per line"
+    )
+
+
+@pytest.fixture
+def taken_port():
+    """A port another process (here: this one) listens on."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def test_launch_refuses_a_master_port_in_use_with_one_line(capsys, config, taken_port):
+    """Before: torchrun started and died with a traceback (EADDRINUSE)."""
+    line = one_error_line(
+        capsys, ["launch", str(config), "--gpus", "2", "--master-port", str(taken_port), "--skip-doctor"]
+    )
+    assert line.startswith(f"error: --master-port {taken_port} cannot be used on this node (Address already in use)")
+    assert "choose another --master-port" in line
+
+
+def test_doctor_checks_a_given_master_port_on_one_node(capsys, config, taken_port):
+    from phased_cpt.doctor import run_checks
+    from phased_cpt.launch import resolve_nodes
+
+    checks = {c.name: c for c in run_checks(config, nodes=resolve_nodes(master_port=taken_port))}
+    assert checks["master"].status == "fail" and f"--master-port {taken_port} cannot be used" in checks["master"].detail
