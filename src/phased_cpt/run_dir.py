@@ -34,7 +34,7 @@ import yaml
 from filelock import FileLock, Timeout
 
 from phased_cpt.config import ModelConfig, PhaseConfig
-from phased_cpt.errors import UserError
+from phased_cpt.errors import DataError, UserError
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +82,33 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+METRIC_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "step": (int,),
+    "loss": (int, float, type(None)),
+    "perplexity": (int, float, type(None)),
+    "time": (int, float),
+    "seconds": (int, float),
+    "preparation_seconds": (int, float),
+    "event": (str,),
+    "kind": (str,),
+    "phase": (str,),
+}
+"""The types of the metrics.jsonl fields that resume, `report` and the plots compute with."""
+
+
+def check_metric_record(record: dict[str, Any], where: str) -> None:
+    """A DataError naming `where` (file:line) and the field when a field of `METRIC_FIELD_TYPES`
+    holds another type (a hand edit, another program): it would fail deep in a sum or a plot."""
+    for key, types in METRIC_FIELD_TYPES.items():
+        value = record.get(key)
+        if key in record and (isinstance(value, bool) or not isinstance(value, types)):
+            kind = "a whole number" if types == (int,) else "a string" if types == (str,) else "a number"
+            raise DataError(
+                f"{where}: {key!r} is {value!r}, not {kind}; the file was edited or damaged: "
+                "restore that line or delete it"
+            )
+
+
 def read_metrics(metrics_file: Path) -> list[dict[str, Any]]:
     """The records of `metrics.jsonl`, in order. A line that is not a JSON object is skipped with
     a warning naming it: the last line is torn when the process died while writing it (power
@@ -98,6 +125,7 @@ def read_metrics(metrics_file: Path) -> list[dict[str, Any]]:
         except ValueError:
             record = None
         if isinstance(record, dict):
+            check_metric_record(record, f"{metrics_file}:{number}")
             records.append(record)
             continue
         what = (

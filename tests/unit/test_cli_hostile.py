@@ -144,3 +144,38 @@ def test_doctor_checks_a_given_master_port_on_one_node(capsys, config, taken_por
 
     checks = {c.name: c for c in run_checks(config, nodes=resolve_nodes(master_port=taken_port))}
     assert checks["master"].status == "fail" and f"--master-port {taken_port} cannot be used" in checks["master"].detail
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        ({"step": 2, "phase": "p1", "kind": "train", "loss": "abc"}, "'loss' is 'abc', not a number"),
+        ({"step": "2", "phase": "p1", "kind": "train", "loss": 1.0}, "'step' is '2', not a whole number"),
+        ({"event": "session_start", "time": [1]}, "'time' is [1], not a number"),
+        ({"step": 2, "phase": 7, "kind": "eval", "loss": 1.0}, "'phase' is 7, not a string"),
+    ],
+)
+def test_report_on_a_metrics_record_of_the_wrong_type_is_one_error_line(capsys, tmp_path, record, expected):
+    from tests.unit.inference.conftest import write_run
+
+    run = write_run(tmp_path / "run", tmp_path, ["p1"], ["p1"])
+    good = {"step": 1, "phase": "p1", "kind": "train", "loss": 2.0}
+    (run / "metrics.jsonl").write_text(json.dumps(good) + "\n" + json.dumps(record) + "\n")
+    line = one_error_line(capsys, ["report", str(run)])
+    assert (
+        line
+        == f"error: {run / 'metrics.jsonl'}:2: {expected}; the file was edited or damaged: restore that line or delete it"
+    )
+
+
+def test_report_without_metrics_file_says_it_is_missing(capsys, tmp_path):
+    from tests.unit.inference.conftest import write_run
+
+    run = write_run(tmp_path / "run", tmp_path, ["p1"], ["p1"])
+    assert main(["report", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert f"(no wall-time records: {run / 'metrics.jsonl'} is missing (moved or deleted?)" in out
+    assert "predates" not in out
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "phase": "p1", "kind": "train", "loss": 2.0}) + "\n")
+    assert main(["report", str(run)]) == 0
+    assert "metrics.jsonl has none: the run predates them" in capsys.readouterr().out

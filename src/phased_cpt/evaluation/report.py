@@ -46,7 +46,7 @@ def build_report(run: RunDir) -> str:
         "",
         f"Total: {len(state['finished_phases'])} phase(s), {total_tokens:,} tokens.",
         "",
-        wall_time_line(records, total_seconds),
+        wall_time_line(records, total_seconds, run.metrics_file),
     ]
     forgetting_file = run.eval_dir / "forgetting.json"
     if forgetting_file.is_file():
@@ -120,10 +120,15 @@ def wall_time(records: list[dict], phase_seconds: float) -> WallTime | None:
     return WallTime(total, max(phase_seconds - evaluation_in_phases, 0.0), evaluation, preparation)
 
 
-def wall_time_line(records: list[dict], phase_seconds: float) -> str:
+def wall_time_line(records: list[dict], phase_seconds: float, metrics_file: Path) -> str:
     spent = wall_time(records, phase_seconds)
     if spent is None:
-        return f"Training time: {_duration(phase_seconds)} (no wall-time records: the run predates them)."
+        why = (
+            f"{metrics_file} has none: the run predates them"
+            if metrics_file.is_file()
+            else f"{metrics_file} is missing (moved or deleted?); training time from state.json"
+        )
+        return f"Training time: {_duration(phase_seconds)} (no wall-time records: {why})."
     return (
         f"Wall time: {_duration(spent.total)}: training {_duration(spent.training)}, evaluation "
         f"{_duration(spent.evaluation)}, data preparation {_duration(spent.preparation)}, other "
