@@ -179,3 +179,28 @@ def test_report_without_metrics_file_says_it_is_missing(capsys, tmp_path):
     (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "phase": "p1", "kind": "train", "loss": 2.0}) + "\n")
     assert main(["report", str(run)]) == 0
     assert "metrics.jsonl has none: the run predates them" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("file", "expected"),
+    [
+        ("[{path: p1.jsonl, weight: -1}]", ["phases.0.file.0.weight: Input should be greater than 0 (got -1)"]),
+        ("[{path: p1.jsonl, weight: .nan}]", ["phases.0.file.0.weight: Input should be a finite number (got nan)"]),
+        (
+            "[{path: p1.jsonl, wieght: 1}]",
+            ["phases.0.file.0.wieght: unknown key (did you mean 'weight'?); valid keys here: path, weight"],
+        ),
+        ("5", ["phases.0.file: expected a JSONL path or glob, or a list of them and {path, weight} items (got 5)"]),
+        ("{path: p1.jsonl}", ["phases.0.file: a {path, weight} source must be an item of a list"]),
+    ],
+)
+def test_a_bad_source_is_one_problem_without_pydantic_union_internals(config, file, expected):
+    """Before: three problems, two of them 'phases.0.file.lax-or-strict[lax=union[json-or-python[...'."""
+    from phased_cpt.config import load_config
+    from phased_cpt.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        load_config(config, [f"phases.0.file={file}"])
+    assert len(err.value.problems) == len(expected)
+    for problem, start in zip(err.value.problems, expected, strict=True):
+        assert problem.startswith(start) and "[" not in problem.split(":")[0], problem

@@ -184,10 +184,11 @@ def load_config(
 
 
 def describe_validation_error(err: ValidationError) -> list[str]:
-    """One line per pydantic error: `key.path: what is wrong; what to do`."""
+    """One line per pydantic error: `key.path: what is wrong; what to do`. A key that takes one
+    of several types (a phase's `file`: a path or a list of paths and `{path, weight}` items)
+    gets the errors of the type the value was meant as, not one per alternative (`config_errors`)."""
     lines = []
-    for e in err.errors(include_url=False):
-        loc = [str(part) for part in e["loc"]]
+    for loc, e in config_errors(err):
         path = ".".join(part if part.isprintable() else repr(part) for part in loc) or "(top level)"
         if e["type"] == "extra_forbidden":
             lines.append(f"{path}: unknown key{_did_you_mean(loc)}")
@@ -198,7 +199,45 @@ def describe_validation_error(err: ValidationError) -> list[str]:
             lines.append(f"{path}: required key is missing")
         else:
             lines.append(f"{path}: {e['msg']} (got {_shorten(repr(e.get('input')))})")
-    return lines
+    return list(dict.fromkeys(lines))
+
+
+def config_errors(err: ValidationError) -> list[tuple[list[str], dict[str, Any]]]:
+    """pydantic's errors with their key paths as the user wrote them. pydantic names the
+    alternative of a union it tried in the path (`file.list[union[...]].0.SourceConfig.weight`):
+    such parts are dropped, and of the alternatives tried for one key only the errors that got
+    deepest into the value are kept (a `{path, weight: -1}` item: the weight's error, not also
+    "not a valid path")."""
+    found = []
+    for e in err.errors(include_url=False):
+        loc, through_union = _user_path([str(part) for part in e["loc"]], keep_last=e["type"] == "extra_forbidden")
+        found.append((loc, through_union, e))
+    union_paths = [loc for loc, through_union, _ in found if through_union]
+    return [
+        (loc, e)
+        for loc, through_union, e in found
+        if not (through_union and any(len(other) > len(loc) and other[: len(loc)] == loc for other in union_paths))
+    ]
+
+
+def _user_path(loc: list[str], keep_last: bool) -> tuple[list[str], bool]:
+    """`loc` without the union-alternative parts pydantic adds (parts that are neither a list
+    index nor a key of the model at that point); and whether there were any."""
+    model: type[BaseModel] | None = RunConfig
+    kept: list[str] = []
+    dropped = False
+    for index, part in enumerate(loc):
+        last = index == len(loc) - 1
+        if part.isdigit() or model is None or (keep_last and last):
+            kept.append(part)
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            dropped = True
+            continue
+        kept.append(part)
+        model = _model_of(field.annotation)
+    return kept, dropped
 
 
 def _shorten(text: str, limit: int = 80) -> str:

@@ -346,6 +346,22 @@ class PhaseConfig(StrictModel):
             )
         return name
 
+    @field_validator("file", mode="before")
+    @classmethod
+    def _check_source_shape(cls, value: Any) -> Any:
+        """One message for a value of none of `file`'s shapes, instead of one per alternative."""
+        items = value if isinstance(value, list) else [value]
+        if isinstance(value, dict):
+            raise ValueError(
+                f"a {{path, weight}} source must be an item of a list: [{{path: ..., weight: ...}}] (got {value!r:.80})"
+            )
+        for item in items:
+            if not isinstance(item, (str, os.PathLike, dict, SourceConfig)):
+                raise ValueError(
+                    f"expected a JSONL path or glob, or a list of them and {{path, weight}} items (got {item!r:.80})"
+                )
+        return value
+
     @field_validator("file")
     @classmethod
     def _resolve_and_check_sources(cls, value: Path | list, info: ValidationInfo) -> Path | list:
