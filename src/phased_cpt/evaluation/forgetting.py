@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from phased_cpt.distributed import is_main_process
 from phased_cpt.evaluation.perplexity import Collator, evaluate_rows
+from phased_cpt.evaluation.plots import text_colour
 from phased_cpt.run_dir import save_figure, write_atomic
 
 if TYPE_CHECKING:
@@ -95,7 +96,8 @@ class ForgettingMatrix:
         )
         for i in range(values.shape[0]):
             for j in range(values.shape[1]):
-                ax.text(j, i, _format(values[i, j]), ha="center", va="center", color="white", fontsize=9)
+                colour = text_colour(image.cmap(image.norm(shown[i, j])))
+                ax.text(j, i, _format(values[i, j]), ha="center", va="center", color=colour, fontsize=9)
         ax.set_title("Perplexity on each phase's held-out documents")
         fig.colorbar(image, ax=ax, label="log perplexity")
         fig.tight_layout()

@@ -10,6 +10,17 @@ from pathlib import Path
 from phased_cpt.run_dir import read_metrics, save_figure
 
 
+def text_colour(rgba: tuple[float, float, float, float]) -> str:
+    """'black' or 'white', whichever contrasts more with a cell drawn in `rgba` (matplotlib's 0-1
+    floats), by WCAG relative luminance; a transparent cell (a missing value) shows the white
+    figure behind it. Yellow cells get black text, dark violet ones white."""
+    *rgb, alpha = rgba
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    luminance = alpha * (0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]) + (1 - alpha)
+    # contrast with black (L + 0.05) / 0.05 equals contrast with white 1.05 / (L + 0.05) at L = 0.179
+    return "black" if luminance > 0.179 else "white"
+
+
 def phase_starts(records: list[dict]) -> list[tuple[str, int]]:
     """(phase, first global step) in run order; a resumed phase keeps its first start."""
     starts: dict[str, int] = {}
