@@ -155,6 +155,10 @@ def test_console_shows_plan_and_progress(trained_run):
     _, result = trained_run
     assert "phase1_foundation" in result.stderr and "rows" in result.stderr
     assert "loss=" in result.stderr and "ppl=" in result.stderr and "tok/s=" in result.stderr
+    # stderr is a pipe here, as in a log file: progress as log lines, no progress-bar redraws
+    assert "\r" not in result.stderr and "step/s]" not in result.stderr and "batch/s]" not in result.stderr
+    progress = [line for line in result.stderr.splitlines() if line.startswith("phase1_foundation: step ")]
+    assert progress and all("loss=" in line and "tok/s=" in line for line in progress), result.stderr[-2000:]
 
 
 # --- user mistakes: exit 2, a message, no traceback, nothing trained --------------------------

@@ -292,7 +292,7 @@ def counted(documents: Iterable[Document], phase: str) -> Iterable[Document]:
         unit=" documents",
         leave=False,
         dynamic_ncols=True,
-        disable=not is_main_process(),
+        disable=None if is_main_process() else True,  # None: no bar when stderr is not a terminal
         mininterval=0.5,
     )
 

@@ -84,8 +84,14 @@ def evaluate_rows(
     was_training = model.training
     model.eval()
     adapter_off = model.disable_adapter() if base_model else nullcontext()
+    # disable=None: no bar when stderr is not a terminal (a log file); the result is logged either way
     bar = tqdm(
-        range(rounds), desc=desc, unit="batch", leave=False, dynamic_ncols=True, disable=desc is None or rank != 0
+        range(rounds),
+        desc=desc,
+        unit="batch",
+        leave=False,
+        dynamic_ncols=True,
+        disable=True if desc is None or rank != 0 else None,
     )
     try:
         with torch.no_grad(), adapter_off, bar, preserved_rng():

@@ -4,6 +4,7 @@ documented override points (`phase.PhaseTrainer.compute_loss`), never by patchin
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -14,6 +15,8 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from phased_cpt.evaluation.perplexity import EvalResult, perplexity_of
 from phased_cpt.training.metrics import MetricsSink
 from phased_cpt.training.throughput import Throughput, phase_throughput
+
+logger = logging.getLogger(__name__)
 
 
 class MetricsCallback(TrainerCallback):
@@ -103,7 +106,9 @@ class ClockCallback(TrainerCallback):
 
 
 class ProgressCallback(TrainerCallback):
-    """One console progress bar per phase: step/total, loss, perplexity, lr, tokens/s, MFU, ETA."""
+    """One console progress bar per phase: step/total, loss, perplexity, lr, tokens/s, MFU, ETA.
+    When stderr is not a terminal (a log file, a pipe), no bar: one log line per logged step
+    instead (`training.logging_steps`), so a log file holds lines, not thousands of redraws."""
 
     def __init__(self, phase: str, metrics: MetricsCallback) -> None:
         self.phase = phase
@@ -112,22 +117,30 @@ class ProgressCallback(TrainerCallback):
 
     def on_train_begin(self, args, state: TrainerState, control, **kwargs):
         if state.is_world_process_zero:
-            self.bar = tqdm(total=state.max_steps, desc=self.phase, unit="step", dynamic_ncols=True)
+            # disable=None: tqdm draws nothing when its stream (stderr) is not a terminal
+            self.bar = tqdm(total=state.max_steps, desc=self.phase, unit="step", dynamic_ncols=True, disable=None)
             self.bar.update(state.global_step)
 
     def on_step_end(self, args, state: TrainerState, control, **kwargs):
-        if self.bar is None:
+        if self.bar is None or self.bar.disable:
             return
         self.bar.update(state.global_step - self.bar.n)
+        if self.metrics.latest:
+            self.bar.set_postfix_str(self.status(), refresh=False)
+
+    def on_log(self, args, state: TrainerState, control, logs=None, **kwargs):
+        if self.bar is not None and self.bar.disable and logs and "loss" in logs and self.metrics.latest:
+            logger.info("%s: step %d/%d %s", self.phase, state.global_step, state.max_steps, self.status())
+
+    def status(self) -> str:
+        """The latest logged values, as the bar's postfix and the log line show them."""
         latest = self.metrics.latest
-        if latest:
-            self.bar.set_postfix_str(
-                f"loss={_shown(latest['loss'], '.4f')} ppl={_shown(latest['perplexity'], '.2f')} "
-                f"lr={latest['learning_rate']:.2e} tok/s={latest['tokens_per_second']:.0f}"
-                + (f" mfu={latest['mfu']:.1%}" if "mfu" in latest else "")
-                + (f" skipped={latest['skipped_steps']}" if latest.get("skipped_steps") else ""),
-                refresh=False,
-            )
+        return (
+            f"loss={_shown(latest['loss'], '.4f')} ppl={_shown(latest['perplexity'], '.2f')} "
+            f"lr={latest['learning_rate']:.2e} tok/s={latest['tokens_per_second']:.0f}"
+            + (f" mfu={latest['mfu']:.1%}" if "mfu" in latest else "")
+            + (f" skipped={latest['skipped_steps']}" if latest.get("skipped_steps") else "")
+        )
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.bar is not None:
