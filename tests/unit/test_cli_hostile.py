@@ -204,3 +204,39 @@ def test_a_bad_source_is_one_problem_without_pydantic_union_internals(config, fi
     assert len(err.value.problems) == len(expected)
     for problem, start in zip(err.value.problems, expected, strict=True):
         assert problem.startswith(start) and "[" not in problem.split(":")[0], problem
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (
+            "training.max_steps=100000000000000000000000000000",
+            "training.max_steps: Input should be less than or equal to",
+        ),
+        ("phases.0.max_steps=2147483648", "phases.0.max_steps: Input should be less than or equal to 2147483647"),
+        ("context.max_tokens=1e400", "context.max_tokens:"),
+        (
+            "phases.0.lr_scale=1e308",
+            "phases.0: its learning rate (learning_rate x lr_scale) is inf, not a finite positive number",
+        ),
+    ],
+)
+def test_config_numbers_that_overflow_later_are_refused_by_validate(capsys, config, override, expected):
+    """Before: `validate` passed, then `plan` raised OverflowError (steps) or training got lr=inf."""
+    assert main(["validate", str(config), "--set", "training.learning_rate=10", "--set", override]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err
+
+
+def test_source_weights_of_any_finite_size_share_out_the_tokens():
+    """Before: weight 1e308 overflowed (own tokens x weight = inf) with an OverflowError in `plan`."""
+    import numpy as np
+
+    from phased_cpt.data.mixing import weight_sources
+
+    a = np.array([[0, 100, 0]] * 3)
+    b = np.array([[0, 100, 0]])
+    _, tokens = weight_sources([a, b], [1e308, 1e308 / 3], np.random.default_rng(0))
+    assert tokens == [300, 100]
+    _, tokens = weight_sources([a, b], [3.0, 1.0], np.random.default_rng(0))
+    assert tokens == [300, 100]

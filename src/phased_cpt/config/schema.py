@@ -6,20 +6,19 @@ from __future__ import annotations
 
 import glob
 import importlib.util
+import math
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     NonNegativeFloat,
-    NonNegativeInt,
     PositiveFloat,
-    PositiveInt,
     SecretStr,
     ValidationInfo,
     field_validator,
@@ -73,6 +72,15 @@ def training_dtype(setting: str, bf16_supported: bool) -> str:
     return "bfloat16" if bf16_supported else "float32"
 
 
+MAX_COUNT = 2**31 - 1
+"""The largest count a config key takes (steps, tokens, batch sizes, ranks, layers): what an
+int32 holds, as torch and the trainer index with; past it a number is a typo, and 1e29 steps
+failed deep in `plan` with an OverflowError."""
+Count = Annotated[int, Field(gt=0, le=MAX_COUNT)]
+"""A count of at least 1 (`PositiveInt`, bounded by MAX_COUNT)."""
+CountOrZero = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+
+
 class StrictModel(BaseModel):
     # allow_inf_nan=False: `.inf` / `.nan` in any number key is a config error, not a run that diverges.
     model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
@@ -94,7 +102,7 @@ class ModelConfig(StrictModel):
 
 
 class LoraConfig(StrictModel):
-    r: PositiveInt = 128
+    r: Count = 128
     alpha: PositiveFloat = 256
     dropout: float = Field(0.05, ge=0.0, lt=1.0)
     target_modules: list[str] = Field(
@@ -137,7 +145,7 @@ class PerformanceConfig(StrictModel):
     where torch has no fused AdamW for the device)."""
     torch_compile: bool = False
     """torch.compile the model (the Trainer's `torch_compile`)."""
-    checkpoint_every_n_layers: PositiveInt = 1
+    checkpoint_every_n_layers: Count = 1
     """With training.gradient_checkpointing: recompute only every n-th decoder layer (1: all);
     the others keep their activations, trading memory back for speed."""
     checkpoint_offload: bool = False
@@ -156,8 +164,8 @@ class PerformanceConfig(StrictModel):
 
 
 class TrainingConfig(StrictModel):
-    micro_batch_size: PositiveInt = 1
-    gradient_accumulation_steps: PositiveInt = 6
+    micro_batch_size: Count = 1
+    gradient_accumulation_steps: Count = 6
     learning_rate: PositiveFloat = 1e-4
     lr_scheduler: LrScheduler = "cosine"
     warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0)
@@ -167,12 +175,12 @@ class TrainingConfig(StrictModel):
     gradient_checkpointing: bool = True
     seed: int = Field(42, ge=0, lt=2**32)
     """0 <= seed < 2**32 (what numpy's and torch's seeding accept)."""
-    logging_steps: PositiveInt = 10
-    save_steps: PositiveInt = 200
-    save_total_limit: PositiveInt | None = 3
-    max_steps: PositiveInt | None = None
+    logging_steps: Count = 10
+    save_steps: Count = 200
+    save_total_limit: Count | None = 3
+    max_steps: Count | None = None
     """Cap on optimizer steps per phase (smoke runs); null trains every epoch."""
-    max_nonfinite_losses: PositiveInt = 3
+    max_nonfinite_losses: Count = 3
     """Consecutive optimizer steps skipped because a micro-batch loss or the gradient norm was
     NaN/inf (no weight moves in such a step) before the phase stops with an error; checkpoints
     written before stay as they are."""
@@ -210,8 +218,8 @@ class TrainingConfig(StrictModel):
 
 
 class ContextConfig(StrictModel):
-    max_tokens: PositiveInt = 32768
-    overlap_tokens: NonNegativeInt = 2048
+    max_tokens: Count = 32768
+    overlap_tokens: CountOrZero = 2048
     chunk_long_samples: bool = True
     """false: a document longer than max_tokens is an error (never silently truncated)."""
     overlap_loss: bool = False
@@ -323,11 +331,11 @@ class PhaseConfig(StrictModel):
     description: str | None = None
     learning_rate: PositiveFloat | None = None
     warmup_ratio: float | None = Field(None, ge=0.0, lt=1.0)
-    max_steps: PositiveInt | None = None
+    max_steps: Count | None = None
     lr_scheduler: LrScheduler | None = None
     weight_decay: NonNegativeFloat | None = None
-    gradient_accumulation_steps: PositiveInt | None = None
-    micro_batch_size: PositiveInt | None = None
+    gradient_accumulation_steps: Count | None = None
+    micro_batch_size: Count | None = None
     replay_ratio: float = Field(0.0, ge=0.0, lt=1.0)
     """Fraction of this phase's training tokens drawn (seeded) from earlier phases' training
     chunks, against forgetting; must be 0 for the first phase."""
@@ -503,11 +511,11 @@ class OutputConfig(StrictModel):
 class CompletionConfig(StrictModel):
     """Next-line completion on held-out documents (`evaluation/completion.py`), with the forgetting matrix."""
 
-    samples: NonNegativeInt = 32
+    samples: CountOrZero = 32
     """Cut points per held-out set (seeded); 0 turns completion evaluation off."""
-    max_new_tokens: PositiveInt = 32
+    max_new_tokens: Count = 32
     """Longest completion; a line usually ends sooner."""
-    prompt_tokens: PositiveInt = 1024
+    prompt_tokens: Count = 1024
     """Longest prompt (its last tokens are kept); at most context.max_tokens - max_new_tokens."""
     infill: bool = False
     """Also score fill-in-the-middle: the text after the line is given too, with the tokenizer's
@@ -515,10 +523,10 @@ class CompletionConfig(StrictModel):
 
 
 class EvaluationConfig(StrictModel):
-    eval_steps: PositiveInt | None = 200
+    eval_steps: Count | None = 200
     """Evaluate on the current phase's held-out documents every N optimizer steps (null: only at
     each phase end)."""
-    batch_size: PositiveInt = 1
+    batch_size: Count = 1
     """Rows (and completion prompts) per forward pass during evaluation."""
     forgetting_matrix: bool = True
     """Before training and after each phase, evaluate on every phase's held-out documents."""
@@ -580,6 +588,19 @@ class RunConfig(StrictModel):
                 "phase to replay from; set it to 0"
             )
         return phases
+
+    @model_validator(mode="after")
+    def _check_learning_rates(self) -> RunConfig:
+        """Each phase's peak learning rate (learning_rate x lr_scale, `PhaseConfig.training_for`)
+        is a finite number: two finite factors (1e308 x 10) can make inf, which trains nothing."""
+        for i, phase in enumerate(self.phases):
+            lr = phase.training_for(self.training).learning_rate
+            if not math.isfinite(lr) or not lr > 0:
+                raise ValueError(
+                    f"phases.{i}: its learning rate (learning_rate x lr_scale) is {lr}, not a finite positive "
+                    "number; lower learning_rate or lr_scale"
+                )
+        return self
 
     @model_validator(mode="after")
     def _resolve_general(self) -> RunConfig:

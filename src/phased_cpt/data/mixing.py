@@ -98,9 +98,11 @@ def weight_sources(
     if any(w is None for w in weights):
         return np.concatenate(source_chunks), [chunk_tokens(c) for c in source_chunks]
     own = sum(chunk_tokens(c) for c in source_chunks)
+    largest = max(weights)
+    shares = [w / largest for w in weights]  # in (0, 1]: any finite weights (1e308) keep every product finite
     chosen = [
-        chunks[draw_chunks(chunks[:, LENGTH], round(own * w / sum(weights)), rng, repeat=True)]
-        for chunks, w in zip(source_chunks, weights)
+        chunks[draw_chunks(chunks[:, LENGTH], round(own * share / sum(shares)), rng, repeat=True)]
+        for chunks, share in zip(source_chunks, shares)
     ]
     return np.concatenate(chosen), [chunk_tokens(c) for c in chosen]
 
