@@ -297,6 +297,7 @@ def number_type(kind: type, low: float, high: float, what: str) -> Callable[[str
             raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
         return value
 
+    parse.bounds = (kind, low, high)  # what tests/fuzz checks every accepted value against
     return parse
 
 
