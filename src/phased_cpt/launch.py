@@ -62,6 +62,12 @@ class Nodes:
     def several(self) -> bool:
         return self.count > 1
 
+    @property
+    def master_listens_here(self) -> bool:
+        """Whether rank 0's rendezvous port opens on this machine: node 0, or a one-node job (with
+        a hostfile and no --node-rank, DeepSpeed's launcher starts the master on its first host)."""
+        return self.rank == 0 or (self.rank is None and self.hostfile is None)
+
 
 def resolve_nodes(
     hostfile: Path | None = None,
@@ -186,7 +192,7 @@ def plan_launch(
             "--hostfile needs --launcher deepspeed; for torchrun, start `phased-cpt launch CONFIG --launcher torchrun "
             "--nodes N --node-rank K --master-addr A` on each node (see docs/multi-gpu.md)"
         )
-    if nodes.master_port is not None and nodes.rank in (None, 0):  # this node's rank 0 will listen on it
+    if nodes.master_port is not None and nodes.master_listens_here:
         problem = port_in_use_problem(nodes.master_addr, nodes.master_port)
         if problem is not None:
             raise UserError(problem)
