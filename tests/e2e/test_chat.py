@@ -406,10 +406,41 @@ def test_inference_py_at_the_repo_root(chat_run):
             "--temperature: temperature must be 0 (greedy) or a finite number >= 0.001",
         ),
         (["--adapter", "nowhere"], "--adapter nowhere: not an adapter directory"),
+        (
+            ["--prompt", "x", "--temperature", "1e-40"],
+            "error: --temperature: temperature must be 0 (greedy) or a finite number >= 0.001, got '1e-40'",
+        ),
+        (  # the argument's bytes are ab 0xff cd: not UTF-8
+            ["--prompt", "ab\udcffcd"],
+            "error: --prompt: the prompt is not valid UTF-8 text (byte 0xff at character 3)",
+        ),
     ],
 )
 def test_user_mistakes_exit_2_without_traceback(chat_run, args, message):
     assert_user_error(run_cli(["chat", *args], cwd=chat_run.parent.parent), message)
+
+
+def test_repl_refuses_non_utf8_lines_and_a_tiny_temperature_with_one_line_each(chat_run):
+    """Before: a TypeError from the tokenizer, and torch.multinomial's RuntimeError on inf/nan
+    probabilities, each ending the REPL with a traceback. Under a strict UTF-8 locale too."""
+    import os
+    import subprocess
+
+    from tests.e2e.cli import phased_cpt_command
+
+    result = subprocess.run(
+        [*phased_cpt_command(), "chat", "--max-tokens", "2"],
+        cwd=chat_run.parent.parent,
+        input=b"ab\xffcd\n/set temperature 1e-320\n/params\n/quit\n",
+        capture_output=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "LC_ALL": "C.UTF-8", "PYTHONIOENCODING": "utf-8:strict"},
+        timeout=300,
+    )
+    out, err = result.stdout.decode(), result.stderr.decode()
+    assert result.returncode == 0 and "Traceback" not in err, err[-2000:]
+    assert "error: the line is not valid UTF-8 text (byte 0xff at character 3)" in out
+    assert "error: temperature must be 0 (greedy) or a finite number >= 0.001, got '1e-320'" in out
+    assert "temperature=0.0 " in out  # /params: unchanged
 
 
 def test_no_run_found_is_a_clear_error(tmp_path):
