@@ -162,7 +162,7 @@ def test_a_directory_given_as_a_data_file(work):
     (work / "data").mkdir()
     (problem,) = problems("phases: [{name: p, file: data}]\n", work)
     assert (
-        problem == f"phases.0.file: data file '{work / 'data'}' is a directory, not a file; point the phase at "
+        problem == f"phases.0.file: data file '{work / 'data'}' is a directory, not a regular file; point the phase at "
         "an existing JSONL file"
     )
     (problem,) = problems("phases: [{name: p, file: missing.jsonl}]\n", work)

@@ -126,7 +126,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     cfg, notes = load_config(args.config, args.overrides)
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
-    problems = model_setting_problems(cfg)
+    problems = model_setting_problems(cfg) + tokenizer_problems(cfg)
     general = cfg.general.files + ([cfg.evaluation.general_file] if cfg.evaluation.general_file else [])
     groups = []
     for phase in cfg.phases:
@@ -173,6 +173,21 @@ def model_setting_problems(cfg: RunConfig) -> list[str]:
     from phased_cpt.modeling import check_model_settings
 
     return check_model_settings(cfg.model, cfg.training.lora)
+
+
+def tokenizer_problems(cfg: RunConfig) -> list[str]:
+    """`tokenizer_check.local_tokenizer_problems` for the model and the settings that need FIM tokens."""
+    from phased_cpt.tokenizer_check import local_tokenizer_problems
+
+    fim_settings = [
+        setting
+        for setting, used in (
+            ("context.fim_rate", cfg.context.fim_rate > 0),
+            ("evaluation.completion.infill", cfg.evaluation.completion.infill),
+        )
+        if used
+    ]
+    return local_tokenizer_problems(cfg.model.name, fim_settings)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

@@ -180,7 +180,13 @@ def load_config(
     source = str(path) if path else None
     if problems:
         raise ConfigError(problems, source)
-    return cfg, warnings
+    return cfg, warnings + repeated_file_notes(cfg)
+
+
+def repeated_file_notes(cfg: RunConfig) -> list[str]:
+    """A warning for each data file name left out as another name of a file already read."""
+    notes = [n for i, p in enumerate(cfg.phases) for n in p.source_expansion()[1].notes(f"phases.{i}.file")]
+    return notes + cfg.general.expansion().notes("general.file")
 
 
 def describe_validation_error(err: ValidationError) -> list[str]:

@@ -340,11 +340,13 @@ def prepare_plan_rows(
     """Every phase's rows: prepared with the tokenizer (or loaded from the cache), or, when the
     tokenizer cannot be loaded here, estimated from the documents' bytes; and notes saying which."""
     from phased_cpt.errors import UserError
-    from phased_cpt.modeling import load_tokenizer
+    from phased_cpt.modeling import TokenizerError, load_tokenizer
 
     notes: list[str] = []
     try:
         tokenizer = load_tokenizer(cfg.model)
+    except TokenizerError:
+        raise  # here but unusable: an estimate would hide it
     except UserError as err:
         reason = str(err).splitlines()[0]
         notes.append(f"token counts are estimated at {bytes_per_token:g} bytes per token, not counted: {reason}")
