@@ -259,26 +259,12 @@ def adapter_state(model: PeftModel) -> dict[str, torch.Tensor]:
 
 def adapter_fingerprint(model: PeftModel) -> str:
     """sha256 over the adapter tensors (`adapter_state`: sorted names, float32 bytes): a hash of
-    the weights, not of any file (`adapter_file_sha256` is the saved file's).
+    the weights, not of any file (`run_dir.adapter_file_sha256` is the saved file's).
 
     Logged at the start and end of each phase (`adapter_fingerprint`) so a run shows that phase
     k+1 starts from exactly the weights phase k ended with.
     """
     return fingerprint_tensors(adapter_state(model))
-
-
-def adapter_file_sha256(adapter_dir: Path) -> str | None:
-    """sha256 of the saved `adapter_model.safetensors` (what `sha256sum` prints), None when the
-    directory holds none. Unlike `adapter_fingerprint`, it changes with the file's metadata and
-    dtype, so it identifies the file, not the weights."""
-    path = Path(adapter_dir) / "adapter_model.safetensors"
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fingerprint_tensors(tensors: dict[str, torch.Tensor]) -> str:

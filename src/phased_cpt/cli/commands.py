@@ -234,6 +234,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
     target = resolve_target(
         args.target, output_dir=output_dir, phase=args.phase, adapter=args.adapter, base_model=args.base_model
     )
+    if args.out is not None:
+        from phased_cpt.inference.batch import check_results_file
+
+        protected = {"the prompts file": [args.prompts] if args.prompts else []}
+        if target.run is not None:
+            protected |= {"the run's data": target.run.data_files(), "the run directory": [target.run.path]}
+        check_results_file(args.out, args.force, protected)
     logger.info("base model: %s", target.model.name)  # before the imports: the first seconds show what loads
     logger.info("adapter: %s (%s)", target.active, target.adapter_dir)
     from phased_cpt.inference.generation import load_generator

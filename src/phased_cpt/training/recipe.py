@@ -21,8 +21,8 @@ from phased_cpt.data.phase_data import PhaseData, build_run_data, save_rejected
 from phased_cpt.data.plan import format_plan, plan_phases, plan_warnings
 from phased_cpt.errors import ConfigError, storage_errors
 from phased_cpt.evaluation.report import write_report
-from phased_cpt.modeling import adapter_file_sha256, check_model_settings, load_tokenizer
-from phased_cpt.run_dir import RunDir
+from phased_cpt.modeling import check_model_settings, load_tokenizer
+from phased_cpt.run_dir import RunDir, adapter_file_sha256
 from phased_cpt.training.callbacks import ClockCallback, EvalCallback, MetricsCallback, ProgressCallback
 from phased_cpt.training.checkpoints import CheckpointCallback
 from phased_cpt.training.deepspeed_plan import DeepSpeedPlan, plan_deepspeed
