@@ -13,7 +13,14 @@ from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase, set_seed
 
-from phased_cpt.config import ContextConfig, EvaluationConfig, PhaseConfig, RunConfig, TrainingConfig
+from phased_cpt.config import (
+    ContextConfig,
+    EvaluationConfig,
+    PhaseConfig,
+    RunConfig,
+    TrainingConfig,
+    public_config,
+)
 from phased_cpt.crash_points import crash_point
 from phased_cpt.data.cache import resolve_cache_dir
 from phased_cpt.data.collate import check_packing_model, make_collator
@@ -108,7 +115,7 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
         run,
         cfg.tensorboard,
         cfg.wandb,
-        cfg.model_dump(mode="json", exclude={"wandb"}),
+        {k: v for k, v in public_config(cfg).items() if k != "wandb"},
         resume_point(run, pending[0].name)[1] if resume and pending else None,
     )
     evaluator = RunEvaluator(
