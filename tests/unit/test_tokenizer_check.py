@@ -50,7 +50,7 @@ def project(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
-def write_config(project: Path, model: Path, **context) -> Path:
+def write_config(project: Path, model: Path | str, **context) -> Path:
     config = {"model": {"name": str(model)}, "phases": [{"name": "p", "file": "p.jsonl"}]}
     if context:
         config["context"] = context
@@ -135,3 +135,13 @@ def test_a_good_tokenizer_passes_the_light_check(tiny_model_dir, tiny_fim_model_
     assert local_tokenizer_problems(str(tiny_model_dir)) == []
     assert local_tokenizer_problems(str(tiny_fim_model_dir), ["context.fim_rate"]) == []
     assert local_tokenizer_problems("Qwen/Qwen2.5-0.5B") == []  # a hub id is left to loading
+
+
+def test_validate_warns_about_a_missing_local_looking_model_path(project, capsys):
+    """`./modles/tiny` is a typo of a local path, not a hub id: a warning (issue 29)."""
+    assert main(["validate", str(write_config(project, "./modles/tiny"))]) == 0  # it may exist where training runs
+    assert "warning: model.name './modles/tiny' is a local path (not a hub id) and does not exist here" in (
+        capsys.readouterr().err
+    )
+    assert main(["validate", str(write_config(project, "Qwen/Qwen2.5-0.5B"))]) == 0  # a hub id: left to loading
+    assert "warning: model.name" not in capsys.readouterr().err

@@ -126,7 +126,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     cfg, notes = load_config(args.config, args.overrides)
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
-    problems = model_setting_problems(cfg) + tokenizer_problems(cfg)
+    problems = model_setting_problems(cfg) + model_file_problems(cfg)
     general = cfg.general.files + ([cfg.evaluation.general_file] if cfg.evaluation.general_file else [])
     groups = []
     for phase in cfg.phases:
@@ -175,8 +175,17 @@ def model_setting_problems(cfg: RunConfig) -> list[str]:
     return check_model_settings(cfg.model, cfg.training.lora)
 
 
-def tokenizer_problems(cfg: RunConfig) -> list[str]:
-    """`tokenizer_check.local_tokenizer_problems` for the model and the settings that need FIM tokens."""
+def model_file_problems(cfg: RunConfig) -> list[str]:
+    """`tokenizer_check.local_tokenizer_problems` for the model and the settings that need FIM
+    tokens; a warning when `model.name` is written as a local path (`/`, `./`, `../`, `~`: not a
+    hub id) that does not exist here (it may on the machine that trains)."""
+    name = cfg.model.name
+    if name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().exists():
+        print(
+            f"warning: model.name {name!r} is a local path (not a hub id) and does not exist here; check the path "
+            "unless it exists on the machine that trains",
+            file=sys.stderr,
+        )
     from phased_cpt.tokenizer_check import local_tokenizer_problems
 
     fim_settings = [
