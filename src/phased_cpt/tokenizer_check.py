@@ -44,15 +44,17 @@ def tokenizer_problem(
 
     `vocabulary`: its number of ids; `probe_ids`: what it encodes `PROBE_TEXT` to (no special
     tokens); `unknown_id`: its UNK id, if any; `embedding_rows`: the model's `vocab_size`, if known.
+    Refused: fewer than `MIN_VOCABULARY` ids; a probe encoded to fewer than one token per
+    `MAX_PROBE_CHARS_PER_TOKEN` characters, or more than half of it to UNK; an id past the embedding.
     """
     files = tokenizer_files_note(name)
     tokens = len(probe_ids)
     if vocabulary < MIN_VOCABULARY:
         return f"the tokenizer of {name!r} has only {vocabulary} id(s) (fewer than {MIN_VOCABULARY}){files}"
-    if tokens * MAX_PROBE_CHARS_PER_TOKEN < len(PROBE_TEXT) or (
-        unknown_id is not None and set(probe_ids) == {unknown_id}
-    ):
+    unknown = sum(i == unknown_id for i in probe_ids) if unknown_id is not None else 0
+    if tokens * MAX_PROBE_CHARS_PER_TOKEN < len(PROBE_TEXT) or unknown * 2 > tokens:
         shown = "nothing" if not tokens else f"{tokens} token(s) {list(probe_ids)[:8]}"
+        shown += f", {unknown} of them unknown (UNK)" if unknown else ""
         return (
             f"the tokenizer of {name!r} encodes a {len(PROBE_TEXT)}-character probe text to {shown}: it would "
             f"lose the text of every document{files}"

@@ -65,6 +65,8 @@ def test_the_rule_refuses_a_tiny_vocabulary_an_empty_encoding_and_ids_past_the_e
     assert "to nothing" in tokenizer_problem("m", 512, [], None, None)
     assert "to 2 token(s)" in tokenizer_problem("m", 512, [5, 6], None, None)
     assert "lose the text" in tokenizer_problem("m", 512, [3] * 40, 3, None)  # all unknown
+    assert "21 of them unknown (UNK)" in tokenizer_problem("m", 512, [3] * 21 + list(range(100, 119)), 3, None)
+    assert tokenizer_problem("m", 512, [3] * 20 + list(range(100, 120)), 3, None) is None  # half unknown: still text
     assert "ids up to 511, and the model's embedding has 300 rows" in tokenizer_problem("m", 512, ids, None, 300)
     assert len(PROBE_TEXT) > 100
 
