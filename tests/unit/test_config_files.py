@@ -96,3 +96,18 @@ def test_the_expansion_matches_glob_for_plain_trees(work):
     for pattern in ("g/**/*.jsonl", "g/*.jsonl", "*/*.jsonl", "g/s*/y.jsonl", str(work / "g" / "**" / "*.jsonl")):
         expected = sorted(Path(p) for p in glob.glob(pattern, recursive=True))
         assert list(expand_pattern(Path(pattern))) == expected, pattern
+
+
+def test_a_general_file_with_a_phase_files_content_is_refused_by_validate_and_plan(work, tiny_model_dir, capsys):
+    """A copy of a phase file as general text (issue 29): the eval_file rule, by content."""
+    import shutil
+
+    from phased_cpt.cli import main
+
+    shutil.copyfile(work / "d" / "p1.jsonl", work / "copy.jsonl")
+    (work / "c.yaml").write_text(
+        f"model: {{name: {tiny_model_dir}}}\nphases: [{{name: p, file: d/p1.jsonl}}]\ngeneral: {{file: copy.jsonl}}\n"
+    )
+    for command in ("validate", "plan"):
+        assert main([command, str(work / "c.yaml")]) == 2, command
+        assert "the general file has the same content as the phase file" in capsys.readouterr().err, command

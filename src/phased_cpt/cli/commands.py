@@ -114,7 +114,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from phased_cpt.config import dump_config, load_config
     from phased_cpt.config.legacy import TRANSLATED
-    from phased_cpt.data.jsonl import scan_files, scan_phase_files
+    from phased_cpt.data.jsonl import check_general_content, scan_files, scan_phase_files
     from phased_cpt.errors import DataError
 
     if args.print_translated:
@@ -135,6 +135,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
         except DataError as err:  # an eval_file that is the training data again
             problems.append(str(err))
     groups += [("general", scan_files(general, cfg.data))] if general else []
+    if general:
+        try:
+            check_general_content(
+                [(s.path, s.sha256) for _, scans in groups[:-1] for s in scans],
+                [(s.path, s.sha256) for s in groups[-1][1]],
+            )
+        except DataError as err:
+            problems.append(str(err))
     for name, scans in groups:
         for scan in scans:
             try:
