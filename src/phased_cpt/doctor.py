@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from phased_cpt.config import RunConfig, load_config, training_dtype
+from phased_cpt.config.files import expand_pattern
 from phased_cpt.errors import UserError
 from phased_cpt.launch import Nodes, port_in_use_problem
 from phased_cpt.memory import (
@@ -146,7 +147,8 @@ def check_data(cfg: RunConfig) -> list[Check]:
     checks = []
     for phase in cfg.phases:
         files = phase.files
-        missing = [s.spec for s in phase.sources if not s.files] + [str(f) for f in files if not Path(f).is_file()]
+        missing = [s.spec for s in phase.sources if not expand_pattern(Path(s.spec))]
+        missing += [str(f) for f in files if not Path(f).is_file()]
         if missing:
             checks.append(Check(f"data {phase.name}", FAIL, f"missing file: {', '.join(missing)}"))
             continue
@@ -165,19 +167,15 @@ def check_data(cfg: RunConfig) -> list[Check]:
 
 
 def check_tokenizer(cfg: RunConfig) -> Check:
-    from transformers import AutoTokenizer
-
-    from phased_cpt.modeling import require_eos_token
+    """The tokenizer as training loads it (`modeling.load_tokenizer`: EOS, a probe text, its ids
+    against the model's embedding)."""
+    from phased_cpt.modeling import load_tokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(cfg.model.name, trust_remote_code=cfg.model.trust_remote_code)
-    except (OSError, ValueError) as err:
-        return Check("tokenizer", FAIL, f"cannot load the tokenizer of {cfg.model.name}: {str(err).splitlines()[0]}")
-    try:
-        require_eos_token(tokenizer)
+        tokenizer = load_tokenizer(cfg.model)
     except UserError as err:
         return Check("tokenizer", FAIL, str(err))
-    return Check("tokenizer", PASS, f"EOS {tokenizer.eos_token!r} (id {tokenizer.eos_token_id})")
+    return Check("tokenizer", PASS, f"{len(tokenizer)} ids, EOS {tokenizer.eos_token!r} (id {tokenizer.eos_token_id})")
 
 
 def checkpoint_bytes(cfg: RunConfig, model_config: Path | None = None) -> int | None:

@@ -20,6 +20,7 @@ import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 SECRET_WORDS = frozenset(
     {
@@ -58,6 +59,15 @@ def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
         if value in text:
             text = text.replace(value, f"<value of ${name}>")
     return text
+
+
+def redact_data(data: Any, environ: Mapping[str, str] | None = None) -> Any:
+    """`redact` on every string (keys too) of nested dicts and lists."""
+    if isinstance(data, dict):
+        return {redact_data(k, environ): redact_data(v, environ) for k, v in data.items()}
+    if isinstance(data, list):
+        return [redact_data(v, environ) for v in data]
+    return redact(data, environ) if isinstance(data, str) else data
 
 
 class UserError(Exception):

@@ -20,6 +20,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 
 from phased_cpt.config import LoraConfig, ModelConfig, training_dtype
 from phased_cpt.errors import UserError
+from phased_cpt.tokenizer_check import PROBE_TEXT, first_line, tokenizer_files_note, tokenizer_problem
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +50,42 @@ def require_eos_token(tokenizer: PreTrainedTokenizerBase) -> int:
     return tokenizer.eos_token_id
 
 
+class TokenizerError(UserError):
+    """The tokenizer is here but cannot be used: its files are damaged, it loses text, or its ids
+    do not fit the model. Unlike a tokenizer that is not here, nothing can be estimated without it."""
+
+
+def require_usable_tokenizer(tokenizer: PreTrainedTokenizerBase, model: ModelConfig) -> None:
+    """`tokenizer_check.tokenizer_problem` on a loaded tokenizer (a `TokenizerError` when it has
+    one), against the model's `vocab_size` from its config (no weights are read)."""
+    try:
+        config = AutoConfig.from_pretrained(model.name, trust_remote_code=model.trust_remote_code)
+        rows = getattr(config.get_text_config(), "vocab_size", None)
+    except Exception:  # no config here (a hub id offline): the embedding is checked when it loads
+        rows = None
+    problem = tokenizer_problem(
+        model.name,
+        len(tokenizer),
+        tokenizer.encode(PROBE_TEXT, add_special_tokens=False),
+        tokenizer.unk_token_id,
+        rows if isinstance(rows, int) else None,
+    )
+    if problem:
+        raise TokenizerError(problem)
+
+
 def load_tokenizer(model: ModelConfig) -> PreTrainedTokenizerBase:
+    """The model's tokenizer, refused (a `UserError`) when it cannot be loaded, has no EOS, or
+    fails `require_usable_tokenizer`."""
     try:
         # trust_remote_code is always passed: left unset, transformers asks y/N on a terminal and
         # "y" runs the model directory's code.
         tokenizer = AutoTokenizer.from_pretrained(model.name, trust_remote_code=model.trust_remote_code)
-    except (OSError, ValueError) as err:
-        raise UserError(_load_failure("tokenizer", model.name, err)) from None
+    except Exception as err:  # a damaged tokenizer.json raises KeyError, TypeError, the Rust library's Exception
+        local = Path(model.name).expanduser().is_dir() and "trust_remote_code" not in str(err)
+        raise (TokenizerError if local else UserError)(_load_failure("tokenizer", model.name, err)) from None
     require_eos_token(tokenizer)
+    require_usable_tokenizer(tokenizer, model)
     if tokenizer.pad_token_id is None:
         # Padding positions carry label -100 and attention 0, so reusing EOS as pad is harmless here.
         tokenizer.pad_token = tokenizer.eos_token
@@ -230,26 +259,12 @@ def adapter_state(model: PeftModel) -> dict[str, torch.Tensor]:
 
 def adapter_fingerprint(model: PeftModel) -> str:
     """sha256 over the adapter tensors (`adapter_state`: sorted names, float32 bytes): a hash of
-    the weights, not of any file (`adapter_file_sha256` is the saved file's).
+    the weights, not of any file (`run_dir.adapter_file_sha256` is the saved file's).
 
     Logged at the start and end of each phase (`adapter_fingerprint`) so a run shows that phase
     k+1 starts from exactly the weights phase k ended with.
     """
     return fingerprint_tensors(adapter_state(model))
-
-
-def adapter_file_sha256(adapter_dir: Path) -> str | None:
-    """sha256 of the saved `adapter_model.safetensors` (what `sha256sum` prints), None when the
-    directory holds none. Unlike `adapter_fingerprint`, it changes with the file's metadata and
-    dtype, so it identifies the file, not the weights."""
-    path = Path(adapter_dir) / "adapter_model.safetensors"
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fingerprint_tensors(tensors: dict[str, torch.Tensor]) -> str:
@@ -267,9 +282,11 @@ def _load_failure(what: str, name: str, err: Exception) -> str:
             "phased-cpt does not run unless model.trust_remote_code: true (dangerous: that code runs with your "
             "permissions; set it only for a model whose code you have read)"
         )
-    hint = (
-        "check the path"
-        if Path(name).expanduser().exists() or name.startswith(("/", ".", "~"))
-        else "check the model id, your network access, or point model.name at a local directory"
-    )
-    return f"cannot load the {what} of model.name {name!r}: {err.__class__.__name__}: {err}\n{hint}"
+    if Path(name).expanduser().is_dir():
+        hint = f"its {what} files are missing or damaged: copy them again"
+    elif Path(name).expanduser().exists() or name.startswith(("/", ".", "~")):
+        hint = "check the path"
+    else:
+        hint = "check the model id, your network access, or point model.name at a local directory"
+    files = tokenizer_files_note(name) if what == "tokenizer" else ""
+    return f"cannot load the {what} of model.name {name!r}: {first_line(err)}{files}; {hint}"

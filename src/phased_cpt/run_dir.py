@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -48,6 +49,9 @@ REJECTED_DIR = "rejected"
 WANDB_DIR = "wandb"
 LOCK_FILE = "run.lock"
 """Held (an flock, with the holder's pid in it) by the one process that trains into the run."""
+STAMP_FORMAT = "%Y%m%d_%H%M%S"
+STAMP_PATTERN = r"\d{8}_\d{6}(-\d+)?"
+"""A run directory is `<run_name>-<stamp>`, with `-N` when two runs start in the same second."""
 RUN_LAYOUT_NAMES = (
     CONFIG_FILE,
     STATE_FILE,
@@ -330,7 +334,7 @@ class RunDir:
 
     @classmethod
     def create(cls, output_dir: Path, run_name: str, now: datetime | None = None) -> RunDir:
-        stamp = (now or datetime.now()).strftime("%Y%m%d_%H%M%S")
+        stamp = (now or datetime.now()).strftime(STAMP_FORMAT)
         path = Path(output_dir) / f"{run_name}-{stamp}"
         suffix = 1
         while path.exists():  # two runs started in the same second
@@ -437,6 +441,23 @@ class RunDir:
         except (ValueError, TypeError) as err:
             raise UserError(f"{self.config_file}: cannot read the model section: {err}") from None
 
+    def data_files(self) -> list[Path]:
+        """Every data file the stored config names (phase files and globs expanded, eval files,
+        the general source): what nothing but the user may overwrite."""
+        from phased_cpt.config.files import expand_pattern
+
+        config = self.read_config()
+        specs: list = []
+        for phase in config.get("phases") or []:
+            items = phase.get("file") if isinstance(phase, dict) else None
+            specs += items if isinstance(items, list) else [items]
+            specs.append(phase.get("eval_file") if isinstance(phase, dict) else None)
+        general = (config.get("general") or {}).get("file")
+        specs += general if isinstance(general, list) else [general]
+        specs.append((config.get("evaluation") or {}).get("general_file"))
+        paths = [spec.get("path") if isinstance(spec, dict) else spec for spec in specs]
+        return [f for spec in paths if isinstance(spec, str) for f in expand_pattern(Path(spec))]
+
     def phase_names(self) -> list[str]:
         """The phases the run's config lists, in order (finished or not); the finished ones when
         the stored config cannot be read."""
@@ -459,6 +480,22 @@ class RunDir:
         state = self.read_state()
         state["finished_phases"].append({"name": phase_name, **info})
         self.write_state(state)
+
+    def check_carried_adapter(self) -> None:
+        """The adapter the next phase starts from (the last finished phase's) must be the file that
+        phase saved: its sha256 against state.json's `adapter_file_sha256` (runs that recorded one)."""
+        finished = self.read_state()["finished_phases"]
+        if not finished or not finished[-1].get("adapter_file_sha256"):
+            return
+        name, recorded = finished[-1]["name"], finished[-1]["adapter_file_sha256"]
+        found = adapter_file_sha256(self.adapter_dir(name))
+        if found != recorded:
+            what = "is missing" if found is None else f"has sha256 {found[:12]}..., not the {recorded[:12]}... it saved"
+            raise UserError(
+                f"cannot resume {self.path}: the adapter of the finished phase {name} "
+                f"({self.adapter_dir(name) / ADAPTER_WEIGHTS[0]}) {what} (state.json adapter_file_sha256); the next "
+                "phase would start from other weights. Put the phase's own adapter back, or start a new run"
+            )
 
     def pending_phases(self, phases: list[PhaseConfig]) -> list[PhaseConfig]:
         """The configured phases not finished yet, in order."""
@@ -485,10 +522,25 @@ def latest_run(output_dir: Path, run_name: str | None = None, finished: bool = F
     `run_name`: only runs of that `output.run_name` (`<run_name>-<timestamp>`); `finished`: only
     runs with at least one finished phase.
     """
+    own = re.compile(rf"{re.escape(run_name)}-{STAMP_PATTERN}") if run_name is not None else None
     for run in find_runs(output_dir):
-        if run_name is not None and not run.name.startswith(f"{run_name}-"):
-            continue
+        if own is not None and not own.fullmatch(run.name):
+            continue  # another run whose name starts the same (`rx` and `rx-large-<stamp>`)
         if finished and not run.finished_phases():
             continue
         return run
     return None
+
+
+def adapter_file_sha256(adapter_dir: Path) -> str | None:
+    """sha256 of the saved `adapter_model.safetensors` (what `sha256sum` prints), None when the
+    directory holds none. Unlike `adapter_fingerprint`, it changes with the file's metadata and
+    dtype, so it identifies the file, not the weights."""
+    path = Path(adapter_dir) / ADAPTER_WEIGHTS[0]
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -192,3 +192,20 @@ def test_resume_without_a_run_is_a_clear_error(tiny_model_dir, tmp_path):
     config = resume_config(tiny_model_dir, tmp_path)
     result = run_cli(["train", str(config), "--resume"], cwd=tmp_path)
     assert result.returncode == 2 and "no run named e2e-* under outputs/" in result.stderr
+
+
+def test_resume_refuses_a_swapped_adapter_of_a_finished_phase(reference, tmp_path):
+    """The next phase starts from the last finished phase's adapter file: one that is not the file
+    the phase saved (state.json's adapter_file_sha256) is refused, not carried on (issue 29)."""
+    ref_work, _ = reference
+    (run,) = (ref_work / "outputs").iterdir()
+    carried = run / PHASES[1] / "adapter" / "adapter_model.safetensors"
+    original = carried.read_bytes()
+    try:
+        shutil.copyfile(run / PHASES[0] / "adapter" / "adapter_model.safetensors", carried)
+        result = run_cli(["train", str(ref_work / "config.yaml"), "--resume"], cwd=ref_work)
+    finally:
+        carried.write_bytes(original)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"the adapter of the finished phase {PHASES[1]}" in result.stderr
+    assert "state.json adapter_file_sha256" in result.stderr

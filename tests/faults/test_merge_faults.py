@@ -116,3 +116,26 @@ def test_without_faults_the_new_export_replaces_the_earlier_one(tiny_model_dir, 
     after = tree_bytes(earlier_export)
     assert after.keys() == before.keys() and after["model.safetensors"] != before["model.safetensors"]
     assert [p.name for p in earlier_export.parent.iterdir()] == ["merged"]
+
+
+@pytest.mark.parametrize(
+    "added", ["README.md", "eval/results.json", "tokenizer/extra.txt", ".hidden-notes", "link-to-config"]
+)
+def test_files_the_merge_did_not_write_stop_force_and_stay(tiny_model_dir, adapter, earlier_export, added):
+    """A model card, eval results or any other file added to an earlier export (issue 29): `merge
+    --force` refuses, naming it, before loading anything, and the directory stays byte for byte."""
+    path = earlier_export / added
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if added.startswith("link"):
+        path.symlink_to(earlier_export / "config.json")
+    else:
+        path.write_text("the user's own file")
+    before = tree_bytes(earlier_export)
+    with pytest.raises(UserError, match=rf"file\(s\) the earlier merge did not write \(.*{added.split('/')[0]}"):
+        remerge(tiny_model_dir, adapter, earlier_export)
+    assert tree_bytes(earlier_export) == before
+    path.unlink()
+    if path.parent != earlier_export:
+        path.parent.rmdir()
+    remerge(tiny_model_dir, adapter, earlier_export)  # once it is moved out, --force replaces the export
+    assert (earlier_export / MERGE_MARKER).is_file()

@@ -18,8 +18,9 @@ ALLOWED = {
     "memory": {"config", "errors"},
     "gpus": set(),
     "flops": {"gpus", "memory"},
-    "modeling": {"config", "errors"},
-    "data": {"config", "crash_points", "errors", "distributed", "modeling"},
+    "modeling": {"config", "errors", "tokenizer_check"},
+    "tokenizer_check": set(),
+    "data": {"config", "crash_points", "errors", "distributed", "modeling", "tokenizer_check"},
     "evaluation": {"config", "crash_points", "data", "run_dir", "distributed", "errors"},
     "training": {
         "config",

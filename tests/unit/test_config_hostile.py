@@ -162,7 +162,7 @@ def test_a_directory_given_as_a_data_file(work):
     (work / "data").mkdir()
     (problem,) = problems("phases: [{name: p, file: data}]\n", work)
     assert (
-        problem == f"phases.0.file: data file '{work / 'data'}' is a directory, not a file; point the phase at "
+        problem == f"phases.0.file: data file '{work / 'data'}' is a directory, not a regular file; point the phase at "
         "an existing JSONL file"
     )
     (problem,) = problems("phases: [{name: p, file: missing.jsonl}]\n", work)
@@ -185,3 +185,45 @@ def test_trust_remote_code_is_off_unless_the_config_turns_it_on(work):
     (work / "c.yaml").write_text(PHASES)
     assert load_config(work / "c.yaml")[0].model.trust_remote_code is False
     assert load_config(work / "c.yaml", ["model.trust_remote_code=true"])[0].model.trust_remote_code is True
+
+
+def test_a_secret_interpolated_into_a_key_that_is_not_secret_is_masked_in_every_dump(work, monkeypatch):
+    """config.resolved.yaml and the W&B run config (`public_config`) never hold a secret-looking
+    variable's value, wherever it was interpolated (issue 29)."""
+    from phased_cpt.config import dump_config, public_config
+
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    (work / "c.yaml").write_text(PHASES.replace("file: a.jsonl", "file: a.jsonl, description: 'tok ${HF_TOKEN}'"))
+    cfg, _ = load_config(work / "c.yaml", ["output.run_name=run-${HF_TOKEN}"])
+    assert cfg.phases[0].description == f"tok {SECRET}"  # the value itself is what the user asked for
+    dumped = dump_config(cfg)
+    assert SECRET not in dumped and SECRET not in str(public_config(cfg))
+    assert "tok <value of $HF_TOKEN>" in dumped and "run-<value of $HF_TOKEN>" in dumped
+
+
+def test_a_digit_phase_name_equal_to_another_index_is_ambiguous_in_set(work):
+    two = "phases: [{name: '1', file: a.jsonl}, {name: '0', file: a.jsonl}]\n"
+    (problem,) = problems(two, work, ["phases.1.epochs=3"])
+    assert "'1' is both the index of item 1 and the name of item 0" in problem
+    (work / "c.yaml").write_text("phases: [{name: '0', file: a.jsonl}, {name: b, file: a.jsonl}]\n")
+    cfg, _ = load_config(work / "c.yaml", ["phases.0.epochs=3", "phases.b.epochs=2"])  # item 0 named '0': no doubt
+    assert [p.epochs for p in cfg.phases] == [3, 2]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("${UNSET_A:-${SET_B}}", "bee"),
+        ("${UNSET_A:-${UNSET_C:-x}}", "x"),
+        ("${SET_B:-${UNSET_C}}", "bee"),  # the default is not looked at when the variable is set
+        ("$${SET_B}", "${SET_B}"),
+        ("a$${b}c-${SET_B}", "a${b}c-bee"),
+        ("${UNSET_A:-${SET_B}", "${UNSET_A:-${SET_B}"),  # unclosed: as written
+    ],
+)
+def test_nested_defaults_and_the_escape_for_a_literal_reference(work, monkeypatch, text, expected):
+    monkeypatch.setenv("SET_B", "bee")
+    monkeypatch.delenv("UNSET_A", raising=False)
+    monkeypatch.delenv("UNSET_C", raising=False)
+    (work / "c.yaml").write_text(PHASES.replace("file: a.jsonl", f"file: a.jsonl, description: '{text}'"))
+    assert load_config(work / "c.yaml")[0].phases[0].description == expected

@@ -104,3 +104,32 @@ def test_a_checkpoint_of_several_ranks_lacks_the_part_of_any_rank_that_did_not_w
         "global_step4/*zero_pp_rank_2_mp_rank_*_optim_states.pt",
         "global_step4/*zero_pp_rank_2_mp_rank_*_model_states.pt",
     ]
+
+
+def test_latest_run_matches_the_stamp_exactly_not_a_longer_name_with_the_same_prefix(tmp_path):
+    """`rx` must not resume `rx-large-<stamp>` (issue 29): the name is `<run_name>-<stamp>[-N]`."""
+    make_run(tmp_path, "rx-20240101_000000", 100)
+    make_run(tmp_path, "rx-large-20240102_000000", 300)
+    make_run(tmp_path, "rx-20240101_000000-1", 200)
+    assert latest_run(tmp_path, run_name="rx").name == "rx-20240101_000000-1"
+    assert latest_run(tmp_path, run_name="rx-large").name == "rx-large-20240102_000000"
+    make_run(tmp_path, "ry-large-20240102_000000", 400)
+    assert latest_run(tmp_path, run_name="ry") is None
+
+
+def test_a_carried_adapter_must_be_the_file_its_phase_saved(tmp_path):
+    from phased_cpt.run_dir import adapter_file_sha256
+
+    run = make_run(tmp_path, "r-20240101_000000", 1)
+    run.write_state({"finished_phases": []})
+    weights = run.adapter_dir("p1") / "adapter_model.safetensors"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"the phase's own adapter")
+    run.mark_done("p1", steps=1, adapter_file_sha256=adapter_file_sha256(run.adapter_dir("p1")))
+    run.check_carried_adapter()
+    weights.write_bytes(b"another adapter, swapped in")
+    with pytest.raises(UserError, match=r"adapter of the finished phase p1 .* has sha256 [0-9a-f]{12}\.\.\., not"):
+        run.check_carried_adapter()
+    weights.unlink()
+    with pytest.raises(UserError, match="is missing"):
+        run.check_carried_adapter()

@@ -114,7 +114,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from phased_cpt.config import dump_config, load_config
     from phased_cpt.config.legacy import TRANSLATED
-    from phased_cpt.data.jsonl import scan_files, scan_phase_files
+    from phased_cpt.data.jsonl import check_general_content, scan_files, scan_phase_files
     from phased_cpt.errors import DataError
 
     if args.print_translated:
@@ -126,7 +126,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     cfg, notes = load_config(args.config, args.overrides)
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
-    problems = model_setting_problems(cfg)
+    problems = model_setting_problems(cfg) + model_file_problems(cfg)
     general = cfg.general.files + ([cfg.evaluation.general_file] if cfg.evaluation.general_file else [])
     groups = []
     for phase in cfg.phases:
@@ -135,6 +135,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
         except DataError as err:  # an eval_file that is the training data again
             problems.append(str(err))
     groups += [("general", scan_files(general, cfg.data))] if general else []
+    if general:
+        try:
+            check_general_content(
+                [(s.path, s.sha256) for _, scans in groups[:-1] for s in scans],
+                [(s.path, s.sha256) for s in groups[-1][1]],
+            )
+        except DataError as err:
+            problems.append(str(err))
     for name, scans in groups:
         for scan in scans:
             try:
@@ -173,6 +181,30 @@ def model_setting_problems(cfg: RunConfig) -> list[str]:
     from phased_cpt.modeling import check_model_settings
 
     return check_model_settings(cfg.model, cfg.training.lora)
+
+
+def model_file_problems(cfg: RunConfig) -> list[str]:
+    """`tokenizer_check.local_tokenizer_problems` for the model and the settings that need FIM
+    tokens; a warning when `model.name` is written as a local path (`/`, `./`, `../`, `~`: not a
+    hub id) that does not exist here (it may on the machine that trains)."""
+    name = cfg.model.name
+    if name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().exists():
+        print(
+            f"warning: model.name {name!r} is a local path (not a hub id) and does not exist here; check the path "
+            "unless it exists on the machine that trains",
+            file=sys.stderr,
+        )
+    from phased_cpt.tokenizer_check import local_tokenizer_problems
+
+    fim_settings = [
+        setting
+        for setting, used in (
+            ("context.fim_rate", cfg.context.fim_rate > 0),
+            ("evaluation.completion.infill", cfg.evaluation.completion.infill),
+        )
+        if used
+    ]
+    return local_tokenizer_problems(cfg.model.name, fim_settings)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -221,6 +253,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
     target = resolve_target(
         args.target, output_dir=output_dir, phase=args.phase, adapter=args.adapter, base_model=args.base_model
     )
+    if args.out is not None:
+        from phased_cpt.inference.batch import check_results_file
+
+        protected = {"the prompts file": [args.prompts] if args.prompts else []}
+        if target.run is not None:
+            protected |= {"the run's data": target.run.data_files(), "the run directory": [target.run.path]}
+        check_results_file(args.out, args.force, protected)
     logger.info("base model: %s", target.model.name)  # before the imports: the first seconds show what loads
     logger.info("adapter: %s (%s)", target.active, target.adapter_dir)
     from phased_cpt.inference.generation import load_generator

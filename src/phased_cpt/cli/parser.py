@@ -373,8 +373,10 @@ def add_inference_commands(sub: argparse._SubParsersAction) -> None:
         "--out",
         type=Path,
         metavar="RESULTS.jsonl",
-        help="with --prompt/--prompts: write prompt, both answers, stats and parameters as JSONL",
+        help="with --prompt/--prompts: write prompt, both answers, stats and parameters as JSONL (a new file, "
+        "or an existing one with --force; never the run's data, its files or the prompts file)",
     )
+    chat.add_argument("--force", action="store_true", help="let --out replace an existing file")
     defaults = GenerationParams()
     for name, (kind, _, allowed) in PARAM_CHECKS.items():
         chat.add_argument(

@@ -11,6 +11,7 @@ from phased_cpt.config.loading import (
     dump_config,
     interpolate_env,
     load_config,
+    public_config,
     read_yaml,
 )
 from phased_cpt.config.schema import (
@@ -62,6 +63,7 @@ __all__ = [
     "default_phases",
     "describe_validation_error",
     "dump_config",
+    "public_config",
     "interpolate_env",
     "load_config",
     "model_short_name",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,12 @@ from pydantic import BaseModel, ValidationError
 from phased_cpt.config.legacy import TRANSLATED, is_legacy_config, translate_legacy_config
 from phased_cpt.config.schema import RunConfig, default_phases
 from phased_cpt.config.strict_yaml import ConfigLoader, YamlProblem, parse_yaml
-from phased_cpt.errors import ConfigError, is_secret_name, secret_values
-
-_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+from phased_cpt.errors import ConfigError, is_secret_name, redact_data, secret_values
 
 
 def interpolate_env(data: Any, path: str = "", problems: list[str] | None = None) -> Any:
-    """Replace `${VAR}` / `${VAR:-default}` in every string; unset variables are problems."""
+    """Replace `${VAR}` / `${VAR:-default}` in every string (`interpolate_text`); unset variables
+    without a default are problems."""
     problems = [] if problems is None else problems
     if isinstance(data, dict):
         return {k: interpolate_env(v, _join(path, k), problems) for k, v in data.items()}
@@ -33,22 +33,75 @@ def interpolate_env(data: Any, path: str = "", problems: list[str] | None = None
     if not isinstance(data, str):
         return data
 
-    def substitute(match: re.Match[str]) -> str:
-        var, default = match.group(1), match.group(2)
+    def lookup(var: str) -> str | None:
         if var in os.environ:
             return os.environ[var]
-        if default is not None:
-            return default
         problems.append(
             f"{path}: environment variable {var} is not set; export it or write "
             f"${{{var}:-default}} to allow it to be missing"
         )
-        return ""
+        return None
 
-    value = _ENV_PATTERN.sub(substitute, data)
+    value = interpolate_text(data, lookup)
     if value == "" and data != "":
         return None  # `${WANDB_API_KEY:-}` with the variable unset means "no value"
     return value
+
+
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(\}|:-)")
+ESCAPED_REFERENCE = "$${"
+"""Stands for a literal `${` (written as is, never looked up)."""
+
+
+def interpolate_text(text: str, lookup: Callable[[str], str | None], environ: Mapping[str, str] | None = None) -> str:
+    """`text` with each `${VAR}` replaced by `lookup(VAR)` (None: a problem it recorded; empty
+    text) and each `${VAR:-default}` by the variable when it is set, else by `default`,
+    itself interpolated (`${A:-${B}}`, `${A:-${B:-x}}`). `$${` is a literal `${`; anything
+    else, an unclosed `${A:-` included, stays as written. `environ`: where a default's variable
+    is looked for (the process environment)."""
+    environ = os.environ if environ is None else environ
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if text.startswith(ESCAPED_REFERENCE, i):
+            out.append("${")
+            i += len(ESCAPED_REFERENCE)
+            continue
+        match = _REFERENCE.match(text, i)
+        if match is None:
+            out.append(text[i])
+            i += 1
+            continue
+        var = match.group(1)
+        if match.group(2) == "}":
+            out.append(lookup(var) or "")
+            i = match.end()
+            continue
+        end = _closing_brace(text, match.end())
+        if end is None:
+            out.append(text[i:])
+            break
+        default = text[match.end() : end]
+        out.append(environ[var] if var in environ else interpolate_text(default, lookup, environ))
+        i = end + 1
+    return "".join(out)
+
+
+def _closing_brace(text: str, start: int) -> int | None:
+    """Where the `}` closing a `${` opened before `start` stands, counting nested `${...}`."""
+    depth, i = 1, start
+    while i < len(text):
+        if text.startswith(ESCAPED_REFERENCE, i):
+            i += len(ESCAPED_REFERENCE)
+        elif text.startswith("${", i):
+            depth, i = depth + 1, i + 2
+        else:
+            if text[i] == "}":
+                depth -= 1
+                if depth == 0:
+                    return i
+            i += 1
+    return None
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:
@@ -88,7 +141,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
 
 def refuse_secret_override(key_path: str, keys: list[str], raw_value: str) -> None:
     """A secret given with --set is refused (the value is never echoed); `${VAR}` references are fine."""
-    literal = _ENV_PATTERN.sub("", raw_value).strip()
+    literal = interpolate_text(raw_value, lambda var: "", environ={}).strip()  # defaults are literal text
     if not literal:
         return
     if is_secret_name(keys[-1]):
@@ -125,11 +178,20 @@ def _child(node: Any, key: str, path: str, shown: str) -> Any:
 
 
 def _list_index(items: list[Any], key: str, path: str, shown: str) -> int:
-    if key.isdigit() and int(key) < len(items):
-        return int(key)
-    for i, item in enumerate(items):
-        if isinstance(item, dict) and item.get("name") == key:
-            return i
+    names = [str(item["name"]) if isinstance(item, dict) and item.get("name") is not None else None for item in items]
+    by_name = [i for i, name in enumerate(names) if name == key]
+    by_index = int(key) if key.isdigit() and int(key) < len(items) else None
+    if by_index is not None and by_name and by_name != [by_index]:
+        raise ConfigError(
+            [
+                f"{shown}: {path}: {key!r} is both the index of item {by_index} and the name of item {by_name[0]}; "
+                "rename the phase so that its name is not a number"
+            ]
+        )
+    if by_index is not None:
+        return by_index
+    if by_name:
+        return by_name[0]
     raise ConfigError([f"{shown}: {path}: no list item {key!r} (use an index below {len(items)} or a phase name)"])
 
 
@@ -180,7 +242,13 @@ def load_config(
     source = str(path) if path else None
     if problems:
         raise ConfigError(problems, source)
-    return cfg, warnings
+    return cfg, warnings + repeated_file_notes(cfg)
+
+
+def repeated_file_notes(cfg: RunConfig) -> list[str]:
+    """A warning for each data file name left out as another name of a file already read."""
+    notes = [n for i, p in enumerate(cfg.phases) for n in p.source_expansion()[1].notes(f"phases.{i}.file")]
+    return notes + cfg.general.expansion().notes("general.file")
 
 
 def describe_validation_error(err: ValidationError) -> list[str]:
@@ -298,7 +366,14 @@ def _join(path: str, key: Any) -> str:
 
 
 def dump_config(cfg: RunConfig) -> str:
-    """The resolved config as YAML, without secrets (the W&B key is never written)."""
+    """The resolved config as YAML, without secrets (`public_config`)."""
+    return yaml.safe_dump(public_config(cfg), sort_keys=False)
+
+
+def public_config(cfg: RunConfig) -> dict[str, Any]:
+    """The resolved config as plain data for files and trackers (config.resolved.yaml, the W&B run
+    config): the W&B key left out, and the value of every secret-looking environment variable
+    masked wherever it stands, such as a `${HF_TOKEN}` interpolated into a key that is not secret."""
     data = cfg.model_dump(mode="json")
     data["wandb"].pop("api_key", None)
-    return yaml.safe_dump(data, sort_keys=False)
+    return redact_data(data)

@@ -4,7 +4,6 @@ involve several keys. Unknown keys, wrong types and contradictions become `Confi
 
 from __future__ import annotations
 
-import glob
 import importlib.util
 import math
 import os
@@ -24,6 +23,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from phased_cpt.config.files import Expansion, expand_pattern, file_problem, same_file, unique_files
 
 
 def liger_installed() -> bool:
@@ -291,13 +292,6 @@ def resolve_path(value: Path, info: ValidationInfo) -> Path:
     return value
 
 
-def expand_files(pattern: Path) -> tuple[Path, ...]:
-    """The files a path or glob names, sorted; a plain path names itself (existing or not)."""
-    if not glob.has_magic(str(pattern)):
-        return (pattern,)
-    return tuple(sorted(Path(p) for p in glob.glob(str(pattern), recursive=True) if Path(p).is_file()))
-
-
 def resolve_optional_file(value: Path | None, info: ValidationInfo) -> Path | None:
     """An optional data file: resolved against the config's directory and checked to exist."""
     if value is None:
@@ -310,12 +304,12 @@ def resolve_optional_file(value: Path | None, info: ValidationInfo) -> Path | No
 def check_files_exist(value: Path, info: ValidationInfo) -> None:
     if not (info.context or {}).get("check_files", True):
         return
-    files = expand_files(value)
+    files = expand_pattern(value)
     if not files:
         raise ValueError(f"{str(value)!r} matches no file; fix the glob or create the data")
-    if not files[0].is_file():
-        what = "is a directory, not a file" if files[0].is_dir() else "does not exist"
-        raise ValueError(f"data file {str(value)!r} {what}; point the phase at an existing JSONL file")
+    problem = file_problem(files[0])
+    if problem:
+        raise ValueError(f"data file {str(value)!r} {problem}; point the phase at an existing JSONL file")
 
 
 class PhaseConfig(StrictModel):
@@ -393,8 +387,16 @@ class PhaseConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check_eval_file_is_not_the_training_file(self) -> PhaseConfig:
-        training = [f for source in self.sources for f in source.files]
-        if self.eval_file is not None and any(_same_file(f, self.eval_file) for f in training):
+        sources = self.sources
+        emptied = [s.spec for s in sources if s.weight is not None and not s.files and expand_pattern(Path(s.spec))]
+        if emptied:
+            raise ValueError(
+                f"the weighted source(s) {', '.join(emptied)} name only files that an earlier source of the phase "
+                "names already; each file is read once, so its weight would apply to nothing: give every file one "
+                "source"
+            )
+        training = [f for source in sources for f in source.files]
+        if self.eval_file is not None and any(same_file(f, self.eval_file) for f in training):
             raise ValueError(
                 f"eval_file {str(self.eval_file)!r} is a training file itself (the same path, or a link to "
                 "it): evaluation would measure memorization; give a held-out file, or remove eval_file to hold "
@@ -404,14 +406,18 @@ class PhaseConfig(StrictModel):
 
     @property
     def sources(self) -> list[Source]:
-        """The phase's sources in order, globs expanded."""
-        items = self.file if isinstance(self.file, list) else [self.file]
-        return [
-            Source(str(item.path), expand_files(item.path), item.weight)
-            if isinstance(item, SourceConfig)
-            else Source(str(item), expand_files(item), None)
-            for item in items
-        ]
+        """The phase's sources in order, globs expanded, each file once (`config/files.py`)."""
+        return self.source_expansion()[0]
+
+    def source_expansion(self) -> tuple[list[Source], Expansion]:
+        """`sources`, and the file names left out as repeats of earlier ones."""
+        expansion = Expansion()
+        sources = []
+        for item in self.file if isinstance(self.file, list) else [self.file]:
+            path, weight = (item.path, item.weight) if isinstance(item, SourceConfig) else (item, None)
+            kept = tuple(f for f in expand_pattern(path) if expansion.add(f))
+            sources.append(Source(str(path), kept, weight))
+        return sources, expansion
 
     @property
     def files(self) -> list[Path]:
@@ -425,13 +431,6 @@ class PhaseConfig(StrictModel):
         overrides = {key: getattr(self, key) for key in PHASE_OVERRIDE_KEYS if getattr(self, key) is not None}
         resolved = training.model_copy(update=overrides)
         return resolved.model_copy(update={"learning_rate": resolved.learning_rate * self.lr_scale})
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve() or os.path.samefile(a, b)
-    except OSError:  # one of them does not exist (check_files=False)
-        return False
 
 
 PHASE_OVERRIDE_KEYS = (
@@ -480,9 +479,12 @@ class GeneralConfig(StrictModel):
 
     @property
     def files(self) -> list[Path]:
-        if self.file is None:
-            return []
-        return [f for item in (self.file if isinstance(self.file, list) else [self.file]) for f in expand_files(item)]
+        """The general source's files, globs expanded, each file once."""
+        return self.expansion().kept
+
+    def expansion(self) -> Expansion:
+        items = [] if self.file is None else self.file if isinstance(self.file, list) else [self.file]
+        return unique_files([f for item in items for f in expand_pattern(item)])
 
 
 class DataConfig(StrictModel):
@@ -628,6 +630,22 @@ class RunConfig(StrictModel):
                     "or the phase trains on none of its own data"
                 )
             phase.general_ratio = ratio
+        return self
+
+    @model_validator(mode="after")
+    def _check_general_is_not_phase_data(self) -> RunConfig:
+        """General text is mixed into every phase and held out for the general column: a phase's
+        own file there would repeat its training documents and put them in its evaluation."""
+        general = self.general.files + ([self.evaluation.general_file] if self.evaluation.general_file else [])
+        for i, phase in enumerate(self.phases):
+            for own in phase.files:
+                for path in general:
+                    if same_file(own, path):
+                        raise ValueError(
+                            f"general.file {str(path)!r} is phases.{i} ({phase.name})'s data file {str(own)!r} "
+                            "(the same path, or a link to it): its documents would be trained twice and evaluated "
+                            "as general text; give general text that is not phase data"
+                        )
         return self
 
     @model_validator(mode="after")

@@ -36,17 +36,7 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from phased_cpt.errors import UserError
-
-"""Room left in every chunk for the three FIM tokens and the tokens that tokenizing the parts
-apart can add at the two cuts."""
-
-FIM_SPELLINGS: tuple[tuple[str, str, str, str], ...] = (
-    ("Qwen2.5-Coder", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
-    ("StarCoder", "<fim_prefix>", "<fim_suffix>", "<fim_middle>"),
-    ("DeepSeek-Coder", "<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"),
-    ("CodeLlama", "▁<PRE>", "▁<SUF>", "▁<MID>"),
-)
-"""(family, prefix, suffix, middle) spellings of FIM tokens in the vocabularies of code models."""
+from phased_cpt.tokenizer_check import fim_family, fim_missing
 
 
 @dataclass(frozen=True)
@@ -63,23 +53,18 @@ class FimTokens:
 
 def find_fim_tokens(tokenizer: PreTrainedTokenizerBase) -> FimTokens | None:
     """The tokenizer's FIM tokens, or None when its vocabulary has none of the known spellings."""
-    vocabulary = tokenizer.get_vocab()
-    for family, *spellings in FIM_SPELLINGS:
-        if all(s in vocabulary for s in spellings):
-            prefix, suffix, middle = (vocabulary[s] for s in spellings)
-            return FimTokens(prefix, suffix, middle, family)
-    return None
+    found = fim_family(tokenizer.get_vocab())
+    if found is None:
+        return None
+    family, prefix, suffix, middle = found
+    return FimTokens(prefix, suffix, middle, family)
 
 
 def require_fim_tokens(tokenizer: PreTrainedTokenizerBase, setting: str) -> FimTokens:
     """`find_fim_tokens`, or a `UserError` naming `setting` (the key that asked for FIM)."""
     found = find_fim_tokens(tokenizer)
     if found is None:
-        known = "; ".join(f"{family}: {' '.join(s)}" for family, *s in FIM_SPELLINGS)
-        raise UserError(
-            f"{setting} needs fill-in-the-middle tokens, and the tokenizer of {tokenizer.name_or_path!r} has "
-            f"none (looked for {known}); set it to 0 / false, or use a code model whose tokenizer has them"
-        )
+        raise UserError(fim_missing(setting, tokenizer.name_or_path))
     return found
 
 

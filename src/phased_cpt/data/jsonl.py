@@ -188,6 +188,21 @@ def check_eval_file(training: Sequence[RecordScan], held_out: RecordScan) -> Non
         )
 
 
+def check_general_content(
+    phase_files: Sequence[tuple[Path, str | None]], general_files: Sequence[tuple[Path, str | None]]
+) -> None:
+    """The general source (and `evaluation.general_file`) must not be a phase's data again, as
+    bytes: its documents would be trained twice and evaluated as general text. Each file is given
+    with its sha256 (None: not read). The same file by path or link is refused by the config."""
+    for general, general_sha in general_files:
+        for own, own_sha in phase_files:
+            if general_sha is not None and general_sha == own_sha:
+                raise DataError(
+                    f"{general}: the general file has the same content as the phase file {own}; its documents would "
+                    "be trained twice and evaluated as general text. Give general text that is not phase data"
+                )
+
+
 def read_documents(
     path: Path, text_field: str, on_bad_record: str = "error", seen: dict[bytes, str] | None = None
 ) -> tuple[list[Document], RecordScan]:

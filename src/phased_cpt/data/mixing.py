@@ -12,7 +12,8 @@ earlier phases' held-out documents and the general source's held-out documents a
 
       total T = O / (1 - r - g);   replayed tokens = r * T;   general tokens = g * T
 
-  Replay draws earlier phases' own chunks, each at most once (there may be too few: a warning);
+  Replay draws earlier phases' own chunks, each at most once (there may be too few: a warning of
+  `plan.plan_warnings`, from the entry's `replay_wanted_tokens`, on every run and plan);
   general draws the general source's training chunks, in whole passes when it is small.
 
 A draw stops at the chunk that brings it nearest to the tokens asked for, so a share is exact
@@ -26,7 +27,6 @@ up to half a chunk. Drawn chunks of another cache entry are copied into this pha
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -34,8 +34,6 @@ from typing import BinaryIO
 import numpy as np
 
 from phased_cpt.data.chunking import LENGTH
-
-logger = logging.getLogger(__name__)
 
 NO_CHUNKS = np.zeros((0, 3), dtype=np.int64)
 
@@ -139,13 +137,6 @@ def replay_chunks(
     pool = [(s, c) for s, source in enumerate(sources) for c in range(len(source.chunks))]
     lengths = np.array([sources[s].chunks[c][LENGTH] for s, c in pool], dtype=np.int64)
     chosen = draw_chunks(lengths, wanted_tokens, rng, repeat=False)
-    if int(lengths.sum()) < wanted_tokens:
-        logger.warning(
-            "replay: earlier phases hold only %d training tokens, fewer than the %d asked for; "
-            "all of them are replayed",
-            int(lengths.sum()),
-            wanted_tokens,
-        )
     return copy_chunks(sources, [pool[i] for i in chosen], writer)
 
 

@@ -25,7 +25,7 @@ from transformers import PreTrainedTokenizerBase
 
 from phased_cpt.config import GENERAL_COLUMN, ContextConfig, DataConfig, GeneralConfig, PhaseConfig
 from phased_cpt.data.cache import cache_key, cached_entry, file_digest, read_meta, tokenizer_digest
-from phased_cpt.data.jsonl import Rejected
+from phased_cpt.data.jsonl import Rejected, check_general_content
 from phased_cpt.data.mixing import ChunkSource
 from phased_cpt.data.prepare import GENERAL, GENERAL_EVAL, PHASE, prepare_phase
 from phased_cpt.data.rows import RowDataset, open_tokens
@@ -215,6 +215,10 @@ def build_run_data(
 ) -> dict[str, PhaseData]:
     """Every phase's data, in order (a phase replays from the phases before it), and after them,
     under `GENERAL_COLUMN`, the general source when there is one (`general_data`)."""
+    general_files = (general.files if general else []) + ([general_eval_file] if general_eval_file else [])
+    check_general_content(
+        [(f, file_digest(f)) for phase in phases for f in phase.files], [(f, file_digest(f)) for f in general_files]
+    )
     tokenizer_id = tokenizer_digest(tokenizer)
     general_entry = general_data(
         general or GeneralConfig(),

@@ -103,6 +103,8 @@ class PhasePlan:
     steps: int
     epochs: float
     replay_tokens: int
+    replay_wanted_tokens: int
+    """What `replay_ratio` asked for; more than `replay_tokens` when earlier phases hold fewer."""
     general_tokens: int
     fim_chunks: int
     sources: list[dict]
@@ -202,6 +204,7 @@ def plan_phases(
                 steps=steps,
                 epochs=phase.epochs,
                 replay_tokens=train["replay_tokens"],
+                replay_wanted_tokens=train.get("replay_wanted_tokens", 0),
                 eval_tokens=rows.eval_tokens,
                 cache_hit=rows.cache_hit,
                 micro_batches=micro_batches,
@@ -248,6 +251,11 @@ def plan_warnings(plans: list[PhasePlan], training: TrainingConfig, evaluation: 
             warnings.append(
                 f"{name}: no document held out for evaluation (data.eval_ratio, or the phase's eval_file): "
                 "no eval loss is logged for it and its forgetting-matrix column stays empty"
+            )
+        if plan.replay_tokens < plan.replay_wanted_tokens:
+            warnings.append(
+                f"{name}: replay: earlier phases hold only {plan.replay_tokens} training tokens, fewer than the "
+                f"{plan.replay_wanted_tokens} its replay_ratio asks for; all of them are replayed"
             )
         save_every = plan.checkpoint_steps[0] if plan.checkpoint_steps else None
         if save_every is None:
@@ -340,11 +348,13 @@ def prepare_plan_rows(
     """Every phase's rows: prepared with the tokenizer (or loaded from the cache), or, when the
     tokenizer cannot be loaded here, estimated from the documents' bytes; and notes saying which."""
     from phased_cpt.errors import UserError
-    from phased_cpt.modeling import load_tokenizer
+    from phased_cpt.modeling import TokenizerError, load_tokenizer
 
     notes: list[str] = []
     try:
         tokenizer = load_tokenizer(cfg.model)
+    except TokenizerError:
+        raise  # here but unusable: an estimate would hide it
     except UserError as err:
         reason = str(err).splitlines()[0]
         notes.append(f"token counts are estimated at {bytes_per_token:g} bytes per token, not counted: {reason}")

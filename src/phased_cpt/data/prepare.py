@@ -408,6 +408,7 @@ def prepare_phase(
             context.max_tokens,
         )
     meta["train"] |= {
+        "replay_wanted_tokens": replay_wanted,
         "fim_chunks": rearranged,
         "target_tokens": meta["train"]["target_tokens"] - sentinel_targets,
         "general_chunks": len(mixed_in),

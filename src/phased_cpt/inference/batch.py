@@ -56,6 +56,22 @@ def read_prompts(path: Path) -> list[str]:
     return prompts
 
 
+def check_results_file(path: Path, force: bool, protected: dict[str, list[Path]]) -> None:
+    """`chat --out`: a new file, or an existing one with `force`; never one of `protected`
+    (what -> paths: the run's data files, the prompts file) nor a file inside a protected directory."""
+    from phased_cpt.config.files import same_file
+
+    target = path.resolve()
+    for what, paths in protected.items():
+        for kept in paths:
+            if same_file(path, kept) or (kept.is_dir() and kept.resolve() in target.parents):
+                raise UserError(f"--out {path} is {'inside ' if kept.is_dir() else ''}{what} ({kept}); name a new file")
+    if path.is_dir():
+        raise UserError(f"--out {path} is a directory; name a file")
+    if (path.exists() or path.is_symlink()) and not force:
+        raise UserError(f"--out {path} exists; name a new file, or pass --force to replace it")
+
+
 def compare_prompts(
     generator: Generator, prompts: list[str], params: GenerationParams, out: TextIO, results: Path | None
 ) -> list[dict]:

@@ -10,9 +10,9 @@ the modes the user's umask gives (not the 0700 of a temporary directory).
 
 `out` is never a directory that is, contains or lies inside the source run, the adapter or the
 base model, nor one that is or contains the working directory. A non-empty `out` is replaced
-(`--force`) only if an earlier merge wrote it (it holds `MERGE_MARKER`): the new export is
-written beside it, the old one is renamed aside, the new one renamed in, then the old one
-deleted.
+(`--force`) only if an earlier merge wrote it and it holds nothing else (`check_replaceable`:
+`MERGE_MARKER` lists every file of the export): the new export is written beside it, the old one
+is renamed aside, the new one renamed in, then the old one deleted.
 
 Merging runs in `model.dtype` (the run's, unless `merge --dtype` replaces it; on CPU `auto` is
 float32).
@@ -95,7 +95,7 @@ def merge_adapter(
         exported = probe_logits(reloaded, probes)
         del reloaded
         report = compare_logits(reference, exported, dtype, out_dir)
-        (tmp / MERGE_MARKER).write_text(json.dumps({"adapter": str(adapter_dir), "base_model": model.name}) + "\n")
+        write_marker(tmp, {"adapter": str(adapter_dir), "base_model": model.name})
         apply_umask(tmp)
         swap_into_place(tmp, out_dir)
     except (OSError, SafetensorError) as err:
@@ -128,16 +128,64 @@ def check_out_dir(out_dir: Path, force: bool, protected: dict[str, Path]) -> Non
     for what in protected:
         if kept[what] in out.parents:
             raise UserError(f"--out {out_dir} is inside the {what} ({kept[what]}); write the merged model outside it")
+    check_replaceable(out_dir, force)
+
+
+def check_replaceable(out_dir: Path, force: bool, marker: str = MERGE_MARKER) -> None:
+    """The output-directory guarantee: `out_dir` may be written (new or empty), or replaced with
+    `force` when it holds exactly what an earlier run of the command wrote (every file listed in its
+    `marker`, see `write_marker`), and nothing else: a model card or eval results added since are
+    never deleted. A UserError names what is in the way."""
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} is a file; name a directory")
-    if out_dir.is_dir() and any(out_dir.iterdir()):
-        if not force:
-            raise UserError(f"--out {out_dir} is not empty; choose another directory or pass --force to replace it")
-        if not (out_dir / MERGE_MARKER).is_file():
-            raise UserError(
-                f"--out {out_dir} is not a directory an earlier merge wrote (no {MERGE_MARKER} in it): --force replaces "
-                "only those; choose another directory, or empty it yourself"
-            )
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return
+    if not force:
+        raise UserError(f"--out {out_dir} is not empty; choose another directory or pass --force to replace it")
+    if not (out_dir / marker).is_file():
+        raise UserError(
+            f"--out {out_dir} is not a directory an earlier merge wrote (no {marker} in it): --force replaces "
+            "only those; choose another directory, or empty it yourself"
+        )
+    others = unlisted_entries(out_dir, marker)
+    if others is None:
+        raise UserError(
+            f"--out {out_dir}: its {marker} does not list the files the earlier merge wrote (an older phased-cpt "
+            "wrote it), so --force cannot tell them from files added since; choose another directory, or empty "
+            "it yourself"
+        )
+    if others:
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        raise UserError(
+            f"--out {out_dir} holds {len(others)} file(s) the earlier merge did not write ({shown}); --force would "
+            "delete them: move them out of the directory, or choose another --out"
+        )
+
+
+def write_marker(directory: Path, info: dict, marker: str = MERGE_MARKER) -> None:
+    """Write `marker` into `directory` with `info` and the list of every file in it (relative
+    paths): what a later `--force` may replace (`check_replaceable`)."""
+    files = sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if not p.is_dir())
+    (directory / marker).write_text(json.dumps({**info, "files": files}) + "\n")
+
+
+def unlisted_entries(directory: Path, marker: str = MERGE_MARKER) -> list[str] | None:
+    """Files, links and directories under `directory` that its `marker` does not list (a directory
+    holding listed files is listed); None when the marker has no readable file list."""
+    try:
+        listed = json.loads((directory / marker).read_text(encoding="utf-8")).get("files")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(listed, list) or not all(isinstance(name, str) for name in listed):
+        return None
+    allowed = {marker, *listed} | {str(parent) for name in listed for parent in Path(name).parents if name}
+    found = []
+    for root, directories, files in os.walk(directory):  # links are entries, never followed
+        for name in [*directories, *files]:
+            relative = str((Path(root) / name).relative_to(directory))
+            if relative not in allowed:
+                found.append(relative)
+    return sorted(found)
 
 
 def swap_into_place(new: Path, out_dir: Path) -> None:

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase, set_seed
 
-from phased_cpt.config import ContextConfig, EvaluationConfig, PhaseConfig, RunConfig, TrainingConfig
+from phased_cpt.config import (
+    ContextConfig,
+    EvaluationConfig,
+    PhaseConfig,
+    RunConfig,
+    TrainingConfig,
+    public_config,
+)
 from phased_cpt.crash_points import crash_point
 from phased_cpt.data.cache import resolve_cache_dir
 from phased_cpt.data.collate import check_packing_model, make_collator
@@ -21,8 +28,8 @@ from phased_cpt.data.phase_data import PhaseData, build_run_data, save_rejected
 from phased_cpt.data.plan import format_plan, plan_phases, plan_warnings
 from phased_cpt.errors import ConfigError, storage_errors
 from phased_cpt.evaluation.report import write_report
-from phased_cpt.modeling import adapter_file_sha256, check_model_settings, load_tokenizer
-from phased_cpt.run_dir import RunDir
+from phased_cpt.modeling import check_model_settings, load_tokenizer
+from phased_cpt.run_dir import RunDir, adapter_file_sha256
 from phased_cpt.training.callbacks import ClockCallback, EvalCallback, MetricsCallback, ProgressCallback
 from phased_cpt.training.checkpoints import CheckpointCallback
 from phased_cpt.training.deepspeed_plan import DeepSpeedPlan, plan_deepspeed
@@ -108,7 +115,7 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
         run,
         cfg.tensorboard,
         cfg.wandb,
-        cfg.model_dump(mode="json", exclude={"wandb"}),
+        {k: v for k, v in public_config(cfg).items() if k != "wandb"},
         resume_point(run, pending[0].name)[1] if resume and pending else None,
     )
     evaluator = RunEvaluator(

@@ -80,19 +80,34 @@ def resume_run(cfg: RunConfig, target: str) -> RunDir:
     stored = run.read_config()
     current = yaml.safe_load(dump_config(cfg))
     differences = config_differences(stored, current)
-    stored_inputs = run.read_state().get("inputs", {})
-    for key, sha in input_fingerprints(cfg).items():
-        if stored_inputs.get(key) not in (None, sha):
-            where = key if key.startswith("general.") else f"phases.{key}"
-            differences.append(f"{where}: the file's content changed since the run started")
+    differences += input_differences(run.read_state().get("inputs", {}), input_fingerprints(cfg))
     if differences:
         raise UserError(
             f"cannot resume {run.path}: the config differs in ways that change the run:\n"
             + "\n".join(f"  - {d}" for d in differences)
             + "\nrestore those settings, or start a new run (without --resume)"
         )
+    run.check_carried_adapter()
     run.write_config(dump_config(cfg))  # logging settings may have changed
     return run
+
+
+def input_differences(stored: dict[str, str], current: dict[str, str]) -> list[str]:
+    """How the data files differ from those the run started with (`input_fingerprints`): a file
+    whose content changed, and the set of files itself (a glob that now matches more or fewer
+    files, a file added to or removed from a list). A run that recorded no inputs is not compared."""
+    if not stored:
+        return []
+    differences = []
+    for key in sorted(set(stored) | set(current)):
+        where = key if key.startswith("general.") else f"phases.{key}"
+        if key not in stored:
+            differences.append(f"{where}: a data file the run did not start with (a glob matches more files now?)")
+        elif key not in current:
+            differences.append(f"{where}: a data file the run started with is no longer among its files")
+        elif stored[key] != current[key]:
+            differences.append(f"{where}: the file's content changed since the run started")
+    return differences
 
 
 def config_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:

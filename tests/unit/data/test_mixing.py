@@ -190,10 +190,11 @@ def test_config_rules_of_sources_and_general(tmp_path):
 
 def test_each_phase_gets_its_effective_general_ratio(tmp_path):
     data = str(write_jsonl(tmp_path / "d.jsonl", ["x = 1"]))
+    general = str(write_jsonl(tmp_path / "g.jsonl", ["y = 1"]))  # never a phase's file (issue 29)
     phases = [{"name": "p", "file": data, "general_ratio": 0.0}, {"name": "q", "file": data}]
-    cfg, _ = load_config(None, base_data={"phases": phases, "general": {"file": data, "ratio": 0.05}})
+    cfg, _ = load_config(None, base_data={"phases": phases, "general": {"file": general, "ratio": 0.05}})
     assert [p.general_ratio for p in cfg.phases] == [0.0, 0.05]
     cfg, _ = load_config(None, base_data={"phases": phases})
     assert [p.general_ratio for p in cfg.phases] == [0.0, 0.0]  # no general.file: nothing to mix
-    cfg, _ = load_config(None, base_data={"phases": phases[1:], "general": {"file": data}})
+    cfg, _ = load_config(None, base_data={"phases": phases[1:], "general": {"file": general}})
     assert cfg.phases[0].general_ratio == 0.05  # the default share, once there is a general file

@@ -251,3 +251,23 @@ def test_gpu_model_takes_an_alias_or_the_full_name(name, spec):
     from phased_cpt.gpus import gpu_by_name
 
     assert gpu_by_name(name).name == spec
+
+
+def test_the_replay_cap_warning_comes_from_the_plan_so_a_cache_hit_shows_it_too(tiny_model_dir, tmp_path, capsys):
+    """Earlier phases hold fewer tokens than replay_ratio asks for: warned on every plan (and
+    train: the same `plan_warnings`), not only when the cache entry is built (issue 29)."""
+    from tests.conftest import bundled_texts
+
+    write_jsonl(tmp_path / "p1.jsonl", bundled_texts("phase1_foundation", 2))
+    write_jsonl(tmp_path / "p2.jsonl", bundled_texts("phase2_evolution", 40))
+    config = {
+        "model": {"name": str(tiny_model_dir)},
+        "data": {"cache_dir": str(tmp_path / "cache")},
+        "phases": [{"name": "p1", "file": "p1.jsonl"}, {"name": "p2", "file": "p2.jsonl", "replay_ratio": 0.9}],
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    for _ in range(2):  # built, then read from the cache
+        assert main(["plan", str(tmp_path / "c.yaml"), "--gpus", "1"]) == 0
+        output = "".join(capsys.readouterr())
+        assert "p2: replay: earlier phases hold only" in output and "its replay_ratio asks for" in output
+    assert len(list((tmp_path / "cache").iterdir())) >= 2

@@ -133,3 +133,37 @@ def test_validate_refuses_an_eval_file_with_the_training_files_content(config, c
     config.write_text(yaml.safe_dump({"phases": [{"name": "p", "file": "p.jsonl", "eval_file": "held.jsonl"}]}))
     code, output = run(["validate", str(config)], capsys)
     assert code == 2 and "the eval_file has the same content as the training file" in output
+
+
+def test_chat_out_never_overwrites_the_runs_data_and_needs_force_for_an_existing_file(
+    tmp_path, tiny_model_dir, random_adapters, capsys, monkeypatch
+):
+    """`chat --out FILE` (issue 29): the run's own training data, its files and the prompts file
+    are refused always; any other existing file needs --force. Nothing is loaded or written first."""
+    from phased_cpt.inference.batch import check_results_file
+
+    monkeypatch.chdir(tmp_path)
+    run_path = write_run(tmp_path / "outputs" / "r", tiny_model_dir, ["p1"], ["p1"], adapters=random_adapters)
+    data = tmp_path / "data" / "p1.jsonl"
+    data.parent.mkdir()
+    data.write_text('{"training_content": "x = 1"}\n')
+    config = yaml.safe_load((run_path / "config.resolved.yaml").read_text())
+    config["phases"][0]["file"] = str(tmp_path / "data" / "*.jsonl")
+    (run_path / "config.resolved.yaml").write_text(yaml.safe_dump(config))
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("def f():\n")
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text("my results\n")
+    cases = {
+        str(data): "is the run's data",
+        str(tmp_path / "data" / ".." / "data" / "p1.jsonl"): "is the run's data",
+        str(run_path / "state.json"): "is inside the run directory",
+        str(prompts): "is the prompts file",
+        str(mine): "exists; name a new file, or pass --force",
+    }
+    for out, message in cases.items():
+        for force in ([], ["--force"]) if "exists" not in message else ([],):
+            code, output = run(["chat", str(run_path), "--prompts", str(prompts), "--out", out, *force], capsys)
+            assert code == 2 and message in output and "Traceback" not in output, (out, output)
+    assert data.read_text() == '{"training_content": "x = 1"}\n' and mine.read_text() == "my results\n"
+    check_results_file(mine, True, {"the run's data": [data]})  # --force lets another file be replaced

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from phased_cpt.errors import UserError
-from phased_cpt.inference.merge import MERGE_MARKER, check_out_dir, compare_logits
+from phased_cpt.inference.merge import MERGE_MARKER, check_out_dir, compare_logits, write_marker
 
 
 def test_out_dir_must_be_new_or_empty_unless_forced(tmp_path, monkeypatch):
@@ -20,7 +20,7 @@ def test_out_dir_must_be_new_or_empty_unless_forced(tmp_path, monkeypatch):
         check_out_dir(tmp_path / "full", force=False, protected={})
     with pytest.raises(UserError, match="not a directory an earlier merge wrote"):
         check_out_dir(tmp_path / "full", force=True, protected={})
-    (tmp_path / "full" / MERGE_MARKER).write_text("{}")
+    write_marker(tmp_path / "full", {})
     check_out_dir(tmp_path / "full", force=True, protected={})
     (tmp_path / "file").write_text("")
     with pytest.raises(UserError, match="is a file"):
@@ -56,6 +56,30 @@ def test_out_dir_never_is_contains_or_lies_inside_what_the_merge_reads(tmp_path,
     target = tmp_path / out if out not in (".", "..") else cwd / out
     with pytest.raises(UserError, match=message):
         check_out_dir(target, force=True, protected=protected)
+
+
+def test_force_replaces_only_what_the_earlier_merge_wrote(tmp_path):
+    """Files added to an export after the merge (a model card, eval results) are never deleted by
+    `merge --force` (issue 29, severe 7): it refuses, naming them."""
+    out = tmp_path / "merged"
+    (out / "sub").mkdir(parents=True)
+    for name in ("config.json", "model.safetensors", "sub/part.bin"):
+        (out / name).write_text("x")
+    write_marker(out, {"adapter": "a"})
+    check_out_dir(out, force=True, protected={})
+    (out / "README.md").write_text("my model card")
+    (out / "eval").mkdir()
+    (out / "eval" / "results.json").write_text("{}")
+    (out / "sub" / "notes.txt").write_text("mine")
+    with pytest.raises(UserError) as refused:
+        check_out_dir(out, force=True, protected={})
+    message = str(refused.value)
+    assert (
+        "holds 4 file(s) the earlier merge did not write (README.md, eval, eval/results.json, sub/notes.txt)" in message
+    )
+    (out / MERGE_MARKER).write_text("{}")  # an older marker without a file list
+    with pytest.raises(UserError, match="does not list the files the earlier merge wrote"):
+        check_out_dir(out, force=True, protected={})
 
 
 def test_float32_tolerance_accepts_rounding_and_rejects_a_real_difference(tmp_path):

@@ -167,3 +167,41 @@ def test_truncate_metrics_tolerates_a_missing_file(tmp_path, missing):
         path.write_text("")
     truncate_metrics(path, 3)
     assert not path.exists() or path.read_text() == ""
+
+
+def test_input_differences_compare_the_set_of_files_not_only_their_content():
+    """A glob that matches more or fewer files on resume is a difference (issue 29, severe 3)."""
+    from phased_cpt.training.resume import input_differences
+
+    stored = {"p.file:d/a.jsonl": "1", "p.file:d/b.jsonl": "2"}
+    assert input_differences(stored, dict(stored)) == []
+    assert input_differences({}, stored) == []  # a run from before input records
+    more = input_differences(stored, stored | {"p.file:d/c.jsonl": "3"})
+    assert more == ["phases.p.file:d/c.jsonl: a data file the run did not start with (a glob matches more files now?)"]
+    fewer = input_differences(stored, {"p.file:d/a.jsonl": "1"})
+    assert fewer == ["phases.p.file:d/b.jsonl: a data file the run started with is no longer among its files"]
+    changed = input_differences(stored, {"p.file:d/a.jsonl": "1", "p.file:d/b.jsonl": "9"})
+    assert changed == ["phases.p.file:d/b.jsonl: the file's content changed since the run started"]
+
+
+def test_resume_refuses_a_glob_that_matches_other_files_now(tmp_path, monkeypatch):
+    """The run started on two files of `d/*.jsonl`; a third one appeared (issue 29, severe 3)."""
+    from phased_cpt.config import load_config
+    from phased_cpt.errors import UserError
+    from phased_cpt.training.resume import resume_run, start_run
+    from tests.conftest import write_jsonl
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("a", "b"):
+        write_jsonl(tmp_path / "d" / f"{name}.jsonl", [f"{name} = {i}" for i in range(4)])
+    (tmp_path / "c.yaml").write_text("model: {name: some/model}\nphases: [{name: p, file: 'd/*.jsonl'}]\n")
+    run = start_run(load_config(tmp_path / "c.yaml")[0])
+    run.release_lock()
+    resume_run(load_config(tmp_path / "c.yaml")[0], str(run.path)).release_lock()  # unchanged: resumes
+    write_jsonl(tmp_path / "d" / "c.jsonl", ["c = 1"])
+    with pytest.raises(UserError, match=r"phases\.p\.file:.*c\.jsonl: a data file the run did not start with"):
+        resume_run(load_config(tmp_path / "c.yaml")[0], "latest")
+    (tmp_path / "d" / "c.jsonl").unlink()
+    (tmp_path / "d" / "b.jsonl").unlink()
+    with pytest.raises(UserError, match=r"b\.jsonl: a data file the run started with is no longer among its files"):
+        resume_run(load_config(tmp_path / "c.yaml")[0], "latest")
