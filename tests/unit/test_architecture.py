@@ -19,10 +19,11 @@ ALLOWED = {
     "gpus": set(),
     "flops": {"gpus", "memory"},
     "modeling": {"config", "errors"},
-    "data": {"config", "crash_points", "errors", "distributed", "modeling"},
-    "evaluation": {"config", "crash_points", "data", "run_dir", "distributed", "errors"},
+    "data": {"config", "contamination", "crash_points", "errors", "distributed", "modeling"},
+    "evaluation": {"config", "contamination", "crash_points", "data", "run_dir", "distributed", "errors"},
     "training": {
         "config",
+        "contamination",
         "crash_points",
         "data",
         "distributed",

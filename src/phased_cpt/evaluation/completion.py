@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from transformers import PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
+from transformers import PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList, StopStringCriteria
 
 from phased_cpt.data.fim import FimTokens, require_fim_tokens
 
@@ -171,9 +171,11 @@ def generate_lines(
     batch_size: int,
     base_model: bool = False,
     stop_ids: list[int] | None = None,
+    stop_strings: tuple[str, ...] = (),
 ) -> list[str]:
-    """Greedy completions of `prompts` (token ids), each until it ends a line, emits EOS (or one
-    of `stop_ids`) or reaches `max_new_tokens`; their decoded text. Left-padded batches."""
+    """Greedy completions of `prompts` (token ids), each until it ends a line (with
+    `stop_strings`: until it writes one of them), emits EOS (or one of `stop_ids`) or reaches
+    `max_new_tokens`; their decoded text. Left-padded batches."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     eos = sorted({tokenizer.eos_token_id, *(stop_ids or [])})
     device = next(model.parameters()).device
@@ -196,7 +198,13 @@ def generate_lines(
                     eos_token_id=eos,
                     pad_token_id=pad,
                     use_cache=True,
-                    stopping_criteria=StoppingCriteriaList([StopAtLineEnd(tokenizer, width)]),
+                    stopping_criteria=StoppingCriteriaList(
+                        [
+                            StopStringCriteria(tokenizer, list(stop_strings))
+                            if stop_strings
+                            else StopAtLineEnd(tokenizer, width)
+                        ]
+                    ),
                 )
                 for row in output[:, width:].tolist():
                     kept = []
