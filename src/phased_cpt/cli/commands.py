@@ -135,6 +135,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
         except DataError as err:  # an eval_file that is the training data again
             problems.append(str(err))
     groups += [("general", scan_files(general, cfg.data))] if general else []
+    future = cfg.evaluation.future
+    groups += [(name, scan_files([path], cfg.data)) for name, path in future.document_columns().items()]
+    if future.tasks is not None:
+        from phased_cpt.data.eval_sets import read_tasks
+
+        try:
+            tasks = read_tasks(future.tasks)
+            print(f"future tasks: {len(tasks)} tasks in {future.tasks}", file=sys.stderr)
+        except DataError as err:
+            problems.append(str(err))
     for name, scans in groups:
         for scan in scans:
             try:

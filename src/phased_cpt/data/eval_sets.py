@@ -211,3 +211,12 @@ def _measure(seen: TrainingLines, held_out: dict[str, tuple[list[str], bool]]) -
         c = seen.measure_tasks(texts) if tasks else seen.measure(texts)
         results[column] = {"lines": c.lines, "seen": c.seen, "share": c.share}
     return results
+
+
+def contamination_line(table: ContaminationTable) -> str:
+    """One line: each evaluation set's share of lines seen in every phase's training text."""
+    parts = [f"{column} {c.share:.1%}{' (recall)' if c.recall else ''}" for column, c in table.final().items()]
+    return (
+        f"contamination (lines >= {MIN_LINE_CHARS} chars of each evaluation set seen verbatim in the training "
+        f"text of all phases; over {WARN_SHARE:.0%}: recall): " + ", ".join(parts)
+    )

@@ -95,3 +95,21 @@ def test_a_bad_task_line_names_file_line_and_reason(tmp_path):
     assert f"{path}:4: a next_line task has a suffix" in message and f"{path}:5: invalid JSON" in message
     path.write_text(json.dumps(good) + "\n\n")
     assert [t.target for t in read_tasks(path)] == ["x = 1"]
+
+
+def test_validate_reads_the_future_files_without_ml_libraries(config):
+    from tests.unit.test_cli import imported_by
+
+    assert imported_by("validate", str(config)) == {"code": 0, "heavy": []}
+    tasks = config.parent / "future_tasks.jsonl"
+    tasks.write_text(tasks.read_text() + '{"kind": "scope"}\n')
+    assert imported_by("validate", str(config))["code"] == 2
+
+
+def test_validate_names_the_bad_task_line(config, capsys):
+    from phased_cpt.cli import main
+
+    tasks = config.parent / "future_tasks.jsonl"
+    tasks.write_text(tasks.read_text() + '{"kind": "scope"}\n')
+    assert main(["validate", str(config)]) == 2
+    assert f"{tasks}:4: missing field(s)" in capsys.readouterr().err
