@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
 
+from phased_cpt.config import HUMANEVAL_COLUMN
 from phased_cpt.evaluation.completion import generate_lines
 from phased_cpt.evaluation.sandbox import SandboxLimits, run_programs
 
@@ -99,3 +100,18 @@ def evaluate_humaneval(
         time.perf_counter() - started,
     )
     return {"pass_at_1": pass_at_1(passed), "problems": len(passed), "passed": passed}
+
+
+def humaneval_markdown(matrix) -> str:
+    """Per row: problems scored, pass@1, the base model's pass@1 on the same problems, the change."""
+    lines = ["| after | problems | pass@1 | base on the same problems | change (points) |", "|---|---|---|---|---|"]
+    base = matrix.rows[0]["results"].get(HUMANEVAL_COLUMN, {}) if matrix.rows else {}
+    for row in matrix.rows:
+        cell = row["results"].get(HUMANEVAL_COLUMN)
+        if not cell or "pass_at_1" not in cell:
+            continue
+        on_base = pass_at_1_on(base, cell["problems"])
+        change = "—" if on_base is None else f"{(cell['pass_at_1'] - on_base) * 100:+.1f}"
+        shown = "—" if on_base is None else f"{on_base:.3f}"
+        lines.append(f"| {row['after']} | {cell['problems']} | {cell['pass_at_1']:.3f} | {shown} | {change} |")
+    return "\n".join(lines) + "\n"
