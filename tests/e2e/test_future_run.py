@@ -27,7 +27,7 @@ def future_tasks(texts: list[str]) -> list[dict]:
         lines = [line for line in text.splitlines(keepends=True) if line.strip()]
         if len(lines) < 6:
             continue
-        head, line, block, tail = "".join(lines[:2]), lines[2], "".join(lines[2:5]), "".join(lines[5:])
+        head, line, block = "".join(lines[:2]), lines[2], "".join(lines[2:5])
         common = {"path": f"src/file{n}.py", "commit": f"{n:040x}"}
         tasks += [
             {"kind": "next_line", "prefix": head, "suffix": "", "target": line, **common},
