@@ -106,5 +106,5 @@ def test_the_report_shows_future_columns_contamination_and_humaneval(future_run)
     assert "## Contamination (share of each evaluation set's lines seen verbatim in training)" in report
     assert "| future_evolution | future_pr_mastery |" in report.split("## Forgetting matrix")[1]
     assert "future_tasks.scope" in report.split("## Next-line completion: exact match")[1]
-    assert "## HumanEval pass@1" in report and "| p2 | 3 |" in report
+    assert "## HumanEval pass@1" in report and "| p2 | 3 |" in report and "Sandbox: audit-hook" in report
     assert "future ppl" in report and "HumanEval pass@1 |" in report

@@ -22,7 +22,7 @@ from transformers import PreTrainedTokenizerBase
 
 from phased_cpt.config import HUMANEVAL_COLUMN
 from phased_cpt.evaluation.completion import generate_lines
-from phased_cpt.evaluation.sandbox import SandboxLimits, run_programs
+from phased_cpt.evaluation.sandbox import SandboxLimits, run_programs, sandbox_mechanisms
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def evaluate_humaneval(
     limits: SandboxLimits,
     base_model: bool = False,
 ) -> dict:
-    """A matrix cell: {pass_at_1, problems, passed (per problem)}."""
+    """A matrix cell: {pass_at_1, problems, passed (per problem), sandbox (the mechanisms that held)}."""
     started = time.perf_counter()
     lead = tokenizer("", add_special_tokens=True)["input_ids"]  # BOS where the tokenizer adds one
     prompts = [lead + tokenizer(p.prompt, add_special_tokens=False)["input_ids"] for p in problems]
@@ -99,7 +99,12 @@ def evaluate_humaneval(
         pass_at_1(passed),
         time.perf_counter() - started,
     )
-    return {"pass_at_1": pass_at_1(passed), "problems": len(passed), "passed": passed}
+    return {
+        "pass_at_1": pass_at_1(passed),
+        "problems": len(passed),
+        "passed": passed,
+        "sandbox": ["rlimits", "audit-hook", *sandbox_mechanisms()],
+    }
 
 
 def humaneval_markdown(matrix) -> str:
@@ -114,4 +119,7 @@ def humaneval_markdown(matrix) -> str:
         change = "—" if on_base is None else f"{(cell['pass_at_1'] - on_base) * 100:+.1f}"
         shown = "—" if on_base is None else f"{on_base:.3f}"
         lines.append(f"| {row['after']} | {cell['problems']} | {cell['pass_at_1']:.3f} | {shown} | {change} |")
+    held = sorted({m for row in matrix.rows for m in row["results"].get(HUMANEVAL_COLUMN, {}).get("sandbox", [])})
+    if held:
+        lines += ["", f"Sandbox: {', '.join(held)} (docs/evaluation.md says what each holds)."]
     return "\n".join(lines) + "\n"

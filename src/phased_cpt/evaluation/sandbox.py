@@ -3,7 +3,7 @@ it ran to its end (HumanEval's tests, `humaneval.py`).
 
 A completion is untrusted: it may hang, fork, write files, open sockets or eat memory. Every limit
 below holds for every program; the ones that depend on the machine are named as such and
-`sandbox_mechanisms()` says which hold here (the report and `docs/evaluation.md` quote it).
+`sandbox_mechanisms()` says which hold here (each HumanEval cell records it; the report shows it).
 
 Always:
 
@@ -22,7 +22,9 @@ Always:
 - **No network**: the audit hook refuses `socket.__new__` (socket creation) and `socket.connect`.
 - **No writes outside the working directory**: the audit hook refuses `open` for writing and
   `os.remove/rename/mkdir/rmdir/chmod/chown/symlink/link/truncate/utime`, `shutil.*` on any path
-  outside it; `ctypes` (which could call libc around the hook) cannot be imported.
+  outside it (and `sqlite3.connect` to a file there); `ctypes` (which could call libc around the
+  hook) and `_posixsubprocess` (whose `fork_exec` raises no audit event) cannot be imported, so
+  neither can `subprocess`.
 
 Where the machine allows (Linux with `unshare`, run as root or with unprivileged user
 namespaces; `sandbox_mechanisms()` tests it once):
@@ -100,13 +102,13 @@ DENIED = {"os.fork", "os.forkpty", "os.system", "os.exec", "os.spawn", "os.posix
           "pty.spawn", "socket.__new__", "socket.connect", "socket.bind", "os.kill", "os.killpg", "signal.pthread_kill"}
 PATHS = {"os.remove": 1, "os.rename": 2, "os.mkdir": 1, "os.rmdir": 1, "os.chmod": 1, "os.chown": 1,
          "os.symlink": 2, "os.link": 2, "os.truncate": 1, "os.utime": 1, "shutil.rmtree": 1, "shutil.copyfile": 2,
-         "shutil.copytree": 2, "shutil.move": 2, "os.chdir": 1}
+         "shutil.copytree": 2, "shutil.move": 2, "os.chdir": 1, "sqlite3.connect": 1}
 
 def _hook(event, args):
     if event in DENIED:
         raise PermissionError(f"sandbox: {event} is not allowed")
-    if event == "import" and args[0] in ("ctypes", "_ctypes"):
-        raise PermissionError("sandbox: ctypes is not allowed")
+    if event == "import" and args[0] in ("ctypes", "_ctypes", "_posixsubprocess"):
+        raise PermissionError(f"sandbox: {args[0]} is not allowed")
     if event == "open":
         mode, flags = args[1] or "", args[2] or 0
         writes = any(c in str(mode) for c in "wax+") or flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND)

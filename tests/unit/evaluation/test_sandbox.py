@@ -82,6 +82,16 @@ def test_a_fork_loop_is_contained_and_no_child_survives():
     assert processes_with(marker) == []
 
 
+def test_modules_that_reach_around_the_audit_hook_cannot_be_imported(tmp_path):
+    for module in ("ctypes", "_posixsubprocess", "subprocess"):
+        outcome = run_program(f"import {module}\n", LIMITS)
+        assert not outcome.passed and "is not allowed" in outcome.reason
+    database = tmp_path / "escape.db"
+    assert not run_program(f"import sqlite3\nsqlite3.connect({str(database)!r}).close()\n", LIMITS).passed
+    assert not database.exists()
+    assert run_program("import sqlite3\nsqlite3.connect(':memory:').close()\n", LIMITS).passed
+
+
 def test_a_socket_is_contained():
     """A listener in this process: the program may not reach it (or open a socket at all)."""
     with socket.socket() as server:
