@@ -15,7 +15,8 @@ fragment whose last token the model never saw in training); the prompt is the pr
                 then says so), not an error.
 
 Per kind, `samples` tasks are scored (a seeded choice, all when there are fewer); the token
-budget of scope and fim answers is the longest chosen target's tokens + `max_new_tokens`.
+budget of scope and fim answers is the longest chosen target's tokens (at most half the prompt
+budget, which gives up as many) + `max_new_tokens`, so prompt and answer stay within the context.
 """
 
 from __future__ import annotations
@@ -110,6 +111,10 @@ class FutureTaskEvaluator:
             chosen[column] = (kind, [task for task in cut if task is not None])
         return cls(tokenizer, chosen, completion, max(1, prompt_tokens), batch_size)
 
+    def answer_tokens(self, tasks: list[CompletionTask]) -> int:
+        """The longest target's tokens: what a scope or fim answer needs before `max_new_tokens` more."""
+        return max(len(self.tokenizer(t.target, add_special_tokens=False)["input_ids"]) for t in tasks)
+
     def evaluate(self, model, base_model: bool = False) -> dict[str, dict]:
         """{column: exact_match, edit_similarity, samples} (a fim column without FIM tokens: {note})."""
         fim = find_fim_tokens(self.tokenizer)
@@ -121,16 +126,15 @@ class FutureTaskEvaluator:
                 logger.info("%s: %s", column, NO_FIM_TOKENS)
                 results[column] = {"note": NO_FIM_TOKENS}
                 continue
-            prompts = [
-                prompt_ids(task, self.tokenizer, self.prompt_tokens, fim if kind == "fim" else None) for task in tasks
-            ]
             if kind == "next_line":
+                prompts = [prompt_ids(task, self.tokenizer, self.prompt_tokens) for task in tasks]
                 answers = generate_lines(
                     model, self.tokenizer, prompts, self.completion.max_new_tokens, self.batch_size, base_model
                 )
             else:
-                budget = max(len(self.tokenizer(t.target, add_special_tokens=False)["input_ids"]) for t in tasks)
-                stop = list(fim.ids) if kind == "fim" else None
+                budget = min(self.answer_tokens(tasks), self.prompt_tokens // 2)
+                limit = self.prompt_tokens - budget  # prompt + answer stay within the context
+                prompts = [prompt_ids(task, self.tokenizer, limit, fim if kind == "fim" else None) for task in tasks]
                 answers = generate_lines(
                     model,
                     self.tokenizer,
@@ -138,7 +142,7 @@ class FutureTaskEvaluator:
                     budget + self.completion.max_new_tokens,
                     self.batch_size,
                     base_model,
-                    stop,
+                    list(fim.ids) if kind == "fim" else None,
                     stop_strings=(),
                 )
             results[column] = score_blocks(tasks, answers).to_dict()
