@@ -45,9 +45,22 @@ def test_future_files_resolve_and_name_their_columns(tmp_path):
     }
 
 
-def test_future_files_must_exist_and_not_take_a_phase_name(tmp_path):
-    assert "evaluation.future.documents" in problems(config(tmp_path, {"future": {"documents": ["missing.jsonl"]}}))
-    assert "evaluation.future.tasks" in problems(config(tmp_path, {"future": {"tasks": "missing.jsonl"}}))
+def test_an_absent_future_file_is_left_out_with_a_warning(tmp_path):
+    """config.yaml names the future files; `data from-git` writes them only when it holds out a future."""
+    path = config(tmp_path, {"future": {"documents": ["future_evolution.jsonl", "gone.jsonl"], "tasks": "gone2.jsonl"}})
+    cfg, warnings = load_config(path)
+    assert cfg.evaluation.future.documents == [tmp_path / "future_evolution.jsonl"]
+    assert cfg.evaluation.future.tasks is None and cfg.evaluation.future.task_columns() == {}
+    assert warnings == [
+        f"evaluation.future: {tmp_path / name} does not exist, so the forgetting matrix has no column for it "
+        "(`data from-git` writes it when it holds out a future: see --holdout-commits)"
+        for name in ("gone.jsonl", "gone2.jsonl")
+    ]
+    (tmp_path / "adir").mkdir()
+    assert "is a directory" in problems(config(tmp_path, {"future": {"tasks": "adir"}}))
+
+
+def test_a_future_column_may_not_take_a_phase_name(tmp_path):
     clash = problems(config(tmp_path, {"future": {"documents": ["p1.jsonl"]}}))
     assert "evaluation.future.documents.0" in clash and "'p1'" in clash and "rename the file" in clash
 

@@ -180,7 +180,7 @@ def load_config(
     source = str(path) if path else None
     if problems:
         raise ConfigError(problems, source)
-    return cfg, warnings
+    return cfg, warnings + cfg.evaluation.future.absent_notes()
 
 
 def describe_validation_error(err: ValidationError) -> list[str]:

@@ -20,6 +20,7 @@ from pydantic import (
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
+    PrivateAttr,
     SecretStr,
     ValidationInfo,
     field_validator,
@@ -501,10 +502,12 @@ class FutureConfig(StrictModel):
     """Completion tasks, one JSON object a line: {kind: next_line|scope|fim, prefix, suffix,
     target, path, commit}; a column per kind (`<stem>.<kind>`: exact match, edit similarity)."""
 
+    _absent: list[str] = PrivateAttr(default_factory=list)
+
     @field_validator("documents")
     @classmethod
     def _resolve_documents(cls, value: list[Path], info: ValidationInfo) -> list[Path]:
-        resolved = [resolve_optional_file(path, info) for path in value]
+        resolved = [resolve_path(path, info) for path in value]
         stems = [path.stem for path in resolved]
         repeated = sorted({stem for stem in stems if stems.count(stem) > 1})
         if repeated:
@@ -516,7 +519,33 @@ class FutureConfig(StrictModel):
     @field_validator("tasks")
     @classmethod
     def _resolve_tasks(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return resolve_optional_file(value, info)
+        return resolve_path(value, info) if value is not None else None
+
+    @model_validator(mode="after")
+    def _leave_out_absent_files(self, info: ValidationInfo) -> FutureConfig:
+        """A future file exists only when `data from-git` held out a future (a long enough
+        history, no `--holdout-commits 0`), so config.yaml names them by default: one that does
+        not exist is left out with a warning (`absent_notes`), not an error; a directory is one."""
+        if not (info.context or {}).get("check_files", True):
+            return self
+        for key, path in [(f"documents.{i}", p) for i, p in enumerate(self.documents)] + [("tasks", self.tasks)]:
+            if path is not None and path.is_dir():
+                raise ValueError(f"{key}: {str(path)!r} is a directory, not a JSONL file")
+        absent = [p for p in self.documents if not p.is_file()]
+        if self.tasks is not None and not self.tasks.is_file():
+            absent.append(self.tasks)
+            self.tasks = None
+        self.documents = [p for p in self.documents if p.is_file()]
+        self._absent = [str(p) for p in absent]
+        return self
+
+    def absent_notes(self) -> list[str]:
+        """One warning per future file left out because it does not exist."""
+        return [
+            f"evaluation.future: {path} does not exist, so the forgetting matrix has no column for it "
+            "(`data from-git` writes it when it holds out a future: see --holdout-commits)"
+            for path in self._absent
+        ]
 
     def document_columns(self) -> dict[str, Path]:
         """{column name: file} of the future documents."""
