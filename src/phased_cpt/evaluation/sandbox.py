@@ -45,7 +45,10 @@ extension already loaded) can. The kernel mechanisms are the boundary where they
 is what holds on machines without them, which `sandbox_mechanisms()` then says.
 
 A program **passes** when it exits 0 after printing the one-time token the runner prints after
-the program's last statement ran (so `os._exit(0)` or `sys.exit(0)` halfway is a failure).
+the program's last statement ran (so `os._exit(0)` or `sys.exit(0)` halfway is a failure). The
+token is in no namespace the program is given; code that walks the interpreter's frames to find
+it could (Python's `typing` needs `sys._getframe`, so frames stay open): this guards against code
+that stops early, not against code written to cheat the score.
 """
 
 from __future__ import annotations
@@ -79,30 +82,19 @@ OUTPUT_CHARS = 2000
 
 RUNNER = r"""
 import os, resource, sys, json
-settings = json.loads(sys.stdin.readline())
-program = sys.stdin.read()
-sys.stdin.close()
-token = settings.pop("token")
-home = os.path.realpath(settings["home"])
-os.chdir(home)
-if settings["uid"] is not None:
-    os.setgroups([])
-    os.setgid(settings["uid"])
-    os.setuid(settings["uid"])
-for name, value in settings["limits"].items():
-    resource.setrlimit(getattr(resource, name), (value, value))
-
-def _inside(path):
-    if isinstance(path, int):
-        return True  # an already open descriptor
-    full = os.path.realpath(os.path.join(home, os.fsdecode(path)))
-    return full == home or full.startswith(home + os.sep)
 
 DENIED = {"os.fork", "os.forkpty", "os.system", "os.exec", "os.spawn", "os.posix_spawn", "subprocess.Popen",
           "pty.spawn", "socket.__new__", "socket.connect", "socket.bind", "os.kill", "os.killpg", "signal.pthread_kill"}
 PATHS = {"os.remove": 1, "os.rename": 2, "os.mkdir": 1, "os.rmdir": 1, "os.chmod": 1, "os.chown": 1,
          "os.symlink": 2, "os.link": 2, "os.truncate": 1, "os.utime": 1, "shutil.rmtree": 1, "shutil.copyfile": 2,
          "shutil.copytree": 2, "shutil.move": 2, "os.chdir": 1, "sqlite3.connect": 1}
+HOME = os.path.realpath(os.getcwd())
+
+def _inside(path):
+    if isinstance(path, int):
+        return True  # an already open descriptor
+    full = os.path.realpath(os.path.join(HOME, os.fsdecode(path)))
+    return full == HOME or full.startswith(HOME + os.sep)
 
 def _hook(event, args):
     if event in DENIED:
@@ -119,12 +111,23 @@ def _hook(event, args):
             if path is not None and not _inside(path):
                 raise PermissionError(f"sandbox: {event} on {path!r} outside the working directory")
 
-sys.addaudithook(_hook)
-del settings
-namespace = {"__name__": "__main__"}
-exec(compile(program, "<completion>", "exec"), namespace)
-sys.stdout.flush()
-os.write(1, ("\n" + token + "\n").encode())
+def _main():
+    # the token lives only in this frame: in no namespace the program is given
+    settings = json.loads(sys.stdin.readline())
+    program = sys.stdin.read()
+    sys.stdin.close()
+    if settings["uid"] is not None:
+        os.setgroups([])
+        os.setgid(settings["uid"])
+        os.setuid(settings["uid"])
+    for name, value in settings["limits"].items():
+        resource.setrlimit(getattr(resource, name), (value, value))
+    sys.addaudithook(_hook)
+    exec(compile(program, "<completion>", "exec"), {"__name__": "__main__"})
+    sys.stdout.flush()
+    os.write(1, ("\n" + settings["token"] + "\n").encode())
+
+_main()
 """
 
 
@@ -193,7 +196,6 @@ def run_program(program: str, limits: SandboxLimits) -> Outcome:
     cpu_s = int(limits.timeout_s) + 2
     settings = {
         "token": token,
-        "home": str(home),
         "uid": uid,
         "limits": {
             "RLIMIT_AS": limits.memory_bytes,
