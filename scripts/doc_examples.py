@@ -142,6 +142,7 @@ def tiny_run_config(model_dir: Path) -> str:
     data["context"] |= {"max_tokens": 256, "overlap_tokens": 32}
     data["data"]["eval_ratio"] = 0.2
     data["evaluation"]["completion"]["samples"] = 0
+    data["evaluation"]["humaneval"]["problems"] = 0
     data["wandb"].pop("api_key")
     return yaml.safe_dump(data, sort_keys=False)
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from phased_cpt.config import ContextConfig, RunConfig, TrainingConfig, training_dtype
+from phased_cpt.data.eval_sets import ContaminationTable, contamination_line, contamination_table
 from phased_cpt.data.plan import (
     BYTES_PER_TOKEN,
     PhasePlan,
@@ -50,6 +51,8 @@ class RunPlan:
     None when the model's config.json is not found."""
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    contamination: ContaminationTable | None = None
+    """Each evaluation set's lines seen verbatim in the training text (`data/eval_sets.py`)."""
 
     @property
     def seconds(self) -> tuple[float, float, float] | None:
@@ -79,7 +82,9 @@ def plan_run(
     gpu, notes = choose_gpu(gpu_model)
     phase_rows, data_notes = prepare_plan_rows(cfg, bytes_per_token)
     plans = plan_phases(cfg.phases, cfg.training, cfg.context, phase_rows, world_size, cfg.evaluation)
-    return cost_run(cfg, plans, phase_rows, world_size, nodes, gpu, model_config, data_notes + notes)
+    run = cost_run(cfg, plans, phase_rows, world_size, nodes, gpu, model_config, data_notes + notes)
+    contamination = contamination_table(cfg)
+    return replace(run, contamination=contamination, warnings=run.warnings + contamination.warnings())
 
 
 def choose_gpu(gpu_model: str | None) -> tuple[GpuSpec, list[str]]:
@@ -229,6 +234,8 @@ def format_run_plan(run: RunPlan, context: ContextConfig, training: TrainingConf
             f"time on {run.world_size} x {run.gpu} ({run.utilisation}): ~{format_duration(mid)} "
             f"({format_duration(low)} to {format_duration(high)}); {per_phase}"
         )
+    if run.contamination is not None:
+        lines.append(contamination_line(run.contamination))
     lines += [f"note: {note}" for note in run.notes]
     lines += [f"warning: {warning}" for warning in run.warnings]
     return "\n".join(lines)
@@ -245,4 +252,5 @@ def run_plan_json(run: RunPlan, context: ContextConfig) -> dict:
         "seconds": run.seconds,
         "notes": run.notes,
         "warnings": run.warnings,
+        "contamination": run.contamination.to_dict() if run.contamination is not None else None,
     }

@@ -54,7 +54,8 @@ def tiny_run_config(model_dir: Path, phase_files: list[tuple[str, Path, float]],
         "phases": [{"name": name, "file": str(file), "epochs": epochs} for name, file, epochs in phase_files],
         "output": {"dir": "outputs", "run_name": "e2e"},
         "wandb": {"enabled": False},
-        "evaluation": {"completion": {"samples": 0}},  # generation costs seconds; the tests that need it turn it on
+        # generation costs seconds; the tests that need it turn it on
+        "evaluation": {"completion": {"samples": 0}, "humaneval": {"problems": 0}},
     }
     for key, value in sections.items():
         data.setdefault(key, {}).update(value)

@@ -250,6 +250,7 @@ def variant_runs(request, work, tiny_model_dir) -> tuple[Path, Path]:
         data["training"]["lora"].update(LORA_VARIANTS[request.param])
         data["evaluation"] = {
             "completion": {"samples": 3, "max_new_tokens": 4},
+            "humaneval": {"problems": 0},
             "batch_size": 2,
         }  # generation, ZeRO-3 too
         config = write_yaml(cwd / "run.yaml", data | extra)

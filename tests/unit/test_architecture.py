@@ -20,10 +20,11 @@ ALLOWED = {
     "flops": {"gpus", "memory"},
     "modeling": {"config", "errors", "tokenizer_check"},
     "tokenizer_check": set(),
-    "data": {"config", "crash_points", "errors", "distributed", "modeling", "tokenizer_check"},
-    "evaluation": {"config", "crash_points", "data", "run_dir", "distributed", "errors"},
+    "data": {"config", "contamination", "crash_points", "errors", "distributed", "modeling", "tokenizer_check"},
+    "evaluation": {"config", "contamination", "crash_points", "data", "run_dir", "distributed", "errors"},
     "training": {
         "config",
+        "contamination",
         "crash_points",
         "data",
         "distributed",

@@ -44,7 +44,8 @@ def test_config_yaml_lists_every_key_with_its_default():
         ours = getattr(cfg, section)
         for part in rest:
             expected, ours = getattr(expected, part), getattr(ours, part)
-        if key != "wandb.api_key":  # ${WANDB_API_KEY:-}
+        # ${WANDB_API_KEY:-}; the future files `data from-git` writes, which config.yaml (the from-git path) names
+        if key not in ("wandb.api_key", "evaluation.future.documents", "evaluation.future.tasks"):
             assert ours == expected, key
 
 

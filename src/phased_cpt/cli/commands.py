@@ -143,6 +143,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
             )
         except DataError as err:
             problems.append(str(err))
+    future = cfg.evaluation.future
+    groups += [(name, scan_files([path], cfg.data)) for name, path in future.document_columns().items()]
+    if future.tasks is not None:
+        from phased_cpt.data.eval_sets import read_tasks
+
+        try:
+            tasks = read_tasks(future.tasks)
+            print(f"future tasks: {len(tasks)} tasks in {future.tasks}", file=sys.stderr)
+        except DataError as err:
+            problems.append(str(err))
     for name, scans in groups:
         for scan in scans:
             try:

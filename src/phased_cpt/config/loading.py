@@ -242,7 +242,7 @@ def load_config(
     source = str(path) if path else None
     if problems:
         raise ConfigError(problems, source)
-    return cfg, warnings + repeated_file_notes(cfg)
+    return cfg, warnings + repeated_file_notes(cfg) + cfg.evaluation.future.absent_notes()
 
 
 def repeated_file_notes(cfg: RunConfig) -> list[str]:

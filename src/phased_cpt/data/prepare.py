@@ -299,8 +299,9 @@ def counted(documents: Iterable[Document], phase: str) -> Iterable[Document]:
 
 PHASE, GENERAL, GENERAL_EVAL = "phase", "general", "general_eval"
 """What an entry is for: a phase's rows; the general source (its chunks are mixed into phases,
-its held-out documents are the general eval rows; never rearranged for FIM); or general eval
-documents alone (`evaluation.general_file` without `general.file`: every document held out)."""
+its held-out documents are the general eval rows; never rearranged for FIM); or evaluation
+documents alone, every document held out (`evaluation.general_file` without `general.file`, and
+each `evaluation.future.documents` file)."""
 
 
 def prepare_phase(

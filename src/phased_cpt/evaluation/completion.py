@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from transformers import PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
+from transformers import PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList, StopStringCriteria
 
 from phased_cpt.data.fim import FimTokens, require_fim_tokens
 
@@ -171,15 +171,18 @@ def generate_lines(
     batch_size: int,
     base_model: bool = False,
     stop_ids: list[int] | None = None,
+    stop_strings: tuple[str, ...] | None = None,
 ) -> list[str]:
-    """Greedy completions of `prompts` (token ids), each until it ends a line, emits EOS (or one
-    of `stop_ids`) or reaches `max_new_tokens`; their decoded text. Left-padded batches."""
+    """Greedy completions of `prompts` (token ids), each until it ends a line (given
+    `stop_strings`: until it writes one of them; `()`: no such stop), emits EOS (or one of
+    `stop_ids`) or reaches `max_new_tokens`; their decoded text. Left-padded batches."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     eos = sorted({tokenizer.eos_token_id, *(stop_ids or [])})
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     answers: list[str] = []
+    stop_at_strings = [StopStringCriteria(tokenizer, list(stop_strings))] if stop_strings else []
     adapter_off = model.disable_adapter() if base_model else nullcontext()
     try:
         with torch.inference_mode(), adapter_off:
@@ -196,7 +199,9 @@ def generate_lines(
                     eos_token_id=eos,
                     pad_token_id=pad,
                     use_cache=True,
-                    stopping_criteria=StoppingCriteriaList([StopAtLineEnd(tokenizer, width)]),
+                    stopping_criteria=StoppingCriteriaList(
+                        [StopAtLineEnd(tokenizer, width)] if stop_strings is None else stop_at_strings
+                    ),
                 )
                 for row in output[:, width:].tolist():
                     kept = []

@@ -1,19 +1,25 @@
 """`phased-cpt report RUN_DIR`: a summary of a run — phases, steps, wall time, tokens, final and
-best perplexities, learning vs forgetting, the forgetting matrix and the completion scores —
+best perplexities, learning vs forgetting (headed by the learning on the least contaminated
+sets), each evaluation set's contamination, the forgetting matrix (future columns included), the
+completion scores and HumanEval pass@1 —
 printed and written to `eval/report.md` next to the plots (which it redraws from metrics.jsonl).
 The wall time is the whole run's (every session), split into training, evaluation, data
 preparation and the rest."""
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from phased_cpt.contamination import MIN_LINE_CHARS, WARN_SHARE
 from phased_cpt.crash_points import crash_point
+from phased_cpt.data.eval_sets import ContaminationTable
 from phased_cpt.errors import UserError
 from phased_cpt.evaluation.forgetting import COMPLETION_METRICS, ForgettingMatrix
-from phased_cpt.evaluation.learning import learning_summary, plot_learning, summary_markdown
+from phased_cpt.evaluation.humaneval import humaneval_markdown
+from phased_cpt.evaluation.learning import learning_headline, learning_summary, plot_learning, summary_markdown
 from phased_cpt.evaluation.plots import plot_curves
 from phased_cpt.run_dir import RunDir, read_metrics, write_atomic
 
@@ -49,25 +55,28 @@ def build_report(run: RunDir) -> str:
         wall_time_line(records, total_seconds, run.metrics_file),
     ]
     forgetting_file = run.eval_dir / "forgetting.json"
+    contamination = read_contamination(run)
     if forgetting_file.is_file():
         try:
             matrix = ForgettingMatrix.load(forgetting_file)
             summary = learning_summary(matrix)
+            headline = learning_headline(matrix, contamination)
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             lines += ["", f"(not shown: {forgetting_file} is damaged: {type(err).__name__}: {err})"]
         else:
             if summary:
+                lines += ["", "## Learning vs forgetting", ""]
+                lines += [f"**{headline}**", ""] if headline else []
                 lines += [
-                    "",
-                    "## Learning vs forgetting",
-                    "",
                     "Domain: token-weighted over every phase's held-out documents; general: the general "
-                    "held-out documents (what the base model knew). Changes are against the base model.",
+                    "held-out documents (what the base model knew); future: the repository's held-out future "
+                    "(never trained on). Changes are against the base model.",
                     "",
                     summary_markdown(summary).rstrip(),
                 ]
                 if any(row.general_change is not None for row in summary):
                     lines += ["", "![learning vs forgetting](learning.png)"]
+            lines += contamination_section(contamination)
             lines += [
                 "",
                 "## Forgetting matrix (perplexity on each held-out set)",
@@ -79,8 +88,52 @@ def build_report(run: RunDir) -> str:
             for metric in COMPLETION_METRICS:
                 if matrix.has(metric):
                     lines += ["", f"## {COMPLETION_TITLES[metric]}", "", matrix.to_markdown(metric).rstrip()]
+            notes = [
+                f"{c}: {cell['note']}"
+                for c in matrix.columns
+                for cell in [matrix.rows[-1]["results"].get(c, {})]
+                if matrix.rows and "note" in cell
+            ]
+            if notes:
+                lines += [""] + [f"Note: {note}." for note in notes]
+            if matrix.group("humaneval"):
+                lines += [
+                    "",
+                    "## HumanEval pass@1 (greedy, run in the sandbox)",
+                    "",
+                    humaneval_markdown(matrix).rstrip(),
+                ]
+    elif contamination is not None:
+        lines += contamination_section(contamination)
     lines += ["", "## Curves", "", "![curves](curves.png)", ""]
     return "\n".join(lines)
+
+
+def read_contamination(run: RunDir) -> ContaminationTable | None:
+    """eval/contamination.json (None when the run has none or it cannot be read)."""
+    path = run.eval_dir / "contamination.json"
+    try:
+        return ContaminationTable.from_dict(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def contamination_section(table: ContaminationTable | None) -> list[str]:
+    """The report's contamination table and its warnings (nothing without a table)."""
+    if table is None:
+        return []
+    lines = [
+        "",
+        "## Contamination (share of each evaluation set's lines seen verbatim in training)",
+        "",
+        f"Lines of at least {MIN_LINE_CHARS} characters (a diff's added lines; a task's target) found in the "
+        "training text of the phases trained before the row was scored (base: none). Over "
+        f"{WARN_SHARE:.0%} (⚠), a score on the set is recall rather than learning.",
+        "",
+        table.to_markdown().rstrip(),
+    ]
+    warnings = table.warnings()
+    return lines + ([""] + [f"- warning: {w}" for w in warnings] if warnings else [])
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
 """Evaluation during a run: the forgetting matrix rows (base model before training, the adapter
-after each phase: perplexity and top-1 accuracy on every held-out set, the general one included,
-and next-line completion when `evaluation.completion.samples` > 0) and the eval records logged
+after each phase: perplexity and top-1 accuracy on every held-out set, the general and future
+ones included, next-line completion and the future completion tasks when
+`evaluation.completion.samples` > 0, HumanEval pass@1 when `evaluation.humaneval.problems` > 0),
+the contamination of every evaluation set (eval/contamination.json) and the eval records logged
 at each phase end.
 
 The numbers come from `phased_cpt.evaluation`; this module decides when to compute them and
@@ -10,19 +12,28 @@ wall time as an `evaluation` event in metrics.jsonl, which the report adds up.
 
 from __future__ import annotations
 
+import json
+import logging
 import time
+from collections.abc import Sequence
 
 from peft import PeftModel
 from transformers import PreTrainedTokenizerBase
 
-from phased_cpt.config import EvaluationConfig
+from phased_cpt.config import GENERAL_COLUMN, HUMANEVAL_COLUMN, EvaluationConfig, RunConfig
 from phased_cpt.crash_points import crash_point
+from phased_cpt.data.eval_sets import contamination_line, contamination_table, tasks_by_column
 from phased_cpt.data.phase_data import PhaseData
 from phased_cpt.evaluation.completion import CompletionEvaluator
 from phased_cpt.evaluation.forgetting import BASE_ROW, ForgettingMatrix, evaluate_phases
+from phased_cpt.evaluation.future import FutureTaskEvaluator
+from phased_cpt.evaluation.humaneval import evaluate_humaneval, load_problems
 from phased_cpt.evaluation.perplexity import Collator, EvalResult, evaluate_rows
-from phased_cpt.run_dir import RunDir
+from phased_cpt.evaluation.sandbox import SandboxLimits
+from phased_cpt.run_dir import RunDir, write_atomic
 from phased_cpt.training.metrics import MetricsSink
+
+logger = logging.getLogger(__name__)
 
 
 class RunEvaluator:
@@ -36,38 +47,82 @@ class RunEvaluator:
         tokenizer: PreTrainedTokenizerBase | None = None,
         max_tokens: int = 0,
         seed: int = 0,
+        phases: Sequence[str] = (),
     ) -> None:
-        """`tokenizer`: completion is scored with the forgetting matrix (None: perplexity only)."""
+        """`tokenizer`: completion, future tasks and HumanEval are scored with the forgetting
+        matrix (None: perplexity only). `phases`: the run's phase names in order (the last one's
+        row scores `humaneval.final_problems`)."""
         self.run = run
         self.eval_sets = {name: data.eval for name, data in phase_data.items()}
         self.collator = collator
         self.evaluation = evaluation
         self.sink = sink
-        self.forgetting = ForgettingMatrix.load(run.eval_dir / "forgetting.json", list(self.eval_sets))
+        self.last_phase = phases[-1] if phases else None
         completion = evaluation.completion
-        wants_completion = tokenizer is not None and evaluation.forgetting_matrix and completion.samples > 0
+        scoring = tokenizer is not None and evaluation.forgetting_matrix
+        prompt_tokens = min(completion.prompt_tokens, max_tokens - completion.max_new_tokens)
         self.completion = (
             CompletionEvaluator(
                 tokenizer,
                 self.eval_sets,
                 completion.samples,
                 completion.max_new_tokens,
-                min(completion.prompt_tokens, max_tokens - completion.max_new_tokens),
+                prompt_tokens,
                 completion.infill,
                 evaluation.batch_size,
                 seed,
             )
-            if wants_completion
+            if scoring and completion.samples > 0
             else None
         )
+        task_columns = evaluation.future.task_columns() if scoring and completion.samples > 0 else {}
+        tasks = tasks_by_column(evaluation) if task_columns else {}
+        self.future_tasks = (
+            FutureTaskEvaluator.build(
+                tokenizer,
+                {column: (kind, tasks[column]) for column, kind in task_columns.items()},
+                completion,
+                prompt_tokens,
+                evaluation.batch_size,
+                seed,
+            )
+            if task_columns
+            else None
+        )
+        self.humaneval = evaluation.humaneval if scoring and evaluation.humaneval.problems > 0 else None
+        self.tokenizer = tokenizer
+        future = list(evaluation.future.document_columns())
+        groups = {
+            "phases": [n for n in self.eval_sets if n != GENERAL_COLUMN and n not in future],
+            "general": [GENERAL_COLUMN] if GENERAL_COLUMN in self.eval_sets else [],
+            "future": [n for n in future if n in self.eval_sets],
+            "tasks": list(task_columns),
+            "humaneval": [HUMANEVAL_COLUMN] if self.humaneval is not None else [],
+        }
+        columns = [c for group in groups.values() for c in group]
+        self.forgetting = ForgettingMatrix.load(run.eval_dir / "forgetting.json", columns, groups)
 
     def matrix_row(self, model: PeftModel, base_model: bool = False, after: str = BASE_ROW) -> dict[str, dict]:
         """One forgetting-matrix row, `after` the base model or a phase: perplexity and top-1
-        accuracy (and completion scores) per held-out set."""
+        accuracy (and completion scores) per held-out set, future task scores, HumanEval pass@1."""
         results = evaluate_phases(model, self.eval_sets, self.collator, self.evaluation.batch_size, base_model, after)
         if self.completion is not None:
             for name, scores in self.completion.evaluate(model, base_model).items():
                 results[name] |= scores
+        if self.future_tasks is not None:
+            results |= self.future_tasks.evaluate(model, base_model)
+        if self.humaneval is not None:
+            final = after in (BASE_ROW, self.last_phase)
+            problems = load_problems(self.humaneval.final_problems if final else self.humaneval.problems)
+            results[HUMANEVAL_COLUMN] = evaluate_humaneval(
+                model,
+                self.tokenizer,
+                problems,
+                self.humaneval.max_new_tokens,
+                self.evaluation.batch_size,
+                SandboxLimits(timeout_s=self.humaneval.timeout_s),
+                base_model,
+            )
         return results
 
     def current_phase(self, model: PeftModel, phase: str, during: bool = True) -> EvalResult | None:
@@ -117,3 +172,20 @@ class RunEvaluator:
             during_phase=during,
             time=time.time(),
         )
+
+
+def write_contamination(run: RunDir, cfg: RunConfig) -> None:
+    """eval/contamination.json and .md: every evaluation set's share of lines seen verbatim in
+    the training text before each forgetting-matrix row is scored (`data/eval_sets.py`); each
+    set over `WARN_SHARE` after the last phase is logged as a warning naming it recall. Once per
+    run (kept on resume: the data of a run does not change), by the process that writes."""
+    path = run.eval_dir / "contamination.json"
+    if not run.writer or path.is_file():
+        return
+    table = contamination_table(cfg)
+    run.eval_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(table.to_dict(), indent=2) + "\n")
+    write_atomic(run.eval_dir / "contamination.md", table.to_markdown())
+    logger.info("%s", contamination_line(table))
+    for warning in table.warnings():
+        logger.warning("warning: %s", warning)

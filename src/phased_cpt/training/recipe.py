@@ -33,7 +33,7 @@ from phased_cpt.run_dir import RunDir, adapter_file_sha256
 from phased_cpt.training.callbacks import ClockCallback, EvalCallback, MetricsCallback, ProgressCallback
 from phased_cpt.training.checkpoints import CheckpointCallback
 from phased_cpt.training.deepspeed_plan import DeepSpeedPlan, plan_deepspeed
-from phased_cpt.training.evaluate import RunEvaluator
+from phased_cpt.training.evaluate import RunEvaluator, write_contamination
 from phased_cpt.training.metrics import MetricsSink, open_sink
 from phased_cpt.training.phase import PhaseOutput, PhaseResult, PhaseSettings, phase_seed, train_phase
 from phased_cpt.training.processes import (
@@ -95,6 +95,7 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
             cfg.training.seed,
             general=cfg.general,
             general_eval_file=cfg.evaluation.general_file,
+            future=cfg.evaluation.future,
         )
     preparation_seconds = time.perf_counter() - preparing
     plans = plan_phases(cfg.phases, cfg.training, cfg.context, phase_data, evaluation=cfg.evaluation)
@@ -127,7 +128,9 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
         tokenizer,
         cfg.context.max_tokens,
         cfg.training.seed,
+        [phase.name for phase in cfg.phases],
     )
+    write_contamination(run, cfg)
     # the report's wall time: each session from its start, with data preparation apart; and the
     # one process that writes the run's files this session, whatever the number of nodes
     sink.event(

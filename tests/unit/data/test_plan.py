@@ -271,3 +271,26 @@ def test_the_replay_cap_warning_comes_from_the_plan_so_a_cache_hit_shows_it_too(
         output = "".join(capsys.readouterr())
         assert "p2: replay: earlier phases hold only" in output and "its replay_ratio asks for" in output
     assert len(list((tmp_path / "cache").iterdir())) >= 2
+
+
+def test_plan_shows_each_evaluation_sets_contamination_and_warns_on_recall(tmp_path, capsys):
+    seen_line = "def load_settings(path: str) -> dict:"
+    write_jsonl(tmp_path / "p1.jsonl", [f"{seen_line}\n    return json.loads(Path(path).read_text())\n"])
+    write_jsonl(tmp_path / "p1_eval.jsonl", [f"{seen_line}\nclass SettingsError(RuntimeError): pass\n"])
+    write_jsonl(tmp_path / "future_evolution.jsonl", ["def merge_settings(a: dict, b: dict) -> dict:\n"])
+    data = {
+        "model": {"name": str(tmp_path / "no-model-here")},
+        "phases": [{"name": "p1", "file": "p1.jsonl", "eval_file": "p1_eval.jsonl"}],
+        "evaluation": {"future": {"documents": ["future_evolution.jsonl"]}},
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
+    assert main(["plan", str(tmp_path / "config.yaml"), "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    final = plan["contamination"]["rows"][-1]
+    assert final["after"] == "p1"
+    assert (final["results"]["p1"]["seen"], final["results"]["p1"]["lines"]) == (1, 2)
+    assert final["results"]["future_evolution"]["share"] == 0.0
+    assert any(w.startswith("p1: 50.0%") and "recall rather than learning" in w for w in plan["warnings"])
+    assert main(["plan", str(tmp_path / "config.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "contamination (lines >= 25 chars" in out and "p1 50.0% (recall), future_evolution 0.0%" in out

@@ -1,0 +1,123 @@
+"""The sandbox holds what a hostile completion tries: a shell command, a fork loop, a write outside
+its directory, a socket, a sleep forever; each scored as a failure, the next program still runs,
+and nothing got out (no file, no surviving process, no connection)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from phased_cpt.evaluation.sandbox import Outcome, SandboxLimits, run_program, run_programs, sandbox_mechanisms
+
+LIMITS = SandboxLimits(timeout_s=3.0)
+
+
+def processes_with(marker: str) -> list[int]:
+    """Pids of live processes whose command line holds `marker` (read from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def test_a_program_that_runs_to_its_end_passes_and_one_that_fails_does_not():
+    assert run_program("assert sum([1, 2]) == 3\n", LIMITS) == Outcome(True, "passed")
+    failed = run_program("assert sum([1, 2]) == 4\n", LIMITS)
+    assert not failed.passed and "AssertionError" in failed.reason
+
+
+def test_exiting_early_with_status_0_is_a_failure():
+    assert not run_program("import os\nos._exit(0)\nassert False\n", LIMITS).passed
+    assert not run_program("import sys\nsys.exit(0)\n", LIMITS).passed
+
+
+def test_writing_inside_its_own_directory_is_allowed():
+    program = "open('notes.txt', 'w').write('x')\nassert open('notes.txt').read() == 'x'\n"
+    assert run_program(program, LIMITS).passed
+
+
+def test_os_system_is_contained(tmp_path):
+    target = tmp_path / "from_system"
+    outcome = run_program(f"import os\nos.system('touch {target}')\n", LIMITS)
+    assert not outcome.passed and not target.exists()
+
+
+def test_writes_outside_its_directory_are_contained(tmp_path):
+    targets = [tmp_path / "open", tmp_path / "os_open", Path.home() / "phased_cpt_sandbox_escape"]
+    programs = [
+        f"open({str(targets[0])!r}, 'w').write('x')\n",
+        f"import os\nos.close(os.open({str(targets[1])!r}, os.O_WRONLY | os.O_CREAT))\n",
+        "import os\nopen(os.path.expanduser('~') + '/../../" + str(targets[2]).lstrip("/") + "', 'w').write('x')\n",
+    ]
+    for program in programs:
+        assert not run_program(program, LIMITS).passed
+    assert not any(target.exists() for target in targets)
+
+
+def test_a_fork_loop_is_contained_and_no_child_survives():
+    marker = f"forkloop-{os.getpid()}-{time.time_ns()}"
+    program = (
+        f"MARKER = {marker!r}\n"
+        "import os, time\n"
+        "while True:\n"
+        "    try:\n"
+        "        if os.fork() == 0:\n"
+        "            time.sleep(60)\n"
+        "    except OSError:\n"
+        "        time.sleep(60)\n"
+    )
+    started = time.perf_counter()
+    outcome = run_program(program, LIMITS)
+    assert not outcome.passed
+    assert time.perf_counter() - started < 30
+    assert processes_with(marker) == []
+
+
+def test_modules_that_reach_around_the_audit_hook_cannot_be_imported(tmp_path):
+    for module in ("ctypes", "_posixsubprocess", "subprocess"):
+        outcome = run_program(f"import {module}\n", LIMITS)
+        assert not outcome.passed and "is not allowed" in outcome.reason
+    database = tmp_path / "escape.db"
+    assert not run_program(f"import sqlite3\nsqlite3.connect({str(database)!r}).close()\n", LIMITS).passed
+    assert not database.exists()
+    assert run_program("import sqlite3\nsqlite3.connect(':memory:').close()\n", LIMITS).passed
+
+
+def test_a_socket_is_contained():
+    """A listener in this process: the program may not reach it (or open a socket at all)."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        server.settimeout(0.5)
+        port = server.getsockname()[1]
+        program = f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=2)\ns.sendall(b'x')\n"
+        assert not run_program(program, LIMITS).passed
+        with pytest.raises(TimeoutError):
+            server.accept()
+
+
+def test_sleeping_forever_times_out_and_the_next_program_still_runs():
+    marker = f"sleeper-{os.getpid()}-{time.time_ns()}"
+    started = time.perf_counter()
+    outcomes = run_programs([f"MARKER = {marker!r}\nimport time\ntime.sleep(10**6)\n", "assert True\n"], LIMITS)
+    assert outcomes[0] == Outcome(False, "timeout") and outcomes[1].passed
+    assert time.perf_counter() - started < 20
+    assert processes_with(marker) == []
+
+
+def test_a_memory_hog_fails_within_its_address_space():
+    outcome = run_program("x = bytearray(8 * 1024**3)\n", SandboxLimits(timeout_s=5.0, memory_bytes=512 * 1024**2))
+    assert not outcome.passed and "MemoryError" in outcome.reason
+
+
+def test_the_mechanisms_in_force_are_named():
+    assert set(sandbox_mechanisms()) <= {"netns+pidns", "nobody"}

@@ -1,0 +1,74 @@
+"""`evaluation.future` and `evaluation.humaneval`: paths resolve against the config file, column
+names are the files' stems and may not clash, limits are checked with the key path named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from phased_cpt.config import load_config
+from phased_cpt.errors import ConfigError
+
+
+def config(tmp_path: Path, evaluation: dict) -> Path:
+    for name in ("a", "p1", "future_evolution", "future_pr_mastery", "future_tasks"):
+        (tmp_path / f"{name}.jsonl").write_text('{"training_content": "x"}\n')
+    data = {"phases": [{"name": "p1", "file": "a.jsonl"}], "evaluation": evaluation}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def problems(path: Path) -> str:
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    return "\n".join(err.value.problems)
+
+
+def test_future_files_resolve_and_name_their_columns(tmp_path):
+    path = config(
+        tmp_path,
+        {"future": {"documents": ["future_evolution.jsonl", "future_pr_mastery.jsonl"], "tasks": "future_tasks.jsonl"}},
+    )
+    cfg, _ = load_config(path)
+    future = cfg.evaluation.future
+    assert future.document_columns() == {
+        "future_evolution": tmp_path / "future_evolution.jsonl",
+        "future_pr_mastery": tmp_path / "future_pr_mastery.jsonl",
+    }
+    assert future.task_columns() == {
+        "future_tasks.next_line": "next_line",
+        "future_tasks.scope": "scope",
+        "future_tasks.fim": "fim",
+    }
+
+
+def test_an_absent_future_file_is_left_out_with_a_warning(tmp_path):
+    """config.yaml names the future files; `data from-git` writes them only when it holds out a future."""
+    path = config(tmp_path, {"future": {"documents": ["future_evolution.jsonl", "gone.jsonl"], "tasks": "gone2.jsonl"}})
+    cfg, warnings = load_config(path)
+    assert cfg.evaluation.future.documents == [tmp_path / "future_evolution.jsonl"]
+    assert cfg.evaluation.future.tasks is None and cfg.evaluation.future.task_columns() == {}
+    assert warnings == [
+        f"evaluation.future: {tmp_path / name} does not exist, so the forgetting matrix has no column for it "
+        "(`data from-git` writes it when it holds out a future: see --holdout-commits)"
+        for name in ("gone.jsonl", "gone2.jsonl")
+    ]
+    (tmp_path / "adir").mkdir()
+    assert "is a directory" in problems(config(tmp_path, {"future": {"tasks": "adir"}}))
+
+
+def test_a_future_column_may_not_take_a_phase_name(tmp_path):
+    clash = problems(config(tmp_path, {"future": {"documents": ["p1.jsonl"]}}))
+    assert "evaluation.future.documents.0" in clash and "'p1'" in clash and "rename the file" in clash
+
+
+def test_humaneval_limits(tmp_path):
+    cfg, _ = load_config(config(tmp_path, {}))
+    humaneval = cfg.evaluation.humaneval
+    assert (humaneval.problems, humaneval.final_problems) == (20, 164)
+    assert "evaluation.humaneval.problems" in problems(config(tmp_path, {"humaneval": {"problems": 165}}))
+    smaller = problems(config(tmp_path, {"humaneval": {"problems": 30, "final_problems": 10}}))
+    assert "final_problems (10) must be at least problems (30)" in smaller
