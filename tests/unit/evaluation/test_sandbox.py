@@ -11,9 +11,20 @@ from pathlib import Path
 
 import pytest
 
+from phased_cpt.evaluation import sandbox
 from phased_cpt.evaluation.sandbox import Outcome, SandboxLimits, run_program, run_programs, sandbox_mechanisms
 
 LIMITS = SandboxLimits(timeout_s=3.0)
+
+
+@pytest.fixture(params=["this machine", "audit hook and limits only"], autouse=True)
+def mechanisms(request, monkeypatch):
+    """Every test runs with what this machine allows, and again as on a machine without
+    namespaces or the `nobody` user (the fallback docs/evaluation.md describes)."""
+    if request.param != "this machine":
+        monkeypatch.setattr(sandbox, "_unshare_prefix", lambda: ())
+        monkeypatch.setattr(sandbox, "sandbox_mechanisms", lambda: ())
+    return request.param
 
 
 def processes_with(marker: str) -> list[int]:
@@ -119,5 +130,7 @@ def test_a_memory_hog_fails_within_its_address_space():
     assert not outcome.passed and "MemoryError" in outcome.reason
 
 
-def test_the_mechanisms_in_force_are_named():
+def test_the_mechanisms_in_force_are_named(mechanisms):
     assert set(sandbox_mechanisms()) <= {"netns+pidns", "nobody"}
+    if mechanisms != "this machine":
+        assert sandbox.sandbox_mechanisms() == ()
