@@ -256,8 +256,34 @@ def add_from_git(data_sub: argparse._SubParsersAction) -> None:
         help="read a repository owned by another user (git refuses by default: safe.directory); "
         "its hooks, filters and configured commands never run either way",
     )
+    parser.add_argument(
+        "--holdout-commits",
+        metavar="N",
+        type=non_negative_int,
+        help="hold out the last N first-parent commits as the repository's future: the phases are built as of the "
+        "commit before them, and the future is written as future_evolution.jsonl, future_pr_mastery.jsonl and "
+        "future_tasks.jsonl (default: the last 10%% of the first-parent commits, at most 100, none under 20 "
+        "commits; 0 turns the time split off; see docs/from-git.md)",
+    )
+    parser.add_argument(
+        "--holdout-after",
+        metavar="DATE",
+        help="hold out the first-parent commits committed after DATE (ISO 8601); with --holdout-commits, the "
+        "larger of the two futures",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object instead of a table")
     parser.set_defaults(func=cmd_from_git, light=True)
+
+
+def non_negative_int(text: str) -> int:
+    """A count that may be 0 (argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
 
 
 def positive_bytes(text: str) -> int:

@@ -159,8 +159,8 @@ class GitRepo:
 
     def first_parent_times(self, commit: str) -> list[tuple[str, int]]:
         """(id, committer time as Unix seconds) of `commit` and its first-parent ancestors, newest first."""
-        output = self._run("log", "--first-parent", "--format=%H %ct", "--end-of-options", commit, "--").stdout
-        return [(oid, int(stamp)) for oid, stamp in (line.split() for line in output.decode("ascii").splitlines())]
+        output = self._run("rev-list", "--first-parent", "--timestamp", "--end-of-options", commit, "--").stdout
+        return [(oid, int(stamp)) for stamp, oid in (line.split() for line in output.decode("ascii").splitlines())]
 
     def is_shallow(self) -> bool:
         """True for a shallow clone: the history before its boundary commits is missing."""
