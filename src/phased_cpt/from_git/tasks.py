@@ -17,7 +17,8 @@ Each task is cut out of one file as it stands after a non-merge commit of the fu
   its own indentation that starts with `}`, `)`, `]` or `end` (and, when that line opens again -
   ends with `{` or `:` - the block it opens, as in `} else {` or a Python signature's `) -> T:`).
   This catches Python `def`/`class` bodies and brace-language functions alike. At least half of
-  the block's non-blank lines are added by the commit; blocks longer than `MAX_SCOPE_LINES` and
+  the block's non-blank lines are added by the commit (`MIN_SCOPE_ADDED_SHARE`: the others stood
+  in the file before, so the model may have read them); blocks longer than `MAX_SCOPE_LINES` and
   blocks nested in a chosen one are not taken. `prefix` is every line before it, `suffix` "".
 - **fim** (fill in the middle): `target` is the first `MAX_FIM_LINES` lines of a run of
   consecutive added lines (holding one line of `MIN_LINE_CHARS`), `prefix` every line before
@@ -58,6 +59,8 @@ MAX_TASKS_PER_KIND = 200
 TASK_SEED = 0
 MAX_SCOPE_LINES = 60
 MAX_FIM_LINES = 8
+MIN_SCOPE_ADDED_SHARE = 0.5
+"""A scope's share of non-blank lines its commit added: the rest stood in the file the model read."""
 _CLOSERS = ("}", ")", "]", "end")
 _OPENERS = (":", "{", "(", "[", " do")
 _DEFINITIONS = frozenset(
@@ -165,7 +168,7 @@ def find_tasks(lines: list[str], added: set[int]) -> Iterator[tuple[str, int, in
         if end is None or end - index > MAX_SCOPE_LINES or not _has_text(lines[:index]):
             continue
         body = [line for line in range(index, end) if lines[line].strip()]
-        if 2 * sum(line in added for line in body) >= len(body):
+        if sum(line in added for line in body) >= MIN_SCOPE_ADDED_SHARE * len(body):
             block_end = end
             yield "scope", index, end
     for start, stop in _runs(sorted(added)):
