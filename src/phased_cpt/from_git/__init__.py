@@ -30,7 +30,14 @@ from phased_cpt.errors import UserError
 from phased_cpt.from_git.foundation import write_foundation
 from phased_cpt.from_git.git import GitRepo
 from phased_cpt.from_git.history import parse_since, write_evolution
-from phased_cpt.from_git.holdout import FUTURE_FILES, FutureSets, HoldoutOptions, choose_cut, split_pulls
+from phased_cpt.from_git.holdout import (
+    FUTURE_FILES,
+    FutureSets,
+    HoldoutOptions,
+    choose_cut,
+    remove_stale_future,
+    split_pulls,
+)
 from phased_cpt.from_git.merges import write_merges
 from phased_cpt.from_git.output import DocumentWriter, prepare_out_dir
 from phased_cpt.from_git.pulls import load_pull_requests, write_pull_requests
@@ -145,7 +152,11 @@ def build_datasets(
         raise
     for writer in writers:
         writer.publish()
-    if future is not None:
+    if future is None:
+        summary.notes += [
+            f"removed {name} of an earlier run: these phases hold its future" for name in remove_stale_future(out)
+        ]
+    else:
         future.publish()
         summary.holdout = future.measure(summary.outputs[:3])
         summary.notes += summary.holdout.warnings()

@@ -116,7 +116,10 @@ def _choose_cut(git: GitRepo, head: str, options: HoldoutOptions) -> tuple[Cut |
             )
         return _cut(mainline_times, head, count, f"default: the last {count} of {total} first-parent commits"), None
     if options.commits == 0 and options.after is None:
-        return None, "no future held out (--holdout-commits 0): the phases hold the whole history"
+        return (
+            None,
+            "no future held out (--holdout-commits 0): the phases hold the whole history",
+        )
     counts: list[tuple[int, str]] = []
     if options.commits:
         if options.commits >= total:
@@ -161,6 +164,15 @@ def _cut(mainline_times: list[tuple[str, int]], head: str, count: int, rule: str
 
 def _iso(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat()
+
+
+def remove_stale_future(out_dir: Path) -> list[str]:
+    """Without a cut: remove the future files an earlier run wrote to `out_dir` (these phases now
+    hold that future, so scoring it would measure recall); return the names removed."""
+    removed = [name for name in FUTURE_FILES if (out_dir / name).is_file()]
+    for name in removed:
+        (out_dir / name).unlink()
+    return removed
 
 
 def split_pulls(

@@ -12,7 +12,7 @@ import pytest
 
 from phased_cpt.errors import UserError
 from phased_cpt.from_git import HoldoutOptions
-from phased_cpt.from_git.holdout import FUTURE_EVOLUTION_FILE, FUTURE_PR_FILE, FUTURE_TASKS_FILE
+from phased_cpt.from_git.holdout import FUTURE_EVOLUTION_FILE, FUTURE_FILES, FUTURE_PR_FILE, FUTURE_TASKS_FILE
 from phased_cpt.from_git.tasks import find_tasks, split_lines
 from tests.unit.from_git.repos import build, commit, git, merge, new_repo, read, report
 
@@ -181,8 +181,12 @@ def test_bad_cuts_are_one_line_errors_before_any_output(dated_repo, tmp_path, op
 
 
 def test_off_default_and_short_histories(dated_repo, tmp_path):
-    off = build(dated_repo, tmp_path / "off", holdout=HoldoutOptions(commits=0))
-    assert off.holdout is None and not (tmp_path / "off" / FUTURE_TASKS_FILE).exists()
+    cut = build(dated_repo, tmp_path / "off", holdout=HoldoutOptions(commits=3))
+    assert cut.holdout is not None and read(tmp_path / "off", FUTURE_TASKS_FILE)
+    off = build(dated_repo, tmp_path / "off", holdout=HoldoutOptions(commits=0))  # an earlier future is removed
+    assert off.holdout is None
+    assert not any((tmp_path / "off" / name).exists() for name in FUTURE_FILES)
+    assert f"removed {FUTURE_TASKS_FILE} of an earlier run: these phases hold its future" in off.notes
     assert any("--holdout-commits 0" in note for note in off.notes)
     short = build(dated_repo, tmp_path / "short")  # 8 first-parent commits: 10% is under 2
     assert short.holdout is None and any("only 8 first-parent commit(s)" in note for note in short.notes)
