@@ -10,11 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from phased_cpt import cli
 from phased_cpt.errors import UserError
 from phased_cpt.from_git import HoldoutOptions
+from phased_cpt.from_git.git import GitRepo
 from phased_cpt.from_git.holdout import FUTURE_EVOLUTION_FILE, FUTURE_FILES, FUTURE_PR_FILE, FUTURE_TASKS_FILE
-from phased_cpt.from_git.tasks import find_tasks, split_lines
-from tests.unit.from_git.repos import build, commit, git, merge, new_repo, read, report
+from phased_cpt.from_git.rules import repository_rules
+from phased_cpt.from_git.tasks import TASK_KINDS, FutureLimits, find_tasks, split_lines, write_tasks
+from tests.unit.from_git.repos import FAKE_AWS_KEY, build, commit, git, merge, new_repo, read, report
 
 ROOT = Path(__file__).resolve().parents[3]
 LIB_V1 = (
@@ -245,3 +248,57 @@ def test_pull_requests_split_at_the_cut(dated_repo, tmp_path):
     assert [doc["number"] for doc in read(out, "phase3_pr_mastery.jsonl")] == [1, 4]
     assert [doc["number"] for doc in read(out, FUTURE_PR_FILE)] == [2, 3]
     assert summary.to_dict()["holdout"]["future_pull_requests"] == 2
+
+
+def test_the_command_prints_the_time_split(dated_repo, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli.main(["data", "from-git", str(dated_repo), "--out", str(out), "--holdout-commits", "3", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["holdout"]["cut"] == _oid(dated_repo, "main~3")
+    assert printed["holdout"]["tasks"] == {
+        kind: len([t for t in read(out, FUTURE_TASKS_FILE) if t["kind"] == kind]) for kind in TASK_KINDS
+    }
+    assert (
+        printed["outputs"][FUTURE_EVOLUTION_FILE]["documents"] == len(read(out, FUTURE_EVOLUTION_FILE)) == 3
+    )  # c5, f2, c6
+    assert cli.main(["data", "from-git", str(dated_repo), "--out", str(out), "--holdout-after", "2024-01-07"]) == 0
+    table = capsys.readouterr().out
+    assert "time split (--holdout-after 2024-01-07): training as of" in table and "future_tasks.jsonl" in table
+    assert cli.main(["data", "from-git", str(dated_repo), "--out", str(out), "--holdout-after", "1999-01-01"]) == 2
+    assert "before the first commit" in capsys.readouterr().err
+
+
+def test_future_sets_follow_the_phase_rules_and_redact(tmp_path):
+    repo = new_repo(tmp_path / "repo", {"app.py": "def first_function_of_the_app():\n    return 1\n"})
+    commit(
+        repo,
+        {
+            "app.py": "def first_function_of_the_app():\n    return 1\n\n\ndef connect_to_the_service():\n"
+            f"    key_id = '{FAKE_AWS_KEY}'\n    return open_the_connection_to(key_id)\n\n\nSTATUS = 'ready'\n",
+            "vendor/lib/copied_library.py": "def vendored_function_with_a_long_name():\n    return 'vendored'\n",
+        },
+        "After the cut",
+        "2024-01-02T10:00:00+00:00",
+    )
+    out = tmp_path / "out"
+    build(repo, out, holdout=HoldoutOptions(commits=1))
+    written = b"".join((out / name).read_bytes() for name in FUTURE_FILES)
+    assert FAKE_AWS_KEY.encode() not in written and b"[REDACTED:" in written
+    tasks = read(out, FUTURE_TASKS_FILE)
+    assert tasks and {task["path"] for task in tasks} == {"app.py"}
+    assert "vendored_function_with_a_long_name" not in (out / FUTURE_EVOLUTION_FILE).read_text()
+
+
+def test_tasks_are_capped_per_kind_with_a_fixed_seed(dated_repo, tmp_path):
+    git_repo = GitRepo.open(dated_repo)
+    head = git_repo.resolve_commit("HEAD")
+    rules = repository_rules(
+        git_repo, head, git_repo.list_tree(head), excludes=[], includes=[], use_default_excludes=True
+    )
+    limits = FutureLimits(max_diff_bytes=1 << 16, max_file_bytes=1 << 20, max_tasks_per_kind=1)
+    runs = []
+    for name in ("a.jsonl", "b.jsonl"):
+        temp, counts = write_tasks(git_repo, f"{_oid(dated_repo, 'main~3')}..{head}", rules, limits, tmp_path / name)
+        assert counts == {"next_line": 1, "scope": 1, "fim": 1}
+        runs.append(temp.read_text())
+    assert runs[0] == runs[1] and len(runs[0].splitlines()) == 3
