@@ -165,7 +165,8 @@ def add_from_git(data_sub: argparse._SubParsersAction) -> None:
         description=f"Build the three phase datasets from a git repository: {PHASE1_FILE} (one document per "
         f"tracked text file at --rev), {PHASE2_FILE} (one document per non-merge commit, oldest first, with its "
         f"diff) and {PHASE3_FILE} (one document per pull request of --prs; without --prs, one per pull-request "
-        "or branch merge commit). Secret stores are never written and credential values are redacted. Prints a "
+        "or branch merge commit), built as of a cut that holds the repository's future out (future_*.jsonl, see "
+        "--holdout-commits). Secret stores are never written and credential values are redacted. Prints a "
         f"summary; every item left out is listed with its reason in {REPORT_FILE}. The repository's hooks, "
         "filters and configured commands never run.",
     )
@@ -185,7 +186,8 @@ def add_from_git(data_sub: argparse._SubParsersAction) -> None:
         "--rev",
         metavar="REV",
         default="HEAD",
-        help="commit whose files make phase 1 and whose history makes phases 2-3 (default: HEAD)",
+        help="commit whose files make phase 1 and whose history makes phases 2-3 (default: HEAD); with the time "
+        "split (--holdout-commits), a first-parent ancestor of it does, and the commits after that are held out",
     )
     parser.add_argument(
         "--since",
