@@ -93,9 +93,10 @@ def choose_cut(git: GitRepo, head: str, options: HoldoutOptions) -> tuple[Cut | 
     """The cut for `options` on the first-parent history of `head`, and notes for the summary (the
     default held nothing out; a shallow clone). A UserError when an option leaves nothing to train
     on or nothing held out."""
-    cut, note = _choose_cut(git, head, options)
+    shallow = git.is_shallow()
+    cut, note = _choose_cut(git.first_parent_times(head), head, options, shallow)
     notes = [note] if note else []
-    if cut is not None and git.is_shallow():
+    if cut is not None and shallow:
         notes.append(
             f"shallow clone: the history before its oldest commit is missing, so phases 2-3 hold only the "
             f"history present before the cut; the {cut.held_out} first-parent commits after it are complete"
@@ -103,10 +104,12 @@ def choose_cut(git: GitRepo, head: str, options: HoldoutOptions) -> tuple[Cut | 
     return cut, notes
 
 
-def _choose_cut(git: GitRepo, head: str, options: HoldoutOptions) -> tuple[Cut | None, str | None]:
-    mainline_times = git.first_parent_times(head)  # newest first
+def _choose_cut(
+    mainline_times: list[tuple[str, int]], head: str, options: HoldoutOptions, is_shallow: bool
+) -> tuple[Cut | None, str | None]:
+    """`mainline_times`: (id, committer time) of the first-parent commits, newest first."""
     total = len(mainline_times)
-    shallow = " (this is a shallow clone: older history is missing)" if git.is_shallow() else ""
+    shallow = " (this is a shallow clone: older history is missing)" if is_shallow else ""
     if options.commits is None and options.after is None:
         count = min(DEFAULT_MAX_HOLDOUT_COMMITS, int(total * DEFAULT_HOLDOUT_SHARE))
         if count < MIN_DEFAULT_HOLDOUT_COMMITS:
@@ -184,7 +187,8 @@ def split_pulls(
     if pulls is None or cut is None:
         return pulls, None if pulls is None else []
     future = [pull for pull in pulls if pull.at is not None and pull.at.timestamp() > cut.epoch]
-    return [pull for pull in pulls if pull not in future], future
+    later = {pull.number for pull in future}
+    return [pull for pull in pulls if pull.number not in later], future
 
 
 @dataclass
