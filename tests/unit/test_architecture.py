@@ -41,7 +41,7 @@ ALLOWED = {
     "doctor": {"config", "data", "errors", "launch", "memory", "modeling", "training"},
     "planning": {"config", "data", "distributed", "errors", "flops", "gpus", "memory", "training"},
     "launch": {"config", "errors"},
-    "from_git": {"errors"},
+    "from_git": {"contamination", "errors"},
     "quickstart": set(),
     "pretrain": {"config", "data", "errors", "evaluation", "modeling", "quickstart"},
 }

@@ -188,7 +188,8 @@ def add_from_git(data_sub: argparse._SubParsersAction) -> None:
         description=f"Build the three phase datasets from a git repository: {PHASE1_FILE} (one document per "
         f"tracked text file at --rev), {PHASE2_FILE} (one document per non-merge commit, oldest first, with its "
         f"diff) and {PHASE3_FILE} (one document per pull request of --prs; without --prs, one per pull-request "
-        "or branch merge commit). Secret stores are never written and credential values are redacted. Prints a "
+        "or branch merge commit), built as of a cut that holds the repository's future out (future_*.jsonl, see "
+        "--holdout-commits). Secret stores are never written and credential values are redacted. Prints a "
         f"summary; every item left out is listed with its reason in {REPORT_FILE}. The repository's hooks, "
         "filters and configured commands never run.",
     )
@@ -208,7 +209,8 @@ def add_from_git(data_sub: argparse._SubParsersAction) -> None:
         "--rev",
         metavar="REV",
         default="HEAD",
-        help="commit whose files make phase 1 and whose history makes phases 2-3 (default: HEAD)",
+        help="commit whose files make phase 1 and whose history makes phases 2-3 (default: HEAD); with the time "
+        "split (--holdout-commits), a first-parent ancestor of it does, and the commits after that are held out",
     )
     parser.add_argument(
         "--since",
@@ -279,6 +281,21 @@ def add_from_git(data_sub: argparse._SubParsersAction) -> None:
         help="read a repository owned by another user (git refuses by default: safe.directory); "
         "its hooks, filters and configured commands never run either way",
     )
+    parser.add_argument(
+        "--holdout-commits",
+        metavar="N",
+        type=non_negative_int,
+        help="hold out the last N first-parent commits as the repository's future: the phases are built as of the "
+        "commit before them, and the future is written as future_evolution.jsonl, future_pr_mastery.jsonl and "
+        "future_tasks.jsonl (default: the last 10%% of the first-parent commits, at most 100, none under 20 "
+        "commits; 0 turns the time split off; see docs/from-git.md)",
+    )
+    parser.add_argument(
+        "--holdout-after",
+        metavar="DATE",
+        help="hold out the first-parent commits committed after DATE (ISO 8601); with --holdout-commits, the "
+        "larger of the two futures",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object instead of a table")
     parser.set_defaults(func=cmd_from_git, light=True)
 
@@ -306,6 +323,7 @@ MAX_COUNT = 1 << 20
 positive_bytes = number_type(int, 1, 1 << 62, "a whole number of bytes >= 1")
 count_number = number_type(int, 1, MAX_COUNT, f"a whole number from 1 to {MAX_COUNT}")
 node_rank_number = number_type(int, 0, MAX_COUNT - 1, f"a whole number from 0 to {MAX_COUNT - 1}")
+non_negative_int = number_type(int, 0, MAX_COUNT, f"a whole number from 0 to {MAX_COUNT}")
 port_number = number_type(int, 1, 65535, "a port from 1 to 65535")
 gpu_memory_gib = number_type(float, 0.01, 16384, "GiB from 0.01 to 16384")
 bytes_per_token_number = number_type(float, 0.1, 1000, "bytes per token from 0.1 to 1000 (code: about 3 to 4)")

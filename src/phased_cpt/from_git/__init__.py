@@ -30,16 +30,27 @@ from phased_cpt.errors import UserError
 from phased_cpt.from_git.foundation import write_foundation
 from phased_cpt.from_git.git import GitRepo
 from phased_cpt.from_git.history import parse_since, write_evolution
+from phased_cpt.from_git.holdout import (
+    FUTURE_FILES,
+    FutureSets,
+    HoldoutOptions,
+    choose_cut,
+    remove_stale_future,
+    split_pulls,
+)
 from phased_cpt.from_git.merges import write_merges
 from phased_cpt.from_git.output import DocumentWriter, prepare_out_dir
 from phased_cpt.from_git.pulls import load_pull_requests, write_pull_requests
 from phased_cpt.from_git.rules import DEFAULT_EXCLUDES, repository_rules
 from phased_cpt.from_git.summary import REPORT_FILE, OutputStats, Summary
+from phased_cpt.from_git.tasks import FutureLimits
 
 __all__ = [
     "DEFAULT_EXCLUDES",
     "DEFAULT_MAX_DIFF_BYTES",
     "DEFAULT_MAX_FILE_BYTES",
+    "FUTURE_FILES",
+    "HoldoutOptions",
     "PHASE1_FILE",
     "PHASE2_FILE",
     "PHASE3_FILE",
@@ -70,6 +81,7 @@ def build_datasets(
     max_diff_bytes: int = DEFAULT_MAX_DIFF_BYTES,
     keep_duplicates: bool = False,
     allow_other_owner: bool = False,
+    holdout: HoldoutOptions | None = None,
 ) -> Summary:
     """Write the three phase files and the report for `repo` at `rev` into `out_dir`.
 
@@ -83,8 +95,12 @@ def build_datasets(
     _check_limits(max_file_bytes, max_diff_bytes)
     since_epoch = parse_since(since)
     git = GitRepo.open(Path(repo), allow_other_owner=allow_other_owner)
-    commit = git.resolve_commit(rev)
-    pulls = load_pull_requests(Path(prs)) if prs is not None else None
+    head = git.resolve_commit(rev)
+    cut, cut_notes = choose_cut(
+        git, head, holdout or HoldoutOptions()
+    )  # holdout.py: training as of the cut, the rest held out
+    commit = head if cut is None else cut.commit
+    pulls, future_pulls = split_pulls(load_pull_requests(Path(prs)) if prs is not None else None, cut)
     out = prepare_out_dir(Path(out_dir))
     entries = git.list_tree(commit)
     rules = repository_rules(
@@ -103,10 +119,13 @@ def build_datasets(
         phase3_source="merge_commits" if pulls is None else "pull_requests",
         outputs=[OutputStats(PHASE1_FILE), OutputStats(PHASE2_FILE), OutputStats(PHASE3_FILE)],
         vendored_dirs={path: found.why for path, found in rules.vendored_dirs.items()},
+        notes=cut_notes,
     )
     phase1, phase2, phase3 = writers = [
         DocumentWriter(out, stats, keep_duplicates=keep_duplicates) for stats in summary.outputs
     ]
+    future = None if cut is None else FutureSets(out, cut, keep_duplicates=keep_duplicates)
+    summary.outputs += [] if future is None else future.stats
     try:
         write_foundation(git, commit, entries, rules, max_file_bytes=max_file_bytes, writer=phase1)
         write_evolution(git, commit, rules, since_epoch=since_epoch, max_diff_bytes=max_diff_bytes, writer=phase2)
@@ -115,12 +134,32 @@ def build_datasets(
             summary.notes.append(_fallback_note(phase3.stats.documents))
         else:
             write_pull_requests(pulls, rules, max_diff_bytes=max_diff_bytes, writer=phase3)
+        if future is not None:
+            head_rules = repository_rules(
+                git,
+                head,
+                git.list_tree(head),
+                excludes=[*excludes, *_committed_outputs(out, git.root)],
+                includes=includes,
+                use_default_excludes=use_default_excludes,
+            )
+            future.write(git, head_rules, future_pulls, FutureLimits(max_diff_bytes, max_file_bytes))
     except BaseException:
         for writer in writers:
             writer.discard()
+        if future is not None:
+            future.discard()
         raise
     for writer in writers:
         writer.publish()
+    if future is None:
+        summary.notes += [
+            f"removed {name} of an earlier run: these phases hold its future" for name in remove_stale_future(out)
+        ]
+    else:
+        future.publish()
+        summary.holdout = future.measure(summary.outputs[:3])
+        summary.notes += summary.holdout.warnings()
     summary.write_report(out)
     return summary
 
@@ -131,7 +170,7 @@ def _committed_outputs(out: Path, root: Path) -> list[str]:
         relative = out.resolve().relative_to(root.resolve())
     except ValueError:
         return []
-    outputs = (PHASE1_FILE, PHASE2_FILE, PHASE3_FILE, REPORT_FILE)
+    outputs = (PHASE1_FILE, PHASE2_FILE, PHASE3_FILE, REPORT_FILE, *FUTURE_FILES)
     return [glob.escape((relative / name).as_posix()) for name in outputs]
 
 

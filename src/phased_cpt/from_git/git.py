@@ -157,6 +157,15 @@ class GitRepo:
         output = self._run("rev-list", "--first-parent", "--end-of-options", commit, "--").stdout
         return set(output.decode("ascii").split())
 
+    def first_parent_times(self, commit: str) -> list[tuple[str, int]]:
+        """(id, committer time as Unix seconds) of `commit` and its first-parent ancestors, newest first."""
+        output = self._run("rev-list", "--first-parent", "--timestamp", "--end-of-options", commit, "--").stdout
+        return [(oid, int(stamp)) for stamp, oid in (line.split() for line in output.decode("ascii").splitlines())]
+
+    def is_shallow(self) -> bool:
+        """True for a shallow clone: the history before its boundary commits is missing."""
+        return self._run("rev-parse", "--is-shallow-repository").stdout.strip() == b"true"
+
     def list_tree(self, commit: str) -> list[TreeEntry]:
         """Every tracked path of `commit` (blobs and submodules), sorted by path bytes."""
         output = self._run("ls-tree", "-r", "-z", "--long", "--full-tree", commit).stdout

@@ -11,6 +11,8 @@ the keys `diff`, `reviews`, `review_comments` and `issue_comments`. Unknown keys
     state            "open" | "closed"          yes
     body             string | null              no        the description
     merged_at        string | null              no        non-null means merged (so does merged: true)
+    closed_at        string | null              no        when it was closed (merged or not)
+    created_at       string | null              no        when it was opened
     merged           boolean                    no
     user             {"login": string} | null   no        the author
     base, head       {"ref": string}            no        target and source branch
@@ -124,7 +126,9 @@ class PullExport(_Strict):
     title: str
     state: Literal["open", "closed"]
     body: str | None = None
-    merged_at: str | None = None
+    merged_at: Time | None = None
+    closed_at: Time | None = None
+    created_at: Time | None = None
     merged: bool | None = None
     user: User = None
     base: _Branch | None = None
@@ -162,6 +166,7 @@ class PullRequest:
     head: str
     diff: str | None
     discussion: tuple[DiscussionEntry, ...]
+    at: datetime | None = None  # when it was merged, else closed, else opened: its side of a time split
 
 
 def load_pull_requests(path: Path) -> list[PullRequest]:
@@ -298,6 +303,7 @@ def _pull_request(raw: PullExport) -> PullRequest:
         (raw.head.ref or "") if raw.head else "",
         raw.diff,
         tuple(sorted(entries, key=lambda e: (e.at, e.rank, e.index))),
+        next((parse_time(stamp) for stamp in (raw.merged_at, raw.closed_at, raw.created_at) if stamp), None),
     )
 
 

@@ -34,9 +34,12 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from phased_cpt.from_git.secrets import Redaction
+
+if TYPE_CHECKING:
+    from phased_cpt.from_git.holdout import HoldoutSummary
 
 REPORT_FILE = "from-git-report.json"
 COUNT_FIELDS = (
@@ -117,6 +120,7 @@ class Summary:
     outputs: list[OutputStats]
     notes: list[str] = field(default_factory=list)
     vendored_dirs: dict[str, str] = field(default_factory=dict)  # directory -> why
+    holdout: HoldoutSummary | None = None  # the time split, when one was made (holdout.py)
 
     @property
     def report_path(self) -> str:
@@ -138,6 +142,7 @@ class Summary:
             "outputs": {stats.name: stats.to_dict() for stats in self.outputs},
             "report": self.report_path,
             "notes": list(self.notes),
+            **({} if self.holdout is None else {"holdout": self.holdout.to_dict()}),
         }
 
     def report_dict(self) -> dict[str, Any]:
@@ -191,5 +196,6 @@ class Summary:
             lines.append("nothing was left out")
         lines.append("")
         lines.append(f"every item left out and every redaction, with its reason: {self.report_path}")
+        lines += [] if self.holdout is None else self.holdout.format_lines()
         lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)

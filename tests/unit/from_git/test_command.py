@@ -125,6 +125,10 @@ def test_command_defaults_and_flags_reach_build_datasets(monkeypatch, capsys):
                 "--allow-other-owner",
                 "--prs",
                 "p.json",
+                "--holdout-commits",
+                "0",
+                "--holdout-after",
+                "2024-02-01",
             ]
         )
         == 2
@@ -142,6 +146,7 @@ def test_command_defaults_and_flags_reach_build_datasets(monkeypatch, capsys):
             "max_diff_bytes": 10,
             "keep_duplicates": True,
             "allow_other_owner": True,
+            "holdout": from_git.HoldoutOptions(commits=0, after="2024-02-01"),
         },
     )
     assert _run(["repo", "--out", "o"]) == 2
@@ -158,6 +163,7 @@ def test_command_defaults_and_flags_reach_build_datasets(monkeypatch, capsys):
             "max_diff_bytes": from_git.DEFAULT_MAX_DIFF_BYTES,
             "keep_duplicates": False,
             "allow_other_owner": False,
+            "holdout": from_git.HoldoutOptions(commits=None, after=None),
         },
     )
     assert capsys.readouterr().err.strip().splitlines() == ["error: recorded", "error: recorded"]
@@ -195,3 +201,10 @@ def test_user_doc_lists_every_secret_rule_and_skip_reason():
     assert set(REDACT_PATTERNS) | set(STORE_PATTERNS) | set(SECRET_FILE_TEMPLATES) <= words
     reasons = set(re.findall(r"`([a-z-]+)`", summary.__doc__.split("Reasons, in words:")[1]))
     assert reasons - {"truncated", "skipped"} <= words
+
+
+@pytest.mark.parametrize("value", ["-1", "many"])
+def test_command_rejects_a_holdout_count_below_zero(value, capsys):
+    with pytest.raises(SystemExit):
+        _parse(["repo", "--out", "o", "--holdout-commits", value])
+    assert "--holdout-commits" in capsys.readouterr().err
