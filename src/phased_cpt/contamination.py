@@ -15,10 +15,12 @@ The rule, on lines:
   removed before it is compared; diff headers (`diff --git` up to the first `@@`) are never counted.
 - **Training side**: every counted line of the training text (diff lines with their marker
   removed).
-- **Evaluation side**: the lines a document asks the model to produce. In a diff, that is only its
-  added lines: removed and context lines are the past the change is read against, present in any
-  honest training set by construction. A completion task (`{"prefix", "target"}`) is tested on its
-  `target`. Everything else is tested on all its counted lines.
+- **Evaluation side**: the lines a document asks the model to produce. A document that holds a
+  diff (a commit, a merge, a pull request) is scored on its diff's added lines only: removed and
+  context lines are the past the change is read against, present in any honest training set by
+  construction, and its message, `Files changed:` listing and discussion repeat the format and
+  file names of every other commit. A completion task (`{"prefix", "target"}`) is scored on its
+  `target`. Everything else is scored on all its counted lines.
 
 >>> seen = TrainingLines()
 >>> seen.add("def parse_header(value: str) -> dict:\\n    return {}\\n")
@@ -29,6 +31,7 @@ Contamination(lines=2, seen=1)
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -60,9 +63,12 @@ class Contamination:
         return Contamination(self.lines + other.lines, self.seen + other.seen)
 
 
-def _lines(text: str, added_only: bool) -> Iterator[str]:
+_HUNK = re.compile(r"^@@ -", re.MULTILINE)
+
+
+def _lines(text: str, added_only: bool, diff_only: bool = False) -> Iterator[str]:
     """The counted lines of `text`: in diff hunks with their marker removed (with `added_only`,
-    only the added ones), diff headers left out."""
+    only the added ones), diff headers left out; with `diff_only`, nothing outside the hunks."""
     state = "text"  # "text", "header" (after `diff --git`, before the first `@@`), "hunk"
     for raw in text.splitlines():
         if raw.startswith("diff --git "):
@@ -83,6 +89,8 @@ def _lines(text: str, added_only: bool) -> Iterator[str]:
                 raw = raw[1:]
             else:
                 state = "text"  # text after the diff (a cut marker, the next section)
+        if diff_only and state == "text":
+            continue
         line = raw.strip()
         if len(line) >= MIN_LINE_CHARS:
             yield line
@@ -94,8 +102,9 @@ def training_lines(text: str) -> Iterator[str]:
 
 
 def scored_lines(text: str) -> Iterator[str]:
-    """The counted lines an evaluation document asks the model to produce (a diff's added lines)."""
-    return _lines(text, added_only=True)
+    """The counted lines an evaluation document asks the model to produce: a document with a diff
+    hunk, its added lines only; any other, all its counted lines."""
+    return _lines(text, added_only=True, diff_only=_HUNK.search(text) is not None)
 
 
 def _digest(line: str) -> bytes:

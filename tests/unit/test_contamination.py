@@ -23,10 +23,9 @@ index 0123456..89abcde 100644
 
 
 def test_diff_hunks_count_added_lines_only_and_never_headers():
-    assert list(scored_lines(DIFF)) == [
-        'return dict(item.split("=", 1) for item in value.split(";"))',
-        "[diff cut: 1 more file not shown]",
-    ]
+    # the message and the cut marker around the diff are not scored: only what the change adds
+    assert list(scored_lines(DIFF)) == ['return dict(item.split("=", 1) for item in value.split(";"))']
+    assert list(scored_lines("A document without a diff hunk in it\n")) == ["A document without a diff hunk in it"]
 
 
 def test_training_side_strips_markers_and_keeps_removed_and_context_lines():

@@ -198,8 +198,7 @@ class HoldoutSummary:
     cut: Cut
     future_pulls: int
     tasks: dict[str, int]
-    contamination: dict[str, Contamination] = field(default_factory=dict)  # whole documents, as scored
-    code_contamination: dict[str, Contamination] = field(default_factory=dict)  # their diffs' added lines
+    contamination: dict[str, Contamination] = field(default_factory=dict)  # as scored: a diff's added lines
     empty_phases: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -212,7 +211,6 @@ class HoldoutSummary:
             "future_pull_requests": self.future_pulls,
             "tasks": dict(self.tasks),
             "contamination": {name: _figures(value) for name, value in self.contamination.items()},
-            "code_contamination": {name: _figures(value) for name, value in self.code_contamination.items()},
             "empty_phases": list(self.empty_phases),
             "min_line_chars": MIN_LINE_CHARS,
             "warn_share": WARN_SHARE,
@@ -226,11 +224,8 @@ class HoldoutSummary:
             f"{cut.held_out} of {cut.mainline} first-parent commits up to {cut.head[:12]}",
             f"future tasks: {', '.join(f'{count} {kind}' for kind, count in self.tasks.items())}",
             f"contamination: lines >= {MIN_LINE_CHARS} chars found verbatim in phases 1-3 (warned over {WARN_SHARE:.0%})",
-            f"  {'future set':<24} {'documents':>18}  {'added code':>18}",
         ]
-        for name, value in self.contamination.items():
-            code = self.code_contamination.get(name)
-            lines.append(f"  {name:<24} {_cell(value):>18}  {'' if code is None else _cell(code):>18}")
+        lines += [f"  {name:<24} {_cell(value):>18}" for name, value in self.contamination.items()]
         return lines
 
     def warnings(self) -> list[str]:
@@ -240,23 +235,12 @@ class HoldoutSummary:
             "older than the cut (a later cut: --holdout-commits with a smaller N, or --holdout-after a later date)"
             for name in self.empty_phases
         ]
-        measured = [(name, "lines", value) for name, value in self.contamination.items()]
-        measured += [(name, "added code lines", value) for name, value in self.code_contamination.items()]
         return empty + [
-            f"{name}: {value.share:.1%} of its {what} stand verbatim in the training text (over {WARN_SHARE:.0%}): "
-            "a score on it measures recall more than learning"
-            for name, what, value in measured
+            f"{name}: {value.share:.1%} of its scored lines stand verbatim in the training text (over "
+            f"{WARN_SHARE:.0%}): a score on it measures recall more than learning"
+            for name, value in self.contamination.items()
             if value.recall
         ]
-
-
-def diff_part(text: str) -> str:
-    """The diff of a phase-2/3 document (from its first `diff --git` line): the code it changes,
-    without the message, file listing and discussion around it."""
-    start = text.find("diff --git ")
-    while start > 0 and text[start - 1] != "\n":
-        start = text.find("diff --git ", start + 1)
-    return "" if start < 0 else text[start:]
 
 
 def _figures(value: Contamination) -> dict[str, float | int]:
@@ -319,7 +303,6 @@ class FutureSets:
         summary.empty_phases = [stats.name for stats in phases if stats.documents == 0]
         for name in (FUTURE_EVOLUTION_FILE, FUTURE_PR_FILE):
             summary.contamination[name] = seen.measure(_texts(self.out_dir / name))
-            summary.code_contamination[name] = seen.measure(map(diff_part, _texts(self.out_dir / name)))
         summary.contamination[FUTURE_TASKS_FILE] = seen.measure_tasks(
             json.loads(line)["target"] for line in _lines(self.out_dir / FUTURE_TASKS_FILE)
         )

@@ -157,13 +157,13 @@ def test_printed_contamination_equals_a_count_outside_the_tool(dated_repo, tmp_p
     )
     outside = json.loads(done.stdout)
     assert summary.holdout is not None
-    inside = summary.holdout.code_contamination[FUTURE_EVOLUTION_FILE]
+    inside = summary.holdout.contamination[FUTURE_EVOLUTION_FILE]
     assert outside["cut"] == summary.holdout.cut.commit
     # c5 adds 3 counted lines, f2 1; c6 adds 3 new ones and brings back the 2 of the helper c3 removed
     assert (inside.lines, inside.seen) == (outside["lines"], outside["seen"]) == (9, 2)
-    printed = summary.to_dict()["holdout"]["code_contamination"][FUTURE_EVOLUTION_FILE]
+    printed = summary.to_dict()["holdout"]["contamination"][FUTURE_EVOLUTION_FILE]
     assert printed == {"lines": 9, "seen": 2, "share": 0.2222}
-    assert any("future_evolution.jsonl: 22.2% of its added code lines" in note for note in summary.notes)
+    assert any("future_evolution.jsonl: 22.2% of its scored lines" in note for note in summary.notes)
     assert "future_evolution.jsonl" in summary.format_table().split("contamination:")[1]
 
 
