@@ -145,9 +145,10 @@ def port_in_use_problem(addr: str | None, port: int) -> str | None:
             return (
                 f"--master-addr {addr} is not an address of this node; start --node-rank 0 on the node at --master-addr"
             )
+        held = "another process listens on it; " if err.errno == errno.EADDRINUSE else ""
         return (
-            f"--master-port {port} cannot be used on this node ({err.strerror}): another process listens on it; "
-            "choose another --master-port (the same on every node) or stop that process"
+            f"--master-port {port} cannot be used on this node ({err.strerror}): {held}"
+            "choose another --master-port (the same on every node)"
         )
     return None
 

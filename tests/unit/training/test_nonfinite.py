@@ -138,7 +138,8 @@ def test_a_skipped_step_leaves_weights_and_adam_moments_bit_identical(setup, tmp
     assert all(math.isfinite(by_step[s]["loss"]) for s in (1, 3, 4, 5))
 
 
-def test_the_progress_bar_never_shows_a_non_finite_loss_as_a_number():
+def test_the_progress_bar_never_shows_a_non_finite_loss_as_a_number(caplog):
+    """Nor the log line that replaces the bar when stderr is not a terminal (as under pytest)."""
     metrics = MetricsCallback(Sink(), "p", step_offset=0)
     metrics.latest = {
         "loss": math.nan,
@@ -154,10 +155,13 @@ def test_the_progress_bar_never_shows_a_non_finite_loss_as_a_number():
 
     bar.on_train_begin(None, State(), None)
     bar.on_step_end(None, State(), None)
-    postfix = bar.bar.postfix
+    with caplog.at_level("INFO"):
+        bar.on_log(None, State(), None, logs={"loss": math.nan})
+    postfix = bar.status()  # the bar's postfix on a terminal
     bar.on_train_end(None, State(), None)
     assert "loss=non-finite" in postfix and "ppl=non-finite" in postfix and "skipped=1" in postfix
     assert "nan" not in postfix
+    assert caplog.messages == [f"p: step 1/3 {postfix}"]
 
 
 def test_consecutive_skipped_steps_stop_the_phase(setup, tmp_path):
