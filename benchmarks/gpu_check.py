@@ -36,6 +36,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -176,8 +177,8 @@ def plan_cases(sizes: Sizes, costs: Costs, liger: bool) -> list[PlannedCase]:
         "model build + save": size * (costs.build_per_billion + costs.save_per_billion),
         "2 processes": 2 * (costs.process_start + size * costs.save_per_billion),
         "Liger compile x2": 2 * costs.liger_compile if liger else 0.0,
-        f"{steps} steps x {step:.2f} s ({source}, 4K row)": steps * step,
-        "checkpoints 7 x": 7 * costs.checkpoint,
+        f"{steps} steps x {step:.2f} s ({source}, the 4K row bounds the {sizes.train_tokens}-token one)": steps * step,
+        f"7 checkpoints x {costs.checkpoint:g} s": 7 * costs.checkpoint,
     }
     plans.append(PlannedCase("train", "1", sum(parts.values()), describe(parts)))
     # 2+3. full rows: each variant builds the model and runs 1 + steps steps
@@ -394,14 +395,16 @@ def train_config(model_dir: Path, out: Path, sizes: Sizes, liger: bool) -> Path:
     return path
 
 
-def run_train(out: Path, sizes: Sizes, liger: bool, budget: Budget) -> Row:
-    """Build the model, train p1 and p2 with a SIGKILL after phase 2's checkpoint at step 4, resume."""
+def run_train(out: Path, logs: Path, sizes: Sizes, liger: bool, budget: Budget) -> Row:
+    """Build the model in `out`, train p1 and p2 with a SIGKILL after phase 2's checkpoint at step 4,
+    resume; the two runs' logs go to `logs`."""
     import torch
 
     from phased_cpt.crash_points import CRASH_AT_ENV
     from phased_cpt.modeling import resolve_dtype
 
     row = Row("1", "train", "ok")
+    out.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model_dir = build_train_model(out / "model", sizes.train_shape, device, resolve_dtype("auto"))
     config = train_config(model_dir, out, sizes, liger)
@@ -414,7 +417,7 @@ def run_train(out: Path, sizes: Sizes, liger: bool, budget: Budget) -> Row:
         text=True,
         timeout=max(budget.left(), 1),
     )
-    (out / "train-killed.log").write_text(first.stderr)
+    (logs / "train-killed.log").write_text(first.stderr)
     if first.returncode != -9:
         row.status = (
             f"failed: the first run should be killed at p2's checkpoint 4, exited {first.returncode}: "
@@ -424,7 +427,7 @@ def run_train(out: Path, sizes: Sizes, liger: bool, budget: Budget) -> Row:
     second = subprocess.run(
         [*command, "--resume"], env=env, capture_output=True, text=True, timeout=max(budget.left(), 1)
     )
-    (out / "train-resumed.log").write_text(second.stderr)
+    (logs / "train-resumed.log").write_text(second.stderr)
     if second.returncode != 0:
         row.status = f"failed: resume exited {second.returncode}: " + one_line(second.stderr)
         return row
@@ -590,7 +593,10 @@ def run_case(name: str, plan: PlannedCase, budget: Budget, run) -> list[Row]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="where gpu_check.json, gpu_check.md and logs go")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="where gpu_check.json, gpu_check.md and the two train logs go"
+    )
+    parser.add_argument("--work", type=Path, help="models, runs and caches (default: a temporary directory)")
     parser.add_argument("--wheels", type=Path, help="the folder `make gpu-wheels` made: installed first")
     parser.add_argument("--cpu-rehearsal", action="store_true", help="tiny shapes on the CPU: the same code path")
     parser.add_argument("--budget-s", type=float, help=f"seconds the check may take (GPU {GPU_BUDGET_SECONDS:g})")
@@ -600,6 +606,7 @@ def main(argv: list[str] | None = None) -> int:
     costs, sizes = (CPU_COSTS, REHEARSAL_SIZES) if rehearsal else (GPU_COSTS, GPU_SIZES)
     budget = Budget(args.budget_s or (REHEARSAL_BUDGET_SECONDS if rehearsal else GPU_BUDGET_SECONDS))
     args.out.mkdir(parents=True, exist_ok=True)
+    work = args.work or Path(tempfile.mkdtemp(prefix="gpu-check-"))
     rows = [install_wheels(args.wheels, costs)]
     sys.path.insert(0, str(REPO / "src"))  # the tree's phased-cpt is what is checked (the wheel gives the command)
     missing = missing_packages()
@@ -626,17 +633,17 @@ def main(argv: list[str] | None = None) -> int:
     plans = plan_cases(sizes, costs, liger)
     by_name = {plan.name: plan for plan in plans}
     runs = {
-        "train": lambda: [run_train(args.out / "train", sizes, liger, budget)],
+        "train": lambda: [run_train(work / "train", args.out, sizes, liger, budget)],
         "throughput": lambda: run_throughput(
             f"{sizes.throughput_shape}-{sizes.throughput_tokens}",
             sizes.throughput_shape,
             sizes.throughput_tokens,
             THROUGHPUT_VARIANTS,
             sizes,
-            args.out,
+            work,
         ),
         "corpus": lambda: run_throughput(
-            f"{sizes.corpus_shape}-corpus", sizes.corpus_shape, sizes.corpus_tokens, CORPUS_VARIANTS, sizes, args.out
+            f"{sizes.corpus_shape}-corpus", sizes.corpus_shape, sizes.corpus_tokens, CORPUS_VARIANTS, sizes, work
         ),
     }
     for name in CASES:

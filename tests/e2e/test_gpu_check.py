@@ -54,10 +54,20 @@ def test_the_rehearsal_answers_every_question(tmp_path):
     table = [line for line in result.stdout.splitlines() if line.startswith("| ")]
     assert table[0].startswith("| question | case | status |") and len(table) == len(report["rows"]) + 1
     assert (tmp_path / "out" / "gpu_check.md").read_text().startswith(table[0])
+    # what comes back from the GPU machine: the report and the two train logs, nothing bulky
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "gpu_check.json",
+        "gpu_check.md",
+        "train-killed.log",
+        "train-resumed.log",
+    ]
 
 
 def test_a_case_that_does_not_fit_the_budget_is_left_out_and_missing_wheels_are_a_line(tmp_path):
-    result, report = gpu_check(tmp_path, "--budget-s", "0.5", "--only", "train", "--wheels", str(tmp_path / "none"))
+    work = tmp_path / "work"
+    result, report = gpu_check(
+        tmp_path, "--budget-s", "0.5", "--only", "train", "--wheels", str(tmp_path / "none"), "--work", str(work)
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {row["case"]: row for row in report["rows"]}
     assert rows["wheels"]["status"] == (
@@ -67,4 +77,4 @@ def test_a_case_that_does_not_fit_the_budget_is_left_out_and_missing_wheels_are_
     planned = report["plan"][0]["seconds"]
     assert rows["train"]["status"].startswith(f"left out: planned {planned:.0f} s, 0 s left of the budget")
     assert "tiny-128/plain" not in rows  # not asked for
-    assert not (tmp_path / "out" / "train").exists()  # nothing of a left-out case ran
+    assert not (work / "train").exists()  # nothing of a left-out case ran
