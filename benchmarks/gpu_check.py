@@ -314,7 +314,7 @@ def train_evidence(outputs: Path, log: str) -> dict[str, Any]:
     on_gpu = torch.cuda.is_available()
     checks = {
         "killed and resumed from checkpoint-2 of p2": bool(resumed_from) and resumed_from.endswith("checkpoint-2"),
-        "an adapter for each phase": len([a for a in adapters if a.startswith(("p1", "p2"))]) >= 2,
+        "an adapter for each phase": {"p1/adapter", "p2/adapter"} <= set(adapters),
         "bf16 on the GPU": dtype == "bfloat16" or not on_gpu,
         "Liger on where installed": not on_gpu
         or package_version("liger_kernel") == "not installed"
