@@ -41,6 +41,11 @@ projections, plain loop with torch AdamW): every row within 5%, with no term fit
 (tests/unit/test_memory.py). The per-layer saved bytes equal what autograd saves for a Qwen2 layer
 on CPU, byte for byte, and whole training steps on CPU land within 10% (same test file;
 benchmarks/RESULTS.md). DeepSpeed's terms follow the ZeRO paper's accounting and were not measured.
+
+`training.gradient_checkpointing: auto` is resolved here too (`choose_checkpointing`), since the
+choice is the estimate's: the least recomputation whose `gpu_bytes` fits the device with
+`CHECKPOINTING_MARGIN` to spare. `plan` resolves it for the GPU it plans for, training for the GPU
+(or the CPU's memory) it runs on.
 """
 
 from __future__ import annotations
