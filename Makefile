@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean gpu-wheels gpu-check gpu-rehearsal
 
 install: $(VENV)/.installed
 
@@ -26,6 +26,21 @@ demo: install
 TEST_WORKERS ?= 2
 test: install
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
+
+# The first GPU run (docs/gpu-check.md). gpu-wheels: on a machine with the package index, the wheels
+# a bare GPU machine lacks (< 60 MiB, git-ignored). gpu-check: on the GPU machine, from the
+# repository root, with the GPU machine's own python3 (no venv): installs them, then runs the check
+# within 8 minutes. gpu-rehearsal: the same code path with tiny shapes on this CPU.
+GPU_WHEELS ?= .gpu-wheels
+OUT ?= gpu-check-out
+gpu-wheels: install
+	$(BIN)/python scripts/gpu_wheels.py $(GPU_WHEELS)
+
+gpu-check:
+	python3 benchmarks/gpu_check.py --out $(OUT) --wheels $(GPU_WHEELS)
+
+gpu-rehearsal: install
+	$(BIN)/python benchmarks/gpu_check.py --out $(OUT) --cpu-rehearsal
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks scripts

@@ -13,6 +13,18 @@ LoRA, same optimizer, one row of at most `max_tokens` per step, side by side in 
 
     python benchmarks/cpu_training.py          # max_tokens 2048, 30 timed steps each
     python benchmarks/cpu_training.py --tiny   # seconds (CI smoke test)
+
+`--vs-hf-trainer`: whole training loops instead, each through its Trainer, in one run on two
+corpora: the quickstart (its data, model and config as shipped) and short documents (every
+top-level def/class of click, itsdangerous and httpx (sources and tests) where /work/real has them, else of the
+first stdlib files; rows of 2,048 tokens, LoRA r=8 on all projections, micro-batch 1):
+- ours: `phased-cpt`'s PhaseTrainer, `training_arguments` and data exactly as `train` builds them,
+  speed settings at their defaults (`gradient_checkpointing: auto`, resolved as training does);
+- HF: the HF Trainer, PEFT, greedy packing + `DataCollatorWithFlattening`, no checkpointing.
+Runs alternate (ours, HF, HF, ours, ...), each a fresh model and Trainer; the first `--warmup`
+steps of each run are not timed. The load average is recorded before and after.
+
+    python benchmarks/cpu_training.py --vs-hf-trainer --steps 20 --rounds 4
 """
 
 from __future__ import annotations
@@ -32,13 +44,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 from stdlib_corpus import build_model, write_corpus  # noqa: E402
-from transformers import DataCollatorWithFlattening  # noqa: E402
+from transformers import DataCollatorWithFlattening, TrainerCallback  # noqa: E402
 
 from phased_cpt.config import ContextConfig, DataConfig, LoraConfig, ModelConfig, PhaseConfig  # noqa: E402
 from phased_cpt.data.chunking import IGNORE_INDEX  # noqa: E402
 from phased_cpt.data.collate import make_collator  # noqa: E402
 from phased_cpt.data.phase_data import build_run_data  # noqa: E402
+from phased_cpt.data.plan import PhaseRows, longest_row_tokens  # noqa: E402
 from phased_cpt.modeling import attach_lora, load_base_model, load_tokenizer  # noqa: E402
+from phased_cpt.training.phase import PhaseTrainer, training_arguments  # noqa: E402
+from phased_cpt.training.throughput import resolve_checkpointing  # noqa: E402
 
 
 def older_tool_batches(texts, tokenizer, max_tokens, overlap_tokens, count, rng):
@@ -118,6 +133,208 @@ def train_interleaved(model, optimizer, methods: dict[str, list], warmup: int) -
     return {name: (seconds, useful) for name, (seconds, useful) in totals.items()}
 
 
+# --- whole training loops: ours (defaults) vs the HF Trainer with padding-free packing -------------
+
+
+class StepClock(TrainerCallback):
+    """Wall seconds of each optimizer step (one micro-batch per step here)."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._started = 0.0
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.seconds.append(time.perf_counter() - self._started)
+
+
+class CountingCollator:
+    """A collator that records the target tokens (labels after the first that are not -100) of
+    every batch it makes, in order: batch i is step i's (one micro-batch per step)."""
+
+    def __init__(self, collate) -> None:
+        self.collate = collate
+        self.targets: list[int] = []
+
+    def __call__(self, rows):
+        batch = self.collate(rows)
+        self.targets.append(int((batch["labels"][:, 1:] != IGNORE_INDEX).sum()))
+        return batch
+
+
+def timed(clock: StepClock, counter: CountingCollator, warmup: int) -> tuple[float, int]:
+    seconds = clock.seconds[warmup:]
+    return sum(seconds), sum(counter.targets[warmup : len(clock.seconds)])
+
+
+def ours_run(cfg, data, tokenizer, steps: int, work: Path) -> tuple[StepClock, CountingCollator, str]:
+    """phased-cpt as `train` runs a phase: attach_lora, checkpointing resolved for this machine,
+    `training_arguments`, `PhaseTrainer`, the phase's dataset and collator."""
+    model = attach_lora(load_base_model(cfg.model), cfg.training.lora)
+    choice = resolve_checkpointing(model, cfg, None, longest_row_tokens(cfg.context, [PhaseRows.of(data)]))
+    training = choice.training.model_copy(update={"max_steps": steps})
+    clock, counter = StepClock(), CountingCollator(make_collator(tokenizer, cfg.context))
+    trainer = PhaseTrainer(
+        model=model,
+        args=training_arguments(training, 1, work, packed=cfg.context.sample_packing),
+        train_dataset=data.train.dataset,
+        data_collator=counter,
+        callbacks=[clock],
+        max_nonfinite_losses=3,
+    )
+    trainer.train()
+    return clock, counter, choice.describe()
+
+
+def hf_run(model_dir: Path, lora: LoraConfig, rows: list, steps: int, work: Path) -> tuple[StepClock, CountingCollator]:
+    """The HF way: from_pretrained, get_peft_model, Trainer with DataCollatorWithFlattening over
+    greedily packed rows, no gradient checkpointing, the Trainer's default optimizer."""
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
+
+    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="sdpa")
+    model = get_peft_model(
+        base,
+        PeftLoraConfig(
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            target_modules=lora.target_modules,
+            task_type="CAUSAL_LM",
+        ),
+    )
+    flatten = DataCollatorWithFlattening(return_position_ids=True, separator_id=IGNORE_INDEX)
+    counter = CountingCollator(lambda batch: flatten([{"input_ids": p} for row in batch for p in row["pieces"]]))
+    clock = StepClock()
+    args = TrainingArguments(
+        output_dir=str(work),
+        per_device_train_batch_size=1,
+        max_steps=steps,
+        learning_rate=1e-4,
+        save_strategy="no",
+        logging_steps=10**6,
+        report_to="none",
+        use_cpu=True,
+        remove_unused_columns=False,
+        disable_tqdm=True,
+    )
+    Trainer(model=model, args=args, train_dataset=rows, data_collator=counter, callbacks=[clock]).train()
+    return clock, counter
+
+
+def greedy_rows(texts: list[str], tokenizer, max_tokens: int) -> list[dict]:
+    """HF practice: tokenize once (+EOS), cut long documents into `max_tokens` pieces, fill rows in order."""
+    pieces = []
+    for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]:
+        ids = ids + [tokenizer.eos_token_id]
+        pieces.extend(ids[i : i + max_tokens] for i in range(0, len(ids), max_tokens))
+    rows, current, size = [], [], 0
+    for piece in pieces:
+        if size + len(piece) > max_tokens:
+            rows.append({"pieces": current})
+            current, size = [], 0
+        current.append(piece)
+        size += len(piece)
+    rows.append({"pieces": current})
+    return rows
+
+
+def package_corpus(out: Path, tiny: bool) -> Path:
+    """Short documents: every top-level def/class of click, itsdangerous and httpx, sources and tests (from /work/real
+    when present), else of the first stdlib files."""
+    from phased_cpt.quickstart.stdlib import STDLIB, file_documents, stdlib_files
+
+    roots = [Path("/work/real/click"), Path("/work/real/itsdangerous"), Path("/work/real/httpx")]
+    files = sorted((f, root.parent) for root in roots if root.is_dir() for f in root.rglob("*.py"))
+    if tiny or not files:
+        files = [(f, STDLIB) for f in stdlib_files(4 if tiny else 60)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", encoding="utf-8") as handle:
+        for path, root in files:
+            for text in file_documents(path, root):
+                handle.write(json.dumps({"training_content": text}) + "\n")
+    return out
+
+
+def comparison_cases(work: Path, tiny: bool) -> dict[str, tuple[Path, dict]]:
+    """name -> (model directory, config data for ours); the HF side reads the same files and settings."""
+    from phased_cpt.quickstart import quickstart_config_data, quickstart_model_dir
+
+    quick_dir = quickstart_model_dir()
+    quick = quickstart_config_data(quick_dir)
+    quick["phases"] = [{"name": "quickstart", "file": [p["file"] for p in quick["phases"]]}]
+    corpus = package_corpus(work / "packages" / "corpus.jsonl", tiny)
+    sample = work / "packages" / "sample.jsonl"
+    lines = corpus.read_text(encoding="utf-8").splitlines()
+    sample.write_text("\n".join(lines[::4]) + "\n", encoding="utf-8")
+    model_dir = build_model(work / ("model-tiny" if tiny else "model"), sample, 1024 if tiny else 8192)
+    max_tokens = 256 if tiny else 2048
+    short = {
+        "model": {"name": str(model_dir)},
+        "training": {"micro_batch_size": 1, "gradient_accumulation_steps": 1, "lora": {"r": 8, "alpha": 16}},
+        "context": {"max_tokens": max_tokens, "overlap_tokens": 256 if not tiny else 32, "sample_packing": True},
+        "phases": [{"name": "packages", "file": str(corpus)}],
+    }
+    return {"quickstart": (quick_dir, quick), "short_documents": (model_dir, short)}
+
+
+def compare_trainers(args) -> dict:
+    from phased_cpt.config import load_config
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="phased-cpt-trainers-"))
+    steps, warmup = args.steps or (3 if args.tiny else 20), 1 if args.tiny else 3
+    results = {
+        "load_average_before": os.getloadavg(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    for name, (model_dir, data) in comparison_cases(work, args.tiny).items():
+        data = {**data, "data": {"eval_ratio": 0.0, "cache_dir": str(work / "cache")}}
+        data["evaluation"] = {"forgetting_matrix": False}
+        cfg, _ = load_config(None, base_data=data)
+        tokenizer = load_tokenizer(cfg.model)
+        phase = build_run_data(cfg.phases, cfg.data, tokenizer, cfg.context, cfg.training.seed, work / "cache")
+        phase_data = phase[cfg.phases[0].name]
+        texts = [text for f in cfg.phases[0].files for text in read_texts(f)]
+        rows = greedy_rows(texts, tokenizer, cfg.context.max_tokens)
+        totals = {"ours": [0.0, 0], "hf": [0.0, 0]}
+        chosen = ""
+        for round_ in range(args.rounds):
+            order = ["ours", "hf"] if round_ % 2 == 0 else ["hf", "ours"]
+            for method in order:
+                run_dir = work / "runs" / f"{name}-{method}-{round_}"
+                if method == "ours":
+                    clock, counter, chosen = ours_run(cfg, phase_data, tokenizer, warmup + steps, run_dir)
+                else:
+                    clock, counter = hf_run(model_dir, cfg.training.lora, rows, warmup + steps, run_dir)
+                seconds, targets = timed(clock, counter, warmup)
+                totals[method][0] += seconds
+                totals[method][1] += targets
+        rate = {m: t / s for m, (s, t) in totals.items()}
+        results[name] = {
+            "ours_checkpointing": chosen,
+            "max_tokens": cfg.context.max_tokens,
+            "micro_batch_size": cfg.training.micro_batch_size,
+            "sample_packing": cfg.context.sample_packing,
+            "timed_steps_per_method": steps * args.rounds,
+            **{f"{m}_seconds": round(s, 2) for m, (s, _) in totals.items()},
+            **{f"{m}_target_tokens": t for m, (_, t) in totals.items()},
+            **{f"{m}_target_tokens_per_second": round(r, 1) for m, r in rate.items()},
+            "ratio_ours_vs_hf": round(rate["ours"] / rate["hf"], 3),
+        }
+    results["load_average_after"] = os.getloadavg()
+    return results
+
+
+def read_texts(path: Path) -> list[str]:
+    return [
+        json.loads(line)["training_content"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
+
+
 def main() -> None:
     with contextlib.redirect_stdout(sys.stderr):  # libraries print notices; stdout is the result only
         result = run()
@@ -129,7 +346,11 @@ def run() -> dict:
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--steps", type=int, default=None, help="timed steps per method (default 30, tiny 3)")
+    parser.add_argument("--vs-hf-trainer", action="store_true", help="whole Trainer runs: ours (defaults) vs HF")
+    parser.add_argument("--rounds", type=int, default=2, help="--vs-hf-trainer: alternating runs of each method")
     args = parser.parse_args()
+    if args.vs_hf_trainer:
+        return compare_trainers(args)
     tiny = args.tiny
     max_tokens, overlap_tokens = (256, 32) if tiny else (2048, 256)
     steps, warmup = args.steps or (3 if tiny else 30), 1 if tiny else 3

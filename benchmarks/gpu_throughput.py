@@ -24,6 +24,9 @@ missing print "skipped: ...", an OOM prints "out of memory" and the run goes on.
 On CPU, in seconds (CI runs this through tests/e2e/test_gpu_benchmark_tiny.py):
     python benchmarks/gpu_throughput.py --tiny
 
+The first GPU run, in 8 minutes with everything it needs: `benchmarks/gpu_check.py` (docs/gpu-check.md;
+`make gpu-wheels` makes the wheels folder). The whole suite, by hand:
+
 On one H100 80GB. The GPU machines have torch, transformers, peft, accelerate and triton, but not
 liger-kernel, flash-attn or deepspeed, and no network, so bring wheels with the repository
 (phased-cpt itself needs only pydantic beyond those; check with `python -c "import pydantic"`):

@@ -26,6 +26,7 @@ from phased_cpt.errors import UserError
 from phased_cpt.launch import Nodes, port_in_use_problem
 from phased_cpt.memory import (
     DTYPE_BYTES,
+    DeviceMemory,
     GiB,
     MemoryEstimate,
     estimate_config_memory,
@@ -265,14 +266,22 @@ def check_memory(
 
     def memory(liger: bool) -> MemoryEstimate:
         return estimate_config_memory(
-            cfg, shape, bf16_supported=bf16, liger=liger, zero_stage=stage, world_size=processes, offload=offload
+            cfg,
+            shape,
+            bf16_supported=bf16,
+            liger=liger,
+            zero_stage=stage,
+            world_size=processes,
+            offload=offload,
+            device=DeviceMemory(int(have) if have is not None else None),
         )
 
     estimate = memory(liger)
+    chosen = f", checkpointing {estimate.checkpointing}" if estimate.checkpointing else ""
     detail = (
         f"~{gib(estimate.gpu_bytes)} per GPU ({estimate.describe()}; plus CUDA context and fragmentation; "
         f"{count(shape.parameters)} parameters, {dtype_note}, ZeRO-{stage}, {processes} process(es), "
-        f"Liger {'on' if liger else 'off'})"
+        f"Liger {'on' if liger else 'off'}{chosen})"
     )
     if not on_gpu and setting == "auto":
         with_liger = memory(True)
@@ -295,8 +304,8 @@ def recommendation(cfg: RunConfig, stage: int, liger: bool = True) -> str:
     steps = []
     if not liger:
         steps.append("Liger kernels (pip install 'phased-cpt[gpu]'; training.performance.liger_kernel: auto)")
-    if not cfg.training.gradient_checkpointing:
-        steps.append("training.gradient_checkpointing: true")
+    if cfg.training.gradient_checkpointing is False:
+        steps.append("training.gradient_checkpointing: auto (or true)")
     if stage < 3:
         steps.append("deepspeed: zero3")
     if cfg.deepspeed_offload == "none":

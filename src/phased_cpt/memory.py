@@ -41,13 +41,20 @@ projections, plain loop with torch AdamW): every row within 5%, with no term fit
 (tests/unit/test_memory.py). The per-layer saved bytes equal what autograd saves for a Qwen2 layer
 on CPU, byte for byte, and whole training steps on CPU land within 10% (same test file;
 benchmarks/RESULTS.md). DeepSpeed's terms follow the ZeRO paper's accounting and were not measured.
+
+`training.gradient_checkpointing: auto` is resolved here too (`choose_checkpointing`), since the
+choice is the estimate's: the least recomputation whose `gpu_bytes` fits the device with
+`CHECKPOINTING_MARGIN` to spare. `plan` resolves it for the GPU it plans for, training for the GPU
+(or the CPU's memory) it runs on.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -289,6 +296,9 @@ class MemoryEstimate:
     peak_at: str
     """'loss', 'backward' or 'optimizer step'."""
     lora_parameters: int
+    checkpointing: str = ""
+    """What `gradient_checkpointing: auto` chose for this estimate, and why (`estimate_config_memory`);
+    empty where the config set it."""
 
     @property
     def peak_bytes(self) -> int:
@@ -392,7 +402,10 @@ def estimate_memory(
 
 def checkpointed_layers(layers: int, training: TrainingConfig) -> set[int]:
     """Indices of the layers whose activations are recomputed (transformers checkpoints layer i
-    when i % every_n_layers == 0)."""
+    when i % every_n_layers == 0). `gradient_checkpointing: auto` must be resolved first
+    (`choose_checkpointing`)."""
+    if training.gradient_checkpointing == "auto":
+        raise ValueError("training.gradient_checkpointing: auto is resolved by choose_checkpointing first")
     if not training.gradient_checkpointing:
         return set()
     every = training.performance.checkpoint_every_n_layers
@@ -483,10 +496,24 @@ def estimate_config_memory(
     world_size: int = 1,
     offload: str = "none",
     max_tokens: int | None = None,
+    device: DeviceMemory | None = None,
 ) -> MemoryEstimate:
     """What a run needs per GPU: `estimate_run_memory` of its most demanding phase (a phase may set
     its own micro-batch), for rows of `max_tokens` (default `context.max_tokens`). The one answer
-    `plan`, `doctor` and `deepspeed: auto` give."""
+    `plan`, `doctor` and `deepspeed: auto` give. `gradient_checkpointing: auto` is resolved for
+    `device` (`choose_checkpointing`; full checkpointing where the device is not given)."""
+    settings = dict(
+        bf16_supported=bf16_supported,
+        liger=liger,
+        zero_stage=zero_stage,
+        world_size=world_size,
+        offload=offload,
+        max_tokens=max_tokens,
+    )
+    if cfg.training.gradient_checkpointing == "auto":
+        choice = choose_config_checkpointing(cfg, shape, device or DeviceMemory(None), **settings)
+        resolved = cfg.model_copy(update={"training": choice.training})
+        return replace(estimate_config_memory(resolved, shape, **settings), checkpointing=choice.describe())
     return max(
         (
             estimate_run_memory(
@@ -504,3 +531,118 @@ def estimate_config_memory(
         ),
         key=lambda estimate: estimate.gpu_bytes,
     )
+
+
+# --- gradient_checkpointing: auto ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeviceMemory:
+    """The memory one training process may fill: a GPU's, or on a CPU the machine's."""
+
+    total_bytes: int | None
+    """None: unknown."""
+    cuda: bool = True
+
+
+CHECKPOINTING_MARGIN = 0.10
+"""The share of the device's memory `gradient_checkpointing: auto` leaves free on top of the
+estimate's `gpu_bytes` (which already adds the allocator's fragmentation and the CUDA context):
+twice the 5% by which the estimate missed measured H100 peaks (tests/unit/test_memory.py)."""
+CHECKPOINTING_CANDIDATES = ((False, 1, False), (True, 4, False), (True, 2, False), (True, 1, False), (True, 1, True))
+"""(checkpointing, every_n_layers, offload) from the least recomputation to the least memory:
+off; every 4th layer; every 2nd layer; all layers; all layers with their inputs in pinned CPU
+memory (GPU only: on a CPU the activations are in host memory already)."""
+
+
+@dataclass(frozen=True)
+class CheckpointingChoice:
+    """The training settings with `gradient_checkpointing` resolved, and why."""
+
+    training: TrainingConfig
+    reason: str
+
+    def describe(self) -> str:
+        return f"{describe_checkpointing_setting(self.training)} ({self.reason})"
+
+
+def describe_checkpointing_setting(training: TrainingConfig, offload_possible: bool = True) -> str:
+    """'off', 'full', 'every 2 layers', '+ offload to CPU' of resolved training settings."""
+    if training.gradient_checkpointing == "auto":
+        return "auto"
+    if not training.gradient_checkpointing:
+        return "off"
+    every = training.performance.checkpoint_every_n_layers
+    text = "full" if every == 1 else f"every {every} layers"
+    if training.performance.checkpoint_offload:
+        text += " + offload to CPU" if offload_possible else " (offload: off, no GPU)"
+    return text
+
+
+def with_checkpointing(training: TrainingConfig, on: bool, every_n_layers: int, offload: bool) -> TrainingConfig:
+    performance = training.performance.model_copy(
+        update={"checkpoint_every_n_layers": every_n_layers, "checkpoint_offload": offload}
+    )
+    return training.model_copy(update={"gradient_checkpointing": on, "performance": performance})
+
+
+def choose_checkpointing(
+    training: TrainingConfig,
+    estimate: Callable[[TrainingConfig], MemoryEstimate],
+    device_bytes: int | None,
+    on_cuda: bool,
+) -> CheckpointingChoice:
+    """Resolve `gradient_checkpointing: auto`: the first of `CHECKPOINTING_CANDIDATES` whose
+    `estimate(training).gpu_bytes` fits `device_bytes` with `CHECKPOINTING_MARGIN` to spare. Where
+    none fits, the one needing least memory (the run then needs what `doctor` recommends); full
+    checkpointing where the device's memory is unknown. true / false are kept as set."""
+    if training.gradient_checkpointing != "auto":
+        setting = str(training.gradient_checkpointing).lower()
+        return CheckpointingChoice(training, f"training.gradient_checkpointing: {setting}")
+    if device_bytes is None:
+        return CheckpointingChoice(with_checkpointing(training, True, 1, False), "auto: the device's memory is unknown")
+    budget = int(device_bytes * (1 - CHECKPOINTING_MARGIN))
+    needs: list[tuple[TrainingConfig, int]] = []
+    for on, every, offload in CHECKPOINTING_CANDIDATES:
+        if offload and not on_cuda:
+            continue
+        candidate = with_checkpointing(training, on, every, offload)
+        need = estimate(candidate).gpu_bytes
+        if need <= budget:
+            cheaper = f"; {describe_need(*needs[-1])}" if needs else ""
+            return CheckpointingChoice(
+                candidate,
+                f"auto: needs ~{gib(need)} of {gib(device_bytes)}, {CHECKPOINTING_MARGIN:.0%} kept free{cheaper}",
+            )
+        needs.append((candidate, need))
+    least, need = min(needs, key=lambda pair: pair[1])
+    return CheckpointingChoice(
+        least,
+        f"auto: nothing fits {gib(budget)} ({gib(device_bytes)} less {CHECKPOINTING_MARGIN:.0%}); the least memory, "
+        f"~{gib(need)}; `phased-cpt doctor` says what to change",
+    )
+
+
+def describe_need(training: TrainingConfig, need: int) -> str:
+    return f"{describe_checkpointing_setting(training)} would need ~{gib(need)}"
+
+
+def host_memory_bytes() -> int | None:
+    """This machine's physical memory (the device's memory when training on the CPU); None where
+    the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def choose_config_checkpointing(
+    cfg: RunConfig, shape: ModelShape, device: DeviceMemory, **settings: Any
+) -> CheckpointingChoice:
+    """`choose_checkpointing` for a run: the estimate of its most demanding phase
+    (`estimate_config_memory` with `settings`) against `device`."""
+
+    def estimate(training: TrainingConfig) -> MemoryEstimate:
+        return estimate_config_memory(cfg.model_copy(update={"training": training}), shape, **settings)
+
+    return choose_checkpointing(cfg.training, estimate, device.total_bytes, device.cuda)

@@ -16,6 +16,7 @@ from phased_cpt.data.plan import (
     PhasePlan,
     PhaseRows,
     format_plan,
+    longest_row_tokens,
     micro_batches_per_epoch,
     plan_json,
     plan_phases,
@@ -27,8 +28,10 @@ from phased_cpt.flops import Workload, estimate_seconds, format_duration
 from phased_cpt.gpus import GpuSpec, gpu_by_name, gpu_spec, known_gpu_names
 from phased_cpt.memory import (
     DTYPE_BYTES,
+    DeviceMemory,
     GiB,
     checkpointed_layers,
+    choose_config_checkpointing,
     estimate_config_memory,
     gib,
     model_shape,
@@ -53,6 +56,9 @@ class RunPlan:
     warnings: list[str] = field(default_factory=list)
     contamination: ContaminationTable | None = None
     """Each evaluation set's lines seen verbatim in the training text (`data/eval_sets.py`)."""
+    checkpointing: str | None = None
+    """What training.gradient_checkpointing resolves to on this GPU, and why; None when the
+    model's config.json is not found."""
 
     @property
     def seconds(self) -> tuple[float, float, float] | None:
@@ -134,15 +140,21 @@ def cost_run(
         )
         return RunPlan(plans, world_size, nodes, gpu.name, utilisation_of(gpu), described, None, notes, warnings)
     setting = cfg.training.performance.liger_kernel
-    # the peak comes with the longest row: max_tokens when packed, else the longest document or chunk
-    longest_row = (
-        cfg.context.max_tokens
-        if cfg.context.sample_packing
-        else int(
-            max((int(rows.chunk_lengths.max()) for rows in phase_rows.values() if len(rows.chunk_lengths)), default=1)
-        )
-    )
+    longest_row = longest_row_tokens(cfg.context, phase_rows.values())
     memory: dict = {"row_tokens": longest_row, "gpu_memory_bytes": int(gpu.memory_gib * GiB)}
+    device = DeviceMemory(memory["gpu_memory_bytes"])
+    liger_for_time = setting is True or (setting == "auto" and liger_installed())
+    checkpointing = choose_config_checkpointing(
+        cfg,
+        shape,
+        device,
+        bf16_supported=True,
+        liger=liger_for_time,
+        zero_stage=stage,
+        world_size=world_size,
+        offload=offload,
+        max_tokens=longest_row,
+    )
     for liger in [False, True] if setting == "auto" else [setting is True]:
         estimate = estimate_config_memory(
             cfg,
@@ -153,23 +165,24 @@ def cost_run(
             world_size=world_size,
             offload=offload,
             max_tokens=longest_row,
+            device=device,
         )
         memory["liger" if liger else "no_liger"] = {
             "gpu_bytes": estimate.gpu_bytes,
             "peak_bytes": estimate.peak_bytes,
             "describe": estimate.describe(),
+            "checkpointing": estimate.checkpointing or checkpointing.describe(),
         }
     if all(memory[key]["gpu_bytes"] > memory["gpu_memory_bytes"] for key in ("no_liger", "liger") if key in memory):
         warnings.append(
             f"memory: the estimate exceeds the {gpu.memory_gib:g} GiB of an {gpu.name}; "
             "`phased-cpt doctor --gpu-memory` says what to change"
         )
-    liger_for_time = setting is True or (setting == "auto" and liger_installed())
     lora_modules = sum(1 for m in cfg.training.lora.target_modules if m in shape.module_shapes)
     timed = []
     for phase, plan in zip(cfg.phases, plans):
         rows = phase_rows[phase.name]
-        training = phase.training_for(cfg.training)
+        training = phase.training_for(checkpointing.training)
         global_micro_batches = max(micro_batches_per_epoch(plan.rows, training, 1), 1)
         epochs = plan.micro_batches * world_size / global_micro_batches  # what max_steps leaves of the epochs
         work = Workload(
@@ -197,7 +210,18 @@ def cost_run(
                 plan, seconds=estimate.seconds, seconds_low=estimate.low_seconds, seconds_high=estimate.high_seconds
             )
         )
-    return RunPlan(timed, world_size, nodes, gpu.name, utilisation_of(gpu), described, memory, notes, warnings)
+    return RunPlan(
+        timed,
+        world_size,
+        nodes,
+        gpu.name,
+        utilisation_of(gpu),
+        described,
+        memory,
+        notes,
+        warnings,
+        checkpointing.describe(),
+    )
 
 
 def utilisation_of(gpu: GpuSpec) -> str:
@@ -227,6 +251,8 @@ def format_run_plan(run: RunPlan, context: ContextConfig, training: TrainingConf
         lines.append(
             f"memory per GPU ({run.gpu}, {gib(have)}; rows of {run.memory['row_tokens']:,} tokens): " + "; ".join(parts)
         )
+    if run.checkpointing is not None:
+        lines.append(f"gradient checkpointing: {run.checkpointing}")
     if run.seconds is not None:
         low, mid, high = run.seconds
         per_phase = ", ".join(f"{p.phase} ~{format_duration(p.seconds)}" for p in run.phases)
@@ -253,4 +279,5 @@ def run_plan_json(run: RunPlan, context: ContextConfig) -> dict:
         "notes": run.notes,
         "warnings": run.warnings,
         "contamination": run.contamination.to_dict() if run.contamination is not None else None,
+        "checkpointing": run.checkpointing,
     }

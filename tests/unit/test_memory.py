@@ -285,6 +285,7 @@ def test_a_runs_need_is_its_most_demanding_phase_for_plan_doctor_and_deepspeed_a
 
     data = {
         "model": {"name": "/nowhere/model"},
+        "training": {"gradient_checkpointing": True},
         "phases": [{"name": "a", "file": "a.jsonl"}, {"name": "b", "file": "b.jsonl", "micro_batch_size": 4}],
     }
     cfg, _ = load_config(None, base_data=data, check_files=False)

@@ -24,11 +24,12 @@ no_liger = pytest.mark.skipif(liger_installed(), reason="checks the behaviour wi
 
 
 def training_with(**performance) -> TrainingConfig:
-    return TrainingConfig(performance=PerformanceConfig(**performance))
+    """Checkpointing on (`auto` is resolved before the Trainer is built: test_checkpointing_auto.py)."""
+    return TrainingConfig(gradient_checkpointing=True, performance=PerformanceConfig(**performance))
 
 
 def test_defaults_reach_the_trainer(tmp_path):
-    args = training_arguments(TrainingConfig(), epochs=1, phase_dir=tmp_path)
+    args = training_arguments(training_with(), epochs=1, phase_dir=tmp_path)
     assert args.optim == "adamw_torch_fused"
     assert args.torch_compile is False
     assert args.activation_checkpointing_kwargs == {"use_reentrant": False}
@@ -74,6 +75,7 @@ def test_checkpoint_every_n_layers_checkpoints_only_those_layers(tiny_model_dir,
         gradient_accumulation_steps=1,
         save_steps=100,
         logging_steps=100,
+        gradient_checkpointing=True,
         performance=PerformanceConfig(checkpoint_every_n_layers=every),
     )
     row = {"input_ids": list(range(3, 19)), "labels": list(range(3, 19))}
@@ -156,12 +158,11 @@ def test_validate_refuses_liger_true_without_liger_kernel(tiny_model_dir, tmp_pa
 def test_token_count_includes_eos_in_packed_batches(tmp_path):
     # packed rows carry no padding, so every token counts (pad == eos would hide each EOS otherwise)
     assert (
-        training_arguments(TrainingConfig(), epochs=1, phase_dir=tmp_path, packed=True).include_num_input_tokens_seen
+        training_arguments(training_with(), epochs=1, phase_dir=tmp_path, packed=True).include_num_input_tokens_seen
         == "all"
     )
     assert (
-        training_arguments(TrainingConfig(), epochs=1, phase_dir=tmp_path).include_num_input_tokens_seen
-        == "non_padding"
+        training_arguments(training_with(), epochs=1, phase_dir=tmp_path).include_num_input_tokens_seen == "non_padding"
     )
 
 

@@ -148,11 +148,12 @@ class PerformanceConfig(StrictModel):
     torch_compile: bool = False
     """torch.compile the model (the Trainer's `torch_compile`)."""
     checkpoint_every_n_layers: Count = 1
-    """With training.gradient_checkpointing: recompute only every n-th decoder layer (1: all);
-    the others keep their activations, trading memory back for speed."""
+    """With training.gradient_checkpointing: true: recompute only every n-th decoder layer (1: all);
+    the others keep their activations, trading memory back for speed (auto chooses it itself)."""
     checkpoint_offload: bool = False
-    """With training.gradient_checkpointing: keep the activations saved for the recompute in
-    pinned CPU memory instead of on the GPU (less GPU memory at long rows, slower steps)."""
+    """With training.gradient_checkpointing: true: keep the activations saved for the recompute in
+    pinned CPU memory instead of on the GPU (less GPU memory at long rows, slower steps; auto
+    chooses it itself)."""
 
     @field_validator("liger_kernel")
     @classmethod
@@ -174,7 +175,11 @@ class TrainingConfig(StrictModel):
     weight_decay: NonNegativeFloat = 0.1
     max_grad_norm: NonNegativeFloat = 1.0
     """0 disables gradient clipping."""
-    gradient_checkpointing: bool = True
+    gradient_checkpointing: Literal["auto", True, False] = "auto"
+    """Recompute activations in backward. auto: the least recomputation (off, every 4th, every 2nd
+    layer, all layers, all + offload on a GPU) whose estimated peak (`memory.py`) fits the GPU, or
+    on a CPU the machine's memory, with `memory.CHECKPOINTING_MARGIN` to spare
+    (`memory.choose_checkpointing`); `plan` and the training log say what it chose and why."""
     seed: int = Field(42, ge=0, lt=2**32)
     """0 <= seed < 2**32 (what numpy's and torch's seeding accept)."""
     logging_steps: Count = 10
@@ -209,12 +214,13 @@ class TrainingConfig(StrictModel):
     @model_validator(mode="after")
     def _check_checkpointing(self) -> TrainingConfig:
         performance = self.performance
-        if not self.gradient_checkpointing and (
+        if self.gradient_checkpointing is not True and (
             performance.checkpoint_every_n_layers != 1 or performance.checkpoint_offload
         ):
             raise ValueError(
                 "training.performance.checkpoint_every_n_layers / checkpoint_offload need "
-                "training.gradient_checkpointing: true; turn it on or leave them at 1 / false"
+                f"training.gradient_checkpointing: true (it is {str(self.gradient_checkpointing).lower()}; "
+                "auto chooses them itself); set it to true or leave them at 1 / false"
             )
         return self
 

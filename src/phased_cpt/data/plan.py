@@ -29,6 +29,7 @@ costs on GPUs (memory, time) is `phased_cpt/planning.py`.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -158,6 +159,14 @@ class PhaseRows:
             data.meta["longest_document"],
             data.cache_hit,
         )
+
+
+def longest_row_tokens(context: ContextConfig, phase_rows: Iterable[PhaseRows]) -> int:
+    """The tokens of the run's longest row, where the memory peaks: `max_tokens` when packed, else
+    the longest document or chunk of any phase (1 when there is none)."""
+    if context.sample_packing:
+        return context.max_tokens
+    return int(max((int(rows.chunk_lengths.max()) for rows in phase_rows if len(rows.chunk_lengths)), default=1))
 
 
 def plan_phases(

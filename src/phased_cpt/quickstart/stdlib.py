@@ -30,8 +30,9 @@ def stdlib_files(limit_files: int | None = None) -> list[Path]:
     return sorted(files)[:limit_files]
 
 
-def file_documents(path: Path) -> Iterator[str]:
-    """Source of every top-level def/class of one module; nothing for a file that does not parse."""
+def file_documents(path: Path, root: Path = STDLIB) -> Iterator[str]:
+    """Source of every top-level def/class of one module, headed by its path under `root`; nothing
+    for a file that does not parse."""
     try:
         source = path.read_text(encoding="utf-8")
         tree = ast.parse(source)
@@ -43,7 +44,7 @@ def file_documents(path: Path) -> Iterator[str]:
             start = min([node.lineno] + [d.lineno for d in node.decorator_list]) - 1
             text = "".join(lines[start : node.end_lineno])
             if text.strip():
-                yield f"# path: {path.relative_to(STDLIB)}\n{text}"
+                yield f"# path: {path.relative_to(root)}\n{text}"
 
 
 def stdlib_documents(limit_files: int | None = None) -> list[str]:

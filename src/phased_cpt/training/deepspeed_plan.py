@@ -165,7 +165,7 @@ def auto_memory_inputs(
     import torch
 
     from phased_cpt.config import training_dtype
-    from phased_cpt.memory import DTYPE_BYTES, estimate_config_memory, model_shape, parameters_from_size
+    from phased_cpt.memory import DTYPE_BYTES, DeviceMemory, estimate_config_memory, model_shape, parameters_from_size
     from phased_cpt.training.throughput import resolve_liger
 
     if gpu_bytes is not None:
@@ -180,6 +180,13 @@ def auto_memory_inputs(
         params = parameters_from_size(cfg.model.size)
         return (params * DTYPE_BYTES[training_dtype(cfg.model.dtype, bf16)] if params else None), gpu_bytes
     estimate = estimate_config_memory(
-        cfg, shape, bf16_supported=bf16, liger=liger, zero_stage=2, world_size=processes, offload=cfg.deepspeed_offload
+        cfg,
+        shape,
+        bf16_supported=bf16,
+        liger=liger,
+        zero_stage=2,
+        world_size=processes,
+        offload=cfg.deepspeed_offload,
+        device=DeviceMemory(gpu_bytes),
     )
     return estimate.gpu_bytes, gpu_bytes

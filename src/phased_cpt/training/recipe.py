@@ -25,7 +25,7 @@ from phased_cpt.crash_points import crash_point
 from phased_cpt.data.cache import resolve_cache_dir
 from phased_cpt.data.collate import check_packing_model, make_collator
 from phased_cpt.data.phase_data import PhaseData, build_run_data, save_rejected
-from phased_cpt.data.plan import format_plan, plan_phases, plan_warnings
+from phased_cpt.data.plan import PhaseRows, format_plan, longest_row_tokens, plan_phases, plan_warnings
 from phased_cpt.errors import ConfigError, storage_errors
 from phased_cpt.evaluation.report import write_report
 from phased_cpt.modeling import check_model_settings, load_tokenizer
@@ -46,7 +46,7 @@ from phased_cpt.training.processes import (
 from phased_cpt.training.resume import resume_point, resume_run, start_run
 from phased_cpt.training.schedule import phase_lr
 from phased_cpt.training.signals import GracefulStopCallback, StopRequest, TrainingInterrupted, stop_on_signals
-from phased_cpt.training.throughput import speed_path
+from phased_cpt.training.throughput import resolve_checkpointing, speed_path
 from phased_cpt.training.trainable import TrainableModel
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,8 @@ class RunContext:
     evaluator: RunEvaluator
     stop: StopRequest
     training: TrainingConfig
-    """The global training settings; a phase resolves its own overrides on top."""
+    """The global training settings, `gradient_checkpointing` resolved for this machine
+    (`resolve_checkpointing`); a phase resolves its own overrides on top."""
     context: ContextConfig
     evaluation: EvaluationConfig
     deepspeed: DeepSpeedPlan | None
@@ -110,7 +111,9 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
         save_rejected(phase_data, run.rejected_dir)
     trainable = TrainableModel.build(cfg.model, cfg.training.lora, run.final_adapter())
     check_packing_model(trainable.model, cfg.context)
-    logger.info("%s", speed_path(trainable.model, cfg.training, cfg.context, deepspeed))
+    longest_row = longest_row_tokens(cfg.context, map(PhaseRows.of, phase_data.values()))
+    checkpointing = resolve_checkpointing(trainable.model, cfg, deepspeed, longest_row)
+    logger.info("%s", speed_path(trainable.model, checkpointing.training, cfg.context, deepspeed, checkpointing))
     pending = run.pending_phases(cfg.phases)
     sink = open_sink(
         run,
@@ -143,7 +146,16 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
     try:
         with stop_on_signals() as stop, storage_errors(run.path, run.path):
             shared = RunContext(
-                run, tokenizer, sink, evaluator, stop, cfg.training, cfg.context, cfg.evaluation, deepspeed, cfg.phases
+                run,
+                tokenizer,
+                sink,
+                evaluator,
+                stop,
+                checkpointing.training,
+                cfg.context,
+                cfg.evaluation,
+                deepspeed,
+                cfg.phases,
             )
             evaluator.before_training(trainable.model)
             for phase in pending:

@@ -18,12 +18,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from phased_cpt.config import ContextConfig, PerformanceConfig, TrainingConfig
+from phased_cpt.config import ContextConfig, PerformanceConfig, RunConfig, TrainingConfig
 from phased_cpt.config.schema import liger_installed
 from phased_cpt.errors import UserError
 from phased_cpt.flops import attention_flops, flops_per_token, step_flops
 from phased_cpt.gpus import gpu_spec
-from phased_cpt.memory import ModelShape, base_parameters
+from phased_cpt.memory import (
+    CheckpointingChoice,
+    DeviceMemory,
+    ModelShape,
+    base_parameters,
+    choose_config_checkpointing,
+    describe_checkpointing_setting,
+    host_memory_bytes,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +211,9 @@ def liger_supports(model_type: str) -> bool:
 def checkpointing_kwargs(training: TrainingConfig, on_cuda: bool | None = None) -> dict[str, Any] | None:
     """The Trainer's `activation_checkpointing_kwargs`; None without checkpointing. Offloading
     needs pinned memory, which only exists with an accelerator (on a CPU the activations are in
-    host memory already), so it is left out there."""
+    host memory already), so it is left out there. `auto` is resolved first (`resolve_checkpointing`)."""
+    if training.gradient_checkpointing == "auto":
+        raise ValueError("training.gradient_checkpointing: auto is resolved by resolve_checkpointing first")
     if not training.gradient_checkpointing:
         return None
     on_cuda = torch.cuda.is_available() if on_cuda is None else on_cuda
@@ -217,21 +227,44 @@ def checkpointing_kwargs(training: TrainingConfig, on_cuda: bool | None = None) 
 
 
 def describe_checkpointing(training: TrainingConfig, on_cuda: bool | None = None) -> str:
-    kwargs = checkpointing_kwargs(training, on_cuda)
-    if kwargs is None:
-        return "off"
-    every = kwargs.get("every_n_layers", 1)
-    text = "full" if every == 1 else f"every {every} layers"
-    if kwargs.get("offload"):
-        text += " + offload to CPU"
-    elif training.performance.checkpoint_offload:
-        text += " (offload: off, no GPU)"
-    return text
+    on_cuda = torch.cuda.is_available() if on_cuda is None else on_cuda
+    return describe_checkpointing_setting(training, offload_possible=on_cuda)
 
 
-def speed_path(model: Any, training: TrainingConfig, context: ContextConfig, deepspeed: Any = None) -> str:
+def resolve_checkpointing(model: Any, cfg: RunConfig, deepspeed: Any, max_tokens: int) -> CheckpointingChoice:
+    """`training.gradient_checkpointing` for this run on this machine: `auto` becomes the least
+    recomputation whose estimated peak (`memory.py`, this model's shape, rows of `max_tokens`,
+    Liger and DeepSpeed as they will run) fits this GPU, or on a CPU this machine's memory."""
+    from phased_cpt.distributed import world_size
+
+    on_cuda = torch.cuda.is_available()
+    total = torch.cuda.get_device_properties(0).total_memory if on_cuda else host_memory_bytes()
+    bf16 = on_cuda and torch.cuda.is_bf16_supported()
+    liger = resolve_liger(cfg.training.performance.liger_kernel).value
+    liger = liger and liger_supports(model.config.get_text_config().model_type)
+    return choose_config_checkpointing(
+        cfg,
+        ModelShape.of(model),
+        DeviceMemory(total, cuda=on_cuda),
+        bf16_supported=bf16,
+        liger=liger,
+        zero_stage=deepspeed.zero_stage if deepspeed else 0,
+        world_size=world_size(),
+        offload=cfg.deepspeed_offload if deepspeed else "none",
+        max_tokens=max_tokens,
+    )
+
+
+def speed_path(
+    model: Any,
+    training: TrainingConfig,
+    context: ContextConfig,
+    deepspeed: Any = None,
+    checkpointing: CheckpointingChoice | None = None,
+) -> str:
     """The one line logged at training start: which speed path is active and why. `deepspeed`:
-    the run's `DeepSpeedPlan` or None; an `optimizer` section in its config replaces ours."""
+    the run's `DeepSpeedPlan` or None; an `optimizer` section in its config replaces ours.
+    `checkpointing`: how `training.gradient_checkpointing` was resolved (its reason is shown)."""
     performance = training.performance
     liger = resolve_liger(performance.liger_kernel)
     model_type = model.config.get_text_config().model_type
@@ -245,7 +278,8 @@ def speed_path(model: Any, training: TrainingConfig, context: ContextConfig, dee
     attention = getattr(model.config, "_attn_implementation", None) or "default"
     return (
         f"speed path: liger={liger.describe('on' if liger.value else 'off')}, attention={attention}, "
-        f"optimizer={optimizer.describe(optimizer.value)}, checkpointing={describe_checkpointing(training)}, "
+        f"optimizer={optimizer.describe(optimizer.value)}, "
+        f"checkpointing={Choice(None, checkpointing.reason if checkpointing else '').describe(describe_checkpointing(training))}, "
         f"compile={'on' if performance.torch_compile else 'off'}, "
         f"packing={'on' if context.sample_packing else 'off'}"
     )

@@ -17,7 +17,9 @@ def trainer(model_dir, tmp_path, lora: LoraConfig, **kwargs) -> PhaseTrainer:
     model = attach_lora(
         load_base_model(ModelConfig(name=str(model_dir), dtype="float32", attn_implementation="sdpa")), lora
     )
-    training = TrainingConfig(learning_rate=1e-3, weight_decay=0.1, lora=lora, max_steps=10)
+    training = TrainingConfig(
+        learning_rate=1e-3, weight_decay=0.1, lora=lora, max_steps=10, gradient_checkpointing=True
+    )
     return PhaseTrainer(model=model, args=training_arguments(training, 1, tmp_path), max_nonfinite_losses=3, **kwargs)
 
 

@@ -32,7 +32,7 @@ def test_each_training_key_is_passed_to_the_trainer(tmp_path):
     assert not args.activation_checkpointing
     assert args.save_total_limit is None  # rotation is CheckpointCallback's, after a newer checkpoint is complete
     assert not args.save_only_model and args.output_dir == str(tmp_path)
-    checkpointed = training_arguments(TrainingConfig(), epochs=1, phase_dir=tmp_path)
+    checkpointed = training_arguments(TrainingConfig(gradient_checkpointing=True), epochs=1, phase_dir=tmp_path)
     assert checkpointed.activation_checkpointing and checkpointed.max_steps == -1
 
 
