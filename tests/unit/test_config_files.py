@@ -93,8 +93,9 @@ def test_the_expansion_matches_glob_for_plain_trees(work):
     import glob
 
     write_jsonl(work / "g" / ".hidden.jsonl", ["h = 1"])
-    for pattern in ("g/**/*.jsonl", "g/*.jsonl", "*/*.jsonl", "g/s*/y.jsonl", str(work / "g" / "**" / "*.jsonl")):
-        expected = sorted(Path(p) for p in glob.glob(pattern, recursive=True))
+    patterns = ("g/**/*.jsonl", "g/*.jsonl", "*/*.jsonl", "g/s*/y.jsonl", "g/**", "**/y.json?", "g/[sx]*")
+    for pattern in (*patterns, str(work / "g" / "**" / "*.jsonl")):
+        expected = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
         assert list(expand_pattern(Path(pattern))) == expected, pattern
 
 

@@ -62,8 +62,12 @@ def _walk(directory: Path, parts: Sequence[str], visited: set[tuple[FileIdentity
         yield from _walk(directory, rest, visited)
         for name in _listdir(directory):
             child = directory / name
-            if not name.startswith(".") and child.is_dir():
+            if name.startswith("."):
+                continue
+            if child.is_dir():
                 yield from _walk(child, parts, visited)
+            elif not rest:  # a trailing `**` names the files below too
+                yield child
     elif glob.has_magic(head):
         for name in _listdir(directory):
             if fnmatch.fnmatchcase(name, head) and (head.startswith(".") or not name.startswith(".")):
