@@ -220,7 +220,7 @@ def cost_run(
         memory,
         notes,
         warnings,
-        checkpointing.describe(),
+        checkpointing=checkpointing.describe(),
     )
 
 

@@ -609,10 +609,10 @@ class HumanEvalConfig(StrictModel):
     sandbox (`evaluation/humaneval.py`, `evaluation/sandbox.py`): the forgetting matrix's
     `humaneval` column."""
 
-    problems: CountOrZero = Field(default=20, le=HUMANEVAL_PROBLEMS)
+    problems: Annotated[int, Field(ge=0, le=HUMANEVAL_PROBLEMS)] = 20
     """Problems scored for the base model and after each phase but the last (the first N, in the
     package's order); 0 turns HumanEval off."""
-    final_problems: CountOrZero = Field(default=HUMANEVAL_PROBLEMS, le=HUMANEVAL_PROBLEMS)
+    final_problems: Annotated[int, Field(ge=0, le=HUMANEVAL_PROBLEMS)] = HUMANEVAL_PROBLEMS
     """Problems scored after the last phase (and for the base row, so the two compare); at
     least `problems`."""
     max_new_tokens: Count = 384
