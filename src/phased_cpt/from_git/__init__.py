@@ -28,7 +28,7 @@ from pathlib import Path
 
 from phased_cpt.errors import UserError
 from phased_cpt.from_git.foundation import write_foundation
-from phased_cpt.from_git.git import GitRepo
+from phased_cpt.from_git.git import GitRepo, note_shallow_boundary
 from phased_cpt.from_git.history import parse_since, write_evolution
 from phased_cpt.from_git.merges import write_merges
 from phased_cpt.from_git.output import DocumentWriter, prepare_out_dir
@@ -107,6 +107,7 @@ def build_datasets(
     phase1, phase2, phase3 = writers = [
         DocumentWriter(out, stats, keep_duplicates=keep_duplicates) for stats in summary.outputs
     ]
+    note_shallow_boundary(git, phase2.stats, summary.notes)
     try:
         write_foundation(git, commit, entries, rules, max_file_bytes=max_file_bytes, writer=phase1)
         write_evolution(git, commit, rules, since_epoch=since_epoch, max_diff_bytes=max_diff_bytes, writer=phase2)

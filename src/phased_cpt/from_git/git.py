@@ -31,19 +31,26 @@ diff, rename detection on, `diff.relative=false`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
 import shutil
+import stat
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from phased_cpt.errors import UserError
+
+if TYPE_CHECKING:
+    from phased_cpt.from_git.summary import OutputStats
 
 SAFE_CONFIG: dict[str, str] = {
     "core.fsmonitor": "false",
@@ -62,8 +69,23 @@ SAFE_CONFIG: dict[str, str] = {
     "diff.mnemonicPrefix": "false",
     "diff.relative": "false",
     "log.showRoot": "true",
+    # keys that name a file for git to read: a FIFO there hangs git, /dev/zero fills memory
+    "core.excludesFile": os.devnull,
+    "diff.orderFile": os.devnull,
+    "mailmap.file": os.devnull,
+    "mailmap.blob": "",
+    "log.mailmap": "false",
+    "blame.ignoreRevsFile": "",
+    "commit.template": "",
+    "gpg.ssh.allowedSignersFile": os.devnull,
+    "gpg.ssh.revocationFile": os.devnull,
 }
 """`-c` overrides on every git call (command-line config beats the repository's own)."""
+
+IDLE_TIMEOUT_S = 180.0
+"""A git call that has produced no output for this long while we wait on it is stopped."""
+
+_INCLUDE_KEY = re.compile(r"(?i)^(?:include|includeif\..*)\.path$")
 
 _DROPPED_ENV = ("PAGER", "EDITOR", "VISUAL", "SSH_ASKPASS", "SSH_AUTH_SOCK")
 _SAFE_ENV = {
@@ -114,29 +136,62 @@ class CommitMessage:
 
 
 class GitRepo:
-    """A git repository on disk, checked when opened; every method runs git in it."""
+    """A git repository on disk, checked when opened; every method runs git in it.
 
-    def __init__(self, root: Path, *, allow_other_owner: bool = False) -> None:
+    `git_dir` is the repository's git directory: once opened, git runs with `--git-dir` on it
+    and `--work-tree` on an empty directory, so no file of the working tree (`.gitattributes`,
+    `.mailmap`) is ever read; everything comes from the object store.
+    """
+
+    def __init__(self, root: Path, *, allow_other_owner: bool = False, git_dir: Path | None = None) -> None:
         self.root = root
         self.allow_other_owner = allow_other_owner
+        self.git_dir = git_dir
+        self._empty_dir = tempfile.TemporaryDirectory(prefix="phased-cpt-git-") if git_dir is not None else None
+        self._boundary: tuple[str, ...] | None = None
 
     @classmethod
     def open(cls, path: Path, *, allow_other_owner: bool = False) -> GitRepo:
-        """Check that `path` is (inside) a git repository and return it at its top level."""
+        """Check that `path` is (inside) a git repository and return it at its top level.
+
+        Before git reads anything, the git directory is checked (`check_git_dir`): no FIFO or
+        device where git reads a file, no config include.
+        """
         if shutil.which("git") is None:
             raise UserError("git was not found on PATH; `data from-git` needs the git command line")
         if not path.exists():
             raise UserError(f"{path}: no such directory (expected a git repository)")
         if not path.is_dir():
             raise UserError(f"{path}: not a directory (expected a git repository)")
+        found = find_git_dir(path.resolve())
+        if found is not None:
+            check_git_dir(found)
         probe = cls(path.resolve(), allow_other_owner=allow_other_owner)
-        result = probe._run("rev-parse", "--is-bare-repository", check=False)
+        result = probe._run("rev-parse", "--is-bare-repository", "--absolute-git-dir", check=False)
         if result.returncode != 0:
             raise UserError(f"{path}: not a git repository ({_git_message(result.stderr)})")
-        if result.stdout.strip() == b"true":
-            return probe
+        bare, git_dir = result.stdout.decode("utf-8", "surrogateescape").splitlines()[:2]
+        if found is None or found.resolve() != Path(git_dir).resolve():
+            check_git_dir(Path(git_dir))  # git found it where we did not look: check before further use
+        if bare.strip() == "true":
+            return cls(probe.root, allow_other_owner=allow_other_owner, git_dir=Path(git_dir))
         top = probe._run("rev-parse", "--show-toplevel").stdout.decode("utf-8", "surrogateescape")
-        return cls(Path(top.strip()), allow_other_owner=allow_other_owner)
+        return cls(Path(top.strip()), allow_other_owner=allow_other_owner, git_dir=Path(git_dir))
+
+    def shallow_boundary(self) -> tuple[str, ...]:
+        """Ids of the commits a shallow clone was cut at (`.git/shallow`), () for a full clone.
+
+        git shows such a commit without its parents, so its diff "adds" every file of its tree:
+        a fabricated change. `iter_patches` leaves these commits out.
+        """
+        if self._boundary is None:
+            self._boundary = ()
+            if self._run("rev-parse", "--is-shallow-repository").stdout.strip() == b"true":
+                name = self._run("rev-parse", "--git-path", "shallow").stdout.decode("utf-8", "surrogateescape")
+                path = Path(name.strip())
+                path = path if path.is_absolute() else (self.git_dir or self.root) / path
+                self._boundary = tuple(sorted(set(path.read_text("ascii").split()))) if path.is_file() else ()
+        return self._boundary
 
     def resolve_commit(self, rev: str) -> str:
         """Full id of the commit `rev` names; a UserError when it names none."""
@@ -202,13 +257,14 @@ class GitRepo:
         `merges=False`: every commit, merges included but without a patch (`--diff-merges=off`).
         `merges=True`: merge commits only, each with its diff against the first parent.
         Only the first `max_patch_bytes` of a patch are kept in memory; the rest is counted.
+        The commits of a shallow clone's boundary (`shallow_boundary`) are left out.
         """
         nonce = f"phased-cpt-{secrets.token_hex(16)}"
         args = ["log", "--reverse", f"--format=%x00{nonce}%x00%H %P", *_PATCH_OPTIONS]
         args += ["--merges", "--diff-merges=first-parent"] if merges else ["--diff-merges=off"]
         if since_epoch is not None:
             args.append(f"--since=@{since_epoch}")
-        args += ["--end-of-options", commit, "--"]
+        args += ["--end-of-options", commit, *(f"^{oid}" for oid in self.shallow_boundary()), "--"]
         marker = b"\0" + nonce.encode("ascii") + b"\0"
         for record, total in self._stream_records(args, marker, max_patch_bytes + _HEADER_ROOM_BYTES):
             header, _, patch = record.partition(b"\n")
@@ -220,7 +276,8 @@ class GitRepo:
 
     def open_objects(self) -> ObjectReader:
         """A reader of objects by id, backed by one `git cat-file --batch`; use it as a context."""
-        return ObjectReader(self._popen(["cat-file", "--batch"], stdin=subprocess.PIPE))
+        process = self._popen(["cat-file", "--batch"], stdin=subprocess.PIPE)
+        return ObjectReader(process, Watchdog(process, self._stalled_message(["cat-file"])))
 
     def _stream_records(self, args: list[str], marker: bytes, max_record_bytes: int) -> Iterator[tuple[bytes, int]]:
         """The records of `git args` that each start with `marker`, each cut to
@@ -229,14 +286,15 @@ class GitRepo:
             process = self._popen(args, stderr=stderr)
             assert process.stdout is not None
             finished = False
-            try:
-                yield from split_records(process.stdout, marker, max_record_bytes)
-                finished = True
-            finally:
-                process.stdout.close()
-                if not finished:  # the consumer stopped early or failed: git is not needed any more
-                    process.kill()
-                returncode = process.wait()
+            with Watchdog(process, self._stalled_message(args)) as watchdog:
+                try:
+                    yield from split_records(watchdog.reader(process.stdout), marker, max_record_bytes)
+                    finished = True
+                finally:
+                    process.stdout.close()
+                    if not finished:  # the consumer stopped early or failed: git is not needed any more
+                        process.kill()
+                    returncode = process.wait()
             if returncode != 0:
                 stderr.seek(0)
                 raise UserError(f"{self.root}: git {args[0]} failed: {_git_message(stderr.read())}")
@@ -247,17 +305,22 @@ class GitRepo:
         if self.allow_other_owner:
             config["safe.directory"] = str(self.root)
         overrides = [item for key, value in config.items() for item in ("-c", f"{key}={value}")]
-        return ["git", "--no-pager", *overrides, *args]
+        location = []
+        if self.git_dir is not None and self._empty_dir is not None:
+            location = [f"--git-dir={self.git_dir}", f"--work-tree={self._empty_dir.name}"]
+        return ["git", "--no-pager", *location, *overrides, *args]
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-        result = subprocess.run(
-            self._command(args),
-            cwd=self.root,
-            env=safe_env(),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            check=False,
-        )
+        """Run git to completion, its output in memory; stopped when it stalls (`IDLE_TIMEOUT_S`)."""
+        with tempfile.TemporaryFile() as stderr:
+            process = self._popen(list(args), stderr=stderr)
+            assert process.stdout is not None
+            with Watchdog(process, self._stalled_message(args)) as watchdog:
+                stdout = b"".join(iter(lambda: watchdog.read(process.stdout, _READ_CHUNK_BYTES), b""))
+                process.stdout.close()
+                returncode = process.wait()
+            stderr.seek(0)
+            result = subprocess.CompletedProcess(self._command(args), returncode, stdout, stderr.read())
         self._refuse_other_owner(result.stderr)
         if check and result.returncode != 0:
             raise UserError(f"{self.root}: git {args[0]} failed: {_git_message(result.stderr)}")
@@ -268,11 +331,17 @@ class GitRepo:
     ) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             self._command(args),
-            cwd=self.root,
+            cwd=self._empty_dir.name if self._empty_dir is not None else self.root,
             env=safe_env(),
             stdin=subprocess.DEVNULL if stdin is None else stdin,
             stdout=subprocess.PIPE,
             stderr=stderr,
+        )
+
+    def _stalled_message(self, args: tuple[str, ...] | list[str]) -> str:
+        return (
+            f"{self.root}: git {args[0]} produced no output for {IDLE_TIMEOUT_S:g} s and was stopped "
+            "(a file the repository makes git read may be a FIFO or a device; see docs/from-git.md#safety)"
         )
 
     def _refuse_other_owner(self, stderr: bytes) -> None:
@@ -283,6 +352,20 @@ class GitRepo:
                 "--allow-other-owner (phased-cpt never runs the repository's hooks, filters or "
                 "configured commands either way), or run as the owner."
             )
+
+
+def note_shallow_boundary(git: GitRepo, stats: OutputStats, notes: list[str]) -> None:
+    """Count and list a shallow clone's boundary commits as left out of phase 2 (`shallow`), and
+    say in the summary how to get the whole history."""
+    boundary = git.shallow_boundary()
+    for oid in boundary:
+        stats.skip("shallow", {"commit": oid}, rule="shallow clone: parents not fetched, its diff would add every file")
+    if boundary:
+        notes.append(
+            f"{git.root} is a shallow clone: {len(boundary)} commit(s) at its boundary were left out of "
+            "phases 2 and 3 (without their parents every file would look added); run "
+            "`git fetch --unshallow` in the repository for the whole history"
+        )
 
 
 def split_records(stream: IO[bytes], marker: bytes, max_record_bytes: int) -> Iterator[tuple[bytes, int]]:
@@ -324,17 +407,23 @@ def split_records(stream: IO[bytes], marker: bytes, max_record_bytes: int) -> It
 class ObjectReader:
     """Reads objects one at a time from a long-lived `git cat-file --batch` process."""
 
-    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], watchdog: Watchdog) -> None:
         self._process = process
+        self._watchdog = watchdog
 
     def __enter__(self) -> ObjectReader:
+        self._watchdog.__enter__()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         assert self._process.stdin is not None and self._process.stdout is not None
-        self._process.stdin.close()
+        try:
+            self._process.stdin.close()
+        except BrokenPipeError:  # git was stopped by the watchdog
+            pass
         self._process.stdout.close()
         self._process.wait()
+        self._watchdog.__exit__(*exc_info)
 
     def read(self, oid: str) -> bytes:
         """The raw content of object `oid` (a blob's bytes, a commit's headers and message)."""
@@ -342,11 +431,13 @@ class ObjectReader:
         assert stdin is not None and stdout is not None
         stdin.write(oid.encode() + b"\n")
         stdin.flush()
-        header = stdout.readline().split()
+        header = self._watchdog.readline(stdout).split()
         if len(header) != 3:
+            self._watchdog.raise_if_fired()
             raise UserError(f"git object {oid} is missing from the repository")
-        data = stdout.read(int(header[2]))
-        stdout.read(1)  # the newline after every object
+        data = self._watchdog.read(stdout, int(header[2]), exact=True)
+        self._watchdog.read(stdout, 1)  # the newline after every object
+        self._watchdog.raise_if_fired()
         return data
 
     def read_message(self, oid: str) -> CommitMessage | None:
@@ -390,6 +481,166 @@ def _format_ident_date(ident: bytes) -> str:
         return datetime.fromtimestamp(int(stamp), timezone(delta)).isoformat()
     except (ValueError, OverflowError, OSError):
         return ""
+
+
+class Watchdog:
+    """Stops a git process that makes us wait longer than `IDLE_TIMEOUT_S` for its next output.
+
+    Only time spent waiting in `read`/`readline` counts: a git process blocked because we are
+    busy with its previous output is not stalled. Leaving the context raises a `UserError` with
+    `message` when the process was stopped.
+    """
+
+    def __init__(self, process: subprocess.Popen[bytes], message: str) -> None:
+        self._process = process
+        self._message = message
+        self._waiting_since: float | None = None
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self.fired = False
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> Watchdog:
+        if not self._thread.is_alive() and not self._done.is_set():
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._done.set()
+        self.raise_if_fired()
+
+    def raise_if_fired(self) -> None:
+        if self.fired:
+            raise UserError(self._message)
+
+    def read(self, stream: IO[bytes], size: int, *, exact: bool = False) -> bytes:
+        """`stream.read(size)` (all `size` bytes when `exact`), timed."""
+        with self._timed():
+            if not exact:
+                return stream.read(size)
+            parts, left = [], size
+            while left > 0 and (part := stream.read(min(left, _READ_CHUNK_BYTES))):
+                parts.append(part)
+                left -= len(part)
+            return b"".join(parts)
+
+    def readline(self, stream: IO[bytes]) -> bytes:
+        with self._timed():
+            return stream.readline()
+
+    def reader(self, stream: IO[bytes]) -> _TimedStream:
+        """`stream` with every `read` timed by this watchdog."""
+        return _TimedStream(stream, self)
+
+    @contextlib.contextmanager
+    def _timed(self) -> Iterator[None]:
+        with self._lock:
+            self._waiting_since = time.monotonic()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._waiting_since = None
+
+    def _watch(self) -> None:
+        poll_s = min(1.0, IDLE_TIMEOUT_S / 4)
+        while not self._done.wait(poll_s):
+            with self._lock:
+                stalled = self._waiting_since is not None and time.monotonic() - self._waiting_since > IDLE_TIMEOUT_S
+            if stalled:
+                self.fired = True
+                self._process.kill()
+                return
+
+
+class _TimedStream:
+    def __init__(self, stream: IO[bytes], watchdog: Watchdog) -> None:
+        self._stream = stream
+        self._watchdog = watchdog
+
+    def read(self, size: int) -> bytes:
+        return self._watchdog.read(self._stream, size)
+
+
+def find_git_dir(path: Path) -> Path | None:
+    """The git directory git would find from `path` (a `.git` directory or `gitdir:` file above
+    it, or `path` itself when bare), found without running git; None when there is none."""
+    for directory in (path, *path.parents):
+        dot_git = directory / ".git"
+        if dot_git.is_dir():
+            return dot_git
+        if dot_git.exists() or dot_git.is_symlink():
+            if not dot_git.is_file():
+                raise UserError(f"{dot_git}: not a regular file or directory; git would hang or fail reading it")
+            text = dot_git.read_bytes()[:4096].decode("utf-8", "surrogateescape")
+            if text.startswith("gitdir: "):
+                return directory / text[len("gitdir: ") :].strip()
+            return None
+        if (directory / "HEAD").is_file() and (directory / "objects").is_dir() and (directory / "refs").is_dir():
+            return directory
+    return None
+
+
+def check_git_dir(git_dir: Path) -> None:
+    """Refuse a git directory that would make git hang or exhaust memory before it reads it.
+
+    Every entry under the git directory (and under its common directory, for a linked worktree)
+    must be a regular file, a directory, or a link to one: a FIFO, socket or device (`/dev/zero`)
+    where git reads a file (`config`, `packed-refs`, `info/attributes`, `objects/info/alternates`,
+    `shallow`, ...) is refused. The repository's config must not include other files
+    (`include.path`, `includeIf.*.path`): git has no switch to skip includes, so they are
+    refused rather than followed. Other config keys that name a file are overridden on every
+    call (`SAFE_CONFIG`).
+    """
+    directories = [git_dir]
+    common = git_dir / "commondir"
+    if common.is_file():
+        directories.append(git_dir / common.read_bytes()[:4096].decode("utf-8", "surrogateescape").strip())
+    for directory in directories:
+        for path in [directory, *_walk(directory)]:
+            try:
+                mode = path.stat().st_mode
+            except OSError as err:
+                raise UserError(f"{path}: cannot be read ({err.strerror}); git would fail or hang on it") from None
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                raise UserError(
+                    f"{path}: is a {_file_kind(mode)}, not a regular file; git would hang or exhaust memory "
+                    "reading it. Remove it, or run on a fresh clone of the repository"
+                )
+    for config in [directory / name for directory in directories for name in ("config", "config.worktree")]:
+        if config.is_file():
+            _refuse_includes(config)
+
+
+def _walk(directory: Path) -> Iterator[Path]:
+    """Every entry below `directory`, not descending into linked directories."""
+    for parent, dirs, files in os.walk(directory, followlinks=False):
+        for name in [*dirs, *files]:
+            yield Path(parent) / name
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special file"
+
+
+def _refuse_includes(config: Path) -> None:
+    """A UserError when the config file `config` includes another file (read without following)."""
+    with tempfile.TemporaryDirectory(prefix="phased-cpt-git-") as neutral:
+        reader = GitRepo(Path(neutral))
+        result = reader._run("config", "--file", str(config), "--no-includes", "--null", "--list", check=False)
+    if result.returncode != 0:
+        raise UserError(f"{config}: git cannot read this config file ({_git_message(result.stderr)})")
+    for item in result.stdout.split(b"\0"):
+        key, _, value = item.decode("utf-8", "replace").partition("\n")
+        if _INCLUDE_KEY.match(key):
+            raise UserError(
+                f"{config}: includes another config file ({key} = {value}); phased-cpt does not let git "
+                "follow includes of a repository it reads. Remove the include, or run on a fresh clone"
+            )
 
 
 def safe_env() -> dict[str, str]:
