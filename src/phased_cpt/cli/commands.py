@@ -40,6 +40,7 @@ def cmd_from_git(args: argparse.Namespace) -> int:
         max_diff_bytes=args.max_diff_bytes,
         keep_duplicates=args.keep_duplicates,
         allow_other_owner=args.allow_other_owner,
+        force=args.force,
     )
     print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.format_table())
     return 0

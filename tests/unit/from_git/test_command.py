@@ -123,6 +123,7 @@ def test_command_defaults_and_flags_reach_build_datasets(monkeypatch, capsys):
                 "docs",
                 "--keep-duplicates",
                 "--allow-other-owner",
+                "--force",
                 "--prs",
                 "p.json",
             ]
@@ -142,6 +143,7 @@ def test_command_defaults_and_flags_reach_build_datasets(monkeypatch, capsys):
             "max_diff_bytes": 10,
             "keep_duplicates": True,
             "allow_other_owner": True,
+            "force": True,
         },
     )
     assert _run(["repo", "--out", "o"]) == 2
@@ -158,6 +160,7 @@ def test_command_defaults_and_flags_reach_build_datasets(monkeypatch, capsys):
             "max_diff_bytes": from_git.DEFAULT_MAX_DIFF_BYTES,
             "keep_duplicates": False,
             "allow_other_owner": False,
+            "force": False,
         },
     )
     assert capsys.readouterr().err.strip().splitlines() == ["error: recorded", "error: recorded"]

@@ -106,10 +106,10 @@ def test_a_stalled_git_call_is_stopped_with_one_line(small_repo, tmp_path, monke
     monkeypatch.setattr(git_module, "IDLE_TIMEOUT_S", 1.0)
     repo = git_module.GitRepo.open(small_repo)
     process = subprocess.Popen(["sleep", "30"], stdout=subprocess.PIPE)
-    with pytest.raises(UserError, match=r"git log produced no output for 1 s and was stopped") as caught:
-        with git_module.Watchdog(process, repo._stalled_message(["log"])) as watchdog:
-            assert process.stdout is not None
-            assert watchdog.read(process.stdout, 10) == b""
+    stalled = pytest.raises(UserError, match=r"git log produced no output for 1 s and was stopped")
+    with stalled as caught, git_module.Watchdog(process, repo._stalled_message(["log"])) as watchdog:
+        assert process.stdout is not None
+        assert watchdog.read(process.stdout, 10) == b""
     assert "\n" not in str(caught.value)
     assert process.wait(5) != 0
 
