@@ -34,7 +34,7 @@ KEPT_FILES = {
     ".env.example": "API_TOKEN=\n",
     ".gitignore": "ignored.txt\n*.log\n",
     "README.md": "# Demo\n\nA demo project.\n",
-    "config/aws.py": "ACCESS_KEY_ID = '[REDACTED:aws-access-key-id]'\n",
+    "config/aws.py": "ACCESS_KEY_ID = '[REDACTED:aws-access-key]'\n",
     "deploy/server_key.txt": "[REDACTED:private-key]\n",
     "docs/guide.md": "# Guide\n\nRun `python -m demo`.\n",
     "notes/todo.rst": "Write docs\n----------\n",
@@ -177,7 +177,7 @@ def test_phase2_cuts_out_secret_and_excluded_file_diffs_and_counts_them(built):
     ]:
         assert f"[diff of {path} omitted: {reason}]\n" in assets
     assert "[diff of .env omitted: secret]\n" in config
-    assert "+ACCESS_KEY_ID = '[REDACTED:aws-access-key-id]'\n" in config
+    assert "+ACCESS_KEY_ID = '[REDACTED:aws-access-key]'\n" in config
     assert "+[REDACTED:private-key]\n" in config
     assert f"diff --git a/{UNICODE_NAME} b/{UNICODE_NAME}\n" in config
     assert f"A {UNICODE_NAME}\n" in config
@@ -362,7 +362,7 @@ def test_report_lists_every_left_out_file_commit_and_diff_with_reason_rule_and_s
     assert all(len(e["commit"]) == 40 for e in diffs)
     redacted = phase1["redacted"]
     assert {(e["file"], e["rule"], e["line"]) for e in redacted} == {
-        ("config/aws.py", "aws-access-key-id", 3),
+        ("config/aws.py", "aws-access-key", 3),
         ("deploy/server_key.txt", "private-key", 3),
     }
     assert listed["outputs"][PHASE1_FILE]["skipped"] == summary.to_dict()["outputs"][PHASE1_FILE]["skipped"]
