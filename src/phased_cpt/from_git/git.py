@@ -354,6 +354,40 @@ class GitRepo:
             )
 
 
+_C_ESCAPES = {7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r", 34: '\\"', 92: "\\\\"}
+
+
+def quote_path(raw: bytes) -> str:
+    """A path as text, as `git -c core.quotepath=off` prints it: unchanged when it is UTF-8
+    without control characters, `"` or `\\`; otherwise in double quotes with C escapes
+    (`"a\\nb.py"`) and each byte that is not UTF-8 as `\\ooo` octal. Never ambiguous, never lossy."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and not any(ord(c) < 32 or c in '"\\\x7f' for c in text):
+        return text
+    out, index = [], 0
+    while index < len(raw):
+        byte = raw[index]
+        if byte in _C_ESCAPES:
+            out.append(_C_ESCAPES[byte])
+        elif byte < 32 or byte == 127:
+            out.append(f"\\{byte:03o}")
+        elif byte < 128:
+            out.append(chr(byte))
+        else:
+            width = 2 if byte >> 5 == 6 else 3 if byte >> 4 == 14 else 4 if byte >> 3 == 30 else 1
+            try:
+                out.append(raw[index : index + width].decode("utf-8"))
+                index += width
+                continue
+            except UnicodeDecodeError:
+                out.append(f"\\{byte:03o}")
+        index += 1
+    return '"' + "".join(out) + '"'
+
+
 def note_shallow_boundary(git: GitRepo, stats: OutputStats, notes: list[str]) -> None:
     """Count and list a shallow clone's boundary commits as left out of phase 2 (`shallow`), and
     say in the summary how to get the whole history."""

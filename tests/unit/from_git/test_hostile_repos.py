@@ -148,3 +148,34 @@ def test_a_full_clone_has_no_shallow_note(small_repo, tmp_path):
     summary = build(small_repo, tmp_path / "out")
     assert summary.output(PHASE2_FILE).skipped["shallow"] == 0
     assert not any("shallow" in note for note in summary.notes)
+
+
+ODD_NAMES = [b"new\nline.py", b"bad\xff.py", b'q"uote.py', b"back\\slash.py", b"tab\there.py", "ünï.py".encode()]
+
+
+def test_odd_file_names_are_written_as_git_quotes_them(tmp_path):
+    repo = new_repo(tmp_path / "repo")
+    for name in ODD_NAMES:
+        (repo / os.fsdecode(name)).write_bytes(b"x = 1\n" + name.hex().encode() + b"\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "Add odd names")
+    # git's C quoting (`core.quotepath=off` keeps UTF-8 as is); a byte that is not UTF-8 as octal
+    expected = sorted(
+        ['"new\\nline.py"', '"bad\\377.py"', '"q\\"uote.py"', '"back\\\\slash.py"', '"tab\\there.py"', "ünï.py"]
+    )
+    build(repo, tmp_path / "out")
+    phase1 = read(tmp_path / "out", PHASE1_FILE)
+    assert sorted(d["path"] for d in phase1) == expected
+    for document in phase1:
+        header, blank, _ = document["training_content"].split("\n", 2)
+        assert header == f"File: {document['path']}" and blank == ""
+    [history] = read(tmp_path / "out", PHASE2_FILE)
+    listing = history["training_content"].split("Files changed:\n", 1)[1].split("\n\n", 1)[0]
+    assert sorted(listing.split("\n")) == sorted(f"A {name}" for name in expected)
+    assert "\ufffd" not in history["training_content"]
+
+
+def test_quote_path_matches_git_for_every_odd_byte():
+    assert git_module.quote_path(b"plain/\xc3\xbc.py") == "plain/ü.py"
+    assert git_module.quote_path(b"a\nb") == '"a\\nb"'
+    assert git_module.quote_path(b"\xff\x01") == '"\\377\\001"'
