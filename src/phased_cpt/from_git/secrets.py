@@ -130,7 +130,7 @@ REDACT_PATTERNS: dict[str, str] = {
     "npm-token": r"\bnpm_[A-Za-z0-9]{36,}",
     "anthropic-key": r"\bsk-ant-[A-Za-z0-9_\-]{20,}",
     "stripe-webhook-secret": r"\bwhsec_[A-Za-z0-9+/=]{24,}",
-    "der-private-key": r"(?<![A-Za-z0-9+/])M[CI][A-Za-z0-9+/]{2}[A-Za-z0-9+/]{36,}={0,2}(?:\s*\n[ \t+\-\"']*[A-Za-z0-9+/]{16,}={0,2})*",
+    "der-private-key": r"(?:(?<![A-Za-z0-9+/])|(?<=^\+)|(?<=\n\+))M[CI][A-Za-z0-9+/]{2}[A-Za-z0-9+/]{36,}={0,2}(?:\s*\n[ \t+\-\"']*[A-Za-z0-9+/]{16,}={0,2})*",
     "base64-pem-private-key": r"LS0tLS1CRUdJTi[A-Za-z0-9+/]{20,}={0,2}",
     "docker-auth": r"[\"']auth[\"']\s*:\s*[\"'](?P<docker_value>[A-Za-z0-9+/]{4,}={0,2})[\"']",
     "netrc-password": r"\blogin\s+\S+\s+password\s+(?P<netrc_value>\S+)|(?m:^[ \t]*password[ \t]+(?P<netrc_line>\S+)[ \t]*$)",
@@ -340,7 +340,8 @@ def is_random_looking(value: str) -> bool:
 
 
 def _decode_base64(value: str) -> bytes:
-    compact = re.sub(r"[^A-Za-z0-9+/=]", "", value)
+    lines = re.sub(r"\n[ \t+\-\"']*", "\n", value)  # a diff's `+` before a line is not base64
+    compact = re.sub(r"[^A-Za-z0-9+/=]", "", lines)
     try:
         return base64.b64decode(compact + "=" * (-len(compact) % 4), validate=False)
     except (ValueError, binascii.Error):

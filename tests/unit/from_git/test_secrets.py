@@ -307,3 +307,55 @@ def test_random_looking_values():
     assert not is_random_looking("aaaaaaaaaaaaaaaaaaaa1")  # low entropy
     assert not is_random_looking("the_token_name_here")  # no digit
     assert not is_random_looking("a1b2c3")  # short
+
+
+ISSUE_29 = {  # every credential hardening round 3 found written verbatim, each in a file that is kept
+    "app/db.py": 'DATABASE_URL = "postgres://admin:' + "pw" + '@db.internal/app"\n',
+    "scripts/call.sh": "curl -H 'Authorization: Bearer " + JWT + "' https://api.example.com\n",
+    "certs/key.b64": DER_KEY + "\n",
+    "app/stripe.py": "WEBHOOK = '" + "whsec" + "_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'\n",
+    "deploy/kubeconfig.yaml": "users:\n- name: ci\n  user:\n    client-key-data: " + KUBE_KEY + "\n",
+    "ci/docker-config.json": '{"auths": {"r.example.com": {"auth": "'
+    + base64.b64encode(b"ada:s3cr3t").decode()
+    + '"}}}\n',
+    "deploy/.ENV": "API_KEY=plain\n",
+    "ci/auth.txt": "machine api.example.com login ada password " + "hunter2" + "\n",
+}
+ISSUE_29_VALUES = [
+    ":pw@",
+    JWT.rsplit(".", 1)[1],
+    DER_KEY.split("\n")[1],
+    "whsec" + "_MfKQ",
+    KUBE_KEY[:40],
+    base64.b64encode(b"ada:s3cr3t").decode(),
+    "API_KEY=plain",
+    "hunter2",
+]
+
+
+def test_round_3_credentials_are_redacted_in_files_diffs_and_commit_messages(tmp_path):
+    repo = new_repo(tmp_path / "repo", {"README.md": "# App\n"})
+    message = f"Deploy\n\nUsed postgres://admin:{'pw'}@db.internal/app and Bearer {JWT} to test"
+    commit(repo, ISSUE_29, message, "2024-01-02T10:00:00+00:00")
+    summary = build(repo, tmp_path / "out", max_file_bytes=10**6)
+    written = all_output_bytes(tmp_path / "out")
+    for value in ISSUE_29_VALUES:
+        assert value.encode() not in written, value
+    kept = {d["path"] for d in read(tmp_path / "out", PHASE1_FILE)}
+    assert kept == {"README.md", *ISSUE_29} - {"deploy/.ENV"}
+    [history] = [d for d in read(tmp_path / "out", PHASE2_FILE) if d["subject"] == "Deploy"]
+    assert (
+        "Used postgres://admin:[REDACTED:basic-auth-credentials]@db.internal/app and Bearer "
+        in history["training_content"]
+    )
+    redacted = report(tmp_path / "out")["outputs"][PHASE2_FILE]["redacted"]
+    assert {"commit", "rule", "line", "field"} <= set(redacted[0]) and "value" not in redacted[0]
+    assert summary.output(PHASE1_FILE).redactions == {
+        "basic-auth-credentials": 1,
+        "json-web-token": 1,
+        "der-private-key": 1,
+        "stripe-webhook-secret": 1,
+        "base64-pem-private-key": 1,
+        "docker-auth": 1,
+        "netrc-password": 1,
+    }
