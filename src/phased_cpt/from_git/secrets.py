@@ -247,12 +247,13 @@ def redact_secrets(text: str) -> tuple[str, list[Redaction]]:
 def _lines_with(text: str, hint: re.Pattern[str]) -> list[tuple[int, int]]:
     """(start, end) of every line of `text` that `hint` finds something on."""
     lines: list[tuple[int, int]] = []
-    for match in hint.finditer(text):
-        if lines and match.start() < lines[-1][1]:
-            continue
+    match = hint.search(text)
+    while match is not None:
         start = text.rfind("\n", 0, match.start()) + 1
         end = text.find("\n", match.end())
-        lines.append((start, len(text) if end < 0 else end))
+        end = len(text) if end < 0 else end
+        lines.append((start, end))
+        match = hint.search(text, end)
     return lines
 
 
@@ -280,12 +281,7 @@ def _rules() -> tuple[_Rule, ...]:
     """Every redaction expression, in precedence order (built once: importing detect-secrets'
     plugins takes ~0.1 s)."""
     ours = [
-        _Rule(
-            name,
-            re.compile(pattern, re.DOTALL if name == "private-key" else 0),
-            _VALUE_GROUPS.get(name),
-            _CHECKS.get(name),
-        )
+        _Rule(name, re.compile(pattern), _VALUE_GROUPS.get(name), _CHECKS.get(name), _literal_hint(name))
         for name, pattern in REDACT_PATTERNS.items()
         if name not in ("private-key", "secret-assignment")
     ]
@@ -307,13 +303,39 @@ def _detect_secrets_rules() -> list[_Rule]:
         if plugin.__name__ in DETECT_SECRETS_LEFT_OUT or not issubclass(plugin, RegexBasedDetector):
             continue
         name = re.sub(r"[^a-z0-9]+", "-", secret_type.lower()).strip("-")
-        rules += [_Rule(name, pattern, 0) for pattern in plugin.denylist]
+        hint = _NAMED_CREDENTIAL if plugin.__name__ in _NAMED_CREDENTIAL_PLUGINS else None
+        rules += [_Rule(name, pattern, 0, None, hint) for pattern in plugin.denylist]
     keywords = re.compile("(?i:" + "|".join(keyword.DENYLIST) + ")")
     rules += [
         _Rule("secret-keyword", pattern, group, _is_written_value, keywords)
         for pattern, group in keyword.QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP.items()
     ]
     return rules
+
+
+_LITERAL_HINTS = {
+    "aws-secret-access-key": "(?i:aws_secret_access_key)",
+    "github-fine-grained-token": "github_pat_",
+    "discord-webhook": "discord",
+    "teams-webhook": r"webhook\.office",
+    "google-api-key": "AIza",
+    "huggingface-token": "hf_",
+    "npm-token": "npm_",
+    "anthropic-key": "sk-ant-",
+    "stripe-webhook-secret": "whsec_",
+    "docker-auth": "auth",
+    "netrc-password": "password",
+}
+"""A literal each of our rules needs on the line: a plain search is many times faster than
+the rule's expression (which starts with a word-boundary test) over a whole diff."""
+_NAMED_CREDENTIAL_PLUGINS = {"IbmCloudIamDetector", "IbmCosHmacDetector", "CloudantDetector", "SoftlayerDetector"}
+_NAMED_CREDENTIAL = re.compile(r"(?i:key|pw|pass|token|cloudant|softlayer)")
+"""What every expression of the `_NAMED_CREDENTIAL_PLUGINS` needs on its line (their
+`key|pwd|password|pass|token` name part, or the service's host name)."""
+
+
+def _literal_hint(name: str) -> re.Pattern[str] | None:
+    return re.compile(_LITERAL_HINTS[name]) if name in _LITERAL_HINTS else None
 
 
 def _is_written_value(value: str) -> bool:
