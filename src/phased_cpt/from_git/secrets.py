@@ -180,6 +180,7 @@ class _Rule:
     value_group: str | int | None = None
     accept: Callable[[str], bool] | None = None
     lines_with: re.Pattern[str] | None = None  # only looked for on lines this finds (a name the rule needs)
+    needs: tuple[str, ...] = ()  # skipped for a text whose lower case holds none of these
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,10 @@ def redact_secrets(text: str) -> tuple[str, list[Redaction]]:
     """
     spans = [(match.start(), match.end(), "private-key") for match in _PEM_BLOCK.finditer(text)]
     candidates: dict[re.Pattern[str], list[tuple[int, int]]] = {}
+    lower = text.lower()
     for rule in _rules():
+        if rule.needs and not any(literal in lower for literal in rule.needs):
+            continue
         if rule.lines_with is None:
             matches = rule.pattern.finditer(text)
         else:
@@ -281,13 +285,29 @@ def _rules() -> tuple[_Rule, ...]:
     """Every redaction expression, in precedence order (built once: importing detect-secrets'
     plugins takes ~0.1 s)."""
     ours = [
-        _Rule(name, re.compile(pattern), _VALUE_GROUPS.get(name), _CHECKS.get(name), _literal_hint(name))
+        _Rule(
+            name,
+            re.compile(pattern),
+            _VALUE_GROUPS.get(name),
+            _CHECKS.get(name),
+            _literal_hint(name),
+            _NEEDS.get(name, ()),
+        )
         for name, pattern in REDACT_PATTERNS.items()
         if name not in ("private-key", "secret-assignment")
     ]
     assigned = REDACT_PATTERNS["secret-assignment"]
     names = re.compile(f"(?i:{_SECRET_NAMES})")
-    entropy = [_Rule("secret-assignment", re.compile(assigned), "assigned_value", is_random_looking, names)]
+    entropy = [
+        _Rule(
+            "secret-assignment",
+            re.compile(assigned),
+            "assigned_value",
+            is_random_looking,
+            names,
+            _NEEDS["secret-assignment"],
+        )
+    ]
     return (*ours, *_detect_secrets_rules(), *entropy)
 
 
@@ -304,10 +324,11 @@ def _detect_secrets_rules() -> list[_Rule]:
             continue
         name = re.sub(r"[^a-z0-9]+", "-", secret_type.lower()).strip("-")
         hint = _NAMED_CREDENTIAL if plugin.__name__ in _NAMED_CREDENTIAL_PLUGINS else None
-        rules += [_Rule(name, pattern, 0, None, hint) for pattern in plugin.denylist]
+        needs = _DETECT_SECRETS_NEEDS.get(plugin.__name__, ())
+        rules += [_Rule(name, pattern, 0, None, hint, needs) for pattern in plugin.denylist]
     keywords = re.compile("(?i:" + "|".join(keyword.DENYLIST) + ")")
     rules += [
-        _Rule("secret-keyword", pattern, group, _is_written_value, keywords)
+        _Rule("secret-keyword", pattern, group, _is_written_value, keywords, _DETECT_SECRETS_NEEDS["KeywordDetector"])
         for pattern, group in keyword.QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP.items()
     ]
     return rules
@@ -332,6 +353,38 @@ _NAMED_CREDENTIAL_PLUGINS = {"IbmCloudIamDetector", "IbmCosHmacDetector", "Cloud
 _NAMED_CREDENTIAL = re.compile(r"(?i:key|pw|pass|token|cloudant|softlayer)")
 """What every expression of the `_NAMED_CREDENTIAL_PLUGINS` needs on its line (their
 `key|pwd|password|pass|token` name part, or the service's host name)."""
+
+
+_NEEDS = {name: (literal.lower().replace("\\", ""),) for name, literal in _LITERAL_HINTS.items()}
+_NEEDS["aws-secret-access-key"] = ("aws_secret_access_key",)
+_NEEDS["base64-pem-private-key"] = ("ls0tls1crudjti",)
+_NEEDS["secret-assignment"] = ("secret", "token", "passw", "api", "access", "private", "credential")
+_NAMED = ("key", "pw", "pass", "token", "cloudant", "softlayer", "access")
+_DETECT_SECRETS_NEEDS: dict[str, tuple[str, ...]] = {
+    "AWSKeyDetector": ("a3t", "abia", "acca", "akia", "asia", "aws"),
+    "AzureStorageKeyDetector": ("accountkey=",),
+    "BasicAuthDetector": ("://",),
+    "CloudantDetector": _NAMED,
+    "IbmCloudIamDetector": _NAMED,
+    "IbmCosHmacDetector": _NAMED,
+    "SoftlayerDetector": _NAMED,
+    "GitHubTokenDetector": ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
+    "GitLabTokenDetector": ("gl", "gr1348941"),
+    "JwtTokenDetector": ("eyj",),
+    "MailchimpDetector": ("-us",),
+    "NpmDetector": ("_authtoken",),
+    "OpenAIDetector": ("t3blbkfj",),
+    "PrivateKeyDetector": ("begin ", "putty"),
+    "PypiTokenDetector": ("pypi-",),
+    "SendGridDetector": ("sg.",),
+    "SlackDetector": ("xox", "hooks.slack.com"),
+    "SquareOAuthDetector": ("sq0csp-",),
+    "StripeDetector": ("k_live_",),
+    "KeywordDetector": ("key", "pass", "pwd", "secret", "contrase"),
+}
+"""Lower-case literals one of which each rule's every expression contains (read off the
+expressions of detect-secrets 1.5.0): a text without any is not searched with the rule. Rules
+not listed (and our `der-private-key`) are always searched."""
 
 
 def _literal_hint(name: str) -> re.Pattern[str] | None:
