@@ -179,8 +179,7 @@ class _Rule:
     pattern: re.Pattern[str]
     value_group: str | int | None = None
     accept: Callable[[str], bool] | None = None
-    lines_with: re.Pattern[str] | None = None  # only looked for on lines this finds (a name the rule needs)
-    needs: tuple[str, ...] = ()  # skipped for a text whose lower case holds none of these
+    needs: tuple[str, ...] = ()  # lower-case literals: only lines holding one are searched
 
 
 @dataclass(frozen=True)
@@ -213,21 +212,26 @@ def redact_secrets(text: str) -> tuple[str, list[Redaction]]:
     so `KEY = "AKIA..."` is one `aws-access-key`): complete PEM key blocks; our rules for what
     detect-secrets lacks (`REDACT_PATTERNS`); detect-secrets' regex plugins; detect-secrets'
     keyword rule (a quoted value assigned to a secret-looking name) with its own false-positive
-    filters; our `secret-assignment` for unquoted high-entropy values. Every expression is run
-    over the whole text (no per-line Python loop), so large diffs stay fast.
+    filters; our `secret-assignment` for unquoted high-entropy values.
+
+    A rule with `needs` (literals one of which each of its expressions contains) is only run on
+    the lines holding one of them, found with plain substring search: most lines of a diff hold
+    none, and the expressions are many times slower than that search.
     """
     spans = [(match.start(), match.end(), "private-key") for match in _PEM_BLOCK.finditer(text)]
-    candidates: dict[re.Pattern[str], list[tuple[int, int]]] = {}
     lower = text.lower()
+    by_line = len(lower) == len(text)  # lower() can change a length (e.g. U+0130): search whole text then
+    present = {literal for literal in _all_needs() if literal in lower}
+    lines: dict[tuple[str, ...], list[tuple[int, int]]] = {}
     for rule in _rules():
-        if rule.needs and not any(literal in lower for literal in rule.needs):
+        if rule.needs and present.isdisjoint(rule.needs):
             continue
-        if rule.lines_with is None:
-            matches = rule.pattern.finditer(text)
+        if rule.needs and by_line:
+            if rule.needs not in lines:
+                lines[rule.needs] = _lines_holding(text, lower, [n for n in rule.needs if n in present])
+            matches = (m for start, end in lines[rule.needs] for m in rule.pattern.finditer(text, start, end))
         else:
-            if rule.lines_with not in candidates:
-                candidates[rule.lines_with] = _lines_with(text, rule.lines_with)
-            matches = (m for start, end in candidates[rule.lines_with] for m in rule.pattern.finditer(text, start, end))
+            matches = rule.pattern.finditer(text)
         for match in matches:
             start, end = _value_span(match, rule.value_group)
             if start == end or any(s < end and start < e for s, e, _ in spans):
@@ -248,17 +252,22 @@ def redact_secrets(text: str) -> tuple[str, list[Redaction]]:
     return "".join(pieces), found
 
 
-def _lines_with(text: str, hint: re.Pattern[str]) -> list[tuple[int, int]]:
-    """(start, end) of every line of `text` that `hint` finds something on."""
-    lines: list[tuple[int, int]] = []
-    match = hint.search(text)
-    while match is not None:
-        start = text.rfind("\n", 0, match.start()) + 1
-        end = text.find("\n", match.end())
-        end = len(text) if end < 0 else end
-        lines.append((start, end))
-        match = hint.search(text, end)
-    return lines
+def _lines_holding(text: str, lower: str, literals: list[str]) -> list[tuple[int, int]]:
+    """(start, end) of every line of `text` whose lower case (`lower`) holds one of `literals`."""
+    found: set[tuple[int, int]] = set()
+    for literal in literals:
+        index = lower.find(literal)
+        while index >= 0:
+            end = text.find("\n", index + len(literal))
+            end = len(text) if end < 0 else end
+            found.add((text.rfind("\n", 0, index) + 1, end))
+            index = lower.find(literal, end)
+    return sorted(found)
+
+
+@functools.cache
+def _all_needs() -> frozenset[str]:
+    return frozenset(literal for rule in _rules() for literal in rule.needs)
 
 
 def _value_span(match: re.Match[str], group: str | int | None) -> tuple[int, int]:
@@ -290,21 +299,18 @@ def _rules() -> tuple[_Rule, ...]:
             re.compile(pattern),
             _VALUE_GROUPS.get(name),
             _CHECKS.get(name),
-            _literal_hint(name),
             _NEEDS.get(name, ()),
         )
         for name, pattern in REDACT_PATTERNS.items()
         if name not in ("private-key", "secret-assignment")
     ]
     assigned = REDACT_PATTERNS["secret-assignment"]
-    names = re.compile(f"(?i:{_SECRET_NAMES})")
     entropy = [
         _Rule(
             "secret-assignment",
             re.compile(assigned),
             "assigned_value",
             is_random_looking,
-            names,
             _NEEDS["secret-assignment"],
         )
     ]
@@ -323,39 +329,28 @@ def _detect_secrets_rules() -> list[_Rule]:
         if plugin.__name__ in DETECT_SECRETS_LEFT_OUT or not issubclass(plugin, RegexBasedDetector):
             continue
         name = re.sub(r"[^a-z0-9]+", "-", secret_type.lower()).strip("-")
-        hint = _NAMED_CREDENTIAL if plugin.__name__ in _NAMED_CREDENTIAL_PLUGINS else None
         needs = _DETECT_SECRETS_NEEDS.get(plugin.__name__, ())
-        rules += [_Rule(name, pattern, 0, None, hint, needs) for pattern in plugin.denylist]
-    keywords = re.compile("(?i:" + "|".join(keyword.DENYLIST) + ")")
+        rules += [_Rule(name, pattern, 0, None, needs) for pattern in plugin.denylist]
     rules += [
-        _Rule("secret-keyword", pattern, group, _is_written_value, keywords, _DETECT_SECRETS_NEEDS["KeywordDetector"])
+        _Rule("secret-keyword", pattern, group, _is_written_value, _DETECT_SECRETS_NEEDS["KeywordDetector"])
         for pattern, group in keyword.QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP.items()
     ]
     return rules
 
 
-_LITERAL_HINTS = {
-    "aws-secret-access-key": "(?i:aws_secret_access_key)",
-    "github-fine-grained-token": "github_pat_",
-    "discord-webhook": "discord",
-    "teams-webhook": r"webhook\.office",
-    "google-api-key": "AIza",
-    "huggingface-token": "hf_",
-    "npm-token": "npm_",
-    "anthropic-key": "sk-ant-",
-    "stripe-webhook-secret": "whsec_",
-    "docker-auth": "auth",
-    "netrc-password": "password",
+_NEEDS: dict[str, tuple[str, ...]] = {
+    "github-fine-grained-token": ("github_pat_",),
+    "discord-webhook": ("discord",),
+    "teams-webhook": ("webhook.office",),
+    "google-api-key": ("aiza",),
+    "huggingface-token": ("hf_",),
+    "npm-token": ("npm_",),
+    "anthropic-key": ("sk-ant-",),
+    "stripe-webhook-secret": ("whsec_",),
+    "docker-auth": ("auth",),
+    "netrc-password": ("password",),
 }
-"""A literal each of our rules needs on the line: a plain search is many times faster than
-the rule's expression (which starts with a word-boundary test) over a whole diff."""
-_NAMED_CREDENTIAL_PLUGINS = {"IbmCloudIamDetector", "IbmCosHmacDetector", "CloudantDetector", "SoftlayerDetector"}
-_NAMED_CREDENTIAL = re.compile(r"(?i:key|pw|pass|token|cloudant|softlayer)")
-"""What every expression of the `_NAMED_CREDENTIAL_PLUGINS` needs on its line (their
-`key|pwd|password|pass|token` name part, or the service's host name)."""
-
-
-_NEEDS = {name: (literal.lower().replace("\\", ""),) for name, literal in _LITERAL_HINTS.items()}
+"""Lower-case literals of our rules (see `_DETECT_SECRETS_NEEDS`)."""
 _NEEDS["aws-secret-access-key"] = ("aws_secret_access_key",)
 _NEEDS["base64-pem-private-key"] = ("ls0tls1crudjti",)
 _NEEDS["secret-assignment"] = ("secret", "token", "passw", "api", "access", "private", "credential")
@@ -382,13 +377,10 @@ _DETECT_SECRETS_NEEDS: dict[str, tuple[str, ...]] = {
     "StripeDetector": ("k_live_",),
     "KeywordDetector": ("key", "pass", "pwd", "secret", "contrase"),
 }
-"""Lower-case literals one of which each rule's every expression contains (read off the
-expressions of detect-secrets 1.5.0): a text without any is not searched with the rule. Rules
-not listed (and our `der-private-key`) are always searched."""
-
-
-def _literal_hint(name: str) -> re.Pattern[str] | None:
-    return re.compile(_LITERAL_HINTS[name]) if name in _LITERAL_HINTS else None
+"""Lower-case literals one of which each expression of a plugin contains (read off the
+expressions of detect-secrets 1.5.0; its plugins scan line by line too): only lines holding
+one are searched. Plugins not listed (and our `der-private-key`, which spans lines) search
+the whole text."""
 
 
 def _is_written_value(value: str) -> bool:
