@@ -192,6 +192,8 @@ class Redaction:
 
 def is_secret_path(path: str) -> bool:
     """True when the base name of `path` marks a secret store (see `SECRET_FILE_GLOBS`)."""
+    if len(path) >= 2 and path.startswith('"') and path.endswith('"'):
+        path = path[1:-1]  # git's C quoting of an odd name (`git.quote_path`): its escapes keep the suffix
     name = PurePosixPath(path).name
     return _SECRET_NAME_RE.match(name) is not None and _TEMPLATE_NAME_RE.match(name) is None
 

@@ -173,6 +173,8 @@ def test_secret_stores_are_cut_out_of_history_and_merge_diffs(secret_repo, tmp_p
         ("credentials.json", True),
         ("config/secrets.yml", True),
         (".ENV", True),
+        ('"conf/new\\nline.env"', True),  # a name git quotes
+        ('"\\377.pem"', True),
         ("deploy/Prod.Env", True),
         ("ID_RSA", True),
         (".npmrc", True),
