@@ -15,6 +15,10 @@ Owns every `git` subprocess of `from_git`, and every one goes through `GitRepo._
   plumbing that never runs filters is used (`rev-parse`, `rev-list`, `ls-tree`, `log`,
   `cat-file --batch` without `--filters`), so `filter=<driver>` clean/smudge/process commands
   have no occasion to run.
+- **Nothing the repository names is read.** Config keys that name a file are overridden
+  (`SAFE_CONFIG`), config includes are refused, the git directory is checked for FIFOs and
+  devices before git runs, git runs on an empty work tree, and every call is watched for
+  stalls (`git_guard`).
 - **A repository owned by another user** is refused by git itself (`safe.directory`); we say so
   in one line, and `allow_other_owner=True` (`--allow-other-owner`) trusts that one path
   explicitly with `-c safe.directory=PATH`.
@@ -31,16 +35,12 @@ diff, rename detection on, `diff.relative=false`.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import secrets
 import shutil
-import stat
 import subprocess
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -48,6 +48,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from phased_cpt.errors import UserError
+from phased_cpt.from_git import git_guard
+from phased_cpt.from_git.git_guard import Watchdog, check_git_dir, find_git_dir
 
 if TYPE_CHECKING:
     from phased_cpt.from_git.summary import OutputStats
@@ -81,9 +83,6 @@ SAFE_CONFIG: dict[str, str] = {
     "gpg.ssh.revocationFile": os.devnull,
 }
 """`-c` overrides on every git call (command-line config beats the repository's own)."""
-
-IDLE_TIMEOUT_S = 180.0
-"""A git call that has produced no output for this long while we wait on it is stopped."""
 
 _INCLUDE_KEY = re.compile(r"(?i)^(?:include|includeif\..*)\.path$")
 
@@ -165,14 +164,14 @@ class GitRepo:
             raise UserError(f"{path}: not a directory (expected a git repository)")
         found = find_git_dir(path.resolve())
         if found is not None:
-            check_git_dir(found)
+            _refuse_includes(check_git_dir(found))
         probe = cls(path.resolve(), allow_other_owner=allow_other_owner)
         result = probe._run("rev-parse", "--is-bare-repository", "--absolute-git-dir", check=False)
         if result.returncode != 0:
             raise UserError(f"{path}: not a git repository ({_git_message(result.stderr)})")
         bare, git_dir = result.stdout.decode("utf-8", "surrogateescape").splitlines()[:2]
         if found is None or found.resolve() != Path(git_dir).resolve():
-            check_git_dir(Path(git_dir))  # git found it where we did not look: check before further use
+            _refuse_includes(check_git_dir(Path(git_dir)))  # git found it where we did not look
         if bare.strip() == "true":
             return cls(probe.root, allow_other_owner=allow_other_owner, git_dir=Path(git_dir))
         top = probe._run("rev-parse", "--show-toplevel").stdout.decode("utf-8", "surrogateescape")
@@ -340,7 +339,7 @@ class GitRepo:
 
     def _stalled_message(self, args: tuple[str, ...] | list[str]) -> str:
         return (
-            f"{self.root}: git {args[0]} produced no output for {IDLE_TIMEOUT_S:g} s and was stopped "
+            f"{self.root}: git {args[0]} produced no output for {git_guard.IDLE_TIMEOUT_S:g} s and was stopped "
             "(a file the repository makes git read may be a FIFO or a device; see docs/from-git.md#safety)"
         )
 
@@ -517,164 +516,22 @@ def _format_ident_date(ident: bytes) -> str:
         return ""
 
 
-class Watchdog:
-    """Stops a git process that makes us wait longer than `IDLE_TIMEOUT_S` for its next output.
-
-    Only time spent waiting in `read`/`readline` counts: a git process blocked because we are
-    busy with its previous output is not stalled. Leaving the context raises a `UserError` with
-    `message` when the process was stopped.
-    """
-
-    def __init__(self, process: subprocess.Popen[bytes], message: str) -> None:
-        self._process = process
-        self._message = message
-        self._waiting_since: float | None = None
-        self._done = threading.Event()
-        self._lock = threading.Lock()
-        self.fired = False
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-
-    def __enter__(self) -> Watchdog:
-        if not self._thread.is_alive() and not self._done.is_set():
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._done.set()
-        self.raise_if_fired()
-
-    def raise_if_fired(self) -> None:
-        if self.fired:
-            raise UserError(self._message)
-
-    def read(self, stream: IO[bytes], size: int, *, exact: bool = False) -> bytes:
-        """`stream.read(size)` (all `size` bytes when `exact`), timed."""
-        with self._timed():
-            if not exact:
-                return stream.read(size)
-            parts, left = [], size
-            while left > 0 and (part := stream.read(min(left, _READ_CHUNK_BYTES))):
-                parts.append(part)
-                left -= len(part)
-            return b"".join(parts)
-
-    def readline(self, stream: IO[bytes]) -> bytes:
-        with self._timed():
-            return stream.readline()
-
-    def reader(self, stream: IO[bytes]) -> _TimedStream:
-        """`stream` with every `read` timed by this watchdog."""
-        return _TimedStream(stream, self)
-
-    @contextlib.contextmanager
-    def _timed(self) -> Iterator[None]:
-        with self._lock:
-            self._waiting_since = time.monotonic()
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._waiting_since = None
-
-    def _watch(self) -> None:
-        poll_s = min(1.0, IDLE_TIMEOUT_S / 4)
-        while not self._done.wait(poll_s):
-            with self._lock:
-                stalled = self._waiting_since is not None and time.monotonic() - self._waiting_since > IDLE_TIMEOUT_S
-            if stalled:
-                self.fired = True
-                self._process.kill()
-                return
-
-
-class _TimedStream:
-    def __init__(self, stream: IO[bytes], watchdog: Watchdog) -> None:
-        self._stream = stream
-        self._watchdog = watchdog
-
-    def read(self, size: int) -> bytes:
-        return self._watchdog.read(self._stream, size)
-
-
-def find_git_dir(path: Path) -> Path | None:
-    """The git directory git would find from `path` (a `.git` directory or `gitdir:` file above
-    it, or `path` itself when bare), found without running git; None when there is none."""
-    for directory in (path, *path.parents):
-        dot_git = directory / ".git"
-        if dot_git.is_dir():
-            return dot_git
-        if dot_git.exists() or dot_git.is_symlink():
-            if not dot_git.is_file():
-                raise UserError(f"{dot_git}: not a regular file or directory; git would hang or fail reading it")
-            text = dot_git.read_bytes()[:4096].decode("utf-8", "surrogateescape")
-            if text.startswith("gitdir: "):
-                return directory / text[len("gitdir: ") :].strip()
-            return None
-        if (directory / "HEAD").is_file() and (directory / "objects").is_dir() and (directory / "refs").is_dir():
-            return directory
-    return None
-
-
-def check_git_dir(git_dir: Path) -> None:
-    """Refuse a git directory that would make git hang or exhaust memory before it reads it.
-
-    Every entry under the git directory (and under its common directory, for a linked worktree)
-    must be a regular file, a directory, or a link to one: a FIFO, socket or device (`/dev/zero`)
-    where git reads a file (`config`, `packed-refs`, `info/attributes`, `objects/info/alternates`,
-    `shallow`, ...) is refused. The repository's config must not include other files
-    (`include.path`, `includeIf.*.path`): git has no switch to skip includes, so they are
-    refused rather than followed. Other config keys that name a file are overridden on every
-    call (`SAFE_CONFIG`).
-    """
-    directories = [git_dir]
-    common = git_dir / "commondir"
-    if common.is_file():
-        directories.append(git_dir / common.read_bytes()[:4096].decode("utf-8", "surrogateescape").strip())
-    for directory in directories:
-        for path in [directory, *_walk(directory)]:
-            try:
-                mode = path.stat().st_mode
-            except OSError as err:
-                raise UserError(f"{path}: cannot be read ({err.strerror}); git would fail or hang on it") from None
-            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+def _refuse_includes(configs: list[Path]) -> None:
+    """A UserError when a config file of `configs` includes another file: git has no switch to
+    skip includes, so they are refused rather than followed (read with `--no-includes`)."""
+    for config in (path for path in configs if path.is_file()):
+        with tempfile.TemporaryDirectory(prefix="phased-cpt-git-") as neutral:
+            reader = GitRepo(Path(neutral))
+            result = reader._run("config", "--file", str(config), "--no-includes", "--null", "--list", check=False)
+        if result.returncode != 0:
+            raise UserError(f"{config}: git cannot read this config file ({_git_message(result.stderr)})")
+        for item in result.stdout.split(b"\0"):
+            key, _, value = item.decode("utf-8", "replace").partition("\n")
+            if _INCLUDE_KEY.match(key):
                 raise UserError(
-                    f"{path}: is a {_file_kind(mode)}, not a regular file; git would hang or exhaust memory "
-                    "reading it. Remove it, or run on a fresh clone of the repository"
+                    f"{config}: includes another config file ({key} = {value}); phased-cpt does not let git "
+                    "follow includes of a repository it reads. Remove the include, or run on a fresh clone"
                 )
-    for config in [directory / name for directory in directories for name in ("config", "config.worktree")]:
-        if config.is_file():
-            _refuse_includes(config)
-
-
-def _walk(directory: Path) -> Iterator[Path]:
-    """Every entry below `directory`, not descending into linked directories."""
-    for parent, dirs, files in os.walk(directory, followlinks=False):
-        for name in [*dirs, *files]:
-            yield Path(parent) / name
-
-
-def _file_kind(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "FIFO"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    return "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special file"
-
-
-def _refuse_includes(config: Path) -> None:
-    """A UserError when the config file `config` includes another file (read without following)."""
-    with tempfile.TemporaryDirectory(prefix="phased-cpt-git-") as neutral:
-        reader = GitRepo(Path(neutral))
-        result = reader._run("config", "--file", str(config), "--no-includes", "--null", "--list", check=False)
-    if result.returncode != 0:
-        raise UserError(f"{config}: git cannot read this config file ({_git_message(result.stderr)})")
-    for item in result.stdout.split(b"\0"):
-        key, _, value = item.decode("utf-8", "replace").partition("\n")
-        if _INCLUDE_KEY.match(key):
-            raise UserError(
-                f"{config}: includes another config file ({key} = {value}); phased-cpt does not let git "
-                "follow includes of a repository it reads. Remove the include, or run on a fresh clone"
-            )
 
 
 def safe_env() -> dict[str, str]:

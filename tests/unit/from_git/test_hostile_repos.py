@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from phased_cpt.errors import UserError
-from phased_cpt.from_git import PHASE1_FILE, PHASE2_FILE
+from phased_cpt.from_git import PHASE1_FILE, PHASE2_FILE, git_guard
 from phased_cpt.from_git import git as git_module
 from tests.unit.from_git.repos import build, commit, git, new_repo, read, report
 
@@ -103,11 +103,11 @@ def test_working_tree_files_are_never_read(small_repo, tmp_path):
 
 def test_a_stalled_git_call_is_stopped_with_one_line(small_repo, tmp_path, monkeypatch):
     """The backstop for what the checks above do not know: no output for IDLE_TIMEOUT_S."""
-    monkeypatch.setattr(git_module, "IDLE_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(git_guard, "IDLE_TIMEOUT_S", 1.0)
     repo = git_module.GitRepo.open(small_repo)
     process = subprocess.Popen(["sleep", "30"], stdout=subprocess.PIPE)
     stalled = pytest.raises(UserError, match=r"git log produced no output for 1 s and was stopped")
-    with stalled as caught, git_module.Watchdog(process, repo._stalled_message(["log"])) as watchdog:
+    with stalled as caught, git_guard.Watchdog(process, repo._stalled_message(["log"])) as watchdog:
         assert process.stdout is not None
         assert watchdog.read(process.stdout, 10) == b""
     assert "\n" not in str(caught.value)
@@ -116,7 +116,7 @@ def test_a_stalled_git_call_is_stopped_with_one_line(small_repo, tmp_path, monke
 
 def test_a_busy_consumer_is_not_a_stalled_git(small_repo, monkeypatch):
     """Only time spent waiting on git counts: reading objects slowly is fine."""
-    monkeypatch.setattr(git_module, "IDLE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(git_guard, "IDLE_TIMEOUT_S", 0.5)
     repo = git_module.GitRepo.open(small_repo)
     head = repo.resolve_commit("HEAD")
     with repo.open_objects() as objects:
