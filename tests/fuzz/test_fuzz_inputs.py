@@ -404,3 +404,40 @@ def test_quoted_paths_are_one_line_and_lossless(raw):
         assert _unquote(shown.encode("utf-8")) == raw
     else:
         assert shown.encode("utf-8") == raw
+
+
+# --- from-git: whatever an output directory holds, what from-git did not write survives ---------
+
+_OUT_NAMES = ["phase1_foundation.jsonl", "phase2_evolution.jsonl", "phase3_pr_mastery.jsonl", "from-git-report.json"]
+
+
+@fuzz(8)
+@given(
+    present=st.lists(st.sampled_from([*_OUT_NAMES, "notes.md", "phase4.jsonl"]), unique=True, max_size=5),
+    earlier_run=st.booleans(),
+    force=st.booleans(),
+    edit=st.sampled_from([None, *_OUT_NAMES]),
+)
+def test_files_from_git_did_not_write_survive_any_run(tmp_path_factory, present, earlier_run, force, edit):
+    from phased_cpt.errors import UserError
+    from tests.unit.from_git.repos import build, new_repo
+
+    root = tmp_path_factory.mktemp("outfuzz")
+    repo = new_repo(root / "repo", {"a.py": "a = 1\n"})
+    out = root / "out"
+    out.mkdir()
+    if earlier_run:
+        build(repo, out)
+    if edit is not None and (out / edit).exists():
+        (out / edit).write_text("edited by hand\n")
+    for name in present:
+        if not (out / name).exists():
+            (out / name).write_text(f"mine: {name}\n")
+    ours = set(_OUT_NAMES) if earlier_run else set()
+    ours.discard(edit)
+    foreign = {p.name: p.read_bytes() for p in out.iterdir() if p.name not in ours and not p.name.startswith(".")}
+    try:
+        build(repo, out, force=force)
+    except UserError as err:
+        assert "\n" not in str(err)
+    assert {name: (out / name).read_bytes() for name in foreign} == foreign
