@@ -78,7 +78,7 @@ def test_from_git_command_writes_the_report_and_never_imports_torch(tmp_path):
     assert f"{out / 'from-git-report.json'}" in done.stdout
     listed = json.loads((out / "from-git-report.json").read_text())["outputs"]["phase1_foundation.jsonl"]
     assert {(e["file"], e["reason"]) for e in listed["left_out"]} == {(".env", "secret"), ("logo.svg", "data")}
-    assert [(e["file"], e["rule"]) for e in listed["redacted"]] == [("app.py", "aws-access-key-id")]
+    assert [(e["file"], e["rule"]) for e in listed["redacted"]] == [("app.py", "aws-access-key")]
     assert FAKE_AWS_KEY not in "".join(p.read_text() for p in out.iterdir())
 
     missing = run_cli(["data", "from-git", str(tmp_path / "nope"), "--out", str(out)], cwd=tmp_path)

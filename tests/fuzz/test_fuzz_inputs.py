@@ -341,3 +341,103 @@ def test_random_set_commands_give_a_parameter_or_one_line_error(name, text):
         assert math.isfinite(value)
         if isinstance(value, int):
             assert 0 <= value < 2**32  # what torch's and numpy's seeding and generation accept
+
+
+# --- from-git: credentials in formats the scanner knows, hostile path bytes -------------------
+
+token_chars = st.text(alphabet=string.ascii_letters + string.digits, min_size=40, max_size=40)
+
+
+def _credential_texts(draw: st.DrawFn) -> tuple[str, str]:
+    """(text holding one generated credential, the credential's secret part)."""
+    body = draw(token_chars)
+    kind = draw(st.sampled_from(["url", "jwt", "aws", "github", "whsec", "keyword", "netrc", "docker"]))
+    password = body[: draw(st.integers(8, 40))]  # shorter ones: test_secrets (a short one may recur by chance)
+    import base64
+
+    if kind == "url":
+        return f"DATABASE_URL=postgres://admin:{password}@db.internal:5432/app", password
+    if kind == "jwt":
+        head = base64.urlsafe_b64encode(b'{"alg":"HS256"}').decode().rstrip("=")
+        claims = base64.urlsafe_b64encode(f'{{"sub":"{body[:8]}"}}'.encode()).decode().rstrip("=")
+        token = f"{head}.{claims}.{body}"
+        return f"Authorization: Bearer {token}", token
+    if kind == "aws":
+        return "key_id = " + "AKIA" + body[:16].upper(), "AKIA" + body[:16].upper()
+    if kind == "github":
+        return "token: " + "ghp_" + body[:36], "ghp_" + body[:36]
+    if kind == "whsec":
+        return "STRIPE_WEBHOOK=" + "whsec_" + body, "whsec_" + body
+    if kind == "keyword":
+        return f'password = "{body[:20]}"', body[:20]
+    if kind == "netrc":
+        return f"machine example.com login ada password {body[:12]}", body[:12]
+    auth = base64.b64encode(f"ada:{password}".encode()).decode()
+    return f'{{"auths": {{"r.example.com": {{"auth": "{auth}"}}}}}}', auth
+
+
+surroundings = st.text(alphabet=" \t\n#;:,.()[]{}=-_'\"", max_size=40)
+
+
+@fuzz(80)
+@given(data=st.data(), before=surroundings, after=surroundings)
+def test_generated_credentials_are_always_redacted(data, before, after):
+    from phased_cpt.from_git.secrets import redact_secrets
+
+    text, secret = data.draw(st.builds(lambda: None).flatmap(lambda _: st.composite(_credential_texts)()))
+    redacted, found = redact_secrets(f"{before}\n{text}\n{after}")
+    assert found, text
+    assert secret not in redacted, text
+    assert all(item.rule and item.line >= 1 for item in found)
+
+
+@fuzz(150)
+@given(raw=st.binary(min_size=1, max_size=30))
+def test_quoted_paths_are_one_line_and_lossless(raw):
+    from phased_cpt.from_git.git import quote_path
+
+    shown = quote_path(raw)
+    assert "\n" not in shown and "\ufffd" not in shown or "\ufffd".encode() in raw
+    if shown.startswith('"'):
+        from phased_cpt.from_git.diffs import _unquote
+
+        assert _unquote(shown.encode("utf-8")) == raw
+    else:
+        assert shown.encode("utf-8") == raw
+
+
+# --- from-git: whatever an output directory holds, what from-git did not write survives ---------
+
+_OUT_NAMES = ["phase1_foundation.jsonl", "phase2_evolution.jsonl", "phase3_pr_mastery.jsonl", "from-git-report.json"]
+
+
+@fuzz(8)
+@given(
+    present=st.lists(st.sampled_from([*_OUT_NAMES, "notes.md", "phase4.jsonl"]), unique=True, max_size=5),
+    earlier_run=st.booleans(),
+    force=st.booleans(),
+    edit=st.sampled_from([None, *_OUT_NAMES]),
+)
+def test_files_from_git_did_not_write_survive_any_run(tmp_path_factory, present, earlier_run, force, edit):
+    from phased_cpt.errors import UserError
+    from tests.unit.from_git.repos import build, new_repo
+
+    root = tmp_path_factory.mktemp("outfuzz")
+    repo = new_repo(root / "repo", {"a.py": "a = 1\n"})
+    out = root / "out"
+    out.mkdir()
+    if earlier_run:
+        build(repo, out)
+    if edit is not None and (out / edit).exists():
+        (out / edit).write_text("edited by hand\n")
+    for name in present:
+        if not (out / name).exists():
+            (out / name).write_text(f"mine: {name}\n")
+    ours = set(_OUT_NAMES) if earlier_run else set()
+    ours.discard(edit)
+    foreign = {p.name: p.read_bytes() for p in out.iterdir() if p.name not in ours and not p.name.startswith(".")}
+    try:
+        build(repo, out, force=force)
+    except UserError as err:
+        assert "\n" not in str(err)
+    assert {name: (out / name).read_bytes() for name in foreign} == foreign

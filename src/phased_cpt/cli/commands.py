@@ -41,6 +41,7 @@ def cmd_from_git(args: argparse.Namespace) -> int:
         keep_duplicates=args.keep_duplicates,
         allow_other_owner=args.allow_other_owner,
         holdout=HoldoutOptions(commits=args.holdout_commits, after=args.holdout_after),
+        force=args.force,
     )
     print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.format_table())
     return 0

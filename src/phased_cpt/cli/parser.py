@@ -202,8 +202,8 @@ def add_from_git(data_sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         type=Path,
         required=True,
-        help="output directory, created if missing; the three .jsonl files and the report in it "
-        "are replaced atomically",
+        help="output directory, created if missing; holding earlier from-git output, it needs "
+        "--force (files from-git did not write are never replaced)",
     )
     parser.add_argument(
         "--rev",
@@ -295,6 +295,12 @@ def add_from_git(data_sub: argparse._SubParsersAction) -> None:
         metavar="DATE",
         help="hold out the first-parent commits committed after DATE (ISO 8601); with --holdout-commits, the "
         "larger of the two futures",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the phase files and report of an earlier from-git run in --out; a file from-git "
+        "did not write (or that was changed since) is never replaced",
     )
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object instead of a table")
     parser.set_defaults(func=cmd_from_git, light=True)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from phased_cpt.errors import UserError
 from phased_cpt.from_git.foundation import write_foundation
-from phased_cpt.from_git.git import GitRepo
+from phased_cpt.from_git.git import GitRepo, note_shallow_boundary
 from phased_cpt.from_git.history import parse_since, write_evolution
 from phased_cpt.from_git.holdout import (
     FUTURE_FILES,
@@ -39,7 +39,7 @@ from phased_cpt.from_git.holdout import (
     split_pulls,
 )
 from phased_cpt.from_git.merges import write_merges
-from phased_cpt.from_git.output import DocumentWriter, prepare_out_dir
+from phased_cpt.from_git.output import DocumentWriter, claim_outputs, prepare_out_dir, record_outputs
 from phased_cpt.from_git.pulls import load_pull_requests, write_pull_requests
 from phased_cpt.from_git.rules import DEFAULT_EXCLUDES, repository_rules
 from phased_cpt.from_git.summary import REPORT_FILE, OutputStats, Summary
@@ -63,6 +63,7 @@ __all__ = [
 PHASE1_FILE = "phase1_foundation.jsonl"
 PHASE2_FILE = "phase2_evolution.jsonl"
 PHASE3_FILE = "phase3_pr_mastery.jsonl"
+OUTPUT_FILES = (PHASE1_FILE, PHASE2_FILE, PHASE3_FILE, REPORT_FILE, *FUTURE_FILES)
 DEFAULT_MAX_FILE_BYTES = 1 << 20  # 1 MiB: larger tracked files are data, not code
 DEFAULT_MAX_DIFF_BYTES = 64 << 10  # 64 KiB of diff text per commit or pull request
 
@@ -82,10 +83,12 @@ def build_datasets(
     keep_duplicates: bool = False,
     allow_other_owner: bool = False,
     holdout: HoldoutOptions | None = None,
+    force: bool = False,
 ) -> Summary:
     """Write the three phase files and the report for `repo` at `rev` into `out_dir`.
 
-    `since` (ISO 8601 date or time) limits phases 2 and 3-from-merges to commits committed at or
+    An existing output file is replaced only with `force` and only when an earlier run wrote it
+    (`output.claim_outputs`). `since` (ISO 8601 date or time) limits phases 2 and 3-from-merges to commits committed at or
     after it. `prs` is a pull-request export (file or directory, shape in `pulls.py`); without
     it phase 3 falls back to merge commits, and the summary says so. `includes` lifts the
     default rules (never the secret rules) from matching paths. Raises `UserError` for a
@@ -102,6 +105,7 @@ def build_datasets(
     commit = head if cut is None else cut.commit
     pulls, future_pulls = split_pulls(load_pull_requests(Path(prs)) if prs is not None else None, cut)
     out = prepare_out_dir(Path(out_dir))
+    claim_outputs(out, OUTPUT_FILES, force=force)
     entries = git.list_tree(commit)
     rules = repository_rules(
         git,
@@ -126,6 +130,7 @@ def build_datasets(
     ]
     future = None if cut is None else FutureSets(out, cut, keep_duplicates=keep_duplicates)
     summary.outputs += [] if future is None else future.stats
+    note_shallow_boundary(git, phase2.stats, summary.notes)
     try:
         write_foundation(git, commit, entries, rules, max_file_bytes=max_file_bytes, writer=phase1)
         write_evolution(git, commit, rules, since_epoch=since_epoch, max_diff_bytes=max_diff_bytes, writer=phase2)
@@ -161,6 +166,7 @@ def build_datasets(
         summary.holdout = future.measure(summary.outputs[:3])
         summary.notes += summary.holdout.warnings()
     summary.write_report(out)
+    record_outputs(out, OUTPUT_FILES)
     return summary
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from phased_cpt.from_git.git import quote_path
 from phased_cpt.from_git.quality import classify_added_lines
 from phased_cpt.from_git.rules import PathRules, Skip
 from phased_cpt.from_git.secrets import find_secret_store
@@ -188,4 +189,4 @@ def _unquote(raw: bytes) -> bytes:
 
 
 def _decode_path(raw: bytes) -> str:
-    return raw.decode("utf-8", errors="replace")
+    return quote_path(raw)

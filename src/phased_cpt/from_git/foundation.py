@@ -18,7 +18,7 @@ before reading), then the content rules of `classify_content`.
 
 from __future__ import annotations
 
-from phased_cpt.from_git.git import GitRepo, ObjectReader, TreeEntry
+from phased_cpt.from_git.git import GitRepo, ObjectReader, TreeEntry, quote_path
 from phased_cpt.from_git.output import DocumentWriter
 from phased_cpt.from_git.quality import classify_text
 from phased_cpt.from_git.rules import PathRules, Skip
@@ -96,10 +96,7 @@ def _classify_entry(
         return "", Skip("submodule", "submodule"), ""
     if entry.mode == _SYMLINK_MODE:
         return "", Skip("symlink", "symbolic link"), ""
-    try:
-        path = entry.path_bytes.decode("utf-8")
-    except UnicodeDecodeError:
-        return "", Skip("undecodable", "path is not UTF-8"), ""
+    path = quote_path(entry.path_bytes)
     skip = rules.classify(path)
     if skip is None and entry.size_bytes > max_file_bytes:
         skip = Skip("too-large", f"over --max-file-bytes {max_file_bytes}")

@@ -15,6 +15,10 @@ Owns every `git` subprocess of `from_git`, and every one goes through `GitRepo._
   plumbing that never runs filters is used (`rev-parse`, `rev-list`, `ls-tree`, `log`,
   `cat-file --batch` without `--filters`), so `filter=<driver>` clean/smudge/process commands
   have no occasion to run.
+- **Nothing the repository names is read.** Config keys that name a file are overridden
+  (`SAFE_CONFIG`), config includes are refused, the git directory is checked for FIFOs and
+  devices before git runs, git runs on an empty work tree, and every call is watched for
+  stalls (`git_guard`).
 - **A repository owned by another user** is refused by git itself (`safe.directory`); we say so
   in one line, and `allow_other_owner=True` (`--allow-other-owner`) trusts that one path
   explicitly with `-c safe.directory=PATH`.
@@ -41,9 +45,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from phased_cpt.errors import UserError
+from phased_cpt.from_git import git_guard
+from phased_cpt.from_git.git_guard import Watchdog, check_git_dir, find_git_dir
+
+if TYPE_CHECKING:
+    from phased_cpt.from_git.summary import OutputStats
 
 SAFE_CONFIG: dict[str, str] = {
     "core.fsmonitor": "false",
@@ -62,8 +71,20 @@ SAFE_CONFIG: dict[str, str] = {
     "diff.mnemonicPrefix": "false",
     "diff.relative": "false",
     "log.showRoot": "true",
+    # keys that name a file for git to read: a FIFO there hangs git, /dev/zero fills memory
+    "core.excludesFile": os.devnull,
+    "diff.orderFile": os.devnull,
+    "mailmap.file": os.devnull,
+    "mailmap.blob": "",
+    "log.mailmap": "false",
+    "blame.ignoreRevsFile": "",
+    "commit.template": "",
+    "gpg.ssh.allowedSignersFile": os.devnull,
+    "gpg.ssh.revocationFile": os.devnull,
 }
 """`-c` overrides on every git call (command-line config beats the repository's own)."""
+
+_INCLUDE_KEY = re.compile(r"(?i)^(?:include|includeif\..*)\.path$")
 
 _DROPPED_ENV = ("PAGER", "EDITOR", "VISUAL", "SSH_ASKPASS", "SSH_AUTH_SOCK")
 _SAFE_ENV = {
@@ -114,29 +135,62 @@ class CommitMessage:
 
 
 class GitRepo:
-    """A git repository on disk, checked when opened; every method runs git in it."""
+    """A git repository on disk, checked when opened; every method runs git in it.
 
-    def __init__(self, root: Path, *, allow_other_owner: bool = False) -> None:
+    `git_dir` is the repository's git directory: once opened, git runs with `--git-dir` on it
+    and `--work-tree` on an empty directory, so no file of the working tree (`.gitattributes`,
+    `.mailmap`) is ever read; everything comes from the object store.
+    """
+
+    def __init__(self, root: Path, *, allow_other_owner: bool = False, git_dir: Path | None = None) -> None:
         self.root = root
         self.allow_other_owner = allow_other_owner
+        self.git_dir = git_dir
+        self._empty_dir = tempfile.TemporaryDirectory(prefix="phased-cpt-git-") if git_dir is not None else None
+        self._boundary: tuple[str, ...] | None = None
 
     @classmethod
     def open(cls, path: Path, *, allow_other_owner: bool = False) -> GitRepo:
-        """Check that `path` is (inside) a git repository and return it at its top level."""
+        """Check that `path` is (inside) a git repository and return it at its top level.
+
+        Before git reads anything, the git directory is checked (`check_git_dir`): no FIFO or
+        device where git reads a file, no config include.
+        """
         if shutil.which("git") is None:
             raise UserError("git was not found on PATH; `data from-git` needs the git command line")
         if not path.exists():
             raise UserError(f"{path}: no such directory (expected a git repository)")
         if not path.is_dir():
             raise UserError(f"{path}: not a directory (expected a git repository)")
+        found = find_git_dir(path.resolve())
+        if found is not None:
+            _refuse_includes(check_git_dir(found))
         probe = cls(path.resolve(), allow_other_owner=allow_other_owner)
-        result = probe._run("rev-parse", "--is-bare-repository", check=False)
+        result = probe._run("rev-parse", "--is-bare-repository", "--absolute-git-dir", check=False)
         if result.returncode != 0:
             raise UserError(f"{path}: not a git repository ({_git_message(result.stderr)})")
-        if result.stdout.strip() == b"true":
-            return probe
+        bare, git_dir = result.stdout.decode("utf-8", "surrogateescape").splitlines()[:2]
+        if found is None or found.resolve() != Path(git_dir).resolve():
+            _refuse_includes(check_git_dir(Path(git_dir)))  # git found it where we did not look
+        if bare.strip() == "true":
+            return cls(probe.root, allow_other_owner=allow_other_owner, git_dir=Path(git_dir))
         top = probe._run("rev-parse", "--show-toplevel").stdout.decode("utf-8", "surrogateescape")
-        return cls(Path(top.strip()), allow_other_owner=allow_other_owner)
+        return cls(Path(top.strip()), allow_other_owner=allow_other_owner, git_dir=Path(git_dir))
+
+    def shallow_boundary(self) -> tuple[str, ...]:
+        """Ids of the commits a shallow clone was cut at (`.git/shallow`), () for a full clone.
+
+        git shows such a commit without its parents, so its diff "adds" every file of its tree:
+        a fabricated change. `iter_patches` leaves these commits out.
+        """
+        if self._boundary is None:
+            self._boundary = ()
+            if self._run("rev-parse", "--is-shallow-repository").stdout.strip() == b"true":
+                name = self._run("rev-parse", "--git-path", "shallow").stdout.decode("utf-8", "surrogateescape")
+                path = Path(name.strip())
+                path = path if path.is_absolute() else (self.git_dir or self.root) / path
+                self._boundary = tuple(sorted(set(path.read_text("ascii").split()))) if path.is_file() else ()
+        return self._boundary
 
     def resolve_commit(self, rev: str) -> str:
         """Full id of the commit `rev` names; a UserError when it names none."""
@@ -164,7 +218,7 @@ class GitRepo:
 
     def is_shallow(self) -> bool:
         """True for a shallow clone: the history before its boundary commits is missing."""
-        return self._run("rev-parse", "--is-shallow-repository").stdout.strip() == b"true"
+        return bool(self.shallow_boundary())
 
     def list_tree(self, commit: str) -> list[TreeEntry]:
         """Every tracked path of `commit` (blobs and submodules), sorted by path bytes."""
@@ -211,13 +265,14 @@ class GitRepo:
         `merges=False`: every commit, merges included but without a patch (`--diff-merges=off`).
         `merges=True`: merge commits only, each with its diff against the first parent.
         Only the first `max_patch_bytes` of a patch are kept in memory; the rest is counted.
+        The commits of a shallow clone's boundary (`shallow_boundary`) are left out.
         """
         nonce = f"phased-cpt-{secrets.token_hex(16)}"
         args = ["log", "--reverse", f"--format=%x00{nonce}%x00%H %P", *_PATCH_OPTIONS]
         args += ["--merges", "--diff-merges=first-parent"] if merges else ["--diff-merges=off"]
         if since_epoch is not None:
             args.append(f"--since=@{since_epoch}")
-        args += ["--end-of-options", commit, "--"]
+        args += ["--end-of-options", commit, *(f"^{oid}" for oid in self.shallow_boundary()), "--"]
         marker = b"\0" + nonce.encode("ascii") + b"\0"
         for record, total in self._stream_records(args, marker, max_patch_bytes + _HEADER_ROOM_BYTES):
             header, _, patch = record.partition(b"\n")
@@ -229,7 +284,8 @@ class GitRepo:
 
     def open_objects(self) -> ObjectReader:
         """A reader of objects by id, backed by one `git cat-file --batch`; use it as a context."""
-        return ObjectReader(self._popen(["cat-file", "--batch"], stdin=subprocess.PIPE))
+        process = self._popen(["cat-file", "--batch"], stdin=subprocess.PIPE)
+        return ObjectReader(process, Watchdog(process, self._stalled_message(["cat-file"])))
 
     def _stream_records(self, args: list[str], marker: bytes, max_record_bytes: int) -> Iterator[tuple[bytes, int]]:
         """The records of `git args` that each start with `marker`, each cut to
@@ -238,14 +294,15 @@ class GitRepo:
             process = self._popen(args, stderr=stderr)
             assert process.stdout is not None
             finished = False
-            try:
-                yield from split_records(process.stdout, marker, max_record_bytes)
-                finished = True
-            finally:
-                process.stdout.close()
-                if not finished:  # the consumer stopped early or failed: git is not needed any more
-                    process.kill()
-                returncode = process.wait()
+            with Watchdog(process, self._stalled_message(args)) as watchdog:
+                try:
+                    yield from split_records(watchdog.reader(process.stdout), marker, max_record_bytes)
+                    finished = True
+                finally:
+                    process.stdout.close()
+                    if not finished:  # the consumer stopped early or failed: git is not needed any more
+                        process.kill()
+                    returncode = process.wait()
             if returncode != 0:
                 stderr.seek(0)
                 raise UserError(f"{self.root}: git {args[0]} failed: {_git_message(stderr.read())}")
@@ -256,17 +313,22 @@ class GitRepo:
         if self.allow_other_owner:
             config["safe.directory"] = str(self.root)
         overrides = [item for key, value in config.items() for item in ("-c", f"{key}={value}")]
-        return ["git", "--no-pager", *overrides, *args]
+        location = []
+        if self.git_dir is not None and self._empty_dir is not None:
+            location = [f"--git-dir={self.git_dir}", f"--work-tree={self._empty_dir.name}"]
+        return ["git", "--no-pager", *location, *overrides, *args]
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-        result = subprocess.run(
-            self._command(args),
-            cwd=self.root,
-            env=safe_env(),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            check=False,
-        )
+        """Run git to completion, its output in memory; stopped when it stalls (`IDLE_TIMEOUT_S`)."""
+        with tempfile.TemporaryFile() as stderr:
+            process = self._popen(list(args), stderr=stderr)
+            assert process.stdout is not None
+            with Watchdog(process, self._stalled_message(args)) as watchdog:
+                stdout = b"".join(iter(lambda: watchdog.read(process.stdout, _READ_CHUNK_BYTES), b""))
+                process.stdout.close()
+                returncode = process.wait()
+            stderr.seek(0)
+            result = subprocess.CompletedProcess(self._command(args), returncode, stdout, stderr.read())
         self._refuse_other_owner(result.stderr)
         if check and result.returncode != 0:
             raise UserError(f"{self.root}: git {args[0]} failed: {_git_message(result.stderr)}")
@@ -277,11 +339,17 @@ class GitRepo:
     ) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             self._command(args),
-            cwd=self.root,
+            cwd=self._empty_dir.name if self._empty_dir is not None else self.root,
             env=safe_env(),
             stdin=subprocess.DEVNULL if stdin is None else stdin,
             stdout=subprocess.PIPE,
             stderr=stderr,
+        )
+
+    def _stalled_message(self, args: tuple[str, ...] | list[str]) -> str:
+        return (
+            f"{self.root}: git {args[0]} produced no output for {git_guard.IDLE_TIMEOUT_S:g} s and was stopped "
+            "(a file the repository makes git read may be a FIFO or a device; see docs/from-git.md#safety)"
         )
 
     def _refuse_other_owner(self, stderr: bytes) -> None:
@@ -292,6 +360,54 @@ class GitRepo:
                 "--allow-other-owner (phased-cpt never runs the repository's hooks, filters or "
                 "configured commands either way), or run as the owner."
             )
+
+
+_C_ESCAPES = {7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r", 34: '\\"', 92: "\\\\"}
+
+
+def quote_path(raw: bytes) -> str:
+    """A path as text, as `git -c core.quotepath=off` prints it: unchanged when it is UTF-8
+    without control characters, `"` or `\\`; otherwise in double quotes with C escapes
+    (`"a\\nb.py"`) and each byte that is not UTF-8 as `\\ooo` octal. Never ambiguous, never lossy."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and not any(ord(c) < 32 or c in '"\\\x7f' for c in text):
+        return text
+    out, index = [], 0
+    while index < len(raw):
+        byte = raw[index]
+        if byte in _C_ESCAPES:
+            out.append(_C_ESCAPES[byte])
+        elif byte < 32 or byte == 127:
+            out.append(f"\\{byte:03o}")
+        elif byte < 128:
+            out.append(chr(byte))
+        else:
+            width = 2 if byte >> 5 == 6 else 3 if byte >> 4 == 14 else 4 if byte >> 3 == 30 else 1
+            try:
+                out.append(raw[index : index + width].decode("utf-8"))
+                index += width
+                continue
+            except UnicodeDecodeError:
+                out.append(f"\\{byte:03o}")
+        index += 1
+    return '"' + "".join(out) + '"'
+
+
+def note_shallow_boundary(git: GitRepo, stats: OutputStats, notes: list[str]) -> None:
+    """Count and list a shallow clone's boundary commits as left out of phase 2 (`shallow`), and
+    say in the summary how to get the whole history."""
+    boundary = git.shallow_boundary()
+    for oid in boundary:
+        stats.skip("shallow", {"commit": oid}, rule="shallow clone: parents not fetched, its diff would add every file")
+    if boundary:
+        notes.append(
+            f"{git.root} is a shallow clone: {len(boundary)} commit(s) at its boundary were left out of "
+            "phases 2 and 3 (without their parents every file would look added); run "
+            "`git fetch --unshallow` in the repository for the whole history"
+        )
 
 
 def split_records(stream: IO[bytes], marker: bytes, max_record_bytes: int) -> Iterator[tuple[bytes, int]]:
@@ -333,17 +449,23 @@ def split_records(stream: IO[bytes], marker: bytes, max_record_bytes: int) -> It
 class ObjectReader:
     """Reads objects one at a time from a long-lived `git cat-file --batch` process."""
 
-    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], watchdog: Watchdog) -> None:
         self._process = process
+        self._watchdog = watchdog
 
     def __enter__(self) -> ObjectReader:
+        self._watchdog.__enter__()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         assert self._process.stdin is not None and self._process.stdout is not None
-        self._process.stdin.close()
+        try:
+            self._process.stdin.close()
+        except BrokenPipeError:  # git was stopped by the watchdog
+            pass
         self._process.stdout.close()
         self._process.wait()
+        self._watchdog.__exit__(*exc_info)
 
     def read(self, oid: str) -> bytes:
         """The raw content of object `oid` (a blob's bytes, a commit's headers and message)."""
@@ -351,11 +473,13 @@ class ObjectReader:
         assert stdin is not None and stdout is not None
         stdin.write(oid.encode() + b"\n")
         stdin.flush()
-        header = stdout.readline().split()
+        header = self._watchdog.readline(stdout).split()
         if len(header) != 3:
+            self._watchdog.raise_if_fired()
             raise UserError(f"git object {oid} is missing from the repository")
-        data = stdout.read(int(header[2]))
-        stdout.read(1)  # the newline after every object
+        data = self._watchdog.read(stdout, int(header[2]), exact=True)
+        self._watchdog.read(stdout, 1)  # the newline after every object
+        self._watchdog.raise_if_fired()
         return data
 
     def read_message(self, oid: str) -> CommitMessage | None:
@@ -399,6 +523,24 @@ def _format_ident_date(ident: bytes) -> str:
         return datetime.fromtimestamp(int(stamp), timezone(delta)).isoformat()
     except (ValueError, OverflowError, OSError):
         return ""
+
+
+def _refuse_includes(configs: list[Path]) -> None:
+    """A UserError when a config file of `configs` includes another file: git has no switch to
+    skip includes, so they are refused rather than followed (read with `--no-includes`)."""
+    for config in (path for path in configs if path.is_file()):
+        with tempfile.TemporaryDirectory(prefix="phased-cpt-git-") as neutral:
+            reader = GitRepo(Path(neutral))
+            result = reader._run("config", "--file", str(config), "--no-includes", "--null", "--list", check=False)
+        if result.returncode != 0:
+            raise UserError(f"{config}: git cannot read this config file ({_git_message(result.stderr)})")
+        for item in result.stdout.split(b"\0"):
+            key, _, value = item.decode("utf-8", "replace").partition("\n")
+            if _INCLUDE_KEY.match(key):
+                raise UserError(
+                    f"{config}: includes another config file ({key} = {value}); phased-cpt does not let git "
+                    "follow includes of a repository it reads. Remove the include, or run on a fresh clone"
+                )
 
 
 def safe_env() -> dict[str, str]:

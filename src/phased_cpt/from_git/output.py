@@ -16,6 +16,12 @@ Every document goes through `DocumentWriter.write`, the one place where, for eve
 A `DocumentWriter` writes to a hidden temporary file in the output directory; `publish()`
 replaces the real file with it in one `os.replace`, so a reader never sees half a file and a
 failed run leaves the previous outputs untouched (`discard()` removes the temporary file).
+
+The command never replaces a file it did not write (`claim_outputs`, `merge`'s rule): after a
+run, `OUTPUT_MARKER` in the output directory lists each file written with its SHA-256. A later
+run refuses an output directory that already holds one of its file names, unless `force`
+(`--force`) is given *and* the marker lists that file with its current content; a hand-made or
+hand-edited file is refused even with `--force`. Other files in the directory are never touched.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +85,69 @@ class DocumentWriter:
         """Drop the temporary file; the previous output file, if any, stays as it was."""
         self._file.close()
         self._temp_path.unlink(missing_ok=True)
+
+
+OUTPUT_MARKER = ".phased-cpt-from-git.json"
+"""Lists the files `data from-git` wrote in an output directory, with their SHA-256."""
+
+
+def claim_outputs(out_dir: Path, names: Sequence[str], *, force: bool) -> None:
+    """Check that writing `names` into `out_dir` replaces nothing but this command's own earlier
+    output, and only with `force`; a UserError naming the files otherwise (nothing is touched)."""
+    present = [name for name in names if (out_dir / name).exists() or (out_dir / name).is_symlink()]
+    if not present:
+        return
+    written = _read_marker(out_dir)
+    foreign = [name for name in present if not _is_own_output(out_dir / name, written.get(name))]
+    if foreign:
+        listed = ", ".join(foreign)
+        raise UserError(
+            f"--out {out_dir}: {listed} {'was' if len(foreign) == 1 else 'were'} not written by `data from-git` "
+            f"(or changed since it wrote {'it' if len(foreign) == 1 else 'them'}; see {OUTPUT_MARKER}); "
+            "move the file(s) away or choose another --out: they are never replaced"
+        )
+    if not force:
+        raise UserError(
+            f"--out {out_dir} already holds {', '.join(present)} from an earlier run; "
+            "pass --force to replace them, or choose another --out"
+        )
+
+
+def record_outputs(out_dir: Path, names: Sequence[str]) -> None:
+    """Write `OUTPUT_MARKER`: the files of `names` now in `out_dir`, with their SHA-256, added to
+    those an earlier run listed (a name of `names` no longer there is dropped from the list)."""
+    written = {name: digest for name, digest in _read_marker(out_dir).items() if name not in names}
+    written.update({name: _sha256(out_dir / name) for name in names if (out_dir / name).is_file()})
+    content = {"written_by": "phased-cpt data from-git", "files": dict(sorted(written.items()))}
+    handle, temp_name = tempfile.mkstemp(dir=out_dir, prefix=f"{OUTPUT_MARKER}.", suffix=".tmp")
+    with os.fdopen(handle, "w", encoding="utf-8") as file:
+        json.dump(content, file, indent=1)
+        file.write("\n")
+    os.chmod(temp_name, 0o644)
+    os.replace(temp_name, out_dir / OUTPUT_MARKER)
+
+
+def _read_marker(out_dir: Path) -> dict[str, str]:
+    path = out_dir / OUTPUT_MARKER
+    if not path.is_file():
+        return {}
+    try:
+        files = json.loads(path.read_text(encoding="utf-8")).get("files", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {str(name): str(digest) for name, digest in files.items()} if isinstance(files, dict) else {}
+
+
+def _is_own_output(path: Path, digest: str | None) -> bool:
+    return digest is not None and path.is_file() and not path.is_symlink() and _sha256(path) == digest
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def prepare_out_dir(out_dir: Path) -> Path:

@@ -26,7 +26,7 @@ def test_glob_matches_the_path_a_leading_directory_or_a_component(path, glob, ex
 
 def test_quoted_and_renamed_paths_are_parsed_from_diff_headers():
     quoted = b'diff --git "a/ta\\tb \\303\\274" "b/ta\\tb \\303\\274"\nnew file mode 100644\n'
-    assert parse_file_change(quoted).describe() == "A ta\tb ü"
+    assert parse_file_change(quoted).describe() == 'A "ta\\tb ü"'  # shown as git quotes it: one line
     renamed = (
         b"diff --git a/old name.py b/new name.py\nsimilarity index 100%\n"
         b"rename from old name.py\nrename to new name.py\n"

@@ -123,6 +123,7 @@ def test_command_defaults_and_flags_reach_build_datasets(monkeypatch, capsys):
                 "docs",
                 "--keep-duplicates",
                 "--allow-other-owner",
+                "--force",
                 "--prs",
                 "p.json",
                 "--holdout-commits",
@@ -147,6 +148,7 @@ def test_command_defaults_and_flags_reach_build_datasets(monkeypatch, capsys):
             "keep_duplicates": True,
             "allow_other_owner": True,
             "holdout": from_git.HoldoutOptions(commits=0, after="2024-02-01"),
+            "force": True,
         },
     )
     assert _run(["repo", "--out", "o"]) == 2
@@ -164,6 +166,7 @@ def test_command_defaults_and_flags_reach_build_datasets(monkeypatch, capsys):
             "keep_duplicates": False,
             "allow_other_owner": False,
             "holdout": from_git.HoldoutOptions(commits=None, after=None),
+            "force": False,
         },
     )
     assert capsys.readouterr().err.strip().splitlines() == ["error: recorded", "error: recorded"]

@@ -186,7 +186,7 @@ def test_bad_cuts_are_one_line_errors_before_any_output(dated_repo, tmp_path, op
 def test_off_default_and_short_histories(dated_repo, tmp_path):
     cut = build(dated_repo, tmp_path / "off", holdout=HoldoutOptions(commits=3))
     assert cut.holdout is not None and read(tmp_path / "off", FUTURE_TASKS_FILE)
-    off = build(dated_repo, tmp_path / "off", holdout=HoldoutOptions(commits=0))  # an earlier future is removed
+    off = build(dated_repo, tmp_path / "off", holdout=HoldoutOptions(commits=0), force=True)  # removes the future
     assert off.holdout is None
     assert not any((tmp_path / "off" / name).exists() for name in FUTURE_FILES)
     assert f"removed {FUTURE_TASKS_FILE} of an earlier run: these phases hold its future" in off.notes
@@ -261,7 +261,10 @@ def test_the_command_prints_the_time_split(dated_repo, tmp_path, capsys):
     assert (
         printed["outputs"][FUTURE_EVOLUTION_FILE]["documents"] == len(read(out, FUTURE_EVOLUTION_FILE)) == 3
     )  # c5, f2, c6
-    assert cli.main(["data", "from-git", str(dated_repo), "--out", str(out), "--holdout-after", "2024-01-07"]) == 0
+    assert (
+        cli.main(["data", "from-git", str(dated_repo), "--out", str(out), "--holdout-after", "2024-01-07", "--force"])
+        == 0
+    )
     table = capsys.readouterr().out
     assert "time split (--holdout-after 2024-01-07): training as of" in table and "future_tasks.jsonl" in table
     assert cli.main(["data", "from-git", str(dated_repo), "--out", str(out), "--holdout-after", "1999-01-01"]) == 2

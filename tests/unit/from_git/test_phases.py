@@ -13,6 +13,7 @@ from phased_cpt import from_git
 from phased_cpt.errors import UserError
 from phased_cpt.from_git import PHASE1_FILE, PHASE2_FILE, PHASE3_FILE, REPORT_FILE, build_datasets
 from phased_cpt.from_git import git as git_module
+from phased_cpt.from_git.output import OUTPUT_MARKER
 from tests.unit.from_git.conftest import APP_V2, UNICODE_NAME
 from tests.unit.from_git.repos import (
     ENV_VALUE,
@@ -33,7 +34,7 @@ KEPT_FILES = {
     ".env.example": "API_TOKEN=\n",
     ".gitignore": "ignored.txt\n*.log\n",
     "README.md": "# Demo\n\nA demo project.\n",
-    "config/aws.py": "ACCESS_KEY_ID = '[REDACTED:aws-access-key-id]'\n",
+    "config/aws.py": "ACCESS_KEY_ID = '[REDACTED:aws-access-key]'\n",
     "deploy/server_key.txt": "[REDACTED:private-key]\n",
     "docs/guide.md": "# Guide\n\nRun `python -m demo`.\n",
     "notes/todo.rst": "Write docs\n----------\n",
@@ -176,7 +177,7 @@ def test_phase2_cuts_out_secret_and_excluded_file_diffs_and_counts_them(built):
     ]:
         assert f"[diff of {path} omitted: {reason}]\n" in assets
     assert "[diff of .env omitted: secret]\n" in config
-    assert "+ACCESS_KEY_ID = '[REDACTED:aws-access-key-id]'\n" in config
+    assert "+ACCESS_KEY_ID = '[REDACTED:aws-access-key]'\n" in config
     assert "+[REDACTED:private-key]\n" in config
     assert f"diff --git a/{UNICODE_NAME} b/{UNICODE_NAME}\n" in config
     assert f"A {UNICODE_NAME}\n" in config
@@ -250,7 +251,7 @@ def test_secret_values_never_appear_in_any_output(repo, tmp_path):
 def test_two_runs_give_byte_identical_outputs_and_summaries(repo, tmp_path):
     first = _build(repo, tmp_path / "out", prs=FIXTURES / "pulls.json")
     first_bytes = {name: (tmp_path / "out" / name).read_bytes() for name in (PHASE1_FILE, PHASE2_FILE, PHASE3_FILE)}
-    second = _build(repo, tmp_path / "out", prs=FIXTURES / "pulls.json")
+    second = _build(repo, tmp_path / "out", prs=FIXTURES / "pulls.json", force=True)
     assert {name: (tmp_path / "out" / name).read_bytes() for name in first_bytes} == first_bytes
     assert json.dumps(first.to_dict()) == json.dumps(second.to_dict())
     assert first.format_table() == second.format_table()
@@ -265,12 +266,12 @@ def test_reading_git_output_in_tiny_chunks_gives_the_same_history(repo, built, t
 
 def test_existing_outputs_are_replaced_and_no_temporary_files_remain(repo, tmp_path):
     out = tmp_path / "nested" / "dataset"
-    out.mkdir(parents=True)
-    for name in (PHASE1_FILE, PHASE2_FILE, PHASE3_FILE):
-        (out / name).write_text("stale\n")
-    _build(repo, out)
-    assert sorted(p.name for p in out.iterdir()) == sorted([PHASE1_FILE, PHASE2_FILE, PHASE3_FILE, REPORT_FILE])
-    assert "stale" not in (out / PHASE1_FILE).read_text()
+    _build(repo, out, excludes=["*"])
+    _build(repo, out, force=True)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [PHASE1_FILE, PHASE2_FILE, PHASE3_FILE, REPORT_FILE, OUTPUT_MARKER]
+    )
+    assert _read(out, PHASE1_FILE)
 
 
 def test_a_failed_run_leaves_previous_outputs_untouched(repo, tmp_path, monkeypatch):
@@ -282,9 +283,11 @@ def test_a_failed_run_leaves_previous_outputs_untouched(repo, tmp_path, monkeypa
 
     monkeypatch.setattr(from_git, "write_evolution", fail)
     with pytest.raises(RuntimeError):
-        _build(repo, tmp_path, excludes=["*"])
+        _build(repo, tmp_path, excludes=["*"], force=True)
     assert (tmp_path / PHASE1_FILE).read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([PHASE1_FILE, PHASE2_FILE, PHASE3_FILE, REPORT_FILE])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [PHASE1_FILE, PHASE2_FILE, PHASE3_FILE, REPORT_FILE, OUTPUT_MARKER]
+    )
 
 
 def test_committed_outputs_inside_the_repository_are_not_read_back(tmp_path):
@@ -301,6 +304,8 @@ def test_committed_outputs_inside_the_repository_are_not_read_back(tmp_path):
         "Commit an earlier dataset",
         "2024-03-01T10:00:00+00:00",
     )
+    for name in (PHASE1_FILE, REPORT_FILE):  # checked-out copies are not from-git's to replace
+        (small / "dataset" / name).unlink()
     summary = _build(small, small / "dataset")
     assert [d["path"] for d in _read(small / "dataset", PHASE1_FILE)] == ["a.py"]
     assert dict(summary.output(PHASE1_FILE).skipped) == {"excluded": 2}
@@ -357,7 +362,7 @@ def test_report_lists_every_left_out_file_commit_and_diff_with_reason_rule_and_s
     assert all(len(e["commit"]) == 40 for e in diffs)
     redacted = phase1["redacted"]
     assert {(e["file"], e["rule"], e["line"]) for e in redacted} == {
-        ("config/aws.py", "aws-access-key-id", 3),
+        ("config/aws.py", "aws-access-key", 3),
         ("deploy/server_key.txt", "private-key", 3),
     }
     assert listed["outputs"][PHASE1_FILE]["skipped"] == summary.to_dict()["outputs"][PHASE1_FILE]["skipped"]

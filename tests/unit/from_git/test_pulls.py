@@ -69,10 +69,10 @@ def test_pr_with_a_credential_in_its_text_is_kept_with_the_value_redacted(repo, 
     summary = _build(repo, tmp_path / "out", prs=export)
     documents = _read(tmp_path / "out", PHASE3_FILE)
     assert [d["number"] for d in documents] == [3, 7, 9]
-    assert "Use key [REDACTED:aws-access-key-id] for testing" in documents[2]["training_content"]
-    assert documents[2]["title"] == "Key [REDACTED:aws-access-key-id]"
+    assert "Use key [REDACTED:aws-access-key] for testing" in documents[2]["training_content"]
+    assert documents[2]["title"] == "Key [REDACTED:aws-access-key]"
     assert FAKE_AWS_KEY.encode() not in all_output_bytes(tmp_path / "out")
-    assert dict(summary.output(PHASE3_FILE).redactions) == {"aws-access-key-id": 3}
+    assert dict(summary.output(PHASE3_FILE).redactions) == {"aws-access-key": 3}
 
 
 def test_pr_export_directory_reads_every_json_file(repo, tmp_path):

@@ -3,6 +3,7 @@ no planted value reaches any output file (phase files or report) in any phase.""
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -137,8 +138,8 @@ def test_each_secret_store_is_left_out_and_listed_with_its_rule(secret_repo, tmp
     }
     kept = {d["path"]: d["training_content"] for d in read(tmp_path, PHASE1_FILE)}
     assert kept["ops/github-actions"] == "File: ops/github-actions\n\n[REDACTED:private-key]\n"
-    assert "-d @msg.json [REDACTED:slack-webhook]\n" in kept["scripts/notify.sh"]
-    assert 'AWS_SECRET = "[REDACTED:secret-assignment]"\nREGION' in kept["app/settings.py"]
+    assert "-d @msg.json [REDACTED:slack-token]\n" in kept["scripts/notify.sh"]
+    assert 'AWS_SECRET = "[REDACTED:secret-keyword]"\nREGION' in kept["app/settings.py"]
 
 
 def test_secret_stores_are_cut_out_of_history_and_merge_diffs(secret_repo, tmp_path):
@@ -147,7 +148,7 @@ def test_secret_stores_are_cut_out_of_history_and_merge_diffs(secret_repo, tmp_p
     for path in STORES:
         if path != "ops/github-actions":
             assert f"[diff of {path} omitted: secret]\n" in config["training_content"]
-    assert "key [REDACTED:aws-access-key-id]" in config["training_content"]
+    assert "key [REDACTED:aws-access-key]" in config["training_content"]
     [merge] = read(tmp_path, PHASE3_FILE)
     assert merge["training_content"].startswith(
         "Pull request #5: Add config with [REDACTED:github-token]\nBranch: ann/add-config\n"
@@ -171,6 +172,11 @@ def test_secret_stores_are_cut_out_of_history_and_merge_diffs(secret_repo, tmp_p
         (".envrc", True),
         ("credentials.json", True),
         ("config/secrets.yml", True),
+        (".ENV", True),
+        ('"conf/new\\nline.env"', True),  # a name git quotes
+        ('"\\377.pem"', True),
+        ("deploy/Prod.Env", True),
+        ("ID_RSA", True),
         (".npmrc", True),
         ("infra/terraform.tfstate", True),
         ("prod.tfvars", True),
@@ -190,25 +196,42 @@ def test_secret_file_names(path, expected):
     assert is_secret_path(path) is expected
 
 
+DER_KEY = (  # base64 of a PKCS#8 PrivateKeyInfo header (SEQUENCE, INTEGER 0, rsaEncryption) and filler
+    "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"
+    + "BKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj"
+    + "\n"
+    + "MzEfYyjiWA4R4/M2bS1GB4t7NXp98C3SC6dV"
+)
+KUBE_KEY = base64.b64encode(f"-----BEGIN RSA {'PRIVATE'} KEY-----\nMIIEow\n".encode()).decode()
+JWT = "eyJhbGciOiJIUzI1NiJ9" + ".eyJzdWIiOiIxMjM0NTY3ODkwIn0" + ".dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+
 REDACT_SAMPLES = {  # fake values, assembled at run time; each sample holds exactly one
+    # our rules (REDACT_PATTERNS): formats detect-secrets has no plugin for
     "private-key": FAKE_PEM,
-    "aws-access-key-id": FAKE_AWS_KEY,
     "aws-secret-access-key": "AWS_SECRET_ACCESS_KEY = " + "Ab1/" * 10,
-    "github-token": "gho" + "_" + "a1" * 18,
     "github-fine-grained-token": "github" + "_pat_" + "A1_" * 8,
-    "gitlab-token": "glpat" + "-" + "x1" * 10,
-    "slack-token": "xoxb" + "-" + "1234567890",
-    "slack-webhook": SLACK_HOOK,
     "discord-webhook": "https://discord.com/api/webhooks/" + "123456/abcDEF_ghi-JKL",
     "teams-webhook": "https://acme.webhook.office.com/webhookb2/" + "a1b2@c3d4/IncomingWebhook/e5",
     "google-api-key": "AIza" + "x1-" * 12,
-    "stripe-live-key": "sk" + "_live_" + "a1" * 12,
     "huggingface-token": "hf" + "_" + "ab" * 17,
     "npm-token": NPM_AUTH,
     "anthropic-key": "sk-ant" + "-" + "a1" * 10,
-    "openai-key": "sk-" + "a1" * 10 + "T3Blbk" + "FJ" + "b2" * 10,
-    "url-password": "postgres://app:" + "S3cr3tP4ssw0rdXyZ" + "@db:5432/app",
-    "secret-assignment": 'api_key: "' + "q8W2e7R4t1Y6u3I9" + '"',
+    "stripe-webhook-secret": "whsec" + "_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    "der-private-key": DER_KEY,
+    "base64-pem-private-key": "client-key-data: " + KUBE_KEY,
+    "docker-auth": '{"auths": {"registry.example.com": {"auth": "' + base64.b64encode(b"ada:pw").decode() + '"}}}',
+    "netrc-password": "machine api.example.com login ada password " + "hunter2",
+    "secret-assignment": "API_TOKEN=" + "q8W2e7R4t1Y6u3I9",
+    # detect-secrets 1.5.0's plugins, named after their secret type
+    "aws-access-key": FAKE_AWS_KEY,
+    "github-token": "gho" + "_" + "a1" * 18,
+    "gitlab-token": "glpat" + "-" + "x1" * 10,
+    "slack-token": SLACK_HOOK,
+    "stripe-access-key": "sk" + "_live_" + "a1" * 12,
+    "openai-token": "sk-" + "a1" * 10 + "T3Blbk" + "FJ" + "b2" * 10,
+    "basic-auth-credentials": "postgres://admin:" + "pw" + "@db:5432/app",
+    "json-web-token": "Authorization: Bearer " + JWT,
+    "secret-keyword": 'api_key: "' + "q8W2e7R4t1Y6u3I9" + '"',
 }
 
 
@@ -222,7 +245,22 @@ def test_every_redaction_rule_replaces_its_value_and_names_the_rule(rule):
 
 
 def test_every_redaction_rule_has_a_sample():
-    assert set(REDACT_SAMPLES) == set(REDACT_PATTERNS)
+    assert set(REDACT_PATTERNS) <= set(REDACT_SAMPLES)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("pw", "DATABASE_URL=postgres://admin:pw@db.internal/app"),
+        (JWT, "curl -H 'Authorization: Bearer " + JWT + "' https://api.example.com"),
+        ("hunter2", "default login ada password hunter2"),
+        (DER_KEY.split("\n")[1], DER_KEY),
+        ("pass", "http://user:pass@example.com/"),
+    ],
+)
+def test_short_and_multi_line_credentials_leave_no_part_behind(value, text):
+    redacted, found = redact_secrets(text)
+    assert found and value not in redacted
 
 
 @pytest.mark.parametrize(
@@ -233,8 +271,11 @@ def test_every_redaction_rule_has_a_sample():
         "token = self._get_token()",
         "//registry.npmjs.org/:_authToken=${NPM_TOKEN}",
         "AKIA is a prefix; BEGIN PUBLIC KEY is fine; ghp_short",
-        "secret_key = 'aaaaaaaaaaaaaaaaaaaa1'",
-        "http://user:pass@example.com/",
+        "url = 'http://${USER}:${PASSWORD}@host/'",
+        "the password reset form",
+        "commit 5e1b3c0f3a9d2b8e7f6a5c4d3e2f1a0b9c8d7e6f",
+        "sha256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'",
+        "MIIDdzCCAl+gAwIBAgIEAgAAuTANBgkqhkiG9w0BAQUFADBaMQswCQYDVQQGEwJJRTESMBAGA1UEChMJQmFsdGltb3Jl",  # a certificate
     ],
 )
 def test_written_or_placeholder_values_are_not_redacted(text):
@@ -268,3 +309,55 @@ def test_random_looking_values():
     assert not is_random_looking("aaaaaaaaaaaaaaaaaaaa1")  # low entropy
     assert not is_random_looking("the_token_name_here")  # no digit
     assert not is_random_looking("a1b2c3")  # short
+
+
+ISSUE_29 = {  # every credential hardening round 3 found written verbatim, each in a file that is kept
+    "app/db.py": 'DATABASE_URL = "postgres://admin:' + "pw" + '@db.internal/app"\n',
+    "scripts/call.sh": "curl -H 'Authorization: Bearer " + JWT + "' https://api.example.com\n",
+    "certs/key.b64": DER_KEY + "\n",
+    "app/stripe.py": "WEBHOOK = '" + "whsec" + "_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'\n",
+    "deploy/kubeconfig.yaml": "users:\n- name: ci\n  user:\n    client-key-data: " + KUBE_KEY + "\n",
+    "ci/docker-config.json": '{"auths": {"r.example.com": {"auth": "'
+    + base64.b64encode(b"ada:s3cr3t").decode()
+    + '"}}}\n',
+    "deploy/.ENV": "API_KEY=plain\n",
+    "ci/auth.txt": "machine api.example.com login ada password " + "hunter2" + "\n",
+}
+ISSUE_29_VALUES = [
+    ":pw@",
+    JWT.rsplit(".", 1)[1],
+    DER_KEY.split("\n")[1],
+    "whsec" + "_MfKQ",
+    KUBE_KEY[:40],
+    base64.b64encode(b"ada:s3cr3t").decode(),
+    "API_KEY=plain",
+    "hunter2",
+]
+
+
+def test_round_3_credentials_are_redacted_in_files_diffs_and_commit_messages(tmp_path):
+    repo = new_repo(tmp_path / "repo", {"README.md": "# App\n"})
+    message = f"Deploy\n\nUsed postgres://admin:{'pw'}@db.internal/app and Bearer {JWT} to test"
+    commit(repo, ISSUE_29, message, "2024-01-02T10:00:00+00:00")
+    summary = build(repo, tmp_path / "out", max_file_bytes=10**6)
+    written = all_output_bytes(tmp_path / "out")
+    for value in ISSUE_29_VALUES:
+        assert value.encode() not in written, value
+    kept = {d["path"] for d in read(tmp_path / "out", PHASE1_FILE)}
+    assert kept == {"README.md", *ISSUE_29} - {"deploy/.ENV"}
+    [history] = [d for d in read(tmp_path / "out", PHASE2_FILE) if d["subject"] == "Deploy"]
+    assert (
+        "Used postgres://admin:[REDACTED:basic-auth-credentials]@db.internal/app and Bearer "
+        in history["training_content"]
+    )
+    redacted = report(tmp_path / "out")["outputs"][PHASE2_FILE]["redacted"]
+    assert {"commit", "rule", "line", "field"} <= set(redacted[0]) and "value" not in redacted[0]
+    assert summary.output(PHASE1_FILE).redactions == {
+        "basic-auth-credentials": 1,
+        "json-web-token": 1,
+        "der-private-key": 1,
+        "stripe-webhook-secret": 1,
+        "base64-pem-private-key": 1,
+        "docker-auth": 1,
+        "netrc-password": 1,
+    }
