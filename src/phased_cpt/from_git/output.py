@@ -47,7 +47,7 @@ class DocumentWriter:
     def write(self, document: dict[str, Any], where: dict[str, Any], key_text: str) -> bool:
         """Write one document (its text in `document["training_content"]`), redacted; False when
         it was left out as a duplicate. `where` names it in the report (`{"file": path}`, ...)."""
-        digest = hashlib.sha256(" ".join(key_text.split()).encode("utf-8", "surrogatepass")).digest()
+        digest = duplicate_digest(key_text)
         if digest in self._seen and not self.keep_duplicates:
             self.stats.skip(
                 "duplicate",
@@ -68,6 +68,10 @@ class DocumentWriter:
         self.stats.text_bytes += len(document["training_content"].encode("utf-8"))
         return True
 
+    def repeats(self, key_text: str) -> bool:
+        """True when a document with this key text was already written (it would be a `duplicate`)."""
+        return duplicate_digest(key_text) in self._seen
+
     def publish(self) -> None:
         """Replace the output file with everything written so far."""
         self._file.close()
@@ -78,6 +82,11 @@ class DocumentWriter:
         """Drop the temporary file; the previous output file, if any, stays as it was."""
         self._file.close()
         self._temp_path.unlink(missing_ok=True)
+
+
+def duplicate_digest(key_text: str) -> bytes:
+    """What makes two documents duplicates: their key text with white space collapsed."""
+    return hashlib.sha256(" ".join(key_text.split()).encode("utf-8", "surrogatepass")).digest()
 
 
 def prepare_out_dir(out_dir: Path) -> Path:
