@@ -87,10 +87,12 @@ def write_evolution(
             if story is not None and story.squash:
                 write_story(item, plan, rules, max_diff_bytes, phase3)
                 continue
+            if len(item.parents) > 1:
+                phase2.stats.skip("merge", where, rule="its changes are its branch's commits or a phase-3 story")
+                continue
             if item.oid not in plan.phase2:
-                default = ("merge", "its changes are its branch's commits or a phase-3 story")
-                reason, rule = plan.left_out.get(item.oid, default)
-                phase2.stats.skip(reason, where, rule=rule, size=item.total_bytes if reason != "merge" else 0)
+                reason, rule = plan.left_out[item.oid]
+                phase2.stats.skip(reason, where, rule=rule, size=item.total_bytes)
                 continue
             message = objects.read_message(item.oid)
             if message is None:

@@ -333,6 +333,9 @@ def _plan_merge(
         return
     merge = classify_merge(info.message, info.parents, set(mainline), names)
     own = [oid for oid in branch if len(plan.commits[oid].parents) < 2]
+    for oid in branch:
+        if len(plan.commits[oid].parents) > 1:  # a merge inside the branch: its changes are the branch's
+            plan.left_out[oid] = ("inside-branch", f"a merge inside the branch of merge {info.oid[:12]}")
     if merge.kind != "branch-sync" and not keep_bots and _is_bot_merge(info, merge, own, plan.commits):
         merge = MergeKind("bot", why=f"a bot's merge or branch: {merge.branch or _name(info)}")
     plan.styles[_STYLE_NAMES[merge.kind]] += 1

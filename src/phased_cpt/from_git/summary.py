@@ -22,7 +22,8 @@ Reasons, in words:
   authored by a bot, `merges.is_bot`), in phase 2 `merge` (a merge commit: its changes are its
   branch's commits or a phase-3 story), `in-phase-3-story` (a commit told in a phase-3
   story: a pull request, review or branch merge, or a squash merge) and in phase 3
-  `branch-sync` (a merge whose diff repeats phase-2 commits: see `merges.py`).
+  `branch-sync` (a merge whose diff repeats phase-2 commits: see `merges.py`) and
+  `inside-branch` (a merge inside a merged branch: its changes are that branch's).
 - `long-line` (a report entry of kind `line`): lines over `quality.MAX_LINE_CHARS` cut in a
   kept file or diff; the document is kept.
 - file sections cut out of a diff (`dropped_file_diffs`, phases 2 and 3): the same path and

@@ -267,13 +267,29 @@ def test_merges_are_classified_and_branch_syncs_dropped(merge_repo, tmp_path):
     pr = documents[0]["training_content"]
     assert pr.startswith(
         "Pull request #12: Add the feature\nBranch: ann/feature\nDate: 2024-01-06T10:00:00+00:00\n\n"
-        "It does f.\n\nFiles changed:\nA f.py\n"
+        "It does f.\n\nCommits:\n* Feature work\n* More feature work\n\nFiles changed:\nA f.py\n"
     )
     assert "+f = 2\n" in pr and "a = 2" not in pr and pr.endswith("\nOutcome: merged\n")
-    assert documents[1]["training_content"].startswith("Merge: Merge branch 'topic'\n")
-    syncs = {e["rule"] for e in report(tmp_path)["outputs"][PHASE3_FILE]["left_out"]}
-    assert syncs == {"the merged-in parent is on the mainline", "merges the mainline branch 'master'"}
-    assert summary.output(PHASE3_FILE).skipped == {"branch-sync": 2}
+    assert documents[1]["training_content"].startswith("Merge: Merge branch 'topic'\nBranch: topic\n")
+    left_out = {e["reason"]: e["rule"] for e in report(tmp_path)["outputs"][PHASE3_FILE]["left_out"]}
+    assert left_out["branch-sync"] == "merges the mainline branch 'master'"
+    assert left_out["inside-branch"].startswith("a merge inside the branch of merge ")  # main into feature
+    assert summary.output(PHASE3_FILE).skipped == {"branch-sync": 1, "inside-branch": 1}
+
+
+def test_each_change_is_trained_once_a_branch_in_its_story_a_synced_branch_in_phase2(merge_repo, tmp_path):
+    """The commits of a pull request or branch merge are told in its phase-3 story and are not
+    phase-2 documents; the commits a branch sync brings in stay phase-2 documents (the sync is
+    left out): no diff is in both phases."""
+    build(merge_repo, tmp_path)
+    phase2 = [d["subject"] for d in read(tmp_path, PHASE2_FILE)]
+    assert sorted(phase2) == ["Initial commit", "Local work", "Mainline work", "Upstream work"]
+    phase2_lines = {line for d in read(tmp_path, PHASE2_FILE) for line in d["training_content"].split("\n")}
+    for story in read(tmp_path, PHASE3_FILE):
+        changed = [line for line in story["training_content"].split("\n") if line.startswith(("+", "-"))]
+        assert changed and not [
+            line for line in changed if line in phase2_lines and not line.startswith(("+++", "---"))
+        ]
 
 
 @pytest.mark.parametrize(
@@ -290,6 +306,16 @@ def test_merges_are_classified_and_branch_syncs_dropped(merge_repo, tmp_path):
         ("Merge branch 'release/0.2.2' into develop", "", ("branch-sync", None, "")),
         ("Merge branch '2.x'", "", ("branch-sync", None, "")),
         ("Merge branch 'feature/2.x-compat'", "", ("branch", None, "Merge branch 'feature/2.x-compat'")),
+        ('Merge "Document the option" into main', "", ("review", None, "Document the option")),
+        ('Merge "Fix a typo"', "", ("review", None, "Fix a typo")),
+        (
+            "Merge remote-tracking branch 'origin/pr/412'",
+            "",
+            ("pull_request", 412, "Merge remote-tracking branch 'origin/pr/412'"),
+        ),
+        ("merge tip", "", ("branch-sync", None, "")),
+        ("- merge", "", ("branch-sync", None, "")),
+        ("Merge branch 'rel_1_4'", "", ("branch-sync", None, "")),
     ],
 )
 def test_merge_messages(subject, body, expected):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from phased_cpt.from_git import PHASE1_FILE, PHASE2_FILE, PHASE3_FILE
+from phased_cpt.from_git import PHASE1_FILE, PHASE3_FILE
 from phased_cpt.from_git.secrets import (
     REDACT_PATTERNS,
     STORE_PATTERNS,
@@ -143,7 +143,7 @@ def test_each_secret_store_is_left_out_and_listed_with_its_rule(secret_repo, tmp
 
 def test_secret_stores_are_cut_out_of_history_and_merge_diffs(secret_repo, tmp_path):
     summary = build(secret_repo, tmp_path)
-    [config] = [d for d in read(tmp_path, PHASE2_FILE) if d["subject"] == "Add configuration"]
+    [config] = [d for d in read(tmp_path, PHASE3_FILE) if "* Add configuration" in d["training_content"]]
     for path in STORES:
         if path != "ops/github-actions":
             assert f"[diff of {path} omitted: secret]\n" in config["training_content"]
