@@ -190,11 +190,11 @@ def phase3_notes(plan: HistoryPlan, stories: int) -> list[str]:
     newest_story = plan.newest_story_date()
     problems = []
     if stories == 0:
-        problems.append("it is empty")
+        problems.append("is empty")
     elif stories < THIN_STORY_SHARE * commits:
-        problems.append(f"it is thin ({stories} stories for {commits} changes)")
+        problems.append(f"is thin ({stories} stories for {commits} changes)")
     if newest_story and newest_commit and _days_between(newest_story, newest_commit) > STALE_STORY_DAYS:
-        problems.append(f"it is stale (newest story {newest_story[:10]}, newest commit {newest_commit[:10]})")
+        problems.append(f"is stale (newest story {newest_story[:10]}, newest commit {newest_commit[:10]})")
     if problems:
         why = []
         if plan.styles.get("rebase-merged commits"):

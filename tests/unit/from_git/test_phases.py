@@ -218,7 +218,7 @@ def test_since_keeps_commits_committed_on_or_after_the_date(repo, tmp_path):
 def test_since_after_the_last_merge_leaves_phase3_empty_and_says_so(repo, tmp_path):
     summary = _build(repo, tmp_path, since="2024-01-07T00:00:00+00:00")
     assert _read(tmp_path, PHASE3_FILE) == []
-    assert any("phase 3 it is empty" in note and "--prs prs/" in note for note in summary.notes)
+    assert any("phase 3 is empty" in note and "--prs prs/" in note for note in summary.notes)
 
 
 # ---- phase 3 -----------------------------------------------------------------------------------
