@@ -92,7 +92,7 @@ def write_evolution(
                 continue
             if item.oid not in plan.phase2:
                 reason, rule = plan.left_out[item.oid]
-                phase2.stats.skip(reason, where, rule=rule, size=item.total_bytes)
+                phase2.stats.skip(reason, where, rule=rule, size=_lost_bytes(reason, item))
                 continue
             message = objects.read_message(item.oid)
             if message is None:
@@ -112,7 +112,16 @@ def write_merges(
             write_story(item, plan, rules, max_diff_bytes, writer)
         elif item.oid in plan.left_out:
             reason, rule = plan.left_out[item.oid]
-            writer.stats.skip(reason, {"commit": item.oid}, rule=rule, size=item.total_bytes)
+            writer.stats.skip(reason, {"commit": item.oid}, rule=rule, size=_lost_bytes(reason, item))
+
+
+def _lost_bytes(reason: str, item: CommitPatch) -> int:
+    """Bytes a skip removes from training: none when the change is told in a phase-3 story."""
+    return 0 if reason in TOLD_ELSEWHERE else item.total_bytes
+
+
+TOLD_ELSEWHERE = frozenset({"in-phase-3-story", "inside-branch"})
+"""Skip reasons whose change is trained elsewhere (`removed_bytes` counts 0 for them)."""
 
 
 def write_story(
