@@ -152,7 +152,9 @@ def _emails_left(out: Path) -> dict:
     kept: dict[str, int] = {}
     left = 0
     for name in PHASES:
-        for match in EMAIL.finditer((out / name).read_text(encoding="utf-8")):
+        documents = [json.loads(line) for line in (out / name).read_text(encoding="utf-8").splitlines()]
+        text = "\n".join(value for document in documents for value in document.values() if isinstance(value, str))
+        for match in EMAIL.finditer(text):
             if is_public_address(match[0]):
                 kept[match[0]] = kept.get(match[0], 0) + 1
             else:

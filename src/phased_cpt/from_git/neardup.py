@@ -16,14 +16,17 @@ differ by the `+`/`-` prefix, so a commit that adds a file is not a near-duplica
 
 Memory is bounded: the index keeps `NUM_PERM` 32-bit band hashes per kept document (about
 0.5 KB), not the text. Lines are hashed with CRC-32, so the same input always gives the same
-output.
+output. datasketch is imported when an index is made (it takes about a second, and `--help`
+does not need it).
 """
 
 from __future__ import annotations
 
 import zlib
+from typing import TYPE_CHECKING
 
-from datasketch import MinHash, MinHashLSH
+if TYPE_CHECKING:
+    from datasketch import MinHash
 
 DEFAULT_THRESHOLD = 0.85
 NUM_PERM = 64
@@ -40,6 +43,8 @@ class NearDuplicates:
     """The MinHash LSH index of the documents kept so far, across phases."""
 
     def __init__(self, threshold: float = DEFAULT_THRESHOLD) -> None:
+        from datasketch import MinHashLSH
+
         self.threshold = threshold
         self._lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
         self._names: list[str] = []
@@ -55,6 +60,8 @@ class NearDuplicates:
                 lines.add(collapsed.encode("utf-8", "surrogatepass"))
         if len(lines) < MIN_LINES:
             return None
+        from datasketch import MinHash
+
         minhash = MinHash(num_perm=NUM_PERM, hashfunc=_crc32)
         minhash.update_batch(sorted(lines))
         return minhash

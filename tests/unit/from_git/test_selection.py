@@ -360,3 +360,21 @@ def test_a_cut_diff_names_the_file_it_cut_and_the_files_it_did_not_show():
     assert result.truncated
     assert result.text.endswith("bytes shown; cut: b.py; not shown: c.py, d.py]\n")
     assert "+line 0 of a.py\n" in result.text and "c.py\n+line" not in result.text
+
+
+# ---- builders take a revision or a range ---------------------------------------------------------
+
+
+def test_plan_history_takes_a_range_and_places_only_its_commits(gerrit_repo):
+    from phased_cpt.from_git.git import GitRepo
+    from phased_cpt.from_git.merges import plan_history
+
+    repo = GitRepo.open(gerrit_repo)
+    cut = git(gerrit_repo, "rev-parse", "HEAD~1").strip()  # the review merge
+    whole = plan_history(repo, "HEAD", since_epoch=None, keep_bots=False)
+    after = plan_history(repo, f"{cut}..HEAD", since_epoch=None, keep_bots=False)
+    subjects = {info.message.subject for info in after.commits.values()}
+    assert subjects == {"Fix on the other head", "merge tip"}
+    assert {after.commits[oid].message.subject for oid in after.phase2} == {"Fix on the other head"}
+    assert after.stories == {} and len(whole.stories) == 1
+    assert after.left_out[git(gerrit_repo, "rev-parse", "HEAD").strip()][0] == "branch-sync"
