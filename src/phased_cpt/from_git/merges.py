@@ -158,17 +158,17 @@ def plan_history(
         commits = {oid: read_commit(objects, oid, parents) for oid, parents in graph}
     plan = HistoryPlan(revs, since_epoch, commits)
     order = {oid: index for index, (oid, _) in enumerate(graph)}
-    names = MAINLINE_BRANCHES | ({git.current_branch()} - {None})
+    walk = _Walk(set(mainline), MAINLINE_BRANCHES | ({git.current_branch()} - {None}), keep_bots, pull_numbers)
     seen: set[str] = set()
     for oid in mainline:
         info = commits[oid]
         seen.add(oid)
         if len(info.parents) < 2:
-            _plan_mainline_commit(plan, info, keep_bots, pull_numbers)
+            _plan_mainline_commit(plan, info, walk)
             continue
         branch = sorted(_branch_commits(info, commits, seen), key=order.__getitem__)
         seen.update(branch)
-        _plan_merge(plan, info, branch, mainline, names, keep_bots, pull_numbers)
+        _plan_merge(plan, info, branch, walk)
     for oid, info in commits.items():  # reachable only through merges outside the mainline walk
         if oid not in seen and len(info.parents) < 2:
             _plan_commit(plan, info, keep_bots)
@@ -284,7 +284,18 @@ def _branch_commits(info: CommitInfo, commits: dict[str, CommitInfo], seen: set[
     return list(found)
 
 
-def _plan_mainline_commit(plan: HistoryPlan, info: CommitInfo, keep_bots: bool, pulls: set[int] | None) -> None:
+@dataclass(frozen=True)
+class _Walk:
+    """What the planner knows while it walks the mainline."""
+
+    mainline: set[str]
+    names: frozenset[str] | set[str]  # mainline branch names
+    keep_bots: bool
+    pulls: set[int] | None  # merged pull requests of a --prs export
+
+
+def _plan_mainline_commit(plan: HistoryPlan, info: CommitInfo, walk: _Walk) -> None:
+    keep_bots, pulls = walk.keep_bots, walk.pulls
     message = info.message
     match = _TITLE_PR.fullmatch(message.subject) if message is not None else None
     if match is None or (info.by_bot and not keep_bots):
@@ -320,18 +331,16 @@ def _plan_merge(
     plan: HistoryPlan,
     info: CommitInfo,
     branch: list[str],
-    mainline: list[str],
-    names: set[str] | frozenset[str],
-    keep_bots: bool,
-    pulls: set[int] | None,
+    walk: _Walk,
 ) -> None:
+    keep_bots, pulls = walk.keep_bots, walk.pulls
     if info.message is None:
         plan.left_out[info.oid] = ("undecodable", "message not valid in its encoding")
         for oid in branch:
             if len(plan.commits[oid].parents) < 2:
                 _plan_commit(plan, plan.commits[oid], keep_bots)
         return
-    merge = classify_merge(info.message, info.parents, set(mainline), names)
+    merge = classify_merge(info.message, info.parents, walk.mainline, walk.names)
     own = [oid for oid in branch if len(plan.commits[oid].parents) < 2]
     for oid in branch:
         if len(plan.commits[oid].parents) > 1:  # a merge inside the branch: its changes are the branch's
