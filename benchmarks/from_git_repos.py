@@ -2,7 +2,7 @@
 of source bytes each rule removed, one row per repository.
 
     python benchmarks/from_git_repos.py /work/real/requests /work/real/click ... [--out DIR]
-        [--since DATE] [--tokenizer DIR] [--validate]
+        [--since DATE] [--tokenizer DIR] [--validate] [--no-tokens]
 
 Each repository is built in this process (`build_datasets`, the function the command calls) into
 `--out/<name>/`, timed from the call to its return. Tokens are counted with `--tokenizer`
@@ -57,6 +57,7 @@ def main() -> int:
     parser.add_argument("--since")
     parser.add_argument("--tokenizer", type=Path, help="tokenizer directory (default: the quickstart's)")
     parser.add_argument("--validate", action="store_true", help="also run validate and plan on each output")
+    parser.add_argument("--no-tokens", action="store_true", help="skip counting tokens (minutes on a large history)")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # child: one repository, JSON out
     args = parser.parse_args()
     if args.one:
@@ -69,7 +70,8 @@ def main() -> int:
         command += ["--since", args.since] if args.since else []
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    _count_tokens(results, args.out, args.tokenizer)
+    if not args.no_tokens:
+        _count_tokens(results, args.out, args.tokenizer)
     if args.validate:
         for result in results:
             result["validate_plan"] = _validate_and_plan(args.out / result["repo"])
@@ -265,7 +267,8 @@ def _print_tables(results: list[dict]) -> None:
     print("| repository | tokens per phase | how it merges | hand-written source files missing from phase 1 |")
     print("|---|---|---|---|")
     for result in results:
-        tokens = " / ".join(f"{result['phases'][name]['tokens']:,}" for name in PHASES)
+        counts = [result["phases"][name].get("tokens") for name in PHASES]
+        tokens = " / ".join("-" if count is None else f"{count:,}" for count in counts)
         styles = ", ".join(
             f"{count} {name}" for name, count in sorted(result["merge_styles"].items(), key=lambda kv: -kv[1])
         )

@@ -57,6 +57,7 @@ _YAML_LINE = re.compile(r"\s*(?:-\s+)?(?:[\w.\-\"'/]+\s*:(?:\s|$)|-\s*\S|-$|#|--
 _XML_LINE = re.compile(r"\s*<")
 _LITERAL = re.compile(r"\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'|0[xX][0-9a-fA-F]+|[-+]?\d[\d_.eE+-]*|[\[\]{}(),:;]")
 LINE_CUT_MARKER = "[line cut: {chars} characters]"
+_JSON_PARSE_MAX_CHARS = 1 << 20  # parsing builds the whole tree; larger texts get the literal test
 
 
 def classify_text(text: str, path: str = "") -> str | None:
@@ -109,20 +110,19 @@ def data_kind(text: str, path: str = "") -> str | None:
     if len(text) < DATA_MIN_BYTES or len(text.encode("utf-8")) < DATA_MIN_BYTES:
         return None
     suffix = PurePosixPath(path).suffix.lower()
-    if suffix == ".json" or text.lstrip()[:1] in ("{", "["):
+    if (suffix == ".json" or text.lstrip()[:1] in ("{", "[")) and len(text) <= _JSON_PARSE_MAX_CHARS:
         try:
             json.loads(text)
             return "JSON document"
         except ValueError:
             pass
-    lines = [line for line in text.splitlines() if line.strip()]
-    if suffix in _YAML_SUFFIXES and _share(lines, _YAML_LINE) >= MIN_DATA_LINE_SHARE:
+    if suffix in _YAML_SUFFIXES and _share(text, _YAML_LINE) >= MIN_DATA_LINE_SHARE:
         return "YAML data"
-    if suffix in _XML_SUFFIXES and _share(lines, _XML_LINE) >= MIN_DATA_LINE_SHARE:
+    if suffix in _XML_SUFFIXES and _share(text, _XML_LINE) >= MIN_DATA_LINE_SHARE:
         return "XML data"
-    dense = "".join(text.split())
-    literal_chars = sum(len(match) for match in _LITERAL.findall(text))
-    if dense and literal_chars / len(dense) >= MIN_LITERAL_SHARE:
+    dense = len(text) - sum(text.count(c) for c in " \t\n\r\f\v")
+    literal_chars = sum(match.end() - match.start() for match in _LITERAL.finditer(text))
+    if dense and literal_chars / dense >= MIN_LITERAL_SHARE:
         return "literal table"
     return None
 
@@ -141,8 +141,13 @@ def shorten_long_lines(text: str) -> tuple[str, int]:
     return "\n".join(lines), cut
 
 
-def _share(lines: list[str], pattern: re.Pattern[str]) -> float:
-    return sum(1 for line in lines if pattern.match(line)) / len(lines) if lines else 0.0
+def _share(text: str, pattern: re.Pattern[str]) -> float:
+    """The share of the non-blank lines of `text` that `pattern` matches (streamed: big texts)."""
+    lines = matched = 0
+    for line in re.finditer(r"[^\n]*\S[^\n]*", text):
+        lines += 1
+        matched += pattern.match(line[0]) is not None
+    return matched / lines if lines else 0.0
 
 
 def content_rule(reason: str, text: str, path: str = "") -> str:
