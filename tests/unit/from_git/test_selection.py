@@ -244,7 +244,7 @@ def content_repo(tmp_path: Path) -> Path:
         repo,
         {
             "src/main.rs": MAIN_RS,
-            "static/bundle.js": "var a=1;" * 800 + "\n",
+            "static/bundle.js": "function f(a){return a+1};" * 240 + "\n",
             "tests/fixture.json": FIXTURE,
             "src/big.py": "".join(
                 f"def handler_{i}(request):\n    return respond(request, {i})\n\n" for i in range(900)
@@ -284,9 +284,12 @@ def test_content_rules_name_the_files_they_dropped_and_include_brings_data_back(
 
 def test_minified_needs_most_of_the_text_in_long_lines_or_a_dense_text():
     assert not is_minified("a = 1\n" * 600 + "s = '" + "x" * 2000 + "'\n")
-    assert is_minified("var a=1;" * 400 + "\n")
+    assert is_minified("function f(a){return a+1};" * 120 + "\n")  # 4% spaces
     assert is_minified("short\n" + "x" * 1200 + "\n")
     assert not is_minified("")
+    paragraph = "The Session establishes all conversations with the database, and holds the objects. " * 16
+    assert not is_minified((paragraph + "\n\n") * 4)  # reStructuredText, one paragraph per line
+    assert is_minified("\n".join(["QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo="] * 80) + "\n")  # base64
 
 
 def test_data_kind_needs_size_and_structure():
