@@ -186,7 +186,7 @@ def phase3_notes(plan: HistoryPlan, stories: int) -> list[str]:
         f"of the history; how it merges: {styles or 'no commits'}"
     ]
     commits = len(plan.phase2) + stories
-    newest_commit = max((c.message.author_date for c in plan.commits.values() if c.message), default="")
+    newest_commit = plan.newest_date
     newest_story = plan.newest_story_date()
     problems = []
     if stories == 0:

@@ -130,11 +130,12 @@ class HistoryPlan:
 
     revs: str
     since_epoch: int | None
-    commits: dict[str, CommitInfo]
+    commits: dict[str, CommitInfo]  # while planning every commit; then only the stories' commits
     phase2: set[str] = field(default_factory=set)
     stories: dict[str, Story] = field(default_factory=dict)  # by merge or squash commit id
     left_out: dict[str, tuple[str, str]] = field(default_factory=dict)  # commit -> (reason, rule)
     styles: Counter[str] = field(default_factory=Counter)  # how the repository merges
+    newest_date: str = ""  # author date of the newest commit
 
     def newest_story_date(self) -> str:
         """Author date of the newest phase-3 story ("" when none)."""
@@ -172,6 +173,9 @@ def plan_history(
     for oid, info in commits.items():  # reachable only through merges outside the mainline walk
         if oid not in seen and len(info.parents) < 2:
             _plan_commit(plan, info, keep_bots)
+    plan.newest_date = max((info.message.author_date for info in commits.values() if info.message), default="")
+    told = {oid for story in plan.stories.values() for oid in (story.oid, *story.commits)}
+    plan.commits = {oid: commits[oid] for oid in told}  # only stories need messages later: free the rest
     return plan
 
 

@@ -14,14 +14,15 @@ The index is shared by the phases in build order (1, 2, 3), so a phase-3 story t
 phase-2 commit is caught. A file is compared with files and a diff with diffs: their lines
 differ by the `+`/`-` prefix, so a commit that adds a file is not a near-duplicate of that file.
 
-Memory is bounded: the index keeps `NUM_PERM` 32-bit band hashes per kept document (about
-0.5 KB), not the text. Lines are hashed with CRC-32, so the same input always gives the same
+Memory is bounded: the index keeps one 8-byte key per LSH band and kept document (a BLAKE2
+digest of the band), not the text. Lines are hashed with CRC-32, so the same input always gives the same
 output. datasketch is imported when an index is made (it takes about a second, and `--help`
 does not need it).
 """
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,11 @@ def _crc32(data: bytes) -> int:
     return zlib.crc32(data)
 
 
+def _band_key(band: bytes) -> bytes:
+    """An LSH band's key: 8 bytes of its BLAKE2 digest instead of its raw hash values."""
+    return hashlib.blake2b(band, digest_size=8).digest()
+
+
 class NearDuplicates:
     """The MinHash LSH index of the documents kept so far, across phases."""
 
@@ -46,7 +52,7 @@ class NearDuplicates:
         from datasketch import MinHashLSH
 
         self.threshold = threshold
-        self._lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+        self._lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM, hashfunc=_band_key)
         self._names: list[str] = []
 
     def signature(self, key_text: str) -> MinHash | None:
