@@ -62,6 +62,7 @@ _YAML_LINE = re.compile(r"\s*(?:-\s+)?(?:[\w.\-\"'/]+\s*:(?:\s|$)|-\s*\S|-$|#|--
 _XML_LINE = re.compile(r"\s*<")
 _LITERAL = re.compile(r"\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'|0[xX][0-9a-fA-F]+|[-+]?\d[\d_.eE+-]*|[\[\]{}(),:;]")
 LINE_CUT_MARKER = "[line cut: {chars} characters]"
+_LONG_LINE = re.compile(rf"[^\n]{{{MAX_LINE_CHARS + 1},}}")
 _JSON_PARSE_MAX_CHARS = 1 << 20  # parsing builds the whole tree; larger texts get the literal test
 
 
@@ -95,18 +96,18 @@ def classify_added_lines(lines: list[str], new_file: bool, path: str = "") -> st
 
 def is_minified(text: str) -> bool:
     """True for machine-packed text (see the module docstring for the tests)."""
-    lines = text.splitlines()
-    if not lines:
+    if not text.strip("\n"):
         return False
+    line_count = text.count("\n") + (not text.endswith("\n"))
     spaces = text.count(" ") + text.count("\t")
     packed = spaces < MAX_PACKED_SPACE_SHARE * len(text)  # prose and code have a space every few words
-    long_chars = sum(len(line) for line in lines if len(line) > MAX_LINE_CHARS)
+    long_chars = sum(match.end() - match.start() for match in _LONG_LINE.finditer(text))
     if packed and long_chars > MAX_LONG_LINE_SHARE * len(text):
         return True
     if len(text) < DENSE_MIN_CHARS:  # a few long lines are not a minified file
         return False
     non_whitespace = len(text) - spaces - text.count("\n") - text.count("\r")
-    return (packed and len(text) / len(lines) > MAX_MEAN_LINE_CHARS) or non_whitespace / len(
+    return (packed and len(text) / line_count > MAX_MEAN_LINE_CHARS) or non_whitespace / len(
         text
     ) > MAX_NON_WHITESPACE_SHARE
 
@@ -139,7 +140,7 @@ def data_kind(text: str, path: str = "") -> str | None:
 def shorten_long_lines(text: str) -> tuple[str, int]:
     """`text` with every line over `MAX_LINE_CHARS` cut to that length plus a marker naming the
     line's length, and how many lines were cut."""
-    if len(text) <= MAX_LINE_CHARS or max(map(len, text.split("\n"))) <= MAX_LINE_CHARS:
+    if len(text) <= MAX_LINE_CHARS or _LONG_LINE.search(text) is None:  # no list of lines for big texts
         return text, 0
     cut = 0
     lines = text.split("\n")
