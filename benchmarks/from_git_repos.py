@@ -2,7 +2,7 @@
 of source bytes each rule removed, one row per repository.
 
     python benchmarks/from_git_repos.py /work/real/requests /work/real/click ... [--out DIR]
-        [--since DATE] [--tokenizer DIR] [--validate]
+        [--since DATE] [--tokenizer DIR] [--validate] [--no-tokens]
 
 Each repository is built in this process (`build_datasets`, the function the command calls) into
 `--out/<name>/`, timed from the call to its return. Tokens are counted with `--tokenizer`
@@ -12,6 +12,22 @@ compare tokens between repositories and phases, not with other tools). The remov
 rule is the bytes it removed (file content, diff sections, cut-off diff text) over the bytes
 kept plus all removed, per phase. `--validate` also runs `phased-cpt validate` and `plan` on
 each output through a generated config. Prints markdown tables, then one JSON object.
+
+Each repository is built in a child process of its own (`--one`), so its peak RSS
+(`ru_maxrss` of that process; git's own processes not included) is its own. Also measured per
+repository (issue 25):
+
+- *repeat, hunks*: the share of phase 3's changed lines (`+`/`-` lines of its diffs) that lie in
+  a hunk (same file, same changed lines) which is also a hunk of phase 2 - the same change
+  trained twice; *repeat, lines*: the share of phase 3's distinct (file, changed line) pairs
+  found anywhere in phase 2, which also counts independent changes that touch the same line
+  (a `}` re-added, a moved function), with the same share between the older and newer half of
+  phase 2 itself as the yardstick;
+- near-duplicates removed, e-mail addresses masked, and e-mail addresses left in the output
+  outside the allow-list (`personal.is_public_address`; target 0);
+- hand-written source files missing from phase 1: tracked files with a source-code extension
+  that phase 1 does not hold, with the reason the report gives (vendored, generated and secret
+  files are left out on purpose; a `minified` or `data` source file is the thing to look at).
 """
 
 from __future__ import annotations
@@ -19,6 +35,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import resource
 import subprocess
 import sys
 import time
@@ -39,32 +57,125 @@ def main() -> int:
     parser.add_argument("--since")
     parser.add_argument("--tokenizer", type=Path, help="tokenizer directory (default: the quickstart's)")
     parser.add_argument("--validate", action="store_true", help="also run validate and plan on each output")
+    parser.add_argument("--no-tokens", action="store_true", help="skip counting tokens (minutes on a large history)")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # child: one repository, JSON out
     args = parser.parse_args()
-
-    from phased_cpt.from_git import build_datasets
+    if args.one:
+        print(json.dumps(_build_one(args.repos[0], args.out / args.repos[0].name, args.since)))
+        return 0
 
     results = []
     for repo in args.repos:
-        out = args.out / repo.name
-        started = time.perf_counter()
-        summary = build_datasets(repo, out, since=args.since)
-        wall_s = time.perf_counter() - started
-        results.append(
-            {
-                "repo": repo.name,
-                "commit": summary.commit[:12],
-                "wall_s": round(wall_s, 1),
-                "commits": _count_commits(repo),
-                "phases": _phase_figures(summary),
-            }
-        )
-    _count_tokens(results, args.out, args.tokenizer)
+        command = [sys.executable, __file__, str(repo), "--out", str(args.out), "--one"]
+        command += ["--since", args.since] if args.since else []
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    if not args.no_tokens:
+        _count_tokens(results, args.out, args.tokenizer)
     if args.validate:
         for result in results:
             result["validate_plan"] = _validate_and_plan(args.out / result["repo"])
     _print_tables(results)
     print(json.dumps(results, indent=1))
     return 0
+
+
+def _build_one(repo: Path, out: Path, since: str | None) -> dict:
+    from phased_cpt.from_git import build_datasets
+
+    started = time.perf_counter()
+    summary = build_datasets(repo, out, since=since)
+    wall_s = time.perf_counter() - started
+    return {
+        "repo": repo.name,
+        "commit": summary.commit[:12],
+        "wall_s": round(wall_s, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "commits": _count_commits(repo),
+        "phases": _phase_figures(summary),
+        "merge_styles": summary.merge_styles,
+        "repeat": _repeat_shares(out),
+        "emails_left": _emails_left(out),
+        "missing_sources": _missing_sources(repo, out),
+    }
+
+
+_HUNK = re.compile(r"^@@")
+SOURCE_SUFFIXES = (".py", ".rs", ".go", ".c", ".h", ".cc", ".cpp", ".js", ".ts", ".java", ".rb", ".sh", ".pyx", ".pyi")
+
+
+def _diff_units(text: str) -> tuple[list[tuple[str, tuple[str, ...]]], set[tuple[str, str]]]:
+    """The hunks (file, changed lines) and the distinct (file, changed line) pairs of a document."""
+    hunks: list[tuple[str, list[str]]] = []
+    pairs: set[tuple[str, str]] = set()
+    path = None
+    for line in text.split("\n"):
+        if line.startswith("diff --git "):
+            path = line.rsplit(" b/", 1)[-1]
+            hunks.append((path, []))
+        elif path is not None and line.startswith(("+", "-")) and not line.startswith(("+++ ", "--- ")):
+            changed = line[0] + " ".join(line[1:].split())
+            hunks[-1][1].append(changed)
+            pairs.add((path, changed))
+        elif path is not None and _HUNK.match(line):
+            hunks.append((path, []))
+    return [(p, tuple(c)) for p, c in hunks if c], pairs
+
+
+def _phase_units(path: Path) -> tuple[list, set]:
+    hunks, pairs = [], set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        doc_hunks, doc_pairs = _diff_units(json.loads(line)["training_content"])
+        hunks += doc_hunks
+        pairs |= doc_pairs
+    return hunks, pairs
+
+
+def _repeat_shares(out: Path) -> dict:
+    hunks2, pairs2 = _phase_units(out / PHASES[1])
+    hunks3, pairs3 = _phase_units(out / PHASES[2])
+    known = set(hunks2)
+    changed = sum(len(lines) for _, lines in hunks3)
+    repeated = sum(len(lines) for hunk in hunks3 if hunk in known for lines in [hunk[1]])
+    docs2 = (out / PHASES[1]).read_text(encoding="utf-8").splitlines()
+    older = set().union(*[_diff_units(json.loads(line)["training_content"])[1] for line in docs2[: len(docs2) // 2]])
+    newer = set().union(*[_diff_units(json.loads(line)["training_content"])[1] for line in docs2[len(docs2) // 2 :]])
+    return {
+        "hunks": round(repeated / changed, 4) if changed else 0.0,
+        "lines": round(len(pairs3 & pairs2) / len(pairs3), 4) if pairs3 else 0.0,
+        "lines_phase2_halves": round(len(newer & older) / len(newer), 4) if newer else 0.0,
+        "phase3_changed_lines": changed,
+    }
+
+
+def _emails_left(out: Path) -> dict:
+    from phased_cpt.from_git.personal import EMAIL, is_public_address
+
+    kept: dict[str, int] = {}
+    left = 0
+    for name in PHASES:
+        documents = [json.loads(line) for line in (out / name).read_text(encoding="utf-8").splitlines()]
+        text = "\n".join(value for document in documents for value in document.values() if isinstance(value, str))
+        for match in EMAIL.finditer(text):
+            if is_public_address(match[0]):
+                kept[match[0]] = kept.get(match[0], 0) + 1
+            else:
+                left += 1
+    return {"outside_allow_list": left, "public_kept": dict(sorted(kept.items(), key=lambda kv: -kv[1])[:8])}
+
+
+def _missing_sources(repo: Path, out: Path) -> dict[str, str]:
+    """Tracked source files at HEAD that phase 1 does not hold -> the reason the report gives."""
+    tracked = subprocess.run(["git", "-C", str(repo), "ls-files", "-z"], capture_output=True, check=True).stdout
+    sources = {p for p in tracked.decode("utf-8", "replace").split("\0") if p.endswith(SOURCE_SUFFIXES)}
+    kept = {json.loads(line)["path"] for line in (out / PHASES[0]).read_text(encoding="utf-8").splitlines()}
+    report = json.loads((out / "from-git-report.json").read_text(encoding="utf-8"))
+    reasons = {
+        entry["file"]: f"{entry['reason']} ({entry.get('rule', '')})"
+        for entry in report["outputs"][PHASES[0]]["left_out"]
+        if "file" in entry and entry.get("kind") != "line"
+    }
+    return {path: reasons.get(path, "?") for path in sorted(sources - kept)}
 
 
 def _phase_figures(summary) -> dict[str, dict]:
@@ -78,6 +189,8 @@ def _phase_figures(summary) -> dict[str, dict]:
             "skipped": dict(stats.skipped),
             "dropped_file_diffs": dict(stats.dropped_file_diffs),
             "redactions": sum(stats.redactions.values()),
+            "masked_emails": stats.masked_emails,
+            "near_duplicates": stats.skipped.get("near-duplicate", 0),
             "removed_share": {
                 reason: round(size / total, 4)
                 for reason, size in sorted(removed.items(), key=lambda item: -item[1])
@@ -135,13 +248,32 @@ def _count_commits(repo: Path) -> int:
 
 def _print_tables(results: list[dict]) -> None:
     print(
-        "| repository | commits | wall s | phase 1 docs / tokens | phase 2 docs / tokens | phase 3 docs / tokens | redacted |"
+        "| repository | commits | wall s | peak RSS MB | phase 1 docs / KB | phase 2 docs / KB | phase 3 docs / KB "
+        "| repeat, hunks | repeat, lines (phase-2 halves) | near-dups | e-mails masked / left |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for result in results:
-        cells = [f"{p['documents']:,} / {p['tokens']:,}" for p in (result["phases"][name] for name in PHASES)]
-        redacted = sum(result["phases"][name]["redactions"] for name in PHASES)
-        print(f"| {result['repo']} | {result['commits']:,} | {result['wall_s']} | {' | '.join(cells)} | {redacted} |")
+        phases = [result["phases"][name] for name in PHASES]
+        cells = [f"{p['documents']:,} / {p['text_bytes'] // 1024:,}" for p in phases]
+        repeat = result["repeat"]
+        near = sum(p["near_duplicates"] for p in phases)
+        masked = sum(p["masked_emails"] for p in phases)
+        print(
+            f"| {result['repo']} | {result['commits']:,} | {result['wall_s']} | {result['peak_rss_mb']} "
+            f"| {' | '.join(cells)} | {repeat['hunks']:.1%} | {repeat['lines']:.1%} ({repeat['lines_phase2_halves']:.1%}) "
+            f"| {near} | {masked:,} / {result['emails_left']['outside_allow_list']} |"
+        )
+    print()
+    print("| repository | tokens per phase | how it merges | hand-written source files missing from phase 1 |")
+    print("|---|---|---|---|")
+    for result in results:
+        counts = [result["phases"][name].get("tokens") for name in PHASES]
+        tokens = " / ".join("-" if count is None else f"{count:,}" for count in counts)
+        styles = ", ".join(
+            f"{count} {name}" for name, count in sorted(result["merge_styles"].items(), key=lambda kv: -kv[1])
+        )
+        missing = "; ".join(f"{path}: {why}" for path, why in result["missing_sources"].items()) or "none"
+        print(f"| {result['repo']} | {tokens} | {styles} | {missing} |")
     print()
     print("| repository | phase | share of source bytes removed, by rule |")
     print("|---|---|---|")

@@ -24,6 +24,7 @@ repository made with fixed names and dates (`make_example_repo`, also the sandbo
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -45,8 +46,9 @@ REGION = re.compile(
 
 
 def make_example_repo(root: Path) -> Path:
-    """A small Python project with history: 7 commits, two merged pull requests, a vendored copy,
-    a lock file, a data file and a git-ignored file that is never committed."""
+    """A small Python project with history: 9 commits, two merged pull requests (the second of two
+    commits, one signed off with an e-mail address), a vendored copy, a lock file, a data file and
+    a git-ignored file that is never committed."""
     sys.path.insert(0, str(REPO))
     from tests.unit.from_git.repos import git, merge
 
@@ -110,16 +112,21 @@ def make_example_repo(root: Path) -> Path:
         },
         "Add checkout with an optional discount",
     )
-    merge_pull_request(
-        2,
-        "receipt",
+    git(root, "checkout", "-q", "-b", "receipt")
+    commit(
+        {"shop/receipt.py": "def receipt(cart):\n    return [item for item, _ in cart.items]\n"},
+        "Receipt: list the items",
+    )
+    commit(
         {
             "shop/receipt.py": "def receipt(cart):\n"
             '    lines = [f"{item}: {price:.2f}" for item, price in cart.items]\n'
             '    return "\\n".join(lines + [f"total: {cart.total():.2f}"])\n'
         },
-        "Print a receipt",
+        "Receipt: prices and the total\n\nSigned-off-by: Bo Berg <bo.berg@shop.io>",
     )
+    git(root, "checkout", "-q", "main")
+    merge(root, "receipt", "Merge pull request #2 from bo/receipt\n\nPrint a receipt", date="2024-01-20T10:00:00+00:00")
     (root / "debug.log").write_text("ignored by .gitignore, never committed\n")
     return root
 
@@ -283,6 +290,21 @@ def from_git_summary(ws: Workspace) -> str:
     return f"$ {command}\n{result.stdout.replace(str(repo), repo.name)}"
 
 
+def from_git_document(phase_file: str, pick: Callable[[dict], bool]) -> Callable[[Workspace], str]:
+    """The `training_content` of the first document of `phase_file` that `pick` accepts, from
+    `data from-git` on the example repository."""
+
+    def make(ws: Workspace) -> str:
+        root = ws.root / f"formats-{phase_file.split('_')[0]}"
+        make_example_repo(root / "shop")
+        expect(phased_cpt(["data", "from-git", "shop", "--out", "dataset/"], root, env=ws.env))
+        lines = (root / "dataset" / phase_file).read_text(encoding="utf-8").splitlines()
+        document = next(d for d in map(json.loads, lines) if pick(d))
+        return document["training_content"]
+
+    return make
+
+
 CHAT_INPUT = [
     "/set max_tokens 24",
     "# path: app/models/item.py\\",
@@ -329,6 +351,8 @@ EXAMPLES: dict[str, Example] = {
     "doctor-tiny": Example(doctor_tiny),
     "doctor-32b": Example(doctor_32b),
     "from-git-summary": Example(from_git_summary),
+    "from-git-phase2": Example(from_git_document("phase2_evolution.jsonl", lambda d: d["subject"] == "Add discounts")),
+    "from-git-phase3": Example(from_git_document("phase3_pr_mastery.jsonl", lambda d: d.get("number") == 2)),
     "chat-session": Example(chat_session, trains=True),
 }
 

@@ -25,7 +25,7 @@ logger = logging.getLogger("phased_cpt")
 def cmd_from_git(args: argparse.Namespace) -> int:
     import json
 
-    from phased_cpt.from_git import HoldoutOptions, build_datasets
+    from phased_cpt.from_git import HoldoutOptions, ScreenOptions, build_datasets
 
     summary = build_datasets(
         args.repo,
@@ -42,6 +42,11 @@ def cmd_from_git(args: argparse.Namespace) -> int:
         allow_other_owner=args.allow_other_owner,
         holdout=HoldoutOptions(commits=args.holdout_commits, after=args.holdout_after),
         force=args.force,
+        screen=ScreenOptions(
+            keep_bots=args.keep_bots,
+            keep_emails=args.keep_emails,
+            near_duplicate_threshold=args.near_duplicate_threshold,
+        ),
     )
     print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.format_table())
     return 0

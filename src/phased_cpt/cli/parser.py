@@ -180,16 +180,18 @@ def add_from_git(data_sub: argparse._SubParsersAction) -> None:
         PHASE3_FILE,
         REPORT_FILE,
     )
+    from phased_cpt.from_git.neardup import DEFAULT_THRESHOLD
     from phased_cpt.from_git.secrets import SECRET_FILE_GLOBS
 
     parser = data_sub.add_parser(
         "from-git",
         help="write the three phase files from a git repository",
         description=f"Build the three phase datasets from a git repository: {PHASE1_FILE} (one document per "
-        f"tracked text file at --rev), {PHASE2_FILE} (one document per non-merge commit, oldest first, with its "
-        f"diff) and {PHASE3_FILE} (one document per pull request of --prs; without --prs, one per pull-request "
-        "or branch merge commit), built as of a cut that holds the repository's future out (future_*.jsonl, see "
-        "--holdout-commits). Secret stores are never written and credential values are redacted. Prints a "
+        f"tracked text file at --rev), {PHASE2_FILE} (one document per commit not told in phase 3, oldest first, "
+        f"with its diff) and {PHASE3_FILE} (one document per pull request of --prs; without --prs, one story per "
+        "merged branch, pull request, review or squash merge): each change is trained once. They are built as of a "
+        "cut that holds the repository's future out (future_*.jsonl, see --holdout-commits). Secret stores are never "
+        "written and credential values are redacted. Prints a "
         f"summary; every item left out is listed with its reason in {REPORT_FILE}. The repository's hooks, "
         "filters and configured commands never run.",
     )
@@ -265,7 +267,28 @@ def add_from_git(data_sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--keep-duplicates",
         action="store_true",
-        help="keep documents whose text repeats an earlier one of the same phase (default: left out as 'duplicate')",
+        help="keep documents whose text repeats an earlier one of the same phase (default: left out as "
+        "'duplicate'), and near-duplicates across phases (default: left out as 'near-duplicate')",
+    )
+    parser.add_argument(
+        "--near-duplicate-threshold",
+        metavar="J",
+        type=similarity,
+        default=DEFAULT_THRESHOLD,
+        help="leave out a document whose line set is at least J similar (estimated Jaccard, MinHash) "
+        f"to an earlier document of any phase, 0 < J <= 1 (default: {DEFAULT_THRESHOLD})",
+    )
+    parser.add_argument(
+        "--keep-bots",
+        action="store_true",
+        help="keep commits, merges and pull requests by bots (dependabot, renovate, pre-commit-ci, "
+        "github-actions, any '[bot]' author; default: left out as 'bot')",
+    )
+    parser.add_argument(
+        "--keep-emails",
+        action="store_true",
+        help="keep e-mail addresses in the text (default: replaced by <EMAIL>, except documentation "
+        "domains such as example.com and role addresses such as security@; see docs/from-git.md)",
     )
     parser.add_argument(
         "--prs",
@@ -332,6 +355,7 @@ node_rank_number = number_type(int, 0, MAX_COUNT - 1, f"a whole number from 0 to
 non_negative_int = number_type(int, 0, MAX_COUNT, f"a whole number from 0 to {MAX_COUNT}")
 port_number = number_type(int, 1, 65535, "a port from 1 to 65535")
 gpu_memory_gib = number_type(float, 0.01, 16384, "GiB from 0.01 to 16384")
+similarity = number_type(float, 1e-6, 1.0, "a similarity above 0 and at most 1")
 bytes_per_token_number = number_type(float, 0.1, 1000, "bytes per token from 0.1 to 1000 (code: about 3 to 4)")
 
 

@@ -3,10 +3,19 @@
 `build_datasets` is the whole flow, top to bottom; each phase lives in its own module:
 
     phase1_foundation.jsonl   foundation.py  one document per tracked text file at the revision
-    phase2_evolution.jsonl    history.py     one document per non-merge commit, oldest first
+    phase2_evolution.jsonl    history.py     one document per commit not told in phase 3
     phase3_pr_mastery.jsonl   pulls.py       one document per pull request of `prs`, or
-                              merges.py      without `prs`: one per pull-request or branch
-                                             merge commit (branch syncs left out)
+                              history.py     without `prs`: one story per merged branch, pull
+                                             request, review or squash merge
+
+`merges.plan_history` decides once where each commit's change is trained, so no change is in
+both phases 2 and 3 (see `merges.py`). Every document goes through `screen.ScreenedWriter`:
+e-mail addresses masked (`personal.py`), near-duplicates across all phases left out
+(`neardup.py`), credentials redacted and exact duplicates left out (`output.py`).
+
+The builders are parameterised by what they read, never by HEAD: `write_foundation(git,
+commit, entries, ...)` takes a commit and its tree, and `plan_history(git, revs, ...)` a
+revision or a range (`CUT..HEAD`) whose commits `write_evolution` and `write_merges` write.
 
 Every line is a JSON object with the text in `training_content` plus metadata training ignores.
 What is left out and why - path rules (`rules.py`, `vendored.py`), content quality
@@ -24,12 +33,13 @@ from __future__ import annotations
 
 import glob
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from phased_cpt.errors import UserError
 from phased_cpt.from_git.foundation import write_foundation
 from phased_cpt.from_git.git import GitRepo, note_shallow_boundary
-from phased_cpt.from_git.history import parse_since, write_evolution
+from phased_cpt.from_git.history import parse_since, write_evolution, write_merges
 from phased_cpt.from_git.holdout import (
     FUTURE_FILES,
     FutureSets,
@@ -38,10 +48,12 @@ from phased_cpt.from_git.holdout import (
     remove_stale_future,
     split_pulls,
 )
-from phased_cpt.from_git.merges import write_merges
-from phased_cpt.from_git.output import DocumentWriter, claim_outputs, prepare_out_dir, record_outputs
+from phased_cpt.from_git.merges import HistoryPlan, plan_history
+from phased_cpt.from_git.neardup import NearDuplicates
+from phased_cpt.from_git.output import claim_outputs, prepare_out_dir, record_outputs
 from phased_cpt.from_git.pulls import load_pull_requests, write_pull_requests
 from phased_cpt.from_git.rules import DEFAULT_EXCLUDES, repository_rules
+from phased_cpt.from_git.screen import ScreenedWriter, ScreenOptions
 from phased_cpt.from_git.summary import REPORT_FILE, OutputStats, Summary
 from phased_cpt.from_git.tasks import FutureLimits
 
@@ -56,6 +68,7 @@ __all__ = [
     "PHASE3_FILE",
     "REPORT_FILE",
     "OutputStats",
+    "ScreenOptions",
     "Summary",
     "build_datasets",
 ]
@@ -66,6 +79,7 @@ PHASE3_FILE = "phase3_pr_mastery.jsonl"
 OUTPUT_FILES = (PHASE1_FILE, PHASE2_FILE, PHASE3_FILE, REPORT_FILE, *FUTURE_FILES)
 DEFAULT_MAX_FILE_BYTES = 1 << 20  # 1 MiB: larger tracked files are data, not code
 DEFAULT_MAX_DIFF_BYTES = 64 << 10  # 64 KiB of diff text per commit or pull request
+DEFAULT_SCREEN = ScreenOptions()  # bots, e-mail addresses and near-duplicates left out
 
 
 def build_datasets(
@@ -84,6 +98,7 @@ def build_datasets(
     allow_other_owner: bool = False,
     holdout: HoldoutOptions | None = None,
     force: bool = False,
+    screen: ScreenOptions = DEFAULT_SCREEN,
 ) -> Summary:
     """Write the three phase files and the report for `repo` at `rev` into `out_dir`.
 
@@ -91,7 +106,8 @@ def build_datasets(
     (`output.claim_outputs`). `since` (ISO 8601 date or time) limits phases 2 and 3-from-merges to commits committed at or
     after it. `prs` is a pull-request export (file or directory, shape in `pulls.py`); without
     it phase 3 falls back to merge commits, and the summary says so. `includes` lifts the
-    default rules (never the secret rules) from matching paths. Raises `UserError` for a
+    default rules (never the secret rules) from matching paths. `screen` says whether bots,
+    e-mail addresses and near-duplicates are kept (by default none is). Raises `UserError` for a
     missing or non-git `repo`, an unknown `rev`, a bad `since` or a bad export - before any
     output file is touched.
     """
@@ -125,20 +141,26 @@ def build_datasets(
         vendored_dirs={path: found.why for path, found in rules.vendored_dirs.items()},
         notes=cut_notes,
     )
+    threshold = screen.near_duplicate_threshold
+    index = NearDuplicates(threshold) if threshold is not None else None
     phase1, phase2, phase3 = writers = [
-        DocumentWriter(out, stats, keep_duplicates=keep_duplicates) for stats in summary.outputs
+        ScreenedWriter(out, stats, keep_duplicates=keep_duplicates, options=screen, index=index)
+        for stats in summary.outputs
     ]
-    future = None if cut is None else FutureSets(out, cut, keep_duplicates=keep_duplicates)
+    future = None if cut is None else FutureSets(out, cut, screen, index, keep_duplicates=keep_duplicates)
     summary.outputs += [] if future is None else future.stats
     note_shallow_boundary(git, phase2.stats, summary.notes)
     try:
         write_foundation(git, commit, entries, rules, max_file_bytes=max_file_bytes, writer=phase1)
-        write_evolution(git, commit, rules, since_epoch=since_epoch, max_diff_bytes=max_diff_bytes, writer=phase2)
+        merged = None if pulls is None else {pull.number for pull in pulls if pull.outcome == "merged"}
+        plan = plan_history(git, commit, since_epoch=since_epoch, keep_bots=screen.keep_bots, pull_numbers=merged)
+        summary.merge_styles = dict(plan.styles)
+        write_evolution(git, plan, rules, max_diff_bytes=max_diff_bytes, writers=(phase2, phase3))
         if pulls is None:
-            write_merges(git, commit, rules, since_epoch=since_epoch, max_diff_bytes=max_diff_bytes, writer=phase3)
-            summary.notes.append(_fallback_note(phase3.stats.documents))
+            write_merges(git, plan, rules, max_diff_bytes=max_diff_bytes, writer=phase3)
+            summary.notes += phase3_notes(plan, phase3.stats.documents)
         else:
-            write_pull_requests(pulls, rules, max_diff_bytes=max_diff_bytes, writer=phase3)
+            write_pull_requests(pulls, rules, max_diff_bytes=max_diff_bytes, writer=phase3, keep_bots=screen.keep_bots)
         if future is not None:
             head_rules = repository_rules(
                 git,
@@ -190,13 +212,44 @@ def _check_limits(max_file_bytes: int, max_diff_bytes: int) -> None:
         raise UserError("; ".join(problems))
 
 
-def _fallback_note(merge_documents: int) -> str:
-    if merge_documents == 0:
-        return (
-            f"no --prs export given and no pull-request or branch merge commits found: {PHASE3_FILE} "
-            "is empty (see docs/from-git.md for how to export pull requests)"
-        )
-    return (
-        f"no --prs export given: {PHASE3_FILE} was built from {merge_documents} merge "
-        "commit(s) (message and diff against the first parent) instead of pull requests"
-    )
+STALE_STORY_DAYS = 365
+"""Phase 3 is *stale* when its newest story is older than this, counted back from the newest commit."""
+THIN_STORY_SHARE = 0.1
+"""Phase 3 is *thin* when it holds fewer stories than this share of the history's documents."""
+PRS_RECIPE = (
+    "export the pull requests with the `gh api` loop of docs/from-git.md ('Exporting with the GitHub CLI') "
+    "and pass --prs prs/"
+)
+
+
+def phase3_notes(plan: HistoryPlan, stories: int) -> list[str]:
+    """What the summary says about phase 3 built without `--prs`: its source, and why it is thin
+    or stale (with the `--prs` recipe) when it is."""
+    styles = ", ".join(f"{count} {name}" for name, count in sorted(plan.styles.items(), key=lambda kv: -kv[1]))
+    notes = [
+        f"no --prs export given: {PHASE3_FILE} was built from {stories} merge and squash-merge stories "
+        f"of the history; how it merges: {styles or 'no commits'}"
+    ]
+    commits = len(plan.phase2) + stories
+    newest_commit = plan.newest_date
+    newest_story = plan.newest_story_date()
+    problems = []
+    if stories == 0:
+        problems.append("is empty")
+    elif stories < THIN_STORY_SHARE * commits:
+        problems.append(f"is thin ({stories} stories for {commits} changes)")
+    if newest_story and newest_commit and _days_between(newest_story, newest_commit) > STALE_STORY_DAYS:
+        problems.append(f"is stale (newest story {newest_story[:10]}, newest commit {newest_commit[:10]})")
+    if problems:
+        why = []
+        if plan.styles.get("rebase-merged commits"):
+            why.append("pull requests were rebase-merged, which leaves no merge or number in the history")
+        if plan.styles.get("direct commits", 0) > stories:
+            why.append("most changes were committed directly to the mainline")
+        because = f" because {' and '.join(why)}" if why else ""
+        notes.append(f"phase 3 {' and '.join(problems)}{because}; for review text and every pull request: {PRS_RECIPE}")
+    return notes
+
+
+def _days_between(earlier: str, later: str) -> float:
+    return (datetime.fromisoformat(later) - datetime.fromisoformat(earlier)).total_seconds() / 86400

@@ -9,17 +9,23 @@ A git patch is a run of per-file sections, each opening with a `diff --git a/P b
   git diffs as text a file with no NUL in its first 8000 bytes), when the section is
   not UTF-8 (`undecodable`), when it holds a secret store (`secret`,
   `secrets.find_secret_store`) or, under the default rules, when the lines it adds are
-  minified, a generated file or an LFS pointer (`quality.classify_added_lines`), leaving one
-  line `[diff of PATH omitted: REASON]` instead;
-- keeps the section otherwise (credential values in it are redacted later, with the rest of the
-  document, by `output.DocumentWriter`).
+  minified, a generated file, a data fixture or an LFS pointer (`quality.classify_added_lines`),
+  leaving one line `[diff of PATH omitted: REASON]` instead;
+- keeps the section otherwise, its lines over `quality.MAX_LINE_CHARS` cut with a
+  `[line cut: N characters]` marker (credential values in it are redacted later, with the rest
+  of the document, by `output.DocumentWriter`).
 
 A NUL byte or invalid UTF-8 inside one file's section never affects another section: sections
 are split on the bytes `\ndiff --git ` and decoded one at a time.
 
 The kept text is then capped at `max_diff_bytes`, cut at a line boundary, and a cut is marked
-by a last line `[diff truncated: N of M bytes shown]` (N: bytes of diff text shown, M: bytes of
-the whole diff git produced, omitted sections included).
+by a last line that names what the cut removed:
+
+    [diff truncated: N of M bytes shown; cut: src/big.py; not shown: docs/a.md, docs/b.md]
+
+(N: bytes of diff text shown, M: bytes of the whole diff git produced, omitted sections
+included; `cut:` the file whose section was cut part-way, `not shown:` the files whose sections
+fell wholly after the cut, at most `MAX_NAMED_FILES` names, then `and K more`).
 """
 
 from __future__ import annotations
@@ -28,11 +34,12 @@ import re
 from dataclasses import dataclass, field
 
 from phased_cpt.from_git.git import quote_path
-from phased_cpt.from_git.quality import classify_added_lines
+from phased_cpt.from_git.quality import classify_added_lines, content_rule, shorten_long_lines
 from phased_cpt.from_git.rules import PathRules, Skip
 from phased_cpt.from_git.secrets import find_secret_store
 
 _SECTION_START = re.compile(rb"(?m)^(?=diff --git )")
+MAX_NAMED_FILES = 20
 _ESCAPES = {b"a": 7, b"b": 8, b"t": 9, b"n": 10, b"v": 11, b"f": 12, b"r": 13, b'"': 34, b"\\": 92}
 
 
@@ -61,6 +68,8 @@ class FilteredPatch:
     truncated: bool = False
     cut_bytes: int = 0  # bytes of diff text not shown because of the cap
     kept_bytes: int = 0  # bytes of the sections kept, before the cap
+    shortened_lines: int = 0  # kept lines cut at `quality.MAX_LINE_CHARS`
+    shortened_bytes: int = 0  # bytes those cuts removed
 
 
 def filter_patch(
@@ -84,8 +93,11 @@ def filter_patch(
         result.files.append(change)
         skip = _classify_section(section, change, rules)
         if skip is None:
-            pieces.append(section.decode("utf-8"))
+            kept, cut_lines = shorten_long_lines(section.decode("utf-8"))
+            pieces.append(kept)
             result.kept_bytes += len(section)
+            result.shortened_lines += cut_lines
+            result.shortened_bytes += max(0, len(section) - len(kept.encode("utf-8"))) if cut_lines else 0
         else:
             result.dropped.append((change.path, skip, len(section)))
             pieces.append(f"[diff of {change.path} omitted: {skip.reason}]\n")
@@ -93,11 +105,36 @@ def filter_patch(
     shown = cap_text(text, max_diff_bytes)
     if was_cut or len(shown) < len(text):
         shown_bytes = len(shown.encode("utf-8"))
-        shown += f"[diff truncated: {shown_bytes} of {total_bytes} bytes shown]\n"
+        names = _cut_files(pieces, [change.path for change in result.files], len(shown), was_cut)
+        shown += f"[diff truncated: {shown_bytes} of {total_bytes} bytes shown{names}]\n"
         result.truncated = True
         result.cut_bytes = max(0, total_bytes - shown_bytes - sum(size for _, _, size in result.dropped))
     result.text = shown
     return result
+
+
+def _cut_files(pieces: list[str], paths: list[str], shown_chars: int, read_was_cut: bool) -> str:
+    """`; cut: P; not shown: Q, R` for the truncation marker: which sections the cap reached."""
+    cut: list[str] = []
+    hidden: list[str] = []
+    start = 0
+    for piece, path in zip(pieces, paths, strict=True):
+        end = start + len(piece)
+        if start >= shown_chars:
+            hidden.append(path)
+        elif end > shown_chars:
+            cut.append(path)
+        start = end
+    if read_was_cut and paths and paths[-1] not in hidden and paths[-1] not in cut:
+        cut.append(paths[-1])  # git's patch was read only in part: its last section is incomplete
+    parts = []
+    for label, names in (("cut", cut), ("not shown", hidden)):
+        if names:
+            more = f", and {len(names) - MAX_NAMED_FILES} more" if len(names) > MAX_NAMED_FILES else ""
+            parts.append(f"{label}: {', '.join(names[:MAX_NAMED_FILES])}{more}")
+    if read_was_cut:
+        parts.append("later files not read")
+    return "".join(f"; {part}" for part in parts)
 
 
 def cap_text(text: str, max_bytes: int) -> str:
@@ -153,9 +190,9 @@ def _classify_section(section: bytes, change: FileChange, rules: PathRules) -> S
         return Skip("secret", store)
     if rules.applies_defaults(change.path):
         added = [line[1:] for line in text.split("\n") if line.startswith("+") and not line.startswith("+++ ")]
-        reason = classify_added_lines(added, new_file=change.status == "A")
+        reason = classify_added_lines(added, new_file=change.status == "A", path=change.path)
         if reason is not None:
-            return Skip(reason, f"content: {reason}")
+            return Skip(reason, content_rule(reason, "\n".join(added) + "\n", change.path))
     return None
 
 

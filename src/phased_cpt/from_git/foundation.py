@@ -13,14 +13,17 @@ untracked and git-ignored files never appear. Files are taken in sorted path ord
 skipped with the first reason that applies: `submodule`, `symlink`, `undecodable` (a path that
 is not UTF-8), the path rules of `rules.PathRules` (`secret`, `excluded`, `vendored`, `lock`,
 `generated`, `data`), `too-large` (over `max_file_bytes`, decided from the size git reports,
-before reading), then the content rules of `classify_content`.
+before reading), then the content rules of `classify_content` (`data` there is a large JSON,
+YAML, XML or literal-table file, `quality.data_kind`). A kept file's lines longer than
+`quality.MAX_LINE_CHARS` are cut, each with a `[line cut: N characters]` marker, and counted
+as `long-line` in the report.
 """
 
 from __future__ import annotations
 
 from phased_cpt.from_git.git import GitRepo, ObjectReader, TreeEntry, quote_path
 from phased_cpt.from_git.output import DocumentWriter
-from phased_cpt.from_git.quality import classify_text
+from phased_cpt.from_git.quality import classify_text, content_rule, shorten_long_lines
 from phased_cpt.from_git.rules import PathRules, Skip
 from phased_cpt.from_git.secrets import find_secret_store
 
@@ -45,6 +48,9 @@ def write_foundation(
             if skip is not None:
                 writer.stats.skip(skip.reason, where, rule=skip.rule, size=entry.size_bytes)
                 continue
+            text, cut = shorten_long_lines(text)
+            if cut:
+                writer.stats.shorten(where, cut, entry.size_bytes - len(text.encode("utf-8")))
             writer.write(
                 {
                     "training_content": format_file_document(path, text),
@@ -62,13 +68,14 @@ def format_file_document(path: str, content: str) -> str:
     return f"File: {path}\n\n{content}"
 
 
-def classify_content(data: bytes, applies_defaults: bool = True) -> tuple[Skip | None, str]:
+def classify_content(data: bytes, applies_defaults: bool = True, path: str = "") -> tuple[Skip | None, str]:
     """Decode a file's bytes: `(None, text)` to keep it, or `(skip, "")` to leave it out.
 
     In order: `binary` (a NUL byte in the first 8000 bytes, git's own test, or anywhere: a NUL
     can't be in training text), `undecodable` (not valid UTF-8), `empty` (nothing but white
     space), `secret` (a secret store by content, `secrets.find_secret_store`), then, when the
-    default rules apply, `lfs-pointer`, `generated` and `minified` (`quality.classify_text`).
+    default rules apply, `lfs-pointer`, `generated`, `minified` and `data`
+    (`quality.classify_text`; `path` tells the data test the file's format).
     """
     if b"\0" in data:
         why = "NUL byte in the first 8000 bytes" if b"\0" in data[:BINARY_SNIFF_BYTES] else "NUL byte"
@@ -82,9 +89,9 @@ def classify_content(data: bytes, applies_defaults: bool = True) -> tuple[Skip |
     store = find_secret_store(text)
     if store is not None:
         return Skip("secret", store), ""
-    reason = classify_text(text)
+    reason = classify_text(text, path)
     if reason == "lfs-pointer" or (reason is not None and applies_defaults):
-        return Skip(reason, f"content: {reason}"), ""
+        return Skip(reason, content_rule(reason, text, path)), ""
     return None, text
 
 
@@ -102,5 +109,5 @@ def _classify_entry(
         skip = Skip("too-large", f"over --max-file-bytes {max_file_bytes}")
     if skip is not None:
         return path, skip, ""
-    skip, text = classify_content(objects.read(entry.oid), rules.applies_defaults(path))
+    skip, text = classify_content(objects.read(entry.oid), rules.applies_defaults(path), path)
     return path, skip, text

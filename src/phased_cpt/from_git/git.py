@@ -220,6 +220,14 @@ class GitRepo:
         """True for a shallow clone: the history before its boundary commits is missing."""
         return bool(self.shallow_boundary())
 
+    def commit_graph(self, revs: str, *, since_epoch: int | None = None) -> list[tuple[str, tuple[str, ...]]]:
+        """(id, parent ids) of every commit of `revs` (a revision, or a range such as `A..B`),
+        parents before children (`rev-list --topo-order --reverse`)."""
+        args = ["rev-list", "--reverse", "--topo-order", "--parents"]
+        args += [f"--since=@{since_epoch}"] if since_epoch is not None else []
+        output = self._run(*args, "--end-of-options", revs, "--").stdout.decode("ascii")
+        return [(ids[0], tuple(ids[1:])) for ids in (line.split() for line in output.splitlines()) if ids]
+
     def list_tree(self, commit: str) -> list[TreeEntry]:
         """Every tracked path of `commit` (blobs and submodules), sorted by path bytes."""
         output = self._run("ls-tree", "-r", "-z", "--long", "--full-tree", commit).stdout

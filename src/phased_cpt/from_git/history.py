@@ -1,7 +1,9 @@
-"""Phase 2 (evolution): one document per non-merge commit, and the commit document layout.
+"""Phases 2 and 3 from history: one document per commit, and one per phase-3 story.
 
-Phase 2 has one document per non-merge commit reachable from the revision, oldest first
-(`git log --reverse`; with `since`, only commits whose committer date is at or after it):
+Which commit goes where is decided once by `merges.plan_history` (each change trained once);
+this module writes the documents. Phase 2 (`write_evolution`) has one document per commit the
+plan gives it, oldest first (`git log --reverse`; with `since`, only commits whose committer
+date is at or after it):
 
     Commit: Add retry to the HTTP client
     Date: 2024-01-02T10:00:00+01:00
@@ -17,15 +19,17 @@ Phase 2 has one document per non-merge commit reachable from the revision, oldes
 
 Metadata: `commit`, `parents`, `date` (author date), `subject`, `files`.
 
-Merge commits are *not* phase-2 documents (counted as skipped `merge`): the changes a merge
-brings in are already the documents of the branch's own commits. They are the phase-3
-fallback (`merges.py`), which uses the same layout through `write_history_document`.
+Commits the plan does not give phase 2 are counted as skipped: `merge`, `in-phase-3-story`,
+`bot`. Squash-merge commits are written to phase 3 in the same pass (as pull-request stories),
+and `write_merges` then writes the merge stories; both use the layout above through
+`write_history_document`, with the head, body and metadata of `merges.story_parts`.
 
 Diffs go through `diffs.filter_patch` (file sections cut out by the path, content and secret
-rules; size cap with a truncation marker). A commit whose every file diff was cut out is left
-out (`only-left-out-files`); a commit whose message is not valid text in its encoding is left
-out (`undecodable`) and listed in the report. Credential values in the message or the kept
-diff are redacted when the document is written (`output.DocumentWriter`).
+rules; long lines cut; size cap with a marker naming the files it cut). A commit whose every
+file diff was cut out is left out (`only-left-out-files`); a commit whose message is not valid
+text in its encoding is left out (`undecodable`) and listed in the report. Credential values
+and e-mail addresses in the message or the kept diff are redacted or masked when the document
+is written (`screen.ScreenedWriter`).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from typing import Any
 from phased_cpt.errors import UserError
 from phased_cpt.from_git.diffs import FilteredPatch, filter_patch
 from phased_cpt.from_git.git import CommitMessage, CommitPatch, GitRepo
+from phased_cpt.from_git.merges import HistoryPlan, story_parts
 from phased_cpt.from_git.output import DocumentWriter
 from phased_cpt.from_git.rules import PathRules
 
@@ -63,22 +68,72 @@ def parse_since(since: str | None) -> int | None:
 
 
 def write_evolution(
-    git: GitRepo, commit: str, rules: PathRules, *, since_epoch: int | None, max_diff_bytes: int, writer: DocumentWriter
+    git: GitRepo,
+    plan: HistoryPlan,
+    rules: PathRules,
+    *,
+    max_diff_bytes: int,
+    writers: tuple[DocumentWriter, DocumentWriter],
 ) -> None:
-    """Write one phase-2 document per non-merge commit reachable from `commit`, oldest first."""
+    """Write the phase-2 document of every commit `plan` gives phase 2, and the phase-3 story
+    of every squash merge, oldest first; `writers` are the phase-2 and phase-3 writers."""
+    phase2, phase3 = writers
     with git.open_objects() as objects:
         for item in git.iter_patches(
-            commit, merges=False, since_epoch=since_epoch, max_patch_bytes=read_limit(max_diff_bytes)
+            plan.revs, merges=False, since_epoch=plan.since_epoch, max_patch_bytes=read_limit(max_diff_bytes)
         ):
             where = {"commit": item.oid}
+            story = plan.stories.get(item.oid)
+            if story is not None and story.squash:
+                write_story(item, plan, rules, max_diff_bytes, phase3)
+                continue
             if len(item.parents) > 1:
-                writer.stats.skip("merge", where, rule="merge commits are phase 3's")
+                phase2.stats.skip("merge", where, rule="its changes are its branch's commits or a phase-3 story")
+                continue
+            if item.oid not in plan.phase2:
+                reason, rule = plan.left_out[item.oid]
+                phase2.stats.skip(reason, where, rule=rule, size=_lost_bytes(reason, item))
                 continue
             message = objects.read_message(item.oid)
             if message is None:
-                writer.stats.skip("undecodable", where, rule="message not valid in its encoding", size=item.total_bytes)
+                phase2.stats.skip("undecodable", where, rule="message not valid in its encoding", size=item.total_bytes)
                 continue
-            write_history_document([f"Commit: {message.subject}"], item, message, rules, max_diff_bytes, writer)
+            write_history_document([f"Commit: {message.subject}"], item, message, rules, max_diff_bytes, phase2)
+
+
+def write_merges(
+    git: GitRepo, plan: HistoryPlan, rules: PathRules, *, max_diff_bytes: int, writer: DocumentWriter
+) -> None:
+    """Write the phase-3 story of every merge `plan` tells, oldest first; count the merges left out."""
+    for item in git.iter_patches(
+        plan.revs, merges=True, since_epoch=plan.since_epoch, max_patch_bytes=read_limit(max_diff_bytes)
+    ):
+        if item.oid in plan.stories:
+            write_story(item, plan, rules, max_diff_bytes, writer)
+        elif item.oid in plan.left_out:
+            reason, rule = plan.left_out[item.oid]
+            writer.stats.skip(reason, {"commit": item.oid}, rule=rule, size=_lost_bytes(reason, item))
+
+
+def _lost_bytes(reason: str, item: CommitPatch) -> int:
+    """Bytes a skip removes from training: none when the change is told in a phase-3 story."""
+    return 0 if reason in TOLD_ELSEWHERE else item.total_bytes
+
+
+TOLD_ELSEWHERE = frozenset({"in-phase-3-story", "inside-branch"})
+"""Skip reasons whose change is trained elsewhere (`removed_bytes` counts 0 for them)."""
+
+
+def write_story(
+    item: CommitPatch, plan: HistoryPlan, rules: PathRules, max_diff_bytes: int, writer: DocumentWriter
+) -> None:
+    """Write the phase-3 document of the story `plan` tells for commit `item`."""
+    message = plan.commits[item.oid].message
+    if message is None:
+        writer.stats.skip("undecodable", {"commit": item.oid}, rule="message not valid in its encoding")
+        return
+    head, body, metadata = story_parts(plan.stories[item.oid], plan)
+    write_history_document(head, item, message, rules, max_diff_bytes, writer, metadata=metadata, body=body)
 
 
 def write_history_document(
@@ -105,6 +160,8 @@ def write_history_document(
         return
     if patch.truncated:
         writer.stats.cut(patch.cut_bytes)
+    if patch.shortened_lines:
+        writer.stats.shorten(where, patch.shortened_lines, patch.shortened_bytes)
     text = format_history_document(head, message, patch, body=body, outcome=None if metadata is None else "merged")
     document: dict[str, Any] = {
         "training_content": text,

@@ -40,11 +40,12 @@ from typing import Any
 from phased_cpt.contamination import MIN_LINE_CHARS, WARN_SHARE, Contamination, TrainingLines
 from phased_cpt.errors import UserError
 from phased_cpt.from_git.git import GitRepo
-from phased_cpt.from_git.history import parse_since, write_evolution
-from phased_cpt.from_git.merges import write_merges
-from phased_cpt.from_git.output import DocumentWriter
+from phased_cpt.from_git.history import parse_since, write_evolution, write_merges
+from phased_cpt.from_git.merges import plan_history
+from phased_cpt.from_git.neardup import NearDuplicates
 from phased_cpt.from_git.pulls import PullRequest, write_pull_requests
 from phased_cpt.from_git.rules import PathRules
+from phased_cpt.from_git.screen import ScreenedWriter, ScreenOptions
 from phased_cpt.from_git.summary import OutputStats
 from phased_cpt.from_git.tasks import FutureLimits, write_tasks
 
@@ -191,6 +192,10 @@ def split_pulls(
     return [pull for pull in pulls if pull.number not in later], future
 
 
+FUTURE_CHANGES = "all future changes"
+"""The summary's row for both future document files together: every change after the cut, once."""
+
+
 @dataclass
 class HoldoutSummary:
     """What the time split held out and how much of it the training text already holds."""
@@ -254,12 +259,18 @@ def _cell(value: Contamination) -> str:
 class FutureSets:
     """The three future files of one run: written beside the phase files, published with them."""
 
-    def __init__(self, out_dir: Path, cut: Cut, *, keep_duplicates: bool) -> None:
+    def __init__(
+        self, out_dir: Path, cut: Cut, screen: ScreenOptions, index: NearDuplicates | None, *, keep_duplicates: bool
+    ) -> None:
+        """`screen` and `index` are the phases' own: the future's e-mail addresses and bots are
+        screened alike, and a future document that nearly repeats a training one is left out."""
         self.out_dir = out_dir
         self.cut = cut
+        self.screen = screen
         self.stats = [OutputStats(FUTURE_EVOLUTION_FILE), OutputStats(FUTURE_PR_FILE)]
         self._evolution, self._pulls = (
-            DocumentWriter(out_dir, stats, keep_duplicates=keep_duplicates) for stats in self.stats
+            ScreenedWriter(out_dir, stats, keep_duplicates=keep_duplicates, options=screen, index=index)
+            for stats in self.stats
         )
         self._future_pulls = 0
         self._tasks: dict[str, int] = {}
@@ -270,16 +281,21 @@ class FutureSets:
     ) -> None:
         """Write the future commits, merges or pull requests, and tasks (not yet published).
         `future_pulls` None: phase 3 comes from merge commits, so the future's does too."""
-        write_evolution(
-            git, self.cut.range, rules, since_epoch=None, max_diff_bytes=limits.max_diff_bytes, writer=self._evolution
-        )
+        merged = None if future_pulls is None else {pull.number for pull in future_pulls if pull.outcome == "merged"}
+        plan = plan_history(git, self.cut.range, since_epoch=None, keep_bots=self.screen.keep_bots, pull_numbers=merged)
+        writers = (self._evolution, self._pulls)
+        write_evolution(git, plan, rules, max_diff_bytes=limits.max_diff_bytes, writers=writers)
         if future_pulls is None:
-            write_merges(
-                git, self.cut.range, rules, since_epoch=None, max_diff_bytes=limits.max_diff_bytes, writer=self._pulls
-            )
+            write_merges(git, plan, rules, max_diff_bytes=limits.max_diff_bytes, writer=self._pulls)
         else:
             self._future_pulls = len(future_pulls)
-            write_pull_requests(future_pulls, rules, max_diff_bytes=limits.max_diff_bytes, writer=self._pulls)
+            write_pull_requests(
+                future_pulls,
+                rules,
+                max_diff_bytes=limits.max_diff_bytes,
+                writer=self._pulls,
+                keep_bots=self.screen.keep_bots,
+            )
         self._tasks_temp, self._tasks = write_tasks(
             git, self.cut.range, rules, limits, self.out_dir / FUTURE_TASKS_FILE
         )
@@ -303,6 +319,10 @@ class FutureSets:
         summary.empty_phases = [stats.name for stats in phases if stats.documents == 0]
         for name in (FUTURE_EVOLUTION_FILE, FUTURE_PR_FILE):
             summary.contamination[name] = seen.measure(_texts(self.out_dir / name))
+        # the two files tell each change after the cut once (a mainline commit, or a merged branch's story)
+        summary.contamination[FUTURE_CHANGES] = (
+            summary.contamination[FUTURE_EVOLUTION_FILE] + summary.contamination[FUTURE_PR_FILE]
+        )
         summary.contamination[FUTURE_TASKS_FILE] = seen.measure_tasks(
             json.loads(line)["target"] for line in _lines(self.out_dir / FUTURE_TASKS_FILE)
         )

@@ -54,7 +54,7 @@ class DocumentWriter:
     def write(self, document: dict[str, Any], where: dict[str, Any], key_text: str) -> bool:
         """Write one document (its text in `document["training_content"]`), redacted; False when
         it was left out as a duplicate. `where` names it in the report (`{"file": path}`, ...)."""
-        digest = hashlib.sha256(" ".join(key_text.split()).encode("utf-8", "surrogatepass")).digest()
+        digest = duplicate_digest(key_text)
         if digest in self._seen and not self.keep_duplicates:
             self.stats.skip(
                 "duplicate",
@@ -64,16 +64,24 @@ class DocumentWriter:
             )
             return False
         self._seen.setdefault(digest, ", ".join(f"{key} {value}" for key, value in where.items()))
-        for key, value in document.items():
-            if isinstance(value, str):
-                document[key], found = redact_secrets(value)
-                self.stats.redact({**where, "field": key}, found)
+        self.prepare(document, where)
         line = json.dumps(document, ensure_ascii=False).encode("utf-8") + b"\n"
         self._file.write(line)
         self.stats.documents += 1
         self.stats.bytes += len(line)
         self.stats.text_bytes += len(document["training_content"].encode("utf-8"))
         return True
+
+    def prepare(self, document: dict[str, Any], where: dict[str, Any]) -> None:
+        """Redact credential values in every text field of `document`, in place."""
+        for key, value in document.items():
+            if isinstance(value, str):
+                document[key], found = redact_secrets(value)
+                self.stats.redact({**where, "field": key}, found)
+
+    def repeats(self, key_text: str) -> bool:
+        """True when a document with this key text was already written (it would be a `duplicate`)."""
+        return duplicate_digest(key_text) in self._seen
 
     def publish(self) -> None:
         """Replace the output file with everything written so far."""
@@ -148,6 +156,11 @@ def _sha256(path: Path) -> str:
         while chunk := file.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def duplicate_digest(key_text: str) -> bytes:
+    """What makes two documents duplicates: their key text with white space collapsed."""
+    return hashlib.sha256(" ".join(key_text.split()).encode("utf-8", "surrogatepass")).digest()
 
 
 def prepare_out_dir(out_dir: Path) -> Path:

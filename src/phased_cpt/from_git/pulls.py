@@ -49,6 +49,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, TypeAdapter, Validat
 from phased_cpt.errors import UserError
 from phased_cpt.from_git.diffs import FilteredPatch, filter_patch
 from phased_cpt.from_git.history import diff_key
+from phased_cpt.from_git.merges import BOT
 from phased_cpt.from_git.output import DocumentWriter
 from phased_cpt.from_git.rules import PathRules
 
@@ -213,10 +214,14 @@ def load_pull_requests(path: Path) -> list[PullRequest]:
 
 
 def write_pull_requests(
-    pulls: list[PullRequest], rules: PathRules, *, max_diff_bytes: int, writer: DocumentWriter
+    pulls: list[PullRequest], rules: PathRules, *, max_diff_bytes: int, writer: DocumentWriter, keep_bots: bool = False
 ) -> None:
-    """Write one phase-3 document per pull request, in number order."""
+    """Write one phase-3 document per pull request, in number order; a bot's pull request
+    (author matching `merges.BOT`) is left out as `bot` unless `keep_bots`."""
     for pull in pulls:
+        if not keep_bots and BOT.search(pull.author):
+            writer.stats.skip("bot", {"pull_request": pull.number}, rule=f"by a bot: {pull.author}")
+            continue
         patch = filter_patch(pull.diff.encode("utf-8"), rules, max_diff_bytes=max_diff_bytes) if pull.diff else None
         where = {"pull_request": pull.number}
         if patch is not None:
@@ -224,6 +229,8 @@ def write_pull_requests(
                 writer.stats.drop_diff(skip.reason, {**where, "path": path}, rule=skip.rule, size=size)
             if patch.truncated:
                 writer.stats.cut(patch.cut_bytes)
+            if patch.shortened_lines:
+                writer.stats.shorten(where, patch.shortened_lines, patch.shortened_bytes)
         text = format_pull_document(pull, patch)
         key = diff_key(patch.text) if patch is not None and patch.kept_bytes else text
         writer.write(

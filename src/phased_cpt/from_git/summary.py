@@ -16,10 +16,16 @@ Reasons, in words:
 - documents left out (`skipped`): `binary`, `undecodable` (not UTF-8), `empty`, `too-large`,
   `symlink`, `submodule`, `lfs-pointer`, `vendored`, `lock`, `generated`, `data`, `minified`,
   `excluded` (an `--exclude` glob), `secret` (a secret store, by name or content),
-  `duplicate` (the same text as an earlier document of the phase), `only-left-out-files` (a
-  commit whose every file diff was cut out), in phase 2 `merge` (merge commits are left to
-  phase 3) and in phase 3 `branch-sync` (a merge that brings the mainline into a branch or a
-  branch into itself: its diff repeats phase 2).
+  `duplicate` (the same text as an earlier document of the phase), `near-duplicate` (MinHash
+  similarity with an earlier document of any phase at or above the threshold, `neardup.py`),
+  `only-left-out-files` (a commit whose every file diff was cut out), `bot` (a commit or merge
+  authored by a bot, `merges.is_bot`), in phase 2 `merge` (a merge commit: its changes are its
+  branch's commits or a phase-3 story), `in-phase-3-story` (a commit told in a phase-3
+  story: a pull request, review or branch merge, or a squash merge) and in phase 3
+  `branch-sync` (a merge whose diff repeats phase-2 commits: see `merges.py`) and
+  `inside-branch` (a merge inside a merged branch: its changes are that branch's).
+- `long-line` (a report entry of kind `line`): lines over `quality.MAX_LINE_CHARS` cut in a
+  kept file or diff; the document is kept.
 - file sections cut out of a diff (`dropped_file_diffs`, phases 2 and 3): the same path and
   content reasons, one count per file section; the document itself is kept.
 - `removed_bytes`: bytes of source material (file content, diff text) removed per reason;
@@ -51,8 +57,12 @@ COUNT_FIELDS = (
     "dropped_file_diffs",
     "removed_bytes",
     "redactions",
+    "masked_emails",
 )
 """The `OutputStats` fields of the summary; the report adds `left_out` and `redacted`."""
+CONTENT_REASONS = ("data", "generated", "lfs-pointer", "minified")
+"""Reasons decided by reading a file's content: the summary names the files, not only counts them."""
+NAMED_FILES_SHOWN = 10
 
 
 @dataclass
@@ -68,6 +78,7 @@ class OutputStats:
     dropped_file_diffs: Counter[str] = field(default_factory=Counter)
     removed_bytes: Counter[str] = field(default_factory=Counter)
     redactions: Counter[str] = field(default_factory=Counter)
+    masked_emails: int = 0  # e-mail addresses replaced by `personal.EMAIL_PLACEHOLDER`
     left_out: list[dict[str, Any]] = field(default_factory=list)
     redacted: list[dict[str, Any]] = field(default_factory=list)
 
@@ -85,6 +96,11 @@ class OutputStats:
         """Count one diff cut at the size cap, `size` bytes of it not shown."""
         self.truncated += 1
         self.removed_bytes["truncated"] += size
+
+    def shorten(self, where: dict[str, Any], lines: int, size: int) -> None:
+        """Count and list `lines` long lines cut in one kept file or diff, `size` bytes removed."""
+        self.removed_bytes["long-line"] += size
+        self.left_out.append({**where, "kind": "line", "reason": "long-line", "lines": lines, "bytes": size})
 
     def redact(self, where: dict[str, Any], found: list[Redaction]) -> None:
         """Record the credential values removed from one document (rule and line, no value)."""
@@ -121,6 +137,7 @@ class Summary:
     notes: list[str] = field(default_factory=list)
     vendored_dirs: dict[str, str] = field(default_factory=dict)  # directory -> why
     holdout: HoldoutSummary | None = None  # the time split, when one was made (holdout.py)
+    merge_styles: dict[str, int] = field(default_factory=dict)  # how the history merges (`merges.MergeStyles`)
 
     @property
     def report_path(self) -> str:
@@ -139,6 +156,7 @@ class Summary:
             "commit": self.commit,
             "out_dir": self.out_dir,
             "phase3_source": self.phase3_source,
+            "merge_styles": dict(sorted(self.merge_styles.items())),
             "outputs": {stats.name: stats.to_dict() for stats in self.outputs},
             "report": self.report_path,
             "notes": list(self.notes),
@@ -170,11 +188,14 @@ class Summary:
         """Human-readable summary: one row per output file, then one row per skip reason."""
         width = max(len(stats.name) for stats in self.outputs)
         lines = [f"from-git: {self.repo} at {self.rev} ({self.commit[:12]}) -> {self.out_dir}", ""]
-        lines.append(f"{'output':<{width}}  {'documents':>9}  {'bytes':>12}  {'truncated':>9}  {'redacted':>8}")
+        header = (
+            f"{'output':<{width}}  {'documents':>9}  {'bytes':>12}  {'truncated':>9}  {'redacted':>8}  {'e-mails':>7}"
+        )
+        lines.append(header)
         for stats in self.outputs:
             lines.append(
                 f"{stats.name:<{width}}  {stats.documents:>9}  {stats.bytes:>12}"
-                f"  {stats.truncated:>9}  {sum(stats.redactions.values()):>8}"
+                f"  {stats.truncated:>9}  {sum(stats.redactions.values()):>8}  {stats.masked_emails:>7}"
             )
         rows = [
             (stats.name, "skipped", reason, count)
@@ -194,8 +215,21 @@ class Summary:
                 lines.append(f"{name:<{width}}  {kind:<12}  {reason:<{reason_width}}  {count:>7}")
         else:
             lines.append("nothing was left out")
+        lines += self._named_files()
         lines.append("")
         lines.append(f"every item left out and every redaction, with its reason: {self.report_path}")
         lines += [] if self.holdout is None else self.holdout.format_lines()
         lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
+
+    def _named_files(self) -> list[str]:
+        """`files left out as data: a.json, b.yaml` per content rule, phase 1 (the files at the revision)."""
+        named: dict[str, list[str]] = {}
+        for entry in self.outputs[0].left_out if self.outputs else []:
+            if entry["reason"] in CONTENT_REASONS and "file" in entry and entry.get("rule", "").startswith("content:"):
+                named.setdefault(entry["reason"], []).append(entry["file"])
+        lines = []
+        for reason, files in sorted(named.items()):
+            more = f", and {len(files) - NAMED_FILES_SHOWN} more" if len(files) > NAMED_FILES_SHOWN else ""
+            lines.append(f"{reason} files left out: {', '.join(files[:NAMED_FILES_SHOWN])}{more}")
+        return [""] + lines if lines else []

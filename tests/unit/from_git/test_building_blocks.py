@@ -46,4 +46,4 @@ def test_a_patch_cut_while_reading_is_marked_truncated():
     patch = b"diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n+partial li"
     result = filter_patch(patch, PathRules(), max_diff_bytes=1000, total_bytes=5000)
     assert result.truncated
-    assert result.text.endswith("+b\n[diff truncated: 53 of 5000 bytes shown]\n")
+    assert result.text.endswith("+b\n[diff truncated: 53 of 5000 bytes shown; cut: x; later files not read]\n")

@@ -10,7 +10,7 @@ import pytest
 
 from phased_cpt import cli, from_git
 from phased_cpt.errors import UserError
-from phased_cpt.from_git import DEFAULT_EXCLUDES, PHASE1_FILE, PHASE2_FILE, PHASE3_FILE
+from phased_cpt.from_git import DEFAULT_EXCLUDES, PHASE1_FILE, PHASE2_FILE, PHASE3_FILE, ScreenOptions
 from phased_cpt.from_git.secrets import SECRET_FILE_GLOBS
 from tests.unit.from_git.repos import git
 from tests.unit.from_git.test_phases import KEPT_FILES, PHASE1_SKIPS, SUBJECTS
@@ -63,7 +63,8 @@ def test_command_prints_a_json_summary(repo, tmp_path, capsys):
     phase1 = summary["outputs"][PHASE1_FILE]
     assert phase1["skipped"] == dict(sorted({**PHASE1_SKIPS, "excluded": 2}.items()))
     assert phase1["documents"] == len(KEPT_FILES) - 2
-    assert summary["outputs"][PHASE2_FILE]["documents"] == len(SUBJECTS) - 2  # docs-only, rst-only
+    # docs-only, rst-only, and the feature branch's commit, told in phase 3's merge story
+    assert summary["outputs"][PHASE2_FILE]["documents"] == len(SUBJECTS) - 3
     assert summary["outputs"][PHASE2_FILE]["skipped"]["only-left-out-files"] == 2
     assert summary["phase3_source"] == "merge_commits"
     assert summary["commit"] == _head(repo)
@@ -86,7 +87,7 @@ def test_command_prints_a_table_by_default(repo, tmp_path, capsys):
     )
     table = capsys.readouterr().out
     rows = [tuple(line.split()) for line in table.splitlines()]
-    documents = {row[0]: int(row[1]) for row in rows if len(row) == 5 and row[1].isdigit()}
+    documents = {row[0]: int(row[1]) for row in rows if len(row) == 6 and row[1].isdigit()}
     assert documents == {PHASE1_FILE: len(KEPT_FILES), PHASE2_FILE: len(SUBJECTS), PHASE3_FILE: 3}
     assert (PHASE2_FILE, "skipped", "merge", "1") in rows
     assert (PHASE3_FILE, "diff", "dropped", "secret", "1") in rows
@@ -130,6 +131,10 @@ def test_command_defaults_and_flags_reach_build_datasets(monkeypatch, capsys):
                 "0",
                 "--holdout-after",
                 "2024-02-01",
+                "--keep-bots",
+                "--keep-emails",
+                "--near-duplicate-threshold",
+                "0.5",
             ]
         )
         == 2
@@ -149,6 +154,7 @@ def test_command_defaults_and_flags_reach_build_datasets(monkeypatch, capsys):
             "allow_other_owner": True,
             "holdout": from_git.HoldoutOptions(commits=0, after="2024-02-01"),
             "force": True,
+            "screen": ScreenOptions(keep_bots=True, keep_emails=True, near_duplicate_threshold=0.5),
         },
     )
     assert _run(["repo", "--out", "o"]) == 2
@@ -167,9 +173,17 @@ def test_command_defaults_and_flags_reach_build_datasets(monkeypatch, capsys):
             "allow_other_owner": False,
             "holdout": from_git.HoldoutOptions(commits=None, after=None),
             "force": False,
+            "screen": ScreenOptions(),
         },
     )
     assert capsys.readouterr().err.strip().splitlines() == ["error: recorded", "error: recorded"]
+
+
+@pytest.mark.parametrize("value", ["0", "-0.1", "1.5", "near"])
+def test_command_rejects_a_similarity_outside_zero_to_one(value, capsys):
+    with pytest.raises(SystemExit):
+        _parse(["repo", "--out", "o", "--near-duplicate-threshold", value])
+    assert "--near-duplicate-threshold" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "big"])

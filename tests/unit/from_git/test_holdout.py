@@ -14,12 +14,19 @@ from phased_cpt import cli
 from phased_cpt.errors import UserError
 from phased_cpt.from_git import HoldoutOptions
 from phased_cpt.from_git.git import GitRepo
-from phased_cpt.from_git.holdout import FUTURE_EVOLUTION_FILE, FUTURE_FILES, FUTURE_PR_FILE, FUTURE_TASKS_FILE
+from phased_cpt.from_git.holdout import (
+    FUTURE_CHANGES,
+    FUTURE_EVOLUTION_FILE,
+    FUTURE_FILES,
+    FUTURE_PR_FILE,
+    FUTURE_TASKS_FILE,
+)
 from phased_cpt.from_git.rules import repository_rules
 from phased_cpt.from_git.tasks import TASK_KINDS, FutureLimits, find_tasks, split_lines, write_tasks
 from tests.unit.from_git.repos import FAKE_AWS_KEY, build, commit, git, merge, new_repo, read, report
 
 ROOT = Path(__file__).resolve().parents[3]
+PHASE2, PHASE3 = "phase2_evolution.jsonl", "phase3_pr_mastery.jsonl"
 LIB_V1 = (
     "import os\n\n\ndef load_settings(path):\n    with open(path) as handle:\n        return handle.read()\n"
     "\n\ndef old_helper_that_moves(value):\n    return value * 2  # doubled for the caller\n"
@@ -72,15 +79,16 @@ def test_the_cut_places_every_commit_on_its_side(dated_repo, tmp_path):
     summary = build(dated_repo, out, holdout=HoldoutOptions(commits=3))
     cut = _oid(dated_repo, "main~3")  # c4
     assert summary.holdout is not None and summary.holdout.cut.commit == cut == summary.commit
-    training_commits = {
-        doc["commit"] for name in ("phase2_evolution.jsonl", "phase3_pr_mastery.jsonl") for doc in read(out, name)
-    }
-    future_commits = {doc["commit"] for name in (FUTURE_EVOLUTION_FILE, FUTURE_PR_FILE) for doc in read(out, name)}
-    assert {doc["commit"] for doc in read(out, "phase2_evolution.jsonl")} == _ids(dated_repo, "--no-merges", cut)
-    assert {doc["commit"] for doc in read(out, FUTURE_EVOLUTION_FILE)} == _ids(
-        dated_repo, "--no-merges", f"{cut}..main"
-    )
-    assert {doc["commit"] for doc in read(out, "phase3_pr_mastery.jsonl")} == _ids(dated_repo, "--merges", cut)
+
+    def told(*names: str) -> set[str]:
+        """Every commit a file's documents tell: a commit document's own, a story's merge and branch commits."""
+        return {oid for name in names for doc in read(out, name) for oid in [doc["commit"], *doc.get("commits", [])]}
+
+    training_commits, future_commits = told(PHASE2, PHASE3), told(FUTURE_EVOLUTION_FILE, FUTURE_PR_FILE)
+    # each change is told once (phase 2 the mainline's own commits, phase 3 a merged branch as one story)
+    assert training_commits == _ids(dated_repo, cut) and future_commits == _ids(dated_repo, f"{cut}..main")
+    assert not told(PHASE2) & told(PHASE3) and not told(FUTURE_EVOLUTION_FILE) & told(FUTURE_PR_FILE)
+    assert {doc["commit"] for doc in read(out, PHASE3)} == _ids(dated_repo, "--merges", cut)
     assert {doc["commit"] for doc in read(out, FUTURE_PR_FILE)} == _ids(dated_repo, "--merges", f"{cut}..main")
     assert training_commits | future_commits == _ids(dated_repo, "main") and not training_commits & future_commits
     # f2 was written before c5 but merged after the cut: the model could not have seen it
@@ -157,13 +165,15 @@ def test_printed_contamination_equals_a_count_outside_the_tool(dated_repo, tmp_p
     )
     outside = json.loads(done.stdout)
     assert summary.holdout is not None
-    inside = summary.holdout.contamination[FUTURE_EVOLUTION_FILE]
+    inside = summary.holdout.contamination[FUTURE_CHANGES]
     assert outside["cut"] == summary.holdout.cut.commit
-    # c5 adds 3 counted lines, f2 1; c6 adds 3 new ones and brings back the 2 of the helper c3 removed
+    # c5 adds 3 counted lines, f2 1 (told in M2's story); c6 adds 3 new ones and brings back the 2 of
+    # the helper c3 removed
     assert (inside.lines, inside.seen) == (outside["lines"], outside["seen"]) == (9, 2)
-    printed = summary.to_dict()["holdout"]["contamination"][FUTURE_EVOLUTION_FILE]
-    assert printed == {"lines": 9, "seen": 2, "share": 0.2222}
-    assert any("future_evolution.jsonl: 22.2% of its scored lines" in note for note in summary.notes)
+    printed = summary.to_dict()["holdout"]["contamination"]
+    assert printed[FUTURE_CHANGES] == {"lines": 9, "seen": 2, "share": 0.2222}
+    assert printed[FUTURE_EVOLUTION_FILE] == {"lines": 8, "seen": 2, "share": 0.25}
+    assert any("future_evolution.jsonl: 25.0% of its scored lines" in note for note in summary.notes)
     assert "future_evolution.jsonl" in summary.format_table().split("contamination:")[1]
 
 
@@ -259,8 +269,8 @@ def test_the_command_prints_the_time_split(dated_repo, tmp_path, capsys):
         kind: len([t for t in read(out, FUTURE_TASKS_FILE) if t["kind"] == kind]) for kind in TASK_KINDS
     }
     assert (
-        printed["outputs"][FUTURE_EVOLUTION_FILE]["documents"] == len(read(out, FUTURE_EVOLUTION_FILE)) == 3
-    )  # c5, f2, c6
+        printed["outputs"][FUTURE_EVOLUTION_FILE]["documents"] == len(read(out, FUTURE_EVOLUTION_FILE)) == 2
+    )  # c5, c6 (f2 is told in M2's story, in future_pr_mastery.jsonl)
     assert (
         cli.main(["data", "from-git", str(dated_repo), "--out", str(out), "--holdout-after", "2024-01-07", "--force"])
         == 0

@@ -132,35 +132,35 @@ def test_rev_selects_the_files_and_history_of_an_older_commit(repo, tmp_path):
 # ---- phase 2 -----------------------------------------------------------------------------------
 
 
-def test_phase2_has_one_document_per_non_merge_commit_oldest_first(built):
+def test_phase2_has_one_document_per_commit_not_told_in_phase3_oldest_first(built):
     out, summary = built
     documents = _read(out, PHASE2_FILE)
-    assert [d["subject"] for d in documents] == SUBJECTS
+    assert [d["subject"] for d in documents] == [s for s in SUBJECTS if s != "Add greeting feature"]
     assert [d["date"][:10] for d in documents] == [
         "2024-01-01",
         "2024-01-02",
         "2024-01-03",
-        "2024-01-04",
         "2024-01-05",
         "2024-01-07",
         "2024-01-08",
     ]
-    assert documents[3]["date"] == "2024-01-04T10:00:00+02:00"
-    assert dict(summary.output(PHASE2_FILE).skipped) == {"merge": 1}
+    assert dict(summary.output(PHASE2_FILE).skipped) == {"merge": 1, "in-phase-3-story": 1}
+    [story] = [e for e in report(out)["outputs"][PHASE2_FILE]["left_out"] if e["reason"] == "in-phase-3-story"]
+    assert story["rule"].startswith("told in the phase-3 story of merge ")
 
 
 def test_phase2_document_shows_message_date_files_and_diff(built):
     out, _ = built
-    first, _, _, greet, *_ = _read(out, PHASE2_FILE)
+    first, _, _, guide, *_ = _read(out, PHASE2_FILE)
     assert first["training_content"].startswith(
         "Commit: Initial commit\nDate: 2024-01-01T10:00:00+00:00\n\nSet up the project.\n\n"
         "Files changed:\nA .gitignore\nA README.md\nA src/app.py\n\ndiff --git a/.gitignore b/.gitignore\n"
     )
     assert "+def main():\n" in first["training_content"]
     assert first["parents"] == []
-    assert greet["files"] == ["src/app.py"]
-    assert "Files changed:\nM src/app.py\n" in greet["training_content"]
-    assert "+def greet(name):\n" in greet["training_content"]
+    assert guide["files"] == ["docs/guide.md"]
+    assert "Files changed:\nA docs/guide.md\n" in guide["training_content"]
+    assert "+Run `python -m demo`.\n" in guide["training_content"]
 
 
 def test_phase2_cuts_out_secret_and_excluded_file_diffs_and_counts_them(built):
@@ -194,7 +194,9 @@ def test_phase2_cuts_out_secret_and_excluded_file_diffs_and_counts_them(built):
 def test_phase2_marks_a_diff_cut_at_the_size_cap(repo, tmp_path):
     summary = _build(repo, tmp_path, max_diff_bytes=300)
     documents = _read(tmp_path, PHASE2_FILE)
-    marker = re.compile(r"\n\[diff truncated: (\d+) of (\d+) bytes shown\]\n$")
+    marker = re.compile(
+        r"\n\[diff truncated: (\d+) of (\d+) bytes shown(?:; cut: [^;\]]+)?(?:; not shown: [^;\]]+)?\]\n$"
+    )
     cut = [d for d in documents if marker.search(d["training_content"])]
     assert "Add assets and vendored code" in [d["subject"] for d in cut]
     assert summary.output(PHASE2_FILE).truncated == len(cut)
@@ -217,7 +219,7 @@ def test_since_keeps_commits_committed_on_or_after_the_date(repo, tmp_path):
 def test_since_after_the_last_merge_leaves_phase3_empty_and_says_so(repo, tmp_path):
     summary = _build(repo, tmp_path, since="2024-01-07T00:00:00+00:00")
     assert _read(tmp_path, PHASE3_FILE) == []
-    assert any("no pull-request or branch merge commits found" in note for note in summary.notes)
+    assert any("phase 3 is empty" in note and "--prs prs/" in note for note in summary.notes)
 
 
 # ---- phase 3 -----------------------------------------------------------------------------------
@@ -227,12 +229,16 @@ def test_phase3_falls_back_to_merge_commits_and_announces_it(repo, built):
     out, summary = built
     [merge] = _read(out, PHASE3_FILE)
     text = merge["training_content"]
-    assert text.startswith("Merge: Merge branch 'feature/greet'\nDate: 2024-01-06T10:00:00+00:00\n")
-    assert "Files changed:\nM src/app.py\n" in text and "+def greet(name):\n" in text
+    assert text.startswith(
+        "Merge: Merge branch 'feature/greet'\nBranch: feature/greet\nDate: 2024-01-06T10:00:00+00:00\n\n"
+        "Commits:\n* Add greeting feature\n\nFiles changed:\nM src/app.py\n"
+    )
+    assert "+def greet(name):\n" in text
+    assert merge["commits"] == [_git(repo, "rev-parse", "feature/greet").strip()]
     assert text.endswith("\nOutcome: merged\n")
     assert merge["commit"] == _git(repo, "rev-parse", "HEAD~2").strip()
     assert summary.phase3_source == "merge_commits"
-    assert any("--prs" in note and "1 merge commit" in note for note in summary.notes)
+    assert any("was built from 1 merge and squash-merge stories" in note for note in summary.notes)
     assert "note: no --prs export given" in summary.format_table()
 
 

@@ -144,7 +144,7 @@ def test_each_secret_store_is_left_out_and_listed_with_its_rule(secret_repo, tmp
 
 def test_secret_stores_are_cut_out_of_history_and_merge_diffs(secret_repo, tmp_path):
     summary = build(secret_repo, tmp_path)
-    [config] = [d for d in read(tmp_path, PHASE2_FILE) if d["subject"] == "Add configuration"]
+    [config] = [d for d in read(tmp_path, PHASE3_FILE) if "* Add configuration" in d["training_content"]]
     for path in STORES:
         if path != "ops/github-actions":
             assert f"[diff of {path} omitted: secret]\n" in config["training_content"]
