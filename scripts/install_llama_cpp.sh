@@ -15,8 +15,7 @@ CACHE=${PHASED_CPT_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/phased-cpt/llama
 SDIST=$CACHE/llama_cpp_python-$VERSION.tar.gz
 mkdir -p "$CACHE"
 if [ ! -f "$SDIST" ]; then
-  "$PYTHON" -m pip download -q --no-deps --no-binary :all: --no-build-isolation -d "$CACHE" "llama-cpp-python==$VERSION" \
-    || "$PYTHON" -m pip download -q --no-deps --no-binary :all: -d "$CACHE" "llama-cpp-python==$VERSION"
+  "$PYTHON" -m pip download -q --no-deps --no-binary :all: -d "$CACHE" "llama-cpp-python==$VERSION"
 fi
 wheels=("$CACHE"/llama_cpp_python-"$VERSION"-*.whl)
 if [ ! -f "${wheels[0]}" ]; then
