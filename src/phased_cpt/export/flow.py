@@ -67,7 +67,13 @@ def export_adapter(
         staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.exporting-"))
         written = target.write(trained, staging)
         report = target.check(trained, staging, written)
-        marker = {"kind": kind, "adapter": str(source.adapter_dir), "base_model": source.model.name, **written}
+        marker = {
+            "kind": kind,
+            "adapter": str(source.adapter_dir),
+            "base_model": source.model.name,
+            **written,
+            "parity": report.to_json(),
+        }
         (staging / EXPORT_MARKER).write_text(json.dumps(marker) + "\n", encoding="utf-8")
         apply_umask(staging)
         swap_into_place(staging, out_dir)

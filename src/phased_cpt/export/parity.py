@@ -92,6 +92,17 @@ class ParityReport:
     """The smallest over the prompts."""
     tolerance: Tolerance
 
+    def to_json(self) -> dict:
+        return {
+            "precision": self.precision,
+            "prompts": self.prompts,
+            "greedy_tokens": GREEDY_TOKENS,
+            "relative_error": self.relative_error,
+            "greedy_agreement": self.greedy_agreement,
+            "allowed_relative_error": self.tolerance.relative,
+            "required_greedy_agreement": self.tolerance.greedy_agreement,
+        }
+
     def describe(self) -> str:
         return (
             f"parity on {self.prompts} prompts x {GREEDY_TOKENS} greedy tokens ({self.precision}): relative logit "
