@@ -59,10 +59,10 @@ def export_adapter(
     target = make_target(kind, options)
     out_dir = Path(out_dir)
     check_out_dir(out_dir, force, source.protected(), target.output)
-    target.preflight(source)
-    trained = Trained(source)
     staging = None
     try:
+        target.preflight(source)
+        trained = Trained(source)
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.exporting-"))
         written = target.write(trained, staging)

@@ -12,6 +12,7 @@ converter cannot take is refused in seconds, with the converter's own reason.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import subprocess
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from phased_cpt.errors import UserError
+from phased_cpt.errors import SHORT_WRITE_PATTERNS, UserError, free_space, nearly_full
 
 CONVERTER = "convert_hf_to_gguf.py"
 ENV_VAR = "PHASED_CPT_LLAMA_CPP"
@@ -33,6 +34,8 @@ HOW_TO_GET = (
     "distribution), or `git clone https://github.com/ggml-org/llama.cpp` and pass --llama-cpp DIR (or set "
     f"{ENV_VAR}=DIR)"
 )
+PROGRESS_LINE = re.compile(r"\d+%\|")
+"""A tqdm progress bar in the converter's output (not a message)."""
 HOW_TO_RUN = "pip install 'phased-cpt[gguf]' (llama-cpp-python, built from source: a few minutes)"
 
 
@@ -108,9 +111,12 @@ def run_converter(
     result = subprocess.run(command, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
     if result.returncode == 0:
         return
-    tail = [line for line in result.stderr.strip().splitlines() if line.strip()][-3:]
-    if any("No space left" in line for line in tail):
-        raise OSError(28, "No space left on device", str(outfile))
+    lines = [line.strip() for line in re.split(r"[\r\n]+", result.stderr) if line.strip()]
+    tail = [line for line in lines if not PROGRESS_LINE.search(line)][-3:]
+    if any("No space left" in line for line in tail) or (
+        any(pattern in line for line in tail for pattern in SHORT_WRITE_PATTERNS) and nearly_full(outfile.parent)
+    ):
+        raise OSError(errno.ENOSPC, f"No space left on device ({free_space(outfile.parent)})", str(outfile))
     what = "read the tokenizer of" if vocab_only else "convert"
     raise UserError(
         f"llama.cpp's converter ({converter.script}) could not {what} the model: {' | '.join(tail) or 'no message'}"
