@@ -112,14 +112,13 @@ def test_check_fails_on_an_export_that_no_longer_matches_naming_the_prompt(work,
     assert_user_error(result, "(float32): prompt 1 ('def main():\\n    ')")
 
 
-def test_out_must_be_new_or_an_earlier_export_of_the_same_kind(work, run, tmp_path):
+def test_out_must_be_new_or_an_earlier_export(work, run, tmp_path):
+    """Through the command line; the kind rules (an hf export is not a gguf one) are
+    tests/unit/export/test_out_dir.py."""
     other = tmp_path / "notes"
     other.mkdir()
     (other / "mine.txt").write_text("keep me")
     assert_user_error(export(work, run, "--to", "gguf", "--out", str(other)), "is not empty")
     assert_user_error(export(work, run, "--to", "gguf", "--out", str(other), "--force"), "no .phased-cpt-export")
     assert (other / "mine.txt").read_text() == "keep me"
-    hf_copy = Path(shutil.copytree(work / "exports" / "hf", tmp_path / "hf"))
-    assert_user_error(export(work, run, "--to", "gguf", "--out", str(hf_copy), "--force"), "saying kind gguf")
     assert_user_error(export(work, run, "--to", "gguf", "--out", str(run.parent), "--force"), "contains the source run")
-    assert_user_error(export(work, run, "--to", "gguf", "--out", str(hf_copy), "--check"), "holds a hf export")
