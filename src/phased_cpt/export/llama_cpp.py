@@ -117,10 +117,14 @@ def run_converter(
         any(pattern in line for line in tail for pattern in SHORT_WRITE_PATTERNS) and nearly_full(outfile.parent)
     ):
         raise OSError(errno.ENOSPC, f"No space left on device ({free_space(outfile.parent)})", str(outfile))
-    what = "read the tokenizer of" if vocab_only else "convert"
-    raise UserError(
-        f"llama.cpp's converter ({converter.script}) could not {what} the model: {' | '.join(tail) or 'no message'}"
-    )
+    reason = " | ".join(tail) or "no message"
+    if vocab_only:
+        raise UserError(
+            f"llama.cpp's converter ({converter.script}) could not read the tokenizer of the model: {reason}; a "
+            "tokenizer trained from scratch (the quickstart's byte-level BPE) is not one llama.cpp knows: export "
+            "--to hf or --to vllm instead (docs/export.md)"
+        )
+    raise UserError(f"llama.cpp's converter ({converter.script}) could not convert the model: {reason}")
 
 
 def require_runtime() -> None:
