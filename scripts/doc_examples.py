@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DOCS = ["README.md", "docs/multi-gpu.md", "docs/from-git.md"]
+DOCS = ["README.md", "docs/multi-gpu.md", "docs/from-git.md", "docs/export.md"]
 REGION = re.compile(
     r"<!-- doc-example: (?P<name>[\w-]+) -->\n```(?P<lang>\w*)\n(?P<body>.*?)```\n<!-- /doc-example -->", re.DOTALL
 )

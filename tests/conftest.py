@@ -37,6 +37,15 @@ def tiny_llama_bos_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_sentencepiece_llama_dir(tmp_path_factory) -> Path:
+    """Llama-style with a SentencePiece tokenizer (`tokenizer.model`), which llama.cpp's converter reads."""
+    out = tmp_path_factory.mktemp("tiny-llama-spm")
+    return build_tiny_model(
+        out, CORPUS, architecture="llama", vocab_size=512, hidden_size=32, num_layers=2, tokenizer_kind="sentencepiece"
+    )
+
+
+@pytest.fixture(scope="session")
 def tiny_fim_model_dir(tmp_path_factory) -> Path:
     """Qwen2-style with Qwen2.5-Coder's fill-in-the-middle tokens in its tokenizer."""
     out = tmp_path_factory.mktemp("tiny-qwen2-fim")

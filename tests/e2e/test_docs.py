@@ -74,9 +74,11 @@ def test_every_bash_block_says_whether_it_runs():
 
 
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory, tiny_model_dir) -> Path:
+def sandbox(tmp_path_factory, tiny_sentencepiece_llama_dir) -> Path:
+    """The tiny model has a SentencePiece tokenizer so that the documented GGUF exports run
+    (llama.cpp's converter refuses the byte-level BPE tokenizers trained here)."""
     repo = make_example_repo(tmp_path_factory.mktemp("docs") / "shop")
-    (repo / "config.yaml").write_text(tiny_run_config(tiny_model_dir))
+    (repo / "config.yaml").write_text(tiny_run_config(tiny_sentencepiece_llama_dir))
     return repo
 
 

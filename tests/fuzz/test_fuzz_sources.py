@@ -261,7 +261,7 @@ def test_force_replaces_an_export_only_when_it_holds_nothing_else(tmp_path_facto
         extra.add(out / "user-link")
     before = sorted((str(p), p.is_symlink()) for p in out.rglob("*"))
     try:
-        check_replaceable(out, force=True)
+        check_replaceable(out, True)
         replaceable = True
     except UserError as err:
         assert "did not write" in str(err) and "\n" not in str(err)

@@ -38,6 +38,7 @@ ALLOWED = {
         "run_dir",
     },
     "inference": {"config", "errors", "modeling", "run_dir"},
+    "export": {"config", "errors", "modeling", "run_dir", "inference"},
     "doctor": {"config", "data", "errors", "launch", "memory", "modeling", "training"},
     "planning": {"config", "data", "distributed", "errors", "flops", "gpus", "memory", "training"},
     "launch": {"config", "errors"},

@@ -28,7 +28,9 @@ def imported_by(*argv: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["chat", "--help"], ["data", "from-git", "--help"]])
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["train", "--help"], ["chat", "--help"], ["data", "from-git", "--help"], ["export", "--help"]]
+)
 def test_help_imports_no_ml_library(argv):
     assert imported_by(*argv) == {"code": 0, "heavy": []}
 

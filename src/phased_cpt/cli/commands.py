@@ -347,6 +347,32 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from phased_cpt.inference.discovery import resolve_target
+
+    target = resolve_target(args.target, phase=args.phase, base_model=args.base_model)
+    from phased_cpt.export.flow import check_export, export_adapter  # torch: only once the arguments are checked
+    from phased_cpt.export.target import ExportOptions, Source
+
+    source = Source(
+        model=target.model,
+        adapter_dir=target.adapter_dir,
+        label=target.active,
+        run_dir=target.run.path if target.run is not None else None,
+    )
+    options = ExportOptions(gguf_type=args.gguf_type, llama_cpp_dir=args.llama_cpp, max_lora_rank=args.max_lora_rank)
+    if args.check:
+        result = check_export(source, args.to, args.out, options)
+        print(f"checked the {args.to} export in {result.out_dir}: {result.parity.describe()}")
+    else:
+        logger.info("exporting %s (%s) --to %s", target.active, target.adapter_dir, args.to)
+        result = export_adapter(source, args.to, args.out, options, force=args.force)
+        print(f"exported {target.active} --to {args.to} into {result.out_dir}: {result.parity.describe()}")
+    for line in result.usage:
+        print(line)
+    return 0
+
+
 def resolve_node_arguments(args: argparse.Namespace):
     from phased_cpt.launch import resolve_nodes
 

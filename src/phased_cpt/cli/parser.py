@@ -12,6 +12,7 @@ from pathlib import Path
 from phased_cpt.cli.commands import (
     cmd_chat,
     cmd_doctor,
+    cmd_export,
     cmd_from_git,
     cmd_launch,
     cmd_merge,
@@ -458,6 +459,59 @@ def add_inference_commands(sub: argparse._SubParsersAction) -> None:
         help="merge and save in this dtype (default: the run's model.dtype; auto is float32 on CPU)",
     )
     merge.set_defaults(func=cmd_merge)
+
+    add_export(sub)
+
+
+def add_export(sub: argparse._SubParsersAction) -> None:
+    from phased_cpt.export import GGUF_TYPES, TARGET_NAMES
+
+    export = sub.add_parser(
+        "export",
+        help="export a phase for llama.cpp, Ollama, vLLM or transformers, checked to answer like the trained adapter",
+        description="Export the adapter of a phase (default: the last finished) as --to hf (merged transformers "
+        "model), gguf (llama.cpp's converter; one .gguf file), ollama (the GGUF and a Modelfile) or vllm (the "
+        "adapter directory, after checking vLLM would load it). Every export ends with a parity check: on fixed "
+        "prompts the exported model's greedy tokens and logits are compared with the trained adapter on its base; "
+        "nothing is written to --out unless it passes. See docs/export.md.",
+    )
+    export.add_argument(
+        "target", type=Path, metavar="RUN_DIR|ADAPTER_DIR", help="a run directory or an adapter directory"
+    )
+    add_target_arguments(export, output_dir=False)
+    export.add_argument("--to", required=True, choices=TARGET_NAMES, help="the format to export to")
+    export.add_argument("--out", type=Path, required=True, metavar="DIR", help="the directory to write the export to")
+    export.add_argument(
+        "--check",
+        action="store_true",
+        help="only run the parity check on the export already in --out (written by an earlier export --to the same)",
+    )
+    export.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a non-empty --out that an earlier export of the same kind wrote (never anything else)",
+    )
+    export.add_argument(
+        "--gguf-type",
+        choices=GGUF_TYPES,
+        default="f16",
+        help="gguf and ollama: the GGUF's weight type (llama.cpp's --outtype; default: f16)",
+    )
+    export.add_argument(
+        "--llama-cpp",
+        type=Path,
+        metavar="DIR",
+        help="gguf and ollama: a llama.cpp checkout holding convert_hf_to_gguf.py (default: $PHASED_CPT_LLAMA_CPP, "
+        "else the copy `make install` unpacks into the environment)",
+    )
+    export.add_argument(
+        "--max-lora-rank",
+        type=int,
+        default=16,
+        metavar="R",
+        help="vllm: the --max-lora-rank your vLLM server runs with (default: 16, vLLM's)",
+    )
+    export.set_defaults(func=cmd_export)
 
 
 def add_target_arguments(parser: argparse.ArgumentParser, output_dir: bool = True) -> None:

@@ -36,8 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from peft import PeftModel
 from safetensors import SafetensorError
-from transformers import AutoModelForCausalLM, PreTrainedModel
+from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from phased_cpt.config import ModelConfig
 from phased_cpt.errors import UserError
@@ -48,6 +49,32 @@ logger = logging.getLogger(__name__)
 PROBE_PROMPTS = ("def main():\n    ", "import ", "The quick brown fox", "class Item:\n")
 MERGE_MARKER = ".phased-cpt-merge"
 """Written into every export: `--force` replaces only a directory holding it."""
+
+
+@dataclass(frozen=True)
+class OutputKind:
+    """What a command writes into `--out`, for its messages and for recognizing an earlier output
+    that `--force` may replace: a directory holding `marker` (whose JSON `kind` field equals
+    `kind`, when one is given)."""
+
+    noun: str
+    command: str
+    marker: str
+    kind: str | None = None
+
+    def wrote(self, directory: Path) -> bool:
+        path = directory / self.marker
+        if not path.is_file():
+            return False
+        if self.kind is None:
+            return True
+        try:
+            return json.loads(path.read_text(encoding="utf-8")).get("kind") == self.kind
+        except (OSError, ValueError, AttributeError):
+            return False
+
+
+MERGED = OutputKind(noun="merged model", command="merge", marker=MERGE_MARKER)
 RELATIVE_TOLERANCE = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
 
 
@@ -76,17 +103,12 @@ def merge_adapter(
     probes = [tokenizer(p, return_tensors="pt")["input_ids"] for p in PROBE_PROMPTS]
     reference = probe_logits(peft_model, probes)
 
-    merged = peft_model.merge_and_unload(safe_merge=True)
-    merged.config.use_cache = True  # training turned it off; users of the export want it on
-    if merged.generation_config is not None:
-        merged.generation_config.use_cache = True
     tmp = None
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.merging-"))
-        merged.save_pretrained(str(tmp))
-        tokenizer.save_pretrained(str(tmp))
-        del merged, peft_model
+        save_merged(peft_model, tokenizer, model, tmp)
+        del peft_model
         gc.collect()
         reloaded = AutoModelForCausalLM.from_pretrained(
             str(tmp), dtype=dtype, trust_remote_code=model.trust_remote_code
@@ -109,55 +131,79 @@ def merge_adapter(
     return report
 
 
+TOKENIZER_SOURCE_FILES = ("tokenizer.model",)
+"""Tokenizer files `save_pretrained` does not write back (transformers 5 saves `tokenizer.json`
+only) but that readers of the export need: llama.cpp's converter reads a SentencePiece
+`tokenizer.model` first. Copied from the base model's directory when it has them."""
+
+
+def save_merged(peft_model: PeftModel, tokenizer: PreTrainedTokenizerBase, model: ModelConfig, dest: Path) -> None:
+    """Merge the adapter into the base weights (in place) and save model, generation config and
+    tokenizer files into `dest`."""
+    merged = peft_model.merge_and_unload(safe_merge=True)
+    merged.config.use_cache = True  # training turned it off; users of the export want it on
+    if merged.generation_config is not None:
+        merged.generation_config.use_cache = True
+    merged.save_pretrained(str(dest))
+    tokenizer.save_pretrained(str(dest))
+    base = local_path(model.name)
+    for name in TOKENIZER_SOURCE_FILES:
+        if base is not None and (base / name).is_file() and not (dest / name).exists():
+            shutil.copyfile(base / name, dest / name)
+
+
 def local_path(name: str) -> Path | None:
     """`name` as a local directory, or None for a hub id."""
     path = Path(name).expanduser()
     return path if path.exists() else None
 
 
-def check_out_dir(out_dir: Path, force: bool, protected: dict[str, Path]) -> None:
-    """Refuse an `--out` whose replacement could delete something that is not an earlier export."""
+def check_out_dir(out_dir: Path, force: bool, protected: dict[str, Path], output: OutputKind = MERGED) -> None:
+    """Refuse an `--out` whose replacement could delete something that is not an earlier output of
+    the same kind (`output`)."""
     out = out_dir.resolve()
     kept = {what: path.resolve() for what, path in {**protected, "working directory": Path.cwd()}.items()}
     for what, path in kept.items():
         if out == path or out in path.parents:
             relation = "is" if out == path else "contains"
             raise UserError(
-                f"--out {out_dir} {relation} the {what} ({path}); choose a new directory for the merged model"
+                f"--out {out_dir} {relation} the {what} ({path}); choose a new directory for the {output.noun}"
             )
     for what in protected:
         if kept[what] in out.parents:
-            raise UserError(f"--out {out_dir} is inside the {what} ({kept[what]}); write the merged model outside it")
-    check_replaceable(out_dir, force)
+            raise UserError(f"--out {out_dir} is inside the {what} ({kept[what]}); write the {output.noun} outside it")
+    check_replaceable(out_dir, force, output)
 
 
-def check_replaceable(out_dir: Path, force: bool, marker: str = MERGE_MARKER) -> None:
+def check_replaceable(out_dir: Path, force: bool, output: OutputKind = MERGED) -> None:
     """The output-directory guarantee: `out_dir` may be written (new or empty), or replaced with
-    `force` when it holds exactly what an earlier run of the command wrote (every file listed in its
-    `marker`, see `write_marker`), and nothing else: a model card or eval results added since are
-    never deleted. A UserError names what is in the way."""
+    `force` when it holds exactly what an earlier run of the command wrote (`output.wrote`, every
+    file listed in its marker, see `write_marker`), and nothing else: a model card or eval results
+    added since are never deleted. A UserError names what is in the way."""
+    marker = output.marker
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} is a file; name a directory")
     if not out_dir.is_dir() or not any(out_dir.iterdir()):
         return
     if not force:
         raise UserError(f"--out {out_dir} is not empty; choose another directory or pass --force to replace it")
-    if not (out_dir / marker).is_file():
+    if not output.wrote(out_dir):
         raise UserError(
-            f"--out {out_dir} is not a directory an earlier merge wrote (no {marker} in it): --force replaces "
+            f"--out {out_dir} is not a directory an earlier {output.command} wrote (no {marker} in it"
+            f"{'' if output.kind is None else f' saying kind {output.kind}'}): --force replaces "
             "only those; choose another directory, or empty it yourself"
         )
     others = unlisted_entries(out_dir, marker)
     if others is None:
         raise UserError(
-            f"--out {out_dir}: its {marker} does not list the files the earlier merge wrote (an older phased-cpt "
+            f"--out {out_dir}: its {marker} does not list the files the earlier {output.command} wrote (an older phased-cpt "
             "wrote it), so --force cannot tell them from files added since; choose another directory, or empty "
             "it yourself"
         )
     if others:
         shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
         raise UserError(
-            f"--out {out_dir} holds {len(others)} file(s) the earlier merge did not write ({shown}); --force would "
+            f"--out {out_dir} holds {len(others)} file(s) the earlier {output.command} did not write ({shown}); --force would "
             "delete them: move them out of the directory, or choose another --out"
         )
 

@@ -4,19 +4,33 @@ The tokenizer is a byte-level BPE trained with `tokenizers` on the given corpus;
 `<|endoftext|>` doubles as the pad token (as in Qwen2), which is exactly the case where a careless
 collator would mask every EOS label. `bos=True` makes it prepend `<s>` like a Llama tokenizer;
 `fim=True` adds Qwen2.5-Coder's fill-in-the-middle tokens as special tokens.
+
+`tokenizer_kind="sentencepiece"` (Llama only) trains a SentencePiece BPE model instead (`tokenizer.model`,
+byte fallback, whitespace kept as is, BOS `<s>` prepended, EOS `</s>`), as Llama and Mistral ship:
+llama.cpp's converter reads such a tokenizer directly, while it refuses a byte-level BPE whose
+pre-tokenizer it does not recognize (every tokenizer trained here), so GGUF export tests need it.
 A larger `initializer_range` than real models use lets a model this small learn visibly in
 a few dozen steps.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast, Qwen2Config
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+)
 
 EOS = "<|endoftext|>"
 BOS = "<s>"
@@ -59,6 +73,44 @@ def build_tokenizer(texts: Iterator[str], vocab_size: int, bos: bool, fim: bool 
     )
 
 
+SENTENCEPIECE_MODEL = "tokenizer.model"
+
+
+def build_sentencepiece_tokenizer(texts: Iterator[str], vocab_size: int, out_dir: Path) -> PreTrainedTokenizerBase:
+    """A SentencePiece BPE tokenizer trained on `texts`, written to `out_dir/tokenizer.model` and
+    loaded through transformers' LlamaTokenizer (which builds its fast tokenizer from that file)."""
+    import sentencepiece
+
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=texts,
+        model_writer=model,
+        vocab_size=vocab_size,
+        model_type="bpe",
+        byte_fallback=True,  # every byte stays encodable, as in Llama's tokenizer
+        character_coverage=1.0,
+        normalization_rule_name="identity",  # code: keep whitespace and characters as written
+        remove_extra_whitespaces=False,
+        allow_whitespace_only_pieces=True,
+        split_digits=True,
+        user_defined_symbols=["\n"],
+        max_sentence_length=1 << 20,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        num_threads=1,
+        minloglevel=2,
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / SENTENCEPIECE_MODEL).write_bytes(model.getvalue())
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / SENTENCEPIECE_MODEL).write_bytes(model.getvalue())
+        config = {"tokenizer_class": "LlamaTokenizer", "add_bos_token": True, "add_eos_token": False, "legacy": False}
+        (Path(tmp) / "tokenizer_config.json").write_text(json.dumps(config))
+        return AutoTokenizer.from_pretrained(tmp, model_max_length=1_000_000)
+
+
 def build_tiny_model(
     out_dir: Path,
     corpus_files: list[Path],
@@ -71,10 +123,18 @@ def build_tiny_model(
     fim: bool = False,
     seed: int = 0,
     initializer_range: float = 0.1,
+    tokenizer_kind: str = "bpe",
 ) -> Path:
     """Train the tokenizer, build the random model, `save_pretrained` both into `out_dir`."""
     out_dir = Path(out_dir)
-    tokenizer = build_tokenizer(iter_corpus(corpus_files), vocab_size, bos, fim)
+    if tokenizer_kind == "sentencepiece":
+        if architecture != "llama" or fim:
+            raise ValueError("tokenizer_kind='sentencepiece' is for architecture='llama' without fim")
+        tokenizer = build_sentencepiece_tokenizer(iter_corpus(corpus_files), vocab_size, out_dir)
+    elif tokenizer_kind == "bpe":
+        tokenizer = build_tokenizer(iter_corpus(corpus_files), vocab_size, bos, fim)
+    else:
+        raise ValueError(f"tokenizer_kind must be 'bpe' or 'sentencepiece', got {tokenizer_kind!r}")
     common = dict(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
