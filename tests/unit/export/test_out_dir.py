@@ -24,8 +24,18 @@ def test_force_replaces_only_an_earlier_export_of_the_same_kind(tmp_path, monkey
         check_out_dir(out, False, {}, output)
     with pytest.raises(UserError, match="an earlier export --to vllm wrote .*saying kind vllm"):
         check_out_dir(out, True, {}, output)
-    (out / EXPORT_MARKER).write_text(json.dumps({"kind": "vllm"}))
+    (out / EXPORT_MARKER).write_text(json.dumps({"kind": "vllm"}))  # no file list: what else is in `out`?
+    with pytest.raises(UserError, match="does not list the files"):
+        check_out_dir(out, True, {}, output)
+    (out / "adapter_model.safetensors").write_bytes(b"x")
+    (out / EXPORT_MARKER).write_text(json.dumps({"kind": "vllm", "files": ["adapter_model.safetensors"]}))
     check_out_dir(out, True, {}, output)
+    (out / "MODEL_CARD.md").write_text("mine")  # a file the export did not write is never deleted
+    with pytest.raises(
+        UserError, match=r"holds 1 file\(s\) the earlier export --to vllm did not write \(MODEL_CARD.md\)"
+    ):
+        check_out_dir(out, True, {}, output)
+    (out / "MODEL_CARD.md").unlink()
     with pytest.raises(UserError, match="an earlier merge wrote"):
         check_out_dir(out, True, {}, MERGED)  # an export is not a merge
     (out / EXPORT_MARKER).write_text("garbage")
