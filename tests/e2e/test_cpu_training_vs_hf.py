@@ -20,7 +20,13 @@ def test_the_comparison_runs_both_trainers_on_both_corpora(tmp_path):
         capture_output=True,
         text=True,
         timeout=900,
-        env={"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        env={
+            "HF_HUB_OFFLINE": "1",
+            "OMP_NUM_THREADS": "1",
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "PYTHONPATH": str(REPO / "src"),  # this checkout, whatever is installed
+        },
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
