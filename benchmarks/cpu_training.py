@@ -22,9 +22,11 @@ first stdlib files; rows of 2,048 tokens, LoRA r=8 on all projections, micro-bat
   speed settings at their defaults (`gradient_checkpointing: auto`, resolved as training does);
 - HF: the HF Trainer, PEFT, greedy packing + `DataCollatorWithFlattening`, no checkpointing.
 Runs alternate (ours, HF, HF, ours, ...), each a fresh model and Trainer; the first `--warmup`
-steps of each run are not timed. The load average is recorded before and after.
+steps of each run are not timed. The load average is recorded before and after; besides tokens per
+wall second, each method's tokens per CPU second of this process (which a busy machine changes far
+less) and every run's rates in order.
 
-    python benchmarks/cpu_training.py --vs-hf-trainer --steps 20 --rounds 4
+    python benchmarks/cpu_training.py --vs-hf-trainer --steps 12 --rounds 6
 """
 
 from __future__ import annotations
@@ -137,17 +139,20 @@ def train_interleaved(model, optimizer, methods: dict[str, list], warmup: int) -
 
 
 class StepClock(TrainerCallback):
-    """Wall seconds of each optimizer step (one micro-batch per step here)."""
+    """Wall and CPU seconds of each optimizer step (one micro-batch per step here). The CPU seconds
+    of this process hardly change with the machine's load, the wall seconds do."""
 
     def __init__(self) -> None:
         self.seconds: list[float] = []
-        self._started = 0.0
+        self.cpu_seconds: list[float] = []
+        self._started = (0.0, 0.0)
 
     def on_step_begin(self, args, state, control, **kwargs):
-        self._started = time.perf_counter()
+        self._started = (time.perf_counter(), time.process_time())
 
     def on_step_end(self, args, state, control, **kwargs):
-        self.seconds.append(time.perf_counter() - self._started)
+        self.seconds.append(time.perf_counter() - self._started[0])
+        self.cpu_seconds.append(time.process_time() - self._started[1])
 
 
 class CountingCollator:
@@ -164,9 +169,10 @@ class CountingCollator:
         return batch
 
 
-def timed(clock: StepClock, counter: CountingCollator, warmup: int) -> tuple[float, int]:
-    seconds = clock.seconds[warmup:]
-    return sum(seconds), sum(counter.targets[warmup : len(clock.seconds)])
+def timed(clock: StepClock, counter: CountingCollator, warmup: int) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds, target tokens) of the steps after `warmup`."""
+    targets = sum(counter.targets[warmup : len(clock.seconds)])
+    return sum(clock.seconds[warmup:]), sum(clock.cpu_seconds[warmup:]), targets
 
 
 def ours_run(cfg, data, tokenizer, steps: int, work: Path) -> tuple[StepClock, CountingCollator, str]:
@@ -300,7 +306,8 @@ def compare_trainers(args) -> dict:
         phase_data = phase[cfg.phases[0].name]
         texts = [text for f in cfg.phases[0].files for text in read_texts(f)]
         rows = greedy_rows(texts, tokenizer, cfg.context.max_tokens)
-        totals = {"ours": [0.0, 0], "hf": [0.0, 0]}
+        totals = {"ours": [0.0, 0.0, 0], "hf": [0.0, 0.0, 0]}
+        per_run = []
         chosen = ""
         for round_ in range(args.rounds):
             order = ["ours", "hf"] if round_ % 2 == 0 else ["hf", "ours"]
@@ -310,20 +317,26 @@ def compare_trainers(args) -> dict:
                     clock, counter, chosen = ours_run(cfg, phase_data, tokenizer, warmup + steps, run_dir)
                 else:
                     clock, counter = hf_run(model_dir, cfg.training.lora, rows, warmup + steps, run_dir)
-                seconds, targets = timed(clock, counter, warmup)
-                totals[method][0] += seconds
-                totals[method][1] += targets
-        rate = {m: t / s for m, (s, t) in totals.items()}
+                seconds, cpu_seconds, targets = timed(clock, counter, warmup)
+                for i, value in enumerate((seconds, cpu_seconds, targets)):
+                    totals[method][i] += value
+                per_run.append(f"{method} {targets / seconds:.1f} tok/s ({targets / cpu_seconds:.1f} per CPU s)")
+        rate = {m: t / s for m, (s, _, t) in totals.items()}
+        cpu_rate = {m: t / c for m, (_, c, t) in totals.items()}
         results[name] = {
             "ours_checkpointing": chosen,
             "max_tokens": cfg.context.max_tokens,
             "micro_batch_size": cfg.training.micro_batch_size,
             "sample_packing": cfg.context.sample_packing,
             "timed_steps_per_method": steps * args.rounds,
-            **{f"{m}_seconds": round(s, 2) for m, (s, _) in totals.items()},
-            **{f"{m}_target_tokens": t for m, (_, t) in totals.items()},
+            **{f"{m}_seconds": round(s, 2) for m, (s, _, _) in totals.items()},
+            **{f"{m}_cpu_seconds": round(c, 2) for m, (_, c, _) in totals.items()},
+            **{f"{m}_target_tokens": t for m, (_, _, t) in totals.items()},
             **{f"{m}_target_tokens_per_second": round(r, 1) for m, r in rate.items()},
+            **{f"{m}_target_tokens_per_cpu_second": round(r, 1) for m, r in cpu_rate.items()},
             "ratio_ours_vs_hf": round(rate["ours"] / rate["hf"], 3),
+            "ratio_per_cpu_second": round(cpu_rate["ours"] / cpu_rate["hf"], 3),
+            "runs_in_order": per_run,
         }
     results["load_average_after"] = os.getloadavg()
     return results

@@ -17,7 +17,7 @@ from phased_cpt.memory import (
     estimate_memory,
 )
 from phased_cpt.modeling import attach_lora, load_base_model
-from phased_cpt.training.throughput import checkpointing_kwargs, resolve_checkpointing
+from phased_cpt.training.throughput import checkpointing_kwargs, resolve_checkpointing, speed_path
 from tests.calibration import qwen25, table_training
 
 REPO = Path(__file__).resolve().parents[2]
@@ -91,6 +91,8 @@ def test_resolved_for_the_tiny_model_on_this_cpu_it_is_off(tiny_model_dir):
     chosen = resolve_checkpointing(model, cfg, None, 256)
     assert chosen.training.gradient_checkpointing is False
     assert chosen.reason.startswith("auto: needs ~") and "10% kept free" in chosen.reason
+    line = speed_path(model, chosen.training, cfg.context, None, chosen)  # the training log's line
+    assert f", checkpointing=off ({chosen.reason}), " in line
 
 
 def plan_json(capsys, *args: str) -> dict:

@@ -276,10 +276,10 @@ def speed_path(
             f"deepspeed {deepspeed.config['optimizer'].get('type', '')}".rstrip(), "from the DeepSpeed config"
         )
     attention = getattr(model.config, "_attn_implementation", None) or "default"
+    recompute = Choice(describe_checkpointing(training), checkpointing.reason if checkpointing else "")
     return (
         f"speed path: liger={liger.describe('on' if liger.value else 'off')}, attention={attention}, "
-        f"optimizer={optimizer.describe(optimizer.value)}, "
-        f"checkpointing={Choice(None, checkpointing.reason if checkpointing else '').describe(describe_checkpointing(training))}, "
+        f"optimizer={optimizer.describe(optimizer.value)}, checkpointing={recompute.describe(recompute.value)}, "
         f"compile={'on' if performance.torch_compile else 'off'}, "
         f"packing={'on' if context.sample_packing else 'off'}"
     )
