@@ -380,3 +380,17 @@ def test_plan_history_takes_a_range_and_places_only_its_commits(gerrit_repo):
     assert after.phase2 == {fix} and set(after.left_out) == {tip}
     assert after.stories == {} and len(whole.stories) == 1
     assert after.left_out[git(gerrit_repo, "rev-parse", "HEAD").strip()][0] == "branch-sync"
+
+
+def test_a_bots_pull_request_in_the_export_is_left_out_unless_kept(squash_repo, tmp_path):
+    export = tmp_path / "prs.json"
+    pulls = [
+        {"number": 3, "title": "Raise x", "state": "closed", "merged": True, "user": {"login": "ann"}},
+        {"number": 9, "title": "Bump lib", "state": "closed", "merged": True, "user": {"login": "dependabot[bot]"}},
+    ]
+    export.write_text(json.dumps(pulls))
+    summary = build(squash_repo, tmp_path / "out", prs=export)
+    assert [d["number"] for d in read(tmp_path / "out", PHASE3_FILE)] == [3]
+    assert summary.output(PHASE3_FILE).skipped == {"bot": 1}
+    build(squash_repo, tmp_path / "kept", prs=export, screen=ScreenOptions(keep_bots=True))
+    assert [d["number"] for d in read(tmp_path / "kept", PHASE3_FILE)] == [3, 9]
