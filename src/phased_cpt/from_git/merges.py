@@ -53,7 +53,7 @@ Story text (metadata: as phase 2, plus `source` (`merge_commit` or `squash_commi
     * Add retry
       <its body, indented>
     * Test retry
-    <blank line>
+    <blank line>                          (at most MAX_STORY_COMMITS, then `[K more commits not listed]`)
     Files changed: ... and the diff against the first parent (everything the branch changed)
     Outcome: merged
 """
@@ -84,6 +84,9 @@ _BRANCH = re.compile(r"Merge (?:remote-tracking )?branch(?:es)? '([^']+)'(?: of 
 _UNTITLED = re.compile(r"(?i)\W*(?:branch |then |re-?)?merged?\b.*")
 _CHANGE_ID = re.compile(r"(?m)^Change-Id: I[0-9a-f]{8,}")
 _GITHUB_COMMITTER = "noreply@github.com"
+MAX_STORY_COMMITS = 100
+"""A story lists at most this many commit messages (a merged-in foreign history can hold
+thousands), then `[K more commits not listed]`."""
 
 
 @dataclass(frozen=True)
@@ -257,12 +260,14 @@ def story_parts(story: Story, plan: HistoryPlan) -> tuple[list[str], str, dict[s
 def _story_body(merge_body: str, story: Story, plan: HistoryPlan) -> str:
     """The merge message's body, then `Commits:` with each branch commit's message in order."""
     lines = []
-    for oid in story.commits:
+    for oid in story.commits[:MAX_STORY_COMMITS]:
         message = plan.commits[oid].message
         if message is None:
             continue
         lines.append(f"* {message.subject}")
         lines += [f"  {line}" if line else "" for line in message.body.split("\n")] if message.body else []
+    if len(story.commits) > MAX_STORY_COMMITS:
+        lines.append(f"[{len(story.commits) - MAX_STORY_COMMITS} more commits not listed]")
     parts = [merge_body] if merge_body else []
     if lines:
         parts.append("Commits:\n" + "\n".join(lines))

@@ -10,7 +10,8 @@ to an earlier one is left out as `near-duplicate`, and the report names the docu
 repeats. Documents with fewer than `MIN_LINES` distinct lines are too short to judge and only
 go through the exact duplicate check.
 
-The index is shared by the phases in build order (1, 2, 3), so a phase-3 story that repeats a
+The index is shared by the phases in the order documents are written (phase 1; then phase 2
+with the squash-merge stories of phase 3; then the merge stories), so a phase-3 story that repeats a
 phase-2 commit is caught. A file is compared with files and a diff with diffs: their lines
 differ by the `+`/`-` prefix, so a commit that adds a file is not a near-duplicate of that file.
 

@@ -380,3 +380,33 @@ def test_plan_history_takes_a_range_and_places_only_its_commits(gerrit_repo):
     assert after.phase2 == {fix} and set(after.left_out) == {tip}
     assert after.stories == {} and len(whole.stories) == 1
     assert after.left_out[git(gerrit_repo, "rev-parse", "HEAD").strip()][0] == "branch-sync"
+
+
+def test_a_bots_pull_request_in_the_export_is_left_out_unless_kept(squash_repo, tmp_path):
+    export = tmp_path / "prs.json"
+    pulls = [
+        {"number": 3, "title": "Raise x", "state": "closed", "merged": True, "user": {"login": "ann"}},
+        {"number": 9, "title": "Bump lib", "state": "closed", "merged": True, "user": {"login": "dependabot[bot]"}},
+    ]
+    export.write_text(json.dumps(pulls))
+    summary = build(squash_repo, tmp_path / "out", prs=export)
+    assert [d["number"] for d in read(tmp_path / "out", PHASE3_FILE)] == [3]
+    assert summary.output(PHASE3_FILE).skipped == {"bot": 1}
+    build(squash_repo, tmp_path / "kept", prs=export, screen=ScreenOptions(keep_bots=True))
+    assert [d["number"] for d in read(tmp_path / "kept", PHASE3_FILE)] == [3, 9]
+
+
+def test_a_story_lists_at_most_max_story_commits_messages(tmp_path, monkeypatch):
+    from phased_cpt.from_git import merges
+
+    monkeypatch.setattr(merges, "MAX_STORY_COMMITS", 2)
+    repo = new_repo(tmp_path / "long", {"a.py": "a = 0\n"})
+    git(repo, "checkout", "-q", "-b", "topic")
+    for day in range(1, 5):
+        commit(repo, {"t.py": f"t = {day}\n"}, f"Step {day}", f"2024-01-0{day}T10:00:00Z")
+    git(repo, "checkout", "-q", "main")
+    merge(repo, "topic", "Merge pull request #5 from ann/topic\n\nFour steps", "2024-01-06T10:00:00Z")
+    build(repo, tmp_path / "out")
+    [story] = read(tmp_path / "out", PHASE3_FILE)
+    assert "Commits:\n* Step 1\n* Step 2\n[2 more commits not listed]\n\nFiles changed:" in story["training_content"]
+    assert len(story["commits"]) == 4
