@@ -7,7 +7,8 @@ forward pass each, teacher-forced), and two things are compared per prompt:
 
 - its greedy tokens: the argmax of its logits at each answer position. Until the first position
   where they differ this equals free-running greedy decoding, so "no position differs" is "the
-  same greedy answer", and the first differing position is the first diverging token;
+  same greedy answer", and the first differing position is the first diverging token. A position
+  where the trained model itself is tied (`TIE_LOGITS`) counts as equal whichever token it picks;
 - its logits: `||exported - reference|| / ||reference||` (Frobenius over all positions).
 
 What each precision must meet, and why, is `TOLERANCES`; a failure is a `ParityError` naming the
@@ -37,6 +38,11 @@ PARITY_PROMPTS = (
     "The quick brown fox",
 )
 GREEDY_TOKENS = 16
+TIE_LOGITS = 0.05
+"""A position where the trained model's own top logit leads the export's pick by at most this much
+is a tie, and counts as equal: its two tokens are within 5% in probability, and rounding (float16
+weights, llama.cpp's kernels) breaks such a tie either way. The trained quickstart model has one at
+0.003 (prompt 3, token 13), which the f16 GGUF broke the other way."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +147,14 @@ def check_tokenizer(encode: Callable[[str], list[int]], references: Sequence[Pro
             )
 
 
+def agreeing_positions(reference_logits: np.ndarray, expected: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Per answer position: the export picked the trained model's token, or a token the trained
+    model's logits put within `TIE_LOGITS` of it (a tie)."""
+    rows = np.arange(len(expected))
+    lead = reference_logits[rows, expected] - reference_logits[rows, predicted]
+    return (predicted == expected) | (lead <= TIE_LOGITS)
+
+
 def compare_outputs(
     references: Sequence[PromptReference],
     exported: Sequence[np.ndarray],
@@ -161,9 +175,10 @@ def compare_outputs(
         start = len(ref.prompt_ids)
         expected = np.asarray(ref.token_ids[start:])
         predicted = got.argmax(-1)[start - 1 : len(ref.token_ids) - 1]
-        agreement = float((predicted == expected).mean()) if len(expected) else 1.0
+        equal = agreeing_positions(ref.logits[start - 1 : len(ref.token_ids) - 1], expected, predicted)
+        agreement = float(equal.mean()) if len(expected) else 1.0
         if agreement < tolerance.greedy_agreement:
-            position = int(np.flatnonzero(predicted != expected)[0])
+            position = int(np.flatnonzero(~equal)[0])
             want, have = int(expected[position]), int(predicted[position])
             raise ParityError(
                 f"{where}: greedy tokens diverge at answer token {position + 1}: the trained model gives "

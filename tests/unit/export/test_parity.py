@@ -6,7 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from phased_cpt.export.parity import TOLERANCES, ParityError, PromptReference, check_tokenizer, compare_outputs
+from phased_cpt.export.parity import (
+    TIE_LOGITS,
+    TOLERANCES,
+    ParityError,
+    PromptReference,
+    check_tokenizer,
+    compare_outputs,
+)
 
 VOCAB = 8
 
@@ -75,6 +82,24 @@ def test_q8_0_allows_a_few_flipped_greedy_tokens_but_not_many():
         flip(many, position, 0)
     with pytest.raises(ParityError, match=r"answer token 1: .*50% of the 12 tokens equal, 75% required"):
         compare_outputs([ref], [many], "gguf-q8_0", decode, "x")
+
+
+def test_a_tie_in_the_trained_model_broken_the_other_way_counts_as_equal_at_f16():
+    """The trained model's top two within TIE_LOGITS: rounding may pick either; just beyond, it is a divergence."""
+    ref = reference("p", [1], [2, 3, 4, 5], 3)
+    position, runner_up = 1, 0  # answer token 2 (3): token 0 brought within a tie of it
+    for lead, passes in ((TIE_LOGITS * 0.5, True), (TIE_LOGITS * 2, False)):
+        tied = ref.logits.copy()
+        tied[position, runner_up] = tied[position, 3] - lead
+        tied_ref = PromptReference(ref.prompt, ref.prompt_ids, ref.token_ids, tied)
+        exported = tied.copy()
+        exported[position, runner_up] = exported[position, 3] + 0.01  # the export breaks it the other way
+        if passes:
+            report = compare_outputs([tied_ref], [exported], "gguf-f16", decode, "x")
+            assert report.greedy_agreement == 1.0
+        else:
+            with pytest.raises(ParityError, match="greedy tokens diverge at answer token 2"):
+                compare_outputs([tied_ref], [exported], "gguf-f16", decode, "x")
 
 
 def test_a_shape_mismatch_fails(references):
