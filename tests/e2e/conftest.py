@@ -52,3 +52,14 @@ def single_run(deepspeed_work, tiny_model_dir) -> Path:
     result = run_cli(["train", str(config)], cwd=cwd)
     assert result.returncode == 0, result.stderr[-3000:]
     return only_run(cwd / "outputs")
+
+
+@pytest.fixture(scope="session")
+def quickstart_work(tmp_path_factory) -> Path:
+    """The working directory of `phased-cpt train` with no config (the embedded quickstart, its tiny
+    model built into `cache/`), trained once: test_quickstart.py checks the run, test_export.py
+    exports it to every target."""
+    work = tmp_path_factory.mktemp("quickstart")
+    result = run_cli(["train"], cwd=work, env={"XDG_CACHE_HOME": str(work / "cache")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return work

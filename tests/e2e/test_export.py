@@ -1,6 +1,7 @@
-"""`phased-cpt export` end to end: the quickstart (its config and data, on a quickstart-sized tiny
-Llama whose tokenizer llama.cpp's converter reads) trained briefly, then exported to every target
-through the command line, each with its parity check; `--check` alone; what is refused."""
+"""`phased-cpt export` end to end on the quickstart run itself (`phased-cpt train` with no config:
+its config, its bundled data, its tiny Llama with a SentencePiece tokenizer, which llama.cpp's
+converter reads): exported to every target through the command line, each with its parity check;
+`--check` alone; what is refused."""
 
 from __future__ import annotations
 
@@ -9,11 +10,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from transformers import AutoTokenizer
 
 from phased_cpt.export.target import EXPORT_MARKER
-from phased_cpt.quickstart import DATA_DIR
-from phased_cpt.quickstart.tiny_model import build_tiny_model
 from tests.e2e.cli import assert_user_error, run_cli
 from tests.unit.export.modelfile_grammar import parse_modelfile
 
@@ -21,21 +21,13 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("export")
+def work(quickstart_work) -> Path:
+    """The quickstart's working directory (tests/e2e/conftest.py); the exports go to `exports/` in it."""
+    return quickstart_work
 
 
 @pytest.fixture(scope="module")
 def run(work) -> Path:
-    """The embedded quickstart (config, bundled data), 4 steps per phase, on a quickstart-sized
-    tiny Llama (the builder's default sizes) with a SentencePiece tokenizer."""
-    model = build_tiny_model(work / "model", sorted(DATA_DIR.glob("*.jsonl")), tokenizer_kind="sentencepiece")
-    result = run_cli(
-        ["train", "--set", f"model.name={model}", "--set", "training.max_steps=4"]
-        + ["--set", "evaluation.forgetting_matrix=false", "--set", "output.dir=outputs"],
-        cwd=work,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = (work / "outputs").iterdir()
     return run_dir
 
@@ -107,7 +99,8 @@ def test_check_fails_on_an_export_that_no_longer_matches_naming_the_prompt(work,
     """The hf export with its weights replaced by the untrained base model's: --check must fail."""
     out = tmp_path / "hf"
     shutil.copytree(work / "exports" / "hf", out)
-    shutil.copyfile(work / "model" / "model.safetensors", out / "model.safetensors")
+    base = Path(yaml.safe_load((run / "config.resolved.yaml").read_text())["model"]["name"])
+    shutil.copyfile(base / "model.safetensors", out / "model.safetensors")
     result = export(work, run, "--to", "hf", "--out", str(out), "--check")
     assert_user_error(result, "(float32): prompt 1 ('def main():\\n    ')")
 

@@ -1,8 +1,9 @@
 """The embedded quickstart: bundled sample data, its config, and a tiny model built offline.
 
 `phased-cpt train` with no config trains `config.yaml` beside this file on the bundled
-`data/*.jsonl`, with a tiny random-weight model whose byte-level BPE tokenizer is trained on that
-same data. The model is built once and cached (`quickstart_model_dir`); it is saved with
+`data/*.jsonl`, with a tiny random-weight Llama whose SentencePiece tokenizer (BOS `<s>` prepended, EOS `</s>`)
+is trained on that same data, the tokenizer kind llama.cpp's converter reads, so every
+`phased-cpt export` target works on the quickstart run. The model is built once and cached (`quickstart_model_dir`); it is saved with
 `save_pretrained` and loaded through the same `from_pretrained` path a real model uses.
 """
 
@@ -21,7 +22,7 @@ import yaml
 QUICKSTART_DIR = Path(__file__).resolve().parent
 DATA_DIR = QUICKSTART_DIR / "data"
 CONFIG_FILE = QUICKSTART_DIR / "config.yaml"
-BUILDER_VERSION = "2"
+BUILDER_VERSION = "3"
 
 
 def quickstart_config_data(model_dir: Path) -> dict[str, Any]:
@@ -61,7 +62,7 @@ def quickstart_model_dir() -> Path:
     for f in files:
         digest.update(f.read_bytes())
     target = cache_root() / f"quickstart-tiny-llama-{digest.hexdigest()[:12]}"
-    return build_cached(target, lambda tmp: build_tiny_model(tmp, corpus_files=files))
+    return build_cached(target, lambda tmp: build_tiny_model(tmp, corpus_files=files, tokenizer_kind="sentencepiece"))
 
 
 def build_cached(target: Path, build: Callable[[Path], Any]) -> Path:

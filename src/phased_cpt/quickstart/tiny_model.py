@@ -1,14 +1,15 @@
 """Build a tiny Llama- or Qwen2-architecture causal LM with random weights, offline.
 
-The tokenizer is a byte-level BPE trained with `tokenizers` on the given corpus; its EOS token
+By default the tokenizer is a byte-level BPE trained with `tokenizers` on the given corpus; its EOS token
 `<|endoftext|>` doubles as the pad token (as in Qwen2), which is exactly the case where a careless
 collator would mask every EOS label. `bos=True` makes it prepend `<s>` like a Llama tokenizer;
 `fim=True` adds Qwen2.5-Coder's fill-in-the-middle tokens as special tokens.
 
 `tokenizer_kind="sentencepiece"` (Llama only) trains a SentencePiece BPE model instead (`tokenizer.model`,
-byte fallback, whitespace kept as is, BOS `<s>` prepended, EOS `</s>`), as Llama and Mistral ship:
+byte fallback, whitespace kept as is, BOS `<s>` prepended, EOS `</s>`, no pad token), as Llama and Mistral ship:
 llama.cpp's converter reads such a tokenizer directly, while it refuses a byte-level BPE whose
-pre-tokenizer it does not recognize (every tokenizer trained here), so GGUF export tests need it.
+pre-tokenizer it does not recognize (every byte-level BPE trained here), so the quickstart model and
+the GGUF export tests use it.
 A larger `initializer_range` than real models use lets a model this small learn visibly in
 a few dozen steps.
 """
