@@ -134,3 +134,82 @@ def test_the_mechanisms_in_force_are_named(mechanisms):
     assert set(sandbox_mechanisms()) <= {"netns+pidns", "nobody"}
     if mechanisms != "this machine":
         assert sandbox.sandbox_mechanisms() == ()
+
+
+def test_ways_around_the_path_check_are_contained(tmp_path):
+    """A directory's descriptor (`dir_fd=`, `os.fchdir`), an open file's descriptor (`os.fchmod`),
+    calls that raise no audit event (`os.mkfifo`), extended attributes and shared memory: nothing
+    outside the program's directory is made, changed or deleted."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "victim"
+    victim.write_text("keep")
+    victim.chmod(0o600)
+    opened = f"import os\nd = os.open({str(outside)!r}, os.O_RDONLY)\n"
+    held = f"import os\nfd = os.open({str(victim)!r}, os.O_RDONLY)\n"
+    programs = [
+        opened + "os.fchdir(d)\nopen('made', 'w').write('x')\n",
+        opened + "os.close(os.open('made', os.O_WRONLY | os.O_CREAT, dir_fd=d))\n",
+        opened + "os.mkdir('made', dir_fd=d)\n",
+        opened + "os.unlink('victim', dir_fd=d)\n",
+        "import os\nopen('a', 'w').write('x')\n" + opened.split("\n", 1)[1] + "os.rename('a', 'made', dst_dir_fd=d)\n",
+        held + "os.fchmod(fd, 0o777)\n",
+        held + "os.utime(fd, (0, 0))\n",
+        f"import os\nos.mkfifo({str(outside / 'made')!r})\n",
+        f"import os\nos.setxattr({str(victim)!r}, 'user.sandbox', b'x')\n",
+        "import _posixshmem, os\nos.write(_posixshmem.shm_open('/phased-cpt-escape', os.O_CREAT | os.O_RDWR, 0o600), b'x')\n",
+        "import resource\nresource.setrlimit(resource.RLIMIT_FSIZE, (-1, -1))\n",
+    ]
+    for program in programs:
+        assert not run_program(program, LIMITS).passed, program
+    assert sorted(p.name for p in outside.iterdir()) == ["victim"]
+    assert victim.read_text() == "keep" and victim.stat().st_mode & 0o777 == 0o600 and victim.stat().st_mtime > 0
+    assert os.listxattr(victim) == [] and not Path("/dev/shm/phased-cpt-escape").exists()
+
+
+def test_ordinary_file_work_inside_its_directory_still_passes():
+    program = (
+        "import os, pathlib, tempfile\n"
+        "pathlib.Path('a.txt').write_text('x')\nos.rename('a.txt', 'b.txt')\nos.mkdir('d')\n"
+        "os.remove('b.txt')\nos.rmdir('d')\n"
+        "with tempfile.TemporaryFile('w') as t:\n    t.write('x')\n"
+    )
+    assert run_program(program, LIMITS).passed
+
+
+def test_endless_output_neither_fills_memory_nor_passes():
+    """Printing without end is stopped at the file size limit (it once went into a pipe this
+    process read whole: 1.9 GiB in 4 s)."""
+    started = time.perf_counter()
+    outcome = run_program("import sys\nline = 'x' * 2**20\nwhile True:\n    sys.stdout.write(line)\n", LIMITS)
+    assert not outcome.passed and time.perf_counter() - started < 30
+
+
+def processes_holding(path: Path) -> list[int]:
+    """Pids of live processes with `path` open (read from /proc/*/fd): a program under test
+    opens a file of the test's own to be found by (its command line does not hold the program)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and any(os.readlink(fd) == str(path) for fd in (entry / "fd").iterdir()):
+                found.append(int(entry.name))
+        except OSError:
+            pass
+    return found
+
+
+def test_a_process_that_leaves_the_group_and_changes_user_does_not_keep_the_runner_waiting(tmp_path):
+    """Under `unshare` the program is not its session's leader: it may start its own session,
+    and changing its user clears the parent-death signal; the runner still returns at the time
+    limit and no process of it survives."""
+    held = tmp_path / "held"
+    held.write_text("")
+    held.chmod(0o644)
+    tmp_path.chmod(0o755)
+    changes_user = "os.setgid(65534)\nos.setuid(65534)\n" if os.geteuid() == 0 else ""
+    program = f"import os, time\nf = open({str(held)!r})\ntry:\n    os.setsid()\nexcept OSError:\n    pass\n{changes_user}time.sleep(600)\n"
+    started = time.perf_counter()
+    outcome = run_program(program, SandboxLimits(timeout_s=2.0))
+    assert outcome == Outcome(False, "timeout") and time.perf_counter() - started < 20
+    time.sleep(0.5)
+    assert processes_holding(held) == []
