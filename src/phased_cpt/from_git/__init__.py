@@ -35,6 +35,7 @@ from phased_cpt.from_git.holdout import (
     FutureSets,
     HoldoutOptions,
     choose_cut,
+    refuse_foreign_future,
     remove_stale_future,
     split_pulls,
 )
@@ -102,6 +103,8 @@ def build_datasets(
     commit = head if cut is None else cut.commit
     pulls, future_pulls = split_pulls(load_pull_requests(Path(prs)) if prs is not None else None, cut)
     out = prepare_out_dir(Path(out_dir))
+    if cut is not None:
+        refuse_foreign_future(out)
     entries = git.list_tree(commit)
     rules = repository_rules(
         git,

@@ -46,7 +46,7 @@ from phased_cpt.from_git.merges import write_merges
 from phased_cpt.from_git.output import DocumentWriter
 from phased_cpt.from_git.pulls import PullRequest, write_pull_requests
 from phased_cpt.from_git.rules import PathRules
-from phased_cpt.from_git.summary import OutputStats
+from phased_cpt.from_git.summary import REPORT_FILE, OutputStats
 from phased_cpt.from_git.tasks import FutureLimits, write_tasks
 
 FUTURE_EVOLUTION_FILE = "future_evolution.jsonl"
@@ -173,10 +173,35 @@ def _iso(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat()
 
 
+def earlier_future_files(out_dir: Path) -> set[str]:
+    """The future files an earlier `data from-git` run wrote to `out_dir`: all of them when the
+    report it left there has a time split, none otherwise (a file of the same name is the user's)."""
+    try:
+        report = json.loads((out_dir / REPORT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    return set(FUTURE_FILES) if isinstance(report, dict) and isinstance(report.get("holdout"), dict) else set()
+
+
+def refuse_foreign_future(out_dir: Path) -> None:
+    """A UserError, before anything is written, when `out_dir` holds a future file that no earlier
+    run wrote (a hand-made task file was once replaced, or deleted without a cut)."""
+    ours = earlier_future_files(out_dir)
+    foreign = [name for name in FUTURE_FILES if (out_dir / name).exists() and name not in ours]
+    if foreign:
+        raise UserError(
+            f"--out {out_dir}: {', '.join(foreign)} was not written by `data from-git` (no earlier report "
+            f"in {REPORT_FILE} held out a future), so it is neither replaced nor removed; move it away "
+            "or choose another --out"
+        )
+
+
 def remove_stale_future(out_dir: Path) -> list[str]:
     """Without a cut: remove the future files an earlier run wrote to `out_dir` (these phases now
-    hold that future, so scoring it would measure recall); return the names removed."""
-    removed = [name for name in FUTURE_FILES if (out_dir / name).is_file()]
+    hold that future, so scoring it would measure recall); return the names removed. Call
+    `refuse_foreign_future` first: this removes only what an earlier run wrote."""
+    ours = earlier_future_files(out_dir)
+    removed = [name for name in FUTURE_FILES if name in ours and (out_dir / name).is_file()]
     for name in removed:
         (out_dir / name).unlink()
     return removed

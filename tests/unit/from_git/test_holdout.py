@@ -125,6 +125,25 @@ def test_holdout_after_trains_on_no_commit_dated_after_it_when_dates_are_out_of_
         _choose_cut(dated_first_after, "c5", HoldoutOptions(after="2024-02-01"), False)
 
 
+def test_a_future_file_from_git_did_not_write_is_neither_replaced_nor_removed(dated_repo, tmp_path, capsys):
+    """A hand-made future_tasks.jsonl in --out was replaced by a run with a cut and deleted by one
+    without ("removed future_tasks.jsonl of an earlier run": there was none)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = out / FUTURE_TASKS_FILE
+    mine.write_text('{"hand": "made"}\n')
+    assert cli.main(["data", "from-git", str(dated_repo), "--out", str(out), "--holdout-commits", "2"]) == 2
+    assert "future_tasks.jsonl was not written by `data from-git`" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == [FUTURE_TASKS_FILE] and mine.read_text() == '{"hand": "made"}\n'
+    assert cli.main(["data", "from-git", str(dated_repo), "--out", str(out), "--holdout-commits", "0"]) == 0
+    assert mine.read_text() == '{"hand": "made"}\n' and "removed" not in capsys.readouterr().out
+    ours = tmp_path / "ours"
+    assert cli.main(["data", "from-git", str(dated_repo), "--out", str(ours), "--holdout-commits", "2"]) == 0
+    assert cli.main(["data", "from-git", str(dated_repo), "--out", str(ours), "--holdout-commits", "2"]) == 0
+    assert cli.main(["data", "from-git", str(dated_repo), "--out", str(ours), "--holdout-commits", "0"]) == 0
+    assert not any((ours / name).exists() for name in FUTURE_FILES)
+
+
 def test_tasks_are_cut_from_the_file_after_the_change(dated_repo, tmp_path):
     out = tmp_path / "out"
     build(dated_repo, out, holdout=HoldoutOptions(commits=3))
