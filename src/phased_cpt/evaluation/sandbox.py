@@ -15,7 +15,7 @@ Always:
 - **Time**: a wall-clock limit (`timeout_s`): on expiry the whole process group is killed
   (SIGKILL); and `RLIMIT_CPU` (`timeout_s` rounded up, + 1 s) against a busy loop.
 - **Memory**: `RLIMIT_AS` (`memory_bytes`, 2 GiB by default); `RLIMIT_FSIZE` (16 MiB a file),
-  `RLIMIT_NOFILE` (64), no core files.
+  `RLIMIT_NOFILE` (64), no core files; at most `MAX_WRITES` (32) files opened for writing.
 - **Processes**: `RLIMIT_NPROC` (`MAX_PROCESSES`) and an audit hook (`sys.addaudithook`) that
   refuses `os.fork`, `os.forkpty`, `os.system`, `os.exec*`, `os.spawn*`, `os.posix_spawn`,
   `subprocess.Popen`, `pty.spawn`; after the program, every process of its group is killed.
@@ -82,6 +82,9 @@ FILE_BYTES = 16 * 1024**2
 MAX_PROCESSES = 32
 """`RLIMIT_NPROC` (counts processes of the program's user: the `nobody` user when run as root)."""
 MAX_OPEN_FILES = 64
+MAX_WRITES = 32
+"""Files a program may open for writing (in its directory): with `FILE_BYTES` each, what it can
+put on the disk (512 MiB), where 10 s of writes once reached gigabytes."""
 NOBODY = 65534
 OUTPUT_CHARS = 2000
 """Of a failing program's stderr, the last characters kept (for the report's examples)."""
@@ -99,6 +102,7 @@ DIR_FDS = {"os.remove": (1,), "os.rename": (2, 3), "os.mkdir": (2,), "os.rmdir":
            "os.chown": (3,), "os.symlink": (2,), "os.link": (2, 3), "os.utime": (3,)}
 IMPORTS = ("ctypes", "_ctypes", "_posixsubprocess", "_posixshmem")
 HOME = os.path.realpath(os.getcwd())
+WRITES = [0]  # files opened for writing so far: at most MAX_WRITES, each at most RLIMIT_FSIZE
 
 def _inside(path):
     if isinstance(path, int):  # an open descriptor: what it refers to (a pipe or socket has no path)
@@ -134,6 +138,10 @@ def _hook(event, args):
         writes = any(c in str(mode) for c in "wax+") or flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND)
         if writes and not _inside(path):
             raise PermissionError(f"sandbox: writing {path!r} outside the working directory")
+        if writes:
+            WRITES[0] += 1
+            if WRITES[0] > MAX_WRITES:
+                raise PermissionError(f"sandbox: more than {MAX_WRITES} files opened for writing")
         if _special(path):
             raise PermissionError(f"sandbox: opening {path!r} (not a regular file) is not allowed")
     elif event in PATHS:
@@ -154,6 +162,8 @@ def _main():
         os.setuid(settings["uid"])
     for name, value in settings["limits"].items():
         resource.setrlimit(getattr(resource, name), (value, value))
+    global MAX_WRITES
+    MAX_WRITES = settings["max_writes"]
     for module in (os, posix):  # they make files outside and raise no audit event
         for name in ("mkfifo", "mknod"):
             module.__dict__.pop(name, None)
@@ -232,6 +242,7 @@ def run_program(program: str, limits: SandboxLimits) -> Outcome:
     settings = {
         "token": token,
         "uid": uid,
+        "max_writes": MAX_WRITES,
         "limits": {
             "RLIMIT_AS": limits.memory_bytes,
             "RLIMIT_CPU": cpu_s,

@@ -213,3 +213,13 @@ def test_a_process_that_leaves_the_group_and_changes_user_does_not_keep_the_runn
     assert outcome == Outcome(False, "timeout") and time.perf_counter() - started < 20
     time.sleep(0.5)
     assert processes_holding(held) == []
+
+
+def test_filling_the_disk_stops_at_the_number_of_files_written():
+    """Writing 15 MiB files in a loop until the time limit once put gigabytes on the disk."""
+    program = (
+        "block = b'x' * 2**20\nfor i in range(10**6):\n    with open(f'f{i}', 'wb') as f:\n"
+        "        for _ in range(15):\n            f.write(block)\n"
+    )
+    outcome = run_program(program, SandboxLimits(timeout_s=60.0))
+    assert not outcome.passed and f"more than {sandbox.MAX_WRITES} files opened for writing" in outcome.reason
