@@ -27,16 +27,16 @@ def mechanisms(request, monkeypatch):
     return request.param
 
 
-def processes_with(marker: str) -> list[int]:
-    """Pids of live processes whose command line holds `marker` (read from /proc)."""
+def processes_holding(path: Path) -> list[int]:
+    """Pids of live processes with `path` open (read from /proc/*/fd): a program under test
+    opens a file of the test's own to be found by (its command line does not hold the program)."""
     found = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                pass
+        try:
+            if entry.name.isdigit() and any(os.readlink(fd) == str(path) for fd in (entry / "fd").iterdir()):
+                found.append(int(entry.name))
+        except OSError:
+            pass
     return found
 
 
@@ -74,10 +74,19 @@ def test_writes_outside_its_directory_are_contained(tmp_path):
     assert not any(target.exists() for target in targets)
 
 
-def test_a_fork_loop_is_contained_and_no_child_survives():
-    marker = f"forkloop-{os.getpid()}-{time.time_ns()}"
+def held_file(tmp_path: Path) -> Path:
+    """A file the program opens and keeps open, by which `processes_holding` finds what survives."""
+    held = tmp_path / "held"
+    held.write_text("")
+    held.chmod(0o644)
+    tmp_path.chmod(0o755)
+    return held
+
+
+def test_a_fork_loop_is_contained_and_no_child_survives(tmp_path):
+    held = held_file(tmp_path)
     program = (
-        f"MARKER = {marker!r}\n"
+        f"HELD = open({str(held)!r})\n"
         "import os, time\n"
         "while True:\n"
         "    try:\n"
@@ -90,7 +99,8 @@ def test_a_fork_loop_is_contained_and_no_child_survives():
     outcome = run_program(program, LIMITS)
     assert not outcome.passed
     assert time.perf_counter() - started < 30
-    assert processes_with(marker) == []
+    time.sleep(0.5)
+    assert processes_holding(held) == []
 
 
 def test_modules_that_reach_around_the_audit_hook_cannot_be_imported(tmp_path):
@@ -116,13 +126,14 @@ def test_a_socket_is_contained():
             server.accept()
 
 
-def test_sleeping_forever_times_out_and_the_next_program_still_runs():
-    marker = f"sleeper-{os.getpid()}-{time.time_ns()}"
+def test_sleeping_forever_times_out_and_the_next_program_still_runs(tmp_path):
+    held = held_file(tmp_path)
     started = time.perf_counter()
-    outcomes = run_programs([f"MARKER = {marker!r}\nimport time\ntime.sleep(10**6)\n", "assert True\n"], LIMITS)
+    outcomes = run_programs([f"HELD = open({str(held)!r})\nimport time\ntime.sleep(10**6)\n", "assert True\n"], LIMITS)
     assert outcomes[0] == Outcome(False, "timeout") and outcomes[1].passed
     assert time.perf_counter() - started < 20
-    assert processes_with(marker) == []
+    time.sleep(0.5)
+    assert processes_holding(held) == []
 
 
 def test_a_memory_hog_fails_within_its_address_space():
@@ -185,27 +196,11 @@ def test_endless_output_neither_fills_memory_nor_passes():
     assert not outcome.passed and time.perf_counter() - started < 30
 
 
-def processes_holding(path: Path) -> list[int]:
-    """Pids of live processes with `path` open (read from /proc/*/fd): a program under test
-    opens a file of the test's own to be found by (its command line does not hold the program)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and any(os.readlink(fd) == str(path) for fd in (entry / "fd").iterdir()):
-                found.append(int(entry.name))
-        except OSError:
-            pass
-    return found
-
-
 def test_a_process_that_leaves_the_group_and_changes_user_does_not_keep_the_runner_waiting(tmp_path):
     """Under `unshare` the program is not its session's leader: it may start its own session,
     and changing its user clears the parent-death signal; the runner still returns at the time
     limit and no process of it survives."""
-    held = tmp_path / "held"
-    held.write_text("")
-    held.chmod(0o644)
-    tmp_path.chmod(0o755)
+    held = held_file(tmp_path)
     changes_user = "os.setgid(65534)\nos.setuid(65534)\n" if os.geteuid() == 0 else ""
     program = f"import os, time\nf = open({str(held)!r})\ntry:\n    os.setsid()\nexcept OSError:\n    pass\n{changes_user}time.sleep(600)\n"
     started = time.perf_counter()
