@@ -54,6 +54,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import yaml  # noqa: E402
 
+from phased_cpt.config import GENERAL_COLUMN  # noqa: E402
 from phased_cpt.contamination import Contamination  # noqa: E402
 from phased_cpt.data.eval_sets import ContaminationTable  # noqa: E402
 from phased_cpt.evaluation.forgetting import ForgettingMatrix  # noqa: E402
@@ -243,6 +244,11 @@ def read_variant(name: str, overrides: list[str], run_dir: Path, seconds: float)
         "run_dir": str(run_dir),
         "summary": [row.to_dict() for row in learning_summary(matrix)],
         "contamination": {column: seen[column].share for column in contamination.columns},
+        "perplexity_change": {
+            column: final[column]["perplexity"] / matrix.rows[0]["results"][column]["perplexity"] - 1
+            for column in matrix.group("phases") + matrix.group("future") + [GENERAL_COLUMN]
+            if column in final
+        },
         "doc_level_seen": pooled_share(seen, matrix.group("phases")),
         "future_seen": pooled_share(seen, matrix.group("future")),
         "future_tasks_edit_similarity": samples_weighted(final, matrix.group("tasks"), "edit_similarity"),
