@@ -15,25 +15,29 @@ its run directory's `eval/forgetting.json` and `eval/contamination.json`:
                          text of phases 1-3 (`phased_cpt.contamination`), pooled over the sets
     general change       general (held-out stdlib files) perplexity after phase 3 vs the base model
     pass@1 change        HumanEval pass@1 after phase 3 minus the base model's, in points
-    final domain ppl, exact match, edit sim, top-1   the phases' held-out documents after phase 3
-    vs baseline          domain ppl change and the cut in the general increase, against `baseline`
+    future tasks edit sim    next-line / scope / fill-in-the-middle completion of the future's code
+    vs baseline          future ppl change and the cut in the general increase, against `baseline`
+                         (the doc-level ppl where a run has no future)
 
-A setting "holds" when it cuts the general-perplexity increase by at least 30% for at most 5%
-worse final domain perplexity than the baseline.
+The JSON adds each set's perplexity change and contamination, the doc-level sets' final perplexity,
+exact match, edit similarity and top-1. A setting "holds" when it cuts the general-perplexity
+increase by at least 30% for at most 5% worse final future perplexity than the baseline.
 
     python benchmarks/forgetting.py --repo /path/to/repo --work /tmp/forgetting     # tens of minutes on 2 cores
     python benchmarks/forgetting.py --tiny                                          # a minute: CI smoke test
 
 `--tiny` cuts a small git repository that it writes from the quickstart's bundled documents.
 
-`s`: wall seconds of the variant's `phased-cpt train` process (with `--collect`, which trains
+`wall s`: wall seconds of the variant's `phased-cpt train` process (with `--collect`, which trains
 nothing and re-reads the runs under --work: the phases' training seconds from state.json).
 
 Each phase's held-out documents are a seeded choice of `--eval-docs` documents of its file (an
 `eval_file`), the general held-out set `--general-eval-docs` documents of the base's held-out
-stdlib files, HumanEval the first `--humaneval-problems` problems for every row, and the future
-tasks `--completion-samples` per kind, so evaluation costs the same in every variant. Results: a markdown table and JSON
-on stdout, the runs under --work, the plot at --plot.
+stdlib files, HumanEval the first `--humaneval-problems` problems for every row, the future
+documents all (or a seeded `--future-docs` of each file) and the future tasks
+`--completion-samples` per kind, so evaluation costs the same in every variant. Results: a
+markdown table and JSON on stdout, the runs under --work, the plot at --plot (solid: the
+doc-level split, dashed: the future).
 """
 
 from __future__ import annotations
@@ -156,10 +160,11 @@ def base_config(args: argparse.Namespace, work: Path, model_dir: Path) -> Path:
     data_dir = work / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     from_git = domain_files(args, work)
+    # no file without a time split (a short history), an empty one where the future has no merge
     future = [
-        future_documents(from_git / f"{name}.jsonl", data_dir, args)
-        for name in FUTURE_DOCUMENTS
-        if (from_git / f"{name}.jsonl").stat().st_size
+        future_documents(path, data_dir, args)
+        for path in (from_git / f"{name}.jsonl" for name in FUTURE_DOCUMENTS)
+        if path.is_file() and path.stat().st_size
     ]
     phases = []
     for i, name in enumerate(PHASES):
