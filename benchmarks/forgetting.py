@@ -1,30 +1,43 @@
 """Learning vs forgetting on a real codebase, under the settings meant to trade one for the other.
 
-The base is the tiny model pretrained on the Python standard library (`phased_cpt.quickstart.
-pretrain`: it knows general Python); the domain is a real repository's three phase files
-(`phased-cpt data from-git REPO`: its files, its commits, its merged pull requests). Every
-variant trains the same three phases with `phased-cpt train` (one process each, `--jobs` at a
-time, one thread each) and is read back from its run directory's forgetting matrix:
+The base is the tiny model pretrained on the Python standard library (`phased_cpt.pretrain`: it
+knows general Python); the domain is a real repository cut in time by `phased-cpt data from-git
+REPO` (its default time split): three phase files as of the cut (its files, its commits, its
+merged pull requests) and the repository's future after the cut (`future_evolution`,
+`future_pr_mastery`, `future_tasks`). Every variant trains the same three phases with
+`phased-cpt train` (one process each, `--jobs` at a time, one thread each) and is read back from
+its run directory's `eval/forgetting.json` and `eval/contamination.json`:
 
-    final domain ppl     after phase 3, token-weighted over the three phases' held-out documents
-    domain exact match   next-line completion after phase 3, over the phases' cut points
-    domain edit sim, top-1   the same cut points' edit similarity; token top-1 accuracy (token-weighted)
+    doc-level change     perplexity after phase 3 vs the base model on the phases' held-out documents
+                         (a random choice of each phase file: the old, contaminated split), token-weighted
+    future change        the same on the future documents (commits and merges after the cut): learning
+    doc-level / future seen  share of those sets' lines (25+ chars) that stand verbatim in the training
+                         text of phases 1-3 (`phased_cpt.contamination`), pooled over the sets
     general change       general (held-out stdlib files) perplexity after phase 3 vs the base model
-    vs baseline          domain ppl change and the cut in the general increase, against `baseline`
+    pass@1 change        HumanEval pass@1 after phase 3 minus the base model's, in points
+    future tasks edit sim    next-line / scope / fill-in-the-middle completion of the future's code
+    vs baseline          future ppl change and the cut in the general increase, against `baseline`
+                         (the doc-level ppl where a run has no future)
 
-A setting "holds" when it cuts the general-perplexity increase by at least 30% for at most 5%
-worse final domain perplexity than the baseline.
+The JSON adds each set's perplexity change and contamination, the doc-level sets' final perplexity,
+exact match, edit similarity and top-1. A setting "holds" when it cuts the general-perplexity
+increase by at least 30% for at most 5% worse final future perplexity than the baseline.
 
     python benchmarks/forgetting.py --repo /path/to/repo --work /tmp/forgetting     # tens of minutes on 2 cores
-    python benchmarks/forgetting.py --tiny                                          # seconds: CI smoke test
+    python benchmarks/forgetting.py --tiny                                          # a minute: CI smoke test
 
-`s`: wall seconds of the variant's `phased-cpt train` process (with `--collect`, which trains
+`--tiny` cuts a small git repository that it writes from the quickstart's bundled documents.
+
+`wall s`: wall seconds of the variant's `phased-cpt train` process (with `--collect`, which trains
 nothing and re-reads the runs under --work: the phases' training seconds from state.json).
 
 Each phase's held-out documents are a seeded choice of `--eval-docs` documents of its file (an
-`eval_file`), and the general held-out set `--general-eval-docs` documents of the base's held-out
-stdlib files, so evaluation costs the same in every variant. Results: a markdown table and JSON
-on stdout, the runs under --work, the plot at --plot.
+`eval_file`), the general held-out set `--general-eval-docs` documents of the base's held-out
+stdlib files, HumanEval the first `--humaneval-problems` problems for every row, the future
+documents all (or a seeded `--future-docs` of each file) and the future tasks
+`--completion-samples` per kind, so evaluation costs the same in every variant. Results: a
+markdown table and JSON on stdout, the runs under --work, the plot at --plot (solid: the
+doc-level split, dashed: the future).
 """
 
 from __future__ import annotations
@@ -46,6 +59,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import yaml  # noqa: E402
 
 from phased_cpt.config import GENERAL_COLUMN  # noqa: E402
+from phased_cpt.contamination import Contamination  # noqa: E402
+from phased_cpt.data.eval_sets import ContaminationTable  # noqa: E402
 from phased_cpt.evaluation.forgetting import ForgettingMatrix  # noqa: E402
 from phased_cpt.evaluation.learning import LearningRow, learning_summary, plot_learning  # noqa: E402
 from phased_cpt.pretrain import PretrainSettings, general_files, pretrained_model_dir  # noqa: E402
@@ -88,22 +103,72 @@ def split_held_out(source: Path, out_dir: Path, name: str, count: int, seed: int
     return train, held_out
 
 
-def domain_files(args: argparse.Namespace, work: Path) -> dict[str, Path]:
-    """The three phase files: from `--repo` through `phased-cpt data from-git`, or (tiny) the bundled ones."""
-    if args.tiny:
-        return {p: DATA_DIR / f"{p}.jsonl" for p in PHASES}
+FUTURE_DOCUMENTS = ("future_evolution", "future_pr_mastery")
+FUTURE_TASKS = "future_tasks"
+
+
+def domain_files(args: argparse.Namespace, work: Path) -> Path:
+    """The directory `phased-cpt data from-git` wrote (default time split) for `--repo`, or (tiny)
+    for a small repository written from the bundled documents."""
     out = work / "from-git"
     if not (out / f"{PHASES[0]}.jsonl").is_file():
-        phased_cpt("data", "from-git", str(args.repo), "--out", str(out), cwd=work)
-    return {p: out / f"{p}.jsonl" for p in PHASES}
+        repo = tiny_repository(work / "tiny-repo") if args.tiny else args.repo
+        phased_cpt("data", "from-git", str(repo), "--out", str(out), cwd=work)
+    return out
+
+
+def tiny_repository(path: Path, commits: int = 24) -> Path:
+    """A git repository of `commits` first-parent commits, each rewriting one of six modules with
+    the next bundled phase-1 document, every third one a merged side branch (a pull request):
+    enough history for the default time split (20+), merges before and after the cut."""
+    texts = [json.loads(line)["training_content"] for line in (DATA_DIR / f"{PHASES[0]}.jsonl").open(encoding="utf-8")]
+    if (path / ".git").is_dir():
+        return path
+    path.mkdir(parents=True, exist_ok=True)
+    git = ["git", "-C", str(path), "-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
+    run_command([*git, "init", "-q", "-b", "main"], check=True)
+    for i in range(commits):
+        date = ["--date", f"2024-01-{i + 1:02d}T12:00:00"]
+        merged = i % 3 == 2
+        if merged:
+            run_command([*git, "checkout", "-q", "-b", f"pr{i}"], check=True)
+        (path / f"mod{i % 6}.py").write_text(texts[i % len(texts)], encoding="utf-8")
+        run_command([*git, "add", "-A"], check=True)
+        run_command([*git, "commit", "-q", "-m", f"Change mod{i % 6}", *date], check=True)
+        if merged:
+            run_command([*git, "checkout", "-q", "main"], check=True)
+            run_command(
+                [*git, "merge", "-q", "--no-ff", "-m", f"Merge pull request #{i} from pr{i}", f"pr{i}"], check=True
+            )
+    return path
+
+
+def future_documents(source: Path, data_dir: Path, args: argparse.Namespace) -> Path:
+    """`source` whole, or a seeded choice of `--future-docs` of its documents (same name, in `data_dir`)."""
+    if not args.future_docs:
+        return source
+    lines = [line for line in source.read_text(encoding="utf-8").splitlines(keepends=True) if line.strip()]
+    kept = sorted(
+        random.Random(f"{args.seed}:{source.stem}").sample(range(len(lines)), min(args.future_docs, len(lines)))
+    )
+    out = data_dir / source.name
+    out.write_text("".join(lines[i] for i in kept), encoding="utf-8")
+    return out
 
 
 def base_config(args: argparse.Namespace, work: Path, model_dir: Path) -> Path:
     data_dir = work / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
+    from_git = domain_files(args, work)
+    # no file without a time split (a short history), an empty one where the future has no merge
+    future = [
+        future_documents(path, data_dir, args)
+        for path in (from_git / f"{name}.jsonl" for name in FUTURE_DOCUMENTS)
+        if path.is_file() and path.stat().st_size
+    ]
     phases = []
-    for i, (name, source) in enumerate(domain_files(args, work).items()):
-        train, held_out = split_held_out(source, data_dir, name, args.eval_docs, args.seed)
+    for i, name in enumerate(PHASES):
+        train, held_out = split_held_out(from_git / f"{name}.jsonl", data_dir, name, args.eval_docs, args.seed)
         phases.append(
             {
                 "name": name,
@@ -139,6 +204,12 @@ def base_config(args: argparse.Namespace, work: Path, model_dir: Path) -> Path:
             "batch_size": 8,
             "general_file": str(general_held_out),
             "completion": {"samples": args.completion_samples, "max_new_tokens": 24},
+            "future": {"documents": [str(f) for f in future], "tasks": str(from_git / f"{FUTURE_TASKS}.jsonl")},
+            "humaneval": {
+                "problems": args.humaneval_problems,
+                "final_problems": args.humaneval_problems,
+                "max_new_tokens": args.humaneval_max_new_tokens,
+            },
         },
         "output": {"dir": str(work / "runs")},
         "wandb": {"enabled": False},
@@ -165,21 +236,44 @@ def latest_run(work: Path, name: str) -> Path:
 def read_variant(name: str, overrides: list[str], run_dir: Path, seconds: float) -> dict:
     """A variant's numbers from its run directory's forgetting matrix."""
     matrix = ForgettingMatrix.load(run_dir / "eval" / "forgetting.json")
+    contamination = ContaminationTable.from_dict(json.loads((run_dir / "eval" / "contamination.json").read_text()))
     final = matrix.rows[-1]["results"]
-    domain = [final[c] for c in matrix.columns if c != GENERAL_COLUMN]
+    domain = [final[c] for c in matrix.group("phases")]
     tokens = sum(c["target_tokens"] for c in domain)
     samples = sum(c.get("samples", 0) for c in domain)
+    seen = contamination.final()
     return {
         "name": name,
         "overrides": overrides,
         "seconds": round(seconds, 1),
         "run_dir": str(run_dir),
         "summary": [row.to_dict() for row in learning_summary(matrix)],
+        "contamination": {column: seen[column].share for column in contamination.columns},
+        "perplexity_change": {
+            column: final[column]["perplexity"] / matrix.rows[0]["results"][column]["perplexity"] - 1
+            for column in matrix.group("phases") + matrix.group("future") + [GENERAL_COLUMN]
+            if column in final
+        },
+        "doc_level_seen": pooled_share(seen, matrix.group("phases")),
+        "future_seen": pooled_share(seen, matrix.group("future")),
+        "future_tasks_edit_similarity": samples_weighted(final, matrix.group("tasks"), "edit_similarity"),
         "domain_top1": sum(c["top1_accuracy"] * c["target_tokens"] for c in domain) / tokens,
         "domain_edit_similarity": (
             sum(c["edit_similarity"] * c["samples"] for c in domain) / samples if samples else None
         ),
     }
+
+
+def pooled_share(seen: dict[str, Contamination], columns: list[str]) -> float | None:
+    """Seen lines / counted lines over `columns` (after the last phase)."""
+    lines = sum(seen[c].lines for c in columns if c in seen)
+    return sum(seen[c].seen for c in columns if c in seen) / lines if lines else None
+
+
+def samples_weighted(results: dict[str, dict], columns: list[str], key: str) -> float | None:
+    cells = [results[c] for c in columns if results.get(c, {}).get("samples")]
+    samples = sum(cell["samples"] for cell in cells)
+    return sum(cell[key] * cell["samples"] for cell in cells) / samples if samples else None
 
 
 def run_seconds(run_dir: Path) -> float:
@@ -188,26 +282,38 @@ def run_seconds(run_dir: Path) -> float:
 
 
 def compare(results: list[dict]) -> list[dict]:
-    """Final numbers per variant, and the baseline comparison."""
+    """Final numbers per variant, and the baseline comparison (on the future documents where the
+    run has them: the doc-level split measures recall too)."""
     final = {r["name"]: r["summary"][-1] for r in results}
     base = final.get("baseline")
     rows = []
     for r in results:
-        last = final[r["name"]]
+        first, last = r["summary"][0], final[r["name"]]
         row = {
             "variant": r["name"],
+            "future_change": last["future_change"],
+            "doc_level_change": last["domain_change"],
+            "future_seen": r["future_seen"],
+            "doc_level_seen": r["doc_level_seen"],
+            "general_change": last["general_change"],
+            "humaneval_base": first["humaneval_pass_at_1"],
+            "humaneval_final": last["humaneval_pass_at_1"],
+            "humaneval_change": last["humaneval_change"],
+            "future_perplexity": last["future_perplexity"],
             "domain_perplexity": last["domain_perplexity"],
+            "future_tasks_exact_match": last["future_exact_match"],
+            "future_tasks_edit_similarity": r["future_tasks_edit_similarity"],
             "domain_exact_match": last["domain_exact_match"],
             "domain_edit_similarity": r["domain_edit_similarity"],
             "domain_top1": r["domain_top1"],
-            "general_change": last["general_change"],
             "seconds": r["seconds"],
         }
+        key = "future_perplexity" if last["future_perplexity"] is not None else "domain_perplexity"
         if base is not None and base["general_change"]:
-            row["domain_vs_baseline"] = last["domain_perplexity"] / base["domain_perplexity"] - 1
+            row["learning_vs_baseline"] = last[key] / base[key] - 1
             row["general_increase_cut"] = 1 - last["general_change"] / base["general_change"]
             row["holds"] = (
-                row["general_increase_cut"] >= CUT_WANTED and row["domain_vs_baseline"] <= DOMAIN_COST_ALLOWED
+                row["general_increase_cut"] >= CUT_WANTED and row["learning_vs_baseline"] <= DOMAIN_COST_ALLOWED
             )
         rows.append(row)
     return rows
@@ -217,20 +323,28 @@ def markdown(rows: list[dict]) -> str:
     def pct(value):
         return "—" if value is None else f"{value * 100:+.1f}%"
 
+    def share(value):
+        return "—" if value is None else f"{value * 100:.1f}%"
+
     def num(value):
         return "—" if value is None else f"{value:.3f}"
 
+    def points(value):
+        return "—" if value is None else f"{value * 100:+.1f}"
+
     lines = [
-        "| variant | final domain ppl | domain exact match | domain edit sim | domain top-1 | general ppl vs base | "
-        "domain ppl vs baseline | cut in general increase | holds (>=30% cut, <=5% domain cost) | wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| variant | future ppl change (learning) | doc-level ppl change (old split) | future seen | doc-level seen | "
+        "general ppl change | HumanEval pass@1 base → after | pass@1 change (points) | future ppl vs baseline | "
+        "cut in general increase | holds (>=30% cut, <=5% future cost) | future tasks edit sim | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['variant']} | {r['domain_perplexity']:.2f} | {num(r['domain_exact_match'])} | "
-            f"{num(r['domain_edit_similarity'])} | {num(r['domain_top1'])} | {pct(r['general_change'])} | "
-            f"{pct(r.get('domain_vs_baseline'))} | {pct(r.get('general_increase_cut'))} | "
-            f"{'yes' if r.get('holds') else 'no'} | {r['seconds']:.0f} |"
+            f"| {r['variant']} | {pct(r['future_change'])} | {pct(r['doc_level_change'])} | "
+            f"{share(r['future_seen'])} | {share(r['doc_level_seen'])} | {pct(r['general_change'])} | "
+            f"{num(r['humaneval_base'])} → {num(r['humaneval_final'])} | {points(r['humaneval_change'])} | "
+            f"{pct(r.get('learning_vs_baseline'))} | {pct(r.get('general_increase_cut'))} | "
+            f"{'yes' if r.get('holds') else 'no'} | {num(r['future_tasks_edit_similarity'])} | {r['seconds']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -247,7 +361,12 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--eval-docs", type=int, default=8)
     parser.add_argument("--general-eval-docs", type=int, default=60)
-    parser.add_argument("--completion-samples", type=int, default=32)
+    parser.add_argument("--future-docs", type=int, default=0, help="a seeded choice of N of each future file; 0: all")
+    parser.add_argument(
+        "--completion-samples", type=int, default=32, help="per held-out set, and future tasks per kind"
+    )
+    parser.add_argument("--humaneval-problems", type=int, default=20, help="HumanEval problems scored for every row")
+    parser.add_argument("--humaneval-max-new-tokens", type=int, default=384)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", type=Path, default=None, help="where to draw the learning-vs-forgetting plot")
     parser.add_argument(
@@ -260,6 +379,7 @@ def main() -> None:
         parser.error("--repo is needed (or --tiny)")
     if args.tiny:
         args.steps, args.eval_docs, args.general_eval_docs, args.completion_samples = [2, 2, 2], 3, 5, 4
+        args.humaneval_problems, args.humaneval_max_new_tokens = 2, 16
     work = (args.work or Path(tempfile.mkdtemp(prefix="phased-cpt-forgetting-"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -285,7 +405,11 @@ def main() -> None:
     rows = compare(results)
     if args.plot is not None:
         curves = {r["name"]: [LearningRow(**row) for row in r["summary"]] for r in results}
-        plot_learning(curves, args.plot, title="Learning vs forgetting: 3 CPT phases on a repository, per variant")
+        plot_learning(
+            curves,
+            args.plot,
+            title=f"Learning vs forgetting on {(args.repo.name if args.repo else 'a tiny repository')}: solid doc-level split, dashed future",
+        )
     print(markdown(rows))
     print(
         json.dumps(

@@ -131,17 +131,39 @@ def local_tokenizer_problems(name: str, fim_settings: Sequence[str] = ()) -> lis
     except (OSError, ValueError):
         config = {}
     unknown = getattr(tokenizer.model, "unk_token", None)
+    vocabulary = tokenizer.get_vocab(with_added_tokens=True)
+    added = [token for token in configured_special_tokens(directory) if token not in vocabulary]
     problem = tokenizer_problem(
         name,
-        tokenizer.get_vocab_size(with_added_tokens=True),
+        tokenizer.get_vocab_size(with_added_tokens=True) + len(added),
         tokenizer.encode(PROBE_TEXT, add_special_tokens=False).ids,
         tokenizer.token_to_id(unknown) if isinstance(unknown, str) else None,
         embedding_rows_of(config) if isinstance(config, Mapping) else None,
     )
+    if problem and added:  # transformers adds a special token the vocabulary lacks as a new id
+        problem += (
+            f" ({directory / 'tokenizer_config.json'} names {', '.join(map(repr, added))}, not in its vocabulary)"
+        )
     problems = [f"model.name: {problem}"] if problem else []
-    if fim_family(tokenizer.get_vocab(with_added_tokens=True)) is None:
+    if fim_family(vocabulary) is None:
         problems += [fim_missing(setting, name) for setting in fim_settings]
     return problems
+
+
+def configured_special_tokens(directory: Path) -> list[str]:
+    """The special tokens `tokenizer_config.json` names (bos, eos, unk, pad: a string or an
+    {"content": ...} object); transformers gives each the vocabulary lacks a new id on loading."""
+    try:
+        config = json.loads((directory / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    tokens = []
+    for key in ("bos_token", "eos_token", "unk_token", "pad_token"):
+        value = config.get(key) if isinstance(config, Mapping) else None
+        value = value.get("content") if isinstance(value, Mapping) else value
+        if isinstance(value, str) and value not in tokens:
+            tokens.append(value)
+    return tokens
 
 
 def fim_missing(setting: str, name: str) -> str:

@@ -76,7 +76,12 @@ def numeric_flags() -> list[tuple[tuple[str, ...], str, argparse.Action]]:
 
 
 NUMERIC_FLAGS = numeric_flags()
-POSITIONALS = {"data": ["repo", "--out", "out"], "chat": [], "merge": ["run", "--out", "merged"]}
+POSITIONALS = {
+    "data": ["repo", "--out", "out"],
+    "chat": [],
+    "merge": ["run", "--out", "merged"],
+    "export": ["run", "--to", "vllm", "--out", "exported"],
+}
 """What each command needs besides the flag to reach argument checking ('config.yaml' by default)."""
 
 

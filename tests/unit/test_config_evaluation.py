@@ -60,6 +60,20 @@ def test_an_absent_future_file_is_left_out_with_a_warning(tmp_path):
     assert "is a directory" in problems(config(tmp_path, {"future": {"tasks": "adir"}}))
 
 
+def test_an_empty_future_file_is_left_out_with_a_warning(tmp_path):
+    """`data from-git` writes an empty future_pr_mastery.jsonl when no merge follows the cut (and
+    an empty future_evolution.jsonl when the future changed only binary files); config.yaml names
+    both, so `validate` once stopped with "no documents (the file is empty); add JSONL lines"."""
+    path = config(tmp_path, {"future": {"documents": ["future_evolution.jsonl", "future_pr_mastery.jsonl"]}})
+    (tmp_path / "future_pr_mastery.jsonl").write_text("")
+    cfg, warnings = load_config(path)
+    assert cfg.evaluation.future.documents == [tmp_path / "future_evolution.jsonl"]
+    assert warnings == [
+        f"evaluation.future: {tmp_path / 'future_pr_mastery.jsonl'} is empty (the held-out future has nothing of its "
+        "kind), so the forgetting matrix has no column for it"
+    ]
+
+
 def test_a_future_column_may_not_take_a_phase_name(tmp_path):
     clash = problems(config(tmp_path, {"future": {"documents": ["p1.jsonl"]}}))
     assert "evaluation.future.documents.0" in clash and "'p1'" in clash and "rename the file" in clash

@@ -147,3 +147,26 @@ def test_validate_warns_about_a_missing_local_looking_model_path(project, capsys
     )
     assert main(["validate", str(write_config(project, "Qwen/Qwen2.5-0.5B"))]) == 0  # a hub id: left to loading
     assert "warning: model.name" not in capsys.readouterr().err
+
+
+def test_a_special_token_missing_from_the_vocabulary_is_refused_by_validate_as_by_plan(project, tiny_model_dir, capsys):
+    """tokenizer_config.json names an eos_token the vocabulary lacks: transformers adds it as a new
+    id, one past an embedding the vocabulary fills; `plan` refused it while `validate` said valid."""
+    model = project / "model"
+    shutil.copytree(tiny_model_dir, model)
+    from tokenizers import Tokenizer
+
+    vocabulary = Tokenizer.from_file(str(model / "tokenizer.json")).get_vocab_size(with_added_tokens=True)
+    config = json.loads((model / "config.json").read_text())
+    config["vocab_size"] = vocabulary
+    (model / "config.json").write_text(json.dumps(config))
+    assert main(["validate", str(write_config(project, model))]) == 0
+    capsys.readouterr()
+    settings = json.loads((model / "tokenizer_config.json").read_text())
+    settings["eos_token"] = "<|not-in-the-vocabulary|>"
+    (model / "tokenizer_config.json").write_text(json.dumps(settings))
+    for command in ("validate", "plan"):
+        assert main([command, str(write_config(project, model))]) == 2, command
+        assert f"the model's embedding has {vocabulary} rows" in capsys.readouterr().err, command
+    assert main(["validate", str(write_config(project, model))]) == 2
+    assert "names '<|not-in-the-vocabulary|>', not in its vocabulary" in capsys.readouterr().err

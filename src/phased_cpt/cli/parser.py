@@ -506,7 +506,7 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     )
     export.add_argument(
         "--max-lora-rank",
-        type=int,
+        type=count_number,
         default=16,
         metavar="R",
         help="vllm: the --max-lora-rank your vLLM server runs with (default: 16, vLLM's)",

@@ -215,8 +215,9 @@ def reject_unknown_keys(rest: dict[str, Any]) -> None:
         for key in leftover:
             close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
+            shown = str(key) if str(key).isprintable() else repr(str(key))  # a key with a newline stays one line
             problems.append(
-                f"{section}.{key}: not a key of the older tool's layout{hint}; its {section} keys are "
+                f"{section}.{shown}: not a key of the older tool's layout{hint}; its {section} keys are "
                 f"{', '.join(known)}"
             )
     if problems:

@@ -551,6 +551,7 @@ class FutureConfig(StrictModel):
     target, path, commit}; a column per kind (`<stem>.<kind>`: exact match, edit similarity)."""
 
     _absent: list[str] = PrivateAttr(default_factory=list)
+    _empty: list[str] = PrivateAttr(default_factory=list)
 
     @field_validator("documents")
     @classmethod
@@ -583,16 +584,24 @@ class FutureConfig(StrictModel):
         if self.tasks is not None and not self.tasks.is_file():
             absent.append(self.tasks)
             self.tasks = None
-        self.documents = [p for p in self.documents if p.is_file()]
+        # an empty documents file: a future with nothing of that kind (no merge after the cut,
+        # only binary changes), as `data from-git` writes it
+        empty = [p for p in self.documents if p.is_file() and p.stat().st_size == 0]
+        self.documents = [p for p in self.documents if p.is_file() and p not in empty]
         self._absent = [str(p) for p in absent]
+        self._empty = [str(p) for p in empty]
         return self
 
     def absent_notes(self) -> list[str]:
-        """One warning per future file left out because it does not exist."""
+        """One warning per future file left out because it does not exist or is empty."""
         return [
             f"evaluation.future: {path} does not exist, so the forgetting matrix has no column for it "
             "(`data from-git` writes it when it holds out a future: see --holdout-commits)"
             for path in self._absent
+        ] + [
+            f"evaluation.future: {path} is empty (the held-out future has nothing of its kind), so the "
+            "forgetting matrix has no column for it"
+            for path in self._empty
         ]
 
     def document_columns(self) -> dict[str, Path]:

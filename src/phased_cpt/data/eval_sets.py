@@ -59,35 +59,54 @@ def read_tasks(path: Path) -> list[FutureTask]:
     for number, line in lines:
         if not line.strip():
             continue
-        problem = None
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
             problem = f"invalid JSON ({err.msg})"
+        except (ValueError, RecursionError) as err:  # a 5000-digit number, arrays nested 100000 deep
+            problem = f"invalid JSON ({type(err).__name__}: {str(err)[:80]})"
         else:
-            if not isinstance(record, dict):
-                problem = "not a JSON object"
-            else:
-                missing = [key for key in TASK_FIELDS if key not in record]
-                wrong = [
-                    key for key, kind in TASK_FIELDS.items() if key in record and not isinstance(record[key], kind)
-                ]
-                if missing or wrong:
-                    problem = f"missing field(s) {missing}" if missing else f"field(s) {wrong} must be strings"
-                elif record["kind"] not in FUTURE_TASK_KINDS:
-                    problem = f"kind {record['kind']!r} is not one of {', '.join(FUTURE_TASK_KINDS)}"
-                elif not record["target"].strip():
-                    problem = "empty target"
-                elif record["kind"] != "fim" and record["suffix"]:
-                    problem = f"a {record['kind']} task has a suffix (only fim tasks do)"
-                else:
-                    tasks.append(FutureTask(**{key: record[key] for key in TASK_FIELDS}))
+            problem = _task_problem(record)
         if problem:
             problems.append(f"{path}:{number}: {problem}")
+        else:
+            tasks.append(FutureTask(**{key: record[key] for key in TASK_FIELDS}))
     if problems:
         shown = problems[:20] + ([f"... {len(problems) - 20} more"] if len(problems) > 20 else [])
         raise DataError("\n".join(shown))
     return tasks
+
+
+def _task_problem(record) -> str | None:
+    """What is wrong with one decoded task record (None: nothing)."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    missing = [key for key in TASK_FIELDS if key not in record]
+    if missing:
+        return f"missing field(s) {missing}"
+    wrong = [key for key, kind in TASK_FIELDS.items() if not isinstance(record[key], kind)]
+    if wrong:
+        return f"field(s) {wrong} must be strings"
+    broken = [key for key in TASK_FIELDS if not record[key].isascii() and not _encodable(record[key])]
+    if broken:  # a lone surrogate (JSON "\ud800"): no tokenizer can encode it
+        return f"field(s) {broken} hold a lone surrogate (not valid Unicode text)"
+    if record["kind"] not in FUTURE_TASK_KINDS:
+        return f"kind {record['kind']!r} is not one of {', '.join(FUTURE_TASK_KINDS)}"
+    if not record["target"].strip():
+        return "empty target"
+    if record["kind"] == "next_line" and "\n" in record["target"].strip("\n"):
+        return "a next_line task's target spans several lines (the answer is one line: use scope)"
+    if record["kind"] != "fim" and record["suffix"]:
+        return f"a {record['kind']} task has a suffix (only fim tasks do)"
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def tasks_by_column(evaluation: EvaluationConfig) -> dict[str, list[FutureTask]]:

@@ -15,7 +15,7 @@ Always:
 - **Time**: a wall-clock limit (`timeout_s`): on expiry the whole process group is killed
   (SIGKILL); and `RLIMIT_CPU` (`timeout_s` rounded up, + 1 s) against a busy loop.
 - **Memory**: `RLIMIT_AS` (`memory_bytes`, 2 GiB by default); `RLIMIT_FSIZE` (16 MiB a file),
-  `RLIMIT_NOFILE` (64), no core files.
+  `RLIMIT_NOFILE` (64), no core files; at most `MAX_WRITES` (32) files opened for writing.
 - **Processes**: `RLIMIT_NPROC` (`MAX_PROCESSES`) and an audit hook (`sys.addaudithook`) that
   refuses `os.fork`, `os.forkpty`, `os.system`, `os.exec*`, `os.spawn*`, `os.posix_spawn`,
   `subprocess.Popen`, `pty.spawn`; after the program, every process of its group is killed.
@@ -24,7 +24,13 @@ Always:
   `os.remove/rename/mkdir/rmdir/chmod/chown/symlink/link/truncate/utime`, `shutil.*` on any path
   outside it (and `sqlite3.connect` to a file there); `ctypes` (which could call libc around the
   hook) and `_posixsubprocess` (whose `fork_exec` raises no audit event) cannot be imported, so
-  neither can `subprocess`.
+  neither can `subprocess`. Nor can a program get around that check: the hook refuses `dir_fd=`,
+  `os.chdir`/`os.fchdir`, opening a directory other than its own (whose descriptor would be a
+  `dir_fd`) or a device or FIFO, `chmod/chown/utime/setxattr` through a descriptor of a file
+  outside, `resource.setrlimit` and `_posixshmem`; `os.mkfifo`/`os.mknod` (no audit event in
+  Python 3.11) are removed from `os`.
+- **Output** goes to unnamed files, not pipes: `RLIMIT_FSIZE` stops endless printing (a pipe
+  filled this process's memory), and nothing that outlived the program can hold a pipe open.
 
 Where the machine allows (Linux with `unshare`, run as root or with unprivileged user
 namespaces; `sandbox_mechanisms()` tests it once):
@@ -76,40 +82,74 @@ FILE_BYTES = 16 * 1024**2
 MAX_PROCESSES = 32
 """`RLIMIT_NPROC` (counts processes of the program's user: the `nobody` user when run as root)."""
 MAX_OPEN_FILES = 64
+MAX_WRITES = 32
+"""Files a program may open for writing (in its directory): with `FILE_BYTES` each, what it can
+put on the disk (512 MiB), where 10 s of writes once reached gigabytes."""
 NOBODY = 65534
 OUTPUT_CHARS = 2000
 """Of a failing program's stderr, the last characters kept (for the report's examples)."""
 
 RUNNER = r"""
-import os, resource, sys, json
+import os, posix, resource, stat, sys, json
 
 DENIED = {"os.fork", "os.forkpty", "os.system", "os.exec", "os.spawn", "os.posix_spawn", "subprocess.Popen",
-          "pty.spawn", "socket.__new__", "socket.connect", "socket.bind", "os.kill", "os.killpg", "signal.pthread_kill"}
+          "pty.spawn", "socket.__new__", "socket.connect", "socket.bind", "os.kill", "os.killpg", "signal.pthread_kill",
+          "os.chdir", "resource.setrlimit", "resource.prlimit"}
 PATHS = {"os.remove": 1, "os.rename": 2, "os.mkdir": 1, "os.rmdir": 1, "os.chmod": 1, "os.chown": 1,
          "os.symlink": 2, "os.link": 2, "os.truncate": 1, "os.utime": 1, "shutil.rmtree": 1, "shutil.copyfile": 2,
-         "shutil.copytree": 2, "shutil.move": 2, "os.chdir": 1, "sqlite3.connect": 1}
+         "shutil.copytree": 2, "shutil.move": 2, "sqlite3.connect": 1, "os.setxattr": 1, "os.removexattr": 1}
+DIR_FDS = {"os.remove": (1,), "os.rename": (2, 3), "os.mkdir": (2,), "os.rmdir": (1,), "os.chmod": (2,),
+           "os.chown": (3,), "os.symlink": (2,), "os.link": (2, 3), "os.utime": (3,)}
+IMPORTS = ("ctypes", "_ctypes", "_posixsubprocess", "_posixshmem")
 HOME = os.path.realpath(os.getcwd())
+WRITES = [0]  # files opened for writing so far: at most MAX_WRITES, each at most RLIMIT_FSIZE
 
 def _inside(path):
-    if isinstance(path, int):
-        return True  # an already open descriptor
+    if isinstance(path, int):  # an open descriptor: what it refers to (a pipe or socket has no path)
+        try:
+            path = os.readlink(f"/proc/self/fd/{path}")
+        except OSError:
+            return False
+        if not path.startswith("/"):
+            return True
     full = os.path.realpath(os.path.join(HOME, os.fsdecode(path)))
     return full == HOME or full.startswith(HOME + os.sep)
+
+def _special(path):
+    # a directory but the working directory itself (a descriptor of another would make a relative
+    # path a way out: dir_fd=, fchdir), a device or a FIFO: opened by no HumanEval program
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False
+    if stat.S_ISDIR(mode):
+        return os.path.realpath(os.path.join(HOME, os.fsdecode(path))) != HOME
+    return not stat.S_ISREG(mode)
 
 def _hook(event, args):
     if event in DENIED:
         raise PermissionError(f"sandbox: {event} is not allowed")
-    if event == "import" and args[0] in ("ctypes", "_ctypes", "_posixsubprocess"):
+    if event == "import" and args[0] in IMPORTS:
         raise PermissionError(f"sandbox: {args[0]} is not allowed")
     if event == "open":
-        mode, flags = args[1] or "", args[2] or 0
+        path, mode, flags = args[0], args[1] or "", args[2] or 0
+        if path is None or isinstance(path, int):
+            return
         writes = any(c in str(mode) for c in "wax+") or flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND)
-        if writes and args[0] is not None and not _inside(args[0]):
-            raise PermissionError(f"sandbox: writing {args[0]!r} outside the working directory")
+        if writes and not _inside(path):
+            raise PermissionError(f"sandbox: writing {path!r} outside the working directory")
+        if writes:
+            WRITES[0] += 1
+            if WRITES[0] > MAX_WRITES:
+                raise PermissionError(f"sandbox: more than {MAX_WRITES} files opened for writing")
+        if _special(path):
+            raise PermissionError(f"sandbox: opening {path!r} (not a regular file) is not allowed")
     elif event in PATHS:
         for path in args[: PATHS[event]]:
             if path is not None and not _inside(path):
                 raise PermissionError(f"sandbox: {event} on {path!r} outside the working directory")
+        if any(args[i] not in (None, -1) for i in DIR_FDS.get(event, ()) if i < len(args)):
+            raise PermissionError(f"sandbox: {event} with dir_fd is not allowed")
 
 def _main():
     # the token lives only in this frame: in no namespace the program is given
@@ -122,6 +162,11 @@ def _main():
         os.setuid(settings["uid"])
     for name, value in settings["limits"].items():
         resource.setrlimit(getattr(resource, name), (value, value))
+    global MAX_WRITES
+    MAX_WRITES = settings["max_writes"]
+    for module in (os, posix):  # they make files outside and raise no audit event
+        for name in ("mkfifo", "mknod"):
+            module.__dict__.pop(name, None)
     sys.addaudithook(_hook)
     exec(compile(program, "<completion>", "exec"), {"__name__": "__main__"})
     sys.stdout.flush()
@@ -197,6 +242,7 @@ def run_program(program: str, limits: SandboxLimits) -> Outcome:
     settings = {
         "token": token,
         "uid": uid,
+        "max_writes": MAX_WRITES,
         "limits": {
             "RLIMIT_AS": limits.memory_bytes,
             "RLIMIT_CPU": cpu_s,
@@ -208,38 +254,62 @@ def run_program(program: str, limits: SandboxLimits) -> Outcome:
     }
     command = [*_unshare_prefix(), sys.executable, "-I", "-S", "-c", RUNNER]
     env = {"HOME": str(home), "TMPDIR": str(home), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
-    process = subprocess.Popen(
-        command,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=home,
-        env=env,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = process.communicate((json.dumps(settings) + "\n" + program).encode(), timeout=limits.timeout_s)
-        timed_out = False
-    except subprocess.TimeoutExpired:
-        timed_out = True
-    finally:
-        _kill_group(process.pid)
-    if timed_out:
-        stdout, stderr = process.communicate()
-    shutil.rmtree(home, ignore_errors=True)
-    if timed_out:
-        return Outcome(False, "timeout")
-    passed = process.returncode == 0 and stdout.decode(errors="replace").rstrip().endswith(token)
-    tail = stderr.decode(errors="replace")[-OUTPUT_CHARS:].strip()
+    # Output goes to unnamed files, not pipes: RLIMIT_FSIZE caps what a program prints (a pipe
+    # would fill this process's memory), and no process that outlives the program can hold a
+    # pipe open and keep this one waiting.
+    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+        process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=stdout, stderr=stderr, cwd=home, env=env, start_new_session=True
+        )
+        try:
+            process.communicate((json.dumps(settings) + "\n" + program).encode(), timeout=limits.timeout_s)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:
+            _kill_group(process.pid)
+            process.wait()
+        shutil.rmtree(home, ignore_errors=True)
+        if timed_out:
+            return Outcome(False, "timeout")
+        printed, errors = _tail(stdout, len(token) + 64), _tail(stderr, OUTPUT_CHARS)
+    passed = process.returncode == 0 and printed.rstrip().endswith(token)
+    tail = errors.strip()
     return Outcome(passed, "passed" if passed else tail or f"exit status {process.returncode}")
 
 
+def _tail(file, chars: int) -> str:
+    """The last `chars` bytes of an output file, as text."""
+    size = file.seek(0, os.SEEK_END)
+    file.seek(max(0, size - chars))
+    return file.read().decode(errors="replace")
+
+
 def _kill_group(pid: int) -> None:
-    """SIGKILL every process in the program's group (its session leader's pid is the group id)."""
+    """SIGKILL the program's children (under `unshare`, the first process of the PID namespace:
+    the kernel then kills every process in it, even one that left the group and changed its
+    user, which clears the parent-death signal `--kill-child` relies on), then every process in
+    the program's group (its session leader's pid is the group id)."""
+    for child in _children(pid):
+        try:
+            os.kill(child, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
     try:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _children(pid: int) -> list[int]:
+    """The pids of `pid`'s children (Linux's /proc/PID/task/*/children; none elsewhere)."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return children
 
 
 def run_programs(programs: Sequence[str], limits: SandboxLimits, workers: int | None = None) -> list[Outcome]:

@@ -11,7 +11,8 @@ the file an earlier phase trained on), so `data from-git` cuts the history in ti
   written before it but merged after it (the model could not have seen them at the cut).
 - **Where it falls** (`choose_cut`): `--holdout-commits N` holds out the last N first-parent
   commits; `--holdout-after DATE` holds out every first-parent commit committed after DATE (the
-  cut is the newest first-parent commit committed at or before it); with both, the older of the
+  cut is the newest first-parent commit older than all of them: with committer dates out of
+  order, a commit dated before DATE that follows one dated after it is held out too); with both, the older of the
   two cuts (the larger future). Without either, the default holds out the last 10% of the
   first-parent commits, at most 100 (`DEFAULT_HOLDOUT_SHARE`, `DEFAULT_MAX_HOLDOUT_COMMITS`);
   a history whose 10% is under 2 commits (fewer than 20 first-parent commits) is too short to
@@ -139,7 +140,9 @@ def _choose_cut(
 
 
 def _count_after(mainline_times: list[tuple[str, int]], after: str, shallow: str) -> int:
-    """First-parent commits after the newest one committed at or before `after`."""
+    """First-parent commits held out so that none committed after `after` is trained on: all of
+    them from the oldest committed after it. With committer dates out of order (a rebase, a
+    skewed clock) this holds out some commits dated before `after` too, never one dated after."""
     try:
         epoch = parse_since(after)
     except UserError:
@@ -147,18 +150,19 @@ def _count_after(mainline_times: list[tuple[str, int]], after: str, shallow: str
             f"--holdout-after {after!r}: expected an ISO 8601 date or time such as 2024-01-31 or 2024-01-31T12:00:00+01:00"
         ) from None
     assert epoch is not None
-    first, last = mainline_times[-1][1], mainline_times[0][1]
-    if epoch < first:
-        raise UserError(
-            f"--holdout-after {after}: before the first commit ({_iso(first)}){shallow}: "
-            "nothing would be left to train on"
-        )
-    if epoch >= last:
+    later = [index for index, (_, stamp) in enumerate(mainline_times) if stamp > epoch]
+    if not later:
+        last = max(stamp for _, stamp in mainline_times)
         raise UserError(
             f"--holdout-after {after}: at or after the last commit ({_iso(last)}): nothing would be held out "
             "(--holdout-commits 0 turns the time split off)"
         )
-    return next(index for index, (_, stamp) in enumerate(mainline_times) if stamp <= epoch)
+    if later[-1] == len(mainline_times) - 1:
+        raise UserError(
+            f"--holdout-after {after}: before the first commit ({_iso(mainline_times[-1][1])}){shallow}: "
+            "nothing would be left to train on"
+        )
+    return later[-1] + 1
 
 
 def _cut(mainline_times: list[tuple[str, int]], head: str, count: int, rule: str) -> Cut:
@@ -172,7 +176,9 @@ def _iso(epoch: int) -> str:
 
 def remove_stale_future(out_dir: Path) -> list[str]:
     """Without a cut: remove the future files an earlier run wrote to `out_dir` (these phases now
-    hold that future, so scoring it would measure recall); return the names removed."""
+    hold that future, so scoring it would measure recall); return the names removed. Called after
+    `output.claim_outputs`, which refuses a future file from-git did not write (or that changed
+    since), so only its own earlier output is removed."""
     removed = [name for name in FUTURE_FILES if (out_dir / name).is_file()]
     for name in removed:
         (out_dir / name).unlink()

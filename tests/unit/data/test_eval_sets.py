@@ -97,6 +97,28 @@ def test_a_bad_task_line_names_file_line_and_reason(tmp_path):
     assert [t.target for t in read_tasks(path)] == ["x = 1"]
 
 
+def test_hostile_task_lines_are_named_not_raised_or_scored_as_misses(tmp_path):
+    """A 5000-digit number and arrays nested 100000 deep raised ValueError/RecursionError; a lone
+    surrogate reached the tokenizer; a next_line target of two lines was always scored a miss
+    (the answer is one line)."""
+    path = tmp_path / "tasks.jsonl"
+    good = task("next_line", "x = 1")
+    lines = [
+        '{"kind": ' + "9" * 5000 + "}",
+        "[" * 100000 + "]" * 100000,
+        json.dumps({**good, "target": "\ud800 x"}),
+        json.dumps({**good, "target": "x = 1\ny = 2"}),
+        json.dumps({**good, "target": "x = 1\n"}),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError) as err:
+        read_tasks(path)
+    message = str(err.value)
+    assert f"{path}:1: invalid JSON (ValueError" in message and f"{path}:2: invalid JSON (RecursionError" in message
+    assert f"{path}:3: field(s) ['target'] hold a lone surrogate" in message
+    assert f"{path}:4: a next_line task's target spans several lines" in message and f"{path}:5" not in message
+
+
 def test_validate_reads_the_future_files_without_ml_libraries(config):
     from tests.unit.test_cli import imported_by
 

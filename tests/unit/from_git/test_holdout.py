@@ -110,6 +110,49 @@ def test_holdout_after_a_date_and_both_options(dated_repo, tmp_path):
     assert both.holdout.cut.rule == "--holdout-after 2024-01-04T12:00:00Z"
 
 
+def test_holdout_after_trains_on_no_commit_dated_after_it_when_dates_are_out_of_order():
+    """Committer dates out of order on the mainline (c3 dated March, c4 January after it): the
+    cut once fell at the newest commit dated before the date (c4), so c3, dated after it, was
+    trained on while the summary said every later commit was held out."""
+    from datetime import datetime
+
+    from phased_cpt.from_git.holdout import _choose_cut
+
+    def at(date: str) -> int:
+        return int(datetime.fromisoformat(date + "T00:00:00+00:00").timestamp())
+
+    newest_first = [("c5", at("2024-04-01")), ("c4", at("2024-01-05")), ("c3", at("2024-03-01"))]
+    newest_first += [("c2", at("2024-01-02")), ("c1", at("2024-01-01"))]
+    cut, _ = _choose_cut(newest_first, "c5", HoldoutOptions(after="2024-02-01"), False)
+    assert (cut.commit, cut.held_out) == ("c2", 3)
+    assert _choose_cut(newest_first, "c5", HoldoutOptions(after="2024-03-15"), False)[0].commit == "c4"
+    with pytest.raises(UserError, match="nothing would be held out"):
+        _choose_cut(newest_first, "c5", HoldoutOptions(after="2024-04-01"), False)
+    dated_first_after = [*newest_first[:-1], ("c1", at("2024-02-15"))]
+    with pytest.raises(UserError, match="nothing would be left to train on"):
+        _choose_cut(dated_first_after, "c5", HoldoutOptions(after="2024-02-01"), False)
+
+
+def test_a_future_file_from_git_did_not_write_is_neither_replaced_nor_removed(dated_repo, tmp_path, capsys):
+    """A hand-made future_tasks.jsonl in --out was replaced by a run with a cut and deleted by one
+    without ("removed future_tasks.jsonl of an earlier run": there was none)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = out / FUTURE_TASKS_FILE
+    mine.write_text('{"hand": "made"}\n')
+    assert cli.main(["data", "from-git", str(dated_repo), "--out", str(out), "--holdout-commits", "2"]) == 2
+    assert "future_tasks.jsonl was not written by `data from-git`" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == [FUTURE_TASKS_FILE] and mine.read_text() == '{"hand": "made"}\n'
+    assert cli.main(["data", "from-git", str(dated_repo), "--out", str(out), "--holdout-commits", "0", "--force"]) == 2
+    assert "future_tasks.jsonl was not written by `data from-git`" in capsys.readouterr().err
+    assert mine.read_text() == '{"hand": "made"}\n'
+    ours = tmp_path / "ours"
+    assert cli.main(["data", "from-git", str(dated_repo), "--out", str(ours), "--holdout-commits", "2"]) == 0
+    assert cli.main(["data", "from-git", str(dated_repo), "--out", str(ours), "--holdout-commits", "2", "--force"]) == 0
+    assert cli.main(["data", "from-git", str(dated_repo), "--out", str(ours), "--holdout-commits", "0", "--force"]) == 0
+    assert not any((ours / name).exists() for name in FUTURE_FILES)
+
+
 def test_tasks_are_cut_from_the_file_after_the_change(dated_repo, tmp_path):
     out = tmp_path / "out"
     build(dated_repo, out, holdout=HoldoutOptions(commits=3))

@@ -54,7 +54,12 @@ def train_after(phase_setup, tmp_path, disturb: bool) -> dict[str, torch.Tensor]
         evaluate_rows(model, data.eval.dataset, make_collator(tokenizer, CONTEXT), batch_size=2)
         callbacks.append(DrawsOnTrainBegin())
     training = TrainingConfig(
-        learning_rate=3e-3, max_steps=3, save_steps=100, lora=LORA, seed=phase_seed(0, phase.name)
+        learning_rate=3e-3,
+        max_steps=3,
+        save_steps=100,
+        lora=LORA,
+        seed=phase_seed(0, phase.name),
+        gradient_checkpointing=True,  # train_phase takes a resolved choice, never auto
     )
     out = tmp_path / ("disturbed" if disturb else "clean")
     train_phase(
