@@ -127,18 +127,15 @@ class TrainingLines:
 
     def measure(self, texts: Iterable[str]) -> Contamination:
         """Contamination of evaluation documents against the lines added so far."""
-        lines = seen = 0
-        for text in texts:
-            for line in scored_lines(text):
-                lines += 1
-                seen += _digest(line) in self._seen
-        return Contamination(lines, seen)
+        return self._count(line for text in texts for line in scored_lines(text))
 
     def measure_tasks(self, targets: Iterable[str]) -> Contamination:
         """Contamination of completion tasks: each task's `target` (every counted line of it)."""
-        lines = seen = 0
-        for target in targets:
-            for line in training_lines(target):
-                lines += 1
-                seen += _digest(line) in self._seen
-        return Contamination(lines, seen)
+        return self._count(line for target in targets for line in training_lines(target))
+
+    def _count(self, lines: Iterable[str]) -> Contamination:
+        total = seen = 0
+        for line in lines:
+            total += 1
+            seen += _digest(line) in self._seen
+        return Contamination(total, seen)
