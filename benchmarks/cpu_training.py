@@ -329,8 +329,10 @@ def compare_trainers(args) -> dict:
             "micro_batch_size": cfg.training.micro_batch_size,
             "sample_packing": cfg.context.sample_packing,
             "timed_steps_per_method": steps * args.rounds,
-            **{f"{m}_seconds": round(s, 2) for m, (s, _, _) in totals.items()},
-            **{f"{m}_cpu_seconds": round(c, 2) for m, (_, c, _) in totals.items()},
+            # 4 decimals: a tiny (CI) run's timed steps take a tenth of a second, and 2 decimals
+            # moved the rate recomputed from them by over 1%
+            **{f"{m}_seconds": round(s, 4) for m, (s, _, _) in totals.items()},
+            **{f"{m}_cpu_seconds": round(c, 4) for m, (_, c, _) in totals.items()},
             **{f"{m}_target_tokens": t for m, (_, _, t) in totals.items()},
             **{f"{m}_target_tokens_per_second": round(r, 1) for m, r in rate.items()},
             **{f"{m}_target_tokens_per_cpu_second": round(r, 1) for m, r in cpu_rate.items()},
