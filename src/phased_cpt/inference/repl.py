@@ -37,6 +37,14 @@ commands:
 anything else is a prompt, completed as raw text; end a line with \\ to continue it on the next"""
 
 
+SHOWN_CONTROLS = {
+    code: f"\\x{code:02x}" for code in [*range(0x00, 0x20), *range(0x7F, 0xA0)] if chr(code) not in "\n\t"
+}
+"""Control characters a model generated, shown escaped (`\\x1b`): raw, they would drive the
+terminal (an escape sequence clears or rewrites the screen, a NUL ends up in a log) instead of
+being read. New lines and tabs stay as they are."""
+
+
 class Repl:
     def __init__(self, generator: Generator, params: GenerationParams, out: TextIO = sys.stdout) -> None:
         self.generator = generator
@@ -147,7 +155,7 @@ class Repl:
             self.print(completion.stats(side))
 
     def stream(self, text: str) -> None:
-        self.out.write(text)
+        self.out.write(text.translate(SHOWN_CONTROLS))
         self.out.flush()
 
     def print(self, text: str) -> None:

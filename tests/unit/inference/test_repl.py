@@ -165,3 +165,10 @@ def test_a_prompt_longer_than_the_context_is_one_error_line(repl):
         r"leaving no room for an answer; shorten the prompt",
         lines[0],
     )
+
+
+def test_control_characters_a_model_generates_are_shown_escaped(repl):
+    """A NUL or an escape sequence in a completion is shown as `\\x00` / `\\x1b`, never sent raw to
+    the terminal; new lines and tabs stay as they are."""
+    repl.stream("a\x00b\x1b[2Jc\td\ne\x7f\x9b")
+    assert repl.out.getvalue() == "a\\x00b\\x1b[2Jc\td\ne\\x7f\\x9b"
