@@ -15,21 +15,16 @@ directory, which never holds the marker before the check passed, is deleted.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from safetensors import SafetensorError
-
-from phased_cpt.errors import UserError
 from phased_cpt.export.gguf import GgufTarget
 from phased_cpt.export.hf import HfTarget
 from phased_cpt.export.ollama import OllamaTarget
 from phased_cpt.export.parity import ParityReport
 from phased_cpt.export.target import EXPORT_MARKER, ExportOptions, ExportTarget, Source, Trained, read_marker
 from phased_cpt.export.vllm import VllmTarget
-from phased_cpt.inference.merge import apply_umask, check_out_dir, swap_into_place, write_marker
+from phased_cpt.inference.merge import check_out_dir, staged_output, write_marker
 
 TARGETS: dict[str, type[ExportTarget]] = {
     "hf": HfTarget,
@@ -58,12 +53,9 @@ def export_adapter(
     target = make_target(kind, options)
     out_dir = Path(out_dir)
     check_out_dir(out_dir, force, source.protected(), target.output)
-    staging = None
-    try:
+    with staged_output(out_dir, f"{kind} export") as staging:
         target.preflight(source)
         trained = Trained(source)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.exporting-"))
         written = target.write(trained, staging)
         report = target.check(trained, staging, written)
         marker = {
@@ -74,16 +66,6 @@ def export_adapter(
             "parity": report.to_json(),
         }
         write_marker(staging, marker, EXPORT_MARKER)  # lists every file: what a later --force may replace
-        apply_umask(staging)
-        swap_into_place(staging, out_dir)
-    except (OSError, SafetensorError) as err:
-        raise UserError(
-            f"cannot write the {kind} export to {out_dir}: {err}; nothing at {out_dir} was changed "
-            "(free some space, or choose another --out)"
-        ) from None
-    finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
     return ExportResult(kind, out_dir, report, target.usage(source, out_dir, written))
 
 

@@ -32,6 +32,8 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,10 +105,7 @@ def merge_adapter(
     probes = [tokenizer(p, return_tensors="pt")["input_ids"] for p in PROBE_PROMPTS]
     reference = probe_logits(peft_model, probes)
 
-    tmp = None
-    try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.merging-"))
+    with staged_output(out_dir, "merged model") as tmp:
         save_merged(peft_model, tokenizer, model, tmp)
         del peft_model
         gc.collect()
@@ -118,16 +117,6 @@ def merge_adapter(
         del reloaded
         report = compare_logits(reference, exported, dtype, out_dir)
         write_marker(tmp, {"adapter": str(adapter_dir), "base_model": model.name})
-        apply_umask(tmp)
-        swap_into_place(tmp, out_dir)
-    except (OSError, SafetensorError) as err:
-        raise UserError(
-            f"cannot write the merged model to {out_dir}: {err}; nothing at {out_dir} was changed "
-            "(free some space, or choose another --out)"
-        ) from None
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
     return report
 
 
@@ -232,6 +221,29 @@ def unlisted_entries(directory: Path, marker: str = MERGE_MARKER) -> list[str] |
             if relative not in allowed:
                 found.append(relative)
     return sorted(found)
+
+
+@contextmanager
+def staged_output(out_dir: Path, noun: str) -> Iterator[Path]:
+    """A staging directory beside `out_dir` for the block to fill; when the block ends without an
+    error, it gets the user's umask and is swapped into place (`swap_into_place`). A full disk or
+    another write error is a UserError saying nothing at `out_dir` changed; the staging directory
+    is always removed. The one atomic write of `merge` and `export`."""
+    staging = None
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.staging-"))
+        yield staging
+        apply_umask(staging)
+        swap_into_place(staging, out_dir)
+    except (OSError, SafetensorError) as err:
+        raise UserError(
+            f"cannot write the {noun} to {out_dir}: {err}; nothing at {out_dir} was changed "
+            "(free some space, or choose another --out)"
+        ) from None
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def swap_into_place(new: Path, out_dir: Path) -> None:
