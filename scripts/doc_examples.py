@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DOCS = ["README.md", "docs/multi-gpu.md", "docs/from-git.md", "docs/export.md"]
+DOCS = ["README.md", *sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md"))]
+"""Every page whose ```bash blocks run and whose example regions are checked."""
 REGION = re.compile(
     r"<!-- doc-example: (?P<name>[\w-]+) -->\n```(?P<lang>\w*)\n(?P<body>.*?)```\n<!-- /doc-example -->", re.DOTALL
 )
@@ -324,6 +325,18 @@ def chat_session(ws: Workspace) -> str:
     return "$ phased-cpt chat --phase 1\n" + text
 
 
+def quickstart_report(ws: Workspace) -> str:
+    """The learning-vs-forgetting part of `phased-cpt report` on the quickstart run: its headline
+    and the table, from the base model through each phase."""
+    work = ws.quickstart_run()
+    (run,) = (work / "outputs").iterdir()
+    command = f"phased-cpt report outputs/{run.name}"
+    result = expect(phased_cpt(command.split()[1:], work, env=ws.env))
+    section = result.stdout.split("## Learning vs forgetting\n")[1].split("\n## ")[0]
+    lines = [line for line in section.splitlines() if line.startswith(("**", "|"))]
+    return f"$ {command}      # its learning-vs-forgetting part\n" + "\n".join(lines) + "\n"
+
+
 def with_typed_lines(output: str, typed: list[str]) -> str:
     """The REPL's output as a terminal shows it: each prompt (`>>> `, `... `, at a line start or
     right after the previous prompt when nothing was printed between) followed by the line typed."""
@@ -354,6 +367,7 @@ EXAMPLES: dict[str, Example] = {
     "from-git-phase2": Example(from_git_document("phase2_evolution.jsonl", lambda d: d["subject"] == "Add discounts")),
     "from-git-phase3": Example(from_git_document("phase3_pr_mastery.jsonl", lambda d: d.get("number") == 2)),
     "chat-session": Example(chat_session, trains=True),
+    "quickstart-report": Example(quickstart_report, trains=True),
 }
 
 

@@ -40,7 +40,7 @@ PLACEHOLDERS = {
 def bash_blocks() -> list[tuple[str, int, str | None, str]]:
     """(doc, line, marker, body) of every ```bash block, in doc order."""
     blocks = []
-    for name in [*DOCS, "docs/architecture.md"]:
+    for name in DOCS:
         text = (REPO / name).read_text(encoding="utf-8")
         for match in MARKED_BLOCK.finditer(text):
             line = text.count("\n", 0, match.start("body"))

@@ -10,7 +10,7 @@ import sys
 import pytest
 import yaml
 
-from scripts.doc_examples import Workspace, chat_session, stale
+from scripts.doc_examples import Workspace, chat_session, quickstart_report, stale
 from tests.conftest import bundled_texts, write_jsonl
 from tests.e2e.cli import REPO, run_cli, tiny_run_config, write_yaml
 
@@ -37,11 +37,11 @@ def test_train_without_config_runs_the_embedded_quickstart(quickstart_work):
     assert (model_dir / "config.json").is_file() and (model_dir / "tokenizer.model").is_file()  # SentencePiece
     resolved = yaml.safe_load((run_dir / "config.resolved.yaml").read_text())
     assert resolved["model"]["name"] == str(model_dir)
-    # the README's chat session is this run's (scripts/doc_examples.py; timings and the run's stamp aside)
-    session = chat_session(Workspace(quickstart_work, quickstart_run_dir=quickstart_work))
-    assert stale({"chat-session": session}) == [], (
-        f"stale README chat session: python scripts/doc_examples.py\n{session}"
-    )
+    # the docs' chat session and the README's report excerpt are this run's (scripts/doc_examples.py;
+    # timings and the run's stamp aside)
+    workspace = Workspace(quickstart_work, quickstart_run_dir=quickstart_work)
+    outputs = {"chat-session": chat_session(workspace), "quickstart-report": quickstart_report(workspace)}
+    assert stale(outputs) == [], f"stale doc examples: python scripts/doc_examples.py\n{outputs}"
 
 
 def test_train_phased_py_accepts_the_launcher_local_rank_argument(tiny_model_dir, tmp_path):

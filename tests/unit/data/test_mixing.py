@@ -121,8 +121,8 @@ def test_eos_counts_every_document_end_trained_on_mixed_ones_included(mixed):
     first, second = mixed["first"].train.stats, mixed["second"].train.stats
     assert first["eos_tokens"] == first["documents"] == first["rows"]
     assert second["eos_tokens"] == second["rows"] > second["documents"]
-    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
-    assert "(equal to `docs` for a phase with one source and nothing mixed in;" in readme
+    planning = (Path(__file__).resolve().parents[3] / "docs" / "planning.md").read_text()
+    assert "(equal to `docs` for a phase with one source and nothing mixed in;" in planning
 
 
 def test_the_beta_source_reads_every_file_of_its_glob(mixed):
