@@ -7,17 +7,22 @@ Checked here:
 - no import cycle among the modules of `src/phased_cpt`, module-level and lazy imports alike;
 - settings travel in typed groups: no function takes more than 6 parameters besides self/cls;
 - `distributed.py` is the only reader of `RANK`, `LOCAL_RANK` and `WORLD_SIZE`, the only caller
-  of `torch.distributed`'s collectives and the only one that asks the HF Trainer who rank 0 is;
+  of `torch.distributed`'s collectives, and the one answer to "am I rank 0" (nobody asks the HF
+  Trainer's `is_world_process_zero`);
 - argparse lives only in `cli/`;
 - one rule, one function, where the rule has a syntactic mark: only `run_dir.py` builds or parses
   `checkpoint-N` names; the label rule's -100 is written only as `data/chunking.IGNORE_INDEX`;
-  a tokenizer is loaded only through `modeling.load_tokenizer` (and so `tokenizer_problem`).
+  a tokenizer is loaded only through `modeling.load_tokenizer` (and so `tokenizer_problem`);
+- where a change goes, for an export target: one class in its own module `export/<name>.py`,
+  named in `export/flow.TARGETS` and `export.TARGET_NAMES` alike.
 
 Checked elsewhere:
 - lazy imports in `cli/` (`--help`, `validate`, `data from-git` import no torch or transformers):
   `tests/unit/test_cli.py` runs them and looks at `sys.modules`;
 - "a generation parameter is one field of `GenerationParams`" and "a REPL command has a HELP line":
   `tests/unit/inference/test_params.py` and `tests/unit/inference/test_repl.py`;
+- where a change goes, for a per-phase option (`PHASE_OVERRIDE_KEYS`, `phase_cache_key`,
+  `MAY_CHANGE`): tests/unit/test_config.py and the data and resume tests;
 - what `merge --force` may replace (`check_replaceable`), whether a checkpoint is complete
   (`missing_rank_parts`), the one-writer-per-cache rule: their behaviour tests in tests/unit.
 
@@ -31,8 +36,9 @@ Not checkable on the source, and why:
   (DeepSpeed shards, bundled data), which look the same as a user's data pattern to a parser;
 - "anything the run directory holds has a name and an accessor in `run_dir.py`": file names are
   plain strings, also used in messages and docstrings;
-- "one class per export target", "the metrics sink gives ranks other than 0 no backend": shapes
-  of objects at run time, tested by tests/unit/export and the training tests.
+- "the metrics sink gives ranks other than 0 no backend", "a metrics backend is a class added in
+  `open_sink`", "a LoRA variant goes through peft's state-dict API": what objects do at run time,
+  tested by the metrics, modeling and resume tests; their source has no mark to look for.
 """
 
 from __future__ import annotations
@@ -472,3 +478,12 @@ def test_a_tokenizer_is_loaded_through_modeling():
         and any("Tokenizer" in name for name in calls_to(tree, {"from_pretrained"}))
     }
     assert loaders - set(TOKENIZER_BUILDERS) == set()
+
+
+def test_an_export_target_is_one_class_in_its_own_module():
+    from phased_cpt.export import TARGET_NAMES
+    from phased_cpt.export.flow import TARGETS
+
+    assert tuple(TARGETS) == TARGET_NAMES
+    for name, target in TARGETS.items():
+        assert target.kind == name and target.__module__ == f"phased_cpt.export.{name}"
