@@ -29,10 +29,12 @@ def write_corpus(out_dir: Path, limit_files: int | None) -> tuple[Path, Path]:
 
 
 def build_model(out_dir: Path, sample: Path, vocab_size: int, hidden_size: int = 128, num_layers: int = 4) -> Path:
-    from phased_cpt.quickstart.tiny_model import build_tiny_model
+    from phased_cpt.quickstart.tiny_model import TinyModelSpec, build_tiny_model
 
     if (out_dir / "config.json").is_file():
         return out_dir
     return build_tiny_model(
-        out_dir, [sample], architecture="qwen2", vocab_size=vocab_size, hidden_size=hidden_size, num_layers=num_layers
+        out_dir,
+        [sample],
+        TinyModelSpec(architecture="qwen2", vocab_size=vocab_size, hidden_size=hidden_size, num_layers=num_layers),
     )

@@ -158,10 +158,12 @@ def tiny_run_config(model_dir: Path) -> str:
 def tiny_qwen2_model(out_dir: Path) -> Path:
     """The tests' tiny Qwen2-architecture model (no BOS, pad == EOS), built offline."""
     from phased_cpt.quickstart import DATA_DIR
-    from phased_cpt.quickstart.tiny_model import build_tiny_model
+    from phased_cpt.quickstart.tiny_model import TinyModelSpec, build_tiny_model
 
     return build_tiny_model(
-        out_dir, sorted(DATA_DIR.glob("*.jsonl")), architecture="qwen2", vocab_size=512, hidden_size=32, num_layers=2
+        out_dir,
+        sorted(DATA_DIR.glob("*.jsonl")),
+        TinyModelSpec(architecture="qwen2", vocab_size=512, hidden_size=32, num_layers=2),
     )
 
 

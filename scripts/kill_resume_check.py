@@ -39,7 +39,7 @@ from safetensors.torch import load_file
 
 from phased_cpt.crash_points import CRASH_AT_ENV
 from phased_cpt.quickstart import DATA_DIR
-from phased_cpt.quickstart.tiny_model import build_tiny_model
+from phased_cpt.quickstart.tiny_model import TinyModelSpec, build_tiny_model
 
 PHASES = ("phase1_foundation", "phase2_evolution")
 ENV = {"OMP_NUM_THREADS": "2", **os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
@@ -171,10 +171,7 @@ def main() -> int:
     model_dir = build_tiny_model(
         root / "model",
         sorted(DATA_DIR.glob("*.jsonl")),
-        architecture="qwen2",
-        vocab_size=512,
-        hidden_size=32,
-        num_layers=2,
+        TinyModelSpec(architecture="qwen2", vocab_size=512, hidden_size=32, num_layers=2),
     )
     reference = root / "reference"
     process = train(write_config(reference, model_dir))

@@ -17,7 +17,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="phased-cpt-tests-cache-")
 
 from phased_cpt.quickstart import DATA_DIR  # noqa: E402
-from phased_cpt.quickstart.tiny_model import build_tiny_model  # noqa: E402
+from phased_cpt.quickstart.tiny_model import TinyModelSpec, build_tiny_model  # noqa: E402
 
 CORPUS = sorted(DATA_DIR.glob("*.jsonl"))
 
@@ -26,14 +26,18 @@ CORPUS = sorted(DATA_DIR.glob("*.jsonl"))
 def tiny_model_dir(tmp_path_factory) -> Path:
     """Qwen2-style: no BOS, pad token == EOS token."""
     out = tmp_path_factory.mktemp("tiny-qwen2")
-    return build_tiny_model(out, CORPUS, architecture="qwen2", vocab_size=512, hidden_size=32, num_layers=2)
+    return build_tiny_model(
+        out, CORPUS, TinyModelSpec(architecture="qwen2", vocab_size=512, hidden_size=32, num_layers=2)
+    )
 
 
 @pytest.fixture(scope="session")
 def tiny_llama_bos_dir(tmp_path_factory) -> Path:
     """Llama-style: the tokenizer prepends BOS."""
     out = tmp_path_factory.mktemp("tiny-llama")
-    return build_tiny_model(out, CORPUS, architecture="llama", vocab_size=512, hidden_size=32, num_layers=2, bos=True)
+    return build_tiny_model(
+        out, CORPUS, TinyModelSpec(architecture="llama", vocab_size=512, hidden_size=32, num_layers=2, bos=True)
+    )
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +45,11 @@ def tiny_sentencepiece_llama_dir(tmp_path_factory) -> Path:
     """Llama-style with a SentencePiece tokenizer (`tokenizer.model`), which llama.cpp's converter reads."""
     out = tmp_path_factory.mktemp("tiny-llama-spm")
     return build_tiny_model(
-        out, CORPUS, architecture="llama", vocab_size=512, hidden_size=32, num_layers=2, tokenizer_kind="sentencepiece"
+        out,
+        CORPUS,
+        TinyModelSpec(
+            architecture="llama", vocab_size=512, hidden_size=32, num_layers=2, tokenizer_kind="sentencepiece"
+        ),
     )
 
 
@@ -49,7 +57,9 @@ def tiny_sentencepiece_llama_dir(tmp_path_factory) -> Path:
 def tiny_fim_model_dir(tmp_path_factory) -> Path:
     """Qwen2-style with Qwen2.5-Coder's fill-in-the-middle tokens in its tokenizer."""
     out = tmp_path_factory.mktemp("tiny-qwen2-fim")
-    return build_tiny_model(out, CORPUS, architecture="qwen2", vocab_size=512, hidden_size=32, num_layers=2, fim=True)
+    return build_tiny_model(
+        out, CORPUS, TinyModelSpec(architecture="qwen2", vocab_size=512, hidden_size=32, num_layers=2, fim=True)
+    )
 
 
 def write_jsonl(path: Path, texts: list[str], field: str = "training_content") -> Path:

@@ -41,7 +41,7 @@ from phased_cpt.evaluation.perplexity import evaluate_rows
 from phased_cpt.modeling import load_tokenizer
 from phased_cpt.quickstart import build_cached, cache_root
 from phased_cpt.quickstart.stdlib import STDLIB, write_general_corpus
-from phased_cpt.quickstart.tiny_model import build_tiny_model
+from phased_cpt.quickstart.tiny_model import TinyModelSpec, build_tiny_model
 
 logger = logging.getLogger(__name__)
 
@@ -96,13 +96,15 @@ def pretrain_tiny_model(out_dir: Path, settings: PretrainSettings) -> Path:
     build_tiny_model(
         out_dir,
         [sample],
-        architecture="qwen2",
-        vocab_size=settings.vocab_size,
-        hidden_size=settings.hidden_size,
-        num_layers=settings.num_layers,
-        fim=True,
-        seed=settings.seed,
-        initializer_range=0.02,
+        TinyModelSpec(
+            architecture="qwen2",
+            vocab_size=settings.vocab_size,
+            hidden_size=settings.hidden_size,
+            num_layers=settings.num_layers,
+            fim=True,
+            seed=settings.seed,
+            initializer_range=0.02,
+        ),
     )
     sample.unlink()
     tokenizer = load_tokenizer(ModelConfig(name=str(out_dir)))

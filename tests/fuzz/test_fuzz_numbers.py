@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from phased_cpt.cli import main
 from phased_cpt.cli.parser import build_parser
 from phased_cpt.config.schema import RunConfig
-from phased_cpt.inference.params import PARAM_CHECKS
+from phased_cpt.inference.params import PARAMS
 from tests.conftest import bundled_texts, write_jsonl
 from tests.fuzz.test_fuzz_inputs import fuzz
 
@@ -70,7 +70,7 @@ def numeric_flags() -> list[tuple[tuple[str, ...], str, argparse.Action]]:
     found = []
     for words, sub in subcommands(build_parser()):
         for action in sub._actions:
-            if action.option_strings and (hasattr(action.type, "bounds") or action.dest in PARAM_CHECKS):
+            if action.option_strings and (hasattr(action.type, "bounds") or action.dest in PARAMS):
                 found.append((words, action.option_strings[0], action))
     return found
 
@@ -127,7 +127,7 @@ def test_a_numeric_flag_is_a_bounded_finite_number_or_one_error_line(choice, tex
         lines = err.getvalue().splitlines()
         assert exit.code == 2 and len(lines) == 1 and lines[0].startswith(f"error: argument {flag}"), lines
         return
-    if action.dest in PARAM_CHECKS:  # parsed by `set_param`, the REPL's /set parser, before the model loads
+    if action.dest in PARAMS:  # parsed by `set_param`, the REPL's /set parser, before the model loads
         try:
             value = getattr(params_from_args(args), action.dest)
         except UserError as error:

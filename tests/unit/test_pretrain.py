@@ -67,18 +67,15 @@ def test_pretraining_trains_every_weight_and_records_what_it_did(pretrained, tmp
     assert model.config.model_type == "qwen2"
     tokenizer = load_tokenizer(ModelConfig(name=str(pretrained)))
     assert find_fim_tokens(tokenizer).family == "Qwen2.5-Coder"
-    from phased_cpt.quickstart.tiny_model import build_tiny_model
+    from phased_cpt.quickstart.tiny_model import TinyModelSpec, build_tiny_model
 
     random = load_file(
         build_tiny_model(
             tmp_path,
             [general_files(pretrained)[0]],
-            architecture="qwen2",
-            vocab_size=300,
-            hidden_size=32,
-            num_layers=2,
-            fim=True,
-            initializer_range=0.02,
+            TinyModelSpec(
+                architecture="qwen2", vocab_size=300, hidden_size=32, num_layers=2, fim=True, initializer_range=0.02
+            ),
         )
         / "model.safetensors"
     )

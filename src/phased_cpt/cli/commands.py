@@ -311,16 +311,16 @@ def chat_output_dir(args: argparse.Namespace) -> Path:
 
 
 def params_from_args(args: argparse.Namespace) -> GenerationParams:
-    from phased_cpt.inference.params import PARAM_CHECKS, GenerationParams, ParamError, set_param
+    from phased_cpt.inference.params import PARAMS, GenerationParams, ParamError, flag, set_param
 
     params = GenerationParams()
-    for name in PARAM_CHECKS:
+    for name in PARAMS:
         value = getattr(args, name)
         if value is not None:
             try:
                 params = set_param(params, name, value)
             except ParamError as err:
-                raise UserError(f"--{name.replace('_', '-')}: {err}") from None
+                raise UserError(f"{flag(name)}: {err}") from None
     return params
 
 

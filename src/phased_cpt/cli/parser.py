@@ -382,7 +382,7 @@ def model_config_file(text: str) -> Path:
 
 
 def add_inference_commands(sub: argparse._SubParsersAction) -> None:
-    from phased_cpt.inference.params import PARAM_CHECKS, GenerationParams
+    from phased_cpt.inference.params import PARAM_TYPES, PARAMS, GenerationParams, flag
 
     chat = sub.add_parser(
         "chat",
@@ -427,12 +427,12 @@ def add_inference_commands(sub: argparse._SubParsersAction) -> None:
     )
     chat.add_argument("--force", action="store_true", help="let --out replace an existing file")
     defaults = GenerationParams()
-    for name, (kind, _, allowed) in PARAM_CHECKS.items():
+    for name, spec in PARAMS.items():
         chat.add_argument(
-            f"--{name.replace('_', '-')}",
+            flag(name),
             dest=name,
-            metavar=kind.__name__.upper(),
-            help=f"{allowed}; default {getattr(defaults, name)} (/set {name} in the REPL)",
+            metavar=PARAM_TYPES[name].__name__.upper(),
+            help=f"{spec.allowed}; default {getattr(defaults, name)} (/set {name} in the REPL)",
         )
     chat.set_defaults(func=cmd_chat)
 

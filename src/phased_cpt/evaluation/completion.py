@@ -34,10 +34,21 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList, StopStringCriteria
 
+from phased_cpt.config import CompletionConfig
 from phased_cpt.data.fim import FimTokens, require_fim_tokens
 
 MAX_TARGET_CHARS = 200
 """Lines longer than this (minified code, data) are not used as targets."""
+
+
+@dataclass(frozen=True)
+class GreedyDecoding:
+    """How every evaluation generates: greedily, at most `max_new_tokens` per answer, `batch_size`
+    prompts at once, through the base model alone (adapter disabled) when `base_model`."""
+
+    max_new_tokens: int
+    batch_size: int
+    base_model: bool = False
 
 
 @dataclass(frozen=True)
@@ -167,15 +178,14 @@ def generate_lines(
     model,
     tokenizer: PreTrainedTokenizerBase,
     prompts: list[list[int]],
-    max_new_tokens: int,
-    batch_size: int,
-    base_model: bool = False,
+    decoding: GreedyDecoding,
     stop_ids: list[int] | None = None,
     stop_strings: tuple[str, ...] | None = None,
 ) -> list[str]:
     """Greedy completions of `prompts` (token ids), each until it ends a line (given
     `stop_strings`: until it writes one of them; `()`: no such stop), emits EOS (or one of
-    `stop_ids`) or reaches `max_new_tokens`; their decoded text. Left-padded batches."""
+    `stop_ids`) or reaches `decoding.max_new_tokens`; their decoded text. Left-padded batches."""
+    batch_size = decoding.batch_size
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     eos = sorted({tokenizer.eos_token_id, *(stop_ids or [])})
     device = next(model.parameters()).device
@@ -183,7 +193,7 @@ def generate_lines(
     model.eval()
     answers: list[str] = []
     stop_at_strings = [StopStringCriteria(tokenizer, list(stop_strings))] if stop_strings else []
-    adapter_off = model.disable_adapter() if base_model else nullcontext()
+    adapter_off = model.disable_adapter() if decoding.base_model else nullcontext()
     try:
         with torch.inference_mode(), adapter_off:
             for i in range(0, len(prompts), batch_size):
@@ -194,7 +204,7 @@ def generate_lines(
                 output = model.generate(
                     input_ids=input_ids,
                     attention_mask=mask,
-                    max_new_tokens=max_new_tokens,
+                    max_new_tokens=decoding.max_new_tokens,
                     do_sample=False,
                     eos_token_id=eos,
                     pad_token_id=pad,
@@ -224,16 +234,14 @@ def evaluate_completion(
     model,
     tokenizer: PreTrainedTokenizerBase,
     tasks: list[CompletionTask],
-    max_new_tokens: int,
     prompt_tokens: int,
-    batch_size: int,
+    decoding: GreedyDecoding,
     fim: FimTokens | None = None,
-    base_model: bool = False,
 ) -> CompletionScores:
     """Score the model on `tasks`: plain next-line completion, or infill when `fim` is given."""
     prompts = [prompt_ids(task, tokenizer, prompt_tokens, fim) for task in tasks]
     stop = list(fim.ids) if fim is not None else None
-    answers = generate_lines(model, tokenizer, prompts, max_new_tokens, batch_size, base_model, stop)
+    answers = generate_lines(model, tokenizer, prompts, decoding, stop)
     return score_completions(tasks, answers)
 
 
@@ -244,23 +252,26 @@ class CompletionEvaluator:
         self,
         tokenizer: PreTrainedTokenizerBase,
         eval_sets: dict,
-        samples: int,
-        max_new_tokens: int,
+        completion: CompletionConfig,
         prompt_tokens: int,
-        infill: bool,
         batch_size: int,
         seed: int,
     ) -> None:
-        """`eval_sets`: {name: `Rows` or None}; `samples` cut points each; prompts of at most
-        `prompt_tokens` (at least 1); `infill`: also the FIM variant (the tokenizer must have FIM tokens)."""
+        """`eval_sets`: {name: `Rows` or None}; `completion.samples` cut points each; prompts of at
+        most `prompt_tokens` (at least 1; `completion.prompt_tokens` capped by the context);
+        `completion.infill`: also the FIM variant (the tokenizer must have FIM tokens)."""
         self.tokenizer = tokenizer
-        self.max_new_tokens = max_new_tokens
+        self.max_new_tokens = completion.max_new_tokens
         self.prompt_tokens = max(1, prompt_tokens)
         self.batch_size = batch_size
-        self.fim = require_fim_tokens(tokenizer, "evaluation.completion.infill") if infill else None
+        self.fim = require_fim_tokens(tokenizer, "evaluation.completion.infill") if completion.infill else None
         self.tasks = {
             name: completion_tasks(
-                chunk_texts(rows.dataset.tokens, rows.dataset.chunks, tokenizer), tokenizer, samples, seed, name
+                chunk_texts(rows.dataset.tokens, rows.dataset.chunks, tokenizer),
+                tokenizer,
+                completion.samples,
+                seed,
+                name,
             )
             for name, rows in eval_sets.items()
             if rows is not None
@@ -269,19 +280,11 @@ class CompletionEvaluator:
     def evaluate(self, model, base_model: bool = False) -> dict[str, dict]:
         """{held-out set: exact_match, edit_similarity, samples (and infill_* with infill)}."""
         modes = [("", None)] + ([("infill_", self.fim)] if self.fim is not None else [])
+        decoding = GreedyDecoding(self.max_new_tokens, self.batch_size, base_model)
         results: dict[str, dict] = {}
         for name, tasks in self.tasks.items():
             results[name] = {}
             for prefix, fim in modes:
-                scores = evaluate_completion(
-                    model,
-                    self.tokenizer,
-                    tasks,
-                    self.max_new_tokens,
-                    self.prompt_tokens,
-                    self.batch_size,
-                    fim,
-                    base_model,
-                )
+                scores = evaluate_completion(model, self.tokenizer, tasks, self.prompt_tokens, decoding, fim)
                 results[name] |= scores.to_dict(prefix)
         return results

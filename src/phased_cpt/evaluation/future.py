@@ -33,6 +33,7 @@ from phased_cpt.data.fim import find_fim_tokens
 from phased_cpt.evaluation.completion import (
     CompletionScores,
     CompletionTask,
+    GreedyDecoding,
     edit_similarity,
     generate_lines,
     prompt_ids,
@@ -128,9 +129,8 @@ class FutureTaskEvaluator:
                 continue
             if kind == "next_line":
                 prompts = [prompt_ids(task, self.tokenizer, self.prompt_tokens) for task in tasks]
-                answers = generate_lines(
-                    model, self.tokenizer, prompts, self.completion.max_new_tokens, self.batch_size, base_model
-                )
+                decoding = GreedyDecoding(self.completion.max_new_tokens, self.batch_size, base_model)
+                answers = generate_lines(model, self.tokenizer, prompts, decoding)
             else:
                 budget = min(self.answer_tokens(tasks), self.prompt_tokens // 2)
                 limit = self.prompt_tokens - budget  # prompt + answer stay within the context
@@ -139,9 +139,7 @@ class FutureTaskEvaluator:
                     model,
                     self.tokenizer,
                     prompts,
-                    budget + self.completion.max_new_tokens,
-                    self.batch_size,
-                    base_model,
+                    GreedyDecoding(budget + self.completion.max_new_tokens, self.batch_size, base_model),
                     list(fim.ids) if kind == "fim" else None,
                     stop_strings=(),
                 )

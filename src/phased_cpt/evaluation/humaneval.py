@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from transformers import PreTrainedTokenizerBase
 
 from phased_cpt.config import HUMANEVAL_COLUMN
-from phased_cpt.evaluation.completion import generate_lines
+from phased_cpt.evaluation.completion import GreedyDecoding, generate_lines
 from phased_cpt.evaluation.sandbox import SandboxLimits, run_programs, sandbox_mechanisms
 
 logger = logging.getLogger(__name__)
@@ -81,16 +81,14 @@ def evaluate_humaneval(
     model,
     tokenizer: PreTrainedTokenizerBase,
     problems: list[Problem],
-    max_new_tokens: int,
-    batch_size: int,
+    decoding: GreedyDecoding,
     limits: SandboxLimits,
-    base_model: bool = False,
 ) -> dict:
     """A matrix cell: {pass_at_1, problems, passed (per problem), sandbox (the mechanisms that held)}."""
     started = time.perf_counter()
     lead = tokenizer("", add_special_tokens=True)["input_ids"]  # BOS where the tokenizer adds one
     prompts = [lead + tokenizer(p.prompt, add_special_tokens=False)["input_ids"] for p in problems]
-    texts = generate_lines(model, tokenizer, prompts, max_new_tokens, batch_size, base_model, stop_strings=STOP_STRINGS)
+    texts = generate_lines(model, tokenizer, prompts, decoding, stop_strings=STOP_STRINGS)
     passed = score_programs(problems, [truncate_completion(t) for t in texts], limits)
     logger.info(
         "HumanEval: %d/%d passed (pass@1 %.3f) in %.1f s",

@@ -9,8 +9,9 @@ The Modelfile holds (Ollama's documented syntax: https://docs.ollama.com/modelfi
   exactly as ChatML does, the ChatML Go template is written. Any other chat template is left
   out, with a note, and Ollama then picks its template from the GGUF's `tokenizer.chat_template`;
 - `PARAMETER stop` for the EOS token(s) and the chat's end token (`<|im_end|>` for ChatML);
-- the sampling parameters of `phased-cpt chat`'s defaults (`GenerationParams`): temperature 0
-  (greedy), top_p, top_k, repeat_penalty, seed, and num_predict for max_tokens.
+- the sampling parameters of `phased-cpt chat`'s defaults (`GenerationParams`), each under its
+  Ollama name (`Param.ollama`): temperature 0 (greedy), top_p, top_k, num_predict for max_tokens,
+  repeat_penalty, seed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from phased_cpt.export.gguf import GgufTarget
 from phased_cpt.export.target import Source, Trained
-from phased_cpt.inference.params import GenerationParams
+from phased_cpt.inference.params import PARAMS, GenerationParams
 
 MODELFILE = "Modelfile"
 RAW_TEMPLATE = "{{ .Prompt }}"
@@ -90,14 +91,7 @@ def render_modelfile(model_file: str, template: Template, stop: list[str], param
         lines.append(f'TEMPLATE """{template.text}"""')
     for token in dict.fromkeys(stop):
         lines.append(f"PARAMETER stop {quote(token)}")
-    lines += [
-        f"PARAMETER temperature {params.temperature}",
-        f"PARAMETER top_p {params.top_p}",
-        f"PARAMETER top_k {params.top_k}",
-        f"PARAMETER repeat_penalty {params.repetition_penalty}",
-        f"PARAMETER seed {params.seed}",
-        f"PARAMETER num_predict {params.max_tokens}",
-    ]
+    lines += [f"PARAMETER {spec.ollama} {getattr(params, name)}" for name, spec in PARAMS.items() if spec.ollama]
     return "\n".join(lines) + "\n"
 
 

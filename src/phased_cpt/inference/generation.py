@@ -26,7 +26,7 @@ from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerB
 from transformers.generation.streamers import BaseStreamer
 
 from phased_cpt.errors import UserError
-from phased_cpt.inference.params import GenerationParams, ParamError, text_problem
+from phased_cpt.inference.params import PARAMS, GenerationParams, ParamError, text_problem
 from phased_cpt.modeling import ADAPTER_LOAD_ERRORS, adapter_load_failure, load_adapter
 
 if TYPE_CHECKING:
@@ -218,15 +218,19 @@ class Generator:
 
 
 def generation_config(params: GenerationParams, eos_ids: list[int], pad_id: int | None) -> GenerationConfig:
+    """transformers' settings for one answer: every parameter with a `generation_config` name
+    (`PARAMS`), the sampling ones only when sampling (temperature > 0)."""
     sampling = params.temperature > 0
-    extra = dict(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k) if sampling else {}
+    settings = {
+        spec.generation_config: getattr(params, name)
+        for name, spec in PARAMS.items()
+        if spec.generation_config is not None and (sampling or not spec.sampling_only)
+    }
     return GenerationConfig(
-        max_new_tokens=params.max_tokens,
         do_sample=sampling,
-        repetition_penalty=params.repetition_penalty,
         eos_token_id=eos_ids,
         pad_token_id=pad_id if pad_id is not None else eos_ids[0],
-        **extra,
+        **settings,
     )
 
 

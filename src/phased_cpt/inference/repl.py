@@ -18,23 +18,35 @@ from collections.abc import Callable
 from typing import TextIO
 
 from phased_cpt.inference.generation import Generator
-from phased_cpt.inference.params import GenerationParams, ParamError, set_param, text_problem
+from phased_cpt.inference.params import PARAMS, GenerationParams, ParamError, set_param, text_problem
 
 PROMPT = ">>> "
 CONTINUATION = "... "
 SIDES = {"base": "base model (adapter disabled)", "ft": "fine-tuned"}
 
-HELP = """\
-commands:
-  /set NAME VALUE   set temperature | top_p | top_k | max_tokens | repetition_penalty | seed
-  /params           show the generation parameters, mode and phase
-  /compare          toggle side-by-side base vs fine-tuned (on at start)
-  /base, /ft        answer with the base model only / the fine-tuned model only
-  /phase [NAME|N]   switch to another phase's adapter (no argument: list them)
-  /reset            restore the starting parameters and compare mode
-  /help             this text
-  /quit             leave (EOF and Ctrl-C too)
-anything else is a prompt, completed as raw text; end a line with \\ to continue it on the next"""
+COMMANDS = {
+    "set": ("/set NAME VALUE", f"set {' | '.join(PARAMS)}"),
+    "params": ("/params", "show the generation parameters, mode and phase"),
+    "compare": ("/compare", "toggle side-by-side base vs fine-tuned (on at start)"),
+    "base": ("/base, /ft", "answer with the base model only / the fine-tuned model only"),
+    "ft": None,  # shown with /base
+    "phase": ("/phase [NAME|N]", "switch to another phase's adapter (no argument: list them)"),
+    "reset": ("/reset", "restore the starting parameters and compare mode"),
+    "help": ("/help", "this text"),
+    "quit": ("/quit", "leave (EOF and Ctrl-C too)"),
+}
+"""{command: (usage, what it does) for /help, or None where another command's line shows it}. A
+new command is an entry here and a `Repl.do_<command>` method (tests/unit/inference/test_repl.py
+fails when one lacks the other)."""
+ALIASES = {"exit": "quit", "q": "quit"}
+
+HELP = "\n".join(
+    [
+        "commands:",
+        *(f"  {usage:<17} {effect}" for usage, effect in filter(None, COMMANDS.values())),
+        "anything else is a prompt, completed as raw text; end a line with \\ to continue it on the next",
+    ]
+)
 
 
 SHOWN_CONTROLS = {
@@ -92,34 +104,45 @@ class Repl:
             return True
 
     def command(self, command: str, arg: str) -> bool:
-        if command in ("quit", "exit", "q"):
-            return False
-        if command == "help":
-            self.print(HELP)
-        elif command == "set":
-            name, _, value = arg.partition(" ")
-            if not value.strip():
-                raise ParamError("usage: /set NAME VALUE, e.g. /set temperature 0.7")
-            self.params = set_param(self.params, name, value.strip())
-            self.print(f"{name} = {getattr(self.params, name)}")
-        elif command == "params":
-            self.print(f"{self.params.describe()} | {self.describe_mode()} | phase: {self.generator.active}")
-        elif command == "compare":
-            self.compare = not self.compare
-            self.print(self.describe_mode())
-        elif command in SIDES:
-            self.compare, self.single = False, command
-            self.print(self.describe_mode())
-        elif command == "phase":
-            self.switch_phase(arg)
-        elif command == "reset":
-            self.params, self.compare, self.single = self.start_params, True, "ft"
-            self.print(f"{self.params.describe()} | {self.describe_mode()}")
-        else:
+        """Run `/command arg` (its `do_` method); False when the REPL should end."""
+        command = ALIASES.get(command, command)
+        if command not in COMMANDS:
             raise ParamError(f"unknown command /{command} (/help lists the commands)")
-        return True
+        return getattr(self, f"do_{command}")(arg) is not False
 
-    def switch_phase(self, arg: str) -> None:
+    def do_quit(self, arg: str) -> bool:
+        return False
+
+    def do_help(self, arg: str) -> None:
+        self.print(HELP)
+
+    def do_set(self, arg: str) -> None:
+        name, _, value = arg.partition(" ")
+        if not value.strip():
+            raise ParamError("usage: /set NAME VALUE, e.g. /set temperature 0.7")
+        self.params = set_param(self.params, name, value.strip())
+        self.print(f"{name} = {getattr(self.params, name)}")
+
+    def do_params(self, arg: str) -> None:
+        self.print(f"{self.params.describe()} | {self.describe_mode()} | phase: {self.generator.active}")
+
+    def do_compare(self, arg: str) -> None:
+        self.compare = not self.compare
+        self.print(self.describe_mode())
+
+    def do_base(self, arg: str) -> None:
+        self.compare, self.single = False, "base"
+        self.print(self.describe_mode())
+
+    def do_ft(self, arg: str) -> None:
+        self.compare, self.single = False, "ft"
+        self.print(self.describe_mode())
+
+    def do_reset(self, arg: str) -> None:
+        self.params, self.compare, self.single = self.start_params, True, "ft"
+        self.print(f"{self.params.describe()} | {self.describe_mode()}")
+
+    def do_phase(self, arg: str) -> None:
         labels = list(self.generator.adapters)
         if not arg:
             for index, label in enumerate(labels, 1):

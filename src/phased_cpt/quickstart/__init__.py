@@ -55,14 +55,14 @@ def cache_root() -> Path:
 
 def quickstart_model_dir() -> Path:
     """The tiny quickstart model, built on first use and cached, keyed by the bundled data."""
-    from phased_cpt.quickstart.tiny_model import build_tiny_model
+    from phased_cpt.quickstart.tiny_model import TinyModelSpec, build_tiny_model
 
     files = sorted(DATA_DIR.glob("*.jsonl"))
     digest = hashlib.sha256(BUILDER_VERSION.encode())
     for f in files:
         digest.update(f.read_bytes())
     target = cache_root() / f"quickstart-tiny-llama-{digest.hexdigest()[:12]}"
-    return build_cached(target, lambda tmp: build_tiny_model(tmp, corpus_files=files, tokenizer_kind="sentencepiece"))
+    return build_cached(target, lambda tmp: build_tiny_model(tmp, files, TinyModelSpec(tokenizer_kind="sentencepiece")))
 
 
 def build_cached(target: Path, build: Callable[[Path], Any]) -> Path:

@@ -20,6 +20,7 @@ import io
 import json
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -112,22 +113,28 @@ def build_sentencepiece_tokenizer(texts: Iterator[str], vocab_size: int, out_dir
         return AutoTokenizer.from_pretrained(tmp, model_max_length=1_000_000)
 
 
-def build_tiny_model(
-    out_dir: Path,
-    corpus_files: list[Path],
-    *,
-    architecture: str = "llama",
-    vocab_size: int = 1024,
-    hidden_size: int = 128,
-    num_layers: int = 4,
-    bos: bool = False,
-    fim: bool = False,
-    seed: int = 0,
-    initializer_range: float = 0.1,
-    tokenizer_kind: str = "bpe",
-) -> Path:
+@dataclass(frozen=True)
+class TinyModelSpec:
+    """The shape of a tiny model and its tokenizer (the module docstring says what each option does)."""
+
+    architecture: str = "llama"
+    """"llama" or "qwen2"."""
+    vocab_size: int = 1024
+    hidden_size: int = 128
+    num_layers: int = 4
+    bos: bool = False
+    fim: bool = False
+    seed: int = 0
+    initializer_range: float = 0.1
+    tokenizer_kind: str = "bpe"
+    """"bpe" (byte-level, trained with `tokenizers`) or "sentencepiece" (llama only)."""
+
+
+def build_tiny_model(out_dir: Path, corpus_files: list[Path], spec: TinyModelSpec = TinyModelSpec()) -> Path:
     """Train the tokenizer, build the random model, `save_pretrained` both into `out_dir`."""
     out_dir = Path(out_dir)
+    architecture, vocab_size, hidden_size = spec.architecture, spec.vocab_size, spec.hidden_size
+    bos, fim, tokenizer_kind = spec.bos, spec.fim, spec.tokenizer_kind
     if tokenizer_kind == "sentencepiece":
         if architecture != "llama" or fim:
             raise ValueError("tokenizer_kind='sentencepiece' is for architecture='llama' without fim")
@@ -140,11 +147,11 @@ def build_tiny_model(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 3,
-        num_hidden_layers=num_layers,
+        num_hidden_layers=spec.num_layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=65536,
-        initializer_range=initializer_range,
+        initializer_range=spec.initializer_range,
         tie_word_embeddings=False,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
@@ -157,7 +164,7 @@ def build_tiny_model(
         config = Qwen2Config(**common)
     else:
         raise ValueError(f"architecture must be 'llama' or 'qwen2', got {architecture!r}")
-    torch.manual_seed(seed)
+    torch.manual_seed(spec.seed)
     model = AutoModelForCausalLM.from_config(config)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)

@@ -24,7 +24,7 @@ from phased_cpt.config import GENERAL_COLUMN, HUMANEVAL_COLUMN, EvaluationConfig
 from phased_cpt.crash_points import crash_point
 from phased_cpt.data.eval_sets import contamination_line, contamination_table, tasks_by_column
 from phased_cpt.data.phase_data import PhaseData
-from phased_cpt.evaluation.completion import CompletionEvaluator
+from phased_cpt.evaluation.completion import CompletionEvaluator, GreedyDecoding
 from phased_cpt.evaluation.forgetting import BASE_ROW, ForgettingMatrix, evaluate_phases
 from phased_cpt.evaluation.future import FutureTaskEvaluator
 from phased_cpt.evaluation.humaneval import evaluate_humaneval, load_problems
@@ -62,16 +62,7 @@ class RunEvaluator:
         scoring = tokenizer is not None and evaluation.forgetting_matrix
         prompt_tokens = min(completion.prompt_tokens, max_tokens - completion.max_new_tokens)
         self.completion = (
-            CompletionEvaluator(
-                tokenizer,
-                self.eval_sets,
-                completion.samples,
-                completion.max_new_tokens,
-                prompt_tokens,
-                completion.infill,
-                evaluation.batch_size,
-                seed,
-            )
+            CompletionEvaluator(tokenizer, self.eval_sets, completion, prompt_tokens, evaluation.batch_size, seed)
             if scoring and completion.samples > 0
             else None
         )
@@ -118,10 +109,8 @@ class RunEvaluator:
                 model,
                 self.tokenizer,
                 problems,
-                self.humaneval.max_new_tokens,
-                self.evaluation.batch_size,
+                GreedyDecoding(self.humaneval.max_new_tokens, self.evaluation.batch_size, base_model),
                 SandboxLimits(timeout_s=self.humaneval.timeout_s),
-                base_model,
             )
         return results
 

@@ -10,12 +10,13 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from phased_cpt.config import ContextConfig, ModelConfig
+from phased_cpt.config import CompletionConfig, ContextConfig, ModelConfig
 from phased_cpt.data.collate import make_collator
 from phased_cpt.data.fim import find_fim_tokens
 from phased_cpt.data.rows import RowDataset
 from phased_cpt.evaluation.completion import (
     CompletionTask,
+    GreedyDecoding,
     chunk_texts,
     completion_tasks,
     edit_similarity,
@@ -110,8 +111,10 @@ def random_model(tiny_fim_model_dir):
 
 def test_batched_left_padded_generation_equals_one_prompt_at_a_time(random_model, tokenizer):
     prompts = [tokenizer(t)["input_ids"] for t in ("def ", "class Point:\n    x", "for item in items:\n")]
-    batched = generate_lines(random_model, tokenizer, prompts, max_new_tokens=8, batch_size=3)
-    alone = [generate_lines(random_model, tokenizer, [p], max_new_tokens=8, batch_size=1)[0] for p in prompts]
+    batched = generate_lines(random_model, tokenizer, prompts, GreedyDecoding(max_new_tokens=8, batch_size=3))
+    alone = [
+        generate_lines(random_model, tokenizer, [p], GreedyDecoding(max_new_tokens=8, batch_size=1))[0] for p in prompts
+    ]
     assert batched == alone
     reference = []  # greedy by hand: argmax of the next-token logits, 8 steps or a newline or EOS
     for ids in prompts:
@@ -153,9 +156,9 @@ def memorized(tiny_fim_model_dir, tokenizer):
 
 def test_a_model_that_memorized_its_documents_completes_every_line(memorized, random_model, tokenizer):
     tasks = completion_tasks(DOCS, tokenizer, samples=10, seed=0, name="p")
-    scores = evaluate_completion(memorized, tokenizer, tasks, max_new_tokens=12, prompt_tokens=64, batch_size=4)
+    scores = evaluate_completion(memorized, tokenizer, tasks, 64, GreedyDecoding(max_new_tokens=12, batch_size=4))
     assert scores.exact_match == 1.0 and scores.edit_similarity == 1.0 and scores.samples == 5
-    untrained = evaluate_completion(random_model, tokenizer, tasks, max_new_tokens=12, prompt_tokens=64, batch_size=4)
+    untrained = evaluate_completion(random_model, tokenizer, tasks, 64, GreedyDecoding(max_new_tokens=12, batch_size=4))
     assert untrained.exact_match == 0.0 and untrained.edit_similarity < 0.5
 
 
@@ -192,10 +195,8 @@ def test_the_evaluator_draws_tasks_per_held_out_set_and_applies_its_limits(memor
         return CompletionEvaluator(
             tokenizer,
             {"p": rows, "none": None},
-            samples,
-            max_new_tokens,
+            CompletionConfig(samples=samples, max_new_tokens=max_new_tokens),
             prompt_tokens,
-            infill=False,
             batch_size=4,
             seed=0,
         )

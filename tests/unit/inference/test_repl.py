@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 
 import pytest
 
 from phased_cpt.inference.generation import Generator
 from phased_cpt.inference.params import GenerationParams
-from phased_cpt.inference.repl import Repl
+from phased_cpt.inference.repl import ALIASES, COMMANDS, HELP, Repl
 from phased_cpt.modeling import load_base_model, load_tokenizer
 from tests.unit.inference.conftest import tiny_model_config
 
+ROOT = Path(__file__).resolve().parents[3]
 STATS = re.compile(
     r"^\[(base|ft)\] prompt (\d+) tok \| generated (\d+) tok \| [\d.]+ s \| [\d.]+ tok/s \| stop: (eos|max_tokens)$"
 )
@@ -117,6 +119,22 @@ def test_help_names_every_command(repl):
     text = "\n".join(said(repl, "/help"))
     for command in ("/set", "/params", "/compare", "/base", "/ft", "/phase", "/reset", "/help", "/quit"):
         assert command in text
+
+
+def test_every_command_has_a_method_a_help_line_and_a_docs_row():
+    """docs/architecture.md's "where a change goes" for a REPL command, made executable: an entry
+    in `COMMANDS` and a `do_` method, each with the other, /help naming it, the docs' table too."""
+    methods = {name.removeprefix("do_") for name in dir(Repl) if name.startswith("do_")}
+    assert methods == set(COMMANDS)
+    assert set(ALIASES.values()) <= set(COMMANDS)
+    in_help = set(re.findall(r"(?m)^  /(\w+)(?:, /(\w+))?", HELP))
+    assert {name for pair in in_help for name in pair if name} == set(COMMANDS)
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    rows = [
+        line for path in docs for line in path.read_text(encoding="utf-8").splitlines() if re.match(r"\| `/\w+", line)
+    ]
+    documented = {name for row in rows for name in re.findall(r"`/(\w+)", row.split("|")[1])}
+    assert documented == set(COMMANDS)
 
 
 def test_quit_eof_and_ctrl_c_end_the_loop(repl):
