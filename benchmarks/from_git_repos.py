@@ -81,10 +81,10 @@ def main() -> int:
 
 
 def _build_one(repo: Path, out: Path, since: str | None) -> dict:
-    from phased_cpt.from_git import build_datasets
+    from phased_cpt.from_git import FromGitSettings, build_datasets
 
     started = time.perf_counter()
-    summary = build_datasets(repo, out, since=since)
+    summary = build_datasets(repo, out, FromGitSettings(since=since, force=True))
     wall_s = time.perf_counter() - started
     return {
         "repo": repo.name,
