@@ -22,7 +22,8 @@ repository (issue 25):
   trained twice; *repeat, lines*: the share of phase 3's distinct (file, changed line) pairs
   found anywhere in phase 2, which also counts independent changes that touch the same line
   (a `}` re-added, a moved function), with the same share between the older and newer half of
-  phase 2 itself as the yardstick;
+  phase 2 itself as the yardstick; *of phase 2*: the same pairs over phase 2's distinct pairs
+  (the share of phase 2's changed lines that phase 3 repeats);
 - near-duplicates removed, e-mail addresses masked, and e-mail addresses left in the output
   outside the allow-list (`personal.is_public_address`; target 0);
 - hand-written source files missing from phase 1: tracked files with a source-code extension
@@ -143,6 +144,7 @@ def _repeat_shares(out: Path) -> dict:
     return {
         "hunks": round(repeated / changed, 4) if changed else 0.0,
         "lines": round(len(pairs3 & pairs2) / len(pairs3), 4) if pairs3 else 0.0,
+        "lines_of_phase2": round(len(pairs3 & pairs2) / len(pairs2), 4) if pairs2 else 0.0,
         "lines_phase2_halves": round(len(newer & older) / len(newer), 4) if newer else 0.0,
         "phase3_changed_lines": changed,
     }
@@ -191,6 +193,7 @@ def _phase_figures(summary) -> dict[str, dict]:
             "redactions": sum(stats.redactions.values()),
             "masked_emails": stats.masked_emails,
             "near_duplicates": stats.skipped.get("near-duplicate", 0),
+            "near_duplicates_kept": stats.near_duplicates_kept,
             "removed_share": {
                 reason: round(size / total, 4)
                 for reason, size in sorted(removed.items(), key=lambda item: -item[1])
@@ -249,19 +252,20 @@ def _count_commits(repo: Path) -> int:
 def _print_tables(results: list[dict]) -> None:
     print(
         "| repository | commits | wall s | peak RSS MB | phase 1 docs / KB | phase 2 docs / KB | phase 3 docs / KB "
-        "| repeat, hunks | repeat, lines (phase-2 halves) | near-dups | e-mails masked / left |"
+        "| repeat, hunks | repeat, lines (phase-2 halves) | of phase 2 | near-dups out / kept | e-mails masked / left |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for result in results:
         phases = [result["phases"][name] for name in PHASES]
         cells = [f"{p['documents']:,} / {p['text_bytes'] // 1024:,}" for p in phases]
         repeat = result["repeat"]
         near = sum(p["near_duplicates"] for p in phases)
+        near_kept = sum(p["near_duplicates_kept"] for p in phases)
         masked = sum(p["masked_emails"] for p in phases)
         print(
             f"| {result['repo']} | {result['commits']:,} | {result['wall_s']} | {result['peak_rss_mb']} "
             f"| {' | '.join(cells)} | {repeat['hunks']:.1%} | {repeat['lines']:.1%} ({repeat['lines_phase2_halves']:.1%}) "
-            f"| {near} | {masked:,} / {result['emails_left']['outside_allow_list']} |"
+            f"| {repeat['lines_of_phase2']:.1%} | {near} / {near_kept} | {masked:,} / {result['emails_left']['outside_allow_list']} |"
         )
     print()
     print("| repository | tokens per phase | how it merges | hand-written source files missing from phase 1 |")

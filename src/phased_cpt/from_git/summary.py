@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from phased_cpt.from_git import quality
 from phased_cpt.from_git.secrets import Redaction
 
 if TYPE_CHECKING:
@@ -64,8 +65,6 @@ COUNT_FIELDS = (
     "near_duplicates_kept",
 )
 """The `OutputStats` fields of the summary; the report adds `left_out`, `redacted` and `similar`."""
-CONTENT_REASONS = ("data", "generated", "lfs-pointer", "minified")
-"""Reasons decided by reading a file's content: the summary names the files, not only counts them."""
 NAMED_FILES_SHOWN = 10
 
 
@@ -237,8 +236,9 @@ class Summary:
     def _named_files(self) -> list[str]:
         """`files left out as data: a.json, b.yaml` per content rule, phase 1 (the files at the revision)."""
         named: dict[str, list[str]] = {}
+        content_reasons = {rule.reason for rule in quality.CONTENT_RULES}  # decided by reading the file
         for entry in self.outputs[0].left_out if self.outputs else []:
-            if entry["reason"] in CONTENT_REASONS and "file" in entry and entry.get("rule", "").startswith("content:"):
+            if entry["reason"] in content_reasons and "file" in entry and entry.get("rule", "").startswith("content:"):
                 named.setdefault(entry["reason"], []).append(entry["file"])
         lines = []
         for reason, files in sorted(named.items()):

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from phased_cpt.from_git import PHASE1_FILE, PHASE2_FILE, PHASE3_FILE, HoldoutOptions, ScreenOptions
+from phased_cpt.from_git import PHASE1_FILE, PHASE2_FILE, PHASE3_FILE, HoldoutOptions, ScreenOptions, quality
 from phased_cpt.from_git.diffs import filter_patch
 from phased_cpt.from_git.neardup import NearDuplicates
 from phased_cpt.from_git.personal import EMAIL_PLACEHOLDER, mask_emails
-from phased_cpt.from_git.quality import MAX_LINE_CHARS, data_kind, is_minified, shorten_long_lines
+from phased_cpt.from_git.quality import MAX_LINE_CHARS, ContentRule, data_kind, is_minified, shorten_long_lines
 from phased_cpt.from_git.rules import PathRules
 from tests.unit.from_git.repos import build, commit, git, merge, new_repo, read, report
 
@@ -280,6 +280,18 @@ def test_content_rules_name_the_files_they_dropped_and_include_brings_data_back(
     assert "[diff of tests/fixture.json omitted: data]" in read(tmp_path, PHASE2_FILE)[1]["training_content"]
     build(content_repo, tmp_path / "with", max_file_bytes=1 << 20, includes=["tests/*.json"])
     assert "tests/fixture.json" in [d["path"] for d in read(tmp_path / "with", PHASE1_FILE)]
+
+
+def test_a_new_content_rule_is_one_entry_in_content_rules(content_repo, tmp_path, monkeypatch):
+    """Phase 1, the diff sections and the summary's named files all follow `CONTENT_RULES`."""
+    handlers = ContentRule("handlers", lambda text, path: "900 handlers" if "def handler_899" in text else None)
+    monkeypatch.setattr(quality, "CONTENT_RULES", (*quality.CONTENT_RULES, handlers))
+    summary = build(content_repo, tmp_path, max_file_bytes=1 << 20)
+    assert "src/big.py" not in [d["path"] for d in read(tmp_path, PHASE1_FILE)]
+    [entry] = [e for e in report(tmp_path)["outputs"][PHASE1_FILE]["left_out"] if e["reason"] == "handlers"]
+    assert entry["rule"] == "content: handlers (900 handlers)"
+    assert "handlers files left out: src/big.py\n" in summary.format_table()
+    assert "[diff of src/big.py omitted: handlers]" in read(tmp_path, PHASE2_FILE)[1]["training_content"]
 
 
 def test_minified_needs_most_of_the_text_in_long_lines_or_a_dense_text():
