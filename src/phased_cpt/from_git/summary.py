@@ -234,14 +234,21 @@ class Summary:
         return "\n".join(lines)
 
     def _named_files(self) -> list[str]:
-        """`files left out as data: a.json, b.yaml` per content rule, phase 1 (the files at the revision)."""
+        """`data files left out: a.json, b.yaml` per content rule, and the near-duplicate files kept,
+        of phase 1 (the files at the revision)."""
         named: dict[str, list[str]] = {}
         content_reasons = {rule.reason for rule in quality.CONTENT_RULES}  # decided by reading the file
         for entry in self.outputs[0].left_out if self.outputs else []:
             if entry["reason"] in content_reasons and "file" in entry and entry.get("rule", "").startswith("content:"):
                 named.setdefault(entry["reason"], []).append(entry["file"])
-        lines = []
-        for reason, files in sorted(named.items()):
-            more = f", and {len(files) - NAMED_FILES_SHOWN} more" if len(files) > NAMED_FILES_SHOWN else ""
-            lines.append(f"{reason} files left out: {', '.join(files[:NAMED_FILES_SHOWN])}{more}")
+        lines = [f"{reason} files left out: {_names(files)}" for reason, files in sorted(named.items())]
+        similar = [entry["file"] for entry in self.outputs[0].similar if "file" in entry] if self.outputs else []
+        if similar:
+            lines.append(f"near-duplicate files kept in phase 1 (the report's `similar`): {_names(similar)}")
         return [""] + lines if lines else []
+
+
+def _names(files: list[str]) -> str:
+    """The first `NAMED_FILES_SHOWN` of `files`, then how many more."""
+    more = f", and {len(files) - NAMED_FILES_SHOWN} more" if len(files) > NAMED_FILES_SHOWN else ""
+    return ", ".join(files[:NAMED_FILES_SHOWN]) + more

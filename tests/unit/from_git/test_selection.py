@@ -343,6 +343,7 @@ def test_near_duplicate_files_stay_in_phase1_and_are_reported(near_repo, tmp_pat
     phase1 = report(tmp_path)["outputs"][PHASE1_FILE]
     assert phase1["similar"] == [{"file": "b/checks.py", "similar_to": "phase1_foundation.jsonl: file a/checks.py"}]
     assert phase1["near_duplicates_kept"] == 1 and summary.output(PHASE1_FILE).skipped == {}
+    assert "near-duplicate files kept in phase 1 (the report's `similar`): b/checks.py\n" in summary.format_table()
 
 
 def test_near_duplicate_history_documents_are_left_out_naming_the_first(tmp_path):
