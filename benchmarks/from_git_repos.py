@@ -27,7 +27,7 @@ repository (issue 25):
 - near-duplicates removed, e-mail addresses masked, and e-mail addresses left in the output
   outside the allow-list (`personal.is_public_address`; target 0);
 - hand-written source files missing from phase 1: tracked files with a source-code extension
-  that phase 1 does not hold, with the reason the report gives (vendored, generated and secret
+  (at phase 1's commit) that phase 1 does not hold, with the reason the report gives (vendored, generated and secret
   files are left out on purpose; a `minified` or `data` source file is the thing to look at).
 """
 
@@ -56,19 +56,21 @@ def main() -> int:
     parser.add_argument("repos", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, default=Path("/tmp/from-git-bench"))
     parser.add_argument("--since")
+    parser.add_argument("--holdout-commits", type=int, help="as the command's (default: its default time split)")
     parser.add_argument("--tokenizer", type=Path, help="tokenizer directory (default: the quickstart's)")
     parser.add_argument("--validate", action="store_true", help="also run validate and plan on each output")
     parser.add_argument("--no-tokens", action="store_true", help="skip counting tokens (minutes on a large history)")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # child: one repository, JSON out
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(_build_one(args.repos[0], args.out / args.repos[0].name, args.since)))
+        print(json.dumps(_build_one(args.repos[0], args.out / args.repos[0].name, args.since, args.holdout_commits)))
         return 0
 
     results = []
     for repo in args.repos:
         command = [sys.executable, __file__, str(repo), "--out", str(args.out), "--one"]
         command += ["--since", args.since] if args.since else []
+        command += ["--holdout-commits", str(args.holdout_commits)] if args.holdout_commits is not None else []
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
     if not args.no_tokens:
@@ -81,11 +83,12 @@ def main() -> int:
     return 0
 
 
-def _build_one(repo: Path, out: Path, since: str | None) -> dict:
-    from phased_cpt.from_git import FromGitSettings, build_datasets
+def _build_one(repo: Path, out: Path, since: str | None, holdout_commits: int | None) -> dict:
+    from phased_cpt.from_git import FromGitSettings, HoldoutOptions, build_datasets
 
     started = time.perf_counter()
-    summary = build_datasets(repo, out, FromGitSettings(since=since, force=True))
+    settings = FromGitSettings(since=since, force=True, holdout=HoldoutOptions(commits=holdout_commits))
+    summary = build_datasets(repo, out, settings)
     wall_s = time.perf_counter() - started
     return {
         "repo": repo.name,
@@ -97,7 +100,7 @@ def _build_one(repo: Path, out: Path, since: str | None) -> dict:
         "merge_styles": summary.merge_styles,
         "repeat": _repeat_shares(out),
         "emails_left": _emails_left(out),
-        "missing_sources": _missing_sources(repo, out),
+        "missing_sources": _missing_sources(repo, out, summary.commit),
     }
 
 
@@ -166,9 +169,11 @@ def _emails_left(out: Path) -> dict:
     return {"outside_allow_list": left, "public_kept": dict(sorted(kept.items(), key=lambda kv: -kv[1])[:8])}
 
 
-def _missing_sources(repo: Path, out: Path) -> dict[str, str]:
-    """Tracked source files at HEAD that phase 1 does not hold -> the reason the report gives."""
-    tracked = subprocess.run(["git", "-C", str(repo), "ls-files", "-z"], capture_output=True, check=True).stdout
+def _missing_sources(repo: Path, out: Path, commit: str) -> dict[str, str]:
+    """Source files at `commit` (phase 1's: HEAD, or the time split's cut) that phase 1 does not
+    hold -> the reason the report gives."""
+    command = ["git", "-C", str(repo), "ls-tree", "-r", "-z", "--name-only", commit]
+    tracked = subprocess.run(command, capture_output=True, check=True).stdout
     sources = {p for p in tracked.decode("utf-8", "replace").split("\0") if p.endswith(SOURCE_SUFFIXES)}
     kept = {json.loads(line)["path"] for line in (out / PHASES[0]).read_text(encoding="utf-8").splitlines()}
     report = json.loads((out / "from-git-report.json").read_text(encoding="utf-8"))
