@@ -22,11 +22,12 @@ repository (issue 25):
   trained twice; *repeat, lines*: the share of phase 3's distinct (file, changed line) pairs
   found anywhere in phase 2, which also counts independent changes that touch the same line
   (a `}` re-added, a moved function), with the same share between the older and newer half of
-  phase 2 itself as the yardstick;
+  phase 2 itself as the yardstick; *of phase 2*: the same pairs over phase 2's distinct pairs
+  (the share of phase 2's changed lines that phase 3 repeats);
 - near-duplicates removed, e-mail addresses masked, and e-mail addresses left in the output
   outside the allow-list (`personal.is_public_address`; target 0);
 - hand-written source files missing from phase 1: tracked files with a source-code extension
-  that phase 1 does not hold, with the reason the report gives (vendored, generated and secret
+  (at phase 1's commit) that phase 1 does not hold, with the reason the report gives (vendored, generated and secret
   files are left out on purpose; a `minified` or `data` source file is the thing to look at).
 """
 
@@ -55,19 +56,21 @@ def main() -> int:
     parser.add_argument("repos", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, default=Path("/tmp/from-git-bench"))
     parser.add_argument("--since")
+    parser.add_argument("--holdout-commits", type=int, help="as the command's (default: its default time split)")
     parser.add_argument("--tokenizer", type=Path, help="tokenizer directory (default: the quickstart's)")
     parser.add_argument("--validate", action="store_true", help="also run validate and plan on each output")
     parser.add_argument("--no-tokens", action="store_true", help="skip counting tokens (minutes on a large history)")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # child: one repository, JSON out
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(_build_one(args.repos[0], args.out / args.repos[0].name, args.since)))
+        print(json.dumps(_build_one(args.repos[0], args.out / args.repos[0].name, args.since, args.holdout_commits)))
         return 0
 
     results = []
     for repo in args.repos:
         command = [sys.executable, __file__, str(repo), "--out", str(args.out), "--one"]
         command += ["--since", args.since] if args.since else []
+        command += ["--holdout-commits", str(args.holdout_commits)] if args.holdout_commits is not None else []
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
     if not args.no_tokens:
@@ -80,11 +83,12 @@ def main() -> int:
     return 0
 
 
-def _build_one(repo: Path, out: Path, since: str | None) -> dict:
-    from phased_cpt.from_git import build_datasets
+def _build_one(repo: Path, out: Path, since: str | None, holdout_commits: int | None) -> dict:
+    from phased_cpt.from_git import FromGitSettings, HoldoutOptions, build_datasets
 
     started = time.perf_counter()
-    summary = build_datasets(repo, out, since=since)
+    settings = FromGitSettings(since=since, force=True, holdout=HoldoutOptions(commits=holdout_commits))
+    summary = build_datasets(repo, out, settings)
     wall_s = time.perf_counter() - started
     return {
         "repo": repo.name,
@@ -96,7 +100,7 @@ def _build_one(repo: Path, out: Path, since: str | None) -> dict:
         "merge_styles": summary.merge_styles,
         "repeat": _repeat_shares(out),
         "emails_left": _emails_left(out),
-        "missing_sources": _missing_sources(repo, out),
+        "missing_sources": _missing_sources(repo, out, summary.commit),
     }
 
 
@@ -143,6 +147,7 @@ def _repeat_shares(out: Path) -> dict:
     return {
         "hunks": round(repeated / changed, 4) if changed else 0.0,
         "lines": round(len(pairs3 & pairs2) / len(pairs3), 4) if pairs3 else 0.0,
+        "lines_of_phase2": round(len(pairs3 & pairs2) / len(pairs2), 4) if pairs2 else 0.0,
         "lines_phase2_halves": round(len(newer & older) / len(newer), 4) if newer else 0.0,
         "phase3_changed_lines": changed,
     }
@@ -164,9 +169,11 @@ def _emails_left(out: Path) -> dict:
     return {"outside_allow_list": left, "public_kept": dict(sorted(kept.items(), key=lambda kv: -kv[1])[:8])}
 
 
-def _missing_sources(repo: Path, out: Path) -> dict[str, str]:
-    """Tracked source files at HEAD that phase 1 does not hold -> the reason the report gives."""
-    tracked = subprocess.run(["git", "-C", str(repo), "ls-files", "-z"], capture_output=True, check=True).stdout
+def _missing_sources(repo: Path, out: Path, commit: str) -> dict[str, str]:
+    """Source files at `commit` (phase 1's: HEAD, or the time split's cut) that phase 1 does not
+    hold -> the reason the report gives."""
+    command = ["git", "-C", str(repo), "ls-tree", "-r", "-z", "--name-only", commit]
+    tracked = subprocess.run(command, capture_output=True, check=True).stdout
     sources = {p for p in tracked.decode("utf-8", "replace").split("\0") if p.endswith(SOURCE_SUFFIXES)}
     kept = {json.loads(line)["path"] for line in (out / PHASES[0]).read_text(encoding="utf-8").splitlines()}
     report = json.loads((out / "from-git-report.json").read_text(encoding="utf-8"))
@@ -191,6 +198,7 @@ def _phase_figures(summary) -> dict[str, dict]:
             "redactions": sum(stats.redactions.values()),
             "masked_emails": stats.masked_emails,
             "near_duplicates": stats.skipped.get("near-duplicate", 0),
+            "near_duplicates_kept": stats.near_duplicates_kept,
             "removed_share": {
                 reason: round(size / total, 4)
                 for reason, size in sorted(removed.items(), key=lambda item: -item[1])
@@ -249,19 +257,20 @@ def _count_commits(repo: Path) -> int:
 def _print_tables(results: list[dict]) -> None:
     print(
         "| repository | commits | wall s | peak RSS MB | phase 1 docs / KB | phase 2 docs / KB | phase 3 docs / KB "
-        "| repeat, hunks | repeat, lines (phase-2 halves) | near-dups | e-mails masked / left |"
+        "| repeat, hunks | repeat, lines (phase-2 halves) | of phase 2 | near-dups out / kept | e-mails masked / left |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for result in results:
         phases = [result["phases"][name] for name in PHASES]
         cells = [f"{p['documents']:,} / {p['text_bytes'] // 1024:,}" for p in phases]
         repeat = result["repeat"]
         near = sum(p["near_duplicates"] for p in phases)
+        near_kept = sum(p["near_duplicates_kept"] for p in phases)
         masked = sum(p["masked_emails"] for p in phases)
         print(
             f"| {result['repo']} | {result['commits']:,} | {result['wall_s']} | {result['peak_rss_mb']} "
             f"| {' | '.join(cells)} | {repeat['hunks']:.1%} | {repeat['lines']:.1%} ({repeat['lines_phase2_halves']:.1%}) "
-            f"| {near} | {masked:,} / {result['emails_left']['outside_allow_list']} |"
+            f"| {repeat['lines_of_phase2']:.1%} | {near} / {near_kept} | {masked:,} / {result['emails_left']['outside_allow_list']} |"
         )
     print()
     print("| repository | tokens per phase | how it merges | hand-written source files missing from phase 1 |")

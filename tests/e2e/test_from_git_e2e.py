@@ -22,9 +22,12 @@ def test_from_git_on_this_repository_then_validate_plan_and_train(tiny_model_dir
     head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
     out = tmp_path / "dataset"
     built = run_cli(
-        ["data", "from-git", str(REPO), "--out", str(out), "--rev", head.stdout.strip(), "--prs", str(PULLS), "--json"],
+        [
+            *("data", "from-git", str(REPO), "--out", str(out), "--rev", head.stdout.strip()),
+            *("--prs", str(PULLS), "--json", "--holdout-commits", "0"),
+        ],
         cwd=tmp_path,
-    )
+    )  # no time split: phase 1 is HEAD's files (at a cut 10% back, README.md held a NUL byte: `binary`)
     assert built.returncode == 0, built.stderr[-2000:]
     summary = json.loads(built.stdout)
     files = {name: out / f"{name}.jsonl" for name in ("phase1_foundation", "phase2_evolution", "phase3_pr_mastery")}

@@ -25,29 +25,28 @@ logger = logging.getLogger("phased_cpt")
 def cmd_from_git(args: argparse.Namespace) -> int:
     import json
 
-    from phased_cpt.from_git import HoldoutOptions, ScreenOptions, build_datasets
+    from phased_cpt.from_git import FromGitSettings, HoldoutOptions, ScreenOptions, build_datasets
 
-    summary = build_datasets(
-        args.repo,
-        args.out,
+    settings = FromGitSettings(
         rev=args.rev,
         since=args.since,
-        max_file_bytes=args.max_file_bytes,
-        excludes=args.excludes,
-        includes=args.includes,
-        use_default_excludes=args.use_default_excludes,
         prs=args.prs,
+        max_file_bytes=args.max_file_bytes,
         max_diff_bytes=args.max_diff_bytes,
-        keep_duplicates=args.keep_duplicates,
+        excludes=tuple(args.excludes),
+        includes=tuple(args.includes),
+        use_default_excludes=args.use_default_excludes,
         allow_other_owner=args.allow_other_owner,
-        holdout=HoldoutOptions(commits=args.holdout_commits, after=args.holdout_after),
         force=args.force,
+        holdout=HoldoutOptions(commits=args.holdout_commits, after=args.holdout_after),
         screen=ScreenOptions(
             keep_bots=args.keep_bots,
             keep_emails=args.keep_emails,
             near_duplicate_threshold=args.near_duplicate_threshold,
+            keep_duplicates=args.keep_duplicates,
         ),
     )
+    summary = build_datasets(args.repo, args.out, settings)
     print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.format_table())
     return 0
 

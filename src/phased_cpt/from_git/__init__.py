@@ -32,13 +32,13 @@ were.
 from __future__ import annotations
 
 import glob
-from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from phased_cpt.errors import UserError
 from phased_cpt.from_git.foundation import write_foundation
-from phased_cpt.from_git.git import GitRepo, note_shallow_boundary
+from phased_cpt.from_git.git import GitRepo, TreeEntry, note_shallow_boundary
 from phased_cpt.from_git.history import parse_since, write_evolution, write_merges
 from phased_cpt.from_git.holdout import (
     FUTURE_FILES,
@@ -52,7 +52,7 @@ from phased_cpt.from_git.merges import HistoryPlan, plan_history
 from phased_cpt.from_git.neardup import NearDuplicates
 from phased_cpt.from_git.output import claim_outputs, prepare_out_dir, record_outputs
 from phased_cpt.from_git.pulls import load_pull_requests, write_pull_requests
-from phased_cpt.from_git.rules import DEFAULT_EXCLUDES, repository_rules
+from phased_cpt.from_git.rules import DEFAULT_EXCLUDES, PathRules, repository_rules
 from phased_cpt.from_git.screen import ScreenedWriter, ScreenOptions
 from phased_cpt.from_git.summary import REPORT_FILE, OutputStats, Summary
 from phased_cpt.from_git.tasks import FutureLimits
@@ -62,6 +62,7 @@ __all__ = [
     "DEFAULT_MAX_DIFF_BYTES",
     "DEFAULT_MAX_FILE_BYTES",
     "FUTURE_FILES",
+    "FromGitSettings",
     "HoldoutOptions",
     "PHASE1_FILE",
     "PHASE2_FILE",
@@ -79,61 +80,56 @@ PHASE3_FILE = "phase3_pr_mastery.jsonl"
 OUTPUT_FILES = (PHASE1_FILE, PHASE2_FILE, PHASE3_FILE, REPORT_FILE, *FUTURE_FILES)
 DEFAULT_MAX_FILE_BYTES = 1 << 20  # 1 MiB: larger tracked files are data, not code
 DEFAULT_MAX_DIFF_BYTES = 64 << 10  # 64 KiB of diff text per commit or pull request
-DEFAULT_SCREEN = ScreenOptions()  # bots, e-mail addresses and near-duplicates left out
 
 
-def build_datasets(
-    repo: Path,
-    out_dir: Path,
-    *,
-    rev: str = "HEAD",
-    since: str | None = None,
-    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
-    excludes: Sequence[str] = (),
-    includes: Sequence[str] = (),
-    use_default_excludes: bool = True,
-    prs: Path | None = None,
-    max_diff_bytes: int = DEFAULT_MAX_DIFF_BYTES,
-    keep_duplicates: bool = False,
-    allow_other_owner: bool = False,
-    holdout: HoldoutOptions | None = None,
-    force: bool = False,
-    screen: ScreenOptions = DEFAULT_SCREEN,
-) -> Summary:
-    """Write the three phase files and the report for `repo` at `rev` into `out_dir`.
+@dataclass(frozen=True)
+class FromGitSettings:
+    """Every option of `data from-git`, one group built once from the command line.
 
-    An existing output file is replaced only with `force` and only when an earlier run wrote it
-    (`output.claim_outputs`). `since` (ISO 8601 date or time) limits phases 2 and 3-from-merges to commits committed at or
+    `since` (ISO 8601 date or time) limits phases 2 and 3-from-merges to commits committed at or
     after it. `prs` is a pull-request export (file or directory, shape in `pulls.py`); without
-    it phase 3 falls back to merge commits, and the summary says so. `includes` lifts the
-    default rules (never the secret rules) from matching paths. `screen` says whether bots,
-    e-mail addresses and near-duplicates are kept (by default none is). Raises `UserError` for a
-    missing or non-git `repo`, an unknown `rev`, a bad `since` or a bad export - before any
-    output file is touched.
+    it phase 3 is built from the history, and the summary says so. `includes` lifts the
+    default rules (never the secret rules) from matching paths. `force` lets a run replace the
+    outputs of an earlier run (`output.claim_outputs`). `holdout` is the time split
+    (`holdout.py`); `screen` says whether bots, e-mail addresses and duplicates are kept.
     """
-    _check_limits(max_file_bytes, max_diff_bytes)
-    since_epoch = parse_since(since)
-    git = GitRepo.open(Path(repo), allow_other_owner=allow_other_owner)
-    head = git.resolve_commit(rev)
-    cut, cut_notes = choose_cut(
-        git, head, holdout or HoldoutOptions()
-    )  # holdout.py: training as of the cut, the rest held out
+
+    rev: str = "HEAD"  # --rev
+    since: str | None = None  # --since
+    prs: Path | None = None  # --prs
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES  # --max-file-bytes
+    max_diff_bytes: int = DEFAULT_MAX_DIFF_BYTES  # --max-diff-bytes
+    excludes: tuple[str, ...] = ()  # --exclude
+    includes: tuple[str, ...] = ()  # --include
+    use_default_excludes: bool = True  # --no-default-excludes
+    allow_other_owner: bool = False  # --allow-other-owner
+    force: bool = False  # --force
+    holdout: HoldoutOptions = field(default_factory=HoldoutOptions)  # --holdout-commits, --holdout-after
+    screen: ScreenOptions = field(default_factory=ScreenOptions)  # --keep-bots, --keep-emails, ...
+
+
+def build_datasets(repo: Path, out_dir: Path, settings: FromGitSettings | None = None) -> Summary:
+    """Write the three phase files and the report for `repo` at `settings.rev` into `out_dir`.
+
+    An existing output file is replaced only with `settings.force` and only when an earlier run
+    wrote it (`output.claim_outputs`). Raises `UserError` for a missing or non-git `repo`, an
+    unknown `rev`, a bad `since` or a bad export - before any output file is touched.
+    """
+    settings = settings or FromGitSettings()
+    _check_limits(settings.max_file_bytes, settings.max_diff_bytes)
+    since_epoch = parse_since(settings.since)
+    git = GitRepo.open(Path(repo), allow_other_owner=settings.allow_other_owner)
+    head = git.resolve_commit(settings.rev)
+    cut, cut_notes = choose_cut(git, head, settings.holdout)  # holdout.py: training as of the cut, the rest held out
     commit = head if cut is None else cut.commit
-    pulls, future_pulls = split_pulls(load_pull_requests(Path(prs)) if prs is not None else None, cut)
+    pulls, future_pulls = split_pulls(load_pull_requests(Path(settings.prs)) if settings.prs is not None else None, cut)
     out = prepare_out_dir(Path(out_dir))
-    claim_outputs(out, OUTPUT_FILES, force=force)
+    claim_outputs(out, OUTPUT_FILES, force=settings.force)
     entries = git.list_tree(commit)
-    rules = repository_rules(
-        git,
-        commit,
-        entries,
-        excludes=[*excludes, *_committed_outputs(out, git.root)],
-        includes=includes,
-        use_default_excludes=use_default_excludes,
-    )
+    rules = _rules(git, commit, entries, settings, out)
     summary = Summary(
         repo=str(git.root),
-        rev=rev,
+        rev=settings.rev,
         commit=commit,
         out_dir=str(out_dir),
         phase3_source="merge_commits" if pulls is None else "pull_requests",
@@ -141,36 +137,35 @@ def build_datasets(
         vendored_dirs={path: found.why for path, found in rules.vendored_dirs.items()},
         notes=cut_notes,
     )
-    threshold = screen.near_duplicate_threshold
+    threshold = settings.screen.near_duplicate_threshold
     index = NearDuplicates(threshold) if threshold is not None else None
     phase1, phase2, phase3 = writers = [
-        ScreenedWriter(out, stats, keep_duplicates=keep_duplicates, options=screen, index=index)
+        ScreenedWriter(
+            out, stats, options=settings.screen, index=index, report_near_duplicates=stats.name == PHASE1_FILE
+        )
         for stats in summary.outputs
     ]
-    future = None if cut is None else FutureSets(out, cut, screen, index, keep_duplicates=keep_duplicates)
+    future = None if cut is None else FutureSets(out, cut, settings.screen, index)
     summary.outputs += [] if future is None else future.stats
     note_shallow_boundary(git, phase2.stats, summary.notes)
     try:
-        write_foundation(git, commit, entries, rules, max_file_bytes=max_file_bytes, writer=phase1)
+        write_foundation(git, commit, entries, rules, max_file_bytes=settings.max_file_bytes, writer=phase1)
         merged = None if pulls is None else {pull.number for pull in pulls if pull.outcome == "merged"}
-        plan = plan_history(git, commit, since_epoch=since_epoch, keep_bots=screen.keep_bots, pull_numbers=merged)
+        plan = plan_history(
+            git, commit, since_epoch=since_epoch, keep_bots=settings.screen.keep_bots, pull_numbers=merged
+        )
         summary.merge_styles = dict(plan.styles)
-        write_evolution(git, plan, rules, max_diff_bytes=max_diff_bytes, writers=(phase2, phase3))
+        write_evolution(git, plan, rules, max_diff_bytes=settings.max_diff_bytes, writers=(phase2, phase3))
         if pulls is None:
-            write_merges(git, plan, rules, max_diff_bytes=max_diff_bytes, writer=phase3)
+            write_merges(git, plan, rules, max_diff_bytes=settings.max_diff_bytes, writer=phase3)
             summary.notes += phase3_notes(plan, phase3.stats.documents)
         else:
-            write_pull_requests(pulls, rules, max_diff_bytes=max_diff_bytes, writer=phase3, keep_bots=screen.keep_bots)
-        if future is not None:
-            head_rules = repository_rules(
-                git,
-                head,
-                git.list_tree(head),
-                excludes=[*excludes, *_committed_outputs(out, git.root)],
-                includes=includes,
-                use_default_excludes=use_default_excludes,
+            write_pull_requests(
+                pulls, rules, max_diff_bytes=settings.max_diff_bytes, writer=phase3, keep_bots=settings.screen.keep_bots
             )
-            future.write(git, head_rules, future_pulls, FutureLimits(max_diff_bytes, max_file_bytes))
+        if future is not None:
+            head_rules = _rules(git, head, git.list_tree(head), settings, out)
+            future.write(git, head_rules, future_pulls, FutureLimits(settings.max_diff_bytes, settings.max_file_bytes))
     except BaseException:
         for writer in writers:
             writer.discard()
@@ -190,6 +185,18 @@ def build_datasets(
     summary.write_report(out)
     record_outputs(out, OUTPUT_FILES)
     return summary
+
+
+def _rules(git: GitRepo, commit: str, entries: list[TreeEntry], settings: FromGitSettings, out: Path) -> PathRules:
+    """The path rules at `commit`: the repository's own, the command line's, and our outputs."""
+    return repository_rules(
+        git,
+        commit,
+        entries,
+        excludes=[*settings.excludes, *_committed_outputs(out, git.root)],
+        includes=settings.includes,
+        use_default_excludes=settings.use_default_excludes,
+    )
 
 
 def _committed_outputs(out: Path, root: Path) -> list[str]:

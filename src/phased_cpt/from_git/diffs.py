@@ -9,7 +9,7 @@ A git patch is a run of per-file sections, each opening with a `diff --git a/P b
   git diffs as text a file with no NUL in its first 8000 bytes), when the section is
   not UTF-8 (`undecodable`), when it holds a secret store (`secret`,
   `secrets.find_secret_store`) or, under the default rules, when the lines it adds are
-  minified, a generated file, a data fixture or an LFS pointer (`quality.classify_added_lines`),
+  minified, a generated file, a data fixture or an LFS pointer (`quality.content_skip`),
   leaving one line `[diff of PATH omitted: REASON]` instead;
 - keeps the section otherwise, its lines over `quality.MAX_LINE_CHARS` cut with a
   `[line cut: N characters]` marker (credential values in it are redacted later, with the rest
@@ -34,7 +34,7 @@ import re
 from dataclasses import dataclass, field
 
 from phased_cpt.from_git.git import quote_path
-from phased_cpt.from_git.quality import classify_added_lines, content_rule, shorten_long_lines
+from phased_cpt.from_git.quality import content_skip, shorten_long_lines
 from phased_cpt.from_git.rules import PathRules, Skip
 from phased_cpt.from_git.secrets import find_secret_store
 
@@ -190,9 +190,9 @@ def _classify_section(section: bytes, change: FileChange, rules: PathRules) -> S
         return Skip("secret", store)
     if rules.applies_defaults(change.path):
         added = [line[1:] for line in text.split("\n") if line.startswith("+") and not line.startswith("+++ ")]
-        reason = classify_added_lines(added, new_file=change.status == "A", path=change.path)
-        if reason is not None:
-            return Skip(reason, content_rule(reason, "\n".join(added) + "\n", change.path))
+        found = content_skip("\n".join(added) + "\n", change.path, new_file=change.status == "A")
+        if found is not None:
+            return Skip(*found)
     return None
 
 

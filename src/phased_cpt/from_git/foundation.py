@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from phased_cpt.from_git.git import GitRepo, ObjectReader, TreeEntry, quote_path
 from phased_cpt.from_git.output import DocumentWriter
-from phased_cpt.from_git.quality import classify_text, content_rule, shorten_long_lines
+from phased_cpt.from_git.quality import content_skip, shorten_long_lines
 from phased_cpt.from_git.rules import PathRules, Skip
 from phased_cpt.from_git.secrets import find_secret_store
 
@@ -74,8 +74,8 @@ def classify_content(data: bytes, applies_defaults: bool = True, path: str = "")
     In order: `binary` (a NUL byte in the first 8000 bytes, git's own test, or anywhere: a NUL
     can't be in training text), `undecodable` (not valid UTF-8), `empty` (nothing but white
     space), `secret` (a secret store by content, `secrets.find_secret_store`), then, when the
-    default rules apply, `lfs-pointer`, `generated`, `minified` and `data`
-    (`quality.classify_text`; `path` tells the data test the file's format).
+    default rules apply, the content rules (`quality.content_skip`: `lfs-pointer`, `generated`,
+    `minified`, `data`; `path` tells the data test the file's format).
     """
     if b"\0" in data:
         why = "NUL byte in the first 8000 bytes" if b"\0" in data[:BINARY_SNIFF_BYTES] else "NUL byte"
@@ -89,9 +89,9 @@ def classify_content(data: bytes, applies_defaults: bool = True, path: str = "")
     store = find_secret_store(text)
     if store is not None:
         return Skip("secret", store), ""
-    reason = classify_text(text, path)
-    if reason == "lfs-pointer" or (reason is not None and applies_defaults):
-        return Skip(reason, content_rule(reason, text, path)), ""
+    found = content_skip(text, path)
+    if found is not None and (found[0] == "lfs-pointer" or applies_defaults):
+        return Skip(*found), ""
     return None, text
 
 

@@ -22,7 +22,8 @@ Metadata: `commit`, `parents`, `date` (author date), `subject`, `files`.
 Commits the plan does not give phase 2 are counted as skipped: `merge`, `in-phase-3-story`,
 `bot`. Squash-merge commits are written to phase 3 in the same pass (as pull-request stories),
 and `write_merges` then writes the merge stories; both use the layout above through
-`write_history_document`, with the head, body and metadata of `merges.story_parts`.
+`write_history_document`, framed by a `Frame` (the head, body and metadata of
+`merges.story_parts`).
 
 Diffs go through `diffs.filter_patch` (file sections cut out by the path, content and secret
 rules; long lines cut; size cap with a marker naming the files it cut). A commit whose every
@@ -34,6 +35,7 @@ is written (`screen.ScreenedWriter`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -98,7 +100,8 @@ def write_evolution(
             if message is None:
                 phase2.stats.skip("undecodable", where, rule="message not valid in its encoding", size=item.total_bytes)
                 continue
-            write_history_document([f"Commit: {message.subject}"], item, message, rules, max_diff_bytes, phase2)
+            frame = Frame([f"Commit: {message.subject}"])
+            write_history_document(frame, item, message, rules, max_diff_bytes, phase2)
 
 
 def write_merges(
@@ -133,24 +136,30 @@ def write_story(
         writer.stats.skip("undecodable", {"commit": item.oid}, rule="message not valid in its encoding")
         return
     head, body, metadata = story_parts(plan.stories[item.oid], plan)
-    write_history_document(head, item, message, rules, max_diff_bytes, writer, metadata=metadata, body=body)
+    write_history_document(Frame(head, body, metadata), item, message, rules, max_diff_bytes, writer)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """What a history document says around its commit's diff: `head`, its first lines
+    (`Commit: SUBJECT`, ...); `body`, in place of the message body when given; `metadata`, added
+    after the common keys (a phase-3 story's: it also ends the text with `Outcome: merged`)."""
+
+    head: list[str]
+    body: str | None = None
+    metadata: dict[str, Any] | None = None
 
 
 def write_history_document(
-    head: list[str],
+    frame: Frame,
     item: CommitPatch,
     message: CommitMessage,
     rules: PathRules,
     max_diff_bytes: int,
     writer: DocumentWriter,
-    metadata: dict[str, Any] | None = None,
-    body: str | None = None,
 ) -> None:
-    """Filter the commit's patch, and write its document unless every file diff was cut out.
-
-    `head` are the first lines of the text (`Commit: SUBJECT`, ...); `body` replaces the
-    message body when given; `metadata` is added after the common keys.
-    """
+    """Filter the commit's patch, and write its document, framed by `frame`, unless every file
+    diff was cut out."""
     where = {"commit": item.oid}
     patch = filter_patch(item.patch, rules, max_diff_bytes=max_diff_bytes, total_bytes=item.total_bytes)
     for path, skip, size in patch.dropped:
@@ -162,7 +171,10 @@ def write_history_document(
         writer.stats.cut(patch.cut_bytes)
     if patch.shortened_lines:
         writer.stats.shorten(where, patch.shortened_lines, patch.shortened_bytes)
-    text = format_history_document(head, message, patch, body=body, outcome=None if metadata is None else "merged")
+    metadata = frame.metadata
+    text = format_history_document(
+        frame.head, message, patch, body=frame.body, outcome=None if metadata is None else "merged"
+    )
     document: dict[str, Any] = {
         "training_content": text,
         "commit": item.oid,

@@ -265,9 +265,7 @@ def _cell(value: Contamination) -> str:
 class FutureSets:
     """The three future files of one run: written beside the phase files, published with them."""
 
-    def __init__(
-        self, out_dir: Path, cut: Cut, screen: ScreenOptions, index: NearDuplicates | None, *, keep_duplicates: bool
-    ) -> None:
+    def __init__(self, out_dir: Path, cut: Cut, screen: ScreenOptions, index: NearDuplicates | None) -> None:
         """`screen` and `index` are the phases' own: the future's e-mail addresses and bots are
         screened alike, and a future document that nearly repeats a training one is left out."""
         self.out_dir = out_dir
@@ -275,8 +273,7 @@ class FutureSets:
         self.screen = screen
         self.stats = [OutputStats(FUTURE_EVOLUTION_FILE), OutputStats(FUTURE_PR_FILE)]
         self._evolution, self._pulls = (
-            ScreenedWriter(out_dir, stats, keep_duplicates=keep_duplicates, options=screen, index=index)
-            for stats in self.stats
+            ScreenedWriter(out_dir, stats, options=screen, index=index) for stats in self.stats
         )
         self._future_pulls = 0
         self._tasks: dict[str, int] = {}

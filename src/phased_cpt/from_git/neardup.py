@@ -1,62 +1,52 @@
-"""Near-duplicate documents, within and across the three phases, by MinHash and LSH (datasketch).
+"""Near-duplicate documents, within and across the three phases, by MinHash and LSH (rensa).
 
 A document's *key text* (the file content in phase 1, the diff's file headers and changed lines
 in phases 2 and 3, as for exact duplicates) is reduced to the set of its distinct lines, white
 space collapsed, lines shorter than `MIN_LINE_CHARS` left out, at most `MAX_LINES` of them.
-`NearDuplicates.find` estimates the Jaccard similarity of that set with every document kept so
-far through a `datasketch.MinHashLSH` index (`NUM_PERM` permutations); a document whose set is
-at least `threshold` similar (default `DEFAULT_THRESHOLD` = 0.85, `--near-duplicate-threshold`)
-to an earlier one is left out as `near-duplicate`, and the report names the document it
-repeats. Documents with fewer than `MIN_LINES` distinct lines are too short to judge and only
-go through the exact duplicate check.
+`NearDuplicates.find` looks for the documents kept so far whose line set is at least
+`threshold` similar (estimated Jaccard similarity; default `DEFAULT_THRESHOLD` = 0.85,
+`--near-duplicate-threshold`): a `rensa.RMinHashLSH` index (`NUM_PERM` permutations in
+`NUM_BANDS` bands of 8) gives the candidates, and each candidate's signature is compared with
+the document's, so a candidate below the threshold is never a match. At 0.85 similarity a pair is
+a candidate with probability 0.92 (1 - (1 - 0.85^8)^8), at 0.90 with 0.99. Documents with fewer
+than `MIN_LINES` distinct lines are too short to judge and only go through the exact duplicate
+check. What a match does is the writer's choice (`screen.ScreenedWriter`): phase 1 keeps the
+file and reports the match, phases 2 and 3 leave the document out.
 
 The index is shared by the phases in the order documents are written (phase 1; then phase 2
-with the squash-merge stories of phase 3; then the merge stories), so a phase-3 story that repeats a
-phase-2 commit is caught. A file is compared with files and a diff with diffs: their lines
-differ by the `+`/`-` prefix, so a commit that adds a file is not a near-duplicate of that file.
+with the squash-merge stories of phase 3; then the merge stories), so a phase-3 story that
+repeats a phase-2 commit is caught. A file is compared with files and a diff with diffs: their
+lines differ by the `+`/`-` prefix, so a commit that adds a file is not a near-duplicate of
+that file.
 
-Memory is bounded: the index keeps one 8-byte key per LSH band and kept document (a BLAKE2
-digest of the band), not the text. Lines are hashed with CRC-32, so the same input always gives the same
-output. datasketch is imported when an index is made (it takes about a second, and `--help`
-does not need it).
+Memory is bounded and small: rensa keeps one hash per band and kept document, and this module
+keeps each kept document's signature (`NUM_PERM` 32-bit values), not its text. rensa's hashing is seeded (`SEED`), so the same input always gives the
+same output. rensa needs no numpy or scipy (datasketch, used before, imported both: ~56 MB).
 """
 
 from __future__ import annotations
 
-import hashlib
-import zlib
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from datasketch import MinHash
+from rensa import RMinHash, RMinHashLSH
 
 DEFAULT_THRESHOLD = 0.85
 NUM_PERM = 64
+NUM_BANDS = 8
+SEED = 0
 MIN_LINES = 8
 MIN_LINE_CHARS = 4
 MAX_LINES = 4000
-
-
-def _crc32(data: bytes) -> int:
-    return zlib.crc32(data)
-
-
-def _band_key(band: bytes) -> bytes:
-    """An LSH band's key: 8 bytes of its BLAKE2 digest instead of its raw hash values."""
-    return hashlib.blake2b(band, digest_size=8).digest()
 
 
 class NearDuplicates:
     """The MinHash LSH index of the documents kept so far, across phases."""
 
     def __init__(self, threshold: float = DEFAULT_THRESHOLD) -> None:
-        from datasketch import MinHashLSH
-
         self.threshold = threshold
-        self._lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM, hashfunc=_band_key)
+        self._lsh = RMinHashLSH(threshold=threshold, num_perm=NUM_PERM, num_bands=NUM_BANDS)
+        self._signatures: list[RMinHash] = []  # per kept document, in index order
         self._names: list[str] = []
 
-    def signature(self, key_text: str) -> MinHash | None:
+    def signature(self, key_text: str) -> RMinHash | None:
         """The MinHash of `key_text`'s line set; None when it has fewer than `MIN_LINES` lines."""
         lines: set[bytes] = set()
         for line in key_text.split("\n"):
@@ -67,18 +57,20 @@ class NearDuplicates:
                 lines.add(collapsed.encode("utf-8", "surrogatepass"))
         if len(lines) < MIN_LINES:
             return None
-        from datasketch import MinHash
-
-        minhash = MinHash(num_perm=NUM_PERM, hashfunc=_crc32)
-        minhash.update_batch(sorted(lines))
+        minhash = RMinHash(num_perm=NUM_PERM, seed=SEED)
+        minhash.update(sorted(lines))
         return minhash
 
-    def find(self, signature: MinHash) -> str | None:
+    def find(self, signature: RMinHash) -> str | None:
         """The name of the earliest kept document `signature` is a near-duplicate of, or None."""
-        matches = self._lsh.query(signature)
-        return self._names[min(matches)] if matches else None
+        for key in sorted(self._lsh.query(signature)):
+            if signature.jaccard(self._signatures[key]) >= self.threshold:
+                return self._names[key]
+        return None
 
-    def add(self, signature: MinHash, name: str) -> None:
+    def add(self, signature: RMinHash, name: str) -> None:
         """Index one kept document under `name` (how the report refers to it)."""
-        self._lsh.insert(len(self._names), signature, check_duplication=False)
+        key = len(self._names)
+        self._lsh.insert(key, signature)
+        self._signatures.append(signature)
         self._names.append(name)

@@ -1,6 +1,8 @@
 """Content quality: text that is in the repository but is not worth training on.
 
-`classify_text(text, path)` gives the first reason that applies, or None to keep the text:
+`content_skip(text, path)` gives the first rule of `CONTENT_RULES` that applies, as the reason
+and the report's rule (`content: data (JSON document)`), or None to keep the text. The rules, in
+order (adding one is one `ContentRule` entry there; the summary names the files each left out):
 
 - `lfs-pointer`  - a Git LFS pointer file (`version https://git-lfs.github.com/spec/...`): the
                    real content is not in the repository.
@@ -26,8 +28,9 @@
 A kept text's lines longer than `MAX_LINE_CHARS` are shortened by `shorten_long_lines`: the
 first `MAX_LINE_CHARS` characters stay, followed by the marker `[line cut: N characters]`.
 
-The same rules apply to the lines a diff section adds (`classify_added_lines`), so a minified
-bundle, a regenerated file or a data fixture is cut out of phases 2 and 3 as well. The
+The same rules apply to the lines a diff section adds (`content_skip(added, path, new_file=...)`),
+so a minified bundle, a regenerated file or a data fixture is cut out of phases 2 and 3 as well;
+the rules that read a file's first lines (`lfs-pointer`, `generated`) only for a new file. The
 thresholds follow the filters used to build public code corpora (StarCoder drops files with a
 line over 1000 characters or a mean line over 100; here one long line is cut instead, and the
 mean and density limits are looser, tuned on real repositories where hand-written macros and
@@ -38,6 +41,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 MAX_LINE_CHARS = 1000
@@ -66,32 +71,52 @@ _LONG_LINE = re.compile(rf"[^\n]{{{MAX_LINE_CHARS + 1},}}")
 _JSON_PARSE_MAX_CHARS = 1 << 20  # parsing builds the whole tree; larger texts get the literal test
 
 
-def classify_text(text: str, path: str = "") -> str | None:
-    """The quality reason to leave `text` (a whole file at `path`) out, or None to keep it."""
-    if len(text) < _LFS_MAX_BYTES and _LFS_POINTER.match(text):
-        return "lfs-pointer"
+@dataclass(frozen=True)
+class ContentRule:
+    """One content rule: `test(text, path)` gives a detail for the report (`"JSON document"`, or
+    `""`) when the rule applies, None when not; `new_file_only`: in a diff, only the sections that
+    add a new file are judged (the rule reads a file's first lines)."""
+
+    reason: str
+    test: Callable[[str, str], str | None]
+    new_file_only: bool = False
+
+
+def _lfs_pointer(text: str, path: str) -> str | None:
+    return "" if len(text) < _LFS_MAX_BYTES and _LFS_POINTER.match(text) else None
+
+
+def _generated(text: str, path: str) -> str | None:
     head = "\n".join(text.split("\n", GENERATED_HEADER_LINES)[:GENERATED_HEADER_LINES])
-    if _GENERATED.search(head):
-        return "generated"
-    if is_minified(text):
-        return "minified"
-    return "data" if data_kind(text, path) is not None else None
+    return "" if _GENERATED.search(head) else None
 
 
-def classify_added_lines(lines: list[str], new_file: bool, path: str = "") -> str | None:
-    """The quality reason to cut a diff section out, judged on the lines it adds (without `+`).
+def _minified(text: str, path: str) -> str | None:
+    return "" if is_minified(text) else None
 
-    The generated-file marker counts only for a new file (its first lines are the file's first
-    lines); an LFS pointer only when the section adds nothing else.
-    """
-    if not lines:
+
+CONTENT_RULES = (
+    ContentRule("lfs-pointer", _lfs_pointer, new_file_only=True),
+    ContentRule("generated", _generated, new_file_only=True),
+    ContentRule("minified", _minified),
+    ContentRule("data", lambda text, path: data_kind(text, path)),
+)
+"""The content rules, first match wins (see the module docstring)."""
+
+
+def content_skip(text: str, path: str = "", *, new_file: bool = True) -> tuple[str, str] | None:
+    """`(reason, rule)` of the first content rule that applies to `text` (a whole file at `path`,
+    or the lines a diff section adds, without `+`; `new_file` False for a section that changes an
+    existing file), e.g. `("data", "content: data (JSON document)")`; None to keep the text."""
+    if not text.strip("\n"):
         return None
-    text = "\n".join(lines) + "\n"
-    if new_file and classify_text(text, path) in ("lfs-pointer", "generated"):
-        return classify_text(text, path)
-    if is_minified(text):
-        return "minified"
-    return "data" if data_kind(text, path) is not None else None
+    for rule in CONTENT_RULES:
+        if rule.new_file_only and not new_file:
+            continue
+        detail = rule.test(text, path)
+        if detail is not None:
+            return rule.reason, f"content: {rule.reason}" + (f" ({detail})" if detail else "")
+    return None
 
 
 def is_minified(text: str) -> bool:
@@ -158,9 +183,3 @@ def _share(text: str, pattern: re.Pattern[str]) -> float:
         lines += 1
         matched += pattern.match(line[0]) is not None
     return matched / lines if lines else 0.0
-
-
-def content_rule(reason: str, text: str, path: str = "") -> str:
-    """The report's `rule` for a content reason: `content: minified`, `content: data (JSON document)`."""
-    kind = data_kind(text, path) if reason == "data" else None
-    return f"content: {reason}" + (f" ({kind})" if kind else "")

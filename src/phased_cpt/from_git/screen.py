@@ -10,8 +10,12 @@ credentials and drops exact duplicates):
    `keep_emails`;
 2. a document that is a near-duplicate of one already written in any phase
    (`neardup.NearDuplicates`, shared by the three writers) is left out as `near-duplicate`,
-   unless `near_duplicate_threshold` is None or `--keep-duplicates` is given. An exact
-   duplicate within the phase is left to the exact check, so it keeps its `duplicate` reason.
+   unless `near_duplicate_threshold` is None or `keep_duplicates` (`--keep-duplicates`). The
+   phase-1 writer (`report_near_duplicates=True`) keeps it: every hand-written file at the
+   revision is trained, and the match is only listed in the report (`similar`) and counted
+   (`near_duplicates_kept`); generated and vendored files are left out by their own rules. An
+   exact duplicate within the phase is left to the exact check, so it keeps its `duplicate`
+   reason.
 
 `keep_bots` is read by the history planner (`merges.plan_history`).
 """
@@ -35,6 +39,7 @@ class ScreenOptions:
     keep_bots: bool = False  # --keep-bots
     keep_emails: bool = False  # --keep-emails
     near_duplicate_threshold: float | None = DEFAULT_THRESHOLD  # --near-duplicate-threshold; None: off
+    keep_duplicates: bool = False  # --keep-duplicates: exact and near-duplicates kept
 
 
 class ScreenedWriter(DocumentWriter):
@@ -45,13 +50,14 @@ class ScreenedWriter(DocumentWriter):
         out_dir: Path,
         stats: OutputStats,
         *,
-        keep_duplicates: bool,
         options: ScreenOptions,
         index: NearDuplicates | None,
+        report_near_duplicates: bool = False,
     ) -> None:
-        super().__init__(out_dir, stats, keep_duplicates=keep_duplicates)
+        super().__init__(out_dir, stats, keep_duplicates=options.keep_duplicates)
         self.options = options
-        self._index = None if keep_duplicates else index
+        self._index = None if options.keep_duplicates else index
+        self._report_only = report_near_duplicates
 
     def prepare(self, document: dict[str, Any], where: dict[str, Any]) -> None:
         """Redact credentials first (a URL's `user:password@host` looks like an e-mail address),
@@ -66,15 +72,17 @@ class ScreenedWriter(DocumentWriter):
     def write(self, document: dict[str, Any], where: dict[str, Any], key_text: str) -> bool:
         """Check for a near-duplicate, then write as `DocumentWriter.write` does (`prepare`:
         credentials redacted, then e-mail addresses masked)."""
-        signature = None
+        signature = match = None
         if self._index is not None and not self.repeats(key_text):
             signature = self._index.signature(key_text)
             match = self._index.find(signature) if signature is not None else None
-            if match is not None:
+            if match is not None and not self._report_only:
                 size = len(document["training_content"].encode("utf-8"))
                 self.stats.skip("near-duplicate", where, rule=f"similar to {match}", size=size)
                 return False
         written = super().write(document, where, key_text)
+        if written and match is not None:
+            self.stats.keep_similar(where, match)
         if written and signature is not None and self._index is not None:
             name = ", ".join(f"{key} {value}" for key, value in where.items())
             self._index.add(signature, f"{self.stats.name}: {name}")

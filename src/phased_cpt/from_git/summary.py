@@ -16,8 +16,9 @@ Reasons, in words:
 - documents left out (`skipped`): `binary`, `undecodable` (not UTF-8), `empty`, `too-large`,
   `symlink`, `submodule`, `lfs-pointer`, `vendored`, `lock`, `generated`, `data`, `minified`,
   `excluded` (an `--exclude` glob), `secret` (a secret store, by name or content),
-  `duplicate` (the same text as an earlier document of the phase), `near-duplicate` (MinHash
-  similarity with an earlier document of any phase at or above the threshold, `neardup.py`),
+  `duplicate` (the same text as an earlier document of the phase), `near-duplicate` (phases 2
+  and 3: MinHash similarity with an earlier document of any phase at or above the threshold,
+  `neardup.py`),
   `only-left-out-files` (a commit whose every file diff was cut out), `bot` (a commit or merge
   authored by a bot, `merges.is_bot`), in phase 2 `merge` (a merge commit: its changes are its
   branch's commits or a phase-3 story), `in-phase-3-story` (a commit told in a phase-3
@@ -28,6 +29,8 @@ Reasons, in words:
   kept file or diff; the document is kept.
 - file sections cut out of a diff (`dropped_file_diffs`, phases 2 and 3): the same path and
   content reasons, one count per file section; the document itself is kept.
+- `near_duplicates_kept` (phase 1): files kept though a near-duplicate of an earlier file,
+  each listed in the report's `similar` with the file it resembles.
 - `removed_bytes`: bytes of source material (file content, diff text) removed per reason;
   `truncated` counts the bytes cut off by `--max-diff-bytes`.
 """
@@ -42,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from phased_cpt.from_git import quality
 from phased_cpt.from_git.secrets import Redaction
 
 if TYPE_CHECKING:
@@ -58,10 +62,9 @@ COUNT_FIELDS = (
     "removed_bytes",
     "redactions",
     "masked_emails",
+    "near_duplicates_kept",
 )
-"""The `OutputStats` fields of the summary; the report adds `left_out` and `redacted`."""
-CONTENT_REASONS = ("data", "generated", "lfs-pointer", "minified")
-"""Reasons decided by reading a file's content: the summary names the files, not only counts them."""
+"""The `OutputStats` fields of the summary; the report adds `left_out`, `redacted` and `similar`."""
 NAMED_FILES_SHOWN = 10
 
 
@@ -79,8 +82,10 @@ class OutputStats:
     removed_bytes: Counter[str] = field(default_factory=Counter)
     redactions: Counter[str] = field(default_factory=Counter)
     masked_emails: int = 0  # e-mail addresses replaced by `personal.EMAIL_PLACEHOLDER`
+    near_duplicates_kept: int = 0  # phase-1 files kept though near-duplicates of an earlier one
     left_out: list[dict[str, Any]] = field(default_factory=list)
     redacted: list[dict[str, Any]] = field(default_factory=list)
+    similar: list[dict[str, Any]] = field(default_factory=list)
 
     def skip(self, reason: str, where: dict[str, Any], *, rule: str | None = None, size: int = 0) -> None:
         """Count and list one document left out for `reason` (`where` names it: file, commit, ...)."""
@@ -101,6 +106,11 @@ class OutputStats:
         """Count and list `lines` long lines cut in one kept file or diff, `size` bytes removed."""
         self.removed_bytes["long-line"] += size
         self.left_out.append({**where, "kind": "line", "reason": "long-line", "lines": lines, "bytes": size})
+
+    def keep_similar(self, where: dict[str, Any], match: str) -> None:
+        """Count and list one document kept though it is a near-duplicate of `match`."""
+        self.near_duplicates_kept += 1
+        self.similar.append({**where, "similar_to": match})
 
     def redact(self, where: dict[str, Any], found: list[Redaction]) -> None:
         """Record the credential values removed from one document (rule and line, no value)."""
@@ -171,6 +181,7 @@ class Summary:
         for stats in self.outputs:
             report["outputs"][stats.name]["left_out"] = stats.left_out
             report["outputs"][stats.name]["redacted"] = stats.redacted
+            report["outputs"][stats.name]["similar"] = stats.similar
         return report
 
     def write_report(self, out_dir: Path) -> Path:
@@ -223,13 +234,21 @@ class Summary:
         return "\n".join(lines)
 
     def _named_files(self) -> list[str]:
-        """`files left out as data: a.json, b.yaml` per content rule, phase 1 (the files at the revision)."""
+        """`data files left out: a.json, b.yaml` per content rule, and the near-duplicate files kept,
+        of phase 1 (the files at the revision)."""
         named: dict[str, list[str]] = {}
+        content_reasons = {rule.reason for rule in quality.CONTENT_RULES}  # decided by reading the file
         for entry in self.outputs[0].left_out if self.outputs else []:
-            if entry["reason"] in CONTENT_REASONS and "file" in entry and entry.get("rule", "").startswith("content:"):
+            if entry["reason"] in content_reasons and "file" in entry and entry.get("rule", "").startswith("content:"):
                 named.setdefault(entry["reason"], []).append(entry["file"])
-        lines = []
-        for reason, files in sorted(named.items()):
-            more = f", and {len(files) - NAMED_FILES_SHOWN} more" if len(files) > NAMED_FILES_SHOWN else ""
-            lines.append(f"{reason} files left out: {', '.join(files[:NAMED_FILES_SHOWN])}{more}")
+        lines = [f"{reason} files left out: {_names(files)}" for reason, files in sorted(named.items())]
+        similar = [entry["file"] for entry in self.outputs[0].similar if "file" in entry] if self.outputs else []
+        if similar:
+            lines.append(f"near-duplicate files kept in phase 1 (the report's `similar`): {_names(similar)}")
         return [""] + lines if lines else []
+
+
+def _names(files: list[str]) -> str:
+    """The first `NAMED_FILES_SHOWN` of `files`, then how many more."""
+    more = f", and {len(files) - NAMED_FILES_SHOWN} more" if len(files) > NAMED_FILES_SHOWN else ""
+    return ", ".join(files[:NAMED_FILES_SHOWN]) + more

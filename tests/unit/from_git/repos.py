@@ -6,12 +6,13 @@ system git config), so outputs are deterministic.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 from pathlib import Path
 
-from phased_cpt.from_git import Summary, build_datasets
+from phased_cpt.from_git import FromGitSettings, ScreenOptions, Summary, build_datasets
 
 # Fake credentials, assembled at run time so the test files themselves hold no credential pattern.
 FAKE_AWS_KEY = "AKIA" + "FAKEFAKEFAKE1234"
@@ -81,7 +82,18 @@ def report(out: Path) -> dict:
 def build(repo: Path, out: Path, **options: object) -> Summary:
     """`build_datasets` with a small default `max_file_bytes` (the fixture's big file is 5 KB)."""
     options.setdefault("max_file_bytes", 2000)
-    return build_datasets(repo, out, **options)  # type: ignore[arg-type]
+    return build_datasets(repo, out, settings(**options))
+
+
+def settings(**options: object) -> FromGitSettings:
+    """`FromGitSettings` from flat keywords: `keep_duplicates` goes into `screen`, lists become tuples."""
+    screen = options.pop("screen", ScreenOptions())
+    if "keep_duplicates" in options:
+        screen = dataclasses.replace(screen, keep_duplicates=options.pop("keep_duplicates"))  # type: ignore[type-var]
+    for key in ("excludes", "includes"):
+        if key in options:
+            options[key] = tuple(options[key])  # type: ignore[arg-type]
+    return FromGitSettings(screen=screen, **options)  # type: ignore[arg-type]
 
 
 def all_output_bytes(out: Path) -> bytes:

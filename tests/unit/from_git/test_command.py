@@ -140,42 +140,30 @@ def test_command_defaults_and_flags_reach_build_datasets(monkeypatch, capsys):
         == 2
     )
     assert calls[-1] == (
-        (Path("repo"), Path("o")),
-        {
-            "rev": "v1",
-            "since": "2024-01-01",
-            "max_file_bytes": 20,
-            "excludes": ["docs"],
-            "includes": ["vendor", "*.svg"],
-            "use_default_excludes": False,
-            "prs": Path("p.json"),
-            "max_diff_bytes": 10,
-            "keep_duplicates": True,
-            "allow_other_owner": True,
-            "holdout": from_git.HoldoutOptions(commits=0, after="2024-02-01"),
-            "force": True,
-            "screen": ScreenOptions(keep_bots=True, keep_emails=True, near_duplicate_threshold=0.5),
-        },
+        (
+            Path("repo"),
+            Path("o"),
+            from_git.FromGitSettings(
+                rev="v1",
+                since="2024-01-01",
+                prs=Path("p.json"),
+                max_file_bytes=20,
+                max_diff_bytes=10,
+                excludes=("docs",),
+                includes=("vendor", "*.svg"),
+                use_default_excludes=False,
+                allow_other_owner=True,
+                force=True,
+                holdout=from_git.HoldoutOptions(commits=0, after="2024-02-01"),
+                screen=ScreenOptions(
+                    keep_bots=True, keep_emails=True, near_duplicate_threshold=0.5, keep_duplicates=True
+                ),
+            ),
+        ),
+        {},
     )
     assert _run(["repo", "--out", "o"]) == 2
-    assert calls[-1] == (
-        (Path("repo"), Path("o")),
-        {
-            "rev": "HEAD",
-            "since": None,
-            "max_file_bytes": from_git.DEFAULT_MAX_FILE_BYTES,
-            "excludes": [],
-            "includes": [],
-            "use_default_excludes": True,
-            "prs": None,
-            "max_diff_bytes": from_git.DEFAULT_MAX_DIFF_BYTES,
-            "keep_duplicates": False,
-            "allow_other_owner": False,
-            "holdout": from_git.HoldoutOptions(commits=None, after=None),
-            "force": False,
-            "screen": ScreenOptions(),
-        },
-    )
+    assert calls[-1] == ((Path("repo"), Path("o"), from_git.FromGitSettings()), {})  # the CLI's defaults are the API's
     assert capsys.readouterr().err.strip().splitlines() == ["error: recorded", "error: recorded"]
 
 
