@@ -75,7 +75,11 @@ def packed_sdpa_attention(
 def packed_sdpa_mask(**kwargs: Any) -> torch.Tensor | None:
     """No mask where `packed_sdpa_attention` splits the row itself (no padding mask, no cache:
     queries and keys are the same positions); elsewhere sdpa's mask."""
-    if kwargs.get("attention_mask") is None and kwargs["q_offset"] == 0 and kwargs["q_length"] == kwargs["kv_length"]:
+    if (
+        kwargs.get("attention_mask") is None
+        and kwargs.get("q_offset", 0) == 0
+        and kwargs["q_length"] == kwargs["kv_length"]
+    ):
         return None
     return sdpa_mask(**kwargs)
 
@@ -109,9 +113,16 @@ def choose_attention(model: ModelConfig, context: ContextConfig, text_config: di
     if not context.sample_packing:
         return AttentionChoice("sdpa", "auto: rows are not packed")
     model_type = text_config.get("model_type")
-    if model_type not in PACKED_MODEL_TYPES or text_config.get("sliding_window"):
+    if model_type not in PACKED_MODEL_TYPES or has_sliding_window(text_config):
         return AttentionChoice("sdpa", f"auto: no per-document attention for {model_type} here")
     return AttentionChoice(PACKED_SDPA, "auto: CPU, packed rows: causal sdpa per document, not one T^2 mask")
+
+
+def has_sliding_window(text_config: dict) -> bool:
+    """A config.json's sliding window is in use: Qwen2's files name a `sliding_window` size with
+    `use_sliding_window: false` (not used); transformers 5 may list `sliding_attention` layers."""
+    used = text_config.get("use_sliding_window", True) and text_config.get("sliding_window")
+    return bool(used) or "sliding_attention" in (text_config.get("layer_types") or [])
 
 
 def plan_attention(model: ModelConfig, context: ContextConfig, config_json: dict) -> str:

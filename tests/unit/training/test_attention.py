@@ -2,6 +2,9 @@
 logits, loss and gradients of transformers' sdpa with its block-diagonal mask; `auto` chooses it
 on a CPU for packed rows only."""
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 import yaml
@@ -16,10 +19,12 @@ from phased_cpt.training.attention import (
     apply_attention,
     choose_attention,
     document_lengths,
+    has_sliding_window,
     packed_sdpa_attention,
     plan_attention,
 )
 
+REPO = Path(__file__).resolve().parents[3]
 PACKED = ContextConfig(max_tokens=64, overlap_tokens=8, sample_packing=True)
 PADDED = ContextConfig(max_tokens=64, overlap_tokens=8, sample_packing=False)
 
@@ -119,6 +124,17 @@ def test_auto_chooses_per_document_attention_on_a_cpu_for_packed_rows_only(tiny_
     assert choose_attention(auto, PACKED, sliding, on_gpu=False).describe() == (
         "sdpa (auto: no per-document attention for mistral here)"
     )
+
+
+def test_a_sliding_window_counts_only_where_it_is_used():
+    """Qwen2.5's config.json names a window of 131,072 with use_sliding_window: false."""
+    qwen25 = json.loads((REPO / "tests/fixtures/model_configs/qwen2.5-0.5b/config.json").read_text())
+    assert qwen25["sliding_window"] and qwen25["use_sliding_window"] is False
+    assert not has_sliding_window(qwen25)
+    auto = ModelConfig(name="Qwen/Qwen2.5-0.5B")
+    assert choose_attention(auto, PACKED, qwen25, on_gpu=False).implementation == PACKED_SDPA
+    assert has_sliding_window({"sliding_window": 4096})  # Mistral 7B v0.1: no use_sliding_window key
+    assert has_sliding_window({"layer_types": ["full_attention", "sliding_attention"]})
 
 
 def test_plan_says_the_gpus_and_the_cpus_choice(tiny_model_dir):
