@@ -54,6 +54,7 @@ from phased_cpt.data.collate import make_collator  # noqa: E402
 from phased_cpt.data.phase_data import build_run_data  # noqa: E402
 from phased_cpt.data.plan import PhaseRows, longest_row_tokens  # noqa: E402
 from phased_cpt.modeling import attach_lora, load_base_model, load_tokenizer  # noqa: E402
+from phased_cpt.training.attention import apply_attention  # noqa: E402
 from phased_cpt.training.phase import PhaseTrainer, training_arguments  # noqa: E402
 from phased_cpt.training.throughput import resolve_checkpointing  # noqa: E402
 
@@ -175,10 +176,12 @@ def timed(clock: StepClock, counter: CountingCollator, warmup: int) -> tuple[flo
     return sum(clock.seconds[warmup:]), sum(clock.cpu_seconds[warmup:]), targets
 
 
-def ours_run(cfg, data, tokenizer, steps: int, work: Path) -> tuple[StepClock, CountingCollator, str]:
-    """phased-cpt as `train` runs a phase: attach_lora, checkpointing resolved for this machine,
-    `training_arguments`, `PhaseTrainer`, the phase's dataset and collator."""
+def ours_run(cfg, data, tokenizer, steps: int, work: Path) -> tuple[StepClock, CountingCollator, tuple[str, str]]:
+    """phased-cpt as `train` runs a phase: attach_lora, attention and checkpointing resolved for
+    this machine, `training_arguments`, `PhaseTrainer`, the phase's dataset and collator. Returns
+    the clock, the counter and the attention and checkpointing chosen."""
     model = attach_lora(load_base_model(cfg.model), cfg.training.lora)
+    attention = apply_attention(model, cfg.model, cfg.context)
     choice = resolve_checkpointing(model, cfg, None, longest_row_tokens(cfg.context, [PhaseRows.of(data)]))
     training = choice.training.model_copy(update={"max_steps": steps})
     clock, counter = StepClock(), CountingCollator(make_collator(tokenizer, cfg.context))
@@ -191,7 +194,7 @@ def ours_run(cfg, data, tokenizer, steps: int, work: Path) -> tuple[StepClock, C
         max_nonfinite_losses=3,
     )
     trainer.train()
-    return clock, counter, choice.describe()
+    return clock, counter, (attention.describe(), choice.describe())
 
 
 def hf_run(model_dir: Path, lora: LoraConfig, rows: list, steps: int, work: Path) -> tuple[StepClock, CountingCollator]:
@@ -294,6 +297,7 @@ def compare_trainers(args) -> dict:
     steps, warmup = args.steps or (3 if args.tiny else 20), 1 if args.tiny else 3
     results = {
         "load_average_before": os.getloadavg(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
     }
@@ -308,7 +312,7 @@ def compare_trainers(args) -> dict:
         rows = greedy_rows(texts, tokenizer, cfg.context.max_tokens)
         totals = {"ours": [0.0, 0.0, 0], "hf": [0.0, 0.0, 0]}
         per_run = []
-        chosen = ""
+        chosen = ("", "")
         for round_ in range(args.rounds):
             order = ["ours", "hf"] if round_ % 2 == 0 else ["hf", "ours"]
             for method in order:
@@ -324,7 +328,8 @@ def compare_trainers(args) -> dict:
         rate = {m: t / s for m, (s, _, t) in totals.items()}
         cpu_rate = {m: t / c for m, (_, c, t) in totals.items()}
         results[name] = {
-            "ours_checkpointing": chosen,
+            "ours_attention": chosen[0],
+            "ours_checkpointing": chosen[1],
             "max_tokens": cfg.context.max_tokens,
             "micro_batch_size": cfg.training.micro_batch_size,
             "sample_packing": cfg.context.sample_packing,

@@ -59,6 +59,9 @@ class RunPlan:
     checkpointing: str | None = None
     """What training.gradient_checkpointing resolves to on this GPU, and why; None when the
     model's config.json is not found."""
+    attention: str | None = None
+    """What model.attn_implementation resolves to on the GPU and on a CPU, and why
+    (`training/attention.py`); None when the model's config.json is not found."""
 
     @property
     def seconds(self) -> tuple[float, float, float] | None:
@@ -221,7 +224,18 @@ def cost_run(
         notes,
         warnings,
         checkpointing=checkpointing.describe(),
+        attention=planned_attention(cfg, model_config),
     )
+
+
+def planned_attention(cfg: RunConfig, model_config: Path | None) -> str | None:
+    import json
+
+    from phased_cpt.memory import locate_model_config
+    from phased_cpt.training.attention import plan_attention
+
+    path = locate_model_config(cfg.model.name, model_config)
+    return plan_attention(cfg.model, cfg.context, json.loads(path.read_text(encoding="utf-8"))) if path else None
 
 
 def utilisation_of(gpu: GpuSpec) -> str:
@@ -253,6 +267,8 @@ def format_run_plan(run: RunPlan, context: ContextConfig, training: TrainingConf
         )
     if run.checkpointing is not None:
         lines.append(f"gradient checkpointing: {run.checkpointing}")
+    if run.attention is not None:
+        lines.append(f"attention: {run.attention}")
     if run.seconds is not None:
         low, mid, high = run.seconds
         per_phase = ", ".join(f"{p.phase} ~{format_duration(p.seconds)}" for p in run.phases)
@@ -280,4 +296,5 @@ def run_plan_json(run: RunPlan, context: ContextConfig) -> dict:
         "warnings": run.warnings,
         "contamination": run.contamination.to_dict() if run.contamination is not None else None,
         "checkpointing": run.checkpointing,
+        "attention": run.attention,
     }

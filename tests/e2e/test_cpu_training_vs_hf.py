@@ -12,6 +12,11 @@ from tests.e2e.cli import REPO
 
 pytestmark = pytest.mark.e2e
 
+ATTENTION = {
+    "quickstart": "sdpa",
+    "short_documents": "sdpa_packed (auto: CPU, packed rows: causal sdpa per document, not one T^2 mask)",
+}
+
 
 def test_the_comparison_runs_both_trainers_on_both_corpora(tmp_path):
     result = subprocess.run(
@@ -35,6 +40,8 @@ def test_the_comparison_runs_both_trainers_on_both_corpora(tmp_path):
         case = report[corpus]
         # the defaults: checkpointing auto, resolved as training resolves it (off: a tiny model fits)
         assert case["ours_checkpointing"].startswith("off (auto: needs ~")
+        # attention auto: per document where rows are packed (on this CPU); the quickstart asks for sdpa
+        assert case["ours_attention"] == ATTENTION[corpus]
         assert case["timed_steps_per_method"] == 3 * 2
         for method in ("ours", "hf"):
             assert case[f"{method}_target_tokens"] > 0

@@ -42,6 +42,10 @@ def test_the_rehearsal_answers_every_question(tmp_path):
     assert train["details"]["resumed_from"] == "p2/checkpoint-2"
     assert {"p1/adapter", "p2/adapter"} <= set(train["details"]["adapters"])
     assert "checkpointing=off (auto: needs ~" in train["details"]["speed_path"]
+    # attention auto: per document on this CPU (packed rows); the run's log says why
+    assert ", attention=sdpa_packed, " in train["details"]["speed_path"]
+    log = (tmp_path / "out" / "train-killed.log").read_text()
+    assert "attention: sdpa_packed (auto: CPU, packed rows: causal sdpa per document, not one T^2 mask)" in log
     for case in ("tiny-128/plain", "tiny-128/ours", "tiny-corpus/hf-packed", "tiny-corpus/ours-packed"):
         row = rows[case]
         assert row["status"] == "ok", row

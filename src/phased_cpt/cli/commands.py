@@ -73,10 +73,12 @@ def run_config(args: argparse.Namespace, announce: bool = False) -> RunConfig:
 def cmd_train(args: argparse.Namespace) -> int:
     from phased_cpt.training.recipe import run_training
     from phased_cpt.training.signals import TrainingInterrupted
+    from phased_cpt.training.throughput import imports_frozen
 
     cfg = run_config(args, announce=True)
     try:
-        run = run_training(cfg, resume=args.resume)
+        with imports_frozen():
+            run = run_training(cfg, resume=args.resume)
     except StorageError as err:
         room = "once there is room (or the directory is writable)"
         then = (

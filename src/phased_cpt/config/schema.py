@@ -97,7 +97,8 @@ class ModelConfig(StrictModel):
     dtype: Dtype = "auto"
     """Weights dtype. auto: bfloat16 on a GPU that supports it, float32 on CPU."""
     attn_implementation: AttnImplementation = "auto"
-    """auto: flash_attention_2 when installed on a GPU, else sdpa."""
+    """auto: flash_attention_2 when installed on a GPU, else sdpa; on a CPU with packed rows,
+    causal sdpa per document (`sdpa_packed`, training/attention.py)."""
     trust_remote_code: bool = False
     """DANGEROUS: true runs the Python code shipped in the model directory or hub repository
     (its `auto_map`) with your permissions. Only for a model whose code you have read."""

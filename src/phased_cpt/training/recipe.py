@@ -30,6 +30,7 @@ from phased_cpt.errors import ConfigError, storage_errors
 from phased_cpt.evaluation.report import write_report
 from phased_cpt.modeling import check_model_settings, load_tokenizer
 from phased_cpt.run_dir import RunDir, adapter_file_sha256
+from phased_cpt.training.attention import apply_attention
 from phased_cpt.training.callbacks import ClockCallback, EvalCallback, MetricsCallback, ProgressCallback
 from phased_cpt.training.checkpoints import CheckpointCallback
 from phased_cpt.training.deepspeed_plan import DeepSpeedPlan, plan_deepspeed
@@ -111,6 +112,7 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
         save_rejected(phase_data, run.rejected_dir)
     trainable = TrainableModel.build(cfg.model, cfg.training.lora, run.final_adapter())
     check_packing_model(trainable.model, cfg.context)
+    logger.info("attention: %s", apply_attention(trainable.model, cfg.model, cfg.context).describe())
     longest_row = longest_row_tokens(cfg.context, map(PhaseRows.of, phase_data.values()))
     checkpointing = resolve_checkpointing(trainable.model, cfg, deepspeed, longest_row)
     logger.info("%s", speed_path(trainable.model, checkpointing.training, cfg.context, deepspeed, checkpointing))

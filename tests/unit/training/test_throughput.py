@@ -129,3 +129,14 @@ def test_mfu_is_useful_flops_over_the_peak():
     values = throughput.values(tokens_per_second_per_device=50_000)
     assert values["model_tflops_per_second"] == pytest.approx(300.0)
     assert values["mfu"] == pytest.approx(300e12 / 989e12)
+
+
+def test_imports_frozen_leaves_what_exists_out_of_collections_until_exit():
+    import gc
+
+    from phased_cpt.training.throughput import imports_frozen
+
+    before = gc.get_freeze_count()
+    with imports_frozen():
+        assert gc.get_freeze_count() > before  # the modules imported so far, at least
+    assert gc.get_freeze_count() == 0
