@@ -225,8 +225,8 @@ def check_memory(
 ) -> list[Check]:
     """The DeepSpeed choice and the estimated memory per GPU (`memory.py`), compared with
     `gpu_memory_gib` when given, else with the GPUs here; unknown (a warning) without either."""
-    from phased_cpt.training.deepspeed_plan import plan_deepspeed
-    from phased_cpt.training.throughput import resolve_liger
+    from phased_cpt.plans.deepspeed import plan_deepspeed
+    from phased_cpt.plans.kernels import resolve_liger
 
     given = int(gpu_memory_gib * GiB) if gpu_memory_gib is not None else None
     plan = plan_deepspeed(cfg, processes, given, model_config)
@@ -320,7 +320,7 @@ def check_nodes(cfg: RunConfig, nodes: Nodes) -> list[Check]:
     """Several nodes: what this node can check alone. Its job identity (config and data sha256)
     to compare with the other nodes' (every process of the run also compares itself with rank 0
     at start and stops the run on a difference), and the master's address and port."""
-    from phased_cpt.training.processes import job_identity
+    from phased_cpt.plans.job import job_identity
 
     try:
         identity = job_identity(cfg)

@@ -123,7 +123,7 @@ def cost_run(
 ) -> RunPlan:
     """The DeepSpeed plan, memory per GPU and time per phase on `world_size` GPUs like `gpu`."""
     from phased_cpt.config.schema import liger_installed
-    from phased_cpt.training.deepspeed_plan import plan_deepspeed
+    from phased_cpt.plans.deepspeed import plan_deepspeed
 
     deepspeed = plan_deepspeed(cfg, world_size, int(gpu.memory_gib * GiB), model_config)
     described = (

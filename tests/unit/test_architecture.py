@@ -22,6 +22,7 @@ ALLOWED = {
     "tokenizer_check": set(),
     "data": {"config", "contamination", "crash_points", "errors", "distributed", "modeling", "tokenizer_check"},
     "evaluation": {"config", "contamination", "crash_points", "data", "run_dir", "distributed", "errors"},
+    "plans": {"config", "data", "distributed", "errors", "memory"},
     "training": {
         "config",
         "contamination",
@@ -35,12 +36,13 @@ ALLOWED = {
         "interrupt",
         "memory",
         "modeling",
+        "plans",
         "run_dir",
     },
     "inference": {"config", "errors", "modeling", "run_dir"},
     "export": {"config", "errors", "modeling", "run_dir", "inference"},
-    "doctor": {"config", "data", "errors", "launch", "memory", "modeling", "training"},
-    "planning": {"config", "data", "distributed", "errors", "flops", "gpus", "memory", "training"},
+    "doctor": {"config", "data", "errors", "launch", "memory", "modeling", "plans"},
+    "planning": {"config", "data", "distributed", "errors", "flops", "gpus", "memory", "plans"},
     "launch": {"config", "errors"},
     "from_git": {"contamination", "errors"},
     "quickstart": set(),
@@ -82,3 +84,16 @@ def test_every_layer_imports_only_what_docs_architecture_allows():
         "cli",
         "__main__",
     }  # every other module has a row
+
+
+PRE_FLIGHT = ("doctor", "planning", "launch")
+"""docs/architecture.md: pre-flight knows no recipe. What it shares with training (the DeepSpeed
+plan, Liger, the job identity) lives in `plans/`, below both."""
+
+
+def test_pre_flight_imports_nothing_from_training():
+    found = imports()
+    assert {layer: sorted(found.get(layer, set()) & {"training"}) for layer in PRE_FLIGHT} == {
+        layer: [] for layer in PRE_FLIGHT
+    }
+    assert all("training" not in ALLOWED[layer] for layer in PRE_FLIGHT)

@@ -20,7 +20,6 @@ import torch
 
 from phased_cpt.config import ContextConfig, PerformanceConfig, RunConfig, TrainingConfig
 from phased_cpt.config.schema import liger_installed
-from phased_cpt.errors import UserError
 from phased_cpt.flops import attention_flops, flops_per_token, step_flops
 from phased_cpt.gpus import gpu_spec
 from phased_cpt.memory import (
@@ -32,6 +31,7 @@ from phased_cpt.memory import (
     describe_checkpointing_setting,
     host_memory_bytes,
 )
+from phased_cpt.plans.kernels import Choice, resolve_liger
 
 logger = logging.getLogger(__name__)
 
@@ -124,38 +124,6 @@ def phase_throughput(model: Any, dataset: Any, args: Any) -> Throughput:
 
 
 # --- which speed path is active --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Choice:
-    value: Any
-    reason: str = ""
-
-    def describe(self, shown: str) -> str:
-        return f"{shown} ({self.reason})" if self.reason else shown
-
-
-def resolve_liger(setting: str | bool, on_cuda: bool | None = None, installed: bool | None = None) -> Choice:
-    """Whether the Trainer applies Liger kernels. `true` where they cannot run is a UserError."""
-    on_cuda = torch.cuda.is_available() if on_cuda is None else on_cuda
-    installed = liger_installed() if installed is None else installed
-    if setting is False:
-        return Choice(False, "training.performance.liger_kernel: false")
-    if not installed:
-        if setting is True:
-            raise UserError(
-                "training.performance.liger_kernel: true needs liger-kernel, which is not installed; "
-                "pip install 'phased-cpt[gpu]' or set it to auto"
-            )
-        return Choice(False, "not installed")
-    if not on_cuda:
-        if setting is True:
-            raise UserError(
-                "training.performance.liger_kernel: true needs a CUDA GPU (Liger kernels are Triton "
-                "GPU kernels); set it to auto or false to train on this machine"
-            )
-        return Choice(False, "no CUDA GPU")
-    return Choice(True)
 
 
 def resolve_optimizer(name: str, device_type: str | None = None) -> Choice:

@@ -166,7 +166,7 @@ def auto_memory_inputs(
 
     from phased_cpt.config import training_dtype
     from phased_cpt.memory import DTYPE_BYTES, DeviceMemory, estimate_config_memory, model_shape, parameters_from_size
-    from phased_cpt.training.throughput import resolve_liger
+    from phased_cpt.plans.kernels import resolve_liger
 
     if gpu_bytes is not None:
         bf16, liger = True, cfg.training.performance.liger_kernel is True
