@@ -12,7 +12,7 @@ from peft import get_peft_model
 from transformers import AutoModelForCausalLM, Qwen2Config
 
 from phased_cpt.config import TrainingConfig
-from phased_cpt.memory import ModelShape, read_model_config, shape_from_config
+from phased_cpt.memory import EstimateTarget, ModelShape, Parallelism, read_model_config, shape_from_config
 from tests.memory_tracker import LiveBytes
 
 CONFIGS = Path(__file__).resolve().parent / "fixtures" / "model_configs"
@@ -106,3 +106,9 @@ def step_bytes(model, tokens: int, checkpointing: bool = True, accumulate: int =
     with LiveBytes(known) as live:
         step()
     return live.peak
+
+
+def target(shape: ModelShape, training: TrainingConfig, max_tokens: int, **settings) -> EstimateTarget:
+    """An `EstimateTarget`; `zero_stage`, `world_size` and `offload` go into its `Parallelism`."""
+    parallel = {key: settings.pop(key) for key in ("zero_stage", "world_size", "offload") if key in settings}
+    return EstimateTarget(shape, training, max_tokens, parallel=Parallelism(**parallel), **settings)

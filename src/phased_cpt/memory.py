@@ -296,9 +296,6 @@ class MemoryEstimate:
     peak_at: str
     """'loss', 'backward' or 'optimizer step'."""
     lora_parameters: int
-    checkpointing: str = ""
-    """What `gradient_checkpointing: auto` chose for this estimate, and why (`estimate_config_memory`);
-    empty where the config set it."""
 
     @property
     def peak_bytes(self) -> int:
@@ -327,33 +324,105 @@ def gib(n_bytes: float) -> str:
     return f"{n_bytes / GiB:.1f} GiB" if n_bytes >= GiB / 10 else f"{n_bytes / 2**20:.1f} MiB"
 
 
-def estimate_memory(
-    shape: ModelShape,
-    training: TrainingConfig,
-    max_tokens: int,
-    *,
-    dtype: str = "bfloat16",
-    liger: bool = False,
-    zero_stage: int = 0,
-    world_size: int = 1,
-    offload: str = "none",
-    device: str = "cuda",
-    attention: str = "sdpa",
-) -> MemoryEstimate:
-    """Peak bytes of one training process (the module docstring derives each term).
+@dataclass(frozen=True)
+class Parallelism:
+    """How the run's processes share the model."""
 
-    `dtype`: what `training_dtype` resolves model.dtype to; `liger`: whether Liger kernels run;
-    `zero_stage` 0 (one process or DDP), 2 or 3 with `world_size` processes and DeepSpeed's
-    `offload`; `device` 'cuda' or 'cpu' (dropout masks are bool on CUDA, floats on CPU);
-    `attention` 'eager' keeps each layer's T x T attention probabilities.
-    """
-    a = DTYPE_BYTES[dtype]
-    n = max(world_size, 1)
-    deepspeed = zero_stage in (2, 3)
+    zero_stage: int = 0
+    """0 (one process, or DDP), 2 or 3 (DeepSpeed ZeRO)."""
+    world_size: int = 1
+    offload: str = "none"
+    """DeepSpeed's `deepspeed_offload`: none | optimizer | optimizer_and_params."""
+
+
+@dataclass(frozen=True)
+class TargetGpu:
+    """The device a run's estimate is for (built by `plans/target.target_gpus`)."""
+
+    memory_bytes: int | None = None
+    """None: unknown."""
+    bf16: bool = True
+    """Whether it computes in bf16 (`config.training_dtype` turns model.dtype auto into bf16)."""
+    liger: bool = False
+    """Whether Liger kernels run on it."""
+    cuda: bool = True
+    """A GPU; False: training on this machine's CPU (no pinned-memory checkpoint offload)."""
+
+
+@dataclass(frozen=True)
+class EstimateTarget:
+    """Everything one memory estimate depends on: one phase's settings on one device. Built from a
+    run's config by `run_targets`; tests and benchmarks build their own."""
+
+    shape: ModelShape
+    training: TrainingConfig
+    """micro-batch, accumulation, LoRA, checkpointing (resolved: never auto), optimizer."""
+    max_tokens: int
+    dtype: str = "bfloat16"
+    """What `training_dtype` resolves model.dtype to."""
+    liger: bool = False
+    parallel: Parallelism = Parallelism()
+    device: str = "cuda"
+    """'cuda' or 'cpu': dropout masks are bool on CUDA, floats on CPU."""
+    attention: str = "sdpa"
+    """'eager' keeps each layer's T x T attention probabilities."""
+
+    @property
+    def tokens(self) -> int:
+        """T: tokens per forward pass."""
+        return self.training.micro_batch_size * self.max_tokens
+
+    @property
+    def activation_bytes(self) -> int:
+        """a: bytes per activation."""
+        return DTYPE_BYTES[self.dtype]
+
+    @property
+    def deepspeed(self) -> bool:
+        return self.parallel.zero_stage in (2, 3)
+
+    @property
+    def fp32_adapter(self) -> bool:
+        """peft keeps the adapter in fp32; DeepSpeed casts the model to bf16."""
+        return not self.deepspeed
+
+
+def run_targets(
+    cfg: RunConfig,
+    shape: ModelShape,
+    gpu: TargetGpu,
+    parallel: Parallelism = Parallelism(),
+    max_tokens: int | None = None,
+) -> list[EstimateTarget]:
+    """The estimate's targets of a run, one per phase (a phase may set its own micro-batch), for
+    rows of `max_tokens` (default `context.max_tokens`): the dtype from `model.dtype` by
+    `training_dtype` (the rule training uses), eager attention when the config asks for it.
+    `gradient_checkpointing` as the config sets it (`estimate_run` resolves auto)."""
+    dtype = training_dtype(cfg.model.dtype, gpu.bf16)
+    attention = "eager" if cfg.model.attn_implementation == "eager" else "sdpa"
+    return [
+        EstimateTarget(
+            shape,
+            phase.training_for(cfg.training),
+            max_tokens or cfg.context.max_tokens,
+            dtype,
+            gpu.liger,
+            parallel,
+            attention=attention,
+        )
+        for phase in cfg.phases
+    ]
+
+
+def estimate_memory(target: EstimateTarget) -> MemoryEstimate:
+    """Peak bytes of one training process (the module docstring derives each term)."""
+    shape, training, parallel = target.shape, target.training, target.parallel
+    a = target.activation_bytes
+    n = max(parallel.world_size, 1)
+    zero_stage, offload = parallel.zero_stage, parallel.offload
     lora = training.lora
     p = shape.lora_parameters(lora.r, lora.target_modules)
-    tokens = training.micro_batch_size * max_tokens
-    fp32_adapter = not deepspeed  # peft keeps the adapter in fp32; DeepSpeed casts the model to bf16
+    tokens = target.tokens
 
     # -- what lives the whole run --
     weights = shape.parameters * a
@@ -362,7 +431,7 @@ def estimate_memory(
         # the layer (or the embedding / LM head) being computed, plus the prefetched next bucket
         prefetch = int(0.9 * shape.hidden_size**2)
         weights += a * (max(shape.layer_parameters, shape.embedding_parameters) + prefetch)
-    if deepspeed:
+    if target.deepspeed:
         offloaded = offload != "none"
         adapter = a * p // (n if zero_stage == 3 else 1)
         states = 0 if offloaded else 12 * p // n  # fp32 master, Adam m and v
@@ -377,8 +446,8 @@ def estimate_memory(
         step_temporary = 0 if training.performance.optimizer == "adamw_torch_fused" else 4 * p
 
     # -- activations --
-    saved = layer_activation_bytes(shape, training, tokens, a, liger, device, attention, fp32_adapter)
-    in_flight = gradients_in_flight(shape, training, tokens, a, fp32_adapter)
+    saved = layer_activation_bytes(target)
+    in_flight = gradients_in_flight(target)
     checkpointed = checkpointed_layers(shape.layers, training)
     checkpoint = 0 if training.performance.checkpoint_offload else tokens * shape.hidden_size * a
 
@@ -387,6 +456,7 @@ def estimate_memory(
         ckpt = sum(1 for i in range(first_layers) if i in checkpointed)
         return ckpt * checkpoint + (first_layers - ckpt) * saved
 
+    liger = target.liger
     accumulating = training.gradient_accumulation_steps > 1  # gradients survive between micro-batches
     final_norm = tokens * shape.hidden_size * (a if liger else 4)
     logits = tokens * shape.hidden_size * a if liger else 12 * tokens * shape.vocab_size
@@ -412,20 +482,12 @@ def checkpointed_layers(layers: int, training: TrainingConfig) -> set[int]:
     return {i for i in range(layers) if i % every == 0}
 
 
-def layer_activation_bytes(
-    shape: ModelShape,
-    training: TrainingConfig,
-    tokens: int,
-    a: int,
-    liger: bool,
-    device: str,
-    attention: str,
-    fp32_adapter: bool,
-) -> int:
+def layer_activation_bytes(target: EstimateTarget) -> int:
     """What autograd saves for one decoder layer's backward (module docstring, moment 2)."""
+    shape, lora, a, tokens = target.shape, target.training.lora, target.activation_bytes, target.tokens
     h, i, q, kv = shape.hidden_size, shape.intermediate_size, shape.attention_width, shape.kv_width
-    lora = training.lora
-    mask = 1 if device == "cuda" else (4 if fp32_adapter or a == 4 else a)
+    liger = target.liger
+    mask = 1 if target.device == "cuda" else (4 if target.fp32_adapter or a == 4 else a)
     shapes = shape.module_shapes
     per_token = 2 * (a if liger else 4) * h + 2 * 4  # two RMSNorms (+ their fp32 rstd)
     for module in lora.target_modules:
@@ -433,116 +495,73 @@ def layer_activation_bytes(
             fan_in = shapes[module][0]
             per_token += fan_in * ((mask + a) if lora.dropout > 0 else a) + a * lora.r
     per_token += a * (2 * q + 2 * kv)  # q and k after RoPE, v, attention output
-    per_token += 4 * shape.attention_heads if attention != "eager" else a * shape.attention_heads * tokens
+    per_token += 4 * shape.attention_heads if target.attention != "eager" else a * shape.attention_heads * tokens
     per_token += 2 * a * i + (0 if liger else a * i)  # gate and up outputs; SiLU output (HF)
     # autocast's compute-dtype copies of this layer's fp32 LoRA weights
-    weight_copies = (
-        a * shape.lora_parameters(lora.r, lora.target_modules) // shape.layers if fp32_adapter and a < 4 else 0
-    )
+    fp32_copies = target.fp32_adapter and a < 4
+    weight_copies = a * shape.lora_parameters(lora.r, lora.target_modules) // shape.layers if fp32_copies else 0
     return tokens * per_token + weight_copies
 
 
-def gradients_in_flight(shape: ModelShape, training: TrainingConfig, tokens: int, a: int, fp32_adapter: bool) -> int:
+def gradients_in_flight(target: EstimateTarget) -> int:
     """Gradients alive at once inside a layer's backward, on top of what it saved: at the
     largest LoRA input (the base path's gradient, and for an fp32 adapter the fp32 gradients of
     the cast and the dropout), or at the MLP's product (three gradients of width I); plus the
     residual stream's gradient."""
+    shape, lora, a = target.shape, target.training.lora, target.activation_bytes
     shapes = shape.module_shapes
-    largest_in = max((shapes[m][0] for m in training.lora.target_modules if m in shapes), default=0)
-    if fp32_adapter and a < 4:
-        lora_path = a + (8 if training.lora.dropout > 0 else 4)
+    largest_in = max((shapes[m][0] for m in lora.target_modules if m in shapes), default=0)
+    if target.fp32_adapter and a < 4:
+        lora_path = a + (8 if lora.dropout > 0 else 4)
     else:
-        lora_path = 3 * a if training.lora.dropout > 0 else 2 * a
+        lora_path = 3 * a if lora.dropout > 0 else 2 * a
     per_token = max(lora_path * largest_in, 3 * a * shape.intermediate_size) + 2 * a * shape.hidden_size
-    return tokens * per_token
+    return target.tokens * per_token
 
 
-def estimate_run_memory(
-    shape: ModelShape,
-    model: ModelConfig,
-    training: TrainingConfig,
-    max_tokens: int,
-    *,
-    bf16_supported: bool,
-    liger: bool,
-    zero_stage: int = 0,
-    world_size: int = 1,
-    offload: str = "none",
-    device: str = "cuda",
-) -> MemoryEstimate:
-    """`estimate_memory` for a run's settings: the dtype from `model.dtype` by `training_dtype`
-    (the rule training uses), eager attention when the config asks for it."""
-    return estimate_memory(
-        shape,
-        training,
-        max_tokens,
-        dtype=training_dtype(model.dtype, bf16_supported),
-        liger=liger,
-        zero_stage=zero_stage,
-        world_size=world_size,
-        offload=offload,
-        device=device,
-        attention="eager" if model.attn_implementation == "eager" else "sdpa",
-    )
-
-
-def estimate_config_memory(
-    cfg: RunConfig,
-    shape: ModelShape,
-    *,
-    bf16_supported: bool,
-    liger: bool,
-    zero_stage: int = 0,
-    world_size: int = 1,
-    offload: str = "none",
-    max_tokens: int | None = None,
-    device: DeviceMemory | None = None,
-) -> MemoryEstimate:
-    """What a run needs per GPU: `estimate_run_memory` of its most demanding phase (a phase may set
-    its own micro-batch), for rows of `max_tokens` (default `context.max_tokens`). The one answer
-    `plan`, `doctor` and `deepspeed: auto` give. `gradient_checkpointing: auto` is resolved for
-    `device` (`choose_checkpointing`; full checkpointing where the device is not given)."""
-    settings = dict(
-        bf16_supported=bf16_supported,
-        liger=liger,
-        zero_stage=zero_stage,
-        world_size=world_size,
-        offload=offload,
-        max_tokens=max_tokens,
-    )
-    if cfg.training.gradient_checkpointing == "auto":
-        choice = choose_config_checkpointing(cfg, shape, device or DeviceMemory(None), **settings)
-        resolved = cfg.model_copy(update={"training": choice.training})
-        return replace(estimate_config_memory(resolved, shape, **settings), checkpointing=choice.describe())
-    return max(
-        (
-            estimate_run_memory(
-                shape,
-                cfg.model,
-                phase.training_for(cfg.training),
-                max_tokens or cfg.context.max_tokens,
-                bf16_supported=bf16_supported,
-                liger=liger,
-                zero_stage=zero_stage,
-                world_size=world_size,
-                offload=offload,
-            )
-            for phase in cfg.phases
-        ),
-        key=lambda estimate: estimate.gpu_bytes,
-    )
-
-
-# --- gradient_checkpointing: auto ------------------------------------------------------------
+def most_demanding(targets: list[EstimateTarget]) -> MemoryEstimate:
+    """The estimate of the target that needs the most GPU memory (a run's most demanding phase)."""
+    return max((estimate_memory(target) for target in targets), key=lambda estimate: estimate.gpu_bytes)
 
 
 @dataclass(frozen=True)
-class DeviceMemory:
-    """The memory one training process may fill: a GPU's, or on a CPU the machine's."""
+class RunEstimate:
+    """What a run needs per GPU, and how its `gradient_checkpointing` was resolved for it."""
 
-    total_bytes: int | None
-    """None: unknown."""
-    cuda: bool = True
+    memory: MemoryEstimate
+    """Of its most demanding phase."""
+    checkpointing: CheckpointingChoice
+    targets: list[EstimateTarget]
+    """One per phase, checkpointing resolved."""
+
+
+def estimate_run(
+    cfg: RunConfig,
+    shape: ModelShape,
+    gpu: TargetGpu,
+    parallel: Parallelism = Parallelism(),
+    max_tokens: int | None = None,
+) -> RunEstimate:
+    """What a run needs per GPU (`run_targets`, its most demanding phase): the one answer `plan`,
+    `doctor`, `deepspeed: auto` and training give. `gradient_checkpointing: auto` is resolved
+    once, here, for `gpu` (`choose_checkpointing`; full checkpointing where its memory is unknown)."""
+    targets = run_targets(cfg, shape, gpu, parallel, max_tokens)
+
+    def estimate(training: TrainingConfig) -> MemoryEstimate:
+        return most_demanding(with_checkpointing_of(targets, training))
+
+    choice = choose_checkpointing(cfg.training, estimate, gpu.memory_bytes, gpu.cuda)
+    resolved = with_checkpointing_of(targets, choice.training)
+    return RunEstimate(most_demanding(resolved), choice, resolved)
+
+
+def with_checkpointing_of(targets: list[EstimateTarget], training: TrainingConfig) -> list[EstimateTarget]:
+    """`targets` with the checkpointing settings of `training` (no phase overrides them)."""
+    update = {"gradient_checkpointing": training.gradient_checkpointing, "performance": training.performance}
+    return [replace(t, training=t.training.model_copy(update=update)) for t in targets]
+
+
+# --- gradient_checkpointing: auto ------------------------------------------------------------
 
 
 CHECKPOINTING_MARGIN = 0.10
@@ -634,15 +653,3 @@ def host_memory_bytes() -> int | None:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return None
-
-
-def choose_config_checkpointing(
-    cfg: RunConfig, shape: ModelShape, device: DeviceMemory, **settings: Any
-) -> CheckpointingChoice:
-    """`choose_checkpointing` for a run: the estimate of its most demanding phase
-    (`estimate_config_memory` with `settings`) against `device`."""
-
-    def estimate(training: TrainingConfig) -> MemoryEstimate:
-        return estimate_config_memory(cfg.model_copy(update={"training": training}), shape, **settings)
-
-    return choose_checkpointing(cfg.training, estimate, device.total_bytes, device.cuda)

@@ -401,15 +401,11 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from phased_cpt.doctor import doctor
+    from phased_cpt.doctor import report_checks, run_checks
     from phased_cpt.launch import gpu_count
 
-    return doctor(
-        args.config,
-        args.overrides,
-        args.gpus or max(gpu_count(), 1),
-        args.json,
-        args.gpu_memory,
-        args.model_config,
-        resolve_node_arguments(args),
+    processes = args.gpus or max(gpu_count(), 1)
+    nodes = resolve_node_arguments(args)
+    return report_checks(
+        run_checks(args.config, args.overrides, processes, args.gpu_memory, args.model_config, nodes), args.json
     )

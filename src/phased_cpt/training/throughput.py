@@ -12,7 +12,7 @@ against some matmul would not be a peak, and reads as more than 100%.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -24,14 +24,14 @@ from phased_cpt.flops import attention_flops, flops_per_token, step_flops
 from phased_cpt.gpus import gpu_spec
 from phased_cpt.memory import (
     CheckpointingChoice,
-    DeviceMemory,
     ModelShape,
+    Parallelism,
     base_parameters,
-    choose_config_checkpointing,
     describe_checkpointing_setting,
-    host_memory_bytes,
+    estimate_run,
 )
 from phased_cpt.plans.kernels import Choice, resolve_liger
+from phased_cpt.plans.target import target_gpus
 
 logger = logging.getLogger(__name__)
 
@@ -201,26 +201,16 @@ def describe_checkpointing(training: TrainingConfig, on_cuda: bool | None = None
 
 def resolve_checkpointing(model: Any, cfg: RunConfig, deepspeed: Any, max_tokens: int) -> CheckpointingChoice:
     """`training.gradient_checkpointing` for this run on this machine: `auto` becomes the least
-    recomputation whose estimated peak (`memory.py`, this model's shape, rows of `max_tokens`,
-    Liger and DeepSpeed as they will run) fits this GPU, or on a CPU this machine's memory."""
+    recomputation whose estimated peak (`memory.estimate_run`, this model's shape, rows of
+    `max_tokens`, Liger and DeepSpeed as they will run) fits this GPU, or on a CPU this machine's memory."""
     from phased_cpt.distributed import world_size
 
-    on_cuda = torch.cuda.is_available()
-    total = torch.cuda.get_device_properties(0).total_memory if on_cuda else host_memory_bytes()
-    bf16 = on_cuda and torch.cuda.is_bf16_supported()
-    liger = resolve_liger(cfg.training.performance.liger_kernel).value
-    liger = liger and liger_supports(model.config.get_text_config().model_type)
-    return choose_config_checkpointing(
-        cfg,
-        ModelShape.of(model),
-        DeviceMemory(total, cuda=on_cuda),
-        bf16_supported=bf16,
-        liger=liger,
-        zero_stage=deepspeed.zero_stage if deepspeed else 0,
-        world_size=world_size(),
-        offload=cfg.deepspeed_offload if deepspeed else "none",
-        max_tokens=max_tokens,
-    )
+    gpu = target_gpus(cfg.training.performance.liger_kernel, here="train")[0]
+    gpu = replace(gpu, liger=gpu.liger and liger_supports(model.config.get_text_config().model_type))
+    parallel = Parallelism(deepspeed.zero_stage, world_size(), cfg.deepspeed_offload) if deepspeed else None
+    return estimate_run(
+        cfg, ModelShape.of(model), gpu, parallel or Parallelism(world_size=world_size()), max_tokens
+    ).checkpointing
 
 
 def speed_path(
