@@ -24,7 +24,16 @@ from phased_cpt.config import RunConfig, load_config, training_dtype
 from phased_cpt.config.files import expand_pattern
 from phased_cpt.errors import UserError
 from phased_cpt.launch import Nodes, port_in_use_problem
-from phased_cpt.memory import DTYPE_BYTES, GiB, Parallelism, estimate_run, gib, model_shape, parameters_from_size
+from phased_cpt.memory import (
+    DTYPE_BYTES,
+    GiB,
+    Parallelism,
+    adapter_parameters,
+    estimate_run,
+    gib,
+    model_shape,
+    parameters_from_size,
+)
 from phased_cpt.plans.deepspeed import plan_deepspeed
 from phased_cpt.plans.job import job_identity
 from phased_cpt.plans.target import target_gpus
@@ -176,11 +185,12 @@ def check_tokenizer(cfg: RunConfig) -> Check:
 def checkpoint_bytes(cfg: RunConfig, model_config: Path | None = None) -> int | None:
     """Disk for the run: per phase, `save_total_limit` (+1 while the next is written) checkpoints
     of the adapter and its optimizer (fp32 weight 4 + Adam 8 + DeepSpeed's fp32 copy 4 bytes per
-    LoRA parameter) and the final adapter (4 bytes per LoRA parameter)."""
+    trained parameter: LoRA, DoRA's magnitudes, `embeddings: full`'s copies) and the final
+    adapter (4 bytes per trained parameter)."""
     shape = model_shape(cfg.model, model_config)
     if shape is None:
         return None
-    lora = shape.lora_parameters(cfg.training.lora.r, cfg.training.lora.target_modules)
+    lora = adapter_parameters(shape, cfg.training.lora).total
     kept = (cfg.training.save_total_limit or 10) + 1
     return len(cfg.phases) * (kept * lora * 16 + lora * 4)
 

@@ -59,7 +59,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from phased_cpt.config import ModelConfig, RunConfig, TrainingConfig, training_dtype
+from phased_cpt.config import LoraConfig, ModelConfig, RunConfig, TrainingConfig, training_dtype
 
 GiB = 2**30
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
@@ -133,9 +133,9 @@ class ModelShape:
         embeddings = self.embedding_parameters * (1 if self.tied_embeddings else 2)
         return self.layers * self.layer_parameters + embeddings + self.hidden_size
 
-    def lora_parameters(self, r: int, target_modules: list[str]) -> int:
-        shapes = self.module_shapes
-        return self.layers * sum(r * (shapes[m][0] + shapes[m][1]) for m in target_modules if m in shapes)
+    def targeted(self, target_modules: list[str]) -> list[tuple[int, int]]:
+        """(in, out) of each of `target_modules` in one decoder layer (names it lacks left out)."""
+        return [self.module_shapes[m] for m in target_modules if m in self.module_shapes]
 
     @classmethod
     def of(cls, model: Any) -> ModelShape:
@@ -145,6 +145,49 @@ class ModelShape:
         # attributes, not to_dict(): transformers maps each architecture's own names onto these
         fields = {key: getattr(config, key, None) for key in CONFIG_FIELDS}
         return replace(shape_from_config(fields), parameters=base_parameters(model))
+
+
+@dataclass(frozen=True)
+class AdapterParameters:
+    """What peft trains for a `training.lora` (`adapter_parameters`), by where it lives."""
+
+    lora: int
+    """LoRA's A and B on each target module (and on the embedding and LM head with `embeddings: lora`)."""
+    magnitudes: int = 0
+    """DoRA (`use_dora`): one magnitude per output feature of each LoRA module."""
+    embeddings: int = 0
+    """`embeddings: full`: trained copies of the embedding and the LM head (one matrix when tied),
+    in the model's dtype; the frozen originals stay."""
+
+    @property
+    def adapter(self) -> int:
+        """The fp32 parameters peft adds (LoRA and DoRA): what DeepSpeed's bf16 copy also holds."""
+        return self.lora + self.magnitudes
+
+    @property
+    def total(self) -> int:
+        return self.adapter + self.embeddings
+
+
+LORA_FIELDS_COUNTED = ("r", "dropout", "target_modules", "use_dora", "embeddings")
+"""`LoraConfig` fields the estimate counts: parameters (`adapter_parameters`) or activations."""
+LORA_FIELDS_WITHOUT_MEMORY = ("alpha", "use_rslora", "embedding_lr_ratio")
+"""`LoraConfig` fields that change no tensor's size: a scale of the update, a learning rate.
+`tests/unit/test_memory.py` fails for a field in neither tuple."""
+
+
+def adapter_parameters(shape: ModelShape, lora: LoraConfig) -> AdapterParameters:
+    """The parameters `modeling.attach_lora` trains on a model of `shape` (the test compares them
+    with peft's on a real model for every variant)."""
+    targeted = shape.targeted(lora.target_modules)
+    low_rank = shape.layers * sum(lora.r * (i + o) for i, o in targeted)
+    magnitudes = shape.layers * sum(o for _, o in targeted) if lora.use_dora else 0
+    v, h = shape.vocab_size, shape.hidden_size
+    if lora.embeddings == "lora":  # the embedding and the LM head each get their own A and B, tied or not
+        low_rank += 2 * lora.r * (v + h)
+        magnitudes += (h + v) if lora.use_dora else 0  # per output feature: the embedding's H, the head's V
+    copies = shape.embedding_parameters * (1 if shape.tied_embeddings else 2) if lora.embeddings == "full" else 0
+    return AdapterParameters(low_rank, magnitudes, copies)
 
 
 def base_parameters(model: Any) -> int:
@@ -420,30 +463,34 @@ def estimate_memory(target: EstimateTarget) -> MemoryEstimate:
     a = target.activation_bytes
     n = max(parallel.world_size, 1)
     zero_stage, offload = parallel.zero_stage, parallel.offload
-    lora = training.lora
-    p = shape.lora_parameters(lora.r, lora.target_modules)
+    trained = adapter_parameters(shape, training.lora)
+    p, e = trained.adapter, trained.embeddings
+    head = shape.embedding_parameters if e else 0  # the LM head's matrix, whose gradient comes first
     tokens = target.tokens
 
     # -- what lives the whole run --
-    weights = shape.parameters * a
+    weights = (shape.parameters + e) * a  # embeddings: full keeps the frozen originals beside the copies
     if zero_stage == 3:
         weights = math.ceil(weights / n) * (offload != "optimizer_and_params")
         # the layer (or the embedding / LM head) being computed, plus the prefetched next bucket
         prefetch = int(0.9 * shape.hidden_size**2)
         weights += a * (max(shape.layer_parameters, shape.embedding_parameters) + prefetch)
-    if target.deepspeed:
+    if target.deepspeed:  # every trained parameter in bf16, with an fp32 master and Adam partitioned
         offloaded = offload != "none"
-        adapter = a * p // (n if zero_stage == 3 else 1)
-        states = 0 if offloaded else 12 * p // n  # fp32 master, Adam m and v
+        t = p + e
+        adapter = a * t // (n if zero_stage == 3 else 1)
+        states = 0 if offloaded else 12 * t // n  # fp32 master, Adam m and v
         buckets = 2 * a * shape.hidden_size**2  # reduce_bucket_size "auto" = H*H, double-buffered
         resident = adapter + states + buckets
-        gradients = 0 if offloaded else a * p // n
-        step_temporary = 0 if offloaded else 4 * p // n  # the fp32 copy of the gradient partition
-    else:
-        ddp_buckets = 4 * p if n > 1 else 0  # DDP's gradient buckets (not views of the gradients)
-        resident = 4 * p + 8 * p + ddp_buckets
-        gradients = 4 * p
-        step_temporary = 0 if training.performance.optimizer == "adamw_torch_fused" else 4 * p
+        gradients = 0 if offloaded else a * t // n
+        head_gradient = 0 if offloaded else a * head // n
+        step_temporary = 0 if offloaded else 4 * t // n  # the fp32 copy of the gradient partition
+    else:  # the fp32 adapter and its Adam m, v; the embeddings' copies and their Adam m, v in their dtype
+        gradients = 4 * p + a * e
+        ddp_buckets = gradients if n > 1 else 0  # DDP's gradient buckets (not views of the gradients)
+        resident = 12 * p + 2 * a * e + ddp_buckets
+        head_gradient = a * head
+        step_temporary = 0 if training.performance.optimizer == "adamw_torch_fused" else gradients
 
     # -- activations --
     saved = layer_activation_bytes(target)
@@ -461,13 +508,17 @@ def estimate_memory(target: EstimateTarget) -> MemoryEstimate:
     final_norm = tokens * shape.hidden_size * (a if liger else 4)
     logits = tokens * shape.hidden_size * a if liger else 12 * tokens * shape.vocab_size
     moments = [("loss", kept(shape.layers) + final_norm, logits, gradients if accumulating else 0)]
+    transient = dora_forward_bytes(target)
+    layer_gradients = gradients - head_gradient
     for i in range(shape.layers):  # backward reaches layer i: layers above it have their gradients
         recomputed = saved if i in checkpointed else 0
-        done = gradients if accumulating else gradients * (shape.layers - 1 - i) // shape.layers
-        moments.append(("backward", kept(i + 1) + recomputed + in_flight, 0, done))
+        # a recomputed forward's DoRA temporaries, while the gradient from the layer above is alive
+        busy = in_flight + (transient if i in checkpointed else 0)
+        done = gradients if accumulating else head_gradient + layer_gradients * (shape.layers - 1 - i) // shape.layers
+        moments.append(("backward", kept(i + 1) + recomputed + busy, 0, done))
     moments.append(("optimizer step", 0, 0, gradients + step_temporary))
     peak_at, activations, logits_bytes, gradient_bytes = max(moments, key=lambda m: m[1] + m[2] + m[3])
-    return MemoryEstimate(weights, resident, activations, logits_bytes, gradient_bytes, peak_at, p)
+    return MemoryEstimate(weights, resident, activations, logits_bytes, gradient_bytes, peak_at, trained.total)
 
 
 def checkpointed_layers(layers: int, training: TrainingConfig) -> set[int]:
@@ -499,8 +550,26 @@ def layer_activation_bytes(target: EstimateTarget) -> int:
     per_token += 2 * a * i + (0 if liger else a * i)  # gate and up outputs; SiLU output (HF)
     # autocast's compute-dtype copies of this layer's fp32 LoRA weights
     fp32_copies = target.fp32_adapter and a < 4
-    weight_copies = a * shape.lora_parameters(lora.r, lora.target_modules) // shape.layers if fp32_copies else 0
+    targeted = shape.targeted(lora.target_modules)
+    weight_copies = a * sum(lora.r * (i + o) for i, o in targeted) if fp32_copies else 0
+    if lora.use_dora:  # peft's DoRA forward: the base and LoRA results scaled by the magnitude ...
+        per_token += 2 * a * sum(o for _, o in targeted)
+        # ... its norms (fp32), and the base weight cast to the fp32 adapter's dtype and back, for F.linear
+        weight_copies += 12 * sum(o for _, o in targeted) + (a * sum(i * o for i, o in targeted) if fp32_copies else 0)
     return tokens * per_token + weight_copies
+
+
+def dora_forward_bytes(target: EstimateTarget) -> int:
+    """DoRA's temporaries while one LoRA module runs forward (peft 0.19, `DoraLinearLayer`): the
+    identity matrix (fp32, in x in) it sends through lora_A and lora_B to build the update's
+    weight (in x r, in x out, in the compute dtype) for the magnitude's norm, and the module's fp32
+    output; the largest module's. 0 without DoRA."""
+    lora, a = target.training.lora, target.activation_bytes
+    if not lora.use_dora:
+        return 0
+    targeted = target.shape.targeted(lora.target_modules)
+    weight_build = max((4 * i * i + a * i * (o + lora.r) for i, o in targeted), default=0)
+    return weight_build + target.tokens * 4 * max((o for _, o in targeted), default=0)
 
 
 def gradients_in_flight(target: EstimateTarget) -> int:
@@ -509,8 +578,7 @@ def gradients_in_flight(target: EstimateTarget) -> int:
     the cast and the dropout), or at the MLP's product (three gradients of width I); plus the
     residual stream's gradient."""
     shape, lora, a = target.shape, target.training.lora, target.activation_bytes
-    shapes = shape.module_shapes
-    largest_in = max((shapes[m][0] for m in lora.target_modules if m in shapes), default=0)
+    largest_in = max((i for i, _ in shape.targeted(lora.target_modules)), default=0)
     if target.fp32_adapter and a < 4:
         lora_path = a + (8 if lora.dropout > 0 else 4)
     else:

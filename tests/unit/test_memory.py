@@ -14,9 +14,12 @@ from phased_cpt.config import training_dtype
 from phased_cpt.flops import Workload, estimate_seconds, operators_per_layer
 from phased_cpt.gpus import gpu_spec
 from phased_cpt.memory import (
+    LORA_FIELDS_COUNTED,
+    LORA_FIELDS_WITHOUT_MEMORY,
     MODULE_NAMES_BY_MODEL_TYPE,
     GiB,
     TargetGpu,
+    adapter_parameters,
     estimate_memory,
     estimate_run,
     known_module_names,
@@ -95,8 +98,25 @@ def test_one_layer_saves_exactly_what_the_formula_says():
         {"vocab": 8000, "tied": True},
         {"checkpointing": False},
         {"dtype": torch.float32},
+        {"embeddings": "full"},
+        {"embeddings": "full", "vocab": 8000},
+        {"embeddings": "full", "tied": True, "checkpointing": False},
+        {"dora": True},
+        {"dora": True, "hidden": 128, "intermediate": 352},
+        {"dora": True, "checkpointing": False},
     ],
-    ids=["backward-peak", "loss-peak-tied", "no-checkpointing", "float32"],
+    ids=[
+        "backward-peak",
+        "loss-peak-tied",
+        "no-checkpointing",
+        "float32",
+        "embeddings-full",
+        "embeddings-full-loss-peak",
+        "embeddings-full-tied-no-checkpointing",
+        "dora",
+        "dora-wider",
+        "dora-no-checkpointing",
+    ],
 )
 def test_peak_of_a_real_training_step_on_cpu_within_10_percent(settings):
     """The bytes a real step (forward, backward, AdamW) allocates on top of the weights and Adam
@@ -112,6 +132,81 @@ def test_peak_of_a_real_training_step_on_cpu_within_10_percent(settings):
     estimate = estimate_memory(target(shape, training, 128, dtype="bfloat16" if bf16 else "float32", device="cpu"))
     step_total = estimate.activations_bytes + estimate.logits_bytes + estimate.gradients_bytes
     assert step_total == pytest.approx(measured, rel=0.10)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"embeddings": "full"}, {"embeddings": "full", "tied": True}, {"dora": True}, {"embeddings": "lora"}],
+    ids=["lora", "embeddings-full", "embeddings-full-tied", "dora", "embeddings-lora"],
+)
+def test_what_lives_the_whole_run_is_the_weights_and_adam_states_a_real_step_holds(settings):
+    """After a real optimizer step, the storages of every parameter (frozen, LoRA, DoRA's
+    magnitudes, `embeddings: full`'s copies beside the originals) and of AdamW's states, to the
+    byte: the estimate's weights + LoRA+optimizer."""
+    model, shape, training = tiny_qwen2(**settings)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, foreach=True)
+    ids = torch.randint(0, model.config.vocab_size, (1, 64))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(input_ids=ids, labels=ids).loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    states = [t for state in optimizer.state.values() for t in state.values() if t.dim() > 0]  # not the step count
+    held = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in [*model.parameters(), *states]}
+    estimate = estimate_memory(target(shape, training, 64, device="cpu"))
+    assert estimate.weights_bytes + estimate.lora_bytes == sum(held.values())
+
+
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+@pytest.mark.parametrize(
+    "lora",
+    [
+        {},
+        {"dora": True},
+        {"embeddings": "full"},
+        {"embeddings": "full", "dora": True},
+        {"embeddings": "lora"},
+        {"embeddings": "lora", "dora": True},
+        {"targets": ["q_proj", "down_proj"], "r": 4},
+    ],
+)
+def test_adapter_parameters_are_what_peft_trains(lora, tied):
+    """`adapter_parameters`, the one count of trained parameters the estimate, `doctor`'s disk
+    check and DeepSpeed's terms use, against peft's on a real model for every LoRA variant."""
+    model, shape, training = tiny_qwen2(tied=tied, **lora)
+    trained = {name: p.numel() for name, p in model.named_parameters() if p.requires_grad}
+    counted = adapter_parameters(shape, training.lora)
+    assert counted.total == sum(trained.values())
+    assert counted.magnitudes == sum(n for name, n in trained.items() if "magnitude" in name)
+    assert counted.embeddings == sum(n for name, n in trained.items() if "modules_to_save" in name)
+
+
+def test_every_lora_field_is_counted_or_listed_as_changing_no_memory():
+    """A new `LoraConfig` field (a LoRA variant) must be counted by the estimate
+    (`adapter_parameters`, the activations) or listed as changing no tensor's size."""
+    from phased_cpt.config import LoraConfig
+
+    assert set(LORA_FIELDS_COUNTED).isdisjoint(LORA_FIELDS_WITHOUT_MEMORY)
+    assert set(LoraConfig.model_fields) == set(LORA_FIELDS_COUNTED) | set(LORA_FIELDS_WITHOUT_MEMORY)
+
+
+def test_embeddings_full_and_dora_at_32b_shapes():
+    """What the two variants add where they matter: `embeddings: full` trains ~1.6 G parameters
+    (embedding and LM head) at Qwen2.5-32B shapes, each with bf16 weights, Adam m and v and a
+    gradient; DoRA's magnitudes are few, its activations are not."""
+    from phased_cpt.config import LoraConfig
+
+    shape = qwen25("32b")
+    full = adapter_parameters(shape, LoraConfig(embeddings="full"))
+    assert full.embeddings == 2 * 152064 * 5120 and 1.5e9 < full.embeddings < 1.6e9
+    dora = adapter_parameters(shape, LoraConfig(use_dora=True))
+    assert dora.magnitudes == 64 * (5120 + 1024 + 1024 + 5120 + 27648 + 27648 + 5120)
+    plain, with_full, with_dora = (
+        estimate_memory(target(shape, table_training(lora=lora), 32768, liger=True))
+        for lora in ({}, {"embeddings": "full"}, {"use_dora": True})
+    )
+    assert with_full.weights_bytes - plain.weights_bytes == 2 * full.embeddings  # the copies, bf16
+    assert with_full.lora_bytes - plain.lora_bytes == 4 * full.embeddings  # Adam m and v, bf16
+    assert with_dora.activations_bytes > plain.activations_bytes
 
 
 class CountOperators(TorchDispatchMode):
@@ -171,7 +266,7 @@ def test_one_dtype_rule_for_training_and_every_estimate():
 
 def test_zero_stages_partition_what_the_zero_paper_says():
     shape, training, n = qwen25("32b"), table_training(gradient_accumulation_steps=6), 8
-    p = shape.lora_parameters(128, ALL)
+    p = adapter_parameters(shape, training.lora).total
     single = estimate_memory(target(shape, training, 32768, liger=True))
     zero2 = estimate_memory(target(shape, training, 32768, liger=True, zero_stage=2, world_size=n))
     zero3 = estimate_memory(target(shape, training, 32768, liger=True, zero_stage=3, world_size=n))
@@ -197,7 +292,9 @@ def test_gradient_accumulation_keeps_the_gradients_through_the_next_micro_batch(
     accumulating = estimate_memory(
         target(qwen25("7b"), table_training(gradient_accumulation_steps=4), 16384, liger=False)
     )
-    assert accumulating.peak_bytes - once.peak_bytes == 4 * qwen25("7b").lora_parameters(128, ALL)
+    assert (
+        accumulating.peak_bytes - once.peak_bytes == 4 * adapter_parameters(qwen25("7b"), table_training().lora).total
+    )
 
 
 def test_checkpoint_offload_and_every_other_layer_move_the_peak_the_right_way():
