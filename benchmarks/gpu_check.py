@@ -383,7 +383,8 @@ def predicted_peak_gib(shape_name: str, tokens: int, variant: str, liger: bool) 
     from gpu_workloads import SHAPES, lora_settings
 
     from phased_cpt.config import LoraConfig, PerformanceConfig, TrainingConfig
-    from phased_cpt.memory import EstimateTarget, GiB, estimate_memory, shape_from_config
+    from phased_cpt.memory import EstimateTarget, GiB, estimate_memory
+    from phased_cpt.model_shape import shape_from_config
 
     lora = lora_settings(shape_name)
     ours = variant.startswith("ours")

@@ -105,7 +105,8 @@ def step_seconds(shape_name: str, tokens: int, liger: bool, costs: Costs) -> tup
     from phased_cpt.config import TrainingConfig
     from phased_cpt.flops import Workload, estimate_seconds
     from phased_cpt.gpus import gpu_spec
-    from phased_cpt.memory import EstimateTarget, read_model_config
+    from phased_cpt.memory import EstimateTarget
+    from phased_cpt.model_shape import read_model_config
 
     shape = read_model_config(REPO / "tests" / "fixtures" / "model_configs" / f"qwen2.5-{shape_name}" / "config.json")
     work = Workload(np.asarray([tokens]), 1.0, 1, tokens)
@@ -115,7 +116,7 @@ def step_seconds(shape_name: str, tokens: int, liger: bool, costs: Costs) -> tup
 
 
 def billions(shape_name: str) -> float:
-    from phased_cpt.memory import shape_from_config
+    from phased_cpt.model_shape import shape_from_config
 
     sys.path.insert(0, str(BENCHMARKS))
     from gpu_workloads import SHAPES

@@ -52,14 +52,12 @@ def cpu_step_bytes(c: dict) -> tuple[int, object]:
     """(bytes one real training step adds on this CPU, the estimate) for one case."""
     import torch
 
-    shape_keys = ("layers", "hidden", "intermediate", "vocab", "heads", "tied", "dropout", "targets")
+    shape_keys = ("layers", "hidden", "intermediate", "vocab", "heads", "tied", "dropout", "targets", "embeddings")
     dtype = torch.bfloat16 if c["dtype"] == "bfloat16" else torch.float32
-    model, model_shape, _ = tiny_qwen2(**{k: c[k] for k in shape_keys}, dtype=dtype, r=16)
+    model, model_shape, tiny = tiny_qwen2(**{k: c[k] for k in shape_keys}, dtype=dtype, r=16, dora=c["dora"])
     measured = step_bytes(model, c["tokens"], c["checkpointing"], c["accumulate"])
     settings = training(
-        gradient_checkpointing=c["checkpointing"],
-        gradient_accumulation_steps=c["accumulate"],
-        lora={"r": 16, "alpha": 32, "dropout": c["dropout"], "target_modules": c["targets"]},
+        gradient_checkpointing=c["checkpointing"], gradient_accumulation_steps=c["accumulate"], lora=tiny.lora
     )
     estimate = estimate_memory(target(model_shape, settings, c["tokens"], dtype=c["dtype"], device="cpu"))
     return measured, estimate
@@ -79,6 +77,13 @@ def cpu_steps() -> None:
         dict(layers=6, tokens=512),
         dict(hidden=256, intermediate=688, heads=8, tokens=512, vocab=4000),
         dict(tied=True, vocab=8000),
+        dict(embeddings="full"),
+        dict(embeddings="full", vocab=16000),
+        dict(embeddings="full", tied=True, checkpointing=False),
+        dict(dora=True),
+        dict(dora=True, tokens=1024),
+        dict(dora=True, checkpointing=False),
+        dict(dora=True, hidden=256, intermediate=688, heads=8, tokens=512, vocab=4000),
     ]
     defaults = dict(
         hidden=128,
@@ -93,6 +98,8 @@ def cpu_steps() -> None:
         targets=ALL,
         accumulate=1,
         tied=False,
+        embeddings="frozen",
+        dora=False,
     )
     print("| case | measured MB | estimated MB | error | peak at |")
     print("|---|---|---|---|---|")

@@ -10,7 +10,8 @@ import torch
 from transformers import AutoModelForCausalLM, Qwen2Config
 
 from phased_cpt.config import LoraConfig, TrainingConfig
-from phased_cpt.memory import EstimateTarget, ModelShape, Parallelism, read_model_config, shape_from_config
+from phased_cpt.memory import EstimateTarget, Parallelism
+from phased_cpt.model_shape import ModelShape, read_model_config, shape_from_config
 from phased_cpt.modeling import attach_lora
 from tests.memory_tracker import LiveBytes
 

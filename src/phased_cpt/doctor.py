@@ -24,16 +24,8 @@ from phased_cpt.config import RunConfig, load_config, training_dtype
 from phased_cpt.config.files import expand_pattern
 from phased_cpt.errors import UserError
 from phased_cpt.launch import Nodes, port_in_use_problem
-from phased_cpt.memory import (
-    DTYPE_BYTES,
-    GiB,
-    Parallelism,
-    adapter_parameters,
-    estimate_run,
-    gib,
-    model_shape,
-    parameters_from_size,
-)
+from phased_cpt.memory import DTYPE_BYTES, GiB, Parallelism, estimate_run, gib
+from phased_cpt.model_shape import adapter_parameters, model_shape, parameters_from_size
 from phased_cpt.plans.deepspeed import plan_deepspeed
 from phased_cpt.plans.job import job_identity
 from phased_cpt.plans.target import target_gpus

@@ -42,7 +42,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from phased_cpt.gpus import INTER_NODE_GB_PER_SECOND, GpuSpec
-from phased_cpt.memory import EstimateTarget, ModelShape, checkpointed_layers
+from phased_cpt.memory import EstimateTarget, checkpointed_layers
+from phased_cpt.model_shape import ModelShape
 
 OPERATOR_SECONDS = 18.5e-6
 """Host-side cost of one eager PyTorch operator; chosen with `gpus.H100_UTILISATION` from the

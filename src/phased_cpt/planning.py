@@ -26,7 +26,8 @@ from phased_cpt.data.plan import (
 from phased_cpt.errors import UserError
 from phased_cpt.flops import Workload, estimate_seconds, format_duration
 from phased_cpt.gpus import GpuSpec, gpu_by_name, gpu_spec, known_gpu_names
-from phased_cpt.memory import GiB, Parallelism, estimate_run, gib, model_shape
+from phased_cpt.memory import GiB, Parallelism, estimate_run, gib
+from phased_cpt.model_shape import model_shape
 from phased_cpt.plans.deepspeed import plan_deepspeed
 from phased_cpt.plans.target import target_gpus
 

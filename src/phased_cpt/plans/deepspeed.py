@@ -163,7 +163,8 @@ def auto_memory_inputs(
     (`plans/target.target_gpus`). Without the model's config.json, the weights alone (from
     `model.size`) stand for the need."""
     from phased_cpt.config import training_dtype
-    from phased_cpt.memory import DTYPE_BYTES, Parallelism, estimate_run, model_shape, parameters_from_size
+    from phased_cpt.memory import DTYPE_BYTES, Parallelism, estimate_run
+    from phased_cpt.model_shape import model_shape, parameters_from_size
     from phased_cpt.plans.target import target_gpus
 
     gpu = target_gpus(cfg.training.performance.liger_kernel, gpu_bytes)[0]

@@ -22,14 +22,8 @@ from phased_cpt.config import ContextConfig, PerformanceConfig, RunConfig, Train
 from phased_cpt.config.schema import liger_installed
 from phased_cpt.flops import attention_flops, flops_per_token, step_flops
 from phased_cpt.gpus import gpu_spec
-from phased_cpt.memory import (
-    CheckpointingChoice,
-    ModelShape,
-    Parallelism,
-    base_parameters,
-    describe_checkpointing_setting,
-    estimate_run,
-)
+from phased_cpt.memory import CheckpointingChoice, Parallelism, describe_checkpointing_setting, estimate_run
+from phased_cpt.model_shape import ModelShape, base_parameters
 from phased_cpt.plans.kernels import Choice, resolve_liger
 from phased_cpt.plans.target import target_gpus
 
