@@ -242,7 +242,7 @@ def estimate_memory(target: EstimateTarget) -> MemoryEstimate:
     if target.deepspeed:  # every trained parameter in bf16, with an fp32 master and Adam partitioned
         offloaded = offload != "none"
         t = p + e
-        adapter = a * t // (n if zero_stage == 3 else 1)
+        adapter = a * p // (n if zero_stage == 3 else 1)  # the embeddings' copies are in `weights`
         states = 0 if offloaded else 12 * t // n  # fp32 master, Adam m and v
         buckets = 2 * a * shape.hidden_size**2  # reduce_bucket_size "auto" = H*H, double-buffered
         resident = adapter + states + buckets

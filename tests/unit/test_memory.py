@@ -167,6 +167,13 @@ def test_embeddings_full_and_dora_at_32b_shapes():
     assert with_full.weights_bytes - plain.weights_bytes == 2 * full.embeddings  # the copies, bf16
     assert with_full.lora_bytes - plain.lora_bytes == 4 * full.embeddings  # Adam m and v, bf16
     assert with_dora.activations_bytes > plain.activations_bytes
+    # under DeepSpeed ZeRO-2 the copies train like the adapter: fp32 master and Adam partitioned
+    zero2 = [
+        estimate_memory(target(shape, table_training(lora=lora), 32768, liger=True, zero_stage=2, world_size=8))
+        for lora in ({}, {"embeddings": "full"})
+    ]
+    assert zero2[1].weights_bytes - zero2[0].weights_bytes == 2 * full.embeddings
+    assert zero2[1].lora_bytes - zero2[0].lora_bytes == pytest.approx(12 * full.embeddings / 8, abs=1)
 
 
 class CountOperators(TorchDispatchMode):
