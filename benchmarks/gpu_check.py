@@ -384,7 +384,8 @@ def predicted_peak_gib(shape_name: str, tokens: int, variant: str, liger: bool) 
     from gpu_workloads import SHAPES, lora_settings
 
     from phased_cpt.config import LoraConfig, PerformanceConfig, TrainingConfig
-    from phased_cpt.memory import GiB, estimate_memory, shape_from_config
+    from phased_cpt.memory import EstimateTarget, GiB, estimate_memory
+    from phased_cpt.model_shape import shape_from_config
 
     lora = lora_settings(shape_name)
     ours = variant.startswith("ours")
@@ -396,7 +397,7 @@ def predicted_peak_gib(shape_name: str, tokens: int, variant: str, liger: bool) 
         performance=PerformanceConfig(optimizer="adamw_torch_fused" if ours else "adamw_torch"),
     )
     on_cuda = torch.cuda.is_available()
-    estimate = estimate_memory(
+    target = EstimateTarget(
         shape_from_config(SHAPES[shape_name]),
         training,
         tokens,
@@ -404,6 +405,7 @@ def predicted_peak_gib(shape_name: str, tokens: int, variant: str, liger: bool) 
         liger=liger,
         device="cuda" if on_cuda else "cpu",
     )
+    estimate = estimate_memory(target)
     return estimate.peak_bytes / GiB
 
 

@@ -102,18 +102,21 @@ def step_seconds(shape_name: str, tokens: int, liger: bool, costs: Costs) -> tup
             return tokens / tokens_per_second, f"recorded {tokens_per_second:,} tok/s"
     import numpy as np
 
+    from phased_cpt.config import TrainingConfig
     from phased_cpt.flops import Workload, estimate_seconds
     from phased_cpt.gpus import gpu_spec
-    from phased_cpt.memory import read_model_config
+    from phased_cpt.memory import EstimateTarget
+    from phased_cpt.model_shape import read_model_config
 
     shape = read_model_config(REPO / "tests" / "fixtures" / "model_configs" / f"qwen2.5-{shape_name}" / "config.json")
     work = Workload(np.asarray([tokens]), 1.0, 1, tokens)
-    estimate = estimate_seconds(shape, work, gpu_spec("h100"), lora_modules=7, liger=liger)
+    lora_on_seven = TrainingConfig(gradient_checkpointing=True)  # LoRA's default: all seven projections
+    estimate = estimate_seconds(EstimateTarget(shape, lora_on_seven, tokens, liger=liger), work, gpu_spec("h100"))
     return estimate.seconds, "flops.py estimate"
 
 
 def billions(shape_name: str) -> float:
-    from phased_cpt.memory import shape_from_config
+    from phased_cpt.model_shape import shape_from_config
 
     sys.path.insert(0, str(BENCHMARKS))
     from gpu_workloads import SHAPES

@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 from phased_cpt.flops import Workload, estimate_seconds  # noqa: E402
 from phased_cpt.gpus import gpu_spec  # noqa: E402
 from phased_cpt.memory import GiB, estimate_memory  # noqa: E402
-from tests.calibration import ALL, H100_TABLE, step_bytes, tiny_qwen2  # noqa: E402
+from tests.calibration import ALL, H100_TABLE, step_bytes, target, tiny_qwen2  # noqa: E402
 from tests.calibration import qwen25 as shape  # noqa: E402
 from tests.calibration import table_training as training  # noqa: E402
 
@@ -39,9 +39,9 @@ def h100_table() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for size, tokens, liger, tokens_per_second, peak in H100_TABLE:
-        memory = estimate_memory(shape(size), training(), tokens, liger=liger).peak_bytes / GiB
+        memory = estimate_memory(target(shape(size), training(), tokens, liger=liger)).peak_bytes / GiB
         work = Workload(np.array([tokens]), 1, 1, tokens)
-        speed = tokens / estimate_seconds(shape(size), work, h100, lora_modules=7, liger=liger).seconds
+        speed = tokens / estimate_seconds(target(shape(size), training(), tokens, liger=liger), work, h100).seconds
         print(
             f"| {size} | {tokens:,} | {'yes' if liger else 'no'} | {peak:.2f} | {memory:.2f} | "
             f"{memory / peak - 1:+.1%} | {tokens_per_second:,} | {speed:,.0f} | {speed / tokens_per_second - 1:+.1%} |"
@@ -52,16 +52,14 @@ def cpu_step_bytes(c: dict) -> tuple[int, object]:
     """(bytes one real training step adds on this CPU, the estimate) for one case."""
     import torch
 
-    shape_keys = ("layers", "hidden", "intermediate", "vocab", "heads", "tied", "dropout", "targets")
+    shape_keys = ("layers", "hidden", "intermediate", "vocab", "heads", "tied", "dropout", "targets", "embeddings")
     dtype = torch.bfloat16 if c["dtype"] == "bfloat16" else torch.float32
-    model, model_shape, _ = tiny_qwen2(**{k: c[k] for k in shape_keys}, dtype=dtype, r=16)
+    model, model_shape, tiny = tiny_qwen2(**{k: c[k] for k in shape_keys}, dtype=dtype, r=16, dora=c["dora"])
     measured = step_bytes(model, c["tokens"], c["checkpointing"], c["accumulate"])
     settings = training(
-        gradient_checkpointing=c["checkpointing"],
-        gradient_accumulation_steps=c["accumulate"],
-        lora={"r": 16, "alpha": 32, "dropout": c["dropout"], "target_modules": c["targets"]},
+        gradient_checkpointing=c["checkpointing"], gradient_accumulation_steps=c["accumulate"], lora=tiny.lora
     )
-    estimate = estimate_memory(model_shape, settings, c["tokens"], dtype=c["dtype"], device="cpu")
+    estimate = estimate_memory(target(model_shape, settings, c["tokens"], dtype=c["dtype"], device="cpu"))
     return measured, estimate
 
 
@@ -79,6 +77,13 @@ def cpu_steps() -> None:
         dict(layers=6, tokens=512),
         dict(hidden=256, intermediate=688, heads=8, tokens=512, vocab=4000),
         dict(tied=True, vocab=8000),
+        dict(embeddings="full"),
+        dict(embeddings="full", vocab=16000),
+        dict(embeddings="full", tied=True, checkpointing=False),
+        dict(dora=True),
+        dict(dora=True, tokens=1024),
+        dict(dora=True, checkpointing=False),
+        dict(dora=True, hidden=256, intermediate=688, heads=8, tokens=512, vocab=4000),
     ]
     defaults = dict(
         hidden=128,
@@ -93,6 +98,8 @@ def cpu_steps() -> None:
         targets=ALL,
         accumulate=1,
         tied=False,
+        embeddings="frozen",
+        dora=False,
     )
     print("| case | measured MB | estimated MB | error | peak at |")
     print("|---|---|---|---|---|")
@@ -126,16 +133,20 @@ def outside() -> None:
     for size, tokens, liger, zero, n, offload, accumulate, gpu_name in rows:
         gpu = gpu_spec(gpu_name)
         estimate = estimate_memory(
-            shape(size),
-            training(gradient_accumulation_steps=accumulate),
-            tokens,
-            liger=liger,
-            zero_stage=zero,
-            world_size=n,
-            offload=offload,
+            target(
+                shape(size),
+                training(gradient_accumulation_steps=accumulate),
+                tokens,
+                liger=liger,
+                zero_stage=zero,
+                world_size=n,
+                offload=offload,
+            )
         )
         work = Workload(np.full(n, tokens), 1, 1, tokens, n)
-        seconds = estimate_seconds(shape(size), work, gpu, lora_modules=7, liger=liger, zero_stage=zero).seconds
+        seconds = estimate_seconds(
+            target(shape(size), training(), tokens, liger=liger, zero_stage=zero, world_size=n), work, gpu
+        ).seconds
         fits = "yes" if estimate.gpu_bytes <= gpu.memory_gib * GiB else "no"
         print(
             f"| {size} | {tokens:,} | {'yes' if liger else 'no'} | {zero} | {n} | {offload} | {gpu.name} | "

@@ -7,12 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from peft import LoraConfig as PeftLoraConfig
-from peft import get_peft_model
 from transformers import AutoModelForCausalLM, Qwen2Config
 
-from phased_cpt.config import TrainingConfig
-from phased_cpt.memory import ModelShape, read_model_config, shape_from_config
+from phased_cpt.config import LoraConfig, TrainingConfig
+from phased_cpt.memory import EstimateTarget, Parallelism
+from phased_cpt.model_shape import ModelShape, read_model_config, shape_from_config
+from phased_cpt.modeling import attach_lora
 from tests.memory_tracker import LiveBytes
 
 CONFIGS = Path(__file__).resolve().parent / "fixtures" / "model_configs"
@@ -59,8 +59,11 @@ def tiny_qwen2(
     dropout=0.05,
     targets=ALL,
     r=16,
+    embeddings="frozen",
+    dora=False,
 ):
-    """(a tiny Qwen2 model with a fresh LoRA adapter, its shape, the matching training settings)."""
+    """(a tiny Qwen2 model with a fresh LoRA adapter attached as training attaches it
+    (`modeling.attach_lora`), its shape, the matching training settings)."""
     config = dict(
         vocab_size=vocab,
         hidden_size=hidden,
@@ -73,13 +76,11 @@ def tiny_qwen2(
     )
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(Qwen2Config(**config), dtype=dtype, attn_implementation="sdpa")
-    model = get_peft_model(model, PeftLoraConfig(r=r, lora_alpha=2 * r, lora_dropout=dropout, target_modules=targets))
+    lora = LoraConfig(r=r, alpha=2 * r, dropout=dropout, target_modules=targets, embeddings=embeddings, use_dora=dora)
+    model = attach_lora(model, lora)
     model.train()
     training = TrainingConfig(
-        micro_batch_size=1,
-        gradient_checkpointing=True,
-        performance={"optimizer": "adamw_torch"},
-        lora={"r": r, "alpha": 2 * r, "dropout": dropout, "target_modules": targets},
+        micro_batch_size=1, gradient_checkpointing=True, performance={"optimizer": "adamw_torch"}, lora=lora
     )
     return model, shape_from_config(config | {"model_type": "qwen2"}), training
 
@@ -106,3 +107,9 @@ def step_bytes(model, tokens: int, checkpointing: bool = True, accumulate: int =
     with LiveBytes(known) as live:
         step()
     return live.peak
+
+
+def target(shape: ModelShape, training: TrainingConfig, max_tokens: int, **settings) -> EstimateTarget:
+    """An `EstimateTarget`; `zero_stage`, `world_size` and `offload` go into its `Parallelism`."""
+    parallel = {key: settings.pop(key) for key in ("zero_stage", "world_size", "offload") if key in settings}
+    return EstimateTarget(shape, training, max_tokens, parallel=Parallelism(**parallel), **settings)

@@ -24,16 +24,11 @@ from phased_cpt.config import RunConfig, load_config, training_dtype
 from phased_cpt.config.files import expand_pattern
 from phased_cpt.errors import UserError
 from phased_cpt.launch import Nodes, port_in_use_problem
-from phased_cpt.memory import (
-    DTYPE_BYTES,
-    DeviceMemory,
-    GiB,
-    MemoryEstimate,
-    estimate_config_memory,
-    gib,
-    model_shape,
-    parameters_from_size,
-)
+from phased_cpt.memory import DTYPE_BYTES, GiB, Parallelism, estimate_run, gib
+from phased_cpt.model_shape import adapter_parameters, model_shape, parameters_from_size
+from phased_cpt.plans.deepspeed import plan_deepspeed
+from phased_cpt.plans.job import job_identity
+from phased_cpt.plans.target import target_gpus
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 MASTER_TIMEOUT_SECONDS = 3.0
@@ -182,11 +177,12 @@ def check_tokenizer(cfg: RunConfig) -> Check:
 def checkpoint_bytes(cfg: RunConfig, model_config: Path | None = None) -> int | None:
     """Disk for the run: per phase, `save_total_limit` (+1 while the next is written) checkpoints
     of the adapter and its optimizer (fp32 weight 4 + Adam 8 + DeepSpeed's fp32 copy 4 bytes per
-    LoRA parameter) and the final adapter (4 bytes per LoRA parameter)."""
+    trained parameter: LoRA, DoRA's magnitudes, `embeddings: full`'s copies) and the final
+    adapter (4 bytes per trained parameter)."""
     shape = model_shape(cfg.model, model_config)
     if shape is None:
         return None
-    lora = shape.lora_parameters(cfg.training.lora.r, cfg.training.lora.target_modules)
+    lora = adapter_parameters(shape, cfg.training.lora).total
     kept = (cfg.training.save_total_limit or 10) + 1
     return len(cfg.phases) * (kept * lora * 16 + lora * 4)
 
@@ -223,26 +219,22 @@ def check_memory(
     gpu_memory_gib: float | None = None,
     model_config: Path | None = None,
 ) -> list[Check]:
-    """The DeepSpeed choice and the estimated memory per GPU (`memory.py`), compared with
-    `gpu_memory_gib` when given, else with the GPUs here; unknown (a warning) without either."""
-    from phased_cpt.training.deepspeed_plan import plan_deepspeed
-    from phased_cpt.training.throughput import resolve_liger
-
+    """The DeepSpeed choice and the estimated memory per GPU (`memory.estimate_run`), compared
+    with `gpu_memory_gib` when given, else with the GPUs here (`plans/target.target_gpus`);
+    unknown (a warning) without either."""
     given = int(gpu_memory_gib * GiB) if gpu_memory_gib is not None else None
     plan = plan_deepspeed(cfg, processes, given, model_config)
     stage = plan.zero_stage if plan else 0
     checks = [Check("deepspeed plan", PASS, f"{plan.source}: {plan.reason}" if plan else "none (one process, or DDP)")]
-    on_gpu = torch.cuda.is_available()
-    bf16 = torch.cuda.is_bf16_supported() if on_gpu else True  # without a GPU: the GPU it will run on
-    dtype = training_dtype(cfg.model.dtype, bf16)
-    dtype_note = f"{dtype}" + ("" if on_gpu or cfg.model.dtype != "auto" else " (model.dtype auto, on a GPU with bf16)")
+    gpus = target_gpus(cfg.training.performance.liger_kernel, given, here="free")
+    gpu, have = gpus[0], gpus[0].memory_bytes
+    here = given is None and torch.cuda.is_available()
+    dtype = training_dtype(cfg.model.dtype, gpu.bf16)
+    dtype_note = f"{dtype}" + ("" if here or cfg.model.dtype != "auto" else " (model.dtype auto, on a GPU with bf16)")
     if gpu_memory_gib is not None:
-        have, where = gpu_memory_gib * GiB, f"the {gpu_memory_gib:g} GiB of --gpu-memory"
-    elif on_gpu:
-        have = min(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count()))
+        where = f"the {gpu_memory_gib:g} GiB of --gpu-memory"
+    elif have is not None:
         where = f"the {gib(have)} free on the GPU(s) here"
-    else:
-        have, where = None, None
     shape = model_shape(cfg.model, model_config)
     if shape is None:
         params = parameters_from_size(cfg.model.size)
@@ -260,32 +252,17 @@ def check_memory(
         if have is not None and weights > have:
             return checks + [Check("memory", FAIL, detail + f"; more than {where}: " + recommendation(cfg, stage))]
         return checks + [Check("memory", WARN, detail)]
-    offload = cfg.deepspeed_offload if plan else "none"
-    setting = cfg.training.performance.liger_kernel
-    liger = resolve_liger(setting).value if on_gpu else setting is True
-
-    def memory(liger: bool) -> MemoryEstimate:
-        return estimate_config_memory(
-            cfg,
-            shape,
-            bf16_supported=bf16,
-            liger=liger,
-            zero_stage=stage,
-            world_size=processes,
-            offload=offload,
-            device=DeviceMemory(int(have) if have is not None else None),
-        )
-
-    estimate = memory(liger)
-    chosen = f", checkpointing {estimate.checkpointing}" if estimate.checkpointing else ""
+    parallel = Parallelism(stage, processes, cfg.deepspeed_offload if plan else "none")
+    run = estimate_run(cfg, shape, gpu, parallel)
+    estimate = run.memory
+    chosen = f", checkpointing {run.checkpointing.describe()}" if cfg.training.gradient_checkpointing == "auto" else ""
     detail = (
         f"~{gib(estimate.gpu_bytes)} per GPU ({estimate.describe()}; plus CUDA context and fragmentation; "
         f"{count(shape.parameters)} parameters, {dtype_note}, ZeRO-{stage}, {processes} process(es), "
-        f"Liger {'on' if liger else 'off'}{chosen})"
+        f"Liger {'on' if gpu.liger else 'off'}{chosen})"
     )
-    if not on_gpu and setting == "auto":
-        with_liger = memory(True)
-        detail += f"; ~{gib(with_liger.gpu_bytes)} where liger_kernel: auto finds Liger installed"
+    for other in gpus[1:]:  # liger_kernel: auto, on GPUs not here
+        detail += f"; ~{gib(estimate_run(cfg, shape, other, parallel).memory.gpu_bytes)} where liger_kernel: auto finds Liger installed"
     if have is None:
         return checks + [
             Check(
@@ -297,7 +274,9 @@ def check_memory(
         ]
     if estimate.gpu_bytes <= have:  # gpu_bytes holds the CUDA context and fragmentation already
         return checks + [Check("memory", PASS, f"needs {detail}; fits {where}")]
-    return checks + [Check("memory", FAIL, f"needs {detail}; more than {where}: " + recommendation(cfg, stage, liger))]
+    return checks + [
+        Check("memory", FAIL, f"needs {detail}; more than {where}: " + recommendation(cfg, stage, gpu.liger))
+    ]
 
 
 def recommendation(cfg: RunConfig, stage: int, liger: bool = True) -> str:
@@ -320,8 +299,6 @@ def check_nodes(cfg: RunConfig, nodes: Nodes) -> list[Check]:
     """Several nodes: what this node can check alone. Its job identity (config and data sha256)
     to compare with the other nodes' (every process of the run also compares itself with rank 0
     at start and stops the run on a difference), and the master's address and port."""
-    from phased_cpt.training.processes import job_identity
-
     try:
         identity = job_identity(cfg)
     except OSError as err:
@@ -412,19 +389,10 @@ def report_json(checks: list[Check]) -> list[dict]:
     return [asdict(c) for c in checks]
 
 
-def doctor(
-    config: Path,
-    overrides: list[str],
-    processes: int,
-    as_json: bool,
-    gpu_memory_gib: float | None = None,
-    model_config: Path | None = None,
-    nodes: Nodes | None = None,
-) -> int:
+def report_checks(checks: list[Check], as_json: bool) -> int:
     """Print the table (or JSON with --json) and exit 2 on any failed check."""
     import json
 
-    checks = run_checks(config, overrides, processes, gpu_memory_gib, model_config, nodes)
     print(json.dumps(report_json(checks), indent=2) if as_json else format_report(checks))
     if has_failures(checks):
         raise UserError("pre-flight checks failed: " + ", ".join(c.name for c in checks if c.status == FAIL))

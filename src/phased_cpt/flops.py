@@ -42,7 +42,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from phased_cpt.gpus import INTER_NODE_GB_PER_SECOND, GpuSpec
-from phased_cpt.memory import ModelShape
+from phased_cpt.memory import EstimateTarget, checkpointed_layers
+from phased_cpt.model_shape import ModelShape
 
 OPERATOR_SECONDS = 18.5e-6
 """Host-side cost of one eager PyTorch operator; chosen with `gpus.H100_UTILISATION` from the
@@ -126,36 +127,30 @@ class TimeEstimate:
         return self.seconds * ESTIMATE_RANGE[1]
 
 
-def estimate_seconds(
-    shape: ModelShape,
-    work: Workload,
-    gpu: GpuSpec,
-    *,
-    lora_modules: int,
-    checkpointing: bool = True,
-    checkpointed_share: float = 1.0,
-    liger: bool = False,
-    zero_stage: int = 0,
-    weight_bytes: int = 2,
-) -> TimeEstimate:
-    """Wall time of one GPU's share of a phase (module docstring); every GPU runs in parallel."""
+def estimate_seconds(target: EstimateTarget, work: Workload, gpu: GpuSpec) -> TimeEstimate:
+    """Wall time of one GPU's share of a phase (module docstring) for the settings of `target`
+    (LoRA modules, checkpointing, Liger, ZeRO stage, bytes per weight); every GPU runs in parallel."""
+    shape, training = target.shape, target.training
+    checkpointing = bool(training.gradient_checkpointing)
+    checkpointed_share = len(checkpointed_layers(shape.layers, training)) / shape.layers
+    lora_modules = sum(1 for m in training.lora.target_modules if m in shape.module_shapes)
     useful = step_flops(shape, work.chunk_lengths) * work.epochs / max(work.world_size, 1)
     compute = useful / (gpu.peak_tflops * 1e12 * gpu.utilisation)
     if not checkpointing or checkpointed_share < 1:
         # the utilisation was measured with every layer recomputed; fewer recomputed FLOPs run faster
         full = recomputed_flops(shape, work.chunk_lengths, 1.0)
-        done = recomputed_flops(shape, work.chunk_lengths, checkpointed_share if checkpointing else 0.0)
+        done = recomputed_flops(shape, work.chunk_lengths, checkpointed_share)
         base = step_flops(shape, work.chunk_lengths)
         compute *= (base + done) / (base + full)
     operators = operators_per_layer(lora_modules, checkpointing) * shape.layers * work.micro_batches
     overhead = operators * OPERATOR_SECONDS
-    if not liger:
+    if not target.liger:
         traffic = CROSS_ENTROPY_BYTES * work.tokens_per_micro_batch * shape.vocab_size * work.micro_batches
         overhead += traffic / (gpu.hbm_tb_per_second * 1e12)
-    if zero_stage == 3 and work.world_size > 1:
+    if target.parallel.zero_stage == 3 and work.world_size > 1:
         link = gpu.link_gb_per_second if work.nodes <= 1 else min(gpu.link_gb_per_second, INTER_NODE_GB_PER_SECOND)
         share = (work.world_size - 1) / work.world_size
-        gathered = 2 * weight_bytes * shape.parameters * share * work.micro_batches
+        gathered = 2 * target.activation_bytes * shape.parameters * share * work.micro_batches
         compute = max(compute, gathered / (link * 1e9))
     return TimeEstimate(compute + overhead, useful, gpu.utilisation)
 

@@ -27,7 +27,7 @@ import shutil
 import socket
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from phased_cpt.errors import UserError
@@ -180,7 +180,6 @@ def plan_launch(
     launcher: str,
     nodes: Nodes = Nodes(),
     on_gpu: bool = True,
-    reason: str = "",
 ) -> LaunchPlan:
     """The launcher command that starts `gpus` processes on this node (on every node, for
     DeepSpeed's launcher over ssh), each running `phased-cpt train`."""
@@ -216,7 +215,7 @@ def plan_launch(
                 nodes.master_addr,
             ]
         command += ["--master_port", port, "-m", "phased_cpt", *train]
-        return LaunchPlan(command, env, launcher, reason)
+        return LaunchPlan(command, env, launcher)
     deepspeed_bin = shutil.which("deepspeed") or str(Path(sys.executable).with_name("deepspeed"))
     if not Path(deepspeed_bin).exists():
         raise UserError("--launcher deepspeed: DeepSpeed is not installed; pip install -e '.[deepspeed]'")
@@ -234,7 +233,7 @@ def plan_launch(
     if nodes.master_addr:
         command += ["--master_addr", nodes.master_addr]
     command += ["--num_gpus", str(gpus), "--master_port", port, "--no_local_rank", "--module", "phased_cpt", *train]
-    return LaunchPlan(command, env, launcher, reason)
+    return LaunchPlan(command, env, launcher)
 
 
 def node_hostfile(count: int, slots: int) -> Path:
@@ -271,4 +270,5 @@ def launch_plan(
     if resume is not None:
         train_args += ["--resume", resume]
     chosen, reason = choose_launcher(launcher, cfg.deepspeed, nodes)
-    return plan_launch(config, train_args, processes, chosen, nodes, on_gpu=gpu_count() > 0, reason=reason)
+    plan = plan_launch(config, train_args, processes, chosen, nodes, on_gpu=gpu_count() > 0)
+    return replace(plan, reason=reason)

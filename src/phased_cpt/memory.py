@@ -1,6 +1,6 @@
-"""The model's shape and the GPU memory one training process needs: the single estimator used
-by `plan`, `doctor` and `deepspeed: auto`. Pure functions of the model's `config.json` and the
-settings; no weights, no tokenizer, no torch.
+"""The GPU memory one training process needs: the single estimator used by `plan`, `doctor`,
+`deepspeed: auto` and training's `gradient_checkpointing: auto`. Pure functions of the model's
+shape (`model_shape.py`, from its `config.json`) and the settings; no weights, no tokenizer, no torch.
 
 `estimate_memory` returns the peak of `torch.cuda.max_memory_allocated` over a training step
 (what PyTorch allocates; `MemoryEstimate.gpu_bytes` adds what the CUDA context and the
@@ -15,6 +15,11 @@ What lives for the whole run:
                  under DeepSpeed the adapter is bf16 (a*p) with an fp32 master 4p and Adam 8p
                  partitioned (/ N); offload moves master and Adam to CPU memory
     gradients    4p, freed after each optimizer step (DeepSpeed: a*p / N)
+    DoRA         p counts its magnitudes too: one fp32 parameter per output feature of each module
+    embeddings   `embeddings: full` trains copies of the embedding and the LM head (e = V*H, or
+                 2*V*H untied; 1.6 G at Qwen2.5-32B shapes) in the model's dtype beside the frozen
+                 originals: weights a*e, Adam m, v 2a*e, gradients a*e (the LM head's first: alive
+                 through the whole backward); under DeepSpeed they train like the adapter
 What one step adds, and when it peaks (the largest of three moments):
     1. the loss, without Liger: the fp32 log-softmax of the logits, its gradient and the
        gradient of the logits are alive together: 12 * T * V bytes (at 0.5B and 4K tokens,
@@ -30,6 +35,12 @@ What one step adds, and when it peaks (the largest of three moments):
                             weight gradient nobody asks for)
            attention        q and k after RoPE, v, the output: a(2q + 2k); log-sum-exp 4 * heads
            MLP              gate and up outputs 2aI, SiLU output aI (Liger's SwiGLU recomputes it)
+           DoRA             (peft's forward) the base and LoRA results it scales by the magnitude,
+                            2a * out; per module, its fp32 norms 12 * out and, for an fp32
+                            adapter, the base weight cast to fp32 and back that F.linear saves,
+                            a * in * out. While a module recomputes forward, the identity matrix
+                            it builds the update's weight from, 4 * in**2 + a * in * (out + r),
+                            and its fp32 output, 4 * out per token, come on top
        plus the gradients in flight at the largest LoRA input (down_proj: its base-path gradient
        a*I, and the fp32 cast and dropout gradients 8I of an fp32 adapter) and the residual
        stream's gradient 2aH. Alive too: the checkpoints of the layers not yet reached and the
@@ -40,26 +51,29 @@ Checked against the issue's H100 measurements (Qwen2.5 0.5B/7B shapes, LoRA r=12
 projections, plain loop with torch AdamW): every row within 5%, with no term fitted to them
 (tests/unit/test_memory.py). The per-layer saved bytes equal what autograd saves for a Qwen2 layer
 on CPU, byte for byte, and whole training steps on CPU land within 10% (same test file;
-benchmarks/RESULTS.md). DeepSpeed's terms follow the ZeRO paper's accounting and were not measured.
+benchmarks/RESULTS.md), `embeddings: full` and DoRA included; the weights and Adam states equal
+what a real step holds, to the byte, for every LoRA variant. DeepSpeed's terms follow the ZeRO
+paper's accounting and were not measured.
 
-`training.gradient_checkpointing: auto` is resolved here too (`choose_checkpointing`), since the
-choice is the estimate's: the least recomputation whose `gpu_bytes` fits the device with
-`CHECKPOINTING_MARGIN` to spare. `plan` resolves it for the GPU it plans for, training for the GPU
+What an estimate is for is one `EstimateTarget` per phase, built from a run's config by
+`run_targets` on a `TargetGpu` (chosen by `plans/target.target_gpus` for every caller);
+`estimate_run` gives a run's need, its most demanding phase.
+
+`training.gradient_checkpointing: auto` is resolved here too, once per run (`estimate_run`,
+`choose_checkpointing`), since the choice is the estimate's: the least recomputation whose
+`gpu_bytes` fits the device with `CHECKPOINTING_MARGIN` to spare. `plan` resolves it for the GPU it plans for, training for the GPU
 (or the CPU's memory) it runs on.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, replace
 
-from phased_cpt.config import ModelConfig, RunConfig, TrainingConfig, training_dtype
+from phased_cpt.config import RunConfig, TrainingConfig, training_dtype
+from phased_cpt.model_shape import ModelShape, adapter_parameters
 
 GiB = 2**30
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
@@ -68,213 +82,6 @@ CUDA_CONTEXT_BYTES = GiB
 allocator, so `max_memory_allocated` never shows it."""
 FRAGMENTATION = 0.05
 """What the caching allocator reserves beyond what it hands out, as a share of the peak."""
-
-
-# --- the model's shape -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    """What memory and FLOP counts need from a decoder-only model."""
-
-    layers: int
-    hidden_size: int
-    intermediate_size: int
-    vocab_size: int
-    attention_heads: int
-    kv_heads: int
-    head_dim: int
-    tied_embeddings: bool = False
-    attention_bias: bool = False
-    """q, k and v projections with a bias (Qwen2)."""
-    parameters: int = field(default=0)
-    """Base parameters, embeddings and LM head included, LoRA excluded; counted from the other
-    fields when not given (0)."""
-
-    def __post_init__(self) -> None:
-        if not self.parameters:
-            object.__setattr__(self, "parameters", self.counted_parameters())
-
-    @property
-    def attention_width(self) -> int:
-        """d: query heads x head_dim (the hidden size for most models)."""
-        return self.attention_heads * self.head_dim
-
-    @property
-    def kv_width(self) -> int:
-        return self.kv_heads * self.head_dim
-
-    @property
-    def module_shapes(self) -> dict[str, tuple[int, int]]:
-        """(in, out) features of each linear layer LoRA may target, per decoder layer."""
-        h, q, kv, i = self.hidden_size, self.attention_width, self.kv_width, self.intermediate_size
-        return {
-            "q_proj": (h, q),
-            "k_proj": (h, kv),
-            "v_proj": (h, kv),
-            "o_proj": (q, h),
-            "gate_proj": (h, i),
-            "up_proj": (h, i),
-            "down_proj": (i, h),
-        }
-
-    @property
-    def layer_parameters(self) -> int:
-        """Parameters of one decoder layer: its linear layers, q/k/v biases and two norms."""
-        bias = self.attention_width + 2 * self.kv_width if self.attention_bias else 0
-        return sum(i * o for i, o in self.module_shapes.values()) + bias + 2 * self.hidden_size
-
-    @property
-    def embedding_parameters(self) -> int:
-        """The input embedding matrix (also the LM head when tied)."""
-        return self.vocab_size * self.hidden_size
-
-    def counted_parameters(self) -> int:
-        embeddings = self.embedding_parameters * (1 if self.tied_embeddings else 2)
-        return self.layers * self.layer_parameters + embeddings + self.hidden_size
-
-    def lora_parameters(self, r: int, target_modules: list[str]) -> int:
-        shapes = self.module_shapes
-        return self.layers * sum(r * (shapes[m][0] + shapes[m][1]) for m in target_modules if m in shapes)
-
-    @classmethod
-    def of(cls, model: Any) -> ModelShape:
-        """From a live PeftModel or transformers model: the shape from its config, the parameter
-        count from its weights (LoRA excluded; DeepSpeed ZeRO-3 partitions report `ds_numel`)."""
-        config = model.config.get_text_config()
-        # attributes, not to_dict(): transformers maps each architecture's own names onto these
-        fields = {key: getattr(config, key, None) for key in CONFIG_FIELDS}
-        return replace(shape_from_config(fields), parameters=base_parameters(model))
-
-
-def base_parameters(model: Any) -> int:
-    """Parameters of the frozen base model of a live model."""
-    return sum(getattr(p, "ds_numel", p.numel()) for name, p in model.named_parameters() if "lora_" not in name)
-
-
-CONFIG_FIELDS = (
-    "num_hidden_layers",
-    "hidden_size",
-    "intermediate_size",
-    "vocab_size",
-    "num_attention_heads",
-    "num_key_value_heads",
-    "head_dim",
-    "tie_word_embeddings",
-    "attention_bias",
-    "model_type",
-)
-
-
-def shape_from_config(config: dict) -> ModelShape:
-    """A transformers `config.json` (decoder-only; a nested `text_config` is used when present).
-    Raises KeyError or TypeError when a field it needs is missing or not a number."""
-    config = config.get("text_config") or config
-    heads = int(config["num_attention_heads"])
-    hidden = int(config["hidden_size"])
-    return ModelShape(
-        layers=int(config["num_hidden_layers"]),
-        hidden_size=hidden,
-        intermediate_size=int(config.get("intermediate_size") or 4 * hidden),
-        vocab_size=int(config["vocab_size"]),
-        attention_heads=heads,
-        kv_heads=int(config.get("num_key_value_heads") or heads),
-        head_dim=int(config.get("head_dim") or hidden // heads),
-        tied_embeddings=bool(config.get("tie_word_embeddings", False)),
-        attention_bias=bool(config.get("attention_bias") or config.get("model_type") == "qwen2"),
-    )
-
-
-def locate_model_config(name: str, override: Path | None = None) -> Path | None:
-    """The `config.json` that describes `model.name`: `override` (a file or a directory holding
-    one), else the model's local directory, else the local Hugging Face cache; never the network."""
-    candidates = [override] if override is not None else [Path(name).expanduser()]
-    for candidate in candidates:
-        path = candidate / "config.json" if candidate.is_dir() else candidate
-        if path.is_file():
-            return path
-    if override is not None:
-        return None
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(name, "config.json")
-    except Exception:  # an id the hub client rejects is simply not in the cache
-        cached = None
-    return Path(cached) if isinstance(cached, str) else None
-
-
-DECODER_MODULE_NAMES = frozenset(
-    {"embed_tokens", "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"}
-)
-"""The module names of a Llama-style decoder (Llama, Mistral, Qwen2, Qwen3): every LoRA target a
-config for one of them can name (`tests/unit/test_memory.py` checks them on the real classes)."""
-MODULE_NAMES_BY_MODEL_TYPE = dict.fromkeys(("llama", "mistral", "qwen2", "qwen3"), DECODER_MODULE_NAMES)
-
-
-def known_module_names(path: Path) -> frozenset[str] | None:
-    """The module names of the architecture a `config.json` describes, when its `model_type` is
-    one of `MODULE_NAMES_BY_MODEL_TYPE`; None otherwise (the model must be built to know them)."""
-    try:
-        model_type = json.loads(path.read_text(encoding="utf-8")).get("model_type")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return MODULE_NAMES_BY_MODEL_TYPE.get(model_type) if isinstance(model_type, str) else None
-
-
-def read_model_config(path: Path) -> ModelShape | None:
-    """The shape in a `config.json`; None when it cannot be read or lacks a field."""
-    try:
-        return shape_from_config(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-
-
-MAX_CONFIG_BYTES = 16 << 20
-"""A model's config.json is a few KiB; anything past 16 MiB is not one (and is not read whole)."""
-
-
-def model_config_problem(path: Path) -> str | None:
-    """What is wrong with `path` as `--model-config` (a config.json, or a directory holding
-    one, that `read_model_config` reads a decoder's shape from); None when it is usable."""
-    file = path / "config.json" if path.is_dir() else path
-    if not file.exists():
-        return f"{file} does not exist; give the model's config.json or its directory"
-    if not file.is_file():
-        return f"{file} is not a regular file; give the model's config.json or its directory"
-    if file.stat().st_size > MAX_CONFIG_BYTES:
-        return f"{file} is {file.stat().st_size:,} bytes, not a model's config.json"
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except OSError as err:
-        return f"{file}: cannot read it ({err.strerror or err})"
-    except ValueError as err:  # not UTF-8, or not JSON
-        return f"{file} is not a JSON config.json ({str(err).splitlines()[0]})"
-    try:
-        shape = shape_from_config(data)
-    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError):
-        shape = None
-    if shape is None or min(shape.layers, shape.hidden_size, shape.vocab_size, shape.attention_heads) < 1:
-        needed = "num_hidden_layers, hidden_size, num_attention_heads and vocab_size (positive whole numbers)"
-        return f"{file} does not describe a decoder's shape: a transformers config.json has {needed}"
-    return None
-
-
-def model_shape(model: ModelConfig, override: Path | None = None) -> ModelShape | None:
-    """The shape of `model.name` from its config.json (see `locate_model_config`), or None."""
-    path = locate_model_config(model.name, override)
-    return read_model_config(path) if path is not None else None
-
-
-def parameters_from_size(size: str | None) -> int | None:
-    """`model.size` as a parameter count: '32B' -> 32e9, '500M' -> 5e8; None if unreadable."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([BbMm])\s*", size or "")
-    if not match:
-        return None
-    return int(float(match.group(1)) * (1e9 if match.group(2) in "Bb" else 1e6))
-
-
-# --- the estimate ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -296,9 +103,6 @@ class MemoryEstimate:
     peak_at: str
     """'loss', 'backward' or 'optimizer step'."""
     lora_parameters: int
-    checkpointing: str = ""
-    """What `gradient_checkpointing: auto` chose for this estimate, and why (`estimate_config_memory`);
-    empty where the config set it."""
 
     @property
     def peak_bytes(self) -> int:
@@ -327,58 +131,134 @@ def gib(n_bytes: float) -> str:
     return f"{n_bytes / GiB:.1f} GiB" if n_bytes >= GiB / 10 else f"{n_bytes / 2**20:.1f} MiB"
 
 
-def estimate_memory(
-    shape: ModelShape,
-    training: TrainingConfig,
-    max_tokens: int,
-    *,
-    dtype: str = "bfloat16",
-    liger: bool = False,
-    zero_stage: int = 0,
-    world_size: int = 1,
-    offload: str = "none",
-    device: str = "cuda",
-    attention: str = "sdpa",
-) -> MemoryEstimate:
-    """Peak bytes of one training process (the module docstring derives each term).
+@dataclass(frozen=True)
+class Parallelism:
+    """How the run's processes share the model."""
 
-    `dtype`: what `training_dtype` resolves model.dtype to; `liger`: whether Liger kernels run;
-    `zero_stage` 0 (one process or DDP), 2 or 3 with `world_size` processes and DeepSpeed's
-    `offload`; `device` 'cuda' or 'cpu' (dropout masks are bool on CUDA, floats on CPU);
-    `attention` 'eager' keeps each layer's T x T attention probabilities.
-    """
-    a = DTYPE_BYTES[dtype]
-    n = max(world_size, 1)
-    deepspeed = zero_stage in (2, 3)
-    lora = training.lora
-    p = shape.lora_parameters(lora.r, lora.target_modules)
-    tokens = training.micro_batch_size * max_tokens
-    fp32_adapter = not deepspeed  # peft keeps the adapter in fp32; DeepSpeed casts the model to bf16
+    zero_stage: int = 0
+    """0 (one process, or DDP), 2 or 3 (DeepSpeed ZeRO)."""
+    world_size: int = 1
+    offload: str = "none"
+    """DeepSpeed's `deepspeed_offload`: none | optimizer | optimizer_and_params."""
+
+
+@dataclass(frozen=True)
+class TargetGpu:
+    """The device a run's estimate is for (built by `plans/target.target_gpus`)."""
+
+    memory_bytes: int | None = None
+    """None: unknown."""
+    bf16: bool = True
+    """Whether it computes in bf16 (`config.training_dtype` turns model.dtype auto into bf16)."""
+    liger: bool = False
+    """Whether Liger kernels run on it."""
+    cuda: bool = True
+    """A GPU; False: training on this machine's CPU (no pinned-memory checkpoint offload)."""
+
+
+@dataclass(frozen=True)
+class EstimateTarget:
+    """Everything one memory estimate depends on: one phase's settings on one device. Built from a
+    run's config by `run_targets`; tests and benchmarks build their own."""
+
+    shape: ModelShape
+    training: TrainingConfig
+    """micro-batch, accumulation, LoRA, checkpointing (resolved: never auto), optimizer."""
+    max_tokens: int
+    dtype: str = "bfloat16"
+    """What `training_dtype` resolves model.dtype to."""
+    liger: bool = False
+    parallel: Parallelism = Parallelism()
+    device: str = "cuda"
+    """'cuda' or 'cpu': dropout masks are bool on CUDA, floats on CPU."""
+    attention: str = "sdpa"
+    """'eager' keeps each layer's T x T attention probabilities."""
+
+    @property
+    def tokens(self) -> int:
+        """T: tokens per forward pass."""
+        return self.training.micro_batch_size * self.max_tokens
+
+    @property
+    def activation_bytes(self) -> int:
+        """a: bytes per activation."""
+        return DTYPE_BYTES[self.dtype]
+
+    @property
+    def deepspeed(self) -> bool:
+        return self.parallel.zero_stage in (2, 3)
+
+    @property
+    def fp32_adapter(self) -> bool:
+        """peft keeps the adapter in fp32; DeepSpeed casts the model to bf16."""
+        return not self.deepspeed
+
+
+def run_targets(
+    cfg: RunConfig,
+    shape: ModelShape,
+    gpu: TargetGpu,
+    parallel: Parallelism = Parallelism(),
+    max_tokens: int | None = None,
+) -> list[EstimateTarget]:
+    """The estimate's targets of a run, one per phase (a phase may set its own micro-batch), for
+    rows of `max_tokens` (default `context.max_tokens`): the dtype from `model.dtype` by
+    `training_dtype` (the rule training uses), eager attention when the config asks for it.
+    `gradient_checkpointing` as the config sets it (`estimate_run` resolves auto)."""
+    dtype = training_dtype(cfg.model.dtype, gpu.bf16)
+    attention = "eager" if cfg.model.attn_implementation == "eager" else "sdpa"
+    return [
+        EstimateTarget(
+            shape,
+            phase.training_for(cfg.training),
+            max_tokens or cfg.context.max_tokens,
+            dtype,
+            gpu.liger,
+            parallel,
+            attention=attention,
+        )
+        for phase in cfg.phases
+    ]
+
+
+def estimate_memory(target: EstimateTarget) -> MemoryEstimate:
+    """Peak bytes of one training process (the module docstring derives each term)."""
+    shape, training, parallel = target.shape, target.training, target.parallel
+    a = target.activation_bytes
+    n = max(parallel.world_size, 1)
+    zero_stage, offload = parallel.zero_stage, parallel.offload
+    trained = adapter_parameters(shape, training.lora)
+    p, e = trained.adapter, trained.embeddings
+    head = shape.embedding_parameters if e else 0  # the LM head's matrix, whose gradient comes first
+    tokens = target.tokens
 
     # -- what lives the whole run --
-    weights = shape.parameters * a
+    weights = (shape.parameters + e) * a  # embeddings: full keeps the frozen originals beside the copies
     if zero_stage == 3:
         weights = math.ceil(weights / n) * (offload != "optimizer_and_params")
         # the layer (or the embedding / LM head) being computed, plus the prefetched next bucket
         prefetch = int(0.9 * shape.hidden_size**2)
         weights += a * (max(shape.layer_parameters, shape.embedding_parameters) + prefetch)
-    if deepspeed:
+    if target.deepspeed:  # every trained parameter in bf16, with an fp32 master and Adam partitioned
         offloaded = offload != "none"
-        adapter = a * p // (n if zero_stage == 3 else 1)
-        states = 0 if offloaded else 12 * p // n  # fp32 master, Adam m and v
+        t = p + e
+        adapter = a * p // (n if zero_stage == 3 else 1)  # the embeddings' copies are in `weights`
+        states = 0 if offloaded else 12 * t // n  # fp32 master, Adam m and v
         buckets = 2 * a * shape.hidden_size**2  # reduce_bucket_size "auto" = H*H, double-buffered
         resident = adapter + states + buckets
-        gradients = 0 if offloaded else a * p // n
-        step_temporary = 0 if offloaded else 4 * p // n  # the fp32 copy of the gradient partition
-    else:
-        ddp_buckets = 4 * p if n > 1 else 0  # DDP's gradient buckets (not views of the gradients)
-        resident = 4 * p + 8 * p + ddp_buckets
-        gradients = 4 * p
-        step_temporary = 0 if training.performance.optimizer == "adamw_torch_fused" else 4 * p
+        gradients = 0 if offloaded else a * t // n
+        head_gradient = 0 if offloaded else a * head // n
+        step_temporary = 0 if offloaded else 4 * t // n  # the fp32 copy of the gradient partition
+    else:  # the fp32 adapter and its Adam m, v; the embeddings' copies and their Adam m, v in their dtype
+        gradients = 4 * p + a * e
+        ddp_buckets = gradients if n > 1 else 0  # DDP's gradient buckets (not views of the gradients)
+        resident = 12 * p + 2 * a * e + ddp_buckets
+        head_gradient = a * head
+        step_temporary = 0 if training.performance.optimizer == "adamw_torch_fused" else gradients
 
     # -- activations --
-    saved = layer_activation_bytes(shape, training, tokens, a, liger, device, attention, fp32_adapter)
-    in_flight = gradients_in_flight(shape, training, tokens, a, fp32_adapter)
+    saved = layer_activation_bytes(target)
+    in_flight = gradients_in_flight(target)
     checkpointed = checkpointed_layers(shape.layers, training)
     checkpoint = 0 if training.performance.checkpoint_offload else tokens * shape.hidden_size * a
 
@@ -387,17 +267,22 @@ def estimate_memory(
         ckpt = sum(1 for i in range(first_layers) if i in checkpointed)
         return ckpt * checkpoint + (first_layers - ckpt) * saved
 
+    liger = target.liger
     accumulating = training.gradient_accumulation_steps > 1  # gradients survive between micro-batches
     final_norm = tokens * shape.hidden_size * (a if liger else 4)
     logits = tokens * shape.hidden_size * a if liger else 12 * tokens * shape.vocab_size
     moments = [("loss", kept(shape.layers) + final_norm, logits, gradients if accumulating else 0)]
+    transient = dora_forward_bytes(target)
+    layer_gradients = gradients - head_gradient
     for i in range(shape.layers):  # backward reaches layer i: layers above it have their gradients
         recomputed = saved if i in checkpointed else 0
-        done = gradients if accumulating else gradients * (shape.layers - 1 - i) // shape.layers
-        moments.append(("backward", kept(i + 1) + recomputed + in_flight, 0, done))
+        # a recomputed forward's DoRA temporaries, while the gradient from the layer above is alive
+        busy = in_flight + (transient if i in checkpointed else 0)
+        done = gradients if accumulating else head_gradient + layer_gradients * (shape.layers - 1 - i) // shape.layers
+        moments.append(("backward", kept(i + 1) + recomputed + busy, 0, done))
     moments.append(("optimizer step", 0, 0, gradients + step_temporary))
     peak_at, activations, logits_bytes, gradient_bytes = max(moments, key=lambda m: m[1] + m[2] + m[3])
-    return MemoryEstimate(weights, resident, activations, logits_bytes, gradient_bytes, peak_at, p)
+    return MemoryEstimate(weights, resident, activations, logits_bytes, gradient_bytes, peak_at, trained.total)
 
 
 def checkpointed_layers(layers: int, training: TrainingConfig) -> set[int]:
@@ -412,20 +297,12 @@ def checkpointed_layers(layers: int, training: TrainingConfig) -> set[int]:
     return {i for i in range(layers) if i % every == 0}
 
 
-def layer_activation_bytes(
-    shape: ModelShape,
-    training: TrainingConfig,
-    tokens: int,
-    a: int,
-    liger: bool,
-    device: str,
-    attention: str,
-    fp32_adapter: bool,
-) -> int:
+def layer_activation_bytes(target: EstimateTarget) -> int:
     """What autograd saves for one decoder layer's backward (module docstring, moment 2)."""
+    shape, lora, a, tokens = target.shape, target.training.lora, target.activation_bytes, target.tokens
     h, i, q, kv = shape.hidden_size, shape.intermediate_size, shape.attention_width, shape.kv_width
-    lora = training.lora
-    mask = 1 if device == "cuda" else (4 if fp32_adapter or a == 4 else a)
+    liger = target.liger
+    mask = 1 if target.device == "cuda" else (4 if target.fp32_adapter or a == 4 else a)
     shapes = shape.module_shapes
     per_token = 2 * (a if liger else 4) * h + 2 * 4  # two RMSNorms (+ their fp32 rstd)
     for module in lora.target_modules:
@@ -433,116 +310,90 @@ def layer_activation_bytes(
             fan_in = shapes[module][0]
             per_token += fan_in * ((mask + a) if lora.dropout > 0 else a) + a * lora.r
     per_token += a * (2 * q + 2 * kv)  # q and k after RoPE, v, attention output
-    per_token += 4 * shape.attention_heads if attention != "eager" else a * shape.attention_heads * tokens
+    per_token += 4 * shape.attention_heads if target.attention != "eager" else a * shape.attention_heads * tokens
     per_token += 2 * a * i + (0 if liger else a * i)  # gate and up outputs; SiLU output (HF)
     # autocast's compute-dtype copies of this layer's fp32 LoRA weights
-    weight_copies = (
-        a * shape.lora_parameters(lora.r, lora.target_modules) // shape.layers if fp32_adapter and a < 4 else 0
-    )
+    fp32_copies = target.fp32_adapter and a < 4
+    targeted = shape.targeted(lora.target_modules)
+    weight_copies = a * sum(lora.r * (i + o) for i, o in targeted) if fp32_copies else 0
+    if lora.use_dora:  # peft's DoRA forward: the base and LoRA results scaled by the magnitude ...
+        per_token += 2 * a * sum(o for _, o in targeted)
+        # ... its norms (fp32), and the base weight cast to the fp32 adapter's dtype and back, for F.linear
+        weight_copies += 12 * sum(o for _, o in targeted) + (a * sum(i * o for i, o in targeted) if fp32_copies else 0)
     return tokens * per_token + weight_copies
 
 
-def gradients_in_flight(shape: ModelShape, training: TrainingConfig, tokens: int, a: int, fp32_adapter: bool) -> int:
+def dora_forward_bytes(target: EstimateTarget) -> int:
+    """DoRA's temporaries while one LoRA module runs forward (peft 0.19, `DoraLinearLayer`): the
+    identity matrix (fp32, in x in) it sends through lora_A and lora_B to build the update's
+    weight (in x r, in x out, in the compute dtype) for the magnitude's norm, and the module's fp32
+    output; the largest module's. 0 without DoRA."""
+    lora, a = target.training.lora, target.activation_bytes
+    if not lora.use_dora:
+        return 0
+    targeted = target.shape.targeted(lora.target_modules)
+    weight_build = max((4 * i * i + a * i * (o + lora.r) for i, o in targeted), default=0)
+    return weight_build + target.tokens * 4 * max((o for _, o in targeted), default=0)
+
+
+def gradients_in_flight(target: EstimateTarget) -> int:
     """Gradients alive at once inside a layer's backward, on top of what it saved: at the
     largest LoRA input (the base path's gradient, and for an fp32 adapter the fp32 gradients of
     the cast and the dropout), or at the MLP's product (three gradients of width I); plus the
     residual stream's gradient."""
-    shapes = shape.module_shapes
-    largest_in = max((shapes[m][0] for m in training.lora.target_modules if m in shapes), default=0)
-    if fp32_adapter and a < 4:
-        lora_path = a + (8 if training.lora.dropout > 0 else 4)
+    shape, lora, a = target.shape, target.training.lora, target.activation_bytes
+    largest_in = max((i for i, _ in shape.targeted(lora.target_modules)), default=0)
+    if target.fp32_adapter and a < 4:
+        lora_path = a + (8 if lora.dropout > 0 else 4)
     else:
-        lora_path = 3 * a if training.lora.dropout > 0 else 2 * a
+        lora_path = 3 * a if lora.dropout > 0 else 2 * a
     per_token = max(lora_path * largest_in, 3 * a * shape.intermediate_size) + 2 * a * shape.hidden_size
-    return tokens * per_token
+    return target.tokens * per_token
 
 
-def estimate_run_memory(
-    shape: ModelShape,
-    model: ModelConfig,
-    training: TrainingConfig,
-    max_tokens: int,
-    *,
-    bf16_supported: bool,
-    liger: bool,
-    zero_stage: int = 0,
-    world_size: int = 1,
-    offload: str = "none",
-    device: str = "cuda",
-) -> MemoryEstimate:
-    """`estimate_memory` for a run's settings: the dtype from `model.dtype` by `training_dtype`
-    (the rule training uses), eager attention when the config asks for it."""
-    return estimate_memory(
-        shape,
-        training,
-        max_tokens,
-        dtype=training_dtype(model.dtype, bf16_supported),
-        liger=liger,
-        zero_stage=zero_stage,
-        world_size=world_size,
-        offload=offload,
-        device=device,
-        attention="eager" if model.attn_implementation == "eager" else "sdpa",
-    )
-
-
-def estimate_config_memory(
-    cfg: RunConfig,
-    shape: ModelShape,
-    *,
-    bf16_supported: bool,
-    liger: bool,
-    zero_stage: int = 0,
-    world_size: int = 1,
-    offload: str = "none",
-    max_tokens: int | None = None,
-    device: DeviceMemory | None = None,
-) -> MemoryEstimate:
-    """What a run needs per GPU: `estimate_run_memory` of its most demanding phase (a phase may set
-    its own micro-batch), for rows of `max_tokens` (default `context.max_tokens`). The one answer
-    `plan`, `doctor` and `deepspeed: auto` give. `gradient_checkpointing: auto` is resolved for
-    `device` (`choose_checkpointing`; full checkpointing where the device is not given)."""
-    settings = dict(
-        bf16_supported=bf16_supported,
-        liger=liger,
-        zero_stage=zero_stage,
-        world_size=world_size,
-        offload=offload,
-        max_tokens=max_tokens,
-    )
-    if cfg.training.gradient_checkpointing == "auto":
-        choice = choose_config_checkpointing(cfg, shape, device or DeviceMemory(None), **settings)
-        resolved = cfg.model_copy(update={"training": choice.training})
-        return replace(estimate_config_memory(resolved, shape, **settings), checkpointing=choice.describe())
-    return max(
-        (
-            estimate_run_memory(
-                shape,
-                cfg.model,
-                phase.training_for(cfg.training),
-                max_tokens or cfg.context.max_tokens,
-                bf16_supported=bf16_supported,
-                liger=liger,
-                zero_stage=zero_stage,
-                world_size=world_size,
-                offload=offload,
-            )
-            for phase in cfg.phases
-        ),
-        key=lambda estimate: estimate.gpu_bytes,
-    )
-
-
-# --- gradient_checkpointing: auto ------------------------------------------------------------
+def most_demanding(targets: list[EstimateTarget]) -> MemoryEstimate:
+    """The estimate of the target that needs the most GPU memory (a run's most demanding phase)."""
+    return max((estimate_memory(target) for target in targets), key=lambda estimate: estimate.gpu_bytes)
 
 
 @dataclass(frozen=True)
-class DeviceMemory:
-    """The memory one training process may fill: a GPU's, or on a CPU the machine's."""
+class RunEstimate:
+    """What a run needs per GPU, and how its `gradient_checkpointing` was resolved for it."""
 
-    total_bytes: int | None
-    """None: unknown."""
-    cuda: bool = True
+    memory: MemoryEstimate
+    """Of its most demanding phase."""
+    checkpointing: CheckpointingChoice
+    targets: list[EstimateTarget]
+    """One per phase, checkpointing resolved."""
+
+
+def estimate_run(
+    cfg: RunConfig,
+    shape: ModelShape,
+    gpu: TargetGpu,
+    parallel: Parallelism = Parallelism(),
+    max_tokens: int | None = None,
+) -> RunEstimate:
+    """What a run needs per GPU (`run_targets`, its most demanding phase): the one answer `plan`,
+    `doctor`, `deepspeed: auto` and training give. `gradient_checkpointing: auto` is resolved
+    once, here, for `gpu` (`choose_checkpointing`; full checkpointing where its memory is unknown)."""
+    targets = run_targets(cfg, shape, gpu, parallel, max_tokens)
+
+    def estimate(training: TrainingConfig) -> MemoryEstimate:
+        return most_demanding(with_checkpointing_of(targets, training))
+
+    choice = choose_checkpointing(cfg.training, estimate, gpu.memory_bytes, gpu.cuda)
+    resolved = with_checkpointing_of(targets, choice.training)
+    return RunEstimate(most_demanding(resolved), choice, resolved)
+
+
+def with_checkpointing_of(targets: list[EstimateTarget], training: TrainingConfig) -> list[EstimateTarget]:
+    """`targets` with the checkpointing settings of `training` (no phase overrides them)."""
+    update = {"gradient_checkpointing": training.gradient_checkpointing, "performance": training.performance}
+    return [replace(t, training=t.training.model_copy(update=update)) for t in targets]
+
+
+# --- gradient_checkpointing: auto ------------------------------------------------------------
 
 
 CHECKPOINTING_MARGIN = 0.10
@@ -634,15 +485,3 @@ def host_memory_bytes() -> int | None:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return None
-
-
-def choose_config_checkpointing(
-    cfg: RunConfig, shape: ModelShape, device: DeviceMemory, **settings: Any
-) -> CheckpointingChoice:
-    """`choose_checkpointing` for a run: the estimate of its most demanding phase
-    (`estimate_config_memory` with `settings`) against `device`."""
-
-    def estimate(training: TrainingConfig) -> MemoryEstimate:
-        return estimate_config_memory(cfg.model_copy(update={"training": training}), shape, **settings)
-
-    return choose_checkpointing(cfg.training, estimate, device.total_bytes, device.cuda)

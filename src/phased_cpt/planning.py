@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from phased_cpt.config import ContextConfig, RunConfig, TrainingConfig, training_dtype
+from phased_cpt.config import ContextConfig, RunConfig, TrainingConfig
 from phased_cpt.data.eval_sets import ContaminationTable, contamination_line, contamination_table
 from phased_cpt.data.plan import (
     BYTES_PER_TOKEN,
@@ -26,16 +26,10 @@ from phased_cpt.data.plan import (
 from phased_cpt.errors import UserError
 from phased_cpt.flops import Workload, estimate_seconds, format_duration
 from phased_cpt.gpus import GpuSpec, gpu_by_name, gpu_spec, known_gpu_names
-from phased_cpt.memory import (
-    DTYPE_BYTES,
-    DeviceMemory,
-    GiB,
-    checkpointed_layers,
-    choose_config_checkpointing,
-    estimate_config_memory,
-    gib,
-    model_shape,
-)
+from phased_cpt.memory import GiB, Parallelism, estimate_run, gib
+from phased_cpt.model_shape import model_shape
+from phased_cpt.plans.deepspeed import plan_deepspeed
+from phased_cpt.plans.target import target_gpus
 
 
 @dataclass(frozen=True)
@@ -91,7 +85,7 @@ def plan_run(
     gpu, notes = choose_gpu(gpu_model)
     phase_rows, data_notes = prepare_plan_rows(cfg, bytes_per_token)
     plans = plan_phases(cfg.phases, cfg.training, cfg.context, phase_rows, world_size, cfg.evaluation)
-    run = cost_run(cfg, plans, phase_rows, world_size, nodes, gpu, model_config, data_notes + notes)
+    run = cost_run(cfg, plans, phase_rows, Cluster(world_size, nodes, gpu), model_config, data_notes + notes)
     contamination = contamination_table(cfg)
     return replace(run, contamination=contamination, warnings=run.warnings + contamination.warnings())
 
@@ -114,26 +108,35 @@ def choose_gpu(gpu_model: str | None) -> tuple[GpuSpec, list[str]]:
     ]
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """The GPUs a run is planned for."""
+
+    world_size: int
+    nodes: int
+    gpu: GpuSpec
+
+
 def cost_run(
     cfg: RunConfig,
     plans: list[PhasePlan],
     phase_rows: dict[str, PhaseRows],
-    world_size: int,
-    nodes: int,
-    gpu: GpuSpec,
+    cluster: Cluster,
     model_config: Path | None,
     notes: list[str],
 ) -> RunPlan:
-    """The DeepSpeed plan, memory per GPU and time per phase on `world_size` GPUs like `gpu`."""
+    """The DeepSpeed plan, memory per GPU and time per phase on `cluster`."""
     from phased_cpt.config.schema import liger_installed
-    from phased_cpt.training.deepspeed_plan import plan_deepspeed
 
-    deepspeed = plan_deepspeed(cfg, world_size, int(gpu.memory_gib * GiB), model_config)
+    world_size, nodes, gpu = cluster.world_size, cluster.nodes, cluster.gpu
+    gpu_bytes = int(gpu.memory_gib * GiB)
+    deepspeed = plan_deepspeed(cfg, world_size, gpu_bytes, model_config)
     described = (
         f"{deepspeed.source} ({deepspeed.reason})" if deepspeed else "none (one process per GPU, DDP across them)"
     )
-    stage = deepspeed.zero_stage if deepspeed else 0
-    offload = cfg.deepspeed_offload if deepspeed else "none"
+    parallel = Parallelism(
+        deepspeed.zero_stage if deepspeed else 0, world_size, cfg.deepspeed_offload if deepspeed else "none"
+    )
     warnings = plan_warnings(plans, cfg.training, cfg.evaluation)
     shape = model_shape(cfg.model, model_config)
     if shape is None:
@@ -144,49 +147,26 @@ def cost_run(
         return RunPlan(plans, world_size, nodes, gpu.name, utilisation_of(gpu), described, None, notes, warnings)
     setting = cfg.training.performance.liger_kernel
     longest_row = longest_row_tokens(cfg.context, phase_rows.values())
-    memory: dict = {"row_tokens": longest_row, "gpu_memory_bytes": int(gpu.memory_gib * GiB)}
-    device = DeviceMemory(memory["gpu_memory_bytes"])
-    liger_for_time = setting is True or (setting == "auto" and liger_installed())
-    checkpointing = choose_config_checkpointing(
-        cfg,
-        shape,
-        device,
-        bf16_supported=True,
-        liger=liger_for_time,
-        zero_stage=stage,
-        world_size=world_size,
-        offload=offload,
-        max_tokens=longest_row,
-    )
-    for liger in [False, True] if setting == "auto" else [setting is True]:
-        estimate = estimate_config_memory(
-            cfg,
-            shape,
-            bf16_supported=True,
-            liger=liger,
-            zero_stage=stage,
-            world_size=world_size,
-            offload=offload,
-            max_tokens=longest_row,
-            device=device,
-        )
+    memory: dict = {"row_tokens": longest_row, "gpu_memory_bytes": gpu_bytes}
+    runs = {gpu.liger: estimate_run(cfg, shape, gpu, parallel, longest_row) for gpu in target_gpus(setting, gpu_bytes)}
+    for liger, run in runs.items():
         memory["liger" if liger else "no_liger"] = {
-            "gpu_bytes": estimate.gpu_bytes,
-            "peak_bytes": estimate.peak_bytes,
-            "describe": estimate.describe(),
-            "checkpointing": estimate.checkpointing or checkpointing.describe(),
+            "gpu_bytes": run.memory.gpu_bytes,
+            "peak_bytes": run.memory.peak_bytes,
+            "describe": run.memory.describe(),
+            "checkpointing": run.checkpointing.describe(),
         }
-    if all(memory[key]["gpu_bytes"] > memory["gpu_memory_bytes"] for key in ("no_liger", "liger") if key in memory):
+    if all(run.memory.gpu_bytes > gpu_bytes for run in runs.values()):
         warnings.append(
             f"memory: the estimate exceeds the {gpu.memory_gib:g} GiB of an {gpu.name}; "
             "`phased-cpt doctor --gpu-memory` says what to change"
         )
-    lora_modules = sum(1 for m in cfg.training.lora.target_modules if m in shape.module_shapes)
+    # the time assumes Liger where the config requires it, or asks for it and it is installed here
+    timed_run = runs[setting is True or (setting == "auto" and liger_installed())]
     timed = []
-    for phase, plan in zip(cfg.phases, plans):
-        rows = phase_rows[phase.name]
-        training = phase.training_for(checkpointing.training)
-        global_micro_batches = max(micro_batches_per_epoch(plan.rows, training, 1), 1)
+    for plan, target in zip(plans, timed_run.targets):
+        rows = phase_rows[plan.phase]
+        global_micro_batches = max(micro_batches_per_epoch(plan.rows, target.training, 1), 1)
         epochs = plan.micro_batches * world_size / global_micro_batches  # what max_steps leaves of the epochs
         work = Workload(
             rows.chunk_lengths,
@@ -196,18 +176,7 @@ def cost_run(
             world_size,
             nodes,
         )
-        share = len(checkpointed_layers(shape.layers, training)) / shape.layers
-        estimate = estimate_seconds(
-            shape,
-            work,
-            gpu,
-            lora_modules=lora_modules,
-            checkpointing=training.gradient_checkpointing,
-            checkpointed_share=share or 1.0,
-            liger=liger_for_time,
-            zero_stage=stage,
-            weight_bytes=DTYPE_BYTES[training_dtype(cfg.model.dtype, True)],
-        )
+        estimate = estimate_seconds(target, work, gpu)
         timed.append(
             replace(
                 plan, seconds=estimate.seconds, seconds_low=estimate.low_seconds, seconds_high=estimate.high_seconds
@@ -223,7 +192,7 @@ def cost_run(
         memory,
         notes,
         warnings,
-        checkpointing=checkpointing.describe(),
+        checkpointing=timed_run.checkpointing.describe(),
         attention=planned_attention(cfg, model_config),
     )
 
@@ -231,8 +200,8 @@ def cost_run(
 def planned_attention(cfg: RunConfig, model_config: Path | None) -> str | None:
     import json
 
-    from phased_cpt.memory import locate_model_config
-    from phased_cpt.training.attention import plan_attention
+    from phased_cpt.model_shape import locate_model_config
+    from phased_cpt.plans.kernels import plan_attention
 
     path = locate_model_config(cfg.model.name, model_config)
     return plan_attention(cfg.model, cfg.context, json.loads(path.read_text(encoding="utf-8"))) if path else None

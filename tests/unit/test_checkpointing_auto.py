@@ -18,7 +18,7 @@ from phased_cpt.memory import (
 )
 from phased_cpt.modeling import attach_lora, load_base_model
 from phased_cpt.training.throughput import checkpointing_kwargs, resolve_checkpointing, speed_path
-from tests.calibration import qwen25, table_training
+from tests.calibration import qwen25, table_training, target
 
 REPO = Path(__file__).resolve().parents[2]
 QWEN25_32B = REPO / "tests" / "fixtures" / "model_configs" / "qwen2.5-32b"
@@ -31,7 +31,7 @@ def auto(**update) -> TrainingConfig:
 
 def on_h100(tokens: int, liger: bool, device_gib: float = 80, on_cuda: bool = True):
     def estimate(training):
-        return estimate_memory(qwen25("7b"), training, tokens, liger=liger)
+        return estimate_memory(target(qwen25("7b"), training, tokens, liger=liger))
 
     return choose_checkpointing(auto(), estimate, int(device_gib * GiB), on_cuda)
 
@@ -59,7 +59,7 @@ def test_auto_picks_the_least_recomputation_that_fits_with_the_margin():
     assert roomy.describe().startswith("every 2 layers (auto: needs ~76.5 GiB of 100.0 GiB")
     assert checkpointed_layers(28, roomy.training) == set(range(0, 28, 2))
     # the chosen setting's need is within the budget, the one before it is not
-    need = estimate_memory(qwen25("7b"), roomy.training, 16384, liger=True).gpu_bytes
+    need = estimate_memory(target(qwen25("7b"), roomy.training, 16384, liger=True)).gpu_bytes
     assert need <= 100 * GiB * (1 - CHECKPOINTING_MARGIN)
 
 

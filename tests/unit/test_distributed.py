@@ -239,7 +239,7 @@ def test_nodes_must_match_the_hostfile(tmp_path):
 
 
 def test_identity_differences_name_the_key_the_file_and_the_package():
-    from phased_cpt.training.processes import JobIdentity, identity_differences
+    from phased_cpt.plans.job import JobIdentity, identity_differences
 
     reference = JobIdentity(
         "n0", {"training": {"learning_rate": 5e-4}, "data": {"cache_dir": "/a"}}, {"p1": "aa" * 32}, {"torch": "2.13.0"}

@@ -11,9 +11,9 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from phased_cpt.cli import main
-from phased_cpt.config import ModelConfig
+from phased_cpt.config import LoraConfig, ModelConfig
 from phased_cpt.doctor import FAIL, PASS, WARN, checkpoint_bytes, has_failures, run_checks
-from phased_cpt.memory import model_shape, parameters_from_size, shape_from_config
+from phased_cpt.model_shape import adapter_parameters, model_shape, parameters_from_size, shape_from_config
 from tests.conftest import bundled_texts, write_jsonl
 from tests.e2e.cli import tiny_run_config, write_yaml
 
@@ -48,7 +48,7 @@ def test_qwen25_05b_lora_parameters_match_peft():
     # PEFT reports 4,399,104 trainable parameters for r=8 on all seven projections of Qwen2.5-0.5B.
     shape = shape_from_config(QWEN25_05B)
     targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    assert shape.lora_parameters(8, targets) == 4_399_104
+    assert adapter_parameters(shape, LoraConfig(r=8, target_modules=targets)).total == 4_399_104
 
 
 def test_shape_counts_equal_the_real_tiny_llama(tiny_llama_bos_dir):
@@ -60,7 +60,7 @@ def test_shape_counts_equal_the_real_tiny_llama(tiny_llama_bos_dir):
     assert shape.parameters == sum(p.numel() for p in model.parameters())
     lora = attach_lora(model, LoraConfig(r=4, alpha=8))
     trainable = sum(p.numel() for p in lora.parameters() if p.requires_grad)
-    assert shape.lora_parameters(4, LoraConfig().target_modules) == trainable
+    assert adapter_parameters(shape, LoraConfig(r=4)).total == trainable
 
 
 def test_model_size_fallback():
@@ -141,7 +141,7 @@ def test_checkpoint_size_is_lora_sized(run_config):
 
     cfg, _ = load_config(run_config)
     shape = model_shape(cfg.model)
-    lora = shape.lora_parameters(8, cfg.training.lora.target_modules)
+    lora = adapter_parameters(shape, cfg.training.lora).total
     # save_total_limit 2 (+1 being written) checkpoints of 16 bytes per LoRA parameter + the adapter
     assert checkpoint_bytes(cfg) == 1 * (3 * lora * 16 + lora * 4)
 

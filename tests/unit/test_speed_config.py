@@ -7,13 +7,13 @@ import torch
 from phased_cpt.config import ContextConfig, LoraConfig, ModelConfig, PerformanceConfig, TrainingConfig, load_config
 from phased_cpt.errors import ConfigError, UserError
 from phased_cpt.modeling import attach_lora, load_base_model
-from phased_cpt.training.deepspeed_plan import DeepSpeedPlan
+from phased_cpt.plans.deepspeed import DeepSpeedPlan
+from phased_cpt.plans.kernels import resolve_liger
 from phased_cpt.training.phase import PhaseTrainer, training_arguments
 from phased_cpt.training.throughput import (
     checkpointing_kwargs,
     describe_checkpointing,
     liger_installed,
-    resolve_liger,
     resolve_optimizer,
     speed_path,
 )

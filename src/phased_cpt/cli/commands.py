@@ -186,8 +186,8 @@ def model_setting_problems(cfg: RunConfig) -> list[str]:
     """`modeling.check_model_settings` where it has something to check: flash_attention_2 asked
     for, or LoRA targets that the model's config.json (on this machine) does not show to exist.
     Only then are torch and transformers imported, so `validate` stays light for a model that is
-    not here and for the targets a Llama/Qwen2-style model has (`memory.known_module_names`)."""
-    from phased_cpt.memory import known_module_names, locate_model_config
+    not here and for the targets a Llama/Qwen2-style model has (`model_shape.known_module_names`)."""
+    from phased_cpt.model_shape import known_module_names, locate_model_config
 
     if cfg.model.attn_implementation != "flash_attention_2":
         config = locate_model_config(cfg.model.name)
@@ -402,15 +402,11 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from phased_cpt.doctor import doctor
+    from phased_cpt.doctor import report_checks, run_checks
     from phased_cpt.launch import gpu_count
 
-    return doctor(
-        args.config,
-        args.overrides,
-        args.gpus or max(gpu_count(), 1),
-        args.json,
-        args.gpu_memory,
-        args.model_config,
-        resolve_node_arguments(args),
+    processes = args.gpus or max(gpu_count(), 1)
+    nodes = resolve_node_arguments(args)
+    return report_checks(
+        run_checks(args.config, args.overrides, processes, args.gpu_memory, args.model_config, nodes), args.json
     )

@@ -372,7 +372,7 @@ def gpu_model(text: str) -> str:
 def model_config_file(text: str) -> Path:
     """An argparse type: a model's config.json (or a directory holding one) that describes a
     decoder's shape; the error names the file given and what is wrong with it."""
-    from phased_cpt.memory import model_config_problem
+    from phased_cpt.model_shape import model_config_problem
 
     path = Path(text)
     problem = model_config_problem(path)

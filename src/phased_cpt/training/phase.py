@@ -39,10 +39,11 @@ from phased_cpt.data.collate import make_collator
 from phased_cpt.data.phase_data import PhaseData
 from phased_cpt.errors import UserError
 from phased_cpt.modeling import embedding_parameter_names
-from phased_cpt.training.deepspeed_plan import DeepSpeedPlan
+from phased_cpt.plans.deepspeed import DeepSpeedPlan
+from phased_cpt.plans.kernels import resolve_liger
 from phased_cpt.training.nonfinite import NonFiniteGuard
 from phased_cpt.training.schedule import PhaseLr
-from phased_cpt.training.throughput import checkpointing_kwargs, resolve_liger, resolve_optimizer
+from phased_cpt.training.throughput import checkpointing_kwargs, resolve_optimizer
 
 logger = logging.getLogger(__name__)
 

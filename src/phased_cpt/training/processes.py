@@ -19,38 +19,30 @@ who writes what on several nodes.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
-import json
 import logging
 import os
 import socket
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
-import yaml
 
-from phased_cpt.config import RunConfig, dump_config
+from phased_cpt.config import RunConfig
 from phased_cpt.data.cache import clear_prepared, probe_path, signal_prepared, wait_for_prepared, write_probe
 from phased_cpt.distributed import is_main_process, local_rank, rank, world_size
 from phased_cpt.errors import UserError
+from phased_cpt.plans.deepspeed import DeepSpeedPlan
+from phased_cpt.plans.job import identity_differences, job_identity
 from phased_cpt.run_dir import RunDir
-from phased_cpt.training.deepspeed_plan import DeepSpeedPlan
-from phased_cpt.training.resume import differing_keys, input_fingerprints
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-MAY_DIFFER_BETWEEN_PROCESSES = ("data.cache_dir",)
-"""Settings that may differ between the processes of one run: a node-local cache has its own path."""
-SOFTWARE = ("phased-cpt", "torch", "transformers", "peft", "accelerate", "deepspeed")
-"""Packages whose version must be the same in every process."""
 RUN_DIR_VISIBLE_SECONDS = 60.0
 """How long a rank waits to see the run directory rank 0 created (file-system lag)."""
 
@@ -114,55 +106,6 @@ def writer_identity() -> dict[str, Any]:
 
 
 # --- the same job on every process -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class JobIdentity:
-    """What must be the same in every process of a run: the resolved config (secrets removed;
-    `data.cache_dir` may differ), the sha256 of every phase file, the software versions."""
-
-    host: str
-    config: dict[str, Any]
-    inputs: dict[str, str]
-    software: dict[str, str | None] = field(default_factory=dict)
-
-    @property
-    def config_sha256(self) -> str:
-        compared = {k: v for k, v in self.config.items() if k != "data"}
-        compared["data"] = {k: v for k, v in self.config.get("data", {}).items() if k != "cache_dir"}
-        return hashlib.sha256(json.dumps(compared, sort_keys=True).encode("utf-8")).hexdigest()
-
-    @property
-    def data_sha256(self) -> str:
-        return hashlib.sha256(json.dumps(self.inputs, sort_keys=True).encode("utf-8")).hexdigest()
-
-
-def job_identity(cfg: RunConfig) -> JobIdentity:
-    software = {}
-    for package in SOFTWARE:
-        try:
-            software[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            software[package] = None
-    return JobIdentity(socket.gethostname(), yaml.safe_load(dump_config(cfg)), input_fingerprints(cfg), software)
-
-
-def identity_differences(reference: JobIdentity, other: JobIdentity) -> list[str]:
-    """What differs between two processes' identities, one line each (config key, phase file, package)."""
-    found = [
-        f"{key}: {a!r} on rank 0, {b!r} here"
-        for key, a, b in differing_keys(reference.config, other.config, MAY_DIFFER_BETWEEN_PROCESSES)
-    ]
-    for key in sorted(set(reference.inputs) | set(other.inputs)):
-        if reference.inputs.get(key) != other.inputs.get(key):
-            found.append(
-                f"phases.{key}: the file's content differs (sha256 {str(other.inputs.get(key))[:12]} here, "
-                f"{str(reference.inputs.get(key))[:12]} on rank 0)"
-            )
-    for package in SOFTWARE:
-        if reference.software.get(package) != other.software.get(package):
-            found.append(f"{package}: {reference.software.get(package)} on rank 0, {other.software.get(package)} here")
-    return found
 
 
 def check_same_job(cfg: RunConfig) -> None:

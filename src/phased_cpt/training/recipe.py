@@ -29,11 +29,11 @@ from phased_cpt.data.plan import PhaseRows, format_plan, longest_row_tokens, pla
 from phased_cpt.errors import ConfigError, storage_errors
 from phased_cpt.evaluation.report import write_report
 from phased_cpt.modeling import check_model_settings, load_tokenizer
+from phased_cpt.plans.deepspeed import DeepSpeedPlan, plan_deepspeed
 from phased_cpt.run_dir import RunDir, adapter_file_sha256
 from phased_cpt.training.attention import apply_attention
 from phased_cpt.training.callbacks import ClockCallback, EvalCallback, MetricsCallback, ProgressCallback
 from phased_cpt.training.checkpoints import CheckpointCallback
-from phased_cpt.training.deepspeed_plan import DeepSpeedPlan, plan_deepspeed
 from phased_cpt.training.evaluate import RunEvaluator, write_contamination
 from phased_cpt.training.metrics import MetricsSink, open_sink
 from phased_cpt.training.phase import PhaseOutput, PhaseResult, PhaseSettings, phase_seed, train_phase

@@ -8,16 +8,14 @@ difference; logging and checkpoint-frequency settings may change.
 
 from __future__ import annotations
 
-import fnmatch
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from phased_cpt.config import RunConfig, dump_config
-from phased_cpt.data.cache import file_digest
 from phased_cpt.errors import UserError
+from phased_cpt.plans.job import differing_keys, input_fingerprints
 from phased_cpt.run_dir import RunDir, checkpoint_step, latest_run
 
 # Keys that may differ between the original and the resumed run (dotted paths, fnmatch patterns).
@@ -32,22 +30,6 @@ MAY_CHANGE = (
     "training.save_total_limit",
     "training.performance.*",  # speed options (kernels, fused optimizer, compile, checkpointing granularity)
 )
-
-
-def input_fingerprints(cfg: RunConfig) -> dict[str, str]:
-    """sha256 of every data file that shapes training, keyed by `<phase>.file` (one file) or
-    `<phase>.file:<path>` (several), `<phase>.eval_file` and `general.file:<path>`."""
-    found: dict[str, str] = {}
-    for p in cfg.phases:
-        files = [f for source in p.sources for f in source.files]
-        if len(files) == 1:
-            found[f"{p.name}.file"] = file_digest(files[0])
-        else:
-            found |= {f"{p.name}.file:{f}": file_digest(f) for f in files}
-        if p.eval_file:
-            found[f"{p.name}.eval_file"] = file_digest(p.eval_file)
-    found |= {f"general.file:{f}": file_digest(f) for f in cfg.general.files}
-    return found
 
 
 def start_run(cfg: RunConfig) -> RunDir:
@@ -112,31 +94,6 @@ def input_differences(stored: dict[str, str], current: dict[str, str]) -> list[s
 
 def config_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     return [f"{key}: was {old!r}, now {new!r}" for key, old, new in differing_keys(stored, current, MAY_CHANGE)]
-
-
-def differing_keys(a: dict[str, Any], b: dict[str, Any], may_differ: Sequence[str]) -> list[tuple[str, Any, Any]]:
-    """(dotted key, value in `a`, value in `b`) for every setting that differs, "<unset>" where
-    one side lacks it; keys matching a pattern of `may_differ` (fnmatch) are left out."""
-    flat_a, flat_b = flatten(a), flatten(b)
-    return [
-        (key, flat_a.get(key, "<unset>"), flat_b.get(key, "<unset>"))
-        for key in sorted(set(flat_a) | set(flat_b))
-        if not any(fnmatch.fnmatchcase(key, pattern) for pattern in may_differ)
-        and flat_a.get(key, "<unset>") != flat_b.get(key, "<unset>")
-    ]
-
-
-def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(data, dict):
-        items = data.items()
-    elif isinstance(data, list) and data and all(isinstance(x, dict) for x in data):
-        items = ((str(i), x) for i, x in enumerate(data))
-    else:
-        return {prefix: data}
-    flat: dict[str, Any] = {}
-    for key, value in items:
-        flat |= flatten(value, f"{prefix}.{key}" if prefix else str(key))
-    return flat
 
 
 def resume_point(run: RunDir, phase_name: str) -> tuple[Path | None, int]:

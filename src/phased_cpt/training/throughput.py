@@ -15,7 +15,7 @@ import contextlib
 import gc
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -23,18 +23,12 @@ import torch
 
 from phased_cpt.config import ContextConfig, PerformanceConfig, RunConfig, TrainingConfig
 from phased_cpt.config.schema import liger_installed
-from phased_cpt.errors import UserError
 from phased_cpt.flops import attention_flops, flops_per_token, step_flops
 from phased_cpt.gpus import gpu_spec
-from phased_cpt.memory import (
-    CheckpointingChoice,
-    DeviceMemory,
-    ModelShape,
-    base_parameters,
-    choose_config_checkpointing,
-    describe_checkpointing_setting,
-    host_memory_bytes,
-)
+from phased_cpt.memory import CheckpointingChoice, Parallelism, describe_checkpointing_setting, estimate_run
+from phased_cpt.model_shape import ModelShape, base_parameters
+from phased_cpt.plans.kernels import Choice, resolve_liger
+from phased_cpt.plans.target import target_gpus
 
 logger = logging.getLogger(__name__)
 
@@ -144,38 +138,6 @@ def phase_throughput(model: Any, dataset: Any, args: Any) -> Throughput:
 # --- which speed path is active --------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Choice:
-    value: Any
-    reason: str = ""
-
-    def describe(self, shown: str) -> str:
-        return f"{shown} ({self.reason})" if self.reason else shown
-
-
-def resolve_liger(setting: str | bool, on_cuda: bool | None = None, installed: bool | None = None) -> Choice:
-    """Whether the Trainer applies Liger kernels. `true` where they cannot run is a UserError."""
-    on_cuda = torch.cuda.is_available() if on_cuda is None else on_cuda
-    installed = liger_installed() if installed is None else installed
-    if setting is False:
-        return Choice(False, "training.performance.liger_kernel: false")
-    if not installed:
-        if setting is True:
-            raise UserError(
-                "training.performance.liger_kernel: true needs liger-kernel, which is not installed; "
-                "pip install 'phased-cpt[gpu]' or set it to auto"
-            )
-        return Choice(False, "not installed")
-    if not on_cuda:
-        if setting is True:
-            raise UserError(
-                "training.performance.liger_kernel: true needs a CUDA GPU (Liger kernels are Triton "
-                "GPU kernels); set it to auto or false to train on this machine"
-            )
-        return Choice(False, "no CUDA GPU")
-    return Choice(True)
-
-
 def resolve_optimizer(name: str, device_type: str | None = None) -> Choice:
     """The Trainer's `optim`: fused AdamW where torch has it for the device, else adamw_torch."""
     device_type = device_type or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -251,26 +213,16 @@ def describe_checkpointing(training: TrainingConfig, on_cuda: bool | None = None
 
 def resolve_checkpointing(model: Any, cfg: RunConfig, deepspeed: Any, max_tokens: int) -> CheckpointingChoice:
     """`training.gradient_checkpointing` for this run on this machine: `auto` becomes the least
-    recomputation whose estimated peak (`memory.py`, this model's shape, rows of `max_tokens`,
-    Liger and DeepSpeed as they will run) fits this GPU, or on a CPU this machine's memory."""
+    recomputation whose estimated peak (`memory.estimate_run`, this model's shape, rows of
+    `max_tokens`, Liger and DeepSpeed as they will run) fits this GPU, or on a CPU this machine's memory."""
     from phased_cpt.distributed import world_size
 
-    on_cuda = torch.cuda.is_available()
-    total = torch.cuda.get_device_properties(0).total_memory if on_cuda else host_memory_bytes()
-    bf16 = on_cuda and torch.cuda.is_bf16_supported()
-    liger = resolve_liger(cfg.training.performance.liger_kernel).value
-    liger = liger and liger_supports(model.config.get_text_config().model_type)
-    return choose_config_checkpointing(
-        cfg,
-        ModelShape.of(model),
-        DeviceMemory(total, cuda=on_cuda),
-        bf16_supported=bf16,
-        liger=liger,
-        zero_stage=deepspeed.zero_stage if deepspeed else 0,
-        world_size=world_size(),
-        offload=cfg.deepspeed_offload if deepspeed else "none",
-        max_tokens=max_tokens,
-    )
+    gpu = target_gpus(cfg.training.performance.liger_kernel, here="train")[0]
+    gpu = replace(gpu, liger=gpu.liger and liger_supports(model.config.get_text_config().model_type))
+    parallel = Parallelism(deepspeed.zero_stage, world_size(), cfg.deepspeed_offload) if deepspeed else None
+    return estimate_run(
+        cfg, ModelShape.of(model), gpu, parallel or Parallelism(world_size=world_size()), max_tokens
+    ).checkpointing
 
 
 def speed_path(

@@ -13,16 +13,9 @@ from transformers import AutoConfig, MistralConfig
 from phased_cpt.cli import main
 from phased_cpt.config import ContextConfig, LoraConfig, ModelConfig
 from phased_cpt.modeling import attach_lora, load_base_model
+from phased_cpt.plans.kernels import PACKED_SDPA, choose_attention, has_sliding_window, plan_attention
 from phased_cpt.quickstart import DATA_DIR
-from phased_cpt.training.attention import (
-    PACKED_SDPA,
-    apply_attention,
-    choose_attention,
-    document_lengths,
-    has_sliding_window,
-    packed_sdpa_attention,
-    plan_attention,
-)
+from phased_cpt.training.attention import apply_attention, document_lengths, packed_sdpa_attention
 
 REPO = Path(__file__).resolve().parents[3]
 PACKED = ContextConfig(max_tokens=64, overlap_tokens=8, sample_packing=True)

@@ -8,7 +8,7 @@ import pytest
 from phased_cpt.config import LoraConfig, ModelConfig, TrainingConfig
 from phased_cpt.errors import UserError
 from phased_cpt.modeling import attach_lora, embedding_parameter_names, load_base_model
-from phased_cpt.training.deepspeed_plan import DeepSpeedPlan
+from phased_cpt.plans.deepspeed import DeepSpeedPlan
 from phased_cpt.training.phase import PhaseTrainer, check_embedding_lr, training_arguments
 from phased_cpt.training.schedule import phase_lr
 

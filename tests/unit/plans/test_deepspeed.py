@@ -11,7 +11,7 @@ from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
 
 from phased_cpt.config import load_config
 from phased_cpt.errors import ConfigError
-from phased_cpt.training.deepspeed_plan import (
+from phased_cpt.plans.deepspeed import (
     AUTO_ZERO3_MAX_TOKENS,
     NAMED_CONFIGS,
     apply_offload,
@@ -192,7 +192,7 @@ def test_auto_says_which_input_was_missing(tmp_path):
     """doctor's `deepspeed: auto` line with a local config.json and no GPU blames the GPU, not an
     unknown model size (issue 19, also seen)."""
     from phased_cpt.config import load_config
-    from phased_cpt.training.deepspeed_plan import plan_deepspeed
+    from phased_cpt.plans.deepspeed import plan_deepspeed
 
     model = Path(__file__).resolve().parents[2] / "fixtures" / "model_configs" / "qwen2.5-0.5b"
     cfg, _ = load_config(

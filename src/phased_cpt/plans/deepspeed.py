@@ -159,34 +159,20 @@ def auto_memory_inputs(
     model_config: Path | None = None,
 ) -> tuple[int | None, int | None]:
     """(bytes a GPU needs under ZeRO-2, bytes of one GPU), None where unknown: the estimate of
-    `memory.py`, the one `plan` and `doctor` show, for the GPU here or one of `gpu_bytes` (then
-    with bf16, and Liger only when the config requires it). Without the model's config.json, the
-    weights alone (from `model.size`) stand for the need."""
-    import torch
-
+    `memory.py`, the one `plan` and `doctor` show, for the GPU here or one of `gpu_bytes`
+    (`plans/target.target_gpus`). Without the model's config.json, the weights alone (from
+    `model.size`) stand for the need."""
     from phased_cpt.config import training_dtype
-    from phased_cpt.memory import DTYPE_BYTES, DeviceMemory, estimate_config_memory, model_shape, parameters_from_size
-    from phased_cpt.training.throughput import resolve_liger
+    from phased_cpt.memory import DTYPE_BYTES, Parallelism, estimate_run
+    from phased_cpt.model_shape import model_shape, parameters_from_size
+    from phased_cpt.plans.target import target_gpus
 
-    if gpu_bytes is not None:
-        bf16, liger = True, cfg.training.performance.liger_kernel is True
-    elif torch.cuda.is_available():
-        gpu_bytes = torch.cuda.get_device_properties(0).total_memory
-        bf16, liger = torch.cuda.is_bf16_supported(), resolve_liger(cfg.training.performance.liger_kernel).value
-    else:
+    gpu = target_gpus(cfg.training.performance.liger_kernel, gpu_bytes)[0]
+    if gpu.memory_bytes is None:
         return None, None
     shape = model_shape(cfg.model, model_config)
     if shape is None:
         params = parameters_from_size(cfg.model.size)
-        return (params * DTYPE_BYTES[training_dtype(cfg.model.dtype, bf16)] if params else None), gpu_bytes
-    estimate = estimate_config_memory(
-        cfg,
-        shape,
-        bf16_supported=bf16,
-        liger=liger,
-        zero_stage=2,
-        world_size=processes,
-        offload=cfg.deepspeed_offload,
-        device=DeviceMemory(gpu_bytes),
-    )
-    return estimate.gpu_bytes, gpu_bytes
+        return (params * DTYPE_BYTES[training_dtype(cfg.model.dtype, gpu.bf16)] if params else None), gpu.memory_bytes
+    estimate = estimate_run(cfg, shape, gpu, Parallelism(2, processes, cfg.deepspeed_offload))
+    return estimate.memory.gpu_bytes, gpu.memory_bytes
