@@ -139,7 +139,7 @@ def phase_texts(phase: PhaseConfig, data: DataConfig, seed: int) -> tuple[list[s
 def general_texts(
     general: GeneralConfig, eval_file: Path | None, data: DataConfig, seed: int
 ) -> tuple[list[str], list[str]]:
-    """(training documents, held-out documents) of the general source (`phase_data.general_data`'s split)."""
+    """(training documents, held-out documents) of the general source (`spec.general_spec`'s split)."""
     if general.file is None:
         return [], _documents([eval_file], data, None) if eval_file is not None else []
     phase = PhaseConfig.model_construct(name=GENERAL_COLUMN, file=general.file, eval_file=eval_file)

@@ -11,7 +11,7 @@ import pytest
 from phased_cpt.config import GENERAL_COLUMN, ContextConfig, DataConfig, GeneralConfig, ModelConfig, PhaseConfig
 from phased_cpt.config.loading import load_config
 from phased_cpt.data.mixing import draw_chunks, mixed_tokens
-from phased_cpt.data.phase_data import build_run_data
+from phased_cpt.data.phase_data import DataSettings, EvaluatedData, build_run_data
 from phased_cpt.errors import ConfigError
 from phased_cpt.modeling import load_tokenizer
 from tests.conftest import write_jsonl
@@ -76,13 +76,10 @@ def mixed(tmp_path_factory, tokenizer):
     config, _ = load_config(None, base_data=cfg)
     data = build_run_data(
         config.phases,
-        config.data,
+        DataSettings(config.data, config.context, 7),
         tokenizer,
-        config.context,
-        7,
         work / "cache",
-        config.general,
-        config.evaluation.general_file,
+        EvaluatedData(config.general, config.evaluation.general_file),
     )
     return data
 
@@ -148,13 +145,10 @@ def test_a_general_eval_file_alone_is_held_out_whole(tmp_path, tokenizer):
     phase = write_jsonl(tmp_path / "p.jsonl", documents("delta", 5, 8))
     data = build_run_data(
         [PhaseConfig(name="p", file=phase)],
-        DataConfig(eval_ratio=0.0),
+        DataSettings(DataConfig(eval_ratio=0.0), ContextConfig(max_tokens=64, overlap_tokens=8), 1),
         tokenizer,
-        ContextConfig(max_tokens=64, overlap_tokens=8),
-        1,
         tmp_path / "cache",
-        GeneralConfig(),
-        general_eval,
+        EvaluatedData(GeneralConfig(), general_eval),
     )
     assert data[GENERAL_COLUMN].eval.documents == 5 and len(data[GENERAL_COLUMN].train) == 0
     assert data["p"].train.stats["general_tokens"] == 0

@@ -13,9 +13,10 @@ from transformers import TrainingArguments
 
 from phased_cpt.cli import main
 from phased_cpt.config import ContextConfig, DataConfig, EvaluationConfig, PhaseConfig, TrainingConfig
+from phased_cpt.data.encoder import ByteEstimate
+from phased_cpt.data.phase_data import build_phase_data
 from phased_cpt.data.plan import (
     PhaseRows,
-    estimate_phase_rows,
     optimizer_steps,
     plan_phases,
     plan_warnings,
@@ -157,9 +158,10 @@ def test_without_the_tokenizer_tokens_come_from_bytes_through_the_same_chunking(
     texts = ["x" * 350, "y" * 35, "z" * 7000]  # 100, 10 and 2000 tokens at 3.5 bytes per token, + EOS
     write_jsonl(tmp_path / "p.jsonl", texts)
     context = ContextConfig(max_tokens=512, overlap_tokens=64)
-    rows = estimate_phase_rows(
-        PhaseConfig(name="p", file=tmp_path / "p.jsonl"), DataConfig(eval_ratio=0.0), context, 0, 3.5
+    data = build_phase_data(
+        PhaseConfig(name="p", file=tmp_path / "p.jsonl"), DataConfig(eval_ratio=0.0), ByteEstimate(3.5), context, 0
     )
+    rows = PhaseRows.of(data, estimated=True)
     assert rows.estimated and rows.statistics["document_tokens"] == 101 + 11 + 2001
     from phased_cpt.data.chunking import chunk_document
 
