@@ -103,7 +103,10 @@ def hf_flattening_batches(texts, tokenizer, max_tokens, count, rng):
 def phased_cpt_batches(corpus, tokenizer, max_tokens, overlap_tokens, count, rng, cache):
     context = ContextConfig(max_tokens=max_tokens, overlap_tokens=overlap_tokens, sample_packing=True)
     data = build_run_data(
-        [PhaseConfig(name="stdlib", file=corpus)], DataSettings(DataConfig(eval_ratio=0.0), context, 0), tokenizer, cache
+        [PhaseConfig(name="stdlib", file=corpus)],
+        DataSettings(DataConfig(eval_ratio=0.0), context, 0),
+        tokenizer,
+        cache,
     )["stdlib"]
     collator = make_collator(tokenizer, context)
     rows = rng.sample(range(len(data.train)), count)
