@@ -216,7 +216,7 @@ def contamination_table(cfg: RunConfig) -> ContaminationTable:
     for phase, texts in zip(cfg.phases, trained):
         for text in texts:
             seen.add(text)
-        if (phase.general_ratio or 0) > 0 and not general_added:
+        if phase.general_ratio_for(cfg.general) > 0 and not general_added:
             for text in general_train:
                 seen.add(text)
             general_added = True

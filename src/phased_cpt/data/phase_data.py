@@ -28,7 +28,6 @@ from phased_cpt.config import (
     ContextConfig,
     DataConfig,
     FutureConfig,
-    GeneralConfig,
     PhaseConfig,
     RunConfig,
 )
@@ -181,16 +180,15 @@ def load_phase_data(entry: Path, name: str, packed: bool, cache_hit: bool) -> Ph
 
 @dataclass(frozen=True)
 class EvaluatedData:
-    """The run's documents besides its phases: the general source (mixed into phases, its held-out
-    documents evaluated) and the documents only evaluated on (general and future)."""
+    """The run's documents only evaluated on, besides its phases' and the general source's own
+    held-out ones: the general eval file and the future document files."""
 
-    general: GeneralConfig | None = None
     general_eval_file: Path | None = None
     future: FutureConfig | None = None
 
     @classmethod
     def of(cls, cfg: RunConfig) -> EvaluatedData:
-        return cls(cfg.general, cfg.evaluation.general_file, cfg.evaluation.future)
+        return cls(cfg.evaluation.general_file, cfg.evaluation.future)
 
 
 def build_run_data(
@@ -203,13 +201,12 @@ def build_run_data(
     """Every phase's data, in order (a phase replays from the phases before it), and after them,
     under `GENERAL_COLUMN`, the general source when there is one (`spec.general_spec`), then each
     future document file under its column name, every document held out (never trained on)."""
-    general = evaluated.general or GeneralConfig()
-    general_files = general.files + ([evaluated.general_eval_file] if evaluated.general_eval_file else [])
+    general_files = settings.general.files + ([evaluated.general_eval_file] if evaluated.general_eval_file else [])
     check_general_content(
         [(f, file_digest(f)) for phase in phases for f in phase.files], [(f, file_digest(f)) for f in general_files]
     )
     encoder = as_encoder(tokenizer)
-    spec = general_spec(general, evaluated.general_eval_file, GENERAL_COLUMN, settings, encoder.identity)
+    spec = general_spec(evaluated.general_eval_file, GENERAL_COLUMN, settings, encoder.identity)
     general_entry = build_entry(spec, encoder, cache_dir) if spec is not None else None
     general_ref = EntryRef(general_entry.entry) if general_entry is not None else None
     built: dict[str, PhaseData] = {}

@@ -35,10 +35,12 @@ class DataSettings:
     data: DataConfig
     context: ContextConfig
     seed: int
+    general: GeneralConfig = dataclasses.field(default_factory=GeneralConfig)
+    """The general source, and the share of it phases mix in (`PhaseConfig.general_ratio_for`)."""
 
     @classmethod
     def of(cls, cfg: RunConfig) -> DataSettings:
-        return cls(cfg.data, cfg.context, cfg.training.seed)
+        return cls(cfg.data, cfg.context, cfg.training.seed, cfg.general)
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ def phase_spec(
 ) -> DataSpec:
     """A phase's entry: its sources and eval file, replay from the `earlier` phases' entries and
     general chunks from `general`'s (each only when its ratio is above 0)."""
-    general_ratio = phase.general_ratio or 0.0
+    general_ratio = phase.general_ratio_for(settings.general) if general is not None else 0.0
     return DataSpec(
         name=phase.name,
         role=PHASE,
@@ -107,12 +109,12 @@ def phase_spec(
     )
 
 
-def general_spec(
-    general: GeneralConfig, eval_file: Path | None, name: str, settings: DataSettings, encoder: str
-) -> DataSpec | None:
-    """The general source's entry: its training chunks are what phases mix in, its eval rows the
-    general held-out documents (`eval_file`, else data.eval_ratio of `general.file`). With only
-    `eval_file`, every document of it is held out. None when there is neither."""
+def general_spec(eval_file: Path | None, name: str, settings: DataSettings, encoder: str) -> DataSpec | None:
+    """The general source's entry (`settings.general`): its training chunks are what phases mix
+    in, its eval rows the general held-out documents (`eval_file`, else data.eval_ratio of
+    `general.file`). With only `eval_file`, every document of it is held out. None when there is
+    neither."""
+    general = settings.general
     if general.file is not None:
         return dataclasses.replace(
             _plain(name, settings, encoder),

@@ -12,7 +12,7 @@ from transformers import PreTrainedTokenizerFast
 
 from phased_cpt.config import ContextConfig, DataConfig, GeneralConfig, PhaseConfig, SourceConfig
 from phased_cpt.data.encoder import ByteEstimate, TokenizerEncoder, as_encoder
-from phased_cpt.data.phase_data import DataSettings, EvaluatedData, build_run_data
+from phased_cpt.data.phase_data import DataSettings, build_run_data
 from phased_cpt.data.plan import PhaseRows
 from tests.conftest import write_jsonl
 
@@ -70,10 +70,9 @@ def test_plan_statistics_with_the_byte_estimate_and_the_tokenizer_agree_on_the_s
         ),
     ]
     context = ContextConfig(max_tokens=96, overlap_tokens=16, sample_packing=packing)
-    settings = DataSettings(DataConfig(eval_ratio=0.1), context, 5)
-    evaluated = EvaluatedData(GeneralConfig(file=general))
-    counted = build_run_data(phases, settings, byte_tokenizer(), tmp_path / "cache", evaluated)
-    estimated = build_run_data(phases, settings, ByteEstimate(1.0), None, evaluated)
+    settings = DataSettings(DataConfig(eval_ratio=0.1), context, 5, GeneralConfig(file=general))
+    counted = build_run_data(phases, settings, byte_tokenizer(), tmp_path / "cache")
+    estimated = build_run_data(phases, settings, ByteEstimate(1.0))
     assert set(counted) == set(estimated)
     for name in ("first", "second"):
         real, estimate = PhaseRows.of(counted[name]), PhaseRows.of(estimated[name], estimated=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phased_cpt.config import GENERAL_COLUMN, ContextConfig, DataConfig, GeneralConfig, ModelConfig, PhaseConfig
+from phased_cpt.config import GENERAL_COLUMN, ContextConfig, DataConfig, ModelConfig, PhaseConfig
 from phased_cpt.config.loading import load_config
 from phased_cpt.data.mixing import draw_chunks, mixed_tokens
 from phased_cpt.data.phase_data import DataSettings, EvaluatedData, build_run_data
@@ -76,10 +76,10 @@ def mixed(tmp_path_factory, tokenizer):
     config, _ = load_config(None, base_data=cfg)
     data = build_run_data(
         config.phases,
-        DataSettings(config.data, config.context, 7),
+        DataSettings(config.data, config.context, 7, config.general),
         tokenizer,
         work / "cache",
-        EvaluatedData(config.general, config.evaluation.general_file),
+        EvaluatedData(config.evaluation.general_file),
     )
     return data
 
@@ -148,7 +148,7 @@ def test_a_general_eval_file_alone_is_held_out_whole(tmp_path, tokenizer):
         DataSettings(DataConfig(eval_ratio=0.0), ContextConfig(max_tokens=64, overlap_tokens=8), 1),
         tokenizer,
         tmp_path / "cache",
-        EvaluatedData(GeneralConfig(), general_eval),
+        EvaluatedData(general_eval),
     )
     assert data[GENERAL_COLUMN].eval.documents == 5 and len(data[GENERAL_COLUMN].train) == 0
     assert data["p"].train.stats["general_tokens"] == 0
@@ -182,13 +182,14 @@ def test_config_rules_of_sources_and_general(tmp_path):
     assert "replay_ratio (0.5) + general ratio (0.5) must stay below 1" in problem
 
 
-def test_each_phase_gets_its_effective_general_ratio(tmp_path):
+def test_each_phase_gets_its_effective_general_ratio_and_keeps_its_own_setting(tmp_path):
     data = str(write_jsonl(tmp_path / "d.jsonl", ["x = 1"]))
     general = str(write_jsonl(tmp_path / "g.jsonl", ["y = 1"]))  # never a phase's file (issue 29)
     phases = [{"name": "p", "file": data, "general_ratio": 0.0}, {"name": "q", "file": data}]
     cfg, _ = load_config(None, base_data={"phases": phases, "general": {"file": general, "ratio": 0.05}})
-    assert [p.general_ratio for p in cfg.phases] == [0.0, 0.05]
+    assert [p.general_ratio_for(cfg.general) for p in cfg.phases] == [0.0, 0.05]
+    assert [p.general_ratio for p in cfg.phases] == [0.0, None]  # what the user wrote, never overwritten
     cfg, _ = load_config(None, base_data={"phases": phases})
-    assert [p.general_ratio for p in cfg.phases] == [0.0, 0.0]  # no general.file: nothing to mix
+    assert [p.general_ratio_for(cfg.general) for p in cfg.phases] == [0.0, 0.0]  # no general.file: nothing to mix
     cfg, _ = load_config(None, base_data={"phases": phases[1:], "general": {"file": general}})
-    assert cfg.phases[0].general_ratio == 0.05  # the default share, once there is a general file
+    assert cfg.phases[0].general_ratio_for(cfg.general) == 0.05  # the default share, once there is a general file

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from pathlib import Path
 
 import pytest
 
-from phased_cpt.config import ContextConfig, DataConfig, GeneralConfig, PhaseConfig
+from phased_cpt.config import PHASE_OVERRIDE_KEYS, ContextConfig, DataConfig, GeneralConfig, PhaseConfig, TrainingConfig
 from phased_cpt.config.schema import Source
 from phased_cpt.data.spec import (
     GENERAL,
@@ -38,7 +39,7 @@ def digests(files: dict[str, Path]) -> dict[Path, str]:
 def base(files) -> DataSpec:
     return phase_spec(
         PhaseConfig(name="p", file=files["a"], replay_ratio=0.1, general_ratio=0.1),
-        SETTINGS,
+        dataclasses.replace(SETTINGS, general=GeneralConfig(file=files["b"])),
         "tokenizer-1",
         [EntryRef(Path("/cache/earlier"))],
         EntryRef(Path("/cache/general")),
@@ -68,6 +69,7 @@ def alternatives(files) -> dict[str, object]:
 
 def test_every_field_of_a_data_spec_is_in_its_cache_key(files):
     spec = base(files)
+    assert (spec.general_ratio, spec.general_from) == (0.1, EntryRef(Path("/cache/general")))
     changed = alternatives(files)
     assert set(changed) == {f.name for f in dataclasses.fields(DataSpec)}, "give a new DataSpec field a value here"
     keys = {spec_key(spec, digests(files))}
@@ -104,11 +106,89 @@ def test_a_phase_mixes_in_only_what_its_ratios_ask_for(files):
 
 
 def test_the_general_source_and_held_out_documents_are_specs_of_their_own(files):
-    general = general_spec(GeneralConfig(file=[files["a"], files["b"]]), None, "general", SETTINGS, "t")
+    def settings(general: GeneralConfig) -> DataSettings:
+        return dataclasses.replace(SETTINGS, general=general)
+
+    general = general_spec(None, "general", settings(GeneralConfig(file=[files["a"], files["b"]])), "t")
     assert (general.role, general.files, general.eval_ratio) == (GENERAL, [files["a"], files["b"]], 0.1)
-    with_eval = general_spec(GeneralConfig(file=files["a"]), files["held"], "general", SETTINGS, "t")
+    with_eval = general_spec(files["held"], "general", settings(GeneralConfig(file=files["a"])), "t")
     assert (with_eval.eval_file, with_eval.eval_ratio) == (files["held"], None)
-    only_eval = general_spec(GeneralConfig(), files["held"], "general", SETTINGS, "t")
+    only_eval = general_spec(files["held"], "general", SETTINGS, "t")
     assert only_eval == held_out_spec("general", files["held"], SETTINGS, "t")
     assert (only_eval.role, only_eval.files) == (GENERAL_EVAL, [files["held"]])
-    assert general_spec(GeneralConfig(), None, "general", SETTINGS, "t") is None
+    assert general_spec(None, "general", SETTINGS, "t") is None
+
+
+# --- where a per-phase option goes: one place, and this test fails when it is not wired ----------
+
+REACHES_NEITHER = {
+    "epochs": "passes over the phase's rows: the Trainer's num_train_epochs (plan.plan_phases, training/phase.py)",
+    "description": "for the reader of the config only",
+}
+"""Per-phase options that change neither the phase's training settings nor its data, and why."""
+
+
+def another(value: object, annotation: object) -> object:
+    """A valid value other than `value` for a training setting (a `TrainingConfig` default)."""
+    literals = [a for a in typing.get_args(annotation) if isinstance(a, str)]
+    if literals:
+        return next(a for a in literals if a != value)
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return value / 2
+    return 7  # a count whose default is None (max_steps)
+
+
+def test_every_per_phase_option_reaches_the_phase_training_settings_or_its_data_spec(files):
+    """A per-phase option has an effect through `training_for` (the training overrides, made
+    from `PHASE_OVERRIDE_KEYS` alone) or `phase_spec` (what shapes the rows, and so the cache
+    key); an option wired to neither fails here unless `REACHES_NEITHER` says where it goes."""
+    training = TrainingConfig()
+    settings = dataclasses.replace(SETTINGS, general=GeneralConfig(file=files["b"]))
+    phase = PhaseConfig(name="p", file=files["a"], replay_ratio=0.1)
+    changes: dict[str, object] = {
+        "name": "q",
+        "file": files["b"],
+        "epochs": 2.0,
+        "eval_file": files["held"],
+        "description": "about the phase",
+        "replay_ratio": 0.2,
+        "general_ratio": 0.2,
+        "lr_scale": 0.5,
+    }
+    for key in PHASE_OVERRIDE_KEYS:
+        changes[key] = another(getattr(training, key), TrainingConfig.model_fields[key].annotation)
+    assert set(changes) == set(PhaseConfig.model_fields), "give a new phase option a changed value here"
+
+    def effects(changed: PhaseConfig) -> set[str]:
+        found = set()
+        if changed.training_for(training) != phase.training_for(training):
+            found.add("training")
+        spec = phase_spec(changed, settings, "t", [EntryRef(Path("/c/e"))], EntryRef(Path("/c/g")))
+        if spec_key(spec, digests(files)) != spec_key(
+            phase_spec(phase, settings, "t", [EntryRef(Path("/c/e"))], EntryRef(Path("/c/g"))), digests(files)
+        ):
+            found.add("data")
+        return found
+
+    for key, value in changes.items():
+        changed = PhaseConfig.model_validate(phase.model_dump() | {key: value})
+        reached = effects(changed)
+        if key in REACHES_NEITHER:
+            assert reached == set(), f"{key} has an effect now: take it off REACHES_NEITHER"
+        elif key in PHASE_OVERRIDE_KEYS or key == "lr_scale":
+            assert reached == {"training"}, key
+        else:
+            assert reached == {"data"}, f"{key}: not in the phase's DataSpec (spec.phase_spec) nor its training"
+
+
+def test_a_phase_override_has_the_training_setting_s_type_and_limits():
+    for key in PHASE_OVERRIDE_KEYS:
+        assert key in TrainingConfig.model_fields and key in PhaseConfig.model_fields, key
+    with pytest.raises(ValueError, match="micro_batch_size"):
+        PhaseConfig(name="p", file=__file__, micro_batch_size=0)
+    with pytest.raises(ValueError, match="warmup_ratio"):
+        PhaseConfig(name="p", file=__file__, warmup_ratio=1.0)
