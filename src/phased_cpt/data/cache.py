@@ -10,8 +10,8 @@
 
 The key is a sha256 of: the bytes of the phase's files, the tokenizer (its full serialized
 vocabulary and special tokens), every data and context setting, the seed and phase name (they
-choose the eval documents and replayed chunks), and, with replay, the keys of earlier phases.
-Changing any of them gives a new key; an entry is never updated in place. Arrays are `.npy`
+choose the eval documents and replayed chunks), and, with replay, the keys of earlier phases:
+every field of the entry's `spec.DataSpec` (`spec.spec_key`). Changing any of them gives a new key; an entry is never updated in place. Arrays are `.npy`
 and raw int32 (no pickles).
 
 Writers, also on a network file system (NFS, Lustre) where file locks may not hold: an entry is
