@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from phased_cpt.config import GENERAL_COLUMN, ContextConfig, DataConfig, ModelConfig, PhaseConfig
-from phased_cpt.config.loading import load_config
+from phased_cpt.config.loading import dump_config, load_config
 from phased_cpt.data.mixing import draw_chunks, mixed_tokens
 from phased_cpt.data.phase_data import DataSettings, EvaluatedData, build_run_data
 from phased_cpt.errors import ConfigError
@@ -189,6 +190,8 @@ def test_each_phase_gets_its_effective_general_ratio_and_keeps_its_own_setting(t
     cfg, _ = load_config(None, base_data={"phases": phases, "general": {"file": general, "ratio": 0.05}})
     assert [p.general_ratio_for(cfg.general) for p in cfg.phases] == [0.0, 0.05]
     assert [p.general_ratio for p in cfg.phases] == [0.0, None]  # what the user wrote, never overwritten
+    stored = yaml.safe_load(dump_config(cfg))  # the run directory's config holds the resolved share, as it always has
+    assert [p["general_ratio"] for p in stored["phases"]] == [0.0, 0.05]
     cfg, _ = load_config(None, base_data={"phases": phases})
     assert [p.general_ratio_for(cfg.general) for p in cfg.phases] == [0.0, 0.0]  # no general.file: nothing to mix
     cfg, _ = load_config(None, base_data={"phases": phases[1:], "general": {"file": general}})
