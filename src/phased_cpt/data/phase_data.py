@@ -151,7 +151,7 @@ def build_entry(spec: DataSpec, encoder: Encoder, cache_dir: Path | None = None)
     )
     if hit:
         logger.info("%s: reusing prepared data from the cache (%s)", spec.name, entry)
-    else:
+    elif temporary is None:  # a temporary directory is no cache: nothing to say where
         logger.info(
             "%s: data prepared in %.1f s (read, tokenized, chunked, packed; cached in %s)",
             spec.name,
