@@ -51,7 +51,7 @@ from transformers import DataCollatorWithFlattening, TrainerCallback  # noqa: E4
 from phased_cpt.config import ContextConfig, DataConfig, LoraConfig, ModelConfig, PhaseConfig  # noqa: E402
 from phased_cpt.data.chunking import IGNORE_INDEX  # noqa: E402
 from phased_cpt.data.collate import make_collator  # noqa: E402
-from phased_cpt.data.phase_data import build_run_data  # noqa: E402
+from phased_cpt.data.phase_data import DataSettings, build_run_data  # noqa: E402
 from phased_cpt.data.plan import PhaseRows, longest_row_tokens  # noqa: E402
 from phased_cpt.modeling import attach_lora, load_base_model, load_tokenizer  # noqa: E402
 from phased_cpt.training.attention import apply_attention  # noqa: E402
@@ -105,11 +105,9 @@ def phased_cpt_batches(corpus, tokenizer, max_tokens, overlap_tokens, count, rng
     context = ContextConfig(max_tokens=max_tokens, overlap_tokens=overlap_tokens, sample_packing=True)
     data = build_run_data(
         [PhaseConfig(name="stdlib", file=corpus)],
-        DataConfig(eval_ratio=0.0),
+        DataSettings(DataConfig(eval_ratio=0.0), context, 0),
         tokenizer,
-        context,
-        seed=0,
-        cache_dir=cache,
+        cache,
     )["stdlib"]
     collator = make_collator(tokenizer, context)
     rows = rng.sample(range(len(data.train)), count)
@@ -306,7 +304,7 @@ def compare_trainers(args) -> dict:
         data["evaluation"] = {"forgetting_matrix": False}
         cfg, _ = load_config(None, base_data=data)
         tokenizer = load_tokenizer(cfg.model)
-        phase = build_run_data(cfg.phases, cfg.data, tokenizer, cfg.context, cfg.training.seed, work / "cache")
+        phase = build_run_data(cfg.phases, DataSettings.of(cfg), tokenizer, work / "cache")
         phase_data = phase[cfg.phases[0].name]
         texts = [text for f in cfg.phases[0].files for text in read_texts(f)]
         rows = greedy_rows(texts, tokenizer, cfg.context.max_tokens)

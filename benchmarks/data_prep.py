@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stdlib_corpus import build_model, write_corpus  # noqa: E402
 
 from phased_cpt.config import ContextConfig, DataConfig, ModelConfig, PhaseConfig  # noqa: E402
-from phased_cpt.data.phase_data import build_run_data  # noqa: E402
+from phased_cpt.data.phase_data import DataSettings, build_run_data  # noqa: E402
 from phased_cpt.modeling import load_tokenizer  # noqa: E402
 
 
@@ -88,10 +88,10 @@ def run() -> dict:
     cache = work / "cache"
     shutil.rmtree(cache, ignore_errors=True)
     wall, cpu = time.perf_counter(), cpu_seconds()
-    first = build_run_data([phase], data, tokenizer, context, seed=0, cache_dir=cache)["stdlib"]
+    first = build_run_data([phase], DataSettings(data, context, 0), tokenizer, cache)["stdlib"]
     first_seconds, first_cpu = time.perf_counter() - wall, cpu_seconds() - cpu
     wall = time.perf_counter()
-    again = build_run_data([phase], data, tokenizer, context, seed=0, cache_dir=cache)["stdlib"]
+    again = build_run_data([phase], DataSettings(data, context, 0), tokenizer, cache)["stdlib"]
     cached_seconds = time.perf_counter() - wall
     assert again.cache_hit and not first.cache_hit
     tokens = first.meta["tokens"]

@@ -31,5 +31,48 @@ def is_main_process() -> bool:
 def is_local_main_process() -> bool:
     """Local rank 0, the first process of its node. Not "the data-cache writer": a cache
     directory shared by several nodes needs one writer in the whole job, and
-    `training/processes.cache_sharing` finds out which processes share one."""
+    `data/cache.cache_sharing` finds out which processes share one."""
     return local_rank() in (0, -1)
+
+
+# --- collectives: the only calls into torch.distributed's object collectives -------------------
+# torch is imported lazily (the command line asks this module before deciding what to import);
+# without an initialised process group each is what one process alone would get.
+
+
+def _initialised() -> bool:
+    if world_size() == 1:
+        return False
+    import torch.distributed
+
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def barrier() -> None:
+    """Wait for every process of the run (nothing to wait for alone)."""
+    if _initialised():
+        import torch.distributed
+
+        torch.distributed.barrier()
+
+
+def all_gather_object(value: object) -> list:
+    """Every process's `value`, in rank order, on every process (`[value]` alone)."""
+    if not _initialised():
+        return [value]
+    import torch.distributed
+
+    gathered: list = [None] * world_size()
+    torch.distributed.all_gather_object(gathered, value)
+    return gathered
+
+
+def broadcast_object(value: object) -> object:
+    """Rank 0's `value` on every process (`value` itself alone)."""
+    if not _initialised():
+        return value
+    import torch.distributed
+
+    payload = [value]
+    torch.distributed.broadcast_object_list(payload, src=0)
+    return payload[0]

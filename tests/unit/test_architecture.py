@@ -99,15 +99,6 @@ TOP = {"cli", "__main__", "__init__"}
 
 MAX_PARAMETERS = 6
 PENDING_PARAMETERS = {
-    # dataspec (data/: DataSpec and friends)
-    "data/fim.py:fim_permute": "dataspec",
-    "data/phase_data.py:phase_cache_key": "dataspec",
-    "data/phase_data.py:build_phase_data": "dataspec",
-    "data/phase_data.py:build_run_data": "dataspec",
-    "data/phase_data.py:general_data": "dataspec",
-    "data/prepare.py:fim_chunks": "dataspec",
-    "data/prepare.py:split_statistics": "dataspec",
-    "data/prepare.py:prepare_phase": "dataspec",
     # recipe (the recipe object)
     "training/evaluate.py:RunEvaluator.__init__": "recipe",
     "training/phase.py:train_phase": "recipe",

@@ -375,5 +375,7 @@ def public_config(cfg: RunConfig) -> dict[str, Any]:
     config): the W&B key left out, and the value of every secret-looking environment variable
     masked wherever it stands, such as a `${HF_TOKEN}` interpolated into a key that is not secret."""
     data = cfg.model_dump(mode="json")
+    for phase, dumped in zip(cfg.phases, data["phases"]):  # the resolved value, as runs have always stored it
+        dumped["general_ratio"] = phase.general_ratio_for(cfg.general)
     data["wandb"].pop("api_key", None)
     return redact_data(data)

@@ -10,7 +10,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import (
     BaseModel,
@@ -21,6 +21,7 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -320,7 +321,28 @@ def check_files_exist(value: Path, info: ValidationInfo) -> None:
         raise ValueError(f"data file {str(value)!r} {problem}; point the phase at an existing JSONL file")
 
 
-class PhaseConfig(StrictModel):
+PHASE_OVERRIDE_KEYS = (
+    "learning_rate",
+    "warmup_ratio",
+    "max_steps",
+    "lr_scheduler",
+    "weight_decay",
+    "gradient_accumulation_steps",
+    "micro_batch_size",
+)
+"""The training settings a phase may override (`phases[].<key>`, null: the training setting).
+Adding one here is the whole change: `PhaseConfig` gets the field, with the training setting's
+type and limits (`_overridable`), and `PhaseConfig.training_for` resolves it."""
+
+
+def _overridable(key: str) -> tuple[Any, Any]:
+    """`TrainingConfig.<key>` as an optional phase field: the same type and limits, default None."""
+    field = TrainingConfig.model_fields[key]
+    annotation = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+    return Optional[annotation], Field(None, description=field.description)  # noqa: UP045 (a runtime type)
+
+
+class _PhaseFiles(StrictModel):
     name: str = Field(pattern=PHASE_NAME_PATTERN)
     """Also the phase's directory name in the run directory."""
     file: Path | list[Path | SourceConfig]
@@ -331,13 +353,17 @@ class PhaseConfig(StrictModel):
     """Held-out JSONL for this phase's evaluation; without it, `data.eval_ratio` of `file`'s
     documents are held out."""
     description: str | None = None
-    learning_rate: PositiveFloat | None = None
-    warmup_ratio: float | None = Field(None, ge=0.0, lt=1.0)
-    max_steps: Count | None = None
-    lr_scheduler: LrScheduler | None = None
-    weight_decay: NonNegativeFloat | None = None
-    gradient_accumulation_steps: Count | None = None
-    micro_batch_size: Count | None = None
+
+
+_PhaseOverrides = create_model(
+    "_PhaseOverrides", __base__=_PhaseFiles, **{key: _overridable(key) for key in PHASE_OVERRIDE_KEYS}
+)
+
+
+class PhaseConfig(_PhaseOverrides):
+    """One phase: its files (`_PhaseFiles`), the training settings it overrides
+    (`PHASE_OVERRIDE_KEYS`, fields made from TrainingConfig's), and how it mixes data in."""
+
     replay_ratio: float = Field(0.0, ge=0.0, lt=1.0)
     """Fraction of this phase's training tokens drawn (seeded) from earlier phases' training
     chunks, against forgetting; must be 0 for the first phase."""
@@ -440,16 +466,12 @@ class PhaseConfig(StrictModel):
         resolved = training.model_copy(update=overrides)
         return resolved.model_copy(update={"learning_rate": resolved.learning_rate * self.lr_scale})
 
-
-PHASE_OVERRIDE_KEYS = (
-    "learning_rate",
-    "warmup_ratio",
-    "max_steps",
-    "lr_scheduler",
-    "weight_decay",
-    "gradient_accumulation_steps",
-    "micro_batch_size",
-)
+    def general_ratio_for(self, general: GeneralConfig) -> float:
+        """This phase's share of general text: its own `general_ratio`, else `general.ratio`; 0
+        without `general.file` (nothing to mix in)."""
+        if general.file is None:
+            return 0.0
+        return general.ratio if self.general_ratio is None else self.general_ratio
 
 
 def default_phases() -> list[dict[str, Any]]:
@@ -723,9 +745,9 @@ class RunConfig(StrictModel):
         return self
 
     @model_validator(mode="after")
-    def _resolve_general(self) -> RunConfig:
-        """Check the general source's settings and write each phase's effective `general_ratio`
-        (its own, else general.ratio; 0 without general.file) into the phase."""
+    def _check_general(self) -> RunConfig:
+        """Check the general source's settings against each phase's effective general ratio
+        (`PhaseConfig.general_ratio_for`; the phase's own setting stays as written)."""
         has_general = self.general.file is not None or self.evaluation.general_file is not None
         if has_general and any(p.name == GENERAL_COLUMN for p in self.phases):
             raise ValueError(
@@ -737,17 +759,12 @@ class RunConfig(StrictModel):
                     f"phases.{i}.general_ratio ({phase.general_ratio}) needs general.file: name the "
                     "general text to mix in"
                 )
-            ratio = (
-                0.0
-                if self.general.file is None
-                else (self.general.ratio if phase.general_ratio is None else phase.general_ratio)
-            )
+            ratio = phase.general_ratio_for(self.general)
             if ratio + phase.replay_ratio >= 1:
                 raise ValueError(
                     f"phases.{i}: replay_ratio ({phase.replay_ratio}) + general ratio ({ratio}) must stay below 1, "
                     "or the phase trains on none of its own data"
                 )
-            phase.general_ratio = ratio
         return self
 
     @model_validator(mode="after")

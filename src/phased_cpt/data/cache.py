@@ -10,8 +10,8 @@
 
 The key is a sha256 of: the bytes of the phase's files, the tokenizer (its full serialized
 vocabulary and special tokens), every data and context setting, the seed and phase name (they
-choose the eval documents and replayed chunks), and, with replay, the keys of earlier phases.
-Changing any of them gives a new key; an entry is never updated in place. Arrays are `.npy`
+choose the eval documents and replayed chunks), and, with replay, the keys of earlier phases:
+every field of the entry's `spec.DataSpec` (`spec.spec_key`). Changing any of them gives a new key; an entry is never updated in place. Arrays are `.npy`
 and raw int32 (no pickles).
 
 Writers, also on a network file system (NFS, Lustre) where file locks may not hold: an entry is
@@ -21,13 +21,14 @@ and a second writer discards its copy (the same bytes: the key fixes the content
 count an entry only once `meta.json` is in it, which it is from the moment it appears. A file
 lock (`filelock`) keeps two processes on one machine from building the same entry twice; where
 the file system has no locks, it is skipped (`lock_if_supported`) and the rename still decides.
-In a multi-process run one process per cache directory builds (`training/processes.py` elects
-it), the others only read (`may_build=False`) and wait for its entry.
+In a multi-process run one process per cache directory builds, the others only read and wait
+for its entries (`one_writer_per_cache`, at the end of this module: the whole protocol is here).
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import functools
 import hashlib
@@ -39,17 +40,20 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from filelock import FileLock
 from transformers import PreTrainedTokenizerBase
 
 from phased_cpt.config import DataConfig
-from phased_cpt.distributed import rank
+from phased_cpt.distributed import all_gather_object, barrier, broadcast_object, is_main_process, rank, world_size
 from phased_cpt.errors import UserError
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 FORMAT_VERSION = 2
 """2: the row tables are `*_chunks.npy` (1 called them segments and units)."""
@@ -107,14 +111,31 @@ def cache_key(settings: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
-def cached_entry(cache_dir: Path, key: str, build: Callable[[Path], None], may_build: bool = True) -> tuple[Path, bool]:
+_reading_only: contextvars.ContextVar[frozenset[Path]] = contextvars.ContextVar("reading_only", default=frozenset())
+"""Cache directories this process only reads while `one_writer_per_cache` runs: another process
+builds their entries."""
+
+
+@contextlib.contextmanager
+def reading_only(cache_dir: Path) -> Iterator[None]:
+    """Inside it, this process builds no entry in `cache_dir`: `cached_entry` waits for the
+    entry its writer publishes instead (the readers of `one_writer_per_cache`)."""
+    token = _reading_only.set(_reading_only.get() | {Path(cache_dir)})
+    try:
+        yield
+    finally:
+        _reading_only.reset(token)
+
+
+def cached_entry(cache_dir: Path, key: str, build: Callable[[Path], None]) -> tuple[Path, bool]:
     """The entry directory for `key` and whether it was already there; `build(tmp_dir)` fills a
-    missing one. A failed build (bad data) leaves nothing behind. `may_build=False`: this process
-    only reads; it waits for another process to publish the entry (`wait_for_entry`)."""
+    missing one. A failed build (bad data) leaves nothing behind. Inside `one_writer_per_cache`, a
+    process that is not its cache directory's writer only reads: it waits for the writer to
+    publish the entry (`wait_for_entry`)."""
     entry = Path(cache_dir) / key
     if is_ready(entry):
         return entry, True
-    if not may_build:
+    if Path(cache_dir) in _reading_only.get():
         wait_for_entry(entry)
         return entry, True
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
@@ -191,8 +212,10 @@ def lock_if_supported(path: Path) -> Iterator[None]:
         lock.release()
 
 
-def wait_for_entry(entry: Path, timeout_s: float = WAIT_FOR_WRITER_SECONDS) -> None:
-    """Wait for another process to publish `entry` (see `training/processes.one_writer_per_cache`)."""
+def wait_for_entry(entry: Path, timeout_s: float | None = None) -> None:
+    """Wait for another process to publish `entry` (see `one_writer_per_cache`); at most
+    `timeout_s`, default `WAIT_FOR_WRITER_SECONDS`."""
+    timeout_s = WAIT_FOR_WRITER_SECONDS if timeout_s is None else timeout_s
     deadline = time.monotonic() + timeout_s
     while not is_ready(entry):
         if time.monotonic() > deadline:
@@ -252,3 +275,84 @@ def read_meta(entry: Path) -> dict[str, Any]:
 
 def write_meta(entry: Path, meta: dict[str, Any]) -> None:
     (entry / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+# --- one writer per cache directory in a multi-process run --------------------------------------
+
+
+@dataclass(frozen=True)
+class CacheSharing:
+    """Which ranks see the same data-cache directory as this process (this one included)."""
+
+    sharing: tuple[int, ...]
+    views: tuple[tuple[int, ...], ...] = ()
+    """Every rank's `sharing`, in rank order (for the log)."""
+
+    @property
+    def writer(self) -> int:
+        """The one rank that prepares the data in this directory: the lowest that sees it."""
+        return min(self.sharing)
+
+    def writers(self) -> list[int]:
+        return sorted({min(view) for view in self.views})
+
+
+def cache_sharing(cache_dir: Path, token: str) -> CacheSharing:
+    """Found out, not configured: every rank leaves a probe file named after `token` (one per
+    job) and its rank in its cache directory; after a barrier each looks up every other rank's
+    probe by name. Ranks that see each other's probe share the directory, whether it is one
+    node's local disk or a file system shared by all nodes, and whatever path each mounted it
+    at. A probe seen by one side only (network file-system lag) still pairs the two ranks; one
+    seen by neither makes a second writer, which `publish_entry`'s atomic rename makes harmless."""
+    probe = write_probe(cache_dir, token, rank())
+    barrier()
+    seen = {r for r in range(world_size()) if probe_path(cache_dir, token, r).exists()}
+    views = tuple(all_gather_object(tuple(sorted(seen))))  # also the barrier after which each rank removes its probe
+    probe.unlink(missing_ok=True)
+    # Sharing is symmetric: a rank that saw this one's probe shares this directory even when
+    # this one did not (yet) see its probe, so both elect the same writer.
+    seen |= {r for r, view in enumerate(views) if rank() in view}
+    return CacheSharing(tuple(sorted(seen)), views)
+
+
+def one_writer_per_cache(cache_dir: Path, build: Callable[[], T]) -> T:
+    """`build()` in every process, with one writer per cache directory: the writer prepares the
+    entries `build` asks `cached_entry` for; the others wait for it through the file system (no
+    collective time-out however long preparation takes), then only read (`cached_entry` waits
+    for each entry instead of building it). A failed preparation (bad data) stops every process
+    with its message. A single process just builds."""
+    if world_size() == 1:
+        return build()
+    token = broadcast_object(uuid.uuid4().hex)
+    sharing = cache_sharing(cache_dir, token)
+    if is_main_process():
+        logger.info(
+            "data cache: %d writer(s) (rank(s) %s) for %d process(es)",
+            len(sharing.writers()),
+            ", ".join(map(str, sharing.writers())),
+            world_size(),
+        )
+    result, error = None, None
+    try:
+        if rank() == sharing.writer:
+            try:
+                result = build()
+            except BaseException as err:
+                signal_prepared(cache_dir, token, rank(), str(err) or type(err).__name__)
+                raise
+            signal_prepared(cache_dir, token, rank(), None)
+        else:
+            failed = wait_for_prepared(cache_dir, token, sharing.writer)
+            if failed is not None:
+                raise UserError(failed)
+            with reading_only(cache_dir):
+                result = build()
+    except UserError as err:
+        error = str(err)
+    errors = all_gather_object(error)
+    if rank() == sharing.writer:
+        clear_prepared(cache_dir, token, rank())  # every reader has read it
+    failed = next((e for e in errors if e is not None), None)
+    if failed is not None:
+        raise UserError(failed)
+    return result

@@ -139,7 +139,7 @@ def phase_texts(phase: PhaseConfig, data: DataConfig, seed: int) -> tuple[list[s
 def general_texts(
     general: GeneralConfig, eval_file: Path | None, data: DataConfig, seed: int
 ) -> tuple[list[str], list[str]]:
-    """(training documents, held-out documents) of the general source (`phase_data.general_data`'s split)."""
+    """(training documents, held-out documents) of the general source (`spec.general_spec`'s split)."""
     if general.file is None:
         return [], _documents([eval_file], data, None) if eval_file is not None else []
     phase = PhaseConfig.model_construct(name=GENERAL_COLUMN, file=general.file, eval_file=eval_file)
@@ -216,7 +216,7 @@ def contamination_table(cfg: RunConfig) -> ContaminationTable:
     for phase, texts in zip(cfg.phases, trained):
         for text in texts:
             seen.add(text)
-        if (phase.general_ratio or 0) > 0 and not general_added:
+        if phase.general_ratio_for(cfg.general) > 0 and not general_added:
             for text in general_train:
                 seen.add(text)
             general_added = True

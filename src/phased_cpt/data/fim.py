@@ -69,6 +69,16 @@ def require_fim_tokens(tokenizer: PreTrainedTokenizerBase, setting: str) -> FimT
 
 
 @dataclass(frozen=True)
+class FimSetup:
+    """What rearranging units needs: the FIM tokens, the tokenizer that decodes a unit and
+    encodes its parts again, and the longest a rearranged unit may be."""
+
+    tokens: FimTokens
+    tokenizer: PreTrainedTokenizerBase
+    max_tokens: int
+
+
+@dataclass(frozen=True)
 class FimUnit:
     ids: np.ndarray
     context_tokens: int
@@ -79,12 +89,9 @@ def fim_permute(
     ids: np.ndarray,
     lead_tokens: int,
     context_tokens: int,
-    eos_id: int,
-    fim: FimTokens,
-    tokenizer: PreTrainedTokenizerBase,
+    setup: FimSetup,
     rng: np.random.Generator,
     spm: bool,
-    max_tokens: int,
 ) -> FimUnit | None:
     """One unit in FIM layout (see the module docstring), or None when it stays as it is.
 
@@ -92,6 +99,7 @@ def fim_permute(
     `context_tokens`: how many of those are context only (the unit's overlap). `spm` is ignored
     for a unit with context (always PSM).
     """
+    fim, tokenizer, eos_id = setup.tokens, setup.tokenizer, setup.tokenizer.eos_token_id
     ends_document = len(ids) > lead_tokens and int(ids[-1]) == eos_id
     body = ids[lead_tokens : len(ids) - 1 if ends_document else len(ids)]
     if len(body) < 2:
@@ -111,6 +119,6 @@ def fim_permute(
     else:
         parts = [lead, [fim.prefix], prefix, [fim.suffix], suffix, [fim.middle], middle, end]
     out = np.concatenate([np.asarray(p, dtype=np.int64) for p in parts])
-    if len(out) > max_tokens:
+    if len(out) > setup.max_tokens:
         return None
     return FimUnit(out, context_tokens)

@@ -1,7 +1,7 @@
 """A phase's training and eval rows, prepared once and cached: `build_run_data` for all phases.
 
-`build_phase_data` looks the phase up in the cache (`cache.py`) by a key over its files,
-tokenizer and settings; on a miss it prepares the entry (`prepare.py`), on a hit it only
+`build_entry` looks an entry up in the cache (`cache.py`) by the key of its `spec.DataSpec` (its
+files, encoder and settings); on a miss it prepares the entry (`prepare.py`), on a hit it only
 memory-maps it (and logs that it did). The returned `PhaseData` reads rows lazily from disk.
 The key holds the files' sha256 taken before reading; the entry is committed only if the bytes
 then read have the same sha256 (a file rewritten meanwhile is an error, never a stale entry).
@@ -23,20 +23,39 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-from phased_cpt.config import GENERAL_COLUMN, ContextConfig, DataConfig, FutureConfig, GeneralConfig, PhaseConfig
-from phased_cpt.data.cache import cache_key, cached_entry, file_digest, read_meta, tokenizer_digest
+from phased_cpt.config import (
+    GENERAL_COLUMN,
+    ContextConfig,
+    DataConfig,
+    FutureConfig,
+    PhaseConfig,
+    RunConfig,
+)
+from phased_cpt.data.cache import cached_entry, file_digest, read_meta
+from phased_cpt.data.encoder import Encoder, as_encoder
 from phased_cpt.data.jsonl import Rejected, check_general_content
-from phased_cpt.data.mixing import ChunkSource
-from phased_cpt.data.prepare import GENERAL, GENERAL_EVAL, PHASE, prepare_phase
+from phased_cpt.data.prepare import prepare_phase
 from phased_cpt.data.rows import RowDataset, open_tokens
+from phased_cpt.data.spec import (
+    DataSettings,
+    DataSpec,
+    EntryRef,
+    general_spec,
+    held_out_spec,
+    phase_spec,
+    spec_key,
+)
 from phased_cpt.data.tokenize import tokenize_documents
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "GENERAL_COLUMN",
+    "DataSettings",
+    "EvaluatedData",
     "PhaseData",
     "Rows",
+    "build_entry",
     "build_phase_data",
     "build_run_data",
     "save_rejected",
@@ -103,86 +122,43 @@ class PhaseData:
             return [Rejected(**json.loads(line)) for line in f]
 
 
-def phase_input_digests(phase: PhaseConfig) -> dict[Path, str]:
-    """sha256 of the phase's files, taken before they are read for the cache entry."""
-    return {path: file_digest(path) for path in phase.files}
-
-
-def phase_cache_key(
-    phase: PhaseConfig,
-    data: DataConfig,
-    tokenizer_id: str,
-    context: ContextConfig,
-    seed: int,
-    earlier: Sequence[PhaseData],
-    digests: dict[Path, str],
-    general: PhaseData | None = None,
-    role: str = PHASE,
-) -> str:
-    settings: dict[str, Any] = {
-        "phase": phase.name,
-        "role": role,
-        "sources": [{"files": [digests[f] for f in s.files], "weight": s.weight} for s in phase.sources],
-        "eval_file": digests[phase.eval_file] if phase.eval_file is not None else None,
-        "eval_ratio": data.eval_ratio if phase.eval_file is None else None,
-        "tokenizer": tokenizer_id,
-        "text_field": data.text_field,
-        "on_bad_record": data.on_bad_record,
-        "dedup": data.dedup,
-        "context": context.model_dump(mode="json"),
-        "seed": seed,
-        "replay_ratio": phase.replay_ratio,
-        "replay_from": [p.entry.name for p in earlier] if phase.replay_ratio > 0 else [],
-        "general_ratio": phase.general_ratio or 0.0,
-        "general_from": general.entry.name if general is not None and phase.general_ratio else None,
-    }
-    return cache_key(settings)
-
-
 def build_phase_data(
     phase: PhaseConfig,
     data: DataConfig,
-    tokenizer: PreTrainedTokenizerBase,
+    tokenizer: PreTrainedTokenizerBase | Encoder,
     context: ContextConfig,
     seed: int,
     cache_dir: Path | None = None,
-    earlier: Sequence[PhaseData] = (),
-    tokenizer_id: str | None = None,
-    general: PhaseData | None = None,
-    role: str = PHASE,
-    may_build: bool = True,
 ) -> PhaseData:
+    """One phase's data on its own (no replay, no general text): `build_entry` of its `phase_spec`."""
+    encoder = as_encoder(tokenizer)
+    return build_entry(phase_spec(phase, DataSettings(data, context, seed), encoder.identity), encoder, cache_dir)
+
+
+def build_entry(spec: DataSpec, encoder: Encoder, cache_dir: Path | None = None) -> PhaseData:
     """Read, validate, split (by document, before chunking), tokenize, chunk, mix (weights,
-    replay from `earlier`, general chunks from `general`), rearrange (FIM) and pack one phase's
-    data, or load it from `cache_dir`. Without `cache_dir`, a temporary directory holds it for as
-    long as the returned object lives. `role`: see `prepare.PHASE`. `may_build=False`: only load,
-    waiting for the process that prepares `cache_dir` (see `cache.cached_entry`)."""
+    replay, general chunks), rearrange (FIM) and pack the data of `spec`, or load it from
+    `cache_dir`. Without `cache_dir`, a temporary directory holds it for as long as the returned
+    object lives."""
     temporary = None
     if cache_dir is None:
         temporary = tempfile.mkdtemp(prefix="phased-cpt-data-")
         cache_dir = Path(temporary)
-    tokenizer_id = tokenizer_id or tokenizer_digest(tokenizer)
-    digests = phase_input_digests(phase)
-    key = phase_cache_key(phase, data, tokenizer_id, context, seed, earlier, digests, general, role)
-    sources = [ChunkSource(p.train.dataset.tokens, p.own_chunks) for p in earlier]
-    general_source = ChunkSource(general.train.dataset.tokens, general.own_chunks) if general is not None else None
+    digests = {path: file_digest(path) for path in spec.files}
     started = time.perf_counter()
     entry, hit = cached_entry(
-        cache_dir,
-        key,
-        lambda out: prepare_phase(out, phase, data, tokenizer, context, seed, sources, general_source, role, digests),
-        may_build,
+        cache_dir, spec_key(spec, digests), lambda out: prepare_phase(out, spec, encoder, digests)
     )
     if hit:
-        logger.info("%s: reusing prepared data from the cache (%s)", phase.name, entry)
-    else:
+        logger.info("%s: reusing prepared data from the cache (%s)", spec.name, entry)
+    elif temporary is None:  # a temporary directory is no cache: nothing to say where
         logger.info(
             "%s: data prepared in %.1f s (read, tokenized, chunked, packed; cached in %s)",
-            phase.name,
+            spec.name,
             time.perf_counter() - started,
             entry,
         )
-    phase_data = load_phase_data(entry, phase.name, context.sample_packing, hit)
+    phase_data = load_phase_data(entry, spec.name, spec.context.sample_packing, hit)
     if temporary is not None:
         weakref.finalize(phase_data, shutil.rmtree, temporary, True)
     return phase_data
@@ -202,97 +178,48 @@ def load_phase_data(entry: Path, name: str, packed: bool, cache_hit: bool) -> Ph
     return PhaseData(name, rows("train"), eval_rows, entry, meta, cache_hit, np.load(entry / "train_own_chunks.npy"))
 
 
+@dataclass(frozen=True)
+class EvaluatedData:
+    """The run's documents only evaluated on, besides its phases' and the general source's own
+    held-out ones: the general eval file and the future document files."""
+
+    general_eval_file: Path | None = None
+    future: FutureConfig | None = None
+
+    @classmethod
+    def of(cls, cfg: RunConfig) -> EvaluatedData:
+        return cls(cfg.evaluation.general_file, cfg.evaluation.future)
+
+
 def build_run_data(
     phases: Sequence[PhaseConfig],
-    data: DataConfig,
-    tokenizer: PreTrainedTokenizerBase,
-    context: ContextConfig,
-    seed: int,
+    settings: DataSettings,
+    tokenizer: PreTrainedTokenizerBase | Encoder,
     cache_dir: Path | None = None,
-    general: GeneralConfig | None = None,
-    general_eval_file: Path | None = None,
-    may_build: bool = True,
-    future: FutureConfig | None = None,
+    evaluated: EvaluatedData = EvaluatedData(),
 ) -> dict[str, PhaseData]:
     """Every phase's data, in order (a phase replays from the phases before it), and after them,
-    under `GENERAL_COLUMN`, the general source when there is one (`general_data`), then each
+    under `GENERAL_COLUMN`, the general source when there is one (`spec.general_spec`), then each
     future document file under its column name, every document held out (never trained on)."""
-    general_files = (general.files if general else []) + ([general_eval_file] if general_eval_file else [])
+    general_files = settings.general.files + ([evaluated.general_eval_file] if evaluated.general_eval_file else [])
     check_general_content(
         [(f, file_digest(f)) for phase in phases for f in phase.files], [(f, file_digest(f)) for f in general_files]
     )
-    tokenizer_id = tokenizer_digest(tokenizer)
-    general_entry = general_data(
-        general or GeneralConfig(),
-        general_eval_file,
-        data,
-        tokenizer,
-        context,
-        seed,
-        cache_dir,
-        tokenizer_id,
-        may_build,
-    )
+    encoder = as_encoder(tokenizer)
+    spec = general_spec(evaluated.general_eval_file, GENERAL_COLUMN, settings, encoder.identity)
+    general_entry = build_entry(spec, encoder, cache_dir) if spec is not None else None
+    general_ref = EntryRef(general_entry.entry) if general_entry is not None else None
     built: dict[str, PhaseData] = {}
     for phase in phases:
-        built[phase.name] = build_phase_data(
-            phase,
-            data,
-            tokenizer,
-            context,
-            seed,
-            cache_dir,
-            list(built.values()),
-            tokenizer_id,
-            general_entry,
-            may_build=may_build,
-        )
+        earlier = [EntryRef(p.entry) for p in built.values()]
+        spec = phase_spec(phase, settings, encoder.identity, earlier, general_ref)
+        built[phase.name] = build_entry(spec, encoder, cache_dir)
     if general_entry is not None:
         built[GENERAL_COLUMN] = general_entry
-    for column, path in (future.document_columns() if future is not None else {}).items():
-        held_out = PhaseConfig.model_construct(
-            name=column, file=path, eval_file=None, replay_ratio=0.0, general_ratio=0.0
-        )
-        built[column] = build_phase_data(
-            held_out,
-            data,
-            tokenizer,
-            context,
-            seed,
-            cache_dir,
-            tokenizer_id=tokenizer_id,
-            role=GENERAL_EVAL,
-            may_build=may_build,
-        )
+    future = evaluated.future.document_columns() if evaluated.future is not None else {}
+    for column, path in future.items():
+        built[column] = build_entry(held_out_spec(column, path, settings, encoder.identity), encoder, cache_dir)
     return built
-
-
-def general_data(
-    general: GeneralConfig,
-    eval_file: Path | None,
-    data: DataConfig,
-    tokenizer: PreTrainedTokenizerBase,
-    context: ContextConfig,
-    seed: int,
-    cache_dir: Path | None,
-    tokenizer_id: str,
-    may_build: bool = True,
-) -> PhaseData | None:
-    """The general source as a cache entry: its training chunks are what phases mix in, its eval
-    rows the general held-out documents (`eval_file`, else data.eval_ratio of `general.file`).
-    With only `eval_file`, every document of it is held out. None when there is neither."""
-    if general.file is not None:
-        source, held_out, role = general.file, eval_file, GENERAL
-    elif eval_file is not None:
-        source, held_out, role = eval_file, None, GENERAL_EVAL
-    else:
-        return None
-    phase = PhaseConfig.model_construct(
-        name=GENERAL_COLUMN, file=source, eval_file=held_out, replay_ratio=0.0, general_ratio=0.0
-    )
-    return build_phase_data(
-        phase, data, tokenizer, context, seed, cache_dir, tokenizer_id=tokenizer_id, role=role, may_build=may_build
-    )
 
 
 def save_rejected(phase_data: dict[str, PhaseData], rejected_dir: Path) -> None:

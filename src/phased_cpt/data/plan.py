@@ -21,8 +21,8 @@ place gets a line with the mix in tokens:
     phase2_evolution mix: commits.jsonl 61,200 (60.0%, weight 3), docs/*.jsonl 20,400 (20.0%, weight 1), replay 10,200 (10.0%), general 10,200 (10.0%)
 
 `plan_warnings` names the settings that make a phase train differently than it reads. When the
-tokenizer cannot be loaded here, `prepare_plan_rows` estimates token counts from the documents'
-bytes (`BYTES_PER_TOKEN`) through the same split, chunking and packing, and says so. What a run
+tokenizer cannot be loaded here, `prepare_plan_rows` runs the same preparation with token counts
+estimated from the documents' bytes (`BYTES_PER_TOKEN`, `encoder.ByteEstimate`), and says so. What a run
 costs on GPUs (memory, time) is `phased_cpt/planning.py`.
 """
 
@@ -35,10 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
-from phased_cpt.config import ContextConfig, DataConfig, EvaluationConfig, PhaseConfig, RunConfig, TrainingConfig
+from phased_cpt.config import ContextConfig, EvaluationConfig, PhaseConfig, RunConfig, TrainingConfig
 from phased_cpt.data.cache import resolve_cache_dir
-from phased_cpt.data.chunking import LENGTH, target_tokens
-from phased_cpt.data.phase_data import PhaseData, build_run_data
+from phased_cpt.data.chunking import LENGTH
+from phased_cpt.data.encoder import ByteEstimate, Encoder, TokenizerEncoder
+from phased_cpt.data.phase_data import DataSettings, EvaluatedData, PhaseData, build_run_data
 from phased_cpt.distributed import world_size as launched_world_size
 
 BYTES_PER_TOKEN = 3.5
@@ -147,7 +148,7 @@ class PhaseRows:
     estimated: bool = False
 
     @classmethod
-    def of(cls, data: PhaseData) -> PhaseRows:
+    def of(cls, data: PhaseData, estimated: bool = False) -> PhaseRows:
         chunks = data.train.dataset.chunks
         return cls(
             data.train.stats,
@@ -158,6 +159,7 @@ class PhaseRows:
             data.meta["duplicates"],
             data.meta["longest_document"],
             data.cache_hit,
+            estimated,
         )
 
 
@@ -275,79 +277,6 @@ def plan_warnings(plans: list[PhasePlan], training: TrainingConfig, evaluation: 
     return warnings
 
 
-# --- without the tokenizer ---------------------------------------------------------------------
-
-
-def estimate_phase_rows(
-    phase: PhaseConfig,
-    data: DataConfig,
-    context: ContextConfig,
-    seed: int,
-    bytes_per_token: float,
-) -> PhaseRows:
-    """A phase's rows as `prepare_phase` would make them, with each document's tokens estimated
-    as its UTF-8 bytes / `bytes_per_token` (+ EOS): the same eval split, chunking and packing.
-    Replay is left out (it copies tokens the estimate does not have)."""
-    from phased_cpt.data.jsonl import RecordScan, scan_documents
-    from phased_cpt.data.prepare import TokenizedDocuments, build_row_table, document_chunks
-    from phased_cpt.data.split import split_documents
-
-    seen: dict[bytes, str] | None = {} if data.dedup == "exact" else None
-    index = TokenizedDocuments()
-    sources: list[str] = []
-    end = [0]  # where the next document's (imagined) tokens start
-
-    def add(path: Path) -> RecordScan:
-        scan = RecordScan(path, data.on_bad_record)
-        for document in scan_documents(path, data.text_field, scan, seen):
-            length = math.ceil(len(document.text.encode("utf-8", "replace")) / bytes_per_token) + 1
-            index.starts.append(end[0])
-            index.lengths.append(length)
-            end[0] += length
-            sources.append(document.source)
-        scan.raise_if_bad(data.text_field)
-        return scan
-
-    scans = [add(path) for source in phase.sources for path in source.files]
-    train_count = len(index.lengths)
-    if phase.eval_file is not None:
-        scans.append(add(phase.eval_file))
-        train_docs, eval_docs = list(range(train_count)), list(range(train_count, len(index.lengths)))
-    else:
-        train_docs, eval_docs = split_documents(list(range(train_count)), data.eval_ratio, seed, phase.name)
-    chunks = document_chunks(index, train_docs, context)
-    rows_table, row_offsets = build_row_table(chunks, context)
-    lengths = np.asarray(index.lengths, dtype=np.int64)
-    train_lengths = lengths[np.asarray(train_docs, dtype=np.int64)] if train_docs else np.zeros(0, dtype=np.int64)
-    longest = int(np.argmax(train_lengths)) if len(train_lengths) else None
-    row_tokens = int(rows_table[:, LENGTH].sum()) if len(rows_table) else 0
-    rows = len(row_offsets) - 1
-    statistics = {
-        "documents": len(train_docs),
-        "document_tokens": int(train_lengths.sum()),
-        "longest_document_tokens": int(train_lengths.max()) if len(train_lengths) else 0,
-        "chunks": len(chunks),
-        "rows": rows,
-        "tokens": row_tokens,
-        "target_tokens": target_tokens(rows_table),
-        "eos_tokens": len(train_docs),
-        "replay_chunks": 0,
-        "replay_tokens": 0,
-        "packing_efficiency": row_tokens / (rows * context.max_tokens) if rows else 0.0,
-    }
-    rejected = [r for scan in scans for r in scan.rejected]
-    return PhaseRows(
-        statistics,
-        rows_table[:, LENGTH] if len(rows_table) else np.zeros(0, dtype=np.int64),
-        len(eval_docs),
-        int(lengths[np.asarray(eval_docs, dtype=np.int64)].sum()) if eval_docs else 0,
-        len(rejected),
-        sum(scan.duplicates for scan in scans),
-        sources[train_docs[longest]] if longest is not None else "",
-        estimated=True,
-    )
-
-
 # --- every phase of a run --------------------------------------------------------------------
 
 
@@ -355,46 +284,25 @@ def prepare_plan_rows(
     cfg: RunConfig, bytes_per_token: float = BYTES_PER_TOKEN
 ) -> tuple[dict[str, PhaseRows], list[str]]:
     """Every phase's rows: prepared with the tokenizer (or loaded from the cache), or, when the
-    tokenizer cannot be loaded here, estimated from the documents' bytes; and notes saying which."""
+    tokenizer cannot be loaded here, prepared the same way with token counts estimated from the
+    documents' bytes (`encoder.ByteEstimate`, in a temporary directory); and notes saying which."""
     from phased_cpt.errors import UserError
     from phased_cpt.modeling import TokenizerError, load_tokenizer
 
     notes: list[str] = []
+    encoder: Encoder
     try:
-        tokenizer = load_tokenizer(cfg.model)
+        encoder, cache_dir = TokenizerEncoder(load_tokenizer(cfg.model)), resolve_cache_dir(cfg.data)
     except TokenizerError:
         raise  # here but unusable: an estimate would hide it
     except UserError as err:
         reason = str(err).splitlines()[0]
         notes.append(f"token counts are estimated at {bytes_per_token:g} bytes per token, not counted: {reason}")
-        rows = {
-            p.name: estimate_phase_rows(p, cfg.data, cfg.context, cfg.training.seed, bytes_per_token)
-            for p in cfg.phases
-        }
-        left_out = [
-            what
-            for what, used in (
-                ("replay", any(p.replay_ratio > 0 for p in cfg.phases)),
-                ("general mixing", any(p.general_ratio for p in cfg.phases)),
-                ("source weights", any(s.weight is not None for p in cfg.phases for s in p.sources)),
-                ("FIM", cfg.context.fim_rate > 0),
-            )
-            if used
-        ]
-        if left_out:
-            notes.append(f"{', '.join(left_out)}: not in the estimated counts (they need the tokenized chunks)")
-    else:
-        built = build_run_data(
-            cfg.phases,
-            cfg.data,
-            tokenizer,
-            cfg.context,
-            cfg.training.seed,
-            resolve_cache_dir(cfg.data),
-            cfg.general,
-            cfg.evaluation.general_file,
-        )
-        rows = {name: PhaseRows.of(data) for name, data in built.items()}
+        encoder, cache_dir = ByteEstimate(bytes_per_token), None
+        if cfg.context.fim_rate > 0:
+            notes.append("FIM: not in the estimated counts (rearranging a chunk needs the tokenizer)")
+    built = build_run_data(cfg.phases, DataSettings.of(cfg), encoder, cache_dir, EvaluatedData.of(cfg))
+    rows = {name: PhaseRows.of(data, encoder.estimated) for name, data in built.items()}
     if cfg.context.sample_packing:
         notes.append(
             "context.sample_packing: true packs several documents per row: fewer rows and steps "

@@ -33,9 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from transformers import PreTrainedTokenizerBase
 
-from phased_cpt.config import ContextConfig, DataConfig, PhaseConfig
+from phased_cpt.config import ContextConfig
 from phased_cpt.crash_points import crash_point
 from phased_cpt.data.cache import write_meta
 from phased_cpt.data.chunking import (
@@ -46,7 +45,8 @@ from phased_cpt.data.chunking import (
     target_tokens,
     untrained_tokens,
 )
-from phased_cpt.data.fim import FimTokens, fim_permute, require_fim_tokens
+from phased_cpt.data.encoder import Encoder
+from phased_cpt.data.fim import FimSetup, fim_permute
 from phased_cpt.data.jsonl import Document, RecordScan, check_eval_file, scan_documents, write_rejected
 from phased_cpt.data.mixing import (
     NO_CHUNKS,
@@ -60,8 +60,8 @@ from phased_cpt.data.mixing import (
 )
 from phased_cpt.data.packing import pack_best_fit_decreasing, packing_efficiency
 from phased_cpt.data.rows import open_tokens
+from phased_cpt.data.spec import GENERAL_EVAL, PHASE, DataSpec, EntryRef
 from phased_cpt.data.split import split_documents
-from phased_cpt.data.tokenize import document_ids
 from phased_cpt.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -85,17 +85,17 @@ class TokenizedDocuments:
     too_long_count: int = 0
 
 
-def encode_batch(texts: list[str], tokenizer: PreTrainedTokenizerBase) -> tuple[np.ndarray, list[int]]:
+def encode_batch(texts: list[str], encoder: Encoder) -> tuple[np.ndarray, list[int]]:
     """The ids of `texts` (EOS appended to each) laid end to end, and each one's length."""
-    ids = document_ids(texts, tokenizer)
+    ids = encoder.encode(texts)
     return (np.concatenate(ids) if ids else np.zeros(0, dtype=np.int32)), [len(x) for x in ids]
 
 
-_worker_tokenizer: PreTrainedTokenizerBase | None = None  # set before forking the pool
+_worker_encoder: Encoder | None = None  # set before forking the pool
 
 
 def _encode_in_worker(texts: list[str]) -> tuple[np.ndarray, list[int]]:
-    return encode_batch(texts, _worker_tokenizer)
+    return encode_batch(texts, _worker_encoder)
 
 
 def tokenizer_processes(path: Path) -> int:
@@ -107,7 +107,7 @@ def tokenizer_processes(path: Path) -> int:
 
 def tokenize_stream(
     documents: Iterable[Document],
-    tokenizer: PreTrainedTokenizerBase,
+    encoder: Encoder,
     writer: TokenWriter,
     index: TokenizedDocuments,
     max_tokens: int,
@@ -115,7 +115,7 @@ def tokenize_stream(
 ) -> None:
     """Tokenize `documents` batch by batch into `writer`, recording each one in `index`.
 
-    With `processes > 1`, batches are tokenized by a pool of forked processes (the tokenizer is
+    With `processes > 1`, batches are tokenized by a pool of forked processes (the encoder is
     inherited, not pickled); at most two batches per process are in flight, so memory stays
     bounded however large the file is. Output is identical to `processes=1`.
     """
@@ -123,10 +123,10 @@ def tokenize_stream(
     batches = iter(lambda: list(itertools.islice(iterator, TOKENIZE_BATCH_DOCUMENTS)), [])
     if processes <= 1:
         for batch in batches:
-            record_batch(batch, *encode_batch([d.text for d in batch], tokenizer), writer, index, max_tokens)
+            record_batch(batch, *encode_batch([d.text for d in batch], encoder), writer, index, max_tokens)
         return
-    global _worker_tokenizer
-    _worker_tokenizer = tokenizer
+    global _worker_encoder
+    _worker_encoder = encoder
     try:
         with multiprocessing.get_context("fork").Pool(processes) as pool:
             pending: deque = deque()
@@ -139,7 +139,7 @@ def tokenize_stream(
                 done, result = pending.popleft()
                 record_batch(done, *result.get(), writer, index, max_tokens)
     finally:
-        _worker_tokenizer = None
+        _worker_encoder = None
 
 
 def record_batch(
@@ -203,8 +203,7 @@ def fim_chunks(
     chunks: np.ndarray,
     tokens: np.ndarray,
     writer: TokenWriter,
-    fim: FimTokens,
-    tokenizer: PreTrainedTokenizerBase,
+    setup: FimSetup,
     context: ContextConfig,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, int, int]:
@@ -213,13 +212,13 @@ def fim_chunks(
     rule would make a target (`target_tokens` counts them; `RowDataset` never trains on them)."""
     out = chunks.copy()
     rearranged = sentinel_targets = 0
-    bos = tokenizer.bos_token_id
+    bos = setup.tokenizer.bos_token_id
     for i in np.flatnonzero(rng.random(len(chunks)) < context.fim_rate):
         start, length, overlap = (int(x) for x in chunks[i])
         ids = np.asarray(tokens[start : start + length])
         lead = overlap if overlap else int(bos is not None and length > 0 and int(ids[0]) == bos)
         spm = bool(rng.random() < context.fim_spm_rate)
-        permuted = fim_permute(ids, lead, overlap, tokenizer.eos_token_id, fim, tokenizer, rng, spm, context.max_tokens)
+        permuted = fim_permute(ids, lead, overlap, setup, rng, spm)
         if permuted is None:
             continue
         out[i] = (writer.write(permuted.ids), len(permuted.ids), permuted.context_tokens)
@@ -238,46 +237,55 @@ def check_unchanged(scan: RecordScan, expected_sha256: dict[Path, str] | None) -
         )
 
 
-def build_row_table(chunks: np.ndarray, context: ContextConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(chunks in row order, row_offsets): one chunk per row, or chunks packed best-fit decreasing."""
+@dataclass(frozen=True)
+class RowTable:
+    """Chunks in row order, and where each row starts in them (`offsets[-1]`: the chunk count)."""
+
+    chunks: np.ndarray
+    offsets: np.ndarray
+
+
+def build_row_table(chunks: np.ndarray, context: ContextConfig) -> RowTable:
+    """One chunk per row, or chunks packed best-fit decreasing."""
     if not context.sample_packing:
-        return chunks, np.arange(len(chunks) + 1, dtype=np.int64)
+        return RowTable(chunks, np.arange(len(chunks) + 1, dtype=np.int64))
     rows = pack_best_fit_decreasing(chunks[:, LENGTH].tolist(), context.max_tokens)
     order = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=len(chunks))
     row_offsets = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
-    return chunks[order].reshape(-1, 3), row_offsets
+    return RowTable(chunks[order].reshape(-1, 3), row_offsets)
 
 
 def split_statistics(
     tokens: np.ndarray,
-    index: TokenizedDocuments,
-    documents: Sequence[int],
+    document_lengths: np.ndarray,
     chunks: np.ndarray,
-    row_chunks: np.ndarray,
-    row_offsets: np.ndarray,
-    replayed: np.ndarray,
+    table: RowTable,
     eos: int,
     max_tokens: int,
 ) -> dict[str, Any]:
-    lengths = np.asarray(index.lengths, dtype=np.int64)[np.asarray(documents, dtype=np.int64)]
-    rows = len(row_offsets) - 1
+    """A split's counts: its documents (`document_lengths`, EOS included), chunks and rows, the
+    targets and document-ending EOS targets in its rows, and how full its rows are."""
+    row_chunks = table.chunks
+    rows = len(table.offsets) - 1
     row_tokens = int(row_chunks[:, LENGTH].sum()) if len(row_chunks) else 0
     ends = row_chunks[:, START] + row_chunks[:, LENGTH] - 1
     ends_with_eos = tokens[ends] == eos if len(row_chunks) else np.zeros(0, dtype=bool)
     eos_targets = int((ends_with_eos & last_token_is_target(row_chunks)).sum())
     return {
-        "documents": len(documents),
-        "document_tokens": int(lengths.sum()),
-        "longest_document_tokens": int(lengths.max()) if len(lengths) else 0,
+        "documents": len(document_lengths),
+        "document_tokens": int(document_lengths.sum()),
+        "longest_document_tokens": int(document_lengths.max()) if len(document_lengths) else 0,
         "chunks": len(chunks),
         "rows": rows,
         "tokens": row_tokens,
         "target_tokens": target_tokens(row_chunks),
         "eos_tokens": eos_targets,
-        "replay_chunks": len(replayed),
-        "replay_tokens": int(replayed[:, LENGTH].sum()) if len(replayed) else 0,
         "packing_efficiency": packing_efficiency(row_tokens, rows, max_tokens),
     }
+
+
+def replay_statistics(replayed: np.ndarray) -> dict[str, int]:
+    return {"replay_chunks": len(replayed), "replay_tokens": chunk_tokens(replayed)}
 
 
 def counted(documents: Iterable[Document], phase: str) -> Iterable[Document]:
@@ -297,44 +305,32 @@ def counted(documents: Iterable[Document], phase: str) -> Iterable[Document]:
     )
 
 
-PHASE, GENERAL, GENERAL_EVAL = "phase", "general", "general_eval"
-"""What an entry is for: a phase's rows; the general source (its chunks are mixed into phases,
-its held-out documents are the general eval rows; never rearranged for FIM); or evaluation
-documents alone, every document held out (`evaluation.general_file` without `general.file`, and
-each `evaluation.future.documents` file)."""
-
-
-def prepare_phase(
-    out: Path,
-    phase: PhaseConfig,
-    data: DataConfig,
-    tokenizer: PreTrainedTokenizerBase,
-    context: ContextConfig,
-    seed: int,
-    replay_sources: Sequence[ChunkSource],
-    general: ChunkSource | None = None,
-    role: str = PHASE,
-    expected_sha256: dict[Path, str] | None = None,
-) -> None:
-    """Write one phase's cache entry into the empty directory `out` (see `cache.py`).
+def prepare_phase(out: Path, spec: DataSpec, encoder: Encoder, expected_sha256: dict[Path, str] | None = None) -> None:
+    """Write the cache entry of `spec` into the empty directory `out` (see `cache.py`), with
+    `encoder` (whose identity `spec.encoder` holds) turning text into ids.
 
     `expected_sha256`: the files' sha256 the entry's key was made from; a file whose bytes read
     here differ (rewritten meanwhile) is an error, so the entry never holds other data than its key.
     """
-    fim = require_fim_tokens(tokenizer, "context.fim_rate") if context.fim_rate > 0 and role == PHASE else None
-    seen: dict[bytes, str] | None = {} if data.dedup == "exact" else None
+    context = spec.context
+    fim = (
+        encoder.fim_setup(context.max_tokens, "context.fim_rate")
+        if context.fim_rate > 0 and spec.role == PHASE
+        else None
+    )
+    seen: dict[bytes, str] | None = {} if spec.dedup == "exact" else None
     index = TokenizedDocuments()
     scans: list[RecordScan] = []
-    name_seed = zlib.crc32(phase.name.encode("utf-8"))
+    name_seed = zlib.crc32(spec.name.encode("utf-8"))
     with open(out / "tokens.bin", "wb") as f:
         writer = TokenWriter(f)
 
         def tokenize_file(path: Path, held_out: bool = False) -> list[int]:
-            scans.append(RecordScan(path, data.on_bad_record))
+            scans.append(RecordScan(path, spec.on_bad_record))
             first = len(index.lengths)
             tokenize_stream(
-                counted(scan_documents(path, data.text_field, scans[-1], seen), phase.name),
-                tokenizer,
+                counted(scan_documents(path, spec.text_field, scans[-1], seen), spec.name),
+                encoder,
                 writer,
                 index,
                 context.max_tokens,
@@ -343,33 +339,37 @@ def prepare_phase(
             check_unchanged(scans[-1], expected_sha256)
             if held_out:
                 check_eval_file(scans[:-1], scans[-1])
-            scans[-1].raise_if_bad(data.text_field)
+            scans[-1].raise_if_bad(spec.text_field)
             return list(range(first, len(index.lengths)))
 
-        sources = phase.sources
+        sources = spec.sources
         source_docs = [[d for path in source.files for d in tokenize_file(path)] for source in sources]
         documents = [d for docs in source_docs for d in docs]
-        if role == GENERAL_EVAL:
+        if spec.role == GENERAL_EVAL:
             train_docs, eval_docs = [], documents
-        elif phase.eval_file is not None:
-            train_docs, eval_docs = documents, tokenize_file(phase.eval_file, held_out=True)
+        elif spec.eval_file is not None:
+            train_docs, eval_docs = documents, tokenize_file(spec.eval_file, held_out=True)
         else:
-            train_docs, eval_docs = split_documents(documents, data.eval_ratio, seed, phase.name)
+            train_docs, eval_docs = split_documents(documents, spec.eval_ratio, spec.seed, spec.name)
         if not context.chunk_long_samples:
             reject_long_documents(index, context.max_tokens)
         held_out = set(eval_docs)
-        window = context.train_window_tokens() if role == PHASE else context.max_tokens
+        window = context.train_window_tokens() if spec.role == PHASE else context.max_tokens
         own_chunks = [
             document_chunks(index, [d for d in docs if d not in held_out], context, window) for docs in source_docs
         ]
         weighted, source_tokens = weight_sources(
-            own_chunks, [s.weight for s in sources], np.random.default_rng([seed, name_seed, 2])
+            own_chunks, [s.weight for s in sources], np.random.default_rng([spec.seed, name_seed, 2])
         )
-        replay_wanted, general_wanted = mixed_tokens(
-            chunk_tokens(weighted), phase.replay_ratio, phase.general_ratio or 0.0
+        replay_wanted, general_wanted = mixed_tokens(chunk_tokens(weighted), spec.replay_ratio, spec.general_ratio)
+        replayed = replay_chunks(
+            [chunk_source(e) for e in spec.replay_from],
+            replay_wanted,
+            np.random.default_rng([spec.seed, name_seed]),
+            writer,
         )
-        replayed = replay_chunks(replay_sources, replay_wanted, np.random.default_rng([seed, name_seed]), writer)
-        mixed_in = general_chunks(general, general_wanted, np.random.default_rng([seed, name_seed, 3]), writer)
+        general = chunk_source(spec.general_from) if spec.general_from is not None else None
+        mixed_in = general_chunks(general, general_wanted, np.random.default_rng([spec.seed, name_seed, 3]), writer)
     tokens = open_tokens(out / "tokens.bin")
     training_chunks = np.concatenate([weighted, replayed, mixed_in])
     rearranged = sentinel_targets = 0
@@ -380,34 +380,27 @@ def prepare_phase(
                 tokens,
                 TokenWriter(f, len(tokens)),
                 fim,
-                tokenizer,
                 context,
-                np.random.default_rng([seed, name_seed, 1]),
+                np.random.default_rng([spec.seed, name_seed, 1]),
             )
         tokens = open_tokens(out / "tokens.bin")
     meta: dict[str, Any] = {
-        "phase": phase.name,
+        "phase": spec.name,
         "tokens": len(tokens),
         "longest_document": index.longest_source,
-        "fim_tokens": list(fim.ids) if fim is not None else None,
+        "fim_tokens": list(fim.tokens.ids) if fim is not None else None,
     }
-    splits = {"train": (train_docs, training_chunks), "eval": (eval_docs, None)}
-    for name, (split_docs, chunks) in splits.items():
+    lengths = np.asarray(index.lengths, dtype=np.int64)
+    splits = {"train": (train_docs, training_chunks, replayed), "eval": (eval_docs, None, NO_CHUNKS)}
+    for name, (split_docs, chunks, replayed_here) in splits.items():
         chunks = document_chunks(index, split_docs, context) if chunks is None else chunks
-        row_chunks, row_offsets = build_row_table(chunks, context)
-        np.save(out / f"{name}_chunks.npy", row_chunks)
-        np.save(out / f"{name}_row_offsets.npy", row_offsets)
+        table = build_row_table(chunks, context)
+        np.save(out / f"{name}_chunks.npy", table.chunks)
+        np.save(out / f"{name}_row_offsets.npy", table.offsets)
+        document_lengths = lengths[np.asarray(split_docs, dtype=np.int64)]
         meta[name] = split_statistics(
-            tokens,
-            index,
-            split_docs,
-            chunks,
-            row_chunks,
-            row_offsets,
-            replayed if name == "train" else NO_CHUNKS,
-            tokenizer.eos_token_id,
-            context.max_tokens,
-        )
+            tokens, document_lengths, chunks, table, encoder.eos_token_id, context.max_tokens
+        ) | replay_statistics(replayed_here)
     meta["train"] |= {
         "replay_wanted_tokens": replay_wanted,
         "fim_chunks": rearranged,
@@ -431,4 +424,9 @@ def prepare_phase(
     meta["rejected"] = len(rejected)
     meta["duplicates"] = sum(scan.duplicates for scan in scans)
     write_meta(out, meta)
-    crash_point("data_prepared", phase.name)
+    crash_point("data_prepared", spec.name)
+
+
+def chunk_source(entry: EntryRef) -> ChunkSource:
+    """The training chunks another entry offers to mix in: its own chunks, in its token array."""
+    return ChunkSource(open_tokens(entry.path / "tokens.bin"), np.load(entry.path / "train_own_chunks.npy"))

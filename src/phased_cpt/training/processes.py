@@ -5,10 +5,7 @@
 - `check_same_job`: every process compares its config, data and software with rank 0's and the
   job stops with the differences listed if one was started differently (another node's copy of
   the config, data or virtual environment).
-- `one_writer_per_cache`: one process per data-cache directory prepares the data, the others
-  that see the same directory wait for it and read. Which processes share a directory is found
-  out, not configured (`cache_sharing`), so a cache on a shared file system gets one writer in
-  the whole job and node-local caches one writer per node.
+- One process per data-cache directory prepares the data: `data/cache.one_writer_per_cache`.
 - `rank_zero_run_dir`: rank 0 owns the run directory; it creates or resumes it, the other ranks
   learn its path by broadcast, check that they see it (`output.dir` must be shared by every
   node) and get a read-only view.
@@ -23,16 +20,13 @@ import logging
 import os
 import socket
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 
 from phased_cpt.config import RunConfig
-from phased_cpt.data.cache import clear_prepared, probe_path, signal_prepared, wait_for_prepared, write_probe
 from phased_cpt.distributed import is_main_process, local_rank, rank, world_size
 from phased_cpt.errors import UserError
 from phased_cpt.plans.deepspeed import DeepSpeedPlan
@@ -127,92 +121,6 @@ def check_same_job(cfg: RunConfig) -> None:
             + "\n  ".join(problems)
             + "\nstart every node with the same config, data and software (only data.cache_dir may differ)"
         )
-
-
-# --- one writer per data cache -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CacheSharing:
-    """Which ranks see the same data-cache directory as this process (this one included)."""
-
-    sharing: tuple[int, ...]
-    views: tuple[tuple[int, ...], ...] = ()
-    """Every rank's `sharing`, in rank order (for the log)."""
-
-    @property
-    def writer(self) -> int:
-        """The one rank that prepares the data in this directory: the lowest that sees it."""
-        return min(self.sharing)
-
-    def writers(self) -> list[int]:
-        return sorted({min(view) for view in self.views})
-
-
-def cache_sharing(cache_dir: Path, token: str) -> CacheSharing:
-    """Found out, not configured: every rank leaves a probe file named after `token` (one per
-    job) and its rank in its cache directory; after a barrier each looks up every other rank's
-    probe by name. Ranks that see each other's probe share the directory, whether it is one
-    node's local disk or a file system shared by all nodes, and whatever path each mounted it
-    at. A probe seen by one side only (network file-system lag) still pairs the two ranks; one
-    seen by neither makes a second writer, which `cache.publish_entry`'s atomic rename makes
-    harmless."""
-    probe = write_probe(cache_dir, token, rank())
-    torch.distributed.barrier()
-    seen = {r for r in range(world_size()) if probe_path(cache_dir, token, r).exists()}
-    views = tuple(all_gather(tuple(sorted(seen))))  # also the barrier after which each rank removes its probe
-    probe.unlink(missing_ok=True)
-    # Sharing is symmetric: a rank that saw this one's probe shares this directory even when
-    # this one did not (yet) see its probe, so both elect the same writer.
-    seen |= {r for r, view in enumerate(views) if rank() in view}
-    return CacheSharing(tuple(sorted(seen)), views)
-
-
-def one_writer_per_cache(cache_dir: Path, build: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """`build(*args, **kwargs, cache_dir=cache_dir, may_build=...)` in every process, with one writer per
-    cache directory: the writer prepares (`may_build=True`); the others wait for it through the
-    file system (no collective time-out however long preparation takes), then only read. A
-    failed preparation (bad data) stops every process with its message."""
-    if not distributed():
-        return build(*args, **kwargs, cache_dir=cache_dir, may_build=True)
-    token = broadcast_from_rank0(uuid.uuid4().hex)
-    sharing = cache_sharing(cache_dir, token)
-    if is_main_process():
-        logger.info(
-            "data cache: %d writer(s) (rank(s) %s) for %d process(es)",
-            len(sharing.writers()),
-            ", ".join(map(str, sharing.writers())),
-            world_size(),
-        )
-    result, error = None, None
-    try:
-        if rank() == sharing.writer:
-            try:
-                result = build(*args, **kwargs, cache_dir=cache_dir, may_build=True)
-            except BaseException as err:
-                signal_prepared(cache_dir, token, rank(), str(err) or type(err).__name__)
-                raise
-            signal_prepared(cache_dir, token, rank(), None)
-        else:
-            failed = wait_for_prepared(cache_dir, token, sharing.writer)
-            if failed is not None:
-                raise UserError(failed)
-            result = build(*args, **kwargs, cache_dir=cache_dir, may_build=False)
-    except UserError as err:
-        error = str(err)
-    errors = all_gather(error)
-    if rank() == sharing.writer:
-        clear_prepared(cache_dir, token, rank())  # every reader has read it
-    failed = next((e for e in errors if e is not None), None)
-    if failed is not None:
-        raise UserError(failed)
-    return result
-
-
-def broadcast_from_rank0(value: T) -> T:
-    payload = [value]
-    torch.distributed.broadcast_object_list(payload, src=0)
-    return payload[0]
 
 
 # --- the run directory ---------------------------------------------------------------------------

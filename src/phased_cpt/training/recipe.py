@@ -22,9 +22,9 @@ from phased_cpt.config import (
     public_config,
 )
 from phased_cpt.crash_points import crash_point
-from phased_cpt.data.cache import resolve_cache_dir
+from phased_cpt.data.cache import one_writer_per_cache, resolve_cache_dir
 from phased_cpt.data.collate import check_packing_model, make_collator
-from phased_cpt.data.phase_data import PhaseData, build_run_data, save_rejected
+from phased_cpt.data.phase_data import DataSettings, EvaluatedData, PhaseData, build_run_data, save_rejected
 from phased_cpt.data.plan import PhaseRows, format_plan, longest_row_tokens, plan_phases, plan_warnings
 from phased_cpt.errors import ConfigError, storage_errors
 from phased_cpt.evaluation.report import write_report
@@ -40,7 +40,6 @@ from phased_cpt.training.phase import PhaseOutput, PhaseResult, PhaseSettings, p
 from phased_cpt.training.processes import (
     check_same_job,
     init_distributed,
-    one_writer_per_cache,
     rank_zero_run_dir,
     writer_identity,
 )
@@ -89,15 +88,7 @@ def run_training(cfg: RunConfig, resume: str | None = None) -> RunDir:
     with storage_errors(cache_dir or cfg.output.dir):
         phase_data = one_writer_per_cache(
             cache_dir,
-            build_run_data,
-            cfg.phases,
-            cfg.data,
-            tokenizer,
-            cfg.context,
-            cfg.training.seed,
-            general=cfg.general,
-            general_eval_file=cfg.evaluation.general_file,
-            future=cfg.evaluation.future,
+            lambda: build_run_data(cfg.phases, DataSettings.of(cfg), tokenizer, cache_dir, EvaluatedData.of(cfg)),
         )
     preparation_seconds = time.perf_counter() - preparing
     plans = plan_phases(cfg.phases, cfg.training, cfg.context, phase_data, evaluation=cfg.evaluation)

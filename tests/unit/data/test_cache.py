@@ -18,6 +18,7 @@ from phased_cpt.data.cache import (
     clear_prepared,
     file_digest,
     publish_entry,
+    reading_only,
     signal_prepared,
     wait_for_entry,
     wait_for_prepared,
@@ -101,11 +102,16 @@ def test_another_lock_error_is_not_hidden(tmp_path, monkeypatch):
 
 def test_a_reader_never_builds_and_says_what_to_check_when_the_entry_never_appears(tmp_path, monkeypatch):
     monkeypatch.setattr(cache, "POLL_SECONDS", 0.01)
+    monkeypatch.setattr(cache, "WAIT_FOR_WRITER_SECONDS", 0.05)
     with pytest.raises(UserError, match="data.cache_dir is the same directory"):
         wait_for_entry(tmp_path / "k", timeout_s=0.05)
     assert not (tmp_path / "k").exists()
     publish_entry(tmp_path / "k", filler("a"))
-    assert cached_entry(tmp_path, "k", filler("never"), may_build=False) == (tmp_path / "k", True)
+    with reading_only(tmp_path):
+        assert cached_entry(tmp_path, "k", filler("never")) == (tmp_path / "k", True)
+        with pytest.raises(UserError, match="not visible here"):  # a reader never builds a missing entry
+            cached_entry(tmp_path, "missing", filler("never"))
+    assert not (tmp_path / "missing").exists()
 
 
 def test_the_writer_signals_success_or_its_error_to_the_readers(tmp_path):

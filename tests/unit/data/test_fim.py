@@ -7,7 +7,7 @@ import pytest
 
 from phased_cpt.config import ContextConfig, DataConfig, ModelConfig, PhaseConfig
 from phased_cpt.data.chunking import IGNORE_INDEX
-from phased_cpt.data.fim import FimTokens, fim_permute, find_fim_tokens, require_fim_tokens
+from phased_cpt.data.fim import FimSetup, FimTokens, fim_permute, find_fim_tokens, require_fim_tokens
 from phased_cpt.data.phase_data import build_phase_data
 from phased_cpt.errors import UserError
 from phased_cpt.modeling import load_tokenizer
@@ -47,9 +47,7 @@ def test_finds_qwen_and_starcoder_spellings_and_explains_when_there_are_none(tok
 
 def permute(tokenizer, fim, text, spm, seed=0, lead=0, context=0, prefix_ids=(), max_tokens=10_000):
     ids = np.array([*prefix_ids, *encode(tokenizer, text), tokenizer.eos_token_id])
-    return fim_permute(
-        ids, lead, context, tokenizer.eos_token_id, fim, tokenizer, np.random.default_rng(seed), spm, max_tokens
-    )
+    return fim_permute(ids, lead, context, FimSetup(fim, tokenizer, max_tokens), np.random.default_rng(seed), spm)
 
 
 def split_at(ids: list[int], *markers: int) -> list[list[int]]:
@@ -95,7 +93,7 @@ def test_lead_tokens_stay_in_front_and_a_unit_with_context_is_always_psm(tokeniz
 
 def test_a_chunk_without_eos_gets_none_and_a_unit_too_long_for_the_row_stays_as_it_is(tokenizer, fim):
     ids = np.array(encode(tokenizer, TEXT))  # not a document's last chunk
-    unit = fim_permute(ids, 0, 0, tokenizer.eos_token_id, fim, tokenizer, np.random.default_rng(0), False, 10_000)
+    unit = fim_permute(ids, 0, 0, FimSetup(fim, tokenizer, 10_000), np.random.default_rng(0), False)
     assert tokenizer.eos_token_id not in unit.ids.tolist() and len(unit.ids) >= len(ids) + 3
     assert permute(tokenizer, fim, TEXT, spm=False, max_tokens=len(ids) + 2) is None
 

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
-from phased_cpt.config import GENERAL_COLUMN, ContextConfig, DataConfig, GeneralConfig, ModelConfig, PhaseConfig
-from phased_cpt.config.loading import load_config
+from phased_cpt.config import GENERAL_COLUMN, ContextConfig, DataConfig, ModelConfig, PhaseConfig
+from phased_cpt.config.loading import dump_config, load_config
 from phased_cpt.data.mixing import draw_chunks, mixed_tokens
-from phased_cpt.data.phase_data import build_run_data
+from phased_cpt.data.phase_data import DataSettings, EvaluatedData, build_run_data
 from phased_cpt.errors import ConfigError
 from phased_cpt.modeling import load_tokenizer
 from tests.conftest import write_jsonl
@@ -76,13 +77,10 @@ def mixed(tmp_path_factory, tokenizer):
     config, _ = load_config(None, base_data=cfg)
     data = build_run_data(
         config.phases,
-        config.data,
+        DataSettings(config.data, config.context, 7, config.general),
         tokenizer,
-        config.context,
-        7,
         work / "cache",
-        config.general,
-        config.evaluation.general_file,
+        EvaluatedData(config.evaluation.general_file),
     )
     return data
 
@@ -148,13 +146,10 @@ def test_a_general_eval_file_alone_is_held_out_whole(tmp_path, tokenizer):
     phase = write_jsonl(tmp_path / "p.jsonl", documents("delta", 5, 8))
     data = build_run_data(
         [PhaseConfig(name="p", file=phase)],
-        DataConfig(eval_ratio=0.0),
+        DataSettings(DataConfig(eval_ratio=0.0), ContextConfig(max_tokens=64, overlap_tokens=8), 1),
         tokenizer,
-        ContextConfig(max_tokens=64, overlap_tokens=8),
-        1,
         tmp_path / "cache",
-        GeneralConfig(),
-        general_eval,
+        EvaluatedData(general_eval),
     )
     assert data[GENERAL_COLUMN].eval.documents == 5 and len(data[GENERAL_COLUMN].train) == 0
     assert data["p"].train.stats["general_tokens"] == 0
@@ -188,13 +183,16 @@ def test_config_rules_of_sources_and_general(tmp_path):
     assert "replay_ratio (0.5) + general ratio (0.5) must stay below 1" in problem
 
 
-def test_each_phase_gets_its_effective_general_ratio(tmp_path):
+def test_each_phase_gets_its_effective_general_ratio_and_keeps_its_own_setting(tmp_path):
     data = str(write_jsonl(tmp_path / "d.jsonl", ["x = 1"]))
     general = str(write_jsonl(tmp_path / "g.jsonl", ["y = 1"]))  # never a phase's file (issue 29)
     phases = [{"name": "p", "file": data, "general_ratio": 0.0}, {"name": "q", "file": data}]
     cfg, _ = load_config(None, base_data={"phases": phases, "general": {"file": general, "ratio": 0.05}})
-    assert [p.general_ratio for p in cfg.phases] == [0.0, 0.05]
+    assert [p.general_ratio_for(cfg.general) for p in cfg.phases] == [0.0, 0.05]
+    assert [p.general_ratio for p in cfg.phases] == [0.0, None]  # what the user wrote, never overwritten
+    stored = yaml.safe_load(dump_config(cfg))  # the run directory's config holds the resolved share, as it always has
+    assert [p["general_ratio"] for p in stored["phases"]] == [0.0, 0.05]
     cfg, _ = load_config(None, base_data={"phases": phases})
-    assert [p.general_ratio for p in cfg.phases] == [0.0, 0.0]  # no general.file: nothing to mix
+    assert [p.general_ratio_for(cfg.general) for p in cfg.phases] == [0.0, 0.0]  # no general.file: nothing to mix
     cfg, _ = load_config(None, base_data={"phases": phases[1:], "general": {"file": general}})
-    assert cfg.phases[0].general_ratio == 0.05  # the default share, once there is a general file
+    assert cfg.phases[0].general_ratio_for(cfg.general) == 0.05  # the default share, once there is a general file

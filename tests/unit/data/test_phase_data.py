@@ -6,7 +6,7 @@ import torch
 from phased_cpt.config import ContextConfig, DataConfig, ModelConfig, PhaseConfig
 from phased_cpt.data.chunking import IGNORE_INDEX
 from phased_cpt.data.collate import make_collator
-from phased_cpt.data.phase_data import build_phase_data, build_run_data, tokenize_documents
+from phased_cpt.data.phase_data import DataSettings, build_phase_data, build_run_data, tokenize_documents
 from phased_cpt.errors import DataError
 from phased_cpt.modeling import load_tokenizer
 from tests.conftest import bundled_texts, write_jsonl
@@ -219,7 +219,7 @@ def test_replay_draws_the_ratio_of_tokens_from_earlier_training_chunks(tmp_path,
     second = write_jsonl(tmp_path / "b.jsonl", bundled_texts("phase3_pr_mastery"))
     phases = [PhaseConfig(name="a", file=first), PhaseConfig(name="b", file=second, replay_ratio=0.25)]
     context = ContextConfig(max_tokens=64, overlap_tokens=8, sample_packing=packing)
-    data = build_run_data(phases, DataConfig(eval_ratio=0.1), tokenizer, context, seed=3, cache_dir=tmp_path / "c")
+    data = build_run_data(phases, DataSettings(DataConfig(eval_ratio=0.1), context, 3), tokenizer, tmp_path / "c")
     stats = data["b"].train.stats
     own = sum(int(u[1]) for u in data["b"].own_chunks)
     assert stats["replay_tokens"] / (own + stats["replay_tokens"]) == pytest.approx(0.25, abs=0.03)
@@ -227,7 +227,9 @@ def test_replay_draws_the_ratio_of_tokens_from_earlier_training_chunks(tmp_path,
     a_train = Counter(
         tuple(r["input_ids"])
         for r in build_run_data(
-            phases[:1], DataConfig(eval_ratio=0.1), tokenizer, context.model_copy(update={"sample_packing": False}), 3
+            phases[:1],
+            DataSettings(DataConfig(eval_ratio=0.1), context.model_copy(update={"sample_packing": False}), 3),
+            tokenizer,
         )["a"].train.dataset
     )
     a_eval = {tuple(r["input_ids"]) for r in data["a"].eval.dataset}
@@ -236,7 +238,7 @@ def test_replay_draws_the_ratio_of_tokens_from_earlier_training_chunks(tmp_path,
     replayed = [c for c in chunks if c in a_train]
     assert sum(len(p) for p in replayed) == stats["replay_tokens"] and not set(replayed) & a_eval
     assert data["a"].train.stats["replay_tokens"] == 0
-    again = build_run_data(phases, DataConfig(eval_ratio=0.1), tokenizer, context, seed=3)
+    again = build_run_data(phases, DataSettings(DataConfig(eval_ratio=0.1), context, 3), tokenizer)
     assert list(again["b"].train.dataset) == list(data["b"].train.dataset)  # deterministic for a seed
 
 

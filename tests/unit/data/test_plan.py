@@ -13,9 +13,10 @@ from transformers import TrainingArguments
 
 from phased_cpt.cli import main
 from phased_cpt.config import ContextConfig, DataConfig, EvaluationConfig, PhaseConfig, TrainingConfig
+from phased_cpt.data.encoder import ByteEstimate
+from phased_cpt.data.phase_data import build_phase_data
 from phased_cpt.data.plan import (
     PhaseRows,
-    estimate_phase_rows,
     optimizer_steps,
     plan_phases,
     plan_warnings,
@@ -157,9 +158,10 @@ def test_without_the_tokenizer_tokens_come_from_bytes_through_the_same_chunking(
     texts = ["x" * 350, "y" * 35, "z" * 7000]  # 100, 10 and 2000 tokens at 3.5 bytes per token, + EOS
     write_jsonl(tmp_path / "p.jsonl", texts)
     context = ContextConfig(max_tokens=512, overlap_tokens=64)
-    rows = estimate_phase_rows(
-        PhaseConfig(name="p", file=tmp_path / "p.jsonl"), DataConfig(eval_ratio=0.0), context, 0, 3.5
+    data = build_phase_data(
+        PhaseConfig(name="p", file=tmp_path / "p.jsonl"), DataConfig(eval_ratio=0.0), ByteEstimate(3.5), context, 0
     )
+    rows = PhaseRows.of(data, estimated=True)
     assert rows.estimated and rows.statistics["document_tokens"] == 101 + 11 + 2001
     from phased_cpt.data.chunking import chunk_document
 
@@ -294,3 +296,39 @@ def test_plan_shows_each_evaluation_sets_contamination_and_warns_on_recall(tmp_p
     assert main(["plan", str(tmp_path / "config.yaml")]) == 0
     out = capsys.readouterr().out
     assert "contamination (lines >= 25 chars" in out and "p1 50.0% (recall), future_evolution 0.0%" in out
+
+
+def test_without_the_tokenizer_replay_weights_and_general_text_are_planned_and_only_fim_is_not(tmp_path):
+    """The byte estimate runs the real preparation: replay, source weights and general mixing are
+    in its counts; only FIM (it rearranges text through the tokenizer) is left out, and said so."""
+    from phased_cpt.config import load_config
+    from phased_cpt.data.plan import prepare_plan_rows
+
+    files = {
+        name: write_jsonl(tmp_path / f"{name}.jsonl", [f"{name} {i} " + "x" * 90 for i in range(12)]) for name in "abcg"
+    }
+    phases = [
+        {"name": "one", "file": str(files["a"])},
+        {
+            "name": "two",
+            "file": [{"path": str(files["b"]), "weight": 2}, {"path": str(files["c"]), "weight": 1}],
+            "replay_ratio": 0.2,
+        },
+    ]
+    cfg, _ = load_config(
+        None,
+        base_data={
+            "model": {"name": "nobody/not-on-this-machine"},
+            "phases": phases,
+            "general": {"file": str(files["g"]), "ratio": 0.1},
+            "context": {"max_tokens": 128, "overlap_tokens": 16, "fim_rate": 0.5},
+            "data": {"cache_dir": str(tmp_path / "cache")},
+        },
+    )
+    rows, notes = prepare_plan_rows(cfg)
+    two = rows["two"].statistics
+    assert rows["two"].estimated and two["replay_tokens"] > 0 and two["general_tokens"] > 0
+    assert two["eos_tokens"] > two["documents"]  # weights repeat documents, and their EOS
+    assert any(note.startswith("FIM: not in the estimated counts") for note in notes)
+    assert not any("replay" in note for note in notes)
+    assert not (tmp_path / "cache").exists()  # an estimate is never written to the data cache

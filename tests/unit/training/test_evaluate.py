@@ -13,7 +13,7 @@ from phased_cpt.config import (
     WandbConfig,
 )
 from phased_cpt.data.collate import make_collator
-from phased_cpt.data.phase_data import build_run_data
+from phased_cpt.data.phase_data import DataSettings, build_run_data
 from phased_cpt.modeling import attach_lora, load_base_model, load_tokenizer
 from phased_cpt.run_dir import RunDir
 from phased_cpt.training.evaluate import RunEvaluator
@@ -30,7 +30,7 @@ def pieces(tiny_model_dir, tmp_path_factory):
     ]
     tokenizer = load_tokenizer(ModelConfig(name=str(tiny_model_dir)))
     context = ContextConfig(max_tokens=64, overlap_tokens=8)
-    data = build_run_data(phases, DataConfig(eval_ratio=0.34), tokenizer, context, seed=0, cache_dir=work / "cache")
+    data = build_run_data(phases, DataSettings(DataConfig(eval_ratio=0.34), context, 0), tokenizer, work / "cache")
     model = attach_lora(
         load_base_model(ModelConfig(name=str(tiny_model_dir), dtype="float32")), LoraConfig(r=4, alpha=8)
     )

@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from phased_cpt.plans.job import flatten
 from phased_cpt.run_dir import (
     COMPLETE_MARKER,
     RunDir,
@@ -13,7 +14,6 @@ from phased_cpt.run_dir import (
 )
 from phased_cpt.training.checkpoints import CheckpointCallback
 from phased_cpt.training.metrics import truncate_metrics
-from phased_cpt.plans.job import flatten
 from phased_cpt.training.resume import config_differences, resume_point
 
 RESUME_FILES = ("adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json", "rng_state.pth")
