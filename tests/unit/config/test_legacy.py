@@ -16,7 +16,7 @@ from phased_cpt.config.legacy import LEGACY_KEYS, OLDER_ZERO3, TRANSLATED, trans
 from phased_cpt.errors import ConfigError
 from tests.conftest import write_jsonl
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
 # The older tool's published config.yaml: every key and value (its comments left out).
 OLDER = {

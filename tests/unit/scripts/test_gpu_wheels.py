@@ -17,7 +17,7 @@ from scripts.gpu_wheels import (
     version_of_checkout,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_the_pinned_wheels_and_our_own_stay_under_60_mib():
