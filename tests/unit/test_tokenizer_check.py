@@ -15,7 +15,7 @@ from phased_cpt.config import load_config
 from phased_cpt.errors import UserError
 from phased_cpt.tokenizer_check import PROBE_TEXT, first_line, local_tokenizer_problems, tokenizer_problem
 from tests.conftest import bundled_texts, write_jsonl
-from tests.unit.test_cli import imported_by
+from tests.unit.cli.test_cli import imported_by
 
 
 def without_tokenizer_json(source: Path, out: Path) -> Path:
