@@ -1,6 +1,11 @@
-"""A phase's start state is a function of the config and the phase alone (issue 18): whatever the
-process's RNGs went through before (an earlier phase, an evaluation, a callback that draws once
-per process when training begins), the phase trains the same adapter, LoRA dropout on."""
+"""training/phase.py: one phase as one HF Trainer run.
+
+- A phase's start state is a function of the config and the phase alone (issue 18): whatever the
+  process's RNGs went through before, the phase trains the same adapter, LoRA dropout on.
+- PhaseTrainer's optimizer and scheduler: the embeddings' own learning rate, the phase's part of
+  the run's LR schedule, the DeepSpeed case where an own learning rate cannot be kept.
+- Every training key reaches the HF Trainer (`training_arguments`).
+"""
 
 from __future__ import annotations
 
@@ -15,9 +20,20 @@ from transformers import TrainerCallback, set_seed
 from phased_cpt.config import ContextConfig, DataConfig, LoraConfig, ModelConfig, PhaseConfig, TrainingConfig
 from phased_cpt.data.collate import make_collator
 from phased_cpt.data.phase_data import build_phase_data
+from phased_cpt.errors import UserError
 from phased_cpt.evaluation.perplexity import evaluate_rows, preserved_rng
-from phased_cpt.modeling import attach_lora, load_base_model, load_tokenizer
-from phased_cpt.training.phase import PhaseOutput, PhaseSettings, phase_seed, train_phase
+from phased_cpt.modeling import attach_lora, embedding_parameter_names, load_base_model, load_tokenizer
+from phased_cpt.training.deepspeed_plan import DeepSpeedPlan
+from phased_cpt.training.phase import (
+    PhaseOutput,
+    PhaseSettings,
+    PhaseTrainer,
+    check_embedding_lr,
+    phase_seed,
+    train_phase,
+    training_arguments,
+)
+from phased_cpt.training.schedule import phase_lr
 from tests.conftest import bundled_texts, write_jsonl
 
 LORA = LoraConfig(r=4, alpha=8, dropout=0.1)
@@ -90,3 +106,90 @@ def test_each_phase_has_its_own_seed_from_the_run_seed_and_the_phase():
     assert phase_seed(0, "a") == phase_seed(0, "a")
     assert len({phase_seed(0, "a"), phase_seed(0, "b"), phase_seed(1, "a")}) == 3
     assert 0 <= phase_seed(2**40, "a") < 2**32
+
+
+def trainer(model_dir, tmp_path, lora: LoraConfig, **kwargs) -> PhaseTrainer:
+    model = attach_lora(
+        load_base_model(ModelConfig(name=str(model_dir), dtype="float32", attn_implementation="sdpa")), lora
+    )
+    training = TrainingConfig(
+        learning_rate=1e-3, weight_decay=0.1, lora=lora, max_steps=10, gradient_checkpointing=True
+    )
+    return PhaseTrainer(model=model, args=training_arguments(training, 1, tmp_path), max_nonfinite_losses=3, **kwargs)
+
+
+@pytest.mark.parametrize("embeddings", ["full", "lora"])
+def test_trained_embeddings_get_their_own_learning_rate(tiny_model_dir, tmp_path, embeddings):
+    phase = trainer(tiny_model_dir, tmp_path, LoraConfig(r=4, embeddings=embeddings), embedding_lr_ratio=0.1)
+    optimizer = phase.create_optimizer()
+    embedding = {id(p) for n, p in phase.model.named_parameters() if n in embedding_parameter_names(phase.model)}
+    assert embedding
+    for group in optimizer.param_groups:
+        in_group = {id(p) for p in group["params"]}
+        assert in_group <= embedding or not in_group & embedding  # a group is all embedding or none
+        assert group["lr"] == pytest.approx(1e-3 * (0.1 if in_group <= embedding else 1.0))
+    grouped = [id(p) for g in optimizer.param_groups for p in g["params"]]
+    trainable = [id(p) for p in phase.model.parameters() if p.requires_grad]
+    assert sorted(grouped) == sorted(trainable)  # every trainable parameter once
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)  # the logged learning rate is the LoRA one
+
+
+def test_frozen_embeddings_keep_the_trainers_own_optimizer(tiny_model_dir, tmp_path):
+    phase = trainer(tiny_model_dir, tmp_path, LoraConfig(r=4), embedding_lr_ratio=None)
+    assert {g["lr"] for g in phase.create_optimizer().param_groups} == {1e-3}
+
+
+def test_the_phase_scheduler_is_the_phases_part_of_the_run_schedule(tiny_model_dir, tmp_path):
+    training = TrainingConfig(lr_across_phases="wsd", lr_scheduler="linear")
+    phase = trainer(tiny_model_dir, tmp_path, LoraConfig(r=4), lr=phase_lr(training, 1, 3))
+    phase.create_optimizer()
+    scheduler = phase.create_scheduler(10)
+    assert set(scheduler.get_last_lr()) == {1e-3}  # a middle wsd phase starts at the peak
+    rewarm = trainer(tiny_model_dir, tmp_path, LoraConfig(r=4))
+    rewarm.create_optimizer()
+    assert set(rewarm.create_scheduler(10).get_last_lr()) == {0.0}  # the Trainer's own: warms up again
+
+
+def test_an_own_embedding_learning_rate_is_refused_where_deepspeed_builds_the_optimizer():
+    offload = DeepSpeedPlan({"zero_optimization": {"stage": 2}, "optimizer": {"type": "AdamW"}}, "zero2", "set")
+    with pytest.raises(UserError, match="embedding_lr_ratio .0.1. needs the HF Trainer's optimizer"):
+        check_embedding_lr(0.1, offload)
+    check_embedding_lr(1.0, offload)
+    check_embedding_lr(0.1, DeepSpeedPlan({"zero_optimization": {"stage": 3}}, "zero3", "set"))
+    check_embedding_lr(None, offload)
+
+
+def test_each_training_key_is_passed_to_the_trainer(tmp_path):
+    training = TrainingConfig(
+        micro_batch_size=3,
+        gradient_accumulation_steps=5,
+        learning_rate=7e-5,
+        lr_scheduler="linear",
+        warmup_ratio=0.2,
+        weight_decay=0.01,
+        max_grad_norm=0.5,
+        gradient_checkpointing=False,
+        seed=123,
+        logging_steps=4,
+        save_steps=9,
+        max_steps=17,
+        lora=LoraConfig(r=4),
+    )
+    args = training_arguments(training, epochs=2.5, phase_dir=tmp_path)
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (3, 5)
+    assert args.learning_rate == 7e-5 and args.lr_scheduler_type.value == "linear"
+    assert args.warmup_steps == 0.2 and args.get_warmup_steps(100) == 20  # a ratio of the phase's steps
+    assert (args.weight_decay, args.max_grad_norm, args.seed) == (0.01, 0.5, 123)
+    assert (args.logging_steps, args.save_steps, args.max_steps, args.num_train_epochs) == (4, 9, 17, 2.5)
+    assert not args.activation_checkpointing
+    assert args.save_total_limit is None  # rotation is CheckpointCallback's, after a newer checkpoint is complete
+    assert not args.save_only_model and args.output_dir == str(tmp_path)
+    checkpointed = training_arguments(TrainingConfig(gradient_checkpointing=True), epochs=1, phase_dir=tmp_path)
+    assert checkpointed.activation_checkpointing and checkpointed.max_steps == -1
+
+
+def test_model_dtype_and_attention_are_applied(tiny_model_dir):
+    model = load_base_model(ModelConfig(name=str(tiny_model_dir), dtype="bfloat16", attn_implementation="eager"))
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert model.config._attn_implementation == "eager"
+    assert model.config.use_cache is False
