@@ -16,6 +16,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # The data cache and the quickstart model go to a per-session directory, not the user's ~/.cache.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="phased-cpt-tests-cache-")
 
+from phased_cpt.config import PerformanceConfig, TrainingConfig  # noqa: E402
+from phased_cpt.config.schema import liger_installed  # noqa: E402
 from phased_cpt.quickstart import DATA_DIR  # noqa: E402
 from phased_cpt.quickstart.tiny_model import build_tiny_model  # noqa: E402
 
@@ -64,3 +66,11 @@ def bundled_texts(name: str, limit: int | None = None) -> list[str]:
     with open(DATA_DIR / f"{name}.jsonl", encoding="utf-8") as f:
         texts = [json.loads(line)["training_content"] for line in f if line.strip()]
     return texts[:limit]
+
+
+no_liger = pytest.mark.skipif(liger_installed(), reason="checks the behaviour without liger-kernel")
+
+
+def training_with(**performance) -> TrainingConfig:
+    """Checkpointing on (`auto` is resolved before the Trainer is built: tests/unit/test_memory.py)."""
+    return TrainingConfig(gradient_checkpointing=True, performance=PerformanceConfig(**performance))

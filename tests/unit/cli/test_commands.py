@@ -11,7 +11,10 @@ import pytest
 
 from phased_cpt.cli import main
 from phased_cpt.cli.parser import build_parser, package_version
-from tests.conftest import write_jsonl
+from phased_cpt.config import load_config
+from phased_cpt.errors import ConfigError
+from tests.conftest import bundled_texts, no_liger, write_jsonl
+from tests.e2e.cli import assert_user_error, run_cli, tiny_run_config, write_yaml
 
 
 @pytest.fixture
@@ -196,8 +199,6 @@ def test_report_without_metrics_file_says_it_is_missing(capsys, tmp_path):
 )
 def test_a_bad_source_is_one_problem_without_pydantic_union_internals(config, file, expected):
     """Before: three problems, two of them 'phases.0.file.lax-or-strict[lax=union[json-or-python[...'."""
-    from phased_cpt.config import load_config
-    from phased_cpt.errors import ConfigError
 
     with pytest.raises(ConfigError) as err:
         load_config(config, [f"phases.0.file={file}"])
@@ -240,3 +241,15 @@ def test_source_weights_of_any_finite_size_share_out_the_tokens():
     assert tokens == [300, 100]
     _, tokens = weight_sources([a, b], [3.0, 1.0], np.random.default_rng(0))
     assert tokens == [300, 100]
+
+
+@no_liger
+@pytest.mark.e2e
+def test_validate_refuses_liger_true_without_liger_kernel(tiny_model_dir, tmp_path):
+    data = write_jsonl(tmp_path / "p1.jsonl", bundled_texts("phase1_foundation", 4))
+    config = tiny_run_config(tiny_model_dir, [("p1", data, 1)])
+    config["training"]["performance"] = {"liger_kernel": True}
+    result = run_cli(["validate", str(write_yaml(tmp_path / "config.yaml", config))], cwd=tmp_path)
+    assert_user_error(
+        result, "training.performance.liger_kernel: true needs liger-kernel", "pip install 'phased-cpt[gpu]'"
+    )

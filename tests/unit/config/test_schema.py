@@ -10,6 +10,7 @@ import yaml
 
 from phased_cpt.config import load_config
 from phased_cpt.errors import ConfigError
+from tests.conftest import no_liger
 
 
 def config(tmp_path: Path, evaluation: dict) -> Path:
@@ -86,3 +87,26 @@ def test_humaneval_limits(tmp_path):
     assert "evaluation.humaneval.problems" in problems(config(tmp_path, {"humaneval": {"problems": 165}}))
     smaller = problems(config(tmp_path, {"humaneval": {"problems": 30, "final_problems": 10}}))
     assert "final_problems (10) must be at least problems (30)" in smaller
+
+
+def test_checkpointing_options_need_checkpointing():
+    with pytest.raises(ConfigError) as err:
+        load_config(
+            None,
+            ["training.gradient_checkpointing=false", "training.performance.checkpoint_every_n_layers=2"],
+            check_files=False,
+        )
+    assert (
+        "training.performance.checkpoint_every_n_layers / checkpoint_offload need training.gradient_checkpointing: true"
+        in str(err.value)
+    )
+
+
+@no_liger
+def test_liger_true_without_liger_kernel_is_a_config_error_naming_the_key():
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["training.performance.liger_kernel=true"], check_files=False)
+    assert err.value.problems == [
+        "training.performance.liger_kernel: true needs liger-kernel, which is not installed; "
+        "pip install 'phased-cpt[gpu]' (on a CUDA machine) or set it to auto"
+    ]

@@ -1,4 +1,3 @@
-import json
 import math
 
 import pytest
@@ -7,7 +6,6 @@ import torch
 from phased_cpt.config import ContextConfig, DataConfig, LoraConfig, ModelConfig, PhaseConfig
 from phased_cpt.data.collate import make_collator
 from phased_cpt.data.phase_data import build_phase_data
-from phased_cpt.evaluation.forgetting import ForgettingMatrix
 from phased_cpt.evaluation.perplexity import evaluate_rows
 from phased_cpt.modeling import attach_lora, load_base_model, load_tokenizer
 from tests.conftest import bundled_texts, write_jsonl
@@ -73,55 +71,3 @@ def test_base_model_evaluation_disables_the_adapter(setup):
     model.train()
     evaluate_rows(model, rows.dataset, collator, 2)
     assert model.training
-
-
-def test_forgetting_matrix_round_trip_and_outputs(tmp_path):
-    matrix = ForgettingMatrix(["p1", "p2"])
-    matrix.add_row(
-        "base",
-        {
-            "p1": {"loss": 2.0, "perplexity": math.exp(2.0), "target_tokens": 10},
-            "p2": {"loss": 3.0, "perplexity": math.exp(3.0), "target_tokens": 5},
-        },
-    )
-    matrix.add_row("p1", {"p1": {"loss": 1.0, "perplexity": math.exp(1.0), "target_tokens": 10}})
-    matrix.save(tmp_path)
-    data = json.loads((tmp_path / "forgetting.json").read_text())
-    assert data["perplexity"] == [
-        [pytest.approx(math.exp(2)), pytest.approx(math.exp(3))],
-        [pytest.approx(math.e), None],
-    ]
-    md = (tmp_path / "forgetting.md").read_text().splitlines()
-    assert md[0] == "| perplexity after \\ on | p1 | p2 |" and md[3] == "| p1 | 2.72 | — |"
-    assert (tmp_path / "forgetting.png").read_bytes()[:4] == b"\x89PNG"
-    loaded = ForgettingMatrix.load(tmp_path / "forgetting.json")
-    assert loaded.columns == ["p1", "p2"] and loaded.has_row("p1") and not loaded.has_row("p2")
-    loaded.add_row("p1", {"p1": {"loss": 0.5, "perplexity": math.exp(0.5), "target_tokens": 10}})
-    assert len(loaded.rows) == 2  # re-evaluating a phase replaces its row
-
-
-def test_report_redraws_every_plot_it_links(tmp_path):
-    """`phased-cpt report` redraws forgetting.png and learning.png, not only curves.png, so
-    report.md never links a missing image (issue 19 item 10)."""
-    import re
-
-    from phased_cpt.config import GENERAL_COLUMN
-    from phased_cpt.evaluation.report import write_report
-    from phased_cpt.run_dir import RunDir
-    from tests.unit.inference.conftest import write_run
-
-    run = RunDir(write_run(tmp_path / "run", tmp_path, ["p1"], ["p1"]))
-    cell = lambda loss: {"loss": loss, "perplexity": math.exp(loss), "target_tokens": 10}  # noqa: E731
-    matrix = ForgettingMatrix(["p1", GENERAL_COLUMN])
-    matrix.add_row("base", {"p1": cell(3.0), GENERAL_COLUMN: cell(2.0)})
-    matrix.add_row("p1", {"p1": cell(1.0), GENERAL_COLUMN: cell(2.5)})
-    matrix.save(run.eval_dir)
-    (run.eval_dir / "forgetting.png").unlink()
-    report = write_report(run).read_text()
-    linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
-    assert sorted(linked) == ["curves.png", "forgetting.png", "learning.png"]
-    for name in linked:
-        assert (run.eval_dir / name).read_bytes()[:4] == b"\x89PNG", name
-    (run.eval_dir / "forgetting.json").write_text('{"columns": ')  # damaged: named in the report, no link
-    report = write_report(run).read_text()
-    assert "forgetting.json is damaged" in report and "(forgetting.png)" not in report

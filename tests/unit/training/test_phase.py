@@ -17,7 +17,15 @@ import torch
 from peft import get_peft_model_state_dict
 from transformers import TrainerCallback, set_seed
 
-from phased_cpt.config import ContextConfig, DataConfig, LoraConfig, ModelConfig, PhaseConfig, TrainingConfig
+from phased_cpt.config import (
+    ContextConfig,
+    DataConfig,
+    LoraConfig,
+    ModelConfig,
+    PerformanceConfig,
+    PhaseConfig,
+    TrainingConfig,
+)
 from phased_cpt.data.collate import make_collator
 from phased_cpt.data.phase_data import build_phase_data
 from phased_cpt.errors import UserError
@@ -34,7 +42,10 @@ from phased_cpt.training.phase import (
     training_arguments,
 )
 from phased_cpt.training.schedule import phase_lr
-from tests.conftest import bundled_texts, write_jsonl
+from phased_cpt.training.throughput import (
+    liger_installed,
+)
+from tests.conftest import bundled_texts, training_with, write_jsonl
 
 LORA = LoraConfig(r=4, alpha=8, dropout=0.1)
 CONTEXT = ContextConfig(max_tokens=64, overlap_tokens=8)
@@ -193,3 +204,56 @@ def test_model_dtype_and_attention_are_applied(tiny_model_dir):
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
     assert model.config._attn_implementation == "eager"
     assert model.config.use_cache is False
+
+
+def test_defaults_reach_the_trainer(tmp_path):
+    args = training_arguments(training_with(), epochs=1, phase_dir=tmp_path)
+    assert args.optim == "adamw_torch_fused"
+    assert args.torch_compile is False
+    assert args.activation_checkpointing_kwargs == {"use_reentrant": False}
+    assert args.use_liger_kernel is (liger_installed() and torch.cuda.is_available())
+
+
+def test_optimizer_reaches_the_trainer(tmp_path):
+    args = training_arguments(training_with(optimizer="adamw_torch"), epochs=1, phase_dir=tmp_path)
+    assert args.optim == "adamw_torch"
+
+
+def test_torch_compile_reaches_the_trainer(tmp_path):
+    args = training_arguments(training_with(torch_compile=True), epochs=1, phase_dir=tmp_path)
+    assert args.torch_compile is True
+
+
+@pytest.mark.parametrize("every, expected", [(1, [True, True]), (2, [True, False])])
+def test_checkpoint_every_n_layers_checkpoints_only_those_layers(tiny_model_dir, tmp_path, every, expected):
+    base = load_base_model(ModelConfig(name=str(tiny_model_dir), dtype="float32", attn_implementation="sdpa"))
+    model = attach_lora(base, LoraConfig(r=4, alpha=8, dropout=0.0))
+    training = TrainingConfig(
+        max_steps=1,
+        gradient_accumulation_steps=1,
+        save_steps=100,
+        logging_steps=100,
+        gradient_checkpointing=True,
+        performance=PerformanceConfig(checkpoint_every_n_layers=every),
+    )
+    row = {"input_ids": list(range(3, 19)), "labels": list(range(3, 19))}
+    trainer = PhaseTrainer(
+        model=model,
+        args=training_arguments(training, epochs=1, phase_dir=tmp_path),
+        train_dataset=[row],
+        data_collator=lambda rows: {k: torch.tensor([r[k] for r in rows]) for k in rows[0]},
+        max_nonfinite_losses=3,
+    )
+    trainer.train()
+    assert [layer.gradient_checkpointing for layer in base.model.layers] == expected
+
+
+def test_token_count_includes_eos_in_packed_batches(tmp_path):
+    # packed rows carry no padding, so every token counts (pad == eos would hide each EOS otherwise)
+    assert (
+        training_arguments(training_with(), epochs=1, phase_dir=tmp_path, packed=True).include_num_input_tokens_seen
+        == "all"
+    )
+    assert (
+        training_arguments(training_with(), epochs=1, phase_dir=tmp_path).include_num_input_tokens_seen == "non_padding"
+    )

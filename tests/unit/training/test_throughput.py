@@ -5,21 +5,29 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, Qwen2Config
 
-from phased_cpt.config import LoraConfig, ModelConfig
+from phased_cpt.config import ContextConfig, LoraConfig, ModelConfig, TrainingConfig
 from phased_cpt.data.rows import RowDataset
+from phased_cpt.errors import UserError
 from phased_cpt.modeling import attach_lora, load_base_model
+from phased_cpt.training.deepspeed_plan import DeepSpeedPlan
 from phased_cpt.training.throughput import (
     ModelShape,
     Peak,
     Throughput,
     attention_flops,
     base_parameters,
+    checkpointing_kwargs,
     chunk_lengths,
+    describe_checkpointing,
     device_peak,
     flops_per_token,
+    resolve_liger,
+    resolve_optimizer,
     spec_peak_tflops,
+    speed_path,
     step_flops,
 )
+from tests.conftest import no_liger, training_with
 
 QWEN25_7B = dict(
     vocab_size=152064,
@@ -129,3 +137,66 @@ def test_mfu_is_useful_flops_over_the_peak():
     values = throughput.values(tokens_per_second_per_device=50_000)
     assert values["model_tflops_per_second"] == pytest.approx(300.0)
     assert values["mfu"] == pytest.approx(300e12 / 989e12)
+
+
+def test_fused_adamw_falls_back_where_torch_has_none():
+    assert resolve_optimizer("adamw_torch_fused", "cpu").value == "adamw_torch_fused"
+    fallback = resolve_optimizer("adamw_torch_fused", "meta")
+    assert (fallback.value, fallback.reason) == ("adamw_torch", "no fused AdamW on meta")
+
+
+def test_checkpoint_every_n_layers_and_offload_become_checkpointing_kwargs():
+    training = training_with(checkpoint_every_n_layers=2, checkpoint_offload=True)
+    assert checkpointing_kwargs(training, on_cuda=True) == {
+        "use_reentrant": False,
+        "every_n_layers": 2,
+        "offload": True,
+    }
+    # pinned host memory needs an accelerator; on a CPU the activations are on the host already
+    assert checkpointing_kwargs(training, on_cuda=False) == {"use_reentrant": False, "every_n_layers": 2}
+    assert describe_checkpointing(training, on_cuda=True) == "every 2 layers + offload to CPU"
+    assert describe_checkpointing(training, on_cuda=False) == "every 2 layers (offload: off, no GPU)"
+    assert checkpointing_kwargs(TrainingConfig(gradient_checkpointing=False)) is None
+
+
+def test_liger_settings_resolve_by_what_the_machine_has():
+    assert resolve_liger("auto", on_cuda=True, installed=True).value is True
+    assert resolve_liger("auto", on_cuda=False, installed=True).reason == "no CUDA GPU"
+    assert resolve_liger("auto", on_cuda=True, installed=False).reason == "not installed"
+    assert resolve_liger(False, on_cuda=True, installed=True).value is False
+    assert resolve_liger(True, on_cuda=True, installed=True).value is True
+    with pytest.raises(UserError, match=r"liger_kernel: true needs a CUDA GPU"):
+        resolve_liger(True, on_cuda=False, installed=True)
+    with pytest.raises(UserError, match=r"pip install 'phased-cpt\[gpu\]'"):
+        resolve_liger(True, on_cuda=True, installed=False)
+
+
+@no_liger
+def test_the_speed_path_line_says_what_is_active(tiny_model_dir):
+    base = load_base_model(ModelConfig(name=str(tiny_model_dir), dtype="float32", attn_implementation="sdpa"))
+    model = attach_lora(base, LoraConfig(r=4, alpha=8, dropout=0.0))
+    training = training_with(optimizer="adamw_torch", checkpoint_every_n_layers=2)
+    line = speed_path(model, training, ContextConfig(max_tokens=64, overlap_tokens=0, sample_packing=True))
+    assert line == (
+        "speed path: liger=off (not installed), attention=sdpa, optimizer=adamw_torch, "
+        "checkpointing=every 2 layers, compile=off, packing=on"
+    )
+    offloaded = DeepSpeedPlan(config={"optimizer": {"type": "AdamW"}}, source="zero3", reason="test")
+    assert "optimizer=deepspeed AdamW (from the DeepSpeed config)," in speed_path(
+        model, training, ContextConfig(), offloaded
+    )
+    plain = DeepSpeedPlan(config={"zero_optimization": {"stage": 2}}, source="zero2", reason="test")
+    assert "optimizer=adamw_torch," in speed_path(model, training, ContextConfig(), plain)
+
+
+def test_private_torch_and_liger_names_are_used_only_on_checked_versions(monkeypatch):
+    from phased_cpt.training import throughput
+
+    assert throughput.version_within("torch", ("2.0", "99.0"))
+    assert not throughput.version_within("torch", ("99.0", "100.0"))
+    assert not throughput.version_within("no-such-package-here", ("0", "99"))
+    monkeypatch.setattr(throughput, "TORCH_CHECKED", ("99.0", "100.0"))  # a torch newer than checked
+    assert throughput.fused_adamw_devices() == ("cuda",)
+    assert resolve_optimizer("adamw_torch_fused", "cpu").value == "adamw_torch"
+    monkeypatch.setattr(throughput, "LIGER_CHECKED", ("99.0", "100.0"))
+    assert throughput.liger_supports("any_model_type") is True
