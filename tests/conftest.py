@@ -1,5 +1,7 @@
-"""Shared fixtures: a tiny tokenizer + random model built offline once per session, and small
-phase files. Models are saved with `save_pretrained` and loaded through the production code."""
+"""Shared fixtures and builders: a tiny tokenizer + random model built offline once per session
+(and its tokenizers), small phase files, configs, LoRA adapters with random weights, and run
+directories made through `RunDir`. Models are saved with `save_pretrained` and loaded through the
+production code."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -16,10 +19,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # The data cache and the quickstart model go to a per-session directory, not the user's ~/.cache.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="phased-cpt-tests-cache-")
 
-from phased_cpt.config import PerformanceConfig, TrainingConfig  # noqa: E402
+from phased_cpt.config import LoraConfig, ModelConfig, PerformanceConfig, TrainingConfig  # noqa: E402
 from phased_cpt.config.schema import liger_installed  # noqa: E402
 from phased_cpt.quickstart import DATA_DIR  # noqa: E402
 from phased_cpt.quickstart.tiny_model import build_tiny_model  # noqa: E402
+from phased_cpt.run_dir import RunDir  # noqa: E402
 
 CORPUS = sorted(DATA_DIR.glob("*.jsonl"))
 
@@ -74,3 +78,59 @@ no_liger = pytest.mark.skipif(liger_installed(), reason="checks the behaviour wi
 def training_with(**performance) -> TrainingConfig:
     """Checkpointing on (`auto` is resolved before the Trainer is built: tests/unit/test_memory.py)."""
     return TrainingConfig(gradient_checkpointing=True, performance=PerformanceConfig(**performance))
+
+
+def tiny_model_config(model_dir: Path) -> ModelConfig:
+    return ModelConfig(name=str(model_dir), dtype="float32", attn_implementation="sdpa")
+
+
+def save_random_adapter(model_dir: Path, out: Path, seed: int) -> Path:
+    """A LoRA adapter whose B matrices are random (a fresh adapter's are zero: a no-op)."""
+    import torch
+
+    from phased_cpt.modeling import attach_lora, load_base_model
+
+    model = attach_lora(load_base_model(tiny_model_config(model_dir)), LoraConfig(r=4, alpha=8, dropout=0.0))
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.3)
+    model.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def random_adapters(tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
+    """Two adapters of the tiny Qwen2-style model with random, different, non-zero weights."""
+    root = tmp_path_factory.mktemp("adapters")
+    return {
+        "phase1": save_random_adapter(tiny_model_dir, root / "phase1", seed=1),
+        "phase2": save_random_adapter(tiny_model_dir, root / "phase2", seed=2),
+    }
+
+
+def write_run(
+    path: Path, model_dir: Path, phases: list[str], finished: list[str], adapters: dict[str, Path] | None = None
+) -> Path:
+    """A run directory as training leaves it, written through `RunDir`: the resolved config, the
+    finished phases in state.json (3 steps each) and their adapter directories (a link to
+    `adapters[phase]`, or a directory with only adapter_config.json)."""
+    path.mkdir(parents=True)
+    run = RunDir(path)
+    config = {
+        "model": {"name": str(model_dir), "size": None, "dtype": "float32", "attn_implementation": "sdpa"},
+        "phases": [{"name": p, "file": f"{p}.jsonl", "epochs": 1} for p in phases],
+    }
+    run.write_config(yaml.safe_dump(config))
+    run.write_state({"finished_phases": []})
+    for phase in finished:
+        run.mark_done(phase, steps=3)
+        target = run.adapter_dir(phase)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if adapters and phase in adapters:
+            target.symlink_to(adapters[phase], target_is_directory=True)
+        else:
+            target.mkdir()
+            (target / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(model_dir)}))
+    return path

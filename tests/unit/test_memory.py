@@ -10,12 +10,15 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import AutoModelForCausalLM
 
-from phased_cpt.config import ModelConfig, training_dtype
+from phased_cpt.config import ModelConfig, TrainingConfig, load_config, training_dtype
 from phased_cpt.flops import Workload, estimate_seconds, operators_per_layer
 from phased_cpt.gpus import gpu_spec
 from phased_cpt.memory import (
+    CHECKPOINTING_MARGIN,
     MODULE_NAMES_BY_MODEL_TYPE,
     GiB,
+    checkpointed_layers,
+    choose_checkpointing,
     estimate_config_memory,
     estimate_memory,
     estimate_run_memory,
@@ -281,7 +284,6 @@ def test_known_module_names_reads_the_model_type(tmp_path):
 
 
 def test_a_runs_need_is_its_most_demanding_phase_for_plan_doctor_and_deepspeed_auto():
-    from phased_cpt.config import load_config
 
     data = {
         "model": {"name": "/nowhere/model"},
@@ -303,3 +305,54 @@ def test_a_runs_need_is_its_most_demanding_phase_for_plan_doctor_and_deepspeed_a
     ]
     assert per_phase[1].gpu_bytes > per_phase[0].gpu_bytes
     assert need.gpu_bytes == per_phase[1].gpu_bytes
+
+
+def auto(**update) -> TrainingConfig:
+    return table_training(**update).model_copy(update={"gradient_checkpointing": "auto"})
+
+
+def on_h100(tokens: int, liger: bool, device_gib: float = 80, on_cuda: bool = True):
+    def estimate(training):
+        return estimate_memory(qwen25("7b"), training, tokens, liger=liger)
+
+    return choose_checkpointing(auto(), estimate, int(device_gib * GiB), on_cuda)
+
+
+def test_auto_is_the_default_and_true_false_are_kept():
+    assert TrainingConfig().gradient_checkpointing == "auto"
+    for setting in (True, False):
+        chosen = choose_checkpointing(table_training(gradient_checkpointing=setting), estimate_memory, 10, True)
+        assert chosen.training.gradient_checkpointing is setting
+        assert chosen.reason == f"training.gradient_checkpointing: {str(setting).lower()}"
+
+
+def test_auto_picks_the_least_recomputation_that_fits_with_the_margin():
+    # 7B, LoRA r=128 on all projections: 4K rows fit without checkpointing (~59 GiB of 80)
+    short = on_h100(4096, liger=False)
+    assert short.training.gradient_checkpointing is False
+    assert short.reason.startswith("auto: needs ~59.3 GiB of 80.0 GiB, 10% kept free")
+    # 16K rows with Liger: off and every 4th/2nd layer need more than 72 GiB (80 less 10%): full
+    long = on_h100(16384, liger=True)
+    assert long.training.gradient_checkpointing is True
+    assert long.training.performance.checkpoint_every_n_layers == 1
+    assert "every 2 layers would need ~76.5 GiB" in long.reason
+    # the same on a 100 GiB device: every 2nd layer (76.5 GiB) now fits 90 GiB
+    roomy = on_h100(16384, liger=True, device_gib=100)
+    assert roomy.describe().startswith("every 2 layers (auto: needs ~76.5 GiB of 100.0 GiB")
+    assert checkpointed_layers(28, roomy.training) == set(range(0, 28, 2))
+    # the chosen setting's need is within the budget, the one before it is not
+    need = estimate_memory(qwen25("7b"), roomy.training, 16384, liger=True).gpu_bytes
+    assert need <= 100 * GiB * (1 - CHECKPOINTING_MARGIN)
+
+
+def test_where_nothing_fits_auto_takes_the_least_memory_offload_only_on_a_gpu():
+    gpu = on_h100(131072, liger=True)
+    assert gpu.training.performance.checkpoint_offload is True
+    assert gpu.reason.startswith("auto: nothing fits 72.0 GiB (80.0 GiB less 10%); the least memory, ~76.5 GiB")
+    cpu = on_h100(131072, liger=True, on_cuda=False)
+    assert cpu.training.gradient_checkpointing is True and cpu.training.performance.checkpoint_offload is False
+
+
+def test_unknown_device_memory_means_full_checkpointing():
+    chosen = choose_checkpointing(auto(), estimate_memory, None, True)
+    assert chosen.describe() == "full (auto: the device's memory is unknown)"

@@ -159,7 +159,7 @@ def test_doctor_checks_a_given_master_port_on_one_node(capsys, config, taken_por
     ],
 )
 def test_report_on_a_metrics_record_of_the_wrong_type_is_one_error_line(capsys, tmp_path, record, expected):
-    from tests.unit.inference.conftest import write_run
+    from tests.conftest import write_run
 
     run = write_run(tmp_path / "run", tmp_path, ["p1"], ["p1"])
     good = {"step": 1, "phase": "p1", "kind": "train", "loss": 2.0}
@@ -172,7 +172,7 @@ def test_report_on_a_metrics_record_of_the_wrong_type_is_one_error_line(capsys, 
 
 
 def test_report_without_metrics_file_says_it_is_missing(capsys, tmp_path):
-    from tests.unit.inference.conftest import write_run
+    from tests.conftest import write_run
 
     run = write_run(tmp_path / "run", tmp_path, ["p1"], ["p1"])
     assert main(["report", str(run)]) == 0

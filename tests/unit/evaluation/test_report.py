@@ -15,7 +15,7 @@ def test_report_redraws_every_plot_it_links(tmp_path):
     from phased_cpt.config import GENERAL_COLUMN
     from phased_cpt.evaluation.report import write_report
     from phased_cpt.run_dir import RunDir
-    from tests.unit.inference.conftest import write_run
+    from tests.conftest import write_run
 
     run = RunDir(write_run(tmp_path / "run", tmp_path, ["p1"], ["p1"]))
     cell = lambda loss: {"loss": loss, "perplexity": math.exp(loss), "target_tokens": 10}  # noqa: E731

@@ -15,7 +15,7 @@ from phased_cpt.evaluation.report import build_report
 from phased_cpt.inference.discovery import resolve_target
 from phased_cpt.modeling import load_base_model, load_tokenizer
 from phased_cpt.run_dir import RunDir
-from tests.unit.inference.conftest import tiny_model_config, write_run
+from tests.conftest import tiny_model_config, write_run
 
 SECRET = "wandb-secret-0123456789abcdef"
 

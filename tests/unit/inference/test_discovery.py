@@ -10,7 +10,7 @@ import pytest
 
 from phased_cpt.errors import UserError
 from phased_cpt.inference.discovery import describe_runs, resolve_target
-from tests.unit.inference.conftest import write_run
+from tests.conftest import write_run
 
 PHASES = ["phase1_foundation", "phase2_evolution", "phase3_pr_mastery"]
 

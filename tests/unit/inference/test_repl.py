@@ -11,7 +11,7 @@ from phased_cpt.inference.generation import Generator
 from phased_cpt.inference.params import GenerationParams
 from phased_cpt.inference.repl import Repl
 from phased_cpt.modeling import load_base_model, load_tokenizer
-from tests.unit.inference.conftest import tiny_model_config
+from tests.conftest import tiny_model_config
 
 STATS = re.compile(
     r"^\[(base|ft)\] prompt (\d+) tok \| generated (\d+) tok \| [\d.]+ s \| [\d.]+ tok/s \| stop: (eos|max_tokens)$"

@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, Qwen2Config
 
-from phased_cpt.config import ContextConfig, LoraConfig, ModelConfig, TrainingConfig
+from phased_cpt.config import ContextConfig, LoraConfig, ModelConfig, TrainingConfig, load_config
 from phased_cpt.data.rows import RowDataset
 from phased_cpt.errors import UserError
 from phased_cpt.modeling import attach_lora, load_base_model
@@ -21,6 +21,7 @@ from phased_cpt.training.throughput import (
     describe_checkpointing,
     device_peak,
     flops_per_token,
+    resolve_checkpointing,
     resolve_liger,
     resolve_optimizer,
     spec_peak_tflops,
@@ -200,3 +201,22 @@ def test_private_torch_and_liger_names_are_used_only_on_checked_versions(monkeyp
     assert resolve_optimizer("adamw_torch_fused", "cpu").value == "adamw_torch"
     monkeypatch.setattr(throughput, "LIGER_CHECKED", ("99.0", "100.0"))
     assert throughput.liger_supports("any_model_type") is True
+
+
+def test_the_trainer_never_sees_auto():
+    with pytest.raises(ValueError, match="resolved by resolve_checkpointing first"):
+        checkpointing_kwargs(TrainingConfig())
+
+
+def test_resolved_for_the_tiny_model_on_this_cpu_it_is_off(tiny_model_dir):
+    """A tiny model on a CPU fits the machine's memory without recomputation."""
+    cfg, _ = load_config(None, base_data={"model": {"name": str(tiny_model_dir)}}, check_files=False)
+    model = attach_lora(
+        load_base_model(ModelConfig(name=str(tiny_model_dir), dtype="float32", attn_implementation="sdpa")),
+        LoraConfig(r=4, alpha=8, dropout=0.0),
+    )
+    chosen = resolve_checkpointing(model, cfg, None, 256)
+    assert chosen.training.gradient_checkpointing is False
+    assert chosen.reason.startswith("auto: needs ~") and "10% kept free" in chosen.reason
+    line = speed_path(model, chosen.training, cfg.context, None, chosen)  # the training log's line
+    assert f", checkpointing=off ({chosen.reason}), " in line
