@@ -134,3 +134,9 @@ def write_run(
             target.mkdir()
             (target / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(model_dir)}))
     return path
+
+
+@pytest.fixture
+def finished_run(tmp_path, tiny_model_dir, random_adapters) -> Path:
+    """A run of two phases, both finished, with the random adapters."""
+    return write_run(tmp_path / "run", tiny_model_dir, ["phase1", "phase2"], ["phase1", "phase2"], random_adapters)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 
 from phased_cpt.evaluation.forgetting import ForgettingMatrix
+from phased_cpt.evaluation.report import build_report
+from phased_cpt.run_dir import RunDir
+from tests.conftest import write_run
 
 
 def test_report_redraws_every_plot_it_links(tmp_path):
@@ -15,7 +18,6 @@ def test_report_redraws_every_plot_it_links(tmp_path):
     from phased_cpt.config import GENERAL_COLUMN
     from phased_cpt.evaluation.report import write_report
     from phased_cpt.run_dir import RunDir
-    from tests.conftest import write_run
 
     run = RunDir(write_run(tmp_path / "run", tmp_path, ["p1"], ["p1"]))
     cell = lambda loss: {"loss": loss, "perplexity": math.exp(loss), "target_tokens": 10}  # noqa: E731
@@ -32,3 +34,10 @@ def test_report_redraws_every_plot_it_links(tmp_path):
     (run.eval_dir / "forgetting.json").write_text('{"columns": ')  # damaged: named in the report, no link
     report = write_report(run).read_text()
     assert "forgetting.json is damaged" in report and "(forgetting.png)" not in report
+
+
+def test_a_damaged_forgetting_matrix_does_not_stop_the_report(finished_run):
+    (finished_run / "eval").mkdir()
+    (finished_run / "eval" / "forgetting.json").write_text('{"columns": ')
+    report = build_report(RunDir(finished_run))
+    assert "(not shown: " in report and "forgetting.json is damaged" in report

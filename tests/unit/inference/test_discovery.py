@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from phased_cpt.cli import main
 from phased_cpt.errors import UserError
 from phased_cpt.inference.discovery import describe_runs, resolve_target
 from tests.conftest import write_run
@@ -149,7 +150,6 @@ def test_list_shows_runs_phases_adapters_and_checkpoints(tmp_path):
 
 def test_chat_run_dir_list_lists_that_run_only(tmp_path, capsys):
     """`chat RUN_DIR --list` describes RUN_DIR, not the newest runs under ./outputs (issue 19)."""
-    from phased_cpt.cli import main
 
     out = tmp_path / "outputs"
     older = age(write_run(out / "older", Path("/m/base"), PHASES, PHASES[:1]), 60)
@@ -159,3 +159,9 @@ def test_chat_run_dir_list_lists_that_run_only(tmp_path, capsys):
     assert listed.startswith(f"{older}  (base model: /m/base)") and "newer" not in listed
     assert main(["chat", str(tmp_path), "--list"]) == 2
     assert "is neither a run directory" in capsys.readouterr().err
+
+
+def test_state_file_damage_is_reported_by_discovery(finished_run):
+    (finished_run / "state.json").write_text(json.dumps({"finished_phases": [{"steps": 3}]}))
+    with pytest.raises(UserError, match="the run's state is unreadable"):
+        resolve_target(finished_run)
