@@ -19,12 +19,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # The data cache and the quickstart model go to a per-session directory, not the user's ~/.cache.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="phased-cpt-tests-cache-")
 
-from phased_cpt.config import LoraConfig, ModelConfig, PerformanceConfig, TrainingConfig  # noqa: E402
+from phased_cpt.config import LoraConfig, ModelConfig, PerformanceConfig, TrainingConfig, load_config  # noqa: E402
 from phased_cpt.config.schema import liger_installed  # noqa: E402
+from phased_cpt.errors import ConfigError  # noqa: E402
 from phased_cpt.quickstart import DATA_DIR  # noqa: E402
 from phased_cpt.quickstart.tiny_model import build_tiny_model  # noqa: E402
 from phased_cpt.run_dir import RunDir  # noqa: E402
 
+REPO = Path(__file__).resolve().parents[1]
+"""The repository's root: its README.md, config.yaml, docs/ and tests/fixtures/."""
 CORPUS = sorted(DATA_DIR.glob("*.jsonl"))
 
 
@@ -140,3 +143,44 @@ def write_run(
 def finished_run(tmp_path, tiny_model_dir, random_adapters) -> Path:
     """A run of two phases, both finished, with the random adapters."""
     return write_run(tmp_path / "run", tiny_model_dir, ["phase1", "phase2"], ["phase1", "phase2"], random_adapters)
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def tiny_run_config(model_dir: Path, phase_files: list[tuple[str, Path, float]], **sections) -> dict:
+    data = {
+        "model": {"name": str(model_dir), "dtype": "float32", "attn_implementation": "sdpa"},
+        "training": {
+            "micro_batch_size": 4,
+            "gradient_accumulation_steps": 1,
+            "learning_rate": 3e-3,
+            "warmup_ratio": 0.0,
+            "weight_decay": 0.0,
+            "logging_steps": 1,
+            "save_steps": 5,
+            "save_total_limit": 2,
+            "gradient_checkpointing": True,
+            "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
+        },
+        "context": {"max_tokens": 128, "overlap_tokens": 16},
+        "phases": [{"name": name, "file": str(file), "epochs": epochs} for name, file, epochs in phase_files],
+        "output": {"dir": "outputs", "run_name": "e2e"},
+        "wandb": {"enabled": False},
+        # generation costs seconds; the tests that need it turn it on
+        "evaluation": {"completion": {"samples": 0}, "humaneval": {"problems": 0}},
+    }
+    for key, value in sections.items():
+        data.setdefault(key, {}).update(value)
+    return data
+
+
+def config_problems(config: Path | dict, overrides: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """The problems `load_config` reports for a config file (or config data), each one line."""
+    path, data = (config, None) if isinstance(config, Path) else (None, config)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, list(overrides), base_data=data)
+    assert all("\n" not in problem for problem in err.value.problems), err.value.problems
+    return err.value.problems

@@ -13,8 +13,8 @@ from phased_cpt.cli import main
 from phased_cpt.cli.parser import build_parser, package_version
 from phased_cpt.config import load_config
 from phased_cpt.errors import ConfigError
-from tests.conftest import bundled_texts, no_liger, write_jsonl
-from tests.e2e.cli import assert_user_error, run_cli, tiny_run_config, write_yaml
+from tests.conftest import bundled_texts, no_liger, tiny_run_config, write_jsonl, write_yaml
+from tests.e2e.cli import assert_user_error, run_cli
 
 
 @pytest.fixture

@@ -1,11 +1,13 @@
+"""config/loading.py: YAML, `${VAR}` interpolation, `--set` overrides, relative paths, and every
+problem reported together, each naming its key path."""
+
 from pathlib import Path
 
 import pytest
-import yaml
 
 from phased_cpt.config import dump_config, load_config, model_short_name
 from phased_cpt.config.legacy import phase_dir_name
-from phased_cpt.errors import ConfigError
+from tests.conftest import config_problems, write_yaml
 
 
 @pytest.fixture
@@ -15,26 +17,14 @@ def data_files(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def write_config(tmp_path: Path, data: dict) -> Path:
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
 def minimal(**sections) -> dict:
     data = {"phases": [{"name": "p1", "file": "a.jsonl", "epochs": 1}, {"name": "p2", "file": "b.jsonl"}]}
     data.update(sections)
     return data
 
 
-def problems_of(path: Path, overrides=()) -> list[str]:
-    with pytest.raises(ConfigError) as err:
-        load_config(path, list(overrides))
-    return err.value.problems
-
-
 def test_defaults_match_the_documented_ones(data_files):
-    cfg, warnings = load_config(write_config(data_files, minimal()))
+    cfg, warnings = load_config(write_yaml(data_files / "config.yaml", minimal()))
     assert warnings == []
     assert (cfg.training.micro_batch_size, cfg.training.gradient_accumulation_steps) == (1, 6)
     assert cfg.training.learning_rate == 1e-4 and cfg.training.lr_scheduler == "cosine"
@@ -58,18 +48,18 @@ def test_default_phases_are_the_three_curriculum_phases(tmp_path):
 
 def test_relative_data_paths_resolve_against_the_config_directory(data_files, monkeypatch, tmp_path_factory):
     monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
-    cfg, _ = load_config(write_config(data_files, minimal()))
+    cfg, _ = load_config(write_yaml(data_files / "config.yaml", minimal()))
     assert cfg.phases[0].file == data_files / "a.jsonl"
 
 
 def test_unknown_key_names_its_path_and_suggests_the_right_one(data_files):
-    problems = problems_of(write_config(data_files, minimal()), ["training.lora.rnak=8"])
+    problems = config_problems(write_yaml(data_files / "config.yaml", minimal()), ["training.lora.rnak=8"])
     assert len(problems) == 1
     assert problems[0].startswith("training.lora.rnak: unknown key (did you mean 'r'?)")
 
 
 def test_unknown_top_level_key_lists_valid_keys(data_files):
-    problems = problems_of(write_config(data_files, minimal(trainig={"seed": 1})))
+    problems = config_problems(write_yaml(data_files / "config.yaml", minimal(trainig={"seed": 1})))
     assert problems[0].startswith("trainig: unknown key (did you mean 'training'?)")
 
 
@@ -80,7 +70,7 @@ def test_all_problems_are_reported_together(data_files):
         model={"dtype": "int4"},
     )
     data["phases"].append({"name": "p1", "file": "missing.jsonl"})
-    problems = problems_of(write_config(data_files, data))
+    problems = config_problems(write_yaml(data_files / "config.yaml", data))
     joined = "\n".join(problems)
     assert "training.micro_batch_size:" in joined
     assert "training.lora.rnak: unknown key" in joined
@@ -100,12 +90,14 @@ def test_all_problems_are_reported_together(data_files):
     ],
 )
 def test_phase_list_rules(data_files, phases, expected):
-    problems = problems_of(write_config(data_files, {"phases": phases}))
+    problems = config_problems(write_yaml(data_files / "config.yaml", {"phases": phases}))
     assert any(expected in p for p in problems), problems
 
 
 def test_overlap_equal_to_max_tokens_is_a_contradiction(data_files):
-    problems = problems_of(write_config(data_files, minimal(context={"max_tokens": 512, "overlap_tokens": 512})))
+    problems = config_problems(
+        write_yaml(data_files / "config.yaml", minimal(context={"max_tokens": 512, "overlap_tokens": 512}))
+    )
     assert problems == [
         "context.overlap_tokens (512) must be smaller than context.max_tokens (512); "
         "lower overlap_tokens or raise max_tokens"
@@ -113,46 +105,46 @@ def test_overlap_equal_to_max_tokens_is_a_contradiction(data_files):
 
 
 def test_sample_packing_true_is_accepted(data_files):
-    cfg, _ = load_config(write_config(data_files, minimal(context={"sample_packing": True})))
+    cfg, _ = load_config(write_yaml(data_files / "config.yaml", minimal(context={"sample_packing": True})))
     assert cfg.context.sample_packing
 
 
 def test_data_pipeline_keys_have_defaults_and_limits(data_files):
-    cfg, _ = load_config(write_config(data_files, minimal()))
+    cfg, _ = load_config(write_yaml(data_files / "config.yaml", minimal()))
     assert (cfg.data.on_bad_record, cfg.data.dedup, cfg.data.cache_dir) == ("error", "none", None)
     assert [p.replay_ratio for p in cfg.phases] == [0.0, 0.0]
     cfg, _ = load_config(
-        write_config(data_files, minimal()),
+        write_yaml(data_files / "config.yaml", minimal()),
         ["data.on_bad_record=skip", "data.dedup=exact", "data.cache_dir=/tmp/c", "phases.p2.replay_ratio=0.2"],
     )
     assert (cfg.data.on_bad_record, cfg.data.dedup, str(cfg.data.cache_dir)) == ("skip", "exact", "/tmp/c")
     assert cfg.phases[1].replay_ratio == 0.2
-    problems = problems_of(
-        write_config(data_files, minimal()),
+    problems = config_problems(
+        write_yaml(data_files / "config.yaml", minimal()),
         ["data.on_bad_record=ignore", "data.dedup=fuzzy", "phases.p2.replay_ratio=1.0"],
     )
     assert sorted(p.split(":")[0] for p in problems) == ["data.dedup", "data.on_bad_record", "phases.1.replay_ratio"]
 
 
 def test_first_phase_cannot_replay(data_files):
-    (problem,) = problems_of(write_config(data_files, minimal()), ["phases.p1.replay_ratio=0.1"])
+    (problem,) = config_problems(write_yaml(data_files / "config.yaml", minimal()), ["phases.p1.replay_ratio=0.1"])
     assert problem.startswith("phases.0.replay_ratio (0.1): the first phase has no earlier phase")
 
 
 @pytest.mark.parametrize("value", [None, "zero2", "zero3", "auto"])
 def test_deepspeed_accepts_null_and_the_named_configs(data_files, value):
-    cfg, _ = load_config(write_config(data_files, minimal(deepspeed=value)))
+    cfg, _ = load_config(write_yaml(data_files / "config.yaml", minimal(deepspeed=value)))
     assert cfg.deepspeed == value
 
 
 def test_deepspeed_json_path_resolves_against_the_config_directory(data_files):
     (data_files / "ds.json").write_text("{}")
-    cfg, _ = load_config(write_config(data_files, minimal(deepspeed="ds.json")))
+    cfg, _ = load_config(write_yaml(data_files / "config.yaml", minimal(deepspeed="ds.json")))
     assert cfg.deepspeed == str(data_files / "ds.json")
 
 
 def test_deepspeed_unknown_name_or_missing_file_is_an_error(data_files):
-    problems = problems_of(write_config(data_files, minimal(deepspeed="zero9")))
+    problems = config_problems(write_yaml(data_files / "config.yaml", minimal(deepspeed="zero9")))
     assert problems[0].startswith(
         "deepspeed: 'zero9' is neither null, zero2, zero3, auto nor an existing DeepSpeed JSON file"
     )
@@ -168,18 +160,22 @@ def test_deepspeed_unknown_name_or_missing_file_is_an_error(data_files):
 )
 def test_deepspeed_offload_contradictions_are_errors(data_files, deepspeed, offload, expected):
     (data_files / "ds.json").write_text("{}")
-    problems = problems_of(write_config(data_files, minimal(deepspeed=deepspeed, deepspeed_offload=offload)))
+    problems = config_problems(
+        write_yaml(data_files / "config.yaml", minimal(deepspeed=deepspeed, deepspeed_offload=offload))
+    )
     assert problems[0].startswith(expected), problems
 
 
 def test_deepspeed_offload_values_are_checked(data_files):
-    problems = problems_of(write_config(data_files, minimal(deepspeed="zero3", deepspeed_offload="nvme")))
+    problems = config_problems(
+        write_yaml(data_files / "config.yaml", minimal(deepspeed="zero3", deepspeed_offload="nvme"))
+    )
     assert problems[0].startswith("deepspeed_offload: ")
 
 
 def test_set_overrides_by_index_and_by_phase_name(data_files):
     cfg, _ = load_config(
-        write_config(data_files, minimal()),
+        write_yaml(data_files / "config.yaml", minimal()),
         ["phases.0.epochs=4", "phases.p2.learning_rate=5e-5", "training.lora.r=8", "model.name=/x/y"],
     )
     assert cfg.phases[0].epochs == 4
@@ -197,14 +193,14 @@ def test_set_overrides_by_index_and_by_phase_name(data_files):
     ],
 )
 def test_bad_set_overrides(data_files, assignment, expected):
-    problems = problems_of(write_config(data_files, minimal()), [assignment])
+    problems = config_problems(write_yaml(data_files / "config.yaml", minimal()), [assignment])
     assert expected in problems[0]
 
 
 def test_phase_overrides_apply_only_to_their_phase(data_files):
     data = minimal(training={"learning_rate": 1e-4, "max_steps": 10})
     data["phases"][1].update(learning_rate=3e-5, warmup_ratio=0.5, max_steps=2)
-    cfg, _ = load_config(write_config(data_files, data))
+    cfg, _ = load_config(write_yaml(data_files / "config.yaml", data))
     first, second = (p.training_for(cfg.training) for p in cfg.phases)
     assert (first.learning_rate, first.warmup_ratio, first.max_steps) == (1e-4, 0.03, 10)
     assert (second.learning_rate, second.warmup_ratio, second.max_steps) == (3e-5, 0.5, 2)
@@ -216,7 +212,7 @@ def test_env_interpolation_in_any_string(data_files, monkeypatch):
     data = minimal(
         model={"name": "${MY_MODEL}"}, wandb={"api_key": "${WANDB_API_KEY}"}, output={"dir": "${UNSET_DIR:-out}"}
     )
-    cfg, _ = load_config(write_config(data_files, data))
+    cfg, _ = load_config(write_yaml(data_files / "config.yaml", data))
     assert cfg.model.name == "/models/m"
     assert cfg.wandb.api_key.get_secret_value() == "secret-key-123"
     assert str(cfg.output.dir) == "out"
@@ -230,7 +226,7 @@ def test_env_interpolation_in_a_set_value(data_files, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", "secret-key-123")
     monkeypatch.delenv("UNSET_NAME", raising=False)
     cfg, _ = load_config(
-        write_config(data_files, minimal()),
+        write_yaml(data_files / "config.yaml", minimal()),
         ["training.lora.r=${LORA_RANK}", "output.run_name=run-${UNSET_NAME:-x}", "wandb.api_key=${WANDB_API_KEY}"],
     )
     assert cfg.training.lora.r == 8 and cfg.output.run_name == "run-x"
@@ -241,8 +237,9 @@ def test_env_interpolation_in_a_set_value(data_files, monkeypatch):
 def test_a_secret_expanded_from_a_set_value_is_never_shown(data_files, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", "secret-key-123")
     monkeypatch.delenv("NOPE_NOT_SET", raising=False)
-    problems = problems_of(
-        write_config(data_files, minimal()), ["training.lora.r=${WANDB_API_KEY}", "model.name=${NOPE_NOT_SET}"]
+    problems = config_problems(
+        write_yaml(data_files / "config.yaml", minimal()),
+        ["training.lora.r=${WANDB_API_KEY}", "model.name=${NOPE_NOT_SET}"],
     )
     assert "secret-key-123" not in "\n".join(problems)
     assert any(p.startswith("training.lora.r:") and "<value of $WANDB_API_KEY>" in p for p in problems)
@@ -251,39 +248,39 @@ def test_a_secret_expanded_from_a_set_value_is_never_shown(data_files, monkeypat
 
 def test_eval_ratio_zero_with_the_forgetting_matrix_is_refused(data_files):
     """Nothing held out gives a forgetting matrix of "—" (issue 19 item 5): refused at validate."""
-    problems = problems_of(write_config(data_files, minimal(data={"eval_ratio": 0})))
+    problems = config_problems(write_yaml(data_files / "config.yaml", minimal(data={"eval_ratio": 0})))
     assert len(problems) == 1 and problems[0].startswith("data.eval_ratio is 0 and p1, p2 have no eval_file")
     assert "evaluation.forgetting_matrix: false" in problems[0]
     off = minimal(data={"eval_ratio": 0}, evaluation={"forgetting_matrix": False})
-    assert load_config(write_config(data_files, off))[0].data.eval_ratio == 0
+    assert load_config(write_yaml(data_files / "config.yaml", off))[0].data.eval_ratio == 0
     with_files = minimal(data={"eval_ratio": 0})
     for item in with_files["phases"]:
         item["eval_file"] = "b.jsonl" if item["file"] == "a.jsonl" else "a.jsonl"
-    assert load_config(write_config(data_files, with_files))[0].data.eval_ratio == 0
+    assert load_config(write_yaml(data_files / "config.yaml", with_files))[0].data.eval_ratio == 0
 
 
 def test_unset_env_variable_is_a_problem_with_its_key_path(data_files, monkeypatch):
     monkeypatch.delenv("NOPE_NOT_SET", raising=False)
-    problems = problems_of(write_config(data_files, minimal(model={"name": "${NOPE_NOT_SET}"})))
+    problems = config_problems(write_yaml(data_files / "config.yaml", minimal(model={"name": "${NOPE_NOT_SET}"})))
     assert problems[0].startswith("model.name: environment variable NOPE_NOT_SET is not set")
 
 
 def test_empty_default_means_no_api_key(data_files, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    cfg, _ = load_config(write_config(data_files, minimal(wandb={"api_key": "${WANDB_API_KEY:-}"})))
+    cfg, _ = load_config(write_yaml(data_files / "config.yaml", minimal(wandb={"api_key": "${WANDB_API_KEY:-}"})))
     assert cfg.wandb.api_key is None
 
 
 def test_invalid_yaml_names_file_and_line(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("model:\n  name: x\n  size: [unclosed\n")
-    problems = problems_of(path)
+    problems = config_problems(path)
     assert problems[0].startswith(f"{path}:")
     assert "invalid YAML" in problems[0]
 
 
 def test_missing_config_file(tmp_path):
-    assert "does not exist" in problems_of(tmp_path / "nope.yaml")[0]
+    assert "does not exist" in config_problems(tmp_path / "nope.yaml")[0]
 
 
 def test_model_short_name():
@@ -339,7 +336,7 @@ def test_legacy_config_is_translated_with_warnings(tmp_path):
     for name in ("phase1_foundation", "phase2_evolution", "phase3_pr_mastery"):
         (tmp_path / "data").mkdir(exist_ok=True)
         (tmp_path / "data" / f"{name}.jsonl").write_text('{"training_content": "x"}\n')
-    cfg, warnings = load_config(write_config(tmp_path, LEGACY))
+    cfg, warnings = load_config(write_yaml(tmp_path / "config.yaml", LEGACY))
     assert [p.name for p in cfg.phases] == ["phase1_foundation", "phase2_evolution", "phase3_pr_mastery"]
     assert cfg.phases[2].file == (tmp_path / "data" / "phase3_pr_mastery.jsonl").resolve()
     assert cfg.phases[0].description == "code"
@@ -365,7 +362,7 @@ def test_legacy_typo_is_still_reported(tmp_path):
         "training": {"learning_rat": 1e-4},
         "phased_training": {"phases": []},
     }
-    problems = problems_of(write_config(tmp_path, data))
+    problems = config_problems(write_yaml(tmp_path / "config.yaml", data))
     assert any(p.startswith("training.learning_rat: unknown key (did you mean 'learning_rate'?)") for p in problems)
     assert any("no phases" in p for p in problems)
 

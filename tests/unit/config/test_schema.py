@@ -1,5 +1,5 @@
-"""`evaluation.future` and `evaluation.humaneval`: paths resolve against the config file, column
-names are the files' stems and may not clash, limits are checked with the key path named."""
+"""config/schema.py: the strict models: every key, its default and its limits, each problem
+naming its key path; config.yaml and the README document every key."""
 
 from __future__ import annotations
 
@@ -7,25 +7,20 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
-from phased_cpt.config import load_config
+from phased_cpt.config import RunConfig, load_config
+from phased_cpt.config.schema import PhaseConfig
 from phased_cpt.errors import ConfigError
-from tests.conftest import no_liger
+from tests.conftest import REPO, config_problems, no_liger, write_yaml
 
 
 def config(tmp_path: Path, evaluation: dict) -> Path:
     for name in ("a", "p1", "future_evolution", "future_pr_mastery", "future_tasks"):
         (tmp_path / f"{name}.jsonl").write_text('{"training_content": "x"}\n')
-    data = {"phases": [{"name": "p1", "file": "a.jsonl"}], "evaluation": evaluation}
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def problems(path: Path) -> str:
-    with pytest.raises(ConfigError) as err:
-        load_config(path)
-    return "\n".join(err.value.problems)
+    return write_yaml(
+        tmp_path / "config.yaml", {"phases": [{"name": "p1", "file": "a.jsonl"}], "evaluation": evaluation}
+    )
 
 
 def test_future_files_resolve_and_name_their_columns(tmp_path):
@@ -58,7 +53,7 @@ def test_an_absent_future_file_is_left_out_with_a_warning(tmp_path):
         for name in ("gone.jsonl", "gone2.jsonl")
     ]
     (tmp_path / "adir").mkdir()
-    assert "is a directory" in problems(config(tmp_path, {"future": {"tasks": "adir"}}))
+    assert "is a directory" in "\n".join(config_problems(config(tmp_path, {"future": {"tasks": "adir"}})))
 
 
 def test_an_empty_future_file_is_left_out_with_a_warning(tmp_path):
@@ -76,7 +71,7 @@ def test_an_empty_future_file_is_left_out_with_a_warning(tmp_path):
 
 
 def test_a_future_column_may_not_take_a_phase_name(tmp_path):
-    clash = problems(config(tmp_path, {"future": {"documents": ["p1.jsonl"]}}))
+    clash = "\n".join(config_problems(config(tmp_path, {"future": {"documents": ["p1.jsonl"]}})))
     assert "evaluation.future.documents.0" in clash and "'p1'" in clash and "rename the file" in clash
 
 
@@ -84,8 +79,10 @@ def test_humaneval_limits(tmp_path):
     cfg, _ = load_config(config(tmp_path, {}))
     humaneval = cfg.evaluation.humaneval
     assert (humaneval.problems, humaneval.final_problems) == (20, 164)
-    assert "evaluation.humaneval.problems" in problems(config(tmp_path, {"humaneval": {"problems": 165}}))
-    smaller = problems(config(tmp_path, {"humaneval": {"problems": 30, "final_problems": 10}}))
+    assert "evaluation.humaneval.problems" in "\n".join(
+        config_problems(config(tmp_path, {"humaneval": {"problems": 165}}))
+    )
+    smaller = "\n".join(config_problems(config(tmp_path, {"humaneval": {"problems": 30, "final_problems": 10}})))
     assert "final_problems (10) must be at least problems (30)" in smaller
 
 
@@ -110,3 +107,57 @@ def test_liger_true_without_liger_kernel_is_a_config_error_naming_the_key():
         "training.performance.liger_kernel: true needs liger-kernel, which is not installed; "
         "pip install 'phased-cpt[gpu]' (on a CUDA machine) or set it to auto"
     ]
+
+
+def schema_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        nested = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        keys += schema_keys(nested, f"{prefix}{name}.") if nested else [f"{prefix}{name}"]
+    return keys
+
+
+def flat(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out |= flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def test_config_yaml_lists_every_key_with_its_default():
+    documented = flat(yaml.safe_load((REPO / "config.yaml").read_text()))
+    keys = [k for k in schema_keys(RunConfig) if k != "phases"]
+    assert sorted(set(keys) - set(documented)) == []
+    cfg, _ = load_config(REPO / "config.yaml", check_files=False)
+    defaults = RunConfig.model_construct()  # the schema's defaults, phases aside
+    for key in keys:
+        section, *rest = key.split(".")
+        expected = getattr(defaults, section)
+        ours = getattr(cfg, section)
+        for part in rest:
+            expected, ours = getattr(expected, part), getattr(ours, part)
+        # ${WANDB_API_KEY:-}; the future files `data from-git` writes, which config.yaml (the from-git path) names
+        if key not in ("wandb.api_key", "evaluation.future.documents", "evaluation.future.tasks"):
+            assert ours == expected, key
+
+
+def test_the_readme_config_tables_name_every_key():
+    """In the config reference (`section.key`, or `section.a` / `b` in one row); the speed
+    options in their own table (`training.performance`)."""
+    readme = (REPO / "README.md").read_text()
+    reference = readme.split("## Config reference")[1].split("\n## ")[0]
+    speed = readme.split("## Speed and memory on GPUs")[1].split("\n## ")[0]
+    rows = [line for line in reference.splitlines() if line.startswith("| `")]
+    for key in [k for k in schema_keys(RunConfig) if k != "phases"]:
+        section, _, last = key.rpartition(".")
+        if section == "training.performance":
+            assert f"| `{last}` |" in speed, key
+            continue
+        assert any(f"`{key}`" in row or (section and f"`{section}." in row and f"`{last}`" in row) for row in rows), key
+    phases_row = next(row for row in rows if row.startswith("| `phases[]`"))
+    for key in PhaseConfig.model_fields:
+        assert f"`{key}`" in phases_row, key
