@@ -14,6 +14,7 @@ from phased_cpt.config import load_config
 from phased_cpt.config.files import expand_pattern, file_problem
 from phased_cpt.errors import ConfigError
 from tests.conftest import write_jsonl
+from tests.unit.config.conftest import problems
 
 
 @pytest.fixture
@@ -112,3 +113,22 @@ def test_a_general_file_with_a_phase_files_content_is_refused_by_validate_and_pl
     for command in ("validate", "plan"):
         assert main([command, str(work / "c.yaml")]) == 2, command
         assert "the general file has the same content as the phase file" in capsys.readouterr().err, command
+
+
+def test_a_directory_given_as_a_data_file(config_dir):
+    (config_dir / "data").mkdir()
+    (problem,) = problems("phases: [{name: p, file: data}]\n", config_dir)
+    assert (
+        problem
+        == f"phases.0.file: data file '{config_dir / 'data'}' is a directory, not a regular file; point the phase at "
+        "an existing JSONL file"
+    )
+    (problem,) = problems("phases: [{name: p, file: missing.jsonl}]\n", config_dir)
+    assert "does not exist" in problem
+
+
+def test_eval_file_that_is_the_training_file(config_dir):
+    os.symlink(config_dir / "a.jsonl", config_dir / "link.jsonl")
+    for eval_file in ("a.jsonl", "./a.jsonl", str(config_dir / "a.jsonl"), "link.jsonl"):
+        (problem,) = problems(f"phases: [{{name: p, file: a.jsonl, eval_file: '{eval_file}'}}]\n", config_dir)
+        assert problem.startswith("phases.0: eval_file ") and "is a training file itself" in problem

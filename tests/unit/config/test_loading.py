@@ -1,13 +1,17 @@
 """config/loading.py: YAML, `${VAR}` interpolation, `--set` overrides, relative paths, and every
 problem reported together, each naming its key path."""
 
+from __future__ import annotations
+
 from pathlib import Path
 
 import pytest
 
 from phased_cpt.config import dump_config, load_config, model_short_name
 from phased_cpt.config.legacy import phase_dir_name
+from phased_cpt.errors import ConfigError
 from tests.conftest import config_problems, write_yaml
+from tests.unit.config.conftest import PHASES, problems
 
 
 @pytest.fixture
@@ -378,3 +382,96 @@ def test_legacy_typo_is_still_reported(tmp_path):
 )
 def test_phase_dir_name(index, name, expected):
     assert phase_dir_name(index, name) == expected
+
+
+SECRET = "wandb-secret-0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("assignment", "expected"),
+    [
+        ("model.name.x=1", "--set 'model.name.x=1': model.name holds a value, not a section of keys"),
+        ("phases.0.file.x.y=2", "--set 'phases.0.file.x.y=2': phases.0.file holds a value, not a section of keys"),
+        ("training.seed.x=1", "--set 'training.seed.x=1': training.seed holds a value, not a section of keys"),
+        ("training={a: 1, a: 2}", "duplicate key 'a'"),
+    ],
+)
+def test_set_into_a_value_is_a_config_error(config_dir, assignment, expected):
+    text = "model: {name: m}\ntraining: {seed: 1}\n" + PHASES
+    assert expected in problems(text, config_dir, [assignment])[0]
+
+
+def test_a_misplaced_secret_is_never_echoed(config_dir, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", SECRET)
+    found = problems("wandb: {enabled: '${WANDB_API_KEY}'}\n" + PHASES, config_dir)
+    assert found == [
+        "wandb.enabled: Input should be a valid boolean, unable to interpret input (got '<value of $WANDB_API_KEY>')"
+    ]
+    monkeypatch.setenv("HF_TOKEN", "hf_" + SECRET)
+    found = problems("model: {name: {x: '${HF_TOKEN}'}}\n" + PHASES, config_dir)
+    assert SECRET not in " ".join(found) and "<value of $HF_TOKEN>" in found[0]
+
+
+@pytest.mark.parametrize(
+    "assignment", [f"wandb.api_key={SECRET}", f"wandb.entity={SECRET}", f"wandb.api_key.x={SECRET}"]
+)
+def test_a_secret_on_the_command_line_is_refused_without_echoing_it(config_dir, monkeypatch, assignment):
+    monkeypatch.setenv("WANDB_API_KEY", SECRET)
+    (problem,) = problems(PHASES, config_dir, [assignment])
+    assert SECRET not in problem
+    assert "a secret on the command line" in problem or "holds a value" in problem
+
+
+def test_an_env_reference_on_the_command_line_is_not_a_secret(config_dir, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", SECRET)
+    (config_dir / "c.yaml").write_text(PHASES)
+    load_config(config_dir / "c.yaml", ["wandb.api_key=${WANDB_API_KEY}", "wandb.project=mine"])
+
+
+def test_a_directory_given_as_the_config(config_dir):
+    with pytest.raises(ConfigError, match="is a directory; name a YAML file"):
+        load_config(config_dir)
+
+
+def test_a_secret_interpolated_into_a_key_that_is_not_secret_is_masked_in_every_dump(config_dir, monkeypatch):
+    """config.resolved.yaml and the W&B run config (`public_config`) never hold a secret-looking
+    variable's value, wherever it was interpolated (issue 29)."""
+    from phased_cpt.config import dump_config, public_config
+
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    (config_dir / "c.yaml").write_text(PHASES.replace("file: a.jsonl", "file: a.jsonl, description: 'tok ${HF_TOKEN}'"))
+    cfg, _ = load_config(config_dir / "c.yaml", ["output.run_name=run-${HF_TOKEN}"])
+    assert cfg.phases[0].description == f"tok {SECRET}"  # the value itself is what the user asked for
+    dumped = dump_config(cfg)
+    assert SECRET not in dumped and SECRET not in str(public_config(cfg))
+    assert "tok <value of $HF_TOKEN>" in dumped and "run-<value of $HF_TOKEN>" in dumped
+
+
+def test_a_digit_phase_name_equal_to_another_index_is_ambiguous_in_set(config_dir):
+    two = "phases: [{name: '1', file: a.jsonl}, {name: '0', file: a.jsonl}]\n"
+    (problem,) = problems(two, config_dir, ["phases.1.epochs=3"])
+    assert "'1' is both the index of item 1 and the name of item 0" in problem
+    (config_dir / "c.yaml").write_text("phases: [{name: '0', file: a.jsonl}, {name: b, file: a.jsonl}]\n")
+    cfg, _ = load_config(
+        config_dir / "c.yaml", ["phases.0.epochs=3", "phases.b.epochs=2"]
+    )  # item 0 named '0': no doubt
+    assert [p.epochs for p in cfg.phases] == [3, 2]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("${UNSET_A:-${SET_B}}", "bee"),
+        ("${UNSET_A:-${UNSET_C:-x}}", "x"),
+        ("${SET_B:-${UNSET_C}}", "bee"),  # the default is not looked at when the variable is set
+        ("$${SET_B}", "${SET_B}"),
+        ("a$${b}c-${SET_B}", "a${b}c-bee"),
+        ("${UNSET_A:-${SET_B}", "${UNSET_A:-${SET_B}"),  # unclosed: as written
+    ],
+)
+def test_nested_defaults_and_the_escape_for_a_literal_reference(config_dir, monkeypatch, text, expected):
+    monkeypatch.setenv("SET_B", "bee")
+    monkeypatch.delenv("UNSET_A", raising=False)
+    monkeypatch.delenv("UNSET_C", raising=False)
+    (config_dir / "c.yaml").write_text(PHASES.replace("file: a.jsonl", f"file: a.jsonl, description: '{text}'"))
+    assert load_config(config_dir / "c.yaml")[0].phases[0].description == expected

@@ -13,6 +13,7 @@ from phased_cpt.config import RunConfig, load_config
 from phased_cpt.config.schema import PhaseConfig
 from phased_cpt.errors import ConfigError
 from tests.conftest import REPO, config_problems, no_liger, write_yaml
+from tests.unit.config.conftest import PHASES, problems
 
 
 def config(tmp_path: Path, evaluation: dict) -> Path:
@@ -161,3 +162,59 @@ def test_the_readme_config_tables_name_every_key():
     phases_row = next(row for row in rows if row.startswith("| `phases[]`"))
     for key in PhaseConfig.model_fields:
         assert f"`{key}`" in phases_row, key
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "training: {lora: {alpha: .inf}}\n" + PHASES,
+            "training.lora.alpha: Input should be a finite number (got inf)",
+        ),
+        ("training: {learning_rate: .nan}\n" + PHASES, "training.learning_rate: Input should be a finite number"),
+        ("phases: [{name: p, file: a.jsonl, epochs: .inf}]\n", "phases.0.epochs: Input should be a finite number"),
+        ("data: {eval_ratio: .nan}\n" + PHASES, "data.eval_ratio: Input should be a finite number"),
+    ],
+)
+def test_non_finite_numbers_are_config_errors(config_dir, text, expected):
+    (problem,) = problems(text, config_dir)
+    assert problem.startswith(expected)
+
+
+@pytest.mark.parametrize(
+    ("seed", "expected"),
+    [
+        (-1, "training.seed: Input should be greater than or equal to 0 (got -1)"),
+        (99999999999999, "training.seed: Input should be less than 4294967296 (got 99999999999999)"),
+    ],
+)
+def test_seed_outside_what_the_seeding_accepts(config_dir, seed, expected):
+    assert problems(f"training: {{seed: {seed}}}\n" + PHASES, config_dir) == [expected]
+    load_config(config_dir / "c.yaml", ["training.seed=4294967295"])  # the largest one is fine
+
+
+@pytest.mark.parametrize(
+    "name", ["state.json", "metrics.jsonl", "config.resolved.yaml", "eval", "Rejected", "tensorboard", "wandb"]
+)
+def test_phase_named_like_a_file_of_the_run_layout(config_dir, name):
+    (problem,) = problems(f"phases: [{{name: '{name}', file: a.jsonl}}]\n", config_dir)
+    assert problem.startswith(f"phases.0.name: '{name}' is a file or directory of the run directory itself")
+
+
+def test_the_reserved_phase_names_are_the_run_layouts():
+    from phased_cpt.config.schema import RUN_ENTRY_NAMES
+    from phased_cpt.run_dir import RUN_LAYOUT_NAMES
+
+    assert set(RUN_ENTRY_NAMES) == set(RUN_LAYOUT_NAMES)
+
+
+@pytest.mark.parametrize("name", ["..", ".hidden", "a/b", "x" * 101, "name with space", "ü"])
+def test_phase_name_that_is_not_a_safe_directory_name(config_dir, name):
+    (problem,) = problems(yaml.safe_dump({"phases": [{"name": name, "file": "a.jsonl"}]}), config_dir)
+    assert problem.startswith("phases.0.name: String should match pattern")
+
+
+def test_trust_remote_code_is_off_unless_the_config_turns_it_on(config_dir):
+    (config_dir / "c.yaml").write_text(PHASES)
+    assert load_config(config_dir / "c.yaml")[0].model.trust_remote_code is False
+    assert load_config(config_dir / "c.yaml", ["model.trust_remote_code=true"])[0].model.trust_remote_code is True
