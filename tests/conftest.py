@@ -61,6 +61,30 @@ def tiny_fim_model_dir(tmp_path_factory) -> Path:
     return build_tiny_model(out, CORPUS, architecture="qwen2", vocab_size=512, hidden_size=32, num_layers=2, fim=True)
 
 
+@pytest.fixture(scope="session")
+def tokenizer(tiny_model_dir):
+    """The tiny Qwen2-style model's tokenizer, loaded as production loads it."""
+    from phased_cpt.modeling import load_tokenizer
+
+    return load_tokenizer(ModelConfig(name=str(tiny_model_dir)))
+
+
+@pytest.fixture(scope="session")
+def fim_tokenizer(tiny_fim_model_dir):
+    """The tokenizer with Qwen2.5-Coder's fill-in-the-middle tokens."""
+    from phased_cpt.modeling import load_tokenizer
+
+    return load_tokenizer(ModelConfig(name=str(tiny_fim_model_dir)))
+
+
+@pytest.fixture(scope="session")
+def llama_tokenizer(tiny_llama_bos_dir):
+    """The Llama-style tokenizer that prepends BOS."""
+    from phased_cpt.modeling import load_tokenizer
+
+    return load_tokenizer(ModelConfig(name=str(tiny_llama_bos_dir)))
+
+
 def write_jsonl(path: Path, texts: list[str], field: str = "training_content") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:

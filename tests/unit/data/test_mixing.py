@@ -8,12 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phased_cpt.config import GENERAL_COLUMN, ContextConfig, DataConfig, GeneralConfig, ModelConfig, PhaseConfig
+from phased_cpt.config import GENERAL_COLUMN, ContextConfig, DataConfig, GeneralConfig, PhaseConfig
 from phased_cpt.config.loading import load_config
 from phased_cpt.data.mixing import draw_chunks, mixed_tokens
 from phased_cpt.data.phase_data import build_run_data
 from phased_cpt.errors import ConfigError
-from phased_cpt.modeling import load_tokenizer
 from tests.conftest import write_jsonl
 
 
@@ -44,11 +43,6 @@ def documents(marker: str, count: int, seed: int) -> list[str]:
         + "".join(f"    {marker} = x + {rng.randint(0, 99)}\n" for _ in range(rng.randint(1, 4)))
         for i in range(count)
     ]
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tiny_model_dir):
-    return load_tokenizer(ModelConfig(name=str(tiny_model_dir)))
 
 
 @pytest.fixture(scope="module")

@@ -3,25 +3,14 @@ from collections import Counter
 import pytest
 import torch
 
-from phased_cpt.config import ContextConfig, DataConfig, ModelConfig, PhaseConfig
+from phased_cpt.config import ContextConfig, DataConfig, PhaseConfig
 from phased_cpt.data.chunking import IGNORE_INDEX
 from phased_cpt.data.collate import make_collator
 from phased_cpt.data.phase_data import build_phase_data, build_run_data, tokenize_documents
 from phased_cpt.errors import DataError
-from phased_cpt.modeling import load_tokenizer
 from tests.conftest import bundled_texts, write_jsonl
 
 NO_EVAL = DataConfig(eval_ratio=0.0)
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tiny_model_dir):
-    return load_tokenizer(ModelConfig(name=str(tiny_model_dir)))
-
-
-@pytest.fixture(scope="module")
-def llama_tokenizer(tiny_llama_bos_dir):
-    return load_tokenizer(ModelConfig(name=str(tiny_llama_bos_dir)))
 
 
 def build(tmp_path, texts, tokenizer, data=NO_EVAL, name="p", **context):
