@@ -7,11 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import AutoModelForCausalLM
 
 from phased_cpt.config import ModelConfig, TrainingConfig, load_config, training_dtype
-from phased_cpt.flops import Workload, estimate_seconds, operators_per_layer
+from phased_cpt.flops import Workload, estimate_seconds
 from phased_cpt.gpus import gpu_spec
 from phased_cpt.memory import (
     CHECKPOINTING_MARGIN,
@@ -36,14 +35,6 @@ def test_the_h100_table_memory_within_6_percent(size, tokens, liger, tokens_per_
     estimate = estimate_memory(qwen25(size), table_training(), tokens, dtype="bfloat16", liger=liger)
     assert estimate.peak_bytes / GiB == pytest.approx(peak_gib, rel=0.06)  # the issue asks for 15%
     assert estimate.peak_at == ("backward" if liger else "loss")  # without Liger the fp32 logits dominate
-
-
-@pytest.mark.parametrize("size, tokens, liger, tokens_per_second, peak_gib", H100_TABLE)
-def test_the_h100_table_tokens_per_second_within_16_percent(size, tokens, liger, tokens_per_second, peak_gib):
-    work = Workload(chunk_lengths=np.array([tokens]), epochs=1, micro_batches=1, tokens_per_micro_batch=tokens)
-    estimate = estimate_seconds(qwen25(size), work, gpu_spec("NVIDIA H100 80GB HBM3"), lora_modules=7, liger=liger)
-    assert tokens / estimate.seconds == pytest.approx(tokens_per_second, rel=0.16)  # the issue asks for 30%
-    assert estimate.low_seconds < tokens / tokens_per_second < estimate.high_seconds
 
 
 def test_the_fixture_configs_are_the_qwen25_shapes():
@@ -115,43 +106,6 @@ def test_peak_of_a_real_training_step_on_cpu_within_10_percent(settings):
     estimate = estimate_memory(shape, training, 128, dtype="bfloat16" if bf16 else "float32", device="cpu")
     step_total = estimate.activations_bytes + estimate.logits_bytes + estimate.gradients_bytes
     assert step_total == pytest.approx(measured, rel=0.10)
-
-
-class CountOperators(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.count += 1
-        return func(*args, **(kwargs or {}))
-
-
-@pytest.mark.parametrize("targets", [ALL, ["q_proj"]], ids=["seven", "one"])
-def test_operators_per_layer_are_what_a_training_step_runs(targets):
-    """The count the time estimate charges host overhead for (within 1%: it is linear in the LoRA
-    modules only roughly)."""
-
-    def operators(layers: int) -> int:
-        model, shape, _ = tiny_qwen2(layers=layers, hidden=32, intermediate=64, vocab=64, targets=targets, r=2)
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, foreach=True)
-        ids = torch.randint(0, shape.vocab_size, (1, 8))
-
-        def step():
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                loss = model(input_ids=ids, labels=ids).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-
-        step()  # the first step creates Adam's states
-        with CountOperators() as counter:
-            step()
-        return counter.count
-
-    per_layer = operators(2) - operators(1)
-    assert per_layer == pytest.approx(operators_per_layer(len(targets), checkpointing=True), rel=0.01)
 
 
 # --- the rules around the estimate -----------------------------------------------------------------
@@ -233,25 +187,6 @@ def test_config_json_is_found_locally_or_given_never_downloaded(tmp_path):
     assert locate_model_config("x", tmp_path / "missing.json") is None
     (tmp_path / "config.json").write_text('{"hidden_size": 8}')
     assert read_model_config(tmp_path / "config.json") is None  # missing fields: no shape, no traceback
-
-
-@pytest.mark.parametrize(
-    "name, expected",
-    [
-        ("NVIDIA H100 80GB HBM3", "H100 SXM 80GB"),
-        ("h200", "H200 141GB"),
-        ("NVIDIA A100-SXM4-40GB", "A100 40GB"),
-        ("NVIDIA A100 80GB PCIe", "A100 80GB"),
-        ("NVIDIA L4", "L4 24GB"),
-        ("NVIDIA L40S", "L40S 48GB"),
-        ("NVIDIA A10", "A10 24GB"),
-        ("NVIDIA GH200 480GB", "H200 141GB"),
-        ("NVIDIA GeForce GTX 1080", None),
-    ],
-)
-def test_gpu_names_match_whole_words(name, expected):
-    spec = gpu_spec(name)
-    assert (spec.name if spec else None) == expected
 
 
 @pytest.mark.parametrize("model_type", sorted(MODULE_NAMES_BY_MODEL_TYPE))
