@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 
 from phased_cpt.errors import UserError
-from phased_cpt.export import TARGET_NAMES
-from phased_cpt.export import flow
+from phased_cpt.export import TARGET_NAMES, flow
 from phased_cpt.export.hf import HfTarget
 from phased_cpt.export.target import EXPORT_MARKER, ExportOptions, Source
 from tests.conftest import tiny_model_config
