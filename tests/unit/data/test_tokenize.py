@@ -1,5 +1,5 @@
-"""Very long documents: tokenized in slices with exactly the ids of the whole text, and with
-memory bounded by a small multiple of the document (a 61 MB one-line document took 15 GB)."""
+"""data/tokenize.py: the fast encoding gives the tokenizer's own ids; very long documents are
+tokenized in slices with exactly the ids of the whole text, and with memory bounded by a small multiple of the document (a 61 MB one-line document took 15 GB)."""
 
 from __future__ import annotations
 
@@ -119,3 +119,17 @@ def test_preparing_a_long_document_needs_a_bounded_multiple_of_its_size(tiny_mod
     assert grown < MEMORY_MULTIPLE * document_bytes + SLICE_ALLOWANCE_BYTES, (
         f"{grown / 2**20:.0f} MiB for a {document_bytes / 2**20:.1f} MB document"
     )
+
+
+def test_fast_encoding_gives_the_ids_of_the_tokenizers_own_call(tokenizer):
+    from phased_cpt.data.tokenize import encode_texts
+
+    tok = tokenizer  # this module's: the Qwen2-style one and the Llama-style one with BOS
+    texts = bundled_texts("phase3_pr_mastery", 20) + ["héllo wörld\r\n\ttabs", "x"]
+    assert encode_texts(texts, tok) == tok(texts, add_special_tokens=True)["input_ids"]
+    tok.backend_tokenizer.enable_truncation(8)  # a backend that would truncate is never used directly
+    try:
+        assert encode_texts(texts, tok) == tok(texts, add_special_tokens=True)["input_ids"]
+        assert max(len(ids) for ids in encode_texts(texts, tok)) > 8
+    finally:
+        tok.backend_tokenizer.no_truncation()
