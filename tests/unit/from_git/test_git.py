@@ -3,6 +3,7 @@ hooks and `.gitattributes` would each write a marker file if git ran them, read 
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import subprocess
@@ -13,7 +14,9 @@ import pytest
 from phased_cpt.errors import UserError
 from phased_cpt.from_git import PHASE1_FILE, PHASE2_FILE, PHASE3_FILE
 from phased_cpt.from_git import git as git_module
+from phased_cpt.from_git.git import parse_commit_object, split_records
 from tests.unit.from_git.repos import build, commit, git, merge, new_repo, read
+from tests.unit.from_git.repos import build as _build
 
 HOOKS = (
     "pre-commit",
@@ -186,3 +189,34 @@ def test_a_repository_of_another_owner_is_refused_unless_allowed(tmp_path, monke
     assert not (tmp_path / "out").exists()
     build(repo, tmp_path / "out", allow_other_owner=True)
     assert [d["path"] for d in read(tmp_path / "out", PHASE1_FILE)] == ["a.py"]
+
+
+def test_records_split_on_the_marker_only_whatever_the_chunk_size(monkeypatch):
+    from phased_cpt.from_git import git as git_module
+
+    marker = b"\0MARK-1234\0"
+    stream = b"" + marker + b"one\0\xff\nbody" + marker + marker + b"three" + b"x" * 50
+    for size in (1, 2, 3, 5, 7, 64):
+        monkeypatch.setattr(git_module, "_READ_CHUNK_BYTES", size)
+        records = list(split_records(io.BytesIO(stream), marker, max_record_bytes=20))
+        assert records == [(b"one\0\xff\nbody", 10), (b"", 0), (b"three" + b"x" * 15, 55)]
+
+
+def test_commit_message_encoding_header_is_honoured_and_bad_text_is_refused():
+    raw = (
+        b"tree 1\nauthor A <a@x> 1704067200 -0130\ncommitter A <a@x> 1704067200 +0000\n"
+        b"encoding ISO-8859-1\n\nCaf\xe9 fix\n\nLonger\nbody  \n"
+    )
+    message = parse_commit_object(raw)
+    assert message is not None and (message.subject, message.body) == ("Café fix", "Longer\nbody")
+    assert message.author_date == "2023-12-31T22:30:00-01:30"
+    assert parse_commit_object(raw.replace(b"encoding ISO-8859-1\n", b"")) is None
+    assert parse_commit_object(b"tree 1\n\nnul \x00 inside\n") is None
+    assert parse_commit_object(b"tree 1\nauthor broken\n\nok\n").author_date == ""
+
+
+def test_reading_git_output_in_tiny_chunks_gives_the_same_history(repo, built, tmp_path, monkeypatch):
+    monkeypatch.setattr(git_module, "_READ_CHUNK_BYTES", 7)
+    _build(repo, tmp_path)
+    for name in (PHASE2_FILE, PHASE3_FILE):
+        assert (tmp_path / name).read_bytes() == (built[0] / name).read_bytes()

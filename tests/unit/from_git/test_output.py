@@ -8,10 +8,18 @@ from pathlib import Path
 
 import pytest
 
+from phased_cpt import from_git
 from phased_cpt.errors import UserError
 from phased_cpt.from_git import PHASE1_FILE, PHASE2_FILE, PHASE3_FILE, REPORT_FILE
 from phased_cpt.from_git.output import OUTPUT_MARKER
-from tests.unit.from_git.repos import build, commit, new_repo, read
+from tests.unit.from_git.repos import (
+    build,
+    commit,
+    git,
+    new_repo,
+    read,
+)
+from tests.unit.from_git.repos import build as _build
 
 OUTPUTS = (PHASE1_FILE, PHASE2_FILE, PHASE3_FILE, REPORT_FILE)
 
@@ -85,3 +93,51 @@ def test_an_empty_or_foreign_directory_needs_no_force(repo, tmp_path):
     build(repo, out)
     assert (out / "README.md").read_text() == "mine\n"
     assert set(OUTPUTS) <= {p.name for p in out.iterdir()}
+
+
+def test_existing_outputs_are_replaced_and_no_temporary_files_remain(repo, tmp_path):
+    out = tmp_path / "nested" / "dataset"
+    _build(repo, out, excludes=["*"])
+    _build(repo, out, force=True)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [PHASE1_FILE, PHASE2_FILE, PHASE3_FILE, REPORT_FILE, OUTPUT_MARKER]
+    )
+    assert read(out, PHASE1_FILE)
+
+
+def test_a_failed_run_leaves_previous_outputs_untouched(repo, tmp_path, monkeypatch):
+    _build(repo, tmp_path)
+    before = (tmp_path / PHASE1_FILE).read_bytes()
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(from_git, "write_evolution", fail)
+    with pytest.raises(RuntimeError):
+        _build(repo, tmp_path, excludes=["*"], force=True)
+    assert (tmp_path / PHASE1_FILE).read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [PHASE1_FILE, PHASE2_FILE, PHASE3_FILE, REPORT_FILE, OUTPUT_MARKER]
+    )
+
+
+def test_committed_outputs_inside_the_repository_are_not_read_back(tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    git(small, "init", "-q", "-b", "main")
+    commit(
+        small,
+        {
+            "a.py": "x = 1\n",
+            f"dataset/{PHASE1_FILE}": '{"training_content": "old"}\n',
+            f"dataset/{REPORT_FILE}": '{"outputs": {}}\n',
+        },
+        "Commit an earlier dataset",
+        "2024-03-01T10:00:00+00:00",
+    )
+    for name in (PHASE1_FILE, REPORT_FILE):  # checked-out copies are not from-git's to replace
+        (small / "dataset" / name).unlink()
+    summary = _build(small, small / "dataset")
+    assert [d["path"] for d in read(small / "dataset", PHASE1_FILE)] == ["a.py"]
+    assert dict(summary.output(PHASE1_FILE).skipped) == {"excluded": 2}
+    assert dict(summary.output(PHASE2_FILE).dropped_file_diffs) == {"excluded": 2}
