@@ -250,3 +250,52 @@ def _ids(out: Path, name: str, key: str) -> list:
 
 def _head(repo: Path) -> str:
     return git(repo, "rev-parse", "HEAD").strip()
+
+
+LIB_V1 = (
+    "import os\n\n\ndef load_settings(path):\n    with open(path) as handle:\n        return handle.read()\n"
+    "\n\ndef old_helper_that_moves(value):\n    return value * 2  # doubled for the caller\n"
+)
+
+
+LIB_V2 = "import os\n\n\ndef load_settings(path):\n    with open(path) as handle:\n        return handle.read()\n"
+
+
+LIB_V3 = LIB_V2 + (
+    "\n\ndef parse_settings(text):\n    pairs = [line.split('=', 1) for line in text.splitlines()]\n"
+    "    return {key.strip(): value.strip() for key, value in pairs}\n"
+    "\n\ndef old_helper_that_moves(value):\n    return value * 2  # doubled for the caller\n"
+)
+
+
+C_FILE = (
+    "#include <stdio.h>\n\nint count_widgets(const int *values, int length) {\n    int total = 0;\n"
+    "    for (int index = 0; index < length; index++) {\n        total += values[index] > 0 ? 1 : 0;\n    }\n"
+    "    return total;\n}\n"
+)
+
+
+@pytest.fixture(scope="module")
+def dated_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Mainline c1 c2 c3 M1 c4 c5 M2 c6 (first parent, one a day from 2024-01-01); feature f1 merged
+    by M1 (before the cut), feature2 f2 written before c5 but merged by M2 after the cut."""
+    root = new_repo(tmp_path_factory.mktemp("dated"))
+    commit(root, {"src/lib.py": LIB_V1, "README.md": "# Demo\n"}, "c1: start", "2024-01-01T10:00:00+00:00")
+    commit(root, {"docs/guide.md": "Run the demo with care and attention.\n"}, "c2: guide", "2024-01-02T10:00:00+00:00")
+    git(root, "checkout", "-q", "-b", "feature")
+    commit(root, {"src/extra.py": "EXTRA_SETTING_NAME = 'first feature'\n"}, "f1: extra", "2024-01-03T10:00:00+00:00")
+    git(root, "checkout", "-q", "main")
+    commit(root, {"src/lib.py": LIB_V2}, "c3: drop the helper", "2024-01-04T10:00:00+00:00")
+    merge(root, "feature", "Merge pull request #1 from ada/feature", "2024-01-05T10:00:00+00:00")
+    commit(root, {"notes.txt": "A note written before the cut.\n"}, "c4: notes", "2024-01-06T10:00:00+00:00")
+    git(root, "checkout", "-q", "-b", "feature2")
+    commit(root, {"src/late.py": "LATE_SETTING_NAME = 'second feature'\n"}, "f2: late", "2024-01-07T10:00:00+00:00")
+    git(root, "checkout", "-q", "main")
+    commit(root, {"src/widgets.c": C_FILE}, "c5: widgets", "2024-01-08T10:00:00+00:00")
+    merge(root, "feature2", "Merge pull request #2 from ada/feature2", "2024-01-10T10:00:00+00:00")
+    commit(root, {"src/lib.py": LIB_V3}, "c6: parse settings", "2024-01-11T10:00:00+00:00")
+    return root
+
+
+def _oid(repo: Path, rev: str) -> str:
+    return git(repo, "rev-parse", rev).strip()

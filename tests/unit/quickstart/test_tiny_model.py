@@ -3,13 +3,9 @@ it promises (pad == EOS, BOS or not, FIM tokens, SentencePiece) and a config tha
 
 from __future__ import annotations
 
-import json
-
-import pytest
 from transformers import AutoConfig, AutoTokenizer
 
-from phased_cpt.quickstart.tiny_model import BOS, EOS, FIM_TOKENS, build_tiny_model
-from tests.conftest import CORPUS
+from phased_cpt.quickstart.tiny_model import BOS, EOS, FIM_TOKENS
 
 
 def test_the_qwen2_style_tokenizer_pads_with_eos_and_adds_no_bos(tiny_model_dir, tokenizer):
@@ -39,23 +35,3 @@ def test_the_sentencepiece_tokenizer_is_a_tokenizer_model_file(tiny_sentencepiec
     loaded = AutoTokenizer.from_pretrained(tiny_sentencepiece_llama_dir)
     text = "def f(x):\n    return  x"
     assert loaded.decode(loaded(text, add_special_tokens=False)["input_ids"]) == text  # whitespace kept as is
-
-
-def test_the_same_seed_builds_the_same_weights(tmp_path):
-    a = build_tiny_model(tmp_path / "a", CORPUS[:1], architecture="qwen2", vocab_size=300, hidden_size=16, num_layers=1)
-    b = build_tiny_model(tmp_path / "b", CORPUS[:1], architecture="qwen2", vocab_size=300, hidden_size=16, num_layers=1)
-    assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
-    assert json.loads((a / "tokenizer.json").read_text()) == json.loads((b / "tokenizer.json").read_text())
-
-
-@pytest.mark.parametrize(
-    ("settings", "message"),
-    [
-        ({"architecture": "qwen2", "tokenizer_kind": "sentencepiece"}, "for architecture='llama' without fim"),
-        ({"tokenizer_kind": "wordpiece"}, "tokenizer_kind must be 'bpe' or 'sentencepiece'"),
-        ({"architecture": "gpt2"}, "architecture must be 'llama' or 'qwen2'"),
-    ],
-)
-def test_settings_it_cannot_build_are_refused(tmp_path, settings, message):
-    with pytest.raises(ValueError, match=message):
-        build_tiny_model(tmp_path, CORPUS[:1], vocab_size=300, hidden_size=16, num_layers=1, **settings)
