@@ -253,3 +253,20 @@ def test_validate_refuses_liger_true_without_liger_kernel(tiny_model_dir, tmp_pa
     assert_user_error(
         result, "training.performance.liger_kernel: true needs liger-kernel", "pip install 'phased-cpt[gpu]'"
     )
+
+
+def test_validate_reads_the_general_files_too(tmp_path, capsys):
+    """Moved down from tests/e2e/test_learning_run.py: it needs no training."""
+    p1 = write_jsonl(tmp_path / "p1.jsonl", bundled_texts("phase1_foundation", 12))
+    general = write_jsonl(tmp_path / "general.jsonl", bundled_texts("phase3_pr_mastery")[12:40])
+    bad = tmp_path / "general-eval.jsonl"
+    bad.write_text('{"training_content": "ok"}\nnot json\n')
+    cfg = {
+        "model": {"name": "unused"},
+        "phases": [{"name": "p1", "file": str(p1)}],
+        "general": {"file": str(general)},
+        "evaluation": {"general_file": str(bad)},
+    }
+    assert main(["validate", str(write_yaml(tmp_path / "config.yaml", cfg))]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:2: invalid JSON" in err and f"general: 28 documents in {general}" in err
