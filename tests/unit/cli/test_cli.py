@@ -20,7 +20,7 @@ from phased_cpt.errors import UserError
 from phased_cpt.evaluation.report import build_report
 from phased_cpt.modeling import load_base_model, load_tokenizer
 from phased_cpt.run_dir import RunDir
-from tests.conftest import bundled_texts, tiny_model_config, write_jsonl, write_run
+from tests.conftest import bundled_texts, tiny_model_config, write_jsonl, write_run, write_yaml
 
 HEAVY = ("torch", "transformers", "peft", "deepspeed")
 PROBE = """
@@ -88,9 +88,7 @@ def run(argv, capsys) -> tuple[int, str]:
 def config(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "p.jsonl").write_bytes(b'{"training_content": "good"}\n{"training_content": "bad \\ud800"}\n')
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump({"phases": [{"name": "p", "file": "p.jsonl"}]}))
-    return path
+    return write_yaml(tmp_path / "c.yaml", {"phases": [{"name": "p", "file": "p.jsonl"}]})
 
 
 def test_validate_reports_a_lone_surrogate_as_a_bad_record(config, capsys):
@@ -187,9 +185,10 @@ def test_chat_out_never_overwrites_the_runs_data_and_needs_force_for_an_existing
     data = tmp_path / "data" / "p1.jsonl"
     data.parent.mkdir()
     data.write_text('{"training_content": "x = 1"}\n')
-    config = yaml.safe_load((run_path / "config.resolved.yaml").read_text())
+    run_dir = RunDir(run_path)
+    config = run_dir.read_config()
     config["phases"][0]["file"] = str(tmp_path / "data" / "*.jsonl")
-    (run_path / "config.resolved.yaml").write_text(yaml.safe_dump(config))
+    run_dir.write_config(yaml.safe_dump(config))
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("def f():\n")
     mine = tmp_path / "mine.jsonl"

@@ -11,6 +11,7 @@ import pytest
 from phased_cpt.cli import main
 from phased_cpt.errors import UserError
 from phased_cpt.inference.discovery import describe_runs, resolve_target
+from phased_cpt.run_dir import RunDir
 from tests.conftest import write_run
 
 PHASES = ["phase1_foundation", "phase2_evolution", "phase3_pr_mastery"]
@@ -18,8 +19,9 @@ PHASES = ["phase1_foundation", "phase2_evolution", "phase3_pr_mastery"]
 
 def age(run: Path, seconds_ago: float) -> Path:
     """Runs are ordered by their config file's mtime."""
-    t = (run / "config.resolved.yaml").stat().st_mtime - seconds_ago
-    os.utime(run / "config.resolved.yaml", (t, t))
+    config_file = RunDir(run).config_file
+    t = config_file.stat().st_mtime - seconds_ago
+    os.utime(config_file, (t, t))
     return run
 
 
