@@ -1,6 +1,7 @@
-"""The memory and time estimates (`memory.py`, `flops.py`, `gpus.py`): the issue's H100 table,
-and the physics under them measured on this CPU (what autograd saves, peak bytes of a real
-training step, operators per layer)."""
+"""memory.py: the memory estimate against the issue's H100 table and the physics under it
+measured on this CPU (what autograd saves, peak bytes of a real training step), and
+`gradient_checkpointing: auto`, the least recomputation that fits. The time estimate and the
+operators per layer are test_flops.py; the GPU table is test_gpus.py."""
 
 from __future__ import annotations
 

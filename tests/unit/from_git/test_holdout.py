@@ -1,5 +1,5 @@
-"""The time split of `data from-git` (holdout.py, tasks.py): which side of the cut each commit
-lands on, the future files, the tasks' shape, the contamination figure and bad input."""
+"""from_git/holdout.py: the time split of `data from-git`: which side of the cut each commit
+lands on, the future files, the contamination figure and bad input (the tasks: test_tasks.py)."""
 
 from __future__ import annotations
 
