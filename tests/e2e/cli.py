@@ -8,9 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO, tiny_run_config, write_yaml  # noqa: F401 (the e2e tests import them from here)
 
 
 def phased_cpt_command() -> list[str]:
@@ -28,38 +26,6 @@ def run_cli(
     return subprocess.run(
         [*phased_cpt_command(), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
     )
-
-
-def write_yaml(path: Path, data: dict) -> Path:
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-def tiny_run_config(model_dir: Path, phase_files: list[tuple[str, Path, float]], **sections) -> dict:
-    data = {
-        "model": {"name": str(model_dir), "dtype": "float32", "attn_implementation": "sdpa"},
-        "training": {
-            "micro_batch_size": 4,
-            "gradient_accumulation_steps": 1,
-            "learning_rate": 3e-3,
-            "warmup_ratio": 0.0,
-            "weight_decay": 0.0,
-            "logging_steps": 1,
-            "save_steps": 5,
-            "save_total_limit": 2,
-            "gradient_checkpointing": True,
-            "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
-        },
-        "context": {"max_tokens": 128, "overlap_tokens": 16},
-        "phases": [{"name": name, "file": str(file), "epochs": epochs} for name, file, epochs in phase_files],
-        "output": {"dir": "outputs", "run_name": "e2e"},
-        "wandb": {"enabled": False},
-        # generation costs seconds; the tests that need it turn it on
-        "evaluation": {"completion": {"samples": 0}, "humaneval": {"problems": 0}},
-    }
-    for key, value in sections.items():
-        data.setdefault(key, {}).update(value)
-    return data
 
 
 def assert_user_error(result: subprocess.CompletedProcess, *expected: str) -> None:

@@ -1,16 +1,15 @@
 """`phased-cpt export` end to end on the quickstart run itself (`phased-cpt train` with no config:
 its config, its bundled data, its tiny Llama with a SentencePiece tokenizer, which llama.cpp's
 converter reads): exported to every target through the command line, each with its parity check;
-`--check` alone; what is refused."""
+`--check` alone; what is refused. A check that fails on replaced weights is
+tests/unit/export/test_hf.py."""
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 from transformers import AutoTokenizer
 
 from phased_cpt.export.target import EXPORT_MARKER
@@ -95,19 +94,9 @@ def test_vllm_refuses_rank_32_without_the_flag_then_exports_the_adapter(work, ru
     assert f"--enable-lora --lora-modules phase3_pr_mastery={out.relative_to(work)} --max-lora-rank 32" in result.stdout
 
 
-def test_check_fails_on_an_export_that_no_longer_matches_naming_the_prompt(work, run, tmp_path):
-    """The hf export with its weights replaced by the untrained base model's: --check must fail."""
-    out = tmp_path / "hf"
-    shutil.copytree(work / "exports" / "hf", out)
-    base = Path(yaml.safe_load((run / "config.resolved.yaml").read_text())["model"]["name"])
-    shutil.copyfile(base / "model.safetensors", out / "model.safetensors")
-    result = export(work, run, "--to", "hf", "--out", str(out), "--check")
-    assert_user_error(result, "(float32): prompt 1 ('def main():\\n    ')")
-
-
 def test_out_must_be_new_or_an_earlier_export(work, run, tmp_path):
     """Through the command line; the kind rules (an hf export is not a gguf one) are
-    tests/unit/export/test_out_dir.py."""
+    tests/unit/export/test_target.py."""
     other = tmp_path / "notes"
     other.mkdir()
     (other / "mine.txt").write_text("keep me")

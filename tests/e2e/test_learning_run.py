@@ -133,17 +133,3 @@ def test_wsd_holds_the_peak_across_phase_boundaries_and_anneals_at_the_end_at_th
     assert rates["p2"] == pytest.approx([PEAK] * 4)  # no re-warming at the boundary
     half = PEAK * 0.5  # phases.p3.lr_scale
     assert rates["p3"] == pytest.approx([half, half, half, half / 2])  # anneals over the last half (steps 3-4)
-
-
-def test_validate_reads_the_general_files_too(files, tmp_path, capsys):
-    bad = tmp_path / "general-eval.jsonl"
-    bad.write_text('{"training_content": "ok"}\nnot json\n')
-    cfg = {
-        "model": {"name": "unused"},
-        "phases": [{"name": "p1", "file": str(files["p1"])}],
-        "general": {"file": str(files["general"])},
-        "evaluation": {"general_file": str(bad)},
-    }
-    assert main(["validate", str(write_yaml(tmp_path / "config.yaml", cfg))]) == 2
-    err = capsys.readouterr().err
-    assert f"{bad}:2: invalid JSON" in err and f"general: 28 documents in {files['general']}" in err

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from phased_cpt.config import ContextConfig, DataConfig, ModelConfig, PhaseConfig
+from phased_cpt.config import ContextConfig, DataConfig, PhaseConfig
 from phased_cpt.data import phase_data, prepare
 from phased_cpt.data.cache import PREPARED_BY_FILE
 from phased_cpt.data.phase_data import build_phase_data
 from phased_cpt.errors import DataError
-from phased_cpt.modeling import load_tokenizer
 from tests.conftest import bundled_texts, write_jsonl
 from tests.faults.conftest import disk_full, read_only, small_filesystem, tree_bytes
 
@@ -23,11 +22,6 @@ pytestmark = pytest.mark.fault
 
 CONTEXT = ContextConfig(max_tokens=64, overlap_tokens=8)
 DATA = DataConfig(eval_ratio=0.0)
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tiny_model_dir):
-    return load_tokenizer(ModelConfig(name=str(tiny_model_dir)))
 
 
 @pytest.fixture

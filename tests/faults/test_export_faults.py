@@ -11,8 +11,8 @@ import pytest
 from phased_cpt.errors import UserError
 from phased_cpt.export.flow import export_adapter
 from phased_cpt.export.target import ExportOptions, Source
+from tests.conftest import save_random_adapter, tiny_model_config
 from tests.faults.conftest import small_filesystem
-from tests.unit.inference.conftest import save_random_adapter, tiny_model_config
 
 pytestmark = pytest.mark.fault
 

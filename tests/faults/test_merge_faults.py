@@ -15,8 +15,8 @@ from safetensors.torch import save as safetensors_bytes
 from phased_cpt.errors import UserError
 from phased_cpt.inference import merge
 from phased_cpt.inference.merge import MERGE_MARKER, merge_adapter
+from tests.conftest import save_random_adapter, tiny_model_config
 from tests.faults.conftest import disk_full, read_only, small_filesystem, tree_bytes
-from tests.unit.inference.conftest import save_random_adapter, tiny_model_config
 
 pytestmark = pytest.mark.fault
 

@@ -17,8 +17,8 @@ import pytest
 from phased_cpt.errors import UserError
 from phased_cpt.run_dir import RunDir, read_metrics
 from phased_cpt.training.metrics import JsonlBackend
-from tests.conftest import bundled_texts, write_jsonl
-from tests.e2e.cli import assert_user_error, run_cli, tiny_run_config, write_yaml
+from tests.conftest import bundled_texts, tiny_run_config, write_jsonl, write_yaml
+from tests.e2e.cli import assert_user_error, run_cli
 from tests.faults.conftest import read_only, small_filesystem
 
 pytestmark = pytest.mark.fault

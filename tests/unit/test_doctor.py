@@ -14,8 +14,7 @@ from phased_cpt.cli import main
 from phased_cpt.config import LoraConfig, ModelConfig
 from phased_cpt.doctor import FAIL, PASS, WARN, checkpoint_bytes, has_failures, run_checks
 from phased_cpt.model_shape import adapter_parameters, model_shape, parameters_from_size, shape_from_config
-from tests.conftest import bundled_texts, write_jsonl
-from tests.e2e.cli import tiny_run_config, write_yaml
+from tests.conftest import bundled_texts, tiny_run_config, write_jsonl, write_yaml
 
 FAKE_KEY = "fakekey-doctor-0123456789abcdef"
 

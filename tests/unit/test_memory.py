@@ -1,19 +1,29 @@
-"""The memory and time estimates (`memory.py`, `flops.py`, `gpus.py`): the issue's H100 table,
-and the physics under them measured on this CPU (what autograd saves, peak bytes of a real
-training step, operators per layer)."""
+"""memory.py: the memory estimate against the issue's H100 table and the physics under it
+measured on this CPU (what autograd saves, peak bytes of a real training step), and
+`gradient_checkpointing: auto`, the least recomputation that fits. The time estimate and the
+operators per layer are test_flops.py; the GPU table is test_gpus.py."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import AutoModelForCausalLM
 
-from phased_cpt.config import training_dtype
-from phased_cpt.flops import Workload, estimate_seconds, operators_per_layer
+from phased_cpt.config import TrainingConfig, load_config, training_dtype
+from phased_cpt.flops import Workload, estimate_seconds
 from phased_cpt.gpus import gpu_spec
-from phased_cpt.memory import GiB, TargetGpu, estimate_memory, estimate_run, layer_activation_bytes, run_targets
+from phased_cpt.memory import (
+    CHECKPOINTING_MARGIN,
+    GiB,
+    TargetGpu,
+    checkpointed_layers,
+    choose_checkpointing,
+    estimate_memory,
+    estimate_run,
+    layer_activation_bytes,
+    run_targets,
+)
 from phased_cpt.model_shape import (
     MODULE_NAMES_BY_MODEL_TYPE,
     adapter_parameters,
@@ -22,7 +32,7 @@ from phased_cpt.model_shape import (
     read_model_config,
 )
 from phased_cpt.modeling import resolve_dtype
-from tests.calibration import ALL, CONFIGS, H100_TABLE, qwen25, step_bytes, table_training, target, tiny_qwen2
+from tests.calibration import CONFIGS, H100_TABLE, qwen25, step_bytes, table_training, target, tiny_qwen2
 
 
 @pytest.mark.parametrize("size, tokens, liger, tokens_per_second, peak_gib", H100_TABLE)
@@ -30,15 +40,6 @@ def test_the_h100_table_memory_within_6_percent(size, tokens, liger, tokens_per_
     estimate = estimate_memory(target(qwen25(size), table_training(), tokens, dtype="bfloat16", liger=liger))
     assert estimate.peak_bytes / GiB == pytest.approx(peak_gib, rel=0.06)  # the issue asks for 15%
     assert estimate.peak_at == ("backward" if liger else "loss")  # without Liger the fp32 logits dominate
-
-
-@pytest.mark.parametrize("size, tokens, liger, tokens_per_second, peak_gib", H100_TABLE)
-def test_the_h100_table_tokens_per_second_within_16_percent(size, tokens, liger, tokens_per_second, peak_gib):
-    work = Workload(chunk_lengths=np.array([tokens]), epochs=1, micro_batches=1, tokens_per_micro_batch=tokens)
-    h100 = gpu_spec("NVIDIA H100 80GB HBM3")
-    estimate = estimate_seconds(target(qwen25(size), table_training(), tokens, liger=liger), work, h100)
-    assert tokens / estimate.seconds == pytest.approx(tokens_per_second, rel=0.16)  # the issue asks for 30%
-    assert estimate.low_seconds < tokens / tokens_per_second < estimate.high_seconds
 
 
 def test_the_fixture_configs_are_the_qwen25_shapes():
@@ -125,92 +126,6 @@ def test_peak_of_a_real_training_step_on_cpu_within_10_percent(settings):
     estimate = estimate_memory(target(shape, training, 128, dtype="bfloat16" if bf16 else "float32", device="cpu"))
     step_total = estimate.activations_bytes + estimate.logits_bytes + estimate.gradients_bytes
     assert step_total == pytest.approx(measured, rel=0.10)
-
-
-@pytest.mark.parametrize(
-    "settings",
-    [{}, {"embeddings": "full"}, {"embeddings": "full", "tied": True}, {"dora": True}, {"embeddings": "lora"}],
-    ids=["lora", "embeddings-full", "embeddings-full-tied", "dora", "embeddings-lora"],
-)
-def test_what_lives_the_whole_run_is_the_weights_and_adam_states_a_real_step_holds(settings):
-    """After a real optimizer step, the storages of every parameter (frozen, LoRA, DoRA's
-    magnitudes, `embeddings: full`'s copies beside the originals) and of AdamW's states, to the
-    byte: the estimate's weights + LoRA+optimizer."""
-    model, shape, training = tiny_qwen2(**settings)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, foreach=True)
-    ids = torch.randint(0, model.config.vocab_size, (1, 64))
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        model(input_ids=ids, labels=ids).loss.backward()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    states = [t for state in optimizer.state.values() for t in state.values() if t.dim() > 0]  # not the step count
-    held = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in [*model.parameters(), *states]}
-    estimate = estimate_memory(target(shape, training, 64, device="cpu"))
-    assert estimate.weights_bytes + estimate.lora_bytes == sum(held.values())
-
-
-def test_embeddings_full_and_dora_at_32b_shapes():
-    """What the two variants add where they matter: `embeddings: full` trains ~1.6 G parameters
-    (embedding and LM head) at Qwen2.5-32B shapes, each with bf16 weights, Adam m and v and a
-    gradient; DoRA's magnitudes are few, its activations are not."""
-    from phased_cpt.config import LoraConfig
-
-    shape = qwen25("32b")
-    full = adapter_parameters(shape, LoraConfig(embeddings="full"))
-    assert full.embeddings == 2 * 152064 * 5120 and 1.5e9 < full.embeddings < 1.6e9
-    dora = adapter_parameters(shape, LoraConfig(use_dora=True))
-    assert dora.magnitudes == 64 * (5120 + 1024 + 1024 + 5120 + 27648 + 27648 + 5120)
-    plain, with_full, with_dora = (
-        estimate_memory(target(shape, table_training(lora=lora), 32768, liger=True))
-        for lora in ({}, {"embeddings": "full"}, {"use_dora": True})
-    )
-    assert with_full.weights_bytes - plain.weights_bytes == 2 * full.embeddings  # the copies, bf16
-    assert with_full.lora_bytes - plain.lora_bytes == 4 * full.embeddings  # Adam m and v, bf16
-    assert with_dora.activations_bytes > plain.activations_bytes
-    # under DeepSpeed ZeRO-2 the copies train like the adapter: fp32 master and Adam partitioned
-    zero2 = [
-        estimate_memory(target(shape, table_training(lora=lora), 32768, liger=True, zero_stage=2, world_size=8))
-        for lora in ({}, {"embeddings": "full"})
-    ]
-    assert zero2[1].weights_bytes - zero2[0].weights_bytes == 2 * full.embeddings
-    assert zero2[1].lora_bytes - zero2[0].lora_bytes == pytest.approx(12 * full.embeddings / 8, abs=1)
-
-
-class CountOperators(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.count += 1
-        return func(*args, **(kwargs or {}))
-
-
-@pytest.mark.parametrize("targets", [ALL, ["q_proj"]], ids=["seven", "one"])
-def test_operators_per_layer_are_what_a_training_step_runs(targets):
-    """The count the time estimate charges host overhead for (within 1%: it is linear in the LoRA
-    modules only roughly)."""
-
-    def operators(layers: int) -> int:
-        model, shape, _ = tiny_qwen2(layers=layers, hidden=32, intermediate=64, vocab=64, targets=targets, r=2)
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, foreach=True)
-        ids = torch.randint(0, shape.vocab_size, (1, 8))
-
-        def step():
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                loss = model(input_ids=ids, labels=ids).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-
-        step()  # the first step creates Adam's states
-        with CountOperators() as counter:
-            step()
-        return counter.count
-
-    per_layer = operators(2) - operators(1)
-    assert per_layer == pytest.approx(operators_per_layer(len(targets), checkpointing=True), rel=0.01)
 
 
 # --- the rules around the estimate -----------------------------------------------------------------
@@ -304,25 +219,6 @@ def test_config_json_is_found_locally_or_given_never_downloaded(tmp_path):
     assert read_model_config(tmp_path / "config.json") is None  # missing fields: no shape, no traceback
 
 
-@pytest.mark.parametrize(
-    "name, expected",
-    [
-        ("NVIDIA H100 80GB HBM3", "H100 SXM 80GB"),
-        ("h200", "H200 141GB"),
-        ("NVIDIA A100-SXM4-40GB", "A100 40GB"),
-        ("NVIDIA A100 80GB PCIe", "A100 80GB"),
-        ("NVIDIA L4", "L4 24GB"),
-        ("NVIDIA L40S", "L40S 48GB"),
-        ("NVIDIA A10", "A10 24GB"),
-        ("NVIDIA GH200 480GB", "H200 141GB"),
-        ("NVIDIA GeForce GTX 1080", None),
-    ],
-)
-def test_gpu_names_match_whole_words(name, expected):
-    spec = gpu_spec(name)
-    assert (spec.name if spec else None) == expected
-
-
 @pytest.mark.parametrize("model_type", sorted(MODULE_NAMES_BY_MODEL_TYPE))
 def test_the_module_names_validate_trusts_are_the_real_architectures(model_type):
     from transformers import AutoConfig
@@ -352,12 +248,6 @@ def test_known_module_names_reads_the_model_type(tmp_path):
     assert known_module_names(path) is None
 
 
-def run_config(data: dict):
-    from phased_cpt.config import load_config
-
-    return load_config(None, base_data={"phases": [{"name": "a", "file": "a.jsonl"}]} | data, check_files=False)[0]
-
-
 def test_a_runs_need_is_its_most_demanding_phase_for_plan_doctor_and_deepspeed_auto():
     cfg = run_config(
         {
@@ -371,3 +261,108 @@ def test_a_runs_need_is_its_most_demanding_phase_for_plan_doctor_and_deepspeed_a
     assert [t.training.micro_batch_size for t in need.targets] == [1, 4]
     assert per_phase[1].gpu_bytes > per_phase[0].gpu_bytes
     assert need.memory.gpu_bytes == per_phase[1].gpu_bytes
+
+
+def auto(**update) -> TrainingConfig:
+    return table_training(**update).model_copy(update={"gradient_checkpointing": "auto"})
+
+
+def on_h100(tokens: int, liger: bool, device_gib: float = 80, on_cuda: bool = True):
+    def estimate(training):
+        return estimate_memory(target(qwen25("7b"), training, tokens, liger=liger))
+
+    return choose_checkpointing(auto(), estimate, int(device_gib * GiB), on_cuda)
+
+
+def test_auto_is_the_default_and_true_false_are_kept():
+    assert TrainingConfig().gradient_checkpointing == "auto"
+    for setting in (True, False):
+        chosen = choose_checkpointing(table_training(gradient_checkpointing=setting), estimate_memory, 10, True)
+        assert chosen.training.gradient_checkpointing is setting
+        assert chosen.reason == f"training.gradient_checkpointing: {str(setting).lower()}"
+
+
+def test_auto_picks_the_least_recomputation_that_fits_with_the_margin():
+    # 7B, LoRA r=128 on all projections: 4K rows fit without checkpointing (~59 GiB of 80)
+    short = on_h100(4096, liger=False)
+    assert short.training.gradient_checkpointing is False
+    assert short.reason.startswith("auto: needs ~59.3 GiB of 80.0 GiB, 10% kept free")
+    # 16K rows with Liger: off and every 4th/2nd layer need more than 72 GiB (80 less 10%): full
+    long = on_h100(16384, liger=True)
+    assert long.training.gradient_checkpointing is True
+    assert long.training.performance.checkpoint_every_n_layers == 1
+    assert "every 2 layers would need ~76.5 GiB" in long.reason
+    # the same on a 100 GiB device: every 2nd layer (76.5 GiB) now fits 90 GiB
+    roomy = on_h100(16384, liger=True, device_gib=100)
+    assert roomy.describe().startswith("every 2 layers (auto: needs ~76.5 GiB of 100.0 GiB")
+    assert checkpointed_layers(28, roomy.training) == set(range(0, 28, 2))
+    # the chosen setting's need is within the budget, the one before it is not
+    need = estimate_memory(target(qwen25("7b"), roomy.training, 16384, liger=True)).gpu_bytes
+    assert need <= 100 * GiB * (1 - CHECKPOINTING_MARGIN)
+
+
+def test_where_nothing_fits_auto_takes_the_least_memory_offload_only_on_a_gpu():
+    gpu = on_h100(131072, liger=True)
+    assert gpu.training.performance.checkpoint_offload is True
+    assert gpu.reason.startswith("auto: nothing fits 72.0 GiB (80.0 GiB less 10%); the least memory, ~76.5 GiB")
+    cpu = on_h100(131072, liger=True, on_cuda=False)
+    assert cpu.training.gradient_checkpointing is True and cpu.training.performance.checkpoint_offload is False
+
+
+def test_unknown_device_memory_means_full_checkpointing():
+    chosen = choose_checkpointing(auto(), estimate_memory, None, True)
+    assert chosen.describe() == "full (auto: the device's memory is unknown)"
+
+
+def run_config(data: dict):
+
+    return load_config(None, base_data={"phases": [{"name": "a", "file": "a.jsonl"}]} | data, check_files=False)[0]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"embeddings": "full"}, {"embeddings": "full", "tied": True}, {"dora": True}, {"embeddings": "lora"}],
+    ids=["lora", "embeddings-full", "embeddings-full-tied", "dora", "embeddings-lora"],
+)
+def test_what_lives_the_whole_run_is_the_weights_and_adam_states_a_real_step_holds(settings):
+    """After a real optimizer step, the storages of every parameter (frozen, LoRA, DoRA's
+    magnitudes, `embeddings: full`'s copies beside the originals) and of AdamW's states, to the
+    byte: the estimate's weights + LoRA+optimizer."""
+    model, shape, training = tiny_qwen2(**settings)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, foreach=True)
+    ids = torch.randint(0, model.config.vocab_size, (1, 64))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(input_ids=ids, labels=ids).loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    states = [t for state in optimizer.state.values() for t in state.values() if t.dim() > 0]  # not the step count
+    held = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in [*model.parameters(), *states]}
+    estimate = estimate_memory(target(shape, training, 64, device="cpu"))
+    assert estimate.weights_bytes + estimate.lora_bytes == sum(held.values())
+
+
+def test_embeddings_full_and_dora_at_32b_shapes():
+    """What the two variants add where they matter: `embeddings: full` trains ~1.6 G parameters
+    (embedding and LM head) at Qwen2.5-32B shapes, each with bf16 weights, Adam m and v and a
+    gradient; DoRA's magnitudes are few, its activations are not."""
+    from phased_cpt.config import LoraConfig
+
+    shape = qwen25("32b")
+    full = adapter_parameters(shape, LoraConfig(embeddings="full"))
+    assert full.embeddings == 2 * 152064 * 5120 and 1.5e9 < full.embeddings < 1.6e9
+    dora = adapter_parameters(shape, LoraConfig(use_dora=True))
+    assert dora.magnitudes == 64 * (5120 + 1024 + 1024 + 5120 + 27648 + 27648 + 5120)
+    plain, with_full, with_dora = (
+        estimate_memory(target(shape, table_training(lora=lora), 32768, liger=True))
+        for lora in ({}, {"embeddings": "full"}, {"use_dora": True})
+    )
+    assert with_full.weights_bytes - plain.weights_bytes == 2 * full.embeddings  # the copies, bf16
+    assert with_full.lora_bytes - plain.lora_bytes == 4 * full.embeddings  # Adam m and v, bf16
+    assert with_dora.activations_bytes > plain.activations_bytes
+    # under DeepSpeed ZeRO-2 the copies train like the adapter: fp32 master and Adam partitioned
+    zero2 = [
+        estimate_memory(target(shape, table_training(lora=lora), 32768, liger=True, zero_stage=2, world_size=8))
+        for lora in ({}, {"embeddings": "full"})
+    ]
+    assert zero2[1].weights_bytes - zero2[0].weights_bytes == 2 * full.embeddings
+    assert zero2[1].lora_bytes - zero2[0].lora_bytes == pytest.approx(12 * full.embeddings / 8, abs=1)

@@ -17,6 +17,7 @@ from phased_cpt.run_dir import (
     mark_complete,
     missing_rank_parts,
 )
+from tests.conftest import REPO
 
 
 def make_run(output_dir, name: str, mtime: float, finished: list[str] = ()) -> RunDir:
@@ -133,3 +134,17 @@ def test_a_carried_adapter_must_be_the_file_its_phase_saved(tmp_path):
     weights.unlink()
     with pytest.raises(UserError, match="is missing"):
         run.check_carried_adapter()
+
+
+def test_the_documented_run_directory_stamp_is_the_one_runs_get(tmp_path):
+    """`-YYYYMMDD_HHMMSS`, wherever a doc names it (issue 19 item 11)."""
+    from datetime import datetime
+
+    from phased_cpt.run_dir import RunDir
+
+    run = RunDir.create(tmp_path, "name", now=datetime(2026, 1, 2, 3, 4, 5))
+    assert run.path.name == "name-20260102_030405"
+    for path in [REPO / "config.yaml", REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        doc, text = path.name, path.read_text()
+        for i in [i for i in range(len(text)) if text.startswith("YYYYMMDD_HHMMSS", i)]:
+            assert text[i - 1] == "-", f"{doc}: {text[i - 30 : i + 15]!r}"

@@ -8,14 +8,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 
 from phased_cpt.cli import main
 from phased_cpt.config import load_config
 from phased_cpt.errors import UserError
 from phased_cpt.tokenizer_check import PROBE_TEXT, first_line, local_tokenizer_problems, tokenizer_problem
-from tests.conftest import bundled_texts, write_jsonl
-from tests.unit.test_cli import imported_by
+from tests.conftest import bundled_texts, write_jsonl, write_yaml
+from tests.unit.cli.test_cli import imported_by
 
 
 def without_tokenizer_json(source: Path, out: Path) -> Path:
@@ -54,8 +53,7 @@ def write_config(project: Path, model: Path | str, **context) -> Path:
     config = {"model": {"name": str(model)}, "phases": [{"name": "p", "file": "p.jsonl"}]}
     if context:
         config["context"] = context
-    (project / "c.yaml").write_text(yaml.safe_dump(config))
-    return project / "c.yaml"
+    return write_yaml(project / "c.yaml", config)
 
 
 def test_the_rule_refuses_a_tiny_vocabulary_an_empty_encoding_and_ids_past_the_embedding():

@@ -8,7 +8,7 @@ Output for the user is printed here, except by the chat REPL (it owns the termin
 check table and `data from-git`'s summary.
 
 Imports are lazy: `--help`, `validate` and `data from-git` never import torch or transformers,
-so they start in a fraction of a second (tests/unit/test_cli.py checks which modules they load).
+so they start in a fraction of a second (tests/unit/cli/test_cli.py checks which modules they load).
 """
 
 from __future__ import annotations

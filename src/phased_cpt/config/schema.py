@@ -50,7 +50,7 @@ RUN_ENTRY_NAMES = (
     "run.lock",
 )
 """What the run directory itself holds next to the phase directories (`run_dir.RUN_LAYOUT_NAMES`,
-kept equal by tests/unit/test_config_hostile.py): no phase may be named so, in any case."""
+kept equal by tests/unit/config/test_schema.py): no phase may be named so, in any case."""
 LrAcrossPhases = Literal["rewarm", "wsd", "wsd_each_phase"]
 EmbeddingTraining = Literal["frozen", "full", "lora"]
 FIM_HEADROOM_TOKENS = 8

@@ -64,7 +64,7 @@ A fast tokenizer holds ~450 bytes per token while it encodes (offsets, token str
 61 MB one-line document took 15 GB. In slices, preparing a phase (`plan`, `train`) needs at most
 10x the longest document's UTF-8 size + 64 MiB above its baseline (the line, its text and its
 int32 ids are held whole; the tokenizer's working memory only per slice). Tested in
-`tests/unit/data/test_long_documents.py`; measured figures in benchmarks/RESULTS.md.
+`tests/unit/data/test_tokenize.py`; measured figures in benchmarks/RESULTS.md.
 """
 _SLICE_CUT = re.compile(r"(?<=\n)(?=\S)|(?<=\S)(?= [^\W\d_])")
 """Where a slice may end: after a line end followed by a non-space character, or before a space

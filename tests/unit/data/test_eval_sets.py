@@ -120,7 +120,7 @@ def test_hostile_task_lines_are_named_not_raised_or_scored_as_misses(tmp_path):
 
 
 def test_validate_reads_the_future_files_without_ml_libraries(config):
-    from tests.unit.test_cli import imported_by
+    from tests.unit.cli.test_cli import imported_by
 
     assert imported_by("validate", str(config)) == {"code": 0, "heavy": []}
     tasks = config.parent / "future_tasks.jsonl"

@@ -18,8 +18,9 @@ TEXT = "def add(a, b):\n    return a + b\n"
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tiny_fim_model_dir):
-    return load_tokenizer(ModelConfig(name=str(tiny_fim_model_dir)))
+def tokenizer(fim_tokenizer):
+    """This module's tokenizer is the one with fill-in-the-middle tokens."""
+    return fim_tokenizer
 
 
 @pytest.fixture(scope="module")

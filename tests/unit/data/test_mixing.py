@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import yaml
 
-from phased_cpt.config import GENERAL_COLUMN, ContextConfig, DataConfig, ModelConfig, PhaseConfig
+from phased_cpt.config import GENERAL_COLUMN, ContextConfig, DataConfig, PhaseConfig
 from phased_cpt.config.loading import dump_config, load_config
 from phased_cpt.data.mixing import draw_chunks, mixed_tokens
 from phased_cpt.data.phase_data import DataSettings, EvaluatedData, build_run_data
 from phased_cpt.errors import ConfigError
-from phased_cpt.modeling import load_tokenizer
 from tests.conftest import write_jsonl
 
 
@@ -45,11 +44,6 @@ def documents(marker: str, count: int, seed: int) -> list[str]:
         + "".join(f"    {marker} = x + {rng.randint(0, 99)}\n" for _ in range(rng.randint(1, 4)))
         for i in range(count)
     ]
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tiny_model_dir):
-    return load_tokenizer(ModelConfig(name=str(tiny_model_dir)))
 
 
 @pytest.fixture(scope="module")

@@ -3,25 +3,14 @@ from collections import Counter
 import pytest
 import torch
 
-from phased_cpt.config import ContextConfig, DataConfig, ModelConfig, PhaseConfig
+from phased_cpt.config import ContextConfig, DataConfig, PhaseConfig
 from phased_cpt.data.chunking import IGNORE_INDEX
 from phased_cpt.data.collate import make_collator
 from phased_cpt.data.phase_data import DataSettings, build_phase_data, build_run_data, tokenize_documents
 from phased_cpt.errors import DataError
-from phased_cpt.modeling import load_tokenizer
 from tests.conftest import bundled_texts, write_jsonl
 
 NO_EVAL = DataConfig(eval_ratio=0.0)
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tiny_model_dir):
-    return load_tokenizer(ModelConfig(name=str(tiny_model_dir)))
-
-
-@pytest.fixture(scope="module")
-def llama_tokenizer(tiny_llama_bos_dir):
-    return load_tokenizer(ModelConfig(name=str(tiny_llama_bos_dir)))
 
 
 def build(tmp_path, texts, tokenizer, data=NO_EVAL, name="p", **context):
@@ -240,54 +229,6 @@ def test_replay_draws_the_ratio_of_tokens_from_earlier_training_chunks(tmp_path,
     assert data["a"].train.stats["replay_tokens"] == 0
     again = build_run_data(phases, DataSettings(DataConfig(eval_ratio=0.1), context, 3), tokenizer)
     assert list(again["b"].train.dataset) == list(data["b"].train.dataset)  # deterministic for a seed
-
-
-def test_tokenizing_in_worker_processes_gives_the_same_rows(tmp_path, tokenizer, monkeypatch):
-    from phased_cpt.data import prepare
-
-    texts = bundled_texts("phase2_evolution")
-    serial = build(tmp_path, texts, tokenizer, max_tokens=64, overlap_tokens=8)
-    monkeypatch.setattr(prepare, "PARALLEL_MIN_BYTES", 0)
-    monkeypatch.setattr(prepare, "TOKENIZE_BATCH_DOCUMENTS", 7)  # many batches in flight
-    assert prepare.tokenizer_processes(tmp_path / "p.jsonl") == min(len(__import__("os").sched_getaffinity(0)), 8)
-    parallel = build(tmp_path, texts, tokenizer, max_tokens=64, overlap_tokens=8)
-    assert list(parallel.train.dataset) == list(serial.train.dataset)
-    assert parallel.meta == serial.meta
-
-
-@pytest.mark.parametrize("fixture", ["tokenizer", "llama_tokenizer"])
-def test_fast_encoding_gives_the_ids_of_the_tokenizers_own_call(fixture, request):
-    from phased_cpt.data.tokenize import encode_texts
-
-    tok = request.getfixturevalue(fixture)
-    texts = bundled_texts("phase3_pr_mastery", 20) + ["héllo wörld\r\n\ttabs", "x"]
-    assert encode_texts(texts, tok) == tok(texts, add_special_tokens=True)["input_ids"]
-    tok.backend_tokenizer.enable_truncation(8)  # a backend that would truncate is never used directly
-    try:
-        assert encode_texts(texts, tok) == tok(texts, add_special_tokens=True)["input_ids"]
-        assert max(len(ids) for ids in encode_texts(texts, tok)) > 8
-    finally:
-        tok.backend_tokenizer.no_truncation()
-
-
-@pytest.mark.parametrize("processes", [1, 2])
-def test_tokenizing_streams_with_a_bounded_number_of_documents_read_ahead(tmp_path, tokenizer, processes, monkeypatch):
-    from phased_cpt.data import prepare
-    from phased_cpt.data.jsonl import Document
-
-    monkeypatch.setattr(prepare, "TOKENIZE_BATCH_DOCUMENTS", 5)
-    index = prepare.TokenizedDocuments()
-    read_ahead = []
-
-    def documents():
-        for k in range(200):
-            read_ahead.append(k - len(index.lengths))  # read but not yet written to tokens.bin
-            yield Document(f"document {k} " * (k % 7 + 1), f"f:{k}")
-
-    with open(tmp_path / "tokens.bin", "wb") as f:
-        prepare.tokenize_stream(documents(), tokenizer, prepare.TokenWriter(f), index, 64, processes)
-    assert len(index.lengths) == 200
-    assert max(read_ahead) < (2 * processes + 1) * 5  # one batch being read + 2 per worker in flight
 
 
 def test_a_lone_surrogate_is_quarantined_under_skip_even_with_dedup(tmp_path, tokenizer):

@@ -23,7 +23,7 @@ from phased_cpt.data.plan import (
     warmup_steps,
 )
 from tests.conftest import write_jsonl
-from tests.unit.test_legacy_config import OLDER
+from tests.unit.config.test_legacy import OLDER
 
 QWEN25_32B = Path(__file__).resolve().parents[2] / "fixtures" / "model_configs" / "qwen2.5-32b"
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from phased_cpt.config import CompletionConfig, ContextConfig, ModelConfig
+from phased_cpt.config import CompletionConfig, ContextConfig
 from phased_cpt.data.collate import make_collator
 from phased_cpt.data.fim import find_fim_tokens
 from phased_cpt.data.rows import RowDataset
@@ -26,7 +26,6 @@ from phased_cpt.evaluation.completion import (
     score_completions,
 )
 from phased_cpt.evaluation.perplexity import evaluate_rows
-from phased_cpt.modeling import load_tokenizer
 
 DOCS = [
     "def add(a, b):\n    return a + b\n",
@@ -36,8 +35,9 @@ DOCS = [
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tiny_fim_model_dir):
-    return load_tokenizer(ModelConfig(name=str(tiny_fim_model_dir)))
+def tokenizer(fim_tokenizer):
+    """This module's tokenizer is the one with fill-in-the-middle tokens."""
+    return fim_tokenizer
 
 
 def test_cut_points_sit_at_the_token_before_the_first_character_of_lines_that_hold_code(tokenizer):

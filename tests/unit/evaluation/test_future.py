@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-import pytest
 from transformers import AutoModelForCausalLM
 
 from phased_cpt.config import CompletionConfig, ModelConfig
@@ -23,11 +22,6 @@ AFTER = "\n\ndef sub(a, b):\n    return a - b\n"
 
 def future(kind: str, target: str, suffix: str = "") -> FutureTask:
     return FutureTask(kind, PREFIX, suffix, target, "m.py", "c0ffee")
-
-
-@pytest.fixture(scope="module")
-def fim_tokenizer(tiny_fim_model_dir):
-    return load_tokenizer(ModelConfig(name=str(tiny_fim_model_dir)))
 
 
 def test_a_task_is_cut_on_the_files_own_tokens(fim_tokenizer):

@@ -18,7 +18,7 @@ from phased_cpt.errors import UserError
 from phased_cpt.export.flow import export_adapter
 from phased_cpt.export.target import EXPORT_MARKER, ExportOptions, Source
 from phased_cpt.modeling import attach_lora, load_base_model
-from tests.unit.inference.conftest import save_random_adapter, tiny_model_config
+from tests.conftest import save_random_adapter, tiny_model_config
 
 
 def random_adapter(model_dir: Path, out: Path, lora: LoraConfig, seed: int = 0) -> Path:

@@ -4,7 +4,6 @@ the parameters of `chat`'s defaults."""
 from __future__ import annotations
 
 import pytest
-from transformers import AutoTokenizer
 
 from phased_cpt.export.ollama import (
     CHATML_END,
@@ -24,11 +23,6 @@ QWEN_STYLE_JINJA = (  # ChatML, but with a default system prompt when none is gi
     "{% if messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
     "{% endif %}" + CHATML_JINJA
 )
-
-
-@pytest.fixture
-def tokenizer(tiny_model_dir):
-    return AutoTokenizer.from_pretrained(tiny_model_dir)
 
 
 def test_the_grammar_parser_rejects_what_ollama_rejects():

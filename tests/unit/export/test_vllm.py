@@ -13,7 +13,7 @@ from phased_cpt.errors import UserError
 from phased_cpt.export.target import ExportOptions, Source
 from phased_cpt.export.vllm import VllmTarget, smallest_rank_flag, vllm_problems
 from phased_cpt.modeling import attach_lora, load_base_model
-from tests.unit.inference.conftest import tiny_model_config
+from tests.conftest import tiny_model_config
 
 VARIANTS = {
     "plain": LoraConfig(r=8, alpha=16, dropout=0.0),

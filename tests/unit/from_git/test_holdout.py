@@ -1,5 +1,5 @@
-"""The time split of `data from-git` (holdout.py, tasks.py): which side of the cut each commit
-lands on, the future files, the tasks' shape, the contamination figure and bad input."""
+"""from_git/holdout.py: the time split of `data from-git`: which side of the cut each commit
+lands on, the future files, the contamination figure and bad input (the tasks: test_tasks.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import pytest
 from phased_cpt import cli
 from phased_cpt.errors import UserError
 from phased_cpt.from_git import HoldoutOptions
-from phased_cpt.from_git.git import GitRepo
 from phased_cpt.from_git.holdout import (
     FUTURE_CHANGES,
     FUTURE_EVOLUTION_FILE,
@@ -21,57 +20,16 @@ from phased_cpt.from_git.holdout import (
     FUTURE_PR_FILE,
     FUTURE_TASKS_FILE,
 )
-from phased_cpt.from_git.rules import repository_rules
-from phased_cpt.from_git.tasks import TASK_KINDS, FutureLimits, find_tasks, split_lines, write_tasks
-from tests.unit.from_git.repos import FAKE_AWS_KEY, build, commit, git, merge, new_repo, read, report
+from phased_cpt.from_git.tasks import TASK_KINDS
+from tests.unit.from_git.conftest import LIB_V2, _oid
+from tests.unit.from_git.repos import FAKE_AWS_KEY, build, commit, git, new_repo, read, report
 
 ROOT = Path(__file__).resolve().parents[3]
 PHASE2, PHASE3 = "phase2_evolution.jsonl", "phase3_pr_mastery.jsonl"
-LIB_V1 = (
-    "import os\n\n\ndef load_settings(path):\n    with open(path) as handle:\n        return handle.read()\n"
-    "\n\ndef old_helper_that_moves(value):\n    return value * 2  # doubled for the caller\n"
-)
-LIB_V2 = "import os\n\n\ndef load_settings(path):\n    with open(path) as handle:\n        return handle.read()\n"
-LIB_V3 = LIB_V2 + (
-    "\n\ndef parse_settings(text):\n    pairs = [line.split('=', 1) for line in text.splitlines()]\n"
-    "    return {key.strip(): value.strip() for key, value in pairs}\n"
-    "\n\ndef old_helper_that_moves(value):\n    return value * 2  # doubled for the caller\n"
-)
-C_FILE = (
-    "#include <stdio.h>\n\nint count_widgets(const int *values, int length) {\n    int total = 0;\n"
-    "    for (int index = 0; index < length; index++) {\n        total += values[index] > 0 ? 1 : 0;\n    }\n"
-    "    return total;\n}\n"
-)
-
-
-@pytest.fixture(scope="module")
-def dated_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Mainline c1 c2 c3 M1 c4 c5 M2 c6 (first parent, one a day from 2024-01-01); feature f1 merged
-    by M1 (before the cut), feature2 f2 written before c5 but merged by M2 after the cut."""
-    root = new_repo(tmp_path_factory.mktemp("dated"))
-    commit(root, {"src/lib.py": LIB_V1, "README.md": "# Demo\n"}, "c1: start", "2024-01-01T10:00:00+00:00")
-    commit(root, {"docs/guide.md": "Run the demo with care and attention.\n"}, "c2: guide", "2024-01-02T10:00:00+00:00")
-    git(root, "checkout", "-q", "-b", "feature")
-    commit(root, {"src/extra.py": "EXTRA_SETTING_NAME = 'first feature'\n"}, "f1: extra", "2024-01-03T10:00:00+00:00")
-    git(root, "checkout", "-q", "main")
-    commit(root, {"src/lib.py": LIB_V2}, "c3: drop the helper", "2024-01-04T10:00:00+00:00")
-    merge(root, "feature", "Merge pull request #1 from ada/feature", "2024-01-05T10:00:00+00:00")
-    commit(root, {"notes.txt": "A note written before the cut.\n"}, "c4: notes", "2024-01-06T10:00:00+00:00")
-    git(root, "checkout", "-q", "-b", "feature2")
-    commit(root, {"src/late.py": "LATE_SETTING_NAME = 'second feature'\n"}, "f2: late", "2024-01-07T10:00:00+00:00")
-    git(root, "checkout", "-q", "main")
-    commit(root, {"src/widgets.c": C_FILE}, "c5: widgets", "2024-01-08T10:00:00+00:00")
-    merge(root, "feature2", "Merge pull request #2 from ada/feature2", "2024-01-10T10:00:00+00:00")
-    commit(root, {"src/lib.py": LIB_V3}, "c6: parse settings", "2024-01-11T10:00:00+00:00")
-    return root
 
 
 def _ids(repo: Path, *args: str) -> set[str]:
     return set(git(repo, "rev-list", *args).split())
-
-
-def _oid(repo: Path, rev: str) -> str:
-    return git(repo, "rev-parse", rev).strip()
 
 
 def test_the_cut_places_every_commit_on_its_side(dated_repo, tmp_path):
@@ -151,50 +109,6 @@ def test_a_future_file_from_git_did_not_write_is_neither_replaced_nor_removed(da
     assert cli.main(["data", "from-git", str(dated_repo), "--out", str(ours), "--holdout-commits", "2", "--force"]) == 0
     assert cli.main(["data", "from-git", str(dated_repo), "--out", str(ours), "--holdout-commits", "0", "--force"]) == 0
     assert not any((ours / name).exists() for name in FUTURE_FILES)
-
-
-def test_tasks_are_cut_from_the_file_after_the_change(dated_repo, tmp_path):
-    out = tmp_path / "out"
-    build(dated_repo, out, holdout=HoldoutOptions(commits=3))
-    tasks = read(out, FUTURE_TASKS_FILE)
-    assert {task["kind"] for task in tasks} == {"next_line", "scope", "fim"}
-    for task in tasks:
-        assert set(task) == {"kind", "prefix", "suffix", "target", "path", "commit"}
-        after = git(dated_repo, "show", f"{task['commit']}:{task['path']}")
-        whole = task["prefix"] + task["target"] + task["suffix"]
-        if task["kind"] == "fim":
-            assert whole == after and task["suffix"].strip()
-        else:
-            assert after.startswith(whole) and task["suffix"] == ""
-        added = {
-            line[1:] + "\n"
-            for line in git(dated_repo, "show", "--format=", task["commit"], "--", task["path"]).splitlines()
-            if line.startswith("+") and not line.startswith("+++")
-        }
-        assert any(line in added for line in split_lines(task["target"]))
-        assert task["prefix"].strip()
-    scopes = {task["target"] for task in tasks if task["kind"] == "scope"}
-    assert (
-        "def parse_settings(text):\n" + LIB_V3.split("def parse_settings(text):\n")[1].split("\n\n\n")[0] + "\n"
-        in scopes
-    )
-    assert C_FILE[C_FILE.index("int count") :] in scopes  # a brace block with its closing line
-    next_lines = [task for task in tasks if task["kind"] == "next_line"]
-    assert all(len(task["target"].strip()) >= 25 and task["target"].count("\n") == 1 for task in next_lines)
-    # deterministic
-    build(dated_repo, tmp_path / "again", holdout=HoldoutOptions(commits=3))
-    assert (tmp_path / "again" / FUTURE_TASKS_FILE).read_bytes() == (out / FUTURE_TASKS_FILE).read_bytes()
-
-
-def test_find_tasks_rules_on_small_inputs():
-    lines = split_lines("x = 1\ndef grow(values):\n    return [v * 2 for v in values]\n\ny = 2\n")
-    assert list(find_tasks(lines, {1, 2})) == [("next_line", 2, 3), ("scope", 1, 3), ("fim", 1, 3)]
-    # a block mostly unchanged is not a scope; a run at the end of the file has no suffix: no fim
-    assert [kind for kind, *_ in find_tasks(lines, {2, 3, 4})] == ["next_line"]
-    # nothing before a line: no task ends there; a block at the top of the file has no prefix: no scope
-    top = split_lines("def grow(values):\n    return [v * 2 for v in values]\n")
-    assert list(find_tasks(top, {0, 1})) == [("next_line", 1, 2)]
-    assert split_lines("a\fb\nc") == ["a\fb\n", "c"]
 
 
 def test_printed_contamination_equals_a_count_outside_the_tool(dated_repo, tmp_path):
@@ -343,18 +257,3 @@ def test_future_sets_follow_the_phase_rules_and_redact(tmp_path):
     tasks = read(out, FUTURE_TASKS_FILE)
     assert tasks and {task["path"] for task in tasks} == {"app.py"}
     assert "vendored_function_with_a_long_name" not in (out / FUTURE_EVOLUTION_FILE).read_text()
-
-
-def test_tasks_are_capped_per_kind_with_a_fixed_seed(dated_repo, tmp_path):
-    git_repo = GitRepo.open(dated_repo)
-    head = git_repo.resolve_commit("HEAD")
-    rules = repository_rules(
-        git_repo, head, git_repo.list_tree(head), excludes=[], includes=[], use_default_excludes=True
-    )
-    limits = FutureLimits(max_diff_bytes=1 << 16, max_file_bytes=1 << 20, max_tasks_per_kind=1)
-    runs = []
-    for name in ("a.jsonl", "b.jsonl"):
-        temp, counts = write_tasks(git_repo, f"{_oid(dated_repo, 'main~3')}..{head}", rules, limits, tmp_path / name)
-        assert counts == {"next_line": 1, "scope": 1, "fim": 1}
-        runs.append(temp.read_text())
-    assert runs[0] == runs[1] and len(runs[0].splitlines()) == 3

@@ -19,7 +19,7 @@ _read = read
 
 def test_phase3_from_pr_export_has_one_document_per_pr_in_number_order(repo, tmp_path):
     summary = _build(repo, tmp_path, prs=FIXTURES / "pulls.json")
-    documents = _read(tmp_path, PHASE3_FILE)
+    documents = read(tmp_path, PHASE3_FILE)
     assert [(d["number"], d["outcome"]) for d in documents] == [(3, "closed unmerged"), (7, "merged"), (9, "open")]
     assert summary.phase3_source == "pull_requests" and [n for n in summary.notes if "held out" not in n] == []
     rust, retry, wip = (d["training_content"] for d in documents)
@@ -37,7 +37,7 @@ def test_phase3_from_pr_export_has_one_document_per_pr_in_number_order(repo, tmp
 
 def test_pr_discussion_is_in_chronological_order_without_pending_or_empty_reviews(repo, tmp_path):
     _build(repo, tmp_path, prs=FIXTURES / "pulls.json")
-    retry = next(d["training_content"] for d in _read(tmp_path, PHASE3_FILE) if d["number"] == 7)
+    retry = next(d["training_content"] for d in read(tmp_path, PHASE3_FILE) if d["number"] == 7)
     discussion = retry[retry.index("Discussion:\n") :]
     expected_order = [
         "[2024-02-01T10:00:00Z] comment by erin\nThanks for picking this up!",
@@ -55,7 +55,7 @@ def test_pr_discussion_is_in_chronological_order_without_pending_or_empty_review
 
 def test_pr_diff_drops_secret_file_sections(repo, tmp_path):
     summary = _build(repo, tmp_path, prs=FIXTURES / "pulls.json")
-    retry = next(d["training_content"] for d in _read(tmp_path, PHASE3_FILE) if d["number"] == 7)
+    retry = next(d["training_content"] for d in read(tmp_path, PHASE3_FILE) if d["number"] == 7)
     assert "[diff of .env omitted: secret]\n" in retry and "pr-secret-value" not in retry
     assert dict(summary.output(PHASE3_FILE).dropped_file_diffs) == {"secret": 1}
 
@@ -67,7 +67,7 @@ def test_pr_with_a_credential_in_its_text_is_kept_with_the_value_redacted(repo, 
     export = tmp_path / "pulls.json"
     export.write_text(json.dumps(pulls))
     summary = _build(repo, tmp_path / "out", prs=export)
-    documents = _read(tmp_path / "out", PHASE3_FILE)
+    documents = read(tmp_path / "out", PHASE3_FILE)
     assert [d["number"] for d in documents] == [3, 7, 9]
     assert "Use key [REDACTED:aws-access-key] for testing" in documents[2]["training_content"]
     assert documents[2]["title"] == "Key [REDACTED:aws-access-key]"
@@ -83,7 +83,7 @@ def test_pr_export_directory_reads_every_json_file(repo, tmp_path):
     (export / "b.json").write_text(json.dumps(pulls[2]))  # a single object is accepted too
     (export / "notes.txt").write_text("not json")
     _build(repo, tmp_path / "out", prs=export)
-    assert [d["number"] for d in _read(tmp_path / "out", PHASE3_FILE)] == [3, 7, 9]
+    assert [d["number"] for d in read(tmp_path / "out", PHASE3_FILE)] == [3, 7, 9]
 
 
 @pytest.mark.parametrize(
@@ -171,5 +171,5 @@ def test_unknown_keys_of_a_github_object_are_ignored(repo, tmp_path):
         )
     )
     _build(repo, tmp_path / "out", prs=export)
-    [document] = _read(tmp_path / "out", PHASE3_FILE)
+    [document] = read(tmp_path / "out", PHASE3_FILE)
     assert document["training_content"].startswith("Pull request #4: t\nAuthor: ann\n")

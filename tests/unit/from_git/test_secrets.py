@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from phased_cpt.from_git import PHASE1_FILE, PHASE2_FILE, PHASE3_FILE
+from phased_cpt.from_git import PHASE1_FILE, PHASE2_FILE, PHASE3_FILE, REPORT_FILE
 from phased_cpt.from_git.secrets import (
     REDACT_PATTERNS,
     STORE_PATTERNS,
@@ -18,6 +18,7 @@ from phased_cpt.from_git.secrets import (
     is_secret_path,
     redact_secrets,
 )
+from tests.unit.from_git.conftest import FIXTURES, SECRET_VALUES
 from tests.unit.from_git.repos import (
     FAKE_AWS_KEY,
     FAKE_GITHUB_TOKEN,
@@ -31,6 +32,7 @@ from tests.unit.from_git.repos import (
     read,
     report,
 )
+from tests.unit.from_git.repos import build as _build
 
 # Fake values, assembled at run time so this file holds no credential pattern.
 AWS_SECRET = "wJalrXUtnFEMI" + "/K7MDENG/bPxRfiCY3XAMPLEKEY"
@@ -361,3 +363,12 @@ def test_round_3_credentials_are_redacted_in_files_diffs_and_commit_messages(tmp
         "docker-auth": 1,
         "netrc-password": 1,
     }
+
+
+def test_secret_values_never_appear_in_any_output(repo, tmp_path):
+    _build(repo, tmp_path / "a")
+    _build(repo, tmp_path / "b", prs=FIXTURES / "pulls.json", use_default_excludes=False, max_file_bytes=10**6)
+    written = all_output_bytes(tmp_path)
+    assert len(list(tmp_path.rglob("*.jsonl"))) == 6 and len(list(tmp_path.rglob(REPORT_FILE))) == 2
+    for value in SECRET_VALUES:
+        assert value.encode() not in written

@@ -11,7 +11,7 @@ from phased_cpt.inference.batch import compare_prompts, read_prompts
 from phased_cpt.inference.generation import Generator
 from phased_cpt.inference.params import GenerationParams
 from phased_cpt.modeling import load_base_model, load_tokenizer
-from tests.unit.inference.conftest import tiny_model_config
+from tests.conftest import tiny_model_config
 
 
 def test_text_file_one_prompt_per_non_empty_line(tmp_path):

@@ -8,17 +8,20 @@ from pathlib import Path
 
 import pytest
 
+from phased_cpt.cli import main
 from phased_cpt.errors import UserError
 from phased_cpt.inference.discovery import describe_runs, resolve_target
-from tests.unit.inference.conftest import write_run
+from phased_cpt.run_dir import RunDir
+from tests.conftest import write_run
 
 PHASES = ["phase1_foundation", "phase2_evolution", "phase3_pr_mastery"]
 
 
 def age(run: Path, seconds_ago: float) -> Path:
     """Runs are ordered by their config file's mtime."""
-    t = (run / "config.resolved.yaml").stat().st_mtime - seconds_ago
-    os.utime(run / "config.resolved.yaml", (t, t))
+    config_file = RunDir(run).config_file
+    t = config_file.stat().st_mtime - seconds_ago
+    os.utime(config_file, (t, t))
     return run
 
 
@@ -149,7 +152,6 @@ def test_list_shows_runs_phases_adapters_and_checkpoints(tmp_path):
 
 def test_chat_run_dir_list_lists_that_run_only(tmp_path, capsys):
     """`chat RUN_DIR --list` describes RUN_DIR, not the newest runs under ./outputs (issue 19)."""
-    from phased_cpt.cli import main
 
     out = tmp_path / "outputs"
     older = age(write_run(out / "older", Path("/m/base"), PHASES, PHASES[:1]), 60)
@@ -159,3 +161,9 @@ def test_chat_run_dir_list_lists_that_run_only(tmp_path, capsys):
     assert listed.startswith(f"{older}  (base model: /m/base)") and "newer" not in listed
     assert main(["chat", str(tmp_path), "--list"]) == 2
     assert "is neither a run directory" in capsys.readouterr().err
+
+
+def test_state_file_damage_is_reported_by_discovery(finished_run):
+    (finished_run / "state.json").write_text(json.dumps({"finished_phases": [{"steps": 3}]}))
+    with pytest.raises(UserError, match="the run's state is unreadable"):
+        resolve_target(finished_run)

@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM
 from phased_cpt.inference.generation import Completion, DeltaStreamer, Generator, generation_config
 from phased_cpt.inference.params import GenerationParams, ParamError, set_param
 from phased_cpt.modeling import load_base_model, load_tokenizer
-from tests.unit.inference.conftest import tiny_model_config
+from tests.conftest import tiny_model_config
 
 PROMPT = "def main():\n    "
 

@@ -12,7 +12,7 @@ from phased_cpt.inference.generation import Generator
 from phased_cpt.inference.params import GenerationParams
 from phased_cpt.inference.repl import ALIASES, COMMANDS, HELP, Repl
 from phased_cpt.modeling import load_base_model, load_tokenizer
-from tests.unit.inference.conftest import tiny_model_config
+from tests.conftest import tiny_model_config
 
 ROOT = Path(__file__).resolve().parents[3]
 STATS = re.compile(

@@ -2,18 +2,16 @@
 logits, loss and gradients of transformers' sdpa with its block-diagonal mask; `auto` chooses it
 on a CPU for packed rows only."""
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from transformers import AutoConfig, MistralConfig
 
 from phased_cpt.cli import main
 from phased_cpt.config import ContextConfig, LoraConfig, ModelConfig
 from phased_cpt.modeling import attach_lora, load_base_model
-from phased_cpt.plans.kernels import PACKED_SDPA, choose_attention, has_sliding_window, plan_attention
+from phased_cpt.plans.kernels import PACKED_SDPA
 from phased_cpt.quickstart import DATA_DIR
 from phased_cpt.training.attention import apply_attention, document_lengths, packed_sdpa_attention
 
@@ -101,43 +99,6 @@ def test_a_packed_call_without_position_ids_is_refused():
     query = torch.zeros(1, 2, 4, 8)
     with pytest.raises(RuntimeError, match="needs the position ids"):
         packed_sdpa_attention(torch.nn.Module(), query, query, query, None)
-
-
-def test_auto_chooses_per_document_attention_on_a_cpu_for_packed_rows_only(tiny_model_dir):
-    config = AutoConfig.from_pretrained(tiny_model_dir).to_dict()
-    auto = ModelConfig(name=str(tiny_model_dir))
-    assert choose_attention(auto, PACKED, config, on_gpu=False).implementation == PACKED_SDPA
-    assert choose_attention(auto, PADDED, config, on_gpu=False).describe() == "sdpa (auto: rows are not packed)"
-    assert choose_attention(auto, PACKED, config, on_gpu=True).describe() == (
-        "flash_attention_2 where flash-attn is installed, else sdpa (auto: GPU)"  # this test machine has no GPU
-    )
-    asked = ModelConfig(name=str(tiny_model_dir), attn_implementation="sdpa")
-    assert choose_attention(asked, PACKED, config, on_gpu=False).describe() == "sdpa"
-    sliding = MistralConfig(sliding_window=4096).to_dict()
-    assert choose_attention(auto, PACKED, sliding, on_gpu=False).describe() == (
-        "sdpa (auto: no per-document attention for mistral here)"
-    )
-
-
-def test_a_sliding_window_counts_only_where_it_is_used():
-    """Qwen2.5's config.json names a window of 131,072 with use_sliding_window: false."""
-    qwen25 = json.loads((REPO / "tests/fixtures/model_configs/qwen2.5-0.5b/config.json").read_text())
-    assert qwen25["sliding_window"] and qwen25["use_sliding_window"] is False
-    assert not has_sliding_window(qwen25)
-    auto = ModelConfig(name="Qwen/Qwen2.5-0.5B")
-    assert choose_attention(auto, PACKED, qwen25, on_gpu=False).implementation == PACKED_SDPA
-    assert has_sliding_window({"sliding_window": 4096})  # Mistral 7B v0.1: no use_sliding_window key
-    assert has_sliding_window({"layer_types": ["full_attention", "sliding_attention"]})
-
-
-def test_plan_says_the_gpus_and_the_cpus_choice(tiny_model_dir):
-    config = AutoConfig.from_pretrained(tiny_model_dir).to_dict()
-    auto = ModelConfig(name=str(tiny_model_dir))
-    assert plan_attention(auto, PACKED, config) == (
-        "flash_attention_2 where flash-attn is installed, else sdpa (auto: GPU) on a GPU; "
-        "sdpa_packed (auto: CPU, packed rows: causal sdpa per document, not one T^2 mask) on a CPU"
-    )
-    assert plan_attention(ModelConfig(name="x", attn_implementation="eager"), PACKED, config) == "eager"
 
 
 def test_apply_attention_switches_the_loaded_model(tiny_model_dir):

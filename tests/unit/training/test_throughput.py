@@ -1,85 +1,29 @@
-"""Useful FLOPs (`flops.py`), device peaks and MFU (`training/throughput.py`), against hand-computed numbers."""
+"""training/throughput.py: device peaks and MFU, the speed path line, and the performance settings
+(optimizer, Liger, checkpointing) resolved for this machine."""
 
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, Qwen2Config
 
-from phased_cpt.config import LoraConfig, ModelConfig
+from phased_cpt.config import ContextConfig, LoraConfig, ModelConfig, TrainingConfig, load_config
 from phased_cpt.data.rows import RowDataset
 from phased_cpt.modeling import attach_lora, load_base_model
+from phased_cpt.plans.deepspeed import DeepSpeedPlan
 from phased_cpt.training.throughput import (
     ModelShape,
     Peak,
     Throughput,
-    attention_flops,
     base_parameters,
+    checkpointing_kwargs,
     chunk_lengths,
+    describe_checkpointing,
     device_peak,
-    flops_per_token,
+    resolve_checkpointing,
+    resolve_optimizer,
     spec_peak_tflops,
-    step_flops,
+    speed_path,
 )
-
-QWEN25_7B = dict(
-    vocab_size=152064,
-    hidden_size=3584,
-    intermediate_size=18944,
-    num_hidden_layers=28,
-    num_attention_heads=28,
-    num_key_value_heads=4,
-    tie_word_embeddings=False,
-)
-
-
-@pytest.fixture(scope="module")
-def qwen25_7b_shape() -> ModelShape:
-    with torch.device("meta"):  # real shapes, no memory: only parameter counts are read
-        model = AutoModelForCausalLM.from_config(Qwen2Config(**QWEN25_7B))
-    return ModelShape.of(model)
-
-
-def test_the_qwen25_7b_shape_counts_every_base_parameter(qwen25_7b_shape):
-    embed = 152064 * 3584  # input embeddings; the LM head is untied and as large
-    layer = (3584 * 3584 + 3584) + 2 * (3584 * 512 + 512) + 3584 * 3584 + 3 * 3584 * 18944 + 2 * 3584
-    assert qwen25_7b_shape.parameters == 2 * embed + 28 * layer + 3584 == 7_615_616_512
-    assert (qwen25_7b_shape.layers, qwen25_7b_shape.attention_width) == (28, 3584)
-
-
-def test_step_flops_of_one_16k_row_of_the_7b_shape(qwen25_7b_shape):
-    tokens = 16384
-    expected = 4 * 7_615_616_512 * tokens + 6 * tokens**2 * 3584 * 28
-    assert step_flops(qwen25_7b_shape, np.array([tokens])) == pytest.approx(expected, rel=1e-12)
-    # Sanity (not asserted): 6.61e14 FLOP in 16384 / 4412 tok/s = 3.71 s is the issue's
-    # ~178 TFLOP/s for plain HF+PEFT on an H100.
-    assert expected == pytest.approx(6.607e14, rel=1e-3)
-
-
-def test_packed_documents_attend_only_within_themselves(qwen25_7b_shape):
-    one_row = attention_flops(qwen25_7b_shape, np.array([16384]))
-    two_documents = attention_flops(qwen25_7b_shape, np.array([8192, 8192]))
-    assert two_documents == pytest.approx(one_row / 2)
-    # the linear part is the same for the same tokens
-    assert step_flops(qwen25_7b_shape, np.array([8192, 8192])) - two_documents == pytest.approx(
-        step_flops(qwen25_7b_shape, np.array([16384])) - one_row
-    )
-
-
-def test_flops_per_token_averages_over_the_phase_and_handles_no_tokens():
-    shape = ModelShape(
-        layers=2,
-        hidden_size=8,
-        intermediate_size=16,
-        vocab_size=10,
-        attention_heads=2,
-        kv_heads=2,
-        head_dim=4,
-        parameters=1000,
-    )
-    lengths = np.array([10, 30])
-    expected = (4 * 1000 * 40 + 6 * 8 * 2 * (10**2 + 30**2)) / 40
-    assert flops_per_token(shape, lengths) == pytest.approx(expected)
-    assert flops_per_token(shape, np.zeros(0)) == 4 * 1000
+from tests.conftest import no_liger, training_with
 
 
 def test_lora_weights_are_not_counted_as_base_parameters(tiny_model_dir):
@@ -129,6 +73,76 @@ def test_mfu_is_useful_flops_over_the_peak():
     values = throughput.values(tokens_per_second_per_device=50_000)
     assert values["model_tflops_per_second"] == pytest.approx(300.0)
     assert values["mfu"] == pytest.approx(300e12 / 989e12)
+
+
+def test_fused_adamw_falls_back_where_torch_has_none():
+    assert resolve_optimizer("adamw_torch_fused", "cpu").value == "adamw_torch_fused"
+    fallback = resolve_optimizer("adamw_torch_fused", "meta")
+    assert (fallback.value, fallback.reason) == ("adamw_torch", "no fused AdamW on meta")
+
+
+def test_checkpoint_every_n_layers_and_offload_become_checkpointing_kwargs():
+    training = training_with(checkpoint_every_n_layers=2, checkpoint_offload=True)
+    assert checkpointing_kwargs(training, on_cuda=True) == {
+        "use_reentrant": False,
+        "every_n_layers": 2,
+        "offload": True,
+    }
+    # pinned host memory needs an accelerator; on a CPU the activations are on the host already
+    assert checkpointing_kwargs(training, on_cuda=False) == {"use_reentrant": False, "every_n_layers": 2}
+    assert describe_checkpointing(training, on_cuda=True) == "every 2 layers + offload to CPU"
+    assert describe_checkpointing(training, on_cuda=False) == "every 2 layers (offload: off, no GPU)"
+    assert checkpointing_kwargs(TrainingConfig(gradient_checkpointing=False)) is None
+
+
+@no_liger
+def test_the_speed_path_line_says_what_is_active(tiny_model_dir):
+    base = load_base_model(ModelConfig(name=str(tiny_model_dir), dtype="float32", attn_implementation="sdpa"))
+    model = attach_lora(base, LoraConfig(r=4, alpha=8, dropout=0.0))
+    training = training_with(optimizer="adamw_torch", checkpoint_every_n_layers=2)
+    line = speed_path(model, training, ContextConfig(max_tokens=64, overlap_tokens=0, sample_packing=True))
+    assert line == (
+        "speed path: liger=off (not installed), attention=sdpa, optimizer=adamw_torch, "
+        "checkpointing=every 2 layers, compile=off, packing=on"
+    )
+    offloaded = DeepSpeedPlan(config={"optimizer": {"type": "AdamW"}}, source="zero3", reason="test")
+    assert "optimizer=deepspeed AdamW (from the DeepSpeed config)," in speed_path(
+        model, training, ContextConfig(), offloaded
+    )
+    plain = DeepSpeedPlan(config={"zero_optimization": {"stage": 2}}, source="zero2", reason="test")
+    assert "optimizer=adamw_torch," in speed_path(model, training, ContextConfig(), plain)
+
+
+def test_private_torch_and_liger_names_are_used_only_on_checked_versions(monkeypatch):
+    from phased_cpt.training import throughput
+
+    assert throughput.version_within("torch", ("2.0", "99.0"))
+    assert not throughput.version_within("torch", ("99.0", "100.0"))
+    assert not throughput.version_within("no-such-package-here", ("0", "99"))
+    monkeypatch.setattr(throughput, "TORCH_CHECKED", ("99.0", "100.0"))  # a torch newer than checked
+    assert throughput.fused_adamw_devices() == ("cuda",)
+    assert resolve_optimizer("adamw_torch_fused", "cpu").value == "adamw_torch"
+    monkeypatch.setattr(throughput, "LIGER_CHECKED", ("99.0", "100.0"))
+    assert throughput.liger_supports("any_model_type") is True
+
+
+def test_the_trainer_never_sees_auto():
+    with pytest.raises(ValueError, match="resolved by resolve_checkpointing first"):
+        checkpointing_kwargs(TrainingConfig())
+
+
+def test_resolved_for_the_tiny_model_on_this_cpu_it_is_off(tiny_model_dir):
+    """A tiny model on a CPU fits the machine's memory without recomputation."""
+    cfg, _ = load_config(None, base_data={"model": {"name": str(tiny_model_dir)}}, check_files=False)
+    model = attach_lora(
+        load_base_model(ModelConfig(name=str(tiny_model_dir), dtype="float32", attn_implementation="sdpa")),
+        LoraConfig(r=4, alpha=8, dropout=0.0),
+    )
+    chosen = resolve_checkpointing(model, cfg, None, 256)
+    assert chosen.training.gradient_checkpointing is False
+    assert chosen.reason.startswith("auto: needs ~") and "10% kept free" in chosen.reason
+    line = speed_path(model, chosen.training, cfg.context, None, chosen)  # the training log's line
+    assert f", checkpointing=off ({chosen.reason}), " in line
 
 
 def test_imports_frozen_leaves_what_exists_out_of_collections_until_exit():

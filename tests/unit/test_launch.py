@@ -1,0 +1,176 @@
+"""launch.py: the hostfile, the nodes and the launcher command (torchrun or deepspeed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from phased_cpt.errors import UserError
+from phased_cpt.launch import DEFAULT_MASTER_PORT, Nodes, choose_launcher, plan_launch, read_hostfile, resolve_nodes
+
+
+def test_hostfile_is_read_per_host(tmp_path):
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("# two nodes\nnode1 slots=8\nnode2 slots=8  # second\n\n")
+    assert read_hostfile(hostfile) == {"node1": 8, "node2": 8}
+
+
+def test_bad_hostfile_line_names_file_and_line(tmp_path):
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("node1 slots=8\nnode2 8\n")
+    with pytest.raises(UserError, match=r"hostfile:2: expected 'hostname slots=N'"):
+        read_hostfile(hostfile)
+
+
+def test_torchrun_command_starts_n_train_processes(tmp_path):
+    plan = plan_launch(
+        tmp_path / "c.yaml", ["--set", "a.b=1"], gpus=4, launcher="torchrun", nodes=Nodes(master_port=1234)
+    )
+    command = plan.command
+    assert command[1:3] == ["-m", "torch.distributed.run"]
+    assert command[command.index("--nproc_per_node") + 1] == "4"
+    assert command[-6:] == ["-m", "phased_cpt", "train", str(tmp_path / "c.yaml"), "--set", "a.b=1"]
+
+
+def test_deepspeed_command_with_hostfile(tmp_path):
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("node1 slots=8\nnode2 slots=8\n")
+    plan = plan_launch(tmp_path / "c.yaml", [], gpus=8, launcher="deepspeed", nodes=resolve_nodes(hostfile))
+    command = plan.command
+    assert Path(command[0]).name == "deepspeed"
+    assert command[command.index("--hostfile") + 1] == str(hostfile)
+    assert "--no_ssh" not in command  # started once, on the first node: DeepSpeed reaches the others by ssh
+    assert command[command.index("--master_port") + 1] == str(DEFAULT_MASTER_PORT)  # the same on every node
+    assert command[command.index("--num_gpus") + 1] == "8"
+    assert command[-4:] == ["--module", "phased_cpt", "train", str(tmp_path / "c.yaml")]
+
+
+def test_cpu_processes_get_one_thread_each(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    plan = plan_launch(tmp_path / "c.yaml", [], gpus=2, launcher="deepspeed", on_gpu=False)
+    assert plan.env["OMP_NUM_THREADS"] == "1"
+    assert plan.env["LOCAL_SIZE"] == "2"
+
+
+def test_hostfile_with_torchrun_is_refused(tmp_path):
+    hostfile = tmp_path / "h"
+    hostfile.write_text("node1 slots=2\nnode2 slots=2\n")
+    with pytest.raises(
+        UserError, match="--hostfile needs --launcher deepspeed; for torchrun, .* --nodes N --node-rank K"
+    ):
+        plan_launch(tmp_path / "c.yaml", [], gpus=2, launcher="torchrun", nodes=resolve_nodes(hostfile))
+
+
+def test_zero_processes_is_refused(tmp_path):
+    with pytest.raises(UserError, match="--gpus 0"):
+        plan_launch(tmp_path / "c.yaml", [], gpus=0, launcher="torchrun")
+
+
+def test_launch_and_doctor_arguments():
+    from phased_cpt.cli.parser import build_parser
+
+    args = build_parser().parse_args(
+        [
+            "launch",
+            "c.yaml",
+            "--gpus",
+            "8",
+            "--hostfile",
+            "hosts",
+            "--launcher",
+            "deepspeed",
+            "--set",
+            "a=1",
+            "--resume",
+        ]
+    )
+    assert (args.gpus, str(args.hostfile), args.launcher, args.overrides, args.resume) == (
+        8,
+        "hosts",
+        "deepspeed",
+        ["a=1"],
+        "latest",
+    )
+    for command in ("launch", "doctor"):
+        args = build_parser().parse_args(
+            [command, "c.yaml", "--nodes", "2", "--node-rank", "1", "--master-addr", "n0", "--master-port", "29600"]
+        )
+        assert (args.nodes, args.node_rank, args.master_addr, args.master_port) == (2, 1, "n0", 29600)
+    assert build_parser().parse_args(["doctor", "c.yaml", "--json"]).json is True
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["launch", "c.yaml", "--launcher", "mpirun"])
+
+
+def test_a_hostfile_chooses_deepspeeds_launcher_and_says_so(tmp_path):
+    """issue 19.2: `launch config.yaml --hostfile hostfile --gpus 8` on the default config
+    (deepspeed: null) uses DeepSpeed's launcher, the only one that reads a hostfile."""
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("gpu-node-1 slots=8\ngpu-node-2 slots=8\n")
+    launcher, reason = choose_launcher(None, None, resolve_nodes(hostfile))
+    assert launcher == "deepspeed" and "--hostfile" in reason and "plain DDP" in reason
+    assert choose_launcher(None, "zero3", Nodes()) == ("deepspeed", "the config sets deepspeed: zero3")
+    assert choose_launcher(None, None, Nodes())[0] == "torchrun"
+    assert choose_launcher("torchrun", "zero3", Nodes()) == ("torchrun", "--launcher")
+
+
+def test_torchrun_on_several_nodes_gets_nnodes_node_rank_and_master(tmp_path):
+    nodes = resolve_nodes(count=2, node_rank=1, master_addr="10.0.0.1", master_port=29600)
+    command = plan_launch(tmp_path / "c.yaml", [], gpus=8, launcher="torchrun", nodes=nodes).command
+    flags = dict(zip(command[3:-4:2], command[4:-4:2]))
+    assert flags == {
+        "--nproc_per_node": "8",
+        "--nnodes": "2",
+        "--node_rank": "1",
+        "--master_addr": "10.0.0.1",
+        "--master_port": "29600",
+    }
+
+
+def test_deepspeed_on_several_nodes_without_ssh_gets_a_hostfile_of_the_job_shape(tmp_path):
+    nodes = resolve_nodes(count=2, node_rank=1, master_addr="10.0.0.1")
+    command = plan_launch(tmp_path / "c.yaml", [], gpus=4, launcher="deepspeed", nodes=nodes).command
+    assert "--no_ssh" in command and command[command.index("--node_rank") + 1] == "1"
+    assert command[command.index("--master_addr") + 1] == "10.0.0.1"
+    assert command[command.index("--master_port") + 1] == str(DEFAULT_MASTER_PORT)
+    hostfile = Path(command[command.index("--hostfile") + 1])
+    assert read_hostfile(hostfile) == {"node-0": 4, "node-1": 4}
+
+
+def test_a_hostfile_with_node_rank_runs_on_each_node_without_ssh(tmp_path):
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("gpu-node-1 slots=8\ngpu-node-2 slots=8\n")
+    nodes = resolve_nodes(hostfile, node_rank=1)
+    assert (nodes.count, nodes.master_addr) == (2, "gpu-node-1")  # node 0 is the first host
+    command = plan_launch(tmp_path / "c.yaml", [], gpus=8, launcher="deepspeed", nodes=nodes).command
+    assert command[command.index("--hostfile") + 1] == str(hostfile) and "--no_ssh" in command
+
+
+def test_a_one_host_hostfile_runs_locally_without_ssh(tmp_path):
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("localhost slots=2\n")
+    command = plan_launch(tmp_path / "c.yaml", [], gpus=2, launcher="deepspeed", nodes=resolve_nodes(hostfile)).command
+    assert "--no_ssh" in command and command[command.index("--node_rank") + 1] == "0"
+    assert command[command.index("--master_addr") + 1] == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    "arguments,message",
+    [
+        (dict(count=2, master_addr="a"), "--nodes 2 needs --node-rank K"),
+        (dict(count=2, node_rank=0), "--nodes 2 needs --master-addr"),
+        (dict(count=2, node_rank=2, master_addr="a"), "--node-rank 2: must be between 0 and 1"),
+        (dict(count=0), "--nodes 0: at least one node"),
+        (dict(master_port=70000), "--master-port 70000"),
+    ],
+)
+def test_node_arguments_are_checked_together(arguments, message):
+    with pytest.raises(UserError, match=message):
+        resolve_nodes(**arguments)
+
+
+def test_nodes_must_match_the_hostfile(tmp_path):
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("a slots=1\nb slots=1\n")
+    with pytest.raises(UserError, match="--nodes 3 but .* lists 2 host"):
+        resolve_nodes(hostfile, count=3)
