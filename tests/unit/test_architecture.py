@@ -14,7 +14,7 @@ ALLOWED = {
     "crash_points": set(),
     "contamination": set(),
     "config": {"errors"},
-    "run_dir": {"config", "errors"},
+    "run_dir": {"config", "distributed", "errors"},
     "memory": {"config", "errors"},
     "gpus": set(),
     "flops": {"gpus", "memory"},

@@ -10,9 +10,9 @@ import pytest
 from phased_cpt.distributed import is_local_main_process, is_main_process, world_size
 from phased_cpt.errors import UserError
 from phased_cpt.launch import DEFAULT_MASTER_PORT, Nodes, choose_launcher, plan_launch, read_hostfile, resolve_nodes
-from phased_cpt.run_dir import RunDir
+from phased_cpt.run_dir import FinishedPhase, RunDir, RunState
 from phased_cpt.training.metrics import open_sink
-from phased_cpt.training.processes import rank_zero_run_dir
+from phased_cpt.training.processes import main_process_run_dir
 
 # --- ranks and rank-0-only writing ------------------------------------------------------------
 
@@ -47,13 +47,16 @@ def test_only_distributed_py_reads_the_rank_variables():
 
 
 def test_single_process_creates_the_run_directory(tmp_path):
-    run = rank_zero_run_dir(RunDir.create, tmp_path / "outputs", "r")
-    assert run.path.is_dir() and run.writer
+    run = main_process_run_dir(RunDir.create, tmp_path / "outputs", "r")
+    assert run.path.is_dir()
 
 
-def test_a_read_only_run_directory_writes_no_state_config_or_metrics(tmp_path):
-    run = RunDir(tmp_path, writer=False)
-    run.write_state({"finished_phases": []})
+def test_a_process_other_than_the_main_one_writes_no_state_config_or_metrics(tmp_path, monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    run = RunDir(tmp_path)
+    run.write_state(RunState(finished_phases=[FinishedPhase(name="p1", steps=3)]))
+    assert run.finished_steps() == 3  # its own copy of the state, in memory
     run.write_config("a: 1\n")
     sink = open_sink(run, SimpleNamespace(enabled=True), SimpleNamespace(enabled=True), {}, None)
     sink.log(1, "p1", {"loss": 1.0})

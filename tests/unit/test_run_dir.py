@@ -8,7 +8,9 @@ import pytest
 
 from phased_cpt.errors import UserError
 from phased_cpt.run_dir import (
+    FinishedPhase,
     RunDir,
+    RunState,
     checkpoint_dir,
     checkpoint_step,
     is_complete,
@@ -24,7 +26,7 @@ def make_run(output_dir, name: str, mtime: float, finished: list[str] = ()) -> R
     run.path.mkdir(parents=True)
     run.write_config("model:\n  name: some/model\n  dtype: float32\nphases:\n  - {name: p1}\n  - {name: p2}\n")
     for phase in finished:
-        run.mark_done(phase, steps=1)
+        run.mark_done(FinishedPhase(name=phase, steps=1))
     os.utime(run.config_file, (mtime, mtime))
     return run
 
@@ -121,11 +123,11 @@ def test_a_carried_adapter_must_be_the_file_its_phase_saved(tmp_path):
     from phased_cpt.run_dir import adapter_file_sha256
 
     run = make_run(tmp_path, "r-20240101_000000", 1)
-    run.write_state({"finished_phases": []})
+    run.write_state(RunState(finished_phases=[]))
     weights = run.adapter_dir("p1") / "adapter_model.safetensors"
     weights.parent.mkdir(parents=True)
     weights.write_bytes(b"the phase's own adapter")
-    run.mark_done("p1", steps=1, adapter_file_sha256=adapter_file_sha256(run.adapter_dir("p1")))
+    run.mark_done(FinishedPhase(name="p1", steps=1, adapter_file_sha256=adapter_file_sha256(run.adapter_dir("p1"))))
     run.check_carried_adapter()
     weights.write_bytes(b"another adapter, swapped in")
     with pytest.raises(UserError, match=r"adapter of the finished phase p1 .* has sha256 [0-9a-f]{12}\.\.\., not"):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from phased_cpt.config import TensorboardConfig, WandbConfig
+from phased_cpt.distributed import is_main_process
 from phased_cpt.run_dir import RunDir, read_metrics, write_atomic
 
 logger = logging.getLogger(__name__)
@@ -108,8 +109,8 @@ def finite(values: dict[str, float]) -> dict[str, float]:
 
 
 class MetricsSink:
-    """The run's metrics: every record goes to each backend. Without backends (ranks other than
-    0 of a multi-process run) it records nothing."""
+    """The run's metrics: every record goes to each backend. Without backends (every process but
+    the main one) it records nothing."""
 
     def __init__(self, backends: list[MetricsBackend]) -> None:
         self.backends = backends
@@ -180,15 +181,17 @@ def open_sink(
     run_config: dict[str, Any],
     resume_step: int | None,
 ) -> MetricsSink:
-    """The run's sink: metrics.jsonl, plus TensorBoard and W&B when enabled; on ranks other than 0
-    of a multi-process run (a read-only `RunDir`), a sink with no backend."""
-    if not run.writer:
+    """The run's sink: metrics.jsonl, plus TensorBoard and W&B when enabled; on every process but
+    the main one (`distributed.is_main_process`), a sink with no backend."""
+    if not is_main_process():
         return MetricsSink([])
     backends: list[MetricsBackend] = [JsonlBackend(run.metrics_file, resume_step)]
     if tensorboard.enabled:
         backends.append(TensorBoardBackend(run.tensorboard_dir, resume_step))
     if wandb_cfg.enabled:
-        wandb_run = start_wandb(wandb_cfg, run.name, run.path, run_config, run.read_state().get("wandb_run_id"))
+        state = run.read_state()
+        wandb_run = start_wandb(wandb_cfg, run.name, run.path, run_config, state.wandb_run_id)
         backends.append(WandbBackend(wandb_run))
-        run.update_state(wandb_run_id=wandb_run.id)
+        state.wandb_run_id = wandb_run.id
+        run.write_state(state)
     return MetricsSink(backends)

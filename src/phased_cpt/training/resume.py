@@ -18,7 +18,7 @@ import yaml
 from phased_cpt.config import RunConfig, dump_config
 from phased_cpt.data.cache import file_digest
 from phased_cpt.errors import UserError
-from phased_cpt.run_dir import RunDir, checkpoint_step, latest_run
+from phased_cpt.run_dir import RunDir, RunState, checkpoint_step, latest_run
 
 # Keys that may differ between the original and the resumed run (dotted paths, fnmatch patterns).
 MAY_CHANGE = (
@@ -54,7 +54,7 @@ def start_run(cfg: RunConfig) -> RunDir:
     run = RunDir.create(cfg.output.dir, cfg.run_name)
     run.acquire_lock()
     run.write_config(dump_config(cfg))
-    run.write_state({"finished_phases": [], "inputs": input_fingerprints(cfg)})
+    run.write_state(RunState(finished_phases=[], inputs=input_fingerprints(cfg)))
     return run
 
 
@@ -80,7 +80,7 @@ def resume_run(cfg: RunConfig, target: str) -> RunDir:
     stored = run.read_config()
     current = yaml.safe_load(dump_config(cfg))
     differences = config_differences(stored, current)
-    differences += input_differences(run.read_state().get("inputs", {}), input_fingerprints(cfg))
+    differences += input_differences(run.read_state().inputs, input_fingerprints(cfg))
     if differences:
         raise UserError(
             f"cannot resume {run.path}: the config differs in ways that change the run:\n"

@@ -17,7 +17,7 @@ from phased_cpt.data.collate import make_collator
 from phased_cpt.data.phase_data import build_phase_data
 from phased_cpt.evaluation.perplexity import evaluate_rows, preserved_rng
 from phased_cpt.modeling import attach_lora, load_base_model, load_tokenizer
-from phased_cpt.training.phase import PhaseOutput, PhaseSettings, phase_seed, train_phase
+from phased_cpt.training.phase import PhasePaths, PhaseSettings, SeedAtTrainBegin, phase_seed, train_phase
 from tests.conftest import bundled_texts, write_jsonl
 
 LORA = LoraConfig(r=4, alpha=8, dropout=0.1)
@@ -62,8 +62,9 @@ def train_after(phase_setup, tmp_path, disturb: bool) -> dict[str, torch.Tensor]
         gradient_checkpointing=True,  # train_phase takes a resolved choice, never auto
     )
     out = tmp_path / ("disturbed" if disturb else "clean")
+    callbacks.append(SeedAtTrainBegin(training.seed))  # last, as in the recipe's list
     train_phase(
-        model, tokenizer, data, PhaseSettings(training, CONTEXT, 1.0), PhaseOutput(out, out / "adapter"), callbacks
+        model, tokenizer, data, PhaseSettings(training, CONTEXT, 1.0), PhasePaths(out, out / "adapter"), callbacks
     )
     return {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
 

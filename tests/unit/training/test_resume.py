@@ -5,7 +5,9 @@ import pytest
 
 from phased_cpt.run_dir import (
     COMPLETE_MARKER,
+    FinishedPhase,
     RunDir,
+    RunState,
     checkpoint_problem,
     latest_checkpoint,
     list_checkpoints,
@@ -118,7 +120,7 @@ def test_rotation_without_limit_keeps_every_complete_checkpoint(tmp_path):
 
 def test_resume_point_counts_finished_phases(tmp_path):
     run = RunDir(tmp_path)
-    run.write_state({"finished_phases": [{"name": "a", "steps": 10}, {"name": "b", "steps": 5}]})
+    run.write_state(RunState(finished_phases=[FinishedPhase(name="a", steps=10), FinishedPhase(name="b", steps=5)]))
     assert resume_point(run, "c") == (None, 15)
     make_checkpoint(tmp_path / "c", 4)
     assert resume_point(run, "c") == (None, 15)  # decided once per session
