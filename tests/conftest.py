@@ -64,3 +64,11 @@ def bundled_texts(name: str, limit: int | None = None) -> list[str]:
     with open(DATA_DIR / f"{name}.jsonl", encoding="utf-8") as f:
         texts = [json.loads(line)["training_content"] for line in f if line.strip()]
     return texts[:limit]
+
+
+def metrics_config(tensorboard: bool, wandb: bool):
+    """A run config whose metrics sections turn TensorBoard and W&B on or off (phase files unchecked)."""
+    from phased_cpt.config import RunConfig
+
+    data = {"tensorboard": {"enabled": tensorboard}, "wandb": {"enabled": wandb, "project": "t"}}
+    return RunConfig.model_validate(data, context={"check_files": False})

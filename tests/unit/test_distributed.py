@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -13,6 +12,7 @@ from phased_cpt.launch import DEFAULT_MASTER_PORT, Nodes, choose_launcher, plan_
 from phased_cpt.run_dir import FinishedPhase, RunDir, RunState
 from phased_cpt.training.metrics import open_sink
 from phased_cpt.training.processes import main_process_run_dir
+from tests.conftest import metrics_config
 
 # --- ranks and rank-0-only writing ------------------------------------------------------------
 
@@ -58,7 +58,7 @@ def test_a_process_other_than_the_main_one_writes_no_state_config_or_metrics(tmp
     run.write_state(RunState(finished_phases=[FinishedPhase(name="p1", steps=3)]))
     assert run.finished_steps() == 3  # its own copy of the state, in memory
     run.write_config("a: 1\n")
-    sink = open_sink(run, SimpleNamespace(enabled=True), SimpleNamespace(enabled=True), {}, None)
+    sink = open_sink(run, metrics_config(tensorboard=True, wandb=True), None)
     sink.log(1, "p1", {"loss": 1.0})
     sink.event("phase_start", phase="p1")
     sink.close()

@@ -19,7 +19,7 @@ import time
 from peft import PeftModel
 from transformers import TrainerCallback, set_seed
 
-from phased_cpt.config import PhaseConfig, RunConfig, TrainingConfig, public_config
+from phased_cpt.config import PhaseConfig, RunConfig, TrainingConfig
 from phased_cpt.crash_points import crash_point
 from phased_cpt.data.cache import resolve_cache_dir
 from phased_cpt.data.collate import check_packing_model, make_collator
@@ -101,8 +101,7 @@ class PhasedRecipe:
         phase resolves its own overrides on top (`PhaseConfig.training_for`)."""
         self.pending = self.run.pending_phases(cfg.phases)
         resume_step = resume_point(self.run, self.pending[0].name)[1] if self.resume and self.pending else None
-        config = {k: v for k, v in public_config(cfg).items() if k != "wandb"}
-        self.sink = open_sink(self.run, cfg.tensorboard, cfg.wandb, config, resume_step)
+        self.sink = open_sink(self.run, cfg, resume_step)
         scoring = Scoring(
             make_collator(self.tokenizer, cfg.context), self.tokenizer, cfg.context.max_tokens, cfg.training.seed
         )

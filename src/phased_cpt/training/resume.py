@@ -19,11 +19,12 @@ from phased_cpt.config import RunConfig, dump_config
 from phased_cpt.data.cache import file_digest
 from phased_cpt.errors import UserError
 from phased_cpt.run_dir import RunDir, RunState, checkpoint_step, latest_run
+from phased_cpt.training.metrics import BACKENDS
 
-# Keys that may differ between the original and the resumed run (dotted paths, fnmatch patterns).
+# Keys that may differ between the original and the resumed run (dotted paths, fnmatch patterns):
+# every metrics backend's section among them.
 MAY_CHANGE = (
-    "wandb.*",
-    "tensorboard.*",
+    *(f"{backend.section}.*" for backend in BACKENDS if backend.section),
     "output.*",
     "evaluation.*",
     "phases.*.description",
