@@ -421,7 +421,7 @@ class RunDir:
     lock_file = InRun(LOCK_FILE)
 
     def acquire_lock(self) -> None:
-        """Make this process the run's only writer until `release_lock` or its exit (the kernel
+        """Make this process the only one training into the run until `release_lock` or its exit (the kernel
         drops an flock when its process dies, so a dead process's lock is taken over). Another
         live process holding it is a UserError naming its pid."""
         lock = FileLock(self.lock_file, timeout=0)

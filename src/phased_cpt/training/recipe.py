@@ -85,13 +85,7 @@ class PhasedRecipe:
         self.tokenizer = load_tokenizer(cfg.model)
         self.phase_data = self.prepare_data()
         self.log_plan()
-        with storage_errors(cfg.output.dir):
-            self.run = (
-                main_process_run_dir(resume_run, cfg, self.resume)
-                if self.resume
-                else main_process_run_dir(start_run, cfg)
-            )
-        logger.info("run directory: %s%s", self.run.path, " (resumed)" if self.resume else "")
+        self.run = self.open_run_dir()
         if is_main_process():
             save_rejected(self.phase_data, self.run.rejected_dir)
         self.trainable = TrainableModel.build(cfg.model, cfg.training.lora, self.run.final_adapter())
@@ -167,6 +161,17 @@ class PhasedRecipe:
             )
         self.preparation_seconds = time.perf_counter() - preparing
         return phase_data
+
+    def open_run_dir(self) -> RunDir:
+        """A new run directory, or the one `--resume` names (checked to be the same run); opened
+        by the main process, shared with the others."""
+        with storage_errors(self.cfg.output.dir):
+            if self.resume:
+                run = main_process_run_dir(resume_run, self.cfg, self.resume)
+            else:
+                run = main_process_run_dir(start_run, self.cfg)
+        logger.info("run directory: %s%s", run.path, " (resumed)" if self.resume else "")
+        return run
 
     def log_plan(self) -> None:
         cfg = self.cfg
