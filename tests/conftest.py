@@ -26,7 +26,7 @@ from phased_cpt.config.schema import liger_installed  # noqa: E402
 from phased_cpt.errors import ConfigError  # noqa: E402
 from phased_cpt.quickstart import DATA_DIR  # noqa: E402
 from phased_cpt.quickstart.tiny_model import build_tiny_model  # noqa: E402
-from phased_cpt.run_dir import RunDir  # noqa: E402
+from phased_cpt.run_dir import FinishedPhase, RunDir, RunState  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 """The repository's root: its README.md, config.yaml, docs/ and tests/fixtures/."""
@@ -162,9 +162,9 @@ def write_run(
         "phases": [{"name": p, "file": f"{p}.jsonl", "epochs": 1} for p in phases],
     }
     run.write_config(yaml.safe_dump(config))
-    run.write_state({"finished_phases": []})
+    run.write_state(RunState())
     for phase in finished:
-        run.mark_done(phase, steps=3)
+        run.mark_done(FinishedPhase(name=phase, steps=3))
         target = run.adapter_dir(phase)
         target.parent.mkdir(parents=True, exist_ok=True)
         if adapters and phase in adapters:
@@ -220,3 +220,11 @@ def config_problems(config: Path | dict, overrides: tuple[str, ...] | list[str] 
         load_config(path, list(overrides), base_data=data)
     assert all("\n" not in problem for problem in err.value.problems), err.value.problems
     return err.value.problems
+
+
+def metrics_config(tensorboard: bool, wandb: bool):
+    """A run config whose metrics sections turn TensorBoard and W&B on or off (phase files unchecked)."""
+    from phased_cpt.config import RunConfig
+
+    data = {"tensorboard": {"enabled": tensorboard}, "wandb": {"enabled": wandb, "project": "t"}}
+    return RunConfig.model_validate(data, context={"check_files": False})

@@ -2,7 +2,7 @@
 
     outputs/<run_name>-YYYYMMDD_HHMMSS/
       config.resolved.yaml      the validated config, secrets removed
-      state.json                finished phases (name, steps, adapter fingerprint)
+      state.json                `RunState`: finished phases (`FinishedPhase`), input sha256s, W&B run id
       metrics.jsonl             one JSON object per logged step or event
       tensorboard/              one log dir for the whole run
       <phase>/checkpoint-N/     Trainer checkpoints of the phase; complete once `COMPLETE` is in it
@@ -20,7 +20,6 @@ are each decided here, once.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
@@ -33,8 +32,10 @@ from typing import Any
 
 import yaml
 from filelock import FileLock, Timeout
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from phased_cpt.config import ModelConfig, PhaseConfig
+from phased_cpt.distributed import is_main_process
 from phased_cpt.errors import DataError, UserError
 
 logger = logging.getLogger(__name__)
@@ -294,15 +295,65 @@ def latest_checkpoint(phase_dir: Path) -> Path | None:
     return None
 
 
-def read_state_file(state_file: Path) -> dict[str, Any]:
+class FinishedPhase(BaseModel):
+    """One finished phase in state.json, as the recipe records it when the phase's adapter is saved.
+
+    Records written by earlier versions are read as they are: the first ones held only `name`,
+    `steps`, `train_loss` and `adapter_sha256` (the fingerprint's former name); a field a record
+    lacks is not written back, and a field this version does not know is kept (`extra="allow"`).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    steps: int = 0
+    """Optimizer steps of the phase."""
+    train_loss: float | None = None
+    """Mean training loss; None when a step's loss was non-finite (skipped)."""
+    tokens: int = 0
+    seconds: float = 0.0
+    adapter_fingerprint: str | None = None
+    """`modeling.adapter_fingerprint`: over the adapter's tensors."""
+    adapter_file_sha256: str | None = None
+    """sha256 of the saved `adapter_model.safetensors` (what `sha256sum` prints)."""
+    adapter_sha256: str | None = None
+    """Runs of the first versions: the fingerprint, under its former name."""
+
+
+class RunState(BaseModel):
+    """The whole of state.json. `RunDir.read_state` is its one reader, `RunDir.write_state` its one writer."""
+
+    model_config = ConfigDict(extra="allow")
+
+    finished_phases: list[FinishedPhase] = []
+    inputs: dict[str, str] = {}
+    """sha256 of every data file the run started with (`resume.input_fingerprints`); empty in
+    runs of versions that did not record them (a resume then does not compare them)."""
+    wandb_run_id: str | None = None
+    """The W&B run a resumed run continues."""
+
+    def to_json(self) -> str:
+        """state.json's text: the fields that were set (written by this version, or read from the
+        file), so a record of an older version is written back as it was, plus what was added."""
+        data = self.model_dump(mode="json", exclude_unset=True)
+        data["finished_phases"] = [p.model_dump(mode="json", exclude_unset=True) for p in self.finished_phases]
+        return json.dumps(data, indent=2) + "\n"
+
+
+def read_state_file(state_file: Path) -> RunState:
     """`state.json`, checked: an object whose `finished_phases` lists objects with a `name`."""
     try:
-        state = json.loads(state_file.read_text(encoding="utf-8"))
-        phases = state["finished_phases"]
-        if not isinstance(phases, list) or not all(
-            isinstance(p, dict) and isinstance(p.get("name"), str) for p in phases
-        ):
-            raise ValueError("finished_phases must be a list of {name, ...} objects")
+        data = json.loads(state_file.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or "finished_phases" not in data:
+            raise KeyError("finished_phases")
+        state = RunState.model_validate(data)
+    except ValidationError as err:
+        problem = err.errors()[0]
+        where = ".".join(map(str, problem["loc"]))
+        raise UserError(
+            f"{state_file}: the run's state is unreadable ({where}: {problem['msg']}); the run directory is damaged. "
+            "Restore the file from a backup, or point at a phase's adapter directly (chat --adapter RUN/PHASE/adapter)"
+        ) from None
     except (OSError, ValueError, KeyError, TypeError) as err:
         what = f"{type(err).__name__}: {err}" if not isinstance(err, KeyError) else f"no {err} in it"
         raise UserError(
@@ -324,11 +375,12 @@ class InRun:
 
 @dataclass
 class RunDir:
+    """Only the main process (`distributed.is_main_process`) writes the directory's files; the other
+    ranks of a multi-process run read it and write only what DeepSpeed needs (their checkpoint
+    shards). Each process keeps its own copy of the state in memory."""
+
     path: Path
-    writer: bool = True
-    """False on ranks other than 0 of a multi-process run: they read the directory, and write
-    only what DeepSpeed needs (their checkpoint shards), never its files."""
-    _state: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    _state: RunState | None = field(default=None, repr=False, compare=False)
     _resume_checkpoints: dict[str, Path | None] = field(default_factory=dict, repr=False, compare=False)
     _lock: FileLock | None = field(default=None, repr=False, compare=False)
 
@@ -369,7 +421,7 @@ class RunDir:
     lock_file = InRun(LOCK_FILE)
 
     def acquire_lock(self) -> None:
-        """Make this process the run's only writer until `release_lock` or its exit (the kernel
+        """Make this process the only one training into the run until `release_lock` or its exit (the kernel
         drops an flock when its process dies, so a dead process's lock is taken over). Another
         live process holding it is a UserError naming its pid."""
         lock = FileLock(self.lock_file, timeout=0)
@@ -405,22 +457,23 @@ class RunDir:
             self._resume_checkpoints[phase_name] = latest_checkpoint(self.phase_dir(phase_name))
         return self._resume_checkpoints[phase_name]
 
-    def read_state(self) -> dict[str, Any]:
-        """The run's state; read from disk once, then kept in memory so every rank of a
-        multi-process run sees its own updates without waiting for rank 0's file. A damaged
-        state file is a UserError saying so."""
+    def read_state(self) -> RunState:
+        """The run's state (a copy); read from disk once, then kept in memory so every rank of a
+        multi-process run sees its own updates without waiting for the main process's file. A
+        damaged state file is a UserError saying so."""
         if self._state is None:
             state_file = self.state_file
-            self._state = read_state_file(state_file) if state_file.exists() else {"finished_phases": []}
-        return copy.deepcopy(self._state)
+            self._state = read_state_file(state_file) if state_file.exists() else RunState()
+        return self._state.model_copy(deep=True)
 
-    def write_state(self, state: dict[str, Any]) -> None:
-        self._state = copy.deepcopy(state)
-        if self.writer:
-            write_atomic(self.state_file, json.dumps(state, indent=2) + "\n")
+    def write_state(self, state: RunState) -> None:
+        """Keep `state` as the run's state; the main process also writes it to state.json."""
+        self._state = state.model_copy(deep=True)
+        if is_main_process():
+            write_atomic(self.state_file, state.to_json())
 
     def write_config(self, text: str) -> None:
-        if self.writer:
+        if is_main_process():
             write_atomic(self.config_file, text)
 
     def read_config(self) -> dict[str, Any]:
@@ -466,28 +519,26 @@ class RunDir:
         except (UserError, KeyError, TypeError):
             return self.finished_phases()
 
-    def update_state(self, **fields: Any) -> None:
-        self.write_state(self.read_state() | fields)
-
     def finished_phases(self) -> list[str]:
-        return [p["name"] for p in self.read_state()["finished_phases"]]
+        return [p.name for p in self.read_state().finished_phases]
 
     def finished_steps(self) -> int:
         """Optimizer steps of all finished phases: the global step the next phase starts from."""
-        return sum(p.get("steps", 0) for p in self.read_state()["finished_phases"])
+        return sum(p.steps for p in self.read_state().finished_phases)
 
-    def mark_done(self, phase_name: str, **info: Any) -> None:
+    def mark_done(self, phase: FinishedPhase) -> None:
+        """Record a finished phase (after its adapter is saved)."""
         state = self.read_state()
-        state["finished_phases"].append({"name": phase_name, **info})
+        state.finished_phases.append(phase)
         self.write_state(state)
 
     def check_carried_adapter(self) -> None:
         """The adapter the next phase starts from (the last finished phase's) must be the file that
         phase saved: its sha256 against state.json's `adapter_file_sha256` (runs that recorded one)."""
-        finished = self.read_state()["finished_phases"]
-        if not finished or not finished[-1].get("adapter_file_sha256"):
+        finished = self.read_state().finished_phases
+        if not finished or not finished[-1].adapter_file_sha256:
             return
-        name, recorded = finished[-1]["name"], finished[-1]["adapter_file_sha256"]
+        name, recorded = finished[-1].name, finished[-1].adapter_file_sha256
         found = adapter_file_sha256(self.adapter_dir(name))
         if found != recorded:
             what = "is missing" if found is None else f"has sha256 {found[:12]}..., not the {recorded[:12]}... it saved"

@@ -33,9 +33,7 @@ NO_LOGIC = {
 
 # Modules whose test module is written on another branch of this step (issue 27) and arrives with
 # its merge; once it is here, the entry must go (test_the_exemptions_...).
-ON_OTHER_BRANCHES = {
-    "training/recipe.py": "tests/unit/training/test_recipe.py, branch recipe",
-}
+ON_OTHER_BRANCHES = {}
 
 # Test modules under tests/unit that check a rule of the whole tree, not one module.
 WHOLE_TREE = {

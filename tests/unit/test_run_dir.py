@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 
 import pytest
 
+from phased_cpt.config import PhaseConfig
 from phased_cpt.errors import UserError
 from phased_cpt.run_dir import (
+    FinishedPhase,
     RunDir,
+    RunState,
     checkpoint_dir,
     checkpoint_step,
     is_complete,
@@ -25,7 +30,7 @@ def make_run(output_dir, name: str, mtime: float, finished: list[str] = ()) -> R
     run.path.mkdir(parents=True)
     run.write_config("model:\n  name: some/model\n  dtype: float32\nphases:\n  - {name: p1}\n  - {name: p2}\n")
     for phase in finished:
-        run.mark_done(phase, steps=1)
+        run.mark_done(FinishedPhase(name=phase, steps=1))
     os.utime(run.config_file, (mtime, mtime))
     return run
 
@@ -122,11 +127,11 @@ def test_a_carried_adapter_must_be_the_file_its_phase_saved(tmp_path):
     from phased_cpt.run_dir import adapter_file_sha256
 
     run = make_run(tmp_path, "r-20240101_000000", 1)
-    run.write_state({"finished_phases": []})
+    run.write_state(RunState(finished_phases=[]))
     weights = run.adapter_dir("p1") / "adapter_model.safetensors"
     weights.parent.mkdir(parents=True)
     weights.write_bytes(b"the phase's own adapter")
-    run.mark_done("p1", steps=1, adapter_file_sha256=adapter_file_sha256(run.adapter_dir("p1")))
+    run.mark_done(FinishedPhase(name="p1", steps=1, adapter_file_sha256=adapter_file_sha256(run.adapter_dir("p1"))))
     run.check_carried_adapter()
     weights.write_bytes(b"another adapter, swapped in")
     with pytest.raises(UserError, match=r"adapter of the finished phase p1 .* has sha256 [0-9a-f]{12}\.\.\., not"):
@@ -148,3 +153,93 @@ def test_the_documented_run_directory_stamp_is_the_one_runs_get(tmp_path):
         doc, text = path.name, path.read_text()
         for i in [i for i in range(len(text)) if text.startswith("YYYYMMDD_HHMMSS", i)]:
             assert text[i - 1] == "-", f"{doc}: {text[i - 30 : i + 15]!r}"
+
+
+def test_a_field_this_version_does_not_know_is_kept(tmp_path):
+    run = RunDir(tmp_path)
+    run.state_file.write_text(json.dumps({"finished_phases": [{"name": "p1", "steps": 1, "note": "hi"}], "extra": 1}))
+    run.mark_done(FinishedPhase(name="p2", steps=1))
+    written = json.loads(run.state_file.read_text())
+    assert written["finished_phases"][0] == {"name": "p1", "steps": 1, "note": "hi"}
+    assert written["extra"] == 1
+
+
+@pytest.mark.parametrize(
+    "state, problem",
+    [
+        ({"finished_phases": [{"steps": 3}]}, "finished_phases.0.name: Field required"),
+        (
+            {"finished_phases": [{"name": "p1", "steps": "many"}]},
+            "finished_phases.0.steps: Input should be a valid integer",
+        ),
+        ({"finished_phases": {"name": "p1"}}, "finished_phases: Input should be a valid list"),
+        ({"inputs": {}}, "no 'finished_phases' in it"),
+        ([], "no 'finished_phases' in it"),
+    ],
+)
+def test_a_damaged_state_file_names_the_field(tmp_path, state, problem):
+    run = RunDir(tmp_path)
+    run.state_file.write_text(json.dumps(state))
+    with pytest.raises(UserError, match=re.escape(f"the run's state is unreadable ({problem}")):
+        run.read_state()
+
+
+FIRST_VERSION_STATE = {
+    "finished_phases": [
+        {"name": "p1", "steps": 4, "train_loss": 1.25, "adapter_sha256": "ab" * 32},
+        {"name": "p2", "steps": 2, "train_loss": None, "adapter_sha256": "cd" * 32},
+    ]
+}
+
+
+def test_a_state_file_of_the_first_version_is_read_and_written_back_as_it_was(tmp_path):
+    run = make_run(tmp_path, "r-20240101_000000", 1)
+    run.state_file.write_text(json.dumps(FIRST_VERSION_STATE))
+    state = RunDir(run.path).read_state()
+    assert [p.name for p in state.finished_phases] == ["p1", "p2"]
+    assert state.finished_phases[0].adapter_sha256 == "ab" * 32
+    assert state.finished_phases[1].train_loss is None
+    assert state.inputs == {} and state.wandb_run_id is None
+    resumed = RunDir(run.path)
+    assert resumed.finished_steps() == 6
+    assert (
+        resumed.pending_phases([PhaseConfig(name="p1", file=__file__), PhaseConfig(name="p3", file=__file__)])[0].name
+        == "p3"
+    )
+    resumed.check_carried_adapter()  # nothing recorded to compare: not refused
+    resumed.mark_done(FinishedPhase(name="p3", steps=1, train_loss=0.5, tokens=64, seconds=1.5))
+    written = json.loads(run.state_file.read_text())
+    assert written["finished_phases"][:2] == FIRST_VERSION_STATE["finished_phases"]  # not a key added or lost
+    assert written["finished_phases"][2] == {"name": "p3", "steps": 1, "train_loss": 0.5, "tokens": 64, "seconds": 1.5}
+    assert set(written) == {"finished_phases"}
+
+
+def test_the_state_this_version_writes_reads_back_equal(tmp_path):
+    run = RunDir(tmp_path)
+    state = RunState(finished_phases=[], inputs={"p1.file": "00" * 32})
+    run.write_state(state)
+    run.mark_done(
+        FinishedPhase(
+            name="p1",
+            steps=3,
+            train_loss=None,
+            tokens=10,
+            seconds=0.5,
+            adapter_fingerprint="f",
+            adapter_file_sha256="s",
+        )
+    )
+    read = RunDir(tmp_path).read_state()
+    assert read.inputs == {"p1.file": "00" * 32}
+    assert read.finished_phases == [
+        FinishedPhase(
+            name="p1",
+            steps=3,
+            train_loss=None,
+            tokens=10,
+            seconds=0.5,
+            adapter_fingerprint="f",
+            adapter_file_sha256="s",
+        )
+    ]
+    assert json.loads(run.state_file.read_text())["finished_phases"][0]["train_loss"] is None  # written as null

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
+from phased_cpt import distributed
 from phased_cpt.data.chunking import IGNORE_INDEX
 
 if TYPE_CHECKING:
@@ -75,8 +75,8 @@ def evaluate_rows(
     `desc`: draw a progress bar with this label (on rank 0), so a long evaluation is never silent."""
     from tqdm.auto import tqdm
 
-    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-    rank = dist.get_rank() if world > 1 else 0
+    world = distributed.world_size() if distributed.is_distributed() else 1
+    rank = distributed.rank() if world > 1 else 0
     device = next(model.parameters()).device
     batches = [list(range(i, min(i + batch_size, len(dataset)))) for i in range(0, len(dataset), batch_size)]
     rounds = math.ceil(len(batches) / world)
@@ -109,8 +109,7 @@ def evaluate_rows(
                 totals += weight * torch.stack([output.loss.double() * targets, targets.double(), hits.double()])
     finally:
         model.train(was_training)
-    if world > 1:
-        dist.all_reduce(totals)
+    distributed.all_reduce(totals, "sum")
     nll, tokens, hits = totals.tolist()
     mean = nll / tokens if tokens else math.nan
     return EvalResult(

@@ -16,6 +16,7 @@ from pathlib import Path
 from phased_cpt.contamination import MIN_LINE_CHARS, WARN_SHARE
 from phased_cpt.crash_points import crash_point
 from phased_cpt.data.eval_sets import ContaminationTable
+from phased_cpt.distributed import is_main_process
 from phased_cpt.errors import UserError
 from phased_cpt.evaluation.forgetting import COMPLETION_METRICS, ForgettingMatrix
 from phased_cpt.evaluation.humaneval import humaneval_markdown
@@ -35,22 +36,22 @@ def build_report(run: RunDir) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     total_seconds, total_tokens = 0.0, 0
-    for phase in state["finished_phases"]:
-        name = phase["name"]
+    for phase in state.finished_phases:
+        name = phase.name
         evals = [
             r["perplexity"] for r in records if r.get("kind") == "eval" and r["phase"] == name and r.get("perplexity")
         ]
-        seconds = phase.get("seconds", 0.0)
-        tokens = phase.get("tokens", 0)
+        seconds = phase.seconds
+        tokens = phase.tokens
         total_seconds += seconds
         total_tokens += tokens
         lines.append(
-            f"| {name} | {phase.get('steps', 0)} | {_duration(seconds)} | {tokens:,} | "
-            f"{_num(phase.get('train_loss'))} | {_num(evals[-1] if evals else None)} | {_num(min(evals) if evals else None)} |"
+            f"| {name} | {phase.steps} | {_duration(seconds)} | {tokens:,} | "
+            f"{_num(phase.train_loss)} | {_num(evals[-1] if evals else None)} | {_num(min(evals) if evals else None)} |"
         )
     lines += [
         "",
-        f"Total: {len(state['finished_phases'])} phase(s), {total_tokens:,} tokens.",
+        f"Total: {len(state.finished_phases)} phase(s), {total_tokens:,} tokens.",
         "",
         wall_time_line(records, total_seconds, run.metrics_file),
     ]
@@ -199,7 +200,7 @@ COMPLETION_TITLES = {
 
 
 def write_report(run: RunDir) -> Path:
-    if not run.writer:  # ranks other than 0 of a multi-process run write no report
+    if not is_main_process():  # the other ranks of a multi-process run write no report
         return run.eval_dir / "report.md"
     text = build_report(run)
     run.eval_dir.mkdir(parents=True, exist_ok=True)

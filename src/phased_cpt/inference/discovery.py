@@ -128,10 +128,10 @@ def describe_runs(output_dir: Path, run_path: Path | None = None) -> str:
         except UserError:
             base = "?"
         lines.append(f"{run.path}  (base model: {base})")
-        state = {p["name"]: p for p in run.read_state()["finished_phases"]}
+        state = {p.name: p for p in run.read_state().finished_phases}
         for index, name in enumerate(run.phase_names(), 1):
             info = state.get(name)
-            status = f"finished, {info.get('steps', '?')} steps" if info else "not finished"
+            status = f"finished, {info.steps} steps" if info else "not finished"
             lines.append(f"  {index}. {name}: {status}")
             if info and is_adapter_dir(run.adapter_dir(name)):
                 lines.append(f"       adapter     {run.adapter_dir(name)}")

@@ -1,5 +1,6 @@
 """TrainerCallbacks: how a phase reports progress (metrics, the progress bar, evaluation every
-`eval_steps`). Training behaviour is changed through callbacks like these and the Trainer's
+`eval_steps`). The recipe lists every callback of a phase in the order they run
+(`recipe.PhasedRecipe.callbacks`). Training behaviour is changed through callbacks like these and the Trainer's
 documented override points (`phase.PhaseTrainer.compute_loss`), never by patching the Trainer."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from tqdm.auto import tqdm
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from phased_cpt.distributed import is_main_process
 from phased_cpt.evaluation.perplexity import EvalResult, perplexity_of
 from phased_cpt.training.metrics import MetricsSink
 from phased_cpt.training.throughput import Throughput, phase_throughput
@@ -24,8 +26,8 @@ class MetricsCallback(TrainerCallback):
     useful model TFLOP/s per device and MFU (see `throughput.py`).
 
     tokens/s and MFU are over training time only: the clock runs from the end of the previous
-    step's callbacks (`ClockCallback`, placed last) to the end of this step, so evaluation and
-    checkpoint saves between steps are not counted as training.
+    step's evaluation and checkpoint save (`ClockCallback`, placed after both) to the end of this
+    step, so they are not counted as training.
     """
 
     def __init__(self, sink: MetricsSink, phase: str, step_offset: int) -> None:
@@ -44,7 +46,7 @@ class MetricsCallback(TrainerCallback):
         self.sink.sync()  # the metrics up to a checkpoint are on disk before a resume can start from it
 
     def on_train_begin(self, args, state: TrainerState, control, model=None, train_dataloader=None, **kwargs):
-        if state.is_world_process_zero and model is not None and train_dataloader is not None:
+        if is_main_process() and model is not None and train_dataloader is not None:
             self.throughput = phase_throughput(model, train_dataloader.dataset, args)
             peak = self.throughput.peak
             self.sink.event(
@@ -65,7 +67,7 @@ class MetricsCallback(TrainerCallback):
         self._ready = time.perf_counter()
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs=None, **kwargs):
-        if not state.is_world_process_zero or not logs or "loss" not in logs:
+        if not is_main_process() or not logs or "loss" not in logs:
             return
         tokens = state.num_input_tokens_seen
         elapsed = max(self._train_seconds, 1e-9)
@@ -89,8 +91,9 @@ class MetricsCallback(TrainerCallback):
 
 
 class ClockCallback(TrainerCallback):
-    """Placed after every other callback: restarts `MetricsCallback`'s training clock once a step's
-    callbacks (evaluation included) and a checkpoint save are done."""
+    """Restarts `MetricsCallback`'s training clock once a step's evaluation and checkpoint save are
+    done: placed after `EvalCallback` and `CheckpointCallback` (the recipe's list). The callbacks
+    after it (`SeedAtTrainBegin`, `NonFiniteGuard`) take no time at a step's end."""
 
     def __init__(self, metrics: MetricsCallback) -> None:
         self.metrics = metrics
@@ -116,7 +119,7 @@ class ProgressCallback(TrainerCallback):
         self.bar: tqdm | None = None
 
     def on_train_begin(self, args, state: TrainerState, control, **kwargs):
-        if state.is_world_process_zero:
+        if is_main_process():
             # disable=None: tqdm draws nothing when its stream (stderr) is not a terminal
             self.bar = tqdm(total=state.max_steps, desc=self.phase, unit="step", dynamic_ncols=True, disable=None)
             self.bar.update(state.global_step)

@@ -4,7 +4,7 @@ removed only after a newer one is.
 The HF Trainer writes `checkpoint-N/` file by file and rotates old checkpoints right after, so a
 crash during a save can leave a partial newest checkpoint after the previous one was deleted.
 Here the Trainer's own rotation is off (`save_total_limit=None` in its arguments); after every
-rank has finished writing and rank 0 sees every rank's part (`run_dir.missing_rank_parts`: on
+rank has finished writing and the main process sees every rank's part (`run_dir.missing_rank_parts`: on
 several nodes each node writes its own), `CheckpointCallback` marks the checkpoint `COMPLETE`
 and only then deletes the oldest complete checkpoints beyond `save_total_limit` and any partial
 leftovers. A node that dies during a save never reaches the barrier, so no marker is written and
@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from phased_cpt import distributed
 from phased_cpt.crash_points import crash_point
 from phased_cpt.errors import TrainingDiverged, UserError
 from phased_cpt.run_dir import checkpoint_dir, list_checkpoints, mark_complete, missing_rank_parts
@@ -44,22 +44,17 @@ class CheckpointCallback(TrainerCallback):
                 "discarded and earlier checkpoints are untouched. Lower training.learning_rate, keep "
                 "training.max_grad_norm > 0, or use bfloat16 rather than float16."
             )
-        several = dist.is_available() and dist.is_initialized()
-        if several:
-            dist.barrier()  # every rank has written its shards
+        distributed.barrier()  # every rank has written its shards
         checkpoint = checkpoint_dir(self.phase_dir, state.global_step)
         missing = []
-        if state.is_world_process_zero:
-            missing = wait_for_rank_parts(checkpoint, dist.get_world_size() if several else 1)
+        if distributed.is_main_process():
+            missing = wait_for_rank_parts(checkpoint, distributed.world_size() if distributed.is_distributed() else 1)
             if not missing:
                 crash_point("checkpoint_written", f"{self.phase_dir.name}/{state.global_step}")
                 mark_complete(checkpoint, state.global_step)
                 _fsync_dir(checkpoint)
                 self.rotate(keep=checkpoint)
-        if several:
-            verdict = [missing]
-            dist.broadcast_object_list(verdict, src=0)  # also: no rank goes on before the marker is written
-            missing = verdict[0]
+        missing = distributed.broadcast_object(missing)  # also: no rank goes on before the marker is written
         if missing:
             raise UserError(
                 f"{checkpoint}: rank 0 does not see what other ranks wrote ({', '.join(missing[:4])}"

@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from peft import PeftModel
 from transformers import PreTrainedTokenizerBase
@@ -24,6 +25,7 @@ from phased_cpt.config import GENERAL_COLUMN, HUMANEVAL_COLUMN, EvaluationConfig
 from phased_cpt.crash_points import crash_point
 from phased_cpt.data.eval_sets import contamination_line, contamination_table, tasks_by_column
 from phased_cpt.data.phase_data import PhaseData
+from phased_cpt.distributed import is_main_process
 from phased_cpt.evaluation.completion import CompletionEvaluator, GreedyDecoding
 from phased_cpt.evaluation.forgetting import BASE_ROW, ForgettingMatrix, evaluate_phases
 from phased_cpt.evaluation.future import FutureTaskEvaluator
@@ -36,25 +38,35 @@ from phased_cpt.training.metrics import MetricsSink
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Scoring:
+    """How held-out rows and prompts become model inputs."""
+
+    collator: Collator
+    """Batches held-out rows for perplexity and accuracy."""
+    tokenizer: PreTrainedTokenizerBase | None = None
+    """Completion, future tasks and HumanEval are scored with the forgetting matrix (None: perplexity only)."""
+    max_tokens: int = 0
+    """`context.max_tokens`: a completion prompt and its answer fit in it."""
+    seed: int = 0
+    """`training.seed`: which rows the completion samples are drawn from."""
+
+
 class RunEvaluator:
     def __init__(
         self,
         run: RunDir,
         phase_data: dict[str, PhaseData],
-        collator: Collator,
         evaluation: EvaluationConfig,
         sink: MetricsSink,
-        tokenizer: PreTrainedTokenizerBase | None = None,
-        max_tokens: int = 0,
-        seed: int = 0,
+        scoring: Scoring,
         phases: Sequence[str] = (),
     ) -> None:
-        """`tokenizer`: completion, future tasks and HumanEval are scored with the forgetting
-        matrix (None: perplexity only). `phases`: the run's phase names in order (the last one's
-        row scores `humaneval.final_problems`)."""
+        """`phases`: the run's phase names in order (the last one's row scores `humaneval.final_problems`)."""
+        tokenizer, max_tokens, seed = scoring.tokenizer, scoring.max_tokens, scoring.seed
         self.run = run
         self.eval_sets = {name: data.eval for name, data in phase_data.items()}
-        self.collator = collator
+        self.collator = scoring.collator
         self.evaluation = evaluation
         self.sink = sink
         self.last_phase = phases[-1] if phases else None
@@ -167,9 +179,9 @@ def write_contamination(run: RunDir, cfg: RunConfig) -> None:
     """eval/contamination.json and .md: every evaluation set's share of lines seen verbatim in
     the training text before each forgetting-matrix row is scored (`data/eval_sets.py`); each
     set over `WARN_SHARE` after the last phase is logged as a warning naming it recall. Once per
-    run (kept on resume: the data of a run does not change), by the process that writes."""
+    run (kept on resume: the data of a run does not change), by the main process."""
     path = run.eval_dir / "contamination.json"
-    if not run.writer or path.is_file():
+    if not is_main_process() or path.is_file():
         return
     table = contamination_table(cfg)
     run.eval_dir.mkdir(parents=True, exist_ok=True)

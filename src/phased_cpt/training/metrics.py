@@ -1,7 +1,9 @@
 """Where metrics go: `metrics.jsonl`, TensorBoard and Weights & Biases, all on one global step.
 
 A run has one `MetricsSink`, which hands every record to its backends, one class each
-(`JsonlBackend`, `TensorBoardBackend`, `WandbBackend`). Steps are global across phases (phase 2's first step follows
+(`JsonlBackend`, `TensorBoardBackend`, `WandbBackend`, listed in `BACKENDS`). A backend opens
+itself from its own section of the run's config (`MetricsBackend.open`); a new backend is a class
+here and its entry in `BACKENDS` (and its config section in `config/schema.py`). Steps are global across phases (phase 2's first step follows
 phase 1's last), so each backend shows one monotonic curve for the whole run; the phase name is
 logged with every record and TensorBoard also gets per-phase tags.
 """
@@ -15,7 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from phased_cpt.config import TensorboardConfig, WandbConfig
+from phased_cpt.config import RunConfig, WandbConfig, public_config
+from phased_cpt.distributed import is_main_process
 from phased_cpt.run_dir import RunDir, read_metrics, write_atomic
 
 logger = logging.getLogger(__name__)
@@ -24,6 +27,16 @@ logger = logging.getLogger(__name__)
 class MetricsBackend:
     """One place metrics go. `log` gets scalars at a global step, `event` a non-scalar record;
     a backend that has no use for events ignores them."""
+
+    section: str | None = None
+    """The key of the run config's section that configures this backend (None: it has none). A
+    resumed run may change it (`resume.MAY_CHANGE`)."""
+
+    @classmethod
+    def open(cls, run: RunDir, cfg: RunConfig, resume_step: int | None) -> MetricsBackend | None:
+        """This backend for the run, or None when its config section leaves it off. `resume_step`:
+        the global step a resumed run continues after (None: a new run)."""
+        raise NotImplementedError
 
     def log(self, step: int, phase: str, values: dict[str, float], kind: str) -> None:
         raise NotImplementedError
@@ -47,6 +60,11 @@ class JsonlBackend(MetricsBackend):
         process killed mid-write) is dropped either way, so new records start on a line of their own."""
         truncate_metrics(metrics_file, resume_step)
         self._file = open(metrics_file, "a", encoding="utf-8")  # noqa: SIM115 (open until close())
+
+    @classmethod
+    def open(cls, run: RunDir, cfg: RunConfig, resume_step: int | None) -> JsonlBackend:
+        """Always on: resume, `report` and the tests read metrics.jsonl."""
+        return cls(run.metrics_file, resume_step)
 
     def log(self, step: int, phase: str, values: dict[str, float], kind: str) -> None:
         record = {"step": step, "phase": phase, "kind": kind}
@@ -72,11 +90,17 @@ class JsonlBackend(MetricsBackend):
 class TensorBoardBackend(MetricsBackend):
     """One TensorBoard log dir for the run: `<kind>/<key>` on the global step, and per-phase tags."""
 
+    section = "tensorboard"
+
     def __init__(self, log_dir: Path, resume_step: int | None = None) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         purge = None if resume_step is None else resume_step + 1
         self._writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge)
+
+    @classmethod
+    def open(cls, run: RunDir, cfg: RunConfig, resume_step: int | None) -> TensorBoardBackend | None:
+        return cls(run.tensorboard_dir, resume_step) if cfg.tensorboard.enabled else None
 
     def log(self, step: int, phase: str, values: dict[str, float], kind: str) -> None:
         for key, value in finite(values).items():
@@ -91,8 +115,22 @@ class TensorBoardBackend(MetricsBackend):
 class WandbBackend(MetricsBackend):
     """One W&B run per training run (see `start_wandb`)."""
 
+    section = "wandb"
+
     def __init__(self, wandb_run: Any) -> None:
         self.run = wandb_run
+
+    @classmethod
+    def open(cls, run: RunDir, cfg: RunConfig, resume_step: int | None) -> WandbBackend | None:
+        """The W&B run this run started, continued on resume (its id is kept in state.json)."""
+        if not cfg.wandb.enabled:
+            return None
+        state = run.read_state()
+        config = {k: v for k, v in public_config(cfg).items() if k != "wandb"}
+        wandb_run = start_wandb(cfg.wandb, run.name, run.path, config, state.wandb_run_id)
+        state.wandb_run_id = wandb_run.id
+        run.write_state(state)
+        return cls(wandb_run)
 
     def log(self, step: int, phase: str, values: dict[str, float], kind: str) -> None:
         self.run.log({f"{kind}/{k}": v for k, v in finite(values).items()} | {"phase": phase}, step=step)
@@ -108,8 +146,8 @@ def finite(values: dict[str, float]) -> dict[str, float]:
 
 
 class MetricsSink:
-    """The run's metrics: every record goes to each backend. Without backends (ranks other than
-    0 of a multi-process run) it records nothing."""
+    """The run's metrics: every record goes to each backend. Without backends (every process but
+    the main one) it records nothing."""
 
     def __init__(self, backends: list[MetricsBackend]) -> None:
         self.backends = backends
@@ -173,22 +211,15 @@ def start_wandb(cfg: WandbConfig, run_name: str, run_path: Path, run_config: dic
     )
 
 
-def open_sink(
-    run: RunDir,
-    tensorboard: TensorboardConfig,
-    wandb_cfg: WandbConfig,
-    run_config: dict[str, Any],
-    resume_step: int | None,
-) -> MetricsSink:
-    """The run's sink: metrics.jsonl, plus TensorBoard and W&B when enabled; on ranks other than 0
-    of a multi-process run (a read-only `RunDir`), a sink with no backend."""
-    if not run.writer:
+BACKENDS: tuple[type[MetricsBackend], ...] = (JsonlBackend, TensorBoardBackend, WandbBackend)
+"""Every metrics backend, in the order a record reaches them."""
+
+
+def open_sink(run: RunDir, cfg: RunConfig, resume_step: int | None) -> MetricsSink:
+    """The run's sink: each backend of `BACKENDS` its config section turns on (metrics.jsonl
+    always); on every process but the main one (`distributed.is_main_process`), a sink with no
+    backend. `resume_step`: the global step a resumed run continues after (None: a new run)."""
+    if not is_main_process():
         return MetricsSink([])
-    backends: list[MetricsBackend] = [JsonlBackend(run.metrics_file, resume_step)]
-    if tensorboard.enabled:
-        backends.append(TensorBoardBackend(run.tensorboard_dir, resume_step))
-    if wandb_cfg.enabled:
-        wandb_run = start_wandb(wandb_cfg, run.name, run.path, run_config, run.read_state().get("wandb_run_id"))
-        backends.append(WandbBackend(wandb_run))
-        run.update_state(wandb_run_id=wandb_run.id)
-    return MetricsSink(backends)
+    opened = (backend.open(run, cfg, resume_step) for backend in BACKENDS)
+    return MetricsSink([backend for backend in opened if backend is not None])

@@ -7,9 +7,9 @@ import logging
 import math
 
 import torch
-import torch.distributed as dist
 from transformers import TrainerCallback
 
+from phased_cpt import distributed
 from phased_cpt.errors import TrainingDiverged
 
 logger = logging.getLogger(__name__)
@@ -47,10 +47,10 @@ class NonFiniteGuard(TrainerCallback):
         params = [p for group in optimizer.param_groups for p in group["params"]] if optimizer is not None else []
         grads = [p.grad for p in params if p.grad is not None]
         grads_finite = not grads or bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
-        if dist.is_available() and dist.is_initialized():
+        if distributed.is_distributed():
             # Every process must skip the same steps, or DDP replicas drift apart.
             flags = torch.tensor([float(self.window_nonfinite), float(not grads_finite)], device=args.device)
-            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+            distributed.all_reduce(flags, "max")
             self.window_nonfinite, grads_finite = bool(flags[0]), not bool(flags[1])
         self.last_step_skipped = self.window_nonfinite or not grads_finite
         if self.last_step_skipped:

@@ -1,9 +1,11 @@
 """One phase = one HF Trainer run over the phase's rows, on the adapter the previous phase left.
 
 Each phase gets a fresh optimizer and its part of the run's LR schedule (`schedule.py`: by
-default its own warmup and decay); the LoRA weights carry over because the same PeftModel object
-keeps training. Settings come from the phase's
-resolved `TrainingConfig` (global values with the phase's overrides). A phase resumed from a
+default its own warmup and decay). The LoRA weights carry over from phase to phase: without
+ZeRO-3 the same PeftModel object keeps training; after a ZeRO-3 phase the next one trains a freshly
+loaded base model into which the adapter's weights were copied (`trainable.TrainableModel.next_phase`).
+The callbacks come from the recipe, in the order they run (`recipe.PhasedRecipe.callbacks`).
+Settings come from the phase's resolved `TrainingConfig` (global values with the phase's overrides). A phase resumed from a
 checkpoint continues with the checkpoint's optimizer, scheduler, RNG and data position (the HF
 Trainer's own resume).
 
@@ -28,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from peft import PeftModel
 from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback
@@ -37,6 +38,7 @@ from transformers.trainer_callback import ProgressCallback as HFProgressCallback
 from phased_cpt.config import ContextConfig, TrainingConfig
 from phased_cpt.data.collate import make_collator
 from phased_cpt.data.phase_data import PhaseData
+from phased_cpt.distributed import barrier, is_main_process
 from phased_cpt.errors import UserError
 from phased_cpt.modeling import embedding_parameter_names
 from phased_cpt.plans.deepspeed import DeepSpeedPlan
@@ -63,11 +65,14 @@ class PhaseSettings:
 
 
 @dataclass(frozen=True)
-class PhaseOutput:
-    """Where a phase writes: its checkpoints, and its final adapter once it finishes."""
+class PhasePaths:
+    """Where a phase writes (its checkpoints, and its final adapter once it finishes) and the
+    checkpoint it continues from."""
 
     phase_dir: Path
     adapter_dir: Path
+    resume_from: Path | None = None
+    """A complete checkpoint of the phase (`resume.resume_point`); None: the phase starts from its first step."""
 
 
 @dataclass
@@ -95,8 +100,9 @@ def phase_seed(seed: int, phase_name: str) -> int:
 class SeedAtTrainBegin(TrainerCallback):
     """Seeds every RNG with the phase's seed when its training loop begins: nothing that ran
     before in the process (an earlier phase, an evaluation, a callback's first-use measurement)
-    changes what the phase draws. Must be the last callback, so no `on_train_begin` draws after
-    it. A resumed phase's checkpoint RNG state is loaded by the Trainer after this point."""
+    changes what the phase draws. Placed after every callback that has an `on_train_begin`, so
+    none draws after it (the recipe's list). A resumed phase's checkpoint RNG state is loaded by
+    the Trainer after this point."""
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
@@ -154,8 +160,8 @@ def training_arguments(
 
 
 class PhaseTrainer(Trainer):
-    """The HF Trainer with `NonFiniteGuard`, the phase's part of the run's LR schedule, and the
-    embeddings' own learning rate. `compute_loss`, `log`, `create_optimizer` and
+    """The HF Trainer with `NonFiniteGuard` (its last callback), the phase's part of the run's LR
+    schedule, and the embeddings' own learning rate. `compute_loss`, `log`, `create_optimizer` and
     `create_scheduler` are the Trainer's documented override points. A logged loss or gradient
     norm that is non-finite reaches the metrics as NaN (null in metrics.jsonl), never as a number."""
 
@@ -169,7 +175,7 @@ class PhaseTrainer(Trainer):
     ) -> None:
         super().__init__(*args, **kwargs)
         self.guard = NonFiniteGuard(max_nonfinite_losses)
-        self.add_callback(self.guard)
+        self.add_callback(self.guard)  # after the callbacks it was given: it is the last one
         self.lr = lr
         self.embedding_lr_ratio = embedding_lr_ratio
 
@@ -234,39 +240,38 @@ def train_phase(
     tokenizer: PreTrainedTokenizerBase,
     data: PhaseData,
     settings: PhaseSettings,
-    output: PhaseOutput,
+    paths: PhasePaths,
     callbacks: list[TrainerCallback],
-    resume_from: Path | None = None,
 ) -> PhaseResult:
-    """Train the adapter on one phase's rows; save the final adapter to `output.adapter_dir`
-    unless a stop was requested first. The previous phase's DeepSpeed engine must be released
-    (`TrainableModel.next_phase`)."""
+    """Train the adapter on one phase's rows with `callbacks` (in the order they run, between the
+    Trainer's `DefaultFlowCallback` and `PhaseTrainer`'s `NonFiniteGuard`); save the final adapter to `paths.adapter_dir` unless a stop was requested
+    first. The previous phase's DeepSpeed engine must be released (`TrainableModel.next_phase`)."""
     training = settings.training
     embedding_lr_ratio = None if training.lora.embeddings == "frozen" else training.lora.embedding_lr_ratio
     check_embedding_lr(embedding_lr_ratio, settings.deepspeed)
     trainer = PhaseTrainer(
         model=model,
         args=training_arguments(
-            training, settings.epochs, output.phase_dir, settings.deepspeed, packed=settings.context.sample_packing
+            training, settings.epochs, paths.phase_dir, settings.deepspeed, packed=settings.context.sample_packing
         ),
         train_dataset=data.train.dataset,
         data_collator=make_collator(tokenizer, settings.context),
         processing_class=tokenizer,
-        callbacks=[*callbacks, SeedAtTrainBegin(training.seed)],
+        callbacks=callbacks,
         max_nonfinite_losses=training.max_nonfinite_losses,
         lr=settings.lr,
         embedding_lr_ratio=embedding_lr_ratio,
     )
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(HFProgressCallback)
-    if resume_from is not None:
-        logger.info("resuming from %s", resume_from)
+    if paths.resume_from is not None:
+        logger.info("resuming from %s", paths.resume_from)
     started = time.perf_counter()
-    trained = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    trained = trainer.train(resume_from_checkpoint=str(paths.resume_from) if paths.resume_from else None)
     seconds = time.perf_counter() - started
     stopped_early = trainer.state.global_step < trainer.state.max_steps
     if not stopped_early:
-        save_adapter(trainer, output.adapter_dir)
+        save_adapter(trainer, paths.adapter_dir)
     train_loss = float(trained.training_loss)
     known = math.isfinite(train_loss) and not trainer.guard.nonfinite_loss_steps
     return PhaseResult(
@@ -293,11 +298,10 @@ def check_embedding_lr(embedding_lr_ratio: float | None, deepspeed: DeepSpeedPla
 def save_adapter(trainer: Trainer, adapter_dir: Path) -> None:
     """Write the final adapter next to its final name, then rename: never a half-written adapter."""
     partial = adapter_dir.with_name(adapter_dir.name + ".partial")
-    if trainer.is_world_process_zero():
+    if is_main_process():
         shutil.rmtree(partial, ignore_errors=True)
     trainer.save_model(str(partial))  # collective: gathers the full adapter under DeepSpeed ZeRO-3
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-    if trainer.is_world_process_zero():
+    barrier()
+    if is_main_process():
         shutil.rmtree(adapter_dir, ignore_errors=True)
         partial.rename(adapter_dir)

@@ -6,12 +6,13 @@
   job stops with the differences listed if one was started differently (another node's copy of
   the config, data or virtual environment).
 - One process per data-cache directory prepares the data: `data/cache.one_writer_per_cache`.
-- `rank_zero_run_dir`: rank 0 owns the run directory; it creates or resumes it, the other ranks
-  learn its path by broadcast, check that they see it (`output.dir` must be shared by every
-  node) and get a read-only view.
+- `main_process_run_dir`: the main process (rank 0, `distributed.is_main_process`) owns the run
+  directory; it creates or resumes it, the other ranks learn its path by broadcast and check
+  that they see it (`output.dir` must be shared by every node); they write none of its files.
 
-A single process (WORLD_SIZE unset or 1) does none of this. docs/multi-gpu.md has the table of
-who writes what on several nodes.
+Which process this is and the collectives come from `phased_cpt.distributed`. A single process
+(WORLD_SIZE unset or 1) does none of this. docs/multi-gpu.md has the table of who writes what on
+several nodes.
 """
 
 from __future__ import annotations
@@ -27,7 +28,16 @@ from typing import Any, TypeVar
 import torch
 
 from phased_cpt.config import RunConfig
-from phased_cpt.distributed import is_main_process, local_rank, rank, world_size
+from phased_cpt.distributed import (
+    all_gather_object,
+    barrier,
+    broadcast_object,
+    is_distributed,
+    is_main_process,
+    local_rank,
+    rank,
+    world_size,
+)
 from phased_cpt.errors import UserError
 from phased_cpt.plans.deepspeed import DeepSpeedPlan
 from phased_cpt.plans.job import identity_differences, job_identity
@@ -79,24 +89,8 @@ def remove_shared_memory_name() -> None:
     out of memory. Once every rank has mapped every other rank's file (the barrier: each rank maps
     them inside `init_distributed`), the names are no longer needed: each rank removes its own;
     the mappings stay valid, and the memory is freed when the last rank exits, however it exits."""
-    torch.distributed.barrier()
+    barrier()
     shared_memory_name(rank()).unlink(missing_ok=True)
-
-
-def distributed() -> bool:
-    return world_size() > 1 and torch.distributed.is_initialized()
-
-
-def all_gather(value: Any) -> list[Any]:
-    """Every rank's `value`, in rank order, on every rank."""
-    gathered: list[Any] = [None] * world_size()
-    torch.distributed.all_gather_object(gathered, value)
-    return gathered
-
-
-def writer_identity() -> dict[str, Any]:
-    """This process as the session_start event records it (the writer of the run's files)."""
-    return {"rank": rank(), "world_size": world_size(), "host": socket.gethostname(), "pid": os.getpid()}
 
 
 # --- the same job on every process -------------------------------------------------------------
@@ -107,9 +101,9 @@ def check_same_job(cfg: RunConfig) -> None:
     `data.cache_dir`), data files or software differ from rank 0's: on several nodes each node
     has its own copy of them, and a run whose ranks train on different data or settings would
     not fail, only be wrong."""
-    if not distributed():
+    if not is_distributed():
         return
-    identities = all_gather(job_identity(cfg))
+    identities = all_gather_object(job_identity(cfg))
     problems = []
     for index, identity in enumerate(identities[1:], start=1):
         differences = identity_differences(identities[0], identity)
@@ -126,34 +120,33 @@ def check_same_job(cfg: RunConfig) -> None:
 # --- the run directory ---------------------------------------------------------------------------
 
 
-def rank_zero_run_dir(open_run: Callable[..., RunDir], *args: Any) -> RunDir:
-    """Rank 0 calls `open_run(*args)` (start or resume the run directory) and shares its path;
-    the other ranks get a read-only view of it. One process: just `open_run(*args)`.
+def main_process_run_dir(open_run: Callable[..., RunDir], *args: Any) -> RunDir:
+    """The main process calls `open_run(*args)` (start or resume the run directory) and shares its
+    path; the other ranks get the same directory, whose files they never write
+    (`distributed.is_main_process`). One process: just `open_run(*args)`.
 
-    A `UserError` on rank 0 (e.g. a resume that does not match) is raised on every rank, so no
-    rank waits forever for a path that never comes. A rank that does not see the directory
+    A `UserError` on the main process (e.g. a resume that does not match) is raised on every rank,
+    so no rank waits forever for a path that never comes. A rank that does not see the directory
     stops every rank: `output.dir` must be one directory for all nodes (DeepSpeed writes each
     rank's checkpoint shards there, and a resume reads them all).
     """
-    if not distributed():
+    if not is_distributed():
         return open_run(*args)
-    run, payload = None, [None]
+    run, payload = None, None
     if is_main_process():
         try:
             run = open_run(*args)
-            payload = [("path", str(run.path))]
+            payload = ("path", str(run.path))
         except UserError as err:
-            payload = [("error", str(err))]
-            torch.distributed.broadcast_object_list(payload, src=0)
+            broadcast_object(("error", str(err)))
             raise
-    torch.distributed.broadcast_object_list(payload, src=0)
-    kind, value = payload[0]
+    kind, value = broadcast_object(payload)
     if kind == "error":
         raise UserError(value)
-    run = run or RunDir(Path(value), writer=False)
+    run = run or RunDir(Path(value))
     blind = [
         (r, host)
-        for r, (host, sees) in enumerate(all_gather((socket.gethostname(), sees_run_dir(run.path))))
+        for r, (host, sees) in enumerate(all_gather_object((socket.gethostname(), sees_run_dir(run.path))))
         if not sees
     ]
     if blind:

@@ -16,12 +16,13 @@ import yaml
 from phased_cpt.config import RunConfig, dump_config
 from phased_cpt.errors import UserError
 from phased_cpt.plans.job import differing_keys, input_fingerprints
-from phased_cpt.run_dir import RunDir, checkpoint_step, latest_run
+from phased_cpt.run_dir import RunDir, RunState, checkpoint_step, latest_run
+from phased_cpt.training.metrics import BACKENDS
 
-# Keys that may differ between the original and the resumed run (dotted paths, fnmatch patterns).
+# Keys that may differ between the original and the resumed run (dotted paths, fnmatch patterns):
+# every metrics backend's section among them.
 MAY_CHANGE = (
-    "wandb.*",
-    "tensorboard.*",
+    *(f"{backend.section}.*" for backend in BACKENDS if backend.section),
     "output.*",
     "evaluation.*",
     "phases.*.description",
@@ -36,7 +37,7 @@ def start_run(cfg: RunConfig) -> RunDir:
     run = RunDir.create(cfg.output.dir, cfg.run_name)
     run.acquire_lock()
     run.write_config(dump_config(cfg))
-    run.write_state({"finished_phases": [], "inputs": input_fingerprints(cfg)})
+    run.write_state(RunState(finished_phases=[], inputs=input_fingerprints(cfg)))
     return run
 
 
@@ -62,7 +63,7 @@ def resume_run(cfg: RunConfig, target: str) -> RunDir:
     stored = run.read_config()
     current = yaml.safe_load(dump_config(cfg))
     differences = config_differences(stored, current)
-    differences += input_differences(run.read_state().get("inputs", {}), input_fingerprints(cfg))
+    differences += input_differences(run.read_state().inputs, input_fingerprints(cfg))
     if differences:
         raise UserError(
             f"cannot resume {run.path}: the config differs in ways that change the run:\n"

@@ -12,10 +12,9 @@ import signal
 from contextlib import contextmanager
 
 import torch
-import torch.distributed as dist
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from phased_cpt import interrupt
+from phased_cpt import distributed, interrupt
 
 
 class StopRequest:
@@ -51,9 +50,8 @@ class GracefulStopCallback(TrainerCallback):
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         requested = bool(self.request)
-        if dist.is_available() and dist.is_initialized():
-            flag = torch.tensor([self.request.signum or 0], device=args.device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if distributed.is_distributed():
+            flag = distributed.all_reduce(torch.tensor([self.request.signum or 0], device=args.device), "max")
             if flag.item() and not requested:
                 self.request.signum = int(flag.item())
             requested = bool(flag.item())

@@ -3,11 +3,11 @@ import json
 import pytest
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
-from phased_cpt.config import TensorboardConfig, WandbConfig
 from phased_cpt.run_dir import RunDir
 from phased_cpt.training import callbacks
 from phased_cpt.training.callbacks import ClockCallback, MetricsCallback
 from phased_cpt.training.metrics import open_sink
+from tests.conftest import metrics_config
 
 
 class FakeClock:
@@ -27,7 +27,7 @@ def test_tokens_per_second_counts_training_time_not_evaluation_or_saves(tmp_path
     clock = FakeClock()
     monkeypatch.setattr(callbacks, "time", clock)
     run = RunDir(tmp_path)
-    sink = open_sink(run, TensorboardConfig(enabled=False), WandbConfig(enabled=False), {}, None)
+    sink = open_sink(run, metrics_config(tensorboard=False, wandb=False), None)
     metrics = MetricsCallback(sink, "p", step_offset=10)
     clock_callback = ClockCallback(metrics)
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
@@ -61,7 +61,7 @@ def test_a_non_finite_value_is_never_logged_as_a_number(tmp_path, monkeypatch):
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     run = RunDir(tmp_path)
-    sink = open_sink(run, TensorboardConfig(enabled=True), WandbConfig(enabled=True, project="t"), {}, None)
+    sink = open_sink(run, metrics_config(tensorboard=True, wandb=True), None)
     sink.log(1, "p", {"loss": 2.0, "grad_norm": 0.5})
     sink.log(2, "p", {"loss": math.nan, "perplexity": math.inf, "grad_norm": -math.inf, "skipped_steps": 1.0})
     sink.log(3, "p", {"loss": 1.5, "grad_norm": 0.4})

@@ -9,16 +9,14 @@ from phased_cpt.config import (
     LoraConfig,
     ModelConfig,
     PhaseConfig,
-    TensorboardConfig,
-    WandbConfig,
 )
 from phased_cpt.data.collate import make_collator
 from phased_cpt.data.phase_data import DataSettings, build_run_data
 from phased_cpt.modeling import attach_lora, load_base_model, load_tokenizer
 from phased_cpt.run_dir import RunDir
-from phased_cpt.training.evaluate import RunEvaluator
+from phased_cpt.training.evaluate import RunEvaluator, Scoring
 from phased_cpt.training.metrics import open_sink
-from tests.conftest import bundled_texts, write_jsonl
+from tests.conftest import bundled_texts, metrics_config, write_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +38,8 @@ def pieces(tiny_model_dir, tmp_path_factory):
 def evaluator_for(tmp_path, pieces, **evaluation):
     model, data, collator = pieces
     run = RunDir(tmp_path)
-    sink = open_sink(run, TensorboardConfig(enabled=False), WandbConfig(enabled=False), {}, None)
-    return model, run, sink, RunEvaluator(run, data, collator, EvaluationConfig(**evaluation), sink)
+    sink = open_sink(run, metrics_config(tensorboard=False, wandb=False), None)
+    return model, run, sink, RunEvaluator(run, data, EvaluationConfig(**evaluation), sink, Scoring(collator))
 
 
 def records(run):

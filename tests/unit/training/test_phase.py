@@ -33,9 +33,10 @@ from phased_cpt.evaluation.perplexity import evaluate_rows, preserved_rng
 from phased_cpt.modeling import attach_lora, embedding_parameter_names, load_base_model, load_tokenizer
 from phased_cpt.plans.deepspeed import DeepSpeedPlan
 from phased_cpt.training.phase import (
-    PhaseOutput,
+    PhasePaths,
     PhaseSettings,
     PhaseTrainer,
+    SeedAtTrainBegin,
     check_embedding_lr,
     phase_seed,
     train_phase,
@@ -89,8 +90,9 @@ def train_after(phase_setup, tmp_path, disturb: bool) -> dict[str, torch.Tensor]
         gradient_checkpointing=True,  # train_phase takes a resolved choice, never auto
     )
     out = tmp_path / ("disturbed" if disturb else "clean")
+    callbacks.append(SeedAtTrainBegin(training.seed))  # last, as in the recipe's list
     train_phase(
-        model, tokenizer, data, PhaseSettings(training, CONTEXT, 1.0), PhaseOutput(out, out / "adapter"), callbacks
+        model, tokenizer, data, PhaseSettings(training, CONTEXT, 1.0), PhasePaths(out, out / "adapter"), callbacks
     )
     return {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
 

@@ -3,10 +3,13 @@ import json
 
 import pytest
 
+from phased_cpt.errors import UserError
 from phased_cpt.plans.job import flatten
 from phased_cpt.run_dir import (
     COMPLETE_MARKER,
+    FinishedPhase,
     RunDir,
+    RunState,
     checkpoint_problem,
     latest_checkpoint,
     list_checkpoints,
@@ -119,7 +122,7 @@ def test_rotation_without_limit_keeps_every_complete_checkpoint(tmp_path):
 
 def test_resume_point_counts_finished_phases(tmp_path):
     run = RunDir(tmp_path)
-    run.write_state({"finished_phases": [{"name": "a", "steps": 10}, {"name": "b", "steps": 5}]})
+    run.write_state(RunState(finished_phases=[FinishedPhase(name="a", steps=10), FinishedPhase(name="b", steps=5)]))
     assert resume_point(run, "c") == (None, 15)
     make_checkpoint(tmp_path / "c", 4)
     assert resume_point(run, "c") == (None, 15)  # decided once per session
@@ -188,7 +191,6 @@ def test_input_differences_compare_the_set_of_files_not_only_their_content():
 def test_resume_refuses_a_glob_that_matches_other_files_now(tmp_path, monkeypatch):
     """The run started on two files of `d/*.jsonl`; a third one appeared (issue 29, severe 3)."""
     from phased_cpt.config import load_config
-    from phased_cpt.errors import UserError
     from phased_cpt.training.resume import resume_run, start_run
     from tests.conftest import write_jsonl
 
@@ -206,3 +208,46 @@ def test_resume_refuses_a_glob_that_matches_other_files_now(tmp_path, monkeypatc
     (tmp_path / "d" / "b.jsonl").unlink()
     with pytest.raises(UserError, match=r"b\.jsonl: a data file the run started with is no longer among its files"):
         resume_run(load_config(tmp_path / "c.yaml")[0], "latest")
+
+
+def test_a_run_whose_state_an_earlier_version_wrote_resumes(tmp_path, tiny_model_dir):
+    """state.json as the version before the typed records wrote it (and, first, as the first
+    version did, with no inputs): the run resumes after its finished phase, and the recorded inputs
+    are still compared."""
+    from phased_cpt.config.loading import load_config
+    from phased_cpt.training.resume import input_fingerprints, resume_run, start_run
+    from tests.conftest import write_jsonl
+    from tests.e2e.cli import tiny_run_config, write_yaml
+
+    files = [(name, write_jsonl(tmp_path / f"{name}.jsonl", [f"def {name}(): pass"]), 1) for name in ("p1", "p2")]
+    data = tiny_run_config(tiny_model_dir, files)
+    data["output"]["dir"] = str(tmp_path / "outputs")
+    cfg, _ = load_config(write_yaml(tmp_path / "run.yaml", data))
+    run = start_run(cfg)
+    run.release_lock()
+    previous = {
+        "finished_phases": [
+            {
+                "name": "p1",
+                "steps": 7,
+                "train_loss": 2.5,
+                "tokens": 900,
+                "seconds": 3.25,
+                "adapter_fingerprint": "ab" * 32,
+                "adapter_file_sha256": None,
+            }
+        ],
+        "inputs": input_fingerprints(cfg),
+    }
+    first = {"finished_phases": [{"name": "p1", "steps": 7, "train_loss": 2.5, "adapter_sha256": "ab" * 32}]}
+    for state in (previous, first):
+        run.state_file.write_text(json.dumps(state, indent=2) + "\n")
+        resumed = resume_run(cfg, str(run.path))
+        assert [p.name for p in resumed.pending_phases(cfg.phases)] == ["p2"]
+        assert resume_point(resumed, "p2") == (None, 7)
+        resumed.release_lock()
+        assert json.loads(run.state_file.read_text()) == state  # untouched until a phase finishes
+    previous["inputs"]["p1.file"] = "00" * 32
+    run.state_file.write_text(json.dumps(previous))
+    with pytest.raises(UserError, match=r"phases.p1.file: the file's content changed"):
+        resume_run(cfg, str(run.path))
