@@ -90,18 +90,12 @@ def phase_spec(
     """A phase's entry: its sources and eval file, replay from the `earlier` phases' entries and
     general chunks from `general`'s (each only when its ratio is above 0)."""
     general_ratio = phase.general_ratio_for(settings.general) if general is not None else 0.0
-    return DataSpec(
-        name=phase.name,
+    return dataclasses.replace(
+        _plain(phase.name, settings, encoder),
         role=PHASE,
         sources=tuple(phase.sources),
         eval_file=phase.eval_file,
         eval_ratio=settings.data.eval_ratio if phase.eval_file is None else None,
-        text_field=settings.data.text_field,
-        on_bad_record=settings.data.on_bad_record,
-        dedup=settings.data.dedup,
-        context=settings.context,
-        seed=settings.seed,
-        encoder=encoder,
         replay_ratio=phase.replay_ratio,
         replay_from=tuple(earlier) if phase.replay_ratio > 0 else (),
         general_ratio=general_ratio,
@@ -136,6 +130,7 @@ def held_out_spec(name: str, path: Path, settings: DataSettings, encoder: str) -
 
 
 def _plain(name: str, settings: DataSettings, encoder: str) -> DataSpec:
+    """An entry of no sources with the settings every entry takes from `data`, `context` and the seed."""
     return DataSpec(
         name=name,
         role=GENERAL_EVAL,
