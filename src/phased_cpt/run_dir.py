@@ -46,6 +46,8 @@ METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 ADAPTER_DIR = "adapter"
 EVAL_DIR = "eval"
+FORGETTING_FILE = f"{EVAL_DIR}/forgetting.json"
+"""The forgetting matrix (its table for people beside it, `forgetting.md`)."""
 REJECTED_DIR = "rejected"
 WANDB_DIR = "wandb"
 LOCK_FILE = "run.lock"
@@ -417,6 +419,7 @@ class RunDir:
     metrics_file = InRun(METRICS_FILE)
     tensorboard_dir = InRun(TENSORBOARD_DIR)
     eval_dir = InRun(EVAL_DIR)
+    forgetting_file = InRun(FORGETTING_FILE)
     rejected_dir = InRun(REJECTED_DIR)
     lock_file = InRun(LOCK_FILE)
 

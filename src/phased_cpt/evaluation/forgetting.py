@@ -94,14 +94,15 @@ class ForgettingMatrix:
     def has(self, metric: str) -> bool:
         return any(v is not None for row in self.values(metric) for v in row)
 
-    def save(self, eval_dir: Path) -> None:
+    def save(self, path: Path) -> None:
+        """The matrix to `path` (JSON), its table (`.md`) and plot (`.png`) beside it; the main process writes."""
         if not is_main_process():  # every rank evaluates; rank 0 writes
             return
-        eval_dir.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         data = {"columns": self.columns, "groups": self.groups, "rows": self.rows, "perplexity": self.perplexities()}
-        write_atomic(eval_dir / "forgetting.json", json.dumps(data, indent=2) + "\n")
-        write_atomic(eval_dir / "forgetting.md", self.to_markdown())
-        self.plot(eval_dir / "forgetting.png")
+        write_atomic(path, json.dumps(data, indent=2) + "\n")
+        write_atomic(path.with_suffix(".md"), self.to_markdown())
+        self.plot(path.with_suffix(".png"))
 
     def to_markdown(self, metric: str = "perplexity") -> str:
         columns = self.columns_for(metric)

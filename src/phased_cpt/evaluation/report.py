@@ -55,7 +55,7 @@ def build_report(run: RunDir) -> str:
         "",
         wall_time_line(records, total_seconds, run.metrics_file),
     ]
-    forgetting_file = run.eval_dir / "forgetting.json"
+    forgetting_file = run.forgetting_file
     contamination = read_contamination(run)
     if forgetting_file.is_file():
         try:
@@ -205,7 +205,7 @@ def write_report(run: RunDir) -> Path:
     text = build_report(run)
     run.eval_dir.mkdir(parents=True, exist_ok=True)
     plot_curves(run.metrics_file, run.eval_dir / "curves.png")
-    forgetting_file = run.eval_dir / "forgetting.json"
+    forgetting_file = run.forgetting_file
     try:  # every plot report.md links is redrawn; a damaged matrix is named in report.md instead
         matrix = ForgettingMatrix.load(forgetting_file) if forgetting_file.is_file() else None
         summary = learning_summary(matrix) if matrix is not None else []

@@ -103,7 +103,7 @@ class RunEvaluator:
             "humaneval": [HUMANEVAL_COLUMN] if self.humaneval is not None else [],
         }
         columns = [c for group in groups.values() for c in group]
-        self.forgetting = ForgettingMatrix.load(run.eval_dir / "forgetting.json", columns, groups)
+        self.forgetting = ForgettingMatrix.load(run.forgetting_file, columns, groups)
 
     def matrix_row(self, model: PeftModel, base_model: bool = False, after: str = BASE_ROW) -> dict[str, dict]:
         """One forgetting-matrix row, `after` the base model or a phase: perplexity and top-1
@@ -142,7 +142,7 @@ class RunEvaluator:
         if self.evaluation.forgetting_matrix and not self.forgetting.has_row(BASE_ROW):
             started = time.perf_counter()
             self.forgetting.add_row(BASE_ROW, self.matrix_row(model, base_model=True))
-            self.forgetting.save(self.run.eval_dir)
+            self.forgetting.save(self.run.forgetting_file)
             self.record("forgetting_matrix", BASE_ROW, started)
 
     def after_phase(self, model: PeftModel, phase: str, step: int) -> None:
@@ -152,7 +152,7 @@ class RunEvaluator:
             started = time.perf_counter()
             results = self.matrix_row(model, after=phase)
             self.forgetting.add_row(phase, results)
-            self.forgetting.save(self.run.eval_dir)
+            self.forgetting.save(self.run.forgetting_file)
             self.record("forgetting_matrix", phase, started)
             crash_point("forgetting_row", phase)
             own = results.get(phase)

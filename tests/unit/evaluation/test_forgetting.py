@@ -20,7 +20,7 @@ def test_forgetting_matrix_round_trip_and_outputs(tmp_path):
         },
     )
     matrix.add_row("p1", {"p1": {"loss": 1.0, "perplexity": math.exp(1.0), "target_tokens": 10}})
-    matrix.save(tmp_path)
+    matrix.save(tmp_path / "forgetting.json")
     data = json.loads((tmp_path / "forgetting.json").read_text())
     assert data["perplexity"] == [
         [pytest.approx(math.exp(2)), pytest.approx(math.exp(3))],

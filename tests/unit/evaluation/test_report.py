@@ -24,7 +24,7 @@ def test_report_redraws_every_plot_it_links(tmp_path):
     matrix = ForgettingMatrix(["p1", GENERAL_COLUMN])
     matrix.add_row("base", {"p1": cell(3.0), GENERAL_COLUMN: cell(2.0)})
     matrix.add_row("p1", {"p1": cell(1.0), GENERAL_COLUMN: cell(2.5)})
-    matrix.save(run.eval_dir)
+    matrix.save(run.forgetting_file)
     (run.eval_dir / "forgetting.png").unlink()
     report = write_report(run).read_text()
     linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
