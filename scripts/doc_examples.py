@@ -274,7 +274,7 @@ def doctor_32b(ws: Workspace) -> str:
     import yaml
 
     sys.path.insert(0, str(REPO))
-    from tests.unit.test_legacy_config import OLDER
+    from tests.unit.config.test_legacy import OLDER
 
     work = ws.root / "older"
     work.mkdir()

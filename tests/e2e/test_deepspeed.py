@@ -22,6 +22,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -169,7 +170,11 @@ def test_launch_without_deepspeed_runs_ddp_through_torchrun(work, tiny_model_dir
 
 def test_train_phased_sh_is_launch():
     result = subprocess.run(
-        [str(REPO / "train_phased.sh"), "run.yaml", "--help"], capture_output=True, text=True, timeout=120
+        [str(REPO / "train_phased.sh"), "run.yaml", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHON": sys.executable},  # the interpreter with this project's requirements
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: phased-cpt launch")
