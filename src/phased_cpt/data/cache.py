@@ -8,11 +8,12 @@
       eval_chunks.npy   eval_row_offsets.npy
       rejected.jsonl                  lines left out (data.on_bad_record: skip, or duplicates)
 
-The key is a sha256 of: the bytes of the phase's files, the tokenizer (its full serialized
-vocabulary and special tokens), every data and context setting, the seed and phase name (they
-choose the eval documents and replayed chunks), and, with replay, the keys of earlier phases:
-every field of the entry's `spec.DataSpec` (`spec.spec_key`). Changing any of them gives a new key; an entry is never updated in place. Arrays are `.npy`
-and raw int32 (no pickles).
+The key is a sha256 of every field of the entry's `spec.DataSpec` (`spec.spec_key`): the bytes
+of its files, the encoder (the tokenizer's full serialized vocabulary and special tokens, or the
+byte estimate's rate), every data and context setting, the seed and entry name (they choose the
+eval documents and replayed chunks), and the keys of the entries it mixes chunks from (earlier
+phases, the general source). Changing any of them gives a new key; an entry is never updated in
+place. Arrays are `.npy` and raw int32 (no pickles).
 
 Writers, also on a network file system (NFS, Lustre) where file locks may not hold: an entry is
 built in a directory of its own (`.<key>.tmp-<host>-<pid>-<random>`) and published by one
