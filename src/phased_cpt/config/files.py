@@ -109,9 +109,9 @@ class Expansion:
         ]
 
 
-def unique_files(paths: Sequence[Path], expansion: Expansion | None = None) -> Expansion:
-    """`paths` with every file kept once (see `Expansion`); `expansion` carries what earlier lists named."""
-    expansion = Expansion() if expansion is None else expansion
+def unique_files(paths: Sequence[Path]) -> Expansion:
+    """`paths` with every file kept once (see `Expansion`)."""
+    expansion = Expansion()
     for path in paths:
         expansion.add(path)
     return expansion
