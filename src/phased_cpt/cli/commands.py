@@ -135,7 +135,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
     problems = model_setting_problems(cfg) + model_file_problems(cfg)
-    general = cfg.general.files + ([cfg.evaluation.general_file] if cfg.evaluation.general_file else [])
+    general = cfg.general_files
     groups = []
     for phase in cfg.phases:
         try:

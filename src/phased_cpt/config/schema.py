@@ -771,7 +771,7 @@ class RunConfig(StrictModel):
     def _check_general_is_not_phase_data(self) -> RunConfig:
         """General text is mixed into every phase and held out for the general column: a phase's
         own file there would repeat its training documents and put them in its evaluation."""
-        general = self.general.files + ([self.evaluation.general_file] if self.evaluation.general_file else [])
+        general = self.general_files
         for i, phase in enumerate(self.phases):
             for own in phase.files:
                 for path in general:
@@ -851,6 +851,12 @@ class RunConfig(StrictModel):
     @property
     def run_name(self) -> str:
         return self.output.run_name or f"phased-{model_short_name(self.model.name)}-lora"
+
+    @property
+    def general_files(self) -> list[Path]:
+        """Every file of general text: `general.file`'s (globs expanded, each file once), then
+        `evaluation.general_file`."""
+        return self.general.files + ([self.evaluation.general_file] if self.evaluation.general_file else [])
 
 
 def model_short_name(name: str) -> str:

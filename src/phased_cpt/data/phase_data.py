@@ -201,12 +201,12 @@ def build_run_data(
     """Every phase's data, in order (a phase replays from the phases before it), and after them,
     under `GENERAL_COLUMN`, the general source when there is one (`spec.general_spec`), then each
     future document file under its column name, every document held out (never trained on)."""
-    general_files = settings.general.files + ([evaluated.general_eval_file] if evaluated.general_eval_file else [])
-    check_general_content(
-        [(f, file_digest(f)) for phase in phases for f in phase.files], [(f, file_digest(f)) for f in general_files]
-    )
     encoder = as_encoder(tokenizer)
     spec = general_spec(evaluated.general_eval_file, GENERAL_COLUMN, settings, encoder.identity)
+    check_general_content(
+        [(f, file_digest(f)) for phase in phases for f in phase.files],
+        [(f, file_digest(f)) for f in (spec.files if spec is not None else [])],
+    )
     general_entry = build_entry(spec, encoder, cache_dir) if spec is not None else None
     general_ref = EntryRef(general_entry.entry) if general_entry is not None else None
     built: dict[str, PhaseData] = {}
