@@ -29,7 +29,7 @@ from pathlib import Path
 from phased_cpt.config import FUTURE_TASK_KINDS, GENERAL_COLUMN, DataConfig, EvaluationConfig, GeneralConfig, RunConfig
 from phased_cpt.config.schema import PhaseConfig
 from phased_cpt.contamination import MIN_LINE_CHARS, WARN_SHARE, Contamination, TrainingLines
-from phased_cpt.data.jsonl import RecordScan, scan_documents
+from phased_cpt.data.jsonl import LONE_SURROGATE, RecordScan, scan_documents
 from phased_cpt.data.split import split_documents
 from phased_cpt.errors import DataError
 
@@ -87,7 +87,7 @@ def _task_problem(record) -> str | None:
     wrong = [key for key, kind in TASK_FIELDS.items() if not isinstance(record[key], kind)]
     if wrong:
         return f"field(s) {wrong} must be strings"
-    broken = [key for key in TASK_FIELDS if not record[key].isascii() and not _encodable(record[key])]
+    broken = [key for key in TASK_FIELDS if LONE_SURROGATE.search(record[key])]
     if broken:  # a lone surrogate (JSON "\ud800"): no tokenizer can encode it
         return f"field(s) {broken} hold a lone surrogate (not valid Unicode text)"
     if record["kind"] not in FUTURE_TASK_KINDS:
@@ -99,14 +99,6 @@ def _task_problem(record) -> str | None:
     if record["kind"] != "fim" and record["suffix"]:
         return f"a {record['kind']} task has a suffix (only fim tasks do)"
     return None
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def tasks_by_column(evaluation: EvaluationConfig) -> dict[str, list[FutureTask]]:

@@ -33,7 +33,8 @@ from phased_cpt.errors import DataError
 MAX_REPORTED_PROBLEMS = 20
 UTF8_BOM = b"\xef\xbb\xbf"
 DUPLICATE = "duplicate"
-_SURROGATE = re.compile("[\ud800-\udfff]")
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+"""A code point that is half of a UTF-16 pair: no character, and not encodable as UTF-8."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ def parse_record(raw: bytes, text_field: str) -> str:
         raise ValueError(f"field {text_field!r} is empty or whitespace only")
     if "\x00" in text:
         raise ValueError(f"field {text_field!r} contains a NUL character (\\u0000; binary data?)")
-    surrogate = _SURROGATE.search(text)
+    surrogate = LONE_SURROGATE.search(text)
     if surrogate:
         raise ValueError(
             f"field {text_field!r} contains a lone surrogate \\u{ord(surrogate.group()):04x} at character "
