@@ -29,7 +29,7 @@ from pathlib import Path
 from phased_cpt.config import FUTURE_TASK_KINDS, GENERAL_COLUMN, DataConfig, EvaluationConfig, GeneralConfig, RunConfig
 from phased_cpt.config.schema import PhaseConfig
 from phased_cpt.contamination import MIN_LINE_CHARS, WARN_SHARE, Contamination, TrainingLines
-from phased_cpt.data.jsonl import LONE_SURROGATE, RecordScan, scan_documents
+from phased_cpt.data.jsonl import LONE_SURROGATE, read_documents
 from phased_cpt.data.split import split_documents
 from phased_cpt.errors import DataError
 
@@ -111,12 +111,12 @@ def tasks_by_column(evaluation: EvaluationConfig) -> dict[str, list[FutureTask]]
 
 
 def _documents(paths: list[Path], data: DataConfig, seen: dict[bytes, str] | None) -> list[str]:
-    texts = []
-    for path in paths:
-        scan = RecordScan(path, data.on_bad_record)
-        texts += [document.text for document in scan_documents(path, data.text_field, scan, seen)]
-        scan.raise_if_bad(data.text_field)
-    return texts
+    """The good documents' texts of `paths`, read as `prepare_phase` reads them (`seen`: across files)."""
+    return [
+        document.text
+        for path in paths
+        for document in read_documents(path, data.text_field, data.on_bad_record, seen)[0]
+    ]
 
 
 def phase_texts(phase: PhaseConfig, data: DataConfig, seed: int) -> tuple[list[str], list[str]]:
