@@ -229,20 +229,6 @@ def test_config_numbers_that_overflow_later_are_refused_by_validate(capsys, conf
     assert expected in err and "Traceback" not in err
 
 
-def test_source_weights_of_any_finite_size_share_out_the_tokens():
-    """Before: weight 1e308 overflowed (own tokens x weight = inf) with an OverflowError in `plan`."""
-    import numpy as np
-
-    from phased_cpt.data.mixing import weight_sources
-
-    a = np.array([[0, 100, 0]] * 3)
-    b = np.array([[0, 100, 0]])
-    _, tokens = weight_sources([a, b], [1e308, 1e308 / 3], np.random.default_rng(0))
-    assert tokens == [300, 100]
-    _, tokens = weight_sources([a, b], [3.0, 1.0], np.random.default_rng(0))
-    assert tokens == [300, 100]
-
-
 @no_liger
 @pytest.mark.e2e
 def test_validate_refuses_liger_true_without_liger_kernel(tiny_model_dir, tmp_path):

@@ -11,7 +11,7 @@ import yaml
 
 from phased_cpt.config import GENERAL_COLUMN, ContextConfig, DataConfig, PhaseConfig
 from phased_cpt.config.loading import dump_config, load_config
-from phased_cpt.data.mixing import draw_chunks, mixed_tokens
+from phased_cpt.data.mixing import draw_chunks, mixed_tokens, weight_sources
 from phased_cpt.data.phase_data import DataSettings, EvaluatedData, build_run_data
 from phased_cpt.errors import ConfigError
 from tests.conftest import write_jsonl
@@ -190,3 +190,13 @@ def test_each_phase_gets_its_effective_general_ratio_and_keeps_its_own_setting(t
     assert [p.general_ratio_for(cfg.general) for p in cfg.phases] == [0.0, 0.0]  # no general.file: nothing to mix
     cfg, _ = load_config(None, base_data={"phases": phases[1:], "general": {"file": general}})
     assert cfg.phases[0].general_ratio_for(cfg.general) == 0.05  # the default share, once there is a general file
+
+
+def test_source_weights_of_any_finite_size_share_out_the_tokens():
+    """Before: weight 1e308 overflowed (own tokens x weight = inf) with an OverflowError in `plan`."""
+    a = np.array([[0, 100, 0]] * 3)
+    b = np.array([[0, 100, 0]])
+    _, tokens = weight_sources([a, b], [1e308, 1e308 / 3], np.random.default_rng(0))
+    assert tokens == [300, 100]
+    _, tokens = weight_sources([a, b], [3.0, 1.0], np.random.default_rng(0))
+    assert tokens == [300, 100]
