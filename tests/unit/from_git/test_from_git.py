@@ -19,18 +19,10 @@ from phased_cpt.from_git import (
     build_datasets,
 )
 from phased_cpt.from_git.secrets import SECRET_FILE_GLOBS
-from tests.unit.from_git.conftest import KEPT_FILES, PHASE1_SKIPS, SUBJECTS
-from tests.unit.from_git.repos import (
-    build,
-    git,
-)
+from tests.unit.from_git.conftest import FIXTURES, KEPT_FILES, PHASE1_SKIPS, SUBJECTS, _head
+from tests.unit.from_git.repos import build
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "from_git"
 MAX_FILE_BYTES = 2000
-
-
-def _head(repo: Path) -> str:
-    return git(repo, "rev-parse", "HEAD").strip()
 
 
 # ---- the command -------------------------------------------------------------------------------

@@ -4,16 +4,13 @@ the export (pydantic models: strict types, every problem at once, deep nesting).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from phased_cpt.errors import UserError
 from phased_cpt.from_git import PHASE3_FILE
+from tests.unit.from_git.conftest import FIXTURES
 from tests.unit.from_git.repos import FAKE_AWS_KEY, all_output_bytes, build, read
-
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "from_git"
-_read = read
 
 
 def test_phase3_from_pr_export_has_one_document_per_pr_in_number_order(repo, tmp_path):
