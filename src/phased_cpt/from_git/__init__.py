@@ -38,7 +38,7 @@ from pathlib import Path
 
 from phased_cpt.errors import UserError
 from phased_cpt.from_git.foundation import write_foundation
-from phased_cpt.from_git.git import GitRepo, TreeEntry, note_shallow_boundary
+from phased_cpt.from_git.git import GitRepo, TreeEntry
 from phased_cpt.from_git.history import parse_since, write_evolution, write_merges
 from phased_cpt.from_git.holdout import (
     FUTURE_FILES,
@@ -227,6 +227,20 @@ PRS_RECIPE = (
     "export the pull requests with the `gh api` loop of docs/from-git.md ('Exporting with the GitHub CLI') "
     "and pass --prs prs/"
 )
+
+
+def note_shallow_boundary(git: GitRepo, stats: OutputStats, notes: list[str]) -> None:
+    """Count and list a shallow clone's boundary commits as left out of phase 2 (`shallow`), and
+    say in the summary how to get the whole history."""
+    boundary = git.shallow_boundary()
+    for oid in boundary:
+        stats.skip("shallow", {"commit": oid}, rule="shallow clone: parents not fetched, its diff would add every file")
+    if boundary:
+        notes.append(
+            f"{git.root} is a shallow clone: {len(boundary)} commit(s) at its boundary were left out of "
+            "phases 2 and 3 (without their parents every file would look added); run "
+            "`git fetch --unshallow` in the repository for the whole history"
+        )
 
 
 def phase3_notes(plan: HistoryPlan, stories: int) -> list[str]:

@@ -45,14 +45,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 from phased_cpt.errors import UserError
 from phased_cpt.from_git import git_guard
 from phased_cpt.from_git.git_guard import Watchdog, check_git_dir, find_git_dir
-
-if TYPE_CHECKING:
-    from phased_cpt.from_git.summary import OutputStats
 
 SAFE_CONFIG: dict[str, str] = {
     "core.fsmonitor": "false",
@@ -402,20 +399,6 @@ def quote_path(raw: bytes) -> str:
                 out.append(f"\\{byte:03o}")
         index += 1
     return '"' + "".join(out) + '"'
-
-
-def note_shallow_boundary(git: GitRepo, stats: OutputStats, notes: list[str]) -> None:
-    """Count and list a shallow clone's boundary commits as left out of phase 2 (`shallow`), and
-    say in the summary how to get the whole history."""
-    boundary = git.shallow_boundary()
-    for oid in boundary:
-        stats.skip("shallow", {"commit": oid}, rule="shallow clone: parents not fetched, its diff would add every file")
-    if boundary:
-        notes.append(
-            f"{git.root} is a shallow clone: {len(boundary)} commit(s) at its boundary were left out of "
-            "phases 2 and 3 (without their parents every file would look added); run "
-            "`git fetch --unshallow` in the repository for the whole history"
-        )
 
 
 def split_records(stream: IO[bytes], marker: bytes, max_record_bytes: int) -> Iterator[tuple[bytes, int]]:

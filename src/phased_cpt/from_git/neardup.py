@@ -20,8 +20,9 @@ lines differ by the `+`/`-` prefix, so a commit that adds a file is not a near-d
 that file.
 
 Memory is bounded and small: rensa keeps one hash per band and kept document, and this module
-keeps each kept document's signature (`NUM_PERM` 32-bit values), not its text. rensa's hashing is seeded (`SEED`), so the same input always gives the
-same output. rensa needs no numpy or scipy (datasketch, used before, imported both: ~56 MB).
+keeps each kept document's signature (`NUM_PERM` 32-bit values), not its text. rensa's hashing
+is seeded (`SEED`), so the same input always gives the same output. rensa needs no numpy or
+scipy (datasketch, used before, imported both: ~56 MB).
 """
 
 from __future__ import annotations

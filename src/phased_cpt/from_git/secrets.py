@@ -351,11 +351,11 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "stripe-webhook-secret": ("whsec_",),
     "docker-auth": ("auth",),
     "netrc-password": ("password",),
+    "aws-secret-access-key": ("aws_secret_access_key",),
+    "base64-pem-private-key": ("ls0tls1crudjti",),
+    "secret-assignment": ("secret", "token", "passw", "api", "access", "private", "credential"),
 }
 """Lower-case literals of our rules (see `_DETECT_SECRETS_NEEDS`)."""
-_NEEDS["aws-secret-access-key"] = ("aws_secret_access_key",)
-_NEEDS["base64-pem-private-key"] = ("ls0tls1crudjti",)
-_NEEDS["secret-assignment"] = ("secret", "token", "passw", "api", "access", "private", "credential")
 _NAMED = ("key", "pw", "pass", "token", "cloudant", "softlayer", "access")
 _DETECT_SECRETS_NEEDS: dict[str, tuple[str, ...]] = {
     "AWSKeyDetector": ("a3t", "abia", "acca", "akia", "asia", "aws"),

@@ -118,12 +118,13 @@ def write_tasks(
         written: set[bytes] = set()
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             for candidate, task in zip(chosen, _cut_tasks(objects, chosen, rules, limits.max_file_bytes), strict=True):
-                digest = hashlib.sha256(json.dumps(task, ensure_ascii=False).encode("utf-8", "surrogatepass")).digest()
+                line = json.dumps(task, ensure_ascii=False)
+                digest = hashlib.sha256(line.encode("utf-8", "surrogatepass")).digest()
                 if digest in written:
                     continue
                 written.add(digest)
                 counts[candidate.kind] += 1
-                file.write(json.dumps(task, ensure_ascii=False) + "\n")
+                file.write(line + "\n")
     os.chmod(temp_name, 0o644)
     return Path(temp_name), counts
 
@@ -157,15 +158,19 @@ def find_tasks(lines: list[str], added: set[int]) -> Iterator[tuple[str, int, in
     """(kind, start, end) of every task candidate in `lines` (each ending with its newline but
     maybe the last) around the `added` line numbers (the module docstring has the rules)."""
     added = {index for index in added if index < len(lines)}
+    text_lines = [index for index, line in enumerate(lines) if line.strip()]
+    if not text_lines:
+        return
+    first_text, last_text = text_lines[0], text_lines[-1]  # a prefix [0, i) has text when i > first_text
     for index in sorted(added):
-        if _counted(lines[index]) and _has_text(lines[:index]):
+        if _counted(lines[index]) and index > first_text:
             yield "next_line", index, index + 1
     block_end = -1
     for index in sorted(added):
         if index < block_end or not _opens_block(lines[index]):
             continue
         end = _block_end(lines, index)
-        if end is None or end - index > MAX_SCOPE_LINES or not _has_text(lines[:index]):
+        if end is None or end - index > MAX_SCOPE_LINES or index <= first_text:
             continue
         body = [line for line in range(index, end) if lines[line].strip()]
         if sum(line in added for line in body) >= MIN_SCOPE_ADDED_SHARE * len(body):
@@ -173,7 +178,7 @@ def find_tasks(lines: list[str], added: set[int]) -> Iterator[tuple[str, int, in
             yield "scope", index, end
     for start, stop in _runs(sorted(added)):
         end = min(stop, start + MAX_FIM_LINES)
-        if any(_counted(line) for line in lines[start:end]) and _has_text(lines[:start]) and _has_text(lines[end:]):
+        if any(_counted(line) for line in lines[start:end]) and start > first_text and end <= last_text:
             yield "fim", start, end
 
 
@@ -211,10 +216,6 @@ def _indent(line: str) -> int:
 
 def _counted(line: str) -> bool:
     return len(line.strip()) >= MIN_LINE_CHARS
-
-
-def _has_text(lines: list[str]) -> bool:
-    return any(line.strip() for line in lines)
 
 
 def _runs(indices: list[int]) -> Iterator[tuple[int, int]]:

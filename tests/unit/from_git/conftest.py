@@ -220,7 +220,7 @@ BOT_ENV = ("dependabot[bot]", "49699333+dependabot[bot]@users.noreply.github.com
 
 
 def _subjects(out: Path, name: str) -> list[str]:
-    return [d["subject"] for d in read(out, name)]
+    return _ids(out, name, "subject")
 
 
 def _bot_commit(repo: Path, files: dict[str, str], message: str, date: str) -> None:
@@ -249,7 +249,7 @@ def _ids(out: Path, name: str, key: str) -> list:
 
 
 def _head(repo: Path) -> str:
-    return git(repo, "rev-parse", "HEAD").strip()
+    return _oid(repo, "HEAD")
 
 
 LIB_V1 = (

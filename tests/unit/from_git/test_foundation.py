@@ -6,8 +6,8 @@ from pathlib import Path
 
 from phased_cpt.from_git import PHASE1_FILE, PHASE2_FILE
 from tests.unit.from_git.conftest import KEPT_FILES, PHASE1_SKIPS, _head
-from tests.unit.from_git.repos import build as _build
 from tests.unit.from_git.repos import (
+    build,
     git,
     read,
 )
@@ -41,14 +41,14 @@ def test_phase1_never_reads_untracked_or_ignored_files(built):
 
 
 def test_exclude_globs_add_to_the_defaults(repo, tmp_path):
-    summary = _build(repo, tmp_path, excludes=["*.rst", "docs"])
+    summary = build(repo, tmp_path, excludes=["*.rst", "docs"])
     paths = [d["path"] for d in read(tmp_path, PHASE1_FILE)]
     assert paths == sorted(set(KEPT_FILES) - {"notes/todo.rst", "docs/guide.md"})
     assert summary.output(PHASE1_FILE).skipped["excluded"] == 2
 
 
 def test_no_default_excludes_keeps_vendored_lock_and_generated_files_but_never_secrets(repo, tmp_path):
-    summary = _build(repo, tmp_path, use_default_excludes=False)
+    summary = build(repo, tmp_path, use_default_excludes=False)
     paths = {d["path"] for d in read(tmp_path, PHASE1_FILE)}
     assert paths == set(KEPT_FILES) | {
         "vendor/x.js",
@@ -63,7 +63,7 @@ def test_no_default_excludes_keeps_vendored_lock_and_generated_files_but_never_s
 
 def test_rev_selects_the_files_and_history_of_an_older_commit(repo, tmp_path):
     first = git(repo, "rev-list", "--max-parents=0", "HEAD").strip()
-    summary = _build(repo, tmp_path, rev=first)
+    summary = build(repo, tmp_path, rev=first)
     assert [d["path"] for d in read(tmp_path, PHASE1_FILE)] == [".gitignore", "README.md", "src/app.py"]
     assert [d["subject"] for d in read(tmp_path, PHASE2_FILE)] == ["Initial commit"]
     assert summary.commit == first

@@ -19,18 +19,10 @@ from phased_cpt.from_git import (
     build_datasets,
 )
 from phased_cpt.from_git.secrets import SECRET_FILE_GLOBS
-from tests.unit.from_git.conftest import KEPT_FILES, PHASE1_SKIPS, SUBJECTS
-from tests.unit.from_git.repos import build as _build
-from tests.unit.from_git.repos import (
-    git,
-)
+from tests.unit.from_git.conftest import FIXTURES, KEPT_FILES, PHASE1_SKIPS, SUBJECTS, _head
+from tests.unit.from_git.repos import build
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "from_git"
 MAX_FILE_BYTES = 2000
-
-
-def _head(repo: Path) -> str:
-    return git(repo, "rev-parse", "HEAD").strip()
 
 
 # ---- the command -------------------------------------------------------------------------------
@@ -226,9 +218,9 @@ def test_command_rejects_a_holdout_count_below_zero(value, capsys):
 
 
 def test_two_runs_give_byte_identical_outputs_and_summaries(repo, tmp_path):
-    first = _build(repo, tmp_path / "out", prs=FIXTURES / "pulls.json")
+    first = build(repo, tmp_path / "out", prs=FIXTURES / "pulls.json")
     first_bytes = {name: (tmp_path / "out" / name).read_bytes() for name in (PHASE1_FILE, PHASE2_FILE, PHASE3_FILE)}
-    second = _build(repo, tmp_path / "out", prs=FIXTURES / "pulls.json", force=True)
+    second = build(repo, tmp_path / "out", prs=FIXTURES / "pulls.json", force=True)
     assert {name: (tmp_path / "out" / name).read_bytes() for name in first_bytes} == first_bytes
     assert json.dumps(first.to_dict()) == json.dumps(second.to_dict())
     assert first.format_table() == second.format_table()
@@ -249,11 +241,11 @@ def test_directory_that_is_not_a_repository_is_a_user_error(tmp_path):
 
 def test_unknown_revision_and_bad_since_are_user_errors(repo, tmp_path):
     with pytest.raises(UserError, match="revision 'no-such-branch' does not name a commit"):
-        _build(repo, tmp_path, rev="no-such-branch")
+        build(repo, tmp_path, rev="no-such-branch")
     with pytest.raises(UserError, match="--since '2 weeks ago': expected an ISO 8601 date"):
-        _build(repo, tmp_path, since="2 weeks ago")
+        build(repo, tmp_path, since="2 weeks ago")
 
 
 def test_a_subdirectory_of_the_repository_builds_the_whole_repository(repo, built, tmp_path):
-    _build(repo / "src", tmp_path)
+    build(repo / "src", tmp_path)
     assert (tmp_path / PHASE1_FILE).read_bytes() == (built[0] / PHASE1_FILE).read_bytes()

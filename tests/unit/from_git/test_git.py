@@ -16,7 +16,6 @@ from phased_cpt.from_git import PHASE1_FILE, PHASE2_FILE, PHASE3_FILE
 from phased_cpt.from_git import git as git_module
 from phased_cpt.from_git.git import parse_commit_object, split_records
 from tests.unit.from_git.repos import build, commit, git, merge, new_repo, read
-from tests.unit.from_git.repos import build as _build
 
 HOOKS = (
     "pre-commit",
@@ -217,6 +216,6 @@ def test_commit_message_encoding_header_is_honoured_and_bad_text_is_refused():
 
 def test_reading_git_output_in_tiny_chunks_gives_the_same_history(repo, built, tmp_path, monkeypatch):
     monkeypatch.setattr(git_module, "_READ_CHUNK_BYTES", 7)
-    _build(repo, tmp_path)
+    build(repo, tmp_path)
     for name in (PHASE2_FILE, PHASE3_FILE):
         assert (tmp_path / name).read_bytes() == (built[0] / name).read_bytes()

@@ -8,7 +8,6 @@ import subprocess
 from phased_cpt.from_git import PHASE2_FILE, PHASE3_FILE
 from tests.unit.from_git.conftest import SUBJECTS, UNICODE_NAME, _ids
 from tests.unit.from_git.repos import build, git, new_repo, read, report
-from tests.unit.from_git.repos import build as _build
 
 
 def test_exclude_applies_to_history_diffs(nul_repo, tmp_path):
@@ -108,7 +107,7 @@ def test_phase2_cuts_out_secret_and_excluded_file_diffs_and_counts_them(built):
 
 
 def test_phase2_marks_a_diff_cut_at_the_size_cap(repo, tmp_path):
-    summary = _build(repo, tmp_path, max_diff_bytes=300)
+    summary = build(repo, tmp_path, max_diff_bytes=300)
     documents = read(tmp_path, PHASE2_FILE)
     marker = re.compile(
         r"\n\[diff truncated: (\d+) of (\d+) bytes shown(?:; cut: [^;\]]+)?(?:; not shown: [^;\]]+)?\]\n$"
@@ -126,7 +125,7 @@ def test_phase2_marks_a_diff_cut_at_the_size_cap(repo, tmp_path):
 
 
 def test_since_keeps_commits_committed_on_or_after_the_date(repo, tmp_path):
-    summary = _build(repo, tmp_path, since="2024-01-05")
+    summary = build(repo, tmp_path, since="2024-01-05")
     assert [d["subject"] for d in read(tmp_path, PHASE2_FILE)] == ["Write the guide", "Add notes", "Update README"]
     assert [d["subject"] for d in read(tmp_path, PHASE3_FILE)] == ["Merge branch 'feature/greet'"]
     assert dict(summary.output(PHASE2_FILE).skipped) == {"merge": 1}

@@ -24,7 +24,6 @@ from tests.unit.from_git.repos import (
     read,
     report,
 )
-from tests.unit.from_git.repos import build as _build
 
 
 @pytest.fixture
@@ -254,7 +253,7 @@ def test_merge_messages(subject, body, expected):
 
 
 def test_since_after_the_last_merge_leaves_phase3_empty_and_says_so(repo, tmp_path):
-    summary = _build(repo, tmp_path, since="2024-01-07T00:00:00+00:00")
+    summary = build(repo, tmp_path, since="2024-01-07T00:00:00+00:00")
     assert read(tmp_path, PHASE3_FILE) == []
     assert any("phase 3 is empty" in note and "--prs prs/" in note for note in summary.notes)
 

@@ -19,7 +19,6 @@ from tests.unit.from_git.repos import (
     new_repo,
     read,
 )
-from tests.unit.from_git.repos import build as _build
 
 OUTPUTS = (PHASE1_FILE, PHASE2_FILE, PHASE3_FILE, REPORT_FILE)
 
@@ -97,8 +96,8 @@ def test_an_empty_or_foreign_directory_needs_no_force(repo, tmp_path):
 
 def test_existing_outputs_are_replaced_and_no_temporary_files_remain(repo, tmp_path):
     out = tmp_path / "nested" / "dataset"
-    _build(repo, out, excludes=["*"])
-    _build(repo, out, force=True)
+    build(repo, out, excludes=["*"])
+    build(repo, out, force=True)
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [PHASE1_FILE, PHASE2_FILE, PHASE3_FILE, REPORT_FILE, OUTPUT_MARKER]
     )
@@ -106,7 +105,7 @@ def test_existing_outputs_are_replaced_and_no_temporary_files_remain(repo, tmp_p
 
 
 def test_a_failed_run_leaves_previous_outputs_untouched(repo, tmp_path, monkeypatch):
-    _build(repo, tmp_path)
+    build(repo, tmp_path)
     before = (tmp_path / PHASE1_FILE).read_bytes()
 
     def fail(*args: object, **kwargs: object) -> None:
@@ -114,7 +113,7 @@ def test_a_failed_run_leaves_previous_outputs_untouched(repo, tmp_path, monkeypa
 
     monkeypatch.setattr(from_git, "write_evolution", fail)
     with pytest.raises(RuntimeError):
-        _build(repo, tmp_path, excludes=["*"], force=True)
+        build(repo, tmp_path, excludes=["*"], force=True)
     assert (tmp_path / PHASE1_FILE).read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [PHASE1_FILE, PHASE2_FILE, PHASE3_FILE, REPORT_FILE, OUTPUT_MARKER]
@@ -137,7 +136,7 @@ def test_committed_outputs_inside_the_repository_are_not_read_back(tmp_path):
     )
     for name in (PHASE1_FILE, REPORT_FILE):  # checked-out copies are not from-git's to replace
         (small / "dataset" / name).unlink()
-    summary = _build(small, small / "dataset")
+    summary = build(small, small / "dataset")
     assert [d["path"] for d in read(small / "dataset", PHASE1_FILE)] == ["a.py"]
     assert dict(summary.output(PHASE1_FILE).skipped) == {"excluded": 2}
     assert dict(summary.output(PHASE2_FILE).dropped_file_diffs) == {"excluded": 2}

@@ -4,21 +4,17 @@ the export (pydantic models: strict types, every problem at once, deep nesting).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from phased_cpt.errors import UserError
 from phased_cpt.from_git import PHASE3_FILE
-from tests.unit.from_git.repos import FAKE_AWS_KEY, all_output_bytes, read
-from tests.unit.from_git.repos import build as _build
-
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "from_git"
-_read = read
+from tests.unit.from_git.conftest import FIXTURES
+from tests.unit.from_git.repos import FAKE_AWS_KEY, all_output_bytes, build, read
 
 
 def test_phase3_from_pr_export_has_one_document_per_pr_in_number_order(repo, tmp_path):
-    summary = _build(repo, tmp_path, prs=FIXTURES / "pulls.json")
+    summary = build(repo, tmp_path, prs=FIXTURES / "pulls.json")
     documents = read(tmp_path, PHASE3_FILE)
     assert [(d["number"], d["outcome"]) for d in documents] == [(3, "closed unmerged"), (7, "merged"), (9, "open")]
     assert summary.phase3_source == "pull_requests" and [n for n in summary.notes if "held out" not in n] == []
@@ -36,7 +32,7 @@ def test_phase3_from_pr_export_has_one_document_per_pr_in_number_order(repo, tmp
 
 
 def test_pr_discussion_is_in_chronological_order_without_pending_or_empty_reviews(repo, tmp_path):
-    _build(repo, tmp_path, prs=FIXTURES / "pulls.json")
+    build(repo, tmp_path, prs=FIXTURES / "pulls.json")
     retry = next(d["training_content"] for d in read(tmp_path, PHASE3_FILE) if d["number"] == 7)
     discussion = retry[retry.index("Discussion:\n") :]
     expected_order = [
@@ -54,7 +50,7 @@ def test_pr_discussion_is_in_chronological_order_without_pending_or_empty_review
 
 
 def test_pr_diff_drops_secret_file_sections(repo, tmp_path):
-    summary = _build(repo, tmp_path, prs=FIXTURES / "pulls.json")
+    summary = build(repo, tmp_path, prs=FIXTURES / "pulls.json")
     retry = next(d["training_content"] for d in read(tmp_path, PHASE3_FILE) if d["number"] == 7)
     assert "[diff of .env omitted: secret]\n" in retry and "pr-secret-value" not in retry
     assert dict(summary.output(PHASE3_FILE).dropped_file_diffs) == {"secret": 1}
@@ -66,7 +62,7 @@ def test_pr_with_a_credential_in_its_text_is_kept_with_the_value_redacted(repo, 
     pulls[2]["title"] = f"Key {FAKE_AWS_KEY}"
     export = tmp_path / "pulls.json"
     export.write_text(json.dumps(pulls))
-    summary = _build(repo, tmp_path / "out", prs=export)
+    summary = build(repo, tmp_path / "out", prs=export)
     documents = read(tmp_path / "out", PHASE3_FILE)
     assert [d["number"] for d in documents] == [3, 7, 9]
     assert "Use key [REDACTED:aws-access-key] for testing" in documents[2]["training_content"]
@@ -82,7 +78,7 @@ def test_pr_export_directory_reads_every_json_file(repo, tmp_path):
     (export / "a.json").write_text(json.dumps(pulls[:2]))
     (export / "b.json").write_text(json.dumps(pulls[2]))  # a single object is accepted too
     (export / "notes.txt").write_text("not json")
-    _build(repo, tmp_path / "out", prs=export)
+    build(repo, tmp_path / "out", prs=export)
     assert [d["number"] for d in read(tmp_path / "out", PHASE3_FILE)] == [3, 7, 9]
 
 
@@ -131,7 +127,7 @@ def test_bad_pr_export_is_a_user_error_naming_the_file_and_the_problem(repo, tmp
     export = tmp_path / "pulls.json"
     export.write_text(content)
     with pytest.raises(UserError) as caught:
-        _build(repo, tmp_path / "out", prs=export)
+        build(repo, tmp_path / "out", prs=export)
     assert str(export) in str(caught.value)
     assert expected in str(caught.value)
     assert not (tmp_path / "out").exists()
@@ -141,7 +137,7 @@ def test_every_problem_of_a_bad_export_is_reported_at_once(repo, tmp_path):
     export = tmp_path / "pulls.json"
     export.write_text('[{"title": 1, "state": "open"}, "nope"]')
     with pytest.raises(UserError) as caught:
-        _build(repo, tmp_path / "out", prs=export)
+        build(repo, tmp_path / "out", prs=export)
     message = str(caught.value)
     assert "(3 problems)" in message
     assert "item 0: missing required key 'number'" in message
@@ -151,7 +147,7 @@ def test_every_problem_of_a_bad_export_is_reported_at_once(repo, tmp_path):
 
 def test_missing_pr_export_is_a_user_error(repo, tmp_path):
     with pytest.raises(UserError, match="no such file or directory"):
-        _build(repo, tmp_path / "out", prs=tmp_path / "missing.json")
+        build(repo, tmp_path / "out", prs=tmp_path / "missing.json")
 
 
 def test_unknown_keys_of_a_github_object_are_ignored(repo, tmp_path):
@@ -170,6 +166,6 @@ def test_unknown_keys_of_a_github_object_are_ignored(repo, tmp_path):
             ]
         )
     )
-    _build(repo, tmp_path / "out", prs=export)
+    build(repo, tmp_path / "out", prs=export)
     [document] = read(tmp_path / "out", PHASE3_FILE)
     assert document["training_content"].startswith("Pull request #4: t\nAuthor: ann\n")

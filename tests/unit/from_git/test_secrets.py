@@ -32,7 +32,6 @@ from tests.unit.from_git.repos import (
     read,
     report,
 )
-from tests.unit.from_git.repos import build as _build
 
 # Fake values, assembled at run time so this file holds no credential pattern.
 AWS_SECRET = "wJalrXUtnFEMI" + "/K7MDENG/bPxRfiCY3XAMPLEKEY"
@@ -366,8 +365,8 @@ def test_round_3_credentials_are_redacted_in_files_diffs_and_commit_messages(tmp
 
 
 def test_secret_values_never_appear_in_any_output(repo, tmp_path):
-    _build(repo, tmp_path / "a")
-    _build(repo, tmp_path / "b", prs=FIXTURES / "pulls.json", use_default_excludes=False, max_file_bytes=10**6)
+    build(repo, tmp_path / "a")
+    build(repo, tmp_path / "b", prs=FIXTURES / "pulls.json", use_default_excludes=False, max_file_bytes=10**6)
     written = all_output_bytes(tmp_path)
     assert len(list(tmp_path.rglob("*.jsonl"))) == 6 and len(list(tmp_path.rglob(REPORT_FILE))) == 2
     for value in SECRET_VALUES:
