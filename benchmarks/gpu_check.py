@@ -377,36 +377,25 @@ def run_throughput(case: str, shape: str, tokens: int, variants: list[str], size
 
 
 def predicted_peak_gib(shape_name: str, tokens: int, variant: str, liger: bool) -> float:
-    """`estimate_memory` for what `run_variant` runs: its LoRA, checkpointing on, micro-batch 1;
-    torch's foreach AdamW for the plain loops, fused AdamW for ours."""
+    """`estimate_memory` for what `run_variant` runs: the H100 table's settings (tests/calibration.py:
+    checkpointing on, micro-batch 1) with its LoRA; torch's foreach AdamW for the plain loops, fused
+    AdamW for ours."""
     sys.path.insert(0, str(BENCHMARKS))
+    sys.path.insert(0, str(REPO))
     import torch
     from gpu_workloads import SHAPES, lora_settings
 
-    from phased_cpt.config import LoraConfig, PerformanceConfig, TrainingConfig
-    from phased_cpt.memory import EstimateTarget, GiB, estimate_memory
+    from phased_cpt.memory import GiB, estimate_memory
     from phased_cpt.model_shape import shape_from_config
+    from tests.calibration import table_training, target
 
-    lora = lora_settings(shape_name)
-    ours = variant.startswith("ours")
-    training = TrainingConfig(
-        micro_batch_size=1,
-        gradient_accumulation_steps=1,
-        gradient_checkpointing=True,
-        lora=LoraConfig(r=lora["r"], alpha=lora["alpha"], dropout=lora["dropout"]),
-        performance=PerformanceConfig(optimizer="adamw_torch_fused" if ours else "adamw_torch"),
-    )
+    optimizer = "adamw_torch_fused" if variant.startswith("ours") else "adamw_torch"
+    training = table_training(lora=lora_settings(shape_name), performance={"optimizer": optimizer})
     on_cuda = torch.cuda.is_available()
-    target = EstimateTarget(
-        shape_from_config(SHAPES[shape_name]),
-        training,
-        tokens,
-        dtype="bfloat16" if on_cuda and torch.cuda.is_bf16_supported() else "float32",
-        liger=liger,
-        device="cuda" if on_cuda else "cpu",
-    )
-    estimate = estimate_memory(target)
-    return estimate.peak_bytes / GiB
+    dtype = "bfloat16" if on_cuda and torch.cuda.is_bf16_supported() else "float32"
+    shape = shape_from_config(SHAPES[shape_name])
+    device = "cuda" if on_cuda else "cpu"
+    return estimate_memory(target(shape, training, tokens, dtype=dtype, liger=liger, device=device)).peak_bytes / GiB
 
 
 # --- the table ------------------------------------------------------------------------------------

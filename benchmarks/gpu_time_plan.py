@@ -91,28 +91,23 @@ class PlannedCase:
 
 def step_seconds(shape_name: str, tokens: int, liger: bool, costs: Costs) -> tuple[float, str]:
     """One training step of a full row: the recorded H100 tokens/s where the table has the row,
-    else `flops.estimate_seconds` on an H100; the rehearsal's CPU step on a CPU."""
+    else `flops.estimate_seconds` on an H100 with the table's settings; the rehearsal's CPU step on a CPU."""
     if costs.cpu_step:
         return costs.cpu_step, "CPU step"
     sys.path.insert(0, str(REPO))
-    from tests.calibration import H100_TABLE
+    from tests.calibration import H100_TABLE, qwen25, table_training, target
 
     for shape, max_tokens, with_liger, tokens_per_second, _ in H100_TABLE:
         if (shape, max_tokens, with_liger) == (shape_name, tokens, liger):
             return tokens / tokens_per_second, f"recorded {tokens_per_second:,} tok/s"
     import numpy as np
 
-    from phased_cpt.config import TrainingConfig
     from phased_cpt.flops import Workload, estimate_seconds
     from phased_cpt.gpus import gpu_spec
-    from phased_cpt.memory import EstimateTarget
-    from phased_cpt.model_shape import read_model_config
 
-    shape = read_model_config(REPO / "tests" / "fixtures" / "model_configs" / f"qwen2.5-{shape_name}" / "config.json")
     work = Workload(np.asarray([tokens]), 1.0, 1, tokens)
-    lora_on_seven = TrainingConfig(gradient_checkpointing=True)  # LoRA's default: all seven projections
-    estimate = estimate_seconds(EstimateTarget(shape, lora_on_seven, tokens, liger=liger), work, gpu_spec("h100"))
-    return estimate.seconds, "flops.py estimate"
+    as_measured = target(qwen25(shape_name), table_training(), tokens, liger=liger)  # its LoRA, checkpointing, AdamW
+    return estimate_seconds(as_measured, work, gpu_spec("h100")).seconds, "flops.py estimate"
 
 
 def billions(shape_name: str) -> float:

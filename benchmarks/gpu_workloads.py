@@ -1,7 +1,8 @@
 """Workloads of the GPU benchmark: model shapes, random-init models, full rows and the
 mixed-length corpus packed two ways (HF in-order flattening; phased-cpt best-fit decreasing).
 
-Nothing comes from the hub: the Qwen2.5 shapes are written out in `SHAPES`, weights are random
+Nothing comes from the hub: the Qwen2.5 shapes are read from the config.json copies under
+tests/fixtures/model_configs (`SHAPES`), weights are random
 (seeded) and built directly on the device, tokens are random ids (seeded).
 """
 

@@ -133,7 +133,7 @@ def estimate_seconds(target: EstimateTarget, work: Workload, gpu: GpuSpec) -> Ti
     shape, training = target.shape, target.training
     checkpointing = bool(training.gradient_checkpointing)
     checkpointed_share = len(checkpointed_layers(shape.layers, training)) / shape.layers
-    lora_modules = sum(1 for m in training.lora.target_modules if m in shape.module_shapes)
+    lora_modules = len(shape.targeted(training.lora.target_modules))
     useful = step_flops(shape, work.chunk_lengths) * work.epochs / max(work.world_size, 1)
     compute = useful / (gpu.peak_tflops * 1e12 * gpu.utilisation)
     if not checkpointing or checkpointed_share < 1:

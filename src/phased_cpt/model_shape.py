@@ -207,12 +207,26 @@ def known_module_names(path: Path) -> frozenset[str] | None:
     return MODULE_NAMES_BY_MODEL_TYPE.get(model_type) if isinstance(model_type, str) else None
 
 
+def read_config_json(path: Path) -> dict | None:
+    """A `config.json`'s object; None when it cannot be read or is not a JSON object."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def shape_or_none(config: dict | None) -> ModelShape | None:
+    """`shape_from_config`, or None when there is no config or it lacks a field."""
+    try:
+        return shape_from_config(config) if config is not None else None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def read_model_config(path: Path) -> ModelShape | None:
     """The shape in a `config.json`; None when it cannot be read or lacks a field."""
-    try:
-        return shape_from_config(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
+    return shape_or_none(read_config_json(path))
 
 
 MAX_CONFIG_BYTES = 16 << 20

@@ -27,8 +27,9 @@ from phased_cpt.errors import UserError
 from phased_cpt.flops import Workload, estimate_seconds, format_duration
 from phased_cpt.gpus import GpuSpec, gpu_by_name, gpu_spec, known_gpu_names
 from phased_cpt.memory import GiB, Parallelism, estimate_run, gib
-from phased_cpt.model_shape import model_shape
+from phased_cpt.model_shape import locate_model_config, read_config_json, shape_or_none
 from phased_cpt.plans.deepspeed import plan_deepspeed
+from phased_cpt.plans.kernels import plan_attention
 from phased_cpt.plans.target import target_gpus
 
 
@@ -138,7 +139,9 @@ def cost_run(
         deepspeed.zero_stage if deepspeed else 0, world_size, cfg.deepspeed_offload if deepspeed else "none"
     )
     warnings = plan_warnings(plans, cfg.training, cfg.evaluation)
-    shape = model_shape(cfg.model, model_config)
+    path = locate_model_config(cfg.model.name, model_config)
+    config_json = read_config_json(path) if path is not None else None
+    shape = shape_or_none(config_json)
     if shape is None:
         notes.append(
             f"memory and time unknown: no config.json for {cfg.model.name} on this machine; pass "
@@ -193,18 +196,8 @@ def cost_run(
         notes,
         warnings,
         checkpointing=timed_run.checkpointing.describe(),
-        attention=planned_attention(cfg, model_config),
+        attention=plan_attention(cfg.model, cfg.context, config_json),
     )
-
-
-def planned_attention(cfg: RunConfig, model_config: Path | None) -> str | None:
-    import json
-
-    from phased_cpt.model_shape import locate_model_config
-    from phased_cpt.plans.kernels import plan_attention
-
-    path = locate_model_config(cfg.model.name, model_config)
-    return plan_attention(cfg.model, cfg.context, json.loads(path.read_text(encoding="utf-8"))) if path else None
 
 
 def utilisation_of(gpu: GpuSpec) -> str:

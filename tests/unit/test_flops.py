@@ -17,7 +17,7 @@ from phased_cpt.training.throughput import (
     flops_per_token,
     step_flops,
 )
-from tests.calibration import ALL, H100_TABLE, qwen25, table_training, target, tiny_qwen2
+from tests.calibration import ALL, CONFIGS, H100_TABLE, qwen25, table_training, target, tiny_qwen2
 
 
 def test_step_flops_of_one_16k_row_of_the_7b_shape(qwen25_7b_shape):
@@ -102,21 +102,10 @@ def test_operators_per_layer_are_what_a_training_step_runs(targets):
     assert per_layer == pytest.approx(operators_per_layer(len(targets), checkpointing=True), rel=0.01)
 
 
-QWEN25_7B = dict(
-    vocab_size=152064,
-    hidden_size=3584,
-    intermediate_size=18944,
-    num_hidden_layers=28,
-    num_attention_heads=28,
-    num_key_value_heads=4,
-    tie_word_embeddings=False,
-)
-
-
 @pytest.fixture(scope="module")
 def qwen25_7b_shape() -> ModelShape:
     with torch.device("meta"):  # real shapes, no memory: only parameter counts are read
-        model = AutoModelForCausalLM.from_config(Qwen2Config(**QWEN25_7B))
+        model = AutoModelForCausalLM.from_config(Qwen2Config.from_json_file(CONFIGS / "qwen2.5-7b" / "config.json"))
     return ModelShape.of(model)
 
 

@@ -46,5 +46,7 @@ def test_plan_of_the_documented_32b_32k_config_says_auto_chose_checkpointing(tmp
     assert one_h100["memory"]["row_tokens"] == 32768
     assert one_h100["checkpointing"].startswith("full")  # every layer (+ offload where nothing fits)
     assert "auto: nothing fits 71.3 GiB" in one_h100["checkpointing"]
+    # the attention line, from the same --model-config (a qwen2 config.json; these rows are not packed)
+    assert one_h100["attention"].endswith("on a GPU; sdpa (auto: rows are not packed) on a CPU")
     eight_h200 = plan_json(capsys, str(config), "--gpus", "8", "--gpu-model", "h200", "--model-config", str(QWEN25_32B))
     assert eight_h200["checkpointing"].startswith("full")

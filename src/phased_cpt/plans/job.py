@@ -39,8 +39,7 @@ class JobIdentity:
 
     @property
     def config_sha256(self) -> str:
-        compared = {k: v for k, v in self.config.items() if k != "data"}
-        compared["data"] = {k: v for k, v in self.config.get("data", {}).items() if k != "cache_dir"}
+        compared = {k: v for k, v in flatten(self.config).items() if not may_differ(k, MAY_DIFFER_BETWEEN_PROCESSES)}
         return hashlib.sha256(json.dumps(compared, sort_keys=True).encode("utf-8")).hexdigest()
 
     @property
@@ -92,16 +91,20 @@ def input_fingerprints(cfg: RunConfig) -> dict[str, str]:
     return found
 
 
-def differing_keys(a: dict[str, Any], b: dict[str, Any], may_differ: Sequence[str]) -> list[tuple[str, Any, Any]]:
+def differing_keys(a: dict[str, Any], b: dict[str, Any], patterns: Sequence[str]) -> list[tuple[str, Any, Any]]:
     """(dotted key, value in `a`, value in `b`) for every setting that differs, "<unset>" where
-    one side lacks it; keys matching a pattern of `may_differ` (fnmatch) are left out."""
+    one side lacks it; keys matching one of `patterns` (`may_differ`) are left out."""
     flat_a, flat_b = flatten(a), flatten(b)
     return [
         (key, flat_a.get(key, "<unset>"), flat_b.get(key, "<unset>"))
         for key in sorted(set(flat_a) | set(flat_b))
-        if not any(fnmatch.fnmatchcase(key, pattern) for pattern in may_differ)
-        and flat_a.get(key, "<unset>") != flat_b.get(key, "<unset>")
+        if not may_differ(key, patterns) and flat_a.get(key, "<unset>") != flat_b.get(key, "<unset>")
     ]
+
+
+def may_differ(key: str, patterns: Sequence[str]) -> bool:
+    """A dotted key matches one of `patterns` (fnmatch)."""
+    return any(fnmatch.fnmatchcase(key, pattern) for pattern in patterns)
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:

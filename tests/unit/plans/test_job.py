@@ -22,6 +22,7 @@ def test_identity_differences_name_the_key_the_file_and_the_package():
         "phases.p1: the file's content differs (sha256 bbbbbbbbbbbb here, aaaaaaaaaaaa on rank 0)",
         "torch: 2.13.0 on rank 0, 2.12.0 here",
     ]
+    assert reference.config_sha256 != other.config_sha256
 
 
 def test_differing_keys_skip_what_may_differ_and_flatten_names_the_path():
