@@ -53,7 +53,7 @@ def export_adapter(
     target = make_target(kind, options)
     out_dir = Path(out_dir)
     check_out_dir(out_dir, force, source.protected(), target.output)
-    with staged_output(out_dir, f"{kind} export") as staging:
+    with staged_output(out_dir, target.output.noun) as staging:
         target.preflight(source)
         trained = Trained(source)
         written = target.write(trained, staging)
