@@ -591,10 +591,4 @@ def adapter_file_sha256(adapter_dir: Path) -> str | None:
     directory holds none. Unlike `adapter_fingerprint`, it changes with the file's metadata and
     dtype, so it identifies the file, not the weights."""
     path = Path(adapter_dir) / ADAPTER_WEIGHTS[0]
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(path) if path.is_file() else None

@@ -218,28 +218,11 @@ def test_the_state_this_version_writes_reads_back_equal(tmp_path):
     run = RunDir(tmp_path)
     state = RunState(finished_phases=[], inputs={"p1.file": "00" * 32})
     run.write_state(state)
-    run.mark_done(
-        FinishedPhase(
-            name="p1",
-            steps=3,
-            train_loss=None,
-            tokens=10,
-            seconds=0.5,
-            adapter_fingerprint="f",
-            adapter_file_sha256="s",
-        )
+    phase = FinishedPhase(
+        name="p1", steps=3, train_loss=None, tokens=10, seconds=0.5, adapter_fingerprint="f", adapter_file_sha256="s"
     )
+    run.mark_done(phase)
     read = RunDir(tmp_path).read_state()
     assert read.inputs == {"p1.file": "00" * 32}
-    assert read.finished_phases == [
-        FinishedPhase(
-            name="p1",
-            steps=3,
-            train_loss=None,
-            tokens=10,
-            seconds=0.5,
-            adapter_fingerprint="f",
-            adapter_file_sha256="s",
-        )
-    ]
+    assert read.finished_phases == [phase]
     assert json.loads(run.state_file.read_text())["finished_phases"][0]["train_loss"] is None  # written as null

@@ -53,7 +53,7 @@ def export_adapter(
     target = make_target(kind, options)
     out_dir = Path(out_dir)
     check_out_dir(out_dir, force, source.protected(), target.output)
-    with staged_output(out_dir, f"{kind} export") as staging:
+    with staged_output(out_dir, target.output.noun) as staging:
         target.preflight(source)
         trained = Trained(source)
         written = target.write(trained, staging)
@@ -73,9 +73,6 @@ def check_export(source: Source, kind: str, out_dir: Path, options: ExportOption
     """`export --check`: the parity check alone, on an earlier export of `kind` in `out_dir`."""
     written = read_marker(out_dir, kind)
     target = make_target(kind, options)
-    if kind in ("gguf", "ollama"):
-        from phased_cpt.export import llama_cpp
-
-        llama_cpp.require_runtime()
+    target.check_preflight()
     report = target.check(Trained(source), Path(out_dir), written)
     return ExportResult(kind, Path(out_dir), report, target.usage(source, Path(out_dir), written))

@@ -29,11 +29,14 @@ class GgufTarget(ExportTarget):
     def model_file(self) -> str:
         return f"model-{self.options.gguf_type}.gguf"
 
+    def check_preflight(self) -> None:
+        llama_cpp.require_runtime()
+
     def preflight(self, source: Source) -> None:
         if self.options.gguf_type not in GGUF_TYPES:
             raise UserError(f"--gguf-type {self.options.gguf_type}: one of {', '.join(GGUF_TYPES)}")
         converter = llama_cpp.find_converter(self.options.llama_cpp_dir)
-        llama_cpp.require_runtime()
+        self.check_preflight()
         try:
             config = AutoConfig.from_pretrained(source.model.name, trust_remote_code=source.model.trust_remote_code)
         except (OSError, ValueError) as err:

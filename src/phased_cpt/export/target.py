@@ -87,6 +87,10 @@ class ExportTarget:
     def preflight(self, source: Source) -> None:
         """Refuse what cannot be exported, before any weight is loaded."""
 
+    def check_preflight(self) -> None:
+        """Refuse a check (`check`, also run alone by `export --check`) that cannot run here,
+        before any weight is loaded: a runtime it needs that is missing."""
+
     def write(self, trained: Trained, staging: Path) -> dict:
         """Write the export into `staging`; return the fields the marker keeps for `check`."""
         raise NotImplementedError

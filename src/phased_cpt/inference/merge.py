@@ -105,7 +105,7 @@ def merge_adapter(
     probes = [tokenizer(p, return_tensors="pt")["input_ids"] for p in PROBE_PROMPTS]
     reference = probe_logits(peft_model, probes)
 
-    with staged_output(out_dir, "merged model") as tmp:
+    with staged_output(out_dir, MERGED.noun) as tmp:
         save_merged(peft_model, tokenizer, model, tmp)
         del peft_model
         gc.collect()

@@ -71,14 +71,14 @@ class RunEvaluator:
         self.sink = sink
         self.last_phase = phases[-1] if phases else None
         completion = evaluation.completion
-        scoring = tokenizer is not None and evaluation.forgetting_matrix
+        generates = tokenizer is not None and evaluation.forgetting_matrix
         prompt_tokens = min(completion.prompt_tokens, max_tokens - completion.max_new_tokens)
         self.completion = (
             CompletionEvaluator(tokenizer, self.eval_sets, completion, prompt_tokens, evaluation.batch_size, seed)
-            if scoring and completion.samples > 0
+            if generates and completion.samples > 0
             else None
         )
-        task_columns = evaluation.future.task_columns() if scoring and completion.samples > 0 else {}
+        task_columns = evaluation.future.task_columns() if generates and completion.samples > 0 else {}
         tasks = tasks_by_column(evaluation) if task_columns else {}
         self.future_tasks = (
             FutureTaskEvaluator.build(
@@ -92,7 +92,7 @@ class RunEvaluator:
             if task_columns
             else None
         )
-        self.humaneval = evaluation.humaneval if scoring and evaluation.humaneval.problems > 0 else None
+        self.humaneval = evaluation.humaneval if generates and evaluation.humaneval.problems > 0 else None
         self.tokenizer = tokenizer
         future = list(evaluation.future.document_columns())
         groups = {

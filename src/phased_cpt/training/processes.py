@@ -17,13 +17,12 @@ several nodes.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 
@@ -42,10 +41,6 @@ from phased_cpt.errors import UserError
 from phased_cpt.plans.deepspeed import DeepSpeedPlan
 from phased_cpt.plans.job import identity_differences, job_identity
 from phased_cpt.run_dir import RunDir
-
-logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 RUN_DIR_VISIBLE_SECONDS = 60.0
 """How long a rank waits to see the run directory rank 0 created (file-system lag)."""

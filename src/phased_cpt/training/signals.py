@@ -52,9 +52,10 @@ class GracefulStopCallback(TrainerCallback):
         requested = bool(self.request)
         if distributed.is_distributed():
             flag = distributed.all_reduce(torch.tensor([self.request.signum or 0], device=args.device), "max")
-            if flag.item() and not requested:
-                self.request.signum = int(flag.item())
-            requested = bool(flag.item())
+            signum = int(flag.item())  # one device-to-host copy per step
+            if signum and not requested:
+                self.request.signum = signum
+            requested = bool(signum)
         if requested:
             control.should_save = True
             control.should_training_stop = True
