@@ -185,9 +185,21 @@ def test_every_per_phase_option_reaches_the_phase_training_settings_or_its_data_
             assert reached == {"data"}, f"{key}: not in the phase's DataSpec (spec.phase_spec) nor its training"
 
 
+def accepts(model, **values) -> bool:
+    try:
+        model(**values)
+    except ValueError:
+        return False
+    return True
+
+
 def test_a_phase_override_has_the_training_setting_s_type_and_limits():
     for key in PHASE_OVERRIDE_KEYS:
-        assert key in TrainingConfig.model_fields and key in PhaseConfig.model_fields, key
+        assert PhaseConfig.model_fields[key].default is None, key  # null: the training setting
+        for value in (-1, 0, 0.5, 1, 1.5, 2**40, "cosine", "x"):  # the phase accepts what training accepts
+            assert accepts(TrainingConfig, **{key: value}) == accepts(
+                PhaseConfig, name="p", file=__file__, **{key: value}
+            )
     with pytest.raises(ValueError, match="micro_batch_size"):
         PhaseConfig(name="p", file=__file__, micro_batch_size=0)
     with pytest.raises(ValueError, match="warmup_ratio"):

@@ -42,8 +42,13 @@ def changed(name: str) -> GenerationParams:
     return set_param(GenerationParams(temperature=0.7), name, other_value(name))
 
 
-def test_every_field_is_in_the_table():
-    assert list(PARAMS) == [f.name for f in dataclasses.fields(GenerationParams)]
+def test_every_generation_config_name_is_one_transformers_knows():
+    """`Param.generation_config` names the attribute `generation.generation_config` sets: a typo
+    there would be an attribute transformers ignores."""
+    from transformers import GenerationConfig
+
+    known = GenerationConfig().to_dict()
+    assert [p.generation_config for p in PARAMS.values() if p.generation_config not in known] == [None]
 
 
 @pytest.mark.parametrize("name", list(PARAMS))
