@@ -18,11 +18,11 @@ Checked here:
 
 Checked elsewhere:
 - lazy imports in `cli/` (`--help`, `validate`, `data from-git` import no torch or transformers):
-  `tests/unit/test_cli.py` runs them and looks at `sys.modules`;
+  `tests/unit/cli/test_cli.py` runs them and looks at `sys.modules`;
 - "a generation parameter is one field of `GenerationParams`" and "a REPL command has a HELP line":
   `tests/unit/inference/test_params.py` and `tests/unit/inference/test_repl.py`;
-- where a change goes, for a per-phase option (`PHASE_OVERRIDE_KEYS`, `phase_cache_key`,
-  `MAY_CHANGE`): tests/unit/test_config.py and the data and resume tests;
+- where a change goes, for a per-phase option (`PHASE_OVERRIDE_KEYS`, `phase_spec`, `MAY_CHANGE`):
+  tests/unit/data/test_spec.py and the resume tests;
 - what `merge --force` may replace (`check_replaceable`), whether a checkpoint is complete
   (`missing_rank_parts`), the one-writer-per-cache rule: their behaviour tests in tests/unit.
 
