@@ -2,7 +2,8 @@
 
 Checked here:
 - the layer table: no module imports (even lazily) from a layer it may not (`ALLOWED`), and every
-  module of `src/phased_cpt` has a row here and in docs/architecture.md's table;
+  module of `src/phased_cpt` has a row here and in docs/architecture.md's table, whose "may import"
+  column names every layer `ALLOWED` lets it import;
 - "pre-flight knows no recipe": `doctor.py`, `planning.py` and `launch.py` import nothing from `training/`;
 - no import cycle among the modules of `src/phased_cpt`, module-level and lazy imports alike;
 - settings travel in typed groups: no function takes more than 6 parameters besides self/cls;
@@ -183,6 +184,29 @@ def test_every_module_has_a_row_here_and_in_docs_architecture():
         for name in re.findall(r"`([\w./]+)`", line.split("|")[2])
     }
     assert layers - {"__init__"} - named == set()
+
+
+def architecture_table() -> dict[str, str]:
+    """{module of docs/architecture.md's layer table: its row's "may import" column}."""
+    rows = {}
+    for line in (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8").splitlines():
+        cells = line.split("|")
+        if line.startswith("|") and len(cells) > 3:
+            for name in re.findall(r"`([\w./]+)`", cells[2]):
+                rows[name.removesuffix(".py").rstrip("/")] = cells[3]
+    return rows
+
+
+def test_the_docs_table_names_every_import_allowed_here():
+    """What `ALLOWED` lets a module import, its row in docs/architecture.md names (a row that says
+    "all of the above" covers its layer)."""
+    table = architecture_table()
+    unnamed = {
+        layer: sorted(name for name in allowed if not re.search(rf"\b{name}\b", table[layer]))
+        for layer, allowed in ALLOWED.items()
+        if "all of the above" not in table[layer]
+    }
+    assert {layer: names for layer, names in unnamed.items() if names} == {}
 
 
 def pre_flight_imports() -> set[tuple[str, str]]:
