@@ -132,7 +132,7 @@ def make_example_repo(root: Path) -> Path:
     return root
 
 
-def tiny_run_config(model_dir: Path) -> str:
+def tiny_repository_config(model_dir: Path) -> str:
     """The repository's config.yaml for the tiny model: the same phases and dataset/ files, rows of
     256 tokens, 2 steps per phase, no generation."""
     import yaml

@@ -423,11 +423,6 @@ def test_user_mistakes_exit_2_without_traceback(chat_run, args, message):
 def test_repl_refuses_non_utf8_lines_and_a_tiny_temperature_with_one_line_each(chat_run):
     """Before: a TypeError from the tokenizer, and torch.multinomial's RuntimeError on inf/nan
     probabilities, each ending the REPL with a traceback. Under a strict UTF-8 locale too."""
-    import os
-    import subprocess
-
-    from tests.e2e.cli import phased_cpt_command
-
     result = subprocess.run(
         [*phased_cpt_command(), "chat", "--max-tokens", "2"],
         cwd=chat_run.parent.parent,

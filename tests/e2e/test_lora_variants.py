@@ -16,10 +16,9 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from phased_cpt.cli import main
-from phased_cpt.config import ModelConfig
 from phased_cpt.inference.generation import Generator
 from phased_cpt.modeling import load_base_model
-from tests.conftest import bundled_texts, write_jsonl
+from tests.conftest import bundled_texts, tiny_model_config, write_jsonl
 from tests.e2e.cli import tiny_run_config, write_yaml
 
 pytestmark = pytest.mark.e2e
@@ -141,7 +140,7 @@ def test_chat_answers_with_both_and_the_base_side_is_the_base_model(variant_run,
     assert main(["chat", str(run_dir), "--prompt", "def main(", "--max-tokens", "4"]) == 0
     out = capsys.readouterr().out
     assert "--- base ---" in out and "--- ft ---" in out and out.count("stop: max_tokens") + out.count("stop: eos") == 2
-    model_cfg = ModelConfig(name=str(tiny_model_dir), dtype="float32", attn_implementation="sdpa")
+    model_cfg = tiny_model_config(tiny_model_dir)
     generator = Generator(
         load_base_model(model_cfg),
         AutoTokenizer.from_pretrained(tiny_model_dir),

@@ -31,10 +31,6 @@ NO_LOGIC = {
     "crash_points.py": "one environment check; tests/e2e/test_kill_windows.py and test_resume.py kill runs at each point",
 }
 
-# Modules whose test module is written on another branch of this step (issue 27) and arrives with
-# its merge; once it is here, the entry must go (test_the_exemptions_...).
-ON_OTHER_BRANCHES = {}
-
 # Test modules under tests/unit that check a rule of the whole tree, not one module.
 WHOLE_TREE = {
     "test_architecture.py": "the layers of docs/architecture.md",
@@ -74,7 +70,7 @@ def test_every_module_with_logic_has_its_own_test_module():
     missing = [
         f"src/phased_cpt/{source.relative_to(SRC)} -> {mirror_of(source).relative_to(REPO)}"
         for source in sources()
-        if str(source.relative_to(SRC)) not in NO_LOGIC | ON_OTHER_BRANCHES.keys() and not mirror_of(source).is_file()
+        if str(source.relative_to(SRC)) not in NO_LOGIC and not mirror_of(source).is_file()
     ]
     assert not missing, "modules without a test module (write one, or add a reason to NO_LOGIC):\n" + "\n".join(missing)
 
@@ -93,11 +89,6 @@ def test_the_exemptions_are_of_modules_that_exist_and_have_no_test_module():
         source = SRC / name
         assert source.is_file(), f"NO_LOGIC names {name}, which src/phased_cpt lacks"
         assert not mirror_of(source).is_file(), f"{name} has a test module: remove it from NO_LOGIC"
-    for name in ON_OTHER_BRANCHES:
-        assert (SRC / name).is_file(), f"ON_OTHER_BRANCHES names {name}, which src/phased_cpt lacks"
-        assert not mirror_of(SRC / name).is_file(), (
-            f"{name}'s test module has arrived: remove it from ON_OTHER_BRANCHES"
-        )
     for name in WHOLE_TREE:
         assert (UNIT / name).is_file(), f"WHOLE_TREE names {name}, which tests/unit lacks"
 

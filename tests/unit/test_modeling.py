@@ -21,10 +21,11 @@ from phased_cpt.modeling import (
     load_base_model,
     load_tokenizer,
 )
+from tests.conftest import tiny_model_config
 
 
 def model_with(model_dir, **lora):
-    base = load_base_model(ModelConfig(name=str(model_dir), dtype="float32", attn_implementation="sdpa"))
+    base = load_base_model(tiny_model_config(model_dir))
     return attach_lora(base, LoraConfig(r=16, alpha=32, **lora))
 
 

@@ -19,6 +19,7 @@ from phased_cpt.pretrain import (
     pretrained_model_path,
 )
 from phased_cpt.quickstart.stdlib import STDLIB, is_eval_file, stdlib_files
+from tests.conftest import tiny_model_config
 
 TINY = PretrainSettings(
     steps=3, rows_per_step=2, max_tokens=64, vocab_size=300, hidden_size=32, num_layers=2, limit_files=12
@@ -63,7 +64,7 @@ def test_pretraining_trains_every_weight_and_records_what_it_did(pretrained, tmp
     record = json.loads((pretrained / "pretrain.json").read_text())
     assert record["steps"] == 3 and record["tokens"] > 0 and record["general_eval_documents"] > 0
     assert record["general_eval_perplexity"] > 1
-    model = load_base_model(ModelConfig(name=str(pretrained), dtype="float32", attn_implementation="sdpa"))
+    model = load_base_model(tiny_model_config(pretrained))
     assert model.config.model_type == "qwen2"
     tokenizer = load_tokenizer(ModelConfig(name=str(pretrained)))
     assert find_fim_tokens(tokenizer).family == "Qwen2.5-Coder"

@@ -11,6 +11,7 @@ from phased_cpt.quickstart.tiny_model import BOS, EOS, FIM_TOKENS
 def test_the_qwen2_style_tokenizer_pads_with_eos_and_adds_no_bos(tiny_model_dir, tokenizer):
     assert tokenizer.eos_token == tokenizer.pad_token == EOS
     assert tokenizer("def f(): pass")["input_ids"][0] != tokenizer.bos_token_id or tokenizer.bos_token_id is None
+    assert tokenizer("def f(): pass")["input_ids"] == tokenizer("def f(): pass", add_special_tokens=False)["input_ids"]
     config = AutoConfig.from_pretrained(tiny_model_dir)
     assert config.model_type == "qwen2"
     assert (config.vocab_size, config.hidden_size, config.num_hidden_layers) == (len(tokenizer), 32, 2)
